@@ -1,0 +1,68 @@
+// The status snapshot: built on demand from router state and shared, unchanged,
+// by `weave status`, the HTTP API, the status port and the metrics.
+
+import type { PeerName } from './peer-name';
+
+export type ConnectionState = 'connecting' | 'handshaking' | 'established' | 'failed';
+export type TargetState = 'waiting' | 'attempting' | 'connected' | 'failed' | 'suspended';
+
+export interface ConnectionStatus {
+  /** host:port of the remote end as we see it. */
+  address: string;
+  outbound: boolean;
+  state: ConnectionState;
+  /** Filled once the handshake told us who is there. */
+  peer: PeerName | null;
+  nickname: string | null;
+  encrypted: boolean;
+  /** Why the connection failed or was refused; empty otherwise. */
+  info: string;
+  /** Milliseconds since the epoch of the last state change. */
+  sinceMs: number;
+}
+
+export interface TargetStatus {
+  address: string;
+  /** Given by the user (launch, connect) rather than discovered through gossip. */
+  direct: boolean;
+  state: TargetState;
+  attempts: number;
+  /** Next attempt, ms since epoch; null when not scheduled. */
+  nextAttemptMs: number | null;
+  lastError: string;
+}
+
+export interface PeerStatus {
+  name: PeerName;
+  nickname: string;
+  incarnation: number;
+  version: number;
+  reachable: boolean;
+  /** Established connections this peer reports, by peer name. */
+  connections: { name: PeerName; address: string; outbound: boolean; established: boolean }[];
+}
+
+export interface HealthWarning {
+  code: string;
+  severity: 'info' | 'warning' | 'error';
+  text: string;
+}
+
+export interface RouterStatus {
+  version: string;
+  name: PeerName;
+  nickname: string;
+  incarnation: number;
+  port: number;
+  encryption: boolean;
+  discovery: boolean;
+  connLimit: number;
+  startedMs: number;
+  peers: PeerStatus[];
+  connections: ConnectionStatus[];
+  targets: TargetStatus[];
+  /** Gossip channel names registered on this peer. */
+  channels: string[];
+  counters: Record<string, number>;
+  health: HealthWarning[];
+}
