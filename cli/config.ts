@@ -1,0 +1,31 @@
+// The daemon's configuration, validated once at startup. Everything the
+// command line and environment can set ends up here; nothing else reads argv
+// or process.env.
+
+import type { LogLevel } from '../router/logger';
+import type { PeerName } from '../router/peer-name';
+
+export interface DaemonConfig {
+  /** All persistent state lives here (DESIGN.md). */
+  datadir: string;
+  /** null: derive from the machine and datadir, then persist. */
+  name: PeerName | null;
+  nickname: string;
+  /** TCP (control) and UDP (sleeve) port. */
+  port: number;
+  password: string | null;
+  discovery: boolean;
+  connLimit: number;
+  /** Initial targets, normalised host:port. */
+  peers: string[];
+  logLevel: LogLevel;
+  /** host:port of the local HTTP API (loopback only). */
+  apiAddress: string;
+  /** host:port of the read-only status and metrics server (loopback only). */
+  statusAddress: string;
+}
+
+export const DEFAULT_DATADIR = '/var/lib/weave';
+export const DEFAULT_API_ADDRESS = '127.0.0.1:6784';
+export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:6782';
+export const DEFAULT_CONN_LIMIT = 100;
