@@ -1,0 +1,91 @@
+// Control messages exchanged on an established connection, inside the
+// session's protection (sealed with a password, plain otherwise).
+//
+// Every message starts with a type byte; the protocol version was agreed in
+// the handshake, so message layouts are those of that version (1).
+//
+//   HEARTBEAT  +------+
+//              | 0x01 |
+//              +------+
+//   GOSSIP     +------+------+--------------------+------------+--------------------+--------------------+
+//              | 0x02 | kind | channel: u16 len + | src: 6 B   | dst: 6 B           | payload: u32 len + |
+//              |      | u8   | ASCII (<= 32 B)    | peer name  | (kind=unicast only)| bytes              |
+//              +------+------+--------------------+------------+--------------------+--------------------+
+//              kind 0 = neighbour gossip (src = sender), 1 = broadcast (src = origin), 2 = unicast
+//   REFUSE     +------+--------------------------+--------------------------+
+//              | 0x03 | code: u16 len + UTF-8    | message: u16 len + UTF-8 |
+//              +------+--------------------------+--------------------------+
+//              sent just before closing, so the other side can show why.
+//
+// Unknown message types are refused by name; trailing bytes are tolerated.
+
+import { ByteReader, ByteWriter } from './codec';
+import { MAX_CHANNEL_NAME_BYTES, MAX_CONTROL_MESSAGE_BYTES } from './constants';
+import { RouterError } from './errors';
+import type { PeerName } from './peer-name';
+
+export const MSG_HEARTBEAT = 1;
+export const MSG_GOSSIP = 2;
+export const MSG_REFUSE = 3;
+
+export type GossipKind = 'neighbour' | 'broadcast' | 'unicast';
+const GOSSIP_KIND_CODES: Record<GossipKind, number> = { neighbour: 0, broadcast: 1, unicast: 2 };
+const GOSSIP_KINDS: GossipKind[] = ['neighbour', 'broadcast', 'unicast'];
+
+export type ControlMessage =
+  | { type: 'heartbeat' }
+  | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
+  | { type: 'refuse'; code: string; message: string };
+
+const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
+const MAX_REFUSE_TEXT_BYTES = 512;
+
+export function isValidChannelName(name: string): boolean {
+  return name.length > 0 && name.length <= MAX_CHANNEL_NAME_BYTES && CHANNEL_RE.test(name);
+}
+
+export function encodeHeartbeat(): Uint8Array {
+  return Uint8Array.of(MSG_HEARTBEAT);
+}
+
+export function encodeGossip(kind: GossipKind, channel: string, src: PeerName, dst: PeerName | null, payload: Uint8Array): Uint8Array {
+  const w = new ByteWriter(payload.length + 64);
+  w.u8(MSG_GOSSIP).u8(GOSSIP_KIND_CODES[kind]).string(channel).peerName(src);
+  if (kind === 'unicast') {
+    if (dst === null) throw new RangeError('unicast gossip needs a destination');
+    w.peerName(dst);
+  }
+  w.longBytes(payload);
+  return w.finish();
+}
+
+export function encodeRefuse(code: string, message: string): Uint8Array {
+  return new ByteWriter(64 + message.length).u8(MSG_REFUSE).string(code.slice(0, 64)).string(message.slice(0, MAX_REFUSE_TEXT_BYTES / 4)).finish();
+}
+
+export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
+  const r = new ByteReader(bytes, 'control message');
+  const type = r.u8('type');
+  switch (type) {
+    case MSG_HEARTBEAT:
+      return { type: 'heartbeat' };
+    case MSG_GOSSIP: {
+      const kindCode = r.u8('gossip kind');
+      const kind = GOSSIP_KINDS[kindCode];
+      if (kind === undefined) throw RouterError.decode('gossip message', `unknown kind ${kindCode}`);
+      const channel = r.string(MAX_CHANNEL_NAME_BYTES, 'channel');
+      if (!isValidChannelName(channel)) throw RouterError.decode('gossip message', `invalid channel name ${JSON.stringify(channel)}`);
+      const src = r.peerName('source');
+      const dst = kind === 'unicast' ? r.peerName('destination') : null;
+      const payload = r.longBytes(MAX_CONTROL_MESSAGE_BYTES, 'payload');
+      return { type: 'gossip', kind, channel, src, dst, payload };
+    }
+    case MSG_REFUSE: {
+      const code = r.string(MAX_REFUSE_TEXT_BYTES, 'code');
+      const message = r.string(MAX_REFUSE_TEXT_BYTES, 'message');
+      return { type: 'refuse', code, message };
+    }
+    default:
+      throw RouterError.decode('control message', `unknown type ${type}`);
+  }
+}
