@@ -32,14 +32,19 @@ interface PendingTimer {
   cancelled: boolean;
 }
 
+function earlier(a: PendingTimer, b: PendingTimer): boolean {
+  return a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq);
+}
+
 /**
  * A clock that only moves when told to. Timers due at the same instant fire in
- * the order they were set, so a simulation is reproducible.
+ * the order they were set, so a simulation is reproducible. A binary heap with
+ * lazy cancellation keeps thousands of timers (a simulated mesh) cheap.
  */
 export class ManualClock implements Clock {
   private nowMs: number;
   private seq = 0;
-  private pending: PendingTimer[] = [];
+  private heap: PendingTimer[] = [];
 
   constructor(startMs = 1_700_000_000_000) {
     this.nowMs = startMs;
@@ -51,23 +56,24 @@ export class ManualClock implements Clock {
 
   setTimer(delayMs: number, fire: () => void): Timer {
     const timer: PendingTimer = { dueMs: this.nowMs + Math.max(0, delayMs), seq: this.seq++, fire, cancelled: false };
-    this.pending.push(timer);
+    this.push(timer);
     return { cancel: () => { timer.cancelled = true; } };
   }
 
   /** Due time of the earliest live timer, or null when none is pending. */
   nextDueMs(): number | null {
-    let best: number | null = null;
-    for (const t of this.pending) if (!t.cancelled && (best === null || t.dueMs < best)) best = t.dueMs;
-    return best;
+    this.dropCancelled();
+    return this.heap[0]?.dueMs ?? null;
   }
 
   /** Moves time forward by `ms`, firing every timer that falls due on the way, in order. */
   advance(ms: number): void {
     const targetMs = this.nowMs + ms;
     for (;;) {
-      const next = this.popDue(targetMs);
-      if (!next) break;
+      this.dropCancelled();
+      const next = this.heap[0];
+      if (!next || next.dueMs > targetMs) break;
+      this.pop();
       this.nowMs = Math.max(this.nowMs, next.dueMs);
       next.fire();
     }
@@ -79,19 +85,37 @@ export class ManualClock implements Clock {
     this.advance(0);
   }
 
-  private popDue(limitMs: number): PendingTimer | null {
-    let bestIdx = -1;
-    for (let i = 0; i < this.pending.length; i++) {
-      const t = this.pending[i]!;
-      if (t.cancelled || t.dueMs > limitMs) continue;
-      const best = bestIdx >= 0 ? this.pending[bestIdx]! : null;
-      if (!best || t.dueMs < best.dueMs || (t.dueMs === best.dueMs && t.seq < best.seq)) bestIdx = i;
+  private dropCancelled(): void {
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+  }
+
+  private push(t: PendingTimer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!earlier(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
     }
-    if (bestIdx < 0) {
-      if (this.pending.length > 256) this.pending = this.pending.filter((t) => !t.cancelled);
-      return null;
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && earlier(h[l]!, h[m]!)) m = l;
+      if (r < h.length && earlier(h[r]!, h[m]!)) m = r;
+      if (m === i) break;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
     }
-    const [timer] = this.pending.splice(bestIdx, 1);
-    return timer ?? null;
   }
 }

@@ -1,0 +1,126 @@
+// The daemon's composition root (`weave router`): reads identity and state
+// from the data directory, builds the router on real sockets and clocks,
+// starts the HTTP API and the status server, and shuts all of it down on
+// SIGTERM/SIGINT or `weave stop`. The only place router, IPAM and DNS meet.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SystemClock } from '../router/clock';
+import { DEFAULT_TIMINGS, FAST_TIMINGS } from '../router/constants';
+import { errorMessage, RouterError } from '../router/errors';
+import { HttpApi } from '../router/http-api';
+import { ensureDatadir, loadTargets, nextIncarnation, resolvePeerName, saveTargets } from '../router/identity';
+import { TextLogger } from '../router/logger';
+import { normalisePeerAddress } from '../router/peer-address';
+import { stretchPassword } from '../router/password-key';
+import { systemRng } from '../router/rng';
+import { Router } from '../router/router';
+import { loadSodium } from '../router/sodium';
+import { StatusServer } from '../router/status-server';
+import { TcpTransport } from '../router/tcp-transport';
+import type { DaemonConfig } from './config';
+import { renderStatus } from './render-status';
+import { packageVersion } from './version';
+
+const PID_FILE = 'weave.pid';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** One router per data directory: a live pid in the pid file means another one runs. */
+function claimPidFile(datadir: string): string {
+  const file = path.join(datadir, PID_FILE);
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw RouterError.config(`another weave router (pid ${pid}) is using data directory ${datadir}`);
+    }
+  } catch (err) {
+    if (err instanceof RouterError) throw err;
+  }
+  fs.writeFileSync(file, `${process.pid}\n`);
+  return file;
+}
+
+export async function runDaemon(config: DaemonConfig): Promise<void> {
+  const clock = new SystemClock();
+  const logger = new TextLogger(config.logLevel);
+  ensureDatadir(config.datadir);
+  const pidFile = claimPidFile(config.datadir);
+
+  const { name, changed } = resolvePeerName(config.datadir, config.name);
+  if (changed) logger.warn('peer name changed from the one stored in the data directory', { peer: name });
+  const incarnation = nextIncarnation(config.datadir, clock.now());
+
+  await loadSodium();
+  const passwordKey = config.password !== null ? stretchPassword(config.password) : null;
+
+  const stored = loadTargets(config.datadir);
+  if (stored.problem) logger.warn(stored.problem);
+  const storedTargets: string[] = [];
+  for (const t of stored.targets) {
+    try {
+      storedTargets.push(normalisePeerAddress(t));
+    } catch (err) {
+      logger.warn('ignoring a stored peer address', { addr: t, error: errorMessage(err) });
+    }
+  }
+  const initialTargets = [...new Set([...config.peers, ...storedTargets])];
+
+  const router = new Router({ clock, rng: systemRng, logger, transport: new TcpTransport() }, {
+    name,
+    nickname: config.nickname,
+    incarnation,
+    port: config.port,
+    passwordKey,
+    discovery: config.discovery,
+    connLimit: config.connLimit,
+    // WEAVE_TEST_FAST shortens heartbeats and retries for end-to-end tests and demos.
+    timings: process.env['WEAVE_TEST_FAST'] === '1' ? FAST_TIMINGS : DEFAULT_TIMINGS,
+    version: packageVersion(),
+    onDirectTargetsChanged: (targets) => {
+      try {
+        saveTargets(config.datadir, targets);
+      } catch (err) {
+        logger.error('cannot persist peer list', { error: errorMessage(err) });
+      }
+    },
+  });
+
+  const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
+  const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
+
+  let shuttingDown = false;
+  const shutdown = async (why: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info('router stopping', { reason: why });
+    router.shutdown();
+    await Promise.allSettled([api.close(), statusServer.close()]);
+    try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
+  };
+
+  try {
+    await router.start(initialTargets);
+    saveTargets(config.datadir, router.status().targets.filter((t) => t.direct).map((t) => t.address));
+    await api.listen();
+    await statusServer.listen();
+  } catch (err) {
+    await shutdown('startup failed');
+    throw err instanceof RouterError ? err : new RouterError('io', errorMessage(err), { cause: err });
+  }
+  logger.info('ready', { api: config.apiAddress, status: config.statusAddress, datadir: config.datadir });
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string): void => { void shutdown(sig).then(resolve); };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    void router.whenStopRequested().then(() => shutdown('weave stop')).then(resolve);
+  });
+}

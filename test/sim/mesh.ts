@@ -1,0 +1,114 @@
+// A simulated mesh: N real Router instances on one MemoryNetwork and one
+// ManualClock, in one process. Used by the simulation tests; the expectations
+// read like topology facts (who is connected, what everyone agrees on).
+
+import { ManualClock } from '../../router/clock';
+import { FAST_TIMINGS, RouterTimings } from '../../router/constants';
+import { silentLogger } from '../../router/logger';
+import { PeerName, peerNameFromBytes } from '../../router/peer-name';
+import { SeededRng } from '../../router/rng';
+import { Router } from '../../router/router';
+import { MemoryNetwork } from './memory-network';
+
+export interface SimPeer {
+  index: number;
+  host: string;
+  name: PeerName;
+  router: Router;
+  alive: boolean;
+}
+
+export interface SimMeshOptions {
+  seed?: number;
+  passwordKey?: Uint8Array | null;
+  discovery?: boolean;
+  timings?: RouterTimings;
+  connLimit?: number;
+}
+
+export const SIM_PORT = 6783;
+
+export function simPeerName(index: number): PeerName {
+  const b = new Uint8Array(6);
+  b[0] = 0x02;
+  b[4] = (index >> 8) & 0xff;
+  b[5] = index & 0xff;
+  return peerNameFromBytes(b);
+}
+
+export function simHost(index: number): string {
+  return `10.${(index >> 16) & 0xff}.${(index >> 8) & 0xff}.${index & 0xff}`;
+}
+
+export class SimMesh {
+  readonly clock = new ManualClock();
+  readonly net = new MemoryNetwork(this.clock);
+  readonly peers: SimPeer[] = [];
+  private readonly rngSeed: number;
+  private incarnations = 0;
+
+  constructor(private readonly opts: SimMeshOptions = {}) {
+    this.rngSeed = opts.seed ?? 1;
+  }
+
+  /** Starts a router on a new host (or restarts a stopped one) with the given targets. */
+  async addPeer(targets: number[], index = this.peers.length): Promise<SimPeer> {
+    const host = simHost(index);
+    const name = simPeerName(index);
+    const router = new Router(
+      { clock: this.clock, rng: new SeededRng(this.rngSeed * 100_003 + index * 7919 + this.incarnations), logger: silentLogger, transport: this.net.transport(host) },
+      {
+        name,
+        nickname: `p${index}`,
+        incarnation: this.clock.now() + ++this.incarnations,
+        port: SIM_PORT,
+        passwordKey: this.opts.passwordKey ?? null,
+        discovery: this.opts.discovery ?? false,
+        connLimit: this.opts.connLimit ?? 100,
+        timings: this.opts.timings ?? FAST_TIMINGS,
+        version: 'sim',
+      },
+    );
+    await router.start(targets.map((t) => `${simHost(t)}:${SIM_PORT}`));
+    const peer: SimPeer = { index, host, name, router, alive: true };
+    this.peers[index] = peer;
+    return peer;
+  }
+
+  stopPeer(index: number): void {
+    const p = this.peers[index];
+    if (!p || !p.alive) return;
+    p.router.shutdown();
+    p.alive = false;
+  }
+
+  alive(): SimPeer[] {
+    return this.peers.filter((p) => p.alive);
+  }
+
+  /** What a peer believes the topology is: each known peer's name, incarnation and version. */
+  static topologyDigest(p: SimPeer): string {
+    return p.router.peers.entries().map((e) => `${e.name}/${e.incarnation}/${e.version}`).join(' ');
+  }
+
+  /** True when every peer in `group` holds the same topology, made of exactly the peers of `group`. */
+  converged(group: SimPeer[] = this.alive()): boolean {
+    const expected = new Set(group.map((p) => p.name));
+    const first = group[0];
+    if (!first) return true;
+    const digest = SimMesh.topologyDigest(first);
+    for (const p of group) {
+      const entries = p.router.peers.entries();
+      if (entries.length !== expected.size) return false;
+      if (!entries.every((e) => expected.has(e.name))) return false;
+      if (SimMesh.topologyDigest(p) !== digest) return false;
+      if (p.router.currentRoutes().reachable().size !== expected.size) return false;
+    }
+    return true;
+  }
+
+  shutdown(): void {
+    for (const p of this.alive()) this.stopPeer(p.index);
+    this.net.drain();
+  }
+}
