@@ -2,8 +2,7 @@
 // clock: joins, departures and a healed partition must all end with every
 // peer holding the same topology and the same view of who is reachable.
 
-import tap from 'tap';
-const t = tap;
+import t from 'tap';
 import { stretchPassword } from '../../router/password-key';
 import { randomInt, SeededRng } from '../../router/rng';
 import { loadSodium } from '../../router/sodium';
@@ -12,7 +11,7 @@ import { SimMesh, SimPeer } from './mesh';
 const PEER_COUNT = 200;
 const SEED = Number(process.env['SIM_SEED'] ?? 7);
 
-function report(t: typeof tap, mesh: SimMesh, phase: string, simulatedMs: number, before: { messages: number }): void {
+function report(t: { comment(msg: string): void }, mesh: SimMesh, phase: string, simulatedMs: number, before: { messages: number }): void {
   const alive = mesh.alive().length;
   const messages = mesh.net.messagesDelivered - before.messages;
   t.comment(`${phase}: converged after ${simulatedMs} simulated ms (${Math.round(simulatedMs / 1000)} gossip rounds); ` +
