@@ -426,12 +426,12 @@ export class Router implements RouterControl, MeshLinks {
     this.gossip.notifyReachable(this.routes.reachable());
   }
 
-  /** Addresses other peers reach peers at, for peers we have no connection to. */
+  /** Addresses other peers reach peers at; those we are connected to show up as connected targets. */
   private discoveredAddresses(): Set<string> {
     const out = new Set<string>();
     for (const entry of this.peers.entries()) {
       for (const c of entry.connections) {
-        if (c.name === this.localPeer || this.byPeer.has(c.name) || c.address === '') continue;
+        if (c.name === this.localPeer || c.address === '') continue;
         if (!c.established || this.selfAddresses.has(c.address)) continue;
         out.add(c.address);
       }

@@ -26,7 +26,17 @@ export interface SimMeshOptions {
   connLimit?: number;
 }
 
+export interface PeerOverrides {
+  name?: PeerName;
+  passwordKey?: Uint8Array | null;
+  connLimit?: number;
+}
+
 export const SIM_PORT = 6783;
+
+export function simAddress(index: number): string {
+  return `${simHost(index)}:${SIM_PORT}`;
+}
 
 export function simPeerName(index: number): PeerName {
   const b = new Uint8Array(6);
@@ -52,9 +62,9 @@ export class SimMesh {
   }
 
   /** Starts a router on a new host (or restarts a stopped one) with the given targets. */
-  async addPeer(targets: number[], index = this.peers.length): Promise<SimPeer> {
+  async addPeer(targets: number[], index = this.peers.length, overrides: PeerOverrides = {}): Promise<SimPeer> {
     const host = simHost(index);
-    const name = simPeerName(index);
+    const name = overrides.name ?? simPeerName(index);
     const router = new Router(
       { clock: this.clock, rng: new SeededRng(this.rngSeed * 100_003 + index * 7919 + this.incarnations), logger: silentLogger, transport: this.net.transport(host) },
       {
@@ -62,14 +72,14 @@ export class SimMesh {
         nickname: `p${index}`,
         incarnation: this.clock.now() + ++this.incarnations,
         port: SIM_PORT,
-        passwordKey: this.opts.passwordKey ?? null,
+        passwordKey: overrides.passwordKey !== undefined ? overrides.passwordKey : this.opts.passwordKey ?? null,
         discovery: this.opts.discovery ?? false,
-        connLimit: this.opts.connLimit ?? 100,
+        connLimit: overrides.connLimit ?? this.opts.connLimit ?? 100,
         timings: this.opts.timings ?? FAST_TIMINGS,
         version: 'sim',
       },
     );
-    await router.start(targets.map((t) => `${simHost(t)}:${SIM_PORT}`));
+    await router.start(targets.map(simAddress));
     const peer: SimPeer = { index, host, name, router, alive: true };
     this.peers[index] = peer;
     return peer;
