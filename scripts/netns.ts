@@ -13,10 +13,11 @@
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
+import type { RouterStatus } from '../router/status';
 
 export interface ExecOptions {
   /** Merged over process.env; a value of undefined removes the variable. */
@@ -395,12 +396,38 @@ export class SimHost {
   weaveEnv(opts: { password?: string | null; env?: Record<string, string | undefined> } = {}): Record<string, string | undefined> {
     const password = opts.password !== undefined ? opts.password : this.net.password;
     return {
+      // Each namespace has its own loopback, so the default API address is right;
+      // a WEAVE_API from the caller's shell would point every host elsewhere.
+      WEAVE_API: undefined,
       ...this.net.weaveEnv,
       WEAVE_DATADIR: this.datadir,
       // Always set or cleared explicitly, so a password in the caller's shell never leaks into a test.
       WEAVE_PASSWORD: password ?? undefined,
       ...opts.env,
     };
+  }
+
+  /** `weave status --json`, parsed; throws with the command's output when it fails. */
+  async weaveStatus(opts: WeaveOptions = {}): Promise<RouterStatus> {
+    const r = await this.weave(['status', '--json'], { timeoutMs: 15_000, ...opts });
+    if (r.code !== 0) {
+      throw new Error(`weave status --json on ${this.name} exited ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).slice(0, 2000)}`);
+    }
+    try {
+      return JSON.parse(r.stdout) as RouterStatus;
+    } catch (e) {
+      throw new Error(`weave status --json on ${this.name} printed something that is not JSON (${e instanceof Error ? e.message : String(e)}): ${r.stdout.slice(0, 500)}`);
+    }
+  }
+
+  /** The last `lines` lines of a file in the datadir (e.g. weave.log), or a note why there are none. */
+  readLog(file = 'weave.log', lines = 40): string {
+    try {
+      const text = readFileSync(join(this.datadir, file), 'utf8');
+      return text.split('\n').filter((l) => l.trim() !== '').slice(-lines).join('\n') || `(${file} is empty)`;
+    } catch (e) {
+      return `(cannot read ${file}: ${e instanceof Error ? e.message : String(e)})`;
+    }
   }
 
   /** Process ids currently in this namespace. */
