@@ -1,0 +1,210 @@
+// Router launch options: their commander definitions (shared by `weave launch`
+// and `weave router`), their validation into a DaemonConfig, and the reverse
+// trip into argv + environment for the detached `weave router` that `weave
+// launch` starts. The only place that reads router flags and their environment
+// fallbacks. The password never goes into argv (other users can read argv in
+// /proc); it travels in WEAVE_PASSWORD.
+
+import os from 'node:os';
+import path from 'node:path';
+import { Option } from 'commander';
+import type { Command } from 'commander';
+import {
+  DEFAULT_API_ADDRESS,
+  DEFAULT_CONN_LIMIT,
+  DEFAULT_DATADIR,
+  DEFAULT_STATUS_ADDRESS,
+} from './config';
+import type { DaemonConfig } from './config';
+import { RouterError, errorMessage } from '../router/errors';
+import { formatLoopbackAddress, parseLoopbackAddress } from '../router/http-api';
+import type { LogLevel } from '../router/logger';
+import { DEFAULT_MESH_PORT, normalisePeerAddress, parsePort } from '../router/peer-address';
+import { parsePeerName } from '../router/peer-name';
+
+/** Nicknames travel in gossip; a hostname is at most 253 characters, so this is generous. */
+export const MAX_NICKNAME_CHARS = 255;
+export const MAX_CONN_LIMIT = 100_000;
+/** More initial peers than this is almost certainly a globbing accident. */
+export const MAX_PEER_ARGS = 1000;
+// 'silent' is accepted too so that any DaemonConfig survives the trip through argv.
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+
+/** What commander hands over; every field is checked again, as if hostile. */
+export type RouterOptionValues = {
+  password?: unknown;
+  name?: unknown;
+  nickname?: unknown;
+  port?: unknown;
+  discovery?: unknown;
+  connLimit?: unknown;
+  datadir?: unknown;
+  logLevel?: unknown;
+  apiAddress?: unknown;
+  statusAddress?: unknown;
+};
+
+/** Registers the router options on `cmd` (launch and router share them). */
+export function addRouterOptions(cmd: Command): Command {
+  // No commander defaults: toDaemonConfig applies defaults and environment
+  // fallbacks in one place, so `weave launch` and `weave router` agree.
+  return cmd
+    .option('--password <password>', 'encrypt the mesh with this password (prefer env WEAVE_PASSWORD: argv is visible to other users)')
+    .option('--name <mac>', 'peer name, 48 bits written like a MAC address (aa:bb:cc:dd:ee:ff); default: derived and kept in the datadir')
+    .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
+    .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
+    .option('--no-discovery', 'do not connect to peers learnt from other peers')
+    .option('--conn-limit <count>', `maximum number of connections (default: ${DEFAULT_CONN_LIMIT})`)
+    .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
+    .option('--api-address <host:port>', `loopback address of the HTTP API (env WEAVE_API, default: ${DEFAULT_API_ADDRESS})`)
+    .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`);
+}
+
+function optString(opts: RouterOptionValues, key: keyof RouterOptionValues, flag: string): string | undefined {
+  const v = opts[key];
+  if (v === undefined) return undefined;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v !== 'string') throw RouterError.config(`${flag} expects a value, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function envString(env: NodeJS.ProcessEnv, key: string): string | undefined {
+  const v = env[key];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/** Prefixes a validation error with the flag it belongs to, keeping the code. */
+function withFlag<T>(flag: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw RouterError.config(`${flag}: ${errorMessage(err)}`);
+  }
+}
+
+function hasControlChars(s: string): boolean {
+  return /[\u0000-\u001f\u007f-\u009f]/.test(s);
+}
+
+function fixedLoopback(text: string, flag: string): string {
+  const addr = parseLoopbackAddress(text, flag);
+  if (addr.port === 0) throw RouterError.config(`${flag}: port must be from 1 to 65535 (clients must know where to look), got 0`);
+  return formatLoopbackAddress(addr);
+}
+
+/**
+ * Validates options and peer arguments into a DaemonConfig. Flags win over
+ * environment variables, which win over defaults. Every failure is a
+ * RouterError('config') naming the flag and what it expected.
+ */
+export function toDaemonConfig(
+  opts: RouterOptionValues,
+  peerArgs: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  hostname: () => string = os.hostname,
+): DaemonConfig {
+  // Password: the flag, else WEAVE_PASSWORD. An explicitly empty flag is a
+  // mistake (it would silently mean "unencrypted"); an empty variable is unset.
+  let password: string | null = null;
+  const pwFlag = optString(opts, 'password', '--password');
+  if (pwFlag !== undefined) {
+    if (pwFlag === '') throw RouterError.config('--password must not be empty; leave it out to run an unencrypted mesh');
+    password = pwFlag;
+  } else {
+    password = envString(env, 'WEAVE_PASSWORD') ?? null;
+  }
+
+  const nameText = optString(opts, 'name', '--name');
+  const name = nameText === undefined ? null : withFlag('--name', () => parsePeerName(nameText));
+
+  const nicknameRaw = optString(opts, 'nickname', '--nickname') ?? (hostname() || 'localhost');
+  const nickname = nicknameRaw.trim();
+  if (nickname === '') throw RouterError.config('--nickname must not be empty');
+  if (nickname.length > MAX_NICKNAME_CHARS) {
+    throw RouterError.config(`--nickname must be at most ${MAX_NICKNAME_CHARS} characters, got ${nickname.length}`);
+  }
+  if (hasControlChars(nickname)) throw RouterError.config(`--nickname must not contain control characters, got ${JSON.stringify(nickname)}`);
+
+  const portText = optString(opts, 'port', '--port');
+  const port = portText === undefined ? DEFAULT_MESH_PORT : parsePort(portText.trim(), '--port');
+
+  const discovery = opts.discovery === undefined ? true : opts.discovery;
+  if (typeof discovery !== 'boolean') throw RouterError.config(`--no-discovery takes no value, got ${JSON.stringify(discovery)}`);
+
+  const limitText = optString(opts, 'connLimit', '--conn-limit');
+  let connLimit = DEFAULT_CONN_LIMIT;
+  if (limitText !== undefined) {
+    const t = limitText.trim();
+    if (!/^\d{1,6}$/.test(t) || Number(t) < 1 || Number(t) > MAX_CONN_LIMIT) {
+      throw RouterError.config(`--conn-limit must be a whole number from 1 to ${MAX_CONN_LIMIT}, got ${JSON.stringify(limitText)}`);
+    }
+    connLimit = Number(t);
+  }
+
+  const datadirFlag = optString(opts, 'datadir', '--datadir');
+  const datadirText = datadirFlag ?? envString(env, 'WEAVE_DATADIR') ?? DEFAULT_DATADIR;
+  const datadirWhat = datadirFlag !== undefined ? '--datadir' : 'WEAVE_DATADIR';
+  if (datadirText.trim() === '') throw RouterError.config(`${datadirWhat} must not be empty`);
+  if (datadirText.includes('\0')) throw RouterError.config(`${datadirWhat} must not contain NUL bytes`);
+  // Absolute, so the detached router and later `weave stop` agree whatever their cwd.
+  const datadir = path.resolve(datadirText);
+
+  const levelText = optString(opts, 'logLevel', '--log-level') ?? 'info';
+  const logLevel = LOG_LEVELS.find((l) => l === levelText);
+  if (logLevel === undefined) {
+    throw RouterError.config(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(levelText)}`);
+  }
+
+  const apiFlag = optString(opts, 'apiAddress', '--api-address');
+  const apiEnv = envString(env, 'WEAVE_API');
+  const apiAddress = fixedLoopback(
+    apiFlag ?? apiEnv ?? DEFAULT_API_ADDRESS,
+    apiFlag !== undefined ? '--api-address' : apiEnv !== undefined ? 'WEAVE_API' : 'API address',
+  );
+  const statusAddress = fixedLoopback(optString(opts, 'statusAddress', '--status-address') ?? DEFAULT_STATUS_ADDRESS, '--status-address');
+  if (apiAddress === statusAddress) {
+    throw RouterError.config(`--api-address and --status-address must differ, both are ${apiAddress}`);
+  }
+
+  if (peerArgs.length > MAX_PEER_ARGS) throw RouterError.config(`${peerArgs.length} peers given, over the limit of ${MAX_PEER_ARGS}`);
+  const peers: string[] = [];
+  for (const arg of peerArgs) {
+    if (typeof arg !== 'string') throw RouterError.config(`peer must be host[:port], got ${JSON.stringify(arg)}`);
+    // Its messages already quote the address as the user wrote it.
+    const p = normalisePeerAddress(arg);
+    // Duplicates are harmless but would show up twice in status targets.
+    if (!peers.includes(p)) peers.push(p);
+  }
+
+  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress };
+}
+
+export interface RouterInvocation {
+  /** Arguments after `weave router`. */
+  args: string[];
+  /** Variables to set in the child's environment (the password, if any). */
+  env: Record<string, string>;
+}
+
+/**
+ * The reverse of toDaemonConfig, for `weave launch`: every value explicit (so
+ * the child does not re-derive defaults from a different environment), the
+ * password in the environment only, peers after `--`.
+ */
+export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
+  const args: string[] = [];
+  if (config.name !== null) args.push('--name', config.name);
+  args.push('--nickname', config.nickname);
+  args.push('--port', String(config.port));
+  if (!config.discovery) args.push('--no-discovery');
+  args.push('--conn-limit', String(config.connLimit));
+  args.push('--datadir', config.datadir);
+  args.push('--log-level', config.logLevel);
+  args.push('--api-address', config.apiAddress);
+  args.push('--status-address', config.statusAddress);
+  args.push('--', ...config.peers);
+  const env: Record<string, string> = {};
+  if (config.password !== null) env['WEAVE_PASSWORD'] = config.password;
+  return { args, env };
+}

@@ -1,0 +1,215 @@
+// Starting and stopping the daemon: the only CLI work that is not a plain API
+// call. `launch` starts `weave router` detached (own session, output appended
+// to <datadir>/weave.log, password in the environment), waits until its API
+// answers and returns; on failure it reports why, with the end of the log.
+// `stop` asks the router to stop and waits until it is gone. Neither ever
+// touches host state itself (DESIGN.md: only the daemon does).
+
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ApiClient, ApiError } from './api-client';
+import type { DaemonConfig } from './config';
+import { daemonConfigToArgs } from './launch-options';
+import { RouterError, errorMessage } from '../router/errors';
+
+export const LOG_FILE = 'weave.log';
+/** Written by the daemon (cli/daemon.ts) while it runs. */
+export const PID_FILE = 'weave.pid';
+export const DEFAULT_READY_TIMEOUT_MS = 15_000;
+export const DEFAULT_STOP_TIMEOUT_MS = 15_000;
+export const POLL_INTERVAL_MS = 100;
+/** Enough of the log to show a startup error and its context, not a whole session. */
+const TAIL_LINES = 20;
+const TAIL_MAX_BYTES = 16 * 1024;
+
+export interface LaunchOptions {
+  /** The compiled CLI entry; default dist/cli/weave.js next to this file. */
+  weaveScript?: string;
+  readyTimeoutMs?: number;
+  pollIntervalMs?: number;
+  /** Environment the child starts from; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface LaunchResult {
+  pid: number;
+  logPath: string;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The last lines written to `file` since byte `fromOffset`, or a note why there are none. */
+export function logTail(file: string, fromOffset = 0): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    return `(cannot read ${file}: ${errorMessage(err)})`;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const start = Math.max(fromOffset, size - TAIL_MAX_BYTES);
+    const buf = Buffer.alloc(Math.max(0, size - start));
+    fs.readSync(fd, buf, 0, buf.length, start);
+    const lines = buf.toString('utf8').split('\n').filter((l) => l.trim() !== '');
+    if (lines.length === 0) return `(nothing in ${file})`;
+    return lines.slice(-TAIL_LINES).join('\n');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Starts the router detached and returns once GET /status answers. Throws
+ * RouterError('io') if a router already answers, if the child exits first, or
+ * if it does not answer within the timeout (then the child is killed, so a
+ * half-started router never lingers).
+ */
+export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
+  const client = new ApiClient(config.apiAddress);
+  if (await client.ping()) {
+    throw new RouterError('io', `weave router already running (answering on ${client.address})`);
+  }
+
+  try {
+    fs.mkdirSync(config.datadir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new RouterError('io', `cannot create datadir ${config.datadir}: ${errorMessage(err)}`, { cause: err });
+  }
+  const logPath = path.join(config.datadir, LOG_FILE);
+  let logFd: number;
+  try {
+    logFd = fs.openSync(logPath, 'a', 0o640);
+  } catch (err) {
+    throw new RouterError('io', `cannot open ${logPath}: ${errorMessage(err)}`, { cause: err });
+  }
+  // Where this run's output begins, so a failure shows this run's lines only.
+  const logStart = fs.fstatSync(logFd).size;
+
+  const invocation = daemonConfigToArgs(config);
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), ...invocation.env };
+  // A stale WEAVE_PASSWORD must not turn an unencrypted config into an encrypted router.
+  if (config.password === null) delete env['WEAVE_PASSWORD'];
+  const script = opts.weaveScript ?? path.join(__dirname, 'weave.js');
+
+  let child: ChildProcess;
+  try {
+    // detached: the child leads its own session and process group, so it
+    // survives this CLI, the terminal closing and a Ctrl-C sent to us.
+    child = spawn(process.execPath, [script, 'router', ...invocation.args], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env,
+      cwd: '/',
+    });
+  } finally {
+    // The child holds its own copy of the descriptor.
+    fs.closeSync(logFd);
+  }
+
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  let spawnError: Error | null = null;
+  child.once('exit', (code, signal) => {
+    exited = { code, signal };
+  });
+  child.once('error', (err) => {
+    spawnError = err;
+  });
+
+  const readyTimeoutMs = opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+  const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    if (spawnError !== null) {
+      throw new RouterError('io', `cannot start ${process.execPath} ${script}: ${errorMessage(spawnError)}`);
+    }
+    if (exited !== null) {
+      const { code, signal } = exited as { code: number | null; signal: NodeJS.Signals | null };
+      const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code ?? '?'}`;
+      throw new RouterError('io', `weave router ${how} before its API answered; last lines of ${logPath}:\n${logTail(logPath, logStart)}`);
+    }
+    if (await client.ping(Math.max(100, Math.min(1000, deadline - Date.now())))) break;
+    if (Date.now() >= deadline) {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGTERM');
+        } catch {
+          // Already gone between the check and the kill: nothing to clean up.
+        }
+      }
+      throw new RouterError(
+        'io',
+        `weave router did not answer on ${client.address} within ${readyTimeoutMs / 1000} s and was stopped; ` +
+          `last lines of ${logPath}:\n${logTail(logPath, logStart)}`,
+      );
+    }
+    await sleep(pollMs);
+  }
+  // Only now let go: until the API answered we wanted to hear about an early exit.
+  child.unref();
+  return { pid: child.pid ?? 0, logPath };
+}
+
+export interface StopOptions {
+  /** Where to find weave.pid; without it only the API is watched. */
+  datadir?: string;
+  timeoutMs?: number;
+  pollIntervalMs?: number;
+}
+
+function readPid(datadir: string | undefined): number | null {
+  if (datadir === undefined) return null;
+  try {
+    const text = fs.readFileSync(path.join(datadir, PID_FILE), 'utf8').trim();
+    return /^\d{1,10}$/.test(text) && Number(text) > 1 ? Number(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else; still alive.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Asks the router to stop and waits until its API stops answering and its
+ * process (from <datadir>/weave.pid, when present) has exited. Throws
+ * RouterError('io') "weave router is not running" when nothing answers.
+ */
+export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<void> {
+  // Read before stopping: the daemon removes the file as it exits.
+  const pid = readPid(opts.datadir);
+  if (!(await client.ping())) {
+    throw new RouterError('io', `weave router is not running (no answer on ${client.address})`);
+  }
+  try {
+    await client.post('/stop');
+  } catch (err) {
+    // A reset here means it went down while answering, which is what we asked for.
+    if (!(err instanceof ApiError && err.kind === 'not-running')) throw err;
+  }
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const deadline = Date.now() + timeoutMs;
+  while (await client.ping(500)) {
+    if (Date.now() >= deadline) {
+      throw new RouterError('io', `weave router still answers on ${client.address} ${timeoutMs / 1000} s after being asked to stop`);
+    }
+    await sleep(pollMs);
+  }
+  if (pid === null) return;
+  while (processAlive(pid)) {
+    if (Date.now() >= deadline) {
+      throw new RouterError('io', `weave router (pid ${pid}) stopped answering but has not exited after ${timeoutMs / 1000} s`);
+    }
+    await sleep(pollMs);
+  }
+}

@@ -1,0 +1,83 @@
+// The mesh subcommands that are plain API calls: status (and its views),
+// report, connect and forget. Registered on the program by cli/weave.ts; other
+// subsystems (ipam, dns, containers) add their own register*Commands modules
+// the same way. Commands print results to stdout and throw on failure; the
+// entry point turns errors into `weave: <message>` and exit code 1.
+
+import { Argument } from 'commander';
+import type { Command } from 'commander';
+import { clientFor } from './api-client';
+import { renderConnections, renderPeers, renderStatus, renderTargets } from './render-status';
+import { RouterError } from '../router/errors';
+import { normalisePeerAddress } from '../router/peer-address';
+import type { RouterStatus } from '../router/status';
+
+export const STATUS_SECTIONS = ['peers', 'connections', 'targets'] as const;
+export type StatusSection = (typeof STATUS_SECTIONS)[number];
+
+function write(text: string): void {
+  process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
+}
+
+/** Normalises locally so a typo fails before the router is asked, with the same message. */
+function normalisePeers(peers: readonly string[]): string[] {
+  return peers.map((p) => normalisePeerAddress(p));
+}
+
+export function renderSection(status: RouterStatus, section: StatusSection | undefined, nowMs: number): string {
+  switch (section) {
+    case undefined:
+      return renderStatus(status);
+    case 'peers':
+      return renderPeers(status);
+    case 'connections':
+      return renderConnections(status);
+    case 'targets':
+      return renderTargets(status, { nowMs });
+  }
+}
+
+export function registerMeshCommands(program: Command): void {
+  program
+    .command('status')
+    .description('show the state of the local router (overview, or one of: peers, connections, targets)')
+    .addArgument(new Argument('[section]', 'what to show').choices(STATUS_SECTIONS))
+    .option('--json', 'print the status as JSON')
+    .action(async (section: StatusSection | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const status = await clientFor(cmd).get<RouterStatus>('/status');
+      if (opts.json === true) {
+        write(JSON.stringify(section === undefined ? status : status[section], null, 2));
+      } else {
+        write(renderSection(status, section, Date.now()));
+      }
+    });
+
+  program
+    .command('report')
+    .description('print everything the router knows, as JSON')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const report = await clientFor(cmd).get<unknown>('/report');
+      write(JSON.stringify(report, null, 2));
+    });
+
+  program
+    .command('connect')
+    .description('connect to more peers (host[:port]); with --replace, drop the direct targets not listed')
+    .argument('[peer...]', 'peer addresses, host[:port]')
+    .option('--replace', 'replace the current direct targets with these')
+    .action(async (peers: string[], opts: { replace?: boolean }, cmd: Command) => {
+      const replace = opts.replace === true;
+      if (peers.length === 0 && !replace) {
+        throw RouterError.config('connect needs at least one peer address (or --replace alone to drop every direct target)');
+      }
+      await clientFor(cmd).post('/connect', { peers: normalisePeers(peers), replace });
+    });
+
+  program
+    .command('forget')
+    .description('stop connecting to these peers and close connections to them')
+    .argument('<peer...>', 'peer addresses, host[:port]')
+    .action(async (peers: string[], _opts: unknown, cmd: Command) => {
+      await clientFor(cmd).post('/forget', { peers: normalisePeers(peers) });
+    });
+}

@@ -1,0 +1,110 @@
+import { Command } from 'commander';
+import t from 'tap';
+import { DEFAULT_API_ADDRESS, DEFAULT_CONN_LIMIT, DEFAULT_DATADIR, DEFAULT_STATUS_ADDRESS } from '../../cli/config';
+import type { DaemonConfig } from '../../cli/config';
+import { addRouterOptions, daemonConfigToArgs, toDaemonConfig } from '../../cli/launch-options';
+import type { RouterOptionValues } from '../../cli/launch-options';
+
+const host = (): string => 'testhost';
+
+/** Parses argv the way `weave router` does, then validates. */
+function parse(argv: string[], env: NodeJS.ProcessEnv = {}): DaemonConfig {
+  const cmd = addRouterOptions(new Command('router').argument('[peer...]').exitOverride().configureOutput({ writeErr: () => undefined }));
+  cmd.parse(argv, { from: 'user' });
+  return toDaemonConfig(cmd.opts<RouterOptionValues>(), cmd.args, env, host);
+}
+
+t.test('defaults', async (t) => {
+  t.same(parse([]), {
+    datadir: DEFAULT_DATADIR,
+    name: null,
+    nickname: 'testhost',
+    port: 6783,
+    password: null,
+    discovery: true,
+    connLimit: DEFAULT_CONN_LIMIT,
+    peers: [],
+    logLevel: 'info',
+    apiAddress: DEFAULT_API_ADDRESS,
+    statusAddress: DEFAULT_STATUS_ADDRESS,
+  });
+});
+
+t.test('every option, peers normalised and deduplicated', async (t) => {
+  const c = parse([
+    '--password', 's3cret', '--name', 'AA:BB:CC:DD:EE:FF', '--nickname', 'h1', '--port', '7000', '--no-discovery',
+    '--conn-limit', '5', '--datadir', '/tmp/w1', '--log-level', 'debug', '--api-address', 'localhost:7001',
+    '--status-address', '[::1]:7002', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
+  ]);
+  t.same(c, {
+    datadir: '/tmp/w1',
+    name: 'aa:bb:cc:dd:ee:ff',
+    nickname: 'h1',
+    port: 7000,
+    password: 's3cret',
+    discovery: false,
+    connLimit: 5,
+    peers: ['10.0.0.2:6783', 'peer.example:7000', '[fe80::1]:6783'],
+    logLevel: 'debug',
+    apiAddress: '127.0.0.1:7001',
+    statusAddress: '[::1]:7002',
+  });
+});
+
+t.test('environment fallbacks, flags win', async (t) => {
+  const env = { WEAVE_PASSWORD: 'fromenv', WEAVE_DATADIR: '/tmp/envdir', WEAVE_API: '127.0.0.9:7100' };
+  const c = parse([], env);
+  t.equal(c.password, 'fromenv');
+  t.equal(c.datadir, '/tmp/envdir');
+  t.equal(c.apiAddress, '127.0.0.9:7100');
+  const f = parse(['--password', 'flag', '--datadir', '/tmp/flagdir', '--api-address', '127.0.0.1:7200'], env);
+  t.equal(f.password, 'flag');
+  t.equal(f.datadir, '/tmp/flagdir');
+  t.equal(f.apiAddress, '127.0.0.1:7200');
+  t.equal(parse([], { WEAVE_PASSWORD: '' }).password, null, 'an empty variable means no password');
+  t.match(parse(['--datadir', 'relative/dir']).datadir, /^\/.*\/relative\/dir$/, 'datadir made absolute');
+});
+
+t.test('bad values: RouterError config naming the flag and what was expected', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--password', ''], /--password must not be empty/],
+    [['--name', 'nope'], /--name: peer name must look like a MAC address/],
+    [['--nickname', '  '], /--nickname must not be empty/],
+    [['--nickname', 'x'.repeat(300)], /--nickname must be at most 255 characters/],
+    [['--nickname', 'a\u001bb'], /--nickname must not contain control characters/],
+    [['--port', '0'], /--port must be from 1 to 65535, got 0/],
+    [['--port', '70000'], /--port must be from 1 to 65535/],
+    [['--port', '12ab'], /--port must be a number/],
+    [['--conn-limit', '0'], /--conn-limit must be a whole number from 1 to 100000, got "0"/],
+    [['--conn-limit', '2.5'], /--conn-limit must be a whole number/],
+    [['--datadir', ''], /--datadir must not be empty/],
+    [['--api-address', '0.0.0.0:6784'], /--api-address must be a loopback address/],
+    [['--api-address', '127.0.0.1:0'], /--api-address: port must be from 1 to 65535/],
+    [['--status-address', '127.0.0.1'], /--status-address must be host:port/],
+    [['--api-address', '127.0.0.1:7000', '--status-address', 'localhost:7000'], /must differ/],
+    [['10.0.0.1:99999'], /port in peer address "10\.0\.0\.1:99999" must be from 1 to 65535/],
+    [['fe80::1'], /write IPv6 addresses in brackets/],
+    [['bad_host!'], /peer address "bad_host!": .* is neither an IP address nor a host name/],
+  ];
+  for (const [argv, message] of cases) {
+    t.throws(() => parse(argv), { name: 'RouterError', code: 'config', message }, argv.join(' '));
+  }
+  t.throws(() => parse(['--log-level', 'loud']), { code: 'commander.invalidArgument' }, 'commander refuses unknown log levels');
+  t.throws(() => toDaemonConfig({ logLevel: 'loud' }, [], {}, host), { code: 'config', message: /--log-level must be one of/ });
+  t.throws(() => toDaemonConfig({ port: ['1'] }, [], {}, host), { code: 'config', message: /--port expects a value/ });
+  t.throws(() => toDaemonConfig({}, Array.from({ length: 1001 }, () => '10.0.0.1'), {}, host), { code: 'config', message: /over the limit/ });
+});
+
+t.test('config to argv and back is lossless; the password stays out of argv', async (t) => {
+  const configs: DaemonConfig[] = [
+    parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),
+    parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-address', '127.0.0.2:7002']),
+  ];
+  for (const config of configs) {
+    const inv = daemonConfigToArgs(config);
+    t.notOk(inv.args.some((a) => a.includes('hunter2')), 'no password in argv');
+    t.same(inv.env, config.password === null ? {} : { WEAVE_PASSWORD: config.password });
+    // The child sees no other environment: every default must be explicit in argv.
+    t.same(parse(inv.args, inv.env), config);
+  }
+});

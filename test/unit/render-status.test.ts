@@ -1,0 +1,61 @@
+import t from 'tap';
+import { renderConnections, renderPeers, renderStatus, renderTargets, sanitiseText } from '../../cli/render-status';
+import { P1, P2, sampleStatus } from './sample-status';
+
+t.test('overview: identity, counts, health; encrypted mesh carries no warning', async (t) => {
+  const out = renderStatus(sampleStatus());
+  t.match(out, /^ +Version: 0\.1\.0$/m);
+  t.match(out, new RegExp(`^ +Name: ${P1}\\(host1\\)$`, 'm'));
+  t.match(out, /^ +Encryption: enabled$/m);
+  t.match(out, /^ +PeerDiscovery: enabled$/m);
+  t.match(out, /^ +Targets: 2$/m);
+  t.match(out, /^ +Connections: 3 \(1 established, 1 connecting, 1 failed\)$/m);
+  t.match(out, /^ +Peers: 3 \(with 2 established connections, 1 unreachable\)$/m);
+  t.match(out, /^ +Health: 1 warning$/m);
+  t.match(out, /\[warning\] peer-unreachable: host3 is unreachable/);
+  t.notMatch(out, /UNENCRYPTED/);
+});
+
+t.test('overview: an unencrypted mesh is flagged loudly', async (t) => {
+  const out = renderStatus(sampleStatus({ encryption: false, health: [] }));
+  t.match(out, /^ +Encryption: DISABLED$/m);
+  t.match(out, /WARNING: this mesh is UNENCRYPTED/);
+  t.match(out, /--password/);
+  t.match(out, /^ +Health: ok$/m);
+});
+
+t.test('connections: arrows, state, encryption, peer and the failure reason', async (t) => {
+  const lines = renderConnections(sampleStatus()).trimEnd().split('\n');
+  t.equal(lines.length, 3);
+  t.match(lines[0], new RegExp(`^-> 10\\.0\\.0\\.2:6783 +established +encrypted +${P2}\\(host2\\)$`));
+  t.match(lines[1], /^<- 10\.0\.0\.3:52144 +failed +unencrypted +- +password mismatch: the remote peer uses a different password$/);
+  t.match(lines[2], /^-> 10\.0\.0\.4:6783 +connecting +unencrypted +-$/);
+  // Columns line up: the state column starts at the same offset on every line.
+  const at = lines.map((l) => l.search(/(established|failed|connecting)/));
+  t.equal(new Set(at).size, 1);
+});
+
+t.test('peers: each peer with nickname and the connections it reports', async (t) => {
+  const out = renderPeers(sampleStatus());
+  t.match(out, new RegExp(`^${P1}\\(host1\\)  \\[this peer\\]\\n   -> 10\\.0\\.0\\.2:6783 +${P2}\\(host2\\) +established$`, 'm'));
+  t.match(out, new RegExp(`^${P2}\\(host2\\)\\n   <- 10\\.0\\.0\\.1:41000 +${P1}\\(host1\\) +established$`, 'm'));
+  t.match(out, /^aa:00:00:00:00:03\(host3\)  \[unreachable\]$/m);
+});
+
+t.test('targets: state, discovered, attempts, next retry and last error', async (t) => {
+  const lines = renderTargets(sampleStatus(), { nowMs: 1_700_000_000_000 }).trimEnd().split('\n');
+  t.match(lines[0], /^10\.0\.0\.2:6783 +connected$/);
+  t.match(lines[1], /^10\.0\.0\.4:6783 +failed +discovered, 3 attempts, next in 10s, last error: connection refused$/);
+  t.match(renderTargets(sampleStatus()), /next at 2023-11-14T22:13:30\.000Z/);
+});
+
+t.test('text from remote peers cannot carry terminal escapes', async (t) => {
+  t.equal(sanitiseText('ok\x1b[31mred\u202e'), 'ok\\x1b[31mred\\u202e');
+  const s = sampleStatus();
+  const bad = { ...s, connections: [{ ...s.connections[1]!, info: 'evil\x1b]0;pwned\x07' }] };
+  const out = renderConnections(bad);
+  t.notMatch(out, /\x1b/);
+  t.match(out, /evil\\x1b\]0;pwned\\x07/);
+  const peers = renderPeers({ ...s, peers: [{ ...s.peers[0]!, nickname: 'a\nb' }] });
+  t.notMatch(peers, /a\nb/);
+});
