@@ -1,0 +1,84 @@
+// Owns the anti-replay filter for the UDP sleeve, where datagrams may be lost,
+// duplicated or reordered: it accepts each counter at most once, and only if it
+// is recent. It is a bitmap ring in the style of RFC 6479 ("IPsec Anti-Replay
+// Algorithm without Bit Shifting"): advancing the window clears whole blocks
+// instead of shifting bits. Call accept() only after the datagram authenticated,
+// or a forged counter could drag the window forward and lock out real traffic.
+//
+// Ring of RING_BLOCKS 32-bit blocks; bit (counter mod 32) of block
+// ((counter / 32) mod RING_BLOCKS) records whether the counter was seen:
+//
+//   block:   0        1        2              63
+//          +--------+--------+--------+ ... +--------+
+//          |32 bits |32 bits |32 bits |     |32 bits |   one Uint32Array, allocated once
+//          +--------+--------+--------+ ... +--------+
+//                      ^ block of `highest`; the blocks before it (wrapping)
+//                        hold the older counters still inside the window
+//
+// The block holding `highest` may be only partly used, so one block is kept as
+// slack and the window is (RING_BLOCKS - 1) * 32 = 2016 counters.
+//
+// Counters are plain numbers below 2^53 (no BigInt per packet). Bitwise
+// operators convert to int32 modulo 2^32, which keeps the low bits exact for
+// any integer below 2^53, so `x & mask` is a correct modulo here.
+//
+// Nothing here allocates after construction.
+
+const BLOCK_BITS = 32;
+/** Ring size in blocks; a power of two so the block index is a mask. */
+export const RING_BLOCKS = 64;
+const RING_MASK = RING_BLOCKS - 1;
+/** How far behind the highest accepted counter a counter may still be accepted. */
+export const WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS;
+/**
+ * Counters at or past this are refused. It sits one window-and-some below
+ * 2^53 so every counter the filter handles, and every counter arithmetic on it,
+ * stays an exact double; senders must rekey long before reaching it (compare
+ * WireGuard's RejectAfterMessages = 2^64 - 2^13 - 1, which also stops short of
+ * the counter's range by a margin).
+ */
+export const REJECT_AFTER_COUNTER = 2 ** 53 - 2 ** 13;
+
+export class ReplayWindow {
+  private readonly ring = new Uint32Array(RING_BLOCKS);
+  /** Highest counter accepted so far; 0 before any (counter 0 is still accepted once). */
+  private highest = 0;
+
+  /**
+   * True if `counter` is new and recent enough, and records it; false for a
+   * duplicate, a counter more than WINDOW_SIZE behind the highest seen, a
+   * counter at or past REJECT_AFTER_COUNTER, or anything that is not a
+   * non-negative integer. A refused counter leaves the state unchanged.
+   */
+  accept(counter: number): boolean {
+    if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
+    // Division, not >>>, so that counters above 2^32 stay exact.
+    const block = Math.floor(counter / BLOCK_BITS);
+    if (counter > this.highest) {
+      // Moving forward: clear the blocks between the old highest's block and
+      // the new one; they held counters a full ring older. Past a whole ring,
+      // everything is stale, so clearing RING_BLOCKS blocks is enough.
+      const current = Math.floor(this.highest / BLOCK_BITS);
+      let advance = block - current;
+      if (advance > RING_BLOCKS) advance = RING_BLOCKS;
+      for (let i = 1; i <= advance; i++) this.ring[(current + i) & RING_MASK] = 0;
+      // Check-and-set below cannot fail for a counter above highest, so it is
+      // safe to move highest now.
+      this.highest = counter;
+    } else if (this.highest - counter > WINDOW_SIZE) {
+      return false;
+    }
+    const index = block & RING_MASK;
+    const bit = 1 << (counter & (BLOCK_BITS - 1));
+    const word = this.ring[index]!;
+    if ((word & bit) !== 0) return false;
+    this.ring[index] = word | bit;
+    return true;
+  }
+
+  /** Forgets everything, as for a new session key. */
+  reset(): void {
+    this.ring.fill(0);
+    this.highest = 0;
+  }
+}
