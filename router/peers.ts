@@ -203,7 +203,8 @@ export class Peers {
    *  - 'decode' / 'limit': malformed or oversized bytes, or more peers than MAX_PEERS in total;
    *  - 'name-collision': an entry with our name that we cannot have written:
    *    a newer incarnation (another live peer has our name), or our own
-   *    incarnation at a version we never reached or with content we never wrote.
+   *    incarnation at a version we never reached, or at our current version
+   *    with other content (we write one entry per version).
    * An older incarnation of our name is a stale entry of our previous run and
    * is ignored, as is our own entry echoed back; our entry is never replaced
    * from outside.
