@@ -11,6 +11,10 @@ import { join } from 'node:path';
 import { SimNetwork, type SimHost, type WeaveOptions, sleep, waitFor } from '../../scripts/netns';
 import type { ConnectionStatus, RouterStatus } from '../../router/status';
 
+// Real routers, several settle periods and `weave stop`s: well past tap's default
+// 30 s per file, even when run alone (`npx tap dist/test/e2e/mesh.test.js`).
+t.setTimeout(300_000);
+
 // The subtest type, as t.test hands it to its callback.
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
 

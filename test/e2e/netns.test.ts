@@ -9,6 +9,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SimNetwork, type SimHost, type ExecResult, waitFor, run } from '../../scripts/netns';
 
+// Each blocked probe waits out its 1 s timeout; a loaded machine can push the
+// file past tap's default 30 s.
+t.setTimeout(120_000);
+
 const PROBE_PORT = '9999';
 
 // Echoes on UDP and TCP; prints "ready" once both sockets listen. Passed to
