@@ -16,6 +16,15 @@
 //              | 0x03 | code: u16 len + UTF-8    | message: u16 len + UTF-8 |
 //              +------+--------------------------+--------------------------+
 //              sent just before closing, so the other side can show why.
+//   FRAME      +------+------------------------------------------------+
+//              | 0x04 | inner frame (sleeve-codec.ts): src, dst, hops, |
+//              |      | Ethernet frame — the TCP fallback of the sleeve |
+//              +------+------------------------------------------------+
+//   UDP_STATUS +------+-------+------------------------------+
+//              | 0x05 | flags | ms since last probe: u32     |
+//              +------+-------+------------------------------+
+//              flags bit0: we hear your UDP probes. Tells the peer whether
+//              its UDP reaches us, which it cannot know by itself.
 //
 // Unknown message types are refused by name; trailing bytes are tolerated.
 
@@ -27,6 +36,8 @@ import type { PeerName } from './peer-name';
 export const MSG_HEARTBEAT = 1;
 export const MSG_GOSSIP = 2;
 export const MSG_REFUSE = 3;
+export const MSG_FRAME = 4;
+export const MSG_UDP_STATUS = 5;
 
 export type GossipKind = 'neighbour' | 'broadcast' | 'unicast';
 const GOSSIP_KIND_CODES: Record<GossipKind, number> = { neighbour: 0, broadcast: 1, unicast: 2 };
@@ -35,7 +46,9 @@ const GOSSIP_KINDS: GossipKind[] = ['neighbour', 'broadcast', 'unicast'];
 export type ControlMessage =
   | { type: 'heartbeat' }
   | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
-  | { type: 'refuse'; code: string; message: string };
+  | { type: 'refuse'; code: string; message: string }
+  | { type: 'frame'; inner: Uint8Array }
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number };
 
 const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
 const MAX_REFUSE_TEXT_BYTES = 512;
@@ -63,6 +76,17 @@ export function encodeRefuse(code: string, message: string): Uint8Array {
   return new ByteWriter(64 + message.length).u8(MSG_REFUSE).string(code.slice(0, 64)).string(message.slice(0, MAX_REFUSE_TEXT_BYTES / 4)).finish();
 }
 
+/** The frame message with room reserved: callers write the inner frame at offset 1. */
+export function allocFrameMessage(innerLen: number): Uint8Array {
+  const msg = new Uint8Array(1 + innerLen);
+  msg[0] = MSG_FRAME;
+  return msg;
+}
+
+export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number): Uint8Array {
+  return new ByteWriter(8).u8(MSG_UDP_STATUS).u8(hearing ? 1 : 0).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs)))).finish();
+}
+
 export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
   const r = new ByteReader(bytes, 'control message');
   const type = r.u8('type');
@@ -84,6 +108,13 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const code = r.string(MAX_REFUSE_TEXT_BYTES, 'code');
       const message = r.string(MAX_REFUSE_TEXT_BYTES, 'message');
       return { type: 'refuse', code, message };
+    }
+    case MSG_FRAME:
+      return { type: 'frame', inner: bytes.subarray(1) };
+    case MSG_UDP_STATUS: {
+      const flags = r.u8('flags');
+      const sinceProbeMs = r.u32('ms since probe');
+      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs };
     }
     default:
       throw RouterError.decode('control message', `unknown type ${type}`);

@@ -18,6 +18,7 @@ import type { MeshLinks } from './gossip/mesh-links';
 import type { HelloInfo } from './handshake';
 import { healthWarnings } from './health';
 import type { Logger } from './logger';
+import type { LinkStatus, OverlayNeighbour } from './overlay';
 import type { PeerConnection } from './peer';
 import { normalisePeerAddress, parsePeerAddress } from './peer-address';
 import { comparePeerNames, PeerName } from './peer-name';
@@ -34,6 +35,20 @@ export interface RouterDeps {
   rng: Rng;
   logger: Logger;
   transport: Transport;
+  /** The frame-carrying side (overlay.ts); absent in control-plane-only routers and most simulations. */
+  dataPlane?: DataPlane;
+}
+
+/** What the router tells the data plane, and asks of it: the control/data seam (mesh overlay.go, in spirit). */
+export interface DataPlane {
+  addNeighbour(n: OverlayNeighbour): void;
+  removeNeighbour(name: PeerName): void;
+  setRoutes(routes: Routes): void;
+  handleTcpFrame(from: PeerName, inner: Uint8Array): void;
+  handleUdpStatus(from: PeerName, hearing: boolean): void;
+  linkStatus(name: PeerName): LinkStatus | null;
+  statusSummary(): NonNullable<RouterStatus['dataPlane']>;
+  readonly counters: Record<string, number>;
 }
 
 export interface RouterOptions {
@@ -203,9 +218,10 @@ export class Router implements RouterControl, MeshLinks {
       connections,
       targets: this.connector.status(),
       channels: this.gossip.channelNames(),
-      counters: { ...this.counters, ...this.gossip.counters },
+      counters: { ...this.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
       health: [],
     };
+    if (this.deps.dataPlane) status.dataPlane = this.deps.dataPlane.statusSummary();
     status.health = healthWarnings(status, now);
     return status;
   }
@@ -311,6 +327,13 @@ export class Router implements RouterControl, MeshLinks {
       peer: remote.name, nickname: remote.nickname, addr: conn.stream.remoteAddress, dir: conn.opts.outbound ? 'out' : 'in', encrypted: conn.encrypted,
     });
     if (conn.opts.targetAddress !== null) this.connector.onConnected(conn.opts.targetAddress);
+    this.deps.dataPlane?.addNeighbour({
+      name: remote.name,
+      host: conn.stream.remoteHost,
+      udpPort: remote.listenPort,
+      keys: conn.sleeveKeys,
+      sendControl: (msg) => conn.send(msg),
+    });
     this.updateLocalConnections();
     this.gossip.gossipFullStateTo(remote.name);
   }
@@ -335,8 +358,16 @@ export class Router implements RouterControl, MeshLinks {
   private handleMessage(conn: Connection, msg: ControlMessage): void {
     const remote = conn.remote;
     if (!remote || this.byPeer.get(remote.name) !== conn) return;
-    if (msg.type === 'gossip') {
-      this.gossip.handleGossip(remote.name, msg.kind, msg.channel, msg.src, msg.dst, msg.payload);
+    switch (msg.type) {
+      case 'gossip':
+        this.gossip.handleGossip(remote.name, msg.kind, msg.channel, msg.src, msg.dst, msg.payload);
+        return;
+      case 'frame':
+        this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
+        return;
+      case 'udp-status':
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing);
+        return;
     }
   }
 
@@ -346,6 +377,7 @@ export class Router implements RouterControl, MeshLinks {
     const wasKept = remote !== null && this.byPeer.get(remote.name) === conn;
     if (wasKept) {
       this.byPeer.delete(remote.name);
+      this.deps.dataPlane?.removeNeighbour(remote.name);
       this.updateLocalConnections();
       if (!this.stopped) this.log.info('connection lost', { peer: remote.name, nickname: remote.nickname, reason: error?.message ?? 'closed' });
     }
@@ -376,7 +408,9 @@ export class Router implements RouterControl, MeshLinks {
   private connectionStatus(c: Connection, now: number): ConnectionStatus {
     const remote = c.remote;
     const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
+    const link = remote && this.byPeer.get(remote.name) === c ? this.deps.dataPlane?.linkStatus(remote.name) ?? null : null;
     return {
+      ...(link ? { dataPath: link.path, dataPathInfo: link.reason } : {}),
       address: c.stream.remoteAddress,
       outbound: c.opts.outbound,
       state,
@@ -422,6 +456,7 @@ export class Router implements RouterControl, MeshLinks {
       this.routes = Routes.compute(this.peers.entries(), this.localPeer);
     }
     this.counters.routeComputations++;
+    this.deps.dataPlane?.setRoutes(this.routes);
     if (this.opts.discovery) this.connector.setDiscovered(this.discoveredAddresses());
     this.gossip.notifyReachable(this.routes.reachable());
   }

@@ -19,6 +19,9 @@ export interface ConnectionStatus {
   info: string;
   /** Milliseconds since the epoch of the last state change. */
   sinceMs: number;
+  /** For established connections with a data plane: how frames travel, and why. */
+  dataPath?: 'udp' | 'tcp';
+  dataPathInfo?: string;
 }
 
 export interface TargetStatus {
@@ -65,4 +68,6 @@ export interface RouterStatus {
   channels: string[];
   counters: Record<string, number>;
   health: HealthWarning[];
+  /** Present when the daemon runs a data plane. */
+  dataPlane?: { mtu: number; bridge: string; aead: string; macs: number };
 }

@@ -4,6 +4,7 @@
 // heartbeats are what notice). Fully deterministic together with ManualClock.
 
 import type { ManualClock } from '../../router/clock';
+import type { DatagramPort, FramePort } from '../../router/overlay-ports';
 import type { ByteStream, StreamHandlers, Transport } from '../../router/transport';
 
 type Delivery = () => void;
@@ -13,6 +14,11 @@ export class MemoryNetwork {
   private head = 0;
   private readonly listeners = new Map<string, (stream: ByteStream) => void>();
   private readonly cut = new Set<string>();
+  private readonly udpCut = new Set<string>();
+  private readonly udpPorts = new Map<string, MemoryDatagramPort>();
+  /** Every datagram sent, for tests that replay or tamper with captured traffic. */
+  readonly udpCapture: { from: string; to: string; bytes: Buffer }[] = [];
+  captureUdp = false;
   private nextEphemeralPort = 40000;
   messagesDelivered = 0;
   bytesDelivered = 0;
@@ -33,6 +39,32 @@ export class MemoryNetwork {
 
   healAll(): void {
     this.cut.clear();
+    this.udpCut.clear();
+  }
+
+  /** Drops UDP (only) between two hosts, both ways, as a firewall would. */
+  blockUdp(a: string, b: string, blocked = true): void {
+    if (blocked) this.udpCut.add(linkKey(a, b)); else this.udpCut.delete(linkKey(a, b));
+  }
+
+  udp(host: string, port: number): MemoryDatagramPort {
+    const p = new MemoryDatagramPort(this, host, port);
+    this.udpPorts.set(`${host}:${port}`, p);
+    return p;
+  }
+
+  sendDatagram(fromHost: string, fromPort: number, toHost: string, toPort: number, bytes: Buffer): void {
+    if (this.captureUdp) this.udpCapture.push({ from: fromHost, to: `${toHost}:${toPort}`, bytes: Buffer.from(bytes) });
+    if (this.isCut(fromHost, toHost) || this.udpCut.has(linkKey(fromHost, toHost))) return;
+    const dst = this.udpPorts.get(`${toHost}:${toPort}`);
+    if (!dst) return;
+    this.enqueue(() => dst.deliver(bytes, fromHost, fromPort));
+  }
+
+  /** Injects a datagram as if `fromHost` had sent it (replays, forgeries). */
+  injectDatagram(fromHost: string, toAddress: string, bytes: Buffer): void {
+    const dst = this.udpPorts.get(toAddress);
+    if (dst) this.enqueue(() => dst.deliver(Buffer.from(bytes), fromHost, 6783));
   }
 
   isCut(a: string, b: string): boolean {
@@ -181,5 +213,60 @@ class MemoryTransport implements Transport {
   close(): void {
     if (this.listening) this.net.unlisten(this.listening);
     this.listening = null;
+  }
+}
+
+export class MemoryDatagramPort implements DatagramPort {
+  private onDatagram: ((buf: Buffer, off: number, len: number, host: string, port: number) => void) | null = null;
+  private onBatchEnd: (() => void) | null = null;
+  private closed = false;
+
+  constructor(private readonly net: MemoryNetwork, private readonly host: string, private readonly port: number) {}
+
+  start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void {
+    this.onDatagram = onDatagram;
+    this.onBatchEnd = onBatchEnd;
+  }
+
+  send(buf: Buffer, off: number, len: number, host: string, port: number): void {
+    if (!this.closed) this.net.sendDatagram(this.host, this.port, host, port, Buffer.from(buf.subarray(off, off + len)));
+  }
+
+  flush(): void {}
+
+  close(): void {
+    this.closed = true;
+  }
+
+  deliver(bytes: Buffer, fromHost: string, fromPort: number): void {
+    if (this.closed || !this.onDatagram) return;
+    this.onDatagram(bytes, 0, bytes.length, fromHost, fromPort);
+    this.onBatchEnd?.();
+  }
+}
+
+/** A bridge that records what the overlay delivers and lets tests inject captured frames. */
+export class MemoryBridge implements FramePort {
+  readonly delivered: Buffer[] = [];
+  private onFrame: ((buf: Buffer, off: number, len: number) => void) | null = null;
+  private onBatchEnd: (() => void) | null = null;
+
+  start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void {
+    this.onFrame = onFrame;
+    this.onBatchEnd = onBatchEnd;
+  }
+
+  write(buf: Buffer, off: number, len: number): void {
+    this.delivered.push(Buffer.from(buf.subarray(off, off + len)));
+  }
+
+  close(): void {
+    this.onFrame = null;
+  }
+
+  /** A frame appears on our bridge (a local container sent it). */
+  inject(frame: Buffer): void {
+    this.onFrame?.(frame, 0, frame.length);
+    this.onBatchEnd?.();
   }
 }

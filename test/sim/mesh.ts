@@ -8,7 +8,9 @@ import { silentLogger } from '../../router/logger';
 import { PeerName, peerNameFromBytes } from '../../router/peer-name';
 import { SeededRng } from '../../router/rng';
 import { Router } from '../../router/router';
-import { MemoryNetwork } from './memory-network';
+import { frameAead } from '../../router/frame-aead';
+import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay';
+import { MemoryBridge, MemoryNetwork } from './memory-network';
 
 export interface SimPeer {
   index: number;
@@ -16,6 +18,9 @@ export interface SimPeer {
   name: PeerName;
   router: Router;
   alive: boolean;
+  /** With `dataPlane: true`: the overlay and its in-memory bridge. */
+  overlay: Overlay | null;
+  bridge: MemoryBridge | null;
 }
 
 export interface SimMeshOptions {
@@ -24,6 +29,8 @@ export interface SimMeshOptions {
   discovery?: boolean;
   timings?: RouterTimings;
   connLimit?: number;
+  /** Give every peer an Overlay on in-memory UDP and bridge ports. */
+  dataPlane?: boolean;
 }
 
 export interface PeerOverrides {
@@ -65,8 +72,21 @@ export class SimMesh {
   async addPeer(targets: number[], index = this.peers.length, overrides: PeerOverrides = {}): Promise<SimPeer> {
     const host = simHost(index);
     const name = overrides.name ?? simPeerName(index);
+    let overlay: Overlay | null = null;
+    let bridge: MemoryBridge | null = null;
+    if (this.opts.dataPlane) {
+      bridge = new MemoryBridge();
+      overlay = new Overlay(
+        { clock: this.clock, logger: silentLogger, aead: frameAead(), bridge, udp: this.net.udp(host, SIM_PORT) },
+        { localPeer: name, mtu: 1400, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS },
+      );
+      overlay.start();
+    }
     const router = new Router(
-      { clock: this.clock, rng: new SeededRng(this.rngSeed * 100_003 + index * 7919 + this.incarnations), logger: silentLogger, transport: this.net.transport(host) },
+      {
+        clock: this.clock, rng: new SeededRng(this.rngSeed * 100_003 + index * 7919 + this.incarnations), logger: silentLogger,
+        transport: this.net.transport(host), ...(overlay ? { dataPlane: overlay } : {}),
+      },
       {
         name,
         nickname: `p${index}`,
@@ -80,7 +100,7 @@ export class SimMesh {
       },
     );
     await router.start(targets.map(simAddress));
-    const peer: SimPeer = { index, host, name, router, alive: true };
+    const peer: SimPeer = { index, host, name, router, alive: true, overlay, bridge };
     this.peers[index] = peer;
     return peer;
   }
@@ -89,6 +109,7 @@ export class SimMesh {
     const p = this.peers[index];
     if (!p || !p.alive) return;
     p.router.shutdown();
+    p.overlay?.close();
     p.alive = false;
   }
 

@@ -1,0 +1,22 @@
+// The data plane's two edges, as small interfaces so the overlay runs the
+// same over the native addon (TAP, batched UDP), over node:dgram, and over
+// in-memory ports in simulations.
+
+/** The local bridge side: whole Ethernet frames. */
+export interface FramePort {
+  /** Starts delivery: onFrame per frame, then onBatchEnd once per batch (to flush staged sends). */
+  start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void;
+  /** Writes one frame to the bridge; the bytes may be reused once it returns. */
+  write(buf: Buffer, off: number, len: number): void;
+  close(): void;
+}
+
+/** The underlay side: UDP datagrams. */
+export interface DatagramPort {
+  start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void;
+  /** Sends (or stages) one datagram; the bytes may be reused once it returns. */
+  send(buf: Buffer, off: number, len: number, host: string, port: number): void;
+  /** Sends whatever is staged. */
+  flush(): void;
+  close(): void;
+}
