@@ -23,6 +23,8 @@ export interface DaemonConfig {
   apiAddress: string;
   /** host:port of the read-only status and metrics server (loopback only). */
   statusAddress: string;
+  /** Overlay MTU; null: derived from the underlay's MTU minus the sleeve's overhead. */
+  mtu: number | null;
 }
 
 export const DEFAULT_DATADIR = '/var/lib/weave';

@@ -19,6 +19,8 @@ import { loadSodium } from '../router/sodium';
 import { StatusServer } from '../router/status-server';
 import { TcpTransport } from '../router/tcp-transport';
 import type { DaemonConfig } from './config';
+import { ExecCommandRunner } from '../router/command-runner';
+import { DataPlaneSetup, startDataPlane } from './data-plane';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 
@@ -73,7 +75,17 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   }
   const initialTargets = [...new Set([...config.peers, ...storedTargets])];
 
-  const router = new Router({ clock, rng: systemRng, logger, transport: new TcpTransport() }, {
+  const fast = process.env['WEAVE_TEST_FAST'] === '1';
+  const runner = new ExecCommandRunner();
+  let dataPlane: DataPlaneSetup;
+  try {
+    dataPlane = await startDataPlane({ clock, logger, runner }, { localPeer: name, port: config.port, mtu: config.mtu, fast });
+  } catch (err) {
+    try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
+    throw new RouterError('io', `cannot start the data plane: ${errorMessage(err)}`, { cause: err });
+  }
+
+  const router = new Router({ clock, rng: systemRng, logger, transport: new TcpTransport(), dataPlane: dataPlane.overlay }, {
     name,
     nickname: config.nickname,
     incarnation,
@@ -82,7 +94,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     discovery: config.discovery,
     connLimit: config.connLimit,
     // WEAVE_TEST_FAST shortens heartbeats and retries for end-to-end tests and demos.
-    timings: process.env['WEAVE_TEST_FAST'] === '1' ? FAST_TIMINGS : DEFAULT_TIMINGS,
+    timings: fast ? FAST_TIMINGS : DEFAULT_TIMINGS,
     version: packageVersion(),
     onDirectTargetsChanged: (targets) => {
       try {
@@ -102,6 +114,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     shuttingDown = true;
     logger.info('router stopping', { reason: why });
     router.shutdown();
+    dataPlane.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
   };

@@ -27,6 +27,9 @@ export const MAX_NICKNAME_CHARS = 255;
 export const MAX_CONN_LIMIT = 100_000;
 /** More initial peers than this is almost certainly a globbing accident. */
 export const MAX_PEER_ARGS = 1000;
+/** IPv4 needs 576 on every link; the top leaves room for the sleeve inside a 64 KiB datagram. */
+export const MIN_OVERLAY_MTU = 576;
+export const MAX_OVERLAY_MTU = 65_000;
 // 'silent' is accepted too so that any DaemonConfig survives the trip through argv.
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
@@ -42,6 +45,7 @@ export type RouterOptionValues = {
   logLevel?: unknown;
   apiAddress?: unknown;
   statusAddress?: unknown;
+  mtu?: unknown;
 };
 
 /** Registers the router options on `cmd` (launch and router share them). */
@@ -58,7 +62,8 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--api-address <host:port>', `loopback address of the HTTP API (env WEAVE_API, default: ${DEFAULT_API_ADDRESS})`)
-    .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`);
+    .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`)
+    .option('--mtu <bytes>', 'MTU of the overlay (env WEAVE_MTU; default: the underlay MTU less the encapsulation overhead)');
 }
 
 function optString(opts: RouterOptionValues, key: keyof RouterOptionValues, flag: string): string | undefined {
@@ -177,7 +182,19 @@ export function toDaemonConfig(
     if (!peers.includes(p)) peers.push(p);
   }
 
-  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress };
+  const mtuFlag = optString(opts, 'mtu', '--mtu');
+  const mtuText = mtuFlag ?? envString(env, 'WEAVE_MTU');
+  let mtu: number | null = null;
+  if (mtuText !== undefined) {
+    const what = mtuFlag !== undefined ? '--mtu' : 'WEAVE_MTU';
+    const t = mtuText.trim();
+    if (!/^\d{1,5}$/.test(t) || Number(t) < MIN_OVERLAY_MTU || Number(t) > MAX_OVERLAY_MTU) {
+      throw RouterError.config(`${what} must be a whole number from ${MIN_OVERLAY_MTU} to ${MAX_OVERLAY_MTU}, got ${JSON.stringify(mtuText)}`);
+    }
+    mtu = Number(t);
+  }
+
+  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu };
 }
 
 export interface RouterInvocation {
@@ -203,6 +220,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--log-level', config.logLevel);
   args.push('--api-address', config.apiAddress);
   args.push('--status-address', config.statusAddress);
+  if (config.mtu !== null) args.push('--mtu', String(config.mtu));
   args.push('--', ...config.peers);
   const env: Record<string, string> = {};
   if (config.password !== null) env['WEAVE_PASSWORD'] = config.password;

@@ -1,0 +1,77 @@
+// The container subcommands: `weave attach [ADDR...] <container>`, `weave
+// detach [ADDR...] <container>` and `weave ps`. Plain API calls: the daemon does
+// all the work (DESIGN.md); arguments are checked here first only so that a
+// typo fails with the same message before the router is asked. Registered on
+// the program by cli/weave.ts.
+
+import type { Command } from 'commander';
+import { clientFor } from './api-client';
+import type { AttachReply, DetachReply, PsReply } from '../router/container-api';
+import type { AttachedContainer } from '../router/containers';
+import { parseAttachCidr, parseContainerRef } from '../router/containers';
+import { RouterError } from '../router/errors';
+
+function write(text: string): void {
+  process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
+}
+
+/** `[ADDR...] <container>`: the container is the last word, as in Weave Net. */
+export function splitAddressesAndContainer(words: string[], command: 'attach' | 'detach'): { container: string; addresses: string[] } {
+  if (words.length === 0) throw RouterError.config(`${command} needs a container: weave ${command} [ADDR...] <container>`);
+  const container = words[words.length - 1] as string;
+  const addresses = words.slice(0, -1);
+  if (/^[\d.]+\/\d+$/.test(container)) {
+    throw RouterError.config(`the container comes last: weave ${command} ${[container, ...addresses].join(' ')} is read as container ${JSON.stringify(container)}; ` +
+      `write weave ${command} [ADDR...] <container>`);
+  }
+  parseContainerRef(container);
+  for (const a of addresses) parseAttachCidr(a);
+  if (command === 'attach' && addresses.length === 0) {
+    throw RouterError.config(`an address is required for now (until IPAM exists): weave attach 10.32.0.1/12 ${container}`);
+  }
+  return { container, addresses };
+}
+
+function ipOf(cidr: string): string {
+  const i = cidr.indexOf('/');
+  return i < 0 ? cidr : cidr.slice(0, i);
+}
+
+/** One line per container: id (12 characters for Docker), name, MAC, CIDRs. */
+export function renderPs(containers: readonly AttachedContainer[]): string {
+  return containers
+    .map((c) => [c.kind === 'docker' ? c.id.slice(0, 12) : c.id, c.name, c.mac, ...c.addresses].join(' '))
+    .join('\n');
+}
+
+export function registerContainerCommands(program: Command): void {
+  program
+    .command('attach')
+    .description('attach a container to the weave network with the given addresses (CIDR); prints them')
+    .argument('<args...>', '[ADDR...] <container>: addresses like 10.32.0.1/12, then a Docker name or id, netns:NAME or pid:PID')
+    .action(async (words: string[], _opts: unknown, cmd: Command) => {
+      const { container, addresses } = splitAddressesAndContainer(words, 'attach');
+      await clientFor(cmd).post<AttachReply>('/attach', { container, addresses });
+      // Like Weave Net: the addresses, without prefix lengths, on one line.
+      write(addresses.map((a) => ipOf(parseAttachCidr(a).cidr)).join(' '));
+    });
+
+  program
+    .command('detach')
+    .description('remove the given addresses from a container, or detach it completely when none are given')
+    .argument('<args...>', '[ADDR...] <container>')
+    .action(async (words: string[], _opts: unknown, cmd: Command) => {
+      const { container, addresses } = splitAddressesAndContainer(words, 'detach');
+      const reply = await clientFor(cmd).post<DetachReply>('/detach', addresses.length > 0 ? { container, addresses } : { container });
+      write(reply.removed.map(ipOf).join(' '));
+    });
+
+  program
+    .command('ps')
+    .description('list attached containers: id, name, MAC, addresses')
+    .option('--json', 'print the list as JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const reply = await clientFor(cmd).get<PsReply>('/ps');
+      write(opts.json === true ? JSON.stringify(reply.containers, null, 2) : renderPs(reply.containers));
+    });
+}

@@ -1,0 +1,51 @@
+// Builds the daemon's data plane: the TAP device (native addon) on the
+// `weave` bridge, the batched UDP sleeve socket and the Overlay between them.
+// Host changes (bridge, MTU, firewall) go through host-bridge.ts.
+
+import type { Clock } from '../router/clock';
+import type { CommandRunner } from '../router/command-runner';
+import { frameAead } from '../router/frame-aead';
+import { DEFAULT_BRIDGE, detectUnderlayMtu, ensureBridge } from '../router/host-bridge';
+import type { Logger } from '../router/logger';
+import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay';
+import type { PeerName } from '../router/peer-name';
+import { SLEEVE_OVERHEAD_BYTES } from '../router/sleeve-codec';
+import { TapDevice } from '../router/tap-device';
+import { TapPort } from '../router/tap-port';
+import { UdpBatchSocket } from '../router/udp-batch';
+import { UdpBatchPort } from '../router/udp-batch-port';
+
+export const TAP_NAME = 'vethwe-tap';
+const UDP_BUFFER_BYTES = 4 << 20;
+
+export interface DataPlaneSetup {
+  overlay: Overlay;
+  bridge: string;
+  mtu: number;
+  close(): void;
+}
+
+export async function startDataPlane(
+  deps: { clock: Clock; logger: Logger; runner: CommandRunner },
+  opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean },
+): Promise<DataPlaneSetup> {
+  const mtu = opts.mtu ?? (await detectUnderlayMtu(deps.runner)) - SLEEVE_OVERHEAD_BYTES;
+  // Opening first creates the device; the bridge then takes it as a port.
+  const tap = TapDevice.open(TAP_NAME, { persist: false });
+  let udp: UdpBatchSocket | null = null;
+  try {
+    await ensureBridge({ bridge: DEFAULT_BRIDGE, tap: tap.name, mtu }, deps.runner, deps.logger);
+    udp = UdpBatchSocket.bind({ address: '0.0.0.0', port: opts.port, recvBufferBytes: UDP_BUFFER_BYTES, sendBufferBytes: UDP_BUFFER_BYTES });
+  } catch (err) {
+    tap.close();
+    throw err;
+  }
+  const aead = frameAead();
+  const overlay = new Overlay(
+    { clock: deps.clock, logger: deps.logger, aead, bridge: new TapPort(tap), udp: new UdpBatchPort(udp) },
+    { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings: opts.fast ? FAST_OVERLAY_TIMINGS : DEFAULT_OVERLAY_TIMINGS },
+  );
+  overlay.start();
+  deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend });
+  return { overlay, bridge: DEFAULT_BRIDGE, mtu, close: () => overlay.close() };
+}
