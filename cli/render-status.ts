@@ -90,6 +90,10 @@ export function renderStatus(status: RouterStatus): string {
       `${unreachable > 0 ? `, ${unreachable} unreachable` : ''})`,
   );
   if (status.channels.length > 0) out += field('Channels', status.channels.map(sanitiseText).join(', '));
+  if (status.dataPlane) {
+    const dp = status.dataPlane;
+    out += field('DataPlane', `bridge ${sanitiseText(dp.bridge)}, MTU ${dp.mtu}, ${sanitiseText(dp.aead)}, ${plural(dp.macs, 'MAC')} learnt`);
+  }
 
   if (status.health.length === 0) {
     out += field('Health', 'ok');
@@ -113,7 +117,8 @@ export function renderConnections(status: RouterStatus): string {
     c.state,
     c.encrypted ? 'encrypted' : 'unencrypted',
     c.peer === null ? '-' : nameWithNick(c.peer, c.nickname),
-    sanitiseText(c.info),
+    // How frames travel to that peer (UDP sleeve or the TCP fallback) and why; else the failure reason.
+    c.dataPath ? `data: ${c.dataPath} (${sanitiseText(c.dataPathInfo ?? '')})` : sanitiseText(c.info),
   ]);
   return columns(rows);
 }

@@ -27,6 +27,7 @@ t.test('defaults', async (t) => {
     logLevel: 'info',
     apiAddress: DEFAULT_API_ADDRESS,
     statusAddress: DEFAULT_STATUS_ADDRESS,
+    mtu: null,
   });
 });
 
@@ -34,7 +35,7 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
   const c = parse([
     '--password', 's3cret', '--name', 'AA:BB:CC:DD:EE:FF', '--nickname', 'h1', '--port', '7000', '--no-discovery',
     '--conn-limit', '5', '--datadir', '/tmp/w1', '--log-level', 'debug', '--api-address', 'localhost:7001',
-    '--status-address', '[::1]:7002', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
+    '--status-address', '[::1]:7002', '--mtu', '1376', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
   ]);
   t.same(c, {
     datadir: '/tmp/w1',
@@ -48,7 +49,15 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
     logLevel: 'debug',
     apiAddress: '127.0.0.1:7001',
     statusAddress: '[::1]:7002',
+    mtu: 1376,
   });
+});
+
+t.test('MTU: flag, WEAVE_MTU, and out-of-range values refused', async (t) => {
+  t.equal(parse([], { WEAVE_MTU: '1400' }).mtu, 1400);
+  t.equal(parse(['--mtu', '9000'], { WEAVE_MTU: '1400' }).mtu, 9000);
+  t.throws(() => parse(['--mtu', '100']), /--mtu must be a whole number from 576/);
+  t.throws(() => parse([], { WEAVE_MTU: 'big' }), /WEAVE_MTU/);
 });
 
 t.test('environment fallbacks, flags win', async (t) => {
