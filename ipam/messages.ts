@@ -1,0 +1,264 @@
+// The IPAM wire format: every message on the 'ipam' gossip channel, and the
+// ring bytes kept on disk. Codec only: bytes to typed values and back, no
+// state. Decoding treats input as hostile: each count is checked against a
+// cap before anything is allocated, unknown versions and kinds are refused by
+// name, and the whole message is decoded and validated before the caller
+// applies any of it. Trailing bytes are tolerated (forward compatibility).
+//
+// Envelope (all integers big-endian):
+//
+//   0        1        2
+//   +--------+--------+---------------------------------------
+//   | ver=1  | kind   | body
+//   +--------+--------+---------------------------------------
+//   kind 1 = ring, 2 = consensus, 3 = space request
+//
+// range / cidr (used by all bodies):
+//   +--------+------------------------------+--------+
+//   | family | network address: 4 or 16 B   | prefix |
+//   +--------+------------------------------+--------+
+//   family 4 or 6; host bits must be zero
+//
+// ring body:
+//   range | seedCount u16 | seedCount x peer name (6 B, sorted, distinct)
+//         | entryCount u16 | entryCount x entry
+//   entry (22 B):
+//   +-------------+-------------+-----------------+-------------+
+//   | token u32   | owner 6 B   | version u64<2^53| free u32    |
+//   +-------------+-------------+-----------------+-------------+
+//
+// consensus body:
+//   range | initPeerCount u16 | nodeCount u16 | nodeCount x record
+//   record:
+//   +---------+-----------------+--------+---------------------+-------------------------------+
+//   | node 6B | version u64     | flags  | promise (if bit 0)  | accepted (if bit 1)           |
+//   +---------+-----------------+--------+---------------------+-------------------------------+
+//   promise  = round u32 | proposer 6 B
+//   accepted = round u32 | proposer 6 B | valueCount u16 | valueCount x peer name
+//
+// space request body (unicast to a peer that owns space):
+//   range | subnet cidr (inside range; a single address asks for exactly it)
+
+import { ByteReader, ByteWriter } from '../router/codec';
+import type { PeerName } from '../router/peer-name';
+import { AddressRange, Cidr, IpFamily } from './cidr';
+import { IPAM_WIRE_VERSION, MAX_CONSENSUS_NODES, MAX_IPAM_MESSAGE_BYTES, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
+import { IpamError } from './errors';
+import type { AcceptedValue, Claims, NodeClaim, ProposalId } from './paxos';
+import { validateClaim } from './paxos';
+import type { RingEntry, RingState } from './ring';
+import { validateRingState } from './ring';
+
+export type IpamMessageKind = 'ring' | 'consensus' | 'space-request';
+
+const KIND_CODE: Record<IpamMessageKind, number> = { ring: 1, consensus: 2, 'space-request': 3 };
+
+export interface ConsensusMessage {
+  range: AddressRange;
+  initPeerCount: number;
+  claims: Claims;
+}
+
+export interface SpaceRequest {
+  range: AddressRange;
+  subnet: Cidr;
+}
+
+export type IpamMessage =
+  | { kind: 'ring'; ring: RingState }
+  | { kind: 'consensus'; consensus: ConsensusMessage }
+  | { kind: 'space-request'; request: SpaceRequest };
+
+// ---------------------------------------------------------------------------
+// encode
+
+function writeCidr(w: ByteWriter, c: Cidr): void {
+  w.u8(c.family);
+  const bytes = c.family === 4 ? 4 : 16;
+  for (let i = bytes - 1; i >= 0; i--) w.u8(Number((c.base >> BigInt(i * 8)) & 0xffn));
+  w.u8(c.prefixLen);
+}
+
+function writeRingBody(w: ByteWriter, ring: RingState): void {
+  writeCidr(w, ring.range.cidr);
+  w.count(ring.seed.length);
+  for (const p of ring.seed) w.peerName(p);
+  w.count(ring.entries.length);
+  for (const e of ring.entries) w.u32(e.token).peerName(e.owner).u53(e.version).u32(e.free);
+}
+
+function writeId(w: ByteWriter, id: ProposalId): void {
+  w.u32(id.round).peerName(id.proposer);
+}
+
+function writeConsensusBody(w: ByteWriter, m: ConsensusMessage): void {
+  writeCidr(w, m.range.cidr);
+  w.u16(m.initPeerCount);
+  w.count(m.claims.size);
+  for (const [node, c] of m.claims) {
+    w.peerName(node).u53(c.version).u8((c.promise ? 1 : 0) | (c.accepted ? 2 : 0));
+    if (c.promise) writeId(w, c.promise);
+    if (c.accepted) {
+      writeId(w, c.accepted.id);
+      w.count(c.accepted.value.length);
+      for (const p of c.accepted.value) w.peerName(p);
+    }
+  }
+}
+
+export function encodeIpamMessage(msg: IpamMessage): Uint8Array {
+  const w = new ByteWriter(512);
+  w.u8(IPAM_WIRE_VERSION).u8(KIND_CODE[msg.kind]);
+  switch (msg.kind) {
+    case 'ring': writeRingBody(w, msg.ring); break;
+    case 'consensus': writeConsensusBody(w, msg.consensus); break;
+    case 'space-request': writeCidr(w, msg.request.range.cidr); writeCidr(w, msg.request.subnet); break;
+  }
+  return w.finish();
+}
+
+/** The ring alone (no envelope), as persisted. */
+export function encodeRing(ring: RingState): Uint8Array {
+  const w = new ByteWriter(512);
+  w.u8(IPAM_WIRE_VERSION);
+  writeRingBody(w, ring);
+  return w.finish();
+}
+
+export function encodeClaims(m: ConsensusMessage): Uint8Array {
+  const w = new ByteWriter(256);
+  w.u8(IPAM_WIRE_VERSION);
+  writeConsensusBody(w, m);
+  return w.finish();
+}
+
+// ---------------------------------------------------------------------------
+// decode
+
+/** ByteReader throws the router's error type; IPAM callers see IpamError only. */
+function asIpamError(err: unknown, what: string): IpamError {
+  if (err instanceof IpamError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return code === 'limit' ? new IpamError('limit', message, { cause: err }) : IpamError.decode(what, message, err);
+}
+
+function readCidr(r: ByteReader, what: string, field: string): Cidr {
+  const family = r.u8(`${field} family`);
+  if (family !== 4 && family !== 6) throw IpamError.decode(what, `${field} family ${family} is neither 4 nor 6`);
+  const bytes = r.bytes(family === 4 ? 4 : 16, `${field} address`);
+  let base = 0n;
+  for (const b of bytes) base = (base << 8n) | BigInt(b);
+  const prefixLen = r.u8(`${field} prefix`);
+  if (prefixLen > (family === 4 ? 32 : 128)) throw IpamError.decode(what, `${field} prefix /${prefixLen} for IPv${family}`);
+  const c = Cidr.of(family as IpFamily, base, prefixLen);
+  if (c.base !== base) throw IpamError.decode(what, `${field} ${c.toString()} has host bits set`);
+  return c;
+}
+
+function readRange(r: ByteReader, what: string): AddressRange {
+  const c = readCidr(r, what, 'range');
+  try {
+    return new AddressRange(c);
+  } catch (err) {
+    throw IpamError.decode(what, err instanceof Error ? err.message : String(err));
+  }
+}
+
+function readRingBody(r: ByteReader, what: string): RingState {
+  const range = readRange(r, what);
+  const seedCount = r.count(MAX_SEED_PEERS, 'seed');
+  const seed: PeerName[] = [];
+  for (let i = 0; i < seedCount; i++) seed.push(r.peerName('seed peer'));
+  const entryCount = r.count(MAX_RING_ENTRIES, 'entry');
+  // 22 bytes per entry: refuse a count the message cannot hold before looping.
+  if (r.remaining < entryCount * 22) throw IpamError.decode(what, `${entryCount} entries announced, only ${r.remaining} bytes left`);
+  const entries: RingEntry[] = [];
+  for (let i = 0; i < entryCount; i++) {
+    entries.push({ token: r.u32('token'), owner: r.peerName('owner'), version: r.u53('version'), free: r.u32('free') });
+  }
+  const ring: RingState = { range, seed, entries };
+  validateRingState(ring, what);
+  return ring;
+}
+
+function readId(r: ByteReader): ProposalId {
+  return { round: r.u32('round'), proposer: r.peerName('proposer') };
+}
+
+function readConsensusBody(r: ByteReader, what: string): ConsensusMessage {
+  const range = readRange(r, what);
+  const initPeerCount = r.u16('initPeerCount');
+  if (initPeerCount < 1) throw IpamError.decode(what, 'initPeerCount is 0');
+  const n = r.count(MAX_CONSENSUS_NODES, 'node');
+  const claims = new Map<PeerName, NodeClaim>();
+  for (let i = 0; i < n; i++) {
+    const node = r.peerName('node');
+    const version = r.u53('version');
+    const flags = r.u8('flags');
+    if ((flags & ~3) !== 0) throw IpamError.decode(what, `unknown record flags 0x${flags.toString(16)}`);
+    const promise = (flags & 1) !== 0 ? readId(r) : null;
+    let accepted: AcceptedValue | null = null;
+    if ((flags & 2) !== 0) {
+      const id = readId(r);
+      const count = r.count(MAX_SEED_PEERS, 'value');
+      const value: PeerName[] = [];
+      for (let k = 0; k < count; k++) value.push(r.peerName('value peer'));
+      accepted = { id, value };
+    }
+    if (claims.has(node)) throw IpamError.decode(what, `node ${node} appears twice`);
+    const claim: NodeClaim = { version, promise, accepted };
+    validateClaim(node, claim, what);
+    claims.set(node, claim);
+  }
+  return { range, initPeerCount, claims };
+}
+
+function checkVersion(r: ByteReader, what: string): void {
+  const v = r.u8('version');
+  if (v !== IPAM_WIRE_VERSION) throw IpamError.decode(what, `version ${v}, we speak ${IPAM_WIRE_VERSION}`);
+}
+
+export function decodeIpamMessage(bytes: Uint8Array): IpamMessage {
+  const what = 'ipam message';
+  if (bytes.length > MAX_IPAM_MESSAGE_BYTES) throw IpamError.limit(`${what} size`, bytes.length, MAX_IPAM_MESSAGE_BYTES);
+  try {
+    const r = new ByteReader(bytes, what);
+    checkVersion(r, what);
+    const kind = r.u8('kind');
+    switch (kind) {
+      case 1: return { kind: 'ring', ring: readRingBody(r, 'ipam ring') };
+      case 2: return { kind: 'consensus', consensus: readConsensusBody(r, 'ipam consensus') };
+      case 3: {
+        const range = readRange(r, what);
+        const subnet = readCidr(r, what, 'subnet');
+        if (!range.cidr.covers(subnet)) throw IpamError.decode(what, `requested ${subnet.toString()} is outside ${range.toString()}`);
+        return { kind: 'space-request', request: { range, subnet } };
+      }
+      default:
+        throw IpamError.decode(what, `unknown kind ${kind}`);
+    }
+  } catch (err) {
+    throw asIpamError(err, what);
+  }
+}
+
+export function decodeRing(bytes: Uint8Array): RingState {
+  try {
+    const r = new ByteReader(bytes, 'stored ring');
+    checkVersion(r, 'stored ring');
+    return readRingBody(r, 'stored ring');
+  } catch (err) {
+    throw asIpamError(err, 'stored ring');
+  }
+}
+
+export function decodeClaims(bytes: Uint8Array): ConsensusMessage {
+  try {
+    const r = new ByteReader(bytes, 'stored consensus');
+    checkVersion(r, 'stored consensus');
+    return readConsensusBody(r, 'stored consensus');
+  } catch (err) {
+    throw asIpamError(err, 'stored consensus');
+  }
+}

@@ -1,0 +1,343 @@
+// The ring: an address range divided among peers, gossiped as a CRDT. It owns
+// the division (who owns which offsets) and nothing else: which addresses are
+// in use is the allocator's business, the wire format is messages.ts.
+//
+// Model (after Weave Net's ipam/ring, written anew): the range's offsets
+// 0..size-1 are cut by tokens; entry i owns [token_i, token_{i+1}) (the last
+// one up to the end of the range). Each entry carries its owner, a version and
+// the owner's last reported free count.
+//
+// Invariants, and why merging is a CRDT:
+// - Tokens are never removed. The state is a map token -> entry, and merge is
+//   map union taking, per token, the entry that is greater in the total order
+//   (version, owner, free). Union and max are commutative, associative and
+//   idempotent, so every peer that has seen the same messages holds the same
+//   ring, whatever the order.
+// - Only the owner of a range changes entries inside it (split, give away,
+//   report free) and it bumps the version when it does. The one exception is
+//   `rmpeer`, which takes over a dead peer's entries with a version jump
+//   (RMPEER_VERSION_STEP) so the takeover wins against the dead peer's last state.
+// - Messages carry the sender's whole ring, never a delta. A peer learns that
+//   it owns a range in the same message that holds every token inside it, so it
+//   never believes it owns space that someone else has split off.
+// - Token 0 always exists once seeded, so the entries partition the range:
+//   no overlap and no lost space by construction.
+// - The seed (sorted initial peers) names the ring's origin. Rings with
+//   different seeds were created independently and are refused, as are rings
+//   for another range: merging them would hand out addresses twice.
+//
+// A merge validates everything first and changes nothing when it throws.
+
+import { RMPEER_VERSION_STEP, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
+import type { AddressRange, Span } from './cidr';
+import { IpamError } from './errors';
+import type { PeerName } from '../router/peer-name';
+
+export interface RingEntry {
+  readonly token: number;
+  readonly owner: PeerName;
+  readonly version: number;
+  readonly free: number;
+}
+
+/** A ring as values, as it travels on the wire or to disk. */
+export interface RingState {
+  readonly range: AddressRange;
+  readonly seed: readonly PeerName[];
+  readonly entries: readonly RingEntry[];
+}
+
+export interface RingMergeResult {
+  changed: boolean;
+  /** Our entries that another peer now owns (rmpeer of us, or state we had lost). */
+  lostToOthers: RingEntry[];
+}
+
+/** Total order on entries for one token: the greater one wins a merge. */
+export function compareEntries(a: RingEntry, b: RingEntry): number {
+  if (a.version !== b.version) return a.version < b.version ? -1 : 1;
+  if (a.owner !== b.owner) return a.owner < b.owner ? -1 : 1;
+  if (a.free !== b.free) return a.free < b.free ? -1 : 1;
+  return 0;
+}
+
+/**
+ * Addresses of a span that can be handed out: the range's first and last
+ * address (network and broadcast of the whole range) never are.
+ */
+export function usableCount(range: AddressRange, span: Span): number {
+  let n = span.end - span.start;
+  if (span.start === 0 && span.end > 0) n--;
+  if (span.end === range.size && span.start < range.size && range.size - 1 !== 0) n--;
+  return Math.max(0, n);
+}
+
+function sameSeed(a: readonly PeerName[], b: readonly PeerName[]): boolean {
+  return a.length === b.length && a.every((p, i) => p === b[i]);
+}
+
+function spanEnd(entries: readonly RingEntry[], i: number, size: number): number {
+  return entries[i + 1]?.token ?? size;
+}
+
+/** Index of the entry whose span contains `offset` (entries non-empty, first token 0). */
+function indexContaining(entries: readonly RingEntry[], offset: number): number {
+  let lo = 0;
+  let hi = entries.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (entries[mid]!.token <= offset) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Checks a ring that came from outside (wire, disk) for internal consistency.
+ * Throws IpamError('invalid-ring') naming the first problem.
+ */
+export function validateRingState(state: RingState, what: string): void {
+  const { seed, entries, range } = state;
+  const bad = (detail: string): IpamError => new IpamError('invalid-ring', `${what}: ${detail}`);
+  if (seed.length === 0 || entries.length === 0) throw bad('ring is empty (no seed or no entries)');
+  if (seed.length > MAX_SEED_PEERS) throw IpamError.limit(`${what} seed peers`, seed.length, MAX_SEED_PEERS);
+  if (entries.length > MAX_RING_ENTRIES) throw IpamError.limit(`${what} entries`, entries.length, MAX_RING_ENTRIES);
+  for (let i = 1; i < seed.length; i++) {
+    if (!(seed[i - 1]! < seed[i]!)) throw bad('seed peers are not sorted and distinct');
+  }
+  if (entries[0]!.token !== 0) throw bad(`first token is ${entries[0]!.token}, must be 0`);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (!Number.isSafeInteger(e.version) || e.version < 0) throw bad(`entry ${i} has version ${e.version}`);
+    if (!Number.isInteger(e.token) || e.token < 0 || e.token >= range.size) throw bad(`token ${e.token} is outside the range`);
+    if (i > 0 && e.token <= entries[i - 1]!.token) throw bad(`tokens are not increasing at entry ${i}`);
+  }
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const len = spanEnd(entries, i, range.size) - e.token;
+    if (!Number.isInteger(e.free) || e.free < 0 || e.free > len) throw bad(`entry at ${range.formatOffset(e.token)} claims ${e.free} free of ${len}`);
+  }
+}
+
+export class Ring {
+  private list: RingEntry[] = [];
+  private seedPeers: PeerName[] = [];
+
+  constructor(readonly range: AddressRange, readonly self: PeerName) {}
+
+  isSeeded(): boolean {
+    return this.list.length > 0;
+  }
+
+  seed(): readonly PeerName[] {
+    return this.seedPeers;
+  }
+
+  entries(): readonly RingEntry[] {
+    return this.list;
+  }
+
+  state(): RingState {
+    return { range: this.range, seed: this.seedPeers.slice(), entries: this.list.slice() };
+  }
+
+  /**
+   * The deterministic initial split: sorted peers, equal contiguous shares.
+   * Every peer that seeds with the same peers builds the identical ring.
+   */
+  static initialState(range: AddressRange, peers: readonly PeerName[]): RingState {
+    const seed = [...new Set(peers)].sort();
+    if (seed.length === 0) throw IpamError.config('cannot seed a ring with no peers');
+    if (seed.length > MAX_SEED_PEERS) throw IpamError.limit('seed peers', seed.length, MAX_SEED_PEERS);
+    if (seed.length > range.size) throw IpamError.config(`range ${range.toString()} is too small for ${seed.length} peers`);
+    const entries: RingEntry[] = [];
+    for (let i = 0; i < seed.length; i++) {
+      const start = Math.floor((i * range.size) / seed.length);
+      const end = Math.floor(((i + 1) * range.size) / seed.length);
+      entries.push({ token: start, owner: seed[i]!, version: 0, free: usableCount(range, { start, end }) });
+    }
+    return { range, seed, entries };
+  }
+
+  /** Seeds an empty ring (a no-op when already seeded the same way). */
+  seedWith(peers: readonly PeerName[]): RingMergeResult {
+    return this.merge(Ring.initialState(this.range, peers));
+  }
+
+  spanAt(index: number): Span {
+    const e = this.list[index];
+    if (!e) throw new RangeError(`no ring entry ${index}`);
+    return { start: e.token, end: spanEnd(this.list, index, this.range.size) };
+  }
+
+  ownerOf(offset: number): PeerName | null {
+    if (this.list.length === 0 || offset < 0 || offset >= this.range.size) return null;
+    return this.list[indexContaining(this.list, offset)]!.owner;
+  }
+
+  /** The spans `peer` owns, adjacent ones joined, in offset order. */
+  ownedSpans(peer: PeerName = this.self): Span[] {
+    const out: Span[] = [];
+    for (let i = 0; i < this.list.length; i++) {
+      if (this.list[i]!.owner !== peer) continue;
+      const span = this.spanAt(i);
+      const last = out[out.length - 1];
+      if (last && last.end === span.start) last.end = span.end; else out.push(span);
+    }
+    return out;
+  }
+
+  /** Every owner with its share (addresses owned) and its reported free count. */
+  shares(): Map<PeerName, { owned: number; free: number; entries: number }> {
+    const out = new Map<PeerName, { owned: number; free: number; entries: number }>();
+    for (let i = 0; i < this.list.length; i++) {
+      const e = this.list[i]!;
+      const s = this.spanAt(i);
+      const cur = out.get(e.owner) ?? { owned: 0, free: 0, entries: 0 };
+      cur.owned += s.end - s.start;
+      cur.free += Math.min(e.free, s.end - s.start);
+      cur.entries++;
+      out.set(e.owner, cur);
+    }
+    return out;
+  }
+
+  /**
+   * Folds another ring into ours. Validates the whole of it first: another
+   * range ('foreign-range'), another seed ('foreign-seed'), or an inconsistent
+   * ring ('invalid-ring') throws and leaves this ring untouched.
+   */
+  merge(incoming: RingState): RingMergeResult {
+    if (!incoming.range.equals(this.range)) {
+      throw new IpamError('foreign-range', `ring is for range ${incoming.range.toString()}, ours is ${this.range.toString()}; every peer must use the same --ipalloc-range`);
+    }
+    validateRingState(incoming, 'ring');
+    if (this.isSeeded() && !sameSeed(this.seedPeers, incoming.seed)) {
+      throw new IpamError(
+        'foreign-seed',
+        `ring was created by peers [${incoming.seed.join(', ')}], ours by [${this.seedPeers.join(', ')}]: ` +
+          'the two were set up independently (each side reached consensus alone, or different seed lists); ' +
+          'reset IPAM on one side (weave reset) before connecting them',
+      );
+    }
+
+    const ours = this.list;
+    const theirs = incoming.entries;
+    const merged: RingEntry[] = [];
+    const lostToOthers: RingEntry[] = [];
+    let changed = !this.isSeeded();
+    let i = 0;
+    let j = 0;
+    while (i < ours.length || j < theirs.length) {
+      const a = ours[i];
+      const b = theirs[j];
+      if (a && (!b || a.token < b.token)) {
+        merged.push(a);
+        i++;
+      } else if (b && (!a || b.token < a.token)) {
+        if (ours.length > 0) this.checkSplitAllowed(b, incoming);
+        merged.push(b);
+        changed = true;
+        j++;
+      } else if (a && b) {
+        if (compareEntries(b, a) > 0) {
+          merged.push(b);
+          changed = true;
+          if (a.owner === this.self && b.owner !== this.self) lostToOthers.push(a);
+        } else {
+          merged.push(a);
+        }
+        i++;
+        j++;
+      }
+    }
+    if (!changed) return { changed: false, lostToOthers: [] };
+    this.list = merged;
+    if (this.seedPeers.length === 0) this.seedPeers = incoming.seed.slice();
+    return { changed: true, lostToOthers };
+  }
+
+  /**
+   * A token we do not know, inside a span we own, may only come from a ring
+   * that knows something newer about that span than we do. If the sender
+   * holds the very entry we hold (same token, version and owner: us) and still
+   * splits it, the ring is wrong (a bug or a hostile peer) and is refused.
+   */
+  private checkSplitAllowed(newEntry: RingEntry, incoming: RingState): void {
+    const c = this.list[indexContaining(this.list, newEntry.token)]!;
+    if (c.owner !== this.self) return;
+    const k = indexContaining(incoming.entries, c.token);
+    const theirs = incoming.entries[k]!;
+    if (theirs.token === c.token && theirs.version === c.version && theirs.owner === c.owner) {
+      throw new IpamError(
+        'invalid-ring',
+        `ring splits our range at ${this.range.formatOffset(newEntry.token)} (for ${newEntry.owner}) without our consent`,
+      );
+    }
+  }
+
+  /**
+   * Gives [span.start, span.end) to `to`. Only ours to give: every offset of
+   * the span must be ours. Splits entries at the edges as needed. `freeOf`
+   * says what the receiver starts with as free (by default: all usable).
+   */
+  transfer(span: Span, to: PeerName, freeOf: (s: Span) => number = (s) => usableCount(this.range, s)): void {
+    if (to === this.self) throw new RangeError('transfer to ourselves');
+    if (!(span.start < span.end) || span.start < 0 || span.end > this.range.size) throw new RangeError(`bad span ${span.start}-${span.end}`);
+    const covering = this.ownedSpans().some((s) => s.start <= span.start && span.end <= s.end);
+    if (!covering) throw new RangeError(`span ${this.range.formatOffset(span.start)}+${span.end - span.start} is not ours to give`);
+    const next = this.list.slice();
+    const ensureToken = (token: number): void => {
+      if (token >= this.range.size) return;
+      const k = indexContaining(next, token);
+      const c = next[k]!;
+      if (c.token === token) return;
+      const cEnd = spanEnd(next, k, this.range.size);
+      // The split-off part is ours (the whole span is): version 0 is safe,
+      // because nobody but the owner can know a token inside its span.
+      const right: RingEntry = { token, owner: c.owner, version: 0, free: Math.min(c.free, usableCount(this.range, { start: token, end: cEnd })) };
+      next[k] = { ...c, version: c.version + 1, free: Math.min(c.free, usableCount(this.range, { start: c.token, end: token })) };
+      next.splice(k + 1, 0, right);
+    };
+    ensureToken(span.start);
+    ensureToken(span.end);
+    if (next.length > MAX_RING_ENTRIES) throw IpamError.limit('ring entries', next.length, MAX_RING_ENTRIES);
+    for (let k = indexContaining(next, span.start); k < next.length && next[k]!.token < span.end; k++) {
+      const e = next[k]!;
+      const s = { start: e.token, end: spanEnd(next, k, this.range.size) };
+      next[k] = { token: e.token, owner: to, version: e.version + 1, free: Math.min(freeOf(s), s.end - s.start) };
+    }
+    this.list = next;
+  }
+
+  /**
+   * rmpeer: takes over every entry of `dead`. Returns the number of addresses
+   * taken over. The version jump makes the takeover win over anything the
+   * dead peer last said.
+   */
+  takeOver(dead: PeerName): number {
+    if (dead === this.self) throw new RangeError('takeOver of ourselves');
+    let taken = 0;
+    const next = this.list.map((e, k) => {
+      if (e.owner !== dead) return e;
+      const s = this.spanAt(k);
+      taken += s.end - s.start;
+      const version = e.version + RMPEER_VERSION_STEP;
+      if (!Number.isSafeInteger(version)) throw new IpamError('invalid-ring', `version of entry ${this.range.formatOffset(e.token)} would overflow`);
+      return { token: e.token, owner: this.self, version, free: usableCount(this.range, s) };
+    });
+    if (taken > 0) this.list = next;
+    return taken;
+  }
+
+  /** Reports the free count of one of our entries; true when it changed (version bumped). */
+  setFree(token: number, free: number): boolean {
+    const k = indexContaining(this.list, token);
+    const e = this.list[k];
+    if (!e || e.token !== token || e.owner !== this.self) throw new RangeError(`no entry of ours at token ${token}`);
+    const s = this.spanAt(k);
+    const clamped = Math.max(0, Math.min(free, s.end - s.start));
+    if (clamped === e.free) return false;
+    this.list[k] = { ...e, version: e.version + 1, free: clamped };
+    return true;
+  }
+}
