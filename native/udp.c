@@ -1,0 +1,300 @@
+/*
+ * Batched UDP: a non-blocking socket we create and bind, sendmmsg for N
+ * datagrams per call, recvmmsg for up to max_batch datagrams per wakeup.
+ *
+ * Addresses cross the JS boundary in one format for both families: 16 bytes
+ * per datagram in IPv6 form (IPv4 as ::ffff:a.b.c.d) plus a Uint16Array of
+ * ports in host order. That keeps the tables flat and allocation-free.
+ */
+#include "weave_native.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const uint8_t V4_MAPPED_PREFIX[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static int set_buf(int fd, int force_opt, int opt, int64_t bytes) {
+  if (bytes <= 0) return 0;
+  int v = (int)bytes;
+  /* The FORCE variant ignores net.core.[rw]mem_max; it needs CAP_NET_ADMIN,
+   * which the daemon has. Fall back to the capped one without it. */
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof v) == 0) return 0;
+  return setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v);
+}
+
+/* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes) -> handle.
+ * Buffer sizes of 0 keep the kernel defaults. */
+napi_value wn_udp_open(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int64_t family, port, rcvbuf, sndbuf;
+  char addr[INET6_ADDRSTRLEN];
+  if (wn_get_args(env, info, 5, argv) < 0 ||
+      wn_get_int(env, argv[0], "family", 4, 6, &family) < 0 ||
+      wn_get_string(env, argv[1], "address", addr, sizeof addr) < 0 ||
+      wn_get_int(env, argv[2], "port", 0, 65535, &port) < 0 ||
+      wn_get_int(env, argv[3], "rcvbufBytes", 0, 1 << 30, &rcvbuf) < 0 ||
+      wn_get_int(env, argv[4], "sndbufBytes", 0, 1 << 30, &sndbuf) < 0)
+    return NULL;
+  if (family != 4 && family != 6) {
+    wn_throw_range(env, "family must be 4 or 6");
+    return NULL;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  memset(&ss, 0, sizeof ss);
+  if (family == 4) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &sin->sin_addr) != 1) {
+      wn_throw_range(env, "not an IPv4 address: %s", addr);
+      return NULL;
+    }
+    sslen = sizeof *sin;
+  } else {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) != 1) {
+      wn_throw_range(env, "not an IPv6 address: %s", addr);
+      return NULL;
+    }
+    sslen = sizeof *sin6;
+  }
+  int af = family == 4 ? AF_INET : AF_INET6;
+  int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    wn_throw_errno(env, "socket", "udpOpen", errno);
+    return NULL;
+  }
+  const char *step = "setsockopt SO_RCVBUF";
+  if (set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf) < 0) goto fail;
+  step = "setsockopt SO_SNDBUF";
+  if (set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) < 0) goto fail;
+  step = "bind";
+  if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) goto fail;
+
+  wn_chan *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    close(fd);
+    napi_throw_error(env, "ENOMEM", "udpOpen: out of memory");
+    return NULL;
+  }
+  c->kind = WN_UDP;
+  c->fd = fd;
+  c->family = af;
+  return wn_wrap_new(env, c);
+
+fail: {
+  int e = errno;
+  char detail[96];
+  close(fd);
+  snprintf(detail, sizeof detail, "%s%s%s:%lld", family == 6 ? "[" : "", addr, family == 6 ? "]" : "",
+           (long long)port);
+  wn_throw_errno(env, step, detail, e);
+  return NULL;
+}
+}
+
+static void put_addr(const struct sockaddr_storage *ss, uint8_t *a16, uint16_t *port) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+    memcpy(a16, V4_MAPPED_PREFIX, 12);
+    memcpy(a16 + 12, &sin->sin_addr, 4);
+    *port = ntohs(sin->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+    memcpy(a16, &sin6->sin6_addr, 16);
+    *port = ntohs(sin6->sin6_port);
+  } else {
+    memset(a16, 0, 16);
+    *port = 0;
+  }
+}
+
+uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
+                           uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal) {
+  struct mmsghdr *m = c->rx_msgs;
+  for (uint32_t i = 0; i < n; i++) {
+    c->rx_iov[i].iov_base = slab + offs[i];
+    c->rx_iov[i].iov_len = c->capacity;
+    memset(&m[i], 0, sizeof m[i]);
+    m[i].msg_hdr.msg_name = &c->rx_names[i];
+    m[i].msg_hdr.msg_namelen = sizeof c->rx_names[i];
+    m[i].msg_hdr.msg_iov = &c->rx_iov[i];
+    m[i].msg_hdr.msg_iovlen = 1;
+  }
+  int r;
+  do {
+    r = recvmmsg(c->fd, m, n, MSG_DONTWAIT, NULL);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) return 0;
+    if (e == EBADF || e == ENOTSOCK || e == EFAULT) {
+      *fatal = e;
+      return 0;
+    }
+    /* A pending socket error (ICMP unreachable and the like) is returned once
+     * and cleared; the socket stays usable. */
+    c->st.rx_errors++;
+    c->st.last_rx_errno = e;
+    return 0;
+  }
+  /* Truncated datagrams (slot smaller than the datagram) are dropped; later
+   * ones slide down so the batch stays dense. */
+  uint32_t w = 0;
+  for (uint32_t k = 0; k < (uint32_t)r; k++) {
+    uint32_t len = m[k].msg_len;
+    if (m[k].msg_hdr.msg_flags & MSG_TRUNC) {
+      c->st.rx_errors++;
+      c->st.last_rx_errno = EMSGSIZE;
+      continue;
+    }
+    if (w != k) memmove(slab + offs[w], slab + offs[k], len);
+    lens[w] = (int32_t)len;
+    put_addr(&c->rx_names[k], addrs + 16 * (size_t)w, &ports[w]);
+    c->st.rx_bytes += len;
+    w++;
+  }
+  return w;
+}
+
+/* Fills a sockaddr for the socket's family from a 16-byte address. Returns
+ * its length, or 0 if an IPv6 address is given to an IPv4 socket. */
+static socklen_t make_dest(int family, const uint8_t *a16, uint16_t port, struct sockaddr_storage *ss) {
+  if (family == AF_INET) {
+    if (memcmp(a16, V4_MAPPED_PREFIX, 12) != 0) return 0;
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    memcpy(&sin->sin_addr, a16 + 12, 4);
+    return sizeof *sin;
+  }
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+  memset(sin6, 0, sizeof *sin6);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  memcpy(&sin6->sin6_addr, a16, 16);
+  return sizeof *sin6;
+}
+
+#define SEND_CHUNK 64
+
+/* udpSend(handle, slab, offsets, lengths, addrs, ports, count) -> datagrams sent.
+ * Arguments are checked in full before anything is sent. Kernel errors are
+ * per datagram and only counted: EAGAIN drops the rest of the batch (the
+ * send buffer is full), any other error skips just the datagram it names. */
+napi_value wn_udp_send(napi_env env, napi_callback_info info) {
+  napi_value argv[7], res;
+  uint8_t *slab, *addrs;
+  uint16_t *ports;
+  int32_t *offs, *lens;
+  size_t slab_len, offs_len, lens_len, addrs_len, ports_len;
+  int64_t count;
+  if (wn_get_args(env, info, 7, argv) < 0) return NULL;
+  wn_chan *c = wn_unwrap(env, argv[0], WN_UDP);
+  if (c == NULL || wn_get_u8(env, argv[1], "slab", &slab, &slab_len) < 0 ||
+      wn_get_i32(env, argv[2], "offsets", &offs, &offs_len) < 0 ||
+      wn_get_i32(env, argv[3], "lengths", &lens, &lens_len) < 0 ||
+      wn_get_u8(env, argv[4], "addrs", &addrs, &addrs_len) < 0 ||
+      wn_get_u16(env, argv[5], "ports", &ports, &ports_len) < 0 ||
+      wn_get_int(env, argv[6], "count", 0, INT32_MAX, &count) < 0)
+    return NULL;
+  size_t n = (size_t)count;
+  if (n > offs_len || n > lens_len || n > ports_len || n > addrs_len / 16) {
+    wn_throw_range(env, "count %zu exceeds offsets (%zu), lengths (%zu), ports (%zu) or addrs (%zu/16)", n,
+                   offs_len, lens_len, ports_len, addrs_len);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!wn_span_ok(offs[i], lens[i], slab_len)) {
+      wn_throw_range(env, "datagram %zu (offset %d, length %d) is outside the slab of %zu bytes", i, offs[i],
+                     lens[i], slab_len);
+      return NULL;
+    }
+    if (c->family == AF_INET && memcmp(addrs + 16 * i, V4_MAPPED_PREFIX, 12) != 0) {
+      wn_throw_range(env, "datagram %zu: an IPv4 socket needs an IPv4 destination", i);
+      return NULL;
+    }
+  }
+
+  struct mmsghdr m[SEND_CHUNK];
+  struct iovec iov[SEND_CHUNK];
+  struct sockaddr_storage names[SEND_CHUNK];
+  size_t next = 0;
+  uint32_t sent = 0;
+  while (next < n) {
+    size_t chunk = n - next < SEND_CHUNK ? n - next : SEND_CHUNK;
+    for (size_t j = 0; j < chunk; j++) {
+      size_t i = next + j;
+      iov[j].iov_base = slab + offs[i];
+      iov[j].iov_len = (size_t)lens[i];
+      memset(&m[j], 0, sizeof m[j]);
+      m[j].msg_hdr.msg_name = &names[j];
+      m[j].msg_hdr.msg_namelen = make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
+      m[j].msg_hdr.msg_iov = &iov[j];
+      m[j].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(c->fd, m, (unsigned)chunk, 0);
+    if (r > 0) {
+      for (int j = 0; j < r; j++) c->st.tx_bytes += m[j].msg_len;
+      c->st.tx_packets += (uint64_t)r;
+      sent += (uint32_t)r;
+      next += (size_t)r;
+      continue;
+    }
+    int e = r < 0 ? errno : EIO;
+    if (e == EINTR) continue;
+    c->st.last_tx_errno = e;
+    if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+      c->st.tx_dropped_again += n - next;
+      break;
+    }
+    /* sendmmsg reports an error only for the first datagram of the call:
+     * the ones before it were sent and counted above. */
+    c->st.tx_errors++;
+    next++;
+  }
+  napi_create_uint32(env, sent, &res);
+  return res;
+}
+
+/* localAddress(handle) -> { family: 4|6, address, port } */
+napi_value wn_local_address(napi_env env, napi_callback_info info) {
+  napi_value argv[1], obj, v;
+  if (wn_get_args(env, info, 1, argv) < 0) return NULL;
+  wn_chan *c = wn_unwrap(env, argv[0], WN_UDP);
+  if (c == NULL) return NULL;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0) {
+    wn_throw_errno(env, "getsockname", "localAddress", errno);
+    return NULL;
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  int port;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
+    port = ntohs(sin->sin_port);
+  } else {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
+    port = ntohs(sin6->sin6_port);
+  }
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  napi_create_int32(env, ss.ss_family == AF_INET ? 4 : 6, &v);
+  napi_set_named_property(env, obj, "family", v);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, "address", v);
+  napi_create_int32(env, port, &v);
+  napi_set_named_property(env, obj, "port", v);
+  return obj;
+}

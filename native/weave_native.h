@@ -1,0 +1,124 @@
+/*
+ * weave_native: the data plane's door to the kernel. A "channel" is one
+ * non-blocking fd (a TAP device or a UDP socket) plus an optional uv_poll
+ * reader that fills a caller-provided slab with up to max_batch packets per
+ * wakeup and then calls one JS function per batch.
+ *
+ * This addon owns fds and the poll handle, nothing else: no allocation per
+ * packet, no threads, no policy. Bad arguments become JS exceptions; kernel
+ * errors on the data path become counters, never exceptions.
+ */
+#ifndef WEAVE_NATIVE_H
+#define WEAVE_NATIVE_H
+
+#include <node_api.h>
+#include <uv.h>
+#include <net/if.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Bumped whenever the JS-visible interface changes, so router/native.ts can
+ * tell a stale build/ from a current one. */
+#define WEAVE_NATIVE_ABI 1
+
+/* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
+ * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
+#define WN_MAX_BATCH 256
+
+enum wn_kind { WN_TAP = 1, WN_UDP = 2 };
+
+typedef struct wn_stats {
+  uint64_t rx_batches;
+  uint64_t rx_packets;
+  uint64_t rx_bytes;
+  uint64_t rx_errors;     /* packets the kernel dropped on read (too big for the slot) or truncated */
+  uint64_t poll_errors;   /* POLLERR wakeups; the poll was re-armed each time */
+  uint64_t tx_packets;
+  uint64_t tx_bytes;
+  uint64_t tx_dropped_again; /* EAGAIN: kernel queue full, packet dropped */
+  uint64_t tx_errors;        /* any other per-packet send/write error */
+  int last_rx_errno;
+  int last_tx_errno;
+} wn_stats;
+
+typedef struct wn_chan {
+  napi_env env;
+  int kind;
+  int fd;            /* -1 once closed */
+  int family;        /* UDP: AF_INET or AF_INET6 */
+  int refs;          /* owners: the JS wrapper (until finalized) and the open poll handle */
+
+  /* Reader state. poll_open: uv_poll_init done and uv_close not yet called.
+   * reading: JS wants frames (not paused). */
+  int poll_open;
+  int reading;
+  int closing;       /* close() was called; no more callbacks into JS */
+  int teardown;      /* env is going away: touch no napi_* in callbacks */
+  int unrefd;        /* JS asked that reading not keep the event loop alive */
+  uv_poll_t poll;
+  napi_async_cleanup_hook_handle hook;
+
+  napi_ref self_ref; /* strong while the poll is open: keeps the handle object alive */
+  napi_ref cb_ref;
+  napi_ref slab_ref;
+  napi_ref offs_ref;
+  napi_ref lens_ref;
+  napi_ref addrs_ref; /* UDP only */
+  napi_ref ports_ref; /* UDP only */
+  napi_async_context actx;
+  uint32_t capacity;  /* bytes available at each slot offset */
+  uint32_t max_batch;
+
+  /* recvmmsg scratch, allocated once by readStart for UDP. */
+  struct mmsghdr *rx_msgs;
+  struct iovec *rx_iov;
+  struct sockaddr_storage *rx_names;
+
+  wn_stats st;
+  char ifname[IFNAMSIZ];
+} wn_chan;
+
+/* Argument helpers (args.c). Each returns 0 on success, or throws a JS
+ * exception and returns -1. `what` names the argument in the message. */
+int wn_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+int wn_get_int(napi_env env, napi_value v, const char *what, int64_t min, int64_t max, int64_t *out);
+int wn_get_bool(napi_env env, napi_value v, const char *what, int *out);
+int wn_get_string(napi_env env, napi_value v, const char *what, char *buf, size_t bufsize);
+int wn_get_u8(napi_env env, napi_value v, const char *what, uint8_t **data, size_t *len);
+int wn_get_i32(napi_env env, napi_value v, const char *what, int32_t **data, size_t *len);
+int wn_get_u16(napi_env env, napi_value v, const char *what, uint16_t **data, size_t *len);
+int wn_is_nullish(napi_env env, napi_value v);
+const char *wn_errno_name(int err);
+napi_value wn_describe_errno(napi_env env, napi_callback_info info);
+void wn_throw_errno(napi_env env, const char *syscall, const char *detail, int err);
+void wn_throw_range(napi_env env, const char *fmt, ...);
+void wn_throw_type(napi_env env, const char *fmt, ...);
+/* Checks that [off, off+len) lies within a buffer of buflen bytes. */
+int wn_span_ok(int64_t off, int64_t len, size_t buflen);
+
+/* Handle objects (addon.c). */
+napi_value wn_wrap_new(napi_env env, wn_chan *c);
+void wn_release(wn_chan *c);
+
+/* TAP (tap.c) */
+napi_value wn_tap_open(napi_env env, napi_callback_info info);
+napi_value wn_tap_write(napi_env env, napi_callback_info info);
+napi_value wn_tap_write_one(napi_env env, napi_callback_info info);
+uint32_t wn_tap_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
+                           uint32_t n, int *fatal);
+
+/* UDP (udp.c) */
+napi_value wn_udp_open(napi_env env, napi_callback_info info);
+napi_value wn_udp_send(napi_env env, napi_callback_info info);
+napi_value wn_local_address(napi_env env, napi_callback_info info);
+uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
+                           uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal);
+
+/* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
+ * closed. Throws and returns NULL otherwise. */
+wn_chan *wn_unwrap(napi_env env, napi_value v, int kind);
+/* As wn_unwrap, but any kind (kind 0) and closed handles are accepted. */
+wn_chan *wn_unwrap_any(napi_env env, napi_value v, int kind, int allow_closed);
+
+#endif
