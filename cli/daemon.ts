@@ -20,11 +20,16 @@ import { StatusServer } from '../router/status-server';
 import { TcpTransport } from '../router/tcp-transport';
 import type { DaemonConfig } from './config';
 import { ExecCommandRunner } from '../router/command-runner';
+import { registerContainerApi } from '../router/container-api';
+import { ContainerManager } from '../router/containers';
+import { DockerClient } from '../router/docker-client';
 import { DataPlaneSetup, startDataPlane } from './data-plane';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 
 const PID_FILE = 'weave.pid';
+/** Routed via ethwe in every container; IPAM's range once it exists (issue 4). */
+const DEFAULT_OVERLAY_RANGE = '10.32.0.0/12';
 
 function processAlive(pid: number): boolean {
   try {
@@ -105,7 +110,12 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   });
 
+  const containers = new ContainerManager(
+    { runner, docker: new DockerClient(logger), logger },
+    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [DEFAULT_OVERLAY_RANGE], datadir: config.datadir },
+  );
   const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
+  registerContainerApi(api, containers);
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -114,6 +124,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     shuttingDown = true;
     logger.info('router stopping', { reason: why });
     router.shutdown();
+    await containers.close();
     dataPlane.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
@@ -121,6 +132,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   try {
     await router.start(initialTargets);
+    const restored = await containers.restore();
+    if (restored.length > 0) logger.info('containers restored', { count: restored.length });
+    containers.watchDocker();
     saveTargets(config.datadir, router.status().targets.filter((t) => t.direct).map((t) => t.address));
     await api.listen();
     await statusServer.listen();

@@ -13,6 +13,7 @@ import { DEFAULT_DATADIR } from './config';
 import { launch, stop } from './launch';
 import { addRouterOptions, toDaemonConfig } from './launch-options';
 import type { RouterOptionValues } from './launch-options';
+import { registerContainerCommands } from './container-commands';
 import { registerMeshCommands } from './mesh-commands';
 import { packageVersion } from './version';
 import { errorMessage } from '../router/errors';
@@ -67,6 +68,7 @@ export function buildProgram(): Command {
     });
 
   registerMeshCommands(program);
+  registerContainerCommands(program);
   return program;
 }
 

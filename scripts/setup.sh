@@ -21,6 +21,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+addon=build/Release/weave_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" 2>/dev/null | head -n 1)" ]; then
+  echo "setup: building the native addon" >&2
+  npx --no-install node-gyp rebuild >/dev/null
+fi
+
 echo "setup: building" >&2
 npx tsc -p tsconfig.json
 chmod +x dist/cli/weave.js 2>/dev/null || true
