@@ -195,6 +195,7 @@ class EventStream implements EventWatch {
   private delayMs = RECONNECT_FIRST_MS;
   private lastTimeSec = 0;
   private warned = false;
+  private everConnected = false;
 
   constructor(
     private readonly socketPath: string,
@@ -222,8 +223,9 @@ class EventStream implements EventWatch {
         this.retry(`HTTP ${res.statusCode ?? 0}`);
         return;
       }
-      if (this.warned) this.logger.info('docker events: connected again', { socket: this.socketPath });
+      if (this.warned) this.logger.info('docker events: connected', { socket: this.socketPath });
       this.warned = false;
+      this.everConnected = true;
       this.delayMs = RECONNECT_FIRST_MS;
       // From now on a reconnect resumes here, so events while we were away still arrive.
       if (this.lastTimeSec === 0) this.lastTimeSec = Math.floor(Date.now() / 1000);
@@ -266,7 +268,11 @@ class EventStream implements EventWatch {
     if (this.closed || this.timer !== null) return;
     this.req?.destroy();
     this.req = null;
-    if (!this.warned) this.logger.warn('docker events: stream lost, reconnecting', { socket: this.socketPath, error: why });
+    // A host without Docker is normal: say so once, quietly; a lost stream is worth a warning.
+    if (!this.warned) {
+      if (this.everConnected) this.logger.warn('docker events: stream lost, reconnecting', { socket: this.socketPath, error: why });
+      else this.logger.info('docker events: Docker not reachable; will keep trying', { socket: this.socketPath, error: why });
+    }
     this.warned = true;
     const delay = this.delayMs;
     this.delayMs = Math.min(RECONNECT_MAX_MS, Math.round(this.delayMs * 1.5));

@@ -20,8 +20,8 @@
 // would work too, but it changes behaviour for every other bridge in the
 // namespace (Docker, Kubernetes rely on it), so we leave the sysctl alone.
 // Chains created after us (a firewall reload, dockerd starting later) need
-// ensureBridgeForwarding() again: it is cheap and idempotent, so the daemon can
-// call it periodically.
+// ensureBridgeForwarding() again: it is cheap and idempotent, and
+// keepBridgeForwarding() runs it on a timer.
 
 import { RouterError, errorMessage } from './errors';
 import type { CommandRunner } from './command-runner';
@@ -332,6 +332,45 @@ export async function ensureBridgeForwarding(
     }
   }
   return result;
+}
+
+/** Re-checks the firewall every this often: a firewall reload or a dockerd start can add drop chains at any time. */
+export const FIREWALL_RECHECK_MS = 30_000;
+
+export interface FirewallKeeper {
+  /** Checks now (also what the timer does); resolves when done. */
+  check(): Promise<FirewallResult>;
+  close(): void;
+}
+
+/**
+ * Runs ensureBridgeForwarding now and then every `intervalMs`, so forward
+ * chains created after the daemon started (another firewall, dockerd's FORWARD
+ * DROP) get our accept too. Checks never overlap; the timer does not keep the
+ * process alive.
+ */
+export function keepBridgeForwarding(
+  opts: { bridge: string; tap: string },
+  runner: CommandRunner,
+  logger: Logger = silentLogger,
+  intervalMs: number = FIREWALL_RECHECK_MS,
+): FirewallKeeper {
+  validateIfName(opts.bridge, 'bridge name');
+  validateIfName(opts.tap, 'TAP device name');
+  let running: Promise<FirewallResult> | null = null;
+  const check = (): Promise<FirewallResult> => {
+    if (running === null) {
+      running = ensureBridgeForwarding(opts, runner, logger).finally(() => {
+        running = null;
+      });
+    }
+    return running;
+  };
+  const timer = setInterval(() => {
+    check().catch((err: unknown) => logger.warn('firewall re-check failed', { error: errorMessage(err) }));
+  }, intervalMs);
+  timer.unref();
+  return { check, close: () => clearInterval(timer) };
 }
 
 /** Deletes every rule tagged `weave:<bridge>`, wherever it is. Returns how many. */

@@ -4,6 +4,10 @@
 // the CLI argument split. A scripted CommandRunner plays the kernel.
 
 import t from 'tap';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FakeCommandRunner, NetnsCommandRunner } from '../../router/command-runner';
 import type { RunResult } from '../../router/command-runner';
 import {
@@ -11,13 +15,13 @@ import {
 } from '../../router/containers';
 import type { AttachedContainer, HostFs } from '../../router/containers';
 import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/docker-client';
-import { parseEvent, parseInspect } from '../../router/docker-client';
+import { DockerClient, parseEvent, parseInspect } from '../../router/docker-client';
 import { parseAttachBody, parseDetachBody, registerContainerApi } from '../../router/container-api';
 import { HttpApi } from '../../router/http-api';
 import type { RouterControl } from '../../router/control';
 import { ApiClient, ApiError } from '../../cli/api-client';
 import { renderPs, splitAddressesAndContainer } from '../../cli/container-commands';
-import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, removeBridgeForwarding } from '../../router/host-bridge';
+import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host-bridge';
 import { silentLogger } from '../../router/logger';
 import { sampleStatus } from './sample-status';
 
@@ -465,6 +469,18 @@ t.test('host bridge logic with a fake runner', async (t) => {
     t.equal(await detectUnderlayMtu(new FakeCommandRunner(() => ({ code: 1, stderr: 'nope' }))), 1500);
   });
 
+  await t.test('keepBridgeForwarding re-checks on a timer and patches chains that appear later', async (t) => {
+    const chains: unknown[] = [];
+    const runner = new FakeCommandRunner((_cmd, args) => (args[1] === 'list' ? { stdout: JSON.stringify({ nftables: chains }) } : undefined));
+    const keeper = keepBridgeForwarding({ bridge: 'weave', tap: 'tap0' }, runner, silentLogger, 20);
+    t.teardown(() => keeper.close());
+    t.same((await keeper.check()).inserted, []);
+    chains.push({ chain: { family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward' } });
+    await new Promise((r) => setTimeout(r, 100));
+    t.ok(runner.commands.some((c) => c.args[0] === '-j' && (c.args[1] ?? '').includes('"insert"')), 'the new chain got our rule');
+    keeper.close();
+  });
+
   t.throws(() => new NetnsCommandRunner(new FakeCommandRunner(), 'a b'), /namespace name/);
   const wrapped = new NetnsCommandRunner(new FakeCommandRunner(), 'h1');
   await t.resolves(wrapped.run('ip', ['link']));
@@ -532,4 +548,50 @@ t.test('HTTP API: 400 for bad requests, JSON for good ones', async (t) => {
   t.equal(d.detached, true);
   const report = await client.get<{ containers: unknown[] }>('/report');
   t.same(report.containers, []);
+});
+
+t.test('Docker client over a unix socket: inspect, errors, events with reconnect', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'weave-fake-docker-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const socketPath = join(dir, 'docker.sock');
+  const id = 'd'.repeat(64);
+  let eventConnections = 0;
+  const queries: string[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://docker');
+    if (url.pathname === '/containers/web/json') {
+      res.end(JSON.stringify({ Id: id, Name: '/web', State: { Pid: 9, Running: true } }));
+    } else if (url.pathname.startsWith('/containers/')) {
+      res.statusCode = 404;
+      res.end(JSON.stringify({ message: 'No such container' }));
+    } else if (url.pathname === '/events') {
+      eventConnections++;
+      queries.push(url.searchParams.get('filters') ?? '');
+      res.write(JSON.stringify({ Type: 'container', Action: 'start', Actor: { ID: id, Attributes: { name: 'web' } }, time: 100 }) + '\n');
+      // The first stream breaks after one event; the client must come back.
+      if (eventConnections === 1) res.end(JSON.stringify({ Type: 'container', Action: 'die', Actor: { ID: id }, time: 101 }) + '\n');
+    } else {
+      res.end('OK');
+    }
+  });
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  t.teardown(() => { server.closeAllConnections(); server.close(); });
+
+  const client = new DockerClient(silentLogger, { socketPath });
+  t.equal(await client.ping(), true);
+  t.same(await client.inspect('web'), { id, name: 'web', pid: 9, running: true });
+  t.equal(await client.inspect('nosuch'), null);
+  await t.rejects(client.inspect('../etc'), { code: 'config' });
+  const absent = new DockerClient(silentLogger, { socketPath: join(dir, 'absent.sock') });
+  await t.rejects(absent.inspect('web'), { message: `cannot reach Docker at ${join(dir, 'absent.sock')}: is dockerd running?` });
+  t.equal(await absent.ping(), false);
+
+  const seen: string[] = [];
+  const watch = client.watchEvents((ev) => seen.push(`${ev.action} ${ev.timeSec}`));
+  t.teardown(() => watch.close());
+  const deadline = Date.now() + 5000;
+  while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  watch.close();
+  t.same(seen.slice(0, 3), ['start 100', 'die 101', 'start 100'], 'reconnected after the stream ended');
+  t.same(JSON.parse(queries[0] ?? '{}'), { type: ['container'], event: ['start', 'die', 'destroy'] });
 });
