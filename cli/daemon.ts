@@ -23,7 +23,8 @@ import { ExecCommandRunner } from '../router/command-runner';
 import { registerContainerApi } from '../router/container-api';
 import { ContainerManager } from '../router/containers';
 import { DockerClient } from '../router/docker-client';
-import { DataPlaneSetup, startDataPlane } from './data-plane';
+import { keepBridgeForwarding } from '../router/host-bridge';
+import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 
@@ -110,6 +111,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   });
 
+  // Firewall chains created after we start (a reload, dockerd starting later) get our accept rule too.
+  const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, runner, logger);
   const containers = new ContainerManager(
     { runner, docker: new DockerClient(logger), logger },
     { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [DEFAULT_OVERLAY_RANGE], datadir: config.datadir },
@@ -125,6 +128,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     logger.info('router stopping', { reason: why });
     router.shutdown();
     await containers.close();
+    forwarding.close();
     dataPlane.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }

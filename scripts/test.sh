@@ -12,7 +12,8 @@ bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 
 if [ $# -gt 0 ]; then
   files=("$@")
 else
-  mapfile -t files < <(ls dist/test/unit/*.test.js dist/test/sim/*.test.js dist/test/e2e/*.test.js 2>/dev/null)
+  # From the sources, so a stale compiled file of a deleted test never runs.
+  mapfile -t files < <(ls test/unit/*.test.ts test/sim/*.test.ts test/e2e/*.test.ts 2>/dev/null | sed 's#^#dist/#; s#\.ts$#.js#')
 fi
 
 log=$(mktemp /tmp/weave-test.XXXXXX)
