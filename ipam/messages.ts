@@ -11,7 +11,7 @@
 //   +--------+--------+---------------------------------------
 //   | ver=1  | kind   | body
 //   +--------+--------+---------------------------------------
-//   kind 1 = ring, 2 = consensus, 3 = space request
+//   kind 1 = ring, 2 = consensus, 3 = space request, 4 = space denied
 //
 // range / cidr (used by all bodies):
 //   +--------+------------------------------+--------+
@@ -36,7 +36,8 @@
 //   promise  = round u32 | proposer 6 B
 //   accepted = round u32 | proposer 6 B | valueCount u16 | valueCount x peer name
 //
-// space request body (unicast to a peer that owns space):
+// space request body (unicast to a peer that owns space), and
+// space denied body (its answer when it has nothing to give there):
 //   range | subnet cidr (inside range; a single address asks for exactly it)
 
 import { ByteReader, ByteWriter } from '../router/codec';
@@ -49,9 +50,9 @@ import { validateClaim } from './paxos';
 import type { RingEntry, RingState } from './ring';
 import { validateRingState } from './ring';
 
-export type IpamMessageKind = 'ring' | 'consensus' | 'space-request';
+export type IpamMessageKind = 'ring' | 'consensus' | 'space-request' | 'space-denied';
 
-const KIND_CODE: Record<IpamMessageKind, number> = { ring: 1, consensus: 2, 'space-request': 3 };
+const KIND_CODE: Record<IpamMessageKind, number> = { ring: 1, consensus: 2, 'space-request': 3, 'space-denied': 4 };
 
 export interface ConsensusMessage {
   range: AddressRange;
@@ -67,7 +68,8 @@ export interface SpaceRequest {
 export type IpamMessage =
   | { kind: 'ring'; ring: RingState }
   | { kind: 'consensus'; consensus: ConsensusMessage }
-  | { kind: 'space-request'; request: SpaceRequest };
+  | { kind: 'space-request'; request: SpaceRequest }
+  | { kind: 'space-denied'; request: SpaceRequest };
 
 // ---------------------------------------------------------------------------
 // encode
@@ -112,7 +114,11 @@ export function encodeIpamMessage(msg: IpamMessage): Uint8Array {
   switch (msg.kind) {
     case 'ring': writeRingBody(w, msg.ring); break;
     case 'consensus': writeConsensusBody(w, msg.consensus); break;
-    case 'space-request': writeCidr(w, msg.request.range.cidr); writeCidr(w, msg.request.subnet); break;
+    case 'space-request':
+    case 'space-denied':
+      writeCidr(w, msg.request.range.cidr);
+      writeCidr(w, msg.request.subnet);
+      break;
   }
   return w.finish();
 }
@@ -229,11 +235,12 @@ export function decodeIpamMessage(bytes: Uint8Array): IpamMessage {
     switch (kind) {
       case 1: return { kind: 'ring', ring: readRingBody(r, 'ipam ring') };
       case 2: return { kind: 'consensus', consensus: readConsensusBody(r, 'ipam consensus') };
-      case 3: {
+      case 3:
+      case 4: {
         const range = readRange(r, what);
         const subnet = readCidr(r, what, 'subnet');
         if (!range.cidr.covers(subnet)) throw IpamError.decode(what, `requested ${subnet.toString()} is outside ${range.toString()}`);
-        return { kind: 'space-request', request: { range, subnet } };
+        return { kind: kind === 3 ? 'space-request' : 'space-denied', request: { range, subnet } };
       }
       default:
         throw IpamError.decode(what, `unknown kind ${kind}`);
