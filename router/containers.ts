@@ -30,6 +30,8 @@ import type { Logger } from './logger';
 export const CONTAINER_IFNAME = 'ethwe';
 /** Always routed via ethwe so multicast (mDNS, service discovery) crosses the overlay. */
 export const MULTICAST_ROUTE = '224.0.0.0/4';
+/** Largest GSO super-frame a container's TCP may build (see the data plane's sleeve limit). */
+export const CONTAINER_GSO_MAX_BYTES = 32_768;
 export const STATE_FILE = 'containers.json';
 const STATE_VERSION = 1;
 /** A new bridge port starts forwarding within a few ms here; 2 s allows for a loaded machine. */
@@ -494,6 +496,9 @@ export class ContainerManager {
       undo.push(() => this.runner.run('ip', ['link', 'del', 'dev', hostIf], { allowFail: true }));
       await this.runner.run('ip', ['link', 'set', 'dev', hostIf, 'master', this.bridge]);
       await this.runner.run('ip', ['link', 'set', 'dev', hostIf, 'up']);
+      // The data plane carries TCP super-frames (GSO) whole, sealed in one UDP datagram:
+      // keep them well under the 64 KiB datagram limit. Older kernels cannot set it: harmless.
+      await inNs(['link', 'set', 'dev', CONTAINER_IFNAME, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], true);
       await this.tuneArp(target.netnsPath, target.name);
       for (const w of wanted) await inNs(['addr', 'add', w.cidr, 'dev', CONTAINER_IFNAME]);
       await inNs(['link', 'set', 'dev', CONTAINER_IFNAME, 'up']);

@@ -179,6 +179,7 @@ t.test('attach issues the expected commands and records the container', async (t
     `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns blue`,
     `ip link set dev ${v} master weave`,
     `ip link set dev ${v} up`,
+    `${ns} ip link set dev ethwe gso_max_size 32768`,
     `${ns} sysctl -q -w net.ipv4.conf.ethwe.arp_notify=1 net.ipv4.neigh.ethwe.base_reachable_time_ms=5000 ` +
       'net.ipv4.neigh.ethwe.delay_first_probe_time=2 net.ipv4.neigh.ethwe.ucast_solicit=1',
     `${ns} ip addr add 10.32.1.1/12 dev ethwe`,
