@@ -2,7 +2,7 @@
 // same over the native addon (TAP, batched UDP), over node:dgram, and over
 // in-memory ports in simulations.
 
-/** The local bridge side: whole Ethernet frames. */
+/** The local bridge side: whole Ethernet frames, each preceded by a 10-byte virtio_net_hdr. */
 export interface FramePort {
   /** Starts delivery: onFrame per frame, then onBatchEnd once per batch (to flush staged sends). */
   start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void;

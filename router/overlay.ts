@@ -8,6 +8,7 @@
 // back to UDP as soon as the probes get through again. Each direction decides
 // for itself, so a one-way UDP block degrades only that direction.
 //
+// Frames on both edges start with a virtio_net_hdr (sleeve-codec.ts explains why).
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
@@ -20,7 +21,8 @@ import type { DatagramPort, FramePort } from './overlay-ports';
 import type { PeerName } from './peer-name';
 import { allocFrameMessage, encodeUdpStatus } from './protocol';
 import {
-  BROADCAST_PEER, INNER_HEADER_BYTES, MAX_HOPS, peerNameBytes, readInnerHeader, readSleeveHeader,
+  BROADCAST_PEER, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
+  VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
   SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
@@ -179,9 +181,11 @@ export class Overlay {
 
   private handleBridgeFrame(buf: Buffer, off: number, len: number): void {
     this.traffic.framesFromBridge!++;
-    if (len < 14) { this.drops.short++; return; }
-    if (len > this.opts.mtu + 18) { this.drops['too-big']++; return; }
-    const d = this.forwarder.fromBridge(buf, off, this.routes, this.deps.clock.now());
+    if (len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES) { this.drops.short++; return; }
+    // A plain frame must fit the MTU; a super-frame (GSO) only one sleeve datagram.
+    const limit = buf[off + 1] === VNET_GSO_NONE ? VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES : MAX_SLEEVE_FRAME_BYTES;
+    if (len > limit) { this.drops['too-big']++; return; }
+    const d = this.forwarder.fromBridge(buf, off + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     switch (d.kind) {
       case 'drop': this.drops[d.reason]++; return;
       case 'unicast': {
@@ -243,7 +247,7 @@ export class Overlay {
     if (!inner) { this.drops.short++; return; }
     const frameOff = off + INNER_HEADER_BYTES;
     const frameLen = len - INNER_HEADER_BYTES;
-    const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff, this.routes, this.deps.clock.now());
+    const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
     if (d.deliver) {
       this.deps.bridge.write(buf, frameOff, frameLen);

@@ -15,14 +15,18 @@
 //
 // Inner frame, shared with the TCP fallback (control message FRAME):
 //
-//    0                       6                      12      13
-//   +-----------------------+-----------------------+-------+-----------------+
-//   | source peer (6):      | destination peer (6): | hops  | Ethernet frame  |
-//   | the capturing peer    | ff:..:ff = broadcast  | left  |                 |
-//   +-----------------------+-----------------------+-------+-----------------+
+//    0                       6                      12      13               23
+//   +-----------------------+-----------------------+-------+----------------+------------------+
+//   | source peer (6):      | destination peer (6): | hops  | virtio_net_hdr | Ethernet frame   |
+//   | the capturing peer    | ff:..:ff = broadcast  | left  | (10 bytes)     | (up to ~32 KiB)  |
+//   +-----------------------+-----------------------+-------+----------------+------------------+
 //
 // Relays read only the inner header, never MACs. "hops left" ends any loop
 // that inconsistent routes could cause while the topology settles.
+// The virtio_net_hdr travels with the frame as the capturing TAP gave it
+// (IFF_VNET_HDR): a TCP super-frame (GSO) crosses the mesh whole, in one
+// datagram, and the delivering TAP segments it or fixes its checksum only
+// at the far end, as the kernel would between two local ports.
 
 import { PEER_NAME_BYTES, PeerName, peerNameFromBytes, peerNameToBytes } from './peer-name';
 
@@ -35,12 +39,18 @@ export const BROADCAST_PEER = 'ff:ff:ff:ff:ff:ff' as PeerName;
 /** Mesh diameter we never expect to exceed. */
 export const MAX_HOPS = 32;
 export const ETHERNET_HEADER_BYTES = 14;
+/** virtio_net_hdr without the mergeable-buffers count (TUNSETVNETHDRSZ 10). */
+export const VNET_HDR_BYTES = 10;
+/** virtio_net_hdr gso_type: a plain frame, not a super-frame. */
+export const VNET_GSO_NONE = 0;
+/** Largest frame (vnet header included) a sleeve datagram can carry: 64 KiB less IP, UDP and our headers and tag. */
+export const MAX_SLEEVE_FRAME_BYTES = 65_507 - 16 - 13 - 16;
 /** An Ethernet header plus room for one VLAN tag. */
 export const MAX_ETHERNET_OVERHEAD_BYTES = 18;
 export const MIN_ETHERNET_FRAME_BYTES = 14;
 
-/** IPv4 (20) + UDP (8) + sleeve header + inner header + tag + Ethernet header. */
-export const SLEEVE_OVERHEAD_BYTES = 20 + 8 + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES + 16 + ETHERNET_HEADER_BYTES;
+/** What a full-MTU frame costs on the underlay beyond its IP packet: IPv4, UDP, our headers, vnet header, tag, Ethernet header. */
+export const SLEEVE_OVERHEAD_BYTES = 20 + 8 + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES + VNET_HDR_BYTES + 16 + ETHERNET_HEADER_BYTES;
 
 export interface SleeveHeader {
   type: number;
@@ -86,7 +96,7 @@ export interface InnerHeader {
 }
 
 export function readInnerHeader(buf: Uint8Array, off: number, len: number): InnerHeader | null {
-  if (len < INNER_HEADER_BYTES + MIN_ETHERNET_FRAME_BYTES) return null;
+  if (len < INNER_HEADER_BYTES + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES) return null;
   return { src: peerNameFromBytes(buf, off), dst: peerNameFromBytes(buf, off + 6), hopsLeft: buf[off + 12]! };
 }
 

@@ -5,6 +5,7 @@
 
 import type { ManualClock } from '../../router/clock';
 import type { DatagramPort, FramePort } from '../../router/overlay-ports';
+import { VNET_HDR_BYTES } from '../../router/sleeve-codec';
 import type { ByteStream, StreamHandlers, Transport } from '../../router/transport';
 
 type Delivery = () => void;
@@ -245,7 +246,10 @@ export class MemoryDatagramPort implements DatagramPort {
   }
 }
 
-/** A bridge that records what the overlay delivers and lets tests inject captured frames. */
+/**
+ * A bridge that records what the overlay delivers and lets tests inject captured
+ * frames; it adds and strips the virtio_net_hdr a real TAP would carry.
+ */
 export class MemoryBridge implements FramePort {
   readonly delivered: Buffer[] = [];
   private onFrame: ((buf: Buffer, off: number, len: number) => void) | null = null;
@@ -257,7 +261,7 @@ export class MemoryBridge implements FramePort {
   }
 
   write(buf: Buffer, off: number, len: number): void {
-    this.delivered.push(Buffer.from(buf.subarray(off, off + len)));
+    this.delivered.push(Buffer.from(buf.subarray(off + VNET_HDR_BYTES, off + len)));
   }
 
   close(): void {
@@ -266,7 +270,8 @@ export class MemoryBridge implements FramePort {
 
   /** A frame appears on our bridge (a local container sent it). */
   inject(frame: Buffer): void {
-    this.onFrame?.(frame, 0, frame.length);
+    const withHeader = Buffer.concat([Buffer.alloc(VNET_HDR_BYTES), frame]);
+    this.onFrame?.(withHeader, 0, withHeader.length);
     this.onBatchEnd?.();
   }
 }
