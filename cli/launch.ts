@@ -172,7 +172,9 @@ function readPid(datadir: string | undefined): number | null {
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    // A zombie has exited; it only waits for its parent (often init, slow to reap) to collect it.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch (err) {
     // EPERM: it exists but belongs to someone else; still alive.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
