@@ -1,0 +1,34 @@
+// One error class for dns/, carrying a stable code (STYLE.md). Callers branch
+// on `code`, never on message text. 'config' is the caller's fault: the HTTP
+// API turns it into 400 (router/http-api.ts matches the code by duck typing).
+
+export type DnsErrorCode =
+  | 'config'   // bad option, argument or API request
+  | 'decode'   // malformed bytes from a peer
+  | 'limit'    // a peer-supplied size or count over our limit
+  | 'version'  // a gossip message in a format version we do not know
+  | 'io';      // sockets, files, host commands
+
+export class DnsError extends Error {
+  override readonly name = 'DnsError';
+
+  constructor(readonly code: DnsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+
+  static config(message: string): DnsError {
+    return new DnsError('config', message);
+  }
+
+  static decode(what: string, detail: string): DnsError {
+    return new DnsError('decode', `malformed ${what}: ${detail}`);
+  }
+
+  static limit(what: string, got: number, max: number): DnsError {
+    return new DnsError('limit', `${what} is ${got}, over the limit of ${max}`);
+  }
+
+  static io(message: string, cause?: unknown): DnsError {
+    return new DnsError('io', message, cause === undefined ? undefined : { cause });
+  }
+}

@@ -1,0 +1,136 @@
+// The DNS peer: the record store on its gossip channel, the local registrations
+// (our records), the reachability feed from the mesh and the store's periodic
+// tick, plus the query core bound to the store. No sockets: the server, mDNS
+// responder and host plumbing are adapters around it (dns/server.ts,
+// dns/mdns.ts, dns/host-setup.ts), so a simulated mesh can run it as is.
+
+import type { Clock, Timer } from '../router/clock';
+import type { Gossip, GossipHub } from '../router/gossip/types';
+import type { Logger } from '../router/logger';
+import type { PeerName } from '../router/peer-name';
+import type { Rng } from '../router/rng';
+import type { QueryOutcome, RecordSource, ResolverConfig, Transport } from './answer';
+import { handleQuery } from './answer';
+import { DNS_CHANNEL, MAX_ADDRESSES_PER_NAME, STORE_TICK_MS } from './constants';
+import { DnsError } from './errors';
+import { DnsGossiper, DnsUpdate } from './gossiper';
+import { canonicalIp } from './ip';
+import type { DnsEntry, EntryMatch, StoreOptions } from './store';
+import { DnsStore, validateContainerId } from './store';
+
+export interface DnsServiceDeps {
+  hub: GossipHub;
+  clock: Clock;
+  rng: Rng;
+  logger: Logger;
+}
+
+export interface DnsServiceOptions extends ResolverConfig {
+  store?: Partial<StoreOptions>;
+  tickMs?: number;
+}
+
+export class DnsService implements RecordSource {
+  readonly store: DnsStore;
+  readonly localPeer: PeerName;
+  readonly config: ResolverConfig;
+  private readonly gossip: Gossip;
+  private readonly clock: Clock;
+  private readonly rng: Rng;
+  private readonly logger: Logger;
+  private readonly tickMs: number;
+  private timer: Timer | null = null;
+  private stopped = false;
+
+  constructor(private readonly deps: DnsServiceDeps, opts: DnsServiceOptions) {
+    this.clock = deps.clock;
+    this.rng = deps.rng;
+    this.logger = deps.logger;
+    this.localPeer = deps.hub.localPeer;
+    this.config = { domain: opts.domain, ttlS: opts.ttlS };
+    this.tickMs = opts.tickMs ?? STORE_TICK_MS;
+    this.store = new DnsStore(this.localPeer, opts.store ?? {});
+    this.gossip = deps.hub.addChannel(DNS_CHANNEL, new DnsGossiper(this.store, this.clock, this.logger));
+    deps.hub.onReachablePeersChanged((reachable) => {
+      if (!this.stopped) this.store.setReachable(reachable, this.clock.now());
+    });
+  }
+
+  start(): void {
+    if (this.timer !== null || this.stopped) return;
+    const loop = (): void => {
+      this.timer = this.clock.setTimer(this.tickMs, () => {
+        if (this.stopped) return;
+        const dropped = this.store.tick(this.clock.now());
+        if (dropped.length > 0) this.logger.debug('dns records expired', { count: dropped.length });
+        loop();
+      });
+    };
+    loop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = null;
+  }
+
+  /** Peers the mesh knows, for nicknames in status. */
+  knownPeers(): { name: PeerName; nickname: string }[] {
+    return this.deps.hub.knownPeers();
+  }
+
+  // -------------------------------------------------------------------------
+  // Our records
+
+  /** Registers `name` (normal form) at each address for a container; broadcasts what is new. */
+  register(containerId: string, name: string, addresses: readonly string[]): DnsEntry[] {
+    validateContainerId(containerId);
+    if (addresses.length === 0) throw DnsError.config(`no address to register ${name} at`);
+    const canon = addresses.map((a) => {
+      const c = canonicalIp(a);
+      if (c === null) throw DnsError.config(`${JSON.stringify(a)} is not an IP address`);
+      return c;
+    });
+    const have = new Set(this.store.lookup(name));
+    const total = new Set([...have, ...canon]).size;
+    if (total > MAX_ADDRESSES_PER_NAME) throw DnsError.limit(`addresses under ${name}`, total, MAX_ADDRESSES_PER_NAME);
+    const now = this.clock.now();
+    const delta: DnsEntry[] = [];
+    for (const a of canon) delta.push(...this.store.register(containerId, name, a, now));
+    this.broadcast(delta);
+    return delta;
+  }
+
+  /** Removes our records matching every given field; broadcasts the removals. */
+  unregister(match: EntryMatch): DnsEntry[] {
+    const delta = this.store.unregister(match, this.clock.now());
+    this.broadcast(delta);
+    return delta;
+  }
+
+  private broadcast(delta: DnsEntry[]): void {
+    if (delta.length === 0 || this.stopped) return;
+    this.gossip.gossipBroadcast(DnsUpdate.of(this.store, this.clock, delta));
+  }
+
+  // -------------------------------------------------------------------------
+  // Queries
+
+  lookup(name: string): string[] {
+    return this.store.lookup(name);
+  }
+
+  reverse(address: string): string[] {
+    return this.store.reverse(address);
+  }
+
+  hasNamesBelow(name: string): boolean {
+    return this.store.hasNamesBelow(name);
+  }
+
+  /** Answers one DNS query (the server's entry point). */
+  resolve(bytes: Uint8Array, transport: Transport): QueryOutcome {
+    return handleQuery(bytes, transport, this.config, this, this.rng);
+  }
+}

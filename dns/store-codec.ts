@@ -1,0 +1,105 @@
+// Bytes of the `dns` gossip channel: a batch of store entries. Decoding treats
+// the input as hostile (router/codec.ts checks every length before reading);
+// a message in an unknown version is refused by name. Trailing bytes after the
+// last entry are tolerated, for forward compatibility.
+//
+// Message, version 1 (all integers big-endian):
+//
+//   +---------+-----------+---------------------------------------+
+//   | ver u8  | count u16 | entry x count                         |
+//   | = 1     | <= 2048   |                                       |
+//   +---------+-----------+---------------------------------------+
+//
+// Entry:
+//
+//   +-----------+--------+----------------+-------------+--------+----------+---------+------------+
+//   | origin    | flags  | container id   | name        | family | address  | version | age_s u32  |
+//   | 6 bytes   | u8     | u16 len + UTF-8| u16 len +   | u8     | 4 or 16  | u32     | only when  |
+//   | (peer     | bit 0: | <= 300 bytes   | ASCII       | 4 | 6  | bytes    | >= 1    | tombstone: |
+//   |  name)    | tomb-  |                | <= 253      |        |          |         | seconds    |
+//   |           | stone  |                |             |        |          |         | since the  |
+//   |           |        |                |             |        |          |         | removal    |
+//   +-----------+--------+----------------+-------------+--------+----------+---------+------------+
+//
+// Other flag bits must be zero: a future field would hide behind one, and an
+// old decoder must not misread it. Ages, not timestamps, so no two clocks need
+// to agree: a receiver dates the removal at now - age.
+
+import { ByteReader, ByteWriter } from '../router/codec';
+import { RouterError } from '../router/errors';
+import { MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_NAME_BYTES } from './constants';
+import { DnsError } from './errors';
+import { formatIp, parseIp } from './ip';
+import type { DnsEntry } from './store';
+import { entryProblem } from './store';
+
+export const STORE_WIRE_VERSION = 1;
+const FLAG_TOMBSTONE = 0x01;
+const KNOWN_FLAGS = FLAG_TOMBSTONE;
+const WHAT = 'dns gossip';
+/** Upper bound of one encoded entry: 6 + 1 + 2 + 300 + 2 + 253 + 1 + 16 + 4 + 4. */
+const MAX_ENTRY_BYTES = 6 + 1 + 2 + MAX_CONTAINER_ID_BYTES + 2 + MAX_NAME_BYTES + 1 + 16 + 4 + 4;
+/** One message stays well below the mesh's control-message limit. */
+export const MAX_MESSAGE_BYTES = 3 + MAX_ENTRIES_PER_MESSAGE * MAX_ENTRY_BYTES;
+
+/** Encodes entries into as many messages as needed; `nowMs` turns removal times into ages. */
+export function encodeEntries(entries: readonly DnsEntry[], nowMs: number, perMessage = MAX_ENTRIES_PER_MESSAGE): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < entries.length; i += perMessage) {
+    const chunk = entries.slice(i, i + perMessage);
+    const w = new ByteWriter(64 + chunk.length * 64);
+    w.u8(STORE_WIRE_VERSION).count(chunk.length);
+    for (const e of chunk) {
+      const ip = parseIp(e.address);
+      if (ip === null) throw new RangeError(`store holds a bad address ${e.address}`);
+      w.peerName(e.origin).u8(e.tombstone ? FLAG_TOMBSTONE : 0).string(e.containerId).string(e.name);
+      w.u8(ip.family).bytes(ip.bytes).u32(e.version);
+      if (e.tombstone) {
+        const ageMs = Math.max(0, nowMs - (e.removedAtMs ?? nowMs));
+        w.u32(Math.min(0xffff_ffff, Math.floor(ageMs / 1000)));
+      }
+    }
+    out.push(w.finish());
+  }
+  return out;
+}
+
+/** Decodes and validates one message; throws DnsError (decode, limit, version) and never anything else. */
+export function decodeEntries(msg: Uint8Array, nowMs: number): DnsEntry[] {
+  try {
+    return decodeUnchecked(msg, nowMs);
+  } catch (err) {
+    if (err instanceof DnsError) throw err;
+    if (err instanceof RouterError) throw new DnsError(err.code === 'limit' ? 'limit' : 'decode', err.message);
+    throw DnsError.decode(WHAT, err instanceof Error ? err.message : String(err));
+  }
+}
+
+function decodeUnchecked(msg: Uint8Array, nowMs: number): DnsEntry[] {
+  if (msg.length > MAX_MESSAGE_BYTES) throw DnsError.limit(`${WHAT} message size`, msg.length, MAX_MESSAGE_BYTES);
+  const r = new ByteReader(msg, WHAT);
+  const version = r.u8('version');
+  if (version !== STORE_WIRE_VERSION) {
+    throw new DnsError('version', `${WHAT} message is format version ${version}; this router reads version ${STORE_WIRE_VERSION}`);
+  }
+  const count = r.count(MAX_ENTRIES_PER_MESSAGE, 'entries');
+  const out: DnsEntry[] = [];
+  for (let i = 0; i < count; i++) {
+    const origin = r.peerName('origin');
+    const flags = r.u8('flags');
+    if ((flags & ~KNOWN_FLAGS) !== 0) throw DnsError.decode(WHAT, `entry ${i} has unknown flags 0x${flags.toString(16)}`);
+    const containerId = r.string(MAX_CONTAINER_ID_BYTES, 'container id');
+    const name = r.string(MAX_NAME_BYTES, 'name');
+    const family = r.u8('family');
+    if (family !== 4 && family !== 6) throw DnsError.decode(WHAT, `entry ${i} has address family ${family}`);
+    const address = formatIp(r.bytes(family === 4 ? 4 : 16, 'address'));
+    const entryVersion = r.u32('version');
+    const tombstone = (flags & FLAG_TOMBSTONE) !== 0;
+    const removedAtMs = tombstone ? nowMs - r.u32('age') * 1000 : null;
+    const e: DnsEntry = { origin, containerId, name, address, version: entryVersion, tombstone, removedAtMs };
+    const problem = entryProblem(e);
+    if (problem !== null) throw DnsError.decode(WHAT, `entry ${i}: ${problem}`);
+    out.push(e);
+  }
+  return out;
+}

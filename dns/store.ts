@@ -1,0 +1,377 @@
+// The record store: a state-based CRDT of name -> address records, replicated
+// on the `dns` gossip channel (the gossiper is dns/gossiper.ts, the bytes are
+// dns/store-codec.ts). Pure: time comes in as `now`, no timers, no I/O.
+//
+// An entry is keyed by (origin peer, container, name, address) and carries a
+// version and a tombstone flag, as in Weave Net's nameserver. Only the origin
+// changes its entries, each change with version + 1, so for one key the higher
+// version wins everywhere; at equal versions a removal wins over a record, and
+// of two removals the older one (which expires first). That choice is
+// commutative, associative and idempotent, so every peer that has seen the same
+// updates holds the same state, whatever the order.
+//
+// Rules that keep it honest:
+// - The origin is the authority on its own entries. When gossip claims a record
+//   of ours that we do not hold (we restarted, or it was forged), we answer with
+//   a removal of a higher version; when it claims a removal of one we hold, we
+//   re-assert ours with a higher version. Those corrections are part of the
+//   delta and travel on like any change.
+// - Removals are remembered for TOMBSTONE_TTL_MS, measured from when the origin
+//   removed the record (the wire carries the age, so no clocks need to agree).
+// - Records of peers that are not reachable are hidden from answers at once and
+//   dropped after DEPARTED_PEER_GRACE_MS.
+// - merge() validates the whole batch (capacity included) before changing
+//   anything: a refused batch leaves the store exactly as it was.
+
+import type { PeerName } from '../router/peer-name';
+import { DEPARTED_PEER_GRACE_MS, MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
+import { DnsError } from './errors';
+import { canonicalIp } from './ip';
+import { isNormalName } from './names';
+
+/** Versions travel as u32. */
+export const MAX_VERSION = 0xffff_ffff;
+/**
+ * Claims about our own records at or above this are ignored rather than
+ * outbid, so that our +1 always fits in u32 (no honest peer gets near it: one
+ * version per change of one record).
+ */
+export const MAX_OWN_CLAIM_VERSION = 0x7fff_ffff;
+
+export interface DnsEntry {
+  readonly origin: PeerName;
+  /** Docker id, netns:NAME, pid:PID, or "weave:api" for names added by hand without a container. */
+  readonly containerId: string;
+  /** Normal form: lower case, fully qualified, no trailing dot. */
+  readonly name: string;
+  /** Canonical text (dns/ip.ts). */
+  readonly address: string;
+  /** 1 and up; each change by the origin adds one. */
+  readonly version: number;
+  readonly tombstone: boolean;
+  /** Local-clock instant the origin removed it (from the age on the wire); null for a live record. */
+  readonly removedAtMs: number | null;
+}
+
+export interface StoreOptions {
+  maxEntries: number;
+  tombstoneTtlMs: number;
+  departedGraceMs: number;
+}
+
+export const DEFAULT_STORE_OPTIONS: StoreOptions = {
+  maxEntries: MAX_ENTRIES_TOTAL,
+  tombstoneTtlMs: TOMBSTONE_TTL_MS,
+  departedGraceMs: DEPARTED_PEER_GRACE_MS,
+};
+
+/** What to remove locally; every given field must match. */
+export interface EntryMatch {
+  containerId?: string;
+  name?: string;
+  address?: string;
+}
+
+export function entryKey(e: Pick<DnsEntry, 'origin' | 'containerId' | 'name' | 'address'>): string {
+  // Container ids never contain control characters (validateContainerId), so NUL separates safely.
+  return `${e.origin}\u0000${e.containerId}\u0000${e.name}\u0000${e.address}`;
+}
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+const encoder = new TextEncoder();
+
+/** Container ids are printable, non-empty and short. Throws DnsError.config. */
+export function validateContainerId(id: unknown): string {
+  if (typeof id !== 'string' || id === '' || CONTROL_CHARS.test(id) || encoder.encode(id).length > MAX_CONTAINER_ID_BYTES) {
+    throw DnsError.config(`container id must be printable text of 1 to ${MAX_CONTAINER_ID_BYTES} bytes, got ${JSON.stringify(id)}`);
+  }
+  return id;
+}
+
+/** Checks one entry's fields as if hostile; returns a reason or null. */
+export function entryProblem(e: DnsEntry): string | null {
+  if (!isNormalName(e.name)) return `name ${JSON.stringify(e.name)} is not a valid host name`;
+  if (canonicalIp(e.address) !== e.address) return `address ${JSON.stringify(e.address)} is not a canonical IP address`;
+  if (typeof e.containerId !== 'string' || e.containerId === '' || CONTROL_CHARS.test(e.containerId) ||
+    encoder.encode(e.containerId).length > MAX_CONTAINER_ID_BYTES) {
+    return `container id ${JSON.stringify(e.containerId)} is empty, too long or has control characters`;
+  }
+  if (!Number.isInteger(e.version) || e.version < 1 || e.version > MAX_VERSION) return `version ${e.version} is out of range`;
+  if (e.tombstone !== (e.removedAtMs !== null)) return 'a removal must carry its time, a record must not';
+  return null;
+}
+
+/** True when `a` replaces `b` (same key). The order of the merge; see the file comment. */
+export function supersedes(a: DnsEntry, b: DnsEntry): boolean {
+  if (a.version !== b.version) return a.version > b.version;
+  if (a.tombstone !== b.tombstone) return a.tombstone;
+  if (a.tombstone && b.tombstone) return (a.removedAtMs as number) < (b.removedAtMs as number);
+  return false;
+}
+
+export interface StoreCounters {
+  mergedBatches: number;
+  refusedBatches: number;
+  entriesChanged: number;
+  ownCorrections: number;
+  tombstonesExpired: number;
+  departedDropped: number;
+}
+
+export class DnsStore {
+  private readonly entries = new Map<string, DnsEntry>();
+  private readonly byName = new Map<string, Set<string>>();
+  private readonly byAddress = new Map<string, Set<string>>();
+  private reachable: ReadonlySet<PeerName>;
+  /** First instant we saw each origin unreachable; cleared when it is back. */
+  private readonly unreachableSince = new Map<PeerName, number>();
+  private readonly opts: StoreOptions;
+  readonly counters: StoreCounters = {
+    mergedBatches: 0, refusedBatches: 0, entriesChanged: 0, ownCorrections: 0, tombstonesExpired: 0, departedDropped: 0,
+  };
+
+  constructor(readonly localPeer: PeerName, opts: Partial<StoreOptions> = {}) {
+    this.opts = { ...DEFAULT_STORE_OPTIONS, ...opts };
+    this.reachable = new Set([localPeer]);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): DnsEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  /** Every entry, records and removals, sorted by key: a stable view for status and tests. */
+  snapshot(): DnsEntry[] {
+    return [...this.entries.keys()].sort().map((k) => this.entries.get(k) as DnsEntry);
+  }
+
+  /** Our own live records. */
+  localRecords(): DnsEntry[] {
+    return this.snapshot().filter((e) => e.origin === this.localPeer && !e.tombstone);
+  }
+
+  // -------------------------------------------------------------------------
+  // Local changes: the origin's side. Each returns the delta to broadcast.
+
+  /** Adds a live record of ours; a no-op (empty delta) when it is live already. Throws DnsError.config on bad input. */
+  register(containerId: string, name: string, address: string, _nowMs: number): DnsEntry[] {
+    validateContainerId(containerId);
+    if (!isNormalName(name)) throw DnsError.config(`${JSON.stringify(name)} is not a valid host name`);
+    const addr = canonicalIp(address);
+    if (addr === null) throw DnsError.config(`${JSON.stringify(address)} is not an IP address`);
+    const key = entryKey({ origin: this.localPeer, containerId, name, address: addr });
+    const existing = this.entries.get(key);
+    if (existing !== undefined && !existing.tombstone) return [];
+    if (existing === undefined && this.entries.size >= this.opts.maxEntries) {
+      throw DnsError.limit('records in the store', this.entries.size + 1, this.opts.maxEntries);
+    }
+    const entry: DnsEntry = {
+      origin: this.localPeer, containerId, name, address: addr,
+      version: (existing?.version ?? 0) + 1, tombstone: false, removedAtMs: null,
+    };
+    this.put(key, entry);
+    return [entry];
+  }
+
+  /** Removes our live records matching every given field (at least one must be given). */
+  unregister(match: EntryMatch, nowMs: number): DnsEntry[] {
+    if (match.containerId === undefined && match.name === undefined && match.address === undefined) {
+      throw DnsError.config('say what to remove: a container, a name or an address');
+    }
+    const address = match.address === undefined ? undefined : canonicalIp(match.address) ?? match.address;
+    const delta: DnsEntry[] = [];
+    for (const [key, e] of this.entries) {
+      if (e.origin !== this.localPeer || e.tombstone) continue;
+      if (match.containerId !== undefined && e.containerId !== match.containerId) continue;
+      if (match.name !== undefined && e.name !== match.name) continue;
+      if (address !== undefined && e.address !== address) continue;
+      const dead: DnsEntry = { ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs };
+      this.put(key, dead);
+      delta.push(dead);
+    }
+    return delta;
+  }
+
+  // -------------------------------------------------------------------------
+  // Remote changes
+
+  /**
+   * Folds in entries from gossip and returns what changed here (including our
+   * corrections of claims about our own records). Validates everything first:
+   * on a DnsError nothing has changed.
+   */
+  merge(incoming: readonly DnsEntry[], nowMs: number): DnsEntry[] {
+    let fresh = 0;
+    const seen = new Set<string>();
+    for (const e of incoming) {
+      const problem = entryProblem(e);
+      if (problem !== null) {
+        this.counters.refusedBatches++;
+        throw DnsError.decode('dns gossip entry', problem);
+      }
+      const key = entryKey(e);
+      if (!this.entries.has(key) && !seen.has(key)) fresh++;
+      seen.add(key);
+    }
+    if (this.entries.size + fresh > this.opts.maxEntries) {
+      this.counters.refusedBatches++;
+      throw DnsError.limit('records in the store after this update', this.entries.size + fresh, this.opts.maxEntries);
+    }
+
+    const changed = new Map<string, DnsEntry>();
+    for (const e of incoming) {
+      const key = entryKey(e);
+      const existing = this.entries.get(key);
+      const next = e.origin === this.localPeer ? this.judgeOwn(e, existing, nowMs) : this.judgeOther(e, existing, nowMs);
+      if (next === null) continue;
+      this.put(key, next);
+      changed.set(key, next);
+    }
+    this.counters.mergedBatches++;
+    this.counters.entriesChanged += changed.size;
+    return [...changed.values()];
+  }
+
+  private judgeOther(e: DnsEntry, existing: DnsEntry | undefined, nowMs: number): DnsEntry | null {
+    if (existing === undefined) {
+      // A removal we never saw the record of, and already expired: nothing to remember.
+      if (e.tombstone && this.expired(e, nowMs)) return null;
+      return e;
+    }
+    return supersedes(e, existing) ? e : null;
+  }
+
+  /** A claim about one of our own records: ours is the truth, raised above the claim when they differ. */
+  private judgeOwn(e: DnsEntry, existing: DnsEntry | undefined, nowMs: number): DnsEntry | null {
+    if (e.version >= MAX_OWN_CLAIM_VERSION) return null;
+    if (existing === undefined) {
+      if (e.tombstone) return this.expired(e, nowMs) ? null : e;
+      this.counters.ownCorrections++;
+      return { ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs };
+    }
+    if (e.version < existing.version) return null;
+    if (e.tombstone !== existing.tombstone) {
+      this.counters.ownCorrections++;
+      return { ...existing, version: e.version + 1 };
+    }
+    if (e.version > existing.version) return { ...existing, version: e.version };
+    return null;
+  }
+
+  private expired(e: DnsEntry, nowMs: number): boolean {
+    return e.removedAtMs !== null && nowMs - e.removedAtMs >= this.opts.tombstoneTtlMs;
+  }
+
+  // -------------------------------------------------------------------------
+  // Reachability and expiry (the owner calls these; the store has no timers)
+
+  setReachable(reachable: ReadonlySet<PeerName>, nowMs: number): void {
+    this.reachable = new Set([...reachable, this.localPeer]);
+    for (const p of [...this.unreachableSince.keys()]) if (this.reachable.has(p)) this.unreachableSince.delete(p);
+    this.noteUnreachable(nowMs);
+  }
+
+  isVisible(e: DnsEntry): boolean {
+    return !e.tombstone && this.reachable.has(e.origin);
+  }
+
+  /** Drops expired removals and the records of peers unreachable for longer than the grace period. */
+  tick(nowMs: number): DnsEntry[] {
+    this.noteUnreachable(nowMs);
+    const dropped: DnsEntry[] = [];
+    for (const [key, e] of this.entries) {
+      if (e.tombstone && this.expired(e, nowMs)) {
+        this.counters.tombstonesExpired++;
+      } else {
+        const since = this.unreachableSince.get(e.origin);
+        if (since === undefined || nowMs - since < this.opts.departedGraceMs) continue;
+        this.counters.departedDropped++;
+      }
+      this.remove(key, e);
+      dropped.push(e);
+    }
+    for (const [p, since] of [...this.unreachableSince]) {
+      if (nowMs - since >= this.opts.departedGraceMs) this.unreachableSince.delete(p);
+    }
+    return dropped;
+  }
+
+  private noteUnreachable(nowMs: number): void {
+    for (const e of this.entries.values()) {
+      if (!this.reachable.has(e.origin) && !this.unreachableSince.has(e.origin)) this.unreachableSince.set(e.origin, nowMs);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Queries (visible records only)
+
+  /** Addresses of `name` (normal form), deduplicated, sorted; the caller shuffles. */
+  lookup(name: string): string[] {
+    const keys = this.byName.get(name);
+    if (keys === undefined) return [];
+    const out = new Set<string>();
+    for (const k of keys) {
+      const e = this.entries.get(k) as DnsEntry;
+      if (this.isVisible(e)) out.add(e.address);
+    }
+    return [...out].sort();
+  }
+
+  /** True when some visible name lies strictly below `name` (an empty non-terminal answers NOERROR). */
+  hasNamesBelow(name: string): boolean {
+    const suffix = `.${name}`;
+    for (const [n, keys] of this.byName) {
+      if (!n.endsWith(suffix)) continue;
+      for (const k of keys) if (this.isVisible(this.entries.get(k) as DnsEntry)) return true;
+    }
+    return false;
+  }
+
+  /** Names that hold `address` (canonical), sorted. */
+  reverse(address: string): string[] {
+    const keys = this.byAddress.get(address);
+    if (keys === undefined) return [];
+    const out = new Set<string>();
+    for (const k of keys) {
+      const e = this.entries.get(k) as DnsEntry;
+      if (this.isVisible(e)) out.add(e.name);
+    }
+    return [...out].sort();
+  }
+
+  // -------------------------------------------------------------------------
+
+  private put(key: string, e: DnsEntry): void {
+    const old = this.entries.get(key);
+    this.entries.set(key, e);
+    if (old === undefined) {
+      index(this.byName, e.name, key);
+      index(this.byAddress, e.address, key);
+    }
+  }
+
+  private remove(key: string, e: DnsEntry): void {
+    this.entries.delete(key);
+    unindex(this.byName, e.name, key);
+    unindex(this.byAddress, e.address, key);
+  }
+}
+
+function index(map: Map<string, Set<string>>, k: string, key: string): void {
+  let set = map.get(k);
+  if (set === undefined) {
+    set = new Set();
+    map.set(k, set);
+  }
+  set.add(key);
+}
+
+function unindex(map: Map<string, Set<string>>, k: string, key: string): void {
+  const set = map.get(k);
+  if (set === undefined) return;
+  set.delete(key);
+  if (set.size === 0) map.delete(k);
+}

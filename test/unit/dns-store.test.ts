@@ -1,0 +1,296 @@
+// The DNS record store (dns/store.ts) and its wire codec (dns/store-codec.ts):
+// local changes, merge rules, corrections of claims about our own records,
+// tombstone and departed-peer expiry, hostile batches refused without a change,
+// CRDT properties on random histories, codec round trip and fuzz.
+
+import t from 'tap';
+import { DnsError } from '../../dns/errors';
+import type { DnsEntry } from '../../dns/store';
+import { DnsStore, MAX_VERSION, supersedes } from '../../dns/store';
+import { decodeEntries, encodeEntries, STORE_WIRE_VERSION } from '../../dns/store-codec';
+import { canonicalIp, formatIp, parseIp, parseReverseName, reverseName } from '../../dns/ip';
+import { parseDomain, qualifyName } from '../../dns/names';
+import type { PeerName } from '../../router/peer-name';
+import { SeededRng, randomInt } from '../../router/rng';
+
+const A = '02:00:00:00:00:01' as PeerName;
+const B = '02:00:00:00:00:02' as PeerName;
+const C = '02:00:00:00:00:03' as PeerName;
+const T0 = 1_700_000_000_000;
+
+function live(origin: PeerName, name: string, address: string, version = 1, containerId = 'netns:c1'): DnsEntry {
+  return { origin, containerId, name, address, version, tombstone: false, removedAtMs: null };
+}
+
+function dead(origin: PeerName, name: string, address: string, version: number, removedAtMs = T0, containerId = 'netns:c1'): DnsEntry {
+  return { origin, containerId, name, address, version, tombstone: true, removedAtMs };
+}
+
+function view(s: DnsStore): string[] {
+  return s.snapshot().map((e) => `${e.origin} ${e.containerId} ${e.name} ${e.address} v${e.version}${e.tombstone ? ` dead@${e.removedAtMs}` : ''}`);
+}
+
+t.test('ip: parse, canonical form, reverse names', async (t) => {
+  const cases: [string, string | null][] = [
+    ['10.32.0.1', '10.32.0.1'], ['0.0.0.0', '0.0.0.0'], ['255.255.255.255', '255.255.255.255'],
+    ['010.1.1.1', null], ['256.1.1.1', null], ['1.2.3', null], ['1.2.3.4.5', null], [' 1.2.3.4', null],
+    ['::', '::'], ['::1', '::1'], ['2001:DB8::1', '2001:db8::1'], ['2001:db8:0:0:0:0:2:1', '2001:db8::2:1'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], ['2001:0:0:1:0:0:0:1', '2001:0:0:1::1'],
+    ['::ffff:1.2.3.4', '::ffff:102:304'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['fe80::', 'fe80::'],
+    [':::', null], ['1::2::3', null], ['1:2:3:4:5:6:7:8:9', null], ['1:2:3:4:5:6:7::8', null], ['12345::', null],
+    ['fe80::1%eth0', null], ['', null], ['g::1', null], ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+  ];
+  for (const [text, want] of cases) t.equal(canonicalIp(text), want, JSON.stringify(text));
+  t.equal(reverseName(parseIp('10.32.0.1')!.bytes), '1.0.32.10.in-addr.arpa');
+  t.same(parseReverseName('1.0.32.10.in-addr.arpa'), { kind: 'address', address: '10.32.0.1' });
+  t.same(parseReverseName('0.32.10.in-addr.arpa'), { kind: 'partial' });
+  t.same(parseReverseName('example.com'), { kind: 'not-reverse' });
+  const v6 = parseIp('2001:db8::2:1')!.bytes;
+  const r6 = reverseName(v6);
+  t.match(r6, /^1\.0\.0\.0\.2\.0\.0\.0\..*\.8\.b\.d\.0\.1\.0\.0\.2\.ip6\.arpa$/);
+  t.same(parseReverseName(r6), { kind: 'address', address: '2001:db8::2:1' });
+  const rng = new SeededRng(7);
+  for (let i = 0; i < 500; i++) {
+    const bytes = new Uint8Array(randomInt(rng, 2) === 0 ? 4 : 16).map(() => (randomInt(rng, 3) === 0 ? 0 : randomInt(rng, 256)));
+    const text = formatIp(bytes);
+    t.same(parseIp(text)?.bytes, bytes, `round trip ${text}`);
+  }
+});
+
+t.test('names: domain and qualification', async (t) => {
+  t.equal(parseDomain('Weave.Local.'), 'weave.local');
+  t.throws(() => parseDomain('bad domain'), { code: 'config' });
+  t.throws(() => parseDomain('10.in-addr.arpa'), { code: 'config' });
+  t.equal(qualifyName('Web', 'weave.local'), 'web.weave.local');
+  t.equal(qualifyName('web.weave.local', 'weave.local'), 'web.weave.local');
+  t.equal(qualifyName('api.v2', 'weave.local'), 'api.v2.weave.local');
+  t.equal(qualifyName('my_app', 'weave.local'), 'my_app.weave.local', 'Docker names may hold underscores');
+  t.throws(() => qualifyName('web.example.com.', 'weave.local'), /not under the weave domain/);
+  t.throws(() => qualifyName('a..b', 'weave.local'), { code: 'config' });
+  t.throws(() => qualifyName('-web', 'weave.local'), { code: 'config' });
+  t.throws(() => qualifyName('x'.repeat(64), 'weave.local'), { code: 'config' });
+  t.throws(() => qualifyName('', 'weave.local'), { code: 'config' });
+});
+
+t.test('local changes: register, re-register, remove, register again', async (t) => {
+  const s = new DnsStore(A);
+  const d1 = s.register('netns:c1', 'web.weave.local', '10.32.0.1', T0);
+  t.same(d1.map((e) => [e.version, e.tombstone]), [[1, false]]);
+  t.same(s.register('netns:c1', 'web.weave.local', '10.32.0.1', T0), [], 'registering twice changes nothing');
+  s.register('netns:c1', 'web.weave.local', '10.32.0.2', T0);
+  t.same(s.lookup('web.weave.local'), ['10.32.0.1', '10.32.0.2']);
+  t.same(s.reverse('10.32.0.2'), ['web.weave.local']);
+  const d2 = s.unregister({ containerId: 'netns:c1', address: '10.32.0.1' }, T0 + 5);
+  t.same(d2.map((e) => [e.address, e.version, e.tombstone, e.removedAtMs]), [['10.32.0.1', 2, true, T0 + 5]]);
+  t.same(s.lookup('web.weave.local'), ['10.32.0.2']);
+  t.same(s.reverse('10.32.0.1'), []);
+  const d3 = s.register('netns:c1', 'web.weave.local', '10.32.0.1', T0 + 6);
+  t.same(d3.map((e) => [e.version, e.tombstone]), [[3, false]], 'a comeback outranks its own removal');
+  t.throws(() => s.register('netns:c1', 'Bad Name', '10.32.0.1', T0), { code: 'config' });
+  t.throws(() => s.register('netns:c1', 'web.weave.local', '10.32.0.300', T0), { code: 'config' });
+  t.throws(() => s.register('', 'web.weave.local', '10.32.0.1', T0), { code: 'config' });
+  t.throws(() => s.unregister({}, T0), { code: 'config' });
+  t.same(s.unregister({ name: 'nobody.weave.local' }, T0), []);
+});
+
+t.test('merge: higher version wins, removal wins a tie, older removal wins between removals', async (t) => {
+  t.ok(supersedes(live(B, 'x.weave.local', '10.0.0.1', 2), live(B, 'x.weave.local', '10.0.0.1', 1)));
+  t.notOk(supersedes(live(B, 'x.weave.local', '10.0.0.1', 1), live(B, 'x.weave.local', '10.0.0.1', 2)));
+  t.ok(supersedes(dead(B, 'x.weave.local', '10.0.0.1', 2), live(B, 'x.weave.local', '10.0.0.1', 2)));
+  t.notOk(supersedes(live(B, 'x.weave.local', '10.0.0.1', 2), dead(B, 'x.weave.local', '10.0.0.1', 2)));
+  t.ok(supersedes(dead(B, 'x.weave.local', '10.0.0.1', 2, T0 - 1), dead(B, 'x.weave.local', '10.0.0.1', 2, T0)));
+
+  const s = new DnsStore(A);
+  s.setReachable(new Set([A, B]), T0);
+  t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2)], T0).length, 1);
+  t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2)], T0).length, 0, 'idempotent');
+  t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 1)], T0).length, 0, 'older ignored');
+  t.same(s.lookup('x.weave.local'), ['10.0.0.1']);
+  t.equal(s.merge([dead(B, 'x.weave.local', '10.0.0.1', 3)], T0).length, 1);
+  t.same(s.lookup('x.weave.local'), []);
+  t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2)], T0).length, 0, 'a late copy cannot bring it back');
+});
+
+t.test('claims about our own records: we are the authority', async (t) => {
+  const s = new DnsStore(A);
+  // We restarted: someone still has a record of ours at version 4.
+  const d = s.merge([live(A, 'old.weave.local', '10.0.0.9', 4)], T0);
+  t.same(d.map((e) => [e.version, e.tombstone]), [[5, true]], 'unknown record of ours: removed with a higher version');
+  t.same(s.lookup('old.weave.local'), []);
+  t.equal(s.counters.ownCorrections, 1);
+  // We hold a record; gossip claims it was removed at a higher version (an old incarnation removed it).
+  s.register('netns:c1', 'web.weave.local', '10.0.0.1', T0);
+  const d2 = s.merge([dead(A, 'web.weave.local', '10.0.0.1', 7)], T0);
+  t.same(d2.map((e) => [e.version, e.tombstone]), [[8, false]], 're-asserted above the claim');
+  t.same(s.lookup('web.weave.local'), ['10.0.0.1']);
+  t.same(s.merge([live(A, 'web.weave.local', '10.0.0.1', 3)], T0), [], 'a lower claim is ignored');
+  t.same(s.merge([live(A, 'web.weave.local', '10.0.0.1', 8)], T0), [], 'the same state changes nothing');
+  t.same(s.merge([live(A, 'x.weave.local', '10.0.0.1', MAX_VERSION)], T0), [], 'claims we cannot outbid are ignored');
+});
+
+t.test('hostile batches are refused whole, the store unchanged', async (t) => {
+  const s = new DnsStore(A, { maxEntries: 3 });
+  s.setReachable(new Set([A, B]), T0);
+  s.merge([live(B, 'x.weave.local', '10.0.0.1')], T0);
+  const before = view(s);
+  const bad: DnsEntry[][] = [
+    [live(B, 'y.weave.local', '10.0.0.2'), live(B, 'Bad Name', '10.0.0.3')],
+    [live(B, 'y.weave.local', '10.0.0.2'), live(B, 'z.weave.local', '010.0.0.3')],
+    [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), version: 0 }],
+    [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), containerId: 'a\nb' }],
+    [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), removedAtMs: 5 }],
+    [live(B, 'y.weave.local', '10.0.0.2'), live(B, 'z.weave.local', '10.0.0.3'), live(B, 'w.weave.local', '10.0.0.4')],
+  ];
+  for (const batch of bad) {
+    t.throws(() => s.merge(batch, T0), DnsError);
+    t.same(view(s), before, 'unchanged');
+  }
+  t.throws(() => s.merge(bad[5]!, T0), { code: 'limit' }, 'capacity is checked before anything changes');
+});
+
+t.test('expiry: tombstones after their TTL, departed peers hidden at once and dropped after the grace', async (t) => {
+  const s = new DnsStore(A, { tombstoneTtlMs: 1000, departedGraceMs: 5000 });
+  s.setReachable(new Set([A, B, C]), T0);
+  s.merge([live(B, 'b.weave.local', '10.0.0.2'), live(C, 'c.weave.local', '10.0.0.3'), dead(B, 'gone.weave.local', '10.0.0.4', 2, T0)], T0);
+  t.equal(s.size, 3);
+  t.same(s.tick(T0 + 999), []);
+  t.same(s.tick(T0 + 1000).map((e) => e.name), ['gone.weave.local'], 'the removal is forgotten after its TTL');
+  t.same(s.merge([dead(B, 'gone.weave.local', '10.0.0.4', 2, T0)], T0 + 1000), [], 'and an expired removal is not taken back');
+
+  s.setReachable(new Set([A, B]), T0 + 2000);
+  t.same(s.lookup('c.weave.local'), [], "an unreachable peer's records are hidden at once");
+  t.equal(s.size, 2, 'but kept for a while');
+  s.setReachable(new Set([A, B, C]), T0 + 3000);
+  t.same(s.lookup('c.weave.local'), ['10.0.0.3'], 'back when it is');
+  s.setReachable(new Set([A, B]), T0 + 4000);
+  t.same(s.tick(T0 + 8999), []);
+  t.same(s.tick(T0 + 9000).map((e) => e.name), ['c.weave.local'], 'dropped after the grace period');
+  t.equal(s.counters.departedDropped, 1);
+});
+
+t.test('names below a name, reverse, and dedup across containers', async (t) => {
+  const s = new DnsStore(A);
+  s.register('netns:c1', 'a.b.weave.local', '10.0.0.1', T0);
+  s.register('netns:c2', 'a.b.weave.local', '10.0.0.1', T0);
+  t.same(s.lookup('a.b.weave.local'), ['10.0.0.1'], 'one address once');
+  t.ok(s.hasNamesBelow('b.weave.local'));
+  t.notOk(s.hasNamesBelow('a.b.weave.local'));
+  s.unregister({ containerId: 'netns:c1' }, T0);
+  t.same(s.lookup('a.b.weave.local'), ['10.0.0.1'], "still c2's");
+});
+
+/** Random histories: three origins make changes; two replicas get every update in different orders and duplicated. */
+t.test('CRDT: commutative, associative, idempotent on random histories', async (t) => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rng = new SeededRng(seed);
+    const origins = [A, B, C].map((p) => new DnsStore(p));
+    const updates: DnsEntry[][] = [];
+    for (let step = 0; step < 60; step++) {
+      const o = origins[randomInt(rng, 3)]!;
+      const name = `n${randomInt(rng, 4)}.weave.local`;
+      const addr = `10.0.0.${randomInt(rng, 4) + 1}`;
+      const cid = `netns:c${randomInt(rng, 2)}`;
+      const d = randomInt(rng, 3) === 0 ? o.unregister({ containerId: cid, name }, T0 + step) : o.register(cid, name, addr, T0 + step);
+      if (d.length > 0) updates.push(d);
+    }
+    const observer = (order: DnsEntry[][]): string[] => {
+      const s = new DnsStore('02:00:00:00:00:09' as PeerName);
+      for (const u of order) s.merge(u, T0 + 100);
+      return view(s);
+    };
+    const shuffled = (): DnsEntry[][] => {
+      const copy = [...updates, ...updates.filter(() => randomInt(rng, 4) === 0)];
+      for (let i = copy.length - 1; i > 0; i--) {
+        const j = randomInt(rng, i + 1);
+        [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+      }
+      return copy;
+    };
+    // Grouping: fold some updates together first (associativity of the batch merge).
+    const grouped = (): DnsEntry[][] => {
+      const s = shuffled();
+      const out: DnsEntry[][] = [];
+      for (let i = 0; i < s.length; i += 3) out.push(s.slice(i, i + 3).flat());
+      return out;
+    };
+    const ref = observer(updates);
+    const a = observer(shuffled());
+    const b = observer(grouped());
+    if (a.join('\n') !== ref.join('\n') || b.join('\n') !== ref.join('\n')) {
+      t.fail(`seed ${seed}: replicas diverge`);
+      t.same(a, ref);
+      t.same(b, ref);
+      return;
+    }
+    // And the origins' own view of their live records matches what observers see as live.
+    const liveAtObserver = ref.filter((l) => !l.includes('dead@')).sort();
+    const liveAtOrigins = origins.flatMap((o) => o.localRecords()).map((e) => `${e.origin} ${e.containerId} ${e.name} ${e.address} v${e.version}`).sort();
+    if (liveAtObserver.join('\n') !== liveAtOrigins.join('\n')) {
+      t.fail(`seed ${seed}: observer and origins disagree`);
+      return;
+    }
+  }
+  t.pass('40 random histories converge in every order and grouping');
+});
+
+t.test('codec: round trip, ages, limits', async (t) => {
+  const entries = [
+    live(A, 'web.weave.local', '10.32.0.1', 3, 'f'.repeat(64)),
+    dead(B, 'db.weave.local', '2001:db8::1', 9, T0 - 30_000, 'netns:db'),
+    live(C, 'x.y.weave.local', '::ffff:102:304', 1, 'weave:api'),
+  ];
+  const msgs = encodeEntries(entries, T0);
+  t.equal(msgs.length, 1);
+  t.equal(msgs[0]![0], STORE_WIRE_VERSION);
+  const back = decodeEntries(msgs[0]!, T0 + 5000);
+  t.same(back[0], entries[0]);
+  t.same(back[2], entries[2]);
+  t.equal(back[1]!.removedAtMs, T0 + 5000 - 30_000, 'the age travels, not the time');
+  t.same({ ...back[1], removedAtMs: 0 }, { ...entries[1], removedAtMs: 0 });
+
+  t.equal(encodeEntries(entries, T0, 2).length, 2, 'split by count');
+  const trailing = new Uint8Array([...msgs[0]!, 1, 2, 3]);
+  t.equal(decodeEntries(trailing, T0).length, 3, 'trailing bytes tolerated');
+  const v2 = msgs[0]!.slice();
+  v2[0] = 2;
+  t.throws(() => decodeEntries(v2, T0), { code: 'version', message: /version 2/ });
+  const flags = msgs[0]!.slice();
+  flags[3 + 6] = 0x82;
+  t.throws(() => decodeEntries(flags, T0), { code: 'decode', message: /unknown flags/ });
+  const many = new Uint8Array([STORE_WIRE_VERSION, 0xff, 0xff]);
+  t.throws(() => decodeEntries(many, T0), { code: 'limit' });
+  const badName = encodeEntries([live(A, 'web.weave.local', '10.32.0.1')], T0)[0]!;
+  // Upper-case a letter of the name on the wire: not normal form, refused.
+  const idx = Buffer.from(badName).indexOf('web');
+  badName[idx] = 'W'.charCodeAt(0);
+  t.throws(() => decodeEntries(badName, T0), { code: 'decode', message: /not a valid host name/ });
+});
+
+t.test('codec fuzz: random and mutated bytes give a DnsError, never anything else', async (t) => {
+  const seed = 20240607;
+  const rng = new SeededRng(seed);
+  const good = encodeEntries([live(A, 'web.weave.local', '10.32.0.1'), dead(B, 'db.weave.local', '2001:db8::1', 2)], T0)[0]!;
+  let errors = 0;
+  let decoded = 0;
+  for (let i = 0; i < 5000; i++) {
+    let bytes: Uint8Array;
+    if (i % 2 === 0) {
+      bytes = new Uint8Array(randomInt(rng, 80)).map(() => randomInt(rng, 256));
+      if (bytes.length > 0 && randomInt(rng, 2) === 0) bytes[0] = STORE_WIRE_VERSION;
+    } else {
+      bytes = good.slice(0, randomInt(rng, good.length + 1));
+      for (let k = randomInt(rng, 4); k > 0 && bytes.length > 0; k--) bytes[randomInt(rng, bytes.length)] = randomInt(rng, 256);
+    }
+    try {
+      decodeEntries(bytes, T0);
+      decoded++;
+    } catch (err) {
+      if (!(err instanceof DnsError)) {
+        t.fail(`seed ${seed} case ${i}: ${String(err)} for ${Buffer.from(bytes).toString('hex')}`);
+        return;
+      }
+      errors++;
+    }
+  }
+  t.ok(errors > 1000, `${errors} refused, ${decoded} decoded, no other exception`);
+});
