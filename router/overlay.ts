@@ -90,6 +90,8 @@ export class Overlay {
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
   private readonly slab = Buffer.alloc(SLAB_BYTES);
   private readonly probeBody = Buffer.alloc(SLEEVE_HEADER_BYTES + AEAD_TAG_BYTES);
+  /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
+  private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
   private timer: Timer | null = null;
   private closed = false;
 
@@ -191,7 +193,7 @@ export class Overlay {
       case 'unicast': {
         const link = this.links.get(d.via);
         if (!link) { this.drops['no-route']++; return; }
-        this.sendFrame(link, this.selfBytes, peerNameBytes(d.dst), MAX_HOPS, buf, off, len);
+        this.sendFrame(link, this.selfBytes, this.nameBytes(d.dst), MAX_HOPS, buf, off, len);
         return;
       }
       case 'broadcast':
@@ -265,6 +267,16 @@ export class Overlay {
       this.sendFrame(link, srcCopy, dstCopy, hops, frame, 0, frameLen);
       this.traffic.framesRelayed!++;
     }
+  }
+
+  private nameBytes(name: PeerName): Uint8Array {
+    let bytes = this.nameBytesCache.get(name);
+    if (bytes === undefined) {
+      bytes = peerNameBytes(name);
+      if (this.nameBytesCache.size > 10_000) this.nameBytesCache.clear();
+      this.nameBytesCache.set(name, bytes);
+    }
+    return bytes;
   }
 
   // ---- probes ----
