@@ -49,9 +49,16 @@ export function registerContainerCommands(program: Command): void {
     .command('attach')
     .description('attach a container to the weave network with the given addresses (CIDR); prints them')
     .argument('<args...>', '[ADDR...] <container>: addresses like 10.32.0.1/12, then a Docker name or id, netns:NAME or pid:PID')
-    .action(async (words: string[], _opts: unknown, cmd: Command) => {
+    .option('--name <name>', "the name to register in weave DNS (default: the container's name; pid: containers get none)")
+    .option('--without-dns', "register no name in weave DNS and leave the container's resolver alone")
+    .action(async (words: string[], opts: { name?: string; withoutDns?: boolean }, cmd: Command) => {
       const { container, addresses } = splitAddressesAndContainer(words, 'attach');
-      await clientFor(cmd).post<AttachReply>('/attach', { container, addresses });
+      if (opts.name !== undefined && opts.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
+      await clientFor(cmd).post<AttachReply>('/attach', {
+        container, addresses,
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.withoutDns === true ? { withoutDns: true } : {}),
+      });
       // Like Weave Net: the addresses, without prefix lengths, on one line.
       write(addresses.map((a) => ipOf(parseAttachCidr(a).cidr)).join(' '));
     });

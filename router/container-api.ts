@@ -5,8 +5,8 @@
 
 import type { HttpApi } from './http-api';
 import { RouterError } from './errors';
-import type { AttachedContainer, ContainerManager, DetachResult } from './containers';
-import { MAX_ADDRESSES_PER_REQUEST } from './containers';
+import type { AttachedContainer, AttachOptions, ContainerManager, DetachResult } from './containers';
+import { MAX_ADDRESSES_PER_REQUEST, validateAttachOptions } from './containers';
 
 /** What the API needs of the manager; a fake stands in for it in tests. */
 export type ContainerApiTarget = Pick<ContainerManager, 'attach' | 'detach' | 'list'>;
@@ -14,6 +14,10 @@ export type ContainerApiTarget = Pick<ContainerManager, 'attach' | 'detach' | 'l
 export interface AttachRequest {
   container: string;
   addresses: string[];
+  /** DNS: the name to register instead of the container's own (weave attach --name). */
+  name?: string;
+  /** DNS: register no name and leave the container's resolver alone (weave attach --without-dns). */
+  withoutDns?: boolean;
 }
 
 export interface DetachRequest {
@@ -68,7 +72,19 @@ export function parseAttachBody(body: unknown): AttachRequest {
   if (addresses.length === 0) {
     throw RouterError.config('/attach: an address is required for now (until IPAM exists), e.g. "addresses": ["10.32.0.1/12"]');
   }
-  return { container, addresses };
+  const dns = validateAttachOptions({
+    ...(rec['name'] !== undefined ? { dnsName: rec['name'] as string } : {}),
+    ...(rec['withoutDns'] !== undefined ? { withoutDns: rec['withoutDns'] as boolean } : {}),
+  });
+  return {
+    container, addresses,
+    ...(dns.dnsName !== undefined ? { name: dns.dnsName } : {}),
+    ...(dns.withoutDns === true ? { withoutDns: true } : {}),
+  };
+}
+
+function attachOptionsFrom(body: AttachRequest): AttachOptions {
+  return { ...(body.name !== undefined ? { dnsName: body.name } : {}), ...(body.withoutDns === true ? { withoutDns: true } : {}) };
 }
 
 export function parseDetachBody(body: unknown): DetachRequest {
@@ -81,7 +97,7 @@ export function parseDetachBody(body: unknown): DetachRequest {
 export function registerContainerApi(api: HttpApi, manager: ContainerApiTarget): void {
   api.route('POST', '/attach', async (req): Promise<AttachReply> => {
     const body = parseAttachBody(req.body);
-    return { container: await manager.attach(body.container, body.addresses) };
+    return { container: await manager.attach(body.container, body.addresses, attachOptionsFrom(body)) };
   });
   api.route('POST', '/detach', async (req): Promise<DetachReply> => {
     const body = parseDetachBody(req.body);

@@ -197,6 +197,37 @@ export interface AttachedContainer {
   hostIfname: string;
   /** The process whose namespace we entered; null for netns:NAME. */
   pid: number | null;
+  /** `weave attach --name`: the name DNS registers instead of `name` (dns/ reads it through the listener). */
+  dnsName?: string;
+  /** `weave attach --without-dns`: no DNS name, resolver left alone. */
+  withoutDns?: boolean;
+}
+
+/** Per-attachment DNS wishes, kept in the record so restarts and re-attaches honour them. */
+export interface AttachOptions {
+  dnsName?: string;
+  withoutDns?: boolean;
+}
+
+/** Checks AttachOptions from a request; the name itself is checked by DNS, this only bounds it. */
+export function validateAttachOptions(opts: AttachOptions): AttachOptions {
+  const out: AttachOptions = {};
+  if (opts.dnsName !== undefined) {
+    if (typeof opts.dnsName !== 'string' || opts.dnsName.trim() === '' || opts.dnsName.length > 253 || /[\u0000-\u0020\u007f]/.test(opts.dnsName)) {
+      throw RouterError.config(`--name must be a host name of at most 253 characters, got ${JSON.stringify(opts.dnsName)}`);
+    }
+    out.dnsName = opts.dnsName.trim();
+  }
+  if (opts.withoutDns !== undefined) {
+    if (typeof opts.withoutDns !== 'boolean') throw RouterError.config(`withoutDns must be true or false, got ${JSON.stringify(opts.withoutDns)}`);
+    if (opts.withoutDns) out.withoutDns = true;
+  }
+  if (out.dnsName !== undefined && out.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
+  return out;
+}
+
+function attachOptionsOf(a: AttachOptions): AttachOptions {
+  return { ...(a.dnsName !== undefined ? { dnsName: a.dnsName } : {}), ...(a.withoutDns === true ? { withoutDns: true } : {}) };
 }
 
 export interface DetachResult {
@@ -281,6 +312,8 @@ interface Attachment {
   addresses: string[];
   /** 'stopped': a Docker container that died; its addresses stay reserved for its restart. */
   state: 'attached' | 'stopped';
+  dnsName?: string;
+  withoutDns?: boolean;
 }
 
 interface ResolvedContainer {
@@ -369,10 +402,11 @@ export class ContainerManager {
    * already. Validates everything before changing anything, and on a failure
    * midway undoes what this call made.
    */
-  async attach(ref: string | ContainerRef, cidrs: string[]): Promise<AttachedContainer> {
+  async attach(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions = {}): Promise<AttachedContainer> {
     const parsed = typeof ref === 'string' ? parseContainerRef(ref) : ref;
     const wanted = this.parseAddresses(cidrs, true);
-    return this.serialize(() => this.handleAttach(parsed, wanted));
+    const dns = validateAttachOptions(opts);
+    return this.serialize(() => this.handleAttach(parsed, wanted, dns));
   }
 
   /** Removes `cidrs` from the container, or everything (the veth) when none are given or none remain. */
@@ -438,7 +472,7 @@ export class ContainerManager {
     return out;
   }
 
-  private async handleAttach(ref: ContainerRef, wanted: Ipv4Cidr[]): Promise<AttachedContainer> {
+  private async handleAttach(ref: ContainerRef, wanted: Ipv4Cidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
     const target = await this.resolve(ref);
     let existing = this.attachments.find((a) => a.state === 'attached' && a.nsId === target.nsId) ?? null;
     if (existing !== null && !(await this.stillThere(existing))) {
@@ -461,10 +495,10 @@ export class ContainerManager {
       }
     }
     if (existing !== null) return this.addAddresses(existing, wanted);
-    return this.createAttachment(target, wanted);
+    return this.createAttachment(target, wanted, dns);
   }
 
-  private async createAttachment(target: ResolvedContainer, wanted: Ipv4Cidr[]): Promise<AttachedContainer> {
+  private async createAttachment(target: ResolvedContainer, wanted: Ipv4Cidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
     const stale = this.attachments.find((a) => a.kind === 'docker' && a.id === target.id);
     const hostIf = hostIfnameFor(target.kind, target.kind === 'netns' ? target.name : (target.pid as number));
     if ((await this.linkExists(hostIf)) !== false) {
@@ -517,6 +551,8 @@ export class ContainerManager {
         mac,
         addresses: wanted.map((w) => w.cidr),
         state: 'attached',
+        // A stopped Docker container attached again keeps its DNS wishes unless new ones are given.
+        ...attachOptionsOf(dns.dnsName !== undefined || dns.withoutDns === true || stale === undefined ? dns : stale),
       };
       if (stale !== undefined) {
         // A stopped Docker container attached again: fold its remaining reserved addresses in.
@@ -643,7 +679,7 @@ export class ContainerManager {
         if (info !== null) {
           if (info.running) {
             try {
-              await this.createAttachment(await this.resolve({ kind: 'docker', ref: e.id }), e.addresses.map((c) => parseAttachCidr(c)));
+              await this.createAttachment(await this.resolve({ kind: 'docker', ref: e.id }), e.addresses.map((c) => parseAttachCidr(c)), attachOptionsOf(e));
               continue;
             } catch (err) {
               this.logger.warn('cannot re-attach restarted container', { container: e.name, error: errorMessage(err) });
@@ -683,7 +719,7 @@ export class ContainerManager {
           await this.notifyDetached(record, record.addresses, 'died');
         }
         const target = await this.resolve({ kind: 'docker', ref: ev.id });
-        await this.createAttachment(target, record.addresses.map((c) => parseAttachCidr(c)));
+        await this.createAttachment(target, record.addresses.map((c) => parseAttachCidr(c)), attachOptionsOf(record));
         return;
       }
       case 'destroy': {
@@ -910,6 +946,7 @@ function publicView(a: Attachment): AttachedContainer {
     addresses: [...a.addresses],
     hostIfname: a.hostIfname,
     pid: a.pid,
+    ...attachOptionsOf(a),
   };
 }
 
@@ -959,6 +996,10 @@ function parseState(text: string): Attachment[] {
       mac: str('mac'),
       addresses: addresses as string[],
       state,
+      ...attachOptionsOf({
+        ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
+        ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
+      }),
     });
   }
   return out;
