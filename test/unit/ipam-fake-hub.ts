@@ -6,6 +6,7 @@
 import { ManualClock } from '../../router/clock';
 import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from '../../router/gossip/types';
 import type { PeerName } from '../../router/peer-name';
+import { randomInt, Rng } from '../../router/rng';
 
 export class FakeNet {
   readonly clock = new ManualClock(1_700_000_000_000);
@@ -15,6 +16,8 @@ export class FakeNet {
   delivered = 0;
   rejected = 0;
   lastRejection: unknown = null;
+  /** When set, each batch of queued deliveries runs in a random order (and some messages are duplicated). */
+  shuffle: Rng | null = null;
 
   hub(name: PeerName, nickname = name.slice(-2)): FakeHub {
     const h = new FakeHub(this, name, nickname);
@@ -61,6 +64,14 @@ export class FakeNet {
       if (n++ > limit) throw new Error('fake net did not quiesce');
       const batch = this.queue;
       this.queue = [];
+      if (this.shuffle) {
+        const rng = this.shuffle;
+        for (let i = batch.length - 1; i > 0; i--) {
+          const j = randomInt(rng, i + 1);
+          [batch[i], batch[j]] = [batch[j]!, batch[i]!];
+        }
+        if (batch.length > 0 && rng.next() < 0.1) batch.push(batch[randomInt(rng, batch.length)]!);
+      }
       for (const fn of batch) fn();
     }
   }
