@@ -20,11 +20,14 @@ import { AddressRange, Cidr, formatIp, parseAddressWithPrefix, Span } from './ci
 import type { IpamConfig } from './config';
 import { DEFAULT_IPAM_TIMINGS, IPAM_CHANNEL, IpamTimings } from './constants';
 import { errorText, IpamError } from './errors';
-import { ConsensusMessage, decodeClaims, decodeIpamMessage, decodeRing, encodeClaims, encodeIpamMessage, encodeRing } from './messages';
+import { ConsensusMessage, decodeIpamMessage, encodeIpamMessage } from './messages';
 import { Paxos } from './paxos';
 import type { IpamSnapshot, IpamStore } from './persistence';
-import { Ring, RingMergeResult, RingState, usableCount } from './ring';
-import { firstFree, freeCount, largestFreeRun, Placement } from './space';
+import { buildSnapshot, readSnapshot } from './snapshot';
+import { Ring, RingMergeResult, usableCount } from './ring';
+import { chooseDonation, SpaceHolder, spaceHolders } from './donation';
+import { firstFree, freeCount } from './space';
+import { buildIpamStatus, IpamStatus, StatusSource, v6TwinOf, waitingText } from './status';
 
 export interface IpamDeps {
   hub: GossipHub;
@@ -52,51 +55,6 @@ export interface AllocateOptions {
 export interface ReleaseOptions {
   /** 0 (the default): release at once (container removed). >0: keep the addresses that long (container died). */
   graceMs?: number;
-}
-
-export type IpamState = 'ready' | 'awaiting-consensus' | 'awaiting-ring' | 'left';
-
-export interface IpamPeerStatus {
-  peer: PeerName;
-  nickname: string;
-  self: boolean;
-  reachable: boolean;
-  /** Addresses in the peer's share of the range. */
-  owned: number;
-  /** Of those, how many it reported free (exact for ourselves). */
-  free: number;
-  used: number;
-  /** The peer is unreachable but owns space: candidates for `weave rmpeer`. */
-  unreachableOwner: boolean;
-  /** Its spans, "first-last". */
-  ranges: string[];
-}
-
-export interface IpamStatus {
-  self: PeerName;
-  range: string;
-  defaultSubnet: string;
-  rangeV6: string | null;
-  mode: 'consensus' | 'seed' | 'observer';
-  state: IpamState;
-  /** Exactly what the peer waits for; null when ready. */
-  waitingFor: string | null;
-  consensus: {
-    initPeerCount: number;
-    quorum: number;
-    known: { peer: PeerName; nickname: string; reachable: boolean }[];
-    started: boolean;
-    round: number | null;
-    promises: number;
-    accepts: number;
-  } | null;
-  seed: PeerName[];
-  ringEntries: number;
-  peers: IpamPeerStatus[];
-  local: { owned: number; used: number; free: number };
-  allocations: { container: string; address: string; addressV6: string | null; releaseAtMs: number | null }[];
-  pending: { container: string; kind: 'allocate' | 'claim'; subnet: string; waitingMs: number; waitingFor: string | null }[];
-  warnings: string[];
 }
 
 interface PendingRequest {
@@ -134,6 +92,8 @@ class IpamUpdate implements GossipData {
     return new IpamUpdate(this.ipam, this.ring || other.ring, this.consensus || other.consensus);
   }
 }
+
+export type { IpamPeerStatus, IpamState, IpamStatus } from './status';
 
 const MAX_WARNINGS = 20;
 /** A peer that said it has nothing to give is not asked again for this many retry periods. */
@@ -277,8 +237,7 @@ export class Ipam implements Gossiper {
     if (v6 === null) return null;
     const { address } = parseAddressWithPrefix(cidr, 'address');
     const offset = this.range.offsetOf(address);
-    if (offset === null) return null;
-    return `${formatIp(6, v6.base + BigInt(offset))}/${v6.prefixLen}`;
+    return offset === null ? null : v6TwinOf(v6, offset);
   }
 
   /**
@@ -368,92 +327,33 @@ export class Ipam implements Gossiper {
 
   /** What the peer waits for, in words; null when it has the ring. */
   waitingFor(): string | null {
-    if (this.left) return 'IPAM was reset on this peer';
-    if (this.ring.isSeeded()) return null;
-    const init = this.config.init;
-    if (init.mode === 'observer') return 'observer: waiting to receive the address ring from a peer that takes part in the initial split';
-    if (init.mode === 'seed') return 'waiting for the seed ring';
-    const p = this.paxos!.progress();
-    const known = p.known.length;
-    let text = `awaiting consensus: ${known} of ${p.initPeerCount} peers known, need quorum ${p.quorum}`;
-    const unreachable = p.known.filter((k) => !this.reachable.has(k));
-    if (unreachable.length > 0) text += ` (unreachable now: ${unreachable.map((u) => this.describePeer(u)).join(', ')})`;
-    if (known > p.initPeerCount) text += `; warning: ${known} peers take part but consensus=${p.initPeerCount}`;
-    if (!this.consensusStarted) return `${text}; not started (starts on the first allocation or weave prime)`;
-    if (p.proposal !== null) text += `; round ${p.proposal.round}: ${p.promisesForOurs} of ${p.quorum} promises`;
-    if (p.bestAcceptCount > 0) text += `, ${p.bestAcceptCount} of ${p.quorum} accepts`;
-    return text;
+    return waitingText(this.statusSource());
   }
 
   status(): IpamStatus {
-    const now = this.deps.clock.now();
-    const nick = this.nicknames();
-    const shares = this.ring.shares();
-    const peers: IpamPeerStatus[] = [];
-    const localOwned = this.ring.isSeeded() ? this.ring.ownedSpans() : [];
-    const localPlacement: Placement = { rangeSize: this.range.size, within: { start: 0, end: this.range.size } };
-    const localFree = freeCount(localOwned, this.allocator.used, localPlacement);
-    for (const [peer, s] of [...shares].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-      const isSelf = peer === this.self;
-      const spans = this.ring.ownedSpans(peer);
-      const usable = spans.reduce((n, sp) => n + usableCount(this.range, sp), 0);
-      const free = isSelf ? localFree : s.free;
-      const reachable = this.reachable.has(peer);
-      peers.push({
-        peer,
-        nickname: nick.get(peer) ?? '',
-        self: isSelf,
-        reachable,
-        owned: s.owned,
-        free,
-        used: isSelf ? this.allocator.count : Math.max(0, usable - free),
-        unreachableOwner: !reachable && s.owned > 0,
-        ranges: spans.map((sp) => `${this.range.formatOffset(sp.start)}-${this.range.formatOffset(sp.end - 1)}`),
-      });
-    }
-    let consensus: IpamStatus['consensus'] = null;
-    if (this.config.init.mode === 'consensus' && this.paxos) {
-      const p = this.paxos.progress();
-      consensus = {
-        initPeerCount: p.initPeerCount,
-        quorum: p.quorum,
-        known: p.known.map((k) => ({ peer: k, nickname: nick.get(k) ?? '', reachable: this.reachable.has(k) })),
-        started: this.consensusStarted,
-        round: p.proposal?.round ?? null,
-        promises: p.promisesForOurs,
-        accepts: p.bestAcceptCount,
-      };
-    }
-    const waiting = this.waitingFor();
+    return buildIpamStatus(this.statusSource());
+  }
+
+  private statusSource(): StatusSource {
     return {
       self: this.self,
-      range: this.range.toString(),
-      defaultSubnet: this.config.defaultSubnet.toString(),
-      rangeV6: this.config.rangeV6?.toString() ?? null,
-      mode: this.config.init.mode,
-      state: this.left ? 'left' : this.ring.isSeeded() ? 'ready' : this.config.init.mode === 'consensus' ? 'awaiting-consensus' : 'awaiting-ring',
-      waitingFor: waiting,
-      consensus,
-      seed: this.ring.seed().slice(),
-      ringEntries: this.ring.entries().length,
-      peers,
-      local: {
-        owned: localOwned.reduce((n, sp) => n + sp.end - sp.start, 0),
-        used: this.allocator.count,
-        free: localFree,
-      },
-      allocations: this.allocator.all().map((a) => {
-        const address = this.formatAllocation(a);
-        return { container: a.container, address, addressV6: this.v6For(address), releaseAtMs: a.releaseAtMs };
-      }),
+      config: this.config,
+      ring: this.ring,
+      allocator: this.allocator,
+      paxos: this.paxos,
+      reachable: this.reachable,
+      nicknames: this.nicknames(),
+      consensusStarted: this.consensusStarted,
+      left: this.left,
+      nowMs: this.deps.clock.now(),
       pending: this.pending.map((p) => ({
         container: p.container,
         kind: p.kind,
         subnet: p.kind === 'claim' ? `${this.range.formatOffset(p.offset!)}/${p.prefixLen}` : p.subnet.toString(),
-        waitingMs: now - p.startedMs,
-        waitingFor: p.why,
+        startedMs: p.startedMs,
+        why: p.why,
       })),
-      warnings: this.warnings.slice(),
+      warnings: this.warnings,
     };
   }
 
@@ -782,26 +682,8 @@ export class Ipam implements Gossiper {
     this.setWhy(p, `waiting for space from peer ${this.describePeer(target)}`);
   }
 
-  /** Peers that own free space fitting `p`, most free first (ring free counts). */
-  private spaceHolders(p: PendingRequest): { peer: PeerName; free: number }[] {
-    const byPeer = new Map<PeerName, number>();
-    const entries = this.ring.entries();
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      if (e.owner === this.self || e.free === 0) continue;
-      const s = this.ring.spanAt(i);
-      const start = Math.max(s.start, p.within.start);
-      const end = Math.min(s.end, p.within.end);
-      if (start >= end) continue;
-      const fits = Math.min(e.free, usableCount(this.range, { start, end }));
-      if (fits > 0) byPeer.set(e.owner, (byPeer.get(e.owner) ?? 0) + fits);
-    }
-    if (p.kind === 'claim') {
-      const owner = this.ring.ownerOf(p.offset!);
-      // The owner's count may be stale; only it can tell, so ask it regardless.
-      return owner !== null && owner !== this.self ? [{ peer: owner, free: byPeer.get(owner) ?? 1 }] : [];
-    }
-    return [...byPeer].map(([peer, free]) => ({ peer, free })).sort((a, b) => b.free - a.free || (a.peer < b.peer ? -1 : 1));
+  private spaceHolders(p: PendingRequest): SpaceHolder[] {
+    return spaceHolders(this.ring, p.within, p.kind === 'claim' ? p.offset : null);
   }
 
   private armSpaceTimer(): void {
@@ -821,18 +703,7 @@ export class Ipam implements Gossiper {
     if (!this.ring.isSeeded() || src === this.self) return;
     const within = this.range.spanOf(subnet);
     if (within === null) return;
-    const owned = this.ring.ownedSpans();
-    let give: Span | null = null;
-    if (within.end - within.start === 1) {
-      const offset = within.start;
-      if (this.ring.ownerOf(offset) === this.self && !this.allocator.holderOf(offset)) give = within;
-    } else {
-      const run = largestFreeRun(owned, this.allocator.used, { rangeSize: this.range.size, within });
-      if (run !== null) {
-        const size = Math.ceil((run.end - run.start) / 2);
-        give = { start: run.end - size, end: run.end };
-      }
-    }
+    const give = chooseDonation(this.ring, this.allocator, within);
     if (give === null) {
       // Nothing to give: say so, and make sure the asker sees our true free count.
       this.reportFreeNow();
@@ -991,25 +862,11 @@ export class Ipam implements Gossiper {
   // -------------------------------------------------------------------------
   // Persistence
 
-  private snapshot(): IpamSnapshot {
-    return {
-      peer: this.self,
-      range: this.range.toString(),
-      ring: this.ring.isSeeded() ? encodeRing(this.ring.state()) : null,
-      consensus: this.paxos?.joined() ? encodeClaims(this.consensusMessage()) : null,
-      allocations: this.allocator.all().map((a) => ({
-        container: a.container,
-        address: this.range.formatOffset(a.offset),
-        prefixLen: a.prefixLen,
-        releaseAtMs: a.releaseAtMs,
-      })),
-    };
-  }
-
   private persist(): void {
     if (this.store === null || this.left) return;
     try {
-      this.store.save(this.snapshot());
+      this.store.save(buildSnapshot(this.self, this.range, this.ring.isSeeded() ? this.ring.state() : null,
+        this.paxos?.joined() ? this.consensusMessage() : null, this.allocator.all()));
     } catch (err) {
       // Keep serving: the mesh state is gossiped and will be re-learned; but say so loudly.
       this.warn(`cannot save IPAM state: ${errorText(err)}`);
@@ -1028,43 +885,15 @@ export class Ipam implements Gossiper {
       return;
     }
     if (snap === null) return;
-    if (snap.peer !== this.self) {
-      this.warn(`discarded saved IPAM state: it belongs to peer ${snap.peer}, we are ${this.self} (peer name changed)`);
+    const r = readSnapshot(snap, this.self, this.config);
+    if ('discard' in r) {
+      this.warn(`discarded saved IPAM state: ${r.discard}`);
       return;
     }
-    if (snap.range !== this.range.toString()) {
-      this.warn(`discarded saved IPAM state: it is for range ${snap.range}, --ipalloc-range is now ${this.range.toString()}`);
-      return;
-    }
-    // Decode everything first, then apply: a damaged file changes nothing.
-    let ring: RingState | null;
-    let claims: ConsensusMessage | null;
-    try {
-      ring = snap.ring !== null ? decodeRing(snap.ring) : null;
-      claims = snap.consensus !== null ? decodeClaims(snap.consensus) : null;
-      if (ring !== null && !ring.range.equals(this.range)) throw new IpamError('foreign-range', `stored ring is for ${ring.range.toString()}`);
-    } catch (err) {
-      this.warn(`discarded saved IPAM state: ${errorText(err)}`);
-      return;
-    }
-    const init = this.config.init;
-    if (ring !== null && init.mode === 'seed' && !sameList(ring.seed, init.peers)) {
-      this.warn(`discarded saved IPAM state: its ring was seeded by [${ring.seed.join(', ')}], --ipalloc-init seed= now lists [${init.peers.join(', ')}]`);
-      return;
-    }
-    if (ring !== null) this.ring.merge(ring);
-    if (claims !== null && this.paxos !== null && claims.range.equals(this.range)) this.paxos.merge(claims.claims);
-    for (const a of snap.allocations) {
-      try {
-        const container = validateContainerId(a.container);
-        const { address } = parseAddressWithPrefix(`${a.address}/${a.prefixLen}`, 'stored address');
-        const offset = this.range.offsetOf(address);
-        if (offset === null || this.allocator.holderOf(offset)) throw IpamError.config(`${a.address} is outside the range or listed twice`);
-        this.allocator.add(container, offset, a.prefixLen).releaseAtMs = a.releaseAtMs;
-      } catch (err) {
-        this.warn(`dropped a saved allocation (${a.address} for ${a.container}): ${errorText(err)}`);
-      }
-    }
+    if (r.ring !== null) this.ring.merge(r.ring);
+    if (r.claims !== null && this.paxos !== null) this.paxos.merge(r.claims);
+    for (const a of r.allocations) this.allocator.add(a.container, a.offset, a.prefixLen).releaseAtMs = a.releaseAtMs;
+    for (const problem of r.problems) this.warn(problem);
     this.log.info('restored IPAM state', { allocations: this.allocator.count, ring: this.ring.isSeeded() });
   }
 
@@ -1104,10 +933,6 @@ export class Ipam implements Gossiper {
     this.warnings.push(text);
     if (this.warnings.length > MAX_WARNINGS) this.warnings.shift();
   }
-}
-
-function sameList(a: readonly PeerName[], b: readonly PeerName[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function formatMs(ms: number): string {

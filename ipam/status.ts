@@ -1,0 +1,178 @@
+// The IPAM status snapshot: built on demand from state, shared by the HTTP
+// API, `weave status ipam` and the report (STYLE.md: status is a snapshot).
+// Pure: it reads the ring, allocator and consensus progress and formats
+// them; it changes nothing.
+
+import type { PeerName } from '../router/peer-name';
+import type { Allocator } from './allocator';
+import type { IpamConfig } from './config';
+import type { Paxos } from './paxos';
+import { Ring, usableCount } from './ring';
+import { freeCount } from './space';
+import { Cidr, formatIp } from './cidr';
+
+export type IpamState = 'ready' | 'awaiting-consensus' | 'awaiting-ring' | 'left';
+
+export interface IpamPeerStatus {
+  peer: PeerName;
+  nickname: string;
+  self: boolean;
+  reachable: boolean;
+  /** Addresses in the peer's share of the range. */
+  owned: number;
+  /** Of those, how many it reported free (exact for ourselves). */
+  free: number;
+  used: number;
+  /** The peer is unreachable but owns space: candidates for `weave rmpeer`. */
+  unreachableOwner: boolean;
+  /** Its spans, "first-last". */
+  ranges: string[];
+}
+
+export interface IpamStatus {
+  self: PeerName;
+  range: string;
+  defaultSubnet: string;
+  rangeV6: string | null;
+  mode: 'consensus' | 'seed' | 'observer';
+  state: IpamState;
+  /** Exactly what the peer waits for; null when ready. */
+  waitingFor: string | null;
+  consensus: {
+    initPeerCount: number;
+    quorum: number;
+    known: { peer: PeerName; nickname: string; reachable: boolean }[];
+    started: boolean;
+    round: number | null;
+    promises: number;
+    accepts: number;
+  } | null;
+  seed: PeerName[];
+  ringEntries: number;
+  peers: IpamPeerStatus[];
+  local: { owned: number; used: number; free: number };
+  allocations: { container: string; address: string; addressV6: string | null; releaseAtMs: number | null }[];
+  pending: { container: string; kind: 'allocate' | 'claim'; subnet: string; waitingMs: number; waitingFor: string | null }[];
+  warnings: string[];
+}
+
+/** Everything the status is made of, gathered by Ipam.status(). */
+export interface StatusSource {
+  self: PeerName;
+  config: IpamConfig;
+  ring: Ring;
+  allocator: Allocator;
+  paxos: Paxos | null;
+  reachable: ReadonlySet<PeerName>;
+  nicknames: ReadonlyMap<PeerName, string>;
+  consensusStarted: boolean;
+  left: boolean;
+  nowMs: number;
+  pending: { container: string; kind: 'allocate' | 'claim'; subnet: string; startedMs: number; why: string | null }[];
+  warnings: readonly string[];
+}
+
+function describe(src: StatusSource, peer: PeerName): string {
+  const nick = src.nicknames.get(peer);
+  return nick ? `${peer}(${nick})` : peer;
+}
+
+/**
+ * Exactly what the peer waits for; null when it has the ring. The consensus
+ * text always starts "awaiting consensus: K of N peers known, need quorum Q",
+ * then says who is unreachable and how far the current round got.
+ */
+export function waitingText(src: StatusSource): string | null {
+  if (src.left) return 'IPAM was reset on this peer';
+  if (src.ring.isSeeded()) return null;
+  const init = src.config.init;
+  if (init.mode === 'observer') return 'observer: waiting to receive the address ring from a peer that takes part in the initial split';
+  if (init.mode === 'seed' || src.paxos === null) return 'waiting for the seed ring';
+  const p = src.paxos.progress();
+  const known = p.known.length;
+  let text = `awaiting consensus: ${known} of ${p.initPeerCount} peers known, need quorum ${p.quorum}`;
+  const unreachable = p.known.filter((k) => !src.reachable.has(k));
+  if (unreachable.length > 0) text += ` (unreachable now: ${unreachable.map((u) => describe(src, u)).join(', ')})`;
+  if (known > p.initPeerCount) text += `; warning: ${known} peers take part but consensus=${p.initPeerCount}`;
+  if (!src.consensusStarted) return `${text}; not started (starts on the first allocation or weave prime)`;
+  if (p.proposal !== null) text += `; round ${p.proposal.round}: ${p.promisesForOurs} of ${p.quorum} promises`;
+  if (p.bestAcceptCount > 0) text += `, ${p.bestAcceptCount} of ${p.quorum} accepts`;
+  return text;
+}
+
+export function buildIpamStatus(src: StatusSource): IpamStatus {
+  const { ring, allocator, config } = src;
+  const range = config.range;
+  const peers: IpamPeerStatus[] = [];
+  const localOwned = ring.isSeeded() ? ring.ownedSpans() : [];
+  const localFree = freeCount(localOwned, allocator.used, { rangeSize: range.size, within: { start: 0, end: range.size } });
+  for (const [peer, s] of [...ring.shares()].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const isSelf = peer === src.self;
+    const spans = ring.ownedSpans(peer);
+    const usable = spans.reduce((n, sp) => n + usableCount(range, sp), 0);
+    const free = isSelf ? localFree : s.free;
+    const reachable = src.reachable.has(peer);
+    peers.push({
+      peer,
+      nickname: src.nicknames.get(peer) ?? '',
+      self: isSelf,
+      reachable,
+      owned: s.owned,
+      free,
+      used: isSelf ? allocator.count : Math.max(0, usable - free),
+      unreachableOwner: !reachable && s.owned > 0,
+      ranges: spans.map((sp) => `${range.formatOffset(sp.start)}-${range.formatOffset(sp.end - 1)}`),
+    });
+  }
+  let consensus: IpamStatus['consensus'] = null;
+  if (config.init.mode === 'consensus' && src.paxos) {
+    const p = src.paxos.progress();
+    consensus = {
+      initPeerCount: p.initPeerCount,
+      quorum: p.quorum,
+      known: p.known.map((k) => ({ peer: k, nickname: src.nicknames.get(k) ?? '', reachable: src.reachable.has(k) })),
+      started: src.consensusStarted,
+      round: p.proposal?.round ?? null,
+      promises: p.promisesForOurs,
+      accepts: p.bestAcceptCount,
+    };
+  }
+  const v6 = config.rangeV6;
+  return {
+    self: src.self,
+    range: range.toString(),
+    defaultSubnet: config.defaultSubnet.toString(),
+    rangeV6: v6?.toString() ?? null,
+    mode: config.init.mode,
+    state: src.left ? 'left' : ring.isSeeded() ? 'ready' : config.init.mode === 'consensus' ? 'awaiting-consensus' : 'awaiting-ring',
+    waitingFor: waitingText(src),
+    consensus,
+    seed: ring.seed().slice(),
+    ringEntries: ring.entries().length,
+    peers,
+    local: {
+      owned: localOwned.reduce((n, sp) => n + sp.end - sp.start, 0),
+      used: allocator.count,
+      free: localFree,
+    },
+    allocations: allocator.all().map((a) => ({
+      container: a.container,
+      address: `${range.formatOffset(a.offset)}/${a.prefixLen}`,
+      addressV6: v6 === null ? null : v6TwinOf(v6, a.offset),
+      releaseAtMs: a.releaseAtMs,
+    })),
+    pending: src.pending.map((p) => ({
+      container: p.container,
+      kind: p.kind,
+      subnet: p.subnet,
+      waitingMs: src.nowMs - p.startedMs,
+      waitingFor: p.why,
+    })),
+    warnings: src.warnings.slice(),
+  };
+}
+
+/** Dual stack: the IPv6 address with the same offset in the IPv6 block, with its prefix. */
+export function v6TwinOf(v6: Cidr, offset: number): string {
+  return `${formatIp(6, v6.base + BigInt(offset))}/${v6.prefixLen}`;
+}
