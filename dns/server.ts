@@ -1,0 +1,234 @@
+// The DNS server's sockets: UDP and TCP on each listen address (the host's
+// link-local address on the weave bridge, and loopback), feeding the query
+// core and the forwarder and sending what they produce. Adapter: owns sockets
+// and per-connection timers, nothing else.
+//
+// It never becomes an open resolver: it binds only the addresses it is given
+// (never a wildcard), and on the overlay address it answers only clients the
+// owner vouches for (containers attached on this host), so a neighbour on the
+// underlay that routes 169.254.0.0/16 to us gets silence.
+
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from '../router/logger';
+import type { QueryOutcome, Transport } from './answer';
+import { servfail } from './answer';
+import type { DnsCounters } from './api-types';
+import { MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_MS } from './constants';
+import { ipFamily } from './ip';
+import type { Forwarder } from './forwarder';
+
+export interface ListenAddress {
+  host: string;
+  /** 53 in the daemon; 0 (ephemeral) in tests. */
+  port: number;
+  /** Only clients for which `isAllowedClient` says yes get an answer. */
+  restricted: boolean;
+}
+
+export interface DnsServerDeps {
+  resolve(bytes: Uint8Array, transport: Transport): QueryOutcome;
+  forwarder: Forwarder;
+  logger: Logger;
+  counters: DnsCounters;
+  isAllowedClient(address: string): boolean;
+}
+
+export interface DnsServerOptions {
+  listen: ListenAddress[];
+  maxTcpConnections?: number;
+  tcpIdleTimeoutMs?: number;
+}
+
+interface Listener {
+  addr: ListenAddress;
+  udp: dgram.Socket;
+  tcp: net.Server;
+  /** Bound host:port (the port is known only after binding when it was 0). */
+  bound: string;
+}
+
+export class DnsServer {
+  private readonly listeners: Listener[] = [];
+  private readonly connections = new Set<net.Socket>();
+  private readonly maxTcp: number;
+  private readonly idleMs: number;
+  private closed = false;
+
+  constructor(private readonly deps: DnsServerDeps, private readonly opts: DnsServerOptions) {
+    this.maxTcp = opts.maxTcpConnections ?? MAX_TCP_CONNECTIONS;
+    this.idleMs = opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
+  }
+
+  /** Binds every address; one that fails is reported in the returned warnings, not thrown (DNS must not stop the router). */
+  async start(): Promise<string[]> {
+    const warnings: string[] = [];
+    for (const addr of this.opts.listen) {
+      try {
+        this.listeners.push(await this.bind(addr));
+      } catch (err) {
+        const msg = `cannot listen for DNS on ${hostPort(addr.host, addr.port)}: ${(err as Error).message}`;
+        this.deps.logger.warn(msg);
+        warnings.push(msg);
+      }
+    }
+    return warnings;
+  }
+
+  /** host:port actually bound, UDP and TCP alike. */
+  addresses(): string[] {
+    return this.listeners.map((l) => l.bound);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.connections) c.destroy();
+    this.connections.clear();
+    await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => {
+      l.udp.close();
+      l.tcp.close(() => resolve());
+    })));
+    this.listeners.length = 0;
+  }
+
+  // -------------------------------------------------------------------------
+
+  private async bind(addr: ListenAddress): Promise<Listener> {
+    const udp = dgram.createSocket({ type: ipFamily(addr.host) === 6 ? 'udp6' : 'udp4' });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(addr.port, addr.host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    const port = udp.address().port;
+    udp.on('error', (err) => this.deps.logger.warn('dns udp socket error', { addr: addr.host, error: err.message }));
+    udp.on('message', (msg, rinfo) => this.onUdp(addr, udp, msg, rinfo));
+    const tcp = net.createServer((sock) => this.onTcp(addr, sock));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        // The same port as UDP, so an ephemeral port in tests is one number.
+        tcp.listen({ host: addr.host, port, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    tcp.on('error', (err) => this.deps.logger.warn('dns tcp server error', { addr: addr.host, error: err.message }));
+    return { addr, udp, tcp, bound: hostPort(addr.host, port) };
+  }
+
+  private allowed(addr: ListenAddress, client: string): boolean {
+    if (!addr.restricted || this.deps.isAllowedClient(client.replace(/^::ffff:/, ''))) return true;
+    this.deps.counters.clientsRefused++;
+    return false;
+  }
+
+  private onUdp(addr: ListenAddress, udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.closed || !this.allowed(addr, rinfo.address)) return;
+    const send = (bytes: Buffer): void => {
+      if (!this.closed) udp.send(bytes, rinfo.port, rinfo.address);
+    };
+    this.dispatch(msg, 'udp', send);
+  }
+
+  private onTcp(addr: ListenAddress, sock: net.Socket): void {
+    if (this.closed || this.connections.size >= this.maxTcp || !this.allowed(addr, sock.remoteAddress ?? '')) {
+      sock.destroy();
+      return;
+    }
+    this.connections.add(sock);
+    sock.setTimeout(this.idleMs, () => sock.destroy());
+    sock.on('close', () => this.connections.delete(sock));
+    sock.on('error', () => sock.destroy());
+    let buf: Buffer = Buffer.alloc(0);
+    const send = (bytes: Buffer): void => {
+      if (sock.destroyed) return;
+      const frame = Buffer.alloc(bytes.length + 2);
+      frame.writeUInt16BE(bytes.length, 0);
+      bytes.copy(frame, 2);
+      sock.write(frame);
+    };
+    sock.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      // RFC 7766: several queries may arrive back to back; each is answered on its own.
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (len === 0) {
+          sock.destroy();
+          return;
+        }
+        if (buf.length < 2 + len) break;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        this.dispatch(Buffer.from(msg), 'tcp', send);
+      }
+    });
+  }
+
+  private dispatch(msg: Buffer, transport: Transport, send: (bytes: Buffer) => void): void {
+    const c = this.deps.counters;
+    c.queries++;
+    let outcome: QueryOutcome;
+    try {
+      outcome = this.deps.resolve(msg, transport);
+    } catch (err) {
+      // The core should never throw; if it does, one query is lost, not the daemon.
+      c.dropped++;
+      this.deps.logger.error('dns query handling failed', { error: err instanceof Error ? err.message : String(err) });
+      return;
+    }
+    switch (outcome.kind) {
+      case 'drop':
+        c.dropped++;
+        return;
+      case 'reply':
+        switch (outcome.answerKind) {
+          case 'answer': c.answered++; break;
+          case 'nodata': c.nodata++; break;
+          case 'nxdomain': c.nxdomain++; break;
+          case 'formerr': c.formerr++; break;
+          case 'notimp': case 'badvers': c.notimp++; break;
+          case 'refused': c.refused++; break;
+        }
+        if (outcome.truncated) c.truncated++;
+        send(outcome.bytes);
+        return;
+      case 'forward': {
+        const q = outcome.query;
+        c.forwarded++;
+        void this.deps.forwarder.forward(q, msg, transport).then((reply) => {
+          if (reply === null) {
+            c.forwardFailed++;
+            send(servfail(q, transport));
+          } else {
+            send(reply);
+          }
+        }, (err: unknown) => {
+          c.forwardFailed++;
+          this.deps.logger.warn('dns forwarding failed', { error: err instanceof Error ? err.message : String(err) });
+          send(servfail(q, transport));
+        });
+        return;
+      }
+    }
+  }
+}
+
+function hostPort(host: string, port: number): string {
+  return ipFamily(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A zeroed counters record; the owner shares one between server, forwarder and mDNS. */
+export function newCounters(): DnsCounters {
+  return {
+    queries: 0, answered: 0, nodata: 0, nxdomain: 0, formerr: 0, notimp: 0, refused: 0, truncated: 0,
+    forwarded: 0, forwardFailed: 0, dropped: 0, clientsRefused: 0, mdnsQueries: 0, mdnsAnswered: 0, mdnsLegacyAnswered: 0,
+  };
+}
+
