@@ -2,6 +2,7 @@
 // command line and environment can set ends up here; nothing else reads argv
 // or process.env.
 
+import type { DnsDaemonConfig } from '../dns/daemon-glue';
 import type { LogLevel } from '../router/logger';
 import type { PeerName } from '../router/peer-name';
 
@@ -25,9 +26,12 @@ export interface DaemonConfig {
   statusAddress: string;
   /** Overlay MTU; null: derived from the underlay's MTU minus the sleeve's overhead. */
   mtu: number | null;
+  /** Weave DNS: domain, TTL, where queries outside the domain go (dns/daemon-glue.ts). */
+  dns: DnsDaemonConfig;
 }
 
 export const DEFAULT_DATADIR = '/var/lib/weave';
 export const DEFAULT_API_ADDRESS = '127.0.0.1:6784';
 export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:6782';
 export const DEFAULT_CONN_LIMIT = 100;
+export const DEFAULT_RESOLV_CONF = '/etc/resolv.conf';

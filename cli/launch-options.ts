@@ -13,9 +13,13 @@ import {
   DEFAULT_API_ADDRESS,
   DEFAULT_CONN_LIMIT,
   DEFAULT_DATADIR,
+  DEFAULT_RESOLV_CONF,
   DEFAULT_STATUS_ADDRESS,
 } from './config';
 import type { DaemonConfig } from './config';
+import { DEFAULT_DOMAIN, DEFAULT_TTL_S, MAX_TTL_S } from '../dns/constants';
+import { parseDomain } from '../dns/names';
+import { formatUpstream, parseUpstreamList } from '../dns/resolv-conf';
 import { RouterError, errorMessage } from '../router/errors';
 import { formatLoopbackAddress, parseLoopbackAddress } from '../router/http-api';
 import type { LogLevel } from '../router/logger';
@@ -46,6 +50,10 @@ export type RouterOptionValues = {
   apiAddress?: unknown;
   statusAddress?: unknown;
   mtu?: unknown;
+  dnsDomain?: unknown;
+  dnsTtl?: unknown;
+  dnsUpstream?: unknown;
+  dnsResolvConf?: unknown;
 };
 
 /** Registers the router options on `cmd` (launch and router share them). */
@@ -63,7 +71,11 @@ export function addRouterOptions(cmd: Command): Command {
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
     .option('--api-address <host:port>', `loopback address of the HTTP API (env WEAVE_API, default: ${DEFAULT_API_ADDRESS})`)
     .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`)
-    .option('--mtu <bytes>', 'MTU of the overlay (env WEAVE_MTU; default: the underlay MTU less the encapsulation overhead)');
+    .option('--mtu <bytes>', 'MTU of the overlay (env WEAVE_MTU; default: the underlay MTU less the encapsulation overhead)')
+    .option('--dns-domain <domain>', `domain of container names in weave DNS (default: ${DEFAULT_DOMAIN})`)
+    .option('--dns-ttl <seconds>', `TTL of weave DNS answers (default: ${DEFAULT_TTL_S})`)
+    .option('--dns-upstream <addr,...>', 'servers for names outside the weave domain, IP[:port] (default: the nameservers of --dns-resolv-conf)')
+    .option('--dns-resolv-conf <file>', `resolv.conf to take upstream servers from, re-read when it changes (default: ${DEFAULT_RESOLV_CONF})`);
 }
 
 function optString(opts: RouterOptionValues, key: keyof RouterOptionValues, flag: string): string | undefined {
@@ -194,7 +206,25 @@ export function toDaemonConfig(
     mtu = Number(t);
   }
 
-  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu };
+  const domainText = optString(opts, 'dnsDomain', '--dns-domain');
+  const domain = domainText === undefined ? DEFAULT_DOMAIN : withFlag('--dns-domain', () => parseDomain(domainText, 'the domain'));
+  const ttlText = optString(opts, 'dnsTtl', '--dns-ttl');
+  let ttlS = DEFAULT_TTL_S;
+  if (ttlText !== undefined) {
+    const t = ttlText.trim();
+    if (!/^\d{1,6}$/.test(t) || Number(t) > MAX_TTL_S) {
+      throw RouterError.config(`--dns-ttl must be a whole number of seconds from 0 to ${MAX_TTL_S}, got ${JSON.stringify(ttlText)}`);
+    }
+    ttlS = Number(t);
+  }
+  const upstreamText = optString(opts, 'dnsUpstream', '--dns-upstream');
+  const upstreams = upstreamText === undefined ? null : withFlag('--dns-upstream', () => parseUpstreamList([upstreamText]));
+  if (upstreams !== null && upstreams.length === 0) throw RouterError.config('--dns-upstream needs at least one address');
+  const resolvText = optString(opts, 'dnsResolvConf', '--dns-resolv-conf') ?? DEFAULT_RESOLV_CONF;
+  if (resolvText.trim() === '' || resolvText.includes('\0')) throw RouterError.config('--dns-resolv-conf must be a file name');
+  const dns = { domain, ttlS, upstreams, resolvConf: path.resolve(resolvText) };
+
+  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu, dns };
 }
 
 export interface RouterInvocation {
@@ -221,6 +251,8 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--api-address', config.apiAddress);
   args.push('--status-address', config.statusAddress);
   if (config.mtu !== null) args.push('--mtu', String(config.mtu));
+  args.push('--dns-domain', config.dns.domain, '--dns-ttl', String(config.dns.ttlS), '--dns-resolv-conf', config.dns.resolvConf);
+  if (config.dns.upstreams !== null) args.push('--dns-upstream', config.dns.upstreams.map(formatUpstream).join(','));
   args.push('--', ...config.peers);
   const env: Record<string, string> = {};
   if (config.password !== null) env['WEAVE_PASSWORD'] = config.password;

@@ -37,13 +37,26 @@ export function renderSection(status: RouterStatus, section: StatusSection | und
   }
 }
 
-export function registerMeshCommands(program: Command): void {
+/** A view of `weave status` owned by another subsystem (`weave status dns`): it fetches and renders itself. */
+export interface ExtraStatusSection {
+  name: string;
+  show(cmd: Command, json: boolean): Promise<string>;
+}
+
+export function registerMeshCommands(program: Command, extraSections: readonly ExtraStatusSection[] = []): void {
+  const sections = [...STATUS_SECTIONS, ...extraSections.map((s) => s.name)];
   program
     .command('status')
-    .description('show the state of the local router (overview, or one of: peers, connections, targets)')
-    .addArgument(new Argument('[section]', 'what to show').choices(STATUS_SECTIONS))
+    .description(`show the state of the local router (overview, or one of: ${sections.join(', ')})`)
+    .addArgument(new Argument('[section]', 'what to show').choices(sections))
     .option('--json', 'print the status as JSON')
-    .action(async (section: StatusSection | undefined, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (sectionName: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const extra = extraSections.find((s) => s.name === sectionName);
+      if (extra !== undefined) {
+        write(await extra.show(cmd, opts.json === true));
+        return;
+      }
+      const section = sectionName as StatusSection | undefined;
       const status = await clientFor(cmd).get<RouterStatus>('/status');
       if (opts.json === true) {
         write(JSON.stringify(section === undefined ? status : status[section], null, 2));

@@ -14,6 +14,7 @@ import { launch, stop } from './launch';
 import { addRouterOptions, toDaemonConfig } from './launch-options';
 import type { RouterOptionValues } from './launch-options';
 import { registerContainerCommands } from './container-commands';
+import { dnsStatusSection, registerDnsCommands } from './dns-commands';
 import { registerMeshCommands } from './mesh-commands';
 import { packageVersion } from './version';
 import { errorMessage } from '../router/errors';
@@ -67,8 +68,9 @@ export function buildProgram(): Command {
       process.stdout.write(`weave ${packageVersion()}\n`);
     });
 
-  registerMeshCommands(program);
+  registerMeshCommands(program, [dnsStatusSection]);
   registerContainerCommands(program);
+  registerDnsCommands(program);
   return program;
 }
 

@@ -28,6 +28,7 @@ t.test('defaults', async (t) => {
     apiAddress: DEFAULT_API_ADDRESS,
     statusAddress: DEFAULT_STATUS_ADDRESS,
     mtu: null,
+    dns: { domain: 'weave.local', ttlS: 1, upstreams: null, resolvConf: '/etc/resolv.conf' },
   });
 });
 
@@ -35,7 +36,8 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
   const c = parse([
     '--password', 's3cret', '--name', 'AA:BB:CC:DD:EE:FF', '--nickname', 'h1', '--port', '7000', '--no-discovery',
     '--conn-limit', '5', '--datadir', '/tmp/w1', '--log-level', 'debug', '--api-address', 'localhost:7001',
-    '--status-address', '[::1]:7002', '--mtu', '1376', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
+    '--status-address', '[::1]:7002', '--mtu', '1376', '--dns-domain', 'Mesh.Example.', '--dns-ttl', '30',
+    '--dns-upstream', '127.0.0.2,[::1]:5353', '--dns-resolv-conf', '/tmp/resolv.conf', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
   ]);
   t.same(c, {
     datadir: '/tmp/w1',
@@ -50,6 +52,10 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
     apiAddress: '127.0.0.1:7001',
     statusAddress: '[::1]:7002',
     mtu: 1376,
+    dns: {
+      domain: 'mesh.example', ttlS: 30, resolvConf: '/tmp/resolv.conf',
+      upstreams: [{ host: '127.0.0.2', port: 53 }, { host: '::1', port: 5353 }],
+    },
   });
 });
 
@@ -94,6 +100,11 @@ t.test('bad values: RouterError config naming the flag and what was expected', a
     [['10.0.0.1:99999'], /port in peer address "10\.0\.0\.1:99999" must be from 1 to 65535/],
     [['fe80::1'], /write IPv6 addresses in brackets/],
     [['bad_host!'], /peer address "bad_host!": .* is neither an IP address nor a host name/],
+    [['--dns-domain', 'bad domain'], /--dns-domain: the domain must be a domain name/],
+    [['--dns-ttl', '-1'], /--dns-ttl must be a whole number of seconds/],
+    [['--dns-ttl', '100000'], /--dns-ttl must be a whole number of seconds from 0 to 86400/],
+    [['--dns-upstream', 'dns.example'], /--dns-upstream: .*must be an IP address/],
+    [['--dns-upstream', ','], /--dns-upstream needs at least one address/],
   ];
   for (const [argv, message] of cases) {
     t.throws(() => parse(argv), { name: 'RouterError', code: 'config', message }, argv.join(' '));
@@ -108,6 +119,7 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
   const configs: DaemonConfig[] = [
     parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),
     parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-address', '127.0.0.2:7002']),
+    parse(['--dns-domain', 'example.net', '--dns-ttl', '0', '--dns-upstream', '10.0.0.53:5300,[fd00::53]', '--dns-resolv-conf', 'rel/resolv.conf']),
   ];
   for (const config of configs) {
     const inv = daemonConfigToArgs(config);
