@@ -6,6 +6,7 @@
 
 import type { Command } from 'commander';
 import { clientFor } from './api-client';
+import type { ExtraStatusSection } from './mesh-commands';
 import { sanitiseText } from './render-status';
 import { RouterError } from '../router/errors';
 import type { IpamStatus } from '../ipam/ipam';
@@ -65,11 +66,14 @@ export function renderIpamStatus(s: IpamStatus): string {
   return out;
 }
 
-/** The action behind `weave status ipam [--json]`; mesh-commands.ts dispatches to it. */
-export async function showIpamStatus(cmd: Command, opts: { json?: boolean }): Promise<void> {
-  const status = await clientFor(cmd).get<IpamStatus>('/ipam/status');
-  write(opts.json === true ? JSON.stringify(status, null, 2) : renderIpamStatus(status));
-}
+/** `weave status ipam [--json]`: pass to registerMeshCommands with the other extra sections. */
+export const ipamStatusSection: ExtraStatusSection = {
+  name: 'ipam',
+  async show(cmd: Command, json: boolean): Promise<string> {
+    const status = await clientFor(cmd).get<IpamStatus>('/ipam/status');
+    return json ? JSON.stringify(status, null, 2) : renderIpamStatus(status);
+  },
+};
 
 function parseTimeoutSeconds(text: string | undefined): number {
   if (text === undefined) return DEFAULT_PRIME_TIMEOUT_S;

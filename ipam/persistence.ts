@@ -128,6 +128,19 @@ export function snapshotToJson(s: IpamSnapshot): string {
   }) + '\n';
 }
 
+/** Makes a rename durable; best effort, as some filesystems refuse fsync on a directory. */
+function syncDirectory(dir: string): void {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // The rename itself has happened; only its durability across a power cut is weaker.
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
 /** <datadir>/ipam.json, written atomically. */
 export class FileIpamStore implements IpamStore {
   readonly file: string;
@@ -161,6 +174,7 @@ export class FileIpamStore implements IpamStore {
         fs.closeSync(fd);
       }
       fs.renameSync(tmp, this.file);
+      syncDirectory(path.dirname(this.file));
     } catch (err) {
       throw new IpamError('io', `cannot write ${this.file}: ${errorText(err)}`, { cause: err });
     }
