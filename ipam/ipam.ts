@@ -119,6 +119,8 @@ export class Ipam implements Gossiper {
   private readonly denials = new Map<string, Map<PeerName, number>>();
   private readonly warnings: string[] = [];
   private readonly ringHintSentMs = new Map<PeerName, number>();
+  /** When we last gave space to a peer, per requested span. */
+  private readonly lastDonationMs = new Map<string, number>();
   private consensusStarted = false;
   private consensusTimer: Timer | null = null;
   private consensusRetryMs: number;
@@ -703,7 +705,17 @@ export class Ipam implements Gossiper {
     if (!this.ring.isSeeded() || src === this.self) return;
     const within = this.range.spanOf(subnet);
     if (within === null) return;
+    // A well-behaved peer asks once per retry period per subnet; more often
+    // than that is a bug or abuse, and must not drain our space.
+    const now = this.deps.clock.now();
+    const askKey = `${src}|${within.start}-${within.end}`;
+    const lastGift = this.lastDonationMs.get(askKey);
+    if (lastGift !== undefined && now - lastGift < this.timings.spaceRequestRetryMs / 2) return;
     const give = chooseDonation(this.ring, this.allocator, within);
+    if (give !== null) {
+      if (this.lastDonationMs.size >= 1024) this.lastDonationMs.clear();
+      this.lastDonationMs.set(askKey, now);
+    }
     if (give === null) {
       // Nothing to give: say so, and make sure the asker sees our true free count.
       this.reportFreeNow();

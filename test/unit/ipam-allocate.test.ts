@@ -281,3 +281,15 @@ t.test('config parsing names the flag', async (t) => {
   throwsIpam(t, () => parseIpamConfig({ defaultSubnet: '10.64.0.0/24', initialPeerCount: 1 }), 'config', /not inside/);
   t.same(parseIpamConfig({ initialPeerCount: 3 }).init, { mode: 'consensus', peerCount: 3 });
 });
+
+t.test('repeated space requests from one peer are not honoured faster than once per half retry period', async (t) => {
+  const { ipams, names } = make(2, seedAll, '10.9.0.0/24');
+  const req = encodeIpamMessage({ kind: 'space-request', request: { range: AddressRange.parse('10.9.0.0/24', 'r'), subnet: AddressRange.parse('10.9.0.0/24', 'r').cidr } });
+  const owned = (): number => ipams[0]!.status().local.owned;
+  const before = owned();
+  ipams[0]!.onGossipUnicast(names[1]!, req);
+  const afterOne = owned();
+  for (let i = 0; i < 5; i++) ipams[0]!.onGossipUnicast(names[1]!, req);
+  t.ok(afterOne < before, 'the first request is served');
+  t.equal(owned(), afterOne, 'the flood is not');
+});
