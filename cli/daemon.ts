@@ -25,6 +25,8 @@ import { ContainerManager } from '../router/containers';
 import { DockerClient } from '../router/docker-client';
 import { keepBridgeForwarding } from '../router/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
+import { LINK_LOCAL_ROUTE } from '../dns/constants';
+import { DnsDaemon, registerDnsApi } from '../dns/daemon-glue';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 
@@ -115,10 +117,18 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, runner, logger);
   const containers = new ContainerManager(
     { runner, docker: new DockerClient(logger), logger },
-    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [DEFAULT_OVERLAY_RANGE], datadir: config.datadir },
+    // LINK_LOCAL_ROUTE: containers reach this host's DNS server on the bridge (dns/link-local.ts).
+    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [DEFAULT_OVERLAY_RANGE, LINK_LOCAL_ROUTE], datadir: config.datadir },
   );
+  // DNS: names of attached containers, replicated on the mesh (dns/daemon-glue.ts).
+  const dns = new DnsDaemon(
+    { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }) },
+    { ...config.dns, bridge: dataPlane.bridge, datadir: config.datadir },
+  );
+  containers.addListener(dns);
   const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
   registerContainerApi(api, containers);
+  registerDnsApi(api, dns);
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -128,6 +138,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     logger.info('router stopping', { reason: why });
     router.shutdown();
     await containers.close();
+    await dns.close();
     forwarding.close();
     dataPlane.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
@@ -136,8 +147,10 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   try {
     await router.start(initialTargets);
+    await dns.start();
     const restored = await containers.restore();
     if (restored.length > 0) logger.info('containers restored', { count: restored.length });
+    dns.sync(containers.list());
     containers.watchDocker();
     saveTargets(config.datadir, router.status().targets.filter((t) => t.direct).map((t) => t.address));
     await api.listen();
