@@ -63,10 +63,11 @@ export function renderDnsStatus(s: DnsStatusReport): string {
     lines.push('');
     const nameWidth = Math.max(...live.map((r) => r.name.length)) + 2;
     const addrWidth = Math.max(...live.map((r) => r.address.length)) + 2;
+    const shortId = (id: string): string => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
+    const idWidth = Math.max(...live.map((r) => shortId(r.container).length)) + 2;
     for (const r of live) {
-      const container = /^[0-9a-f]{64}$/.test(r.container) ? r.container.slice(0, 12) : r.container;
       const origin = r.originNickname !== null ? `${r.origin}(${r.originNickname})` : r.origin;
-      lines.push(`${pad(r.name, nameWidth)}${pad(r.address, addrWidth)}${pad(container, 16)}${origin}${r.visible ? '' : ' (unreachable)'}`);
+      lines.push(`${pad(r.name, nameWidth)}${pad(r.address, addrWidth)}${pad(shortId(r.container), idWidth)}${origin}${r.visible ? '' : ' (unreachable)'}`);
     }
   }
   return lines.join('\n');
