@@ -51,6 +51,8 @@ export class DnsService implements RecordSource {
     this.tickMs = opts.tickMs ?? STORE_TICK_MS;
     this.store = new DnsStore(this.localPeer, opts.store ?? {});
     this.gossip = deps.hub.addChannel(DNS_CHANNEL, new DnsGossiper(this.store, this.clock, this.logger));
+    // Until the first topology change tells us better: the peers the mesh knows now.
+    this.store.setReachable(new Set(deps.hub.knownPeers().map((p) => p.name)), this.clock.now());
     deps.hub.onReachablePeersChanged((reachable) => {
       if (!this.stopped) this.store.setReachable(reachable, this.clock.now());
     });

@@ -19,7 +19,10 @@
 // - Removals are remembered for TOMBSTONE_TTL_MS, measured from when the origin
 //   removed the record (the wire carries the age, so no clocks need to agree).
 // - Records of peers that are not reachable are hidden from answers at once and
-//   dropped after DEPARTED_PEER_GRACE_MS.
+//   dropped after DEPARTED_PEER_GRACE_MS; from then on, copies of them that other
+//   peers still gossip are not taken back (else the records would circulate
+//   forever among peers that drop them at different moments). The origin's own
+//   gossip brings them back when it is reachable again.
 // - merge() validates the whole batch (capacity included) before changing
 //   anything: a refused batch leaves the store exactly as it was.
 
@@ -31,6 +34,7 @@ import { isNormalName } from './names';
 
 /** Versions travel as u32. */
 export const MAX_VERSION = 0xffff_ffff;
+const FORGET_DEPARTED_AFTER_GRACES = 10;
 /**
  * Claims about our own records at or above this are ignored rather than
  * outbid, so that our +1 always fits in u32 (no honest peer gets near it: one
@@ -123,7 +127,11 @@ export class DnsStore {
   private readonly byName = new Map<string, Set<string>>();
   private readonly byAddress = new Map<string, Set<string>>();
   private reachable: ReadonlySet<PeerName>;
-  /** First instant we saw each origin unreachable; cleared when it is back. */
+  /**
+ * First instant we saw each origin unreachable; cleared when it is back, and
+ * forgotten FORGET_DEPARTED_AFTER_GRACES grace periods later (its records are
+ * long gone everywhere by then).
+ */
   private readonly unreachableSince = new Map<PeerName, number>();
   private readonly opts: StoreOptions;
   readonly counters: StoreCounters = {
@@ -236,6 +244,7 @@ export class DnsStore {
   }
 
   private judgeOther(e: DnsEntry, existing: DnsEntry | undefined, nowMs: number): DnsEntry | null {
+    if (this.departed(e.origin, nowMs)) return null;
     if (existing === undefined) {
       // A removal we never saw the record of, and already expired: nothing to remember.
       if (e.tombstone && this.expired(e, nowMs)) return null;
@@ -259,6 +268,12 @@ export class DnsStore {
     }
     if (e.version > existing.version) return { ...existing, version: e.version };
     return null;
+  }
+
+  /** Unreachable for longer than the grace period: its records are being dropped everywhere. */
+  private departed(origin: PeerName, nowMs: number): boolean {
+    const since = this.unreachableSince.get(origin);
+    return since !== undefined && nowMs - since >= this.opts.departedGraceMs;
   }
 
   private expired(e: DnsEntry, nowMs: number): boolean {
@@ -294,7 +309,7 @@ export class DnsStore {
       dropped.push(e);
     }
     for (const [p, since] of [...this.unreachableSince]) {
-      if (nowMs - since >= this.opts.departedGraceMs) this.unreachableSince.delete(p);
+      if (nowMs - since >= FORGET_DEPARTED_AFTER_GRACES * this.opts.departedGraceMs) this.unreachableSince.delete(p);
     }
     return dropped;
   }

@@ -166,6 +166,10 @@ t.test('expiry: tombstones after their TTL, departed peers hidden at once and dr
   t.same(s.tick(T0 + 8999), []);
   t.same(s.tick(T0 + 9000).map((e) => e.name), ['c.weave.local'], 'dropped after the grace period');
   t.equal(s.counters.departedDropped, 1);
+  t.same(s.merge([live(C, 'c.weave.local', '10.0.0.3')], T0 + 9500), [], 'copies gossiped by others are not taken back');
+  t.equal(s.size, 1);
+  s.setReachable(new Set([A, B, C]), T0 + 10_000);
+  t.equal(s.merge([live(C, 'c.weave.local', '10.0.0.3')], T0 + 10_000).length, 1, 'once the peer is back, its records are welcome');
 });
 
 t.test('names below a name, reverse, and dedup across containers', async (t) => {
