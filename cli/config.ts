@@ -28,6 +28,8 @@ export interface DaemonConfig {
   mtu: number | null;
   /** Weave DNS: domain, TTL, where queries outside the domain go (dns/daemon-glue.ts). */
   dns: DnsDaemonConfig;
+  /** IPAM flags as given (validated by toDaemonConfig); null means the default. */
+  ipalloc: { range: string | null; defaultSubnet: string | null; rangeV6: string | null; init: string | null };
 }
 
 export const DEFAULT_DATADIR = '/var/lib/weave';

@@ -17,6 +17,7 @@ import {
   DEFAULT_STATUS_ADDRESS,
 } from './config';
 import type { DaemonConfig } from './config';
+import { IpamConfig, parseIpamConfig } from '../ipam/config';
 import { DEFAULT_DOMAIN, DEFAULT_TTL_S, MAX_TTL_S } from '../dns/constants';
 import { parseDomain } from '../dns/names';
 import { formatUpstream, parseUpstreamList } from '../dns/resolv-conf';
@@ -54,6 +55,10 @@ export type RouterOptionValues = {
   dnsTtl?: unknown;
   dnsUpstream?: unknown;
   dnsResolvConf?: unknown;
+  ipallocRange?: unknown;
+  ipallocDefaultSubnet?: unknown;
+  ipallocRangeV6?: unknown;
+  ipallocInit?: unknown;
 };
 
 /** Registers the router options on `cmd` (launch and router share them). */
@@ -75,7 +80,11 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--dns-domain <domain>', `domain of container names in weave DNS (default: ${DEFAULT_DOMAIN})`)
     .option('--dns-ttl <seconds>', `TTL of weave DNS answers (default: ${DEFAULT_TTL_S})`)
     .option('--dns-upstream <addr,...>', 'servers for names outside the weave domain, IP[:port] (default: the nameservers of --dns-resolv-conf)')
-    .option('--dns-resolv-conf <file>', `resolv.conf to take upstream servers from, re-read when it changes (default: ${DEFAULT_RESOLV_CONF})`);
+    .option('--dns-resolv-conf <file>', `resolv.conf to take upstream servers from, re-read when it changes (default: ${DEFAULT_RESOLV_CONF})`)
+    .option('--ipalloc-range <cidr>', 'address range IPAM hands out (default: 10.32.0.0/12)')
+    .option('--ipalloc-default-subnet <cidr>', 'subnet for allocations that name none (default: the whole range)')
+    .option('--ipalloc-range-v6 <cidr>', 'also give containers IPv6 addresses from this block (e.g. a ULA /48)')
+    .option('--ipalloc-init <mode>', 'initial split of the range: consensus[=N] (default), seed=PEER,... or observer');
 }
 
 function optString(opts: RouterOptionValues, key: keyof RouterOptionValues, flag: string): string | undefined {
@@ -224,7 +233,29 @@ export function toDaemonConfig(
   if (resolvText.trim() === '' || resolvText.includes('\0')) throw RouterError.config('--dns-resolv-conf must be a file name');
   const dns = { domain, ttlS, upstreams, resolvConf: path.resolve(resolvText) };
 
-  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu, dns };
+  const ipalloc = {
+    range: optString(opts, 'ipallocRange', '--ipalloc-range') ?? null,
+    defaultSubnet: optString(opts, 'ipallocDefaultSubnet', '--ipalloc-default-subnet') ?? null,
+    rangeV6: optString(opts, 'ipallocRangeV6', '--ipalloc-range-v6') ?? null,
+    init: optString(opts, 'ipallocInit', '--ipalloc-init') ?? null,
+  };
+  // Validated here so `weave launch` refuses bad IPAM flags before starting anything.
+  ipamConfigOf({ ipalloc, peers });
+
+  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu, dns, ipalloc };
+}
+
+/** The IPAM configuration of a daemon config; throws IpamError('config') naming the flag. */
+export function ipamConfigOf(config: Pick<DaemonConfig, 'ipalloc' | 'peers'>): IpamConfig {
+  const { range, defaultSubnet, rangeV6, init } = config.ipalloc;
+  return parseIpamConfig({
+    ...(range !== null ? { range } : {}),
+    ...(defaultSubnet !== null ? { defaultSubnet } : {}),
+    ...(rangeV6 !== null ? { rangeV6 } : {}),
+    ...(init !== null ? { init } : {}),
+    // Weave Net's default for plain `consensus`: the peers named at launch plus ourselves.
+    initialPeerCount: config.peers.length + 1,
+  });
 }
 
 export interface RouterInvocation {
@@ -251,6 +282,10 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--api-address', config.apiAddress);
   args.push('--status-address', config.statusAddress);
   if (config.mtu !== null) args.push('--mtu', String(config.mtu));
+  if (config.ipalloc.range !== null) args.push('--ipalloc-range', config.ipalloc.range);
+  if (config.ipalloc.defaultSubnet !== null) args.push('--ipalloc-default-subnet', config.ipalloc.defaultSubnet);
+  if (config.ipalloc.rangeV6 !== null) args.push('--ipalloc-range-v6', config.ipalloc.rangeV6);
+  if (config.ipalloc.init !== null) args.push('--ipalloc-init', config.ipalloc.init);
   args.push('--dns-domain', config.dns.domain, '--dns-ttl', String(config.dns.ttlS), '--dns-resolv-conf', config.dns.resolvConf);
   if (config.dns.upstreams !== null) args.push('--dns-upstream', config.dns.upstreams.map(formatUpstream).join(','));
   args.push('--', ...config.peers);
