@@ -5,7 +5,7 @@
 // the program by cli/weave.ts.
 
 import type { Command } from 'commander';
-import { clientFor } from './api-client';
+import { ApiClient, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/container-api';
 import type { AttachedContainer } from '../router/containers';
 import { parseAttachCidr, parseContainerRef } from '../router/containers';
@@ -25,11 +25,33 @@ export function splitAddressesAndContainer(words: string[], command: 'attach' | 
       `write weave ${command} [ADDR...] <container>`);
   }
   parseContainerRef(container);
-  for (const a of addresses) parseAttachCidr(a);
-  if (command === 'attach' && addresses.length === 0) {
-    throw RouterError.config(`an address is required for now (until IPAM exists): weave attach 10.32.0.1/12 ${container}`);
+  for (const a of addresses) {
+    // attach also takes IPAM requests: net:default, net:CIDR (allocate there), ip:CIDR (claim).
+    if (command === 'attach' && a.startsWith('net:')) continue;
+    parseAttachCidr(command === 'attach' && a.startsWith('ip:') ? a.slice(3) : a);
   }
   return { container, addresses };
+}
+
+/** Longer than IPAM's own wait for consensus, so its explanation arrives rather than a client timeout. */
+const ATTACH_TIMEOUT_MS = 120_000;
+const PROGRESS_POLL_MS = 1_000;
+
+/** Polls IPAM while an attach is pending and prints what it waits for, once per change, to stderr. */
+function showIpamProgress(client: ApiClient): { stop(): void } {
+  let last = '';
+  let stopped = false;
+  const timer = setInterval(() => {
+    void client.get<{ waitingFor?: string | null; pending?: { waitingFor: string | null }[] }>('/ipam/status', 2_000).then((s) => {
+      const why = s.pending?.find((p) => p.waitingFor)?.waitingFor ?? s.waitingFor ?? '';
+      if (!stopped && why !== '' && why !== last) {
+        process.stderr.write(`weave attach: waiting: ${why}\n`);
+        last = why;
+      }
+    }, () => undefined);
+  }, PROGRESS_POLL_MS);
+  timer.unref();
+  return { stop: () => { stopped = true; clearInterval(timer); } };
 }
 
 function ipOf(cidr: string): string {
@@ -47,20 +69,29 @@ export function renderPs(containers: readonly AttachedContainer[]): string {
 export function registerContainerCommands(program: Command): void {
   program
     .command('attach')
-    .description('attach a container to the weave network with the given addresses (CIDR); prints them')
+    .description('attach a container to the weave network; addresses (CIDR), net:CIDR or none to allocate with IPAM; prints them')
     .argument('<args...>', '[ADDR...] <container>: addresses like 10.32.0.1/12, then a Docker name or id, netns:NAME or pid:PID')
     .option('--name <name>', "the name to register in weave DNS (default: the container's name; pid: containers get none)")
     .option('--without-dns', "register no name in weave DNS and leave the container's resolver alone")
     .action(async (words: string[], opts: { name?: string; withoutDns?: boolean }, cmd: Command) => {
       const { container, addresses } = splitAddressesAndContainer(words, 'attach');
       if (opts.name !== undefined && opts.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
-      await clientFor(cmd).post<AttachReply>('/attach', {
-        container, addresses,
-        ...(opts.name !== undefined ? { name: opts.name } : {}),
-        ...(opts.withoutDns === true ? { withoutDns: true } : {}),
-      });
+      const client = clientFor(cmd);
+      // Allocation may wait for IPAM to agree on its initial split: say what it waits for
+      // instead of hanging silently. The daemon gives up (with the reason) after its own timeout.
+      const progress = showIpamProgress(client);
+      let reply: AttachReply;
+      try {
+        reply = await client.post<AttachReply>('/attach', {
+          container, addresses,
+          ...(opts.name !== undefined ? { name: opts.name } : {}),
+          ...(opts.withoutDns === true ? { withoutDns: true } : {}),
+        }, ATTACH_TIMEOUT_MS);
+      } finally {
+        progress.stop();
+      }
       // Like Weave Net: the addresses, without prefix lengths, on one line.
-      write(addresses.map((a) => ipOf(parseAttachCidr(a).cidr)).join(' '));
+      write(reply.container.addresses.map(ipOf).join(' '));
     });
 
   program

@@ -23,16 +23,21 @@ import { ExecCommandRunner } from '../router/command-runner';
 import { registerContainerApi } from '../router/container-api';
 import { ContainerManager } from '../router/containers';
 import { DockerClient } from '../router/docker-client';
-import { keepBridgeForwarding } from '../router/host-bridge';
+import { DEFAULT_BRIDGE, keepBridgeForwarding } from '../router/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon, registerDnsApi } from '../dns/daemon-glue';
+import { checkRangeFreeOnHost } from '../ipam/host-check';
+import { ipamContainerListener, parseAddressRequests, resolveAddresses } from '../ipam/container-hook';
+import { DEFAULT_IPAM_TIMINGS } from '../ipam/constants';
+import { registerIpamApi } from '../ipam/http';
+import { Ipam } from '../ipam/ipam';
+import { FileIpamStore } from '../ipam/persistence';
+import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 
 const PID_FILE = 'weave.pid';
-/** Routed via ethwe in every container; IPAM's range once it exists (issue 4). */
-const DEFAULT_OVERLAY_RANGE = '10.32.0.0/12';
 
 function processAlive(pid: number): boolean {
   try {
@@ -85,7 +90,18 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   const fast = process.env['WEAVE_TEST_FAST'] === '1';
   const runner = new ExecCommandRunner();
+  const ipamConfig = ipamConfigOf(config);
   let dataPlane: DataPlaneSetup;
+  try {
+    // Refuse a range the host already routes elsewhere: containers would shadow those networks.
+    await checkRangeFreeOnHost(ipamConfig.range.toString(), runner, { ignoreDevices: [DEFAULT_BRIDGE] });
+    if (ipamConfig.rangeV6 !== null) {
+      await checkRangeFreeOnHost(ipamConfig.rangeV6.toString(), runner, { ignoreDevices: [DEFAULT_BRIDGE], what: '--ipalloc-range-v6' });
+    }
+  } catch (err) {
+    try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
+    throw err;
+  }
   try {
     dataPlane = await startDataPlane({ clock, logger, runner }, { localPeer: name, port: config.port, mtu: config.mtu, fast });
   } catch (err) {
@@ -113,13 +129,26 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   });
 
+  // IPAM: the address ring, gossiped on the mesh; consensus on the initial split happens on first need.
+  const ipam = new Ipam(
+    { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'ipam' }), store: new FileIpamStore(config.datadir) },
+    { config: ipamConfig, ...(fast ? { timings: { requestTimeoutMs: 15_000, releaseGraceMs: 5_000 } } : {}) },
+  );
+
   // Firewall chains created after we start (a reload, dockerd starting later) get our accept rule too.
   const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, runner, logger);
   const containers = new ContainerManager(
     { runner, docker: new DockerClient(logger), logger },
     // LINK_LOCAL_ROUTE: containers reach this host's DNS server on the bridge (dns/link-local.ts).
-    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [DEFAULT_OVERLAY_RANGE, LINK_LOCAL_ROUTE], datadir: config.datadir },
+    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [ipamConfig.range.toString(), LINK_LOCAL_ROUTE], datadir: config.datadir },
   );
+  containers.setAddressSource({
+    obtain: (c, requests) => resolveAddresses(ipam, c.id, parseAddressRequests(requests), {
+      onWaiting: (why) => logger.info('attach waits for IPAM', { container: c.name, why }),
+    }),
+    giveBack: (c, addresses) => { for (const a of addresses) ipam.release(c.id, a); },
+  });
+  containers.addListener(ipamContainerListener(ipam, { graceMs: fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs, logger }));
   // DNS: names of attached containers, replicated on the mesh (dns/daemon-glue.ts).
   const dns = new DnsDaemon(
     { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }) },
@@ -129,6 +158,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
   registerContainerApi(api, containers);
   registerDnsApi(api, dns);
+  registerIpamApi(api, ipam);
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -136,6 +166,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info('router stopping', { reason: why });
+    ipam.shutdown();
     router.shutdown();
     await containers.close();
     await dns.close();

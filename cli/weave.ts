@@ -15,6 +15,7 @@ import { addRouterOptions, toDaemonConfig } from './launch-options';
 import type { RouterOptionValues } from './launch-options';
 import { registerContainerCommands } from './container-commands';
 import { dnsStatusSection, registerDnsCommands } from './dns-commands';
+import { ipamStatusSection, registerIpamCommands } from './ipam-commands';
 import { registerMeshCommands } from './mesh-commands';
 import { packageVersion } from './version';
 import { errorMessage } from '../router/errors';
@@ -68,9 +69,10 @@ export function buildProgram(): Command {
       process.stdout.write(`weave ${packageVersion()}\n`);
     });
 
-  registerMeshCommands(program, [dnsStatusSection]);
+  registerMeshCommands(program, [dnsStatusSection, ipamStatusSection]);
   registerContainerCommands(program);
   registerDnsCommands(program);
+  registerIpamCommands(program);
   return program;
 }
 

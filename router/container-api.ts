@@ -66,12 +66,10 @@ function addressesField(rec: Record<string, unknown>, endpoint: string, required
 }
 
 export function parseAttachBody(body: unknown): AttachRequest {
-  const rec = objectBody(body, '/attach', '{"container": "...", "addresses": ["10.32.0.1/12"]}');
+  const rec = objectBody(body, '/attach', '{"container": "...", "addresses": ["10.32.0.1/12" | "net:CIDR" | "ip:CIDR"] (optional)}');
   const container = containerField(rec, '/attach');
-  const addresses = addressesField(rec, '/attach', true) ?? [];
-  if (addresses.length === 0) {
-    throw RouterError.config('/attach: an address is required for now (until IPAM exists), e.g. "addresses": ["10.32.0.1/12"]');
-  }
+  // None: the daemon's address source (IPAM) allocates; the manager says so if there is none.
+  const addresses = addressesField(rec, '/attach', false) ?? [];
   const dns = validateAttachOptions({
     ...(rec['name'] !== undefined ? { dnsName: rec['name'] as string } : {}),
     ...(rec['withoutDns'] !== undefined ? { withoutDns: rec['withoutDns'] as boolean } : {}),

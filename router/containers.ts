@@ -284,6 +284,17 @@ export function randomMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
+/**
+ * Turns attach arguments (CIDRs, `net:CIDR`, `ip:CIDR`, or nothing) into the
+ * addresses to give a container; IPAM implements it. Keyed on the resolved
+ * container id, so a restarted Docker container keeps its addresses.
+ */
+export interface AddressSource {
+  obtain(container: { id: string; name: string }, requests: string[]): Promise<string[]>;
+  /** Addresses obtained for an attach that then failed. */
+  giveBack(container: { id: string; name: string }, addresses: string[]): void;
+}
+
 export interface ContainerOptions {
   bridge: string;
   mtu: number;
@@ -347,6 +358,7 @@ function ipOf(cidr: string): string {
 type UndoStep = () => Promise<unknown>;
 
 export class ContainerManager {
+  private addressSource: AddressSource | null = null;
   private readonly attachments: Attachment[] = [];
   private readonly listeners: ContainerListener[] = [];
   private readonly runner: CommandRunner;
@@ -404,9 +416,32 @@ export class ContainerManager {
    */
   async attach(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions = {}): Promise<AttachedContainer> {
     const parsed = typeof ref === 'string' ? parseContainerRef(ref) : ref;
-    const wanted = this.parseAddresses(cidrs, true);
     const dns = validateAttachOptions(opts);
-    return this.serialize(() => this.handleAttach(parsed, wanted, dns));
+    const source = this.addressSource;
+    if (source === null) {
+      const wanted = this.parseAddresses(cidrs, true);
+      return this.serialize(() => this.handleAttach(parsed, wanted, dns));
+    }
+    if (!Array.isArray(cidrs) || cidrs.some((c) => typeof c !== 'string')) throw RouterError.config('addresses must be a list of strings');
+    // Resolve first (outside the queue: allocation may wait for IPAM consensus),
+    // so addresses are keyed on the container's stable id.
+    const target = await this.resolve(parsed);
+    const addresses = await source.obtain({ id: target.id, name: target.name }, cidrs);
+    let wanted: Ipv4Cidr[];
+    try {
+      wanted = this.parseAddresses(addresses, true);
+      return await this.serialize(() => this.handleAttach(parsed, wanted, dns));
+    } catch (err) {
+      // Hand back what the source gave us for this failed attach; the container keeps any older addresses.
+      const held = new Set(this.attachments.filter((a) => a.id === target.id).flatMap((a) => a.addresses));
+      source.giveBack({ id: target.id, name: target.name }, addresses.filter((a) => !held.has(a)));
+      throw err;
+    }
+  }
+
+  /** Where addresses come from when an attach names none, or names subnets (IPAM). */
+  setAddressSource(source: AddressSource): void {
+    this.addressSource = source;
   }
 
   /** Removes `cidrs` from the container, or everything (the veth) when none are given or none remain. */
