@@ -489,7 +489,7 @@ export class ContainerManager {
   private parseAddresses(cidrs: unknown, required: boolean): Ipv4Cidr[] {
     if (!Array.isArray(cidrs)) throw RouterError.config('addresses must be a list of CIDRs such as 10.32.0.1/12');
     if (required && cidrs.length === 0) {
-      throw RouterError.config('an address is required for now (until IPAM exists): e.g. weave attach 10.32.0.1/12 <container>');
+      throw RouterError.config('an address is required when no IPAM runs here: e.g. weave attach 10.32.0.1/12 <container>');
     }
     if (cidrs.length > MAX_ADDRESSES_PER_REQUEST) {
       throw RouterError.config(`${cidrs.length} addresses in one request, over the limit of ${MAX_ADDRESSES_PER_REQUEST}`);

@@ -506,17 +506,19 @@ t.test('API bodies and CLI arguments', async (t) => {
     [null, /expects a JSON object/],
     [[], /expects a JSON object/],
     [{ addresses: ['10.32.0.1/12'] }, /"container" must be/],
-    [{ container: 'web' }, /"addresses" must be an array/],
-    [{ container: 'web', addresses: [] }, /an address is required/],
+    [{ container: 'web', addresses: 'x' }, /"addresses" must be an array/],
     [{ container: 'web', addresses: [5] }, /every address must be a string/],
     [{ container: 'web', addresses: new Array(65).fill('10.32.0.1/12') }, /over the limit/],
   ];
   for (const [body, re] of badAttach) t.throws(() => parseAttachBody(body), { code: 'config', message: re });
+  t.same(parseAttachBody({ container: 'web' }).addresses, [], 'no addresses: IPAM allocates');
   t.throws(() => parseDetachBody({ container: 'web', addresses: 'x' }), /must be an array/);
 
   t.same(splitAddressesAndContainer(['10.32.0.1/12', '10.32.0.2/12', 'web'], 'attach'), { container: 'web', addresses: ['10.32.0.1/12', '10.32.0.2/12'] });
   t.same(splitAddressesAndContainer(['netns:x'], 'detach'), { container: 'netns:x', addresses: [] });
-  t.throws(() => splitAddressesAndContainer(['web'], 'attach'), /an address is required for now/);
+  t.same(splitAddressesAndContainer(['web'], 'attach'), { container: 'web', addresses: [] }, 'no address: IPAM allocates');
+  t.same(splitAddressesAndContainer(['net:10.32.8.0/24', 'ip:10.32.0.9/12', 'web'], 'attach').addresses, ['net:10.32.8.0/24', 'ip:10.32.0.9/12']);
+  t.throws(() => splitAddressesAndContainer(['ip:10.32.0.0/12', 'web'], 'attach'), /network address/);
   t.throws(() => splitAddressesAndContainer(['web', '10.32.0.1/12'], 'attach'), /the container comes last/);
   t.throws(() => splitAddressesAndContainer(['10.32.0.0/12', 'web'], 'attach'), /network address/);
   const c: AttachedContainer = {
@@ -538,7 +540,7 @@ t.test('HTTP API: 400 for bad requests, JSON for good ones', async (t) => {
   t.same(reply.container.addresses, ['10.32.4.1/12']);
   t.same((await client.get<{ containers: AttachedContainer[] }>('/ps')).containers.map((x) => x.id), ['netns:blue']);
   for (const [body, re] of [
-    [{ container: 'netns:blue' }, /"addresses" must be an array/],
+    [{ container: 'netns:blue' }, /an address is required when no IPAM/],
     [{ container: 'netns:nosuch', addresses: ['10.32.4.2/12'] }, /no network namespace named nosuch/],
     [{ container: 'netns:blue', addresses: ['10.32.0.0/12'] }, /network address/],
   ] as [unknown, RegExp][]) {

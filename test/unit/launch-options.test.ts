@@ -29,7 +29,16 @@ t.test('defaults', async (t) => {
     statusAddress: DEFAULT_STATUS_ADDRESS,
     mtu: null,
     dns: { domain: 'weave.local', ttlS: 1, upstreams: null, resolvConf: '/etc/resolv.conf' },
+    ipalloc: { range: null, defaultSubnet: null, rangeV6: null, init: null },
   });
+});
+
+t.test('IPAM flags are validated before launch and passed through', async (t) => {
+  const c = parse(['--ipalloc-range', '10.40.0.0/16', '--ipalloc-default-subnet', '10.40.1.0/24', '--ipalloc-init', 'consensus=3']);
+  t.same(c.ipalloc, { range: '10.40.0.0/16', defaultSubnet: '10.40.1.0/24', rangeV6: null, init: 'consensus=3' });
+  t.throws(() => parse(['--ipalloc-range', '10.40.0.0/33']), /ipalloc-range/);
+  t.throws(() => parse(['--ipalloc-range', '10.40.0.0/16', '--ipalloc-default-subnet', '10.50.0.0/24']), /not inside/);
+  t.throws(() => parse(['--ipalloc-init', 'sometimes']), /ipalloc-init must be/);
 });
 
 t.test('every option, peers normalised and deduplicated', async (t) => {
@@ -56,6 +65,7 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
       domain: 'mesh.example', ttlS: 30, resolvConf: '/tmp/resolv.conf',
       upstreams: [{ host: '127.0.0.2', port: 53 }, { host: '::1', port: 5353 }],
     },
+    ipalloc: { range: null, defaultSubnet: null, rangeV6: null, init: null },
   });
 });
 
