@@ -9,7 +9,7 @@ import type { RouterTimings } from './constants';
 import { RouterError } from './errors';
 import type { Logger } from './logger';
 import type { Rng } from './rng';
-import type { TargetState, TargetStatus } from './status';
+import type { TargetStatus } from './status';
 
 export interface ConnectorHooks {
   /** Starts a connection attempt to a normalised host:port. */
@@ -20,14 +20,8 @@ export interface ConnectorHooks {
   canConnect(): boolean;
 }
 
-interface Target {
-  address: string;
-  direct: boolean;
-  state: TargetState;
-  attempts: number;
-  nextAttemptMs: number | null;
-  lastError: string;
-}
+/** A target is exactly what status shows of it; status() hands out copies. */
+type Target = TargetStatus;
 
 const BACKOFF_FACTOR = 1.5;
 
@@ -142,7 +136,7 @@ export class Connector {
   status(): TargetStatus[] {
     return [...this.targets.values()]
       .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
-      .map((t) => ({ address: t.address, direct: t.direct, state: t.state, attempts: t.attempts, nextAttemptMs: t.nextAttemptMs, lastError: t.lastError }));
+      .map((t) => ({ ...t }));
   }
 
   /** Re-evaluates every target: marks reached ones connected, dials the due ones. */
