@@ -1,9 +1,9 @@
 // Forwarding queries outside our domain to the upstream servers, in order, each
 // with a timeout; the caller answers SERVFAIL when this gives up. Adapter: owns
 // one UDP socket per address family (bound to an ephemeral port, never a
-// listening service) and a short-lived TCP connection per query from a client
-// that came by TCP. A truncated UDP reply is passed on as is: the client then
-// asks again over TCP, and that query goes upstream over TCP.
+// listening service) and short-lived TCP connections. Queries go upstream over
+// UDP; a truncated reply is passed to a UDP client as is (it then asks us over
+// TCP), and for a TCP client the query is repeated upstream over TCP.
 //
 // Each upstream query gets a fresh random id; a reply counts only if it comes
 // from the server and port we asked, with that id, and repeats our question.
@@ -69,7 +69,10 @@ export class Forwarder {
     try {
       let fallback: Buffer | null = null;
       for (const u of list) {
-        let reply = transport === 'udp' ? await this.viaUdp(u, q, raw) : await this.viaTcp(u, q, raw);
+        // UDP first, whatever the client used; TCP when the answer did not fit and the
+        // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
+        let reply = await this.viaUdp(u, q, raw);
+        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & 0x02) !== 0) reply = (await this.viaTcp(u, q, raw)) ?? reply;
         if (reply === null) continue;
         reply = Buffer.from(reply);
         reply.writeUInt16BE(q.id, 0);
