@@ -230,6 +230,20 @@ t.test('two hosts: names, reverse, NXDOMAIN, forwarding, mDNS, detach', async (t
     t.match(bad.stderr, /not under the weave domain/);
   });
 
+  await t.test('a daemon restart keeps names and resolvers', async (t) => {
+    const before = fs.readFileSync(`/etc/netns/${c1.ns}/resolv.conf`, 'utf8');
+    t.equal((await h1.weave(['stop'])).code, 0, 'h1 stopped');
+    t.notMatch((await h1.exec(['ip', 'rule'])).stdout, /30565/, 'the policy rule went with it');
+    t.notMatch((await h1.exec(['ip', 'addr'])).stdout, /169\.254\./, 'and the link-local address');
+    const r = await h1.weave(['launch', '--nickname', 'h1', '--dns-resolv-conf', resolv1]);
+    t.equal(r.code, 0, r.stderr);
+    await waitFor(async () => (await inNs(c1.ns, ['dig', '+short', '+time=1', '+tries=1', 'web.weave.local'])).out === '10.32.7.2', {
+      what: 'c1 resolves web after h1 restarted', timeoutMs: 30_000, detail: () => h1.readLog(),
+    });
+    await waitFor(async () => (await inNs(c2.ns, ['getent', 'hosts', c1Name])).code === 0, { what: 'c2 resolves c1 after h1 restarted', timeoutMs: 20_000 });
+    t.equal(fs.readFileSync(`/etc/netns/${c1.ns}/resolv.conf`, 'utf8'), before, "c1's resolver still points at h1");
+  });
+
   await t.test('after detach the name is gone on both hosts within seconds, and the resolver is restored', async (t) => {
     const r = await h2.weave(['detach', `netns:${c2.ns}`]);
     t.equal(r.code, 0, r.stderr);
