@@ -36,6 +36,9 @@ import { FileIpamStore } from '../ipam/persistence';
 import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
+// weave expose / hide (router/expose.ts), addresses from IPAM:
+import { EXPOSE_OWNER, HostExposer } from '../router/expose';
+import { registerExposeApi } from '../router/expose-api';
 
 const PID_FILE = 'weave.pid';
 
@@ -159,6 +162,17 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   registerContainerApi(api, containers);
   registerDnsApi(api, dns);
   registerIpamApi(api, ipam);
+  // weave expose / hide: the host's addresses on the bridge and NAT out of the overlay, held in IPAM as weave:expose.
+  const exposer = new HostExposer({
+    runner,
+    logger: logger.child({ component: 'expose' }),
+    addresses: {
+      obtain: (requests) => resolveAddresses(ipam, EXPOSE_OWNER, parseAddressRequests(requests)),
+      giveBack: (cidrs) => { for (const c of cidrs) ipam.release(EXPOSE_OWNER, c); },
+    },
+  }, { bridge: dataPlane.bridge, datadir: config.datadir });
+  registerExposeApi(api, exposer);
+  // end weave expose / hide
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -182,6 +196,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     const restored = await containers.restore();
     if (restored.length > 0) logger.info('containers restored', { count: restored.length });
     dns.sync(containers.list());
+    // weave expose: re-apply what expose.json records; a failure leaves the router running without it.
+    await exposer.restore().catch((err: unknown) => logger.error('cannot restore the exposed addresses', { error: errorMessage(err) }));
     containers.watchDocker();
     saveTargets(config.datadir, router.status().targets.filter((t) => t.direct).map((t) => t.address));
     await api.listen();

@@ -213,21 +213,22 @@ export async function removeBridge(opts: { bridge: string }, runner: CommandRunn
 /** Families whose `forward` hook sees bridged frames (ip/ip6/inet through br_netfilter). */
 const FORWARD_FAMILIES = new Set(['ip', 'ip6', 'inet', 'bridge']);
 
-interface NftChain extends FirewallChainRef {
+export interface NftChain extends FirewallChainRef {
   hook: string | null;
 }
 
-interface NftRule extends FirewallChainRef {
+export interface NftRule extends FirewallChainRef {
   handle: number;
   comment: string | null;
 }
 
-interface NftRuleset {
+export interface NftRuleset {
   chains: NftChain[];
   rules: NftRule[];
 }
 
-async function listRuleset(runner: CommandRunner): Promise<NftRuleset> {
+/** `nft -j list ruleset`: base chains with their hooks, and rules with their handles and comments. */
+export async function listRuleset(runner: CommandRunner): Promise<NftRuleset> {
   const r = await runner.run('nft', ['-j', 'list', 'ruleset']);
   let parsed: unknown;
   try {

@@ -12,7 +12,7 @@ import { isPeerName, PeerName, peerNameFromSeed } from './peer-name';
 
 const NAME_FILE = 'peer-name';
 const INCARNATION_FILE = 'incarnation';
-const TARGETS_FILE = 'peers.json';
+export const TARGETS_FILE = 'peers.json';
 const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id', '/sys/class/dmi/id/product_uuid'];
 
 function readOptional(file: string): string | null {
