@@ -14,6 +14,7 @@ import { launch, stop } from './launch';
 import { addRouterOptions, toDaemonConfig } from './launch-options';
 import type { RouterOptionValues } from './launch-options';
 import { registerContainerCommands } from './container-commands';
+import { registerExposeCommands } from './expose-commands';
 import { dnsStatusSection, registerDnsCommands } from './dns-commands';
 import { ipamStatusSection, registerIpamCommands } from './ipam-commands';
 import { registerMeshCommands } from './mesh-commands';
@@ -73,6 +74,7 @@ export function buildProgram(): Command {
   registerContainerCommands(program);
   registerDnsCommands(program);
   registerIpamCommands(program);
+  registerExposeCommands(program);
   return program;
 }
 
