@@ -241,7 +241,8 @@ export class DnsDaemon implements ContainerListener {
   private findLocal(ref: string): LocalContainer | null {
     for (const c of this.local.values()) {
       const v = c.view;
-      if (v.id === ref || v.name === ref || `netns:${v.name}` === ref && v.kind === 'netns') return c;
+      // The id is also how netns:NAME and pid:PID are written.
+      if (v.id === ref || v.name === ref) return c;
       if (v.kind === 'docker' && ref.length >= 12 && v.id.startsWith(ref)) return c;
       if (v.pid !== null && ref === `pid:${v.pid}`) return c;
     }

@@ -20,6 +20,7 @@ import dgram from 'node:dgram';
 import type * as packet from 'dns-packet';
 import * as dnsPacket from 'dns-packet';
 import makeMdns from 'multicast-dns';
+import { assertNever } from '../router/errors';
 import type { Logger } from '../router/logger';
 import type { RecordSource, ResolverConfig } from './answer';
 import type { DnsCounters } from './api-types';
@@ -175,6 +176,8 @@ export class MdnsResponder {
         this.deps.counters.mdnsLegacyAnswered++;
         this.unicast?.send(reply.bytes, rinfo.port, rinfo.address);
         return;
+      default:
+        assertNever(reply);
     }
   }
 }

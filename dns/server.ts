@@ -10,6 +10,7 @@
 
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { assertNever } from '../router/errors';
 import type { Logger } from '../router/logger';
 import type { QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
@@ -195,6 +196,7 @@ export class DnsServer {
           case 'formerr': c.formerr++; break;
           case 'notimp': case 'badvers': c.notimp++; break;
           case 'refused': c.refused++; break;
+          default: assertNever(outcome.answerKind);
         }
         if (outcome.truncated) c.truncated++;
         send(outcome.bytes);
@@ -216,6 +218,8 @@ export class DnsServer {
         });
         return;
       }
+      default:
+        assertNever(outcome);
     }
   }
 }
