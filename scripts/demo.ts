@@ -65,9 +65,9 @@ function network(ctx: DemoContext): SimNetwork {
   return ctx.net;
 }
 
-/** The demo's container on host number i: a namespace attached with a fixed address. */
-function containerOf(net: SimNetwork, h: SimHost, i: number): { host: string; ns: string; ip: string } {
-  return { host: h.name, ns: `${net.prefix}c${i + 1}`, ip: `10.32.0.${i + 1}` };
+/** The demo's container on host number i: a namespace registered in weave DNS as c<i+1>. */
+function containerOf(net: SimNetwork, h: SimHost, i: number): { host: string; ns: string; name: string } {
+  return { host: h.name, ns: `${net.prefix}c${i + 1}`, name: `c${i + 1}` };
 }
 
 /** Reachable peers (self included) and established connections, as the wait condition counts them. */
@@ -151,21 +151,21 @@ const STEPS: Step[] = [
     },
   },
   {
-    title: 'attach a container on every host',
+    title: 'attach a container on every host (addresses from IPAM, names in weave DNS)',
     async run(ctx) {
       const net = network(ctx);
       for (const [i, h] of net.hosts.entries()) {
         const c = containerOf(net, h, i);
         await run(['ip', 'netns', 'add', c.ns], { check: true });
         await run(['ip', '-n', c.ns, 'link', 'set', 'lo', 'up'], { check: true });
-        const r = await h.weave(['attach', `${c.ip}/24`, `netns:${c.ns}`], { timeoutMs: 30_000 });
+        const r = await h.weave(['attach', '--name', c.name, `netns:${c.ns}`], { timeoutMs: 60_000 });
         if (r.code !== 0) throw new Error(`weave attach on ${h.name} exited ${r.code}: ${(r.stderr + r.stdout).trim()}`);
-        progress(`${h.name}: container ${c.ns} attached as ${r.stdout.trim()}`);
+        progress(`${h.name}: container ${c.name} (namespace ${c.ns}) got ${r.stdout.trim()}`);
       }
     },
   },
   {
-    title: 'containers ping each other across hosts (encrypted overlay)',
+    title: 'containers resolve each other by name and ping across hosts (encrypted overlay)',
     async run(ctx) {
       const net = network(ctx);
       const all = net.hosts.map((h, i) => containerOf(net, h, i));
@@ -173,13 +173,18 @@ const STEPS: Step[] = [
         for (const to of all) {
           if (from === to) continue;
           let out = '';
+          let resolved = '';
           await waitFor(async () => {
-            const r = await run(['ip', 'netns', 'exec', from.ns, 'ping', '-c', '2', '-i', '0.2', '-W', '2', to.ip], { timeoutMs: 20_000 });
+            // The stock resolver inside the container, through the resolv.conf weave wrote for it.
+            const g = await run(['ip', 'netns', 'exec', from.ns, 'getent', 'hosts', to.name], { timeoutMs: 10_000 });
+            resolved = g.stdout.trim();
+            if (g.code !== 0) { out = `getent hosts ${to.name} failed`; return false; }
+            const r = await run(['ip', 'netns', 'exec', from.ns, 'ping', '-c', '2', '-i', '0.2', '-W', '2', to.name], { timeoutMs: 20_000 });
             out = r.stdout + r.stderr;
             return r.code === 0;
-          }, { what: `${from.host} container pings ${to.host} container`, timeoutMs: ctx.opts.timeoutMs, detail: () => out });
+          }, { what: `${from.name} on ${from.host} pings ${to.name} on ${to.host} by name`, timeoutMs: ctx.opts.timeoutMs, detail: () => out });
           const rtt = /rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)/.exec(out)?.[1] ?? '?';
-          progress(`container on ${from.host} (${from.ip}) -> container on ${to.host} (${to.ip}): ok, avg rtt ${rtt} ms`);
+          progress(`${from.name} (on ${from.host}) -> ${to.name} (on ${to.host}): resolves to ${resolved.replace(/\s+/g, ' ')}; ping ok, avg rtt ${rtt} ms`);
         }
       }
     },
