@@ -65,6 +65,11 @@ export class ContainerResolvConf {
     return this.backups.has(id);
   }
 
+  /** Containers whose resolver we point at us right now. */
+  ids(): string[] {
+    return [...this.backups.keys()];
+  }
+
   pathFor(t: ResolvTarget): string | null {
     if (t.kind === 'netns') return path.join(this.netnsEtc, t.name, 'resolv.conf');
     if (t.pid === null) return null;

@@ -164,7 +164,13 @@ export class DnsDaemon implements ContainerListener {
     });
   }
 
+  /**
+   * Stops serving and puts every container's resolver back as it was: while no
+   * router runs, nothing answers at our address, and the host's servers do
+   * better than nothing. The next start points them at us again (sync).
+   */
   async close(): Promise<void> {
+    if (this.resolv !== null) for (const id of this.resolv.ids()) this.resolv.restore(id);
     this.service.stop();
     this.mdns?.close();
     this.mdnsRunning = false;
@@ -190,9 +196,16 @@ export class DnsDaemon implements ContainerListener {
   // -------------------------------------------------------------------------
   // Containers
 
-  /** After the containers were restored at start-up: everything attached gets its name again. */
+  /**
+   * After the containers were restored at start-up: everything attached gets its
+   * name and resolver again, and resolvers we pointed at us for containers that
+   * are gone now (a crash, then a deleted namespace) are put back.
+   */
   sync(list: readonly AttachedContainer[]): void {
     for (const c of list) this.handleAttached(c, c.addresses);
+    if (this.resolv === null) return;
+    const attached = new Set(list.map((c) => c.id));
+    for (const id of this.resolv.ids()) if (!attached.has(id)) this.resolv.restore(id);
   }
 
   onAttached(c: AttachedContainer, added: string[]): void {

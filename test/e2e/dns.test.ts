@@ -235,6 +235,7 @@ t.test('two hosts: names, reverse, NXDOMAIN, forwarding, mDNS, detach', async (t
     t.equal((await h1.weave(['stop'])).code, 0, 'h1 stopped');
     t.notMatch((await h1.exec(['ip', 'rule'])).stdout, /30565/, 'the policy rule went with it');
     t.notMatch((await h1.exec(['ip', 'addr'])).stdout, /169\.254\./, 'and the link-local address');
+    t.notOk(fs.existsSync(`/etc/netns/${c1.ns}`), "while no router runs, c1's resolver is as it was (none)");
     const r = await h1.weave(['launch', '--nickname', 'h1', '--dns-resolv-conf', resolv1]);
     t.equal(r.code, 0, r.stderr);
     await waitFor(async () => (await inNs(c1.ns, ['dig', '+short', '+time=1', '+tries=1', 'web.weave.local'])).out === '10.32.7.2', {

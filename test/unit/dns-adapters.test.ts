@@ -235,6 +235,7 @@ t.test('container resolv.conf: netns and pid targets written in place and restor
   t.equal(fs.statSync(dockerFile).ino, inodeBefore, 'same inode: written in place (bind mounts)');
   t.match(fs.readFileSync(dockerFile, 'utf8'), /search weave\.local corp\.example/);
   t.same(w.point({ id: 'd1', kind: 'docker', name: 'd1', pid: 100 }).kind, 'unchanged', 'pointing twice keeps the first backup');
+  t.same(w.ids().sort(), ['d1', 'netns:c1']);
   t.same(w.point({ id: 'pid:200', kind: 'pid', name: 'sleep', pid: 200 }).kind, 'skipped', "a process sharing the host's resolv.conf is left alone");
   t.equal(fs.readFileSync(hostResolv, 'utf8'), 'nameserver 10.9.9.9\n');
 
