@@ -47,7 +47,7 @@ function pad(s: string, n: number): string {
 }
 
 export function renderDnsStatus(s: DnsStatusReport): string {
-  const live = s.records.filter((r) => !r.tombstone);
+  const live = s.records.filter((r) => !r.tombstone).sort((a, b) => a.name.localeCompare(b.name) || a.address.localeCompare(b.address));
   const lines = [
     `        Domain: ${s.domain} (TTL ${s.ttlS} s)`,
     `       Address: ${s.address ?? '(none: DNS is not reachable from containers)'}`,
