@@ -234,31 +234,43 @@ export class HostExposer {
   /**
    * Exposes the host on the requested addresses (see ExposeAddressSource;
    * none: one allocated in the default subnet) and returns them. Already
-   * exposed addresses are not an error. On failure the host is left as it
-   * was and new addresses are given back.
+   * exposed addresses are not an error: the host is brought back in line
+   * with the record either way. On failure the host is left as it was and
+   * new addresses are given back.
    */
   expose(requests: readonly string[]): Promise<string[]> {
     return this.serial(async () => {
       const before = this.exposed();
-      const cidrs = (await this.deps.addresses.obtain(requests)).map((c) => parseAttachCidr(c).cidr);
-      const added = cidrs.filter((c) => !before.includes(c));
-      const conflict = added.find((c) => before.some((b) => ipOf(b) === ipOf(c)));
+      const obtained = await this.deps.addresses.obtain(requests);
+      const sameIp = (c: string): string | undefined => before.find((b) => ipOf(b) === ipOf(c));
+      let cidrs: string[];
       try {
-        if (conflict !== undefined) {
-          throw RouterError.config(`${ipOf(conflict)} is already exposed as ${before.find((b) => ipOf(b) === ipOf(conflict))}; hide it first to change its prefix`);
-        }
-        if (before.length + added.length > MAX_EXPOSED_ADDRESSES) {
-          throw RouterError.config(`exposing ${added.length} more addresses would make ${before.length + added.length}, over the limit of ${MAX_EXPOSED_ADDRESSES}`);
-        }
-        if (added.length > 0) await this.apply([...before, ...added], before);
+        cidrs = obtained.map((c) => parseAttachCidr(c).cidr);
       } catch (err) {
-        if (added.length > 0) {
-          await this.apply(before, [...before, ...added]).catch((undo: unknown) => {
-            this.logger.error('could not undo a failed expose', { error: errorMessage(undo) });
-          });
-          this.deps.addresses.giveBack(added);
-        }
+        this.deps.addresses.giveBack(obtained.filter((c) => sameIp(c) === undefined));
         throw err;
+      }
+      const added = cidrs.filter((c) => !before.includes(c));
+      // Allocators release by address, so one the host holds under another prefix is never given back.
+      const fresh = added.filter((c) => sameIp(c) === undefined);
+      const refuse = (err: Error): never => {
+        if (fresh.length > 0) this.deps.addresses.giveBack(fresh);
+        throw err;
+      };
+      const conflict = added.find((c) => sameIp(c) !== undefined);
+      if (conflict !== undefined) refuse(RouterError.config(`${ipOf(conflict)} is already exposed as ${sameIp(conflict)}; hide it first to change its prefix`));
+      if (before.length + added.length > MAX_EXPOSED_ADDRESSES) {
+        refuse(RouterError.config(`exposing ${added.length} more addresses would make ${before.length + added.length}, over the limit of ${MAX_EXPOSED_ADDRESSES}`));
+      }
+      // Nothing new still converges: exposing again repairs a reloaded firewall or a recreated bridge.
+      try {
+        await this.apply([...before, ...added], before);
+      } catch (err) {
+        if (added.length === 0) throw err;
+        await this.apply(before, [...before, ...added]).catch((undo: unknown) => {
+          this.logger.error('could not undo a failed expose', { error: errorMessage(undo) });
+        });
+        refuse(err instanceof Error ? err : new Error(String(err)));
       }
       if (added.length > 0) this.logger.info('host exposed', { addr: added.join(',') });
       return cidrs;
