@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { ApiClient, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/container-api';
 import type { AttachedContainer } from '../router/containers';
-import { parseAttachCidr, parseContainerRef } from '../router/containers';
+import { parseAttachAddress, parseContainerRef } from '../router/containers';
 import { RouterError } from '../router/errors';
 
 function write(text: string): void {
@@ -20,7 +20,7 @@ export function splitAddressesAndContainer(words: string[], command: 'attach' | 
   if (words.length === 0) throw RouterError.config(`${command} needs a container: weave ${command} [ADDR...] <container>`);
   const container = words[words.length - 1] as string;
   const addresses = words.slice(0, -1);
-  if (/^[\d.]+\/\d+$/.test(container)) {
+  if (/^[\d.]+\/\d+$/.test(container) || /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\/\d+$/.test(container)) {
     throw RouterError.config(`the container comes last: weave ${command} ${[container, ...addresses].join(' ')} is read as container ${JSON.stringify(container)}; ` +
       `write weave ${command} [ADDR...] <container>`);
   }
@@ -28,7 +28,7 @@ export function splitAddressesAndContainer(words: string[], command: 'attach' | 
   for (const a of addresses) {
     // attach also takes IPAM requests: net:default, net:CIDR (allocate there), ip:CIDR (claim).
     if (command === 'attach' && a.startsWith('net:')) continue;
-    parseAttachCidr(command === 'attach' && a.startsWith('ip:') ? a.slice(3) : a);
+    parseAttachAddress(command === 'attach' && a.startsWith('ip:') ? a.slice(3) : a);
   }
   return { container, addresses };
 }

@@ -28,7 +28,7 @@ import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon, registerDnsApi } from '../dns/daemon-glue';
 import { checkRangeFreeOnHost } from '../ipam/host-check';
-import { ipamContainerListener, parseAddressRequests, resolveAddresses } from '../ipam/container-hook';
+import { ipamContainerListener, isIpv4Cidr, parseAddressRequests, resolveAddresses, withV6Twins } from '../ipam/container-hook';
 import { DEFAULT_IPAM_TIMINGS } from '../ipam/constants';
 import { registerIpamApi } from '../ipam/http';
 import { Ipam } from '../ipam/ipam';
@@ -143,13 +143,16 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const containers = new ContainerManager(
     { runner, docker: new DockerClient(logger), logger },
     // LINK_LOCAL_ROUTE: containers reach this host's DNS server on the bridge (dns/link-local.ts).
-    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [ipamConfig.range.toString(), LINK_LOCAL_ROUTE], datadir: config.datadir },
+    // Dual stack: the IPv6 range is routed via ethwe in containers that have an IPv6 address.
+    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE], datadir: config.datadir },
   );
   containers.setAddressSource({
-    obtain: (c, requests) => resolveAddresses(ipam, c.id, parseAddressRequests(requests), {
+    // Dual stack: each IPv4 address from IPAM brings its IPv6 twin (--ipalloc-range-v6).
+    obtain: async (c, requests) => withV6Twins(ipam, await resolveAddresses(ipam, c.id, parseAddressRequests(requests), {
       onWaiting: (why) => logger.info('attach waits for IPAM', { container: c.name, why }),
-    }),
-    giveBack: (c, addresses) => { for (const a of addresses) ipam.release(c.id, a); },
+    })),
+    // IPv6 twins are derived, not held: giving back the IPv4 address frees both.
+    giveBack: (c, addresses) => { for (const a of addresses.filter(isIpv4Cidr)) ipam.release(c.id, a); },
   });
   containers.addListener(ipamContainerListener(ipam, { graceMs: fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs, logger }));
   // DNS: names of attached containers, replicated on the mesh (dns/daemon-glue.ts).

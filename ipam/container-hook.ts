@@ -53,6 +53,34 @@ export async function resolveAddresses(ipam: Pick<Ipam, 'allocate' | 'claim' | '
   return out;
 }
 
+/**
+ * IPAM holds IPv4 addresses only: a container's IPv6 address (dual stack) is
+ * derived from its IPv4 one (Ipam.v6For), so it is never claimed or released
+ * on its own; releasing the IPv4 address frees both.
+ */
+export function isIpv4Cidr(cidr: string): boolean {
+  return !cidr.includes(':');
+}
+
+/**
+ * Dual stack: `cidrs` followed by the IPv6 twin (same offset in
+ * --ipalloc-range-v6) of each IPv4 address in the IPAM range, unless already
+ * there. Without an IPv6 range, `cidrs` as they are.
+ */
+export function withV6Twins(ipam: Pick<Ipam, 'v6For'>, cidrs: readonly string[]): string[] {
+  const out = [...cidrs];
+  const have = new Set(cidrs.map((c) => c.slice(0, c.indexOf('/')).toLowerCase()));
+  for (const c of cidrs) {
+    if (!isIpv4Cidr(c)) continue;
+    const twin = ipam.v6For(c);
+    if (twin !== null && !have.has(twin.slice(0, twin.indexOf('/')))) {
+      out.push(twin);
+      have.add(twin.slice(0, twin.indexOf('/')));
+    }
+  }
+  return out;
+}
+
 export type ContainerGoneReason = 'detach' | 'died' | 'destroyed' | 'gone';
 
 export interface IpamContainerListener {
@@ -73,7 +101,7 @@ export function ipamContainerListener(ipam: Pick<Ipam, 'claim' | 'release' | 're
      * claiming them revives addresses kept through a grace period. Idempotent.
      */
     async onAttached(container, added): Promise<void> {
-      for (const c of added) {
+      for (const c of added.filter(isIpv4Cidr)) {
         try {
           // Short: the attach queue waits for listeners, and these addresses are normally ours already.
           await ipam.claim(container.id, c, { timeoutMs: opts.claimTimeoutMs ?? 5_000 });
@@ -86,7 +114,7 @@ export function ipamContainerListener(ipam: Pick<Ipam, 'claim' | 'release' | 're
       try {
         switch (reason) {
           case 'detach':
-            for (const c of removed) ipam.release(container.id, c);
+            for (const c of removed.filter(isIpv4Cidr)) ipam.release(container.id, c);
             return;
           case 'died':
             ipam.releaseContainer(container.id, { graceMs: opts.graceMs });

@@ -114,6 +114,15 @@ export interface Ipv4Cidr {
   cidr: string;
 }
 
+/** An address for ethwe, either family (dual stack). IPv6 text is canonical (RFC 5952). */
+export interface AttachCidr {
+  family: 4 | 6;
+  address: string;
+  prefixLen: number;
+  /** Normalised `address/n`. */
+  cidr: string;
+}
+
 const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 function ipv4ToNumber(text: string): number | null {
@@ -133,9 +142,76 @@ function numberToIpv4(n: number): string {
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 }
 
+/** IPv6 text (`::` compression, a trailing dotted quad allowed; no zone) as a 128-bit number, or null. */
+function ipv6ToBigint(text: string): bigint | null {
+  if (!/^[0-9A-Fa-f:.]+$/.test(text)) return null;
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const groupsOf = (part: string): string[] | null => (part === '' ? [] : part.split(':'));
+  const head = groupsOf(halves[0] ?? '');
+  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : [];
+  if (head === null || tail === null) return null;
+  const last = halves.length === 2 ? tail : head;
+  const end = last[last.length - 1];
+  if (end !== undefined && end.includes('.')) {
+    const v4 = ipv4ToNumber(end);
+    if (v4 === null) return null;
+    last.splice(last.length - 1, 1, Math.floor(v4 / 65536).toString(16), (v4 % 65536).toString(16));
+  }
+  if (![...head, ...tail].every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return null;
+  if (halves.length === 1 ? head.length !== 8 : head.length + tail.length > 7) return null;
+  const groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** RFC 5952 text: lower case, the longest run of two or more zero groups compressed (the first if tied). */
+function bigintToIpv6(v: bigint): string {
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+const V6_BITS = 128n;
+const V6_ALL = (1n << V6_BITS) - 1n;
+
+function v6Mask(prefixLen: number): bigint {
+  return V6_ALL ^ ((1n << (V6_BITS - BigInt(prefixLen))) - 1n);
+}
+
+function inV6Block(v: bigint, base: bigint, prefixLen: number): boolean {
+  return (v & v6Mask(prefixLen)) === base;
+}
+
+function parseV6CidrParts(text: string, what: string): { value: bigint; prefixLen: number; address: string } {
+  const s = text.trim();
+  const slash = s.indexOf('/');
+  const example = 'fd00:77:1::5/48';
+  if (slash < 0) {
+    if (ipv6ToBigint(s) !== null) throw RouterError.config(`${what} ${JSON.stringify(text)} needs a prefix length, e.g. ${s}/64`);
+    throw RouterError.config(`${what} must be a CIDR such as 10.32.0.1/12 or ${example}, got ${JSON.stringify(text)}`);
+  }
+  const value = ipv6ToBigint(s.slice(0, slash));
+  const lenText = s.slice(slash + 1);
+  if (value === null || !/^\d{1,3}$/.test(lenText) || Number(lenText) > 128) {
+    throw RouterError.config(`${what} must be an IPv6 CIDR such as ${example}, got ${JSON.stringify(text)}`);
+  }
+  return { value, prefixLen: Number(lenText), address: bigintToIpv6(value) };
+}
+
 function parseCidrParts(text: string, what: string): { base: number; prefixLen: number; address: string } {
   const s = typeof text === 'string' ? text.trim() : '';
-  if (s.includes(':')) throw RouterError.config(`${what} ${JSON.stringify(text)}: IPv6 is not supported yet, use an IPv4 CIDR such as 10.32.0.1/12`);
+  if (s.includes(':')) throw RouterError.config(`${what} ${JSON.stringify(text)}: IPv6 is not supported here, use an IPv4 CIDR such as 10.32.0.1/12`);
   const slash = s.indexOf('/');
   if (slash < 0) {
     if (ipv4ToNumber(s) !== null) throw RouterError.config(`${what} ${JSON.stringify(text)} needs a prefix length, e.g. ${s}/12`);
@@ -151,9 +227,10 @@ function parseCidrParts(text: string, what: string): { base: number; prefixLen: 
 }
 
 /**
- * An address for a container's ethwe: a host address with its prefix. Refuses
- * the network and broadcast addresses of the subnet (for prefixes up to /30)
- * and addresses that can never be a unicast host address.
+ * An IPv4 address for a container's ethwe (or the host, weave expose): a host
+ * address with its prefix. Refuses IPv6 (see parseAttachAddress), the network
+ * and broadcast addresses of the subnet (for prefixes up to /30) and addresses
+ * that can never be a unicast host address.
  */
 export function parseAttachCidr(text: string): Ipv4Cidr {
   const { base, prefixLen, address } = parseCidrParts(text, 'address');
@@ -173,11 +250,49 @@ export function parseAttachCidr(text: string): Ipv4Cidr {
   return { address, prefixLen, cidr: `${address}/${prefixLen}` };
 }
 
-/** A route destination: normalised to its network address (10.32.1.0/12 -> 10.32.0.0/12). */
+/** Blocks no container address may be in: [base, prefix, what it is]. */
+const V6_REFUSED: readonly (readonly [bigint, number, string])[] = [
+  [0n, 128, 'the unspecified address'],
+  [1n, 128, 'the loopback address'],
+  [0xffffn << 32n, 96, 'an IPv4-mapped address (::ffff:0:0/96)'],
+  [0xfe80n << 112n, 10, 'a link-local address (fe80::/10); ethwe has its own'],
+  [0xffn << 120n, 8, 'a multicast address'],
+];
+
+/**
+ * An address for a container's ethwe, IPv4 (as parseAttachCidr) or IPv6 (dual
+ * stack). IPv6 refuses a prefix length of 0, the unspecified, loopback,
+ * IPv4-mapped, link-local and multicast addresses, and the subnet-router
+ * anycast address (host part zero) of prefixes up to /126.
+ */
+export function parseAttachAddress(text: string): AttachCidr {
+  const s = typeof text === 'string' ? text.trim() : '';
+  if (!s.includes(':')) return { family: 4, ...parseAttachCidr(text) };
+  const { value, prefixLen, address } = parseV6CidrParts(s, 'address');
+  if (prefixLen === 0) throw RouterError.config(`address ${text}: prefix length 0 would claim the whole Internet`);
+  for (const [base, len, what] of V6_REFUSED) {
+    if (inV6Block(value, base, len)) throw RouterError.config(`address ${text} is ${what}`);
+  }
+  if (prefixLen <= 126 && (value & ~v6Mask(prefixLen) & V6_ALL) === 0n) {
+    throw RouterError.config(`address ${text} is the subnet-router anycast address of ${address}/${prefixLen}; pick a host address`);
+  }
+  return { family: 6, address, prefixLen, cidr: `${address}/${prefixLen}` };
+}
+
+/** A route destination, either family: normalised to its network address (10.32.1.0/12 -> 10.32.0.0/12). */
 export function parseRouteCidr(text: string): string {
+  if (typeof text === 'string' && text.includes(':')) {
+    const { value, prefixLen } = parseV6CidrParts(text, 'overlay route');
+    return `${bigintToIpv6(value & v6Mask(prefixLen))}/${prefixLen}`;
+  }
   const { base, prefixLen } = parseCidrParts(text, 'overlay route');
   const size = 2 ** (32 - prefixLen);
   return `${numberToIpv4(base - (base % size))}/${prefixLen}`;
+}
+
+/** The family of a normalised CIDR or address. */
+export function familyOf(cidr: string): 4 | 6 {
+  return cidr.includes(':') ? 6 : 4;
 }
 
 // ---------------------------------------------------------------------------
@@ -355,6 +470,21 @@ function ipOf(cidr: string): string {
   return cidr.slice(0, cidr.indexOf('/'));
 }
 
+function hasV6(cidrs: readonly string[]): boolean {
+  return cidrs.some((c) => familyOf(c) === 6);
+}
+
+/**
+ * `ip` arguments adding or deleting an address on ethwe. IPv6 without DAD: on
+ * a fresh veth it would keep the address tentative (unusable) for a second or
+ * more, and IPAM already guarantees the address is unique on the overlay.
+ */
+function addrArgs(op: 'add' | 'del', cidr: string): string[] {
+  return familyOf(cidr) === 6
+    ? ['-6', 'addr', op, cidr, 'dev', CONTAINER_IFNAME, ...(op === 'add' ? ['nodad'] : [])]
+    : ['addr', op, cidr, 'dev', CONTAINER_IFNAME];
+}
+
 type UndoStep = () => Promise<unknown>;
 
 export class ContainerManager {
@@ -427,7 +557,7 @@ export class ContainerManager {
     // so addresses are keyed on the container's stable id.
     const target = await this.resolve(parsed);
     const addresses = await source.obtain({ id: target.id, name: target.name }, cidrs);
-    let wanted: Ipv4Cidr[];
+    let wanted: AttachCidr[];
     try {
       wanted = this.parseAddresses(addresses, true);
       return await this.serialize(() => this.handleAttach(parsed, wanted, dns));
@@ -486,7 +616,7 @@ export class ContainerManager {
     return next;
   }
 
-  private parseAddresses(cidrs: unknown, required: boolean): Ipv4Cidr[] {
+  private parseAddresses(cidrs: unknown, required: boolean): AttachCidr[] {
     if (!Array.isArray(cidrs)) throw RouterError.config('addresses must be a list of CIDRs such as 10.32.0.1/12');
     if (required && cidrs.length === 0) {
       throw RouterError.config('an address is required when no IPAM runs here: e.g. weave attach 10.32.0.1/12 <container>');
@@ -494,10 +624,10 @@ export class ContainerManager {
     if (cidrs.length > MAX_ADDRESSES_PER_REQUEST) {
       throw RouterError.config(`${cidrs.length} addresses in one request, over the limit of ${MAX_ADDRESSES_PER_REQUEST}`);
     }
-    const out: Ipv4Cidr[] = [];
+    const out: AttachCidr[] = [];
     for (const c of cidrs) {
       if (typeof c !== 'string') throw RouterError.config(`every address must be a string CIDR, got ${JSON.stringify(c)}`);
-      const parsed = parseAttachCidr(c);
+      const parsed = parseAttachAddress(c);
       const dup = out.find((o) => o.address === parsed.address);
       if (dup !== undefined && dup.cidr !== parsed.cidr) {
         throw RouterError.config(`address ${parsed.address} given twice with different prefixes (${dup.cidr}, ${parsed.cidr})`);
@@ -507,7 +637,7 @@ export class ContainerManager {
     return out;
   }
 
-  private async handleAttach(ref: ContainerRef, wanted: Ipv4Cidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
+  private async handleAttach(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
     const target = await this.resolve(ref);
     let existing = this.attachments.find((a) => a.state === 'attached' && a.nsId === target.nsId) ?? null;
     if (existing !== null && !(await this.stillThere(existing))) {
@@ -533,7 +663,7 @@ export class ContainerManager {
     return this.createAttachment(target, wanted, dns);
   }
 
-  private async createAttachment(target: ResolvedContainer, wanted: Ipv4Cidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
+  private async createAttachment(target: ResolvedContainer, wanted: AttachCidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
     const stale = this.attachments.find((a) => a.kind === 'docker' && a.id === target.id);
     const hostIf = hostIfnameFor(target.kind, target.kind === 'netns' ? target.name : (target.pid as number));
     if ((await this.linkExists(hostIf)) !== false) {
@@ -569,10 +699,11 @@ export class ContainerManager {
       // keep them well under the 64 KiB datagram limit. Older kernels cannot set it: harmless.
       await inNs(['link', 'set', 'dev', CONTAINER_IFNAME, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], true);
       await this.tuneArp(target.netnsPath, target.name);
-      for (const w of wanted) await inNs(['addr', 'add', w.cidr, 'dev', CONTAINER_IFNAME]);
+      if (wanted.some((w) => w.family === 6)) await this.enableIpv6(target.netnsPath);
+      for (const w of wanted) await inNs(addrArgs('add', w.cidr));
       await inNs(['link', 'set', 'dev', CONTAINER_IFNAME, 'up']);
       await this.announce(target.netnsPath, hostIf, target.name);
-      await this.ensureRoutes(target.netnsPath);
+      await this.ensureRoutes(target.netnsPath, hasV6(wanted.map((w) => w.cidr)));
       const mac = await this.readMac(target.netnsPath);
       const record: Attachment = {
         kind: target.kind,
@@ -592,13 +723,13 @@ export class ContainerManager {
       if (stale !== undefined) {
         // A stopped Docker container attached again: fold its remaining reserved addresses in.
         this.forget(stale);
-        for (const c of stale.addresses) {
-          if (!record.addresses.some((r) => ipOf(r) === ipOf(c))) {
-            await inNs(['addr', 'add', c, 'dev', CONTAINER_IFNAME]);
-            record.addresses.push(c);
-          }
+        const folded = stale.addresses.filter((c) => !record.addresses.some((r) => ipOf(r) === ipOf(c)));
+        if (hasV6(folded) && !hasV6(record.addresses)) await this.enableIpv6(target.netnsPath);
+        for (const c of folded) {
+          await inNs(addrArgs('add', c));
+          record.addresses.push(c);
         }
-        await this.ensureRoutes(target.netnsPath);
+        await this.ensureRoutes(target.netnsPath, hasV6(record.addresses));
       }
       this.attachments.push(record);
       this.persist();
@@ -612,23 +743,24 @@ export class ContainerManager {
     }
   }
 
-  private async addAddresses(record: Attachment, wanted: Ipv4Cidr[]): Promise<AttachedContainer> {
+  private async addAddresses(record: Attachment, wanted: AttachCidr[]): Promise<AttachedContainer> {
     const fresh = wanted.filter((w) => !record.addresses.includes(w.cidr));
     if (fresh.length === 0) return publicView(record);
     const undo: UndoStep[] = [];
     const nsArgs = ['nsenter', `--net=${record.netnsPath}`, 'ip'];
     try {
+      if (fresh.some((w) => w.family === 6) && !hasV6(record.addresses)) await this.enableIpv6(record.netnsPath);
       for (const w of fresh) {
-        const r = await this.runner.run('nsenter', [...nsArgs.slice(1), 'addr', 'add', w.cidr, 'dev', CONTAINER_IFNAME], { allowFail: true });
+        const r = await this.runner.run('nsenter', [...nsArgs.slice(1), ...addrArgs('add', w.cidr)], { allowFail: true });
         if (r.code !== 0) {
           if (/File exists/i.test(r.stderr)) {
             throw RouterError.config(`${describe(record)} already has ${w.cidr} on ${CONTAINER_IFNAME}, put there by something other than weave`);
           }
           throw new RouterError('io', `cannot add ${w.cidr} to ${describe(record)}: ${r.stderr.trim()}`);
         }
-        undo.push(() => this.runner.run('nsenter', [...nsArgs.slice(1), 'addr', 'del', w.cidr, 'dev', CONTAINER_IFNAME], { allowFail: true }));
+        undo.push(() => this.runner.run('nsenter', [...nsArgs.slice(1), ...addrArgs('del', w.cidr)], { allowFail: true }));
       }
-      await this.ensureRoutes(record.netnsPath);
+      await this.ensureRoutes(record.netnsPath, hasV6([...record.addresses, ...fresh.map((w) => w.cidr)]));
     } catch (err) {
       await this.rollback(undo, err);
       throw err;
@@ -640,7 +772,7 @@ export class ContainerManager {
     return publicView(record);
   }
 
-  private async handleDetach(ref: ContainerRef, wanted: Ipv4Cidr[] | null): Promise<DetachResult> {
+  private async handleDetach(ref: ContainerRef, wanted: AttachCidr[] | null): Promise<DetachResult> {
     const record = await this.find(ref);
     if (record === null) throw RouterError.config(`${formatContainerRef(ref)} is not attached`);
     let removing: string[];
@@ -665,7 +797,7 @@ export class ContainerManager {
       return { container: view, removed: [...record.addresses], detached: true };
     }
     for (const c of removing) {
-      const r = await this.runner.run('nsenter', [`--net=${record.netnsPath}`, 'ip', 'addr', 'del', c, 'dev', CONTAINER_IFNAME], { allowFail: true });
+      const r = await this.runner.run('nsenter', [`--net=${record.netnsPath}`, 'ip', ...addrArgs('del', c)], { allowFail: true });
       if (r.code !== 0 && !/Cannot assign requested address|not found/i.test(r.stderr)) {
         // Keep the record truthful about what is still there.
         record.addresses = record.addresses.filter((a) => !removing.slice(0, removing.indexOf(c)).includes(a));
@@ -674,8 +806,10 @@ export class ContainerManager {
       }
     }
     record.addresses = remaining;
+    // The last IPv6 address gone: take away the IPv6 overlay routes attach added for it.
+    if (hasV6(removing) && !hasV6(remaining)) await this.removeV6Routes(record.netnsPath);
     // Removing the last address of a subnet takes its connected route along; put the overlay routes back.
-    await this.ensureRoutes(record.netnsPath).catch((err: unknown) =>
+    await this.ensureRoutes(record.netnsPath, hasV6(remaining)).catch((err: unknown) =>
       this.logger.warn('cannot restore overlay routes after removing addresses', { container: record.name, error: errorMessage(err) }));
     this.persist();
     this.logger.info('removed addresses', { container: record.name, addresses: removing.join(',') });
@@ -714,7 +848,7 @@ export class ContainerManager {
         if (info !== null) {
           if (info.running) {
             try {
-              await this.createAttachment(await this.resolve({ kind: 'docker', ref: e.id }), e.addresses.map((c) => parseAttachCidr(c)), attachOptionsOf(e));
+              await this.createAttachment(await this.resolve({ kind: 'docker', ref: e.id }), e.addresses.map((c) => parseAttachAddress(c)), attachOptionsOf(e));
               continue;
             } catch (err) {
               this.logger.warn('cannot re-attach restarted container', { container: e.name, error: errorMessage(err) });
@@ -754,7 +888,7 @@ export class ContainerManager {
           await this.notifyDetached(record, record.addresses, 'died');
         }
         const target = await this.resolve({ kind: 'docker', ref: ev.id });
-        await this.createAttachment(target, record.addresses.map((c) => parseAttachCidr(c)), attachOptionsOf(record));
+        await this.createAttachment(target, record.addresses.map((c) => parseAttachAddress(c)), attachOptionsOf(record));
         return;
       }
       case 'destroy': {
@@ -897,14 +1031,39 @@ export class ContainerManager {
     if (r.code !== 0) this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r.stderr.trim() });
   }
 
-  /** Adds the overlay and multicast routes via ethwe; one that exists already is fine. */
-  private async ensureRoutes(netnsPath: string): Promise<void> {
+  /**
+   * Adds the overlay and multicast routes via ethwe; one that exists already is
+   * fine. IPv6 overlay routes only with `withV6` (the container has an IPv6
+   * address on ethwe; without one, IPv6 may well be disabled there).
+   */
+  private async ensureRoutes(netnsPath: string, withV6: boolean): Promise<void> {
     for (const route of this.routes) {
-      const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'route', 'add', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
+      const v6 = familyOf(route) === 6;
+      if (v6 && !withV6) continue;
+      const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...(v6 ? ['-6'] : []), 'route', 'add', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
       if (r.code !== 0 && !/File exists/i.test(r.stderr)) {
         throw new RouterError('io', `cannot add route ${route} via ${CONTAINER_IFNAME}: ${r.stderr.trim()}`);
       }
     }
+  }
+
+  /** Best effort: a route already gone (with its connected twin, say) is fine. */
+  private async removeV6Routes(netnsPath: string): Promise<void> {
+    for (const route of this.routes.filter((r) => familyOf(r) === 6)) {
+      await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-6', 'route', 'del', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
+    }
+  }
+
+  /**
+   * Dual stack: IPv6 on ethwe, whatever the namespace's default (Docker turns
+   * it off in containers of IPv4-only networks). ndisc_notify is arp_notify's
+   * IPv6 twin: the MAC change in announce() sends unsolicited neighbour
+   * advertisements. The interface is ours, so is the setting: it goes with it.
+   */
+  private async enableIpv6(netnsPath: string): Promise<void> {
+    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w',
+      `net.ipv6.conf.${CONTAINER_IFNAME}.disable_ipv6=0`, `net.ipv6.conf.${CONTAINER_IFNAME}.ndisc_notify=1`], { allowFail: true });
+    if (r.code !== 0) throw new RouterError('io', `cannot enable IPv6 on ${CONTAINER_IFNAME}: ${r.stderr.trim()}`);
   }
 
   private async readMac(netnsPath: string): Promise<string> {
@@ -1016,7 +1175,7 @@ function parseState(text: string): Attachment[] {
     if (kind !== 'docker' && kind !== 'netns' && kind !== 'pid') throw new Error(`entry kind ${JSON.stringify(kind)} is unknown`);
     const addresses = e['addresses'];
     if (!Array.isArray(addresses) || !addresses.every((c) => typeof c === 'string')) throw new Error('entry addresses is not a list of strings');
-    for (const c of addresses as string[]) parseAttachCidr(c);
+    for (const c of addresses as string[]) parseAttachAddress(c);
     const pid = e['pid'];
     const state = e['state'] === 'stopped' ? 'stopped' : 'attached';
     out.push({

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { FakeCommandRunner, NetnsCommandRunner } from '../../router/command-runner';
 import type { RunResult } from '../../router/command-runner';
 import {
-  ContainerManager, MemoryStateStore, formatContainerRef, hostIfnameFor, parseAttachCidr, parseContainerRef, parseRouteCidr, randomMac,
+  ContainerManager, MemoryStateStore, formatContainerRef, hostIfnameFor, parseAttachAddress, parseAttachCidr, parseContainerRef, parseRouteCidr, randomMac,
 } from '../../router/containers';
 import type { AttachedContainer, HostFs } from '../../router/containers';
 import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/docker-client';
@@ -24,6 +24,7 @@ import { renderPs, splitAddressesAndContainer } from '../../cli/container-comman
 import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host-bridge';
 import { silentLogger } from '../../router/logger';
 import { sampleStatus } from './sample-status';
+import { ipamContainerListener, withV6Twins } from '../../ipam/container-hook';
 
 // ---------------------------------------------------------------------------
 // A fake host: links that exist, namespaces by path, scripted failures.
@@ -97,6 +98,20 @@ function setup(opts: { docker?: FakeDocker | null } = {}) {
   return { host, store, manager: mk(), newManager: mk };
 }
 
+function setupDual() {
+  const host = new FakeHost();
+  const store = new MemoryStateStore();
+  let macs = 0;
+  const manager = new ContainerManager(
+    {
+      runner: host.runner, docker: null, logger: silentLogger, hostFs: host.hostFs, store,
+      newMac: () => `02:aa:00:00:00:0${++macs}`, sleep: async () => undefined,
+    },
+    { bridge: 'weave', mtu: 1376, overlayRoutes: ['10.32.0.0/12', 'fd00:77:1::/48'], datadir: '/nonexistent' },
+  );
+  return { host, store, manager };
+}
+
 function veth(host: FakeHost): string[] {
   return [...host.links].filter((l) => l.startsWith('vethwe')).sort();
 }
@@ -140,7 +155,7 @@ t.test('parseAttachCidr and route CIDRs', async (t) => {
     ['10.32.1.256/12', /IPv4 CIDR/],
     ['10.032.1.1/12', /IPv4 CIDR/],
     ['10.32.1/12', /IPv4 CIDR/],
-    ['fd00::1/64', /IPv6 is not supported yet/],
+    ['fd00::1/64', /IPv6 is not supported here/],
     ['127.0.0.2/8', /loopback/],
     ['224.0.0.1/4', /multicast/],
     ['0.1.2.3/8', /not a host address/],
@@ -151,6 +166,161 @@ t.test('parseAttachCidr and route CIDRs', async (t) => {
   for (const [text, re] of bad) t.throws(() => parseAttachCidr(text), { code: 'config', message: re }, text);
   t.equal(parseRouteCidr('10.32.1.7/12'), '10.32.0.0/12');
   t.throws(() => parseRouteCidr('10.32.0.0'), /prefix length/);
+});
+
+t.test('parseAttachAddress: IPv4 and IPv6 (dual stack)', async (t) => {
+  t.same(parseAttachAddress('10.32.1.1/12'), { family: 4, address: '10.32.1.1', prefixLen: 12, cidr: '10.32.1.1/12' });
+  t.same(parseAttachAddress('FD00:77:1:0:0:0:0:5/48'), { family: 6, address: 'fd00:77:1::5', prefixLen: 48, cidr: 'fd00:77:1::5/48' }, 'canonical text');
+  t.equal(parseAttachAddress(' fd00:0:0:1::5/64 ').cidr, 'fd00:0:0:1::5/64');
+  t.equal(parseAttachAddress('fd00::10.0.0.1/64').cidr, 'fd00::a00:1/64', 'a trailing dotted quad');
+  t.equal(parseAttachAddress('2001:db8:0:0:1:0:0:1/128').cidr, '2001:db8::1:0:0:1/128', 'the first of equal zero runs is compressed');
+  t.equal(parseAttachAddress('fd00::/127').cidr, 'fd00::/127', '/127 has no anycast address');
+  const bad: [string, RegExp][] = [
+    ['fd00::1', /needs a prefix length/],
+    ['fd00::1/129', /IPv6 CIDR/],
+    ['fd00::1::2/64', /IPv6 CIDR/],
+    ['fd00:12345::1/64', /IPv6 CIDR/],
+    ['1:2:3:4:5:6:7/64', /IPv6 CIDR/],
+    ['fe80::1%eth0/64', /IPv6 CIDR/],
+    ['fd00::1/0', /prefix length 0/],
+    ['::/64', /unspecified/],
+    ['::1/128', /loopback/],
+    ['::ffff:10.0.0.1/96', /IPv4-mapped/],
+    ['fe80::5/64', /link-local/],
+    ['febf::5/64', /link-local/],
+    ['ff02::1/64', /multicast/],
+    ['fd00:77:1::/48', /subnet-router anycast address of fd00:77:1::\/48/],
+    ['banana', /CIDR/],
+  ];
+  for (const [text, re] of bad) t.throws(() => parseAttachAddress(text), { code: 'config', message: re }, text);
+  t.equal(parseRouteCidr('fd00:77:1::5/48'), 'fd00:77:1::/48');
+  t.equal(parseRouteCidr('FD00:77:1:ffff::/64'), 'fd00:77:1:ffff::/64');
+  t.throws(() => parseRouteCidr('fd00::'), /prefix length/);
+});
+
+t.test('dual stack: IPv6 addresses without DAD, IPv6 overlay routes only with an IPv6 address, exact detach', async (t) => {
+  const { host, store, manager } = setupDual();
+  host.namespaces.set('/var/run/netns/blue', 'ns:blue');
+  host.namespaces.set('/var/run/netns/red', 'ns:red');
+  const seen: string[] = [];
+  manager.addListener({
+    onAttached: (c, added) => { seen.push(`attached ${c.id} ${added.join(',')}`); },
+    onDetached: (c, removed, reason) => { seen.push(`detached ${c.id} ${removed.join(',')} ${reason}`); },
+  });
+  const a = await manager.attach('netns:blue', ['10.32.1.1/12', 'fd00:77:1:0::101/48']);
+  const v = hostIfnameFor('netns', 'blue');
+  const ns = 'nsenter --net=/var/run/netns/blue';
+  t.same(host.runner.lines(), [
+    `ip link show dev ${v}`,
+    `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns blue`,
+    `ip link set dev ${v} master weave`,
+    `ip link set dev ${v} up`,
+    `${ns} ip link set dev ethwe gso_max_size 32768`,
+    `${ns} sysctl -q -w net.ipv4.conf.ethwe.arp_notify=1 net.ipv4.neigh.ethwe.base_reachable_time_ms=5000 ` +
+      'net.ipv4.neigh.ethwe.delay_first_probe_time=2 net.ipv4.neigh.ethwe.ucast_solicit=1',
+    `${ns} sysctl -q -w net.ipv6.conf.ethwe.disable_ipv6=0 net.ipv6.conf.ethwe.ndisc_notify=1`,
+    `${ns} ip addr add 10.32.1.1/12 dev ethwe`,
+    `${ns} ip -6 addr add fd00:77:1::101/48 dev ethwe nodad`,
+    `${ns} ip link set dev ethwe up`,
+    `ip -j -d link show dev ${v}`,
+    `${ns} ip link set dev ethwe address 02:aa:00:00:00:01`,
+    `${ns} ip route add 10.32.0.0/12 dev ethwe`,
+    `${ns} ip -6 route add fd00:77:1::/48 dev ethwe`,
+    `${ns} ip route add 224.0.0.0/4 dev ethwe`,
+    `${ns} ip -j link show dev ethwe`,
+  ]);
+  t.same(a.addresses, ['10.32.1.1/12', 'fd00:77:1::101/48'], 'both, IPv6 in canonical form');
+  t.match(store.text ?? '', /fd00:77:1::101\/48/, 'persisted');
+  t.same(seen, ['attached netns:blue 10.32.1.1/12,fd00:77:1::101/48']);
+  t.equal(renderPs(manager.list()), `netns:blue blue 02:00:00:00:00:00 10.32.1.1/12 fd00:77:1::101/48`, 'weave ps lists both');
+
+  // The same IPv6 address, spelled differently, is still the same address.
+  await t.rejects(manager.attach('netns:red', ['10.32.1.2/12', 'fd00:77:1:0:0:0:0:101/48']), /fd00:77:1::101 is already attached to netns:blue/);
+  await t.rejects(manager.attach('netns:blue', ['fd00:77:1::101/64']), /already has fd00:77:1::101\/48/);
+
+  // IPv4 only: no IPv6 sysctl, no IPv6 route (IPv6 may be disabled in there).
+  host.runner.clear();
+  await manager.attach('netns:red', ['10.32.1.2/12']);
+  t.notOk(host.runner.lines().some((l) => /ipv6|-6/.test(l)), 'nothing IPv6 for an IPv4-only container');
+
+  await t.test('adding an IPv6 address later enables IPv6 and routes the range', async (t) => {
+    host.runner.clear();
+    const r = await manager.attach('netns:red', ['fd00:77:1::102/48']);
+    t.same(r.addresses, ['10.32.1.2/12', 'fd00:77:1::102/48']);
+    const rns = 'nsenter --net=/var/run/netns/red';
+    t.same(host.runner.lines().filter((l) => !l.startsWith('ip link show')), [
+      `${rns} sysctl -q -w net.ipv6.conf.ethwe.disable_ipv6=0 net.ipv6.conf.ethwe.ndisc_notify=1`,
+      `${rns} ip -6 addr add fd00:77:1::102/48 dev ethwe nodad`,
+      `${rns} ip route add 10.32.0.0/12 dev ethwe`,
+      `${rns} ip -6 route add fd00:77:1::/48 dev ethwe`,
+      `${rns} ip route add 224.0.0.0/4 dev ethwe`,
+    ]);
+  });
+
+  await t.test('detaching the IPv6 address removes it and the IPv6 route; detaching all removes the veth', async (t) => {
+    host.runner.clear();
+    const r1 = await manager.detach('netns:blue', ['fd00:77:1::101/48']);
+    t.same(r1.removed, ['fd00:77:1::101/48']);
+    t.same(r1.container.addresses, ['10.32.1.1/12']);
+    t.same(host.runner.lines(), [
+      `${ns} ip -6 addr del fd00:77:1::101/48 dev ethwe`,
+      `${ns} ip -6 route del fd00:77:1::/48 dev ethwe`,
+      `${ns} ip route add 10.32.0.0/12 dev ethwe`,
+      `${ns} ip route add 224.0.0.0/4 dev ethwe`,
+    ]);
+    host.runner.clear();
+    const r2 = await manager.detach('netns:red');
+    t.same(r2.removed, ['10.32.1.2/12', 'fd00:77:1::102/48']);
+    t.same(host.runner.lines(), [`ip link del dev ${hostIfnameFor('netns', 'red')}`], 'the veth takes both addresses along');
+    t.same(seen.slice(-2), ['detached netns:blue fd00:77:1::101/48 detach', 'detached netns:red 10.32.1.2/12,fd00:77:1::102/48 detach']);
+  });
+});
+
+t.test('dual stack: a failure midway is rolled back', async (t) => {
+  const steps: [RegExp, RegExp][] = [
+    [/disable_ipv6=0/, /cannot enable IPv6 on ethwe/],
+    [/-6 addr add/, /fd00:77:1::101/],
+    [/-6 route add/, /fd00:77:1::\/48/],
+  ];
+  for (const [failOn, message] of steps) {
+    const { host, store, manager } = setupDual();
+    host.namespaces.set('/var/run/netns/blue', 'ns:blue');
+    host.failOn = failOn;
+    await t.rejects(manager.attach('netns:blue', ['10.32.1.1/12', 'fd00:77:1::101/48']), { message }, `fails at ${failOn}`);
+    t.equal(host.runner.lines().at(-1), `ip link del dev ${hostIfnameFor('netns', 'blue')}`, `${failOn}: last command undoes the veth`);
+    t.same(veth(host), []);
+    t.equal(store.text, null, 'nothing recorded');
+  }
+  const { host, manager } = setupDual();
+  host.namespaces.set('/var/run/netns/blue', 'ns:blue');
+  await manager.attach('netns:blue', ['10.32.1.1/12']);
+  host.runner.clear();
+  host.failOn = /-6 addr add fd00:77:1::102/;
+  await t.rejects(manager.attach('netns:blue', ['fd00:77:1::101/48', 'fd00:77:1::102/48']), /cannot add fd00:77:1::102\/48/);
+  t.same(host.runner.lines().filter((l) => l.includes(' addr ')), [
+    'nsenter --net=/var/run/netns/blue ip -6 addr add fd00:77:1::101/48 dev ethwe nodad',
+    'nsenter --net=/var/run/netns/blue ip -6 addr add fd00:77:1::102/48 dev ethwe nodad',
+    'nsenter --net=/var/run/netns/blue ip -6 addr del fd00:77:1::101/48 dev ethwe',
+  ]);
+  t.same(manager.list()[0]?.addresses, ['10.32.1.1/12'], 'record unchanged');
+});
+
+t.test('dual stack and IPAM: IPv6 twins are appended, never claimed or released', async (t) => {
+  const twins: Record<string, string> = { '10.32.0.5/12': 'fd00:77:1::5/48', '10.32.0.6/12': 'fd00:77:1::6/48' };
+  const ipam = { v6For: (c: string) => twins[c] ?? null };
+  t.same(withV6Twins(ipam, ['10.32.0.5/12', '10.32.0.6/12']), ['10.32.0.5/12', '10.32.0.6/12', 'fd00:77:1::5/48', 'fd00:77:1::6/48']);
+  t.same(withV6Twins(ipam, ['10.32.0.5/12', 'fd00:77:1::5/48']), ['10.32.0.5/12', 'fd00:77:1::5/48'], 'a twin given already is not doubled');
+  t.same(withV6Twins(ipam, ['192.168.1.1/24']), ['192.168.1.1/24'], 'outside the range (or no IPv6 range): as is');
+  const calls: string[] = [];
+  const fake = {
+    claim: async (id: string, c: string) => { calls.push(`claim ${id} ${c}`); return c; },
+    release: (id: string, c?: string) => { calls.push(`release ${id} ${c ?? '*'}`); return []; },
+    releaseContainer: (id: string) => { calls.push(`releaseContainer ${id}`); return []; },
+  };
+  const l = ipamContainerListener(fake, { graceMs: 1000, logger: silentLogger });
+  await l.onAttached({ id: 'netns:x' }, ['10.32.0.5/12', 'fd00:77:1::5/48']);
+  l.onDetached({ id: 'netns:x' }, ['10.32.0.5/12', 'fd00:77:1::5/48'], 'detach');
+  t.same(calls, ['claim netns:x 10.32.0.5/12', 'release netns:x 10.32.0.5/12']);
 });
 
 t.test('veth names are stable and fit IFNAMSIZ', async (t) => {
@@ -521,6 +691,10 @@ t.test('API bodies and CLI arguments', async (t) => {
   t.throws(() => splitAddressesAndContainer(['ip:10.32.0.0/12', 'web'], 'attach'), /network address/);
   t.throws(() => splitAddressesAndContainer(['web', '10.32.0.1/12'], 'attach'), /the container comes last/);
   t.throws(() => splitAddressesAndContainer(['10.32.0.0/12', 'web'], 'attach'), /network address/);
+  t.same(splitAddressesAndContainer(['10.32.0.1/12', 'fd00:77:1::1/48', 'web'], 'attach').addresses, ['10.32.0.1/12', 'fd00:77:1::1/48'], 'IPv6 too');
+  t.same(splitAddressesAndContainer(['ip:fd00:77:1::1/48', 'web'], 'attach').addresses, ['ip:fd00:77:1::1/48']);
+  t.throws(() => splitAddressesAndContainer(['web', 'fd00:77:1::1/48'], 'attach'), /the container comes last/);
+  t.throws(() => splitAddressesAndContainer(['fe80::1/64', 'web'], 'attach'), /link-local/);
   const c: AttachedContainer = {
     id: 'netns:x', name: 'x', kind: 'netns', ifname: 'ethwe', mac: '02:00:00:00:00:01', addresses: ['10.32.0.1/12', '10.32.0.2/12'], hostIfname: 'vethwensabc', pid: null,
   };
