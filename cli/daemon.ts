@@ -153,6 +153,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     })),
     // IPv6 twins are derived, not held: giving back the IPv4 address frees both.
     giveBack: (c, addresses) => { for (const a of addresses.filter(isIpv4Cidr)) ipam.release(c.id, a); },
+    // ...so detaching an IPv4 address takes its IPv6 twin along, or the twin would clash with the next holder.
+    twinsOf: (cidr) => withV6Twins(ipam, [cidr]).slice(1),
   });
   containers.addListener(ipamContainerListener(ipam, { graceMs: fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs, logger }));
   // DNS: names of attached containers, replicated on the mesh (dns/daemon-glue.ts).

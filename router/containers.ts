@@ -408,6 +408,12 @@ export interface AddressSource {
   obtain(container: { id: string; name: string }, requests: string[]): Promise<string[]>;
   /** Addresses obtained for an attach that then failed. */
   giveBack(container: { id: string; name: string }, addresses: string[]): void;
+  /**
+   * Addresses that come and go with `cidr` (dual stack: the IPv6 twin of an
+   * IPv4 address): detaching `cidr` removes those the container has too, since
+   * the source frees them as one.
+   */
+  twinsOf?(cidr: string): string[];
 }
 
 export interface ContainerOptions {
@@ -566,6 +572,18 @@ export class ContainerManager {
       const held = new Set(this.attachments.filter((a) => a.id === target.id).flatMap((a) => a.addresses));
       source.giveBack({ id: target.id, name: target.name }, addresses.filter((a) => !held.has(a)));
       throw err;
+    }
+  }
+
+  /** The source's twins of `cidr`, canonical; none when it has no opinion or fails. */
+  private twinsOf(cidr: string): string[] {
+    const fn = this.addressSource?.twinsOf;
+    if (fn === undefined) return [];
+    try {
+      return fn.call(this.addressSource, cidr).map((c) => parseAttachAddress(c).cidr);
+    } catch (err) {
+      this.logger.warn('cannot tell the twins of an address', { address: cidr, error: errorMessage(err) });
+      return [];
     }
   }
 
@@ -783,7 +801,13 @@ export class ContainerManager {
       for (const w of wanted) {
         const have = record.addresses.find((c) => ipOf(c) === w.address);
         if (have === undefined) throw RouterError.config(`address ${w.cidr} is not attached to ${describe(record)}`);
-        removing.push(have);
+        if (!removing.includes(have)) removing.push(have);
+      }
+      for (const c of [...removing]) {
+        for (const twin of this.twinsOf(c)) {
+          const have = record.addresses.find((a) => ipOf(a) === ipOf(twin));
+          if (have !== undefined && !removing.includes(have)) removing.push(have);
+        }
       }
     }
     const remaining = record.addresses.filter((c) => !removing.includes(c));

@@ -161,5 +161,10 @@ t.test('dual stack: IPv4 and IPv6 from IPAM, ping -6 across hosts, AAAA and PTR,
     // The freed pair is handed out again as a pair: a fresh container gets both, no clash.
     const c3 = await attach(h1, 'c3');
     t.ok(inV4Range(ipOf(c3.v4)) && ipOf(c3.v6).startsWith(V6_PREFIX), `c3 got ${c3.v4} and ${c3.v6}`);
+    // Detaching the IPv4 address takes its IPv6 twin along (IPAM frees them as one).
+    const d3 = await h1.weave(['detach', c3.v4, `netns:${c3.ns}`]);
+    t.equal(d3.code, 0, `detach ${c3.v4}: ${d3.stderr.trim()}`);
+    t.same(await ethweAddresses(c3.ns, '-6'), [], 'the IPv6 twin went with its IPv4 address');
+    t.not((await run(['ip', '-n', c3.ns, 'link', 'show', 'ethwe'])).code, 0, 'nothing left, so ethwe is gone');
   });
 });

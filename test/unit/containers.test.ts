@@ -276,6 +276,28 @@ t.test('dual stack: IPv6 addresses without DAD, IPv6 overlay routes only with an
   });
 });
 
+t.test('dual stack: detaching an IPv4 address takes its IPv6 twin along', async (t) => {
+  const { host, manager } = setupDual();
+  host.namespaces.set('/var/run/netns/blue', 'ns:blue');
+  const given: string[][] = [];
+  manager.setAddressSource({
+    obtain: async (_c, requests) => requests,
+    giveBack: (_c, addresses) => { given.push(addresses); },
+    twinsOf: (c) => (c === '10.32.1.1/12' ? ['FD00:77:1:0::101/48'] : c === '10.32.1.2/12' ? ['fd00:77:1::999/48'] : []),
+  });
+  await manager.attach('netns:blue', ['10.32.1.1/12', 'fd00:77:1::101/48', '10.32.1.2/12']);
+  host.runner.clear();
+  const r = await manager.detach('netns:blue', ['10.32.1.1/12']);
+  t.same(r.removed, ['10.32.1.1/12', 'fd00:77:1::101/48'], 'the twin goes too');
+  t.same(r.container.addresses, ['10.32.1.2/12'], 'a twin the container does not have is ignored');
+  t.same(host.runner.lines().filter((l) => / del /.test(l)), [
+    'nsenter --net=/var/run/netns/blue ip addr del 10.32.1.1/12 dev ethwe',
+    'nsenter --net=/var/run/netns/blue ip -6 addr del fd00:77:1::101/48 dev ethwe',
+    'nsenter --net=/var/run/netns/blue ip -6 route del fd00:77:1::/48 dev ethwe',
+  ]);
+  t.same(given, [], 'nothing given back on success');
+});
+
 t.test('dual stack: a failure midway is rolled back', async (t) => {
   const steps: [RegExp, RegExp][] = [
     [/disable_ipv6=0/, /cannot enable IPv6 on ethwe/],
