@@ -4,6 +4,8 @@
 // (ip6.arpa). Pure: no sockets, no node:net, so the store and the query core
 // can use it anywhere. Anything that is not exactly an address yields null.
 
+import { formatIpv6Groups } from '../router/ip-text';
+
 export type IpFamily = 4 | 6;
 
 export interface IpAddress {
@@ -89,19 +91,7 @@ export function formatIp(bytes: Uint8Array): string {
   if (bytes.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, got ${bytes.length}`);
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(((bytes[i * 2] as number) << 8) | (bytes[i * 2 + 1] as number));
-  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first if tied.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpv6Groups(groups);
 }
 
 /** The canonical text of an address, or null when `text` is not one. */

@@ -8,6 +8,7 @@
 
 import { MAX_RING_HOST_BITS } from './constants';
 import { IpamError } from './errors';
+import { formatIpv6Groups } from '../router/ip-text';
 
 export type IpFamily = 4 | 6;
 
@@ -95,18 +96,7 @@ export function formatIp(family: IpFamily, value: bigint): string {
   }
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+  return formatIpv6Groups(groups);
 }
 
 // ---------------------------------------------------------------------------

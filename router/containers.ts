@@ -20,6 +20,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RouterError, assertNever, errorMessage } from './errors';
+import { formatIpv6Groups } from './ip-text';
 import type { CommandRunner } from './command-runner';
 import type { DockerApi, DockerEvent, EventWatch } from './docker-client';
 import { validateDockerRef } from './docker-client';
@@ -168,18 +169,7 @@ function ipv6ToBigint(text: string): bigint | null {
 function bigintToIpv6(v: bigint): string {
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpv6Groups(groups);
 }
 
 const V6_BITS = 128n;

@@ -10,6 +10,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { RouterError } from './errors';
+import { formatIpv6Groups } from './ip-text';
 import { loadNative, nativeError, NATIVE_MAX_BATCH, type NativeStats, type UdpHandle, type WeaveNative } from './native';
 
 export const DEFAULT_UDP_BATCH_COUNT = 64;
@@ -78,19 +79,7 @@ export function formatIPBytes(bytes: Uint8Array, offset: number): string {
   if (isMappedIPv4(bytes, offset)) return formatIPv4(readMappedIPv4(bytes, offset));
   const words: number[] = [];
   for (let i = 0; i < 8; i++) words.push(((bytes[offset + 2 * i] ?? 0) << 8) | (bytes[offset + 2 * i + 1] ?? 0));
-  // Longest run of zero words (length >= 2) becomes '::'.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (words[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
-  if (bestStart < 0) return hex(words);
-  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+  return formatIpv6Groups(words);
 }
 
 function isMappedIPv4(b: Uint8Array, o: number): boolean {
