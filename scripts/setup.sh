@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 for pair in ip:iproute2 nft:nftables iperf3:iperf3 tcpdump:tcpdump ping:iputils-ping dig:dnsutils make:make g++:g++; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair##*:}")
 done
