@@ -37,7 +37,7 @@ export async function startDataPlane(
   let udp: UdpBatchSocket | null = null;
   try {
     await ensureBridge({ bridge: DEFAULT_BRIDGE, tap: tap.name, mtu }, deps.runner, deps.logger);
-    udp = UdpBatchSocket.bind({ address: '0.0.0.0', port: opts.port, recvBufferBytes: UDP_BUFFER_BYTES, sendBufferBytes: UDP_BUFFER_BYTES });
+    udp = UdpBatchSocket.open({ address: '0.0.0.0', port: opts.port, recvBufferBytes: UDP_BUFFER_BYTES, sendBufferBytes: UDP_BUFFER_BYTES });
   } catch (err) {
     tap.close();
     throw err;

@@ -10,7 +10,8 @@
 // starts with it (vnetHdrBytes bytes), on read and on write.
 
 import { RouterError } from './errors';
-import { loadNative, nativeError, NATIVE_MAX_BATCH, type NativeStats, type TapHandle, type WeaveNative } from './native';
+import { NativeReader } from './native-reader';
+import { loadNative, nativeError, NATIVE_MAX_BATCH, type TapHandle, type WeaveNative } from './native';
 
 /** TUNSETOFFLOAD flags (linux/if_tun.h). They need a vnet header. */
 export const TUN_F_CSUM = 0x01;
@@ -55,9 +56,6 @@ export interface TapOpenOptions {
 }
 
 export type FramesHandler = (slab: Buffer, offsets: Int32Array, lengths: Int32Array, count: number) => void;
-export type TapErrorHandler = (err: RouterError) => void;
-
-export type TapStats = NativeStats;
 
 function checkInt(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -66,7 +64,7 @@ function checkInt(name: string, value: number, min: number, max: number): number
   return value;
 }
 
-export class TapDevice {
+export class TapDevice extends NativeReader<TapHandle> {
   /** The kernel's name for the device (differs from the request if that held %d). */
   readonly name: string;
   /** Bytes of virtio_net_hdr in front of every frame; 0 without IFF_VNET_HDR. */
@@ -79,19 +77,13 @@ export class TapDevice {
   readonly offsets: Int32Array;
   readonly lengths: Int32Array;
 
-  private readonly native: WeaveNative;
-  private readonly handle: TapHandle;
   private framesHandler: FramesHandler | null = null;
-  private errorHandler: TapErrorHandler | null = null;
-  private reading = false;
-  private isClosed = false;
   // Bound once: the addon keeps this one function for the life of the reader.
   private readonly onNativeBatch = (count: number, errno: number): void => this.handleBatch(count, errno);
 
   private constructor(native: WeaveNative, handle: TapHandle, vnetHdrBytes: number, maxBatchCount: number,
     frameCapacityBytes: number, headroomBytes: number) {
-    this.native = native;
-    this.handle = handle;
+    super(native, handle);
     this.name = handle.name;
     this.vnetHdrBytes = vnetHdrBytes;
     this.maxBatchCount = maxBatchCount;
@@ -135,10 +127,6 @@ export class TapDevice {
     return new TapDevice(native, handle, vnetHdrBytes, maxBatchCount, frameCapacityBytes, headroomBytes);
   }
 
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
   /**
    * Sets the batch handler and starts reading (once; later calls only swap
    * the handler). An exception from the handler surfaces as an uncaught
@@ -155,16 +143,6 @@ export class TapDevice {
       throw nativeError(`cannot read TAP ${this.name}`, err);
     }
     this.reading = true;
-  }
-
-  /**
-   * Read failures the reader cannot recover from (the device was deleted).
-   * Reading has stopped when this fires; the owner decides whether to close.
-   * Without a handler such an error is thrown as an uncaught exception, so a
-   * dead data path is never silent.
-   */
-  onError(handler: TapErrorHandler): void {
-    this.errorHandler = handler;
   }
 
   /** Writes frames i < count; returns how many the kernel took. Kernel drops are counted in stats(), not thrown. */
@@ -186,41 +164,9 @@ export class TapDevice {
     }
   }
 
-  /** Stops reading (backpressure); the kernel queues up to txqueuelen frames, then drops. */
-  pause(): void {
-    if (!this.isClosed) this.native.readPause(this.handle);
-  }
-
-  resume(): void {
-    if (!this.isClosed) this.native.readResume(this.handle);
-  }
-
-  /** Whether an active reader keeps the process alive (it does by default). */
-  ref(): void {
-    if (!this.isClosed) this.native.setRef(this.handle, true);
-  }
-
-  unref(): void {
-    if (!this.isClosed) this.native.setRef(this.handle, false);
-  }
-
-  /** Idempotent. Safe inside the frames handler; no batch is delivered after it. */
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.reading = false;
-    this.native.close(this.handle);
-  }
-
-  stats(): TapStats {
-    return this.native.stats(this.handle);
-  }
-
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.framesHandler !== null) this.framesHandler(this.slab, this.offsets, this.lengths, count);
-    if (errno === 0 || this.isClosed) return;
-    const err = new RouterError('io', `TAP ${this.name}: reading stopped: ${this.native.describeErrno(errno)}`);
-    if (this.errorHandler === null) throw err;
-    this.errorHandler(err);
+    // The device was deleted under us: reading has stopped; the owner decides whether to close.
+    this.reportStopped(errno, `TAP ${this.name}: reading stopped`);
   }
 }

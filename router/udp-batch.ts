@@ -10,8 +10,9 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { RouterError } from './errors';
+import { NativeReader } from './native-reader';
 import { formatIpv6Groups } from './ip-text';
-import { loadNative, nativeError, NATIVE_MAX_BATCH, type NativeStats, type UdpHandle, type WeaveNative } from './native';
+import { loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
 
 export const DEFAULT_UDP_BATCH_COUNT = 64;
 /** Largest UDP payload over IPv4 is 65507 bytes; a slot that size never truncates. */
@@ -173,9 +174,6 @@ export interface UdpBindOptions {
  */
 export type DatagramsHandler = (slab: Buffer, offsets: Int32Array, lengths: Int32Array,
   sources: UdpAddressTable, count: number) => void;
-export type UdpErrorHandler = (err: RouterError) => void;
-
-export type UdpStats = NativeStats;
 
 function checkInt(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -184,7 +182,7 @@ function checkInt(name: string, value: number, min: number, max: number): number
   return value;
 }
 
-export class UdpBatchSocket {
+export class UdpBatchSocket extends NativeReader<UdpHandle> {
   readonly family: 4 | 6;
   readonly localAddress: string;
   readonly localPort: number;
@@ -196,18 +194,12 @@ export class UdpBatchSocket {
   readonly lengths: Int32Array;
   readonly sources: UdpAddressTable;
 
-  private readonly native: WeaveNative;
-  private readonly handle: UdpHandle;
   private datagramsHandler: DatagramsHandler | null = null;
-  private errorHandler: UdpErrorHandler | null = null;
-  private reading = false;
-  private isClosed = false;
   private readonly onNativeBatch = (count: number, errno: number): void => this.handleBatch(count, errno);
 
   private constructor(native: WeaveNative, handle: UdpHandle, family: 4 | 6, maxBatchCount: number,
     datagramCapacityBytes: number, headroomBytes: number) {
-    this.native = native;
-    this.handle = handle;
+    super(native, handle);
     this.family = family;
     const local = native.localAddress(handle);
     this.localAddress = local.address;
@@ -223,7 +215,7 @@ export class UdpBatchSocket {
   }
 
   /** Creates and binds the socket. Throws RouterError: 'config' for bad options, 'io' (EADDRINUSE...) from the kernel. */
-  static bind(opts: UdpBindOptions): UdpBatchSocket {
+  static open(opts: UdpBindOptions): UdpBatchSocket {
     const family = isIPv4(opts.address) ? 4 : isIPv6(opts.address) ? 6 : 0;
     if (family === 0) throw RouterError.config(`not an IP address: ${JSON.stringify(opts.address)}`);
     const port = checkInt('port', opts.port, 0, 65535);
@@ -248,10 +240,6 @@ export class UdpBatchSocket {
     }
   }
 
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
   /** Sets the batch handler and starts receiving (once; later calls only swap the handler). */
   onDatagrams(handler: DatagramsHandler): void {
     if (this.isClosed) throw new RouterError('closed', `UDP socket ${this.localPort} is closed`);
@@ -264,11 +252,6 @@ export class UdpBatchSocket {
       throw nativeError(`cannot receive on UDP port ${this.localPort}`, err);
     }
     this.reading = true;
-  }
-
-  /** Unrecoverable receive failures; without a handler they are thrown as uncaught exceptions. */
-  onError(handler: UdpErrorHandler): void {
-    this.errorHandler = handler;
   }
 
   /**
@@ -285,41 +268,10 @@ export class UdpBatchSocket {
     }
   }
 
-  pause(): void {
-    if (!this.isClosed) this.native.readPause(this.handle);
-  }
-
-  resume(): void {
-    if (!this.isClosed) this.native.readResume(this.handle);
-  }
-
-  ref(): void {
-    if (!this.isClosed) this.native.setRef(this.handle, true);
-  }
-
-  unref(): void {
-    if (!this.isClosed) this.native.setRef(this.handle, false);
-  }
-
-  /** Idempotent. Safe inside the datagrams handler; nothing is delivered after it. */
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.reading = false;
-    this.native.close(this.handle);
-  }
-
-  stats(): UdpStats {
-    return this.native.stats(this.handle);
-  }
-
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.datagramsHandler !== null) {
       this.datagramsHandler(this.slab, this.offsets, this.lengths, this.sources, count);
     }
-    if (errno === 0 || this.isClosed) return;
-    const err = new RouterError('io', `UDP port ${this.localPort}: receiving stopped: ${this.native.describeErrno(errno)}`);
-    if (this.errorHandler === null) throw err;
-    this.errorHandler(err);
+    this.reportStopped(errno, `UDP port ${this.localPort}: receiving stopped`);
   }
 }

@@ -311,7 +311,7 @@ t.test('frame rates (printed, not asserted)', async (t) => {
   const count = 100_000;
   const blaster = `
     const { UdpBatchSocket, UdpAddressTable, parseIPv4 } = require(${JSON.stringify(udpModule)});
-    const s = UdpBatchSocket.bind({ address: '${NS_IP}', port: 0, sendBufferBytes: 4 << 20 });
+    const s = UdpBatchSocket.open({ address: '${NS_IP}', port: 0, sendBufferBytes: 4 << 20 });
     const slab = Buffer.alloc(64 * 1400), offs = new Int32Array(64).map((_, i) => i * 1400);
     const lens = new Int32Array(64).fill(1400), dests = new UdpAddressTable(64);
     for (let i = 0; i < 64; i++) dests.setIPv4(i, parseIPv4('${SINK_IP}'), 9999);

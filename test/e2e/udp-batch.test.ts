@@ -47,8 +47,8 @@ function buildBatch(sizes: number[]): { slab: Buffer; offsets: Int32Array; lengt
 interface HasTeardown { teardown(fn: () => void): void }
 
 function pair(t: HasTeardown, recvBufferBytes = 4 << 20): { rx: UdpBatchSocket; tx: UdpBatchSocket } {
-  const rx = UdpBatchSocket.bind({ address: '127.0.0.1', port: 0, recvBufferBytes });
-  const tx = UdpBatchSocket.bind({ address: '127.0.0.1', port: 0, sendBufferBytes: 4 << 20 });
+  const rx = UdpBatchSocket.open({ address: '127.0.0.1', port: 0, recvBufferBytes });
+  const tx = UdpBatchSocket.open({ address: '127.0.0.1', port: 0, sendBufferBytes: 4 << 20 });
   t.teardown(() => { rx.close(); tx.close(); });
   return { rx, tx };
 }
@@ -89,7 +89,7 @@ t.test('100 datagrams of different sizes arrive intact, in batches, with their s
 /** Bind errors here mean the machine has no ::1, which is not our bug. */
 function ipv6LoopbackError(): string | false {
   try {
-    UdpBatchSocket.bind({ address: '::1', port: 0 }).close();
+    UdpBatchSocket.open({ address: '::1', port: 0 }).close();
     return false;
   } catch (err) {
     return `no IPv6 loopback here: ${String(err)}`;
@@ -97,8 +97,8 @@ function ipv6LoopbackError(): string | false {
 }
 
 t.test('IPv6 loopback works with the same address tables', { skip: ipv6LoopbackError() }, async (t) => {
-  const rx = UdpBatchSocket.bind({ address: '::1', port: 0 });
-  const tx = UdpBatchSocket.bind({ address: '::1', port: 0 });
+  const rx = UdpBatchSocket.open({ address: '::1', port: 0 });
+  const tx = UdpBatchSocket.open({ address: '::1', port: 0 });
   t.teardown(() => { rx.close(); tx.close(); });
   const { slab, offsets, lengths, expected } = buildBatch([10, 20, 30]);
   const dests = new UdpAddressTable(3);
@@ -159,10 +159,10 @@ t.test('bad arguments throw errors and never crash', async (t) => {
   asConfig(() => tx.sendBatch(slab, offsets, lengths, dests, 3), 'count beyond the tables');
   asConfig(() => tx.sendBatch(slab, offsets, lengths, dests, -1), 'negative count');
   asConfig(() => tx.sendBatch(slab.subarray(0, 5), offsets, lengths, dests, 1), 'datagram outside the slab');
-  asConfig(() => UdpBatchSocket.bind({ address: 'localhost', port: 0 }), 'host name instead of address');
-  asConfig(() => UdpBatchSocket.bind({ address: '127.0.0.1', port: 70000 }), 'port out of range');
+  asConfig(() => UdpBatchSocket.open({ address: 'localhost', port: 0 }), 'host name instead of address');
+  asConfig(() => UdpBatchSocket.open({ address: '127.0.0.1', port: 70000 }), 'port out of range');
   try {
-    UdpBatchSocket.bind({ address: '127.0.0.1', port: rx.localPort });
+    UdpBatchSocket.open({ address: '127.0.0.1', port: rx.localPort });
     t.fail('second bind to a used port succeeded');
   } catch (err) {
     t.ok(err instanceof RouterError && err.code === 'io' && /EADDRINUSE/.test(err.message), String(err));
@@ -236,13 +236,13 @@ t.test('a process holding a socket exits: unref while reading, or close', async 
   const modulePath = path.resolve(__dirname, '..', '..', 'router', 'udp-batch.js');
   const scripts = {
     unref: `const { UdpBatchSocket } = require(${JSON.stringify(modulePath)});
-      const s = UdpBatchSocket.bind({ address: '127.0.0.1', port: 0 });
+      const s = UdpBatchSocket.open({ address: '127.0.0.1', port: 0 });
       s.onDatagrams(() => {}); s.unref();`,
     close: `const { UdpBatchSocket } = require(${JSON.stringify(modulePath)});
-      const s = UdpBatchSocket.bind({ address: '127.0.0.1', port: 0 });
+      const s = UdpBatchSocket.open({ address: '127.0.0.1', port: 0 });
       s.onDatagrams(() => {}); setTimeout(() => s.close(), 50);`,
     pausedAndForgotten: `const { UdpBatchSocket } = require(${JSON.stringify(modulePath)});
-      const s = UdpBatchSocket.bind({ address: '127.0.0.1', port: 0 });
+      const s = UdpBatchSocket.open({ address: '127.0.0.1', port: 0 });
       s.onDatagrams(() => {}); s.pause();`,
   };
   for (const [name, script] of Object.entries(scripts)) {
