@@ -4,10 +4,12 @@
 // which lets the overlay reuse its build buffer immediately.
 
 import type { DatagramPort } from './overlay-ports';
-import { UdpAddressTable, UdpBatchSocket } from './udp-batch';
+import { isIPv4 } from 'node:net';
+import { parseIPv4, UdpAddressTable, UdpBatchSocket } from './udp-batch';
 
 const STAGE_COUNT = 64;
 const STAGE_SLOT_BYTES = 65_536;
+const MAX_CACHED_HOSTS = 4096;
 
 export class UdpBatchPort implements DatagramPort {
   private readonly stage = Buffer.alloc(STAGE_COUNT * STAGE_SLOT_BYTES);
@@ -15,6 +17,8 @@ export class UdpBatchPort implements DatagramPort {
   private readonly lengths = new Int32Array(STAGE_COUNT);
   private readonly dests = new UdpAddressTable(STAGE_COUNT);
   private staged = 0;
+  /** Destination text to IPv4 number: the overlay sends to a handful of neighbours, so parse each once. */
+  private readonly ipv4Cache = new Map<string, number>();
 
   constructor(private readonly socket: UdpBatchSocket) {
     for (let i = 0; i < STAGE_COUNT; i++) this.offsets[i] = i * STAGE_SLOT_BYTES;
@@ -33,7 +37,14 @@ export class UdpBatchPort implements DatagramPort {
     const i = this.staged++;
     buf.copy(this.stage, this.offsets[i]!, off, off + len);
     this.lengths[i] = len;
-    this.dests.set(i, host, port);
+    let ip = this.ipv4Cache.get(host);
+    if (ip === undefined && isIPv4(host)) {
+      ip = parseIPv4(host);
+      if (this.ipv4Cache.size >= MAX_CACHED_HOSTS) this.ipv4Cache.clear();
+      this.ipv4Cache.set(host, ip);
+    }
+    if (ip !== undefined) this.dests.setIPv4(i, ip, port);
+    else this.dests.set(i, host, port);
   }
 
   flush(): void {
