@@ -41,6 +41,8 @@ import { EXPOSE_OWNER, HostExposer } from '../router/expose';
 import { registerExposeApi } from '../router/expose-api';
 
 const PID_FILE = 'weave.pid';
+/** As often as the bridge's own firewall exception is re-checked (host-bridge.ts). */
+const EXPOSE_RECHECK_MS = 30_000;
 
 function processAlive(pid: number): boolean {
   try {
@@ -177,6 +179,11 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   }, { bridge: dataPlane.bridge, datadir: config.datadir });
   registerExposeApi(api, exposer);
+  // A firewall reload or a flushed bridge would silently cut containers off the outside: put it back.
+  const exposeRecheck = setInterval(() => {
+    exposer.recheck().catch((err: unknown) => logger.warn('cannot re-apply the host exposure', { error: errorMessage(err) }));
+  }, EXPOSE_RECHECK_MS);
+  exposeRecheck.unref();
   // end weave expose / hide
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
@@ -185,6 +192,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info('router stopping', { reason: why });
+    clearInterval(exposeRecheck);
     ipam.shutdown();
     router.shutdown();
     await containers.close();

@@ -232,6 +232,16 @@ export class HostExposer {
   }
 
   /**
+   * Puts back what a firewall reload or a flushed bridge took away since the
+   * last change; the daemon calls it on a timer. Nothing to do when nothing is exposed.
+   */
+  recheck(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state.addresses.length > 0) await this.apply(this.state.addresses, this.state.addresses);
+    });
+  }
+
+  /**
    * Exposes the host on the requested addresses (see ExposeAddressSource;
    * none: one allocated in the default subnet) and returns them. Already
    * exposed addresses are not an error: the host is brought back in line

@@ -271,6 +271,23 @@ t.test('exposing again repairs what a firewall reload or a bridge flush removed,
   t.same(host.rules.map((r) => r.expr), expr, 'both accepts, once each');
 });
 
+t.test('recheck repairs the same on its own, and does nothing when nothing is exposed', async (t) => {
+  const { host, exposer } = setup(t);
+  await exposer.recheck();
+  t.equal(host.natTable, null, 'nothing exposed: nothing made');
+  t.same(host.rules, []);
+  await exposer.expose([]);
+  const whole = JSON.stringify([host.bridge, host.natTable]);
+  const expr = host.rules.map((r) => r.expr);
+  host.rules = [];
+  host.natTable = null;
+  await exposer.recheck();
+  t.equal(JSON.stringify([host.bridge, host.natTable]), whole, 'NAT table back');
+  t.same(host.rules.map((r) => r.expr), expr, 'forward accepts back, once each');
+  await exposer.recheck();
+  t.same(host.rules.map((r) => r.expr), expr, 'a second recheck changes nothing');
+});
+
 t.test('restore re-applies the state file after a restart and has the source record the addresses', async (t) => {
   const { host, source, exposer, make } = setup(t);
   await exposer.expose(['10.32.0.1/12']);
