@@ -14,9 +14,19 @@ export interface FramePort {
 /** The underlay side: UDP datagrams. */
 export interface DatagramPort {
   start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void;
-  /** Sends (or stages) one datagram; the bytes may be reused once it returns. */
-  send(buf: Buffer, off: number, len: number, host: string, port: number): void;
+  /**
+   * Where to build the next datagram: stageSlab() at stageOffset(), up to
+   * STAGE_SLOT_BYTES. Building in place spares the per-frame copy a send(buf)
+   * would need. stageOffset() may flush first to make room.
+   */
+  stageSlab(): Buffer;
+  stageOffset(): number;
+  /** Queues the datagram built at stageOffset() (len bytes) for host:port. */
+  commit(len: number, host: string, port: number): void;
   /** Sends whatever is staged. */
   flush(): void;
   close(): void;
 }
+
+/** Room for the largest datagram a port must stage (a UDP payload is at most 65,507 bytes). */
+export const STAGE_SLOT_BYTES = 65_536;

@@ -13,7 +13,7 @@
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
 import type { Clock, Timer } from './clock';
-import { AEAD_TAG_BYTES, FrameAead } from './frame-aead';
+import type { FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
 import type { Logger } from './logger';
 import { MacTable } from './mac-table';
@@ -58,8 +58,6 @@ export const DEFAULT_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 1_000,
 export const FAST_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 250, udpTimeoutMs: 1_000, macMaxAgeMs: 10 * 60_000 };
 
 const MAX_MAC_ENTRIES = 65_536;
-/** Room for the largest frame a TAP can hand us (64 KiB) plus our headers and tag. */
-const SLAB_BYTES = 65_536 + 128;
 
 interface Link {
   n: OverlayNeighbour;
@@ -88,8 +86,6 @@ export class Overlay {
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
   private readonly selfBytes: Uint8Array;
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
-  private readonly slab = Buffer.alloc(SLAB_BYTES);
-  private readonly probeBody = Buffer.alloc(SLEEVE_HEADER_BYTES + AEAD_TAG_BYTES);
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
   private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
   private timer: Timer | null = null;
@@ -208,12 +204,16 @@ export class Overlay {
   /** Sends one inner frame to a neighbour over its current path. */
   private sendFrame(link: Link, src: Uint8Array, dst: Uint8Array, hopsLeft: number, frame: Buffer, off: number, len: number): void {
     if (link.peerHearsUs) {
-      const bodyOff = SLEEVE_HEADER_BYTES;
-      writeInnerHeader(this.slab, bodyOff, src, dst, hopsLeft);
-      frame.copy(this.slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
-      const n = link.session.seal(this.slab, 0, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
+      // Built and sealed in place in the port's send slot: one copy of the frame, no more.
+      const udp = this.deps.udp;
+      const slab = udp.stageSlab();
+      const at = udp.stageOffset();
+      const bodyOff = at + SLEEVE_HEADER_BYTES;
+      writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
+      frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
+      const n = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
       if (n < 0) return;
-      this.deps.udp.send(this.slab, 0, n, link.udpHost, link.udpPort);
+      udp.commit(n, link.udpHost, link.udpPort);
       this.traffic.framesSentUdp!++;
       this.traffic.bytesSentUdp! += n;
       return;
@@ -256,15 +256,15 @@ export class Overlay {
       this.traffic.framesToBridge!++;
     }
     if (d.via.length === 0) return;
-    // Sending reuses the slab the frame may sit in, so take copies first.
+    // The frame sits in a receive buffer and is relayed into the port's send
+    // slots (or a fresh TCP message): it can be read in place, no copy needed.
     const hops = inner.hopsLeft - 1;
-    const frame = Buffer.from(buf.subarray(frameOff, frameOff + frameLen));
-    const srcCopy = Uint8Array.from(buf.subarray(off, off + 6));
-    const dstCopy = Uint8Array.from(buf.subarray(off + 6, off + 12));
+    const src = buf.subarray(off, off + 6);
+    const dst = buf.subarray(off + 6, off + 12);
     for (const via of d.via) {
       const link = this.links.get(via);
       if (!link) { this.drops['no-route']++; continue; }
-      this.sendFrame(link, srcCopy, dstCopy, hops, frame, 0, frameLen);
+      this.sendFrame(link, src, dst, hops, buf, frameOff, frameLen);
       this.traffic.framesRelayed!++;
     }
   }
@@ -299,7 +299,8 @@ export class Overlay {
   }
 
   private sendProbe(link: Link): void {
-    const n = link.session.seal(this.probeBody, 0, SLEEVE_TYPE_PROBE, 0);
-    if (n > 0) this.deps.udp.send(this.probeBody, 0, n, link.udpHost, link.udpPort);
+    const udp = this.deps.udp;
+    const n = link.session.seal(udp.stageSlab(), udp.stageOffset(), SLEEVE_TYPE_PROBE, 0);
+    if (n > 0) udp.commit(n, link.udpHost, link.udpPort);
   }
 }

@@ -1,14 +1,13 @@
-// DatagramPort over the native batched UDP socket: sends are staged in a
-// preallocated slab and leave in one sendmmsg per batch (flush), receives
-// arrive one callback per recvmmsg batch. Staging copies each datagram once,
-// which lets the overlay reuse its build buffer immediately.
+// DatagramPort over the native batched UDP socket: the overlay builds and
+// seals each datagram in place in a slot of a preallocated stage slab; staged
+// datagrams leave in one sendmmsg per batch (flush); receives arrive one
+// callback per recvmmsg batch.
 
-import type { DatagramPort } from './overlay-ports';
 import { isIPv4 } from 'node:net';
+import { DatagramPort, STAGE_SLOT_BYTES } from './overlay-ports';
 import { parseIPv4, UdpAddressTable, UdpBatchSocket } from './udp-batch';
 
 const STAGE_COUNT = 64;
-const STAGE_SLOT_BYTES = 65_536;
 const MAX_CACHED_HOSTS = 4096;
 
 export class UdpBatchPort implements DatagramPort {
@@ -31,11 +30,19 @@ export class UdpBatchPort implements DatagramPort {
     });
   }
 
-  send(buf: Buffer, off: number, len: number, host: string, port: number): void {
-    if (len > STAGE_SLOT_BYTES) return;
+  stageSlab(): Buffer {
+    return this.stage;
+  }
+
+  stageOffset(): number {
     if (this.staged === STAGE_COUNT) this.flush();
+    return this.offsets[this.staged]!;
+  }
+
+  commit(len: number, host: string, port: number): void {
+    // stageOffset() made room; a commit without it (a caller bug) is dropped rather than misrouted.
+    if (len > STAGE_SLOT_BYTES || this.staged === STAGE_COUNT) return;
     const i = this.staged++;
-    buf.copy(this.stage, this.offsets[i]!, off, off + len);
     this.lengths[i] = len;
     let ip = this.ipv4Cache.get(host);
     if (ip === undefined && isIPv4(host)) {

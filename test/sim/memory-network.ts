@@ -4,7 +4,7 @@
 // heartbeats are what notice). Fully deterministic together with ManualClock.
 
 import type { ManualClock } from '../../router/clock';
-import type { DatagramPort, FramePort } from '../../router/overlay-ports';
+import { DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay-ports';
 import { VNET_HDR_BYTES } from '../../router/sleeve-codec';
 import type { ByteStream, StreamHandlers, Transport } from '../../router/transport';
 
@@ -221,6 +221,7 @@ export class MemoryDatagramPort implements DatagramPort {
   private onDatagram: ((buf: Buffer, off: number, len: number, host: string, port: number) => void) | null = null;
   private onBatchEnd: (() => void) | null = null;
   private closed = false;
+  private readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
 
   constructor(private readonly net: MemoryNetwork, private readonly host: string, private readonly port: number) {}
 
@@ -229,8 +230,17 @@ export class MemoryDatagramPort implements DatagramPort {
     this.onBatchEnd = onBatchEnd;
   }
 
-  send(buf: Buffer, off: number, len: number, host: string, port: number): void {
-    if (!this.closed) this.net.sendDatagram(this.host, this.port, host, port, Buffer.from(buf.subarray(off, off + len)));
+  stageSlab(): Buffer {
+    return this.stage;
+  }
+
+  stageOffset(): number {
+    return 0;
+  }
+
+  /** Delivery copies the bytes, so the one stage slot is free again at once. */
+  commit(len: number, host: string, port: number): void {
+    if (!this.closed) this.net.sendDatagram(this.host, this.port, host, port, Buffer.from(this.stage.subarray(0, len)));
   }
 
   flush(): void {}
