@@ -3,8 +3,8 @@
 // or process.env.
 
 import type { DnsDaemonConfig } from '../dns/daemon-glue';
-import type { LogLevel } from '../router/logger';
-import type { PeerName } from '../router/peer-name';
+import type { LogLevel } from '../common/logger';
+import type { PeerName } from '../router/mesh/peer-name';
 
 export interface DaemonConfig {
   /** All persistent state lives here (DESIGN.md). */

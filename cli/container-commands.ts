@@ -6,10 +6,10 @@
 
 import type { Command } from 'commander';
 import { ApiClient, clientFor } from './api-client';
-import type { AttachReply, DetachReply, PsReply } from '../router/container-api';
-import type { AttachedContainer } from '../router/containers';
-import { parseAttachAddress, parseContainerRef } from '../router/containers';
-import { RouterError } from '../router/errors';
+import type { AttachReply, DetachReply, PsReply } from '../router/api/container-api';
+import type { AttachedContainer } from '../router/host/containers';
+import { parseAttachAddress, parseContainerRef } from '../router/host/containers';
+import { RouterError } from '../router/mesh/errors';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');

@@ -5,25 +5,25 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SystemClock } from '../router/clock';
-import { DEFAULT_TIMINGS, FAST_TIMINGS } from '../router/constants';
-import { errorMessage, RouterError } from '../router/errors';
-import { HttpApi } from '../router/http-api';
-import { ensureDatadir, loadTargets, nextIncarnation, resolvePeerName, saveTargets } from '../router/identity';
-import { TextLogger } from '../router/logger';
-import { normalisePeerAddress } from '../router/peer-address';
-import { stretchPassword } from '../router/password-key';
-import { systemRng } from '../router/rng';
-import { Router } from '../router/router';
-import { loadSodium } from '../router/sodium';
-import { StatusServer } from '../router/status-server';
-import { TcpTransport } from '../router/tcp-transport';
+import { SystemClock } from '../common/clock';
+import { DEFAULT_TIMINGS, FAST_TIMINGS } from '../router/mesh/constants';
+import { errorMessage, RouterError } from '../router/mesh/errors';
+import { HttpApi } from '../router/api/http-api';
+import { ensureDatadir, loadTargets, nextIncarnation, resolvePeerName, saveTargets } from '../router/mesh/identity';
+import { TextLogger } from '../common/logger';
+import { normalisePeerAddress } from '../router/mesh/peer-address';
+import { stretchPassword } from '../router/mesh/password-key';
+import { systemRng } from '../common/rng';
+import { Router } from '../router/mesh/router';
+import { loadSodium } from '../router/mesh/sodium';
+import { StatusServer } from '../router/api/status-server';
+import { TcpTransport } from '../router/mesh/tcp-transport';
 import type { DaemonConfig } from './config';
-import { ExecCommandRunner } from '../router/command-runner';
-import { registerContainerApi } from '../router/container-api';
-import { ContainerManager } from '../router/containers';
-import { DockerClient } from '../router/docker-client';
-import { DEFAULT_BRIDGE, keepBridgeForwarding } from '../router/host-bridge';
+import { ExecCommandRunner } from '../router/host/command-runner';
+import { registerContainerApi } from '../router/api/container-api';
+import { ContainerManager } from '../router/host/containers';
+import { DockerClient } from '../router/host/docker-client';
+import { DEFAULT_BRIDGE, keepBridgeForwarding } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon, registerDnsApi } from '../dns/daemon-glue';
@@ -37,8 +37,8 @@ import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 // weave expose / hide (router/expose.ts), addresses from IPAM:
-import { EXPOSE_OWNER, HostExposer } from '../router/expose';
-import { registerExposeApi } from '../router/expose-api';
+import { EXPOSE_OWNER, HostExposer } from '../router/host/expose';
+import { registerExposeApi } from '../router/api/expose-api';
 
 const PID_FILE = 'weave.pid';
 /** As often as the bridge's own firewall exception is re-checked (host-bridge.ts). */

@@ -2,18 +2,18 @@
 // `weave` bridge, the batched UDP sleeve socket and the Overlay between them.
 // Host changes (bridge, MTU, firewall) go through host-bridge.ts.
 
-import type { Clock } from '../router/clock';
-import type { CommandRunner } from '../router/command-runner';
-import { frameAead } from '../router/frame-aead';
-import { DEFAULT_BRIDGE, detectUnderlayMtu, ensureBridge } from '../router/host-bridge';
-import type { Logger } from '../router/logger';
-import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay';
-import type { PeerName } from '../router/peer-name';
-import { SLEEVE_OVERHEAD_BYTES, VNET_HDR_BYTES } from '../router/sleeve-codec';
-import { TAP_OFFLOAD_GSO, TapDevice } from '../router/tap-device';
-import { TapPort } from '../router/tap-port';
-import { UdpBatchSocket } from '../router/udp-batch';
-import { UdpBatchPort } from '../router/udp-batch-port';
+import type { Clock } from '../common/clock';
+import type { CommandRunner } from '../router/host/command-runner';
+import { frameAead } from '../router/overlay/frame-aead';
+import { DEFAULT_BRIDGE, detectUnderlayMtu, ensureBridge } from '../router/host/host-bridge';
+import type { Logger } from '../common/logger';
+import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay/overlay';
+import type { PeerName } from '../router/mesh/peer-name';
+import { SLEEVE_OVERHEAD_BYTES, VNET_HDR_BYTES } from '../router/overlay/sleeve-codec';
+import { TAP_OFFLOAD_GSO, TapDevice } from '../router/overlay/tap-device';
+import { TapPort } from '../router/overlay/tap-port';
+import { UdpBatchSocket } from '../router/overlay/udp-batch';
+import { UdpBatchPort } from '../router/overlay/udp-batch-port';
 
 export const TAP_NAME = 'vethwe-tap';
 const UDP_BUFFER_BYTES = 4 << 20;

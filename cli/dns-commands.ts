@@ -9,7 +9,7 @@ import { clientFor } from './api-client';
 import type { ExtraStatusSection } from './mesh-commands';
 import type { DnsAddRequest, DnsChangeReply, DnsLookupReply, DnsReverseReply, DnsStatusReport } from '../dns/api-types';
 import { canonicalIp } from '../dns/ip';
-import { RouterError } from '../router/errors';
+import { RouterError } from '../router/mesh/errors';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');

@@ -14,11 +14,11 @@ import { ApiClient, clientFor } from './api-client';
 import { DEFAULT_DATADIR } from './config';
 import { stop } from './launch';
 import { sanitiseText } from './render-status';
-import type { PsReply } from '../router/container-api';
-import { parseAttachCidr } from '../router/containers';
-import { errorMessage, RouterError } from '../router/errors';
-import type { ExposeReply, HideReply } from '../router/expose-api';
-import { TARGETS_FILE } from '../router/identity';
+import type { PsReply } from '../router/api/container-api';
+import { parseAttachCidr } from '../router/host/containers';
+import { errorMessage, RouterError } from '../router/mesh/errors';
+import type { ExposeReply, HideReply } from '../router/api/expose-api';
+import { TARGETS_FILE } from '../router/mesh/identity';
 import { IPAM_STATE_FILE } from '../ipam/persistence';
 
 /** Longer than IPAM's own wait for its initial split, so its explanation arrives rather than a client timeout. */

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { clientFor } from './api-client';
 import type { ExtraStatusSection } from './mesh-commands';
 import { sanitiseText } from './render-status';
-import { RouterError } from '../router/errors';
+import { RouterError } from '../router/mesh/errors';
 import type { IpamStatus } from '../ipam/ipam';
 import type { PrimeReply } from '../ipam/http';
 

@@ -21,11 +21,11 @@ import { IpamConfig, parseIpamConfig } from '../ipam/config';
 import { DEFAULT_DOMAIN, DEFAULT_TTL_S, MAX_TTL_S } from '../dns/constants';
 import { parseDomain } from '../dns/names';
 import { formatUpstream, parseUpstreamList } from '../dns/resolv-conf';
-import { RouterError, errorMessage } from '../router/errors';
-import { formatLoopbackAddress, parseLoopbackAddress } from '../router/http-api';
-import type { LogLevel } from '../router/logger';
-import { DEFAULT_MESH_PORT, normalisePeerAddress, parsePort } from '../router/peer-address';
-import { parsePeerName } from '../router/peer-name';
+import { RouterError, errorMessage } from '../router/mesh/errors';
+import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/http-api';
+import type { LogLevel } from '../common/logger';
+import { DEFAULT_MESH_PORT, normalisePeerAddress, parsePort } from '../router/mesh/peer-address';
+import { parsePeerName } from '../router/mesh/peer-name';
 
 /** Nicknames travel in gossip; a hostname is at most 253 characters, so this is generous. */
 export const MAX_NICKNAME_CHARS = 255;

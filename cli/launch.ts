@@ -12,7 +12,7 @@ import path from 'node:path';
 import { ApiClient, ApiError } from './api-client';
 import type { DaemonConfig } from './config';
 import { daemonConfigToArgs } from './launch-options';
-import { RouterError, errorMessage } from '../router/errors';
+import { RouterError, errorMessage } from '../router/mesh/errors';
 
 export const LOG_FILE = 'weave.log';
 /** Written by the daemon (cli/daemon.ts) while it runs. */

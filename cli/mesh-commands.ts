@@ -8,9 +8,9 @@ import { Argument } from 'commander';
 import type { Command } from 'commander';
 import { clientFor } from './api-client';
 import { renderConnections, renderPeers, renderStatus, renderTargets } from './render-status';
-import { RouterError } from '../router/errors';
-import { normalisePeerAddress } from '../router/peer-address';
-import type { RouterStatus } from '../router/status';
+import { RouterError } from '../router/mesh/errors';
+import { normalisePeerAddress } from '../router/mesh/peer-address';
+import type { RouterStatus } from '../router/mesh/status';
 
 export const STATUS_SECTIONS = ['peers', 'connections', 'targets'] as const;
 export type StatusSection = (typeof STATUS_SECTIONS)[number];

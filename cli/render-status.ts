@@ -5,7 +5,7 @@
 // every such string is stripped of control characters before it reaches a
 // terminal: a peer must not be able to send escape sequences to an operator.
 
-import type { ConnectionStatus, PeerStatus, RouterStatus, TargetStatus } from '../router/status';
+import type { ConnectionStatus, PeerStatus, RouterStatus, TargetStatus } from '../router/mesh/status';
 
 /** Replaces control and bidi-override characters with visible escapes. */
 export function sanitiseText(s: string): string {

@@ -14,8 +14,8 @@
 //   responses are never answered (no loops between servers).
 
 import type * as packet from 'dns-packet';
-import type { Rng } from '../router/rng';
-import { randomInt } from '../router/rng';
+import type { Rng } from '../common/rng';
+import { randomInt } from '../common/rng';
 import { EDNS_MAX_UDP_BYTES, UDP_PLAIN_MAX_BYTES } from './constants';
 import { ipFamily, parseReverseName } from './ip';
 import { buildReply, ParsedQuery, parseQuery, QCLASS_ANY, QCLASS_IN, QTYPE, RCODE, Rcode } from './message';

@@ -15,7 +15,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../router/logger';
+import type { Logger } from '../common/logger';
 import { MAX_RESOLV_CONF_BYTES } from './constants';
 import { parseResolvConf, renderContainerResolvConf } from './resolv-conf';
 

@@ -10,12 +10,12 @@
 // runs without it.
 
 import path from 'node:path';
-import type { Clock } from '../router/clock';
-import type { AttachedContainer, ContainerListener, DetachReason } from '../router/containers';
-import type { GossipHub } from '../router/gossip/types';
-import type { HttpApi } from '../router/http-api';
-import type { Logger } from '../router/logger';
-import type { Rng } from '../router/rng';
+import type { Clock } from '../common/clock';
+import type { AttachedContainer, ContainerListener, DetachReason } from '../router/host/containers';
+import type { GossipHub } from '../router/mesh/gossip';
+import type { HttpApi } from '../router/api/http-api';
+import type { Logger } from '../common/logger';
+import type { Rng } from '../common/rng';
 import type {
   DnsAddRequest, DnsChangeReply, DnsCounters, DnsLookupReply, DnsRecordView, DnsRemoveRequest, DnsReverseReply, DnsStatusReport,
 } from './api-types';

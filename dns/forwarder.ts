@@ -11,9 +11,9 @@
 
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { Logger } from '../router/logger';
-import type { Rng } from '../router/rng';
-import { randomInt } from '../router/rng';
+import type { Logger } from '../common/logger';
+import type { Rng } from '../common/rng';
+import { randomInt } from '../common/rng';
 import type { Transport } from './answer';
 import { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
 import { ipFamily } from './ip';

@@ -4,10 +4,10 @@
 // relayed; `null` ends the relay. A refused update throws, which the hub counts
 // as rejected, and the store is untouched.
 
-import type { Clock } from '../router/clock';
-import type { GossipData, Gossiper } from '../router/gossip/types';
-import type { Logger } from '../router/logger';
-import type { PeerName } from '../router/peer-name';
+import type { Clock } from '../common/clock';
+import type { GossipData, Gossiper } from '../router/mesh/gossip';
+import type { Logger } from '../common/logger';
+import type { PeerName } from '../router/mesh/peer-name';
 import type { DnsEntry, DnsStore } from './store';
 import { entryKey } from './store';
 import { decodeEntries, encodeEntries } from './store-codec';

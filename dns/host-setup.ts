@@ -12,7 +12,7 @@
 // It removes only what it added: the address, the rule (by its preference and
 // selector) and the one table. A leftover from a crashed daemon is replaced.
 
-import type { Logger } from '../router/logger';
+import type { Logger } from '../common/logger';
 import { DnsError } from './errors';
 
 export interface CommandResult {

@@ -4,7 +4,7 @@
 // (ip6.arpa). Pure: no sockets, no node:net, so the store and the query core
 // can use it anywhere. Anything that is not exactly an address yields null.
 
-import { formatIpv6Groups } from '../router/ip-text';
+import { formatIpv6Groups } from '../common/ip';
 
 export type IpFamily = 4 | 6;
 

@@ -4,7 +4,7 @@
 // (254 x 254 values; dns/daemon-glue.ts warns when two known peers collide).
 // Pure.
 
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import { LINK_LOCAL_PREFIX } from './constants';
 
 /** FNV-1a, 32 bits: tiny, stable, no dependency; this is spreading, not security. */

@@ -10,8 +10,8 @@
 
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { assertNever } from '../router/errors';
-import type { Logger } from '../router/logger';
+import { assertNever } from '../router/mesh/errors';
+import type { Logger } from '../common/logger';
 import type { QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
 import type { DnsCounters } from './api-types';

@@ -4,11 +4,11 @@
 // responder and host plumbing are adapters around it (dns/server.ts,
 // dns/mdns.ts, dns/host-setup.ts), so a simulated mesh can run it as is.
 
-import type { Clock, Timer } from '../router/clock';
-import type { Gossip, GossipHub } from '../router/gossip/types';
-import type { Logger } from '../router/logger';
-import type { PeerName } from '../router/peer-name';
-import type { Rng } from '../router/rng';
+import type { Clock, Timer } from '../common/clock';
+import type { Gossip, GossipHub } from '../router/mesh/gossip';
+import type { Logger } from '../common/logger';
+import type { PeerName } from '../router/mesh/peer-name';
+import type { Rng } from '../common/rng';
 import type { QueryOutcome, RecordSource, ResolverConfig, Transport } from './answer';
 import { handleQuery } from './answer';
 import { DNS_CHANNEL, MAX_ADDRESSES_PER_NAME, STORE_TICK_MS } from './constants';

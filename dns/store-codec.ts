@@ -25,8 +25,8 @@
 // old decoder must not misread it. Ages, not timestamps, so no two clocks need
 // to agree: a receiver dates the removal at now - age.
 
-import { ByteReader, ByteWriter } from '../router/codec';
-import { RouterError } from '../router/errors';
+import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
+import { RouterError } from '../router/mesh/errors';
 import { MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_NAME_BYTES } from './constants';
 import { DnsError } from './errors';
 import { formatIp, parseIp } from './ip';
@@ -47,7 +47,7 @@ export function encodeEntries(entries: readonly DnsEntry[], nowMs: number, perMe
   const out: Uint8Array[] = [];
   for (let i = 0; i < entries.length; i += perMessage) {
     const chunk = entries.slice(i, i + perMessage);
-    const w = new ByteWriter(64 + chunk.length * 64);
+    const w = new MeshWriter(64 + chunk.length * 64);
     w.u8(STORE_WIRE_VERSION).count(chunk.length);
     for (const e of chunk) {
       const ip = parseIp(e.address);
@@ -77,7 +77,7 @@ export function decodeEntries(msg: Uint8Array, nowMs: number): DnsEntry[] {
 
 function decodeUnchecked(msg: Uint8Array, nowMs: number): DnsEntry[] {
   if (msg.length > MAX_MESSAGE_BYTES) throw DnsError.limit(`${WHAT} message size`, msg.length, MAX_MESSAGE_BYTES);
-  const r = new ByteReader(msg, WHAT);
+  const r = new MeshReader(msg, WHAT);
   const version = r.u8('version');
   if (version !== STORE_WIRE_VERSION) {
     throw new DnsError('version', `${WHAT} message is format version ${version}; this router reads version ${STORE_WIRE_VERSION}`);

@@ -26,7 +26,7 @@
 // - merge() validates the whole batch (capacity included) before changing
 //   anything: a refused batch leaves the store exactly as it was.
 
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import { DEPARTED_PEER_GRACE_MS, MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
 import { DnsError } from './errors';
 import { canonicalIp } from './ip';

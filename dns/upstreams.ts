@@ -5,7 +5,7 @@
 // reads one file, synchronously and rarely.
 
 import fs from 'node:fs';
-import type { Logger } from '../router/logger';
+import type { Logger } from '../common/logger';
 import { MAX_RESOLV_CONF_BYTES, RESOLV_CONF_CHECK_MS } from './constants';
 import type { Upstream } from './resolv-conf';
 import { formatUpstream, parseResolvConf, upstreamsFrom } from './resolv-conf';

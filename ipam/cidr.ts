@@ -8,7 +8,7 @@
 
 import { MAX_RING_HOST_BITS } from './constants';
 import { IpamError } from './errors';
-import { formatIpv6Groups } from '../router/ip-text';
+import { formatIpv6Groups } from '../common/ip';
 
 export type IpFamily = 4 | 6;
 

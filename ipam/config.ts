@@ -2,7 +2,7 @@
 // --ipalloc-range, --ipalloc-default-subnet, --ipalloc-range-v6 and
 // --ipalloc-init. Every problem is an IpamError('config') naming the flag.
 
-import { isPeerName, PeerName } from '../router/peer-name';
+import { isPeerName, PeerName } from '../router/mesh/peer-name';
 import { AddressRange, Cidr } from './cidr';
 import { DEFAULT_IPALLOC_RANGE, MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';

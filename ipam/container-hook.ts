@@ -6,7 +6,7 @@
 
 import type { Ipam } from './ipam';
 import { IpamError, errorText } from './errors';
-import type { Logger } from '../router/logger';
+import type { Logger } from '../common/logger';
 
 /** One `weave attach` address argument. */
 export type AddressRequest = { kind: 'allocate'; subnet: string | null } | { kind: 'claim'; cidr: string };

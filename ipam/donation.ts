@@ -4,7 +4,7 @@
 // run in the subnet asked for, or the one address a claim names). Only free
 // addresses are ever given, so no container is affected by a donation.
 
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import type { Allocator } from './allocator';
 import type { Span } from './cidr';
 import { Ring, usableCount } from './ring';

@@ -13,8 +13,8 @@
 //   POST /ipam/rmpeer    {peer}                           -> {peer, addresses}
 //   POST /ipam/reset                                      -> {handedTo, addresses}
 
-import { HttpError } from '../router/http-api';
-import type { HttpApi } from '../router/http-api';
+import { HttpError } from '../router/api/http-api';
+import type { HttpApi } from '../router/api/http-api';
 import { IpamError } from './errors';
 import type { Ipam, IpamStatus } from './ipam';
 

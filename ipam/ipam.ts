@@ -10,11 +10,11 @@
 // is persisted before it is gossiped or before a waiting request is answered,
 // so a crash never hands out an address twice.
 
-import type { Clock, Timer } from '../router/clock';
-import type { Gossip, GossipData, Gossiper, GossipHub } from '../router/gossip/types';
-import type { Logger } from '../router/logger';
-import { isPeerName, PeerName } from '../router/peer-name';
-import type { Rng } from '../router/rng';
+import type { Clock, Timer } from '../common/clock';
+import type { Gossip, GossipData, Gossiper, GossipHub } from '../router/mesh/gossip';
+import type { Logger } from '../common/logger';
+import { isPeerName, PeerName } from '../router/mesh/peer-name';
+import type { Rng } from '../common/rng';
 import { Allocation, Allocator, validateContainerId } from './allocator';
 import { AddressRange, Cidr, formatIp, parseAddressWithPrefix, Span } from './cidr';
 import type { IpamConfig } from './config';

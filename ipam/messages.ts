@@ -40,8 +40,8 @@
 // space denied body (its answer when it has nothing to give there):
 //   range | subnet cidr (inside range; a single address asks for exactly it)
 
-import { ByteReader, ByteWriter } from '../router/codec';
-import type { PeerName } from '../router/peer-name';
+import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import { AddressRange, Cidr, IpFamily } from './cidr';
 import { IPAM_WIRE_VERSION, MAX_CONSENSUS_NODES, MAX_IPAM_MESSAGE_BYTES, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';
@@ -74,14 +74,14 @@ export type IpamMessage =
 // ---------------------------------------------------------------------------
 // encode
 
-function writeCidr(w: ByteWriter, c: Cidr): void {
+function writeCidr(w: MeshWriter, c: Cidr): void {
   w.u8(c.family);
   const bytes = c.family === 4 ? 4 : 16;
   for (let i = bytes - 1; i >= 0; i--) w.u8(Number((c.base >> BigInt(i * 8)) & 0xffn));
   w.u8(c.prefixLen);
 }
 
-function writeRingBody(w: ByteWriter, ring: RingState): void {
+function writeRingBody(w: MeshWriter, ring: RingState): void {
   writeCidr(w, ring.range.cidr);
   w.count(ring.seed.length);
   for (const p of ring.seed) w.peerName(p);
@@ -89,11 +89,11 @@ function writeRingBody(w: ByteWriter, ring: RingState): void {
   for (const e of ring.entries) w.u32(e.token).peerName(e.owner).u53(e.version).u32(e.free);
 }
 
-function writeId(w: ByteWriter, id: ProposalId): void {
+function writeId(w: MeshWriter, id: ProposalId): void {
   w.u32(id.round).peerName(id.proposer);
 }
 
-function writeConsensusBody(w: ByteWriter, m: ConsensusMessage): void {
+function writeConsensusBody(w: MeshWriter, m: ConsensusMessage): void {
   writeCidr(w, m.range.cidr);
   w.u16(m.initPeerCount);
   w.count(m.claims.size);
@@ -109,7 +109,7 @@ function writeConsensusBody(w: ByteWriter, m: ConsensusMessage): void {
 }
 
 export function encodeIpamMessage(msg: IpamMessage): Uint8Array {
-  const w = new ByteWriter(512);
+  const w = new MeshWriter(512);
   w.u8(IPAM_WIRE_VERSION).u8(KIND_CODE[msg.kind]);
   switch (msg.kind) {
     case 'ring': writeRingBody(w, msg.ring); break;
@@ -125,14 +125,14 @@ export function encodeIpamMessage(msg: IpamMessage): Uint8Array {
 
 /** The ring alone (no envelope), as persisted. */
 export function encodeRing(ring: RingState): Uint8Array {
-  const w = new ByteWriter(512);
+  const w = new MeshWriter(512);
   w.u8(IPAM_WIRE_VERSION);
   writeRingBody(w, ring);
   return w.finish();
 }
 
 export function encodeClaims(m: ConsensusMessage): Uint8Array {
-  const w = new ByteWriter(256);
+  const w = new MeshWriter(256);
   w.u8(IPAM_WIRE_VERSION);
   writeConsensusBody(w, m);
   return w.finish();
@@ -141,7 +141,7 @@ export function encodeClaims(m: ConsensusMessage): Uint8Array {
 // ---------------------------------------------------------------------------
 // decode
 
-/** ByteReader throws the router's error type; IPAM callers see IpamError only. */
+/** MeshReader throws the router's error type; IPAM callers see IpamError only. */
 function asIpamError(err: unknown, what: string): IpamError {
   if (err instanceof IpamError) return err;
   const code = (err as { code?: unknown } | null)?.code;
@@ -149,7 +149,7 @@ function asIpamError(err: unknown, what: string): IpamError {
   return code === 'limit' ? new IpamError('limit', message, { cause: err }) : IpamError.decode(what, message, err);
 }
 
-function readCidr(r: ByteReader, what: string, field: string): Cidr {
+function readCidr(r: MeshReader, what: string, field: string): Cidr {
   const family = r.u8(`${field} family`);
   if (family !== 4 && family !== 6) throw IpamError.decode(what, `${field} family ${family} is neither 4 nor 6`);
   const bytes = r.bytes(family === 4 ? 4 : 16, `${field} address`);
@@ -162,7 +162,7 @@ function readCidr(r: ByteReader, what: string, field: string): Cidr {
   return c;
 }
 
-function readRange(r: ByteReader, what: string): AddressRange {
+function readRange(r: MeshReader, what: string): AddressRange {
   const c = readCidr(r, what, 'range');
   try {
     return new AddressRange(c);
@@ -171,7 +171,7 @@ function readRange(r: ByteReader, what: string): AddressRange {
   }
 }
 
-function readRingBody(r: ByteReader, what: string): RingState {
+function readRingBody(r: MeshReader, what: string): RingState {
   const range = readRange(r, what);
   const seedCount = r.count(MAX_SEED_PEERS, 'seed');
   const seed: PeerName[] = [];
@@ -188,11 +188,11 @@ function readRingBody(r: ByteReader, what: string): RingState {
   return ring;
 }
 
-function readId(r: ByteReader): ProposalId {
+function readId(r: MeshReader): ProposalId {
   return { round: r.u32('round'), proposer: r.peerName('proposer') };
 }
 
-function readConsensusBody(r: ByteReader, what: string): ConsensusMessage {
+function readConsensusBody(r: MeshReader, what: string): ConsensusMessage {
   const range = readRange(r, what);
   const initPeerCount = r.u16('initPeerCount');
   if (initPeerCount < 1) throw IpamError.decode(what, 'initPeerCount is 0');
@@ -220,7 +220,7 @@ function readConsensusBody(r: ByteReader, what: string): ConsensusMessage {
   return { range, initPeerCount, claims };
 }
 
-function checkVersion(r: ByteReader, what: string): void {
+function checkVersion(r: MeshReader, what: string): void {
   const v = r.u8('version');
   if (v !== IPAM_WIRE_VERSION) throw IpamError.decode(what, `version ${v}, we speak ${IPAM_WIRE_VERSION}`);
 }
@@ -229,7 +229,7 @@ export function decodeIpamMessage(bytes: Uint8Array): IpamMessage {
   const what = 'ipam message';
   if (bytes.length > MAX_IPAM_MESSAGE_BYTES) throw IpamError.limit(`${what} size`, bytes.length, MAX_IPAM_MESSAGE_BYTES);
   try {
-    const r = new ByteReader(bytes, what);
+    const r = new MeshReader(bytes, what);
     checkVersion(r, what);
     const kind = r.u8('kind');
     switch (kind) {
@@ -252,7 +252,7 @@ export function decodeIpamMessage(bytes: Uint8Array): IpamMessage {
 
 export function decodeRing(bytes: Uint8Array): RingState {
   try {
-    const r = new ByteReader(bytes, 'stored ring');
+    const r = new MeshReader(bytes, 'stored ring');
     checkVersion(r, 'stored ring');
     return readRingBody(r, 'stored ring');
   } catch (err) {
@@ -262,7 +262,7 @@ export function decodeRing(bytes: Uint8Array): RingState {
 
 export function decodeClaims(bytes: Uint8Array): ConsensusMessage {
   try {
-    const r = new ByteReader(bytes, 'stored consensus');
+    const r = new MeshReader(bytes, 'stored consensus');
     checkVersion(r, 'stored consensus');
     return readConsensusBody(r, 'stored consensus');
   } catch (err) {

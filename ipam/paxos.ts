@@ -34,7 +34,7 @@
 
 import { MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 
 export interface ProposalId {
   readonly round: number;

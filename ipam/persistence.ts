@@ -18,7 +18,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isPeerName, PeerName } from '../router/peer-name';
+import { isPeerName, PeerName } from '../router/mesh/peer-name';
 import { IpamError, errorText } from './errors';
 
 export const IPAM_STATE_FILE = 'ipam.json';

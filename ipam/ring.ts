@@ -31,7 +31,7 @@
 import { RMPEER_VERSION_STEP, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
 import type { AddressRange, Span } from './cidr';
 import { IpamError } from './errors';
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 
 export interface RingEntry {
   readonly token: number;

@@ -5,7 +5,7 @@
 // ring seeded by other peers than --ipalloc-init seed= lists, is discarded
 // whole; single bad allocations are dropped with a warning each.
 
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import { validateContainerId } from './allocator';
 import type { Allocation } from './allocator';
 import { AddressRange, parseAddressWithPrefix } from './cidr';

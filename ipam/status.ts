@@ -3,7 +3,7 @@
 // Pure: it reads the ring, allocator and consensus progress and formats
 // them; it changes nothing.
 
-import type { PeerName } from '../router/peer-name';
+import type { PeerName } from '../router/mesh/peer-name';
 import type { Allocator } from './allocator';
 import type { IpamConfig } from './config';
 import type { Paxos } from './paxos';

@@ -25,7 +25,7 @@ import { availableParallelism } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { run, SimNetwork, type SimHost, sleep, waitFor } from './netns';
 import { PEER_OVERLAYS, type OverlayEndpoints, type PeerOverlay, removeWireguardSockets } from './bench-peers';
-import type { RouterStatus } from '../router/status';
+import type { RouterStatus } from '../router/mesh/status';
 
 interface BenchOptions {
   seconds: number;

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { run, SimNetwork, type SimHost, waitFor } from './netns';
-import type { RouterStatus } from '../router/status';
+import type { RouterStatus } from '../router/mesh/status';
 
 interface DemoOptions {
   timeoutMs: number;

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DockerClient, DEFAULT_DOCKER_SOCKET } from '../router/docker-client';
+import { DockerClient, DEFAULT_DOCKER_SOCKET } from '../router/host/docker-client';
 import { run, sleep, waitFor } from './netns';
 
 export const BUSYBOX_IMAGE = 'local/busybox';

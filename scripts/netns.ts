@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import type { RouterStatus } from '../router/status';
+import type { RouterStatus } from '../router/mesh/status';
 
 export interface ExecOptions {
   /** Merged over process.env; a value of undefined removes the variable. */

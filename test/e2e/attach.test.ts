@@ -11,10 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecCommandRunner, NetnsCommandRunner } from '../../router/command-runner';
-import { ContainerManager, STATE_FILE } from '../../router/containers';
-import { detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, removeBridge, removeBridgeForwarding } from '../../router/host-bridge';
-import { silentLogger } from '../../router/logger';
+import { ExecCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
+import { ContainerManager, STATE_FILE } from '../../router/host/containers';
+import { detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, removeBridge, removeBridgeForwarding } from '../../router/host/host-bridge';
+import { silentLogger } from '../../common/logger';
 import { run } from '../../scripts/netns';
 
 t.setTimeout(120_000);

@@ -6,7 +6,7 @@
 
 import t from 'tap';
 import { run, SimNetwork, type SimHost, waitFor } from '../../scripts/netns';
-import type { RouterStatus } from '../../router/status';
+import type { RouterStatus } from '../../router/mesh/status';
 
 t.setTimeout(400_000);
 

@@ -10,11 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecCommandRunner, NetnsCommandRunner } from '../../router/command-runner';
-import { ContainerManager } from '../../router/containers';
-import { DockerClient } from '../../router/docker-client';
-import { ensureBridge } from '../../router/host-bridge';
-import { silentLogger } from '../../router/logger';
+import { ExecCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
+import { ContainerManager } from '../../router/host/containers';
+import { DockerClient } from '../../router/host/docker-client';
+import { ensureBridge } from '../../router/host/host-bridge';
+import { silentLogger } from '../../common/logger';
 import { run, waitFor } from '../../scripts/netns';
 import { docker, ensureBusyboxImage, ensureDockerd, stopDockerdIfWeStartedIt } from '../../scripts/docker';
 

@@ -9,7 +9,7 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SimNetwork, type SimHost, type WeaveOptions, sleep, waitFor } from '../../scripts/netns';
-import type { ConnectionStatus, RouterStatus } from '../../router/status';
+import type { ConnectionStatus, RouterStatus } from '../../router/mesh/status';
 
 // Real routers, several settle periods and `weave stop`s: well past tap's default
 // 30 s per file, even when run alone (`npx tap dist/test/e2e/mesh.test.js`).

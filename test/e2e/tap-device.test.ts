@@ -8,9 +8,9 @@
 import t from 'tap';
 import { execFile, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import { RouterError } from '../../router/errors';
-import { loadNative, type TapHandle } from '../../router/native';
-import { TapDevice, TAP_OFFLOAD_GSO, type TapOpenOptions } from '../../router/tap-device';
+import { RouterError } from '../../router/mesh/errors';
+import { loadNative, type TapHandle } from '../../router/overlay/native';
+import { TapDevice, TAP_OFFLOAD_GSO, type TapOpenOptions } from '../../router/overlay/tap-device';
 
 const PREFIX = `wvt-tap-${process.pid}-`;
 const SUBNET = '10.213.0';
@@ -307,7 +307,7 @@ t.test('frame rates (printed, not asserted)', async (t) => {
 
   // Read: a child in the namespace blasts 1400-byte datagrams with sendmmsg
   // (our own UdpBatchSocket), 64 per call, so the TAP reader is the bottleneck.
-  const udpModule = path.resolve(__dirname, '..', '..', 'router', 'udp-batch.js');
+  const udpModule = path.resolve(__dirname, '..', '..', 'router', 'overlay', 'udp-batch.js');
   const count = 100_000;
   const blaster = `
     const { UdpBatchSocket, UdpAddressTable, parseIPv4 } = require(${JSON.stringify(udpModule)});
@@ -452,7 +452,7 @@ t.test('close inside the handler; a process with an open reader still exits', as
   t.ok(tap.closed);
 
   // No traffic: the device is created down in the root namespace and dies with the child.
-  const modulePath = path.resolve(__dirname, '..', '..', 'router', 'tap-device.js');
+  const modulePath = path.resolve(__dirname, '..', '..', 'router', 'overlay', 'tap-device.js');
   const scripts: Record<string, string> = {
     unref: `const { TapDevice } = require(${JSON.stringify(modulePath)});
       const tap = TapDevice.open('wvt${process.pid}c1'); tap.onFrames(() => {}); tap.unref();`,

@@ -5,9 +5,9 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
-import { RouterError } from '../../router/errors';
-import { loadNative, type UdpHandle } from '../../router/native';
-import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes, parseIPv4 } from '../../router/udp-batch';
+import { RouterError } from '../../router/mesh/errors';
+import { loadNative, type UdpHandle } from '../../router/overlay/native';
+import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes, parseIPv4 } from '../../router/overlay/udp-batch';
 
 const LOOPBACK = parseIPv4('127.0.0.1');
 
@@ -233,7 +233,7 @@ t.test('pause holds datagrams in the kernel; resume delivers them; close inside 
 });
 
 t.test('a process holding a socket exits: unref while reading, or close', async (t) => {
-  const modulePath = path.resolve(__dirname, '..', '..', 'router', 'udp-batch.js');
+  const modulePath = path.resolve(__dirname, '..', '..', 'router', 'overlay', 'udp-batch.js');
   const scripts = {
     unref: `const { UdpBatchSocket } = require(${JSON.stringify(modulePath)});
       const s = UdpBatchSocket.open({ address: '127.0.0.1', port: 0 });

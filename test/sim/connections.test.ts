@@ -3,8 +3,8 @@
 // discovery. Each case is a small mesh on a manual clock.
 
 import t from 'tap';
-import { stretchPassword } from '../../router/password-key';
-import { loadSodium } from '../../router/sodium';
+import { stretchPassword } from '../../router/mesh/password-key';
+import { loadSodium } from '../../router/mesh/sodium';
 import { simAddress, SimMesh, simPeerName } from './mesh';
 
 t.before(async () => { await loadSodium(); });

@@ -4,8 +4,8 @@
 // and replayed or forged datagrams are dropped and counted.
 
 import t from 'tap';
-import { stretchPassword } from '../../router/password-key';
-import { loadSodium } from '../../router/sodium';
+import { stretchPassword } from '../../router/mesh/password-key';
+import { loadSodium } from '../../router/mesh/sodium';
 import { SimMesh, SimPeer } from './mesh';
 
 t.before(async () => { await loadSodium(); });

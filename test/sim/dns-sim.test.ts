@@ -8,8 +8,8 @@
 import * as packet from 'dns-packet';
 import t from 'tap';
 import { DnsService } from '../../dns/service';
-import { silentLogger } from '../../router/logger';
-import { randomInt, SeededRng } from '../../router/rng';
+import { silentLogger } from '../../common/logger';
+import { randomInt, SeededRng } from '../../common/rng';
 import { SimMesh } from './mesh';
 import type { SimPeer } from './mesh';
 

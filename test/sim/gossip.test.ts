@@ -3,8 +3,8 @@
 // channel still relay it (the middle of a line has no handler here).
 
 import t from 'tap';
-import type { GossipData, Gossiper } from '../../router/gossip/types';
-import type { PeerName } from '../../router/peer-name';
+import type { GossipData, Gossiper } from '../../router/mesh/gossip';
+import type { PeerName } from '../../router/mesh/peer-name';
 import { SimMesh } from './mesh';
 
 /** A grow-only set of strings: the simplest CRDT, enough to watch delivery. */

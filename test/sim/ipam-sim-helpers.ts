@@ -4,8 +4,8 @@
 import { parseIpamConfig } from '../../ipam/config';
 import { Ipam } from '../../ipam/ipam';
 import type { IpamStore } from '../../ipam/persistence';
-import { silentLogger } from '../../router/logger';
-import { SeededRng } from '../../router/rng';
+import { silentLogger } from '../../common/logger';
+import { SeededRng } from '../../common/rng';
 import type { SimMesh, SimPeer } from './mesh';
 
 export interface IpamPeerOptions {

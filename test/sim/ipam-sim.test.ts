@@ -12,8 +12,8 @@ import type { Test } from 'tap';
 import { IpamError } from '../../ipam/errors';
 import type { Ipam } from '../../ipam/ipam';
 import { FileIpamStore } from '../../ipam/persistence';
-import { randomInt, SeededRng } from '../../router/rng';
-import { loadSodium } from '../../router/sodium';
+import { randomInt, SeededRng } from '../../common/rng';
+import { loadSodium } from '../../router/mesh/sodium';
 import { SimMesh } from './mesh';
 import { allocationsOutsideOwnSpace, attachIpam, duplicates, flush, ringDigest, settleAll } from './ipam-sim-helpers';
 

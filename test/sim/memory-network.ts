@@ -3,10 +3,10 @@
 // with partitions that silently eat traffic (as a cut cable would, so
 // heartbeats are what notice). Fully deterministic together with ManualClock.
 
-import type { ManualClock } from '../../router/clock';
-import { DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay-ports';
-import { VNET_HDR_BYTES } from '../../router/sleeve-codec';
-import type { ByteStream, StreamHandlers, Transport } from '../../router/transport';
+import type { ManualClock } from '../../common/clock';
+import { DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import { VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
+import type { ByteStream, StreamHandlers, Transport } from '../../router/mesh/transport';
 
 type Delivery = () => void;
 

@@ -3,9 +3,9 @@
 // peer holding the same topology and the same view of who is reachable.
 
 import t from 'tap';
-import { stretchPassword } from '../../router/password-key';
-import { randomInt, SeededRng } from '../../router/rng';
-import { loadSodium } from '../../router/sodium';
+import { stretchPassword } from '../../router/mesh/password-key';
+import { randomInt, SeededRng } from '../../common/rng';
+import { loadSodium } from '../../router/mesh/sodium';
 import { SimMesh, SimPeer } from './mesh';
 
 const PEER_COUNT = 200;

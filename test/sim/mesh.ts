@@ -2,14 +2,14 @@
 // ManualClock, in one process. Used by the simulation tests; the expectations
 // read like topology facts (who is connected, what everyone agrees on).
 
-import { ManualClock } from '../../router/clock';
-import { FAST_TIMINGS, RouterTimings } from '../../router/constants';
-import { silentLogger } from '../../router/logger';
-import { PeerName, peerNameFromBytes } from '../../router/peer-name';
-import { SeededRng } from '../../router/rng';
-import { Router } from '../../router/router';
-import { frameAead } from '../../router/frame-aead';
-import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay';
+import { ManualClock } from '../../common/clock';
+import { FAST_TIMINGS, RouterTimings } from '../../router/mesh/constants';
+import { silentLogger } from '../../common/logger';
+import { PeerName, peerNameFromBytes } from '../../router/mesh/peer-name';
+import { SeededRng } from '../../common/rng';
+import { Router } from '../../router/mesh/router';
+import { frameAead } from '../../router/overlay/frame-aead';
+import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { MemoryBridge, MemoryNetwork } from './memory-network';
 
 export interface SimPeer {

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { ManualClock } from '../../router/clock';
-import { SeededRng, sample } from '../../router/rng';
+import { ManualClock } from '../../common/clock';
+import { SeededRng, sample } from '../../common/rng';
 
 t.test('manual clock fires timers in due order, ties in set order', async (t) => {
   const clock = new ManualClock(0);

@@ -2,12 +2,12 @@
 // self and name clashes are not retried, user actions take effect at once.
 
 import t from 'tap';
-import { ManualClock } from '../../router/clock';
-import { Connector } from '../../router/connector';
-import { DEFAULT_TIMINGS } from '../../router/constants';
-import { RouterError } from '../../router/errors';
-import { silentLogger } from '../../router/logger';
-import { SeededRng } from '../../router/rng';
+import { ManualClock } from '../../common/clock';
+import { Connector } from '../../router/mesh/connector';
+import { DEFAULT_TIMINGS } from '../../router/mesh/constants';
+import { RouterError } from '../../router/mesh/errors';
+import { silentLogger } from '../../common/logger';
+import { SeededRng } from '../../common/rng';
 
 function setup() {
   const clock = new ManualClock(0);

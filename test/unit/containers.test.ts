@@ -8,21 +8,21 @@ import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeCommandRunner, NetnsCommandRunner } from '../../router/command-runner';
-import type { RunResult } from '../../router/command-runner';
+import { FakeCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
+import type { RunResult } from '../../router/host/command-runner';
 import {
   ContainerManager, MemoryStateStore, formatContainerRef, hostIfnameFor, parseAttachAddress, parseAttachCidr, parseContainerRef, parseRouteCidr, randomMac,
-} from '../../router/containers';
-import type { AttachedContainer, HostFs } from '../../router/containers';
-import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/docker-client';
-import { DockerClient, parseEvent, parseInspect } from '../../router/docker-client';
-import { parseAttachBody, parseDetachBody, registerContainerApi } from '../../router/container-api';
-import { HttpApi } from '../../router/http-api';
-import type { RouterControl } from '../../router/control';
+} from '../../router/host/containers';
+import type { AttachedContainer, HostFs } from '../../router/host/containers';
+import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/host/docker-client';
+import { DockerClient, parseEvent, parseInspect } from '../../router/host/docker-client';
+import { parseAttachBody, parseDetachBody, registerContainerApi } from '../../router/api/container-api';
+import { HttpApi } from '../../router/api/http-api';
+import type { RouterControl } from '../../router/api/control';
 import { ApiClient, ApiError } from '../../cli/api-client';
 import { renderPs, splitAddressesAndContainer } from '../../cli/container-commands';
-import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host-bridge';
-import { silentLogger } from '../../router/logger';
+import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host/host-bridge';
+import { silentLogger } from '../../common/logger';
 import { sampleStatus } from './sample-status';
 import { ipamContainerListener, withV6Twins } from '../../ipam/container-hook';
 

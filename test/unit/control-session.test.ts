@@ -1,9 +1,9 @@
 import t from 'tap';
 import {
   CHANNEL_TCP_CONTROL, CHANNEL_UDP_SLEEVE, PlaintextSession, SEALED_OVERHEAD_BYTES, SealedSession, writeNonce,
-} from '../../router/control-session';
-import { RouterError, RouterErrorCode } from '../../router/errors';
-import { loadSodium, sodium } from '../../router/sodium';
+} from '../../router/mesh/control-session';
+import { RouterError, RouterErrorCode } from '../../router/mesh/errors';
+import { loadSodium, sodium } from '../../router/mesh/sodium';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -3,14 +3,14 @@
 // forwarder's decisions against a table of cases.
 
 import t from 'tap';
-import { frameAead, nativeAead, wasmAead } from '../../router/frame-aead';
-import { Forwarder, RouteView } from '../../router/forwarder';
-import { formatMac, MacTable, readMac } from '../../router/mac-table';
-import type { PeerName } from '../../router/peer-name';
-import { SeededRng } from '../../router/rng';
-import { readInnerHeader, readSleeveHeader, SLEEVE_TYPE_FRAME, writeSleeveHeader, BROADCAST_PEER } from '../../router/sleeve-codec';
-import { SleeveSession } from '../../router/sleeve-session';
-import { loadSodium } from '../../router/sodium';
+import { frameAead, nativeAead, wasmAead } from '../../router/overlay/frame-aead';
+import { Forwarder, RouteView } from '../../router/overlay/forwarder';
+import { formatMac, MacTable, readMac } from '../../router/overlay/mac-table';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { SeededRng } from '../../common/rng';
+import { readInnerHeader, readSleeveHeader, SLEEVE_TYPE_FRAME, writeSleeveHeader, BROADCAST_PEER } from '../../router/overlay/sleeve-codec';
+import { SleeveSession } from '../../router/overlay/sleeve-session';
+import { loadSodium } from '../../router/mesh/sodium';
 
 t.before(async () => { await loadSodium(); });
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import type { QueryOutcome, RecordSource } from '../../dns/answer';
 import { handleQuery, servfail } from '../../dns/answer';
 import { parseQuery } from '../../dns/message';
-import { SeededRng, randomInt } from '../../router/rng';
+import { SeededRng, randomInt } from '../../common/rng';
 
 const CFG = { domain: 'weave.local', ttlS: 1 };
 

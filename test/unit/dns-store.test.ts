@@ -10,8 +10,8 @@ import { DnsStore, MAX_VERSION, supersedes } from '../../dns/store';
 import { decodeEntries, encodeEntries, STORE_WIRE_VERSION } from '../../dns/store-codec';
 import { canonicalIp, formatIp, parseIp, parseReverseName, reverseName } from '../../dns/ip';
 import { parseDomain, qualifyName } from '../../dns/names';
-import type { PeerName } from '../../router/peer-name';
-import { SeededRng, randomInt } from '../../router/rng';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { SeededRng, randomInt } from '../../common/rng';
 
 const A = '02:00:00:00:00:01' as PeerName;
 const B = '02:00:00:00:00:02' as PeerName;

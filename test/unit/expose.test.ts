@@ -11,14 +11,14 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeCommandRunner } from '../../router/command-runner';
-import type { RunResult } from '../../router/command-runner';
+import { FakeCommandRunner } from '../../router/host/command-runner';
+import type { RunResult } from '../../router/host/command-runner';
 import {
   EXPOSE_STATE_FILE, EXPOSE_TABLE, HostExposer, exposeComment, forwardAcceptRules, loadExposeState, natTableCommands,
-} from '../../router/expose';
-import type { ExposeAddressSource } from '../../router/expose';
-import { parseAddressesBody, registerExposeApi } from '../../router/expose-api';
-import { RouterError } from '../../router/errors';
+} from '../../router/host/expose';
+import type { ExposeAddressSource } from '../../router/host/expose';
+import { parseAddressesBody, registerExposeApi } from '../../router/api/expose-api';
+import { RouterError } from '../../router/mesh/errors';
 import { ApiClient } from '../../cli/api-client';
 import { checkExposeArgs, reset } from '../../cli/expose-commands';
 

@@ -1,14 +1,14 @@
 import t from 'tap';
-import { CHANNEL_TCP_CONTROL, writeNonce } from '../../router/control-session';
-import { RouterError, RouterErrorCode } from '../../router/errors';
+import { CHANNEL_TCP_CONTROL, writeNonce } from '../../router/mesh/control-session';
+import { RouterError, RouterErrorCode } from '../../router/mesh/errors';
 import {
   Handshake, HandshakeOptions, HelloInfo, HelloOutcome, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION,
   decodeHello, encodeHello,
-} from '../../router/handshake';
-import { stretchPassword } from '../../router/password-key';
-import { PeerName } from '../../router/peer-name';
-import { SeededRng, randomInt } from '../../router/rng';
-import { loadSodium, sodium } from '../../router/sodium';
+} from '../../router/mesh/handshake';
+import { stretchPassword } from '../../router/mesh/password-key';
+import { PeerName } from '../../router/mesh/peer-name';
+import { SeededRng, randomInt } from '../../common/rng';
+import { loadSodium, sodium } from '../../router/mesh/sodium';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -1,10 +1,10 @@
 import http from 'node:http';
 import t from 'tap';
-import type { RouterControl } from '../../router/control';
-import { RouterError } from '../../router/errors';
-import { HttpApi, HttpError, parseLoopbackAddress } from '../../router/http-api';
-import { StatusServer } from '../../router/status-server';
-import type { RouterStatus } from '../../router/status';
+import type { RouterControl } from '../../router/api/control';
+import { RouterError } from '../../router/mesh/errors';
+import { HttpApi, HttpError, parseLoopbackAddress } from '../../router/api/http-api';
+import { StatusServer } from '../../router/api/status-server';
+import type { RouterStatus } from '../../router/mesh/status';
 import { ApiClient, ApiError, resolveApiAddress } from '../../cli/api-client';
 import { sampleStatus } from './sample-status';
 

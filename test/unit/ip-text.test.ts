@@ -1,7 +1,7 @@
 // RFC 5952 canonical IPv6 text, the one spelling every module prints.
 
 import t from 'tap';
-import { formatIpv6Groups } from '../../router/ip-text';
+import { formatIpv6Groups } from '../../common/ip';
 
 t.test('RFC 5952 section 4 cases', async (t) => {
   const cases: [number[], string][] = [

@@ -11,9 +11,9 @@ import { encodeIpamMessage } from '../../ipam/messages';
 import { MemoryIpamStore } from '../../ipam/persistence';
 import { Ring } from '../../ipam/ring';
 import { AddressRange } from '../../ipam/cidr';
-import { silentLogger } from '../../router/logger';
-import type { PeerName } from '../../router/peer-name';
-import { SeededRng } from '../../router/rng';
+import { silentLogger } from '../../common/logger';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { SeededRng } from '../../common/rng';
 import { FakeNet } from './ipam-fake-hub';
 import { peer, rejectsIpam, throwsIpam } from './ipam-helpers';
 

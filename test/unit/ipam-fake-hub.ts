@@ -3,10 +3,10 @@
 // queue on a ManualClock. Simpler and faster than test/sim/mesh.ts; the
 // simulation tests use real routers.
 
-import { ManualClock } from '../../router/clock';
-import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from '../../router/gossip/types';
-import type { PeerName } from '../../router/peer-name';
-import { randomInt, Rng } from '../../router/rng';
+import { ManualClock } from '../../common/clock';
+import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from '../../router/mesh/gossip';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { randomInt, Rng } from '../../common/rng';
 
 export class FakeNet {
   readonly clock = new ManualClock(1_700_000_000_000);

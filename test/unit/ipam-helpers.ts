@@ -3,8 +3,8 @@
 
 import type { Test } from 'tap';
 import { IpamError, IpamErrorCode } from '../../ipam/errors';
-import { PeerName, peerNameFromBytes } from '../../router/peer-name';
-import { SeededRng } from '../../router/rng';
+import { PeerName, peerNameFromBytes } from '../../router/mesh/peer-name';
+import { SeededRng } from '../../common/rng';
 
 export function peer(i: number): PeerName {
   const b = new Uint8Array(6);

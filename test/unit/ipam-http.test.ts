@@ -9,11 +9,11 @@ import { ipamContainerListener, parseAddressRequests, resolveAddresses } from '.
 import { checkRangeFreeOnHost, RouteRunner } from '../../ipam/host-check';
 import { registerIpamApi } from '../../ipam/http';
 import { Ipam } from '../../ipam/ipam';
-import { SystemClock } from '../../router/clock';
-import type { RouterControl } from '../../router/control';
-import { HttpApi } from '../../router/http-api';
-import { silentLogger } from '../../router/logger';
-import { SeededRng } from '../../router/rng';
+import { SystemClock } from '../../common/clock';
+import type { RouterControl } from '../../router/api/control';
+import { HttpApi } from '../../router/api/http-api';
+import { silentLogger } from '../../common/logger';
+import { SeededRng } from '../../common/rng';
 import { FakeNet } from './ipam-fake-hub';
 import { peer, rejectsIpam } from './ipam-helpers';
 import { sampleStatus } from './sample-status';

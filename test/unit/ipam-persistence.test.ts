@@ -8,8 +8,8 @@ import t from 'tap';
 import { parseIpamConfig } from '../../ipam/config';
 import { Ipam } from '../../ipam/ipam';
 import { FileIpamStore, IPAM_STATE_FILE, parseSnapshotJson } from '../../ipam/persistence';
-import { silentLogger } from '../../router/logger';
-import { SeededRng } from '../../router/rng';
+import { silentLogger } from '../../common/logger';
+import { SeededRng } from '../../common/rng';
 import { FakeNet } from './ipam-fake-hub';
 import { peer, throwsIpam } from './ipam-helpers';
 

@@ -7,8 +7,8 @@
 import t from 'tap';
 import { parseIpamConfig } from '../../ipam/config';
 import { Ipam } from '../../ipam/ipam';
-import { silentLogger } from '../../router/logger';
-import { randomInt, SeededRng } from '../../router/rng';
+import { silentLogger } from '../../common/logger';
+import { randomInt, SeededRng } from '../../common/rng';
 import { allocationsOutsideOwnSpace, duplicates, ringDigest } from '../sim/ipam-sim-helpers';
 import { FakeNet } from './ipam-fake-hub';
 import { peer, testSeed } from './ipam-helpers';

@@ -3,8 +3,8 @@ import { AddressRange, Span } from '../../ipam/cidr';
 import { IpamError } from '../../ipam/errors';
 import { decodeIpamMessage, decodeRing, encodeIpamMessage, encodeRing } from '../../ipam/messages';
 import { Ring, RingState, usableCount } from '../../ipam/ring';
-import type { PeerName } from '../../router/peer-name';
-import { randomInt, Rng } from '../../router/rng';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { randomInt, Rng } from '../../common/rng';
 import type { Test } from 'tap';
 import { peer, rngFor, testSeed, throwsIpam } from './ipam-helpers';
 

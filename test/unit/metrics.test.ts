@@ -1,5 +1,5 @@
 import t from 'tap';
-import { escapeLabelValue, renderMetrics, sanitiseMetricName } from '../../router/metrics';
+import { escapeLabelValue, renderMetrics, sanitiseMetricName } from '../../router/api/metrics';
 import { sampleStatus } from './sample-status';
 
 function lines(text: string): string[] {

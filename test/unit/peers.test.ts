@@ -1,13 +1,13 @@
 import t from 'tap';
-import { ByteWriter } from '../../router/codec';
-import { RouterError } from '../../router/errors';
-import type { PeerConnection, PeerEntry } from '../../router/peer';
-import { comparePeerEntries } from '../../router/peer';
-import type { PeerName } from '../../router/peer-name';
-import { peerNameFromBytes } from '../../router/peer-name';
-import { MAX_PEERS, Peers, decodeTopologyUpdate } from '../../router/peers';
-import type { Rng } from '../../router/rng';
-import { SeededRng, randomInt, sample } from '../../router/rng';
+import { MeshWriter } from '../../router/mesh/peer-name';
+import { RouterError } from '../../router/mesh/errors';
+import type { PeerConnection, PeerEntry } from '../../router/mesh/peer';
+import { comparePeerEntries } from '../../router/mesh/peer';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { peerNameFromBytes } from '../../router/mesh/peer-name';
+import { MAX_PEERS, Peers, decodeTopologyUpdate } from '../../router/mesh/peers';
+import type { Rng } from '../../common/rng';
+import { SeededRng, randomInt, sample } from '../../common/rng';
 
 function pn(i: number): PeerName {
   return peerNameFromBytes(Uint8Array.of(0x02, 0, 0, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff));
@@ -354,12 +354,12 @@ t.test('every truncation of a valid update is refused with the store untouched',
 t.test('malformed and over-limit updates are refused before anything is allocated or applied', async (t) => {
   const s = richStore();
   const before = hex(s.encode());
-  const header = (fmt: number, count: number): ByteWriter => new ByteWriter().u8(fmt).u16(count);
-  const entry = (w: ByteWriter, name: PeerName, opts: { nick?: Uint8Array; inc?: number; conns?: number } = {}): ByteWriter => {
+  const header = (fmt: number, count: number): MeshWriter => new MeshWriter().u8(fmt).u16(count);
+  const entry = (w: MeshWriter, name: PeerName, opts: { nick?: Uint8Array; inc?: number; conns?: number } = {}): MeshWriter => {
     w.peerName(name).varBytes(opts.nick ?? new Uint8Array(1)).u53(opts.inc ?? 1).u53(1).u16(opts.conns ?? 0);
     return w;
   };
-  const connBytes = (w: ByteWriter, name: PeerName, flags = 2, address = new Uint8Array(0)): ByteWriter =>
+  const connBytes = (w: MeshWriter, name: PeerName, flags = 2, address = new Uint8Array(0)): MeshWriter =>
     w.peerName(name).varBytes(address).u8(flags);
 
   t.equal(codeOf(() => s.applyUpdate(header(1, MAX_PEERS + 1).finish())), 'limit', 'entry count over the cap, with no entries following');

@@ -2,11 +2,11 @@
 // give a RouterError, never a crash or a silent success.
 
 import t from 'tap';
-import { RouterError } from '../../router/errors';
-import { frame, FrameDecoder } from '../../router/framing';
-import type { PeerName } from '../../router/peer-name';
-import { decodeControlMessage, encodeGossip, encodeHeartbeat, encodeRefuse } from '../../router/protocol';
-import { SeededRng } from '../../router/rng';
+import { RouterError } from '../../router/mesh/errors';
+import { frame, FrameDecoder } from '../../router/mesh/framing';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { decodeControlMessage, encodeGossip, encodeHeartbeat, encodeRefuse } from '../../router/mesh/protocol';
+import { SeededRng } from '../../common/rng';
 
 const A = '02:00:00:00:00:0a' as PeerName;
 const B = '02:00:00:00:00:0b' as PeerName;

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { REJECT_AFTER_COUNTER, RING_BLOCKS, ReplayWindow, WINDOW_SIZE } from '../../router/replay-window';
-import { SeededRng, randomInt } from '../../router/rng';
+import { REJECT_AFTER_COUNTER, RING_BLOCKS, ReplayWindow, WINDOW_SIZE } from '../../router/overlay/replay-window';
+import { SeededRng, randomInt } from '../../common/rng';
 
 const W = WINDOW_SIZE;
 const RING_BITS = RING_BLOCKS * 32;

@@ -1,10 +1,10 @@
 import t from 'tap';
-import type { PeerConnection, PeerEntry } from '../../router/peer';
-import type { PeerName } from '../../router/peer-name';
-import { peerNameFromBytes } from '../../router/peer-name';
-import type { Rng } from '../../router/rng';
-import { SeededRng, randomInt, sample } from '../../router/rng';
-import { Routes } from '../../router/routes';
+import type { PeerConnection, PeerEntry } from '../../router/mesh/peer';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { peerNameFromBytes } from '../../router/mesh/peer-name';
+import type { Rng } from '../../common/rng';
+import { SeededRng, randomInt, sample } from '../../common/rng';
+import { Routes } from '../../router/mesh/routes';
 
 function pn(i: number): PeerName {
   return peerNameFromBytes(Uint8Array.of(0x02, 0, 0, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff));

@@ -2,8 +2,8 @@
 // three peers, one established encrypted connection, one failed on a password
 // mismatch, one still connecting, and a health warning.
 
-import type { PeerName } from '../../router/peer-name';
-import type { RouterStatus } from '../../router/status';
+import type { PeerName } from '../../router/mesh/peer-name';
+import type { RouterStatus } from '../../router/mesh/status';
 
 export const P1 = 'aa:00:00:00:00:01' as PeerName;
 export const P2 = 'aa:00:00:00:00:02' as PeerName;

@@ -1,0 +1,202 @@
+// One control connection to a peer: drives the handshake over a ByteStream,
+// then protects, frames and dispatches control messages, and keeps the
+// connection alive with heartbeats. It owns no policy: whether an established
+// connection is kept (self, name clash, duplicate, limits) is the router's call.
+
+import type { Clock, Timer } from '../../common/clock';
+import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, RouterTimings } from './constants';
+import type { ControlSession } from './control-session';
+import { errorMessage, RouterError, RouterErrorCode } from './errors';
+import { frame, FrameDecoder } from './framing';
+import { Handshake, HelloInfo } from './handshake';
+import type { Logger } from '../../common/logger';
+import { ControlMessage, decodeControlMessage, encodeHeartbeat, encodeRefuse } from './protocol';
+import type { ByteStream } from './transport';
+
+export type ConnectionPhase = 'handshaking' | 'established' | 'closed';
+
+export interface ConnectionEvents {
+  /** The handshake completed; the router decides whether to keep the connection. */
+  onEstablished(conn: Connection): void;
+  onMessage(conn: Connection, msg: ControlMessage): void;
+  /** Called exactly once. `error` null means we closed it on purpose without a fault. */
+  onClosed(conn: Connection, error: RouterError | null): void;
+}
+
+export interface ConnectionOptions {
+  local: HelloInfo;
+  passwordKey: Uint8Array | null;
+  timings: RouterTimings;
+  outbound: boolean;
+  /** For outbound connections: the normalised target address we dialed. */
+  targetAddress: string | null;
+}
+
+const KNOWN_REFUSE_CODES: ReadonlySet<string> = new Set<RouterErrorCode>([
+  'self-connection', 'name-collision', 'duplicate-connection', 'conn-limit', 'config',
+]);
+
+let nextConnectionId = 1;
+
+export class Connection {
+  readonly id = nextConnectionId++;
+  phase: ConnectionPhase = 'handshaking';
+  remote: HelloInfo | null = null;
+  encrypted = false;
+  readonly startedMs: number;
+  private handshake: Handshake;
+  private session: ControlSession | null = null;
+  private readonly decoder = new FrameDecoder(MAX_CONTROL_MESSAGE_BYTES);
+  private lastReceivedMs: number;
+  private timer: Timer | null = null;
+  private readonly log: Logger;
+  private sleeveKeyPair: { send: Uint8Array; receive: Uint8Array } | null = null;
+
+  constructor(
+    private readonly deps: { clock: Clock; logger: Logger },
+    readonly stream: ByteStream,
+    readonly opts: ConnectionOptions,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.startedMs = deps.clock.now();
+    this.lastReceivedMs = this.startedMs;
+    this.log = deps.logger.child({ conn: this.id, addr: stream.remoteAddress, dir: opts.outbound ? 'out' : 'in' });
+    const { handshake, hello } = Handshake.start({ local: opts.local, passwordKey: opts.passwordKey });
+    this.handshake = handshake;
+    this.stream.start({ onData: (chunk) => this.handleData(chunk), onClose: (err) => this.handleStreamClosed(err) });
+    this.stream.write(frame(hello));
+    this.timer = deps.clock.setTimer(opts.timings.handshakeTimeoutMs, () => this.handleHandshakeTimeout());
+  }
+
+  /**
+   * The address the remote peer accepts connections on: what we dialed, or
+   * for inbound connections its source IP with the port it told us it listens on.
+   */
+  get remoteListenAddress(): string {
+    if (this.opts.targetAddress !== null) return this.opts.targetAddress;
+    const port = this.remote?.listenPort ?? 0;
+    const host = this.stream.remoteHost;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+
+  /** Keys for the UDP data channel, when encrypted. */
+  get sleeveKeys(): { send: Uint8Array; receive: Uint8Array } | null {
+    return this.sleeveKeyPair;
+  }
+
+  send(message: Uint8Array): void {
+    if (this.phase !== 'established' || this.session === null) return;
+    if (this.stream.pendingBytes > MAX_CONNECTION_BACKLOG_BYTES) {
+      this.close(new RouterError('io', `peer is not reading: over ${MAX_CONNECTION_BACKLOG_BYTES} bytes queued`));
+      return;
+    }
+    this.stream.write(frame(this.session.seal(message)));
+  }
+
+  /** Tells the peer why, then closes. */
+  refuse(error: RouterError): void {
+    if (this.phase === 'established') this.send(encodeRefuse(error.code, error.message));
+    this.close(error);
+  }
+
+  close(error: RouterError | null = null): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.timer?.cancel();
+    this.timer = null;
+    this.stream.close();
+    this.events.onClosed(this, error);
+  }
+
+  private handleData(chunk: Uint8Array): void {
+    if (this.phase === 'closed') return;
+    this.lastReceivedMs = this.deps.clock.now();
+    let payloads: Uint8Array[];
+    try {
+      payloads = this.decoder.push(chunk);
+    } catch (err) {
+      this.close(asRouterError(err));
+      return;
+    }
+    for (const payload of payloads) {
+      if (this.isClosed()) return;
+      try {
+        this.handlePayload(payload);
+      } catch (err) {
+        const error = asRouterError(err);
+        this.log.debug('closing connection after a bad message', { code: error.code, error: error.message });
+        this.close(error);
+        return;
+      }
+    }
+  }
+
+  /** A method rather than a field test: handlers called in between may have closed us. */
+  isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  private handlePayload(payload: Uint8Array): void {
+    if (this.phase === 'established') {
+      const msg = decodeControlMessage(this.session!.open(payload));
+      if (msg.type === 'heartbeat') return;
+      if (msg.type === 'refuse') {
+        const code = KNOWN_REFUSE_CODES.has(msg.code) ? (msg.code as RouterErrorCode) : 'closed';
+        this.close(new RouterError(code, `refused by peer: ${msg.message}`));
+        return;
+      }
+      this.events.onMessage(this, msg);
+      return;
+    }
+    if (this.handshake.state === 'awaiting-hello') {
+      const outcome = this.handshake.consumeHello(payload);
+      this.remote = outcome.remote;
+      this.encrypted = outcome.encrypted;
+      if (outcome.confirm !== null) {
+        this.stream.write(frame(outcome.confirm));
+        return;
+      }
+    } else {
+      this.handshake.consumeConfirm(payload);
+    }
+    if (this.handshake.state === 'established') this.becomeEstablished();
+  }
+
+  private becomeEstablished(): void {
+    this.session = this.handshake.session();
+    this.sleeveKeyPair = this.handshake.sleeveKeys();
+    this.phase = 'established';
+    this.timer?.cancel();
+    this.scheduleHeartbeat();
+    this.log.debug('handshake complete', { peer: this.remote?.name, encrypted: this.encrypted });
+    this.events.onEstablished(this);
+  }
+
+  private scheduleHeartbeat(): void {
+    this.timer = this.deps.clock.setTimer(this.opts.timings.heartbeatIntervalMs, () => {
+      if (this.phase !== 'established') return;
+      const silentMs = this.deps.clock.now() - this.lastReceivedMs;
+      if (silentMs > this.opts.timings.heartbeatTimeoutMs) {
+        this.close(new RouterError('heartbeat-timeout', `no message from peer for ${silentMs} ms`));
+        return;
+      }
+      this.send(encodeHeartbeat());
+      this.scheduleHeartbeat();
+    });
+  }
+
+  private handleHandshakeTimeout(): void {
+    if (this.phase !== 'handshaking') return;
+    this.close(new RouterError('heartbeat-timeout', `handshake not completed within ${this.opts.timings.handshakeTimeoutMs} ms`));
+  }
+
+  private handleStreamClosed(err: Error | null): void {
+    if (this.phase === 'closed') return;
+    const during = this.phase === 'handshaking' ? ' during the handshake' : '';
+    this.close(new RouterError('closed', err ? `connection lost${during}: ${errorMessage(err)}` : `connection closed by peer${during}`));
+  }
+}
+
+function asRouterError(err: unknown): RouterError {
+  return err instanceof RouterError ? err : new RouterError('io', errorMessage(err), { cause: err });
+}

@@ -1,0 +1,150 @@
+// Owns the protection of control messages on one TCP connection once the
+// handshake (router/handshake.ts) is done: sealing outgoing payloads and
+// opening incoming ones, strictly in order. The connection layer frames each
+// payload with its own u32 length prefix; this file only produces and consumes
+// payloads, and never touches a socket, a timer or a logger.
+//
+// Sealed payload layout (one per control message):
+//
+//    0                   8
+//   +-------------------+---------------------------------------+------------+
+//   | counter (8 bytes, | chacha20poly1305-ietf ciphertext      | tag        |
+//   | big-endian, <2^53)| (same length as the plaintext)        | (16 bytes) |
+//   +-------------------+---------------------------------------+------------+
+//
+//   nonce (12 bytes)  = 0x00 0x00 0x00 channel || counter (8 bytes, big-endian)
+//   associated data   = the 8 counter bytes
+//
+// Why this shape: each direction has its own key (the handshake derives one
+// per direction), so a counter only has to be unique per key; the channel byte
+// additionally keeps the TCP control nonces apart from the UDP sleeve nonces
+// should a key ever be shared between them by mistake (weaveworks/mesh builds
+// its nonces the same way: sequence number plus direction and transport bits).
+// TCP delivers in order, so the receiver demands exactly the next counter; the
+// sliding window in router/replay-window.ts is for the UDP sleeve, which may
+// reorder.
+//
+// The counter is carried in the clear (and authenticated as associated data)
+// rather than implied, so that a dropped or replayed message is reported as
+// 'replay' with both counters instead of an opaque authentication failure.
+
+import { ByteReader } from '../../common/codec';
+import { RouterError } from './errors';
+import { sodium } from './sodium';
+
+/** Nonce channel byte for control messages on a TCP connection. */
+export const CHANNEL_TCP_CONTROL = 1;
+/** Nonce channel byte for data frames on the UDP sleeve (router/sleeve.ts, future). */
+export const CHANNEL_UDP_SLEEVE = 2;
+export type NonceChannel = typeof CHANNEL_TCP_CONTROL | typeof CHANNEL_UDP_SLEEVE;
+
+export const COUNTER_BYTES = 8;
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const SESSION_KEY_BYTES = 32;
+/** Smallest valid sealed payload: a counter and the tag of an empty plaintext. */
+export const SEALED_OVERHEAD_BYTES = COUNTER_BYTES + TAG_BYTES;
+/**
+ * The highest counter a sender may use. Counters stay exact doubles (no BigInt
+ * per message); a session is rekeyed long before this matters.
+ */
+export const MAX_SEND_COUNTER = Number.MAX_SAFE_INTEGER;
+
+/** Per-connection message protection, plaintext or sealed. */
+export interface ControlSession {
+  readonly encrypted: boolean;
+  /** Returns the payload to frame and send. */
+  seal(plain: Uint8Array): Uint8Array;
+  /** Returns the plaintext of a received payload; throws RouterError and leaves state unchanged on failure. */
+  open(payload: Uint8Array): Uint8Array;
+}
+
+/** A mesh without a password: payloads pass through untouched (status reports this loudly). */
+export class PlaintextSession implements ControlSession {
+  readonly encrypted = false;
+  seal(plain: Uint8Array): Uint8Array { return plain; }
+  open(payload: Uint8Array): Uint8Array { return payload; }
+}
+
+/** Writes a big-endian counter below 2^53 into 8 bytes at `off`. */
+export function writeCounter(out: Uint8Array, off: number, counter: number): void {
+  const hi = Math.floor(counter / 0x100000000);
+  const lo = counter >>> 0;
+  out[off] = hi >>> 24; out[off + 1] = (hi >>> 16) & 0xff; out[off + 2] = (hi >>> 8) & 0xff; out[off + 3] = hi & 0xff;
+  out[off + 4] = lo >>> 24; out[off + 5] = (lo >>> 16) & 0xff; out[off + 6] = (lo >>> 8) & 0xff; out[off + 7] = lo & 0xff;
+}
+
+/**
+ * Fills a 12-byte nonce: three zero bytes, the channel byte, then the counter.
+ * Exported so the sleeve builds its nonces the same way and they can never
+ * coincide with control nonces.
+ */
+export function writeNonce(out: Uint8Array, channel: NonceChannel, counter: number): void {
+  out[0] = 0; out[1] = 0; out[2] = 0; out[3] = channel;
+  writeCounter(out, 4, counter);
+}
+
+/**
+ * ChaCha20-Poly1305 with one key per direction and an in-order counter per
+ * direction. Counters start at 0 (the handshake's Confirm is message 0).
+ */
+export class SealedSession implements ControlSession {
+  readonly encrypted = true;
+  private readonly sendKey: Uint8Array;
+  private readonly receiveKey: Uint8Array;
+  private nextSendCounter = 0;
+  private nextReceiveCounter = 0;
+  // Reused: seal/open are synchronous, so one scratch nonce per session suffices.
+  private readonly nonce = new Uint8Array(NONCE_BYTES);
+
+  constructor(sendKey: Uint8Array, receiveKey: Uint8Array) {
+    if (sendKey.length !== SESSION_KEY_BYTES || receiveKey.length !== SESSION_KEY_BYTES) {
+      throw RouterError.config(`session keys must be ${SESSION_KEY_BYTES} bytes, got ${sendKey.length} and ${receiveKey.length}`);
+    }
+    this.sendKey = sendKey;
+    this.receiveKey = receiveKey;
+  }
+
+  /** Counters of the next message to send and to receive, for status and rekey decisions. */
+  get counters(): { send: number; receive: number } {
+    return { send: this.nextSendCounter, receive: this.nextReceiveCounter };
+  }
+
+  seal(plain: Uint8Array): Uint8Array {
+    const counter = this.nextSendCounter;
+    if (counter > MAX_SEND_COUNTER) {
+      // Unreachable in practice (2^53 messages); refusing beats reusing a nonce.
+      throw RouterError.limit('control send counter', counter, MAX_SEND_COUNTER);
+    }
+    const out = new Uint8Array(COUNTER_BYTES + plain.length + TAG_BYTES);
+    writeCounter(out, 0, counter);
+    writeNonce(this.nonce, CHANNEL_TCP_CONTROL, counter);
+    const ad = out.subarray(0, COUNTER_BYTES);
+    const sealed = sodium().crypto_aead_chacha20poly1305_ietf_encrypt(plain, ad, null, this.nonce, this.sendKey);
+    out.set(sealed, COUNTER_BYTES);
+    this.nextSendCounter = counter + 1;
+    return out;
+  }
+
+  open(payload: Uint8Array): Uint8Array {
+    // Cheap checks before any crypto.
+    if (payload.length < SEALED_OVERHEAD_BYTES) {
+      throw RouterError.decode('sealed control message', `${payload.length} bytes is shorter than the minimum of ${SEALED_OVERHEAD_BYTES}`);
+    }
+    const counter = new ByteReader(payload, 'sealed control message').u53('counter');
+    const ad = payload.subarray(0, COUNTER_BYTES);
+    writeNonce(this.nonce, CHANNEL_TCP_CONTROL, counter);
+    let plain: Uint8Array;
+    try {
+      plain = sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, payload.subarray(COUNTER_BYTES), ad, this.nonce, this.receiveKey);
+    } catch (err) {
+      throw new RouterError('auth', 'sealed control message failed authentication', { cause: err });
+    }
+    // Only an authentic counter is worth comparing: an attacker cannot forge one.
+    if (counter !== this.nextReceiveCounter) {
+      throw new RouterError('replay', `replayed or reordered control message: expected counter ${this.nextReceiveCounter}, got ${counter}`);
+    }
+    this.nextReceiveCounter = counter + 1;
+    return plain;
+  }
+}

@@ -1,0 +1,39 @@
+// The seam between the control plane and the data plane (mesh overlay.go, in
+// spirit): what the mesh router tells the frame-carrying side about its
+// neighbours and routes, and what it asks back for status. The mesh defines it
+// and router/overlay implements it, so the mesh never imports the data plane.
+
+import type { PeerName } from './peer-name';
+import type { Routes } from './routes';
+import type { RouterStatus } from './status';
+
+export interface OverlayNeighbour {
+  name: PeerName;
+  /** The neighbour's IP as our TCP connection sees it, and its mesh (= sleeve) port. */
+  host: string;
+  udpPort: number;
+  keys: { send: Uint8Array; receive: Uint8Array } | null;
+  /** Puts a control message on the TCP connection to this neighbour. */
+  sendControl(msg: Uint8Array): void;
+}
+
+export type DataPath = 'udp' | 'tcp';
+
+export interface LinkStatus {
+  path: DataPath;
+  /** Why this path: what the probes say. */
+  reason: string;
+  udpAddress: string;
+  encrypted: boolean;
+}
+
+export interface DataPlane {
+  addNeighbour(n: OverlayNeighbour): void;
+  removeNeighbour(name: PeerName): void;
+  setRoutes(routes: Routes): void;
+  handleTcpFrame(from: PeerName, inner: Uint8Array): void;
+  handleUdpStatus(from: PeerName, hearing: boolean): void;
+  linkStatus(name: PeerName): LinkStatus | null;
+  statusSummary(): NonNullable<RouterStatus['dataPlane']>;
+  readonly counters: Record<string, number>;
+}

@@ -1,0 +1,277 @@
+// The topology store: every known peer's entry, gossiped on the "topology"
+// channel, plus the wire format for it. Each peer owns its entry and only it
+// changes it; everywhere else the newest (incarnation, version) wins, with a
+// content tie-break so merge is commutative, associative and idempotent.
+// Pure state: it must never do I/O, read a clock, or change any entry but our
+// own except by merging an update; a rejected update leaves it untouched.
+//
+// Wire layout (all integers big-endian; strings are u16 length + UTF-8):
+//
+//   +--------+-----------------+
+//   | u8 fmt | u16 entry count |   fmt = 1; count <= MAX_PEERS
+//   +--------+-----------------+
+//   then per entry:
+//   +-----------+-------------------+-----------------+-------------+----------------------+
+//   | name (6B) | nickname (<= 64B) | incarnation u53 | version u53 | u16 connection count |
+//   +-----------+-------------------+-----------------+-------------+----------------------+
+//     (u53 = 8 bytes, high 11 bits zero)        connection count <= MAX_CONNECTIONS_PER_PEER
+//   then per connection:
+//   +-----------+--------------------+----------+
+//   | name (6B) | address (<= 262B)  | u8 flags |   flags: bit0 outbound, bit1 established,
+//   +-----------+--------------------+----------+          other bits must be zero
+//
+// Trailing bytes after the last entry are tolerated for forward compatibility
+// (STYLE.md); anything that changes the meaning of the fields bumps fmt.
+
+import { MeshReader, MeshWriter } from './peer-name';
+import { RouterError } from './errors';
+import type { PeerName } from './peer-name';
+import { PEER_NAME_BYTES, comparePeerNames } from './peer-name';
+import type { PeerConnection, PeerEntry } from './peer';
+import { canonicalConnections, comparePeerEntries, connectionFlags, listsEstablished, sameConnections } from './peer';
+
+export const TOPOLOGY_FORMAT_VERSION = 1;
+/** Entries per update, and also the most peers one store will hold, so its full encoding always decodes. */
+export const MAX_PEERS = 10000;
+export const MAX_CONNECTIONS_PER_PEER = 1024;
+export const MAX_NICKNAME_BYTES = 64;
+/** A bracketed IPv6 literal with zone plus ":65535" fits; DNS names are at most 253. */
+export const MAX_ADDRESS_BYTES = 262;
+
+const FLAG_OUTBOUND = 1;
+const FLAG_ESTABLISHED = 2;
+const KNOWN_FLAGS = FLAG_OUTBOUND | FLAG_ESTABLISHED;
+/** name + nickname length + incarnation + version + connection count: the least an entry can take. */
+const MIN_ENTRY_BYTES = PEER_NAME_BYTES + 2 + 8 + 8 + 2;
+/** name + address length + flags. */
+const MIN_CONNECTION_BYTES = PEER_NAME_BYTES + 2 + 1;
+const WHAT = 'topology update';
+
+const textEncoder = new TextEncoder();
+
+function freezeEntry(e: PeerEntry): PeerEntry {
+  const conns = e.connections.map((c) => Object.freeze({ ...c }));
+  return Object.freeze({
+    name: e.name, nickname: e.nickname, incarnation: e.incarnation, version: e.version,
+    connections: Object.freeze(conns),
+  });
+}
+
+function writeEntry(w: MeshWriter, e: PeerEntry): void {
+  w.peerName(e.name).string(e.nickname).u53(e.incarnation).u53(e.version).count(e.connections.length);
+  for (const c of e.connections) w.peerName(c.name).string(c.address).u8(connectionFlags(c));
+}
+
+/**
+ * Parses a whole update into canonical entries without looking at any state.
+ * Throws RouterError 'decode' or 'limit'; counts are checked against both the
+ * cap and the bytes actually present before anything sized by them is made.
+ */
+export function decodeTopologyUpdate(bytes: Uint8Array): PeerEntry[] {
+  const r = new MeshReader(bytes, WHAT);
+  const fmt = r.u8('format version');
+  if (fmt !== TOPOLOGY_FORMAT_VERSION) {
+    throw RouterError.decode(WHAT, `unknown format version ${fmt} (this peer speaks ${TOPOLOGY_FORMAT_VERSION})`);
+  }
+  const entryCount = r.count(MAX_PEERS, 'entry');
+  if (entryCount * MIN_ENTRY_BYTES > r.remaining) {
+    throw RouterError.decode(WHAT, `claims ${entryCount} entries but only ${r.remaining} bytes follow`);
+  }
+  const seen = new Set<string>();
+  const entries: PeerEntry[] = [];
+  for (let i = 0; i < entryCount; i++) {
+    const name = r.peerName('entry name');
+    if (seen.has(name)) throw RouterError.decode(WHAT, `peer ${name} appears twice`);
+    seen.add(name);
+    const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
+    const incarnation = r.u53('incarnation');
+    const version = r.u53('version');
+    const connCount = r.count(MAX_CONNECTIONS_PER_PEER, 'connection');
+    if (connCount * MIN_CONNECTION_BYTES > r.remaining) {
+      throw RouterError.decode(WHAT, `peer ${name} claims ${connCount} connections but only ${r.remaining} bytes follow`);
+    }
+    const conns: PeerConnection[] = [];
+    const remotes = new Set<string>();
+    for (let j = 0; j < connCount; j++) {
+      const remote = r.peerName('connection name');
+      const address = r.string(MAX_ADDRESS_BYTES, 'connection address');
+      const flags = r.u8('connection flags');
+      if (remote === name) throw RouterError.decode(WHAT, `peer ${name} lists a connection to itself`);
+      if (remotes.has(remote)) throw RouterError.decode(WHAT, `peer ${name} lists ${remote} twice`);
+      if ((flags & ~KNOWN_FLAGS) !== 0) {
+        throw RouterError.decode(WHAT, `peer ${name} connection to ${remote} has unknown flag bits 0x${flags.toString(16)}`);
+      }
+      remotes.add(remote);
+      conns.push({ name: remote, address, outbound: (flags & FLAG_OUTBOUND) !== 0, established: (flags & FLAG_ESTABLISHED) !== 0 });
+    }
+    entries.push({ name, nickname, incarnation, version, connections: canonicalConnections(conns) });
+  }
+  return entries;
+}
+
+export class Peers {
+  readonly localName: PeerName;
+  private readonly byName = new Map<PeerName, PeerEntry>();
+  private localEntry: PeerEntry;
+
+  constructor(local: { name: PeerName; nickname: string; incarnation: number }) {
+    if (!Number.isSafeInteger(local.incarnation) || local.incarnation < 0) {
+      throw RouterError.config(`incarnation must be an integer in [0, 2^53), got ${local.incarnation}`);
+    }
+    const nicknameBytes = textEncoder.encode(local.nickname).length;
+    if (nicknameBytes > MAX_NICKNAME_BYTES) {
+      throw RouterError.config(`nickname must be at most ${MAX_NICKNAME_BYTES} bytes of UTF-8, got ${nicknameBytes}`);
+    }
+    this.localName = local.name;
+    // Version 1, not 0: the first entry of a new incarnation is already "a change".
+    this.localEntry = freezeEntry({ name: local.name, nickname: local.nickname, incarnation: local.incarnation, version: 1, connections: [] });
+    this.byName.set(local.name, this.localEntry);
+  }
+
+  local(): PeerEntry {
+    return this.localEntry;
+  }
+
+  get(name: PeerName): PeerEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Sorted by name, so encodings and status are deterministic. Entries are frozen. */
+  entries(): PeerEntry[] {
+    return [...this.byName.values()].sort((a, b) => comparePeerNames(a.name, b.name));
+  }
+
+  size(): number {
+    return this.byName.size;
+  }
+
+  /**
+   * Replaces our connection list. Bumps our version iff the set changed
+   * (order does not count); returns whether it did. Throws RouterError
+   * ('self-connection', 'duplicate-connection', 'conn-limit', 'config') for a
+   * list we could not put on the wire, leaving the entry as it was.
+   */
+  setLocalConnections(conns: readonly PeerConnection[]): boolean {
+    if (conns.length > MAX_CONNECTIONS_PER_PEER) {
+      throw new RouterError('conn-limit', `${conns.length} connections, over the limit of ${MAX_CONNECTIONS_PER_PEER}`);
+    }
+    const remotes = new Set<string>();
+    for (const c of conns) {
+      if (c.name === this.localName) throw new RouterError('self-connection', `connection list names ourselves (${c.name})`);
+      if (remotes.has(c.name)) throw new RouterError('duplicate-connection', `connection list names ${c.name} twice`);
+      remotes.add(c.name);
+      const addressBytes = textEncoder.encode(c.address).length;
+      if (addressBytes > MAX_ADDRESS_BYTES) {
+        throw RouterError.config(`connection address to ${c.name} is ${addressBytes} bytes, over ${MAX_ADDRESS_BYTES}`);
+      }
+    }
+    if (sameConnections(this.localEntry.connections, conns)) return false;
+    this.replaceLocal(canonicalConnections(conns));
+    return true;
+  }
+
+  private replaceLocal(connections: PeerConnection[]): void {
+    const e = this.localEntry;
+    this.localEntry = freezeEntry({ ...e, version: e.version + 1, connections });
+    this.byName.set(this.localName, this.localEntry);
+  }
+
+  /** Full topology, or only the named entries (unknown names skipped), in name order. */
+  encode(names?: Iterable<PeerName>): Uint8Array {
+    let list: PeerEntry[];
+    if (names === undefined) {
+      list = this.entries();
+    } else {
+      const picked = new Map<PeerName, PeerEntry>();
+      for (const n of names) {
+        const e = this.byName.get(n);
+        if (e !== undefined) picked.set(n, e);
+      }
+      list = [...picked.values()].sort((a, b) => comparePeerNames(a.name, b.name));
+    }
+    const w = new MeshWriter(64 + list.length * 64);
+    w.u8(TOPOLOGY_FORMAT_VERSION).count(list.length);
+    for (const e of list) writeEntry(w, e);
+    return w.finish();
+  }
+
+  /**
+   * Merges an update. Returns the names whose entry was new or newer, sorted
+   * (the delta to relay; encode(delta) is what to pass on), or [] when nothing
+   * was new. Decodes and validates the whole update first, so any throw leaves
+   * the store exactly as it was:
+   *  - 'decode' / 'limit': malformed or oversized bytes, or more peers than MAX_PEERS in total;
+   *  - 'name-collision': an entry with our name that we cannot have written:
+   *    a newer incarnation (another live peer has our name), or our own
+   *    incarnation at a version we never reached, or at our current version
+   *    with other content (we write one entry per version).
+   * An older incarnation of our name is a stale entry of our previous run and
+   * is ignored, as is our own entry echoed back; our entry is never replaced
+   * from outside.
+   */
+  applyUpdate(bytes: Uint8Array): PeerName[] {
+    const decoded = decodeTopologyUpdate(bytes);
+
+    const winners: PeerEntry[] = [];
+    let added = 0;
+    for (const e of decoded) {
+      if (e.name === this.localName) {
+        this.checkOwnName(e);
+        continue;
+      }
+      const existing = this.byName.get(e.name);
+      if (existing === undefined) added++;
+      if (existing === undefined || comparePeerEntries(e, existing) > 0) winners.push(e);
+    }
+    if (this.byName.size + added > MAX_PEERS) {
+      throw RouterError.limit(`known peers after this ${WHAT}`, this.byName.size + added, MAX_PEERS);
+    }
+
+    // Validation is over; from here on nothing throws.
+    for (const e of winners) this.byName.set(e.name, freezeEntry(e));
+    return winners.map((e) => e.name).sort(comparePeerNames);
+  }
+
+  private checkOwnName(e: PeerEntry): void {
+    const ours = this.localEntry;
+    if (e.incarnation > ours.incarnation) {
+      throw new RouterError('name-collision',
+        `another peer uses our name ${this.localName}: it has incarnation ${e.incarnation}, ours is ${ours.incarnation}`);
+    }
+    if (e.incarnation === ours.incarnation && e.version > ours.version) {
+      throw new RouterError('name-collision',
+        `another peer uses our name ${this.localName} and incarnation ${e.incarnation}: it claims version ${e.version}, we are at ${ours.version}`);
+    }
+    // Our current version with other content: we wrote only one entry per version.
+    if (e.incarnation === ours.incarnation && e.version === ours.version && comparePeerEntries(e, ours) !== 0) {
+      throw new RouterError('name-collision',
+        `another peer uses our name ${this.localName} and incarnation ${e.incarnation}: its version ${e.version} differs from ours`);
+    }
+  }
+
+  /** Peers reachable from us over symmetric established connections (both ends list each other as established), us included. */
+  reachable(): Set<PeerName> {
+    const seen = new Set<PeerName>([this.localName]);
+    const queue: PeerEntry[] = [this.localEntry];
+    for (let i = 0; i < queue.length; i++) {
+      const from = queue[i]!;
+      for (const c of from.connections) {
+        if (!c.established || seen.has(c.name)) continue;
+        const to = this.byName.get(c.name);
+        if (to === undefined || !listsEstablished(to, from.name)) continue;
+        seen.add(c.name);
+        queue.push(to);
+      }
+    }
+    return seen;
+  }
+
+  /** Removes peers we cannot reach (never us); returns the removed names, sorted. */
+  garbageCollect(): PeerName[] {
+    const keep = this.reachable();
+    const removed: PeerName[] = [];
+    for (const name of this.byName.keys()) if (!keep.has(name)) removed.push(name);
+    for (const name of removed) this.byName.delete(name);
+    return removed.sort(comparePeerNames);
+  }
+}

@@ -1,0 +1,122 @@
+// Control messages exchanged on an established connection, inside the
+// session's protection (sealed with a password, plain otherwise).
+//
+// Every message starts with a type byte; the protocol version was agreed in
+// the handshake, so message layouts are those of that version (1).
+//
+//   HEARTBEAT  +------+
+//              | 0x01 |
+//              +------+
+//   GOSSIP     +------+------+--------------------+------------+--------------------+--------------------+
+//              | 0x02 | kind | channel: u16 len + | src: 6 B   | dst: 6 B           | payload: u32 len + |
+//              |      | u8   | ASCII (<= 32 B)    | peer name  | (kind=unicast only)| bytes              |
+//              +------+------+--------------------+------------+--------------------+--------------------+
+//              kind 0 = neighbour gossip (src = sender), 1 = broadcast (src = origin), 2 = unicast
+//   REFUSE     +------+--------------------------+--------------------------+
+//              | 0x03 | code: u16 len + UTF-8    | message: u16 len + UTF-8 |
+//              +------+--------------------------+--------------------------+
+//              sent just before closing, so the other side can show why.
+//   FRAME      +------+------------------------------------------------+
+//              | 0x04 | inner frame (sleeve-codec.ts): src, dst, hops, |
+//              |      | Ethernet frame — the TCP fallback of the sleeve |
+//              +------+------------------------------------------------+
+//   UDP_STATUS +------+-------+------------------------------+
+//              | 0x05 | flags | ms since last probe: u32     |
+//              +------+-------+------------------------------+
+//              flags bit0: we hear your UDP probes. Tells the peer whether
+//              its UDP reaches us, which it cannot know by itself.
+//
+// Unknown message types are refused by name; trailing bytes are tolerated.
+
+import { MeshReader, MeshWriter } from './peer-name';
+import { MAX_CHANNEL_NAME_BYTES, MAX_CONTROL_MESSAGE_BYTES } from './constants';
+import { RouterError } from './errors';
+import type { PeerName } from './peer-name';
+
+export const MSG_HEARTBEAT = 1;
+export const MSG_GOSSIP = 2;
+export const MSG_REFUSE = 3;
+export const MSG_FRAME = 4;
+export const MSG_UDP_STATUS = 5;
+
+export type GossipKind = 'neighbour' | 'broadcast' | 'unicast';
+const GOSSIP_KIND_CODES: Record<GossipKind, number> = { neighbour: 0, broadcast: 1, unicast: 2 };
+const GOSSIP_KINDS: GossipKind[] = ['neighbour', 'broadcast', 'unicast'];
+
+export type ControlMessage =
+  | { type: 'heartbeat' }
+  | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
+  | { type: 'refuse'; code: string; message: string }
+  | { type: 'frame'; inner: Uint8Array }
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number };
+
+const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
+const MAX_REFUSE_TEXT_BYTES = 512;
+
+export function isValidChannelName(name: string): boolean {
+  return name.length > 0 && name.length <= MAX_CHANNEL_NAME_BYTES && CHANNEL_RE.test(name);
+}
+
+export function encodeHeartbeat(): Uint8Array {
+  return Uint8Array.of(MSG_HEARTBEAT);
+}
+
+export function encodeGossip(kind: GossipKind, channel: string, src: PeerName, dst: PeerName | null, payload: Uint8Array): Uint8Array {
+  const w = new MeshWriter(payload.length + 64);
+  w.u8(MSG_GOSSIP).u8(GOSSIP_KIND_CODES[kind]).string(channel).peerName(src);
+  if (kind === 'unicast') {
+    if (dst === null) throw new RangeError('unicast gossip needs a destination');
+    w.peerName(dst);
+  }
+  w.longBytes(payload);
+  return w.finish();
+}
+
+export function encodeRefuse(code: string, message: string): Uint8Array {
+  return new MeshWriter(64 + message.length).u8(MSG_REFUSE).string(code.slice(0, 64)).string(message.slice(0, MAX_REFUSE_TEXT_BYTES / 4)).finish();
+}
+
+/** The frame message with room reserved: callers write the inner frame at offset 1. */
+export function allocFrameMessage(innerLen: number): Uint8Array {
+  const msg = new Uint8Array(1 + innerLen);
+  msg[0] = MSG_FRAME;
+  return msg;
+}
+
+export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number): Uint8Array {
+  return new MeshWriter(8).u8(MSG_UDP_STATUS).u8(hearing ? 1 : 0).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs)))).finish();
+}
+
+export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
+  const r = new MeshReader(bytes, 'control message');
+  const type = r.u8('type');
+  switch (type) {
+    case MSG_HEARTBEAT:
+      return { type: 'heartbeat' };
+    case MSG_GOSSIP: {
+      const kindCode = r.u8('gossip kind');
+      const kind = GOSSIP_KINDS[kindCode];
+      if (kind === undefined) throw RouterError.decode('gossip message', `unknown kind ${kindCode}`);
+      const channel = r.string(MAX_CHANNEL_NAME_BYTES, 'channel');
+      if (!isValidChannelName(channel)) throw RouterError.decode('gossip message', `invalid channel name ${JSON.stringify(channel)}`);
+      const src = r.peerName('source');
+      const dst = kind === 'unicast' ? r.peerName('destination') : null;
+      const payload = r.longBytes(MAX_CONTROL_MESSAGE_BYTES, 'payload');
+      return { type: 'gossip', kind, channel, src, dst, payload };
+    }
+    case MSG_REFUSE: {
+      const code = r.string(MAX_REFUSE_TEXT_BYTES, 'code');
+      const message = r.string(MAX_REFUSE_TEXT_BYTES, 'message');
+      return { type: 'refuse', code, message };
+    }
+    case MSG_FRAME:
+      return { type: 'frame', inner: bytes.subarray(1) };
+    case MSG_UDP_STATUS: {
+      const flags = r.u8('flags');
+      const sinceProbeMs = r.u32('ms since probe');
+      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs };
+    }
+    default:
+      throw RouterError.decode('control message', `unknown type ${type}`);
+  }
+}

@@ -1,0 +1,472 @@
+// The mesh router: owns the connections, the topology and the routes, and
+// wires them to the gossip core and the connector. Transport, clock, rng and
+// logger are injected, so the same class runs in the daemon (TCP) and in
+// simulations of hundreds of peers (in-memory pipes, manual clock).
+//
+// Policy on established connections lives here, in one place: a connection
+// to ourselves, to a peer using our name, or a second connection to the same
+// peer is refused, deterministically on both ends.
+
+import type { Clock, Timer } from '../../common/clock';
+import { Connection, ConnectionEvents } from './connection';
+import { Connector } from './connector';
+import { DEFAULT_TIMINGS, MAX_FAILED_CONNECTIONS_LISTED, RouterTimings, TOPOLOGY_CHANNEL } from './constants';
+import { errorMessage, RouterError } from './errors';
+import { MeshGossipHub } from './gossip-hub';
+import type { MeshLinks } from './mesh-links';
+import type { HelloInfo } from './handshake';
+import { healthWarnings } from './health';
+import type { Logger } from '../../common/logger';
+import type { DataPlane } from './data-plane';
+import type { PeerConnection } from './peer';
+import { normalisePeerAddress, parsePeerAddress } from './peer-address';
+import { comparePeerNames, PeerName } from './peer-name';
+import { Peers } from './peers';
+import type { ControlMessage } from './protocol';
+import type { Rng } from '../../common/rng';
+import { Routes } from './routes';
+import type { ConnectionStatus, RouterStatus } from './status';
+import { TopologyGossiper } from './topology-gossiper';
+import type { ByteStream, Transport } from './transport';
+
+export interface RouterDeps {
+  clock: Clock;
+  rng: Rng;
+  logger: Logger;
+  transport: Transport;
+  /** The frame-carrying side (overlay.ts); absent in control-plane-only routers and most simulations. */
+  dataPlane?: DataPlane;
+}
+
+
+export interface RouterOptions {
+  name: PeerName;
+  nickname: string;
+  /** Larger on every start of the same peer (restart detection). */
+  incarnation: number;
+  port: number;
+  /** Stretched password, or null for a plaintext mesh. */
+  passwordKey: Uint8Array | null;
+  discovery: boolean;
+  connLimit: number;
+  timings: RouterTimings;
+  version: string;
+  /** Called when the user-given targets change, to persist them. */
+  onDirectTargetsChanged?: (addresses: string[]) => void;
+}
+
+export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'name' | 'nickname' | 'incarnation'> = {
+  port: 6783,
+  passwordKey: null,
+  discovery: true,
+  connLimit: 100,
+  timings: DEFAULT_TIMINGS,
+  version: '0.0.0',
+};
+
+interface FailedConnection {
+  status: ConnectionStatus;
+}
+
+export class Router implements MeshLinks {
+  readonly localPeer: PeerName;
+  readonly peers: Peers;
+  readonly gossip: MeshGossipHub;
+  private routes: Routes;
+  private readonly connections = new Set<Connection>();
+  /** The one kept, established connection per neighbour. */
+  private readonly byPeer = new Map<PeerName, Connection>();
+  private readonly failed: FailedConnection[] = [];
+  /** Addresses that turned out to be ourselves: never dialed again through discovery. */
+  private readonly selfAddresses = new Set<string>();
+  private readonly connector: Connector;
+  private readonly log: Logger;
+  private readonly hello: HelloInfo;
+  private routesTimer: Timer | null = null;
+  private gossipTimer: Timer | null = null;
+  private readonly startedMs: number;
+  private stopped = false;
+  private stopRequested: (() => void) | null = null;
+  readonly counters = {
+    connectionsAccepted: 0,
+    connectionsDialed: 0,
+    connectionsEstablished: 0,
+    connectionsFailed: 0,
+    connectionsRefusedLimit: 0,
+    routeComputations: 0,
+  };
+  private readonly connectionEvents: ConnectionEvents = {
+    onEstablished: (conn) => this.handleEstablished(conn),
+    onMessage: (conn, msg) => this.handleMessage(conn, msg),
+    onClosed: (conn, error) => this.handleClosed(conn, error),
+  };
+
+  constructor(private readonly deps: RouterDeps, private readonly opts: RouterOptions) {
+    this.localPeer = opts.name;
+    this.log = deps.logger;
+    this.startedMs = deps.clock.now();
+    this.hello = { name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation, listenPort: opts.port };
+    this.peers = new Peers({ name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation });
+    this.routes = Routes.compute(this.peers.entries(), this.localPeer);
+    this.gossip = new MeshGossipHub({
+      clock: deps.clock,
+      rng: deps.rng,
+      logger: deps.logger,
+      links: this,
+      knownPeers: () => this.peers.entries().map((e) => ({ name: e.name, nickname: e.nickname })),
+    });
+    this.gossip.addChannelWithOptions(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()), {
+      relayToAllNeighbours: true,
+    });
+    this.connector = new Connector({ clock: deps.clock, rng: deps.rng, logger: deps.logger }, opts.timings, {
+      dial: (address) => this.dial(address),
+      isConnected: (address) => this.isConnectedTo(address),
+      canConnect: () => this.connections.size < this.opts.connLimit,
+    });
+  }
+
+  async start(initialTargets: readonly string[] = []): Promise<void> {
+    await this.deps.transport.listen(this.opts.port, (stream) => this.accept(stream));
+    this.connector.addDirect(initialTargets, false);
+    this.connector.start();
+    this.scheduleGossip();
+    this.log.info('router started', {
+      peer: this.localPeer, nickname: this.opts.nickname, port: this.opts.port, encryption: this.opts.passwordKey !== null,
+    });
+  }
+
+  /** Resolves when an API client asked the router to stop. */
+  whenStopRequested(): Promise<void> {
+    return new Promise((resolve) => { this.stopRequested = resolve; });
+  }
+
+  stop(): void {
+    if (this.stopRequested) {
+      const resolve = this.stopRequested;
+      this.stopRequested = null;
+      resolve();
+      return;
+    }
+    this.shutdown();
+  }
+
+  shutdown(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.connector.stop();
+    this.routesTimer?.cancel();
+    this.gossipTimer?.cancel();
+    for (const conn of [...this.connections]) conn.close(null);
+    this.deps.transport.close();
+  }
+
+  // ---- what the local API may ask (router/api/control.ts) ----
+
+  connect(addresses: string[], replace: boolean): void {
+    const normalised = addresses.map((a) => normalisePeerAddress(a));
+    this.connector.addDirect(normalised, replace);
+    this.opts.onDirectTargetsChanged?.(this.connector.directTargets());
+  }
+
+  forget(addresses: string[]): void {
+    const normalised = addresses.map((a) => normalisePeerAddress(a));
+    this.connector.forget(normalised);
+    const gone = new Set(normalised);
+    for (const conn of [...this.connections]) {
+      if (conn.opts.outbound && gone.has(conn.remoteListenAddress)) conn.close(null);
+    }
+    this.opts.onDirectTargetsChanged?.(this.connector.directTargets());
+  }
+
+  status(): RouterStatus {
+    const now = this.deps.clock.now();
+    const reachable = this.routes.reachable();
+    const connections: ConnectionStatus[] = [...this.connections]
+      .sort((a, b) => a.id - b.id)
+      .map((c) => this.connectionStatus(c, now));
+    for (const f of this.failed) connections.push(f.status);
+    const status: RouterStatus = {
+      version: this.opts.version,
+      name: this.localPeer,
+      nickname: this.opts.nickname,
+      incarnation: this.opts.incarnation,
+      port: this.opts.port,
+      encryption: this.opts.passwordKey !== null,
+      discovery: this.opts.discovery,
+      connLimit: this.opts.connLimit,
+      startedMs: this.startedMs,
+      peers: this.peers.entries().map((e) => ({
+        name: e.name,
+        nickname: e.nickname,
+        incarnation: e.incarnation,
+        version: e.version,
+        reachable: reachable.has(e.name),
+        connections: e.connections.map((c) => ({ name: c.name, address: c.address, outbound: c.outbound, established: c.established })),
+      })),
+      connections,
+      targets: this.connector.status(),
+      channels: this.gossip.channelNames(),
+      counters: { ...this.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
+      health: [],
+    };
+    if (this.deps.dataPlane) status.dataPlane = this.deps.dataPlane.statusSummary();
+    status.health = healthWarnings(status, now);
+    return status;
+  }
+
+  // ---- MeshLinks (for the gossip core) ----
+
+  neighbours(): PeerName[] {
+    return [...this.byPeer.keys()].sort(comparePeerNames);
+  }
+
+  sendTo(neighbour: PeerName, message: Uint8Array): boolean {
+    const conn = this.byPeer.get(neighbour);
+    if (!conn) return false;
+    conn.send(message);
+    return true;
+  }
+
+  nextHop(dst: PeerName): PeerName | null {
+    return this.routes.nextHop(dst);
+  }
+
+  broadcastChildren(origin: PeerName): PeerName[] {
+    return this.routes.broadcastChildren(origin);
+  }
+
+  /** Current routes (recomputed after topology changes settle). */
+  currentRoutes(): Routes {
+    return this.routes;
+  }
+
+  // ---- connections ----
+
+  private accept(stream: ByteStream): void {
+    if (this.stopped) { stream.close(); return; }
+    if (this.connections.size >= this.opts.connLimit) {
+      this.counters.connectionsRefusedLimit++;
+      this.recordFailed(stream.remoteAddress, false, null, null, false, `refused: connection limit of ${this.opts.connLimit} reached`);
+      stream.close();
+      return;
+    }
+    this.counters.connectionsAccepted++;
+    this.newConnection(stream, false, null);
+  }
+
+  private dial(address: string): void {
+    let host: string;
+    let port: number;
+    try {
+      ({ host, port } = parsePeerAddress(address));
+    } catch (err) {
+      this.connector.onDisconnected(address, err instanceof RouterError ? err : RouterError.config(errorMessage(err)));
+      return;
+    }
+    this.counters.connectionsDialed++;
+    this.deps.transport.dial(host, port, (error, stream) => {
+      if (this.stopped) { stream?.close(); return; }
+      if (error || !stream) {
+        const err = new RouterError('io', `cannot connect to ${address}: ${error ? errorMessage(error) : 'no stream'}`);
+        this.counters.connectionsFailed++;
+        this.connector.onDisconnected(address, err);
+        return;
+      }
+      this.newConnection(stream, true, address);
+    });
+  }
+
+  private newConnection(stream: ByteStream, outbound: boolean, targetAddress: string | null): void {
+    try {
+      const conn = new Connection({ clock: this.deps.clock, logger: this.log }, stream, {
+        local: this.hello, passwordKey: this.opts.passwordKey, timings: this.opts.timings, outbound, targetAddress,
+      }, this.connectionEvents);
+      if (conn.phase !== 'closed') this.connections.add(conn);
+    } catch (err) {
+      stream.close();
+      const error = new RouterError('io', `cannot start connection: ${errorMessage(err)}`);
+      if (targetAddress !== null) this.connector.onDisconnected(targetAddress, error);
+      this.log.error('cannot start connection', { addr: stream.remoteAddress, error: error.message });
+    }
+  }
+
+  private handleEstablished(conn: Connection): void {
+    const remote = conn.remote!;
+    if (remote.name === this.localPeer) {
+      if (remote.incarnation === this.opts.incarnation) {
+        if (conn.opts.targetAddress) this.selfAddresses.add(conn.opts.targetAddress);
+        conn.close(new RouterError('self-connection', 'this address is ourselves'));
+      } else {
+        conn.refuse(new RouterError('name-collision', `peer at ${conn.stream.remoteAddress} uses our name ${this.localPeer}; give one of them another --name`));
+      }
+      return;
+    }
+    const existing = this.byPeer.get(remote.name);
+    if (existing && existing !== conn) {
+      if (this.keepsExisting(existing, conn)) {
+        conn.refuse(new RouterError('duplicate-connection', `already connected to ${remote.name}(${remote.nickname})`));
+        return;
+      }
+      existing.refuse(new RouterError('duplicate-connection', `replaced by a newer connection to ${remote.name}(${remote.nickname})`));
+    }
+    this.byPeer.set(remote.name, conn);
+    this.counters.connectionsEstablished++;
+    this.log.info('connection established', {
+      peer: remote.name, nickname: remote.nickname, addr: conn.stream.remoteAddress, dir: conn.opts.outbound ? 'out' : 'in', encrypted: conn.encrypted,
+    });
+    if (conn.opts.targetAddress !== null) this.connector.onConnected(conn.opts.targetAddress);
+    this.deps.dataPlane?.addNeighbour({
+      name: remote.name,
+      host: conn.stream.remoteHost,
+      udpPort: remote.listenPort,
+      keys: conn.sleeveKeys,
+      sendControl: (msg) => conn.send(msg),
+    });
+    this.updateLocalConnections();
+    this.gossip.gossipFullStateTo(remote.name);
+  }
+
+  /**
+   * Of two connections to the same peer, both ends must keep the same one. A
+   * restarted peer's new connection always wins; otherwise the connection
+   * dialed by the peer with the smaller name wins, and with equal dialers the
+   * older one stays.
+   */
+  private keepsExisting(existing: Connection, incoming: Connection): boolean {
+    const a = existing.remote!;
+    const b = incoming.remote!;
+    if (a.incarnation !== b.incarnation) return a.incarnation > b.incarnation;
+    const dialerOf = (c: Connection): PeerName => (c.opts.outbound ? this.localPeer : c.remote!.name);
+    const da = dialerOf(existing);
+    const db = dialerOf(incoming);
+    if (da === db) return true;
+    return comparePeerNames(da, db) < 0;
+  }
+
+  private handleMessage(conn: Connection, msg: ControlMessage): void {
+    const remote = conn.remote;
+    if (!remote || this.byPeer.get(remote.name) !== conn) return;
+    switch (msg.type) {
+      case 'gossip':
+        this.gossip.handleGossip(remote.name, msg.kind, msg.channel, msg.src, msg.dst, msg.payload);
+        return;
+      case 'frame':
+        this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
+        return;
+      case 'udp-status':
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing);
+        return;
+    }
+  }
+
+  private handleClosed(conn: Connection, error: RouterError | null): void {
+    this.connections.delete(conn);
+    const remote = conn.remote;
+    const wasKept = remote !== null && this.byPeer.get(remote.name) === conn;
+    if (wasKept) {
+      this.byPeer.delete(remote.name);
+      this.deps.dataPlane?.removeNeighbour(remote.name);
+      this.updateLocalConnections();
+      if (!this.stopped) this.log.info('connection lost', { peer: remote.name, nickname: remote.nickname, reason: error?.message ?? 'closed' });
+    }
+    if (conn.opts.targetAddress !== null) this.connector.onDisconnected(conn.opts.targetAddress, error);
+    if (error && !wasKept && error.code !== 'duplicate-connection' && error.code !== 'self-connection') {
+      this.counters.connectionsFailed++;
+      this.recordFailed(conn.stream.remoteAddress, conn.opts.outbound, remote?.name ?? null, remote?.nickname ?? null, conn.encrypted, error.message);
+      const loud = error.code.startsWith('password') || error.code === 'name-collision' || error.code === 'version';
+      (loud ? this.log.warn : this.log.debug).call(this.log, 'connection failed', { addr: conn.stream.remoteAddress, code: error.code, reason: error.message });
+    }
+  }
+
+  private recordFailed(address: string, outbound: boolean, peer: PeerName | null, nickname: string | null, encrypted: boolean, info: string): void {
+    const now = this.deps.clock.now();
+    const retentionMs = this.opts.timings.failedConnectionRetentionMs;
+    // One entry per remote end and direction: the newest reason replaces the older one.
+    const key = (s: ConnectionStatus): string => `${s.outbound}|${s.peer ?? s.address.replace(/:\d+$/, '')}`;
+    const status: ConnectionStatus = { address, outbound, state: 'failed', peer, nickname, encrypted, info, sinceMs: now };
+    const k = key(status);
+    for (let i = this.failed.length - 1; i >= 0; i--) {
+      const f = this.failed[i]!;
+      if (key(f.status) === k || now - f.status.sinceMs > retentionMs) this.failed.splice(i, 1);
+    }
+    this.failed.unshift({ status });
+    if (this.failed.length > MAX_FAILED_CONNECTIONS_LISTED) this.failed.length = MAX_FAILED_CONNECTIONS_LISTED;
+  }
+
+  private connectionStatus(c: Connection, now: number): ConnectionStatus {
+    const remote = c.remote;
+    const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
+    const link = remote && this.byPeer.get(remote.name) === c ? this.deps.dataPlane?.linkStatus(remote.name) ?? null : null;
+    return {
+      ...(link ? { dataPath: link.path, dataPathInfo: link.reason } : {}),
+      address: c.stream.remoteAddress,
+      outbound: c.opts.outbound,
+      state,
+      peer: remote?.name ?? null,
+      nickname: remote?.nickname ?? null,
+      encrypted: c.encrypted,
+      info: '',
+      sinceMs: c.phase === 'established' ? c.startedMs : now,
+    };
+  }
+
+  private isConnectedTo(address: string): boolean {
+    for (const conn of this.byPeer.values()) if (conn.remoteListenAddress === address) return true;
+    return false;
+  }
+
+  // ---- topology and routes ----
+
+  private updateLocalConnections(): void {
+    const conns: PeerConnection[] = [...this.byPeer.values()].map((c) => ({
+      name: c.remote!.name, address: c.remoteListenAddress, outbound: c.opts.outbound, established: true,
+    }));
+    if (!this.peers.setLocalConnections(conns)) return;
+    // Our own entry changed: flood it so routes everywhere see the new edge quickly.
+    const encoded = this.peers.encode([this.localPeer]);
+    for (const n of this.neighbours()) this.gossip.sendNeighbourGossip(n, TOPOLOGY_CHANNEL, encoded);
+    this.markTopologyDirty();
+  }
+
+  private markTopologyDirty(): void {
+    if (this.routesTimer !== null || this.stopped) return;
+    this.routesTimer = this.deps.clock.setTimer(this.opts.timings.routeDebounceMs, () => {
+      this.routesTimer = null;
+      this.recomputeRoutes();
+    });
+  }
+
+  private recomputeRoutes(): void {
+    this.routes = Routes.compute(this.peers.entries(), this.localPeer);
+    const removed = this.peers.garbageCollect();
+    if (removed.length > 0) {
+      this.log.debug('forgot unreachable peers', { count: removed.length });
+      this.routes = Routes.compute(this.peers.entries(), this.localPeer);
+    }
+    this.counters.routeComputations++;
+    this.deps.dataPlane?.setRoutes(this.routes);
+    if (this.opts.discovery) this.connector.setDiscovered(this.discoveredAddresses());
+    this.gossip.notifyReachable(this.routes.reachable());
+  }
+
+  /** Addresses other peers reach peers at; those we are connected to show up as connected targets. */
+  private discoveredAddresses(): Set<string> {
+    const out = new Set<string>();
+    for (const entry of this.peers.entries()) {
+      for (const c of entry.connections) {
+        if (c.name === this.localPeer || c.address === '') continue;
+        if (!c.established || this.selfAddresses.has(c.address)) continue;
+        out.add(c.address);
+      }
+    }
+    return out;
+  }
+
+  private scheduleGossip(): void {
+    if (this.stopped) return;
+    this.gossipTimer = this.deps.clock.setTimer(this.opts.timings.gossipIntervalMs, () => {
+      this.gossip.gossipPeriodically();
+      this.scheduleGossip();
+    });
+  }
+}

@@ -1,0 +1,44 @@
+// Topology as a gossip channel: the Peers store behind the Gossiper
+// interface. A received update returns the entries that were new to us, and
+// those are what gets relayed; a rejected update leaves the store untouched.
+
+import type { GossipData, Gossiper } from './gossip';
+import type { PeerName } from './peer-name';
+import type { Peers } from './peers';
+
+/** A set of peer names whose current entries are to be sent; merging is set union. */
+export class TopologyUpdate implements GossipData {
+  constructor(private readonly peers: Peers, readonly names: ReadonlySet<PeerName>) {}
+
+  encode(): Uint8Array[] {
+    return [this.peers.encode(this.names)];
+  }
+
+  merge(other: GossipData): GossipData {
+    if (!(other instanceof TopologyUpdate)) return this;
+    return new TopologyUpdate(this.peers, new Set([...this.names, ...other.names]));
+  }
+}
+
+export class TopologyGossiper implements Gossiper {
+  constructor(private readonly peers: Peers, private readonly onChanged: (names: PeerName[]) => void) {}
+
+  onGossipUnicast(): void {
+    // Topology travels only by neighbour gossip.
+  }
+
+  onGossipBroadcast(_src: PeerName, update: Uint8Array): GossipData | null {
+    return this.onGossip(update);
+  }
+
+  gossip(): GossipData | null {
+    return new TopologyUpdate(this.peers, new Set(this.peers.entries().map((e) => e.name)));
+  }
+
+  onGossip(update: Uint8Array): GossipData | null {
+    const changed = this.peers.applyUpdate(update);
+    if (changed.length === 0) return null;
+    this.onChanged(changed);
+    return new TopologyUpdate(this.peers, new Set(changed));
+  }
+}

@@ -1,0 +1,81 @@
+// Which peer owns which MAC address, learnt from the frames we see: a frame
+// captured from our bridge teaches that its source MAC is ours, a frame from
+// the overlay that its source MAC belongs to the peer that captured it.
+// Entries expire so a container that moves or vanishes is not black-holed;
+// aging runs on the owner's tick, this owns no timer.
+
+import type { PeerName } from '../mesh/peer-name';
+
+export interface MacEntry {
+  peer: PeerName;
+  lastSeenMs: number;
+}
+
+export class MacTable {
+  private readonly entries = new Map<number, MacEntry>();
+
+  constructor(private readonly maxAgeMs: number, private readonly maxEntries: number) {}
+
+  /**
+   * Records that `mac` (48 bits as a number) was seen at `peer`. Returns the
+   * previous owner when the MAC moved to another peer, else null.
+   */
+  learn(mac: number, peer: PeerName, nowMs: number): PeerName | null {
+    const e = this.entries.get(mac);
+    if (e) {
+      const moved = e.peer !== peer ? e.peer : null;
+      e.peer = peer;
+      e.lastSeenMs = nowMs;
+      return moved;
+    }
+    if (this.entries.size >= this.maxEntries) this.evictOldest();
+    this.entries.set(mac, { peer, lastSeenMs: nowMs });
+    return null;
+  }
+
+  lookup(mac: number, nowMs: number): PeerName | null {
+    const e = this.entries.get(mac);
+    if (!e || nowMs - e.lastSeenMs > this.maxAgeMs) return null;
+    return e.peer;
+  }
+
+  /** Forgets every MAC of a peer (it left the mesh). */
+  forgetPeer(peer: PeerName): void {
+    for (const [mac, e] of this.entries) if (e.peer === peer) this.entries.delete(mac);
+  }
+
+  tick(nowMs: number): void {
+    for (const [mac, e] of this.entries) if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  snapshot(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
+    return [...this.entries].map(([mac, e]) => ({ mac: formatMac(mac), peer: e.peer, lastSeenMs: e.lastSeenMs }));
+  }
+
+  private evictOldest(): void {
+    let oldestMac = -1;
+    let oldestMs = Infinity;
+    for (const [mac, e] of this.entries) if (e.lastSeenMs < oldestMs) { oldestMs = e.lastSeenMs; oldestMac = mac; }
+    if (oldestMac >= 0) this.entries.delete(oldestMac);
+  }
+}
+
+/** Reads 6 bytes as a 48-bit number (exact in a double). */
+export function readMac(buf: Uint8Array, off: number): number {
+  return (buf[off]! * 2 ** 40) + (buf[off + 1]! * 2 ** 32) + ((buf[off + 2]! << 24) >>> 0) + (buf[off + 3]! << 16) + (buf[off + 4]! << 8) + buf[off + 5]!;
+}
+
+/** Group bit set: broadcast or multicast. */
+export function isGroupMac(buf: Uint8Array, off: number): boolean {
+  return (buf[off]! & 1) === 1;
+}
+
+export function formatMac(mac: number): string {
+  const parts: string[] = [];
+  for (let i = 5; i >= 0; i--) parts.push((Math.floor(mac / 2 ** (8 * i)) % 256).toString(16).padStart(2, '0'));
+  return parts.join(':');
+}

@@ -1,0 +1,151 @@
+// Loads the data plane's N-API addon (native/*.c, built by node-gyp into
+// build/Release/weave_native.node when `npm install` runs) and gives it a typed
+// face. Only the adapters router/tap-device.ts and router/udp-batch.ts call it;
+// everything else uses those classes.
+//
+// The addon checks every argument itself and throws TypeError/RangeError on
+// misuse, so a bug here is an exception, never a crash. Handles are opaque
+// branded objects: only values the addon returned can be passed back.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { RouterError, errorMessage } from '../mesh/errors';
+
+/** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
+export const NATIVE_ABI_VERSION = 1;
+/** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
+export const NATIVE_MAX_BATCH = 256;
+
+const ADDON_FILE = 'weave_native.node';
+
+declare const handleKind: unique symbol;
+/** An fd owned by the addon. Opaque: the brand keeps TAP and UDP handles apart. */
+export interface TapHandle { readonly [handleKind]: 'tap'; readonly name: string }
+export interface UdpHandle { readonly [handleKind]: 'udp' }
+export type NativeHandle = TapHandle | UdpHandle;
+
+/** Counters kept in C, summed per batch. Numbers are exact up to 2^53. */
+export interface NativeStats {
+  rxBatches: number;
+  rxPackets: number;
+  rxBytes: number;
+  /** Packets dropped on read: larger than the slot (truncated) or refused by the kernel. */
+  rxErrors: number;
+  /** POLLERR wakeups; the reader re-arms after each. */
+  pollErrors: number;
+  txPackets: number;
+  txBytes: number;
+  /** Dropped because the kernel queue was full (EAGAIN/ENOBUFS). */
+  txDroppedAgain: number;
+  /** Any other per-packet send error (unreachable, too big, device down...). */
+  txErrors: number;
+  lastRxErrno: number;
+  lastTxErrno: number;
+}
+
+/**
+ * Called once per batch. `count` packets are in the slots; `errno` is 0, or a
+ * positive errno after which the addon has stopped reading (buffers detached,
+ * device deleted). Both can be set: packets read before the error come first.
+ */
+export type NativeReadCallback = (count: number, errno: number) => void;
+
+export interface LocalAddress { family: 4 | 6; address: string; port: number }
+
+export interface WeaveNative {
+  readonly abiVersion: number;
+  /** Opens (creating if missing) a TAP with IFF_NO_PI, non-blocking. vnetHdrBytes 0 = no IFF_VNET_HDR. */
+  tapOpen(name: string, persist: boolean, vnetHdrBytes: 0 | 10 | 12, offloadFlags: number): TapHandle;
+  /** Writes frames i < count from slab[offsets[i], +lengths[i]); returns how many the kernel took. */
+  tapWrite(h: TapHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  tapWriteOne(h: TapHandle, buf: Uint8Array, offset: number, length: number): boolean;
+  /** Creates a non-blocking UDP socket bound to address:port. Buffer sizes of 0 keep the kernel default. */
+  udpOpen(family: 4 | 6, address: string, port: number, rcvbufBytes: number, sndbufBytes: number): UdpHandle;
+  /** sendmmsg of datagrams i < count to addrs[16i..16i+16) (IPv6 form, IPv4 mapped) : ports[i]. */
+  udpSend(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, addrs: Uint8Array,
+    ports: Uint16Array, count: number): number;
+  localAddress(h: UdpHandle): LocalAddress;
+  /**
+   * Starts the uv_poll reader: each wakeup fills up to maxBatch slots, slot i at
+   * slab[offsets[i], +capacityBytes), lengths[i] set, and for UDP the source in
+   * addrs/ports; then one callback. All arrays stay referenced until close.
+   */
+  readStart(h: TapHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, capacityBytes: number,
+    maxBatch: number, addrs: null, ports: null, cb: NativeReadCallback): void;
+  readStart(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, capacityBytes: number,
+    maxBatch: number, addrs: Uint8Array, ports: Uint16Array, cb: NativeReadCallback): void;
+  readPause(h: NativeHandle): void;
+  readResume(h: NativeHandle): void;
+  /** false: an active reader no longer keeps the process alive. */
+  setRef(h: NativeHandle, ref: boolean): void;
+  /** Idempotent; stops the reader and closes the fd at once. No callback follows. */
+  close(h: NativeHandle): void;
+  stats(h: NativeHandle): NativeStats;
+  /** A positive errno as text, e.g. 77 -> 'EBADFD: File descriptor in bad state'. */
+  describeErrno(errno: number): string;
+}
+
+const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
+  'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress',
+  'readStart', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno',
+];
+
+let loaded: WeaveNative | null = null;
+
+/** Where the addon may be: next to the sources (router/overlay/) or the compiled output (dist/router/overlay/). */
+function candidatePaths(): string[] {
+  return [
+    path.resolve(__dirname, '..', '..', 'build', 'Release', ADDON_FILE),
+    path.resolve(__dirname, '..', '..', '..', 'build', 'Release', ADDON_FILE),
+  ];
+}
+
+function missing(detail: string, cause?: unknown): RouterError {
+  return new RouterError('io',
+    `the native data-path addon (build/Release/${ADDON_FILE}) is missing or unusable: ${detail}. ` +
+    'Build it from the project root with `npm install` (runs node-gyp) or `npx node-gyp rebuild`; ' +
+    'that needs make, a C compiler and the Node headers.',
+    cause === undefined ? undefined : { cause });
+}
+
+function checkShape(mod: unknown, file: string): WeaveNative {
+  if (typeof mod !== 'object' || mod === null) throw missing(`${file} exports no object`);
+  const record = mod as Record<string, unknown>;
+  if (record['abiVersion'] !== NATIVE_ABI_VERSION) {
+    throw missing(`${file} has interface version ${String(record['abiVersion'])}, ` +
+      `this code needs ${NATIVE_ABI_VERSION} (stale build?)`);
+  }
+  for (const name of REQUIRED_FUNCTIONS) {
+    if (typeof record[name] !== 'function') throw missing(`${file} lacks the function ${name} (stale build?)`);
+  }
+  return mod as WeaveNative;
+}
+
+/** The addon, loaded once. Throws RouterError('io') saying how to build it when it cannot load. */
+export function loadNative(): WeaveNative {
+  if (loaded !== null) return loaded;
+  const candidates = candidatePaths();
+  const file = candidates.find((p) => fs.existsSync(p));
+  if (file === undefined) throw missing(`not found at ${candidates.join(' or ')}`);
+  let mod: unknown;
+  try {
+    mod = require(file) as unknown;
+  } catch (err) {
+    throw missing(`loading ${file} failed: ${errorMessage(err)}`, err);
+  }
+  loaded = checkShape(mod, file);
+  return loaded;
+}
+
+/**
+ * Turns an exception from the addon into a RouterError: bad arguments are
+ * 'config', a closed handle 'closed', kernel failures 'io'. The original is
+ * kept as `cause` (it carries `code`, `errno` and `syscall` for system errors).
+ */
+export function nativeError(context: string, err: unknown): RouterError {
+  if (err instanceof RouterError) return err;
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  const kind = err instanceof TypeError || err instanceof RangeError ? 'config'
+    : code === 'ERR_CLOSED' ? 'closed' : 'io';
+  return new RouterError(kind, `${context}: ${errorMessage(err)}`, { cause: err });
+}

@@ -1,0 +1,288 @@
+// The data plane: carries Ethernet frames between our bridge (FramePort) and
+// our neighbours, over the encrypted UDP sleeve (DatagramPort) or, when UDP
+// does not get through, over the neighbour's TCP control connection.
+//
+// Path choice per neighbour: we send UDP probes every probe interval, and the
+// neighbour tells us over TCP whether it hears them (UDP_STATUS). We use UDP
+// towards it only while it says it does; otherwise frames go over TCP, and go
+// back to UDP as soon as the probes get through again. Each direction decides
+// for itself, so a one-way UDP block degrades only that direction.
+//
+// Frames on both edges start with a virtio_net_hdr (sleeve-codec.ts explains why).
+// Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
+// seals and opens them, and counts drops by reason. It never throws per frame.
+
+import type { Clock, Timer } from '../../common/clock';
+import type { FrameAead } from './frame-aead';
+import { DropReason, Forwarder, RouteView } from './forwarder';
+import type { Logger } from '../../common/logger';
+import { MacTable } from './mac-table';
+import type { DatagramPort, FramePort } from './ports';
+import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
+import type { PeerName } from '../mesh/peer-name';
+import { allocFrameMessage, encodeUdpStatus } from '../mesh/protocol';
+import {
+  BROADCAST_PEER, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
+  VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, writeInnerHeader,
+} from './sleeve-codec';
+import { SleeveSession } from './sleeve-session';
+
+
+export interface OverlayTimings {
+  probeIntervalMs: number;
+  /** UDP counts as working while a probe got through within this time. */
+  udpTimeoutMs: number;
+  macMaxAgeMs: number;
+}
+
+export const DEFAULT_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 1_000, udpTimeoutMs: 3_500, macMaxAgeMs: 10 * 60_000 };
+export const FAST_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 250, udpTimeoutMs: 1_000, macMaxAgeMs: 10 * 60_000 };
+
+const MAX_MAC_ENTRIES = 65_536;
+
+interface Link {
+  n: OverlayNeighbour;
+  session: SleeveSession;
+  udpHost: string;
+  udpPort: number;
+  /** Last authenticated datagram of any kind from this neighbour. */
+  lastUdpRxMs: number;
+  /** What the neighbour last told us about hearing our probes. */
+  peerHearsUs: boolean;
+  peerStatusMs: number;
+}
+
+export type OverlayCounters = Record<string, number>;
+
+export class Overlay implements DataPlane {
+  private readonly traffic: OverlayCounters = {
+    framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
+    framesRelayed: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
+  };
+  readonly drops: Record<DropReason, number> = {
+    short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
+  };
+  private readonly links = new Map<PeerName, Link>();
+  private readonly forwarder: Forwarder;
+  private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
+  private readonly selfBytes: Uint8Array;
+  private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
+  /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
+  private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
+  private timer: Timer | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; bridge: FramePort; udp: DatagramPort },
+    private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings },
+  ) {
+    this.selfBytes = peerNameBytes(opts.localPeer);
+    this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
+  }
+
+  /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
+  get counters(): OverlayCounters {
+    const out: OverlayCounters = { ...this.traffic };
+    for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
+    return out;
+  }
+
+  statusSummary(): { mtu: number; bridge: string; aead: string; macs: number } {
+    return { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead: this.deps.aead.backend, macs: this.forwarder.macs.size };
+  }
+
+  start(): void {
+    this.deps.bridge.start((buf, off, len) => this.handleBridgeFrame(buf, off, len), () => this.deps.udp.flush());
+    this.deps.udp.start((buf, off, len, host, port) => this.handleDatagram(buf, off, len, host, port), () => this.deps.udp.flush());
+    this.scheduleProbe();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.timer?.cancel();
+    this.deps.bridge.close();
+    this.deps.udp.close();
+  }
+
+  setRoutes(routes: RouteView): void {
+    this.routes = routes;
+  }
+
+  addNeighbour(n: OverlayNeighbour): void {
+    const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes);
+    this.links.set(n.name, { n, session, udpHost: n.host, udpPort: n.udpPort, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity });
+    this.sendProbe(this.links.get(n.name)!);
+    this.deps.udp.flush();
+  }
+
+  removeNeighbour(name: PeerName): void {
+    this.links.delete(name);
+    this.forwarder.macs.forgetPeer(name);
+  }
+
+  linkStatus(name: PeerName): LinkStatus | null {
+    const l = this.links.get(name);
+    if (!l) return null;
+    const now = this.deps.clock.now();
+    const hearing = now - l.lastUdpRxMs <= this.opts.timings.udpTimeoutMs;
+    let reason: string;
+    if (l.peerHearsUs) reason = hearing ? 'UDP works both ways' : 'peer hears our UDP; we hear none of its probes';
+    else if (l.peerStatusMs === -Infinity) reason = 'waiting for the first UDP probe report';
+    else reason = hearing ? 'peer hears none of our UDP probes (blocked one way?)' : 'no UDP probes get through either way (UDP blocked?)';
+    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress: `${l.udpHost}:${l.udpPort}`, encrypted: l.session.encrypted };
+  }
+
+  macTable(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
+    return this.forwarder.macs.snapshot();
+  }
+
+  /** A FRAME control message (TCP fallback) from a neighbour. */
+  handleTcpFrame(from: PeerName, inner: Uint8Array): void {
+    if (!this.links.has(from)) { this.drops['unknown-sender']++; return; }
+    const buf = Buffer.from(inner.buffer, inner.byteOffset, inner.byteLength);
+    this.traffic.framesReceivedTcp!++;
+    this.handleInner(buf, 0, inner.byteLength);
+    this.deps.udp.flush();
+  }
+
+  /** A UDP_STATUS control message: whether the neighbour hears our probes. */
+  handleUdpStatus(from: PeerName, hearing: boolean): void {
+    const l = this.links.get(from);
+    if (!l) return;
+    if (l.peerHearsUs !== hearing && this.deps.logger.enabled('info')) {
+      this.deps.logger.info(hearing ? 'UDP path works, sending frames over UDP' : 'UDP path lost, sending frames over the TCP connection', { peer: from });
+    }
+    l.peerHearsUs = hearing;
+    l.peerStatusMs = this.deps.clock.now();
+  }
+
+  // ---- bridge -> overlay ----
+
+  private handleBridgeFrame(buf: Buffer, off: number, len: number): void {
+    this.traffic.framesFromBridge!++;
+    if (len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES) { this.drops.short++; return; }
+    // A plain frame must fit the MTU; a super-frame (GSO) only one sleeve datagram.
+    const limit = buf[off + 1] === VNET_GSO_NONE ? VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES : MAX_SLEEVE_FRAME_BYTES;
+    if (len > limit) { this.drops['too-big']++; return; }
+    const d = this.forwarder.fromBridge(buf, off + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
+    switch (d.kind) {
+      case 'drop': this.drops[d.reason]++; return;
+      case 'unicast': {
+        const link = this.links.get(d.via);
+        if (!link) { this.drops['no-route']++; return; }
+        this.sendFrame(link, this.selfBytes, this.nameBytes(d.dst), MAX_HOPS, buf, off, len);
+        return;
+      }
+      case 'broadcast':
+        for (const via of d.via) {
+          const link = this.links.get(via);
+          if (link) this.sendFrame(link, this.selfBytes, this.broadcastBytes, MAX_HOPS, buf, off, len);
+        }
+        return;
+    }
+  }
+
+  /** Sends one inner frame to a neighbour over its current path. */
+  private sendFrame(link: Link, src: Uint8Array, dst: Uint8Array, hopsLeft: number, frame: Buffer, off: number, len: number): void {
+    if (link.peerHearsUs) {
+      // Built and sealed in place in the port's send slot: one copy of the frame, no more.
+      const udp = this.deps.udp;
+      const slab = udp.stageSlab();
+      const at = udp.stageOffset();
+      const bodyOff = at + SLEEVE_HEADER_BYTES;
+      writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
+      frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
+      const n = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
+      if (n < 0) return;
+      udp.commit(n, link.udpHost, link.udpPort);
+      this.traffic.framesSentUdp!++;
+      this.traffic.bytesSentUdp! += n;
+      return;
+    }
+    const msg = allocFrameMessage(INNER_HEADER_BYTES + len);
+    writeInnerHeader(msg, 1, src, dst, hopsLeft);
+    msg.set(frame.subarray(off, off + len), 1 + INNER_HEADER_BYTES);
+    link.n.sendControl(msg);
+    this.traffic.framesSentTcp!++;
+  }
+
+  // ---- underlay -> overlay ----
+
+  private handleDatagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
+    const h = readSleeveHeader(buf, off, len);
+    if (typeof h === 'string') { this.drops[h]++; return; }
+    const link = this.links.get(h.sender);
+    if (!link) { this.drops['unknown-sender']++; return; }
+    const bodyLen = link.session.open(buf, off, len, h.counter);
+    if (typeof bodyLen === 'string') { this.drops[bodyLen]++; return; }
+    // Authenticated: the neighbour really is at this address (it may sit behind NAT).
+    link.lastUdpRxMs = this.deps.clock.now();
+    link.udpHost = host;
+    link.udpPort = port;
+    this.traffic.bytesReceivedUdp! += len;
+    if (h.type === SLEEVE_TYPE_PROBE) return;
+    this.traffic.framesReceivedUdp!++;
+    this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen);
+  }
+
+  private handleInner(buf: Buffer, off: number, len: number): void {
+    const inner = readInnerHeader(buf, off, len);
+    if (!inner) { this.drops.short++; return; }
+    const frameOff = off + INNER_HEADER_BYTES;
+    const frameLen = len - INNER_HEADER_BYTES;
+    const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
+    if (d.drop) { this.drops[d.drop]++; return; }
+    if (d.deliver) {
+      this.deps.bridge.write(buf, frameOff, frameLen);
+      this.traffic.framesToBridge!++;
+    }
+    if (d.via.length === 0) return;
+    // The frame sits in a receive buffer and is relayed into the port's send
+    // slots (or a fresh TCP message): it can be read in place, no copy needed.
+    const hops = inner.hopsLeft - 1;
+    const src = buf.subarray(off, off + 6);
+    const dst = buf.subarray(off + 6, off + 12);
+    for (const via of d.via) {
+      const link = this.links.get(via);
+      if (!link) { this.drops['no-route']++; continue; }
+      this.sendFrame(link, src, dst, hops, buf, frameOff, frameLen);
+      this.traffic.framesRelayed!++;
+    }
+  }
+
+  private nameBytes(name: PeerName): Uint8Array {
+    let bytes = this.nameBytesCache.get(name);
+    if (bytes === undefined) {
+      bytes = peerNameBytes(name);
+      if (this.nameBytesCache.size > 10_000) this.nameBytesCache.clear();
+      this.nameBytesCache.set(name, bytes);
+    }
+    return bytes;
+  }
+
+  // ---- probes ----
+
+  private scheduleProbe(): void {
+    if (this.closed) return;
+    this.timer = this.deps.clock.setTimer(this.opts.timings.probeIntervalMs, () => {
+      const now = this.deps.clock.now();
+      for (const link of this.links.values()) {
+        this.sendProbe(link);
+        const sinceMs = now - link.lastUdpRxMs;
+        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff));
+        // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
+        if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false);
+      }
+      this.deps.udp.flush();
+      this.forwarder.macs.tick(now);
+      this.scheduleProbe();
+    });
+  }
+
+  private sendProbe(link: Link): void {
+    const udp = this.deps.udp;
+    const n = link.session.seal(udp.stageSlab(), udp.stageOffset(), SLEEVE_TYPE_PROBE, 0);
+    if (n > 0) udp.commit(n, link.udpHost, link.udpPort);
+  }
+}

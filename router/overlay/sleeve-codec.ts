@@ -1,0 +1,106 @@
+// The UDP sleeve datagram, version 1. All integers big-endian.
+//
+//    0       1       2                       8                              16
+//   +-------+-------+-----------------------+-------------------------------+
+//   | ver=1 | type  | sender peer name (6)  | counter (8 bytes, < 2^53)     |
+//   +-------+-------+-----------------------+-------------------------------+
+//   | body: ChaCha20-Poly1305 ciphertext + 16-byte tag (plain when the mesh  |
+//   | has no password)                                                       |
+//   +-----------------------------------------------------------------------+
+//   nonce = 00 00 00 02 || counter; associated data = the 16 header bytes.
+//
+//   type 1 FRAME: body = inner frame (below)
+//   type 2 PROBE: body empty; an authenticated probe proves the UDP path in one
+//                 direction (the receiver reports it back over TCP).
+//
+// Inner frame, shared with the TCP fallback (control message FRAME):
+//
+//    0                       6                      12      13               23
+//   +-----------------------+-----------------------+-------+----------------+------------------+
+//   | source peer (6):      | destination peer (6): | hops  | virtio_net_hdr | Ethernet frame   |
+//   | the capturing peer    | ff:..:ff = broadcast  | left  | (10 bytes)     | (up to ~32 KiB)  |
+//   +-----------------------+-----------------------+-------+----------------+------------------+
+//
+// Relays read only the inner header, never MACs. "hops left" ends any loop
+// that inconsistent routes could cause while the topology settles.
+// The virtio_net_hdr travels with the frame as the capturing TAP gave it
+// (IFF_VNET_HDR): a TCP super-frame (GSO) crosses the mesh whole, in one
+// datagram, and the delivering TAP segments it or fixes its checksum only
+// at the far end, as the kernel would between two local ports.
+
+import { PEER_NAME_BYTES, PeerName, peerNameFromBytes, peerNameToBytes } from '../mesh/peer-name';
+
+export const SLEEVE_VERSION = 1;
+export const SLEEVE_TYPE_FRAME = 1;
+export const SLEEVE_TYPE_PROBE = 2;
+export const SLEEVE_HEADER_BYTES = 16;
+export const INNER_HEADER_BYTES = 13;
+export const BROADCAST_PEER = 'ff:ff:ff:ff:ff:ff' as PeerName;
+/** Mesh diameter we never expect to exceed. */
+export const MAX_HOPS = 32;
+export const ETHERNET_HEADER_BYTES = 14;
+/** virtio_net_hdr without the mergeable-buffers count (TUNSETVNETHDRSZ 10). */
+export const VNET_HDR_BYTES = 10;
+/** virtio_net_hdr gso_type: a plain frame, not a super-frame. */
+export const VNET_GSO_NONE = 0;
+/** Largest frame (vnet header included) a sleeve datagram can carry: 64 KiB less IP, UDP and our headers and tag. */
+export const MAX_SLEEVE_FRAME_BYTES = 65_507 - 16 - 13 - 16;
+/** An Ethernet header plus room for one VLAN tag. */
+export const MAX_ETHERNET_OVERHEAD_BYTES = 18;
+export const MIN_ETHERNET_FRAME_BYTES = 14;
+
+/** What a full-MTU frame costs on the underlay beyond its IP packet: IPv4, UDP, our headers, vnet header, tag, Ethernet header. */
+export const SLEEVE_OVERHEAD_BYTES = 20 + 8 + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES + VNET_HDR_BYTES + 16 + ETHERNET_HEADER_BYTES;
+
+export interface SleeveHeader {
+  type: number;
+  sender: PeerName;
+  counter: number;
+}
+
+/** Writes the header at `off`. */
+export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, sender: Uint8Array, counter: number): void {
+  buf[off] = SLEEVE_VERSION;
+  buf[off + 1] = type;
+  buf.set(sender, off + 2);
+  const hi = Math.floor(counter / 0x100000000);
+  const lo = counter >>> 0;
+  buf[off + 8] = hi >>> 24; buf[off + 9] = (hi >>> 16) & 0xff; buf[off + 10] = (hi >>> 8) & 0xff; buf[off + 11] = hi & 0xff;
+  buf[off + 12] = lo >>> 24; buf[off + 13] = (lo >>> 16) & 0xff; buf[off + 14] = (lo >>> 8) & 0xff; buf[off + 15] = lo & 0xff;
+}
+
+export type SleeveParse = SleeveHeader | 'short' | 'version' | 'type';
+
+/** Cheap checks before any crypto: length, version, type. Counter above 2^53 reads as 'short' never; it is capped by the replay window. */
+export function readSleeveHeader(buf: Uint8Array, off: number, len: number): SleeveParse {
+  if (len < SLEEVE_HEADER_BYTES) return 'short';
+  if (buf[off] !== SLEEVE_VERSION) return 'version';
+  const type = buf[off + 1]!;
+  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE) return 'type';
+  const sender = peerNameFromBytes(buf, off + 2);
+  const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;
+  const lo = ((buf[off + 12]! << 24) >>> 0) + (buf[off + 13]! << 16) + (buf[off + 14]! << 8) + buf[off + 15]!;
+  return { type, sender, counter: hi * 0x100000000 + lo };
+}
+
+export function writeInnerHeader(buf: Uint8Array, off: number, src: Uint8Array, dst: Uint8Array, hopsLeft: number): void {
+  buf.set(src, off);
+  buf.set(dst, off + PEER_NAME_BYTES);
+  buf[off + 12] = hopsLeft;
+}
+
+export interface InnerHeader {
+  src: PeerName;
+  dst: PeerName;
+  hopsLeft: number;
+}
+
+export function readInnerHeader(buf: Uint8Array, off: number, len: number): InnerHeader | null {
+  if (len < INNER_HEADER_BYTES + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES) return null;
+  return { src: peerNameFromBytes(buf, off), dst: peerNameFromBytes(buf, off + 6), hopsLeft: buf[off + 12]! };
+}
+
+/** Peer names as bytes, cached: the hot path writes them into every datagram. */
+export function peerNameBytes(name: PeerName): Uint8Array {
+  return peerNameToBytes(name);
+}

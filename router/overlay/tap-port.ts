@@ -1,0 +1,25 @@
+// FramePort over the native TAP device: one callback per batch of frames read
+// from the bridge, frames written back one at a time (the kernel takes each
+// TAP write as one frame anyway).
+
+import type { FramePort } from './ports';
+import type { TapDevice } from './tap-device';
+
+export class TapPort implements FramePort {
+  constructor(private readonly tap: TapDevice) {}
+
+  start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void {
+    this.tap.onFrames((slab, offsets, lengths, count) => {
+      for (let i = 0; i < count; i++) onFrame(slab, offsets[i]!, lengths[i]!);
+      onBatchEnd();
+    });
+  }
+
+  write(buf: Buffer, off: number, len: number): void {
+    this.tap.writeFrame(buf, off, len);
+  }
+
+  close(): void {
+    this.tap.close();
+  }
+}

@@ -1,0 +1,67 @@
+// DatagramPort over the native batched UDP socket: the overlay builds and
+// seals each datagram in place in a slot of a preallocated stage slab; staged
+// datagrams leave in one sendmmsg per batch (flush); receives arrive one
+// callback per recvmmsg batch.
+
+import { isIPv4 } from 'node:net';
+import { DatagramPort, STAGE_SLOT_BYTES } from './ports';
+import { parseIPv4, UdpAddressTable, UdpBatchSocket } from './udp-batch';
+
+const STAGE_COUNT = 64;
+const MAX_CACHED_HOSTS = 4096;
+
+export class UdpBatchPort implements DatagramPort {
+  private readonly stage = Buffer.alloc(STAGE_COUNT * STAGE_SLOT_BYTES);
+  private readonly offsets = new Int32Array(STAGE_COUNT);
+  private readonly lengths = new Int32Array(STAGE_COUNT);
+  private readonly dests = new UdpAddressTable(STAGE_COUNT);
+  private staged = 0;
+  /** Destination text to IPv4 number: the overlay sends to a handful of neighbours, so parse each once. */
+  private readonly ipv4Cache = new Map<string, number>();
+
+  constructor(private readonly socket: UdpBatchSocket) {
+    for (let i = 0; i < STAGE_COUNT; i++) this.offsets[i] = i * STAGE_SLOT_BYTES;
+  }
+
+  start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void {
+    this.socket.onDatagrams((slab, offsets, lengths, sources, count) => {
+      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, sources.address(i), sources.port(i));
+      onBatchEnd();
+    });
+  }
+
+  stageSlab(): Buffer {
+    return this.stage;
+  }
+
+  stageOffset(): number {
+    if (this.staged === STAGE_COUNT) this.flush();
+    return this.offsets[this.staged]!;
+  }
+
+  commit(len: number, host: string, port: number): void {
+    // stageOffset() made room; a commit without it (a caller bug) is dropped rather than misrouted.
+    if (len > STAGE_SLOT_BYTES || this.staged === STAGE_COUNT) return;
+    const i = this.staged++;
+    this.lengths[i] = len;
+    let ip = this.ipv4Cache.get(host);
+    if (ip === undefined && isIPv4(host)) {
+      ip = parseIPv4(host);
+      if (this.ipv4Cache.size >= MAX_CACHED_HOSTS) this.ipv4Cache.clear();
+      this.ipv4Cache.set(host, ip);
+    }
+    if (ip !== undefined) this.dests.setIPv4(i, ip, port);
+    else this.dests.set(i, host, port);
+  }
+
+  flush(): void {
+    if (this.staged === 0) return;
+    const n = this.staged;
+    this.staged = 0;
+    this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}

@@ -1,0 +1,277 @@
+// UdpBatchSocket: batched UDP for the sleeve, an adapter over the native
+// addon's sendmmsg/recvmmsg. One bound socket, a preallocated receive slab,
+// one handler call per received batch, one syscall per sent batch (per 64).
+//
+// Addresses travel in a UdpAddressTable: 16 bytes per entry in IPv6 form
+// (IPv4 as ::ffff:a.b.c.d) plus a port, so a batch needs no objects. Received
+// datagrams and their sources are valid only until the handler returns.
+//
+// Not here yet: PMTU errors (IP_RECVERR) and UDP GSO; see the datapath notes.
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { RouterError } from '../mesh/errors';
+import { NativeReader } from './native-reader';
+import { formatIpv6Groups } from '../../common/ip';
+import { loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
+
+export const DEFAULT_UDP_BATCH_COUNT = 64;
+/** Largest UDP payload over IPv4 is 65507 bytes; a slot that size never truncates. */
+export const DEFAULT_UDP_DATAGRAM_CAPACITY_BYTES = 65536;
+
+/** Parses dotted-quad IPv4 into an unsigned 32-bit number. Throws RouterError('config'). */
+export function parseIPv4(text: string): number {
+  if (!isIPv4(text)) throw RouterError.config(`not an IPv4 address: ${JSON.stringify(text)}`);
+  const parts = text.split('.');
+  let value = 0;
+  for (const part of parts) value = value * 256 + Number(part);
+  return value;
+}
+
+export function formatIPv4(value: number): string {
+  return `${(value >>> 24) & 255}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
+}
+
+/** Parses an IPv4 or IPv6 address (no zone) into 16 bytes, IPv4 mapped. Throws RouterError('config'). */
+export function parseIPToBytes(text: string, out: Uint8Array, offset: number): void {
+  if (isIPv4(text)) {
+    const v = parseIPv4(text);
+    out.fill(0, offset, offset + 10);
+    out[offset + 10] = 0xff;
+    out[offset + 11] = 0xff;
+    out[offset + 12] = v >>> 24;
+    out[offset + 13] = (v >>> 16) & 255;
+    out[offset + 14] = (v >>> 8) & 255;
+    out[offset + 15] = v & 255;
+    return;
+  }
+  if (!isIPv6(text) || text.includes('%')) {
+    throw RouterError.config(`not an IP address: ${JSON.stringify(text)}`);
+  }
+  // isIPv6 vouched for the syntax: groups of hex, at most one '::', maybe a dotted tail.
+  const words: number[] = [];
+  const [head = '', tail] = text.split('::');
+  const toWords = (part: string): number[] => {
+    if (part === '') return [];
+    const out16: number[] = [];
+    for (const group of part.split(':')) {
+      if (group.includes('.')) {
+        const v = parseIPv4(group);
+        out16.push(v >>> 16, v & 0xffff);
+      } else {
+        out16.push(parseInt(group, 16));
+      }
+    }
+    return out16;
+  };
+  const headWords = toWords(head);
+  const tailWords = tail === undefined ? [] : toWords(tail);
+  words.push(...headWords);
+  for (let i = headWords.length + tailWords.length; i < 8; i++) words.push(0);
+  words.push(...tailWords);
+  for (let i = 0; i < 8; i++) {
+    const w = words[i] ?? 0;
+    out[offset + 2 * i] = w >>> 8;
+    out[offset + 2 * i + 1] = w & 255;
+  }
+}
+
+/** Formats 16 bytes: IPv4-mapped as dotted quad, others as RFC 5952 text. */
+export function formatIPBytes(bytes: Uint8Array, offset: number): string {
+  if (isMappedIPv4(bytes, offset)) return formatIPv4(readMappedIPv4(bytes, offset));
+  const words: number[] = [];
+  for (let i = 0; i < 8; i++) words.push(((bytes[offset + 2 * i] ?? 0) << 8) | (bytes[offset + 2 * i + 1] ?? 0));
+  return formatIpv6Groups(words);
+}
+
+function isMappedIPv4(b: Uint8Array, o: number): boolean {
+  for (let i = 0; i < 10; i++) if (b[o + i] !== 0) return false;
+  return b[o + 10] === 0xff && b[o + 11] === 0xff;
+}
+
+function readMappedIPv4(b: Uint8Array, o: number): number {
+  return (((b[o + 12] ?? 0) << 24) | ((b[o + 13] ?? 0) << 16) | ((b[o + 14] ?? 0) << 8) | (b[o + 15] ?? 0)) >>> 0;
+}
+
+/** A flat table of UDP endpoints, the shape the addon reads and writes. */
+export class UdpAddressTable {
+  /** 16 bytes per entry, IPv6 form, IPv4 as ::ffff:a.b.c.d. */
+  readonly ips: Uint8Array;
+  /** Host byte order. */
+  readonly ports: Uint16Array;
+
+  constructor(readonly count: number) {
+    if (!Number.isInteger(count) || count < 1 || count > 1 << 20) {
+      throw RouterError.config(`address table size must be 1..${1 << 20}, got ${count}`);
+    }
+    this.ips = new Uint8Array(16 * count);
+    this.ports = new Uint16Array(count);
+  }
+
+  /** Hot-path setter: `ipv4` as an unsigned 32-bit number. */
+  setIPv4(i: number, ipv4: number, port: number): void {
+    const o = 16 * i;
+    const b = this.ips;
+    for (let k = 0; k < 10; k++) b[o + k] = 0;
+    b[o + 10] = 0xff;
+    b[o + 11] = 0xff;
+    b[o + 12] = ipv4 >>> 24;
+    b[o + 13] = (ipv4 >>> 16) & 255;
+    b[o + 14] = (ipv4 >>> 8) & 255;
+    b[o + 15] = ipv4 & 255;
+    this.ports[i] = port;
+  }
+
+  /** Parses text (IPv4 or IPv6); for setup, not per packet. */
+  set(i: number, address: string, port: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.count) throw RouterError.config(`entry ${i} out of range`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw RouterError.config(`bad port ${port}`);
+    parseIPToBytes(address, this.ips, 16 * i);
+    this.ports[i] = port;
+  }
+
+  /** Copies entry j of `from` into entry i, e.g. to answer a datagram's source. */
+  copyFrom(i: number, from: UdpAddressTable, j: number): void {
+    const o = 16 * i;
+    const p = 16 * j;
+    for (let k = 0; k < 16; k++) this.ips[o + k] = from.ips[p + k] ?? 0;
+    this.ports[i] = from.ports[j] ?? 0;
+  }
+
+  /** The IPv4 address of entry i as an unsigned number, or -1 if it is IPv6. */
+  ipv4(i: number): number {
+    return isMappedIPv4(this.ips, 16 * i) ? readMappedIPv4(this.ips, 16 * i) : -1;
+  }
+
+  port(i: number): number {
+    return this.ports[i] ?? 0;
+  }
+
+  /** Text form of entry i's address (allocates; for logs and tests). */
+  address(i: number): string {
+    return formatIPBytes(this.ips, 16 * i);
+  }
+}
+
+export interface UdpBindOptions {
+  /** Local address, e.g. '0.0.0.0', '127.0.0.1', '::'. */
+  address: string;
+  /** 0 picks a free port; see localPort. */
+  port: number;
+  /** SO_RCVBUF / SO_SNDBUF (forced past rmem_max when root). Default: kernel default. */
+  recvBufferBytes?: number;
+  sendBufferBytes?: number;
+  /** Datagrams per receive batch, 1..256. Default 64. */
+  maxBatchCount?: number;
+  /** Bytes per receive slot; larger datagrams are dropped and counted. Default 65536. */
+  datagramCapacityBytes?: number;
+  /** Free bytes kept in front of every receive slot. Default 0. */
+  headroomBytes?: number;
+}
+
+/**
+ * `sources` entry i is the sender of datagram i. Everything is valid only
+ * until the handler returns.
+ */
+export type DatagramsHandler = (slab: Buffer, offsets: Int32Array, lengths: Int32Array,
+  sources: UdpAddressTable, count: number) => void;
+
+function checkInt(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw RouterError.config(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+export class UdpBatchSocket extends NativeReader<UdpHandle> {
+  readonly family: 4 | 6;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly maxBatchCount: number;
+  readonly datagramCapacityBytes: number;
+  /** Receive slab and tables: datagram i is slab[offsets[i], +lengths[i]) from sources entry i. */
+  readonly slab: Buffer;
+  readonly offsets: Int32Array;
+  readonly lengths: Int32Array;
+  readonly sources: UdpAddressTable;
+
+  private datagramsHandler: DatagramsHandler | null = null;
+  private readonly onNativeBatch = (count: number, errno: number): void => this.handleBatch(count, errno);
+
+  private constructor(native: WeaveNative, handle: UdpHandle, family: 4 | 6, maxBatchCount: number,
+    datagramCapacityBytes: number, headroomBytes: number) {
+    super(native, handle);
+    this.family = family;
+    const local = native.localAddress(handle);
+    this.localAddress = local.address;
+    this.localPort = local.port;
+    this.maxBatchCount = maxBatchCount;
+    this.datagramCapacityBytes = datagramCapacityBytes;
+    const strideBytes = (headroomBytes + datagramCapacityBytes + 7) & ~7;
+    this.slab = Buffer.alloc(strideBytes * maxBatchCount);
+    this.offsets = new Int32Array(maxBatchCount);
+    for (let i = 0; i < maxBatchCount; i++) this.offsets[i] = i * strideBytes + headroomBytes;
+    this.lengths = new Int32Array(maxBatchCount);
+    this.sources = new UdpAddressTable(maxBatchCount);
+  }
+
+  /** Creates and binds the socket. Throws RouterError: 'config' for bad options, 'io' (EADDRINUSE...) from the kernel. */
+  static open(opts: UdpBindOptions): UdpBatchSocket {
+    const family = isIPv4(opts.address) ? 4 : isIPv6(opts.address) ? 6 : 0;
+    if (family === 0) throw RouterError.config(`not an IP address: ${JSON.stringify(opts.address)}`);
+    const port = checkInt('port', opts.port, 0, 65535);
+    const recvBufferBytes = checkInt('recvBufferBytes', opts.recvBufferBytes ?? 0, 0, 1 << 30);
+    const sendBufferBytes = checkInt('sendBufferBytes', opts.sendBufferBytes ?? 0, 0, 1 << 30);
+    const maxBatchCount = checkInt('maxBatchCount', opts.maxBatchCount ?? DEFAULT_UDP_BATCH_COUNT, 1, NATIVE_MAX_BATCH);
+    const capacity = checkInt('datagramCapacityBytes',
+      opts.datagramCapacityBytes ?? DEFAULT_UDP_DATAGRAM_CAPACITY_BYTES, 1, 1 << 20);
+    const headroomBytes = checkInt('headroomBytes', opts.headroomBytes ?? 0, 0, 4096);
+    const native = loadNative();
+    let handle: UdpHandle;
+    try {
+      handle = native.udpOpen(family, opts.address, port, recvBufferBytes, sendBufferBytes);
+    } catch (err) {
+      throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
+    }
+    try {
+      return new UdpBatchSocket(native, handle, family, maxBatchCount, capacity, headroomBytes);
+    } catch (err) {
+      native.close(handle);
+      throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
+    }
+  }
+
+  /** Sets the batch handler and starts receiving (once; later calls only swap the handler). */
+  onDatagrams(handler: DatagramsHandler): void {
+    if (this.isClosed) throw new RouterError('closed', `UDP socket ${this.localPort} is closed`);
+    this.datagramsHandler = handler;
+    if (this.reading) return;
+    try {
+      this.native.readStart(this.handle, this.slab, this.offsets, this.lengths, this.datagramCapacityBytes,
+        this.maxBatchCount, this.sources.ips, this.sources.ports, this.onNativeBatch);
+    } catch (err) {
+      throw nativeError(`cannot receive on UDP port ${this.localPort}`, err);
+    }
+    this.reading = true;
+  }
+
+  /**
+   * Sends datagrams i < count: slab[offsets[i], +lengths[i]) to dests entry i.
+   * Returns how many the kernel took; drops and errors are counted in stats().
+   * An IPv4 socket throws RouterError('config') for an IPv6 destination.
+   */
+  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dests: UdpAddressTable, count: number): number {
+    if (this.isClosed) return 0;
+    try {
+      return this.native.udpSend(this.handle, slab, offsets, lengths, dests.ips, dests.ports, count);
+    } catch (err) {
+      throw nativeError(`UDP port ${this.localPort} sendBatch`, err);
+    }
+  }
+
+  private handleBatch(count: number, errno: number): void {
+    if (count > 0 && this.datagramsHandler !== null) {
+      this.datagramsHandler(this.slab, this.offsets, this.lengths, this.sources, count);
+    }
+    this.reportStopped(errno, `UDP port ${this.localPort}: receiving stopped`);
+  }
+}
