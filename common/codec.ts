@@ -1,6 +1,8 @@
 // Bounds-checked byte reading and writing for every wire format. A reader
 // treats its input as hostile: each read checks the remaining length first and
-// fails with a CodecError('decode'), never a RangeError or a silent zero.
+// fails with a coded error ('decode' or 'limit'), never a RangeError or a
+// silent zero. The error is a CodecError unless a subclass names its own type
+// (router/mesh's MeshReader throws RouterError, so mesh decoders keep one type).
 // Strings and byte fields carry a length prefix that is checked against a
 // caller-given maximum before anything is allocated.
 
@@ -21,9 +23,14 @@ export class ByteReader {
   get offset(): number { return this.pos; }
   get remaining(): number { return this.end - this.pos; }
 
+  /** The one place a reader fails; subclasses override it to throw their part's error type. */
+  protected fail(err: CodecError): never {
+    throw err;
+  }
+
   private need(n: number, field: string): void {
     if (this.end - this.pos < n) {
-      throw CodecError.decode(this.what, `truncated at ${field}: need ${n} bytes, have ${this.end - this.pos}`);
+      this.fail(CodecError.decode(this.what, `truncated at ${field}: need ${n} bytes, have ${this.end - this.pos}`));
     }
   }
 
@@ -36,7 +43,7 @@ export class ByteReader {
     this.need(8, field);
     const hi = this.view.getUint32(this.pos);
     const lo = this.view.getUint32(this.pos + 4);
-    if (hi > 0x1fffff) throw CodecError.decode(this.what, `${field} exceeds 2^53`);
+    if (hi > 0x1fffff) this.fail(CodecError.decode(this.what, `${field} exceeds 2^53`));
     this.pos += 8;
     return hi * 0x100000000 + lo;
   }
@@ -51,14 +58,14 @@ export class ByteReader {
   /** u16 length prefix, then bytes; length checked against maxBytes first. */
   varBytes(maxBytes: number, field: string): Uint8Array {
     const n = this.u16(`${field} length`);
-    if (n > maxBytes) throw CodecError.limit(`${this.what} ${field} length`, n, maxBytes);
+    if (n > maxBytes) this.fail(CodecError.limit(`${this.what} ${field} length`, n, maxBytes));
     return this.bytes(n, field);
   }
 
   /** u32 length prefix, then bytes; length checked against maxBytes first. */
   longBytes(maxBytes: number, field: string): Uint8Array {
     const n = this.u32(`${field} length`);
-    if (n > maxBytes) throw CodecError.limit(`${this.what} ${field} length`, n, maxBytes);
+    if (n > maxBytes) this.fail(CodecError.limit(`${this.what} ${field} length`, n, maxBytes));
     return this.bytes(n, field);
   }
 
@@ -67,7 +74,7 @@ export class ByteReader {
     try {
       return textDecoder.decode(raw);
     } catch {
-      throw CodecError.decode(this.what, `${field} is not valid UTF-8`);
+      this.fail(CodecError.decode(this.what, `${field} is not valid UTF-8`));
     }
   }
 
@@ -75,13 +82,13 @@ export class ByteReader {
   /** Count prefix (u16) checked against maxCount. */
   count(maxCount: number, field: string): number {
     const n = this.u16(`${field} count`);
-    if (n > maxCount) throw CodecError.limit(`${this.what} ${field} count`, n, maxCount);
+    if (n > maxCount) this.fail(CodecError.limit(`${this.what} ${field} count`, n, maxCount));
     return n;
   }
 
   /** Trailing bytes are tolerated for forward compatibility; this is for formats that forbid them. */
   expectEnd(): void {
-    if (this.pos !== this.end) throw CodecError.decode(this.what, `${this.end - this.pos} unexpected trailing bytes`);
+    if (this.pos !== this.end) this.fail(CodecError.decode(this.what, `${this.end - this.pos} unexpected trailing bytes`));
   }
 }
 

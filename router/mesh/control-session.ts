@@ -28,7 +28,7 @@
 // rather than implied, so that a dropped or replayed message is reported as
 // 'replay' with both counters instead of an opaque authentication failure.
 
-import { ByteReader } from '../../common/codec';
+import { MeshReader } from './peer-name';
 import { RouterError } from './errors';
 import { sodium } from './sodium';
 
@@ -131,7 +131,7 @@ export class SealedSession implements ControlSession {
     if (payload.length < SEALED_OVERHEAD_BYTES) {
       throw RouterError.decode('sealed control message', `${payload.length} bytes is shorter than the minimum of ${SEALED_OVERHEAD_BYTES}`);
     }
-    const counter = new ByteReader(payload, 'sealed control message').u53('counter');
+    const counter = new MeshReader(payload, 'sealed control message').u53('counter');
     const ad = payload.subarray(0, COUNTER_BYTES);
     writeNonce(this.nonce, CHANNEL_TCP_CONTROL, counter);
     let plain: Uint8Array;

@@ -2,6 +2,7 @@
 // as in Weave Net. A branded string so they cannot be mixed up with other text.
 
 import { ByteReader, ByteWriter } from '../../common/codec';
+import type { CodecError } from '../../common/errors';
 import { RouterError } from './errors';
 
 export type PeerName = string & { readonly __brand: 'PeerName' };
@@ -49,8 +50,16 @@ export function comparePeerNames(a: PeerName, b: PeerName): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The byte codecs of common/codec.ts plus the 6-byte peer name every mesh wire format carries. */
+/**
+ * The byte codecs of common/codec.ts plus the 6-byte peer name every mesh wire
+ * format carries. Failures are RouterErrors, so a connection handles a hostile
+ * peer's bytes as one error type whatever layer found them.
+ */
 export class MeshReader extends ByteReader {
+  protected override fail(err: CodecError): never {
+    throw new RouterError(err.code, err.message);
+  }
+
   peerName(field: string): PeerName {
     return peerNameFromBytes(this.bytes(PEER_NAME_BYTES, field));
   }
