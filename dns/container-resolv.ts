@@ -16,6 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../common/logger';
+import { writeFileAtomic } from '../common/files';
 import { MAX_RESOLV_CONF_BYTES } from './constants';
 import { parseResolvConf, renderContainerResolvConf } from './resolv-conf';
 
@@ -166,9 +167,7 @@ export class ContainerResolvConf {
   private save(): void {
     try {
       fs.mkdirSync(path.dirname(this.opts.stateFile), { recursive: true });
-      const tmp = `${this.opts.stateFile}.tmp`;
-      fs.writeFileSync(tmp, JSON.stringify({ version: STATE_VERSION, backups: Object.fromEntries(this.backups) }, null, 2) + '\n', { mode: 0o600 });
-      fs.renameSync(tmp, this.opts.stateFile);
+      writeFileAtomic(this.opts.stateFile, JSON.stringify({ version: STATE_VERSION, backups: Object.fromEntries(this.backups) }, null, 2) + '\n');
     } catch (err) {
       this.logger.error('cannot save resolv.conf backups', { file: this.opts.stateFile, error: (err as Error).message });
     }

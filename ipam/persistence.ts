@@ -19,6 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
+import { writeFileAtomic } from '../common/files';
 import { IpamError, errorText } from './errors';
 
 export const IPAM_STATE_FILE = 'ipam.json';
@@ -128,19 +129,6 @@ export function snapshotToJson(s: IpamSnapshot): string {
   }) + '\n';
 }
 
-/** Makes a rename durable; best effort, as some filesystems refuse fsync on a directory. */
-function syncDirectory(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // The rename itself has happened; only its durability across a power cut is weaker.
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
-}
-
 /** <datadir>/ipam.json, written atomically. */
 export class FileIpamStore implements IpamStore {
   readonly file: string;
@@ -164,17 +152,8 @@ export class FileIpamStore implements IpamStore {
   }
 
   save(snapshot: IpamSnapshot): void {
-    const tmp = `${this.file}.tmp`;
     try {
-      const fd = fs.openSync(tmp, 'w', 0o600);
-      try {
-        fs.writeSync(fd, snapshotToJson(snapshot));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, this.file);
-      syncDirectory(path.dirname(this.file));
+      writeFileAtomic(this.file, snapshotToJson(snapshot), { durable: true });
     } catch (err) {
       throw new IpamError('io', `cannot write ${this.file}: ${errorText(err)}`, { cause: err });
     }

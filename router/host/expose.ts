@@ -30,7 +30,7 @@ import { parseAttachCidr, parseRouteCidr } from './containers';
 import { errorMessage, RouterError } from '../mesh/errors';
 import { listRuleset, validateIfName } from './host-bridge';
 import type { FirewallChainRef } from './host-bridge';
-import { writeFileAtomic } from '../mesh/identity';
+import { writeFileAtomic } from '../../common/files';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 

@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from '../../common/files';
 import { RouterError } from './errors';
 import { isPeerName, PeerName, peerNameFromSeed } from './peer-name';
 
@@ -21,13 +22,6 @@ function readOptional(file: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** Writes via a temporary file and rename, so a crash never leaves half a file. */
-export function writeFileAtomic(file: string, content: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, content, { mode: 0o600 });
-  fs.renameSync(tmp, file);
 }
 
 export function ensureDatadir(datadir: string): void {
