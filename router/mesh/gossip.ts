@@ -1,6 +1,6 @@
-// The one seam between the mesh and its users (DESIGN.md). IPAM and DNS are
-// gossipers on named channels; they import only these types. A test can drive
-// them with an in-memory mesh.
+// The one seam between the mesh and its users (docs/architecture.md). IPAM
+// and DNS are gossipers on named channels; they import only these types (and
+// peer names). A test can drive them with an in-memory mesh.
 //
 // Semantics follow weaveworks/mesh gossip.go: a receiver returns only what was
 // new to it (or null), and that return value is what gets relayed; null ends
