@@ -14,7 +14,10 @@
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, type SimHost, type SimNetwork, waitFor } from './netns';
+import { run } from './command';
+import type { SimHost } from './sim-host';
+import type { SimNetwork } from './sim-network';
+import { waitFor } from './wait';
 
 /** What one overlay offers the bench once it is up. */
 export interface OverlayEndpoints {

@@ -1,6 +1,6 @@
 // scripts/bench: TCP throughput and RTT of our overlay against wireguard-go
 // (and, when installed, tinc in switch mode and nebula) between the same two
-// simulated hosts (scripts/netns.ts SimNetwork), measured alternately in one
+// simulated hosts (scripts/sim-network.ts SimNetwork), measured alternately in one
 // run: weave, wireguard-go, tinc, nebula, weave, wireguard-go, ... so machine
 // noise spreads evenly. Prints each round, then medians, the ratio to
 // wireguard-go, and the daemons' CPU% and RSS during the transfers.
@@ -23,7 +23,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
-import { run, SimNetwork, type SimHost, sleep, waitFor } from './netns';
+import { run } from './command';
+import type { SimHost } from './sim-host';
+import { SimNetwork } from './sim-network';
+import { sleep, waitFor } from './wait';
 import { PEER_OVERLAYS, type OverlayEndpoints, type PeerOverlay, removeWireguardSockets } from './bench-peers';
 import type { RouterStatus } from '../router/mesh/status';
 

@@ -1,5 +1,5 @@
 // The README's demo: three simulated hosts (network namespaces, see
-// scripts/netns.ts) each run a weave router with a shared password. h1 starts
+// scripts/sim-network.ts) each run a weave router with a shared password. h1 starts
 // alone, h2 is given h1, h3 is given only h2, and discovery must connect h1 and
 // h3. The demo waits for the full mesh, prints every host's status, then stops
 // the routers and removes the network, also on failure or Ctrl-C.
@@ -14,7 +14,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { run, SimNetwork, type SimHost, waitFor } from './netns';
+import { run } from './command';
+import type { SimHost } from './sim-host';
+import { SimNetwork } from './sim-network';
+import { waitFor } from './wait';
 import type { RouterStatus } from '../router/mesh/status';
 
 interface DemoOptions {

@@ -5,14 +5,15 @@
 // bridges alone), and the `local/busybox` image it builds with `docker import`.
 //
 // It never stops a dockerd it did not start, and never pulls from a registry.
-// Commands are argument vectors (scripts/netns.ts `run`), never shell strings.
+// Commands are argument vectors (scripts/command.ts `run`), never shell strings.
 
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient, DEFAULT_DOCKER_SOCKET } from '../router/host/docker-client';
-import { run, sleep, waitFor } from './netns';
+import { run } from './command';
+import { sleep, waitFor } from './wait';
 
 export const BUSYBOX_IMAGE = 'local/busybox';
 const STATE_DIR = '/tmp/weave-dockerd';

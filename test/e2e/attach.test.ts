@@ -15,7 +15,7 @@ import { ExecCommandRunner, NetnsCommandRunner } from '../../router/host/command
 import { ContainerManager, STATE_FILE } from '../../router/host/containers';
 import { detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, removeBridge, removeBridgeForwarding } from '../../router/host/host-bridge';
 import { silentLogger } from '../../common/logger';
-import { run } from '../../scripts/netns';
+import { run } from '../../scripts/command';
 
 t.setTimeout(120_000);
 

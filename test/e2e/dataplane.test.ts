@@ -5,7 +5,10 @@
 // and with 10,000-byte pings across a small-MTU underlay. Needs root.
 
 import t from 'tap';
-import { run, SimNetwork, type SimHost, waitFor } from '../../scripts/netns';
+import { run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 import type { RouterStatus } from '../../router/mesh/status';
 
 t.setTimeout(400_000);

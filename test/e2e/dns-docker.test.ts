@@ -10,7 +10,8 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SimNetwork, waitFor } from '../../scripts/netns';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 import { docker, ensureBusyboxImage, ensureDockerd, stopDockerdIfWeStartedIt } from '../../scripts/docker';
 import type { DnsStatusReport } from '../../dns/api-types';
 

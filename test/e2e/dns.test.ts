@@ -8,8 +8,10 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, SimNetwork, waitFor } from '../../scripts/netns';
-import type { BackgroundProcess, SimHost } from '../../scripts/netns';
+import { type BackgroundProcess, run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 import type { DnsStatusReport } from '../../dns/api-types';
 
 t.setTimeout(300_000);

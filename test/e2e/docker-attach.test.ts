@@ -15,7 +15,8 @@ import { ContainerManager } from '../../router/host/containers';
 import { DockerClient } from '../../router/host/docker-client';
 import { ensureBridge } from '../../router/host/host-bridge';
 import { silentLogger } from '../../common/logger';
-import { run, waitFor } from '../../scripts/netns';
+import { run } from '../../scripts/command';
+import { waitFor } from '../../scripts/wait';
 import { docker, ensureBusyboxImage, ensureDockerd, stopDockerdIfWeStartedIt } from '../../scripts/docker';
 
 t.setTimeout(600_000);

@@ -6,7 +6,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { docker, ensureBusyboxImage, ensureDockerd, stopDockerdIfWeStartedIt } from '../../scripts/docker';
-import { SimNetwork, waitFor } from '../../scripts/netns';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 
 t.setTimeout(300_000);
 

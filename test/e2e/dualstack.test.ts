@@ -10,7 +10,10 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, SimNetwork, type SimHost, waitFor } from '../../scripts/netns';
+import { run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 
 t.setTimeout(300_000);
 

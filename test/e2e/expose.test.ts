@@ -12,7 +12,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { run, SimNetwork, type SimHost, waitFor } from '../../scripts/netns';
+import { run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 import type { IpamStatus } from '../../ipam/ipam';
 
 t.setTimeout(300_000);

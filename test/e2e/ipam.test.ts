@@ -5,7 +5,10 @@
 // consensus says exactly what it waits for, and attach gives up clearly.
 
 import t from 'tap';
-import { run, SimNetwork, type SimHost, waitFor } from '../../scripts/netns';
+import { run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 
 t.setTimeout(400_000);
 

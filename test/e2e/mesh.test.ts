@@ -1,5 +1,5 @@
 // End-to-end mesh tests: real `weave` routers in network namespaces
-// (scripts/netns.ts), driven only through the CLI as a user would: launch,
+// (scripts/sim-network.ts), driven only through the CLI as a user would: launch,
 // status --json, connect, forget, stop. Covers discovery, --no-discovery,
 // connect/forget, password refusal on both sides, and launch argument errors.
 // Routers run with WEAVE_TEST_FAST=1 (short heartbeats and retries).
@@ -8,7 +8,9 @@
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SimNetwork, type SimHost, type WeaveOptions, sleep, waitFor } from '../../scripts/netns';
+import type { SimHost, WeaveOptions } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { sleep, waitFor } from '../../scripts/wait';
 import type { ConnectionStatus, RouterStatus } from '../../router/mesh/status';
 
 // Real routers, several settle periods and `weave stop`s: well past tap's default

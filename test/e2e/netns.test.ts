@@ -1,5 +1,5 @@
-// End-to-end test of the simulated-network harness (scripts/netns.ts) itself:
-// the underlay connects every host, the firewall blocks exactly what it is
+// End-to-end test of the simulated-network harness itself (scripts/sim-network.ts
+// and the files it uses): the underlay connects every host, the firewall blocks exactly what it is
 // asked to, and teardown (explicit, or on a signal) leaves nothing behind.
 // Needs root; touches only namespaces it creates.
 
@@ -7,7 +7,10 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SimNetwork, type SimHost, type ExecResult, waitFor, run } from '../../scripts/netns';
+import { type ExecResult, run } from '../../scripts/command';
+import type { SimHost } from '../../scripts/sim-host';
+import { SimNetwork } from '../../scripts/sim-network';
+import { waitFor } from '../../scripts/wait';
 
 // Each blocked probe waits out its 1 s timeout; a loaded machine can push the
 // file past tap's default 30 s.
@@ -169,7 +172,7 @@ t.test('waitFor reports what it waited for', async (t) => {
 // take its namespaces and their processes with it.
 for (const ending of ['SIGTERM', 'SIGINT', 'exit'] as const) {
   t.test(`a network is cleaned up when its process ends by ${ending}`, async (t) => {
-    const lib = join(__dirname, '..', '..', 'scripts', 'netns.js');
+    const lib = join(__dirname, '..', '..', 'scripts', 'sim-network.js');
     const script = `
       const { SimNetwork } = require(process.argv[1]);
       SimNetwork.create({ hosts: 2 }).then((net) => {
