@@ -1,7 +1,7 @@
 // Which container holds which address on this peer. Pure bookkeeping: it does
-// not know the ring (ipam.ts checks that an address is in our space before
-// adding it) and owns no timers (a dying container carries the instant its
-// addresses are due for release; the owner sets the timer).
+// not know the ring (request-queue.ts checks that an address is in our
+// space before adding it) and owns no timers (a dying container carries the
+// instant its addresses are due for release; the owner sets the timer).
 //
 // Invariants: one holder per offset; a container has at most one address per
 // subnet it asked for (allocate is idempotent per container and subnet, as in

@@ -30,7 +30,7 @@
 // more records show up.
 //
 // Liveness needs a quorum reachable and proposers that back off: the owner
-// retries with a jittered, growing delay (ipam.ts).
+// retries with a jittered, growing delay (initial-split.ts).
 
 import { MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';

@@ -5,7 +5,7 @@
 // The file is written atomically (temporary file, fsync, rename), so a crash
 // leaves either the old state or the new one, never half of each. Reading
 // treats the file as hostile input: the JSON shape is checked here, the ring
-// and consensus bytes go through the wire decoder, and the core (ipam.ts)
+// and consensus bytes go through the wire decoder, and snapshot.ts
 // validates the rest against its configuration (same peer, same range) and
 // discards a mismatch with a warning.
 //
