@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole suite: installs what it needs, builds, runs unit, simulation
-# and end-to-end tests, and ends with one line "N passed, N failed" counting
-# test cases (the subtests of each file; a file that crashes counts as one failure).
+# and end-to-end tests, and ends with "N skipped" (then each skip's reason, one
+# per line) and one last line "N passed, N failed" counting test cases (the
+# subtests of each file; a file that crashes counts as one failure). Skipped
+# cases are not counted as passed. Exits non-zero on any failure.
 #
 # Usage: scripts/test.sh [tap file globs...]   (default: every test file)
 set -uo pipefail
@@ -23,15 +25,32 @@ trap 'rm -f "$log"' EXIT
 npx tap --jobs=1 --reporter=tap --timeout=600 "${files[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
-# A test case is a test point one level below a file (4 spaces of indent).
-passed=$(grep -cE '^    ok [0-9]+' "$log")
-failed=$(grep -cE '^    not ok [0-9]+' "$log")
-# A file that failed without reporting any failing case (crash, timeout) still counts once.
-crashed=$(awk '
-  /^    not ok [0-9]+/ { sub_fail = 1 }
-  /^(not )?ok [0-9]+ - / { if ($1 == "not" && !sub_fail) n++; sub_fail = 0 }
-  END { print n + 0 }' "$log")
-failed=$((failed + crashed))
+# A test case is a test point one level below a file (4 spaces of indent). A
+# case with a SKIP directive ("ok N - name # SKIP reason") is skipped, not
+# passed, and so is a whole file skipped at the top level (e.g. t.plan(0, why)).
+# A file that failed without reporting any failing case (crash, timeout) still
+# counts as one failure. Prints "passed failed skipped", then one line per skip.
+summary=$(awk '
+  function directive(line) { return match(line, / # [Ss][Kk][Ii][Pp]([ :]|$)/) }
+  function skipped_case(where, line,   name, why) {
+    directive(line)
+    name = substr(line, 1, RSTART - 1); sub(/^ *ok [0-9]+( - )?/, "", name)
+    why = substr(line, RSTART + RLENGTH); sub(/^[ :]+/, "", why)
+    reasons[++skipped] = "  " where (name != "" && name != where ? ": " name : "") (why != "" ? ": " why : "")
+  }
+  /^# Subtest: / { file = substr($0, 12) }
+  /^    ok [0-9]+/ { if (directive($0)) skipped_case(file, $0); else passed++ }
+  /^    not ok [0-9]+/ { failed++; sub_fail = 1 }
+  /^ok [0-9]+/ { if (directive($0)) skipped_case(file, $0) }
+  /^(not )?ok [0-9]+ - / { if ($1 == "not" && !sub_fail) failed++; sub_fail = 0 }
+  END {
+    print passed + 0, failed + 0, skipped + 0
+    for (i = 1; i <= skipped; i++) print reasons[i]
+  }' "$log")
+read -r passed failed skipped <<<"$(head -n 1 <<<"$summary")"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$skipped skipped"
+tail -n +2 <<<"$summary"
+# CI reads this last line.
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
