@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { Command } from 'commander';
 import { DEFAULT_API_ADDRESS } from './config';
-import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/http-api';
+import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/loopback-address';
 import { RouterError, errorMessage } from '../router/mesh/errors';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;

@@ -2,12 +2,12 @@
 // command line and environment can set ends up here; nothing else reads argv
 // or process.env.
 
-import type { DnsDaemonConfig } from '../dns/daemon-glue';
+import type { DnsDaemonConfig } from '../dns/daemon';
 import type { LogLevel } from '../common/logger';
 import type { PeerName } from '../router/mesh/peer-name';
 
 export interface DaemonConfig {
-  /** All persistent state lives here (DESIGN.md). */
+  /** All persistent state lives here (docs/architecture.md). */
   datadir: string;
   /** null: derive from the machine and datadir, then persist. */
   name: PeerName | null;
@@ -26,7 +26,7 @@ export interface DaemonConfig {
   statusAddress: string;
   /** Overlay MTU; null: derived from the underlay's MTU minus the sleeve's overhead. */
   mtu: number | null;
-  /** Weave DNS: domain, TTL, where queries outside the domain go (dns/daemon-glue.ts). */
+  /** Weave DNS: domain, TTL, where queries outside the domain go (dns/daemon.ts). */
   dns: DnsDaemonConfig;
   /** IPAM flags as given (validated by toDaemonConfig); null means the default. */
   ipalloc: { range: string | null; defaultSubnet: string | null; rangeV6: string | null; init: string | null };

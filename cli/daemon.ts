@@ -1,7 +1,11 @@
 // The daemon's composition root (`weave router`): reads identity and state
 // from the data directory, builds the router on real sockets and clocks,
 // starts the HTTP API and the status server, and shuts all of it down on
-// SIGTERM/SIGINT or `weave stop`. The only place router, IPAM and DNS meet.
+// SIGTERM/SIGINT or `weave stop`. The only place router, IPAM and DNS meet:
+// IPAM and DNS gossip on the router's hub, follow the ContainerManager's
+// attach/detach events through listeners of their own shape
+// (ipam/container-hook.ts, dns/container-hook.ts), and export their HTTP
+// endpoints as values (common/api-route.ts) that are mounted on the API here.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,25 +24,26 @@ import { StatusServer } from '../router/api/status-server';
 import { TcpTransport } from '../router/mesh/tcp-transport';
 import type { DaemonConfig } from './config';
 import { ExecCommandRunner } from '../router/host/command-runner';
-import { registerContainerApi } from '../router/api/container-api';
+import { containerApi } from '../router/api/container-api';
 import { ContainerManager } from '../router/host/containers';
 import { DockerClient } from '../router/host/docker-client';
 import { DEFAULT_BRIDGE, keepBridgeForwarding } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
-import { DnsDaemon, registerDnsApi } from '../dns/daemon-glue';
+import { DnsDaemon } from '../dns/daemon';
+import { dnsApi } from '../dns/http-routes';
 import { checkRangeFreeOnHost } from '../ipam/host-check';
 import { ipamContainerListener, isIpv4Cidr, parseAddressRequests, resolveAddresses, withV6Twins } from '../ipam/container-hook';
 import { DEFAULT_IPAM_TIMINGS } from '../ipam/constants';
-import { registerIpamApi } from '../ipam/http';
+import { ipamApi } from '../ipam/http-routes';
 import { Ipam } from '../ipam/ipam';
 import { FileIpamStore } from '../ipam/persistence';
 import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
-// weave expose / hide (router/expose.ts), addresses from IPAM:
+// weave expose / hide (router/host/expose.ts), addresses from IPAM:
 import { EXPOSE_OWNER, HostExposer } from '../router/host/expose';
-import { registerExposeApi } from '../router/api/expose-api';
+import { exposeApi } from '../router/api/expose-api';
 
 const PID_FILE = 'weave.pid';
 /** As often as the bridge's own firewall exception is re-checked (host-bridge.ts). */
@@ -159,16 +164,18 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     twinsOf: (cidr) => withV6Twins(ipam, [cidr]).slice(1),
   });
   containers.addListener(ipamContainerListener(ipam, { graceMs: fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs, logger }));
-  // DNS: names of attached containers, replicated on the mesh (dns/daemon-glue.ts).
+  // DNS: names of attached containers, replicated on the mesh (dns/daemon.ts).
   const dns = new DnsDaemon(
     { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }) },
     { ...config.dns, bridge: dataPlane.bridge, datadir: config.datadir },
   );
-  containers.addListener(dns);
-  const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
-  registerContainerApi(api, containers);
-  registerDnsApi(api, dns);
-  registerIpamApi(api, ipam);
+  // The manager's attachment record is passed as DNS's DnsContainer, its detach
+  // reason as DNS's ContainerGoneReason: written out so the compiler checks each
+  // argument against the shape DNS asks for.
+  containers.addListener({
+    onAttached: (c, added) => dns.onAttached(c, added),
+    onDetached: (c, removed, reason) => dns.onDetached(c, removed, reason),
+  });
   // weave expose / hide: the host's addresses on the bridge and NAT out of the overlay, held in IPAM as weave:expose.
   const exposer = new HostExposer({
     runner,
@@ -178,13 +185,18 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
       giveBack: (cidrs) => { for (const c of cidrs) ipam.release(EXPOSE_OWNER, c); },
     },
   }, { bridge: dataPlane.bridge, datadir: config.datadir });
-  registerExposeApi(api, exposer);
   // A firewall reload or a flushed bridge would silently cut containers off the outside: put it back.
   const exposeRecheck = setInterval(() => {
     exposer.recheck().catch((err: unknown) => logger.warn('cannot re-apply the host exposure', { error: errorMessage(err) }));
   }, EXPOSE_RECHECK_MS);
   exposeRecheck.unref();
   // end weave expose / hide
+  // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
+  const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
+  api.mount(containerApi(containers));
+  api.mount(dnsApi(dns));
+  api.mount(ipamApi(ipam));
+  api.mount(exposeApi(exposer));
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;

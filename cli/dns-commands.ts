@@ -1,5 +1,5 @@
 // The DNS subcommands: `weave dns-add`, `weave dns-remove`, `weave dns-lookup`
-// and the `dns` view of `weave status`. Plain API calls (dns/daemon-glue.ts
+// and the `dns` view of `weave status`. Plain API calls (dns/http-routes.ts
 // serves them); arguments are sorted into addresses, a container and a name
 // here so that a typo fails before the router is asked. Registered on the
 // program by cli/weave.ts.

@@ -10,7 +10,7 @@ import type { ExtraStatusSection } from './mesh-commands';
 import { sanitiseText } from './render-status';
 import { RouterError } from '../router/mesh/errors';
 import type { IpamStatus } from '../ipam/ipam';
-import type { PrimeReply } from '../ipam/http';
+import type { PrimeReply } from '../ipam/http-routes';
 
 export const DEFAULT_PRIME_TIMEOUT_S = 120;
 /** Each /ipam/prime call waits this long, so progress shows about every two seconds. */

@@ -22,7 +22,7 @@ import { DEFAULT_DOMAIN, DEFAULT_TTL_S, MAX_TTL_S } from '../dns/constants';
 import { parseDomain } from '../dns/names';
 import { formatUpstream, parseUpstreamList } from '../dns/resolv-conf';
 import { RouterError, errorMessage } from '../router/mesh/errors';
-import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/http-api';
+import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/loopback-address';
 import type { LogLevel } from '../common/logger';
 import { DEFAULT_MESH_PORT, normalisePeerAddress, parsePort } from '../router/mesh/peer-address';
 import { parsePeerName } from '../router/mesh/peer-name';

@@ -1,5 +1,5 @@
 // The shapes of the DNS endpoints of the HTTP API, shared by the daemon side
-// (dns/daemon-glue.ts) and the CLI (cli/dns-commands.ts). Types only.
+// (dns/http-routes.ts, dns/daemon.ts) and the CLI (cli/dns-commands.ts). Types only.
 
 export interface DnsRecordView {
   name: string;

@@ -1,6 +1,6 @@
-// One error class for dns/, carrying a stable code (STYLE.md). Callers branch
+// One error class for dns/, carrying a stable code. Callers branch
 // on `code`, never on message text. 'config' is the caller's fault: the HTTP
-// API turns it into 400 (router/http-api.ts matches the code by duck typing).
+// API answers it with 400 (common/api-route.ts httpStatusOf).
 
 export type DnsErrorCode =
   | 'config'   // bad option, argument or API request

@@ -1,7 +1,7 @@
 // Where a host's DNS server listens on the overlay: a link-local address on
 // the weave bridge derived from the peer name, so it is stable across restarts
 // without any coordination, and distinct per host with high probability
-// (254 x 254 values; dns/daemon-glue.ts warns when two known peers collide).
+// (254 x 254 values; dns/daemon.ts warns when two known peers collide).
 // Pure.
 
 import type { PeerName } from '../router/mesh/peer-name';

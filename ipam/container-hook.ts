@@ -1,8 +1,10 @@
-// What containers need from IPAM, shaped for router/containers.ts without
-// importing it (ipam/ may only import the gossip seam; cli/ wires the two):
-// turning `weave attach` address arguments into addresses (allocate for
-// net:..., claim for explicit CIDRs), and a listener that releases addresses
-// when a container is detached, dies (after a grace period) or is removed.
+// What containers need from IPAM, shaped for router/host's ContainerManager
+// without importing it (ipam/ may only import common/ and the mesh's gossip
+// seam; docs/architecture.md): turning `weave attach` address arguments into
+// addresses (allocate for net:..., claim for explicit CIDRs), and a listener
+// that releases addresses when a container is detached, dies (after a grace
+// period) or is removed. cli/daemon.ts wires both to the manager, as it wires
+// dns/container-hook.ts for DNS.
 
 import type { Ipam } from './ipam';
 import { IpamError, errorText } from './errors';

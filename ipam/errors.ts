@@ -1,6 +1,6 @@
 // One error class for IPAM, carrying a stable code. Callers (HTTP glue, CLI,
 // tests) branch on `code`, never on message text. `config` is the user's
-// fault and maps to HTTP 400 (router/http-api.ts duck-types `code === 'config'`).
+// fault and maps to HTTP 400 (common/api-route.ts httpStatusOf).
 // Messages say what was expected and what arrived.
 
 export type IpamErrorCode =

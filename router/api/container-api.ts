@@ -1,9 +1,10 @@
 // The HTTP endpoints for containers: POST /attach, POST /detach, GET /ps, and
-// a `containers` section in GET /report. It owns request validation only:
-// every body is checked here and refused with RouterError.config (HTTP 400)
-// before the ContainerManager sees it; the work itself is the manager's.
+// a `containers` section in GET /report, as ApiEndpoints the composition root
+// mounts (common/api-route.ts). It owns request validation only: every body
+// is checked here and refused with RouterError.config (HTTP 400) before the
+// ContainerManager sees it; the work itself is the manager's.
 
-import type { HttpApi } from './http-api';
+import type { ApiEndpoints } from '../../common/api-route';
 import { RouterError } from '../mesh/errors';
 import type { AttachedContainer, AttachOptions, ContainerManager, DetachResult } from '../host/containers';
 import { MAX_ADDRESSES_PER_REQUEST, validateAttachOptions } from '../host/containers';
@@ -92,15 +93,23 @@ export function parseDetachBody(body: unknown): DetachRequest {
   return addresses === undefined ? { container } : { container, addresses };
 }
 
-export function registerContainerApi(api: HttpApi, manager: ContainerApiTarget): void {
-  api.route('POST', '/attach', async (req): Promise<AttachReply> => {
-    const body = parseAttachBody(req.body);
-    return { container: await manager.attach(body.container, body.addresses, attachOptionsFrom(body)) };
-  });
-  api.route('POST', '/detach', async (req): Promise<DetachReply> => {
-    const body = parseDetachBody(req.body);
-    return manager.detach(body.container, body.addresses);
-  });
-  api.route('GET', '/ps', (): PsReply => ({ containers: manager.list() }));
-  api.addReportSection('containers', () => manager.list());
+export function containerApi(manager: ContainerApiTarget): ApiEndpoints {
+  return {
+    routes: [
+      {
+        method: 'POST', path: '/attach', handler: async (req): Promise<AttachReply> => {
+          const body = parseAttachBody(req.body);
+          return { container: await manager.attach(body.container, body.addresses, attachOptionsFrom(body)) };
+        },
+      },
+      {
+        method: 'POST', path: '/detach', handler: async (req): Promise<DetachReply> => {
+          const body = parseDetachBody(req.body);
+          return manager.detach(body.container, body.addresses);
+        },
+      },
+      { method: 'GET', path: '/ps', handler: (): PsReply => ({ containers: manager.list() }) },
+    ],
+    reportSections: [{ name: 'containers', build: () => manager.list() }],
+  };
 }

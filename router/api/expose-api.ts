@@ -1,6 +1,7 @@
 // The host exposure endpoints on the daemon's local HTTP API, and its section
-// of GET /report. Bodies are validated here (RouterError('config') -> 400)
-// before the exposer sees them.
+// of GET /report, as ApiEndpoints the composition root mounts
+// (common/api-route.ts). Bodies are validated here (RouterError('config') ->
+// 400) before the exposer sees them.
 //
 //   POST /expose {addresses?: [ADDR]}  -> {addresses: [cidr]}  what this call exposed
 //   POST /hide   {addresses?: [ADDR]}  -> {removed: [cidr]}
@@ -9,10 +10,10 @@
 // ADDR: a CIDR or ip:CIDR (claimed), net:CIDR or net:default (allocated
 // there); none exposes one address of the default subnet, or hides them all.
 
+import type { ApiEndpoints } from '../../common/api-route';
 import { RouterError } from '../mesh/errors';
 import type { HostExposer } from '../host/expose';
 import { MAX_EXPOSED_ADDRESSES } from '../host/expose';
-import type { HttpApi } from './http-api';
 
 export interface ExposeReply {
   addresses: string[];
@@ -44,9 +45,15 @@ export function parseAddressesBody(body: unknown, endpoint: string): string[] {
   });
 }
 
-export function registerExposeApi(api: Pick<HttpApi, 'route' | 'addReportSection'>, exposer: Pick<HostExposer, 'expose' | 'hide' | 'exposed'>): void {
-  api.route('POST', '/expose', async (req): Promise<ExposeReply> => ({ addresses: await exposer.expose(parseAddressesBody(req.body, '/expose')) }));
-  api.route('POST', '/hide', async (req): Promise<HideReply> => ({ removed: await exposer.hide(parseAddressesBody(req.body, '/hide')) }));
-  api.route('GET', '/expose', (): ExposeReply => ({ addresses: exposer.exposed() }));
-  api.addReportSection('expose', (): ExposeReply => ({ addresses: exposer.exposed() }));
+export type ExposeApiTarget = Pick<HostExposer, 'expose' | 'hide' | 'exposed'>;
+
+export function exposeApi(exposer: ExposeApiTarget): ApiEndpoints {
+  return {
+    routes: [
+      { method: 'POST', path: '/expose', handler: async (req): Promise<ExposeReply> => ({ addresses: await exposer.expose(parseAddressesBody(req.body, '/expose')) }) },
+      { method: 'POST', path: '/hide', handler: async (req): Promise<HideReply> => ({ removed: await exposer.hide(parseAddressesBody(req.body, '/hide')) }) },
+      { method: 'GET', path: '/expose', handler: (): ExposeReply => ({ addresses: exposer.exposed() }) },
+    ],
+    reportSections: [{ name: 'expose', build: (): ExposeReply => ({ addresses: exposer.exposed() }) }],
+  };
 }

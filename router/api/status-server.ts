@@ -6,8 +6,8 @@
 
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
-import { LoopbackHttpServer, RawResponse } from './http-api';
-import type { LoopbackAddress } from './http-api';
+import type { LoopbackAddress } from './loopback-address';
+import { LoopbackHttpServer, RawResponse } from './loopback-server';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics';
 import type { RouterStatus } from '../mesh/status';
 

@@ -16,7 +16,7 @@ import {
 import type { AttachedContainer, HostFs } from '../../router/host/containers';
 import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/host/docker-client';
 import { DockerClient, parseEvent, parseInspect } from '../../router/host/docker-client';
-import { parseAttachBody, parseDetachBody, registerContainerApi } from '../../router/api/container-api';
+import { containerApi, parseAttachBody, parseDetachBody } from '../../router/api/container-api';
 import { HttpApi } from '../../router/api/http-api';
 import type { RouterControl } from '../../router/api/control';
 import { ApiClient, ApiError } from '../../cli/api-client';
@@ -728,7 +728,7 @@ t.test('HTTP API: 400 for bad requests, JSON for good ones', async (t) => {
   const api = new HttpApi({ control, logger: silentLogger }, { address: '127.0.0.1:0' });
   const { host, manager } = setup();
   host.namespaces.set('/var/run/netns/blue', 'ns:blue');
-  registerContainerApi(api, manager);
+  api.mount(containerApi(manager));
   await api.listen();
   t.teardown(() => api.close());
   const client = new ApiClient(`127.0.0.1:${api.address().port}`);

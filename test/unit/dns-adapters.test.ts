@@ -15,7 +15,8 @@ import t from 'tap';
 import { handleQuery } from '../../dns/answer';
 import type { RecordSource } from '../../dns/answer';
 import { ContainerResolvConf } from '../../dns/container-resolv';
-import { DnsDaemon, MANUAL_CONTAINER_ID, parseDnsChangeBody, registerDnsApi } from '../../dns/daemon-glue';
+import { DnsDaemon, MANUAL_CONTAINER_ID } from '../../dns/daemon';
+import { dnsApi, parseDnsChangeBody } from '../../dns/http-routes';
 import { Forwarder } from '../../dns/forwarder';
 import { HostDnsAddress } from '../../dns/host-setup';
 import type { CommandResult } from '../../dns/host-setup';
@@ -366,13 +367,10 @@ t.test('daemon glue: container hooks, API, status', async (t) => {
   t.same(dns.lookup('api_1').addresses, [], 'death removes the rest');
   t.notOk(dns.isLocalClient('10.32.0.2'));
 
-  // The API, through a fake router.
-  const routes = new Map<string, (req: { body: unknown; query: URLSearchParams }) => unknown>();
-  const sections: string[] = [];
-  registerDnsApi({
-    route: (m: string, p: string, h: (req: never) => unknown) => { routes.set(`${m} ${p}`, h as never); },
-    addReportSection: (name: string) => { sections.push(name); },
-  } as never, dns);
+  // The API, as the routes DNS exports for the daemon to mount.
+  const endpoints = dnsApi(dns);
+  const routes = new Map(endpoints.routes.map((r) => [`${r.method} ${r.path}`, r.handler as (req: { body: unknown; query: URLSearchParams }) => unknown]));
+  const sections = endpoints.reportSections.map((s) => s.name);
   t.same([...routes.keys()].sort(), ['GET /dns', 'GET /dns/lookup', 'POST /dns/add', 'POST /dns/remove']);
   t.same(sections, ['dns']);
   const call = (k: string, body: unknown, query = ''): unknown => routes.get(k)!({ body, query: new URLSearchParams(query) });

@@ -17,7 +17,7 @@ import {
   EXPOSE_STATE_FILE, EXPOSE_TABLE, HostExposer, exposeComment, forwardAcceptRules, loadExposeState, natTableCommands,
 } from '../../router/host/expose';
 import type { ExposeAddressSource } from '../../router/host/expose';
-import { parseAddressesBody, registerExposeApi } from '../../router/api/expose-api';
+import { exposeApi, parseAddressesBody } from '../../router/api/expose-api';
 import { RouterError } from '../../router/mesh/errors';
 import { ApiClient } from '../../cli/api-client';
 import { checkExposeArgs, reset } from '../../cli/expose-commands';
@@ -336,13 +336,10 @@ t.test('API bodies', async (t) => {
   t.throws(() => parseAddressesBody({ addresses: [1] }, '/hide'), { code: 'config', message: /\/hide: each address/ });
   t.throws(() => parseAddressesBody({ addresses: new Array(65).fill('10.32.0.1/12') }, '/expose'), { code: 'config', message: /over the limit of 64/ });
 
-  const routes = new Map<string, (req: { body: unknown }) => unknown>();
-  const sections = new Map<string, () => unknown>();
   const { exposer } = setup(t);
-  registerExposeApi({
-    route: (m, p, h) => { routes.set(`${m} ${p}`, h as (req: { body: unknown }) => unknown); },
-    addReportSection: (n, p) => { sections.set(n, p); },
-  }, exposer);
+  const endpoints = exposeApi(exposer);
+  const routes = new Map(endpoints.routes.map((r) => [`${r.method} ${r.path}`, r.handler as (req: { body: unknown }) => unknown]));
+  const sections = new Map(endpoints.reportSections.map((s) => [s.name, s.build]));
   t.same(await routes.get('POST /expose')!({ body: { addresses: ['10.32.0.7/12'] } }), { addresses: ['10.32.0.7/12'] });
   t.same(await routes.get('GET /expose')!({ body: undefined }), { addresses: ['10.32.0.7/12'] });
   t.same(sections.get('expose')!(), { addresses: ['10.32.0.7/12'] });

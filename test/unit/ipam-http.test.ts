@@ -7,7 +7,7 @@ import { ipamSummaryLine, renderIpamStatus } from '../../cli/ipam-commands';
 import { parseIpamConfig } from '../../ipam/config';
 import { ipamContainerListener, parseAddressRequests, resolveAddresses } from '../../ipam/container-hook';
 import { checkRangeFreeOnHost, RouteRunner } from '../../ipam/host-check';
-import { registerIpamApi } from '../../ipam/http';
+import { ipamApi } from '../../ipam/http-routes';
 import { Ipam } from '../../ipam/ipam';
 import { SystemClock } from '../../common/clock';
 import type { RouterControl } from '../../router/api/control';
@@ -45,7 +45,7 @@ function call(port: number, method: string, path: string, body?: unknown): Promi
 t.test('HTTP endpoints: allocate, claim, release, status, prime, rmpeer, report; errors map to 400/409', async (t) => {
   const { ipam } = newIpam(`seed=${peer(0)}`, 'fd00:1:2::/48');
   const api = new HttpApi({ control }, { address: '127.0.0.1:0' });
-  registerIpamApi(api, ipam);
+  api.mount(ipamApi(ipam));
   await api.listen();
   t.teardown(() => api.close());
   const port = api.address().port;
@@ -77,7 +77,7 @@ t.test('HTTP endpoints: allocate, claim, release, status, prime, rmpeer, report;
 t.test('HTTP prime answers "not ready" with what it waits for instead of failing', async (t) => {
   const { ipam } = newIpam('consensus=2');
   const api = new HttpApi({ control }, { address: '127.0.0.1:0' });
-  registerIpamApi(api, ipam);
+  api.mount(ipamApi(ipam));
   await api.listen();
   t.teardown(() => { ipam.shutdown(); return api.close(); });
   const r = await call(api.address().port, 'POST', '/ipam/prime', { waitMs: 50 });

@@ -1,9 +1,10 @@
 // DNS in the daemon: builds the service, server, forwarder, mDNS responder,
-// host address and container resolver handling from the daemon's config,
-// follows containers (ContainerListener) to register their names and point
-// their resolvers at us, and serves the /dns endpoints of the HTTP API. The
-// one file in dns/ that knows router/http-api.ts and router/containers.ts
-// (their types only); cli/daemon.ts wires it in.
+// host address and container resolver handling from the daemon's config;
+// follows this host's containers (DnsContainerListener, container-hook.ts)
+// to register their names and point their resolvers at us; and carries out
+// the API's operations (add, remove, lookup, status) that http-routes.ts
+// exposes. cli/daemon.ts wires it to the container events and mounts its
+// routes; nothing here knows router/host or router/api.
 //
 // Start-up never fails the router: a DNS part that cannot start (port 53
 // taken, no bridge) is logged and shown in `weave status dns`, and the rest
@@ -11,15 +12,14 @@
 
 import path from 'node:path';
 import type { Clock } from '../common/clock';
-import type { AttachedContainer, ContainerListener, DetachReason } from '../router/host/containers';
 import type { GossipHub } from '../router/mesh/gossip';
-import type { HttpApi } from '../router/api/http-api';
 import type { Logger } from '../common/logger';
 import type { Rng } from '../common/rng';
 import type {
   DnsAddRequest, DnsChangeReply, DnsCounters, DnsLookupReply, DnsRecordView, DnsRemoveRequest, DnsReverseReply, DnsStatusReport,
 } from './api-types';
 import { DNS_PORT } from './constants';
+import type { ContainerGoneReason, DnsContainer, DnsContainerListener } from './container-hook';
 import { ContainerResolvConf } from './container-resolv';
 import { DnsError } from './errors';
 import { Forwarder } from './forwarder';
@@ -73,7 +73,7 @@ export interface DnsDaemonOptions extends DnsDaemonConfig {
 }
 
 interface LocalContainer {
-  view: AttachedContainer;
+  view: DnsContainer;
   /** Normal-form name registered for it, or null. */
   name: string | null;
 }
@@ -83,7 +83,7 @@ function ipOf(cidr: string): string {
   return i < 0 ? cidr : cidr.slice(0, i);
 }
 
-export class DnsDaemon implements ContainerListener {
+export class DnsDaemon implements DnsContainerListener {
   readonly service: DnsService;
   /** The link-local address containers on this host use as their nameserver. */
   readonly address: string;
@@ -201,18 +201,18 @@ export class DnsDaemon implements ContainerListener {
    * name and resolver again, and resolvers we pointed at us for containers that
    * are gone now (a crash, then a deleted namespace) are put back.
    */
-  sync(list: readonly AttachedContainer[]): void {
+  sync(list: readonly DnsContainer[]): void {
     for (const c of list) this.handleAttached(c, c.addresses);
     if (this.resolv === null) return;
     const attached = new Set(list.map((c) => c.id));
     for (const id of this.resolv.ids()) if (!attached.has(id)) this.resolv.restore(id);
   }
 
-  onAttached(c: AttachedContainer, added: string[]): void {
+  onAttached(c: DnsContainer, added: readonly string[]): void {
     this.handleAttached(c, added);
   }
 
-  onDetached(c: AttachedContainer, removed: string[], reason: DetachReason): void {
+  onDetached(c: DnsContainer, removed: readonly string[], reason: ContainerGoneReason): void {
     const full = reason !== 'detach' || c.addresses.every((a) => removed.includes(a));
     for (const cidr of removed) this.service.unregister({ containerId: c.id, address: ipOf(cidr) });
     if (!full) {
@@ -229,7 +229,7 @@ export class DnsDaemon implements ContainerListener {
     else this.resolv.forget(c.id);
   }
 
-  private handleAttached(c: AttachedContainer, added: readonly string[]): void {
+  private handleAttached(c: DnsContainer, added: readonly string[]): void {
     const wanted = c.withoutDns === true ? null : c.dnsName ?? (c.kind === 'pid' ? null : c.name);
     const name = wanted === null ? null : containerHostName(wanted, this.opts.domain);
     if (wanted !== null && name === null) this.logger.warn('container name is not a valid host name; not registered in DNS', { container: c.name, name: wanted });
@@ -336,57 +336,4 @@ export class DnsDaemon implements ContainerListener {
       counters: { ...this.counters },
     };
   }
-}
-
-// ---------------------------------------------------------------------------
-// HTTP API
-
-function objectBody(body: unknown, endpoint: string): Record<string, unknown> {
-  if (body === undefined) return {};
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw DnsError.config(`${endpoint} expects a JSON object`);
-  return body as Record<string, unknown>;
-}
-
-function optString(rec: Record<string, unknown>, key: string, endpoint: string): string | undefined {
-  const v = rec[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length > 1024) throw DnsError.config(`${endpoint}: "${key}" must be a string`);
-  return v;
-}
-
-function optAddresses(rec: Record<string, unknown>, endpoint: string): string[] | undefined {
-  const v = rec['addresses'];
-  if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string')) {
-    throw DnsError.config(`${endpoint}: "addresses" must be a list of at most 64 IP addresses`);
-  }
-  for (const a of v as string[]) if (canonicalIp(a) === null) throw DnsError.config(`${endpoint}: ${JSON.stringify(a)} is not an IP address`);
-  return v as string[];
-}
-
-export function parseDnsChangeBody(body: unknown, endpoint: string): DnsAddRequest {
-  const rec = objectBody(body, endpoint);
-  const out: DnsAddRequest = {};
-  const name = optString(rec, 'name', endpoint);
-  const container = optString(rec, 'container', endpoint);
-  const addresses = optAddresses(rec, endpoint);
-  if (name !== undefined) out.name = name;
-  if (container !== undefined) out.container = container;
-  if (addresses !== undefined) out.addresses = addresses;
-  return out;
-}
-
-export type DnsApiTarget = Pick<DnsDaemon, 'add' | 'remove' | 'lookup' | 'reverse' | 'status'>;
-
-export function registerDnsApi(api: Pick<HttpApi, 'route' | 'addReportSection'>, dns: DnsApiTarget): void {
-  api.route('GET', '/dns', () => dns.status());
-  api.route('POST', '/dns/add', (req) => dns.add(parseDnsChangeBody(req.body, '/dns/add')));
-  api.route('POST', '/dns/remove', (req) => dns.remove(parseDnsChangeBody(req.body, '/dns/remove')));
-  api.route('GET', '/dns/lookup', (req) => {
-    const name = req.query.get('name');
-    const address = req.query.get('address');
-    if ((name === null) === (address === null)) throw DnsError.config('/dns/lookup needs exactly one of ?name= or ?address=');
-    return name !== null ? dns.lookup(name) : dns.reverse(address as string);
-  });
-  api.addReportSection('dns', () => dns.status());
 }
