@@ -16,8 +16,8 @@
 import type * as packet from 'dns-packet';
 import type { Rng } from '../common/rng';
 import { randomInt } from '../common/rng';
+import { familyOfCanonical, formatIp, parseReverseName } from '../common/ip';
 import { EDNS_MAX_UDP_BYTES, UDP_PLAIN_MAX_BYTES } from './constants';
-import { ipFamily, parseReverseName } from './ip';
 import { buildReply, ParsedQuery, parseQuery, QCLASS_ANY, QCLASS_IN, QTYPE, RCODE, Rcode } from './message';
 import { inDomain, isNormalName, lowerName } from './names';
 
@@ -92,7 +92,7 @@ function answerQuery(q: ParsedQuery, transport: Transport, cfg: ResolverConfig, 
   // Reverse lookups: ours when we hold the address, else upstream's.
   const rev = parseReverseName(name);
   if (rev.kind === 'address') {
-    const names = records.reverse(rev.address);
+    const names = records.reverse(formatIp(rev.address));
     if (names.length === 0) return { kind: 'forward', query: q, maxBytes };
     if (!classOk(q.qclass)) return reply(RCODE.REFUSED, 'refused', [], []);
     if (q.qtype !== QTYPE.PTR && q.qtype !== QTYPE.ANY) return reply(RCODE.NOERROR, 'nodata', [], []);
@@ -116,11 +116,11 @@ function answerQuery(q: ParsedQuery, transport: Transport, cfg: ResolverConfig, 
     return reply(RCODE.NXDOMAIN, 'nxdomain', [], soa());
   }
   const wanted = addresses.filter((a) =>
-    q.qtype === QTYPE.ANY || (q.qtype === QTYPE.A && ipFamily(a) === 4) || (q.qtype === QTYPE.AAAA && ipFamily(a) === 6));
+    q.qtype === QTYPE.ANY || (q.qtype === QTYPE.A && familyOfCanonical(a) === 4) || (q.qtype === QTYPE.AAAA && familyOfCanonical(a) === 6));
   if (wanted.length === 0) return reply(RCODE.NOERROR, 'nodata', [], soa());
   shuffle(wanted, rng);
   const answers: packet.Answer[] = wanted.map((a) => ({
-    type: ipFamily(a) === 4 ? 'A' : 'AAAA', name: q.qname, ttl: cfg.ttlS, class: 'IN', data: a,
+    type: familyOfCanonical(a) === 4 ? 'A' : 'AAAA', name: q.qname, ttl: cfg.ttlS, class: 'IN', data: a,
   }));
   return reply(RCODE.NOERROR, 'answer', answers, []);
 }

@@ -14,9 +14,9 @@ import net from 'node:net';
 import type { Logger } from '../common/logger';
 import type { Rng } from '../common/rng';
 import { randomInt } from '../common/rng';
+import { familyOfCanonical } from '../common/ip';
 import type { Transport } from './answer';
 import { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
-import { ipFamily } from './ip';
 import type { ParsedQuery } from './message';
 import { readName } from './message';
 import type { Upstream } from './resolv-conf';
@@ -110,7 +110,7 @@ export class Forwarder {
   }
 
   private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
-    const family = ipFamily(u.host);
+    const family = familyOfCanonical(u.host);
     let id = 0;
     let key = '';
     for (let tries = 0; tries < 8; tries++) {

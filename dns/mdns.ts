@@ -22,10 +22,10 @@ import * as dnsPacket from 'dns-packet';
 import makeMdns from 'multicast-dns';
 import { assertNever } from '../router/mesh/errors';
 import type { Logger } from '../common/logger';
+import { familyOfCanonical } from '../common/ip';
 import type { RecordSource, ResolverConfig } from './answer';
 import type { DnsCounters } from './api-types';
 import { MDNS_GROUP_V4, MDNS_LEGACY_MAX_TTL_S, MDNS_PORT } from './constants';
-import { ipFamily } from './ip';
 import { inDomain, isNormalName, lowerName } from './names';
 
 const LOCAL_SUFFIX = '.local';
@@ -59,7 +59,7 @@ export function mdnsAnswers(questions: readonly packet.Question[], cfg: Resolver
     const fqdn = mdnsStoreName(q.name, cfg.domain);
     if (fqdn === null) continue;
     for (const a of records.lookup(fqdn)) {
-      const fam = ipFamily(a);
+      const fam = familyOfCanonical(a);
       if ((type === 'A' && fam !== 4) || (type === 'AAAA' && fam !== 6)) continue;
       out.push({ type: fam === 4 ? 'A' : 'AAAA', name: q.name, ttl: ttlS, class: 'IN', flush, data: a });
     }

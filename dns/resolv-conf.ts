@@ -4,7 +4,7 @@
 
 import { DNS_PORT, MAX_UPSTREAMS } from './constants';
 import { DnsError } from './errors';
-import { canonicalIp, ipFamily } from './ip';
+import { canonicalIp, familyOfCanonical } from '../common/ip';
 
 export interface ResolvConf {
   /** Canonical addresses, in file order. */
@@ -47,7 +47,7 @@ export interface Upstream {
 }
 
 export function formatUpstream(u: Upstream): string {
-  return ipFamily(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
+  return familyOfCanonical(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
 }
 
 /** `1.2.3.4`, `1.2.3.4:5353`, `[::1]:53` or `::1`; addresses only, never names (resolving them needs a resolver). */

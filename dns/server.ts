@@ -12,11 +12,11 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { assertNever } from '../router/mesh/errors';
 import type { Logger } from '../common/logger';
+import { familyOfCanonical } from '../common/ip';
 import type { QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
 import type { DnsCounters } from './api-types';
 import { MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_MS } from './constants';
-import { ipFamily } from './ip';
 import type { Forwarder } from './forwarder';
 
 export interface ListenAddress {
@@ -95,7 +95,7 @@ export class DnsServer {
   // -------------------------------------------------------------------------
 
   private async bind(addr: ListenAddress): Promise<Listener> {
-    const udp = dgram.createSocket({ type: ipFamily(addr.host) === 6 ? 'udp6' : 'udp4' });
+    const udp = dgram.createSocket({ type: familyOfCanonical(addr.host) === 6 ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(addr.port, addr.host, () => {
@@ -225,7 +225,7 @@ export class DnsServer {
 }
 
 function hostPort(host: string, port: number): string {
-  return ipFamily(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  return familyOfCanonical(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** A zeroed counters record; the owner shares one between server, forwarder and mDNS. */

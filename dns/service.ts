@@ -5,6 +5,7 @@
 // dns/mdns.ts, dns/host-setup.ts), so a simulated mesh can run it as is.
 
 import type { Clock, Timer } from '../common/clock';
+import { canonicalIp } from '../common/ip';
 import type { Gossip, GossipHub } from '../router/mesh/gossip';
 import type { Logger } from '../common/logger';
 import type { PeerName } from '../router/mesh/peer-name';
@@ -14,7 +15,6 @@ import { handleQuery } from './answer';
 import { DNS_CHANNEL, MAX_ADDRESSES_PER_NAME, STORE_TICK_MS } from './constants';
 import { DnsError } from './errors';
 import { DnsGossiper, DnsUpdate } from './gossiper';
-import { canonicalIp } from './ip';
 import type { DnsEntry, EntryMatch, StoreOptions } from './store';
 import { DnsStore, validateContainerId } from './store';
 

@@ -25,11 +25,11 @@
 // old decoder must not misread it. Ages, not timestamps, so no two clocks need
 // to agree: a receiver dates the removal at now - age.
 
+import { formatIp, ipFromBytes, ipToBytes, tryParseIp } from '../common/ip';
 import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
 import { RouterError } from '../router/mesh/errors';
 import { MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_NAME_BYTES } from './constants';
 import { DnsError } from './errors';
-import { formatIp, parseIp } from './ip';
 import type { DnsEntry } from './store';
 import { entryProblem } from './store';
 
@@ -50,10 +50,10 @@ export function encodeEntries(entries: readonly DnsEntry[], nowMs: number, perMe
     const w = new MeshWriter(64 + chunk.length * 64);
     w.u8(STORE_WIRE_VERSION).count(chunk.length);
     for (const e of chunk) {
-      const ip = parseIp(e.address);
+      const ip = tryParseIp(e.address);
       if (ip === null) throw new RangeError(`store holds a bad address ${e.address}`);
       w.peerName(e.origin).u8(e.tombstone ? FLAG_TOMBSTONE : 0).string(e.containerId).string(e.name);
-      w.u8(ip.family).bytes(ip.bytes).u32(e.version);
+      w.u8(ip.family).bytes(ipToBytes(ip)).u32(e.version);
       if (e.tombstone) {
         const ageMs = Math.max(0, nowMs - (e.removedAtMs ?? nowMs));
         w.u32(Math.min(0xffff_ffff, Math.floor(ageMs / 1000)));
@@ -92,7 +92,7 @@ function decodeUnchecked(msg: Uint8Array, nowMs: number): DnsEntry[] {
     const name = r.string(MAX_NAME_BYTES, 'name');
     const family = r.u8('family');
     if (family !== 4 && family !== 6) throw DnsError.decode(WHAT, `entry ${i} has address family ${family}`);
-    const address = formatIp(r.bytes(family === 4 ? 4 : 16, 'address'));
+    const address = formatIp(ipFromBytes(r.bytes(family === 4 ? 4 : 16, 'address')));
     const entryVersion = r.u32('version');
     const tombstone = (flags & FLAG_TOMBSTONE) !== 0;
     const removedAtMs = tombstone ? nowMs - r.u32('age') * 1000 : null;

@@ -26,10 +26,10 @@
 // - merge() validates the whole batch (capacity included) before changing
 //   anything: a refused batch leaves the store exactly as it was.
 
+import { canonicalIp } from '../common/ip';
 import type { PeerName } from '../router/mesh/peer-name';
 import { DEPARTED_PEER_GRACE_MS, MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
 import { DnsError } from './errors';
-import { canonicalIp } from './ip';
 import { isNormalName } from './names';
 
 /** Versions travel as u32. */

@@ -263,6 +263,33 @@ t.test('reverse-lookup names', async (t) => {
   t.same(parseReverseName(r6.replace(/^1\.0\.0/, '1..0')), { kind: 'partial' });
 });
 
+t.test('the cases DNS relied on (moved from dns-store.test.ts with dns/ip.ts)', async (t) => {
+  const cases: [string, string | null][] = [
+    ['10.32.0.1', '10.32.0.1'], ['0.0.0.0', '0.0.0.0'], ['255.255.255.255', '255.255.255.255'],
+    ['010.1.1.1', null], ['256.1.1.1', null], ['1.2.3', null], ['1.2.3.4.5', null], [' 1.2.3.4', null],
+    ['::', '::'], ['::1', '::1'], ['2001:DB8::1', '2001:db8::1'], ['2001:db8:0:0:0:0:2:1', '2001:db8::2:1'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], ['2001:0:0:1:0:0:0:1', '2001:0:0:1::1'],
+    ['::ffff:1.2.3.4', '::ffff:102:304'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['fe80::', 'fe80::'],
+    [':::', null], ['1::2::3', null], ['1:2:3:4:5:6:7:8:9', null], ['1:2:3:4:5:6:7::8', null], ['12345::', null],
+    ['fe80::1%eth0', null], ['', null], ['g::1', null], ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+  ];
+  for (const [text, want] of cases) t.equal(canonicalIp(text), want, JSON.stringify(text));
+  t.equal(reverseName(parseIp('10.32.0.1')), '1.0.32.10.in-addr.arpa');
+  t.same(parseReverseName('1.0.32.10.in-addr.arpa'), { kind: 'address', address: parseIp('10.32.0.1') });
+  t.same(parseReverseName('0.32.10.in-addr.arpa'), { kind: 'partial' });
+  t.same(parseReverseName('example.com'), { kind: 'not-reverse' });
+  const r6 = reverseName(parseIp('2001:db8::2:1'));
+  t.match(r6, /^1\.0\.0\.0\.2\.0\.0\.0\..*\.8\.b\.d\.0\.1\.0\.0\.2\.ip6\.arpa$/);
+  t.same(parseReverseName(r6), { kind: 'address', address: parseIp('2001:db8::2:1') });
+  const rng = new SeededRng(7);
+  for (let i = 0; i < 500; i++) {
+    const bytes = new Uint8Array(randomInt(rng, 2) === 0 ? 4 : 16).map(() => (randomInt(rng, 3) === 0 ? 0 : randomInt(rng, 256)));
+    const text = formatIp(ipFromBytes(bytes));
+    const back = tryParseIp(text);
+    t.same(back === null ? null : ipToBytes(back), bytes, `round trip ${text}`);
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Random round trips and a differential check, seeded
 
