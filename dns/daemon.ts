@@ -13,6 +13,7 @@
 import path from 'node:path';
 import type { Clock } from '../common/clock';
 import type { GossipHub } from '../router/mesh/gossip';
+import { canonicalIp } from '../common/ip';
 import type { Logger } from '../common/logger';
 import type { Rng } from '../common/rng';
 import type {
@@ -25,7 +26,6 @@ import { DnsError } from './errors';
 import { Forwarder } from './forwarder';
 import type { RunCommand } from './host-setup';
 import { HostDnsAddress } from './host-setup';
-import { canonicalIp } from './ip';
 import { linkLocalAddressFor } from './link-local';
 import { MdnsResponder } from './mdns';
 import { containerHostName, qualifyName } from './names';

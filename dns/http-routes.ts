@@ -10,10 +10,10 @@
 //   GET  /dns/lookup?name=NAME | ?address=IP   -> DnsLookupReply | DnsReverseReply
 
 import type { ApiEndpoints } from '../common/api-route';
+import { canonicalIp } from '../common/ip';
 import type { DnsAddRequest } from './api-types';
 import type { DnsDaemon } from './daemon';
 import { DnsError } from './errors';
-import { canonicalIp } from './ip';
 
 function objectBody(body: unknown, endpoint: string): Record<string, unknown> {
   if (body === undefined) return {};
