@@ -8,7 +8,8 @@ import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, RouterTimings 
 import type { ControlSession } from './control-session';
 import { errorMessage, RouterError, RouterErrorCode } from './errors';
 import { frame, FrameDecoder } from './framing';
-import { Handshake, HelloInfo } from './handshake';
+import { Handshake } from './handshake';
+import type { HelloInfo } from './handshake-messages';
 import type { Logger } from '../../common/logger';
 import { ControlMessage, decodeControlMessage, encodeHeartbeat, encodeRefuse } from './protocol';
 import type { ByteStream } from './transport';

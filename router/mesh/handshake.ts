@@ -2,7 +2,8 @@
 // between peers: version negotiation, the password check, and the derivation of
 // per-direction keys for the control session and the UDP sleeve. It is a pure
 // state machine over message bytes: the caller sends what it returns and logs
-// what it throws. It must never touch a socket, a timer or a logger.
+// what it throws. It must never touch a socket, a timer or a logger. The
+// Hello and Confirm layouts and codecs are handshake-messages.ts.
 //
 // Flow (symmetric: no initiator role, both ends act the same at once):
 //
@@ -14,26 +15,6 @@
 //     | <- Confirm (sealed, counter 0) --- |
 //     |   consumeConfirm(): proves the peer knows the password and saw the
 //     |   same two Hellos; then session() carries on with counters at 1
-//
-// Hello payload (version 1; every later version must keep this prefix and only
-// append, because the Hello is sent before the version is agreed):
-//
-//    0               8     9     10    11                17
-//   +---------------+-----+-----+-----+-----------------+---------------------+
-//   | magic         | min | max |flags| peer name       | nickname            |
-//   | "weave-ts"    | ver | ver |     | (6 bytes)       | (u16 length + UTF-8,|
-//   | (8 bytes)     | u8  | u8  | u8  |                 |  at most 64 bytes)  |
-//   +---------------+-----+-----+-----+-----------------+---------------------+
-//   | incarnation (8 bytes, big-endian, < 2^53) | listen port (u16)            |
-//   +-------------------------------------------+------------------------------+
-//   | ephemeral X25519 public key (32 bytes), only when flags bit 0 is set     |
-//   +--------------------------------------------------------------------------+
-//   | trailing bytes: ignored (forward compatibility), but covered by the      |
-//   | transcript hash, so they cannot be altered unnoticed                     |
-//   +--------------------------------------------------------------------------+
-//
-//   flags: bit 0 = this peer has a password. Other bits are reserved: sent as
-//   0, ignored on receipt.
 //
 // Keys (both sides have a password):
 //   shared     = X25519(our ephemeral secret, peer's ephemeral public)
@@ -49,7 +30,8 @@
 //                (BLAKE2b's output stops at 64 bytes, so each key is its own
 //                call, told apart by the index byte.)
 //   Confirm    = SealedSession.seal("weave-ts confirm v1" || transcript),
-//                the first sealed message in each direction (counter 0).
+//                the first sealed message in each direction (counter 0);
+//                see handshake-messages.ts.
 //
 // Why: the ephemeral keys are discarded after use, so a recorded session stays
 // unreadable even if the password later leaks (forward secrecy). The password
@@ -60,49 +42,25 @@
 //
 // Known limit: an active attacker who connects without the password can record
 // our Confirm and test password guesses against it offline (each guess costs a
-// scrypt run, see router/password-key.ts). Only a PAKE would avoid that; a
+// scrypt run, see router/mesh/password-key.ts). Only a PAKE would avoid that; a
 // passive eavesdropper cannot, as it never learns `shared`.
 
-import { MeshReader, MeshWriter } from './peer-name';
 import { ControlSession, PlaintextSession, SealedSession, SESSION_KEY_BYTES } from './control-session';
 import { RouterError } from './errors';
-import { PASSWORD_KEY_BYTES } from './password-key';
-import { PeerName, isPeerName } from './peer-name';
+import {
+  confirmPlaintext, EPHEMERAL_KEY_BYTES, encodeHello, HelloInfo, negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION,
+  readHelloBody, readHelloHeader, TRANSCRIPT_BYTES, validateHelloOptions,
+} from './handshake-messages';
+import { MeshReader, MeshWriter } from './peer-name';
 import { sodium } from './sodium';
 
-// Protocol constants.
-export const PROTOCOL_MIN_VERSION = 1;
-export const PROTOCOL_MAX_VERSION = 1;
-/** ASCII "weave-ts": tells a weave peer from anything else that answers on the port. */
-export const HELLO_MAGIC: Uint8Array = new TextEncoder().encode('weave-ts');
-export const HELLO_FLAG_PASSWORD = 0x01;
-export const MAX_NICKNAME_BYTES = 64;
-export const EPHEMERAL_KEY_BYTES = 32;
-const TRANSCRIPT_BYTES = 32;
 const TRANSCRIPT_LABEL = new TextEncoder().encode('weave-ts transcript v1');
 const KDF_LABEL = new TextEncoder().encode('weave-ts kdf v1');
-const CONFIRM_LABEL = new TextEncoder().encode('weave-ts confirm v1');
 const KEY_CONTROL_LOW_TO_HIGH = 0;
 const KEY_CONTROL_HIGH_TO_LOW = 1;
 const KEY_SLEEVE_LOW_TO_HIGH = 2;
 const KEY_SLEEVE_HIGH_TO_LOW = 3;
 const KEY_COUNT = 4;
-
-export interface HelloInfo {
-  name: PeerName;
-  nickname: string;
-  /** Distinguishes restarts of the same peer name; below 2^53. */
-  incarnation: number;
-  listenPort: number;
-}
-
-/** A decoded Hello: the peer's identity, its version range and, with a password, its ephemeral key. */
-export interface Hello extends HelloInfo {
-  minVersion: number;
-  maxVersion: number;
-  /** Present exactly when the peer has a password. */
-  ephemeralPublicKey: Uint8Array | null;
-}
 
 export interface HandshakeOptions {
   local: HelloInfo;
@@ -110,8 +68,8 @@ export interface HandshakeOptions {
   passwordKey: Uint8Array | null;
   /**
    * Version range to offer; defaults to PROTOCOL_MIN_VERSION..PROTOCOL_MAX_VERSION.
-   * Only tests and staged rollouts set these: the message formats here are
-   * those of version 1 whatever is negotiated.
+   * Only tests and staged rollouts set these: the message formats
+   * (handshake-messages.ts) are those of version 1 whatever is negotiated.
    */
   minVersion?: number;
   maxVersion?: number;
@@ -136,65 +94,6 @@ export interface HelloOutcome {
 export interface SleeveKeys {
   send: Uint8Array;
   receive: Uint8Array;
-}
-
-// ---------------------------------------------------------------------------
-// Hello codec
-
-const textEncoder = new TextEncoder();
-
-export function encodeHello(hello: Hello): Uint8Array {
-  const w = new MeshWriter(64 + MAX_NICKNAME_BYTES);
-  w.bytes(HELLO_MAGIC)
-    .u8(hello.minVersion)
-    .u8(hello.maxVersion)
-    .u8(hello.ephemeralPublicKey !== null ? HELLO_FLAG_PASSWORD : 0)
-    .peerName(hello.name)
-    .string(hello.nickname)
-    .u53(hello.incarnation)
-    .u16(hello.listenPort);
-  if (hello.ephemeralPublicKey !== null) {
-    if (hello.ephemeralPublicKey.length !== EPHEMERAL_KEY_BYTES) {
-      throw new RangeError(`ephemeral public key must be ${EPHEMERAL_KEY_BYTES} bytes, got ${hello.ephemeralPublicKey.length}`);
-    }
-    w.bytes(hello.ephemeralPublicKey);
-  }
-  return w.finish();
-}
-
-interface HelloHeader { minVersion: number; maxVersion: number }
-
-/** Magic and version range: the part of the Hello every version must share. */
-function readHelloHeader(r: MeshReader): HelloHeader {
-  const magic = r.bytes(HELLO_MAGIC.length, 'magic');
-  if (!bytesEqual(magic, HELLO_MAGIC)) {
-    throw RouterError.decode('Hello', 'wrong magic: this is not a weave peer');
-  }
-  const minVersion = r.u8('min version');
-  const maxVersion = r.u8('max version');
-  if (minVersion < 1 || minVersion > maxVersion) {
-    throw RouterError.decode('Hello', `invalid version range ${minVersion}..${maxVersion}`);
-  }
-  return { minVersion, maxVersion };
-}
-
-function readHelloBody(r: MeshReader, header: HelloHeader): Hello {
-  const flags = r.u8('flags');
-  const name = r.peerName('peer name');
-  const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
-  const incarnation = r.u53('incarnation');
-  const listenPort = r.u16('listen port');
-  const ephemeralPublicKey = (flags & HELLO_FLAG_PASSWORD) !== 0
-    ? r.bytes(EPHEMERAL_KEY_BYTES, 'ephemeral public key').slice()
-    : null;
-  // Trailing bytes are left unread on purpose (forward compatibility).
-  return { ...header, name, nickname, incarnation, listenPort, ephemeralPublicKey };
-}
-
-/** Decodes a Hello from hostile bytes; throws RouterError('decode' | 'limit') only. */
-export function decodeHello(payload: Uint8Array): Hello {
-  const r = new MeshReader(payload, 'Hello');
-  return readHelloBody(r, readHelloHeader(r));
 }
 
 // ---------------------------------------------------------------------------
@@ -237,7 +136,7 @@ export class Handshake {
   static start(opts: HandshakeOptions): { handshake: Handshake; hello: Uint8Array } {
     const minVersion = opts.minVersion ?? PROTOCOL_MIN_VERSION;
     const maxVersion = opts.maxVersion ?? PROTOCOL_MAX_VERSION;
-    validateOptions(opts, minVersion, maxVersion);
+    validateHelloOptions(opts.local, opts.passwordKey, minVersion, maxVersion);
     const handshake = new Handshake(opts, minVersion, maxVersion);
     return { handshake, hello: handshake.localHello };
   }
@@ -377,9 +276,7 @@ export class Handshake {
     this.controlKeys = [controlLowHigh, controlHighLow];
     this.controlSession = sealed;
 
-    const expected = new Uint8Array(CONFIRM_LABEL.length + transcript.length);
-    expected.set(CONFIRM_LABEL, 0);
-    expected.set(transcript, CONFIRM_LABEL.length);
+    const expected = confirmPlaintext(transcript);
     this.expectedConfirm = expected;
     return sealed.seal(expected);
   }
@@ -412,38 +309,6 @@ export class Handshake {
 // ---------------------------------------------------------------------------
 // Helpers
 
-function validateOptions(opts: HandshakeOptions, minVersion: number, maxVersion: number): void {
-  const { name, nickname, incarnation, listenPort } = opts.local;
-  if (!isPeerName(name)) throw RouterError.config(`peer name ${JSON.stringify(name)} is not of the form aa:bb:cc:dd:ee:ff`);
-  const nicknameBytes = textEncoder.encode(nickname).length;
-  if (nicknameBytes > MAX_NICKNAME_BYTES) {
-    throw RouterError.config(`nickname is ${nicknameBytes} bytes of UTF-8, over the limit of ${MAX_NICKNAME_BYTES}`);
-  }
-  if (!Number.isSafeInteger(incarnation) || incarnation < 0) {
-    throw RouterError.config(`incarnation must be an integer in [0, 2^53), got ${incarnation}`);
-  }
-  if (!Number.isInteger(listenPort) || listenPort < 0 || listenPort > 0xffff) {
-    throw RouterError.config(`listen port must be an integer in [0, 65535], got ${listenPort}`);
-  }
-  if (opts.passwordKey !== null && opts.passwordKey.length !== PASSWORD_KEY_BYTES) {
-    throw RouterError.config(`password key must be ${PASSWORD_KEY_BYTES} bytes (from stretchPassword), got ${opts.passwordKey.length}`);
-  }
-  if (!Number.isInteger(minVersion) || !Number.isInteger(maxVersion) || minVersion < 1 || maxVersion > 0xff || minVersion > maxVersion) {
-    throw RouterError.config(`protocol version range must satisfy 1 <= min <= max <= 255, got ${minVersion}..${maxVersion}`);
-  }
-}
-
-/** The highest version both ranges contain. */
-function negotiateVersion(localMin: number, localMax: number, remoteMin: number, remoteMax: number): number {
-  const lo = Math.max(localMin, remoteMin);
-  const hi = Math.min(localMax, remoteMax);
-  if (lo > hi) {
-    throw new RouterError('version',
-      `no protocol version in common: we support ${localMin}..${localMax}, the peer supports ${remoteMin}..${remoteMax}`);
-  }
-  return hi;
-}
-
 /** Bytewise order; for public values only (not constant-time). */
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -452,8 +317,4 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
     if (d !== 0) return d;
   }
   return a.length - b.length;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && compareBytes(a, b) === 0;
 }

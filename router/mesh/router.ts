@@ -3,19 +3,23 @@
 // logger are injected, so the same class runs in the daemon (TCP) and in
 // simulations of hundreds of peers (in-memory pipes, manual clock).
 //
-// Policy on established connections lives here, in one place: a connection
-// to ourselves, to a peer using our name, or a second connection to the same
-// peer is refused, deterministically on both ends.
+// Which connections are kept, and which gossiped addresses are dialed, is
+// decided in one place (connection-policy.ts) and carried out here: a connection to ourselves, to
+// a peer using our name, or a second connection to the same peer is refused,
+// deterministically on both ends. The status snapshot is built by
+// router-status.ts from the parts this class holds.
 
 import type { Clock, Timer } from '../../common/clock';
 import { Connection, ConnectionEvents } from './connection';
+import { discoveredAddresses, judgeEstablished } from './connection-policy';
 import { Connector } from './connector';
-import { DEFAULT_TIMINGS, MAX_FAILED_CONNECTIONS_LISTED, RouterTimings, TOPOLOGY_CHANNEL } from './constants';
+import { DEFAULT_TIMINGS, RouterTimings, TOPOLOGY_CHANNEL } from './constants';
+import { assertNever } from '../../common/errors';
 import { errorMessage, RouterError } from './errors';
+import { FailedConnections } from './failed-connections';
 import { MeshGossipHub } from './gossip-hub';
 import type { MeshLinks } from './mesh-links';
-import type { HelloInfo } from './handshake';
-import { healthWarnings } from './health';
+import type { HelloInfo } from './handshake-messages';
 import type { Logger } from '../../common/logger';
 import type { DataPlane } from './data-plane';
 import type { PeerConnection } from './peer';
@@ -25,7 +29,8 @@ import { Peers } from './peers';
 import type { ControlMessage } from './protocol';
 import type { Rng } from '../../common/rng';
 import { Routes } from './routes';
-import type { ConnectionStatus, RouterStatus } from './status';
+import { buildRouterStatus } from './router-status';
+import type { RouterStatus } from './status';
 import { TopologyGossiper } from './topology-gossiper';
 import type { ByteStream, Transport } from './transport';
 
@@ -37,7 +42,6 @@ export interface RouterDeps {
   /** The frame-carrying side (overlay.ts); absent in control-plane-only routers and most simulations. */
   dataPlane?: DataPlane;
 }
-
 
 export interface RouterOptions {
   name: PeerName;
@@ -64,10 +68,6 @@ export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'name' | 'nickname' | '
   version: '0.0.0',
 };
 
-interface FailedConnection {
-  status: ConnectionStatus;
-}
-
 export class Router implements MeshLinks {
   readonly localPeer: PeerName;
   readonly peers: Peers;
@@ -76,7 +76,7 @@ export class Router implements MeshLinks {
   private readonly connections = new Set<Connection>();
   /** The one kept, established connection per neighbour. */
   private readonly byPeer = new Map<PeerName, Connection>();
-  private readonly failed: FailedConnection[] = [];
+  private readonly failed: FailedConnections;
   /** Addresses that turned out to be ourselves: never dialed again through discovery. */
   private readonly selfAddresses = new Set<string>();
   private readonly connector: Connector;
@@ -105,6 +105,7 @@ export class Router implements MeshLinks {
     this.localPeer = opts.name;
     this.log = deps.logger;
     this.startedMs = deps.clock.now();
+    this.failed = new FailedConnections(opts.timings.failedConnectionRetentionMs);
     this.hello = { name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation, listenPort: opts.port };
     this.peers = new Peers({ name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation });
     this.routes = Routes.compute(this.peers.entries(), this.localPeer);
@@ -179,39 +180,21 @@ export class Router implements MeshLinks {
   }
 
   status(): RouterStatus {
-    const now = this.deps.clock.now();
-    const reachable = this.routes.reachable();
-    const connections: ConnectionStatus[] = [...this.connections]
-      .sort((a, b) => a.id - b.id)
-      .map((c) => this.connectionStatus(c, now));
-    for (const f of this.failed) connections.push(f.status);
-    const status: RouterStatus = {
-      version: this.opts.version,
-      name: this.localPeer,
-      nickname: this.opts.nickname,
-      incarnation: this.opts.incarnation,
-      port: this.opts.port,
-      encryption: this.opts.passwordKey !== null,
-      discovery: this.opts.discovery,
-      connLimit: this.opts.connLimit,
-      startedMs: this.startedMs,
-      peers: this.peers.entries().map((e) => ({
-        name: e.name,
-        nickname: e.nickname,
-        incarnation: e.incarnation,
-        version: e.version,
-        reachable: reachable.has(e.name),
-        connections: e.connections.map((c) => ({ name: c.name, address: c.address, outbound: c.outbound, established: c.established })),
-      })),
-      connections,
+    const o = this.opts;
+    return buildRouterStatus({
+      version: o.version, name: this.localPeer, nickname: o.nickname, incarnation: o.incarnation, port: o.port,
+      encryption: o.passwordKey !== null, discovery: o.discovery, connLimit: o.connLimit, startedMs: this.startedMs,
+    }, {
+      peers: this.peers,
+      routes: this.routes,
+      connections: this.connections,
+      isKept: (c) => c.remote !== null && this.byPeer.get(c.remote.name) === c,
+      failed: this.failed.list(),
       targets: this.connector.status(),
       channels: this.gossip.channelNames(),
       counters: { ...this.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
-      health: [],
-    };
-    if (this.deps.dataPlane) status.dataPlane = this.deps.dataPlane.statusSummary();
-    status.health = healthWarnings(status, now);
-    return status;
+      dataPlane: this.deps.dataPlane,
+    }, this.deps.clock.now());
   }
 
   // ---- MeshLinks (for the gossip core) ----
@@ -292,22 +275,23 @@ export class Router implements MeshLinks {
 
   private handleEstablished(conn: Connection): void {
     const remote = conn.remote!;
-    if (remote.name === this.localPeer) {
-      if (remote.incarnation === this.opts.incarnation) {
+    const verdict = judgeEstablished({ name: this.localPeer, incarnation: this.opts.incarnation }, conn, this.byPeer.get(remote.name));
+    switch (verdict.action) {
+      case 'self':
         if (conn.opts.targetAddress) this.selfAddresses.add(conn.opts.targetAddress);
         conn.close(new RouterError('self-connection', 'this address is ourselves'));
-      } else {
+        return;
+      case 'name-collision':
         conn.refuse(new RouterError('name-collision', `peer at ${conn.stream.remoteAddress} uses our name ${this.localPeer}; give one of them another --name`));
-      }
-      return;
-    }
-    const existing = this.byPeer.get(remote.name);
-    if (existing && existing !== conn) {
-      if (this.keepsExisting(existing, conn)) {
+        return;
+      case 'refuse-duplicate':
         conn.refuse(new RouterError('duplicate-connection', `already connected to ${remote.name}(${remote.nickname})`));
         return;
-      }
-      existing.refuse(new RouterError('duplicate-connection', `replaced by a newer connection to ${remote.name}(${remote.nickname})`));
+      case 'keep':
+        verdict.replaced?.refuse(new RouterError('duplicate-connection', `replaced by a newer connection to ${remote.name}(${remote.nickname})`));
+        break;
+      default:
+        assertNever(verdict);
     }
     this.byPeer.set(remote.name, conn);
     this.counters.connectionsEstablished++;
@@ -324,23 +308,6 @@ export class Router implements MeshLinks {
     });
     this.updateLocalConnections();
     this.gossip.gossipFullStateTo(remote.name);
-  }
-
-  /**
-   * Of two connections to the same peer, both ends must keep the same one. A
-   * restarted peer's new connection always wins; otherwise the connection
-   * dialed by the peer with the smaller name wins, and with equal dialers the
-   * older one stays.
-   */
-  private keepsExisting(existing: Connection, incoming: Connection): boolean {
-    const a = existing.remote!;
-    const b = incoming.remote!;
-    if (a.incarnation !== b.incarnation) return a.incarnation > b.incarnation;
-    const dialerOf = (c: Connection): PeerName => (c.opts.outbound ? this.localPeer : c.remote!.name);
-    const da = dialerOf(existing);
-    const db = dialerOf(incoming);
-    if (da === db) return true;
-    return comparePeerNames(da, db) < 0;
   }
 
   private handleMessage(conn: Connection, msg: ControlMessage): void {
@@ -379,35 +346,7 @@ export class Router implements MeshLinks {
   }
 
   private recordFailed(address: string, outbound: boolean, peer: PeerName | null, nickname: string | null, encrypted: boolean, info: string): void {
-    const now = this.deps.clock.now();
-    const retentionMs = this.opts.timings.failedConnectionRetentionMs;
-    // One entry per remote end and direction: the newest reason replaces the older one.
-    const key = (s: ConnectionStatus): string => `${s.outbound}|${s.peer ?? s.address.replace(/:\d+$/, '')}`;
-    const status: ConnectionStatus = { address, outbound, state: 'failed', peer, nickname, encrypted, info, sinceMs: now };
-    const k = key(status);
-    for (let i = this.failed.length - 1; i >= 0; i--) {
-      const f = this.failed[i]!;
-      if (key(f.status) === k || now - f.status.sinceMs > retentionMs) this.failed.splice(i, 1);
-    }
-    this.failed.unshift({ status });
-    if (this.failed.length > MAX_FAILED_CONNECTIONS_LISTED) this.failed.length = MAX_FAILED_CONNECTIONS_LISTED;
-  }
-
-  private connectionStatus(c: Connection, now: number): ConnectionStatus {
-    const remote = c.remote;
-    const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
-    const link = remote && this.byPeer.get(remote.name) === c ? this.deps.dataPlane?.linkStatus(remote.name) ?? null : null;
-    return {
-      ...(link ? { dataPath: link.path, dataPathInfo: link.reason } : {}),
-      address: c.stream.remoteAddress,
-      outbound: c.opts.outbound,
-      state,
-      peer: remote?.name ?? null,
-      nickname: remote?.nickname ?? null,
-      encrypted: c.encrypted,
-      info: '',
-      sinceMs: c.phase === 'established' ? c.startedMs : now,
-    };
+    this.failed.record({ address, outbound, peer, nickname, encrypted, info }, this.deps.clock.now());
   }
 
   private isConnectedTo(address: string): boolean {
@@ -445,21 +384,8 @@ export class Router implements MeshLinks {
     }
     this.counters.routeComputations++;
     this.deps.dataPlane?.setRoutes(this.routes);
-    if (this.opts.discovery) this.connector.setDiscovered(this.discoveredAddresses());
+    if (this.opts.discovery) this.connector.setDiscovered(discoveredAddresses(this.peers.entries(), this.localPeer, this.selfAddresses));
     this.gossip.notifyReachable(this.routes.reachable());
-  }
-
-  /** Addresses other peers reach peers at; those we are connected to show up as connected targets. */
-  private discoveredAddresses(): Set<string> {
-    const out = new Set<string>();
-    for (const entry of this.peers.entries()) {
-      for (const c of entry.connections) {
-        if (c.name === this.localPeer || c.address === '') continue;
-        if (!c.established || this.selfAddresses.has(c.address)) continue;
-        out.add(c.address);
-      }
-    }
-    return out;
   }
 
   private scheduleGossip(): void {

@@ -1,10 +1,10 @@
 import t from 'tap';
 import { CHANNEL_TCP_CONTROL, writeNonce } from '../../router/mesh/control-session';
 import { RouterError, RouterErrorCode } from '../../router/mesh/errors';
+import { Handshake, HandshakeOptions, HelloOutcome } from '../../router/mesh/handshake';
 import {
-  Handshake, HandshakeOptions, HelloInfo, HelloOutcome, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION,
-  decodeHello, encodeHello,
-} from '../../router/mesh/handshake';
+  HelloInfo, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, decodeHello, encodeHello,
+} from '../../router/mesh/handshake-messages';
 import { stretchPassword } from '../../router/mesh/password-key';
 import { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng, randomInt } from '../../common/rng';
