@@ -1,6 +1,6 @@
 // The container subcommands: `weave attach [ADDR...] <container>`, `weave
 // detach [ADDR...] <container>` and `weave ps`. Plain API calls: the daemon does
-// all the work (DESIGN.md); arguments are checked here first only so that a
+// all the work (docs/architecture.md); arguments are checked here first only so that a
 // typo fails with the same message before the router is asked. Registered on
 // the program by cli/weave.ts.
 
@@ -9,28 +9,63 @@ import { ApiClient, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/api/container-api';
 import type { AttachedContainer } from '../router/host/containers';
 import { parseAttachAddress, parseContainerRef } from '../router/host/containers';
+import { canonicalIp } from '../common/ip';
 import { RouterError } from '../router/mesh/errors';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
 }
 
-/** `[ADDR...] <container>`: the container is the last word, as in Weave Net. */
+/**
+ * One address word of `weave detach`, as the daemon's /detach takes it (a
+ * CIDR). `weave attach` prints bare addresses, so a bare address is accepted:
+ * the daemon matches detach requests on the address alone, whatever the
+ * prefix, so the host-length prefix added here only makes it a valid CIDR.
+ * `ip:CIDR` (attach's claim form) means the same address; `net:` names a
+ * subnet to allocate in and has no meaning for detach.
+ */
+export function parseDetachAddress(word: string): string {
+  if (word.startsWith('net:')) {
+    throw RouterError.config(`weave detach takes the container's addresses, not ${JSON.stringify(word)} ` +
+      '(net: is for allocating with weave attach); leave the addresses out to detach the container completely');
+  }
+  const text = word.startsWith('ip:') ? word.slice(3) : word;
+  if (!text.includes('/')) {
+    const ip = canonicalIp(text);
+    if (ip === null) {
+      throw RouterError.config(`${JSON.stringify(word)} is not an address: give one as weave attach printed it (10.32.0.5), or as a CIDR (10.32.0.5/12)`);
+    }
+    return parseAttachAddress(`${ip}/${ip.includes(':') ? 128 : 32}`).cidr;
+  }
+  if (text.includes(':') && canonicalIp(text.slice(0, text.indexOf('/'))) === null) {
+    throw RouterError.config(`${JSON.stringify(word)} is not an address: use 10.32.0.5, 10.32.0.5/12, ip:10.32.0.5/12 or an IPv6 CIDR such as fd00:77:1::5/48`);
+  }
+  return parseAttachAddress(text).cidr;
+}
+
+/**
+ * `[ADDR...] <container>`: the container is the last word, as in Weave Net.
+ * Attach addresses are passed on as written (the daemon resolves net: and
+ * ip: with IPAM); detach addresses are normalised by parseDetachAddress.
+ */
 export function splitAddressesAndContainer(words: string[], command: 'attach' | 'detach'): { container: string; addresses: string[] } {
   if (words.length === 0) throw RouterError.config(`${command} needs a container: weave ${command} [ADDR...] <container>`);
   const container = words[words.length - 1] as string;
-  const addresses = words.slice(0, -1);
-  if (/^[\d.]+\/\d+$/.test(container) || /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\/\d+$/.test(container)) {
-    throw RouterError.config(`the container comes last: weave ${command} ${[container, ...addresses].join(' ')} is read as container ${JSON.stringify(container)}; ` +
+  const given = words.slice(0, -1);
+  // An address last (a CIDR, a dotted quad, ip:/net:) means the words are the wrong way round.
+  if (/^[\d.]+\/\d+$/.test(container) || /^\d{1,3}(\.\d{1,3}){3}$/.test(container) ||
+      /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\/\d+$/.test(container) || /^(ip|net):/.test(container)) {
+    throw RouterError.config(`the container comes last: weave ${command} ${words.join(' ')} reads ${JSON.stringify(container)} as the container; ` +
       `write weave ${command} [ADDR...] <container>`);
   }
   parseContainerRef(container);
-  for (const a of addresses) {
+  if (command === 'detach') return { container, addresses: given.map(parseDetachAddress) };
+  for (const a of given) {
     // attach also takes IPAM requests: net:default, net:CIDR (allocate there), ip:CIDR (claim).
-    if (command === 'attach' && a.startsWith('net:')) continue;
-    parseAttachAddress(command === 'attach' && a.startsWith('ip:') ? a.slice(3) : a);
+    if (a.startsWith('net:')) continue;
+    parseAttachAddress(a.startsWith('ip:') ? a.slice(3) : a);
   }
-  return { container, addresses };
+  return { container, addresses: given };
 }
 
 /** Longer than IPAM's own wait for consensus, so its explanation arrives rather than a client timeout. */
@@ -70,7 +105,9 @@ export function registerContainerCommands(program: Command): void {
   program
     .command('attach')
     .description('attach a container to the weave network; addresses (CIDR), net:CIDR or none to allocate with IPAM; prints them')
-    .argument('<args...>', '[ADDR...] <container>: addresses like 10.32.0.1/12, then a Docker name or id, netns:NAME or pid:PID')
+    .usage('[options] [ADDR...] <container>')
+    .argument('<container...>', 'addresses to give it (CIDR such as 10.32.0.1/12, ip:CIDR to claim, net:CIDR or net:default to allocate there; ' +
+      'none: IPAM allocates), then the container: a Docker name or id, netns:NAME or pid:PID')
     .option('--name <name>', "the name to register in weave DNS (default: the container's name; pid: containers get none)")
     .option('--without-dns', "register no name in weave DNS and leave the container's resolver alone")
     .action(async (words: string[], opts: { name?: string; withoutDns?: boolean }, cmd: Command) => {
@@ -97,7 +134,8 @@ export function registerContainerCommands(program: Command): void {
   program
     .command('detach')
     .description('remove the given addresses from a container, or detach it completely when none are given')
-    .argument('<args...>', '[ADDR...] <container>')
+    .usage('[options] [ADDR...] <container>')
+    .argument('<container...>', 'addresses to remove (as weave attach printed them, or CIDRs; none: detach completely), then the container')
     .action(async (words: string[], _opts: unknown, cmd: Command) => {
       const { container, addresses } = splitAddressesAndContainer(words, 'detach');
       const reply = await clientFor(cmd).post<DetachReply>('/detach', addresses.length > 0 ? { container, addresses } : { container });

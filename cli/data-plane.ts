@@ -32,7 +32,7 @@ export async function startDataPlane(
   const mtu = opts.mtu ?? (await detectUnderlayMtu(deps.runner)) - SLEEVE_OVERHEAD_BYTES;
   // Opening first creates the device; the bridge then takes it as a port.
   // vnet headers and offloads: the kernel hands us TCP super-frames instead of
-  // MTU-sized frames, the biggest single lever on throughput (shared/notes).
+  // MTU-sized frames, the biggest single lever on throughput (docs/architecture.md).
   const tap = TapDevice.open(TAP_NAME, { persist: false, vnetHdr: true, vnetHdrBytes: VNET_HDR_BYTES, offloadFlags: TAP_OFFLOAD_GSO });
   let udp: UdpBatchSocket | null = null;
   try {

@@ -1,14 +1,15 @@
 // The DNS subcommands: `weave dns-add`, `weave dns-remove`, `weave dns-lookup`
-// and the `dns` view of `weave status`. Plain API calls (dns/http-routes.ts
+// and the `dns` view and overview line of `weave status`. Plain API calls (dns/http-routes.ts
 // serves them); arguments are sorted into addresses, a container and a name
 // here so that a typo fails before the router is asked. Registered on the
 // program by cli/weave.ts.
 
 import type { Command } from 'commander';
 import { clientFor } from './api-client';
+import { sanitiseText } from './render-status';
 import type { ExtraStatusSection } from './mesh-commands';
 import type { DnsAddRequest, DnsChangeReply, DnsLookupReply, DnsReverseReply, DnsStatusReport } from '../dns/api-types';
-import { canonicalIp } from '../dns/ip';
+import { canonicalIp } from '../common/ip';
 import { RouterError } from '../router/mesh/errors';
 
 function write(text: string): void {
@@ -73,11 +74,42 @@ export function renderDnsStatus(s: DnsStatusReport): string {
   return lines.join('\n');
 }
 
+/**
+ * What `weave dns-lookup` prints: one address (or, reversed, one name) a
+ * line. A name weave DNS does not know is a failure, as for host(1) and
+ * getent: "NAME: not found" on stderr and a non-zero exit, so scripts can
+ * test for it.
+ */
+export function renderLookup(r: DnsLookupReply | DnsReverseReply): string {
+  const [asked, found] = 'addresses' in r ? [r.name, r.addresses] : [r.address, r.names];
+  if (found.length === 0) throw RouterError.config(`${sanitiseText(asked)}: not found`);
+  return found.map(sanitiseText).join('\n');
+}
+
+/**
+ * The DNS line of the `weave status` overview: the domain, the address
+ * containers on this host ask, how many names it answers for, and a pointer
+ * to `weave status dns` when it has warnings.
+ */
+export function dnsOverviewLine(s: DnsStatusReport): string {
+  const names = new Set(s.records.filter((r) => !r.tombstone && r.visible).map((r) => r.name)).size;
+  const where = s.address !== null ? `answering containers on ${s.address}` : 'not reachable from containers';
+  let line = `${sanitiseText(s.domain)}, ${where}, ${names} name${names === 1 ? '' : 's'}`;
+  if (s.warnings.length > 0) line += `; ${s.warnings.length} warning${s.warnings.length === 1 ? '' : 's'} (weave status dns)`;
+  return line;
+}
+
 export const dnsStatusSection: ExtraStatusSection = {
   name: 'dns',
   async show(cmd: Command, json: boolean): Promise<string> {
     const s = await clientFor(cmd).get<DnsStatusReport>('/dns');
     return json ? JSON.stringify(s, null, 2) : renderDnsStatus(s);
+  },
+  overview: {
+    label: 'DNS',
+    async line(cmd: Command): Promise<string> {
+      return dnsOverviewLine(await clientFor(cmd).get<DnsStatusReport>('/dns'));
+    },
   },
 };
 
@@ -85,7 +117,8 @@ export function registerDnsCommands(program: Command): void {
   program
     .command('dns-add')
     .description('add names to weave DNS: addresses with -h NAME, or a container attached here (its addresses, its name or -h NAME)')
-    .argument('<args...>', '[ADDR...] [<container>]')
+    .usage('[options] [ADDR...] [<container>]')
+    .argument('<address-or-container...>', 'addresses (with -h NAME), and/or last a container attached here')
     .option('-h, --hostname <name>', 'the name (relative names go under the weave domain)')
     .action(async (words: string[], opts: { hostname?: string }, cmd: Command) => {
       const reply = await clientFor(cmd).post<DnsChangeReply>('/dns/add', parseDnsWords(words, opts.hostname, 'dns-add'));
@@ -95,7 +128,8 @@ export function registerDnsCommands(program: Command): void {
   program
     .command('dns-remove')
     .description('remove names this host added to weave DNS: by address, container and/or -h NAME')
-    .argument('[args...]', '[ADDR...] [<container>]')
+    .usage('[options] [ADDR...] [<container>]')
+    .argument('[address-or-container...]', 'addresses, and/or last a container attached here')
     .option('-h, --hostname <name>', 'the name')
     .action(async (words: string[], opts: { hostname?: string }, cmd: Command) => {
       const reply = await clientFor(cmd).post<DnsChangeReply>('/dns/remove', parseDnsWords(words, opts.hostname, 'dns-remove'));
@@ -111,11 +145,9 @@ export function registerDnsCommands(program: Command): void {
       const client = clientFor(cmd);
       if (opts.reverse === true) {
         if (canonicalIp(name) === null) throw RouterError.config(`dns-lookup --reverse needs an IP address, got ${JSON.stringify(name)}`);
-        const r = await client.get<DnsReverseReply>(`/dns/lookup?address=${encodeURIComponent(name)}`);
-        write(r.names.join('\n'));
+        write(renderLookup(await client.get<DnsReverseReply>(`/dns/lookup?address=${encodeURIComponent(name)}`)));
         return;
       }
-      const r = await client.get<DnsLookupReply>(`/dns/lookup?name=${encodeURIComponent(name)}`);
-      write(r.addresses.join('\n'));
+      write(renderLookup(await client.get<DnsLookupReply>(`/dns/lookup?name=${encodeURIComponent(name)}`)));
     });
 }

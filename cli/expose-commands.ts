@@ -1,6 +1,6 @@
 // `weave expose [ADDR...]`, `weave hide [ADDR...]` and `weave reset
 // [--force]`. Expose and hide are plain calls of the daemon's /expose and
-// /hide (router/expose-api.ts). Reset strings API calls together and then
+// /hide (router/api/expose-api.ts). Reset strings API calls together and then
 // removes state files: hand our IPAM space to a live peer, stop the router,
 // delete ipam.json and peers.json so the next launch starts afresh (the peer
 // name stays). Like `weave stop`, the CLI never changes host state itself:

@@ -1,8 +1,9 @@
 // The IPAM subcommands, plain calls of the daemon's /ipam API: `weave prime`
 // (start the initial split and wait for it, showing what it waits for) and
 // `weave rmpeer <peer...>` (take over dead peers' space), plus the rendering
-// of `weave status ipam` for mesh-commands.ts to dispatch to. Commands print
-// results to stdout, progress to stderr, and throw on failure.
+// of `weave status ipam` and of the IPAM overview line for mesh-commands.ts
+// to dispatch to. Commands print results to stdout, progress to stderr, and
+// throw on failure.
 
 import type { Command } from 'commander';
 import { clientFor } from './api-client';
@@ -34,6 +35,23 @@ function percent(part: number, whole: number): string {
 export function ipamSummaryLine(s: IpamStatus): string {
   if (s.waitingFor !== null) return sanitiseText(s.waitingFor);
   return `ready, range ${s.range}, ${s.local.used} of ${s.local.owned} addresses here in use`;
+}
+
+/**
+ * The IPAM line of the `weave status` overview: the summary above plus this
+ * peer's share of the range, or what IPAM waits for and on which range, and
+ * a pointer to `weave status ipam` when it has warnings.
+ */
+export function ipamOverviewLine(s: IpamStatus): string {
+  let line: string;
+  if (s.waitingFor !== null) {
+    line = `${sanitiseText(s.waitingFor)} (range ${s.range})`;
+  } else {
+    const total = s.peers.reduce((n, p) => n + p.owned, 0);
+    line = `${ipamSummaryLine(s)}, ${percent(s.local.owned, total)} of the range owned here`;
+  }
+  if (s.warnings.length > 0) line += `; ${s.warnings.length} warning${s.warnings.length === 1 ? '' : 's'} (weave status ipam)`;
+  return line;
 }
 
 /** `weave status ipam`: each peer's share, used and free, unreachable owners flagged. */
@@ -72,6 +90,12 @@ export const ipamStatusSection: ExtraStatusSection = {
   async show(cmd: Command, json: boolean): Promise<string> {
     const status = await clientFor(cmd).get<IpamStatus>('/ipam/status');
     return json ? JSON.stringify(status, null, 2) : renderIpamStatus(status);
+  },
+  overview: {
+    label: 'IPAM',
+    async line(cmd: Command): Promise<string> {
+      return ipamOverviewLine(await clientFor(cmd).get<IpamStatus>('/ipam/status'));
+    },
   },
 };
 

@@ -35,8 +35,25 @@ export const MAX_PEER_ARGS = 1000;
 /** IPv4 needs 576 on every link; the top leaves room for the sleeve inside a 64 KiB datagram. */
 export const MIN_OVERLAY_MTU = 576;
 export const MAX_OVERLAY_MTU = 65_000;
-// 'silent' is accepted too so that any DaemonConfig survives the trip through argv.
-const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+/**
+ * --log-level as written: Weave Net's spellings (debug, info, warning, error)
+ * and ours ('warn'). 'silent' is accepted too so that any DaemonConfig
+ * survives the trip through argv.
+ */
+export const LOG_LEVEL_NAMES: Readonly<Record<string, LogLevel>> = {
+  debug: 'debug',
+  info: 'info',
+  warning: 'warn',
+  warn: 'warn',
+  error: 'error',
+  silent: 'silent',
+};
+
+/** The LogLevel a --log-level value names, or null. */
+export function parseLogLevelName(text: string): LogLevel | null {
+  const key = text.trim();
+  return Object.prototype.hasOwnProperty.call(LOG_LEVEL_NAMES, key) ? (LOG_LEVEL_NAMES[key] ?? null) : null;
+}
 
 /** What commander hands over; every field is checked again, as if hostile. */
 export type RouterOptionValues = {
@@ -73,7 +90,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
     .option('--conn-limit <count>', `maximum number of connections (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
-    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(LOG_LEVELS))
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(Object.keys(LOG_LEVEL_NAMES)))
     .option('--api-address <host:port>', `loopback address of the HTTP API (env WEAVE_API, default: ${DEFAULT_API_ADDRESS})`)
     .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`)
     .option('--mtu <bytes>', 'MTU of the overlay (env WEAVE_MTU; default: the underlay MTU less the encapsulation overhead)')
@@ -177,9 +194,9 @@ export function toDaemonConfig(
   const datadir = path.resolve(datadirText);
 
   const levelText = optString(opts, 'logLevel', '--log-level') ?? 'info';
-  const logLevel = LOG_LEVELS.find((l) => l === levelText);
-  if (logLevel === undefined) {
-    throw RouterError.config(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(levelText)}`);
+  const logLevel = parseLogLevelName(levelText);
+  if (logLevel === null) {
+    throw RouterError.config(`--log-level must be one of ${Object.keys(LOG_LEVEL_NAMES).join(', ')}, got ${JSON.stringify(levelText)}`);
   }
 
   const apiFlag = optString(opts, 'apiAddress', '--api-address');

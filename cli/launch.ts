@@ -3,7 +3,7 @@
 // to <datadir>/weave.log, password in the environment), waits until its API
 // answers and returns; on failure it reports why, with the end of the log.
 // `stop` asks the router to stop and waits until it is gone. Neither ever
-// touches host state itself (DESIGN.md: only the daemon does).
+// touches host state itself (docs/architecture.md: only the daemon does).
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';

@@ -8,7 +8,8 @@ import { Argument } from 'commander';
 import type { Command } from 'commander';
 import { clientFor } from './api-client';
 import { renderConnections, renderPeers, renderStatus, renderTargets } from './render-status';
-import { RouterError } from '../router/mesh/errors';
+import type { StatusLine } from './render-status';
+import { RouterError, errorMessage } from '../router/mesh/errors';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import type { RouterStatus } from '../router/mesh/status';
 
@@ -41,6 +42,23 @@ export function renderSection(status: RouterStatus, section: StatusSection | und
 export interface ExtraStatusSection {
   name: string;
   show(cmd: Command, json: boolean): Promise<string>;
+  /** Its one line in the `weave status` overview, fetched alongside the router's status. */
+  overview?: { label: string; line(cmd: Command): Promise<string> };
+}
+
+/**
+ * The extra sections' overview lines, fetched in parallel. A section whose
+ * endpoint fails shows why on its line: the rest of the overview still prints.
+ */
+export async function overviewLines(cmd: Command, sections: readonly ExtraStatusSection[]): Promise<StatusLine[]> {
+  const withOverview = sections.flatMap((s) => (s.overview !== undefined ? [s.overview] : []));
+  return Promise.all(withOverview.map(async (o): Promise<StatusLine> => {
+    try {
+      return { label: o.label, value: await o.line(cmd) };
+    } catch (err) {
+      return { label: o.label, value: `unavailable (${errorMessage(err)})` };
+    }
+  }));
 }
 
 export function registerMeshCommands(program: Command, extraSections: readonly ExtraStatusSection[] = []): void {
@@ -57,6 +75,11 @@ export function registerMeshCommands(program: Command, extraSections: readonly E
         return;
       }
       const section = sectionName as StatusSection | undefined;
+      if (section === undefined && opts.json !== true) {
+        const [status, lines] = await Promise.all([clientFor(cmd).get<RouterStatus>('/status'), overviewLines(cmd, extraSections)]);
+        write(renderStatus(status, lines));
+        return;
+      }
       const status = await clientFor(cmd).get<RouterStatus>('/status');
       if (opts.json === true) {
         write(JSON.stringify(section === undefined ? status : status[section], null, 2));

@@ -51,8 +51,18 @@ function isPending(c: ConnectionStatus): boolean {
   return c.state === 'connecting' || c.state === 'handshaking';
 }
 
-/** The overview printed by `weave status`. */
-export function renderStatus(status: RouterStatus): string {
+/** A line another subsystem adds to the overview (IPAM, DNS), already rendered. */
+export interface StatusLine {
+  label: string;
+  value: string;
+}
+
+/**
+ * The overview printed by `weave status`. `services` are the lines of the
+ * subsystems beside the router (IPAM, DNS), shown before the health list;
+ * the status port renders the router alone.
+ */
+export function renderStatus(status: RouterStatus, services: readonly StatusLine[] = []): string {
   let out = '\n';
   out += field('Version', sanitiseText(status.version));
   out += '\n';
@@ -62,7 +72,7 @@ export function renderStatus(status: RouterStatus): string {
   if (status.encryption) {
     out += field('Encryption', 'enabled');
   } else {
-    // Loud on purpose (DESIGN.md): plaintext is a legitimate choice, never a silent one.
+    // Loud on purpose (docs/architecture.md): plaintext is a legitimate choice, never a silent one.
     out += field('Encryption', 'DISABLED');
     out += continuation('*** WARNING: this mesh is UNENCRYPTED: anyone on the path can read and inject its traffic.');
     out += continuation('*** Launch every peer with --password (or WEAVE_PASSWORD) to encrypt it.');
@@ -94,6 +104,7 @@ export function renderStatus(status: RouterStatus): string {
     const dp = status.dataPlane;
     out += field('DataPlane', `bridge ${sanitiseText(dp.bridge)}, MTU ${dp.mtu}, ${sanitiseText(dp.aead)}, ${plural(dp.macs, 'MAC')} learnt`);
   }
+  for (const line of services) out += field(sanitiseText(line.label), sanitiseText(line.value));
 
   if (status.health.length === 0) {
     out += field('Health', 'ok');

@@ -3,8 +3,9 @@
 // modules and turns every failure into `weave: <message>` with exit code 1
 // (a stack trace only with WEAVE_DEBUG set). Daemon lifecycle commands
 // (launch, router, stop, version) live here; everything that is a plain API
-// call is registered from its own module (mesh-commands.ts, later ipam and
-// dns), so this file does not grow with them.
+// call is registered from its own module (mesh-, container-, dns-, ipam- and
+// expose-commands.ts), so this file does not grow with them. Every subcommand
+// shows its own usage line after a mistake (addUsageHints).
 
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
@@ -75,7 +76,21 @@ export function buildProgram(): Command {
   registerDnsCommands(program);
   registerIpamCommands(program);
   registerExposeCommands(program);
+  addUsageHints(program);
   return program;
+}
+
+/**
+ * After an error in a subcommand (a missing argument, an unknown option)
+ * commander prints the message and then this: the subcommand's own usage
+ * line and where its full help is, rather than a pointer to `weave --help`.
+ * Called once every subcommand has its arguments and usage.
+ */
+export function addUsageHints(program: Command): void {
+  for (const cmd of program.commands) {
+    const name = `${program.name()} ${cmd.name()}`;
+    cmd.showHelpAfterError(`Usage: ${name} ${cmd.usage()}\n(run ${name} --help for details)`);
+  }
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {

@@ -125,6 +125,17 @@ t.test('bad values: RouterError config naming the flag and what was expected', a
   t.throws(() => toDaemonConfig({}, Array.from({ length: 1001 }, () => '10.0.0.1'), {}, host), { code: 'config', message: /over the limit/ });
 });
 
+t.test("--log-level takes Weave Net's spellings as well as ours", async (t) => {
+  const cases: [string, string][] = [['debug', 'debug'], ['info', 'info'], ['warning', 'warn'], ['warn', 'warn'], ['error', 'error']];
+  for (const [given, level] of cases) {
+    t.equal(parse(['--log-level', given]).logLevel, level, given);
+    t.equal(toDaemonConfig({ logLevel: given }, [], {}, host).logLevel, level, `${given} without commander`);
+  }
+  // What launch hands the detached router reads back the same.
+  const c = parse(['--log-level', 'warning']);
+  t.same(parse(daemonConfigToArgs(c).args).logLevel, 'warn');
+});
+
 t.test('config to argv and back is lossless; the password stays out of argv', async (t) => {
   const configs: DaemonConfig[] = [
     parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),

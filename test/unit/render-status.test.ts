@@ -24,6 +24,18 @@ t.test('overview: an unencrypted mesh is flagged loudly', async (t) => {
   t.match(out, /^ +Health: ok$/m);
 });
 
+t.test('overview: IPAM and DNS lines from their subsystems go before the health list, sanitised', async (t) => {
+  const out = renderStatus(sampleStatus(), [
+    { label: 'IPAM', value: 'ready, range 10.32.0.0/12, 12 of 262144 addresses here in use, 25.0% of the range owned here' },
+    { label: 'DNS', value: 'weave.local, answering containers on 169.254.7.1, 2 names\x1b[2J' },
+  ]);
+  t.match(out, /^ +IPAM: ready, range 10\.32\.0\.0\/12, 12 of 262144 addresses here in use, 25\.0% of the range owned here$/m);
+  t.match(out, /^ +DNS: weave\.local, answering containers on 169\.254\.7\.1, 2 names\\x1b\[2J$/m);
+  t.ok(out.indexOf(' DNS:') < out.indexOf(' Health:'));
+  t.equal(out.match(/^ +IPAM:/m)?.[0].length, out.match(/^ +Health:/m)?.[0].length, 'labels aligned');
+  t.notMatch(renderStatus(sampleStatus()), /IPAM|DNS:/, 'the status port renders the router alone');
+});
+
 t.test('connections: arrows, state, encryption, peer and the failure reason', async (t) => {
   const lines = renderConnections(sampleStatus()).trimEnd().split('\n');
   t.equal(lines.length, 3);
