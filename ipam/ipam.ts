@@ -189,6 +189,11 @@ export class Ipam implements Gossiper {
       throw IpamError.config(`peer ${ctx.describePeer(peer)} is reachable; rmpeer is only for peers that are gone for good (stop it first)`);
     }
     if (!ctx.ring.isSeeded()) throw IpamError.config(`no ring yet (${this.waitingFor() ?? 'not ready'}); nothing to take over`);
+    // A name that neither the ring nor the mesh knows is most likely a typo:
+    // "owned no addresses" would read as success. A known peer that owns nothing is fine.
+    if (!ctx.ring.entries().some((e) => e.owner === peer) && !ctx.nicknames().has(peer)) {
+      throw IpamError.config(`peer ${peer} is not known here: it owns no space in the ring and the mesh has not heard of it (see weave status ipam)`);
+    }
     const addresses = ctx.ring.takeOver(peer);
     if (addresses > 0) {
       ctx.log.warn('took over the space of a removed peer', { peer, addresses });
