@@ -1,5 +1,5 @@
 // Owns the protection of control messages on one TCP connection once the
-// handshake (router/handshake.ts) is done: sealing outgoing payloads and
+// handshake (router/mesh/handshake.ts) is done: sealing outgoing payloads and
 // opening incoming ones, strictly in order. The connection layer frames each
 // payload with its own u32 length prefix; this file only produces and consumes
 // payloads, and never touches a socket, a timer or a logger.
@@ -21,8 +21,8 @@
 // should a key ever be shared between them by mistake (weaveworks/mesh builds
 // its nonces the same way: sequence number plus direction and transport bits).
 // TCP delivers in order, so the receiver demands exactly the next counter; the
-// sliding window in router/replay-window.ts is for the UDP sleeve, which may
-// reorder.
+// sliding window in router/overlay/replay-window.ts is for the UDP sleeve,
+// which may reorder.
 //
 // The counter is carried in the clear (and authenticated as associated data)
 // rather than implied, so that a dropped or replayed message is reported as
@@ -34,7 +34,7 @@ import { sodium } from './sodium';
 
 /** Nonce channel byte for control messages on a TCP connection. */
 export const CHANNEL_TCP_CONTROL = 1;
-/** Nonce channel byte for data frames on the UDP sleeve (router/sleeve.ts, future). */
+/** Nonce channel byte for data frames on the UDP sleeve (router/overlay/sleeve-codec.ts, sleeve-session.ts). */
 export const CHANNEL_UDP_SLEEVE = 2;
 export type NonceChannel = typeof CHANNEL_TCP_CONTROL | typeof CHANNEL_UDP_SLEEVE;
 
@@ -45,8 +45,12 @@ export const SESSION_KEY_BYTES = 32;
 /** Smallest valid sealed payload: a counter and the tag of an empty plaintext. */
 export const SEALED_OVERHEAD_BYTES = COUNTER_BYTES + TAG_BYTES;
 /**
- * The highest counter a sender may use. Counters stay exact doubles (no BigInt
- * per message); a session is rekeyed long before this matters.
+ * The highest counter a sender may use. Counters stay exact doubles below 2^53
+ * (no BigInt per message); past this a sender refuses to seal rather than
+ * reuse a nonce. There is no rekeying yet: the keys live as long as the
+ * connection (a new connection runs a new handshake and gets new keys), and
+ * 2^53 messages on one connection take over 28 years at ten million a second.
+ * Rotating keys on time, as the security model asks, is still to do.
  */
 export const MAX_SEND_COUNTER = Number.MAX_SAFE_INTEGER;
 
@@ -105,7 +109,7 @@ export class SealedSession implements ControlSession {
     this.receiveKey = receiveKey;
   }
 
-  /** Counters of the next message to send and to receive, for status and rekey decisions. */
+  /** Counters of the next message to send and to receive (for status; rekeying, still to do, would read them too). */
   get counters(): { send: number; receive: number } {
     return { send: this.nextSendCounter, receive: this.nextReceiveCounter };
   }

@@ -1,8 +1,10 @@
 // The per-frame AEAD (ChaCha20-Poly1305 IETF) for the UDP sleeve, working in
 // place on caller-owned buffers. sodium-native (native libsodium) when it
 // loads, else libsodium-wrappers (the same library as WASM): both produce the
-// same bytes for the same key, nonce and message (test/unit/frame-aead.test.ts),
-// so peers using different backends interoperate.
+// same bytes for the same key, nonce and message (checked by "sodium-native and
+// libsodium-wrappers produce identical ciphertext" in
+// test/unit/dataplane-units.test.ts), so peers using different backends
+// interoperate.
 //
 // Never throws per frame: a failed open returns -1 and the caller counts it.
 
