@@ -27,7 +27,8 @@ import { ExecCommandRunner } from '../router/host/command-runner';
 import { containerApi } from '../router/api/container-api';
 import { ContainerManager } from '../router/host/containers';
 import { DockerClient } from '../router/host/docker-client';
-import { DEFAULT_BRIDGE, keepBridgeForwarding } from '../router/host/host-bridge';
+import { keepBridgeForwarding } from '../router/host/bridge-firewall';
+import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon } from '../dns/daemon';
@@ -146,7 +147,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   );
 
   // Firewall chains created after we start (a reload, dockerd starting later) get our accept rule too.
-  const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, runner, logger);
+  const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, { runner, clock, logger });
   const containers = new ContainerManager(
     { runner, docker: new DockerClient(logger), logger },
     // LINK_LOCAL_ROUTE: containers reach this host's DNS server on the bridge (dns/link-local.ts).

@@ -5,7 +5,8 @@
 import type { Clock } from '../common/clock';
 import type { CommandRunner } from '../router/host/command-runner';
 import { frameAead } from '../router/overlay/frame-aead';
-import { DEFAULT_BRIDGE, detectUnderlayMtu, ensureBridge } from '../router/host/host-bridge';
+import { DEFAULT_BRIDGE, ensureBridge } from '../router/host/host-bridge';
+import { detectUnderlayMtu } from '../router/host/host-link';
 import type { Logger } from '../common/logger';
 import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay/overlay';
 import type { PeerName } from '../router/mesh/peer-name';

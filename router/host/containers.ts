@@ -24,7 +24,7 @@ import { formatIpv6Groups } from '../../common/ip';
 import type { CommandRunner } from './command-runner';
 import type { DockerApi, DockerEvent, EventWatch } from './docker-client';
 import { validateDockerRef } from './docker-client';
-import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-bridge';
+import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-link';
 import type { Logger } from '../../common/logger';
 
 /** The interface name inside every attached container, as in Weave Net. */

@@ -13,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExecCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
 import { ContainerManager, STATE_FILE } from '../../router/host/containers';
-import { detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, removeBridge, removeBridgeForwarding } from '../../router/host/host-bridge';
+import { ensureBridgeForwarding, removeBridgeForwarding } from '../../router/host/bridge-firewall';
+import { ensureBridge, removeBridge } from '../../router/host/host-bridge';
+import { detectUnderlayMtu } from '../../router/host/host-link';
 import { silentLogger } from '../../common/logger';
 import { run } from '../../scripts/command';
 

@@ -21,7 +21,10 @@ import { HttpApi } from '../../router/api/http-api';
 import type { RouterControl } from '../../router/api/control';
 import { ApiClient, ApiError } from '../../cli/api-client';
 import { renderPs, splitAddressesAndContainer } from '../../cli/container-commands';
-import { acceptRule, detectUnderlayMtu, ensureBridge, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host/host-bridge';
+import { acceptRule, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeForwarding } from '../../router/host/bridge-firewall';
+import { ensureBridge } from '../../router/host/host-bridge';
+import { detectUnderlayMtu } from '../../router/host/host-link';
+import { ManualClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import { sampleStatus } from './sample-status';
 import { ipamContainerListener, withV6Twins } from '../../ipam/container-hook';
@@ -665,12 +668,19 @@ t.test('host bridge logic with a fake runner', async (t) => {
   await t.test('keepBridgeForwarding re-checks on a timer and patches chains that appear later', async (t) => {
     const chains: unknown[] = [];
     const runner = new FakeCommandRunner((_cmd, args) => (args[1] === 'list' ? { stdout: JSON.stringify({ nftables: chains }) } : undefined));
-    const keeper = keepBridgeForwarding({ bridge: 'weave', tap: 'tap0' }, runner, silentLogger, 20);
+    const clock = new ManualClock();
+    const keeper = keepBridgeForwarding({ bridge: 'weave', tap: 'tap0' }, { runner, clock, logger: silentLogger }, 20);
     t.teardown(() => keeper.close());
     t.same((await keeper.check()).inserted, []);
     chains.push({ chain: { family: 'ip', table: 'filter', name: 'FORWARD', hook: 'forward' } });
-    await new Promise((r) => setTimeout(r, 100));
-    t.ok(runner.commands.some((c) => c.args[0] === '-j' && (c.args[1] ?? '').includes('"insert"')), 'the new chain got our rule');
+    const inserted = () => runner.commands.some((c) => c.args[0] === '-j' && (c.args[1] ?? '').includes('"insert"'));
+    clock.advance(19);
+    await new Promise((r) => setImmediate(r));
+    t.notOk(inserted(), 'nothing before the interval is up');
+    clock.advance(1);
+    // The fake runner answers at once, so the check the timer started has finished by the next turn of the event loop.
+    await new Promise((r) => setImmediate(r));
+    t.ok(inserted(), 'the new chain got our rule');
     keeper.close();
   });
 
