@@ -7,7 +7,7 @@
 // subnet it asked for (allocate is idempotent per container and subnet, as in
 // Weave Net); `used` mirrors the keys of `byOffset`.
 
-import type { Span } from './cidr';
+import type { Span } from './address-range';
 import { MAX_ALLOCATIONS, MAX_CONTAINER_ID_BYTES } from './constants';
 import { IpamError } from './errors';
 import { SortedOffsets } from './space';

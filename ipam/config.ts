@@ -2,8 +2,9 @@
 // --ipalloc-range, --ipalloc-default-subnet, --ipalloc-range-v6 and
 // --ipalloc-init. Every problem is an IpamError('config') naming the flag.
 
+import type { Cidr } from '../common/ip';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
-import { AddressRange, Cidr } from './cidr';
+import { AddressRange, parseIpamCidr } from './address-range';
 import { DEFAULT_IPALLOC_RANGE, MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';
 
@@ -67,14 +68,14 @@ export function parseIpallocInit(text: string | undefined, defaultPeerCount: num
 export function parseIpamConfig(flags: IpamFlags): IpamConfig {
   const range = AddressRange.parse(flags.range ?? DEFAULT_IPALLOC_RANGE, '--ipalloc-range');
   if (range.family !== 4) throw IpamError.config(`--ipalloc-range must be an IPv4 block; use --ipalloc-range-v6 for IPv6 (got ${range.toString()})`);
-  const defaultSubnet = flags.defaultSubnet !== undefined ? Cidr.parse(flags.defaultSubnet, '--ipalloc-default-subnet') : range.cidr;
+  const defaultSubnet = flags.defaultSubnet !== undefined ? parseIpamCidr(flags.defaultSubnet, '--ipalloc-default-subnet') : range.cidr;
   if (!range.cidr.covers(defaultSubnet)) {
     throw IpamError.config(`--ipalloc-default-subnet ${defaultSubnet.toString()} is not inside --ipalloc-range ${range.toString()}`);
   }
   if (defaultSubnet.hostBits < 2) throw IpamError.config(`--ipalloc-default-subnet ${defaultSubnet.toString()} is too small; use at least a /30`);
   let rangeV6: Cidr | null = null;
   if (flags.rangeV6 !== undefined && flags.rangeV6 !== '') {
-    rangeV6 = Cidr.parse(flags.rangeV6, '--ipalloc-range-v6');
+    rangeV6 = parseIpamCidr(flags.rangeV6, '--ipalloc-range-v6');
     if (rangeV6.family !== 6) throw IpamError.config(`--ipalloc-range-v6 must be an IPv6 block such as fd00:1234:5678::/48, got ${rangeV6.toString()}`);
     if (rangeV6.hostBits < range.cidr.hostBits) {
       throw IpamError.config(

@@ -5,8 +5,8 @@
 // addresses are ever given, so no container is affected by a donation.
 
 import type { PeerName } from '../router/mesh/peer-name';
+import type { Span } from './address-range';
 import type { Allocator } from './allocator';
-import type { Span } from './cidr';
 import { Ring, usableCount } from './ring';
 import { largestFreeRun } from './space';
 

@@ -5,7 +5,8 @@
 // here so ipam/ does not import router internals). Routes on our own bridge
 // are ours from a previous run and are ignored.
 
-import { Cidr, parseIp } from './cidr';
+import { Cidr, tryParseIp } from '../common/ip';
+import { parseIpamCidr } from './address-range';
 import { errorText, IpamError } from './errors';
 
 export interface RouteRunner {
@@ -42,7 +43,7 @@ export function parseIpRouteJson(stdout: string, family: 4 | 6): HostRoute[] {
     const dstText = rec['dst'];
     if (typeof dstText !== 'string' || dstText === 'default') continue;
     const slash = dstText.indexOf('/');
-    const addr = parseIp(slash < 0 ? dstText : dstText.slice(0, slash));
+    const addr = tryParseIp(slash < 0 ? dstText : dstText.slice(0, slash));
     if (addr === null || addr.family !== family) continue;
     const prefixLen = slash < 0 ? (family === 4 ? 32 : 128) : Number(dstText.slice(slash + 1));
     if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > (family === 4 ? 32 : 128)) continue;
@@ -51,7 +52,7 @@ export function parseIpRouteJson(stdout: string, family: 4 | 6): HostRoute[] {
     const dev = typeof rec['dev'] === 'string' ? rec['dev'] : null;
     const table = typeof rec['table'] === 'string' ? rec['table'] : null;
     const type = typeof rec['type'] === 'string' ? `${rec['type']} ` : '';
-    out.push({ dst: Cidr.of(family, addr.value, prefixLen), dev, table, text: `${type}${dstText}${dev ? ` dev ${dev}` : ''}${table ? ` table ${table}` : ''}` });
+    out.push({ dst: Cidr.containing(addr, prefixLen), dev, table, text: `${type}${dstText}${dev ? ` dev ${dev}` : ''}${table ? ` table ${table}` : ''}` });
   }
   return out;
 }
@@ -64,7 +65,7 @@ export function overlappingRoutes(range: Cidr, routes: HostRoute[], ignoreDevice
 /** Throws IpamError('config') naming the first overlapping routes; resolves when the range is free. */
 export async function checkRangeFreeOnHost(range: string, runner: RouteRunner, opts: RangeCheckOptions = {}): Promise<void> {
   const what = opts.what ?? '--ipalloc-range';
-  const cidr = Cidr.parse(range, what);
+  const cidr = parseIpamCidr(range, what);
   const args = [cidr.family === 4 ? '-4' : '-6', '-j', 'route', 'show', 'table', 'all'];
   const res = await runner.run('ip', args, { allowFail: true });
   if (res.code !== 0) throw new IpamError('io', `ip ${args.join(' ')} failed (exit ${res.code}): ${res.stderr.trim()}`);

@@ -17,7 +17,7 @@ import type { Rng } from '../common/rng';
 import type { GossipData, Gossiper, GossipHub } from '../router/mesh/gossip';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
 import { Allocation, validateContainerId } from './allocator';
-import { parseAddressWithPrefix } from './cidr';
+import { parseAddressWithPrefix } from './address-range';
 import type { IpamConfig } from './config';
 import { DEFAULT_IPAM_TIMINGS, IPAM_CHANNEL, IpamTimings } from './constants';
 import { IpamError } from './errors';

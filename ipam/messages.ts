@@ -40,9 +40,10 @@
 // space denied body (its answer when it has nothing to give there):
 //   range | subnet cidr (inside range; a single address asks for exactly it)
 
+import { Cidr, ipFromBytes, ipToBytes } from '../common/ip';
 import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
 import type { PeerName } from '../router/mesh/peer-name';
-import { AddressRange, Cidr, IpFamily } from './cidr';
+import { AddressRange } from './address-range';
 import { IPAM_WIRE_VERSION, MAX_CONSENSUS_NODES, MAX_IPAM_MESSAGE_BYTES, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';
 import type { AcceptedValue, Claims, NodeClaim, ProposalId } from './paxos';
@@ -75,10 +76,7 @@ export type IpamMessage =
 // encode
 
 function writeCidr(w: MeshWriter, c: Cidr): void {
-  w.u8(c.family);
-  const bytes = c.family === 4 ? 4 : 16;
-  for (let i = bytes - 1; i >= 0; i--) w.u8(Number((c.base >> BigInt(i * 8)) & 0xffn));
-  w.u8(c.prefixLen);
+  w.u8(c.family).bytes(ipToBytes(c.network)).u8(c.prefixLen);
 }
 
 function writeRingBody(w: MeshWriter, ring: RingState): void {
@@ -152,13 +150,11 @@ function asIpamError(err: unknown, what: string): IpamError {
 function readCidr(r: MeshReader, what: string, field: string): Cidr {
   const family = r.u8(`${field} family`);
   if (family !== 4 && family !== 6) throw IpamError.decode(what, `${field} family ${family} is neither 4 nor 6`);
-  const bytes = r.bytes(family === 4 ? 4 : 16, `${field} address`);
-  let base = 0n;
-  for (const b of bytes) base = (base << 8n) | BigInt(b);
+  const address = ipFromBytes(r.bytes(family === 4 ? 4 : 16, `${field} address`));
   const prefixLen = r.u8(`${field} prefix`);
   if (prefixLen > (family === 4 ? 32 : 128)) throw IpamError.decode(what, `${field} prefix /${prefixLen} for IPv${family}`);
-  const c = Cidr.of(family as IpFamily, base, prefixLen);
-  if (c.base !== base) throw IpamError.decode(what, `${field} ${c.toString()} has host bits set`);
+  const c = Cidr.containing(address, prefixLen);
+  if (c.base !== address.value) throw IpamError.decode(what, `${field} ${c.toString()} has host bits set`);
   return c;
 }
 

@@ -8,8 +8,9 @@
 // request is answered, so a crash never hands out an address twice.
 
 import type { Timer } from '../common/clock';
+import { Cidr, formatIp } from '../common/ip';
+import { parseAddressWithPrefix, parseIpamCidr } from './address-range';
 import { Allocation, validateContainerId } from './allocator';
-import { Cidr, formatIp, parseAddressWithPrefix } from './cidr';
 import { errorText, IpamError } from './errors';
 import { formatMs, IpamContext } from './ipam-context';
 import { SpaceExchange, SpaceNeed, spaceKey } from './space-exchange';
@@ -68,12 +69,12 @@ export class RequestQueue {
     const container = validateContainerId(containerId);
     const { address, prefixLen } = parseAddressWithPrefix(cidr, 'address');
     const offset = range.offsetOf(address);
-    const text = `${formatIp(address.family, address.value)}/${prefixLen}`;
+    const text = `${formatIp(address)}/${prefixLen}`;
     if (offset === null) return Promise.resolve(text);
     if (offset === 0 || offset === range.size - 1) {
       throw IpamError.config(`${text} is the ${offset === 0 ? 'network' : 'broadcast'} address of the IPAM range ${range.toString()}`);
     }
-    const subnet = Cidr.of(address.family, address.value, prefixLen);
+    const subnet = Cidr.containing(address, prefixLen);
     return this.enqueue({ kind: 'claim', container, subnet, within: { start: offset, end: offset + 1 }, offset, prefixLen }, opts);
   }
 
@@ -225,7 +226,7 @@ export class RequestQueue {
     const { config, range } = this.ctx;
     if (text === undefined || text === '' || text === 'net:default') return config.defaultSubnet;
     const s = text.startsWith('net:') ? text.slice(4) : text;
-    const subnet = Cidr.parse(s, 'subnet');
+    const subnet = parseIpamCidr(s, 'subnet');
     if (!range.cidr.covers(subnet)) {
       throw IpamError.config(`subnet ${subnet.toString()} is not inside the IPAM range ${range.toString()}`);
     }

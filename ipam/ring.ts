@@ -29,7 +29,7 @@
 // A merge validates everything first and changes nothing when it throws.
 
 import { RMPEER_VERSION_STEP, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
-import type { AddressRange, Span } from './cidr';
+import type { AddressRange, Span } from './address-range';
 import { IpamError } from './errors';
 import type { PeerName } from '../router/mesh/peer-name';
 

@@ -6,9 +6,9 @@
 // whole; single bad allocations are dropped with a warning each.
 
 import type { PeerName } from '../router/mesh/peer-name';
+import { AddressRange, parseAddressWithPrefix } from './address-range';
 import { validateContainerId } from './allocator';
 import type { Allocation } from './allocator';
-import { AddressRange, parseAddressWithPrefix } from './cidr';
 import type { IpamConfig } from './config';
 import { errorText, IpamError } from './errors';
 import { ConsensusMessage, decodeClaims, decodeRing, encodeClaims, encodeRing } from './messages';

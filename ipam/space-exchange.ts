@@ -7,8 +7,9 @@
 // sends the unicasts and reads the time from the injected Clock, never a
 // timer: the request queue re-runs and calls ask() again.
 
+import { Cidr, familyBits } from '../common/ip';
 import type { PeerName } from '../router/mesh/peer-name';
-import { Cidr, Span } from './cidr';
+import type { Span } from './address-range';
 import { chooseDonation, spaceHolders } from './donation';
 import { IpamError } from './errors';
 import type { IpamContext } from './ipam-context';
@@ -94,7 +95,7 @@ export class SpaceExchange {
     // Most free first; on retries walk down the list so one silent peer cannot stall us.
     const target = live[attempt % live.length]!.peer;
     const range = ctx.range;
-    const subnet = need.kind === 'claim' ? Cidr.of(range.family, range.addressAt(need.offset!).value, range.family === 4 ? 32 : 128) : need.subnet;
+    const subnet = need.kind === 'claim' ? Cidr.containing(range.addressAt(need.offset!), familyBits(range.family)) : need.subnet;
     const sent = ctx.unicast(target, encodeIpamMessage({ kind: 'space-request', request: { range, subnet } }));
     this.asks.set(key, { target, sentMs: now, attempt });
     ctx.log.debug('asked for space', { peer: target, subnet: need.subnet.toString(), sent });

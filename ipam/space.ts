@@ -6,7 +6,7 @@
 // An offset is usable when it is neither the range's network or broadcast
 // address, nor (for a subnet of at least 4 addresses) the subnet's own.
 
-import type { Span } from './cidr';
+import type { Span } from './address-range';
 
 /** A sorted set of integers with range counting; insertion is O(n) but n is the number of containers on one peer. */
 export class SortedOffsets {

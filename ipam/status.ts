@@ -3,13 +3,13 @@
 // Pure: it reads the ring, allocator and consensus progress and formats
 // them; it changes nothing.
 
+import { Cidr, formatIp } from '../common/ip';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { Allocator } from './allocator';
 import type { IpamConfig } from './config';
 import type { Paxos } from './paxos';
 import { Ring, usableCount } from './ring';
 import { freeCount } from './space';
-import { Cidr, formatIp } from './cidr';
 
 export type IpamState = 'ready' | 'awaiting-consensus' | 'awaiting-ring' | 'left';
 
@@ -174,5 +174,5 @@ export function buildIpamStatus(src: StatusSource): IpamStatus {
 
 /** Dual stack: the IPv6 address with the same offset in the IPv6 block, with its prefix. */
 export function v6TwinOf(v6: Cidr, offset: number): string {
-  return `${formatIp(6, v6.base + BigInt(offset))}/${v6.prefixLen}`;
+  return `${formatIp(v6.at(offset))}/${v6.prefixLen}`;
 }

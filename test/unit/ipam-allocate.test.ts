@@ -10,7 +10,7 @@ import { Ipam } from '../../ipam/ipam';
 import { encodeIpamMessage } from '../../ipam/messages';
 import { MemoryIpamStore } from '../../ipam/persistence';
 import { Ring } from '../../ipam/ring';
-import { AddressRange } from '../../ipam/cidr';
+import { AddressRange } from '../../ipam/address-range';
 import { silentLogger } from '../../common/logger';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng } from '../../common/rng';

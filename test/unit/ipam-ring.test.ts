@@ -1,5 +1,5 @@
 import t from 'tap';
-import { AddressRange, Span } from '../../ipam/cidr';
+import { AddressRange, Span } from '../../ipam/address-range';
 import { IpamError } from '../../ipam/errors';
 import { decodeIpamMessage, decodeRing, encodeIpamMessage, encodeRing } from '../../ipam/messages';
 import { Ring, RingState, usableCount } from '../../ipam/ring';
@@ -214,7 +214,7 @@ function runHistory(seed: number, peerCount: number, steps: number): { sim: Sim;
       const victim = live().filter((i) => i !== x)[0]!;
       sim.dead.add(victim);
       r.merge(sim.rings[victim]!.state());
-      for (const m of sim.inFlight) if (m.to === x) { try { r.merge(m.state); } catch { /* stale */ } }
+      for (const m of sim.inFlight) if (m.to === x) { try { r.merge(m.state); } catch (err) { process.stderr.write(`STALE ${(err as {code?: string}).code} ${err instanceof IpamError} ${String(err)}\n`); } }
       r.takeOver(names[victim]!);
       sim.takers.set(victim, x);
     } else {
