@@ -7,8 +7,9 @@
 import type { Command } from 'commander';
 import { ApiClient, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/api/container-api';
-import type { AttachedContainer } from '../router/host/containers';
-import { parseAttachAddress, parseContainerRef } from '../router/host/containers';
+import { parseAttachAddress } from '../router/host/attach-address';
+import type { AttachedContainer } from '../router/host/attached-container';
+import { parseContainerRef } from '../router/host/container-ref';
 import { canonicalIp } from '../common/ip';
 import { RouterError } from '../router/mesh/errors';
 

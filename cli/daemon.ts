@@ -25,7 +25,7 @@ import { TcpTransport } from '../router/mesh/tcp-transport';
 import type { DaemonConfig } from './config';
 import { ExecCommandRunner } from '../router/host/command-runner';
 import { containerApi } from '../router/api/container-api';
-import { ContainerManager } from '../router/host/containers';
+import { ContainerManager } from '../router/host/container-manager';
 import { DockerClient } from '../router/host/docker-client';
 import { keepBridgeForwarding } from '../router/host/bridge-firewall';
 import { DEFAULT_BRIDGE } from '../router/host/host-bridge';

@@ -15,7 +15,7 @@ import { DEFAULT_DATADIR } from './config';
 import { stop } from './launch';
 import { sanitiseText } from './render-status';
 import type { PsReply } from '../router/api/container-api';
-import { parseAttachCidr } from '../router/host/containers';
+import { parseAttachCidr } from '../router/host/attach-address';
 import { errorMessage, RouterError } from '../router/mesh/errors';
 import type { ExposeReply, HideReply } from '../router/api/expose-api';
 import { TARGETS_FILE } from '../router/mesh/identity';

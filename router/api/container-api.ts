@@ -6,8 +6,10 @@
 
 import type { ApiEndpoints } from '../../common/api-route';
 import { RouterError } from '../mesh/errors';
-import type { AttachedContainer, AttachOptions, ContainerManager, DetachResult } from '../host/containers';
-import { MAX_ADDRESSES_PER_REQUEST, validateAttachOptions } from '../host/containers';
+import { MAX_ADDRESSES_PER_REQUEST } from '../host/attach-address';
+import type { AttachedContainer, AttachOptions } from '../host/attached-container';
+import { validateAttachOptions } from '../host/attached-container';
+import type { ContainerManager, DetachResult } from '../host/container-manager';
 
 /** What the API needs of the manager; a fake stands in for it in tests. */
 export type ContainerApiTarget = Pick<ContainerManager, 'attach' | 'detach' | 'list'>;

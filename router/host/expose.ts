@@ -26,7 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandRunner } from './command-runner';
-import { parseAttachCidr, parseRouteCidr } from './containers';
+import { parseAttachCidr, parseRouteCidr } from './attach-address';
 import { errorMessage, RouterError } from '../mesh/errors';
 import { validateIfName } from './host-link';
 import { listRuleset } from './nft-ruleset';

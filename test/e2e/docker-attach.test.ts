@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExecCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
-import { ContainerManager } from '../../router/host/containers';
+import { ContainerManager } from '../../router/host/container-manager';
 import { DockerClient } from '../../router/host/docker-client';
 import { ensureBridge } from '../../router/host/host-bridge';
 import { silentLogger } from '../../common/logger';

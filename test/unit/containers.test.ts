@@ -10,10 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommandRunner, NetnsCommandRunner } from '../../router/host/command-runner';
 import type { RunResult } from '../../router/host/command-runner';
-import {
-  ContainerManager, MemoryStateStore, formatContainerRef, hostIfnameFor, parseAttachAddress, parseAttachCidr, parseContainerRef, parseRouteCidr, randomMac,
-} from '../../router/host/containers';
-import type { AttachedContainer, HostFs } from '../../router/host/containers';
+import { parseAttachAddress, parseAttachCidr, parseRouteCidr } from '../../router/host/attach-address';
+import type { AttachedContainer } from '../../router/host/attached-container';
+import { hostIfnameFor, randomMac } from '../../router/host/container-link';
+import { ContainerManager } from '../../router/host/container-manager';
+import { formatContainerRef, parseContainerRef } from '../../router/host/container-ref';
+import type { HostFs } from '../../router/host/container-ref';
+import { MemoryStateStore } from '../../router/host/container-state';
 import type { DockerApi, DockerContainer, DockerEvent, EventWatch } from '../../router/host/docker-client';
 import { DockerClient, parseEvent, parseInspect } from '../../router/host/docker-client';
 import { containerApi, parseAttachBody, parseDetachBody } from '../../router/api/container-api';

@@ -27,7 +27,7 @@ import { CONTAINER_RESOLV_MARKER, parseResolvConf, parseUpstream, renderContaine
 import { DnsServer, newCounters } from '../../dns/server';
 import { FixedUpstreams, ResolvConfUpstreams } from '../../dns/upstreams';
 import { parseAttachBody } from '../../router/api/container-api';
-import type { AttachedContainer } from '../../router/host/containers';
+import type { AttachedContainer } from '../../router/host/attached-container';
 import { ManualClock } from '../../common/clock';
 import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from '../../router/mesh/gossip';
 import { silentLogger } from '../../common/logger';

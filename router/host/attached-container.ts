@@ -1,0 +1,110 @@
+// What the rest of the daemon sees of an attached container, and how it hears
+// of changes: the public view (AttachedContainer), the per-attachment DNS
+// wishes (AttachOptions), and the listener hooks IPAM and DNS plug into, with
+// the fan-out that calls them.
+//
+// The seam by which container lifecycle reaches ipam/ and dns/ the other way
+// round (docs/architecture.md): cli/ wires them as listeners; nothing here may
+// import them. A failing listener is logged and never undoes or blocks the
+// attach or detach that it was told about.
+
+import type { Logger } from '../../common/logger';
+import { RouterError, errorMessage } from '../mesh/errors';
+import type { CONTAINER_IFNAME } from './container-link';
+import type { ContainerKind } from './container-ref';
+
+export interface AttachedContainer {
+  /** Docker: full container id. netns: `netns:NAME`. pid: `pid:PID`. */
+  id: string;
+  /** Docker: the container's name. netns: the namespace name. pid: the process name. */
+  name: string;
+  kind: ContainerKind;
+  ifname: typeof CONTAINER_IFNAME;
+  mac: string;
+  /** CIDRs on ethwe, in the order they were attached. */
+  addresses: string[];
+  /** Host end of the veth pair, on the bridge. */
+  hostIfname: string;
+  /** The process whose namespace we entered; null for netns:NAME. */
+  pid: number | null;
+  /** `weave attach --name`: the name DNS registers instead of `name` (dns/ reads it through the listener). */
+  dnsName?: string;
+  /** `weave attach --without-dns`: no DNS name, resolver left alone. */
+  withoutDns?: boolean;
+}
+
+/** Per-attachment DNS wishes, kept in the record so restarts and re-attaches honour them. */
+export interface AttachOptions {
+  dnsName?: string;
+  withoutDns?: boolean;
+}
+
+/** Checks AttachOptions from a request; the name itself is checked by DNS, this only bounds it. */
+export function validateAttachOptions(opts: AttachOptions): AttachOptions {
+  const out: AttachOptions = {};
+  if (opts.dnsName !== undefined) {
+    if (typeof opts.dnsName !== 'string' || opts.dnsName.trim() === '' || opts.dnsName.length > 253 || /[\u0000-\u0020\u007f]/.test(opts.dnsName)) {
+      throw RouterError.config(`--name must be a host name of at most 253 characters, got ${JSON.stringify(opts.dnsName)}`);
+    }
+    out.dnsName = opts.dnsName.trim();
+  }
+  if (opts.withoutDns !== undefined) {
+    if (typeof opts.withoutDns !== 'boolean') throw RouterError.config(`withoutDns must be true or false, got ${JSON.stringify(opts.withoutDns)}`);
+    if (opts.withoutDns) out.withoutDns = true;
+  }
+  if (out.dnsName !== undefined && out.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
+  return out;
+}
+
+/** Only the wishes actually set, so records and views carry no `undefined` fields. */
+export function attachOptionsOf(a: AttachOptions): AttachOptions {
+  return { ...(a.dnsName !== undefined ? { dnsName: a.dnsName } : {}), ...(a.withoutDns === true ? { withoutDns: true } : {}) };
+}
+
+export type DetachReason = 'detach' | 'died' | 'destroyed' | 'gone';
+
+/** Hook point for IPAM and DNS: what was attached or detached, after the fact. */
+export interface ContainerListener {
+  /** `added` are the CIDRs new in this call (all of them for a fresh attach). */
+  onAttached?(container: AttachedContainer, added: string[]): void | Promise<void>;
+  /** `removed` are the CIDRs gone in this call; `reason` says why. */
+  onDetached?(container: AttachedContainer, removed: string[], reason: DetachReason): void | Promise<void>;
+}
+
+/** Calls every listener in turn, after the fact; one that throws is logged and the rest still run. */
+export class ContainerListeners {
+  private readonly listeners: ContainerListener[] = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  /** Returns a function that removes `listener` again. */
+  add(listener: ContainerListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  async attached(view: AttachedContainer, added: readonly string[]): Promise<void> {
+    for (const l of [...this.listeners]) {
+      if (l.onAttached === undefined) continue;
+      try {
+        await l.onAttached(view, [...added]);
+      } catch (err) {
+        this.logger.error('container attach listener failed', { container: view.name, error: errorMessage(err) });
+      }
+    }
+  }
+
+  async detached(view: AttachedContainer, removed: readonly string[], reason: DetachReason): Promise<void> {
+    for (const l of [...this.listeners]) {
+      if (l.onDetached === undefined) continue;
+      try {
+        await l.onDetached(view, [...removed], reason);
+      } catch (err) {
+        this.logger.error('container detach listener failed', { container: view.name, error: errorMessage(err) });
+      }
+    }
+  }
+}

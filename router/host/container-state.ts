@@ -1,0 +1,205 @@
+// The record of attachments: what the ContainerManager keeps per container
+// (Attachment), the list of them in memory (AttachmentRecord), saved whole to
+// <datadir>/containers.json after every change and read back when the daemon
+// restarts, and the StateStore behind it (the real file, or memory in tests).
+// Also the two ways a record is shown: the public view handed to listeners and
+// the API, and its description in messages.
+//
+// It must never trust the file: every field is checked on load, since the
+// file may be hand-edited or truncated. It never writes half a record (a
+// temporary file, then rename), and never looks at the host: whether a saved
+// entry is still true after a restart is the manager's to decide.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../common/logger';
+import { assertNever, errorMessage } from '../mesh/errors';
+import { parseAttachAddress } from './attach-address';
+import type { AttachedContainer } from './attached-container';
+import { attachOptionsOf } from './attached-container';
+import { CONTAINER_IFNAME } from './container-link';
+import type { ContainerKind } from './container-ref';
+import { validateIfName } from './host-link';
+
+export const STATE_FILE = 'containers.json';
+const STATE_VERSION = 1;
+
+/** What we keep per container: the public view plus how to find its namespace again. */
+export interface Attachment {
+  kind: ContainerKind;
+  id: string;
+  name: string;
+  /** The reference the user gave, for messages. */
+  ref: string;
+  pid: number | null;
+  netnsPath: string;
+  nsId: string;
+  hostIfname: string;
+  mac: string;
+  addresses: string[];
+  /** 'stopped': a Docker container that died; its addresses stay reserved for its restart. */
+  state: 'attached' | 'stopped';
+  dnsName?: string;
+  withoutDns?: boolean;
+}
+
+/** Where the attachment record lives; a fake keeps it in memory for tests. */
+export interface StateStore {
+  load(): string | null;
+  save(text: string): void;
+}
+
+/** The text stored for `attachments`. */
+export function formatContainerState(attachments: readonly Attachment[]): string {
+  return JSON.stringify({ version: STATE_VERSION, containers: attachments }, null, 2) + '\n';
+}
+
+/** Decodes containers.json, checking every field: the file may be hand-edited or truncated. */
+export function parseContainerState(text: string): Attachment[] {
+  const o = JSON.parse(text) as { version?: unknown; containers?: unknown };
+  if (typeof o !== 'object' || o === null || o.version !== STATE_VERSION || !Array.isArray(o.containers)) {
+    throw new Error(`expected {"version": ${STATE_VERSION}, "containers": [...]}`);
+  }
+  const out: Attachment[] = [];
+  for (const raw of o.containers as unknown[]) {
+    const e = raw as Record<string, unknown>;
+    const kind = e['kind'];
+    const str = (k: string): string => {
+      const v = e[k];
+      if (typeof v !== 'string') throw new Error(`entry field ${k} is not a string`);
+      return v;
+    };
+    if (kind !== 'docker' && kind !== 'netns' && kind !== 'pid') throw new Error(`entry kind ${JSON.stringify(kind)} is unknown`);
+    const addresses = e['addresses'];
+    if (!Array.isArray(addresses) || !addresses.every((c) => typeof c === 'string')) throw new Error('entry addresses is not a list of strings');
+    for (const c of addresses as string[]) parseAttachAddress(c);
+    const pid = e['pid'];
+    const state = e['state'] === 'stopped' ? 'stopped' : 'attached';
+    out.push({
+      kind,
+      id: str('id'),
+      name: str('name'),
+      ref: str('ref'),
+      pid: typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : null,
+      netnsPath: str('netnsPath'),
+      nsId: str('nsId'),
+      hostIfname: validateIfName(str('hostIfname'), 'veth name'),
+      mac: str('mac'),
+      addresses: addresses as string[],
+      state,
+      ...attachOptionsOf({
+        ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
+        ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
+      }),
+    });
+  }
+  return out;
+}
+
+/** What listeners and the API see of a record. */
+export function publicView(a: Attachment): AttachedContainer {
+  return {
+    id: a.id,
+    name: a.name,
+    kind: a.kind,
+    ifname: CONTAINER_IFNAME,
+    mac: a.mac,
+    addresses: [...a.addresses],
+    hostIfname: a.hostIfname,
+    pid: a.pid,
+    ...attachOptionsOf(a),
+  };
+}
+
+/** A record as messages name it: `container web (0123456789ab)`, `netns:NAME`, `pid:PID (comm)`. */
+export function describeAttachment(a: Attachment): string {
+  switch (a.kind) {
+    case 'docker':
+      return `container ${a.name} (${a.id.slice(0, 12)})`;
+    case 'netns':
+      return `netns:${a.name}`;
+    case 'pid':
+      return `${a.id} (${a.name})`;
+    default:
+      return assertNever(a.kind);
+  }
+}
+
+/** Writes through a temporary file and rename, so a crash never leaves half a record. */
+export class FileStateStore implements StateStore {
+  constructor(readonly file: string) {}
+
+  load(): string | null {
+    try {
+      return fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  save(text: string): void {
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, text, { mode: 0o600 });
+    fs.renameSync(tmp, this.file);
+  }
+}
+
+/** Keeps the record in memory (unit tests). */
+export class MemoryStateStore implements StateStore {
+  text: string | null = null;
+
+  load(): string | null {
+    return this.text;
+  }
+
+  save(text: string): void {
+    this.text = text;
+  }
+}
+
+/**
+ * The attachments in memory, saved whole to the StateStore after every
+ * change. Callers mutate entries in place and then call save().
+ */
+export class AttachmentRecord {
+  private readonly entries: Attachment[] = [];
+
+  constructor(private readonly store: StateStore, private readonly logger: Logger) {}
+
+  /** Every entry, stopped Docker containers included, in the order they were added. */
+  all(): readonly Attachment[] {
+    return this.entries;
+  }
+
+  add(a: Attachment): void {
+    this.entries.push(a);
+  }
+
+  forget(a: Attachment): void {
+    const i = this.entries.indexOf(a);
+    if (i >= 0) this.entries.splice(i, 1);
+  }
+
+  /** What a previous daemon saved; null when there is no record, or an unreadable one (logged). */
+  loadSaved(): Attachment[] | null {
+    const text = this.store.load();
+    if (text === null) return null;
+    try {
+      return parseContainerState(text);
+    } catch (err) {
+      this.logger.warn('ignoring unreadable container record', { file: STATE_FILE, error: errorMessage(err) });
+      return null;
+    }
+  }
+
+  save(): void {
+    try {
+      this.store.save(formatContainerState(this.entries));
+    } catch (err) {
+      // The kernel state is already right; a daemon restart would only forget these.
+      this.logger.error('cannot save the container record', { file: STATE_FILE, error: errorMessage(err) });
+    }
+  }
+}
