@@ -3,9 +3,9 @@
 // datagrams leave in one sendmmsg per batch (flush); receives arrive one
 // callback per recvmmsg batch.
 
-import { isIPv4 } from 'node:net';
+import { tryParseIpv4 } from '../../common/ip';
 import { DatagramPort, STAGE_SLOT_BYTES } from './ports';
-import { parseIPv4, UdpAddressTable, UdpBatchSocket } from './udp-batch';
+import { UdpAddressTable, UdpBatchSocket } from './udp-batch';
 
 const STAGE_COUNT = 64;
 const MAX_CACHED_HOSTS = 4096;
@@ -45,10 +45,13 @@ export class UdpBatchPort implements DatagramPort {
     const i = this.staged++;
     this.lengths[i] = len;
     let ip = this.ipv4Cache.get(host);
-    if (ip === undefined && isIPv4(host)) {
-      ip = parseIPv4(host);
-      if (this.ipv4Cache.size >= MAX_CACHED_HOSTS) this.ipv4Cache.clear();
-      this.ipv4Cache.set(host, ip);
+    if (ip === undefined) {
+      const parsed = tryParseIpv4(host);
+      if (parsed !== null) {
+        ip = parsed;
+        if (this.ipv4Cache.size >= MAX_CACHED_HOSTS) this.ipv4Cache.clear();
+        this.ipv4Cache.set(host, ip);
+      }
     }
     if (ip !== undefined) this.dests.setIPv4(i, ip, port);
     else this.dests.set(i, host, port);

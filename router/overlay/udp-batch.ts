@@ -8,79 +8,32 @@
 //
 // Not here yet: PMTU errors (IP_RECVERR) and UDP GSO; see the datapath notes.
 
-import { isIPv4, isIPv6 } from 'node:net';
-import { RouterError } from '../mesh/errors';
+import { formatIp, ipFromBytes, IpAddress, mapIpv4, parseIp, unmapIpv4, writeIpBytes } from '../../common/ip';
+import { errorMessage, RouterError } from '../mesh/errors';
 import { NativeReader } from './native-reader';
-import { formatIpv6Groups } from '../../common/ip';
 import { loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
 
 export const DEFAULT_UDP_BATCH_COUNT = 64;
 /** Largest UDP payload over IPv4 is 65507 bytes; a slot that size never truncates. */
 export const DEFAULT_UDP_DATAGRAM_CAPACITY_BYTES = 65536;
 
-/** Parses dotted-quad IPv4 into an unsigned 32-bit number. Throws RouterError('config'). */
-export function parseIPv4(text: string): number {
-  if (!isIPv4(text)) throw RouterError.config(`not an IPv4 address: ${JSON.stringify(text)}`);
-  const parts = text.split('.');
-  let value = 0;
-  for (const part of parts) value = value * 256 + Number(part);
-  return value;
-}
-
-export function formatIPv4(value: number): string {
-  return `${(value >>> 24) & 255}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
+/** An address from text, either family; RouterError('config') with common/ip's message. */
+function parseAddress(text: string): IpAddress {
+  try {
+    return parseIp(text);
+  } catch (err) {
+    throw RouterError.config(errorMessage(err));
+  }
 }
 
 /** Parses an IPv4 or IPv6 address (no zone) into 16 bytes, IPv4 mapped. Throws RouterError('config'). */
 export function parseIPToBytes(text: string, out: Uint8Array, offset: number): void {
-  if (isIPv4(text)) {
-    const v = parseIPv4(text);
-    out.fill(0, offset, offset + 10);
-    out[offset + 10] = 0xff;
-    out[offset + 11] = 0xff;
-    out[offset + 12] = v >>> 24;
-    out[offset + 13] = (v >>> 16) & 255;
-    out[offset + 14] = (v >>> 8) & 255;
-    out[offset + 15] = v & 255;
-    return;
-  }
-  if (!isIPv6(text) || text.includes('%')) {
-    throw RouterError.config(`not an IP address: ${JSON.stringify(text)}`);
-  }
-  // isIPv6 vouched for the syntax: groups of hex, at most one '::', maybe a dotted tail.
-  const words: number[] = [];
-  const [head = '', tail] = text.split('::');
-  const toWords = (part: string): number[] => {
-    if (part === '') return [];
-    const out16: number[] = [];
-    for (const group of part.split(':')) {
-      if (group.includes('.')) {
-        const v = parseIPv4(group);
-        out16.push(v >>> 16, v & 0xffff);
-      } else {
-        out16.push(parseInt(group, 16));
-      }
-    }
-    return out16;
-  };
-  const headWords = toWords(head);
-  const tailWords = tail === undefined ? [] : toWords(tail);
-  words.push(...headWords);
-  for (let i = headWords.length + tailWords.length; i < 8; i++) words.push(0);
-  words.push(...tailWords);
-  for (let i = 0; i < 8; i++) {
-    const w = words[i] ?? 0;
-    out[offset + 2 * i] = w >>> 8;
-    out[offset + 2 * i + 1] = w & 255;
-  }
+  writeIpBytes(mapIpv4(parseAddress(text)), out, offset);
 }
 
 /** Formats 16 bytes: IPv4-mapped as dotted quad, others as RFC 5952 text. */
 export function formatIPBytes(bytes: Uint8Array, offset: number): string {
-  if (isMappedIPv4(bytes, offset)) return formatIPv4(readMappedIPv4(bytes, offset));
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(((bytes[offset + 2 * i] ?? 0) << 8) | (bytes[offset + 2 * i + 1] ?? 0));
-  return formatIpv6Groups(words);
+  return formatIp(unmapIpv4(ipFromBytes(bytes.subarray(offset, offset + 16))));
 }
 
 function isMappedIPv4(b: Uint8Array, o: number): boolean {
@@ -216,8 +169,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
 
   /** Creates and binds the socket. Throws RouterError: 'config' for bad options, 'io' (EADDRINUSE...) from the kernel. */
   static open(opts: UdpBindOptions): UdpBatchSocket {
-    const family = isIPv4(opts.address) ? 4 : isIPv6(opts.address) ? 6 : 0;
-    if (family === 0) throw RouterError.config(`not an IP address: ${JSON.stringify(opts.address)}`);
+    const family = parseAddress(opts.address).family;
     const port = checkInt('port', opts.port, 0, 65535);
     const recvBufferBytes = checkInt('recvBufferBytes', opts.recvBufferBytes ?? 0, 0, 1 << 30);
     const sendBufferBytes = checkInt('sendBufferBytes', opts.sendBufferBytes ?? 0, 0, 1 << 30);

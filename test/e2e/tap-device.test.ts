@@ -308,13 +308,15 @@ t.test('frame rates (printed, not asserted)', async (t) => {
   // Read: a child in the namespace blasts 1400-byte datagrams with sendmmsg
   // (our own UdpBatchSocket), 64 per call, so the TAP reader is the bottleneck.
   const udpModule = path.resolve(__dirname, '..', '..', 'router', 'overlay', 'udp-batch.js');
+  const ipModule = path.resolve(__dirname, '..', '..', 'common', 'ip.js');
   const count = 100_000;
   const blaster = `
-    const { UdpBatchSocket, UdpAddressTable, parseIPv4 } = require(${JSON.stringify(udpModule)});
+    const { UdpBatchSocket, UdpAddressTable } = require(${JSON.stringify(udpModule)});
+    const { parseIpv4 } = require(${JSON.stringify(ipModule)});
     const s = UdpBatchSocket.open({ address: '${NS_IP}', port: 0, sendBufferBytes: 4 << 20 });
     const slab = Buffer.alloc(64 * 1400), offs = new Int32Array(64).map((_, i) => i * 1400);
     const lens = new Int32Array(64).fill(1400), dests = new UdpAddressTable(64);
-    for (let i = 0; i < 64; i++) dests.setIPv4(i, parseIPv4('${SINK_IP}'), 9999);
+    for (let i = 0; i < 64; i++) dests.setIPv4(i, parseIpv4('${SINK_IP}'), 9999);
     let sent = 0;
     const step = () => { sent += s.sendBatch(slab, offs, lens, dests, 64); if (sent < ${count}) setImmediate(step); else s.close(); };
     step();`;

@@ -7,9 +7,10 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type UdpHandle } from '../../router/overlay/native';
-import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes, parseIPv4 } from '../../router/overlay/udp-batch';
+import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes } from '../../router/overlay/udp-batch';
+import { parseIpv4 } from '../../common/ip';
 
-const LOOPBACK = parseIPv4('127.0.0.1');
+const LOOPBACK = parseIpv4('127.0.0.1');
 
 function waitFor(pred: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -123,7 +124,7 @@ t.test('address tables round-trip IPv4 and IPv6 text', async (t) => {
   table.set(2, '::ffff:192.168.0.1', 2);
   table.set(3, 'fe80:0:0:1:0:0:0:5', 3);
   t.equal(table.address(0), '10.1.2.3');
-  t.equal(table.ipv4(0), parseIPv4('10.1.2.3'));
+  t.equal(table.ipv4(0), parseIpv4('10.1.2.3'));
   t.equal(table.port(0), 6783);
   t.equal(table.address(1), '2001:db8::1');
   t.equal(table.ipv4(1), -1);
