@@ -43,7 +43,7 @@ import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 // weave expose / hide (router/host/expose.ts), addresses from IPAM:
-import { EXPOSE_OWNER, HostExposer } from '../router/host/expose';
+import { EXPOSE_OWNER, HostExposer } from '../router/host/host-exposer';
 import { exposeApi } from '../router/api/expose-api';
 
 const PID_FILE = 'weave.pid';

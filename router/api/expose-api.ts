@@ -12,8 +12,8 @@
 
 import type { ApiEndpoints } from '../../common/api-route';
 import { RouterError } from '../mesh/errors';
-import type { HostExposer } from '../host/expose';
-import { MAX_EXPOSED_ADDRESSES } from '../host/expose';
+import { MAX_EXPOSED_ADDRESSES } from '../host/expose-state';
+import type { HostExposer } from '../host/host-exposer';
 
 export interface ExposeReply {
   addresses: string[];

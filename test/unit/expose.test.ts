@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommandRunner } from '../../router/host/command-runner';
 import type { RunResult } from '../../router/host/command-runner';
-import {
-  EXPOSE_STATE_FILE, EXPOSE_TABLE, HostExposer, exposeComment, forwardAcceptRules, loadExposeState, natTableCommands,
-} from '../../router/host/expose';
-import type { ExposeAddressSource } from '../../router/host/expose';
+import { EXPOSE_TABLE, exposeComment, forwardAcceptRules, natTableCommands } from '../../router/host/expose-rules';
+import { EXPOSE_STATE_FILE, loadExposeState } from '../../router/host/expose-state';
+import { HostExposer } from '../../router/host/host-exposer';
+import type { ExposeAddressSource } from '../../router/host/host-exposer';
 import { exposeApi, parseAddressesBody } from '../../router/api/expose-api';
 import { RouterError } from '../../router/mesh/errors';
 import { ApiClient } from '../../cli/api-client';

@@ -7,42 +7,38 @@
 //   DNS link-local address and whatever an operator added stay untouched);
 // - the nftables table `ip weave-expose` (one nat postrouting chain: from an
 //   exposed subnet, to anywhere outside it, leaving by any device but the
-//   bridge -> masquerade), replaced as a whole in one transaction;
+//   bridge -> masquerade), replaced as a whole in one transaction; the rules
+//   themselves are built in expose-rules.ts;
 // - accept rules tagged `weave-expose:<bridge>` at the head of other tables'
 //   forward base chains (bridge -> elsewhere, and the replies back), for the
-//   same reason host-bridge.ts puts its accept there: an accept in a table of
-//   our own cannot overrule another table's `policy drop`;
+//   same reason bridge-firewall.ts puts its accept there: an accept in a table
+//   of our own cannot overrule another table's `policy drop`;
 // - net.ipv4.ip_forward, when it was off: turned on while anything is exposed
 //   and back off when the last address is hidden (recorded, so a restart
 //   between the two still knows);
-// - <datadir>/expose.json, the record of the above, re-applied when the
-//   daemon starts.
+// - the record of the above (expose-state.ts), re-applied when the daemon
+//   starts.
 //
 // Every change converges the host to the recorded set (apply()), so each
 // operation is idempotent and hide removes exactly what expose made. It never
-// imports ipam/ (DESIGN.md): addresses come from an ExposeAddressSource that
-// the composition root wires to IPAM. Only IPv4, like attach.
+// imports ipam/ (docs/architecture.md): addresses come from an
+// ExposeAddressSource that the composition root wires to IPAM. Only IPv4,
+// like attach.
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import type { CommandRunner } from './command-runner';
-import { parseAttachCidr, parseRouteCidr } from './attach-address';
+import type { Logger } from '../../common/logger';
+import { silentLogger } from '../../common/logger';
 import { errorMessage, RouterError } from '../mesh/errors';
+import { parseAttachCidr, parseRouteCidr } from './attach-address';
+import type { CommandRunner } from './command-runner';
+import { EXPOSE_TABLE, exposeComment, forwardAcceptRules, natTableCommands, nftScript } from './expose-rules';
+import type { ExposeState } from './expose-state';
+import { EMPTY_EXPOSE_STATE, MAX_EXPOSED_ADDRESSES, loadExposeState, saveExposeState } from './expose-state';
 import { validateIfName } from './host-link';
 import { listRuleset } from './nft-ruleset';
 import type { FirewallChainRef } from './nft-ruleset';
-import { writeFileAtomic } from '../../common/files';
-import type { Logger } from '../../common/logger';
-import { silentLogger } from '../../common/logger';
 
-export const EXPOSE_STATE_FILE = 'expose.json';
 /** Who holds the host's exposed addresses in an address allocator (Weave Net's name for it). */
 export const EXPOSE_OWNER = 'weave:expose';
-/** Our nftables table (family ip). */
-export const EXPOSE_TABLE = 'weave-expose';
-const STATE_VERSION = 1;
-/** More than anyone exposes; bounds what a damaged state file or a request can make us do. */
-export const MAX_EXPOSED_ADDRESSES = 64;
 const IP_FORWARD_KEY = 'net.ipv4.ip_forward';
 /** Families whose forward hook sees routed IPv4 packets. */
 const FORWARD_FAMILIES = new Set(['ip', 'inet']);
@@ -59,130 +55,11 @@ export interface ExposeAddressSource {
   giveBack(cidrs: readonly string[]): void;
 }
 
-export interface ExposeState {
-  /** Exposed CIDRs ("10.32.0.1/12"), in the order they were exposed. */
-  addresses: string[];
-  /** True when ip_forward was off and we turned it on. */
-  ipForwardEnabled: boolean;
-}
-
-const EMPTY_STATE: ExposeState = { addresses: [], ipForwardEnabled: false };
-
-/** The comment on our rules in other tables' forward chains. */
-export function exposeComment(bridge: string): string {
-  return `weave-expose:${bridge}`;
-}
-
-// ---------------------------------------------------------------------------
-// Rules (pure: nft JSON values)
-
-function nameIs(key: 'iifname' | 'oifname', op: '==' | '!=', name: string): unknown {
-  return { match: { op, left: { meta: { key } }, right: name } };
-}
-
-function addrIn(field: 'saddr' | 'daddr', op: '==' | '!=', subnet: string): unknown {
-  const [addr, len] = subnet.split('/');
-  return { match: { op, left: { payload: { protocol: 'ip', field } }, right: { prefix: { addr, len: Number(len) } } } };
-}
-
-/**
- * The nft commands that make our table hold exactly the NAT for `subnets`:
- * the leading add/delete pair makes the delete valid whether or not the table
- * exists, so the whole table is replaced in one transaction. No subnets: the
- * table is deleted. `oifname != bridge`: bridged frames (br_netfilter passes
- * them through postrouting too) and traffic into the overlay are never NATed.
- */
-export function natTableCommands(bridge: string, subnets: readonly string[]): unknown[] {
-  const table = { family: 'ip', name: EXPOSE_TABLE };
-  const cmds: unknown[] = [{ add: { table } }, { delete: { table } }];
-  if (subnets.length === 0) return cmds;
-  cmds.push({ add: { table } });
-  cmds.push({ add: { chain: { family: 'ip', table: EXPOSE_TABLE, name: 'postrouting', type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } });
-  for (const subnet of subnets) {
-    cmds.push({
-      add: {
-        rule: {
-          family: 'ip', table: EXPOSE_TABLE, chain: 'postrouting', comment: exposeComment(bridge),
-          expr: [nameIs('oifname', '!=', bridge), addrIn('saddr', '==', subnet), addrIn('daddr', '!=', subnet), { masquerade: null }],
-        },
-      },
-    });
-  }
-  return cmds;
-}
-
-/**
- * The two accept rules for one forward chain, as Weave Net put them in
- * FORWARD: from the bridge to elsewhere, and replies from elsewhere back in.
- */
-export function forwardAcceptRules(chain: FirewallChainRef, bridge: string): unknown[] {
-  const base = { family: chain.family, table: chain.table, chain: chain.chain, comment: exposeComment(bridge) };
-  return [
-    { ...base, expr: [nameIs('iifname', '==', bridge), nameIs('oifname', '!=', bridge), { accept: null }] },
-    {
-      ...base,
-      expr: [nameIs('oifname', '==', bridge), nameIs('iifname', '!=', bridge), { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null }],
-    },
-  ];
-}
-
-function nftScript(cmds: unknown[]): string {
-  return JSON.stringify({ nftables: cmds });
-}
-
 /** "10.32.0.1/12" and "10.32.0.1" name the same exposed address. */
 function ipOf(cidr: string): string {
   const i = cidr.indexOf('/');
   return i < 0 ? cidr : cidr.slice(0, i);
 }
-
-// ---------------------------------------------------------------------------
-// State file
-
-/** Reads <datadir>/expose.json; a missing file is the empty state, a damaged one an error. */
-export function loadExposeState(datadir: string): ExposeState {
-  const file = path.join(datadir, EXPOSE_STATE_FILE);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_STATE, addresses: [] };
-    throw new RouterError('io', `cannot read ${file}: ${errorMessage(err)}`, { cause: err });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new RouterError('decode', `${file} is not JSON: ${errorMessage(err)}`);
-  }
-  const rec = parsed as Partial<Record<keyof ExposeState | 'version', unknown>> | null;
-  if (typeof rec !== 'object' || rec === null || rec.version !== STATE_VERSION) {
-    throw new RouterError('decode', `${file}: expected version ${STATE_VERSION}, got ${JSON.stringify(rec?.version)}`);
-  }
-  const list = rec.addresses;
-  if (!Array.isArray(list) || list.length > MAX_EXPOSED_ADDRESSES) {
-    throw new RouterError('decode', `${file}: "addresses" must be an array of at most ${MAX_EXPOSED_ADDRESSES} CIDRs`);
-  }
-  const addresses = list.map((a) => {
-    if (typeof a !== 'string') throw new RouterError('decode', `${file}: "addresses" holds a ${typeof a}`);
-    return parseAttachCidr(a).cidr;
-  });
-  return { addresses: [...new Set(addresses)], ipForwardEnabled: rec.ipForwardEnabled === true };
-}
-
-function saveExposeState(datadir: string, state: ExposeState): void {
-  const file = path.join(datadir, EXPOSE_STATE_FILE);
-  if (state.addresses.length === 0 && !state.ipForwardEnabled) {
-    try { fs.unlinkSync(file); } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    return;
-  }
-  writeFileAtomic(file, JSON.stringify({ version: STATE_VERSION, ...state }, null, 1) + '\n');
-}
-
-// ---------------------------------------------------------------------------
-// The exposer
 
 export interface HostExposerDeps {
   runner: CommandRunner;
@@ -196,7 +73,7 @@ export interface HostExposerOptions {
 }
 
 export class HostExposer {
-  private state: ExposeState = { ...EMPTY_STATE, addresses: [] };
+  private state: ExposeState = { ...EMPTY_EXPOSE_STATE, addresses: [] };
   /** Operations run one at a time: each reads the state the previous one left. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly bridge: string;
