@@ -15,6 +15,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { errorMessage } from '../common/errors';
+import { Cidr, formatIp, IpWithPrefix, parseIpWithPrefix } from '../common/ip';
 import { BackgroundProcess, KILL_GRACE_MS, mergedEnv, run, signalNumber, type SpawnOptions } from './command';
 import { deleteNamespace, killAll, listNamespaces, namespaceExists, pidsIn, unusedPrefix } from './netns';
 import { SimFirewall, type BlockKind } from './sim-firewall';
@@ -48,32 +50,21 @@ const BRIDGE = 'br0';
 // ---------------------------------------------------------------------------
 // Underlay addresses
 
-function parseIpv4(text: string): number {
-  const parts = text.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${JSON.stringify(text)}`);
-    n = n * 256 + Number(p);
-  }
-  return n;
-}
-
-function formatIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-/** The first `count` host addresses of `cidr`, plus its prefix length. */
+/** The first `count` host addresses of `cidr` (host bits ignored), plus its prefix length. */
 function hostAddresses(cidr: string, count: number): { addresses: string[]; prefixLen: number } {
-  const m = /^([\d.]+)\/(\d{1,2})$/.exec(cidr);
-  if (!m || m[1] === undefined || m[2] === undefined) throw new Error(`subnet must look like 10.250.0.0/24, got ${JSON.stringify(cidr)}`);
-  const prefixLen = Number(m[2]);
+  let subnet: IpWithPrefix;
+  try {
+    subnet = parseIpWithPrefix(cidr, 4);
+  } catch (err) {
+    throw new Error(`subnet: ${errorMessage(err)}`);
+  }
+  const { address, prefixLen } = subnet;
   if (prefixLen < 8 || prefixLen > 30) throw new Error(`subnet prefix length must be 8..30, got ${prefixLen}`);
-  const size = 2 ** (32 - prefixLen);
-  const base = parseIpv4(m[1]) - (parseIpv4(m[1]) % size);
+  const block = Cidr.containing(address, prefixLen);
+  const size = Number(block.size);
   if (count > size - 2) throw new Error(`subnet ${cidr} has room for ${size - 2} hosts, asked for ${count}`);
   const addresses: string[] = [];
-  for (let i = 0; i < count; i++) addresses.push(formatIpv4(base + 1 + i));
+  for (let i = 0; i < count; i++) addresses.push(formatIp(block.at(1 + i)));
   return { addresses, prefixLen };
 }
 
