@@ -20,7 +20,7 @@ import dgram from 'node:dgram';
 import type * as packet from 'dns-packet';
 import * as dnsPacket from 'dns-packet';
 import makeMdns from 'multicast-dns';
-import { assertNever } from '../router/mesh/errors';
+import { assertNever } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { familyOfCanonical } from '../common/ip';
 import type { RecordSource, ResolverConfig } from './answer';

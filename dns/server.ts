@@ -10,7 +10,7 @@
 
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { assertNever } from '../router/mesh/errors';
+import { assertNever } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { familyOfCanonical } from '../common/ip';
 import type { QueryOutcome, Transport } from './answer';

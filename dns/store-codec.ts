@@ -27,7 +27,7 @@
 
 import { formatIp, ipFromBytes, ipToBytes, tryParseIp } from '../common/ip';
 import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
-import { RouterError } from '../router/mesh/errors';
+import { CodedError } from '../common/errors';
 import { MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_NAME_BYTES } from './constants';
 import { DnsError } from './errors';
 import type { DnsEntry } from './store';
@@ -70,7 +70,7 @@ export function decodeEntries(msg: Uint8Array, nowMs: number): DnsEntry[] {
     return decodeUnchecked(msg, nowMs);
   } catch (err) {
     if (err instanceof DnsError) throw err;
-    if (err instanceof RouterError) throw new DnsError(err.code === 'limit' ? 'limit' : 'decode', err.message);
+    if (err instanceof CodedError) throw new DnsError(err.code === 'limit' ? 'limit' : 'decode', err.message);
     throw DnsError.decode(WHAT, err instanceof Error ? err.message : String(err));
   }
 }
