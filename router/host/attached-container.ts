@@ -9,7 +9,8 @@
 // attach or detach that it was told about.
 
 import type { Logger } from '../../common/logger';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
 

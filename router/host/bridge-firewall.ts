@@ -26,7 +26,7 @@
 import type { Clock, Timer } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
-import { errorMessage } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { CommandRunner } from './command-runner';
 import { VETH_PREFIX, validateIfName } from './host-link';
 import { listRuleset } from './nft-ruleset';

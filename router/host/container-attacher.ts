@@ -10,7 +10,8 @@
 // still there. It never touches a link or address it did not make.
 
 import type { Logger } from '../../common/logger';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
 import { hasV6, ipOf } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListeners } from './attached-container';

@@ -11,7 +11,8 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from '../../common/logger';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
 import { familyOf, hasV6, parseRouteCidr } from './attach-address';
 import type { RunResult, CommandRunner } from './command-runner';

@@ -15,7 +15,8 @@
 
 import path from 'node:path';
 import type { Logger } from '../../common/logger';
-import { RouterError, assertNever, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { assertNever, errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
 import { ipOf, parseAttachAddress, parseAttachAddresses } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListener } from './attached-container';

@@ -9,7 +9,8 @@
 // itself.
 
 import fs from 'node:fs';
-import { RouterError, assertNever } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { assertNever } from '../../common/errors';
 import type { DockerApi } from './docker-client';
 import { validateDockerRef } from './docker-client';
 
@@ -68,22 +69,33 @@ export function formatContainerRef(ref: ContainerRef): string {
 
 /** Namespace identity without running a command: dev:inode of an nsfs file. */
 export interface HostFs {
-  /** `dev:inode` of the namespace the file refers to, or null when it does not exist. */
+  /** `dev:inode` of the namespace the file refers to, or null when it does not exist (throws when we may not look). */
   namespaceId(nsPath: string): string | null;
   /** The command name of a process (/proc/PID/comm), or null. */
   processName(pid: number): string | null;
 }
 
+/**
+ * `dev:inode` of a namespace file; null when it does not exist. Being refused
+ * (EACCES, EPERM: a router without root, /proc mounted hidepid) is not
+ * absence, so it throws saying so rather than "no process with pid 1".
+ */
+export function namespaceIdOf(nsPath: string, stat: (p: string) => { dev: number; ino: number } = fs.statSync): string | null {
+  try {
+    const st = stat(nsPath);
+    return `${st.dev}:${st.ino}`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new RouterError('io', `permission denied reading ${nsPath} (${code}): the router must run as root to reach other processes' namespaces`);
+    }
+    return null;
+  }
+}
+
 /** The real /proc and /var/run/netns. */
 export const procHostFs: HostFs = {
-  namespaceId(nsPath: string): string | null {
-    try {
-      const st = fs.statSync(nsPath);
-      return `${st.dev}:${st.ino}`;
-    } catch {
-      return null;
-    }
-  },
+  namespaceId: (nsPath) => namespaceIdOf(nsPath),
   processName(pid: number): string | null {
     try {
       return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() || null;

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../common/logger';
-import { assertNever, errorMessage } from '../mesh/errors';
+import { assertNever, errorMessage } from '../../common/errors';
 import { parseAttachAddress } from './attach-address';
 import type { AttachedContainer } from './attached-container';
 import { attachOptionsOf } from './attached-container';

@@ -8,7 +8,8 @@
 // an engine that is not there becomes "cannot reach Docker at <socket>".
 
 import http from 'node:http';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 

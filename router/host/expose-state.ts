@@ -8,7 +8,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { errorMessage, RouterError } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import { writeFileAtomic } from '../../common/files';
 import { parseAttachCidr } from './attach-address';
 

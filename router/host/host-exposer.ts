@@ -27,7 +27,8 @@
 
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
-import { errorMessage, RouterError } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import { parseAttachCidr, parseRouteCidr } from './attach-address';
 import type { CommandRunner } from './command-runner';
 import { EXPOSE_TABLE, exposeComment, forwardAcceptRules, natTableCommands, nftScript } from './expose-rules';

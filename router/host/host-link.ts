@@ -6,7 +6,8 @@
 // It only reads: it must never create, change or delete a link (host-bridge.ts
 // and container-link.ts do that). All I/O goes through CommandRunner.
 
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { CommandRunner } from './command-runner';
 
 /** Host ends of container veths start with this; the bridge-family firewall rule matches on it. */

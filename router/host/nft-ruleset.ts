@@ -6,7 +6,8 @@
 //
 // It only reads: it must never add or delete a rule.
 
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { CommandRunner } from './command-runner';
 
 export interface FirewallChainRef {

@@ -6,7 +6,8 @@
 import type { Clock, Timer } from '../../common/clock';
 import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, RouterTimings } from './constants';
 import type { ControlSession } from './control-session';
-import { errorMessage, RouterError, RouterErrorCode } from './errors';
+import { RouterError, RouterErrorCode } from './errors';
+import { errorMessage } from '../../common/errors';
 import { frame, FrameDecoder } from './framing';
 import { Handshake } from './handshake';
 import type { HelloInfo } from './handshake-messages';

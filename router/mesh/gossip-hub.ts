@@ -6,7 +6,7 @@
 // relayed (surrogate), so a peer without DNS does not cut the DNS channel.
 
 import type { Clock } from '../../common/clock';
-import { errorMessage } from './errors';
+import { errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { PeerName } from './peer-name';
 import { encodeGossip, GossipKind, isValidChannelName } from './protocol';

@@ -9,7 +9,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
 export const NATIVE_ABI_VERSION = 1;

@@ -9,7 +9,8 @@
 // Not here yet: PMTU errors (IP_RECVERR) and UDP GSO; see the datapath notes.
 
 import { formatIp, ipFromBytes, IpAddress, mapIpv4, parseIp, unmapIpv4, writeIpBytes } from '../../common/ip';
-import { errorMessage, RouterError } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import { NativeReader } from './native-reader';
 import { loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
 
