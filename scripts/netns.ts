@@ -1,12 +1,13 @@
 // Linux network namespace plumbing for the simulated networks: listing the
 // namespaces that exist, finding and signalling the processes inside one,
-// picking a per-run name prefix no existing namespace uses, and deleting a
-// namespace. These are the synchronous low-level steps shared by the async and
-// the exit-handler teardown in sim-network.ts; nothing here creates links.
+// picking a per-run name prefix no existing namespace uses, deleting a
+// namespace, and asking whether a TCP port listens inside one. The synchronous
+// steps are shared by the async and the exit-handler teardown in
+// sim-network.ts; nothing here creates links.
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { runSync } from './command';
+import { run, runSync } from './command';
 
 /** Names of the namespaces `ip netns` knows about right now. */
 export function listNamespaces(): string[] {
@@ -53,3 +54,12 @@ export function unusedPrefix(): string {
   throw new Error('could not find an unused namespace prefix');
 }
 
+
+/**
+ * Whether something listens on TCP `port` inside namespace `ns` (per `ss`), so a
+ * test can wait for a server to be ready instead of sleeping.
+ */
+export async function tcpPortListening(ns: string, port: number): Promise<boolean> {
+  const r = await run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', `sport = :${port}`], { timeoutMs: 5_000 });
+  return r.code === 0 && r.stdout.trim() !== '';
+}

@@ -1,6 +1,8 @@
 // Waiting in the simulated-network harness and the tests: plain sleeps, and
-// waits on a condition with a deadline (`waitFor`), which is how a test waits
-// for anything to become ready instead of sleeping a fixed time.
+// waits on a condition with a deadline (`waitFor`, which throws at the
+// deadline, and `pollUntil`, which says whether the condition came true), which
+// is how a test waits for anything to become ready instead of sleeping a fixed
+// time.
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -49,6 +51,25 @@ export async function waitFor<T>(
     }
   }
   throw new Error(message);
+}
+
+/**
+ * Polls `predicate` until it is true or `timeoutMs` passes, and says which. For
+ * a test that asserts on what it observed either way, so a shortfall is
+ * reported by its own assertions rather than as a timeout. A predicate that
+ * throws is not caught: only waitFor treats errors as "not yet".
+ */
+export async function pollUntil(
+  predicate: () => boolean | Promise<boolean>,
+  opts: { timeoutMs: number; intervalMs?: number },
+): Promise<boolean> {
+  const intervalMs = opts.intervalMs ?? 100;
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    if (await predicate()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
+  }
 }
 
 /** Blocks the thread for `ms`: only for exit and signal handlers, which cannot await. */

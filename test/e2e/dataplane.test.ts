@@ -8,12 +8,53 @@ import t from 'tap';
 import { run } from '../../scripts/command';
 import type { SimHost } from '../../scripts/sim-host';
 import { SimNetwork } from '../../scripts/sim-network';
-import { waitFor } from '../../scripts/wait';
+import { pollUntil, waitFor } from '../../scripts/wait';
+import { tcpPortListening } from '../../scripts/netns';
 import type { RouterStatus } from '../../router/mesh/status';
+import { AEAD_TAG_BYTES } from '../../router/overlay/frame-aead';
+import { ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, SLEEVE_HEADER_BYTES, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 
 t.setTimeout(400_000);
 
 const PASSWORD = 'e2e data plane';
+const SLEEVE_PORT = 6783;
+const IPERF_PORT = 5201;
+/** IPv4 and UDP headers in front of a sleeve datagram's payload. */
+const IP_UDP_HEADER_BYTES = 20 + 8;
+
+// The no-plaintext check: an 8-byte pattern filling a ping payload of an unusual size.
+const PATTERN = 'deadbeefcafef00d';
+const PINGS = 5;
+const PING_PAYLOAD_BYTES = 213;
+/** UDP payload of the sleeve datagram carrying one sealed echo of that size: header, inner header, vnet header, the Ethernet frame (IPv4 + ICMP + payload), tag. */
+const PING_DATAGRAM_BYTES = SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES + VNET_HDR_BYTES + ETHERNET_HEADER_BYTES +
+  20 + 8 + PING_PAYLOAD_BYTES + AEAD_TAG_BYTES;
+
+interface CapturedDatagram {
+  from: string;
+  to: string;
+  /** The UDP payload length tcpdump reports. */
+  udpLength: number;
+  /** The whole IP packet, as lowercase hex. */
+  hex: string;
+}
+
+/** Datagrams printed by `tcpdump -nn -x`: a header line per packet, then its IP packet in hex lines. */
+function parseTcpdump(text: string): CapturedDatagram[] {
+  const out: CapturedDatagram[] = [];
+  let current: CapturedDatagram | null = null;
+  for (const line of text.split('\n')) {
+    const bytes = /^\s+0x[0-9a-f]+:\s+(.*)$/.exec(line);
+    if (bytes) {
+      if (current) current.hex += (bytes[1] ?? '').replace(/[^0-9a-f]/g, '');
+      continue;
+    }
+    const head = /IP ([\d.]+)\.\d+ > ([\d.]+)\.\d+: UDP, length (\d+)/.exec(line);
+    current = head ? { from: head[1]!, to: head[2]!, udpLength: Number(head[3]), hex: '' } : null;
+    if (current) out.push(current);
+  }
+  return out;
+}
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -88,30 +129,53 @@ t.test('two hosts, encrypted: ping both ways, iperf3, and no plaintext on the un
   t.equal(linkTo(s1, 'h2')?.dataPath, 'udp', 'frames travel over the UDP sleeve');
   t.ok(linkTo(s1, 'h2')?.encrypted, 'encrypted');
 
-  // A capture on h2's underlay while c1 pings with a recognisable pattern.
-  const pcap = `/tmp/${m.net.prefix}underlay.pcap`;
-  const dump = m.net.host('h2').spawn(['tcpdump', '-i', 'eth0', '-U', '-w', pcap, 'udp port 6783']);
-  await new Promise((r) => setTimeout(r, 1000));
-  const pattern = 'deadbeefcafef00d';
-  const p = await ping(m, 'c1', 'c2', ['-p', pattern, '-s', '200']);
-  t.ok(p.ok, 'patterned ping succeeds');
-  await new Promise((r) => setTimeout(r, 500));
+  // A capture on h2's underlay while c1 pings with a recognisable payload of a
+  // recognisable size: each ping must show up as a sleeve datagram of exactly
+  // the size one sealed frame of it takes, and none may carry the payload.
+  const h1 = m.net.host('h1');
+  const h2 = m.net.host('h2');
+  const dump = h2.spawn(['tcpdump', '-i', 'eth0', '-nn', '-l', '--immediate-mode', '-x', `udp port ${SLEEVE_PORT}`]);
+  // tcpdump says "listening on" once the capture and its filter are active.
+  await waitFor(() => {
+    if (!dump.running) throw new Error('tcpdump exited');
+    return dump.stderr.includes('listening on');
+  }, { what: 'tcpdump capturing on h2', timeoutMs: 10_000, intervalMs: 50, detail: () => dump.stderr });
+  const p = await run(['ip', 'netns', 'exec', m.containers.get('c1')!.ns, 'ping', '-c', String(PINGS), '-i', '0.2', '-W', '2',
+    '-p', PATTERN, '-s', String(PING_PAYLOAD_BYTES), '10.32.1.2'], { timeoutMs: 30_000 });
+  t.equal(p.code, 0, `patterned ping succeeds (${/\d+ packets transmitted.*/.exec(p.stdout)?.[0] ?? p.stderr.trim()})`);
+  const sent = Number(/(\d+) packets transmitted/.exec(p.stdout)?.[1] ?? 0);
+  const received = Number(/(\d+) received/.exec(p.stdout)?.[1] ?? 0);
+  t.equal(sent, PINGS, `${PINGS} pings sent`);
+  const pingSized = (from: SimHost, to: SimHost): CapturedDatagram[] => parseTcpdump(dump.stdout)
+    .filter((d) => d.from === from.address && d.to === to.address && d.udpLength === PING_DATAGRAM_BYTES);
+  // Wait until tcpdump has printed them all (it runs behind the kernel), then stop it.
+  await pollUntil(() => pingSized(h1, h2).length >= sent && pingSized(h2, h1).length >= received, { timeoutMs: 10_000 });
   await dump.stop('SIGINT');
-  const raw = await run(['tcpdump', '-r', pcap, '-x'], { timeoutMs: 20_000 });
-  await run(['rm', '-f', pcap]);
-  const hex = raw.stdout.replace(/^.*?:\s/gm, '').replace(/[^0-9a-f]/g, '');
-  t.ok(raw.stdout.split('\n').length > 6, 'the capture saw sleeve datagrams');
-  t.notOk(hex.includes(pattern + pattern.slice(0, 8)), 'the ping payload pattern never appears on the underlay');
+  const captured = parseTcpdump(dump.stdout);
+  const requests = pingSized(h1, h2);
+  const replies = pingSized(h2, h1);
+  t.ok(requests.length >= sent, `the capture holds a ${PING_DATAGRAM_BYTES}-byte sleeve datagram for every echo request ` +
+    `(${requests.length} for ${sent} sent; sizes seen: ${[...new Set(captured.map((d) => d.udpLength))].join(' ')})`);
+  t.ok(replies.length >= received, `and for every echo reply (${replies.length} for ${received} received)`);
+  const pingDatagrams = [...requests, ...replies];
+  t.ok(pingDatagrams.length > 0 && pingDatagrams.every((d) => d.hex.length === 2 * (IP_UDP_HEADER_BYTES + d.udpLength)),
+    'tcpdump printed every byte of those datagrams');
+  const leaking = captured.filter((d) => d.hex.includes(PATTERN));
+  t.equal(leaking.length, 0, `the ping payload pattern appears in none of the ${captured.length} captured datagrams`);
 
-  const server = m.net.spawnIn(m.containers.get('c2')!.ns, ['iperf3', '-s', '-1'], {});
-  await new Promise((r) => setTimeout(r, 800));
-  const ip = await run(['ip', 'netns', 'exec', m.containers.get('c1')!.ns, 'iperf3', '-c', '10.32.1.2', '-t', '3', '-J'], { timeoutMs: 60_000 });
+  const c2ns = m.containers.get('c2')!.ns;
+  const server = m.net.spawnIn(c2ns, ['iperf3', '-s', '-1', '-p', String(IPERF_PORT)], {});
+  await waitFor(async () => {
+    if (!server.running) throw new Error('iperf3 -s exited');
+    return tcpPortListening(c2ns, IPERF_PORT);
+  }, { what: 'iperf3 server listening in c2', timeoutMs: 10_000, intervalMs: 100, detail: () => server.stderr });
+  const ip = await run(['ip', 'netns', 'exec', m.containers.get('c1')!.ns, 'iperf3', '-c', '10.32.1.2', '-p', String(IPERF_PORT), '-t', '3', '-J'], { timeoutMs: 60_000 });
   await server.stop();
   t.equal(ip.code, 0, 'iperf3 TCP runs over the overlay');
   if (ip.code === 0) {
     const bps = (JSON.parse(ip.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
     t.comment(`iperf3 c1 -> c2: ${(bps / 1e6).toFixed(0)} Mbit/s (encrypted, two router processes on this machine)`);
-    t.ok(bps > 0);
+    t.ok(bps > 0, 'iperf3 measured a non-zero rate');
   }
 });
 

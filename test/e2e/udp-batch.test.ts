@@ -217,6 +217,7 @@ t.test('pause holds datagrams in the kernel; resume delivers them; close inside 
   rx.onDatagrams((_s, _o, _l, _src, count) => { received += count; calls++; });
   rx.pause();
   tx.sendBatch(slab, offsets, lengths, dests, 10);
+  // Proving an absence: give a wrongly delivered batch the time to show up.
   await sleep(100);
   t.equal(received, 0, 'nothing delivered while paused');
   rx.resume();
@@ -226,8 +227,9 @@ t.test('pause holds datagrams in the kernel; resume delivers them; close inside 
   rx.onDatagrams(() => { calls++; rx.close(); });
   const before = calls;
   tx.sendBatch(slab, offsets, lengths, dests, 10);
-  await sleep(50);
+  t.ok(await waitFor(() => rx.closed, 3000), 'the first batch reached the handler, which closed the socket');
   tx.sendBatch(slab, offsets, lengths, dests, 10);
+  // Nothing may arrive now; give a wrongly delivered batch the time to show up.
   await sleep(100);
   t.equal(calls - before, 1, 'exactly one handler call, then closed');
   t.ok(rx.closed);
