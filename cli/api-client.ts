@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { Command } from 'commander';
 import { DEFAULT_API_ADDRESS } from './config';
 import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/loopback-address';
-import { RouterError, errorMessage } from '../router/mesh/errors';
+import { RouterError } from '../router/mesh/errors';
+import { errorMessage } from '../common/errors';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** A report of a big mesh is a few MB; anything far beyond that is not our router. */

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { ApiClient, ApiError } from './api-client';
 import type { DaemonConfig } from './config';
 import { daemonConfigToArgs } from './launch-options';
-import { RouterError, errorMessage } from '../router/mesh/errors';
+import { RouterError } from '../router/mesh/errors';
+import { errorMessage } from '../common/errors';
 
 export const LOG_FILE = 'weave.log';
 /** Written by the daemon (cli/daemon.ts) while it runs. */

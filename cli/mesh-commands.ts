@@ -9,7 +9,8 @@ import type { Command } from 'commander';
 import { clientFor } from './api-client';
 import { renderConnections, renderPeers, renderStatus, renderTargets } from './render-status';
 import type { StatusLine } from './render-status';
-import { RouterError, errorMessage } from '../router/mesh/errors';
+import { RouterError } from '../router/mesh/errors';
+import { errorMessage } from '../common/errors';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import type { RouterStatus } from '../router/mesh/status';
 

@@ -20,7 +20,7 @@ import { dnsStatusSection, registerDnsCommands } from './dns-commands';
 import { ipamStatusSection, registerIpamCommands } from './ipam-commands';
 import { registerMeshCommands } from './mesh-commands';
 import { packageVersion } from './version';
-import { errorMessage } from '../router/mesh/errors';
+import { errorMessage } from '../common/errors';
 
 export function buildProgram(): Command {
   const program = new Command('weave');

@@ -9,6 +9,8 @@
 //
 // Types, one error class and one pure function; no I/O.
 
+import { CodedError } from './errors';
+
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** One request as a handler sees it: already routed, its body read and parsed. */
@@ -65,12 +67,12 @@ export class HttpError extends Error {
 /**
  * The status a thrown error is answered with, its message being the reply's
  * `error`: an HttpError carries its own; an error whose `code` is 'config'
- * (RouterError, IpamError and DnsError all use that code for a request or
- * option that is the caller's fault) is 400; anything else is the daemon's
+ * (every part's error class extends CodedError and uses that code for a
+ * request or option that is the caller's fault) is 400; anything else is the daemon's
  * fault, 500.
  */
 export function httpStatusOf(err: unknown): number {
   if (err instanceof HttpError) return err.statusCode;
-  if (err instanceof Error && (err as Error & { code?: unknown }).code === 'config') return 400;
+  if (err instanceof CodedError && err.code === 'config') return 400;
   return 500;
 }

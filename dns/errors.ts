@@ -2,6 +2,8 @@
 // on `code`, never on message text. 'config' is the caller's fault: the HTTP
 // API answers it with 400 (common/api-route.ts httpStatusOf).
 
+import { CodedError } from '../common/errors';
+
 export type DnsErrorCode =
   | 'config'   // bad option, argument or API request
   | 'decode'   // malformed bytes from a peer
@@ -9,12 +11,8 @@ export type DnsErrorCode =
   | 'version'  // a gossip message in a format version we do not know
   | 'io';      // sockets, files, host commands
 
-export class DnsError extends Error {
+export class DnsError extends CodedError<DnsErrorCode> {
   override readonly name = 'DnsError';
-
-  constructor(readonly code: DnsErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 
   static config(message: string): DnsError {
     return new DnsError('config', message);

@@ -3,6 +3,8 @@
 // fault and maps to HTTP 400 (common/api-route.ts httpStatusOf).
 // Messages say what was expected and what arrived.
 
+import { CodedError } from '../common/errors';
+
 export type IpamErrorCode =
   | 'config'        // bad option, argument or request (HTTP 400)
   | 'decode'        // malformed bytes from a peer or from disk
@@ -16,12 +18,8 @@ export type IpamErrorCode =
   | 'shutdown'      // IPAM stopped while a request was waiting
   | 'io';           // persistence failed
 
-export class IpamError extends Error {
+export class IpamError extends CodedError<IpamErrorCode> {
   override readonly name = 'IpamError';
-
-  constructor(readonly code: IpamErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 
   static config(message: string): IpamError {
     return new IpamError('config', message);

@@ -10,7 +10,7 @@
 import type { ApiEndpoints, ApiHandler } from '../../common/api-route';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
-import { errorMessage } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { RouterControl } from './control';
 import type { LoopbackAddress } from './loopback-address';
 import { LoopbackHttpServer } from './loopback-server';

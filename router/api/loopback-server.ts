@@ -11,7 +11,8 @@ import type { AddressInfo } from 'node:net';
 import type { ApiHandler, ApiRequest, ApiRoute } from '../../common/api-route';
 import { httpStatusOf } from '../../common/api-route';
 import type { Logger } from '../../common/logger';
-import { RouterError, errorMessage } from '../mesh/errors';
+import { RouterError } from '../mesh/errors';
+import { errorMessage } from '../../common/errors';
 import type { LoopbackAddress } from './loopback-address';
 import { formatLoopbackAddress, isLoopbackHost, parseLoopbackAddress } from './loopback-address';
 

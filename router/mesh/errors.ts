@@ -1,9 +1,8 @@
-import { CodedError } from '../../common/errors';
-export { assertNever, errorMessage } from '../../common/errors';
-
 // One error class for the router, carrying a stable code. Callers branch on
 // `code`, never on message text. Data-path code returns drop reasons instead of
 // throwing; this is for configuration, protocol and API errors.
+
+import { CodedError } from '../../common/errors';
 
 export type RouterErrorCode =
   | 'config'            // bad option or argument
