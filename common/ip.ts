@@ -1,8 +1,9 @@
-// IP addresses and CIDR blocks, IPv4 and IPv6: the one place that turns
-// address text into values and back, so the data path, containers, IPAM, DNS
-// and the scripts all accept the same forms and print the same spelling.
-// Pure: no node: imports, no sockets. Callers wrap an IpError into their own
-// error type (IpamError, DnsError, RouterError) and keep its message.
+// IP addresses, IPv4 and IPv6: the one place that turns address text into
+// values and back (CIDR blocks build on it in ip-cidr.ts), so the data path,
+// containers, IPAM, DNS and the scripts all accept the same forms and print
+// the same spelling. Also bytes, arithmetic and reverse-lookup names. Pure: no
+// node: imports, no sockets. Callers wrap an IpError into their own error type
+// (IpamError, DnsError, RouterError) and keep its message.
 //
 // Accepted text, and nothing else:
 // - IPv4: dotted decimal, exactly four parts 0-255 without leading zeros.
@@ -29,8 +30,6 @@ export interface IpAddress {
 
 /** The longest valid address text: ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255. */
 export const MAX_IP_TEXT_CHARS = 45;
-/** An address plus "/128". */
-export const MAX_CIDR_TEXT_CHARS = MAX_IP_TEXT_CHARS + 4;
 
 export type IpErrorCode =
   | 'address'    // not an address (of the family asked for)
@@ -53,7 +52,8 @@ export function familyBytes(family: IpFamily): 4 | 16 {
 const V4_MAX = 0xffff_ffff;
 const V6_MAX = (1n << 128n) - 1n;
 
-function familyMax(family: IpFamily): bigint {
+/** The largest address value of a family. */
+export function familyMax(family: IpFamily): bigint {
   return family === 4 ? BigInt(V4_MAX) : V6_MAX;
 }
 
@@ -188,9 +188,9 @@ export function tryParseIp(text: string): IpAddress | null {
 export function parseIp(text: string, family?: IpFamily): IpAddress {
   const ip = tryParseIp(text);
   if (ip !== null && (family === undefined || ip.family === family)) return ip;
-  const expected = `expected ${family === undefined ? 'an IP address' : `an IPv${family} address`} such as ${examples(family, 'address')}`;
-  if (ip !== null) throw new IpError('family', `${expected}, got the IPv${ip.family} address ${quote(text)}`);
-  throw new IpError('address', `${expected}, got ${quote(text)}${whyNot(text)}`);
+  const expected = `expected ${family === undefined ? 'an IP address' : `an IPv${family} address`} such as ${ipExamples(family, '10.32.0.1', 'fd00::1')}`;
+  if (ip !== null) throw new IpError('family', `${expected}, got the IPv${ip.family} address ${quoteIpText(text)}`);
+  throw new IpError('address', `${expected}, got ${quoteIpText(text)}${ipTextHint(text)}`);
 }
 
 /** Dotted-decimal IPv4 as a u32 number; throws IpError. */
@@ -330,127 +330,6 @@ export function ipDifference(from: IpAddress, to: IpAddress): bigint {
 }
 
 // ---------------------------------------------------------------------------
-// CIDR blocks
-
-/** A block of addresses: the network address (host bits zero) and the prefix length. */
-export class Cidr {
-  private constructor(readonly family: IpFamily, readonly base: bigint, readonly prefixLen: number) {}
-
-  /** The block of `prefixLen` bits around `value`: host bits are cleared. RangeError for a bad prefix or value. */
-  static of(family: IpFamily, value: bigint, prefixLen: number): Cidr {
-    const bits = familyBits(family);
-    if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > bits) throw new RangeError(`prefix length ${prefixLen} for IPv${family}`);
-    if (value < 0n || value > familyMax(family)) throw new RangeError(`value ${value} is not an IPv${family} address`);
-    const hostBits = BigInt(bits - prefixLen);
-    return new Cidr(family, (value >> hostBits) << hostBits, prefixLen);
-  }
-
-  /** The block of `prefixLen` bits that holds `addr`. */
-  static containing(addr: IpAddress, prefixLen: number): Cidr {
-    return Cidr.of(addr.family, addr.value, prefixLen);
-  }
-
-  get hostBits(): number {
-    return familyBits(this.family) - this.prefixLen;
-  }
-
-  /** Number of addresses, as a bigint (an IPv6 /48 has 2^80). */
-  get size(): bigint {
-    return 1n << BigInt(this.hostBits);
-  }
-
-  /** The value of the last address (the IPv4 broadcast address). */
-  get last(): bigint {
-    return this.base + this.size - 1n;
-  }
-
-  get network(): IpAddress {
-    return { family: this.family, value: this.base };
-  }
-
-  get lastAddress(): IpAddress {
-    return { family: this.family, value: this.last };
-  }
-
-  contains(addr: IpAddress): boolean {
-    return addr.family === this.family && addr.value >= this.base && addr.value <= this.last;
-  }
-
-  /** True when `other` lies entirely inside this block. */
-  covers(other: Cidr): boolean {
-    return other.family === this.family && other.base >= this.base && other.last <= this.last;
-  }
-
-  overlaps(other: Cidr): boolean {
-    return other.family === this.family && other.base <= this.last && this.base <= other.last;
-  }
-
-  equals(other: Cidr): boolean {
-    return other.family === this.family && other.base === this.base && other.prefixLen === this.prefixLen;
-  }
-
-  /** The address `offset` places past the network address; RangeError outside the block. */
-  at(offset: bigint | number): IpAddress {
-    const o = BigInt(offset);
-    if (o < 0n || o >= this.size) throw new RangeError(`offset ${o} is outside ${this.toString()}`);
-    return { family: this.family, value: this.base + o };
-  }
-
-  /** How far `addr` lies past the network address, or null when it is outside the block. */
-  offsetOf(addr: IpAddress): bigint | null {
-    return this.contains(addr) ? addr.value - this.base : null;
-  }
-
-  toString(): string {
-    return `${formatIp(this.network)}/${this.prefixLen}`;
-  }
-}
-
-/** An address with a prefix length, host bits allowed: an interface address such as 10.32.0.5/12. */
-export interface IpWithPrefix {
-  address: IpAddress;
-  prefixLen: number;
-}
-
-/** "10.32.0.5/12" into the address and the prefix length, host bits allowed. Throws IpError. */
-export function parseIpWithPrefix(text: string, family?: IpFamily): IpWithPrefix {
-  return splitPrefix(text, family, true);
-}
-
-/**
- * "10.32.0.0/12" into a block. Host bits must be zero ('host-bits'): a block
- * written as 10.32.0.5/12 is almost always a typo for an address, so the error
- * names the block the writer probably meant.
- */
-export function parseCidr(text: string, family?: IpFamily): Cidr {
-  const { address, prefixLen } = splitPrefix(text, family, false);
-  const block = Cidr.containing(address, prefixLen);
-  if (block.base !== address.value) {
-    throw new IpError('host-bits', `${quote(text)} has host bits set; did you mean ${block.toString()}?`);
-  }
-  return block;
-}
-
-function splitPrefix(text: string, family: IpFamily | undefined, hostBitsAllowed: boolean): IpWithPrefix {
-  const what = family === undefined ? 'a CIDR' : `an IPv${family} CIDR`;
-  const expected = `expected ${what} such as ${examples(family, hostBitsAllowed ? 'interface' : 'block')}`;
-  if (typeof text !== 'string' || text.length > MAX_CIDR_TEXT_CHARS) throw new IpError('address', `${expected}, got ${quote(text)}${whyNot(text)}`);
-  const slash = text.indexOf('/');
-  const addrText = slash < 0 ? text : text.slice(0, slash);
-  const ip = tryParseIp(addrText);
-  if (ip === null) throw new IpError('address', `${expected}, got ${quote(text)}${whyNot(addrText)}`);
-  if (family !== undefined && ip.family !== family) throw new IpError('family', `${expected}, got IPv${ip.family} ${quote(text)}`);
-  const bits = familyBits(ip.family);
-  if (slash < 0) throw new IpError('prefix', `${expected}, got ${quote(text)} without a prefix length`);
-  const lenText = text.slice(slash + 1);
-  // Digits only, no leading zeros, at most the family's bit count.
-  if (!/^(0|[1-9]\d{0,2})$/.test(lenText) || Number(lenText) > bits) {
-    throw new IpError('prefix', `prefix length must be 0 to ${bits} for IPv${ip.family}, got ${quote(lenText)} in ${quote(text)}`);
-  }
-  return { address: ip, prefixLen: Number(lenText) };
-}
-
-// ---------------------------------------------------------------------------
 // Reverse-lookup names: RFC 1035 §3.5 (in-addr.arpa), RFC 3596 §2.5 (ip6.arpa)
 
 const V4_REVERSE = '.in-addr.arpa';
@@ -504,22 +383,21 @@ export function parseReverseName(name: string): ReverseName {
 }
 
 // ---------------------------------------------------------------------------
-// Error text
+// Error text, shared with ip-cidr.ts
 
-function examples(family: IpFamily | undefined, kind: 'address' | 'block' | 'interface'): string {
-  const v4 = kind === 'address' ? '10.32.0.1' : kind === 'block' ? '10.32.0.0/12' : '10.32.0.1/12';
-  const v6 = kind === 'address' ? 'fd00::1' : kind === 'block' ? 'fd00::/64' : 'fd00::1/64';
+/** Example text for "expected ..." messages, of one family or both. */
+export function ipExamples(family: IpFamily | undefined, v4: string, v6: string): string {
   return family === 4 ? v4 : family === 6 ? v6 : `${v4} or ${v6}`;
 }
 
 /** JSON-quoted, cut short: hostile text must not blow up a log line. */
-function quote(text: unknown): string {
+export function quoteIpText(text: unknown): string {
   if (typeof text !== 'string') return `a ${text === null ? 'null' : typeof text}`;
   return JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}...` : text);
 }
 
-/** A hint for the usual near misses; empty when there is nothing useful to add. */
-function whyNot(text: unknown): string {
+/** Why address text was refused, for the usual near misses; empty when there is nothing useful to add. */
+export function ipTextHint(text: unknown): string {
   if (typeof text !== 'string') return '';
   if (text.length > MAX_IP_TEXT_CHARS) return ` (${text.length} characters; no address is longer than ${MAX_IP_TEXT_CHARS})`;
   if (text.trim() !== text) return ' (spaces around it)';

@@ -1,11 +1,12 @@
 // The block an IPAM ring divides among peers, with its addresses numbered by
 // offset, and IPAM's side of reading addresses from users and API clients.
-// The reading itself is common/ip's (strict, one set of rules for the whole
+// The reading itself is common/ip's and common/ip-cidr's (strict, one set of rules for the whole
 // project); here its errors become IpamError('config') naming the flag or
 // field. The ring works on small integer offsets inside an AddressRange, so
 // the hot parts (allocation) never touch bigints.
 
-import { Cidr, familyBits, formatIp, IpAddress, IpError, IpFamily, IpWithPrefix, parseCidr, parseIpWithPrefix } from '../common/ip';
+import { familyBits, formatIp, IpAddress, IpError, IpFamily } from '../common/ip';
+import { Cidr, IpWithPrefix, parseCidr, parseIpWithPrefix } from '../common/ip-cidr';
 import { MAX_RING_HOST_BITS } from './constants';
 import { IpamError } from './errors';
 

@@ -2,7 +2,7 @@
 // --ipalloc-range, --ipalloc-default-subnet, --ipalloc-range-v6 and
 // --ipalloc-init. Every problem is an IpamError('config') naming the flag.
 
-import type { Cidr } from '../common/ip';
+import type { Cidr } from '../common/ip-cidr';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
 import { AddressRange, parseIpamCidr } from './address-range';
 import { DEFAULT_IPALLOC_RANGE, MAX_SEED_PEERS } from './constants';

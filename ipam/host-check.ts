@@ -5,7 +5,8 @@
 // here so ipam/ does not import router internals). Routes on our own bridge
 // are ours from a previous run and are ignored.
 
-import { Cidr, tryParseIp } from '../common/ip';
+import { tryParseIp } from '../common/ip';
+import { Cidr } from '../common/ip-cidr';
 import { parseIpamCidr } from './address-range';
 import { errorText, IpamError } from './errors';
 

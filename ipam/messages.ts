@@ -40,7 +40,8 @@
 // space denied body (its answer when it has nothing to give there):
 //   range | subnet cidr (inside range; a single address asks for exactly it)
 
-import { Cidr, ipFromBytes, ipToBytes } from '../common/ip';
+import { ipFromBytes, ipToBytes } from '../common/ip';
+import { Cidr } from '../common/ip-cidr';
 import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
 import type { PeerName } from '../router/mesh/peer-name';
 import { AddressRange } from './address-range';

@@ -8,7 +8,8 @@
 // request is answered, so a crash never hands out an address twice.
 
 import type { Timer } from '../common/clock';
-import { Cidr, formatIp } from '../common/ip';
+import { formatIp } from '../common/ip';
+import { Cidr } from '../common/ip-cidr';
 import { parseAddressWithPrefix, parseIpamCidr } from './address-range';
 import { Allocation, validateContainerId } from './allocator';
 import { errorText, IpamError } from './errors';

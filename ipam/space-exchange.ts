@@ -7,7 +7,8 @@
 // sends the unicasts and reads the time from the injected Clock, never a
 // timer: the request queue re-runs and calls ask() again.
 
-import { Cidr, familyBits } from '../common/ip';
+import { familyBits } from '../common/ip';
+import { Cidr } from '../common/ip-cidr';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { Span } from './address-range';
 import { chooseDonation, spaceHolders } from './donation';

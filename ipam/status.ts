@@ -3,7 +3,8 @@
 // Pure: it reads the ring, allocator and consensus progress and formats
 // them; it changes nothing.
 
-import { Cidr, formatIp } from '../common/ip';
+import { formatIp } from '../common/ip';
+import type { Cidr } from '../common/ip-cidr';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { Allocator } from './allocator';
 import type { IpamConfig } from './config';

@@ -1,17 +1,18 @@
-// common/ip.ts, the one IP/CIDR module: which texts are addresses (strict
-// IPv4, RFC 4291 IPv6, nothing lenient), RFC 5952 output, CIDR parsing and
-// prefix math, bytes, reverse names, plus seeded random round trips and a
-// differential check against node:net on mutated text. A failing random test
-// prints its seed; rerun it with IP_TEST_SEED=<seed>.
+// common/ip.ts and common/ip-cidr.ts, the one IP/CIDR module: which texts
+// are addresses (strict IPv4, RFC 4291 IPv6, nothing lenient), RFC 5952
+// output, CIDR parsing and prefix math, bytes, reverse names, plus seeded
+// random round trips and a differential check against node:net on mutated
+// text. A failing random test prints its seed; rerun it with
+// IP_TEST_SEED=<seed>.
 
 import t from 'tap';
 import { isIP } from 'node:net';
 import {
-  canonicalIp, Cidr, compareIp, familyOfCanonical, formatIp, formatIpv4, formatIpv6, formatIpv6Groups, ipAdd, ipDifference,
-  ipEquals, ipFromBytes, IpAddress, IpError, ipToBytes, ipv4Address, ipv6Address, mapIpv4, MAX_IP_TEXT_CHARS, parseCidr,
-  parseIp, parseIpv4, parseIpWithPrefix, parseReverseName, reverseName, tryParseIp, tryParseIpv4, tryParseIpv6, unmapIpv4,
-  writeIpBytes,
+  canonicalIp, compareIp, familyOfCanonical, formatIp, formatIpv4, formatIpv6, formatIpv6Groups, ipAdd, ipDifference, ipEquals,
+  ipFromBytes, IpAddress, IpError, ipToBytes, ipv4Address, ipv6Address, mapIpv4, MAX_IP_TEXT_CHARS, parseIp, parseIpv4,
+  parseReverseName, reverseName, tryParseIp, tryParseIpv4, tryParseIpv6, unmapIpv4, writeIpBytes,
 } from '../../common/ip';
+import { Cidr, parseCidr, parseIpWithPrefix } from '../../common/ip-cidr';
 import { randomInt, Rng, SeededRng } from '../../common/rng';
 
 const SEED = process.env['IP_TEST_SEED'] !== undefined ? Number(process.env['IP_TEST_SEED']) : Date.now() % 0x1_0000_0000;
