@@ -1,5 +1,6 @@
 // The IPAM status snapshot: built on demand from state, shared by the HTTP
-// API, `weave status ipam` and the report (STYLE.md: status is a snapshot).
+// API, `weave status ipam` and the report (docs/architecture.md: status is a
+// snapshot).
 // Pure: it reads the ring, allocator and consensus progress and formats
 // them; it changes nothing.
 

@@ -65,7 +65,7 @@ napi_value wn_tap_open(napi_env env, napi_callback_info info) {
     if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) goto fail;
   }
   /* Always, even with 0: a persistent TAP keeps the offloads of its previous
-   * user, and stale ones break traffic silently (datapath notes). */
+   * user, and stale ones break traffic silently. */
   step = "TUNSETOFFLOAD";
   if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)offload) < 0) goto fail;
   step = "TUNSETPERSIST";

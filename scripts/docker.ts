@@ -1,8 +1,8 @@
-// A real Docker engine for tests and demos on a machine without one running
-// (see shared/notes/docker-here.md). It owns: installing docker.io and
-// busybox-static from Debian when missing, the dockerd it starts (with its own
-// pid file and log, flags that leave the host's firewall, forwarding and
-// bridges alone), and the `local/busybox` image it builds with `docker import`.
+// A real Docker engine for tests and demos on a machine without one running.
+// It owns: installing docker.io and busybox-static from Debian when missing,
+// the dockerd it starts (with its own pid file and log, flags that leave the
+// host's firewall, forwarding and bridges alone), and the `local/busybox`
+// image it builds with `docker import`.
 //
 // It never stops a dockerd it did not start, and never pulls from a registry.
 // Commands are argument vectors (scripts/command.ts `run`), never shell strings.

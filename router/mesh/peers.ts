@@ -21,7 +21,8 @@
 //   +-----------+--------------------+----------+          other bits must be zero
 //
 // Trailing bytes after the last entry are tolerated for forward compatibility
-// (STYLE.md); anything that changes the meaning of the fields bumps fmt.
+// (docs/architecture.md, wire formats); anything that changes the meaning of
+// the fields bumps fmt.
 
 import { MeshReader, MeshWriter } from './peer-name';
 import { RouterError } from './errors';

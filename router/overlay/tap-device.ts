@@ -21,13 +21,13 @@ export const TUN_F_TSO_ECN = 0x08;
 export const TUN_F_UFO = 0x10;
 export const TUN_F_USO4 = 0x20;
 export const TUN_F_USO6 = 0x40;
-/** Checksum offload plus TCP segmentation: reads return GSO super-frames (datapath notes: the biggest lever). */
+/** Checksum offload plus TCP segmentation: reads return GSO super-frames (the biggest lever; README, benchmark). */
 export const TAP_OFFLOAD_GSO = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 
 /** struct virtio_net_hdr; 12 is virtio_net_hdr_mrg_rxbuf (adds num_buffers). */
 export type VnetHdrBytes = 10 | 12;
 
-/** Measured sweet spot for frames per wakeup (datapath notes). */
+/** Measured sweet spot for frames per wakeup. */
 export const DEFAULT_TAP_BATCH_COUNT = 64;
 /**
  * Room per frame: a GSO super-frame is at most 64 KiB plus Ethernet and vnet

@@ -6,7 +6,7 @@
 // (IPv4 as ::ffff:a.b.c.d) plus a port, so a batch needs no objects. Received
 // datagrams and their sources are valid only until the handler returns.
 //
-// Not here yet: PMTU errors (IP_RECVERR) and UDP GSO; see the datapath notes.
+// Not here yet: PMTU errors (IP_RECVERR) and UDP GSO.
 
 import { formatIp, ipFromBytes, IpAddress, mapIpv4, parseIp, unmapIpv4, writeIpBytes } from '../../common/ip';
 import { RouterError } from '../mesh/errors';
