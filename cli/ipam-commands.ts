@@ -45,7 +45,7 @@ export function ipamSummaryLine(s: IpamStatus): string {
 export function ipamOverviewLine(s: IpamStatus): string {
   let line: string;
   if (s.waitingFor !== null) {
-    line = `${sanitiseText(s.waitingFor)} (range ${s.range})`;
+    line = `range ${s.range}, ${sanitiseText(s.waitingFor)}`;
   } else {
     const total = s.peers.reduce((n, p) => n + p.owned, 0);
     line = `${ipamSummaryLine(s)}, ${percent(s.local.owned, total)} of the range owned here`;

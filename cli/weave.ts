@@ -71,7 +71,8 @@ export function buildProgram(): Command {
       process.stdout.write(`weave ${packageVersion()}\n`);
     });
 
-  registerMeshCommands(program, [dnsStatusSection, ipamStatusSection]);
+  // In this order in the `weave status` overview, as Weave Net lists its services.
+  registerMeshCommands(program, [ipamStatusSection, dnsStatusSection]);
   registerContainerCommands(program);
   registerDnsCommands(program);
   registerIpamCommands(program);

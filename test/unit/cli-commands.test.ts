@@ -124,7 +124,7 @@ t.test('dns-lookup: addresses one a line; an unknown name is "NAME: not found"',
 t.test('overview lines: IPAM range, readiness and share; DNS domain, address and names', async (t) => {
   t.equal(ipamOverviewLine(ipamStatus()), 'ready, range 10.32.0.0/12, 12 of 262144 addresses here in use, 25.0% of the range owned here');
   const waiting = ipamStatus({ state: 'awaiting-consensus', waitingFor: 'awaiting consensus: 1 of 3 peers known, need quorum 2', warnings: ['w'] });
-  t.equal(ipamOverviewLine(waiting), 'awaiting consensus: 1 of 3 peers known, need quorum 2 (range 10.32.0.0/12); 1 warning (weave status ipam)');
+  t.equal(ipamOverviewLine(waiting), 'range 10.32.0.0/12, awaiting consensus: 1 of 3 peers known, need quorum 2; 1 warning (weave status ipam)');
   t.equal(dnsOverviewLine(dnsStatus()), 'weave.local, answering containers on 169.254.7.1, 2 names');
   t.equal(dnsOverviewLine(dnsStatus({ address: null, records: [], warnings: ['a', 'b'] })),
     'weave.local, not reachable from containers, 0 names; 2 warnings (weave status dns)');
@@ -177,7 +177,8 @@ t.test('the CLI against a fake API: exit codes and where the words go', async (t
   t.match(status.out, /^ +Name: aa:00:00:00:00:01\(host1\)$/m, 'the router part prints');
   t.match(status.out, /^ +IPAM: unavailable \(IPAM exploded\)$/m);
   t.match(status.out, /^ +DNS: weave\.local, answering containers on 169\.254\.7\.1, 2 names$/m);
-  t.ok(status.out.indexOf('IPAM:') < status.out.indexOf('Health:'), 'before the health list');
+  t.ok(status.out.indexOf('IPAM:') < status.out.indexOf('DNS:') && status.out.indexOf('DNS:') < status.out.indexOf('Health:'),
+    'IPAM, then DNS, before the health list');
 
   const rm = await run(['--api', api, 'rmpeer', 'aa:00:00:00:00:09']);
   t.equal(rm.code, 1, 'rmpeer of an unknown peer fails');
