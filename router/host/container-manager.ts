@@ -255,7 +255,7 @@ export class ContainerManager {
       removing = [];
       for (const w of wanted) {
         const have = record.addresses.find((c) => ipOf(c) === w.address);
-        if (have === undefined) throw RouterError.config(`address ${w.cidr} is not attached to ${describe(record)}`);
+        if (have === undefined) throw RouterError.config(`address ${w.address} is not attached to ${describe(record)}`);
         if (!removing.includes(have)) removing.push(have);
       }
       for (const c of [...removing]) {
@@ -288,7 +288,7 @@ export class ContainerManager {
         this.attachments.add(e);
         continue;
       }
-      const nsNow = this.hostFs.namespaceId(e.netnsPath);
+      const nsNow = this.namespaceIdIfReadable(e.netnsPath);
       const vethNow = await this.links.exists(e.hostIfname);
       if (nsNow === e.nsId && vethNow === true) {
         this.attachments.add(e);
@@ -386,6 +386,19 @@ export class ContainerManager {
   }
 
   private async stillThere(a: Attachment): Promise<boolean> {
-    return this.hostFs.namespaceId(a.netnsPath) === a.nsId && (await this.links.exists(a.hostIfname)) === true;
+    return this.namespaceIdIfReadable(a.netnsPath) === a.nsId && (await this.links.exists(a.hostIfname)) === true;
+  }
+
+  /**
+   * For attachments we already hold, a namespace we may no longer read counts
+   * as gone, as one that vanished does: only a new attach reports "permission
+   * denied", so one unreadable entry never stops a restore or a sweep.
+   */
+  private namespaceIdIfReadable(nsPath: string): string | null {
+    try {
+      return this.hostFs.namespaceId(nsPath);
+    } catch {
+      return null;
+    }
   }
 }

@@ -28,6 +28,7 @@ import { acceptRule, ensureBridgeForwarding, keepBridgeForwarding, removeBridgeF
 import { ensureBridge } from '../../router/host/host-bridge';
 import { detectUnderlayMtu } from '../../router/host/host-link';
 import { ManualClock } from '../../common/clock';
+import { RouterError } from '../../router/mesh/errors';
 import { silentLogger } from '../../common/logger';
 import { sampleStatus } from './sample-status';
 import { ipamContainerListener, withV6Twins } from '../../ipam/container-hook';
@@ -38,12 +39,17 @@ import { ipamContainerListener, withV6Twins } from '../../ipam/container-hook';
 class FakeHost {
   readonly links = new Set<string>(['lo', 'weave']);
   readonly namespaces = new Map<string, string>([['/proc/self/ns/net', 'ns:host']]);
+  /** Namespace paths whose stat is refused (EACCES), as for another user's process without root. */
+  readonly refused = new Set<string>();
   /** A command line matching this fails. */
   failOn: RegExp | null = null;
   macCounter = 0;
   readonly runner = new FakeCommandRunner((cmd, args) => this.respond(cmd, args));
   readonly hostFs: HostFs = {
-    namespaceId: (p) => this.namespaces.get(p) ?? null,
+    namespaceId: (p) => {
+      if (this.refused.has(p)) throw new RouterError('io', `permission denied reading ${p} (EACCES)`);
+      return this.namespaces.get(p) ?? null;
+    },
     processName: (pid) => (this.namespaces.has(`/proc/${pid}/ns/net`) ? `proc${pid}` : null),
   };
 
@@ -168,10 +174,17 @@ t.test('parseAttachCidr and route CIDRs', async (t) => {
     ['250.1.1.1/8', /reserved/],
     ['10.1.1.1/0', /prefix length 0/],
     ['banana', /IPv4 CIDR/],
+    // Leading zeros: inet_aton reads 010 as 8, iproute2 reads /010 as /8.
+    ['010.0.0.1/8', /IPv4 CIDR such as .*leading zeros are refused/],
+    ['10.32.0.01/12', /IPv4 CIDR such as .*leading zeros are refused/],
+    ['10.32.0.1/08', /IPv4 CIDR such as .*leading zeros are refused/],
+    ['10.32.0.1/012', /IPv4 CIDR such as .*leading zeros are refused/],
   ];
   for (const [text, re] of bad) t.throws(() => parseAttachCidr(text), { code: 'config', message: re }, text);
   t.equal(parseRouteCidr('10.32.1.7/12'), '10.32.0.0/12');
   t.throws(() => parseRouteCidr('10.32.0.0'), /prefix length/);
+  t.throws(() => parseRouteCidr('10.32.0.0/012'), /leading zeros are refused/);
+  t.throws(() => parseRouteCidr('10.032.0.0/12'), /leading zeros are refused/);
 });
 
 t.test('parseAttachAddress: IPv4 and IPv6 (dual stack)', async (t) => {
@@ -197,11 +210,15 @@ t.test('parseAttachAddress: IPv4 and IPv6 (dual stack)', async (t) => {
     ['ff02::1/64', /multicast/],
     ['fd00:77:1::/48', /subnet-router anycast address of fd00:77:1::\/48/],
     ['banana', /CIDR/],
+    ['010.0.0.1/8', /leading zeros are refused/],
+    ['fd00::1/064', /IPv6 CIDR such as .*leading zeros are refused/],
+    ['fd00::010.0.0.1/64', /IPv6 CIDR such as .*leading zeros are refused/],
   ];
   for (const [text, re] of bad) t.throws(() => parseAttachAddress(text), { code: 'config', message: re }, text);
   t.equal(parseRouteCidr('fd00:77:1::5/48'), 'fd00:77:1::/48');
   t.equal(parseRouteCidr('FD00:77:1:ffff::/64'), 'fd00:77:1:ffff::/64');
   t.throws(() => parseRouteCidr('fd00::'), /prefix length/);
+  t.throws(() => parseRouteCidr('fd00::/048'), /leading zeros are refused/);
 });
 
 t.test('dual stack: IPv6 addresses without DAD, IPv6 overlay routes only with an IPv6 address, exact detach', async (t) => {
@@ -571,6 +588,10 @@ t.test('restore drops entries whose namespace or veth is gone, and survives a ba
   const m2 = newManager();
   t.same((await m2.restore()).map((c) => c.id), ['netns:a']);
   t.same((JSON.parse(store.text ?? '{}') as { containers: { id: string }[] }).containers.map((c) => c.id), ['netns:a']);
+  host.refused.add('/var/run/netns/a');
+  t.same(await newManager().restore(), [], 'a namespace we may no longer read counts as gone; the restore carries on');
+  await t.rejects(newManager().attach('netns:a', ['10.32.3.9/12']), /permission denied/, 'while a new attach says why');
+  host.refused.clear();
   store.text = '{"version": 1, "containers": [{"kind": "netns"}]}';
   t.same(await newManager().restore(), [], 'unreadable record ignored');
   store.text = 'not json';
