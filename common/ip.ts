@@ -223,7 +223,7 @@ export function formatIpv4(value: number): string {
  * RFC 5952 §4: eight 16-bit groups in lower-case hex, the longest run of two or
  * more zero groups compressed to "::" (the first run when tied).
  */
-export function formatIpv6Groups(groups: readonly number[]): string {
+function formatIpv6Groups(groups: readonly number[]): string {
   let bestStart = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {

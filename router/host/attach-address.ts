@@ -2,14 +2,19 @@
 // from users, IPAM and the state file: attach CIDRs of either family (refusing
 // what can never be a unicast host address), route CIDRs normalised to their
 // network, the family of a CIDR, and the checks on a request's list of
-// addresses.
+// addresses. The text itself is read by common/ip, so an address means here
+// what it means to IPAM, DNS and the data path; this file adds what an
+// interface address may not be, and says so in the words the attach and
+// expose commands have always used.
 //
 // Pure: no I/O, no state. It must never hand out an address in a form other
 // than the canonical one (IPv6 per RFC 5952), since records, IPAM and `ip`
 // output are compared as text.
 
 import { RouterError } from '../mesh/errors';
-import { formatIpv6Groups } from '../../common/ip';
+import { assertNever } from '../../common/errors';
+import { familyOfCanonical, formatIp, IpError, IpFamily } from '../../common/ip';
+import { Cidr, IpWithPrefix, parseIpWithPrefix } from '../../common/ip-cidr';
 
 /** Upper bound on addresses in one request: far above any real use, stops a runaway client. */
 export const MAX_ADDRESSES_PER_REQUEST = 64;
@@ -31,96 +36,41 @@ export interface AttachCidr {
   cidr: string;
 }
 
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const EXAMPLE_CIDR: Record<IpFamily, string> = { 4: '10.32.0.1/12', 6: 'fd00:77:1::5/48' };
+/** The prefix length suggested when a user gave a bare address. */
+const EXAMPLE_PREFIX_LEN: Record<IpFamily, number> = { 4: 12, 6: 64 };
 
-function ipv4ToNumber(text: string): number | null {
-  const m = IPV4_RE.exec(text);
-  if (m === null) return null;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i] ?? '';
-    // Leading zeros are refused: some tools read them as octal.
-    if ((part.length > 1 && part.startsWith('0')) || Number(part) > 255) return null;
-    n = n * 256 + Number(part);
+/**
+ * `address/len` of one family, host bits allowed, as common/ip reads it
+ * (leading zeros refused in the address and in the length: iproute2 reads
+ * "/010" as /8). Errors become RouterError config errors that start with
+ * `what` and keep the messages the attach and expose commands have printed.
+ */
+function parseAddressWithPrefix(text: string, what: string, family: IpFamily): IpWithPrefix {
+  const s = typeof text === 'string' ? text.trim() : text;
+  try {
+    return parseIpWithPrefix(s, family);
+  } catch (err) {
+    if (!(err instanceof IpError)) throw err;
+    const quoted = JSON.stringify(text);
+    const expected = `${what} must be an IPv${family} CIDR such as ${EXAMPLE_CIDR[family]}, got ${quoted}`;
+    switch (err.code) {
+      case 'family':
+        if (family === 4) throw RouterError.config(`${what} ${quoted}: IPv6 is not supported here, use an IPv4 CIDR such as ${EXAMPLE_CIDR[4]}`);
+        throw RouterError.config(expected);
+      case 'prefix': {
+        const slash = s.indexOf('/');
+        if (slash < 0) throw RouterError.config(`${what} ${quoted} needs a prefix length, e.g. ${s}/${EXAMPLE_PREFIX_LEN[family]}`);
+        const leadingZero = /^0\d/.test(s.slice(slash + 1));
+        throw RouterError.config(`${expected}${leadingZero ? ' (leading zeros are refused: some tools read them as octal)' : ''}`);
+      }
+      case 'address':
+      case 'host-bits':
+        throw RouterError.config(`${what}: ${err.message}`);
+      default:
+        return assertNever(err.code);
+    }
   }
-  return n;
-}
-
-function numberToIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-/** IPv6 text (`::` compression, a trailing dotted quad allowed; no zone) as a 128-bit number, or null. */
-function ipv6ToBigint(text: string): bigint | null {
-  if (!/^[0-9A-Fa-f:.]+$/.test(text)) return null;
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const groupsOf = (part: string): string[] | null => (part === '' ? [] : part.split(':'));
-  const head = groupsOf(halves[0] ?? '');
-  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : [];
-  if (head === null || tail === null) return null;
-  const last = halves.length === 2 ? tail : head;
-  const end = last[last.length - 1];
-  if (end !== undefined && end.includes('.')) {
-    const v4 = ipv4ToNumber(end);
-    if (v4 === null) return null;
-    last.splice(last.length - 1, 1, Math.floor(v4 / 65536).toString(16), (v4 % 65536).toString(16));
-  }
-  if (![...head, ...tail].every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return null;
-  if (halves.length === 1 ? head.length !== 8 : head.length + tail.length > 7) return null;
-  const groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-/** RFC 5952 text: lower case, the longest run of two or more zero groups compressed (the first if tied). */
-function bigintToIpv6(v: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  return formatIpv6Groups(groups);
-}
-
-const V6_BITS = 128n;
-const V6_ALL = (1n << V6_BITS) - 1n;
-
-function v6Mask(prefixLen: number): bigint {
-  return V6_ALL ^ ((1n << (V6_BITS - BigInt(prefixLen))) - 1n);
-}
-
-function inV6Block(v: bigint, base: bigint, prefixLen: number): boolean {
-  return (v & v6Mask(prefixLen)) === base;
-}
-
-function parseV6CidrParts(text: string, what: string): { value: bigint; prefixLen: number; address: string } {
-  const s = text.trim();
-  const slash = s.indexOf('/');
-  const example = 'fd00:77:1::5/48';
-  if (slash < 0) {
-    if (ipv6ToBigint(s) !== null) throw RouterError.config(`${what} ${JSON.stringify(text)} needs a prefix length, e.g. ${s}/64`);
-    throw RouterError.config(`${what} must be a CIDR such as 10.32.0.1/12 or ${example}, got ${JSON.stringify(text)}`);
-  }
-  const value = ipv6ToBigint(s.slice(0, slash));
-  const lenText = s.slice(slash + 1);
-  if (value === null || !/^\d{1,3}$/.test(lenText) || Number(lenText) > 128) {
-    throw RouterError.config(`${what} must be an IPv6 CIDR such as ${example}, got ${JSON.stringify(text)}`);
-  }
-  return { value, prefixLen: Number(lenText), address: bigintToIpv6(value) };
-}
-
-function parseCidrParts(text: string, what: string): { base: number; prefixLen: number; address: string } {
-  const s = typeof text === 'string' ? text.trim() : '';
-  if (s.includes(':')) throw RouterError.config(`${what} ${JSON.stringify(text)}: IPv6 is not supported here, use an IPv4 CIDR such as 10.32.0.1/12`);
-  const slash = s.indexOf('/');
-  if (slash < 0) {
-    if (ipv4ToNumber(s) !== null) throw RouterError.config(`${what} ${JSON.stringify(text)} needs a prefix length, e.g. ${s}/12`);
-    throw RouterError.config(`${what} must be an IPv4 CIDR such as 10.32.0.1/12, got ${JSON.stringify(text)}`);
-  }
-  const address = s.slice(0, slash);
-  const lenText = s.slice(slash + 1);
-  const base = ipv4ToNumber(address);
-  if (base === null || !/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) {
-    throw RouterError.config(`${what} must be an IPv4 CIDR such as 10.32.0.1/12, got ${JSON.stringify(text)}`);
-  }
-  return { base, prefixLen: Number(lenText), address };
 }
 
 /**
@@ -130,30 +80,29 @@ function parseCidrParts(text: string, what: string): { base: number; prefixLen: 
  * that can never be a unicast host address.
  */
 export function parseAttachCidr(text: string): Ipv4Cidr {
-  const { base, prefixLen, address } = parseCidrParts(text, 'address');
-  const first = Math.floor(base / 2 ** 24);
+  const { address: ip, prefixLen } = parseAddressWithPrefix(text, 'address', 4);
+  const first = Number(ip.value >> 24n);
   if (prefixLen === 0) throw RouterError.config(`address ${text}: prefix length 0 would claim the whole Internet`);
   if (first === 0) throw RouterError.config(`address ${text} is in 0.0.0.0/8, which is not a host address`);
   if (first === 127) throw RouterError.config(`address ${text} is a loopback address`);
   if (first >= 224 && first <= 239) throw RouterError.config(`address ${text} is a multicast address`);
   if (first >= 240) throw RouterError.config(`address ${text} is in the reserved range 240.0.0.0/4`);
   if (prefixLen <= 30) {
-    const size = 2 ** (32 - prefixLen);
-    const host = base % size;
-    const net = numberToIpv4(base - host);
-    if (host === 0) throw RouterError.config(`address ${text} is the network address of ${net}/${prefixLen}; pick a host address`);
-    if (host === size - 1) throw RouterError.config(`address ${text} is the broadcast address of ${net}/${prefixLen}; pick a host address`);
+    const subnet = Cidr.containing(ip, prefixLen);
+    if (ip.value === subnet.base) throw RouterError.config(`address ${text} is the network address of ${subnet.toString()}; pick a host address`);
+    if (ip.value === subnet.last) throw RouterError.config(`address ${text} is the broadcast address of ${subnet.toString()}; pick a host address`);
   }
+  const address = formatIp(ip);
   return { address, prefixLen, cidr: `${address}/${prefixLen}` };
 }
 
-/** Blocks no container address may be in: [base, prefix, what it is]. */
-const V6_REFUSED: readonly (readonly [bigint, number, string])[] = [
-  [0n, 128, 'the unspecified address'],
-  [1n, 128, 'the loopback address'],
-  [0xffffn << 32n, 96, 'an IPv4-mapped address (::ffff:0:0/96)'],
-  [0xfe80n << 112n, 10, 'a link-local address (fe80::/10); ethwe has its own'],
-  [0xffn << 120n, 8, 'a multicast address'],
+/** Blocks no container address may be in, with what they are. */
+const V6_REFUSED: readonly (readonly [Cidr, string])[] = [
+  [Cidr.of(6, 0n, 128), 'the unspecified address'],
+  [Cidr.of(6, 1n, 128), 'the loopback address'],
+  [Cidr.of(6, 0xffffn << 32n, 96), 'an IPv4-mapped address (::ffff:0:0/96)'],
+  [Cidr.of(6, 0xfe80n << 112n, 10), 'a link-local address (fe80::/10); ethwe has its own'],
+  [Cidr.of(6, 0xffn << 120n, 8), 'a multicast address'],
 ];
 
 /**
@@ -165,41 +114,40 @@ const V6_REFUSED: readonly (readonly [bigint, number, string])[] = [
 export function parseAttachAddress(text: string): AttachCidr {
   const s = typeof text === 'string' ? text.trim() : '';
   if (!s.includes(':')) return { family: 4, ...parseAttachCidr(text) };
-  const { value, prefixLen, address } = parseV6CidrParts(s, 'address');
+  const { address: ip, prefixLen } = parseAddressWithPrefix(s, 'address', 6);
   if (prefixLen === 0) throw RouterError.config(`address ${text}: prefix length 0 would claim the whole Internet`);
-  for (const [base, len, what] of V6_REFUSED) {
-    if (inV6Block(value, base, len)) throw RouterError.config(`address ${text} is ${what}`);
+  for (const [block, what] of V6_REFUSED) {
+    if (block.contains(ip)) throw RouterError.config(`address ${text} is ${what}`);
   }
-  if (prefixLen <= 126 && (value & ~v6Mask(prefixLen) & V6_ALL) === 0n) {
-    throw RouterError.config(`address ${text} is the subnet-router anycast address of ${address}/${prefixLen}; pick a host address`);
+  if (prefixLen <= 126) {
+    const subnet = Cidr.containing(ip, prefixLen);
+    if (ip.value === subnet.base) {
+      throw RouterError.config(`address ${text} is the subnet-router anycast address of ${subnet.toString()}; pick a host address`);
+    }
   }
+  const address = formatIp(ip);
   return { family: 6, address, prefixLen, cidr: `${address}/${prefixLen}` };
 }
 
 /** A route destination, either family: normalised to its network address (10.32.1.0/12 -> 10.32.0.0/12). */
 export function parseRouteCidr(text: string): string {
-  if (typeof text === 'string' && text.includes(':')) {
-    const { value, prefixLen } = parseV6CidrParts(text, 'overlay route');
-    return `${bigintToIpv6(value & v6Mask(prefixLen))}/${prefixLen}`;
-  }
-  const { base, prefixLen } = parseCidrParts(text, 'overlay route');
-  const size = 2 ** (32 - prefixLen);
-  return `${numberToIpv4(base - (base % size))}/${prefixLen}`;
+  const family: IpFamily = typeof text === 'string' && text.includes(':') ? 6 : 4;
+  const { address, prefixLen } = parseAddressWithPrefix(text, 'overlay route', family);
+  return Cidr.containing(address, prefixLen).toString();
 }
 
-/** The family of a normalised CIDR or address. */
-export function familyOf(cidr: string): 4 | 6 {
-  return cidr.includes(':') ? 6 : 4;
-}
-
-/** The address part of a normalised CIDR. */
+/**
+ * The address part of a normalised CIDR; text without a prefix is taken as
+ * the address itself ("10.32.0.1/12" and "10.32.0.1" name one address).
+ */
 export function ipOf(cidr: string): string {
-  return cidr.slice(0, cidr.indexOf('/'));
+  const slash = cidr.indexOf('/');
+  return slash < 0 ? cidr : cidr.slice(0, slash);
 }
 
-/** True when any of the CIDRs is IPv6. */
+/** True when any of the normalised CIDRs is IPv6. */
 export function hasV6(cidrs: readonly string[]): boolean {
-  return cidrs.some((c) => familyOf(c) === 6);
+  return cidrs.some((c) => familyOfCanonical(c) === 6);
 }
 
 /**

@@ -14,7 +14,8 @@ import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
-import { familyOf, hasV6, parseRouteCidr } from './attach-address';
+import { hasV6, parseRouteCidr } from './attach-address';
+import { familyOfCanonical } from '../../common/ip';
 import type { RunResult, CommandRunner } from './command-runner';
 import type { ContainerKind, ResolvedContainer } from './container-ref';
 import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-link';
@@ -62,7 +63,7 @@ export function hostIfnameFor(kind: ContainerKind, pidOrName: number | string): 
  * more, and IPAM already guarantees the address is unique on the overlay.
  */
 function addrArgs(op: 'add' | 'del', cidr: string): string[] {
-  return familyOf(cidr) === 6
+  return familyOfCanonical(cidr) === 6
     ? ['-6', 'addr', op, cidr, 'dev', CONTAINER_IFNAME, ...(op === 'add' ? ['nodad'] : [])]
     : ['addr', op, cidr, 'dev', CONTAINER_IFNAME];
 }
@@ -228,7 +229,7 @@ export class ContainerLinks {
    */
   async ensureRoutes(netnsPath: string, withV6: boolean): Promise<void> {
     for (const route of this.routes) {
-      const v6 = familyOf(route) === 6;
+      const v6 = familyOfCanonical(route) === 6;
       if (v6 && !withV6) continue;
       const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...(v6 ? ['-6'] : []), 'route', 'add', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
       if (r.code !== 0 && !/File exists/i.test(r.stderr)) {
@@ -239,7 +240,7 @@ export class ContainerLinks {
 
   /** Best effort: a route already gone (with its connected twin, say) is fine. */
   async removeV6Routes(netnsPath: string): Promise<void> {
-    for (const route of this.routes.filter((r) => familyOf(r) === 6)) {
+    for (const route of this.routes.filter((r) => familyOfCanonical(r) === 6)) {
       await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-6', 'route', 'del', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
     }
   }

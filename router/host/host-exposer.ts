@@ -29,7 +29,7 @@ import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
-import { parseAttachCidr, parseRouteCidr } from './attach-address';
+import { ipOf, parseAttachCidr, parseRouteCidr } from './attach-address';
 import type { CommandRunner } from './command-runner';
 import { EXPOSE_TABLE, exposeComment, forwardAcceptRules, natTableCommands, nftScript } from './expose-rules';
 import type { ExposeState } from './expose-state';
@@ -54,12 +54,6 @@ export interface ExposeAddressSource {
   obtain(requests: readonly string[]): Promise<string[]>;
   /** The host no longer uses these. */
   giveBack(cidrs: readonly string[]): void;
-}
-
-/** "10.32.0.1/12" and "10.32.0.1" name the same exposed address. */
-function ipOf(cidr: string): string {
-  const i = cidr.indexOf('/');
-  return i < 0 ? cidr : cidr.slice(0, i);
 }
 
 export interface HostExposerDeps {

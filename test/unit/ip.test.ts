@@ -8,7 +8,7 @@
 import t from 'tap';
 import { isIP } from 'node:net';
 import {
-  canonicalIp, compareIp, familyOfCanonical, formatIp, formatIpv4, formatIpv6, formatIpv6Groups, ipAdd, ipDifference, ipEquals,
+  canonicalIp, compareIp, familyOfCanonical, formatIp, formatIpv4, formatIpv6, ipAdd, ipDifference, ipEquals,
   ipFromBytes, IpAddress, IpError, ipToBytes, ipv4Address, ipv6Address, mapIpv4, MAX_IP_TEXT_CHARS, parseIp, parseIpv4,
   parseReverseName, reverseName, tryParseIp, tryParseIpv4, tryParseIpv6, unmapIpv4, writeIpBytes,
 } from '../../common/ip';
@@ -107,9 +107,8 @@ t.test('RFC 5952 section 4 output', async (t) => {
     [[0, 0, 0, 0, 0, 0xffff, 0x102, 0x304], '::ffff:102:304'],
   ];
   for (const [groups, text] of cases) {
-    t.equal(formatIpv6Groups(groups), text, text);
     const value = groups.reduce((v, g) => (v << 16n) | BigInt(g), 0n);
-    t.equal(formatIpv6(value), text);
+    t.equal(formatIpv6(value), text, text);
     t.equal(tryParseIpv6(text), value);
   }
   t.equal(formatIpv4(0), '0.0.0.0');
