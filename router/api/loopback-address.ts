@@ -1,9 +1,11 @@
 // Loopback host:port addresses for the local servers (the API and the status
 // server) and for the CLI that calls them: parsing, refusing anything that is
 // not loopback, and printing. The API has no authentication of its own, so
-// a non-loopback address is refused here, before anything listens.
+// a non-loopback address is refused here, before anything listens. Whether
+// text is an IP address is common/ip's call (no zone ids, no leading zeros),
+// the same as everywhere else in the daemon.
 
-import { isIP } from 'node:net';
+import { familyOfCanonical, formatIp, IpAddress, tryParseIp, unmapIpv4 } from '../../common/ip';
 import { RouterError } from '../mesh/errors';
 
 export interface LoopbackAddress {
@@ -11,17 +13,18 @@ export interface LoopbackAddress {
   port: number;
 }
 
-/** True for 127.0.0.0/8, ::1 and the IPv4-mapped form of 127/8. */
+/** The IP address `host` names when it is loopback: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104; else null. */
+function loopbackIp(host: string): IpAddress | null {
+  const ip = tryParseIp(host);
+  if (ip === null) return null;
+  if (ip.family === 6 && ip.value === 1n) return ip;
+  const v4 = unmapIpv4(ip);
+  return v4.family === 4 && v4.value >> 24n === 127n ? ip : null;
+}
+
+/** True for localhost, 127.0.0.0/8, ::1 and the IPv4-mapped form of 127/8. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) {
-    if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
-    return mapped !== null && (mapped[1] ?? '').startsWith('127.');
-  }
-  return false;
+  return host.toLowerCase() === 'localhost' || loopbackIp(host) !== null;
 }
 
 /**
@@ -52,15 +55,17 @@ export function parseLoopbackAddress(text: string, what: string): LoopbackAddres
   if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
     throw RouterError.config(`${what}: port must be a number from 0 to 65535, got ${JSON.stringify(portText)}`);
   }
-  if (!isLoopbackHost(host)) {
+  const localhost = host.toLowerCase() === 'localhost';
+  const ip = localhost ? null : loopbackIp(host);
+  if (!localhost && ip === null) {
     throw RouterError.config(
       `${what} must be a loopback address (127.0.0.1, [::1] or localhost), got ${JSON.stringify(host)}: ` +
         'the API has no authentication, so it must not be reachable from other hosts',
     );
   }
-  return { host: host.toLowerCase() === 'localhost' ? '127.0.0.1' : host.toLowerCase(), port: Number(portText) };
+  return { host: ip === null ? '127.0.0.1' : formatIp(ip), port: Number(portText) };
 }
 
 export function formatLoopbackAddress(addr: LoopbackAddress): string {
-  return isIP(addr.host) === 6 ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
+  return familyOfCanonical(addr.host) === 6 ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
 }

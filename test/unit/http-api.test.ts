@@ -232,12 +232,18 @@ t.test('requests from web pages and foreign Host headers are refused', async (t)
 
 t.test('only loopback addresses are accepted', async (t) => {
   const control = new FakeControl();
-  for (const bad of ['0.0.0.0:6784', '10.1.2.3:6784', '[::]:6784', 'example.com:6784', '127.0.0.1', '127.0.0.1:70000']) {
+  const refused = [
+    '0.0.0.0:6784', '10.1.2.3:6784', '[::]:6784', 'example.com:6784', '127.0.0.1', '127.0.0.1:70000',
+    '127.000.0.1:6784', '0177.0.0.1:6784', '127.1:6784', '[::1%lo]:6784', // leading zeros, short forms and zone ids are not addresses
+  ];
+  for (const bad of refused) {
     t.throws(() => new HttpApi({ control }, { address: bad }), { name: 'RouterError', code: 'config' }, bad);
   }
   t.same(parseLoopbackAddress('localhost:6784', 'x'), { host: '127.0.0.1', port: 6784 });
   t.same(parseLoopbackAddress('[::1]:6784', 'x'), { host: '::1', port: 6784 });
   t.same(parseLoopbackAddress('127.0.0.2:1', 'x'), { host: '127.0.0.2', port: 1 });
+  t.same(parseLoopbackAddress('[0:0:0:0:0:0:0:1]:6784', 'x'), { host: '::1', port: 6784 }, 'IPv6 in its canonical spelling');
+  t.same(parseLoopbackAddress('[::ffff:127.0.0.1]:6784', 'x'), { host: '::ffff:7f00:1', port: 6784 });
 });
 
 t.test('listen on a taken port rejects with a clear message', async (t) => {

@@ -4,6 +4,7 @@ import { DEFAULT_API_ADDRESS, DEFAULT_CONN_LIMIT, DEFAULT_DATADIR, DEFAULT_STATU
 import type { DaemonConfig } from '../../cli/config';
 import { addRouterOptions, daemonConfigToArgs, toDaemonConfig } from '../../cli/launch-options';
 import type { RouterOptionValues } from '../../cli/launch-options';
+import { normalisePeerAddress } from '../../router/mesh/peer-address';
 
 const host = (): string => 'testhost';
 
@@ -69,6 +70,14 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
   });
 });
 
+t.test('peer addresses: IP text in its canonical spelling, names in lower case', async (t) => {
+  const cases: [string, string][] = [
+    ['10.0.0.2', '10.0.0.2:6783'], ['Peer-1.Example.', 'peer-1.example.:6783'], ['[FD00:0:0::1]:7000', '[fd00::1]:7000'],
+    ['[::ffff:10.0.0.2]', '[::ffff:a00:2]:6783'], ['host-10', 'host-10:6783'],
+  ];
+  for (const [text, want] of cases) t.equal(normalisePeerAddress(text), want, text);
+});
+
 t.test('MTU: flag, WEAVE_MTU, and out-of-range values refused', async (t) => {
   t.equal(parse([], { WEAVE_MTU: '1400' }).mtu, 1400);
   t.equal(parse(['--mtu', '9000'], { WEAVE_MTU: '1400' }).mtu, 9000);
@@ -110,6 +119,13 @@ t.test('bad values: RouterError config naming the flag and what was expected', a
     [['10.0.0.1:99999'], /port in peer address "10\.0\.0\.1:99999" must be from 1 to 65535/],
     [['fe80::1'], /write IPv6 addresses in brackets/],
     [['bad_host!'], /peer address "bad_host!": .* is neither an IP address nor a host name/],
+    // Leading zeros and short forms: the resolver would read them the inet_aton way (010 is 8, 10.1 is 10.0.0.1).
+    [['010.0.0.2'], /peer address "010\.0\.0\.2": expected an IPv4 address .*leading zeros are refused/],
+    [['10.0.0.02:7000'], /peer address "10\.0\.0\.02:7000": expected an IPv4 address .*leading zeros are refused/],
+    [['10.1'], /peer address "10\.1": expected an IPv4 address such as 10\.32\.0\.1, got "10\.1"/],
+    [['[::ffff:010.0.0.2]'], /not an IPv6 address inside brackets \(leading zeros are refused/],
+    [['[fe80::1%eth0]:6783'], /not an IPv6 address inside brackets \(zone ids/],
+    [['--api-address', '127.000.0.1:6784'], /--api-address must be a loopback address/],
     [['--dns-domain', 'bad domain'], /--dns-domain: the domain must be a domain name/],
     [['--dns-ttl', '-1'], /--dns-ttl must be a whole number of seconds/],
     [['--dns-ttl', '100000'], /--dns-ttl must be a whole number of seconds from 0 to 86400/],
