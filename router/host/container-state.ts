@@ -12,6 +12,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../../common/files';
 import type { Logger } from '../../common/logger';
 import { assertNever, errorMessage } from '../../common/errors';
 import { parseAttachAddress } from './attach-address';
@@ -140,9 +141,7 @@ export class FileStateStore implements StateStore {
 
   save(text: string): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    fs.writeFileSync(tmp, text, { mode: 0o600 });
-    fs.renameSync(tmp, this.file);
+    writeFileAtomic(this.file, text);
   }
 }
 
