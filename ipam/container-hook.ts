@@ -7,7 +7,8 @@
 // dns/container-hook.ts for DNS.
 
 import type { Ipam } from './ipam';
-import { IpamError, errorText } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 import type { Logger } from '../common/logger';
 
 /** One `weave attach` address argument. */
@@ -108,7 +109,7 @@ export function ipamContainerListener(ipam: Pick<Ipam, 'claim' | 'release' | 're
           // Short: the attach queue waits for listeners, and these addresses are normally ours already.
           await ipam.claim(container.id, c, { timeoutMs: opts.claimTimeoutMs ?? 5_000 });
         } catch (err) {
-          opts.logger.warn('attached address not recorded by IPAM', { container: container.id, address: c, error: errorText(err) });
+          opts.logger.warn('attached address not recorded by IPAM', { container: container.id, address: c, error: errorMessage(err) });
         }
       }
     },
@@ -127,7 +128,7 @@ export function ipamContainerListener(ipam: Pick<Ipam, 'claim' | 'release' | 're
             return;
         }
       } catch (err) {
-        opts.logger.warn('could not release container addresses', { container: container.id, reason, error: errorText(err) });
+        opts.logger.warn('could not release container addresses', { container: container.id, reason, error: errorMessage(err) });
       }
     },
   };

@@ -33,7 +33,3 @@ export class IpamError extends CodedError<IpamErrorCode> {
     return new IpamError('limit', `${what} is ${got}, over the limit of ${max}`);
   }
 }
-
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -1,14 +1,15 @@
 // Refuses, at launch, an IPAM range that overlaps a route already on the host:
 // containers would get addresses the host routes elsewhere (a LAN, a VPN, a
 // Docker bridge). Reads `ip -j route show table all` through an injected
-// runner (router/command-runner.ts's CommandRunner fits; typed structurally
+// runner (router/host/command-runner.ts's CommandRunner fits; typed structurally
 // here so ipam/ does not import router internals). Routes on our own bridge
 // are ours from a previous run and are ignored.
 
 import { tryParseIp } from '../common/ip';
 import { Cidr } from '../common/ip-cidr';
 import { parseIpamCidr } from './address-range';
-import { errorText, IpamError } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 
 export interface RouteRunner {
   run(cmd: string, args: string[], opts?: { allowFail?: boolean }): Promise<{ code: number; stdout: string; stderr: string }>;
@@ -34,7 +35,7 @@ export function parseIpRouteJson(stdout: string, family: 4 | 6): HostRoute[] {
   try {
     raw = JSON.parse(stdout === '' ? '[]' : stdout);
   } catch (err) {
-    throw new IpamError('io', `cannot parse the output of ip -j route: ${errorText(err)}`);
+    throw new IpamError('io', `cannot parse the output of ip -j route: ${errorMessage(err)}`);
   }
   if (!Array.isArray(raw)) throw new IpamError('io', 'ip -j route did not print a JSON list');
   const out: HostRoute[] = [];

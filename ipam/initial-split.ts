@@ -13,7 +13,8 @@
 import type { Timer } from '../common/clock';
 import type { GossipData } from '../router/mesh/gossip';
 import type { PeerName } from '../router/mesh/peer-name';
-import { errorText, IpamError } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 import { formatMs, IpamContext } from './ipam-context';
 import { ConsensusMessage, encodeIpamMessage } from './messages';
 import type { RingMergeResult } from './ring';
@@ -59,7 +60,7 @@ export class InitialSplit {
     } catch (err) {
       // Only a stored ring from another seed can disagree; restore() already
       // dropped mismatches, so this is a bug rather than user input.
-      throw new IpamError('conflict', `cannot seed the ring from --ipalloc-init seed=: ${errorText(err)}`);
+      throw new IpamError('conflict', `cannot seed the ring from --ipalloc-init seed=: ${errorMessage(err)}`);
     }
   }
 

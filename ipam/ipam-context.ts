@@ -1,5 +1,5 @@
 // What the parts of one peer's IPAM share (ipam.ts, request-queue.ts,
-// space-exchange.ts, consensus.ts): the ring, the allocator and the consensus
+// space-exchange.ts, initial-split.ts): the ring, the allocator and the consensus
 // records, the gossip sender, who is reachable, the warnings, and the services
 // every part needs on them: saving to the store after each change, reading it
 // back at start, counting and reporting our free space, naming peers.
@@ -18,7 +18,8 @@ import type { AddressRange } from './address-range';
 import { Allocation, Allocator } from './allocator';
 import type { IpamConfig } from './config';
 import type { IpamTimings } from './constants';
-import { errorText, IpamError } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 import { ConsensusMessage, encodeIpamMessage } from './messages';
 import { Paxos } from './paxos';
 import type { IpamSnapshot, IpamStore } from './persistence';
@@ -169,8 +170,8 @@ export class IpamContext {
         this.paxos?.joined() ? this.consensusMessage() : null, this.allocator.all()));
     } catch (err) {
       // Keep serving: the mesh state is gossiped and will be re-learned; but say so loudly.
-      this.warn(`cannot save IPAM state: ${errorText(err)}`);
-      this.log.error('cannot save IPAM state', { error: errorText(err) });
+      this.warn(`cannot save IPAM state: ${errorMessage(err)}`);
+      this.log.error('cannot save IPAM state', { error: errorMessage(err) });
     }
   }
 
@@ -181,7 +182,7 @@ export class IpamContext {
     try {
       snap = this.store.load();
     } catch (err) {
-      this.warn(`discarded saved IPAM state: ${errorText(err)}`);
+      this.warn(`discarded saved IPAM state: ${errorMessage(err)}`);
       return;
     }
     if (snap === null) return;

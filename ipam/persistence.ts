@@ -20,7 +20,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
 import { writeFileAtomic } from '../common/files';
-import { IpamError, errorText } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 
 export const IPAM_STATE_FILE = 'ipam.json';
 const FORMAT = 1;
@@ -85,7 +86,7 @@ export function parseSnapshotJson(text: string, file: string): IpamSnapshot {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw IpamError.decode(file, `not JSON (${errorText(err)})`);
+    throw IpamError.decode(file, `not JSON (${errorMessage(err)})`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw IpamError.decode(file, 'not a JSON object');
   const o = raw as Record<string, unknown>;
@@ -146,7 +147,7 @@ export class FileIpamStore implements IpamStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       if (err instanceof IpamError) throw err;
-      throw new IpamError('io', `cannot read ${this.file}: ${errorText(err)}`, { cause: err });
+      throw new IpamError('io', `cannot read ${this.file}: ${errorMessage(err)}`, { cause: err });
     }
     return parseSnapshotJson(text, this.file);
   }
@@ -155,7 +156,7 @@ export class FileIpamStore implements IpamStore {
     try {
       writeFileAtomic(this.file, snapshotToJson(snapshot), { durable: true });
     } catch (err) {
-      throw new IpamError('io', `cannot write ${this.file}: ${errorText(err)}`, { cause: err });
+      throw new IpamError('io', `cannot write ${this.file}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
@@ -164,7 +165,7 @@ export class FileIpamStore implements IpamStore {
       fs.rmSync(this.file, { force: true });
       fs.rmSync(`${this.file}.tmp`, { force: true });
     } catch (err) {
-      throw new IpamError('io', `cannot remove ${this.file}: ${errorText(err)}`, { cause: err });
+      throw new IpamError('io', `cannot remove ${this.file}: ${errorMessage(err)}`, { cause: err });
     }
   }
 }

@@ -12,7 +12,8 @@ import { formatIp } from '../common/ip';
 import { Cidr } from '../common/ip-cidr';
 import { parseAddressWithPrefix, parseIpamCidr } from './address-range';
 import { Allocation, validateContainerId } from './allocator';
-import { errorText, IpamError } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 import { formatMs, IpamContext } from './ipam-context';
 import { SpaceExchange, SpaceNeed, spaceKey } from './space-exchange';
 import { firstFree } from './space';
@@ -218,7 +219,7 @@ export class RequestQueue {
       try {
         p.onWaiting(why);
       } catch (err) {
-        this.ctx.log.warn('progress callback failed', { error: errorText(err) });
+        this.ctx.log.warn('progress callback failed', { error: errorMessage(err) });
       }
     }
   }

@@ -10,7 +10,8 @@ import { AddressRange, parseAddressWithPrefix } from './address-range';
 import { validateContainerId } from './allocator';
 import type { Allocation } from './allocator';
 import type { IpamConfig } from './config';
-import { errorText, IpamError } from './errors';
+import { IpamError } from './errors';
+import { errorMessage } from '../common/errors';
 import { ConsensusMessage, decodeClaims, decodeRing, encodeClaims, encodeRing } from './messages';
 import type { Claims } from './paxos';
 import type { IpamSnapshot } from './persistence';
@@ -55,7 +56,7 @@ export function readSnapshot(snap: IpamSnapshot, self: PeerName, config: IpamCon
     consensus = snap.consensus !== null ? decodeClaims(snap.consensus) : null;
     if (ring !== null && !ring.range.equals(range)) throw new IpamError('foreign-range', `stored ring is for ${ring.range.toString()}`);
   } catch (err) {
-    return { discard: errorText(err) };
+    return { discard: errorMessage(err) };
   }
   const init = config.init;
   if (ring !== null && init.mode === 'seed' && !sameList(ring.seed, init.peers)) {
@@ -74,7 +75,7 @@ export function readSnapshot(snap: IpamSnapshot, self: PeerName, config: IpamCon
       seen.add(offset);
       allocations.push({ container, offset, prefixLen: a.prefixLen, releaseAtMs: a.releaseAtMs });
     } catch (err) {
-      problems.push(`dropped a saved allocation (${a.address} for ${a.container}): ${errorText(err)}`);
+      problems.push(`dropped a saved allocation (${a.address} for ${a.container}): ${errorMessage(err)}`);
     }
   }
   const claims = consensus !== null && consensus.range.equals(range) ? consensus.claims : null;
