@@ -43,12 +43,12 @@ import { FileIpamStore } from '../ipam/persistence';
 import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
-// weave expose / hide (router/host/expose.ts), addresses from IPAM:
+// weave expose / hide (router/host/host-exposer.ts), addresses from IPAM:
 import { EXPOSE_OWNER, HostExposer } from '../router/host/host-exposer';
 import { exposeApi } from '../router/api/expose-api';
 
 const PID_FILE = 'weave.pid';
-/** As often as the bridge's own firewall exception is re-checked (host-bridge.ts). */
+/** As often as the bridge's own firewall exception is re-checked (router/host/bridge-firewall.ts). */
 const EXPOSE_RECHECK_MS = 30_000;
 
 function processAlive(pid: number): boolean {

@@ -1,6 +1,7 @@
 // Builds the daemon's data plane: the TAP device (native addon) on the
 // `weave` bridge, the batched UDP sleeve socket and the Overlay between them.
-// Host changes (bridge, MTU, firewall) go through host-bridge.ts.
+// Host changes go through router/host (host-bridge.ts for the bridge and the
+// TAP's membership, host-link.ts for MTUs, bridge-firewall.ts for the rules).
 
 import type { Clock } from '../common/clock';
 import type { CommandRunner } from '../router/host/command-runner';

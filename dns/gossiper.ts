@@ -1,4 +1,4 @@
-// The record store on the `dns` gossip channel (router/gossip/types.ts). A
+// The record store on the `dns` gossip channel (router/mesh/gossip.ts). A
 // received update is decoded and validated whole, then merged; what was new to
 // us (plus our corrections of claims about our own records) is returned and
 // relayed; `null` ends the relay. A refused update throws, which the hub counts

@@ -1,5 +1,5 @@
 // Bytes of the `dns` gossip channel: a batch of store entries. Decoding treats
-// the input as hostile (router/codec.ts checks every length before reading);
+// the input as hostile (common/codec.ts checks every length before reading);
 // a message in an unknown version is refused by name. Trailing bytes after the
 // last entry are tolerated, for forward compatibility.
 //

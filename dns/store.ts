@@ -48,7 +48,7 @@ export interface DnsEntry {
   readonly containerId: string;
   /** Normal form: lower case, fully qualified, no trailing dot. */
   readonly name: string;
-  /** Canonical text (dns/ip.ts). */
+  /** Canonical text (common/ip.ts). */
   readonly address: string;
   /** 1 and up; each change by the origin adds one. */
   readonly version: number;

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* Bumped whenever the JS-visible interface changes, so router/native.ts can
+/* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
 #define WEAVE_NATIVE_ABI 1
 

@@ -1,5 +1,5 @@
 // Owns turning the mesh password into the 32-byte key that authenticates the
-// control handshake (router/handshake.ts). The password never goes on the wire
+// control handshake (router/mesh/handshake.ts). The password never goes on the wire
 // and never reaches a key directly: it is stretched with scrypt once at
 // startup, so that each guess an attacker makes against a recorded handshake
 // (see the note in handshake.ts) costs as much as this does.

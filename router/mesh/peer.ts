@@ -2,7 +2,7 @@
 // (incarnation), how many times it has changed (version), and the connections
 // it reports. Owns the entry types, their canonical form and the total order
 // used to merge them. Pure values only: it must never hold state, do I/O, or
-// know the wire format (that is router/peers.ts).
+// know the wire format (that is router/mesh/peers.ts).
 
 import type { PeerName } from './peer-name';
 import { comparePeerNames } from './peer-name';

@@ -1,6 +1,6 @@
 // Loads the data plane's N-API addon (native/*.c, built by node-gyp into
 // build/Release/weave_native.node when `npm install` runs) and gives it a typed
-// face. Only the adapters router/tap-device.ts and router/udp-batch.ts call it;
+// face. Only the adapters tap-device.ts and udp-batch.ts beside it call it;
 // everything else uses those classes.
 //
 // The addon checks every argument itself and throws TypeError/RangeError on

@@ -256,7 +256,7 @@ t.test('after establishment, sealed messages round-trip; tampering, replay and r
 });
 
 /**
- * Our own copy of the key schedule documented in router/handshake.ts, so the
+ * Our own copy of the key schedule documented in router/mesh/handshake.ts, so the
  * test can play an attacker. It is checked against the real thing first.
  */
 function deriveControlKeys(shared: Uint8Array, helloLow: Uint8Array, helloHigh: Uint8Array, passwordKey: Uint8Array): Uint8Array[] {

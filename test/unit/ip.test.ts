@@ -263,7 +263,7 @@ t.test('reverse-lookup names', async (t) => {
   t.same(parseReverseName(r6.replace(/^1\.0\.0/, '1..0')), { kind: 'partial' });
 });
 
-t.test('the cases DNS relied on (moved from dns-store.test.ts with dns/ip.ts)', async (t) => {
+t.test('the cases DNS relied on (moved from dns-store.test.ts when dns kept its own parser)', async (t) => {
   const cases: [string, string | null][] = [
     ['10.32.0.1', '10.32.0.1'], ['0.0.0.0', '0.0.0.0'], ['255.255.255.255', '255.255.255.255'],
     ['010.1.1.1', null], ['256.1.1.1', null], ['1.2.3', null], ['1.2.3.4.5', null], [' 1.2.3.4', null],
