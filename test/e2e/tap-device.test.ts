@@ -1,134 +1,20 @@
-// TapDevice against a real kernel. Each test opens a TAP in the root namespace
-// under a unique name, moves it into a namespace it created (the fd keeps
-// working after the move), and plays the host on the far side of the TAP:
-// it answers ARP and ping, and watches UDP the namespace sends; one test joins
-// two namespaces through a TAP->TAP forwarder and runs TCP across it. Traffic
-// never leaves those namespaces. Needs root. Prints rough rates (no assertion).
+// TapDevice against a real kernel: argument and name checks, ping through a
+// TAP whose far side we play (ARP and echo replies), frames queued while
+// paused arriving as intact batches, a device deleted under its reader,
+// persistence, and closing from inside the handler. Each test moves its TAP
+// into a namespace of its own (tap-namespace.ts); traffic never leaves those
+// namespaces. Needs root.
 
 import t from 'tap';
-import { execFile, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type TapHandle } from '../../router/overlay/native';
-import { TapDevice, TAP_OFFLOAD_GSO, type TapOpenOptions } from '../../router/overlay/tap-device';
-
-const PREFIX = `wvt-tap-${process.pid}-`;
-const SUBNET = '10.213.0';
-const NS_IP = `${SUBNET}.1`;          // the namespace's end of the TAP
-const FAKE_IP = `${SUBNET}.2`;        // the host we play behind the TAP
-const SINK_IP = `${SUBNET}.3`;        // a static neighbour whose frames we only watch
-const FAKE_MAC = Buffer.from([0x02, 0x77, 0x76, 0x74, 0x00, 0x02]);
-const SINK_MAC = '02:77:76:74:00:03';
-
-interface HasTeardown { teardown(fn: () => void): void }
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function quiet(cmd: string, args: string[]): void {
-  try { sh(cmd, args); } catch { /* already gone */ }
-}
-
-/** Async, so the event loop (and the TAP reader) keeps running meanwhile. */
-function run(cmd: string, args: string[], timeoutMs = 20000): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, out: stdout + stderr });
-    });
-  });
-}
-
-function waitFor(pred: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve) => {
-    const tick = (): void => {
-      if (pred()) resolve(true);
-      else if (Date.now() > deadline) resolve(false);
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
-}
-
-function ipBytes(text: string): Buffer {
-  return Buffer.from(text.split('.').map(Number));
-}
-
-function linkStats(ns: string, dev: string): { rxPackets: number; mac: Buffer } {
-  const [link] = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', dev])) as
-    Array<{ address: string; stats64: { rx: { packets: number } } }>;
-  if (link === undefined) throw new Error(`no link ${dev} in ${ns}`);
-  return { rxPackets: link.stats64.rx.packets, mac: Buffer.from(link.address.split(':').map((h) => parseInt(h, 16))) };
-}
-
-/** Kills what runs inside the namespace (a deleted namespace lives on in its processes), then deletes it. */
-function removeNamespace(ns: string): void {
-  try {
-    for (const pid of sh('ip', ['netns', 'pids', ns]).split('\n').filter((l) => /^\d+$/.test(l))) {
-      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
-    }
-  } catch { /* no such namespace */ }
-  quiet('ip', ['netns', 'del', ns]);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Teardown does not run when the runner kills a timed-out test, so first
- * remove what an earlier, dead run of this file left: namespaces named
- * wvt-tap-<pid>-N and root links wvt<pid>{tN,p,cN} whose pid is gone.
- */
-function sweepStale(): void {
-  for (const line of sh('ip', ['netns', 'list']).split('\n')) {
-    const m = /^wvt-tap-(\d+)-\d+\b/.exec(line);
-    if (m !== null && !alive(Number(m[1]))) removeNamespace(m[0]);
-  }
-  for (const line of sh('ip', ['-br', 'link']).split('\n')) {
-    const m = /^(wvt(\d+)(?:t\d+|p|c\d))[\s@]/.exec(line);
-    if (m !== null && m[1] !== undefined && !alive(Number(m[2]))) quiet('ip', ['link', 'del', m[1]]);
-  }
-}
+import { TapDevice, TAP_OFFLOAD_GSO } from '../../router/overlay/tap-device';
+import {
+  FAKE_IP, FAKE_MAC, NS_IP, SINK_IP, SINK_MAC, ipBytes, linkStats, quiet, run, sh, sweepStale, tapInNamespace, waitFor,
+} from './tap-namespace';
 
 sweepStale();
-
-/** Frames the kernel could not queue towards our reader (TAP ring full). */
-function txDropped(ns: string, dev: string): number {
-  const [link] = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', dev])) as
-    Array<{ stats64: { tx: { dropped: number } } }>;
-  return link?.stats64.tx.dropped ?? 0;
-}
-
-let nsCounter = 0;
-
-/** A namespace holding an up TAP with `address`/24 and a static neighbour SINK_IP; all removed at teardown. */
-function tapInNamespace(t: HasTeardown, opts: TapOpenOptions = {}, address = NS_IP): { tap: TapDevice; ns: string; tapMac: Buffer } {
-  nsCounter++;
-  const ns = `${PREFIX}${nsCounter}`;
-  const name = `wvt${process.pid}t${nsCounter}`;
-  sh('ip', ['netns', 'add', ns]);
-  let tap: TapDevice | null = null;
-  t.teardown(() => {
-    tap?.close();
-    removeNamespace(ns);
-    quiet('ip', ['link', 'del', name]);
-  });
-  tap = TapDevice.open(name, opts);
-  sh('ip', ['link', 'set', name, 'netns', ns]);
-  sh('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']);
-  sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
-  sh('ip', ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', name]);
-  sh('ip', ['-n', ns, 'neigh', 'add', SINK_IP, 'lladdr', SINK_MAC, 'dev', name]);
-  return { tap, ns, tapMac: linkStats(ns, name).mac };
-}
 
 function checksum(buf: Buffer, start: number, end: number): number {
   let sum = 0;
@@ -300,118 +186,6 @@ t.test('frames queued while paused arrive in batches of up to 64, contents intac
   t.equal(intact, 200, 'every frame intact and in order');
   const biggest = Math.max(...host.batches);
   t.ok(biggest > 1 && biggest <= 64, `batches of more than one, at most 64 (largest ${biggest})`);
-});
-
-t.test('frame rates (printed, not asserted)', async (t) => {
-  const { tap, ns } = tapInNamespace(t);
-
-  // Read: a child in the namespace blasts 1400-byte datagrams with sendmmsg
-  // (our own UdpBatchSocket), 64 per call, so the TAP reader is the bottleneck.
-  const udpModule = path.resolve(__dirname, '..', '..', 'router', 'overlay', 'udp-batch.js');
-  const ipModule = path.resolve(__dirname, '..', '..', 'common', 'ip.js');
-  const count = 100_000;
-  const blaster = `
-    const { UdpBatchSocket, UdpAddressTable } = require(${JSON.stringify(udpModule)});
-    const { parseIpv4 } = require(${JSON.stringify(ipModule)});
-    const s = UdpBatchSocket.open({ address: '${NS_IP}', port: 0, sendBufferBytes: 4 << 20 });
-    const slab = Buffer.alloc(64 * 1400), offs = new Int32Array(64).map((_, i) => i * 1400);
-    const lens = new Int32Array(64).fill(1400), dests = new UdpAddressTable(64);
-    for (let i = 0; i < 64; i++) dests.setIPv4(i, parseIpv4('${SINK_IP}'), 9999);
-    let sent = 0;
-    const step = () => { sent += s.sendBatch(slab, offs, lens, dests, 64); if (sent < ${count}) setImmediate(step); else s.close(); };
-    step();`;
-  let frames = 0;
-  let firstNs = 0n;
-  let lastNs = 0n;
-  let batches = 0;
-  tap.onFrames((_slab, _offs, _lens, n) => {
-    lastNs = process.hrtime.bigint();
-    if (frames === 0) firstNs = lastNs;
-    frames += n;
-    batches++;
-  });
-  const droppedBefore = txDropped(ns, tap.name);
-  const sender = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', blaster], 60000);
-  t.equal(sender.code, 0, `sender ran (${sender.out.trim()})`);
-  await waitFor(() => frames >= count, 1000);
-  const readSeconds = Number(lastNs - firstNs) / 1e9;
-  t.comment(`TAP read, 1414-byte frames: ${frames}/${count} in ${readSeconds.toFixed(2)} s = ` +
-    `${Math.round(frames / readSeconds)} frames/s, ${(frames * 1414 * 8 / readSeconds / 1e6).toFixed(0)} Mbit/s, ` +
-    `avg batch ${(frames / Math.max(batches, 1)).toFixed(1)}, kernel dropped ${txDropped(ns, tap.name) - droppedBefore} ` +
-    `at the TAP queue`);
-
-  // Write: 60-byte frames to a MAC nobody has, so the kernel counts and drops them cheaply.
-  const batch = 64;
-  const slab = Buffer.alloc(batch * 64);
-  const offsets = new Int32Array(batch).map((_, i) => i * 64);
-  const lengths = new Int32Array(batch).fill(60);
-  for (let i = 0; i < batch; i++) {
-    Buffer.from([0x02, 0, 0, 0, 0, 0x99]).copy(slab, offsets[i]!);
-    FAKE_MAC.copy(slab, offsets[i]! + 6);
-    slab.writeUInt16BE(0x88b5, offsets[i]! + 12); // local experimental ethertype
-  }
-  const rxBefore = linkStats(ns, tap.name).rxPackets;
-  const writeTarget = 200_000;
-  let written = 0;
-  const wStart = process.hrtime.bigint();
-  while (written < writeTarget) written += tap.writeBatch(slab, offsets, lengths, batch);
-  const wSeconds = Number(process.hrtime.bigint() - wStart) / 1e9;
-  t.comment(`TAP write: ${written} frames of 60 B in ${wSeconds.toFixed(2)} s = ${Math.round(written / wSeconds)} frames/s`);
-  t.equal(linkStats(ns, tap.name).rxPackets - rxBefore, written, 'kernel RX counter matches frames written');
-});
-
-t.test('TAP to TAP forwarding carries TCP between two namespaces; with vnet headers as GSO super-frames', async (t) => {
-  const sink = `
-    const net = require('net');
-    net.createServer((c) => {
-      let bytes = 0, first = 0;
-      c.on('data', (d) => { if (bytes === 0) first = Date.now(); bytes += d.length; });
-      c.on('end', () => { console.log(JSON.stringify({ bytes, ms: Date.now() - first })); process.exit(0); });
-    }).listen(5201, '${SUBNET}.12', () => console.log('ready'));`;
-  const megabytes = 100;
-  const source = `
-    const c = require('net').connect(5201, '${SUBNET}.12');
-    const chunk = Buffer.alloc(1 << 20, 7);
-    let left = ${megabytes};
-    const pump = () => { while (left > 0) { left--; if (!c.write(chunk)) return void c.once('drain', pump); } c.end(); };
-    c.on('connect', pump);`;
-  for (const vnet of [false, true]) {
-    await t.test(vnet ? 'vnet header + TSO offloads' : 'plain 1500-byte frames', async (t) => {
-      const opts: TapOpenOptions = vnet ? { vnetHdr: true, offloadFlags: TAP_OFFLOAD_GSO } : {};
-      const a = tapInNamespace(t, opts, `${SUBNET}.11`);
-      const b = tapInNamespace(t, opts, `${SUBNET}.12`);
-      // The forwarder: each read batch goes out as one write batch, straight from the slab.
-      let largest = 0;
-      let batches = 0;
-      let frames = 0;
-      const forward = (to: TapDevice) => (slab: Buffer, offs: Int32Array, lens: Int32Array, n: number): void => {
-        for (let i = 0; i < n; i++) if (lens[i]! > largest) largest = lens[i]!;
-        batches++;
-        frames += n;
-        to.writeBatch(slab, offs, lens, n);
-      };
-      a.tap.onFrames(forward(b.tap));
-      b.tap.onFrames(forward(a.tap));
-
-      const server = execFile('ip', ['netns', 'exec', b.ns, process.execPath, '-e', sink], { encoding: 'utf8', timeout: 60000 });
-      t.teardown(() => { server.kill(); });
-      let serverOut = '';
-      server.stdout?.on('data', (d: string) => { serverOut += d; });
-      const done = new Promise<void>((resolve) => server.on('exit', () => resolve()));
-      t.ok(await waitFor(() => serverOut.includes('ready'), 10000), 'sink listening in namespace B');
-      const client = await run('ip', ['netns', 'exec', a.ns, process.execPath, '-e', source], 60000);
-      t.equal(client.code, 0, `source in namespace A ran (${client.out.trim()})`);
-      await done;
-      const line = serverOut.split('\n').find((l) => l.startsWith('{'));
-      const result = JSON.parse(line ?? '{"bytes":0,"ms":1}') as { bytes: number; ms: number };
-      t.equal(result.bytes, megabytes << 20, 'every byte arrived');
-      if (vnet) t.ok(largest > 1514 + 10, `super-frames larger than the MTU passed (largest ${largest} bytes)`);
-      else t.ok(largest <= 1514, `plain frames stay within the MTU (largest ${largest})`);
-      t.comment(`TAP->TAP forwarder, ${vnet ? 'vnet+TSO' : 'plain'}: ${megabytes} MB in ${result.ms} ms = ` +
-        `${(result.bytes * 8 / (result.ms / 1000) / 1e6).toFixed(0)} Mbit/s TCP, largest frame ${largest} B, ` +
-        `avg batch ${(frames / Math.max(batches, 1)).toFixed(1)}`);
-    });
-  }
 });
 
 t.test('a deleted device stops the reader with an error, not a crash or a spin', async (t) => {
