@@ -54,12 +54,22 @@ function q(name: string, type: packet.RecordType = 'A', id = 1): Buffer {
   return packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ name, type }] });
 }
 
-/** Sends one UDP datagram to host:port on loopback and returns the first reply (or null after timeoutMs). */
+/**
+ * Sends one UDP datagram to host:port on loopback and returns the first reply
+ * carrying the query's id (or null after timeoutMs). Other replies are stray,
+ * as for a real resolver: the kernel may give this socket the port of a
+ * just-closed one whose late answer is still on its way.
+ */
 function udpAsk(port: number, msg: Buffer, timeoutMs = 2000): Promise<Buffer | null> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
     const timer = setTimeout(() => { s.close(); resolve(null); }, timeoutMs);
-    s.on('message', (m) => { clearTimeout(timer); s.close(); resolve(m); });
+    s.on('message', (m) => {
+      if (msg.length >= 2 && (m.length < 2 || m.readUInt16BE(0) !== msg.readUInt16BE(0))) return;
+      clearTimeout(timer);
+      s.close();
+      resolve(m);
+    });
     s.send(msg, port, '127.0.0.1');
   });
 }
