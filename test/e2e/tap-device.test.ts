@@ -11,8 +11,9 @@ import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type TapHandle } from '../../router/overlay/native';
 import { TapDevice, TAP_OFFLOAD_GSO } from '../../router/overlay/tap-device';
 import {
-  FAKE_IP, FAKE_MAC, NS_IP, SINK_IP, SINK_MAC, ipBytes, linkStats, quiet, run, sh, sweepStale, tapInNamespace, waitFor,
+  FAKE_IP, FAKE_MAC, NS_IP, SINK_IP, SINK_MAC, ipBytes, linkStats, quiet, run, sh, sweepStale, tapInNamespace,
 } from './tap-namespace';
+import { pollUntil } from '../../scripts/wait';
 
 sweepStale();
 
@@ -180,7 +181,7 @@ t.test('frames queued while paused arrive in batches of up to 64, contents intac
   t.equal(sent.code, 0, `sender ran (${sent.out.trim()})`);
   t.equal(host.udpToSink.length, 0, 'nothing delivered while paused');
   tap.resume();
-  t.ok(await waitFor(() => host.udpToSink.length >= 200, 5000), 'all 200 frames arrive after resume');
+  t.ok(await pollUntil(() => host.udpToSink.length >= 200, { timeoutMs: 5000, intervalMs: 5 }), 'all 200 frames arrive after resume');
   let intact = 0;
   host.udpToSink.forEach((f, seq) => { if (isIntactDatagram(f, tapMac, seq)) intact++; });
   t.equal(intact, 200, 'every frame intact and in order');
@@ -194,7 +195,7 @@ t.test('a deleted device stops the reader with an error, not a crash or a spin',
   tap.onFrames(() => undefined);
   tap.onError((err) => errors.push(err));
   sh('ip', ['-n', ns, 'link', 'del', tap.name]);
-  t.ok(await waitFor(() => errors.length > 0, 3000), 'onError fired');
+  t.ok(await pollUntil(() => errors.length > 0, { timeoutMs: 3000, intervalMs: 5 }), 'onError fired');
   t.match(errors[0]?.message ?? '', /EBADFD|EIO/, String(errors[0]));
   t.equal(errors[0]?.code, 'io');
   const polls = tap.stats().pollErrors;

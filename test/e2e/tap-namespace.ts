@@ -35,17 +35,6 @@ export function run(cmd: string, args: string[], timeoutMs = 20000): Promise<{ c
   });
 }
 
-export function waitFor(pred: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve) => {
-    const tick = (): void => {
-      if (pred()) resolve(true);
-      else if (Date.now() > deadline) resolve(false);
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
-}
 
 export function ipBytes(text: string): Buffer {
   return Buffer.from(text.split('.').map(Number));

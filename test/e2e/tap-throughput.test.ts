@@ -8,7 +8,8 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { TapDevice, TAP_OFFLOAD_GSO, type TapOpenOptions } from '../../router/overlay/tap-device';
-import { FAKE_MAC, NS_IP, SINK_IP, SUBNET, linkStats, run, sh, sweepStale, tapInNamespace, waitFor } from './tap-namespace';
+import { FAKE_MAC, NS_IP, SINK_IP, SUBNET, linkStats, run, sh, sweepStale, tapInNamespace } from './tap-namespace';
+import { pollUntil } from '../../scripts/wait';
 
 sweepStale();
 
@@ -50,7 +51,7 @@ t.test('frame rates (printed, not asserted)', async (t) => {
   const droppedBefore = txDropped(ns, tap.name);
   const sender = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', blaster], 60000);
   t.equal(sender.code, 0, `sender ran (${sender.out.trim()})`);
-  await waitFor(() => frames >= count, 1000);
+  await pollUntil(() => frames >= count, { timeoutMs: 1000, intervalMs: 5 });
   const readSeconds = Number(lastNs - firstNs) / 1e9;
   t.comment(`TAP read, 1414-byte frames: ${frames}/${count} in ${readSeconds.toFixed(2)} s = ` +
     `${Math.round(frames / readSeconds)} frames/s, ${(frames * 1414 * 8 / readSeconds / 1e6).toFixed(0)} Mbit/s, ` +
@@ -115,7 +116,7 @@ t.test('TAP to TAP forwarding carries TCP between two namespaces; with vnet head
       let serverOut = '';
       server.stdout?.on('data', (d: string) => { serverOut += d; });
       const done = new Promise<void>((resolve) => server.on('exit', () => resolve()));
-      t.ok(await waitFor(() => serverOut.includes('ready'), 10000), 'sink listening in namespace B');
+      t.ok(await pollUntil(() => serverOut.includes('ready'), { timeoutMs: 10000, intervalMs: 5 }), 'sink listening in namespace B');
       const client = await run('ip', ['netns', 'exec', a.ns, process.execPath, '-e', source], 60000);
       t.equal(client.code, 0, `source in namespace A ran (${client.out.trim()})`);
       await done;

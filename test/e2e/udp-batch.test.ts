@@ -9,20 +9,10 @@ import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type UdpHandle } from '../../router/overlay/native';
 import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes } from '../../router/overlay/udp-batch';
 import { parseIpv4 } from '../../common/ip';
+import { pollUntil } from '../../scripts/wait';
 
 const LOOPBACK = parseIpv4('127.0.0.1');
 
-function waitFor(pred: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve) => {
-    const tick = (): void => {
-      if (pred()) resolve(true);
-      else if (Date.now() > deadline) resolve(false);
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -72,7 +62,7 @@ t.test('100 datagrams of different sizes arrive intact, in batches, with their s
     }
   });
   t.equal(tx.sendBatch(slab, offsets, lengths, dests, 100), 100, 'sendBatch reports all 100 sent');
-  t.ok(await waitFor(() => got.length >= 100, 5000), 'all 100 received');
+  t.ok(await pollUntil(() => got.length >= 100, { timeoutMs: 5000, intervalMs: 5 }), 'all 100 received');
   t.equal(got.length, 100);
   // Loopback keeps order for one socket pair, so compare position by position.
   let intact = 0;
@@ -112,7 +102,7 @@ t.test('IPv6 loopback works with the same address tables', { skip: ipv6LoopbackE
     }
   });
   t.equal(tx.sendBatch(slab, offsets, lengths, dests, 3), 3);
-  t.ok(await waitFor(() => got.length >= 3, 3000));
+  t.ok(await pollUntil(() => got.length >= 3, { timeoutMs: 3000, intervalMs: 5 }));
   t.same(got, [0, 1, 2].map(() => `::1:${tx.localPort}:true`));
   t.equal(rx.family, 6);
 });
@@ -221,13 +211,13 @@ t.test('pause holds datagrams in the kernel; resume delivers them; close inside 
   await sleep(100);
   t.equal(received, 0, 'nothing delivered while paused');
   rx.resume();
-  t.ok(await waitFor(() => received === 10, 3000), 'all delivered after resume');
+  t.ok(await pollUntil(() => received === 10, { timeoutMs: 3000, intervalMs: 5 }), 'all delivered after resume');
 
   // Close from inside the handler: the rest of that wakeup and later ones are not delivered.
   rx.onDatagrams(() => { calls++; rx.close(); });
   const before = calls;
   tx.sendBatch(slab, offsets, lengths, dests, 10);
-  t.ok(await waitFor(() => rx.closed, 3000), 'the first batch reached the handler, which closed the socket');
+  t.ok(await pollUntil(() => rx.closed, { timeoutMs: 3000, intervalMs: 5 }), 'the first batch reached the handler, which closed the socket');
   tx.sendBatch(slab, offsets, lengths, dests, 10);
   // Nothing may arrive now; give a wrongly delivered batch the time to show up.
   await sleep(100);
@@ -280,7 +270,7 @@ t.test('throughput on loopback (printed, not asserted)', async (t) => {
     };
     step();
   });
-  await waitFor(() => received >= sent, 2000);
+  await pollUntil(() => received >= sent, { timeoutMs: 2000, intervalMs: 5 });
   const seconds = Number(lastReceiveNs - start) / 1e9;
   const st = rx.stats();
   t.comment(`UDP loopback, 1400 B, one thread both ends: sent ${sent}, received ${received} ` +
