@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { OverlayEndpoints } from './bench-peers';
 import { run } from './command';
+import { tcpPortListening } from './netns';
 import type { SimHost } from './sim-host';
 import type { SimNetwork } from './sim-network';
 import { waitFor } from './wait';
@@ -82,8 +83,7 @@ export async function startIperfServer(net: SimNetwork, ns: string): Promise<voi
   const server = net.spawnIn(ns, ['iperf3', '-s', '-p', String(IPERF_PORT)], {});
   await waitFor(async () => {
     if (!server.running) throw new Error(`iperf3 -s exited: ${server.stderr.trim()}`);
-    const r = await run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', `sport = :${IPERF_PORT}`], { timeoutMs: 5_000 });
-    return r.stdout.trim() !== '';
+    return tcpPortListening(ns, IPERF_PORT);
   }, { what: `iperf3 server listening in ${ns}`, timeoutMs: 10_000, intervalMs: 100 });
 }
 
