@@ -8,7 +8,7 @@
 //
 // Not here yet: PMTU errors (IP_RECVERR) and UDP GSO.
 
-import { formatIp, ipFromBytes, IpAddress, mapIpv4, parseIp, unmapIpv4, writeIpBytes } from '../../common/ip';
+import { formatIp, formatIpv4, ipFromBytes, IpAddress, mapIpv4, parseIp, writeIpBytes } from '../../common/ip';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import { NativeReader } from './native-reader';
@@ -32,11 +32,6 @@ export function parseIPToBytes(text: string, out: Uint8Array, offset: number): v
   writeIpBytes(mapIpv4(parseAddress(text)), out, offset);
 }
 
-/** Formats 16 bytes: IPv4-mapped as dotted quad, others as RFC 5952 text. */
-export function formatIPBytes(bytes: Uint8Array, offset: number): string {
-  return formatIp(unmapIpv4(ipFromBytes(bytes.subarray(offset, offset + 16))));
-}
-
 function isMappedIPv4(b: Uint8Array, o: number): boolean {
   for (let i = 0; i < 10; i++) if (b[o + i] !== 0) return false;
   return b[o + 10] === 0xff && b[o + 11] === 0xff;
@@ -44,6 +39,16 @@ function isMappedIPv4(b: Uint8Array, o: number): boolean {
 
 function readMappedIPv4(b: Uint8Array, o: number): number {
   return (((b[o + 12] ?? 0) << 24) | ((b[o + 13] ?? 0) << 16) | ((b[o + 14] ?? 0) << 8) | (b[o + 15] ?? 0)) >>> 0;
+}
+
+/**
+ * Formats 16 bytes: IPv4-mapped as dotted quad, others as RFC 5952 text. It
+ * runs once per received datagram (its source), so IPv4 takes the u32 path and
+ * only IPv6 sources pay for common/ip's bigint value.
+ */
+export function formatIPBytes(bytes: Uint8Array, offset: number): string {
+  if (isMappedIPv4(bytes, offset)) return formatIpv4(readMappedIPv4(bytes, offset));
+  return formatIp(ipFromBytes(bytes.subarray(offset, offset + 16)));
 }
 
 /** A flat table of UDP endpoints, the shape the addon reads and writes. */
