@@ -16,7 +16,8 @@
 import type * as packet from 'dns-packet';
 import type { Rng } from '../common/rng';
 import { randomInt } from '../common/rng';
-import { familyOfCanonical, formatIp, parseReverseName } from '../common/ip';
+import { familyOfCanonical, formatIp } from '../common/ip';
+import { parseReverseName } from './reverse-name';
 import { EDNS_MAX_UDP_BYTES, UDP_PLAIN_MAX_BYTES } from './constants';
 import { buildReply, ParsedQuery, parseQuery, QCLASS_ANY, QCLASS_IN, QTYPE, RCODE, Rcode } from './message';
 import { inDomain, isNormalName, lowerName } from './names';

@@ -10,8 +10,9 @@ import { isIP } from 'node:net';
 import {
   canonicalIp, compareIp, familyOfCanonical, formatIp, formatIpv4, formatIpv6, ipAdd, ipDifference, ipEquals,
   ipFromBytes, IpAddress, IpError, ipToBytes, ipv4Address, ipv6Address, mapIpv4, MAX_IP_TEXT_CHARS, parseIp, parseIpv4,
-  parseReverseName, reverseName, tryParseIp, tryParseIpv4, tryParseIpv6, unmapIpv4, writeIpBytes,
+  tryParseIp, tryParseIpv4, tryParseIpv6, unmapIpv4, writeIpBytes,
 } from '../../common/ip';
+import { parseReverseName, reverseName } from '../../dns/reverse-name';
 import { Cidr, parseCidr, parseIpWithPrefix } from '../../common/ip-cidr';
 import { randomInt, Rng, SeededRng } from '../../common/rng';
 
