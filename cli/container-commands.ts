@@ -7,41 +7,18 @@
 import type { Command } from 'commander';
 import { ApiClient, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/api/container-api';
-import { parseAttachAddress } from '../router/host/attach-address';
+import { parseAttachAddress, parseDetachCidr } from '../router/host/attach-address';
 import type { AttachedContainer } from '../router/host/attached-container';
 import { parseContainerRef } from '../router/host/container-ref';
-import { canonicalIp } from '../common/ip';
 import { RouterError } from '../router/mesh/errors';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
 }
 
-/**
- * One address word of `weave detach`, as the daemon's /detach takes it (a
- * CIDR). `weave attach` prints bare addresses, so a bare address is accepted:
- * the daemon matches detach requests on the address alone, whatever the
- * prefix, so the host-length prefix added here only makes it a valid CIDR.
- * `ip:CIDR` (attach's claim form) means the same address; `net:` names a
- * subnet to allocate in and has no meaning for detach.
- */
+/** One address word of `weave detach`, as the CIDR the daemon will match (router/host/attach-address.ts). */
 export function parseDetachAddress(word: string): string {
-  if (word.startsWith('net:')) {
-    throw RouterError.config(`weave detach takes the container's addresses, not ${JSON.stringify(word)} ` +
-      '(net: is for allocating with weave attach); leave the addresses out to detach the container completely');
-  }
-  const text = word.startsWith('ip:') ? word.slice(3) : word;
-  if (!text.includes('/')) {
-    const ip = canonicalIp(text);
-    if (ip === null) {
-      throw RouterError.config(`${JSON.stringify(word)} is not an address: give one as weave attach printed it (10.32.0.5), or as a CIDR (10.32.0.5/12)`);
-    }
-    return parseAttachAddress(`${ip}/${ip.includes(':') ? 128 : 32}`).cidr;
-  }
-  if (text.includes(':') && canonicalIp(text.slice(0, text.indexOf('/'))) === null) {
-    throw RouterError.config(`${JSON.stringify(word)} is not an address: use 10.32.0.5, 10.32.0.5/12, ip:10.32.0.5/12 or an IPv6 CIDR such as fd00:77:1::5/48`);
-  }
-  return parseAttachAddress(text).cidr;
+  return parseDetachCidr(word).cidr;
 }
 
 /**

@@ -13,7 +13,7 @@
 
 import { RouterError } from '../mesh/errors';
 import { assertNever } from '../../common/errors';
-import { familyOfCanonical, formatIp, IpError, IpFamily } from '../../common/ip';
+import { canonicalIp, familyOfCanonical, formatIp, IpError, IpFamily } from '../../common/ip';
 import { Cidr, IpWithPrefix, parseIpWithPrefix } from '../../common/ip-cidr';
 
 /** Upper bound on addresses in one request: far above any real use, stops a runaway client. */
@@ -151,11 +151,38 @@ export function hasV6(cidrs: readonly string[]): boolean {
 }
 
 /**
- * A request's list of addresses, each checked by parseAttachAddress; at most
- * MAX_ADDRESSES_PER_REQUEST, at least one when `required`. The same address
- * twice is folded into one, but not with two different prefixes.
+ * One address of a detach request. `weave attach` prints bare addresses, so a
+ * bare address is accepted: detach matches on the address alone, whatever the
+ * prefix, so the host-length prefix added here only makes it a valid CIDR.
+ * `ip:CIDR` (attach's claim form) means the same address; `net:` names a
+ * subnet to allocate in and has no meaning for detach.
  */
-export function parseAttachAddresses(cidrs: unknown, required: boolean): AttachCidr[] {
+export function parseDetachCidr(word: string): AttachCidr {
+  if (word.startsWith('net:')) {
+    throw RouterError.config(`weave detach takes the container's addresses, not ${JSON.stringify(word)} ` +
+      '(net: is for allocating with weave attach); leave the addresses out to detach the container completely');
+  }
+  const text = word.startsWith('ip:') ? word.slice(3) : word;
+  if (!text.includes('/')) {
+    const ip = canonicalIp(text);
+    if (ip === null) {
+      throw RouterError.config(`${JSON.stringify(word)} is not an address: give one as weave attach printed it (10.32.0.5), or as a CIDR (10.32.0.5/12)`);
+    }
+    return parseAttachAddress(`${ip}/${ip.includes(':') ? 128 : 32}`);
+  }
+  if (text.includes(':') && canonicalIp(text.slice(0, text.indexOf('/'))) === null) {
+    throw RouterError.config(`${JSON.stringify(word)} is not an address: use 10.32.0.5, 10.32.0.5/12, ip:10.32.0.5/12 or an IPv6 CIDR such as fd00:77:1::5/48`);
+  }
+  return parseAttachAddress(text);
+}
+
+/**
+ * A request's list of addresses, each checked by `parse` (parseAttachAddress
+ * for attach, parseDetachCidr for detach); at most MAX_ADDRESSES_PER_REQUEST,
+ * at least one when `required`. The same address twice is folded into one,
+ * but not with two different prefixes.
+ */
+export function parseAttachAddresses(cidrs: unknown, required: boolean, parse: (text: string) => AttachCidr = parseAttachAddress): AttachCidr[] {
   if (!Array.isArray(cidrs)) throw RouterError.config('addresses must be a list of CIDRs such as 10.32.0.1/12');
   if (required && cidrs.length === 0) {
     throw RouterError.config('an address is required when no IPAM runs here: e.g. weave attach 10.32.0.1/12 <container>');
@@ -166,7 +193,7 @@ export function parseAttachAddresses(cidrs: unknown, required: boolean): AttachC
   const out: AttachCidr[] = [];
   for (const c of cidrs) {
     if (typeof c !== 'string') throw RouterError.config(`every address must be a string CIDR, got ${JSON.stringify(c)}`);
-    const parsed = parseAttachAddress(c);
+    const parsed = parse(c);
     const dup = out.find((o) => o.address === parsed.address);
     if (dup !== undefined && dup.cidr !== parsed.cidr) {
       throw RouterError.config(`address ${parsed.address} given twice with different prefixes (${dup.cidr}, ${parsed.cidr})`);

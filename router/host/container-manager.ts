@@ -18,7 +18,7 @@ import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { assertNever, errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
-import { ipOf, parseAttachAddress, parseAttachAddresses } from './attach-address';
+import { ipOf, parseAttachAddress, parseAttachAddresses, parseDetachCidr } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListener } from './attached-container';
 import { ContainerListeners, attachOptionsOf, validateAttachOptions } from './attached-container';
 import type { CommandRunner } from './command-runner';
@@ -180,7 +180,7 @@ export class ContainerManager {
   /** Removes `cidrs` from the container, or everything (the veth) when none are given or none remain. */
   async detach(ref: string | ContainerRef, cidrs?: string[]): Promise<DetachResult> {
     const parsed = typeof ref === 'string' ? parseContainerRef(ref) : ref;
-    const wanted = cidrs === undefined || cidrs.length === 0 ? null : parseAttachAddresses(cidrs, false);
+    const wanted = cidrs === undefined || cidrs.length === 0 ? null : parseAttachAddresses(cidrs, false, parseDetachCidr);
     return this.serialize(() => this.handleDetach(parsed, wanted));
   }
 

@@ -377,3 +377,15 @@ t.test('restore drops entries whose namespace or veth is gone, and survives a ba
   store.text = 'not json';
   t.same(await newManager().restore(), []);
 });
+
+t.test('detach takes addresses as attach printed them: bare, ip:CIDR or CIDR, matched on the address alone', async (t) => {
+  const { host, manager } = setup();
+  host.namespaces.set('/var/run/netns/bare', 'ns:bare');
+  await manager.attach('netns:bare', ['10.32.4.1/12', '10.32.4.2/12', '10.32.4.3/12']);
+  t.same((await manager.detach('netns:bare', ['10.32.4.1'])).removed, ['10.32.4.1/12'], 'a bare address');
+  t.same((await manager.detach('netns:bare', ['ip:10.32.4.2/12'])).removed, ['10.32.4.2/12'], "attach's claim form");
+  await t.rejects(manager.detach('netns:bare', ['net:10.32.4.0/24']), { code: 'config', message: /takes the container's addresses/ });
+  await t.rejects(manager.detach('netns:bare', ['10.32.9.9']), { code: 'config', message: /^address 10\.32\.9\.9 is not attached/ });
+  t.same(manager.list().map((c) => c.addresses), [['10.32.4.3/12']], 'refusals changed nothing');
+  await manager.close();
+});
