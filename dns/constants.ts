@@ -53,8 +53,14 @@ export const FORWARD_TIMEOUT_MS = 2_000;
 export const MAX_FORWARDS_IN_FLIGHT = 512;
 /** Open TCP connections to the server; beyond this new ones are closed. */
 export const MAX_TCP_CONNECTIONS = 128;
-/** A TCP client that sends nothing for this long is disconnected (RFC 7766 suggests seconds). */
+/** Open TCP connections from one client address: one container cannot take every slot. */
+export const MAX_TCP_CONNECTIONS_PER_CLIENT = 16;
+/** A TCP client that completes no query for this long is disconnected (RFC 7766 suggests seconds); stray bytes do not count. */
 export const TCP_IDLE_TIMEOUT_MS = 10_000;
+/** A TCP query whose first bytes arrived must be complete within this (queries are small and sent in one write). */
+export const TCP_QUERY_RECEIVE_TIMEOUT_MS = 2_000;
+/** Answers queued on one TCP connection that the client does not read; beyond this it is closed. */
+export const MAX_TCP_UNREAD_BYTES = 256 * 1024;
 /** The host's resolv.conf is looked at again at most this often (its mtime, then its content). */
 export const RESOLV_CONF_CHECK_MS = 2_000;
 /** Upstream servers taken from resolv.conf (glibc uses at most 3, MAXNS). */

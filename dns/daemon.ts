@@ -118,7 +118,7 @@ export class DnsDaemon implements DnsContainerListener {
         // Forwarding to ourselves would loop until the timeout.
         isSelf: (u) => this.server.addresses().includes(formatUpstream(u)),
       });
-    this.forwarder = new Forwarder({ logger: deps.logger, rng: deps.rng, upstreams: this.upstreams });
+    this.forwarder = new Forwarder({ logger: deps.logger, upstreams: this.upstreams });
     this.server = new DnsServer({
       resolve: (bytes, transport) => this.service.resolve(bytes, transport),
       forwarder: this.forwarder,

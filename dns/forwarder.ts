@@ -1,31 +1,38 @@
 // Forwarding queries outside our domain to the upstream servers, in order, each
 // with a timeout; the caller answers SERVFAIL when this gives up. Adapter: owns
-// one UDP socket per address family (bound to an ephemeral port, never a
-// listening service) and short-lived TCP connections. Queries go upstream over
-// UDP; a truncated reply is passed to a UDP client as is (it then asks us over
-// TCP), and for a TCP client the query is repeated upstream over TCP.
+// the sockets of the queries in flight and nothing longer-lived. Queries go
+// upstream over UDP; a truncated reply is passed to a UDP client as is (it then
+// asks us over TCP), and for a TCP client the query is repeated upstream over TCP.
 //
-// Each upstream query gets a fresh random id; a reply counts only if it comes
-// from the server and port we asked, with that id, and repeats our question.
-// The client's id is put back before the reply goes out.
+// Against off-path spoofing (a container, or anyone on the path's far side,
+// racing the upstream with forged answers): every upstream attempt gets its own
+// UDP socket, connected to the upstream, so the kernel picks a fresh random
+// source port (Linux randomises UDP ephemeral ports) and delivers only that
+// upstream's datagrams; the id comes from the CSPRNG; the question name's
+// letters are in random case (0x20). A datagram counts only if it comes from the
+// address and port we asked and repeats our id and our question byte for byte
+// (dns/upstream-query.ts); anything else is dropped and we keep waiting. TCP
+// fallback runs the same checks on each message. The socket is closed on the
+// answer or the timeout, and `maxInFlight` bounds the client queries being
+// forwarded, each holding at most one socket at a time, so a container that
+// floods us with queries for silent names gets SERVFAIL, not our fds.
 
+import { randomBytes, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../common/logger';
-import type { Rng } from '../common/rng';
-import { randomInt } from '../common/rng';
 import { familyOfCanonical } from '../common/ip';
 import type { Transport } from './answer';
 import { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
 import type { ParsedQuery } from './message';
-import { readName } from './message';
 import type { Upstream } from './resolv-conf';
 import { formatUpstream } from './resolv-conf';
 import type { UpstreamSource } from './upstreams';
+import type { UpstreamExpectation } from './upstream-query';
+import { checkAnswer, clientAnswer, randomiseCase, upstreamQuery } from './upstream-query';
 
 export interface ForwarderDeps {
   logger: Logger;
-  rng: Rng;
   upstreams: UpstreamSource;
 }
 
@@ -36,19 +43,14 @@ export interface ForwarderOptions {
 
 export const DEFAULT_FORWARDER_OPTIONS: ForwarderOptions = { timeoutMs: FORWARD_TIMEOUT_MS, maxInFlight: MAX_FORWARDS_IN_FLIGHT };
 
-interface Pending {
-  question: Uint8Array;
-  resolve: (reply: Buffer | null) => void;
-  timer: NodeJS.Timeout;
-}
-
 /** RCODEs after which the next upstream is worth a try (glibc does the same). */
 const TRY_NEXT_RCODES = new Set([2, 4, 5]);
+const FLAG_TC = 0x02;
 
 export class Forwarder {
   private readonly opts: ForwarderOptions;
-  private readonly sockets = new Map<4 | 6, dgram.Socket>();
-  private readonly pending = new Map<string, Pending>();
+  /** Aborts every attempt in flight (closes its socket, resolves null); for close(). */
+  private readonly aborts = new Set<() => void>();
   private inFlight = 0;
   private closed = false;
 
@@ -60,7 +62,7 @@ export class Forwarder {
     return this.deps.upstreams.current();
   }
 
-  /** The upstream's reply with the client's id, or null when every upstream failed or none is set. */
+  /** The upstream's reply with the client's id and question, or null when every upstream failed, none is set or too many are in flight. */
   async forward(q: ParsedQuery, raw: Uint8Array, transport: Transport): Promise<Buffer | null> {
     if (this.closed || this.inFlight >= this.opts.maxInFlight) return null;
     const list = this.deps.upstreams.current();
@@ -69,15 +71,15 @@ export class Forwarder {
     try {
       let fallback: Buffer | null = null;
       for (const u of list) {
+        if (this.closed) return null;
         // UDP first, whatever the client used; TCP when the answer did not fit and the
         // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
         let reply = await this.viaUdp(u, q, raw);
-        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & 0x02) !== 0) reply = (await this.viaTcp(u, q, raw)) ?? reply;
+        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & FLAG_TC) !== 0) reply = (await this.viaTcp(u, q, raw)) ?? reply;
         if (reply === null) continue;
-        reply = Buffer.from(reply);
-        reply.writeUInt16BE(q.id, 0);
-        if (!TRY_NEXT_RCODES.has((reply[3] as number) & 0xf)) return reply;
-        fallback = reply;
+        const out = clientAnswer(reply, q.id, q.questionBytes);
+        if (!TRY_NEXT_RCODES.has((out[3] as number) & 0xf)) return out;
+        fallback = out;
       }
       return fallback;
     } finally {
@@ -87,121 +89,115 @@ export class Forwarder {
 
   close(): void {
     this.closed = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.resolve(null);
-    }
-    this.pending.clear();
-    for (const s of this.sockets.values()) s.close();
-    this.sockets.clear();
+    for (const abort of [...this.aborts]) abort();
+    this.aborts.clear();
   }
 
   // -------------------------------------------------------------------------
 
-  private socket(family: 4 | 6): dgram.Socket {
-    let s = this.sockets.get(family);
-    if (s !== undefined) return s;
-    s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
-    s.on('message', (msg, rinfo) => this.onUdpReply(msg, rinfo));
-    s.on('error', (err) => this.deps.logger.warn('dns forwarder socket error', { error: err.message }));
-    s.unref();
-    this.sockets.set(family, s);
-    return s;
+  /** A fresh id and a freshly randomised question for one attempt. */
+  private expectation(q: ParsedQuery): UpstreamExpectation {
+    return { id: randomInt(0x10000), question: randomiseCase(q.questionBytes, randomBytes) };
   }
 
-  private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
-    const family = familyOfCanonical(u.host);
-    let id = 0;
-    let key = '';
-    for (let tries = 0; tries < 8; tries++) {
-      id = randomInt(this.deps.rng, 0x10000);
-      key = `${u.host}|${u.port}|${id}`;
-      if (!this.pending.has(key)) break;
-    }
-    if (this.pending.has(key)) return Promise.resolve(null);
-    const out = Buffer.from(raw);
-    out.writeUInt16BE(id, 0);
+  /**
+   * Runs one attempt: `start` opens the socket and returns its closer; the
+   * attempt ends with the first accepted answer, an error, the timeout or close().
+   */
+  private attempt(u: Upstream, start: (accept: (reply: Buffer | null) => void) => () => void): Promise<Buffer | null> {
+    if (this.closed) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(key);
-        this.deps.logger.debug('dns upstream timed out', { upstream: formatUpstream(u) });
-        resolve(null);
-      }, this.opts.timeoutMs);
-      this.pending.set(key, { question: q.questionBytes, resolve, timer });
-      this.socket(family).send(out, u.port, u.host, (err) => {
-        if (err === null || err === undefined) return;
-        clearTimeout(timer);
-        this.pending.delete(key);
-        this.deps.logger.debug('dns upstream send failed', { upstream: formatUpstream(u), error: err.message });
-        resolve(null);
-      });
-    });
-  }
-
-  private onUdpReply(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (msg.length < 12 || (msg[2]! & 0x80) === 0) return;
-    const host = rinfo.family === 'IPv6' ? rinfo.address.replace(/%.*$/, '') : rinfo.address;
-    const key = `${host}|${rinfo.port}|${msg.readUInt16BE(0)}`;
-    const p = this.pending.get(key);
-    if (p === undefined || !sameQuestion(msg, p.question)) return;
-    this.pending.delete(key);
-    clearTimeout(p.timer);
-    p.resolve(msg);
-  }
-
-  private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
-    const out = Buffer.alloc(raw.length + 2);
-    out.writeUInt16BE(raw.length, 0);
-    out.set(raw, 2);
-    const id = randomInt(this.deps.rng, 0x10000);
-    out.writeUInt16BE(id, 2);
-    return new Promise((resolve) => {
-      let buf = Buffer.alloc(0);
       let done = false;
+      let closeSocket: (() => void) | null = null;
       const finish = (reply: Buffer | null): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        sock.destroy();
+        this.aborts.delete(abort);
+        closeSocket?.();
         resolve(reply);
       };
+      const abort = (): void => finish(null);
+      const timer = setTimeout(() => {
+        this.deps.logger.debug('dns upstream timed out', { upstream: formatUpstream(u) });
+        finish(null);
+      }, this.opts.timeoutMs);
+      this.aborts.add(abort);
+      const closer = start(finish);
+      if (done) closer();
+      else closeSocket = closer;
+    });
+  }
+
+  /** Whether a message is the answer; logs what was dropped (quietly: spoofing attempts must not flood the log). */
+  private accepts(u: Upstream, msg: Uint8Array, exp: UpstreamExpectation): boolean {
+    const verdict = checkAnswer(msg, exp);
+    if (verdict === 'ok') return true;
+    this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: verdict });
+    return false;
+  }
+
+  private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
+    const exp = this.expectation(q);
+    const out = upstreamQuery(raw, exp);
+    return this.attempt(u, (finish) => {
+      const sock = dgram.createSocket(familyOfCanonical(u.host) === 6 ? 'udp6' : 'udp4');
+      sock.on('error', (err) => {
+        this.deps.logger.debug('dns upstream socket error', { upstream: formatUpstream(u), error: err.message });
+        finish(null);
+      });
+      sock.on('message', (msg, rinfo) => {
+        // The connected socket already filters by source; checked again so a
+        // change in how the socket is set up cannot silently drop the rule.
+        if (rinfo.address !== u.host || rinfo.port !== u.port) {
+          this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: 'wrong-source' });
+          return;
+        }
+        if (this.accepts(u, msg, exp)) finish(msg);
+      });
+      // connect() binds to a fresh ephemeral port chosen by the kernel at random.
+      sock.connect(u.port, u.host, () => {
+        sock.send(out, (err) => {
+          if (err === null || err === undefined) return;
+          this.deps.logger.debug('dns upstream send failed', { upstream: formatUpstream(u), error: err.message });
+          finish(null);
+        });
+      });
+      return () => {
+        try {
+          sock.close();
+        } catch {
+          // Already closed after an error: nothing left to release.
+        }
+      };
+    });
+  }
+
+  private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
+    const exp = this.expectation(q);
+    const query = upstreamQuery(raw, exp);
+    const out = Buffer.alloc(query.length + 2);
+    out.writeUInt16BE(query.length, 0);
+    query.copy(out, 2);
+    return this.attempt(u, (finish) => {
+      let buf: Buffer = Buffer.alloc(0);
       const sock = net.connect({ host: u.host, port: u.port });
-      const timer = setTimeout(() => finish(null), this.opts.timeoutMs);
       sock.on('connect', () => sock.write(out));
       sock.on('data', (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        if (buf.length < 2) return;
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len) return;
-        const reply = buf.subarray(2, 2 + len);
-        finish(reply.length >= 12 && reply.readUInt16BE(0) === id && (reply[2]! & 0x80) !== 0 && sameQuestion(reply, q.questionBytes) ? Buffer.from(reply) : null);
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        // RFC 7766 framing; a message that is not our answer is skipped and the next awaited.
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+          buf = buf.subarray(2 + msg.length);
+          if (this.accepts(u, msg, exp)) {
+            finish(Buffer.from(msg));
+            return;
+          }
+        }
       });
       sock.on('error', () => finish(null));
       sock.on('close', () => finish(null));
+      return () => sock.destroy();
     });
   }
-}
-
-/** The reply's first question equals ours, ignoring ASCII case (servers may normalise it). */
-function sameQuestion(reply: Uint8Array, question: Uint8Array): boolean {
-  if (reply.length < 12 + question.length || ((reply[4]! << 8) | reply[5]!) !== 1) return false;
-  try {
-    const { end } = readName(reply, 12, false);
-    if (end + 4 - 12 !== question.length) return false;
-  } catch {
-    return false;
-  }
-  const nameBytes = question.length - 4;
-  for (let i = 0; i < question.length; i++) {
-    if (i >= nameBytes) {
-      if (reply[12 + i] !== question[i]) return false;
-      continue;
-    }
-    let a = reply[12 + i] as number;
-    let b = question[i] as number;
-    if (a >= 0x41 && a <= 0x5a) a |= 0x20;
-    if (b >= 0x41 && b <= 0x5a) b |= 0x20;
-    if (a !== b) return false;
-  }
-  return true;
 }

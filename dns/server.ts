@@ -7,17 +7,24 @@
 // (never a wildcard), and on the overlay address it answers only clients the
 // owner vouches for (containers attached on this host), so a neighbour on the
 // underlay that routes 169.254.0.0/16 to us gets silence.
+//
+// TCP slots are a shared resource a container could try to hold: connections
+// are capped in total and per client address, and a connection lives only as
+// long as it sends whole queries (dns/tcp-deadline.ts), so trickled bytes keep
+// nothing open.
 
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { SystemClock } from '../common/clock';
 import { assertNever } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { familyOfCanonical } from '../common/ip';
 import type { QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
 import type { DnsCounters } from './api-types';
-import { MAX_TCP_CONNECTIONS, TCP_IDLE_TIMEOUT_MS } from './constants';
+import { MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_CLIENT, MAX_TCP_UNREAD_BYTES, TCP_IDLE_TIMEOUT_MS, TCP_QUERY_RECEIVE_TIMEOUT_MS } from './constants';
 import type { Forwarder } from './forwarder';
+import { TcpDeadline } from './tcp-deadline';
 
 export interface ListenAddress {
   host: string;
@@ -38,7 +45,11 @@ export interface DnsServerDeps {
 export interface DnsServerOptions {
   listen: ListenAddress[];
   maxTcpConnections?: number;
+  maxTcpConnectionsPerClient?: number;
+  /** Counted from the last complete query or answer, not from the last byte. */
   tcpIdleTimeoutMs?: number;
+  /** Cap on receiving one query once its first bytes are in. */
+  tcpQueryTimeoutMs?: number;
 }
 
 interface Listener {
@@ -52,13 +63,20 @@ interface Listener {
 export class DnsServer {
   private readonly listeners: Listener[] = [];
   private readonly connections = new Set<net.Socket>();
+  /** Open TCP connections per client address. */
+  private readonly perClient = new Map<string, number>();
+  private readonly clock = new SystemClock();
   private readonly maxTcp: number;
+  private readonly maxTcpPerClient: number;
   private readonly idleMs: number;
+  private readonly queryMs: number;
   private closed = false;
 
   constructor(private readonly deps: DnsServerDeps, private readonly opts: DnsServerOptions) {
     this.maxTcp = opts.maxTcpConnections ?? MAX_TCP_CONNECTIONS;
+    this.maxTcpPerClient = opts.maxTcpConnectionsPerClient ?? MAX_TCP_CONNECTIONS_PER_CLIENT;
     this.idleMs = opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
+    this.queryMs = opts.tcpQueryTimeoutMs ?? TCP_QUERY_RECEIVE_TIMEOUT_MS;
   }
 
   /** Binds every address; one that fails is reported in the returned warnings, not thrown (DNS must not stop the router). */
@@ -139,17 +157,32 @@ export class DnsServer {
   }
 
   private onTcp(addr: ListenAddress, sock: net.Socket): void {
-    if (this.closed || this.connections.size >= this.maxTcp || !this.allowed(addr, sock.remoteAddress ?? '')) {
+    const client = sock.remoteAddress ?? '';
+    const fromClient = this.perClient.get(client) ?? 0;
+    if (this.closed || this.connections.size >= this.maxTcp || fromClient >= this.maxTcpPerClient || !this.allowed(addr, client)) {
       sock.destroy();
       return;
     }
     this.connections.add(sock);
-    sock.setTimeout(this.idleMs, () => sock.destroy());
-    sock.on('close', () => this.connections.delete(sock));
+    this.perClient.set(client, fromClient + 1);
+    const deadline = new TcpDeadline(this.clock, this.idleMs, this.queryMs, () => sock.destroy());
+    sock.on('close', () => {
+      deadline.stop();
+      this.connections.delete(sock);
+      const n = (this.perClient.get(client) ?? 1) - 1;
+      if (n > 0) this.perClient.set(client, n);
+      else this.perClient.delete(client);
+    });
     sock.on('error', () => sock.destroy());
     let buf: Buffer = Buffer.alloc(0);
     const send = (bytes: Buffer): void => {
       if (sock.destroyed) return;
+      deadline.answered();
+      // A client that pipelines queries and never reads its answers would grow this buffer without end.
+      if (sock.writableLength > MAX_TCP_UNREAD_BYTES) {
+        sock.destroy();
+        return;
+      }
       const frame = Buffer.alloc(bytes.length + 2);
       frame.writeUInt16BE(bytes.length, 0);
       bytes.copy(frame, 2);
@@ -167,8 +200,11 @@ export class DnsServer {
         if (buf.length < 2 + len) break;
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
+        deadline.queryComplete();
         this.dispatch(Buffer.from(msg), 'tcp', send);
       }
+      // Bytes of an unfinished query start its receive cap; they never extend the idle time.
+      if (buf.length > 0) deadline.partial();
     });
   }
 
