@@ -1,20 +1,22 @@
-// The small HTTP client every CLI command uses to talk to the local router API.
-// Owns finding the API (--api, WEAVE_API, default 127.0.0.1:6784), timeouts,
-// and turning transport failures and API errors into one-line messages. It
-// never retries on its own: polling (launch, stop) is the caller's business.
+// The small HTTP client every CLI command uses to talk to the local router API
+// over its Unix socket. Owns finding the socket (--api, WEAVE_API_SOCKET, else
+// the one of WEAVE_DATADIR; cli/api-socket.ts), timeouts, and turning
+// transport failures and API errors into one-line messages: EACCES names who
+// may use the socket, ENOENT and ECONNREFUSED say the router is not running.
+// It never retries on its own: polling (launch, stop) is the caller's business.
 
+import fs from 'node:fs';
 import http from 'node:http';
 import type { Command } from 'commander';
-import { DEFAULT_API_ADDRESS } from './config';
-import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/loopback-address';
-import { RouterError } from '../router/mesh/errors';
+import type { GroupLookup } from './api-socket';
+import { checkSocketPath, getentGroup, permissionDeniedMessage, resolveApiSocket } from './api-socket';
 import { errorMessage } from '../common/errors';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** A report of a big mesh is a few MB; anything far beyond that is not our router. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-export type ApiErrorKind = 'not-running' | 'timeout' | 'http' | 'protocol';
+export type ApiErrorKind = 'not-running' | 'permission' | 'timeout' | 'http' | 'protocol';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -30,38 +32,23 @@ export class ApiError extends Error {
   }
 }
 
-/**
- * Chooses the API address: the --api flag, else WEAVE_API, else the default.
- * Accepts `host:port` or `http://host:port[/]`; loopback only, as the API never
- * listens elsewhere.
- */
-export function resolveApiAddress(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = env['WEAVE_API'];
-  const raw = flag ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_API_ADDRESS);
-  const what = flag !== undefined ? '--api' : fromEnv !== undefined && fromEnv !== '' ? 'WEAVE_API' : 'API address';
-  const stripped = raw.trim().replace(/^http:\/\//i, '').replace(/\/+$/, '');
-  const addr = parseLoopbackAddress(stripped, what);
-  if (addr.port === 0) throw RouterError.config(`${what}: port must be from 1 to 65535, got 0`);
-  return formatLoopbackAddress(addr);
-}
-
 export interface ApiClientOptions {
   timeoutMs?: number;
+  /** Names the socket's group in a permission-denied message; default getent. */
+  lookupGroup?: GroupLookup;
 }
 
 export class ApiClient {
+  /** The socket path, for messages. */
   readonly address: string;
-  private readonly host: string;
-  private readonly port: number;
   private readonly timeoutMs: number;
+  private readonly lookupGroup: GroupLookup;
 
-  /** `address` is a loopback host:port, as resolveApiAddress returns. */
-  constructor(address: string, opts: ApiClientOptions = {}) {
-    const parsed = parseLoopbackAddress(address, 'API address');
-    this.host = parsed.host;
-    this.port = parsed.port;
-    this.address = formatLoopbackAddress(parsed);
+  /** `socketPath` is absolute, as resolveApiSocket returns. */
+  constructor(socketPath: string, opts: ApiClientOptions = {}) {
+    this.address = checkSocketPath(socketPath, 'API socket');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.lookupGroup = opts.lookupGroup ?? getentGroup;
   }
 
   get<T = unknown>(path: string, timeoutMs?: number): Promise<T> {
@@ -74,8 +61,9 @@ export class ApiClient {
 
   /**
    * True when the router answers GET /status successfully; false when nothing
-   * answers (refused, reset, timed out). HTTP errors count as running: something
-   * that speaks our API is there.
+   * answers (no socket, refused, reset, timed out). HTTP errors count as
+   * running: something that speaks our API is there. A permission error is
+   * thrown: whether the router runs is then unknown, and the user must hear why.
    */
   async ping(timeoutMs = 1000): Promise<boolean> {
     try {
@@ -83,6 +71,7 @@ export class ApiClient {
       return true;
     } catch (err) {
       if (err instanceof ApiError && err.kind === 'http') return true;
+      if (err instanceof ApiError && err.kind === 'permission') throw err;
       return false;
     }
   }
@@ -99,8 +88,7 @@ export class ApiClient {
       };
       const req = http.request(
         {
-          host: this.host,
-          port: this.port,
+          socketPath: this.address,
           method,
           path,
           headers: {
@@ -160,16 +148,40 @@ export class ApiClient {
   }
 
   private transportError(err: NodeJS.ErrnoException): ApiError {
+    const p = this.address;
     switch (err.code) {
+      case 'EACCES':
+      case 'EPERM':
+        return new ApiError('permission', `${permissionDeniedMessage(socketGroupName(p, this.lookupGroup))} (to use ${p})`, null, { cause: err });
+      case 'ENOENT':
+        return new ApiError('not-running', `weave router is not running (no socket at ${p})`, null, { cause: err });
       case 'ECONNREFUSED':
+        return new ApiError('not-running', `weave router is not running (nothing answers on ${p}; the socket is left from a router that stopped)`, null, { cause: err });
+      case 'ENOTSOCK':
+        return new ApiError('not-running', `weave router is not running (${p} is not a socket)`, null, { cause: err });
       case 'ECONNRESET':
       case 'EPIPE':
-      case 'EADDRNOTAVAIL':
-        return new ApiError('not-running', `weave router is not running (no answer on ${this.address})`, null, { cause: err });
+        return new ApiError('not-running', `weave router is not running (the connection on ${p} was closed)`, null, { cause: err });
       default:
-        return new ApiError('not-running', `cannot reach the weave router API on ${this.address}: ${err.message}`, null, { cause: err });
+        return new ApiError('not-running', `cannot reach the weave router API on ${p}: ${err.message}`, null, { cause: err });
     }
   }
+}
+
+/**
+ * The group a refused user would need: the socket's group, by name when the
+ * host knows it. null when that is root's group (or the socket cannot even be
+ * seen), so the message says "root" only.
+ */
+export function socketGroupName(socketPath: string, lookup: GroupLookup): string | null {
+  let gid: number;
+  try {
+    gid = fs.statSync(socketPath).gid;
+  } catch {
+    return null;
+  }
+  if (gid === 0) return null;
+  return lookup(String(gid))?.name ?? `with gid ${gid}`;
 }
 
 function apiErrorMessage(body: unknown): string | null {
@@ -183,8 +195,12 @@ function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** The client for a command, honouring the global --api option. */
-export function clientFor(cmd: Command, opts: ApiClientOptions = {}): ApiClient {
+/**
+ * The client for a command: the global --api socket, else WEAVE_API_SOCKET,
+ * else the socket of `datadir` (default WEAVE_DATADIR, else the default).
+ */
+export function clientFor(cmd: Command, opts: ApiClientOptions & { datadir?: string } = {}): ApiClient {
   const api = (cmd.optsWithGlobals() as { api?: unknown }).api;
-  return new ApiClient(resolveApiAddress(typeof api === 'string' ? api : undefined), opts);
+  const { datadir, ...clientOpts } = opts;
+  return new ApiClient(resolveApiSocket(typeof api === 'string' ? api : undefined, process.env, datadir), clientOpts);
 }

@@ -20,8 +20,10 @@ export interface DaemonConfig {
   /** Initial targets, normalised host:port. */
   peers: string[];
   logLevel: LogLevel;
-  /** host:port of the local HTTP API (loopback only). */
-  apiAddress: string;
+  /** Absolute path of the API's Unix socket (cli/api-socket.ts apiSocketFor(datadir) unless --api-socket). */
+  apiSocket: string;
+  /** Group that may use the API socket besides root (--api-group); null: root only. */
+  apiGroup: string | null;
   /** host:port of the read-only status and metrics server (loopback only). */
   statusAddress: string;
   /** Overlay MTU; null: derived from the underlay's MTU minus the sleeve's overhead. */
@@ -33,7 +35,6 @@ export interface DaemonConfig {
 }
 
 export const DEFAULT_DATADIR = '/var/lib/weave';
-export const DEFAULT_API_ADDRESS = '127.0.0.1:6784';
 export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:6782';
 export const DEFAULT_CONN_LIMIT = 100;
 export const DEFAULT_RESOLV_CONF = '/etc/resolv.conf';

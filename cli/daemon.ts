@@ -14,6 +14,8 @@ import { DEFAULT_TIMINGS, FAST_TIMINGS } from '../router/mesh/constants';
 import { RouterError } from '../router/mesh/errors';
 import { errorMessage } from '../common/errors';
 import { HttpApi } from '../router/api/http-api';
+import { claimSocketPath } from '../router/api/unix-socket';
+import { lookupApiGroup } from './api-socket';
 import { ensureDatadir, loadTargets, nextIncarnation, resolvePeerName, saveTargets } from '../router/mesh/identity';
 import { TextLogger } from '../common/logger';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
@@ -80,6 +82,16 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const logger = new TextLogger(config.logLevel);
   ensureDatadir(config.datadir);
   const pidFile = claimPidFile(config.datadir);
+  // The API socket before anything touches the host: a missing --api-group or
+  // another router answering on the socket must fail a second router cleanly.
+  let apiGid: number | null;
+  try {
+    apiGid = config.apiGroup === null ? null : lookupApiGroup(config.apiGroup).gid;
+    await claimSocketPath({ path: config.apiSocket, gid: apiGid }, 'HTTP API');
+  } catch (err) {
+    try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
+    throw err;
+  }
 
   const { name, changed } = resolvePeerName(config.datadir, config.name);
   if (changed) logger.warn('peer name changed from the one stored in the data directory', { peer: name });
@@ -194,7 +206,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   exposeRecheck.unref();
   // end weave expose / hide
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
-  const api = new HttpApi({ control: router, logger }, { address: config.apiAddress });
+  const api = new HttpApi({ control: router, logger }, { socketPath: config.apiSocket, gid: apiGid });
   api.mount(containerApi(containers));
   api.mount(dnsApi(dns));
   api.mount(ipamApi(ipam));
@@ -233,7 +245,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     await shutdown('startup failed');
     throw err instanceof RouterError ? err : new RouterError('io', errorMessage(err), { cause: err });
   }
-  logger.info('ready', { api: config.apiAddress, status: config.statusAddress, datadir: config.datadir });
+  logger.info('ready', { api: config.apiSocket, status: config.statusAddress, datadir: config.datadir });
 
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => { void shutdown(sig).then(resolve); };

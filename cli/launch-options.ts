@@ -10,7 +10,6 @@ import path from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
 import {
-  DEFAULT_API_ADDRESS,
   DEFAULT_CONN_LIMIT,
   DEFAULT_DATADIR,
   DEFAULT_RESOLV_CONF,
@@ -24,6 +23,7 @@ import { formatUpstream, parseUpstreamList } from '../dns/resolv-conf';
 import { RouterError } from '../router/mesh/errors';
 import { errorMessage } from '../common/errors';
 import { formatLoopbackAddress, parseLoopbackAddress } from '../router/api/loopback-address';
+import { apiSocketFor, checkGroupName, checkSocketPath } from './api-socket';
 import type { LogLevel } from '../common/logger';
 import { DEFAULT_MESH_PORT, normalisePeerAddress, parsePort } from '../router/mesh/peer-address';
 import { parsePeerName } from '../router/mesh/peer-name';
@@ -66,7 +66,8 @@ export type RouterOptionValues = {
   connLimit?: unknown;
   datadir?: unknown;
   logLevel?: unknown;
-  apiAddress?: unknown;
+  apiSocket?: unknown;
+  apiGroup?: unknown;
   statusAddress?: unknown;
   mtu?: unknown;
   dnsDomain?: unknown;
@@ -92,7 +93,8 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--conn-limit <count>', `maximum number of connections (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(Object.keys(LOG_LEVEL_NAMES)))
-    .option('--api-address <host:port>', `loopback address of the HTTP API (env WEAVE_API, default: ${DEFAULT_API_ADDRESS})`)
+    .option('--api-socket <path>', 'Unix socket of the HTTP API (default: /run/weave/weave.sock for the default datadir, else /run/weave/weave-<hash of the datadir>.sock)')
+    .option('--api-group <group>', 'group whose members may use the API socket besides root (default: root only)')
     .option('--status-address <host:port>', `loopback address of the status and metrics server (default: ${DEFAULT_STATUS_ADDRESS})`)
     .option('--mtu <bytes>', 'MTU of the overlay (env WEAVE_MTU; default: the underlay MTU less the encapsulation overhead)')
     .option('--dns-domain <domain>', `domain of container names in weave DNS (default: ${DEFAULT_DOMAIN})`)
@@ -200,16 +202,12 @@ export function toDaemonConfig(
     throw RouterError.config(`--log-level must be one of ${Object.keys(LOG_LEVEL_NAMES).join(', ')}, got ${JSON.stringify(levelText)}`);
   }
 
-  const apiFlag = optString(opts, 'apiAddress', '--api-address');
-  const apiEnv = envString(env, 'WEAVE_API');
-  const apiAddress = fixedLoopback(
-    apiFlag ?? apiEnv ?? DEFAULT_API_ADDRESS,
-    apiFlag !== undefined ? '--api-address' : apiEnv !== undefined ? 'WEAVE_API' : 'API address',
-  );
+  const socketFlag = optString(opts, 'apiSocket', '--api-socket');
+  const apiSocket = socketFlag !== undefined ? checkSocketPath(socketFlag, '--api-socket') : apiSocketFor(datadir);
+  const groupFlag = optString(opts, 'apiGroup', '--api-group');
+  // Only the name here; whether the group exists is asked at launch and at startup (lookupApiGroup).
+  const apiGroup = groupFlag === undefined ? null : checkGroupName(groupFlag);
   const statusAddress = fixedLoopback(optString(opts, 'statusAddress', '--status-address') ?? DEFAULT_STATUS_ADDRESS, '--status-address');
-  if (apiAddress === statusAddress) {
-    throw RouterError.config(`--api-address and --status-address must differ, both are ${apiAddress}`);
-  }
 
   if (peerArgs.length > MAX_PEER_ARGS) throw RouterError.config(`${peerArgs.length} peers given, over the limit of ${MAX_PEER_ARGS}`);
   const peers: string[] = [];
@@ -260,7 +258,7 @@ export function toDaemonConfig(
   // Validated here so `weave launch` refuses bad IPAM flags before starting anything.
   ipamConfigOf({ ipalloc, peers });
 
-  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiAddress, statusAddress, mtu, dns, ipalloc };
+  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc };
 }
 
 /** The IPAM configuration of a daemon config; throws IpamError('config') naming the flag. */
@@ -297,7 +295,8 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--conn-limit', String(config.connLimit));
   args.push('--datadir', config.datadir);
   args.push('--log-level', config.logLevel);
-  args.push('--api-address', config.apiAddress);
+  args.push('--api-socket', config.apiSocket);
+  if (config.apiGroup !== null) args.push('--api-group', config.apiGroup);
   args.push('--status-address', config.statusAddress);
   if (config.mtu !== null) args.push('--mtu', String(config.mtu));
   if (config.ipalloc.range !== null) args.push('--ipalloc-range', config.ipalloc.range);

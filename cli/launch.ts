@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApiClient, ApiError } from './api-client';
+import { lookupApiGroup } from './api-socket';
 import type { DaemonConfig } from './config';
 import { daemonConfigToArgs } from './launch-options';
 import { RouterError } from '../router/mesh/errors';
@@ -69,7 +70,9 @@ export function logTail(file: string, fromOffset = 0): string {
  * half-started router never lingers).
  */
 export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
-  const client = new ApiClient(config.apiAddress);
+  // The daemon checks again; here a missing group fails before anything starts.
+  if (config.apiGroup !== null) lookupApiGroup(config.apiGroup);
+  const client = new ApiClient(config.apiSocket);
   if (await client.ping()) {
     throw new RouterError('io', `weave router already running (answering on ${client.address})`);
   }
@@ -185,13 +188,17 @@ function processAlive(pid: number): boolean {
 /**
  * Asks the router to stop and waits until its API stops answering and its
  * process (from <datadir>/weave.pid, when present) has exited. Throws
- * RouterError('io') "weave router is not running" when nothing answers.
+ * RouterError('io') "weave router is not running (...)" when nothing answers,
+ * and the permission message when the socket is not ours to use.
  */
 export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<void> {
   // Read before stopping: the daemon removes the file as it exits.
   const pid = readPid(opts.datadir);
-  if (!(await client.ping())) {
-    throw new RouterError('io', `weave router is not running (no answer on ${client.address})`);
+  try {
+    await client.get('/status', 1000);
+  } catch (err) {
+    // The client's own words: no socket, a stale one, or who may use it.
+    if (err instanceof ApiError && err.kind !== 'http') throw new RouterError('io', err.message, { cause: err });
   }
   try {
     await client.post('/stop');

@@ -28,7 +28,7 @@ export function buildProgram(): Command {
   // into each subcommand when it is created.
   program
     .description('Weave-style encrypted mesh router')
-    .option('--api <host:port>', 'address of the router API (env WEAVE_API, default 127.0.0.1:6784)')
+    .option('--api <socket>', 'path of the router API socket (env WEAVE_API_SOCKET; default: the socket of WEAVE_DATADIR, /run/weave/weave.sock for the default data directory)')
     .version(packageVersion(), '-V, --version', 'print the version')
     .showHelpAfterError('(run weave --help for usage)')
     .exitOverride();
@@ -61,7 +61,7 @@ export function buildProgram(): Command {
     .action(async (opts: { datadir?: string }, cmd: Command) => {
       const envDir = process.env['WEAVE_DATADIR'];
       const datadir = opts.datadir ?? (envDir !== undefined && envDir !== '' ? envDir : DEFAULT_DATADIR);
-      await stop(clientFor(cmd), { datadir: path.resolve(datadir) });
+      await stop(clientFor(cmd, { datadir }), { datadir: path.resolve(datadir) });
     });
 
   program

@@ -1,18 +1,19 @@
-// The daemon's local HTTP API (127.0.0.1:6784 by default): the loopback
+// The daemon's local HTTP API, on a Unix socket (/run/weave/weave.sock for
+// the default data directory; cli/api-socket.ts derives it): the local
 // server (loopback-server.ts) with the router's own endpoints (mesh-api.ts)
 // and GET /report, onto which the composition root mounts the endpoints of
 // every other part (containers, expose, IPAM, DNS) as ApiEndpoints values
 // (common/api-route.ts), so this file never grows with them. It owns the
 // report: the router's status plus each mounted section. It must never
-// listen on anything but loopback: the API can stop the router and rewire
-// the mesh, and it has no authentication of its own.
+// listen on TCP: the API can stop the router, rewire the mesh and write into
+// containers, and its only access control is the socket's file mode, root
+// and the API group (unix-socket.ts).
 
 import type { ApiEndpoints, ApiHandler } from '../../common/api-route';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 import { errorMessage } from '../../common/errors';
 import type { RouterControl } from './control';
-import type { LoopbackAddress } from './loopback-address';
 import { LoopbackHttpServer } from './loopback-server';
 import { meshApi } from './mesh-api';
 
@@ -22,8 +23,10 @@ export interface HttpApiDeps {
 }
 
 export interface HttpApiOptions {
-  /** Loopback host:port; DEFAULT_API_ADDRESS in cli/config.ts is the usual value. */
-  address: string;
+  /** Absolute path of the socket; cli/api-socket.ts apiSocketFor(datadir) is the usual value. */
+  socketPath: string;
+  /** Group that may use the API besides root (--api-group); null: root only. */
+  gid: number | null;
   maxBodyBytes?: number;
   requestTimeoutMs?: number;
 }
@@ -38,7 +41,7 @@ export class HttpApi {
   constructor(deps: HttpApiDeps, opts: HttpApiOptions) {
     this.control = deps.control;
     this.server = new LoopbackHttpServer(deps.logger ?? silentLogger, {
-      address: opts.address,
+      listen: { unix: { path: opts.socketPath, gid: opts.gid } },
       what: 'HTTP API',
       ...(opts.maxBodyBytes !== undefined ? { maxBodyBytes: opts.maxBodyBytes } : {}),
       ...(opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.requestTimeoutMs } : {}),
@@ -72,8 +75,8 @@ export class HttpApi {
     return this.server.listen();
   }
 
-  address(): LoopbackAddress {
-    return this.server.address();
+  socketPath(): string {
+    return this.server.socketPath();
   }
 
   close(): Promise<void> {

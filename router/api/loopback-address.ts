@@ -1,7 +1,8 @@
-// Loopback host:port addresses for the local servers (the API and the status
-// server) and for the CLI that calls them: parsing, refusing anything that is
-// not loopback, and printing. The API has no authentication of its own, so
-// a non-loopback address is refused here, before anything listens. Whether
+// Loopback host:port addresses for the read-only status server: parsing,
+// refusing anything that is not loopback, and printing. It has no
+// authentication of its own (every local user may read status and metrics;
+// the API that changes state is a Unix socket), so a non-loopback address is
+// refused here, before anything listens. Whether
 // text is an IP address is common/ip's call (no zone ids, no leading zeros),
 // the same as everywhere else in the daemon.
 
@@ -60,7 +61,7 @@ export function parseLoopbackAddress(text: string, what: string): LoopbackAddres
   if (!localhost && ip === null) {
     throw RouterError.config(
       `${what} must be a loopback address (127.0.0.1, [::1] or localhost), got ${JSON.stringify(host)}: ` +
-        'the API has no authentication, so it must not be reachable from other hosts',
+        'it has no authentication, so it must not be reachable from other hosts',
     );
   }
   return { host: ip === null ? '127.0.0.1' : formatIp(ip), port: Number(portText) };

@@ -1,10 +1,11 @@
-// A small HTTP server for the daemon's local endpoints (the API and the
-// status server): JSON in, JSON out, loopback only. Owns the request
-// plumbing: binding, routing on method and path pattern, body limits,
-// timeouts, refusing browsers and foreign Host headers, and mapping what a
-// handler throws to a status (common/api-route.ts httpStatusOf). It knows no
-// endpoint of its own. It must never let one request crash the daemon, and
-// never listen on anything but a loopback address.
+// A small HTTP server for the daemon's local endpoints (the API on its Unix
+// socket, the status server on loopback TCP): JSON in, JSON out, local only.
+// Owns the request plumbing: binding, routing on method and path pattern,
+// body limits, timeouts, refusing browsers and foreign Host headers, and
+// mapping what a handler throws to a status (common/api-route.ts
+// httpStatusOf). It knows no endpoint of its own. It must never let one
+// request crash the daemon, and never listen on anything but a loopback
+// address or a Unix socket (unix-socket.ts sets who may connect to that).
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,8 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { LoopbackAddress } from './loopback-address';
 import { formatLoopbackAddress, isLoopbackHost, parseLoopbackAddress } from './loopback-address';
+import type { UnixSocketSpec } from './unix-socket';
+import { listenUnix } from './unix-socket';
 
 /** 1 MiB: generous for any command we have; stops a runaway client from filling memory. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -37,8 +40,8 @@ interface Route {
 }
 
 export interface LoopbackServerOptions {
-  /** host:port, loopback only; port 0 picks a free port. */
-  address: string;
+  /** Where to listen: host:port, loopback only (port 0 picks a free port), or a Unix socket. */
+  listen: { tcp: string } | { unix: UnixSocketSpec };
   /** Names the server in errors and logs ("HTTP API", "status server"). */
   what: string;
   maxBodyBytes?: number;
@@ -46,13 +49,15 @@ export interface LoopbackServerOptions {
 }
 
 /**
- * An HTTP server that binds loopback only and dispatches to registered routes.
- * Shared by the API and the status server so both refuse the same things.
+ * An HTTP server that binds loopback or a Unix socket and dispatches to
+ * registered routes. Shared by the API and the status server so both refuse
+ * the same things.
  */
 export class LoopbackHttpServer {
   private readonly routes: Route[] = [];
   private readonly server: http.Server;
-  private readonly bindAddress: LoopbackAddress;
+  private readonly bindAddress: LoopbackAddress | null;
+  private readonly socket: UnixSocketSpec | null;
   private readonly what: string;
   private readonly maxBodyBytes: number;
   private listening = false;
@@ -63,7 +68,13 @@ export class LoopbackHttpServer {
   ) {
     this.what = opts.what;
     // Validated here, at construction, so a bad flag fails startup before anything listens.
-    this.bindAddress = parseLoopbackAddress(opts.address, `${opts.what} address`);
+    if ('tcp' in opts.listen) {
+      this.bindAddress = parseLoopbackAddress(opts.listen.tcp, `${opts.what} address`);
+      this.socket = null;
+    } else {
+      this.bindAddress = null;
+      this.socket = { ...opts.listen.unix };
+    }
     this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.server = http.createServer((req, res) => {
       // handle() catches everything it awaits; this catch is the last line of
@@ -103,10 +114,17 @@ export class LoopbackHttpServer {
     for (const r of routes) this.route(r.method, r.path, r.handler);
   }
 
-  listen(): Promise<void> {
-    const { host, port } = this.bindAddress;
-    const shown = formatLoopbackAddress(this.bindAddress);
-    return new Promise<void>((resolve, reject) => {
+  async listen(): Promise<void> {
+    if (this.socket !== null) {
+      await listenUnix(this.server, this.socket, this.what);
+      this.listening = true;
+      this.logger.info(`${this.what} listening`, { socket: this.socket.path });
+      return;
+    }
+    const bind = this.bindAddress as LoopbackAddress;
+    const { host, port } = bind;
+    const shown = formatLoopbackAddress(bind);
+    await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         this.server.off('listening', onListening);
         if (err.code === 'EADDRINUSE') {
@@ -136,11 +154,18 @@ export class LoopbackHttpServer {
     });
   }
 
-  /** The bound address; with port 0 this tells which port was picked. */
+  /** The bound TCP address; with port 0 this tells which port was picked. Throws for a Unix socket server. */
   address(): LoopbackAddress {
+    if (this.bindAddress === null) throw new Error(`${this.what} listens on a Unix socket, not an address`);
     const a = this.server.address() as AddressInfo | null;
     if (a === null || typeof a === 'string') return { ...this.bindAddress };
     return { host: a.address, port: a.port };
+  }
+
+  /** The Unix socket path; throws for a TCP server. */
+  socketPath(): string {
+    if (this.socket === null) throw new Error(`${this.what} listens on TCP, not on a Unix socket`);
+    return this.socket.path;
   }
 
   /** Stops listening and drops open connections, so close never waits on a keep-alive client. */
@@ -278,7 +303,8 @@ function matchSegments(pattern: string[], actual: string[]): Record<string, stri
  * Loopback binding keeps other hosts out, but a web page in a local browser can
  * still reach 127.0.0.1: a cross-site POST carries an Origin header, and a DNS
  * rebinding attack carries a foreign Host. The CLI sends neither, so both are
- * refused.
+ * refused (on the Unix socket too, where they cost nothing: clients there
+ * send Host: localhost).
  */
 function refuseNonLocal(req: http.IncomingMessage): string | null {
   if (req.headers.origin !== undefined) return 'requests from web pages are not accepted';

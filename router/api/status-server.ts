@@ -1,8 +1,11 @@
 // The read-only status server (127.0.0.1:6782 by default, as in Weave Net):
 // GET /status (the text `weave status` prints), GET /status/json and GET
-// /metrics (Prometheus). Nothing here can change router state; it takes a
-// status provider, not RouterControl. Loopback only, like the API. The text
-// renderer is injected because it lives in cli/, which router/ must not import.
+// /metrics (Prometheus). Loopback TCP, open to every local user, so it must
+// stay harmless: GET routes only, and nothing here can change router state
+// (it takes a status provider, not RouterControl). RouterStatus carries no
+// password, key or container secret: names, addresses, counters and health
+// (router/mesh/status.ts). The text renderer is injected because it lives in
+// cli/, which router/ must not import.
 
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
@@ -29,7 +32,7 @@ export class StatusServer {
   constructor(deps: StatusServerDeps, opts: StatusServerOptions) {
     // GETs only: a tiny body limit costs nothing and refuses junk early.
     this.server = new LoopbackHttpServer(deps.logger ?? silentLogger, {
-      address: opts.address,
+      listen: { tcp: opts.address },
       what: 'status server',
       maxBodyBytes: 4096,
     });
