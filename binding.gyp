@@ -1,7 +1,8 @@
 # Builds the data plane's N-API addon (native/*.c) into
 # build/Release/weave_native.node. npm runs `node-gyp rebuild` on install
 # because this file exists and package.json has no install script.
-# Linux only: it speaks to /dev/net/tun and uses recvmmsg/sendmmsg.
+# Linux only: it speaks to /dev/net/tun, uses recvmmsg/sendmmsg, and opens
+# container files with openat2 (kernel 5.6+).
 {
   "targets": [
     {
@@ -9,13 +10,14 @@
       "sources": [
         "native/addon.c",
         "native/args.c",
+        "native/fs.c",
         "native/tap.c",
         "native/udp.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "conditions": [
-        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/args.c", "native/tap.c", "native/udp.c"]}]
+        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/args.c", "native/fs.c", "native/tap.c", "native/udp.c"]}]
       ]
     }
   ]

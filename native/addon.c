@@ -461,6 +461,9 @@ NAPI_MODULE_INIT() {
       {"close", NULL, close_handle, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"describeErrno", NULL, wn_describe_errno, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fileRead", NULL, wn_file_read, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fileWrite", NULL, wn_file_write, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fileUnlink", NULL, wn_file_unlink, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

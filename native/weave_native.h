@@ -7,6 +7,9 @@
  * This addon owns fds and the poll handle, nothing else: no allocation per
  * packet, no threads, no policy. Bad arguments become JS exceptions; kernel
  * errors on the data path become counters, never exceptions.
+ *
+ * fs.c is the daemon's one other door that needs C: files inside a
+ * container's root, opened so that they cannot lead outside it.
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
@@ -114,6 +117,12 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info);
 napi_value wn_local_address(napi_env env, napi_callback_info info);
 uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
                            uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal);
+
+/* Files inside a container's root (fs.c): openat2 confined to the root, in a
+ * child that takes on the rights of the target's user namespace. */
+napi_value wn_file_read(napi_env env, napi_callback_info info);
+napi_value wn_file_write(napi_env env, napi_callback_info info);
+napi_value wn_file_unlink(napi_env env, napi_callback_info info);
 
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
  * closed. Throws and returns NULL otherwise. */
