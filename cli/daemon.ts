@@ -16,7 +16,7 @@ import { errorMessage } from '../common/errors';
 import { HttpApi } from '../router/api/http-api';
 import { claimSocketPath } from '../router/api/unix-socket';
 import { lookupApiGroup } from './api-socket';
-import { ensureDatadir, loadTargets, nextIncarnation, resolvePeerName, saveTargets } from '../router/mesh/identity';
+import { ensureDatadir, loadPeerIdentity, loadTargets, nextIncarnation, saveTargets } from '../router/mesh/identity';
 import { TextLogger } from '../common/logger';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import { stretchPassword } from '../router/mesh/password-key';
@@ -93,11 +93,20 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     throw err;
   }
 
-  const { name, changed } = resolvePeerName(config.datadir, config.name);
-  if (changed) logger.warn('peer name changed from the one stored in the data directory', { peer: name });
-  const incarnation = nextIncarnation(config.datadir, clock.now());
-
   await loadSodium();
+  let identity: ReturnType<typeof loadPeerIdentity>;
+  try {
+    identity = loadPeerIdentity(config.datadir, config.name);
+  } catch (err) {
+    try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
+    throw err;
+  }
+  const { key, previous } = identity;
+  const name = key.name;
+  if (previous !== null) {
+    logger.warn('new peer name: names are derived from the key in the data directory now; space and records of the old name are not ours (weave rmpeer it on another peer)', { peer: name, previous });
+  }
+  const incarnation = nextIncarnation(config.datadir, clock.now());
   const passwordKey = config.password !== null ? stretchPassword(config.password) : null;
 
   const stored = loadTargets(config.datadir);
@@ -135,6 +144,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   const router = new Router({ clock, rng: systemRng, logger, transport: new TcpTransport(), dataPlane: dataPlane.overlay }, {
     name,
+    key,
     nickname: config.nickname,
     incarnation,
     port: config.port,
