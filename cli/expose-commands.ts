@@ -146,6 +146,8 @@ export function registerExposeCommands(program: Command): void {
     .option('--force', 'detach attached containers, and reset even when the space cannot be handed over')
     .option('--datadir <dir>', `router data directory (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .action(async (opts: { force?: boolean; datadir?: string }, cmd: Command) => {
-      await reset(clientFor(cmd), { datadir: datadirOf(opts.datadir), force: opts.force === true });
+      const datadir = datadirOf(opts.datadir);
+      // The router of that data directory, unless --api names a socket.
+      await reset(clientFor(cmd, { datadir }), { datadir, force: opts.force === true });
     });
 }

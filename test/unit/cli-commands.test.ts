@@ -5,7 +5,6 @@
 // and what reaches stdout and stderr.
 
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { CommanderError } from 'commander';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -17,6 +16,7 @@ import type { DnsStatusReport } from '../../dns/api-types';
 import type { IpamStatus } from '../../ipam/status';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { P1, P2, sampleStatus } from './sample-status';
+import { tempSocketPath } from './temp-socket';
 
 function ipamStatus(overrides: Partial<IpamStatus> = {}): IpamStatus {
   return {
@@ -137,9 +137,10 @@ async function fakeApi(t: Test, replies: Record<string, [number, unknown]>): Pro
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify(body));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const sock = tempSocketPath(t);
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return sock;
 }
 
 /** Runs the CLI's main() with stdout and stderr captured. */

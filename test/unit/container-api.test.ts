@@ -8,6 +8,7 @@ import { containerApi, parseAttachBody, parseDetachBody } from '../../router/api
 import { HttpApi } from '../../router/api/http-api';
 import type { RouterControl } from '../../router/api/control';
 import { ApiClient, ApiError } from '../../cli/api-client';
+import { tempSocketPath } from './temp-socket';
 import { renderPs, splitAddressesAndContainer } from '../../cli/container-commands';
 import { silentLogger } from '../../common/logger';
 import { sampleStatus } from './sample-status';
@@ -47,13 +48,13 @@ t.test('API bodies and CLI arguments', async (t) => {
 
 t.test('HTTP API: 400 for bad requests, JSON for good ones', async (t) => {
   const control: RouterControl = { status: () => sampleStatus(), connect: () => undefined, forget: () => undefined, stop: () => undefined };
-  const api = new HttpApi({ control, logger: silentLogger }, { address: '127.0.0.1:0' });
+  const api = new HttpApi({ control, logger: silentLogger }, { socketPath: tempSocketPath(t), gid: null });
   const { host, manager } = setup();
   host.namespaces.set('/var/run/netns/blue', 'ns:blue');
   api.mount(containerApi(manager));
   await api.listen();
   t.teardown(() => api.close());
-  const client = new ApiClient(`127.0.0.1:${api.address().port}`);
+  const client = new ApiClient(api.socketPath());
   const reply = await client.post<{ container: AttachedContainer }>('/attach', { container: 'netns:blue', addresses: ['10.32.4.1/12'] });
   t.same(reply.container.addresses, ['10.32.4.1/12']);
   t.same((await client.get<{ containers: AttachedContainer[] }>('/ps')).containers.map((x) => x.id), ['netns:blue']);

@@ -7,7 +7,6 @@
 
 import t from 'tap';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { exposeApi, parseAddressesBody } from '../../router/api/expose-api';
 import { RouterError } from '../../router/mesh/errors';
 import { ApiClient } from '../../cli/api-client';
 import { checkExposeArgs, reset } from '../../cli/expose-commands';
+import { tempSocketPath } from './temp-socket';
 
 // ---------------------------------------------------------------------------
 // A scripted host
@@ -370,9 +370,10 @@ async function fakeApi(t: Tap, replies: Record<string, unknown>): Promise<{ clie
       if (key === 'POST /stop') { server.close(); server.closeAllConnections(); }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const sock = tempSocketPath(t);
+  await new Promise<void>((r) => server.listen(sock, r));
   t.teardown(() => { server.close(); server.closeAllConnections(); });
-  return { client: new ApiClient(`127.0.0.1:${(server.address() as AddressInfo).port}`), calls };
+  return { client: new ApiClient(sock), calls };
 }
 
 function stateDir(t: Tap): string {
@@ -414,7 +415,7 @@ t.test('weave reset: no peer to hand over to keeps the router running unless --f
 });
 
 t.test('weave reset with no router: refused, or with --force only the files go', async (t) => {
-  const client = new ApiClient('127.0.0.1:1');
+  const client = new ApiClient(tempSocketPath(t));
   const dir = stateDir(t);
   await t.rejects(reset(client, { datadir: dir, force: false }), { code: 'config', message: /weave router is not running .*cannot be handed to another peer/ });
   t.ok(existsSync(join(dir, 'ipam.json')));

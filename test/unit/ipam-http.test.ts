@@ -1,4 +1,4 @@
-// The IPAM glue: HTTP endpoints on a real loopback HttpApi, the host route
+// The IPAM glue: HTTP endpoints on a real HttpApi (on a Unix socket), the host route
 // check on a scripted `ip -j route`, the container hooks, and the CLI rendering.
 
 import http from 'node:http';
@@ -17,6 +17,7 @@ import { SeededRng } from '../../common/rng';
 import { FakeNet } from './ipam-fake-hub';
 import { peer, rejectsIpam } from './ipam-helpers';
 import { sampleStatus } from './sample-status';
+import { tempSocketPath } from './temp-socket';
 
 const control: RouterControl = { status: () => sampleStatus(), connect: () => undefined, forget: () => undefined, stop: () => undefined };
 
@@ -29,10 +30,10 @@ function newIpam(init: string, rangeV6?: string): { ipam: Ipam; net: FakeNet } {
   return { ipam, net };
 }
 
-function call(port: number, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+function call(socketPath: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, headers: payload ? { 'Content-Type': 'application/json' } : {} }, (res) => {
+    const req = http.request({ socketPath, method, path, agent: false, headers: payload ? { 'Content-Type': 'application/json' } : {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> }));
@@ -44,47 +45,47 @@ function call(port: number, method: string, path: string, body?: unknown): Promi
 
 t.test('HTTP endpoints: allocate, claim, release, status, prime, rmpeer, report; errors map to 400/409', async (t) => {
   const { ipam } = newIpam(`seed=${peer(0)}`, 'fd00:1:2::/48');
-  const api = new HttpApi({ control }, { address: '127.0.0.1:0' });
+  const api = new HttpApi({ control }, { socketPath: tempSocketPath(t), gid: null });
   api.mount(ipamApi(ipam));
   await api.listen();
   t.teardown(() => api.close());
-  const port = api.address().port;
+  const sock = api.socketPath();
 
-  const a = await call(port, 'POST', '/ipam/allocate', { container: 'c1' });
+  const a = await call(sock, 'POST', '/ipam/allocate', { container: 'c1' });
   t.same(a, { status: 200, json: { address: '10.32.0.1/12', addressV6: 'fd00:1:2::1/48' } });
-  const s = await call(port, 'POST', '/ipam/allocate', { container: 'c2', subnet: 'net:10.33.0.0/24' });
+  const s = await call(sock, 'POST', '/ipam/allocate', { container: 'c2', subnet: 'net:10.33.0.0/24' });
   t.equal(s.json['address'], '10.33.0.1/24');
-  t.equal((await call(port, 'POST', '/ipam/allocate', { container: 'c1', subnet: '10.99.0.0/24' })).status, 400);
-  t.equal((await call(port, 'POST', '/ipam/allocate', { container: 7 })).status, 400);
-  t.equal((await call(port, 'POST', '/ipam/allocate', '[1]')).status, 400);
-  t.equal((await call(port, 'POST', '/ipam/allocate', { container: 'c', timeoutMs: -1 })).status, 400);
-  const conflict = await call(port, 'POST', '/ipam/claim', { container: 'other', address: '10.32.0.1/12' });
+  t.equal((await call(sock, 'POST', '/ipam/allocate', { container: 'c1', subnet: '10.99.0.0/24' })).status, 400);
+  t.equal((await call(sock, 'POST', '/ipam/allocate', { container: 7 })).status, 400);
+  t.equal((await call(sock, 'POST', '/ipam/allocate', '[1]')).status, 400);
+  t.equal((await call(sock, 'POST', '/ipam/allocate', { container: 'c', timeoutMs: -1 })).status, 400);
+  const conflict = await call(sock, 'POST', '/ipam/claim', { container: 'other', address: '10.32.0.1/12' });
   t.equal(conflict.status, 409);
   t.match(conflict.json['error'], /held by container c1/);
-  t.same((await call(port, 'GET', '/ipam/containers/c1')).json, { addresses: ['10.32.0.1/12'] });
-  t.same((await call(port, 'POST', '/ipam/release', { container: 'c1' })).json, { released: ['10.32.0.1/12'] });
-  t.equal((await call(port, 'POST', '/ipam/release', { container: 'c2', address: '10.33.0.1/24', graceMs: 5 })).status, 400);
-  const st = await call(port, 'GET', '/ipam/status');
+  t.same((await call(sock, 'GET', '/ipam/containers/c1')).json, { addresses: ['10.32.0.1/12'] });
+  t.same((await call(sock, 'POST', '/ipam/release', { container: 'c1' })).json, { released: ['10.32.0.1/12'] });
+  t.equal((await call(sock, 'POST', '/ipam/release', { container: 'c2', address: '10.33.0.1/24', graceMs: 5 })).status, 400);
+  const st = await call(sock, 'GET', '/ipam/status');
   t.equal(st.json['state'], 'ready');
-  t.same((await call(port, 'POST', '/ipam/prime', {})).json, { ready: true, waitingFor: null });
-  const rm = await call(port, 'POST', '/ipam/rmpeer', { peer: peer(0) });
+  t.same((await call(sock, 'POST', '/ipam/prime', {})).json, { ready: true, waitingFor: null });
+  const rm = await call(sock, 'POST', '/ipam/rmpeer', { peer: peer(0) });
   t.equal(rm.status, 400);
   t.match(rm.json['error'], /ourselves/);
-  const report = await call(port, 'GET', '/report');
+  const report = await call(sock, 'GET', '/report');
   t.equal((report.json['ipam'] as Record<string, unknown>)['range'], '10.32.0.0/12');
 });
 
 t.test('HTTP prime answers "not ready" with what it waits for instead of failing', async (t) => {
   const { ipam } = newIpam('consensus=2');
-  const api = new HttpApi({ control }, { address: '127.0.0.1:0' });
+  const api = new HttpApi({ control }, { socketPath: tempSocketPath(t), gid: null });
   api.mount(ipamApi(ipam));
   await api.listen();
   t.teardown(() => { ipam.shutdown(); return api.close(); });
-  const r = await call(api.address().port, 'POST', '/ipam/prime', { waitMs: 50 });
+  const r = await call(api.socketPath(), 'POST', '/ipam/prime', { waitMs: 50 });
   t.equal(r.status, 200);
   t.equal(r.json['ready'], false);
-  t.match(r.json['waitingFor'], /^awaiting consensus: 1 of 2 peers known, need quorum 2; round 1: 1 of 2 promises$/);
-  const timeout = await call(api.address().port, 'POST', '/ipam/allocate', { container: 'c', timeoutMs: 50 });
+  t.match(r.json['waitingFor'], /^awaiting consensus: 1 of 2 peers known, need quorum 2; round 1: 1 of 2 promises; needs 1 more reachable peer/);
+  const timeout = await call(api.socketPath(), 'POST', '/ipam/allocate', { container: 'c', timeoutMs: 50 });
   t.equal(timeout.status, 504);
   t.match(timeout.json['error'], /within 0\.1 s|within 0\.0 s|within 0\.05|awaiting consensus/);
 });

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import t from 'tap';
-import { DEFAULT_API_ADDRESS, DEFAULT_CONN_LIMIT, DEFAULT_DATADIR, DEFAULT_STATUS_ADDRESS } from '../../cli/config';
+import { DEFAULT_CONN_LIMIT, DEFAULT_DATADIR, DEFAULT_STATUS_ADDRESS } from '../../cli/config';
+import { apiSocketFor, DEFAULT_API_SOCKET } from '../../cli/api-socket';
 import type { DaemonConfig } from '../../cli/config';
 import { addRouterOptions, daemonConfigToArgs, toDaemonConfig } from '../../cli/launch-options';
 import type { RouterOptionValues } from '../../cli/launch-options';
@@ -26,7 +27,8 @@ t.test('defaults', async (t) => {
     connLimit: DEFAULT_CONN_LIMIT,
     peers: [],
     logLevel: 'info',
-    apiAddress: DEFAULT_API_ADDRESS,
+    apiSocket: DEFAULT_API_SOCKET,
+    apiGroup: null,
     statusAddress: DEFAULT_STATUS_ADDRESS,
     mtu: null,
     dns: { domain: 'weave.local', ttlS: 1, upstreams: null, resolvConf: '/etc/resolv.conf' },
@@ -45,7 +47,7 @@ t.test('IPAM flags are validated before launch and passed through', async (t) =>
 t.test('every option, peers normalised and deduplicated', async (t) => {
   const c = parse([
     '--password', 's3cret', '--name', 'AA:BB:CC:DD:EE:FF', '--nickname', 'h1', '--port', '7000', '--no-discovery',
-    '--conn-limit', '5', '--datadir', '/tmp/w1', '--log-level', 'debug', '--api-address', 'localhost:7001',
+    '--conn-limit', '5', '--datadir', '/tmp/w1', '--log-level', 'debug', '--api-group', 'weave',
     '--status-address', '[::1]:7002', '--mtu', '1376', '--dns-domain', 'Mesh.Example.', '--dns-ttl', '30',
     '--dns-upstream', '127.0.0.2,[::1]:5353', '--dns-resolv-conf', '/tmp/resolv.conf', '10.0.0.2', 'Peer.Example:7000', '10.0.0.2:6783', '[fe80::1]',
   ]);
@@ -59,7 +61,8 @@ t.test('every option, peers normalised and deduplicated', async (t) => {
     connLimit: 5,
     peers: ['10.0.0.2:6783', 'peer.example:7000', '[fe80::1]:6783'],
     logLevel: 'debug',
-    apiAddress: '127.0.0.1:7001',
+    apiSocket: apiSocketFor('/tmp/w1'),
+    apiGroup: 'weave',
     statusAddress: '[::1]:7002',
     mtu: 1376,
     dns: {
@@ -86,15 +89,15 @@ t.test('MTU: flag, WEAVE_MTU, and out-of-range values refused', async (t) => {
 });
 
 t.test('environment fallbacks, flags win', async (t) => {
-  const env = { WEAVE_PASSWORD: 'fromenv', WEAVE_DATADIR: '/tmp/envdir', WEAVE_API: '127.0.0.9:7100' };
+  const env = { WEAVE_PASSWORD: 'fromenv', WEAVE_DATADIR: '/tmp/envdir' };
   const c = parse([], env);
   t.equal(c.password, 'fromenv');
   t.equal(c.datadir, '/tmp/envdir');
-  t.equal(c.apiAddress, '127.0.0.9:7100');
-  const f = parse(['--password', 'flag', '--datadir', '/tmp/flagdir', '--api-address', '127.0.0.1:7200'], env);
+  t.equal(c.apiSocket, apiSocketFor('/tmp/envdir'), 'the socket follows the datadir');
+  const f = parse(['--password', 'flag', '--datadir', '/tmp/flagdir', '--api-socket', '/tmp/flag.sock'], env);
   t.equal(f.password, 'flag');
   t.equal(f.datadir, '/tmp/flagdir');
-  t.equal(f.apiAddress, '127.0.0.1:7200');
+  t.equal(f.apiSocket, '/tmp/flag.sock');
   t.equal(parse([], { WEAVE_PASSWORD: '' }).password, null, 'an empty variable means no password');
   t.match(parse(['--datadir', 'relative/dir']).datadir, /^\/.*\/relative\/dir$/, 'datadir made absolute');
 });
@@ -112,10 +115,13 @@ t.test('bad values: RouterError config naming the flag and what was expected', a
     [['--conn-limit', '0'], /--conn-limit must be a whole number from 1 to 100000, got "0"/],
     [['--conn-limit', '2.5'], /--conn-limit must be a whole number/],
     [['--datadir', ''], /--datadir must not be empty/],
-    [['--api-address', '0.0.0.0:6784'], /--api-address must be a loopback address/],
-    [['--api-address', '127.0.0.1:0'], /--api-address: port must be from 1 to 65535/],
+    [['--api-socket', '127.0.0.1:6784'], /--api-socket takes the path of the router's API socket \(the API no longer listens on TCP\)/],
+    [['--api-socket', 'run/weave.sock'], /--api-socket must be an absolute path/],
+    [['--api-socket', `/tmp/${'x'.repeat(120)}.sock`], /--api-socket: a Unix socket path holds at most 107 bytes, got 130/],
+    [['--api-group', 'bad group'], /--api-group must be a group name/],
+    [['--api-group', ''], /--api-group must be a group name/],
     [['--status-address', '127.0.0.1'], /--status-address must be host:port/],
-    [['--api-address', '127.0.0.1:7000', '--status-address', 'localhost:7000'], /must differ/],
+    [['--status-address', '0.0.0.0:6782'], /--status-address must be a loopback address/],
     [['10.0.0.1:99999'], /port in peer address "10\.0\.0\.1:99999" must be from 1 to 65535/],
     [['fe80::1'], /write IPv6 addresses in brackets/],
     [['bad_host!'], /peer address "bad_host!": .* is neither an IP address nor a host name/],
@@ -125,7 +131,7 @@ t.test('bad values: RouterError config naming the flag and what was expected', a
     [['10.1'], /peer address "10\.1": expected an IPv4 address such as 10\.32\.0\.1, got "10\.1"/],
     [['[::ffff:010.0.0.2]'], /not an IPv6 address inside brackets \(leading zeros are refused/],
     [['[fe80::1%eth0]:6783'], /not an IPv6 address inside brackets \(zone ids/],
-    [['--api-address', '127.000.0.1:6784'], /--api-address must be a loopback address/],
+    [['--status-address', '127.000.0.1:6782'], /--status-address must be a loopback address/],
     [['--dns-domain', 'bad domain'], /--dns-domain: the domain must be a domain name/],
     [['--dns-ttl', '-1'], /--dns-ttl must be a whole number of seconds/],
     [['--dns-ttl', '100000'], /--dns-ttl must be a whole number of seconds from 0 to 86400/],
@@ -155,7 +161,7 @@ t.test("--log-level takes Weave Net's spellings as well as ours", async (t) => {
 t.test('config to argv and back is lossless; the password stays out of argv', async (t) => {
   const configs: DaemonConfig[] = [
     parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),
-    parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-address', '127.0.0.2:7002']),
+    parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-socket', '/tmp/h2/api.sock', '--api-group', 'wheel']),
     parse(['--dns-domain', 'example.net', '--dns-ttl', '0', '--dns-upstream', '10.0.0.53:5300,[fd00::53]', '--dns-resolv-conf', 'rel/resolv.conf']),
   ];
   for (const config of configs) {
