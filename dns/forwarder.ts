@@ -133,7 +133,7 @@ export class Forwarder {
   private accepts(u: Upstream, msg: Uint8Array, exp: UpstreamExpectation): boolean {
     const verdict = checkAnswer(msg, exp);
     if (verdict === 'ok') return true;
-    this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: verdict });
+    if (this.deps.logger.enabled('debug')) this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: verdict });
     return false;
   }
 
@@ -150,7 +150,7 @@ export class Forwarder {
         // The connected socket already filters by source; checked again so a
         // change in how the socket is set up cannot silently drop the rule.
         if (rinfo.address !== u.host || rinfo.port !== u.port) {
-          this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: 'wrong-source' });
+          if (this.deps.logger.enabled('debug')) this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: 'wrong-source' });
           return;
         }
         if (this.accepts(u, msg, exp)) finish(msg);

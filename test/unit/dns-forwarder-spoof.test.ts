@@ -1,0 +1,206 @@
+// The forwarder against an off-path spoofer, on loopback only. A test upstream
+// on 127.0.0.1 answers every query with forgeries first (wrong id; right id but
+// the name in another case; right id and case but from 127.0.0.2 or from
+// another port; another qtype) and only then the real answer: the client must
+// get the real one, under its own id and casing. Over 50 queries the upstream
+// records the source ports, ids and casings it sees: fresh ports, unpredictable
+// ids, random case. The TCP fallback faces the same forgeries in one stream;
+// the in-flight bound answers at once beyond it and every socket is closed.
+
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import * as packet from 'dns-packet';
+import t from 'tap';
+import { TextLogger } from '../../common/logger';
+import { Forwarder } from '../../dns/forwarder';
+import { parseQuery } from '../../dns/message';
+import { FixedUpstreams } from '../../dns/upstreams';
+
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
+
+const REAL = '192.0.2.1';
+const FORGED = '203.0.113.66';
+
+interface Seen { port: number; id: number; name: string }
+
+function flipCase(name: string): string {
+  return name.replace(/[a-z]/gi, (c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()));
+}
+
+function response(id: number, name: string, data: string, opts: { type?: packet.RecordType; tc?: boolean; count?: number } = {}): Buffer {
+  return packet.encode({
+    type: 'response', id, flags: packet.RECURSION_AVAILABLE | (opts.tc === true ? packet.TRUNCATED_RESPONSE : 0),
+    questions: [{ name, type: opts.type ?? 'A', class: 'IN' }],
+    answers: Array.from({ length: opts.count ?? 1 }, () => ({ type: 'A' as const, name, ttl: 5, data })),
+  });
+}
+
+function frame(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  return Buffer.concat([len, msg]);
+}
+
+function bindUdp(t: Tap, host: string, port: number): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  t.teardown(() => s.close());
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(port, host, () => resolve(s));
+  });
+}
+
+/**
+ * The upstream: UDP and TCP on 127.0.0.1:port, a spoofer on 127.0.0.2:port and
+ * one on 127.0.0.1 at another port. `big.*` names get a TC answer over UDP and,
+ * over TCP, two forgeries then the real answer in the same stream.
+ */
+async function startUpstream(t: Tap): Promise<{ port: number; seen: Seen[]; tcpSeen: Seen[] }> {
+  const seen: Seen[] = [];
+  const tcpSeen: Seen[] = [];
+  const up = await bindUdp(t, '127.0.0.1', 0);
+  const port = up.address().port;
+  const otherHost = await bindUdp(t, '127.0.0.2', port);
+  const otherPort = await bindUdp(t, '127.0.0.1', 0);
+  up.on('message', (m, r) => {
+    const p = packet.decode(m);
+    const { name } = p.questions![0]!;
+    const id = p.id!;
+    seen.push({ port: r.port, id, name });
+    if (name.toLowerCase().startsWith('big.')) {
+      up.send(response(id, name, REAL, { tc: true, count: 0 }), r.port, r.address);
+      return;
+    }
+    if (name.toLowerCase().startsWith('silent.')) return;
+    // Forgeries first, each with the forged address; the real answer after a pause, so it arrives last.
+    up.send(response(id ^ 0x5a5a, name, FORGED), r.port, r.address);
+    up.send(response(id, flipCase(name), FORGED), r.port, r.address);
+    up.send(response(id, name, FORGED, { type: 'AAAA' }), r.port, r.address);
+    otherHost.send(response(id, name, FORGED), r.port, '127.0.0.1');
+    otherPort.send(response(id, name, FORGED), r.port, '127.0.0.1');
+    setTimeout(() => up.send(response(id, name, REAL), r.port, r.address), 20);
+  });
+  const tcp = net.createServer((s) => {
+    let buf = Buffer.alloc(0);
+    s.on('error', () => s.destroy());
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
+      const p = packet.decode(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      const { name } = p.questions![0]!;
+      const id = p.id!;
+      tcpSeen.push({ port: s.remotePort ?? 0, id, name });
+      s.end(Buffer.concat([
+        frame(response(id ^ 1, name, FORGED, { count: 60 })),
+        frame(response(id, flipCase(name), FORGED, { count: 60 })),
+        frame(response(id, name, REAL, { count: 60 })),
+      ]));
+    });
+  });
+  await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', () => resolve()));
+  t.teardown(() => tcp.close());
+  return { port, seen, tcpSeen };
+}
+
+function captureLogger(): { logger: TextLogger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: new TextLogger('debug', (l) => lines.push(l)), lines };
+}
+
+async function ask(f: Forwarder, name: string, id: number, transport: 'udp' | 'tcp' = 'udp'): Promise<packet.DecodedPacket | null> {
+  const raw = packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ name, type: 'A' }] });
+  const parsed = parseQuery(raw);
+  if (parsed.kind !== 'query') throw new Error('not a query');
+  const reply = await f.forward(parsed.query, raw, transport);
+  return reply === null ? null : packet.decode(reply);
+}
+
+const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
+
+t.test('UDP: forgeries first, the real answer last; only the real one reaches the client', async (t) => {
+  const up = await startUpstream(t);
+  const { logger, lines } = captureLogger();
+  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000 });
+  t.teardown(() => f.close());
+  const fdsBefore = openFds();
+
+  const N = 50;
+  let good = 0;
+  for (let i = 0; i < N; i++) {
+    const name = `host-${i}.spoof.example`;
+    const r = await ask(f, name, 1000 + i);
+    const ok = r !== null && r.id === 1000 + i && r.questions![0]!.name === name &&
+      r.answers!.length === 1 && (r.answers![0] as { data: string }).data === REAL;
+    if (ok) good++;
+    else t.fail(`query ${i}: ${JSON.stringify(r)}`);
+  }
+  t.equal(good, N, `${N} of ${N} real answers, under the client's id and casing, none forged`);
+  t.equal(up.seen.length, N, 'one upstream query per client query');
+  const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
+  t.equal(dropped('wrong-id'), N, 'each wrong-id forgery reached the socket and was dropped');
+  t.equal(dropped('wrong-question'), 2 * N, 'each wrong-case and wrong-type forgery reached the socket and was dropped');
+  // The two forgeries from another address or port never reach the socket: it is connected to the upstream.
+
+  const ports = up.seen.map((s) => s.port);
+  const ids = up.seen.map((s) => s.id);
+  t.ok(new Set(ports).size >= N - 2, `source ports: ${new Set(ports).size} distinct of ${N}`);
+  t.ok(ports.every((p, i) => i === 0 || p !== ports[i - 1]), 'no source port used twice in a row');
+  t.ok(new Set(ids).size >= N - 2, `ids: ${new Set(ids).size} distinct of ${N}`);
+  const step = (xs: number[], i: number): number => (xs[i]! - xs[i - 1]! + 0x10000) % 0x10000;
+  const steps = (xs: number[]): number[] => xs.slice(1).map((_, j) => step(xs, j + 1));
+  for (const [what, xs] of [['ids', ids], ['ports', ports]] as const) {
+    const s = steps([...xs]);
+    t.ok(new Set(s).size >= s.length - 3, `${what}: no repeating step (${new Set(s).size} distinct steps of ${s.length})`);
+    t.ok(s.filter((d) => d <= 4 || d >= 0x10000 - 4).length <= 2, `${what}: not sequential`);
+  }
+  t.notOk(ids.some((id, i) => id === 1000 + i), "the client's id never goes upstream");
+  const casings = up.seen.map((s, i) => s.name === `host-${i}.spoof.example` ? 'as-sent' : s.name.toLowerCase() === `host-${i}.spoof.example` ? 'randomised' : 'other');
+  t.equal(casings.filter((c) => c === 'other').length, 0, 'the upstream is asked the same name');
+  t.ok(casings.filter((c) => c === 'randomised').length >= N - 2, '0x20: the case is randomised');
+
+  // Every per-query socket is closed (allow a little for whatever the runtime opens meanwhile).
+  t.ok(openFds() <= fdsBefore + 2, `fds ${fdsBefore} -> ${openFds()}`);
+});
+
+t.test('TCP fallback: a truncated UDP answer is asked again over TCP; forgeries in the stream are skipped', async (t) => {
+  const up = await startUpstream(t);
+  const { logger, lines } = captureLogger();
+  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000 });
+  t.teardown(() => f.close());
+  const r = await ask(f, 'big.Spoof.Example', 4321, 'tcp');
+  t.equal(r?.id, 4321);
+  t.equal(r?.questions![0]!.name, 'big.Spoof.Example', "the client's casing");
+  t.equal(r?.answers!.length, 60, 'the full answer over TCP');
+  t.ok(r?.answers!.every((a) => (a as { data: string }).data === REAL), 'the real one, not a forgery');
+  t.equal(up.tcpSeen.length, 1);
+  t.not(up.tcpSeen[0]!.id, up.seen[0]!.id, 'a fresh id for the TCP attempt');
+  t.not(up.tcpSeen[0]!.id, 4321);
+  t.equal(lines.filter((l) => l.includes('answer dropped')).length, 2, 'wrong id and wrong case dropped');
+  const viaUdp = await ask(f, 'big.spoof.example', 99, 'udp');
+  t.ok(viaUdp?.flag_tc, 'a UDP client gets the TC answer (it asks us again over TCP)');
+});
+
+t.test('in-flight bound: beyond it SERVFAIL at once, sockets released on timeout and close', async (t) => {
+  const up = await startUpstream(t);
+  const fdsBefore = openFds();
+  const f = new Forwarder({ logger: new TextLogger('silent'), upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 400, maxInFlight: 4 });
+  t.teardown(() => f.close());
+  const started = Date.now();
+  const pending = Array.from({ length: 10 }, (_, i) => ask(f, `silent.${i}.example`, i));
+  const firstDone = await Promise.race(pending.map((p, i) => p.then(() => i)));
+  t.ok(Date.now() - started < 300, 'the refused ones come back at once');
+  t.ok(firstDone >= 4, 'a query beyond the bound');
+  await new Promise((r) => setTimeout(r, 150));
+  const open = openFds() - fdsBefore;
+  t.ok(open >= 4 && open <= 4 + 2, `4 upstream sockets open while waiting, no more (${open} more fds)`);
+  t.same(await Promise.all(pending), new Array(10).fill(null), 'all null: the server answers SERVFAIL');
+  t.equal(up.seen.length, 4, 'only 4 went upstream');
+  t.ok(openFds() <= fdsBefore + 2, 'sockets closed after the timeout');
+
+  const slow = ask(f, 'silent.late.example', 1);
+  await new Promise((r) => setTimeout(r, 50));
+  f.close();
+  t.equal(await slow, null, 'close() ends a query in flight');
+  t.equal(await ask(f, 'x.example', 2), null, 'and nothing is forwarded after it');
+});
