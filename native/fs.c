@@ -145,10 +145,12 @@ static int open_regular(const wn_fs_job *j, wn_fs_result *r, struct stat *st) {
   return pfd;
 }
 
+/* Blocking on purpose: the file is known to be regular, and anything that
+ * still makes the open wait (a lease, a hung FUSE server) meets the deadline. */
 static int reopen(int pfd, int flags, wn_fs_result *r) {
   char p[32];
   fd_path(p, pfd);
-  int fd = open(p, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  int fd = open(p, flags | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return fail(r, ST_REOPEN, errno);
   return fd;
 }
