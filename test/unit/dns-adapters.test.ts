@@ -1,8 +1,8 @@
 // DNS adapters and glue, on loopback only: the server over UDP and TCP
 // (truncation and the TCP retry, pipelining, malformed input), the forwarder
 // (a test upstream on 127.0.0.1, SERVFAIL when it is silent, ids and questions
-// checked), resolv.conf parsing and re-reading, container resolv.conf writing
-// and restoring in temporary directories, the host commands, the mDNS answer
+// checked), resolv.conf parsing and re-reading (container resolv.conf
+// writing is test/unit/container-resolv.test.ts), the host commands, the mDNS answer
 // core, the link-local address, and the daemon glue's container hooks and API.
 
 import dgram from 'node:dgram';
@@ -14,7 +14,6 @@ import * as packet from 'dns-packet';
 import t from 'tap';
 import { handleQuery } from '../../dns/answer';
 import type { RecordSource } from '../../dns/answer';
-import { ContainerResolvConf } from '../../dns/container-resolv';
 import { DnsDaemon, MANUAL_CONTAINER_ID } from '../../dns/daemon';
 import { dnsApi, parseDnsChangeBody } from '../../dns/http-routes';
 import { Forwarder } from '../../dns/forwarder';
@@ -223,46 +222,6 @@ t.test('resolv.conf: parse, render, upstream parsing, re-read on change', async 
   fs.rmSync(file);
   now = 2000;
   t.same(src.current(), [], 'gone: no upstreams');
-});
-
-t.test('container resolv.conf: netns and pid targets written in place and restored; the host file never touched', async (t) => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'weave-dns-cresolv-'));
-  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
-  const etcNetns = path.join(root, 'netns');
-  const proc = path.join(root, 'proc');
-  const hostResolv = path.join(root, 'host-resolv.conf');
-  fs.writeFileSync(hostResolv, 'nameserver 10.9.9.9\n');
-  fs.mkdirSync(path.join(proc, '100', 'root', 'etc'), { recursive: true });
-  const dockerFile = path.join(proc, '100', 'root', 'etc', 'resolv.conf');
-  fs.writeFileSync(dockerFile, 'search corp.example\nnameserver 10.1.1.1\n');
-  const inodeBefore = fs.statSync(dockerFile).ino;
-  // pid 200 shares the host's file (a hard link stands in for the same mount).
-  fs.mkdirSync(path.join(proc, '200', 'root', 'etc'), { recursive: true });
-  fs.linkSync(hostResolv, path.join(proc, '200', 'root', 'etc', 'resolv.conf'));
-  const opts = { stateFile: path.join(root, 'state', 'dns-resolv.json'), nameserver: '169.254.3.4', domain: 'weave.local', procRoot: proc, netnsEtc: etcNetns, hostResolvConf: hostResolv };
-  const w = new ContainerResolvConf(silentLogger, opts);
-
-  t.same(w.point({ id: 'netns:c1', kind: 'netns', name: 'c1', pid: null }), { kind: 'written', path: path.join(etcNetns, 'c1', 'resolv.conf') });
-  t.match(fs.readFileSync(path.join(etcNetns, 'c1', 'resolv.conf'), 'utf8'), /nameserver 169\.254\.3\.4/);
-  t.same(w.point({ id: 'd1', kind: 'docker', name: 'd1', pid: 100 }).kind, 'written');
-  t.equal(fs.statSync(dockerFile).ino, inodeBefore, 'same inode: written in place (bind mounts)');
-  t.match(fs.readFileSync(dockerFile, 'utf8'), /search weave\.local corp\.example/);
-  t.same(w.point({ id: 'd1', kind: 'docker', name: 'd1', pid: 100 }).kind, 'unchanged', 'pointing twice keeps the first backup');
-  t.same(w.ids().sort(), ['d1', 'netns:c1']);
-  t.same(w.point({ id: 'pid:200', kind: 'pid', name: 'sleep', pid: 200 }).kind, 'skipped', "a process sharing the host's resolv.conf is left alone");
-  t.equal(fs.readFileSync(hostResolv, 'utf8'), 'nameserver 10.9.9.9\n');
-
-  // A daemon restart in between: the backups come from the state file.
-  const w2 = new ContainerResolvConf(silentLogger, opts);
-  w2.restore('d1');
-  t.equal(fs.readFileSync(dockerFile, 'utf8'), 'search corp.example\nnameserver 10.1.1.1\n', 'restored after a restart');
-  w2.restore('netns:c1');
-  t.notOk(fs.existsSync(path.join(etcNetns, 'c1')), 'file and the directory we made are gone');
-
-  w2.point({ id: 'd1', kind: 'docker', name: 'd1', pid: 100 });
-  fs.writeFileSync(dockerFile, 'nameserver 10.7.7.7\n');
-  w2.restore('d1');
-  t.equal(fs.readFileSync(dockerFile, 'utf8'), 'nameserver 10.7.7.7\n', 'a file changed by someone else is left as it is');
 });
 
 t.test('host address commands: install replaces leftovers, remove undoes exactly that', async (t) => {
