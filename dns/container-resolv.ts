@@ -196,7 +196,7 @@ export class ContainerResolvConf {
 
   private refuse(t: ResolvTarget, why: string, createdFor: Place | null = null): PointResult {
     if (createdFor !== null) this.removeCreatedDir(createdFor);
-    this.logger.warn('container resolv.conf left alone; its resolver does not point at weave dns', { container: t.name, reason: why });
+    this.logger.warn('container resolv.conf left alone; its resolver does not point at weave dns', { container: t.id, name: t.name, reason: why });
     this.refused.set(t.id, why);
     return { kind: 'refused', why };
   }

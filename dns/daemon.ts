@@ -323,6 +323,7 @@ export class DnsDaemon implements DnsContainerListener {
     for (const p of clash) {
       warnings.push(`peer ${p.name} (${p.nickname}) derives the same DNS address ${this.address}: containers may reach the wrong host's server`);
     }
+    for (const [id, why] of this.resolv?.refusals() ?? []) warnings.push(`container ${id}: resolver not pointed at weave DNS: ${why}`);
     return {
       domain: this.opts.domain,
       ttlS: this.opts.ttlS,
