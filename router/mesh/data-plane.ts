@@ -32,7 +32,8 @@ export interface DataPlane {
   removeNeighbour(name: PeerName): void;
   setRoutes(routes: Routes): void;
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
-  handleUdpStatus(from: PeerName, hearing: boolean): void;
+  /** echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null. */
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null): void;
   linkStatus(name: PeerName): LinkStatus | null;
   statusSummary(): NonNullable<RouterStatus['dataPlane']>;
   readonly counters: Record<string, number>;

@@ -20,11 +20,13 @@
 //              | 0x04 | inner frame (sleeve-codec.ts): src, dst, hops, |
 //              |      | Ethernet frame — the TCP fallback of the sleeve |
 //              +------+------------------------------------------------+
-//   UDP_STATUS +------+-------+------------------------------+
-//              | 0x05 | flags | ms since last probe: u32     |
-//              +------+-------+------------------------------+
+//   UDP_STATUS +------+-------+------------------------------+-----------------------+
+//              | 0x05 | flags | ms since last probe: u32     | echo: 8 B (optional)  |
+//              +------+-------+------------------------------+-----------------------+
 //              flags bit0: we hear your UDP probes. Tells the peer whether
-//              its UDP reaches us, which it cannot know by itself.
+//              its UDP reaches us, which it cannot know by itself. echo: the
+//              last probe challenge we heard from the peer (plaintext meshes;
+//              router/overlay/udp-endpoint.ts); absent from older peers.
 //
 // Unknown message types are refused by name; trailing bytes are tolerated.
 
@@ -48,7 +50,7 @@ export type ControlMessage =
   | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number };
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null };
 
 const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
 const MAX_REFUSE_TEXT_BYTES = 512;
@@ -83,8 +85,15 @@ export function allocFrameMessage(innerLen: number): Uint8Array {
   return msg;
 }
 
-export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number): Uint8Array {
-  return new MeshWriter(8).u8(MSG_UDP_STATUS).u8(hearing ? 1 : 0).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs)))).finish();
+export const UDP_STATUS_ECHO_BYTES = 8;
+
+export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null): Uint8Array {
+  const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(hearing ? 1 : 0).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
+  if (echo !== null) {
+    if (echo.length !== UDP_STATUS_ECHO_BYTES) throw new RangeError(`a UDP_STATUS echo is ${UDP_STATUS_ECHO_BYTES} bytes, got ${echo.length}`);
+    w.bytes(echo);
+  }
+  return w.finish();
 }
 
 export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
@@ -114,7 +123,8 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
     case MSG_UDP_STATUS: {
       const flags = r.u8('flags');
       const sinceProbeMs = r.u32('ms since probe');
-      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs };
+      const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
+      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo };
     }
     default:
       throw RouterError.decode('control message', `unknown type ${type}`);

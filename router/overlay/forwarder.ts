@@ -14,7 +14,8 @@ export interface RouteView {
   broadcastChildren(origin: PeerName): PeerName[];
 }
 
-export type DropReason = 'short' | 'version' | 'type' | 'unknown-sender' | 'auth' | 'replay' | 'no-route' | 'hops' | 'local' | 'too-big' | 'loop' | 'backlog';
+export type DropReason = 'short' | 'version' | 'type' | 'unknown-sender' | 'auth' | 'replay' | 'no-route' | 'hops' | 'local' | 'too-big' | 'loop' | 'backlog'
+  | 'source' | 'vnet';
 
 /** From the bridge: send to one peer via a next hop, flood down our tree, or drop. */
 export type CaptureDecision =

@@ -8,10 +8,15 @@
 // back to UDP as soon as the probes get through again. Each direction decides
 // for itself, so a one-way UDP block degrades only that direction.
 //
-// Frames on both edges start with a virtio_net_hdr (sleeve-codec.ts explains why).
+// Frames on both edges start with a virtio_net_hdr (sleeve-codec.ts explains why);
+// one from the overlay reaches our TAP only if vnet-header.ts passes it.
+// Where a neighbour's datagrams go, and what may move that address (a datagram
+// that authenticated with a password; without one, only a challenge echoed
+// over TCP), is udp-endpoint.ts's decision.
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
+import { randomFillSync } from 'node:crypto';
 import type { Clock, Timer } from '../../common/clock';
 import type { FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
@@ -22,11 +27,13 @@ import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane
 import type { PeerName } from '../mesh/peer-name';
 import { allocFrameMessage, encodeUdpStatus } from '../mesh/protocol';
 import {
-  BROADCAST_PEER, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
+  BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
   SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
+import { UdpEndpoint } from './udp-endpoint';
+import { checkVnetHeader } from './vnet-header';
 
 
 export interface OverlayTimings {
@@ -44,8 +51,7 @@ const MAX_MAC_ENTRIES = 65_536;
 interface Link {
   n: OverlayNeighbour;
   session: SleeveSession;
-  udpHost: string;
-  udpPort: number;
+  udp: UdpEndpoint;
   /** Last authenticated datagram of any kind from this neighbour. */
   lastUdpRxMs: number;
   /** What the neighbour last told us about hearing our probes. */
@@ -62,6 +68,7 @@ export class Overlay implements DataPlane {
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
+    source: 0, vnet: 0,
   };
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
@@ -111,8 +118,10 @@ export class Overlay implements DataPlane {
 
   addNeighbour(n: OverlayNeighbour): void {
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes);
-    this.links.set(n.name, { n, session, udpHost: n.host, udpPort: n.udpPort, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity });
-    this.sendProbe(this.links.get(n.name)!);
+    const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
+    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity };
+    this.links.set(n.name, link);
+    this.sendProbe(link, null, n.host, n.udpPort);
     this.deps.udp.flush();
   }
 
@@ -130,7 +139,7 @@ export class Overlay implements DataPlane {
     if (l.peerHearsUs) reason = hearing ? 'UDP works both ways' : 'peer hears our UDP; we hear none of its probes';
     else if (l.peerStatusMs === -Infinity) reason = 'waiting for the first UDP probe report';
     else reason = hearing ? 'peer hears none of our UDP probes (blocked one way?)' : 'no UDP probes get through either way (UDP blocked?)';
-    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress: `${l.udpHost}:${l.udpPort}`, encrypted: l.session.encrypted };
+    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress: `${l.udp.host}:${l.udp.port}`, encrypted: l.session.encrypted };
   }
 
   macTable(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
@@ -146,10 +155,13 @@ export class Overlay implements DataPlane {
     this.deps.udp.flush();
   }
 
-  /** A UDP_STATUS control message: whether the neighbour hears our probes. */
-  handleUdpStatus(from: PeerName, hearing: boolean): void {
+  /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null): void {
     const l = this.links.get(from);
     if (!l) return;
+    if (echo !== null && l.udp.confirm(echo, this.deps.clock.now()) && this.deps.logger.enabled('info')) {
+      this.deps.logger.info('UDP address confirmed over TCP', { peer: from, addr: `${l.udp.host}:${l.udp.port}` });
+    }
     if (l.peerHearsUs !== hearing && this.deps.logger.enabled('info')) {
       this.deps.logger.info(hearing ? 'UDP path works, sending frames over UDP' : 'UDP path lost, sending frames over the TCP connection', { peer: from });
     }
@@ -195,7 +207,7 @@ export class Overlay implements DataPlane {
       frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
       const n = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
       if (n < 0) return;
-      udp.commit(n, link.udpHost, link.udpPort);
+      udp.commit(n, link.udp.host, link.udp.port);
       this.traffic.framesSentUdp!++;
       this.traffic.bytesSentUdp! += n;
       return;
@@ -216,10 +228,17 @@ export class Overlay implements DataPlane {
     if (!link) { this.drops['unknown-sender']++; return; }
     const bodyLen = link.session.open(buf, off, len, h.counter);
     if (typeof bodyLen === 'string') { this.drops[bodyLen]++; return; }
-    // Authenticated: the neighbour really is at this address (it may sit behind NAT).
+    const challenged = h.type === SLEEVE_TYPE_PROBE && bodyLen === CHALLENGE_BYTES && !link.udp.authenticated;
+    const source = link.udp.onDatagram(host, port);
+    if (challenged) link.udp.heardChallenge(buf.subarray(off + SLEEVE_HEADER_BYTES, off + SLEEVE_HEADER_BYTES + CHALLENGE_BYTES), source === 'pinned');
+    if (source === 'unexpected') {
+      // Plaintext: anyone can name this neighbour, so the source proves nothing (udp-endpoint.ts).
+      const nonce = link.udp.challenge(host, port, this.deps.clock.now(), randomFillSync);
+      if (nonce !== null) this.sendProbe(link, nonce, host, port);
+      this.drops.source++;
+      return;
+    }
     link.lastUdpRxMs = this.deps.clock.now();
-    link.udpHost = host;
-    link.udpPort = port;
     this.traffic.bytesReceivedUdp! += len;
     if (h.type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
@@ -231,6 +250,7 @@ export class Overlay implements DataPlane {
     if (!inner) { this.drops.short++; return; }
     const frameOff = off + INNER_HEADER_BYTES;
     const frameLen = len - INNER_HEADER_BYTES;
+    if (checkVnetHeader(buf, frameOff, frameLen) !== 'ok') { this.drops.vnet++; return; }
     const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
     if (d.deliver) {
@@ -268,11 +288,12 @@ export class Overlay implements DataPlane {
     this.timer = this.deps.clock.setTimer(this.opts.timings.probeIntervalMs, () => {
       const now = this.deps.clock.now();
       for (const link of this.links.values()) {
-        this.sendProbe(link);
+        this.sendProbe(link, null, link.udp.host, link.udp.port);
         const sinceMs = now - link.lastUdpRxMs;
-        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff));
+        const echo = link.udp.tick();
+        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
-        if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false);
+        if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false, null);
       }
       this.deps.udp.flush();
       this.forwarder.macs.tick(now);
@@ -280,9 +301,13 @@ export class Overlay implements DataPlane {
     });
   }
 
-  private sendProbe(link: Link): void {
+  /** A probe to host:port, carrying a challenge (plaintext meshes) or nothing. */
+  private sendProbe(link: Link, challenge: Buffer | null, host: string, port: number): void {
     const udp = this.deps.udp;
-    const n = link.session.seal(udp.stageSlab(), udp.stageOffset(), SLEEVE_TYPE_PROBE, 0);
-    if (n > 0) udp.commit(n, link.udpHost, link.udpPort);
+    const slab = udp.stageSlab();
+    const at = udp.stageOffset();
+    if (challenge !== null) challenge.copy(slab, at + SLEEVE_HEADER_BYTES);
+    const n = link.session.seal(slab, at, SLEEVE_TYPE_PROBE, challenge !== null ? challenge.length : 0);
+    if (n > 0) udp.commit(n, host, port);
   }
 }

@@ -12,6 +12,9 @@
 //   type 1 FRAME: body = inner frame (below)
 //   type 2 PROBE: body empty; an authenticated probe proves the UDP path in one
 //                 direction (the receiver reports it back over TCP).
+//                 Without a password, a probe may carry an 8-byte challenge
+//                 instead, which the receiver echoes in UDP_STATUS over TCP
+//                 (udp-endpoint.ts). Older receivers ignore a probe's body.
 //
 // Inner frame, shared with the TCP fallback (control message FRAME):
 //
@@ -34,6 +37,8 @@ export const SLEEVE_VERSION = 1;
 export const SLEEVE_TYPE_FRAME = 1;
 export const SLEEVE_TYPE_PROBE = 2;
 export const SLEEVE_HEADER_BYTES = 16;
+/** The body of a challenge probe (plaintext meshes only). */
+export const CHALLENGE_BYTES = 8;
 export const INNER_HEADER_BYTES = 13;
 export const BROADCAST_PEER = 'ff:ff:ff:ff:ff:ff' as PeerName;
 /** Mesh diameter we never expect to exceed. */
