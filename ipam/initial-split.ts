@@ -114,7 +114,8 @@ export class InitialSplit {
   /**
    * A consensus message from `src` (null: periodic gossip). Returns what was
    * new to us for relaying; throws, with state unchanged, on a message for
-   * another range or another consensus count.
+   * another range. The sender's consensus count is not ours to check: we
+   * answer its proposals whatever our own count (paxos.ts).
    */
   receive(src: PeerName | null, m: ConsensusMessage): GossipData | null {
     const { ctx } = this;
@@ -128,25 +129,32 @@ export class InitialSplit {
       if (src !== null && ctx.ring.isSeeded()) this.sendRingHint(src);
       return null;
     }
-    const init = ctx.config.init;
-    if (init.mode === 'consensus' && m.initPeerCount !== init.peerCount) {
-      const err = new IpamError(
-        'conflict',
-        `${src !== null ? `peer ${ctx.describePeer(src)}` : 'a peer'} uses --ipalloc-init consensus=${m.initPeerCount}, we use consensus=${init.peerCount}; all initial peers must use the same count`,
-      );
-      ctx.warn(err.message);
-      throw err;
-    }
     const merged = ctx.paxos.merge(m.claims);
     if (merged) this.lastChangeMs = ctx.clock.now();
-    const ownChanged = ctx.paxos.think();
-    if (ownChanged) {
+    this.thinkAndDecide();
+    return merged && !ctx.ring.isSeeded() ? ctx.update(false, true) : null;
+  }
+
+  /**
+   * Who we reach changed, and with it how many take part: a quorum may be
+   * met now (a host launched alone whose peers went away), or need more.
+   */
+  reachableChanged(reachable: ReadonlySet<PeerName>): void {
+    const { ctx } = this;
+    if (ctx.paxos === null) return;
+    ctx.paxos.setLive(reachable);
+    if (!ctx.ring.isSeeded() && !ctx.stopped && !ctx.left) this.thinkAndDecide();
+  }
+
+  /** Runs the Paxos rules; a change of our record is persisted, then gossiped; a decision seeds the ring. */
+  private thinkAndDecide(): void {
+    const { ctx } = this;
+    if (ctx.paxos!.think()) {
       this.lastChangeMs = ctx.clock.now();
       ctx.persist();
       ctx.broadcast(false, true);
     }
     this.checkDecision();
-    return merged && !ctx.ring.isSeeded() ? ctx.update(false, true) : null;
   }
 
   private sendRingHint(src: PeerName): void {

@@ -332,6 +332,7 @@ export class Ipam implements Gossiper {
   private handleReachableChanged(reachable: ReadonlySet<PeerName>): void {
     this.ctx.reachable = new Set(reachable);
     if (this.ctx.stopped || this.ctx.left) return;
+    this.split.reachableChanged(this.ctx.reachable);
     // A peer we were asking may be gone, or a new one may have space.
     if (this.requests.size > 0) this.requests.process();
   }

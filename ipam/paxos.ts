@@ -25,9 +25,19 @@
 //   floor(N/2)+1 out of N intersect).
 // - The value is the sorted set of participants the proposer knew; every
 //   peer that learns the decision seeds the identical ring from it.
-// This assumes at most N peers take part before the decision (the
-// --ipalloc-init consensus=N contract, as in Weave Net); status warns when
-// more records show up.
+//
+// How many take part (N, hence the quorum) is each peer's own view: the
+// larger of its --ipalloc-init count and the participants it reaches now
+// (their records known, the mesh says reachable). Users give different
+// counts in the getting-started order (the first host launched alone has
+// consensus=1, the next ones 2), so, as in Weave Net, an acceptor answers
+// every proposal whatever its own count, and never refuses a peer for its
+// count. Peers that reach each other see the same participants and so use
+// the same N: the classic argument holds among them. A smaller count only
+// matters when the others are out of reach, and then it is what the user
+// asked for (a host launched alone may decide alone); two sides that each
+// decide out of reach of the other are a true split, which the ring merge
+// refuses and the status explains.
 //
 // Liveness needs a quorum reachable and proposers that back off: the owner
 // retries with a jittered, growing delay (initial-split.ts).
@@ -90,10 +100,15 @@ export function validateClaim(node: PeerName, c: NodeClaim, what: string): void 
 }
 
 export interface ConsensusProgress {
-  initPeerCount: number;
+  /** N as used now (see Paxos.peerCount). */
+  peerCount: number;
+  /** Our own --ipalloc-init count. */
+  configuredPeerCount: number;
   quorum: number;
   /** Participants whose record we have (us included), sorted. */
   known: PeerName[];
+  /** Of those, how many we reach now (us included). */
+  reachable: number;
   /** Our live proposal, if we are proposing. */
   proposal: ProposalId | null;
   /** Participants that promised our live proposal. */
@@ -103,12 +118,34 @@ export interface ConsensusProgress {
 }
 
 export class Paxos {
-  readonly quorum: number;
   private readonly claims = new Map<PeerName, NodeClaim>();
+  /** The peers the mesh says we reach now (us always included). */
+  private live: ReadonlySet<PeerName>;
 
   constructor(readonly self: PeerName, readonly initPeerCount: number) {
     if (!Number.isInteger(initPeerCount) || initPeerCount < 1) throw IpamError.config(`consensus needs at least 1 peer, got ${initPeerCount}`);
-    this.quorum = quorumFor(initPeerCount);
+    this.live = new Set([self]);
+  }
+
+  /** Tells who is reachable now; the participant count (and so the quorum) follows. */
+  setLive(live: ReadonlySet<PeerName>): void {
+    this.live = new Set(live);
+  }
+
+  /** Participants whose record we have and that we reach now, us included. */
+  reachableParticipants(): number {
+    let n = 0;
+    for (const node of this.claims.keys()) if (node === this.self || this.live.has(node)) n++;
+    return n;
+  }
+
+  /** N: our --ipalloc-init count, or more when we reach more participants. */
+  peerCount(): number {
+    return Math.max(this.initPeerCount, this.reachableParticipants());
+  }
+
+  get quorum(): number {
+    return quorumFor(this.peerCount());
   }
 
   /** Publishes our (empty) record, so proposers count us as a participant. True when new. */
@@ -212,6 +249,7 @@ export class Paxos {
     }
     // Proposer: with a quorum of promises for our live proposal, choose its value.
     const ours = this.liveProposal();
+    const quorum = this.quorum;
     if (ours !== null && compareIds(me.accepted?.id ?? null, ours) !== 0) {
       let promisers = 0;
       let prior: AcceptedValue | null = null;
@@ -220,7 +258,7 @@ export class Paxos {
         promisers++;
         if (c.accepted !== null && compareIds(c.accepted.id, prior?.id ?? null) > 0) prior = c.accepted;
       }
-      if (promisers >= this.quorum) {
+      if (promisers >= quorum) {
         const value = prior !== null ? prior.value : this.participants();
         this.update({ promise: ours, accepted: { id: ours, value } });
         return true;
@@ -244,7 +282,8 @@ export class Paxos {
       if (!g) groups.set(key, { count: 1, value: c.accepted.value });
       else if (sameValue(g.value, c.accepted.value)) g.count++;
     }
-    for (const g of groups.values()) if (g.count >= this.quorum) return g.value;
+    const quorum = this.quorum;
+    for (const g of groups.values()) if (g.count >= quorum) return g.value;
     return null;
   }
 
@@ -260,9 +299,11 @@ export class Paxos {
       }
     }
     return {
-      initPeerCount: this.initPeerCount,
+      peerCount: this.peerCount(),
+      configuredPeerCount: this.initPeerCount,
       quorum: this.quorum,
       known: this.participants(),
+      reachable: this.reachableParticipants(),
       proposal: ours,
       promisesForOurs,
       bestAcceptCount: Math.max(0, ...acceptCounts.values()),

@@ -41,6 +41,7 @@ export interface IpamStatus {
   /** Exactly what the peer waits for; null when ready. */
   waitingFor: string | null;
   consensus: {
+    /** N as used now: our --ipalloc-init count, or the participants we reach if more. */
     initPeerCount: number;
     quorum: number;
     known: { peer: PeerName; nickname: string; reachable: boolean }[];
@@ -92,13 +93,20 @@ export function waitingText(src: StatusSource): string | null {
   if (init.mode === 'seed' || src.paxos === null) return 'waiting for the seed ring';
   const p = src.paxos.progress();
   const known = p.known.length;
-  let text = `awaiting consensus: ${known} of ${p.initPeerCount} peers known, need quorum ${p.quorum}`;
-  const unreachable = p.known.filter((k) => !src.reachable.has(k));
+  // Known peers beyond N are out of reach (N counts every reachable one).
+  let text = known <= p.peerCount
+    ? `awaiting consensus: ${known} of ${p.peerCount} peers known, need quorum ${p.quorum}`
+    : `awaiting consensus: ${known} peers known, consensus among ${p.peerCount}, need quorum ${p.quorum}`;
+  const unreachable = p.known.filter((k) => k !== src.self && !src.reachable.has(k));
   if (unreachable.length > 0) text += ` (unreachable now: ${unreachable.map((u) => describe(src, u)).join(', ')})`;
-  if (known > p.initPeerCount) text += `; warning: ${known} peers take part but consensus=${p.initPeerCount}`;
   if (!src.consensusStarted) return `${text}; not started (starts on the first allocation or weave prime)`;
   if (p.proposal !== null) text += `; round ${p.proposal.round}: ${p.promisesForOurs} of ${p.quorum} promises`;
   if (p.bestAcceptCount > 0) text += `, ${p.bestAcceptCount} of ${p.quorum} accepts`;
+  // Every reachable participant answers, so only missing peers can keep us waiting: say how to bring them.
+  const missing = p.quorum - p.reachable;
+  if (missing > 0) {
+    text += `; needs ${missing} more reachable peer${missing === 1 ? '' : 's'}: launch ${missing === 1 ? 'it' : 'them'} with this host's address, or run weave connect <address> here`;
+  }
   return text;
 }
 
@@ -130,7 +138,7 @@ export function buildIpamStatus(src: StatusSource): IpamStatus {
   if (config.init.mode === 'consensus' && src.paxos) {
     const p = src.paxos.progress();
     consensus = {
-      initPeerCount: p.initPeerCount,
+      initPeerCount: p.peerCount,
       quorum: p.quorum,
       known: p.known.map((k) => ({ peer: k, nickname: src.nicknames.get(k) ?? '', reachable: src.reachable.has(k) })),
       started: src.consensusStarted,
