@@ -5,7 +5,8 @@
 // every such string is stripped of control characters before it reaches a
 // terminal: a peer must not be able to send escape sequences to an operator.
 
-import type { ConnectionStatus, PeerStatus, RouterStatus, TargetStatus } from '../router/mesh/status';
+import type { RouterErrorCode } from '../router/mesh/errors';
+import type { ConnectionStatus, HandshakePressure, PeerStatus, RouterStatus, TargetStatus } from '../router/mesh/status';
 
 /** Replaces control and bidi-override characters with visible escapes. */
 export function sanitiseText(s: string): string {
@@ -89,6 +90,8 @@ export function renderStatus(status: RouterStatus, services: readonly StatusLine
   if (failed > 0) parts.push(`${failed} failed`);
   out += field('Connections', `${status.connections.length}${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`);
   out += field('ConnLimit', String(status.connLimit));
+  const hs = status.handshakes;
+  if (hs !== undefined && (hs.inProgress > 0 || hs.droppedLastMinute > 0)) out += field('Handshakes', handshakesLine(hs));
 
   // As Weave Net counts them: established connections across the whole topology
   // (each direction reported by its owner), a quick check that the mesh is whole.
@@ -117,6 +120,37 @@ export function renderStatus(status: RouterStatus, services: readonly StatusLine
   return out;
 }
 
+/** Inbound handshakes from peers not yet authenticated: "64/64 in progress, 1234 dropped in the last minute (...)". */
+function handshakesLine(h: HandshakePressure): string {
+  const atCap = h.evictedLastMinute > 0 ? ` (${h.evictedLastMinute} at the cap, ${h.maxPerSource} per source)` : '';
+  return `${h.inProgress}/${h.maxInProgress} in progress, ${h.droppedLastMinute} dropped in the last minute${atCap}`;
+}
+
+/**
+ * What a failed connection's third column says instead of its encryption: a
+ * handshake refused over the password is not an unencrypted peer.
+ */
+const FAILURE_LABEL: Partial<Record<RouterErrorCode, string>> = {
+  'password-mismatch': 'refused: wrong password',
+  'password-local-only': 'refused: peer has no password',
+  'password-remote-only': 'refused: we have no password',
+  version: 'refused: no common version',
+  'name-collision': 'refused: name in use',
+  'conn-limit': 'refused: limit reached',
+  'heartbeat-timeout': 'timed out',
+  closed: 'closed',
+  io: 'network error',
+  decode: 'protocol error',
+  limit: 'protocol error',
+  auth: 'protocol error',
+  replay: 'protocol error',
+};
+
+function encryptionColumn(c: ConnectionStatus): string {
+  if (c.state !== 'failed') return c.encrypted ? 'encrypted' : 'unencrypted';
+  return (c.failure !== undefined ? FAILURE_LABEL[c.failure] : undefined) ?? '-';
+}
+
 function arrow(outbound: boolean): string {
   return outbound ? '->' : '<-';
 }
@@ -126,7 +160,7 @@ export function renderConnections(status: RouterStatus): string {
   const rows = status.connections.map((c) => [
     `${arrow(c.outbound)} ${sanitiseText(c.address)}`,
     c.state,
-    c.encrypted ? 'encrypted' : 'unencrypted',
+    encryptionColumn(c),
     c.peer === null ? '-' : nameWithNick(c.peer, c.nickname),
     // How frames travel to that peer (UDP sleeve or the TCP fallback) and why; else the failure reason.
     c.dataPath ? `data: ${c.dataPath} (${sanitiseText(c.dataPathInfo ?? '')})` : sanitiseText(c.info),

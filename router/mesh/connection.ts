@@ -4,7 +4,7 @@
 // connection is kept (self, name clash, duplicate, limits) is the router's call.
 
 import type { Clock, Timer } from '../../common/clock';
-import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, RouterTimings } from './constants';
+import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, MAX_HANDSHAKE_MESSAGE_BYTES, RouterTimings } from './constants';
 import type { ControlSession } from './control-session';
 import { RouterError, RouterErrorCode } from './errors';
 import { errorMessage } from '../../common/errors';
@@ -48,7 +48,8 @@ export class Connection {
   readonly startedMs: number;
   private handshake: Handshake;
   private session: ControlSession | null = null;
-  private readonly decoder = new FrameDecoder(MAX_CONTROL_MESSAGE_BYTES);
+  /** Strangers get the handshake's small limit; the full one only once they have authenticated. */
+  private readonly decoder = new FrameDecoder(MAX_HANDSHAKE_MESSAGE_BYTES);
   private lastReceivedMs: number;
   private timer: Timer | null = null;
   private readonly log: Logger;
@@ -113,16 +114,14 @@ export class Connection {
   private handleData(chunk: Uint8Array): void {
     if (this.phase === 'closed') return;
     this.lastReceivedMs = this.deps.clock.now();
-    let payloads: Uint8Array[];
-    try {
-      payloads = this.decoder.push(chunk);
-    } catch (err) {
-      this.close(asRouterError(err));
-      return;
-    }
-    for (const payload of payloads) {
+    this.decoder.push(chunk);
+    // One payload at a time: the one that completes the handshake raises the
+    // frame limit for the next, which may have arrived in the same chunk.
+    for (;;) {
       if (this.isClosed()) return;
       try {
+        const payload = this.decoder.next();
+        if (payload === null) return;
         this.handlePayload(payload);
       } catch (err) {
         const error = asRouterError(err);
@@ -168,6 +167,7 @@ export class Connection {
     this.session = this.handshake.session();
     this.sleeveKeyPair = this.handshake.sleeveKeys();
     this.phase = 'established';
+    this.decoder.setMaxPayloadBytes(MAX_CONTROL_MESSAGE_BYTES);
     this.timer?.cancel();
     this.scheduleHeartbeat();
     this.log.debug('handshake complete', { peer: this.remote?.name, encrypted: this.encrypted });

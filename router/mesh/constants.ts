@@ -2,8 +2,17 @@
 // implementation limits and timings (local choices). Units are in the names.
 
 // --- protocol ---
-/** Largest control message payload a peer may announce; checked before allocation. */
+/** Largest control message payload an authenticated peer may announce; checked before allocation. */
 export const MAX_CONTROL_MESSAGE_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest message a peer may announce before its handshake completes. The
+ * largest the handshake codecs accept is an Auth during a password roll,
+ * 2 x 2 sealed identities of at most 256 bytes each (1033 bytes; a real one is
+ * about 400, a Hello under 100; handshake-messages.ts); the rest is margin.
+ * test/unit/handshake-limits.test.ts holds the codecs to it. A stranger gets
+ * no more than this.
+ */
+export const MAX_HANDSHAKE_MESSAGE_BYTES = 2048;
 /** Gossip channel names are short ASCII identifiers. */
 export const MAX_CHANNEL_NAME_BYTES = 32;
 export const TOPOLOGY_CHANNEL = 'topology';
@@ -32,7 +41,7 @@ export interface RouterTimings {
 export const DEFAULT_TIMINGS: RouterTimings = {
   heartbeatIntervalMs: 5_000,
   heartbeatTimeoutMs: 30_000,
-  handshakeTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
   gossipIntervalMs: 30_000,
   routeDebounceMs: 100,
   retryInitialMs: 2_000,
@@ -59,3 +68,19 @@ export const FAST_TIMINGS: RouterTimings = {
 export const MAX_FAILED_CONNECTIONS_LISTED = 32;
 /** Bytes a connection may queue towards a slow peer before it is closed. */
 export const MAX_CONNECTION_BACKLOG_BYTES = 32 * 1024 * 1024;
+
+// --- implementation: what strangers may cost us before they authenticate ---
+// Inbound connections still in the handshake are held to these, apart from
+// --conn-limit (which counts established peers only), and our own outbound
+// dials are never counted. When a cap is hit the oldest handshake goes first:
+// a real peer completes in a few round trips, an idle stranger never does.
+/** Inbound handshakes in progress at once, from all sources. */
+export const MAX_HANDSHAKES_IN_PROGRESS = 64;
+/** Inbound handshakes in progress at once from one source (an IPv4 address, an IPv6 /64). */
+export const MAX_HANDSHAKES_PER_SOURCE = 8;
+/** Handshakes dropped before completing are counted over this window for status and health. */
+export const HANDSHAKE_DROP_WINDOW_MS = 60_000;
+/** Dropped handshakes per window above which health warns even without a cap being hit. */
+export const HANDSHAKE_DROPS_WARN_COUNT = 100;
+/** At most one log line summarising dropped handshakes per this interval. */
+export const HANDSHAKE_DROP_LOG_INTERVAL_MS = 60_000;

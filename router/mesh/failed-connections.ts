@@ -2,9 +2,12 @@
 // (`weave status connections` shows why a peer is not connected). Bounded in
 // count (MAX_FAILED_CONNECTIONS_LISTED) and in age (failedConnectionRetentionMs);
 // one entry per remote end and direction, the newest reason first. Owns no
-// timer: entries age out whenever a new one is recorded.
+// timer: entries age out whenever a new one is recorded. Each entry carries
+// the failure's code, so status tells a refused handshake (wrong or missing
+// password, no common version) from a peer that is merely unencrypted.
 
 import { MAX_FAILED_CONNECTIONS_LISTED } from './constants';
+import type { RouterErrorCode } from './errors';
 import type { PeerName } from './peer-name';
 import type { ConnectionStatus } from './status';
 
@@ -16,6 +19,8 @@ export interface FailedConnection {
   encrypted: boolean;
   /** Why it failed, for people. */
   info: string;
+  /** Why it failed, for programs. */
+  failure: RouterErrorCode;
 }
 
 export class FailedConnections {
@@ -25,7 +30,8 @@ export class FailedConnections {
 
   record(f: FailedConnection, nowMs: number): void {
     const status: ConnectionStatus = {
-      address: f.address, outbound: f.outbound, state: 'failed', peer: f.peer, nickname: f.nickname, encrypted: f.encrypted, info: f.info, sinceMs: nowMs,
+      address: f.address, outbound: f.outbound, state: 'failed', peer: f.peer, nickname: f.nickname,
+      encrypted: f.encrypted, info: f.info, failure: f.failure, sinceMs: nowMs,
     };
     const k = endKey(status);
     for (let i = this.entries.length - 1; i >= 0; i--) {

@@ -4,8 +4,13 @@
 //   | length: u32 BE | payload (length bytes)    |
 //   +----------------+---------------------------+
 //
-// The length is checked against a maximum before anything is buffered for it,
-// so a hostile peer cannot make us allocate.
+// The length is checked against the current maximum before anything is
+// buffered for it, so a hostile peer cannot make us allocate: while a frame
+// is incomplete, only its 4 + max bytes (in the chunks they arrived in) are
+// held. The maximum can change
+// between frames (small before the handshake completes, larger after), so
+// payloads are taken one at a time with next() and the caller raises the
+// limit at the exact frame where the peer becomes authenticated.
 
 import { RouterError } from './errors';
 
@@ -20,25 +25,36 @@ export class FrameDecoder {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxPayloadBytes: number) {}
+  constructor(private maxPayloadBytes: number) {}
 
-  /** Feeds bytes; returns the payloads completed by them. Throws RouterError('limit') on an oversize length. */
-  push(chunk: Uint8Array): Uint8Array[] {
-    if (chunk.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
+  /** The largest payload accepted from the next frame on (e.g. once the peer has authenticated). */
+  setMaxPayloadBytes(max: number): void {
+    this.maxPayloadBytes = max;
+  }
+
+  /** Queues bytes; take the payloads they complete with next(). */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /**
+   * The next complete payload, or null until more bytes arrive. Throws
+   * RouterError('limit') on a length over the maximum, before buffering for it;
+   * the decoder is then unusable (the stream cannot be resynchronised).
+   */
+  next(): Uint8Array | null {
+    if (this.buffered < 4) return null;
+    const head = this.peek(4);
+    const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+    if (len > this.maxPayloadBytes) {
+      this.chunks = [];
+      this.buffered = 0;
+      throw RouterError.limit('control message length', len, this.maxPayloadBytes);
     }
-    const out: Uint8Array[] = [];
-    for (;;) {
-      if (this.buffered < 4) break;
-      const head = this.peek(4);
-      const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
-      if (len > this.maxPayloadBytes) throw RouterError.limit('control message length', len, this.maxPayloadBytes);
-      if (this.buffered < 4 + len) break;
-      const all = this.take(4 + len);
-      out.push(all.subarray(4));
-    }
-    return out;
+    if (this.buffered < 4 + len) return null;
+    return this.take(4 + len).subarray(4);
   }
 
   private peek(n: number): Uint8Array {

@@ -3,7 +3,8 @@
 // all agree. A code that is absent means healthy. Conditions that flap on a
 // brief blip wait out a grace period before they show.
 
-import type { HealthWarning, RouterStatus } from './status';
+import { HANDSHAKE_DROPS_WARN_COUNT } from './constants';
+import type { HandshakePressure, HealthWarning, RouterStatus } from './status';
 
 /** A target must have failed this many times in a row before it is called unreachable. */
 const UNREACHABLE_AFTER_ATTEMPTS = 3;
@@ -33,5 +34,25 @@ export function healthWarnings(status: RouterStatus, _nowMs: number): HealthWarn
       text: `${refusals.length} connection(s) refused over the password: ${refusals[0]!.address}: ${refusals[0]!.info}`,
     });
   }
+  const pressure = status.handshakes;
+  if (pressure !== undefined && underHandshakePressure(pressure)) {
+    out.push({ code: 'handshake-pressure', severity: 'warning', text: describeHandshakePressure(pressure) });
+  }
   return out;
+}
+
+/**
+ * Strangers are costing us: every handshake slot is taken, a cap forced drops
+ * in the last minute, or handshakes fail at a rate no misconfigured peer
+ * reaches (a port scan or a single bad peer stays below it).
+ */
+export function underHandshakePressure(p: HandshakePressure): boolean {
+  return p.inProgress >= p.maxInProgress || p.evictedLastMinute > 0 || p.droppedLastMinute >= HANDSHAKE_DROPS_WARN_COUNT;
+}
+
+/** e.g. "64/64 inbound handshakes in progress, 1234 dropped in the last minute (1200 to make room at the cap ...)". */
+export function describeHandshakePressure(p: HandshakePressure): string {
+  const atCap = p.evictedLastMinute > 0 ? ` (${p.evictedLastMinute} to make room at the cap of ${p.maxInProgress}, ${p.maxPerSource} per source)` : '';
+  return `${p.inProgress}/${p.maxInProgress} inbound handshakes in progress, ${p.droppedLastMinute} dropped in the last minute${atCap}; ` +
+    'connections that have not authenticated are being dropped; established peers keep theirs';
 }

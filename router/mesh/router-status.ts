@@ -1,7 +1,8 @@
 // Builds the router's status snapshot (the shapes are status.ts) on demand
 // from its parts: identity and options, the topology and routes, the live
-// and recently failed connections, the connector's targets, gossip and data
-// plane summaries, and the health warnings derived from all of it. Pure: it
+// and recently failed connections, the inbound handshakes in progress, the
+// connector's targets, gossip and data plane summaries, and the health
+// warnings derived from all of it. Pure: it
 // reads and formats, it changes nothing.
 
 import type { Connection } from './connection';
@@ -14,7 +15,7 @@ import type { ConnectionStatus, RouterStatus, TargetStatus } from './status';
 /** The router's own part of the snapshot: who it is and how it was started. */
 export type RouterStatusHeader = Pick<
   RouterStatus,
-  'version' | 'name' | 'nickname' | 'incarnation' | 'port' | 'encryption' | 'discovery' | 'connLimit' | 'startedMs'
+  'version' | 'name' | 'nickname' | 'incarnation' | 'port' | 'encryption' | 'discovery' | 'connLimit' | 'startedMs' | 'handshakes'
 >;
 
 export interface RouterStatusParts {
@@ -65,7 +66,7 @@ function connectionStatus(c: Connection, dataPlane: DataPlane | undefined, nowMs
   const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
   const link = remote && dataPlane ? dataPlane.linkStatus(remote.name) : null;
   return {
-    ...(link ? { dataPath: link.path, dataPathInfo: link.reason } : {}),
+    ...(link ? { dataPath: link.path, dataPathInfo: link.reason, udpAddress: link.udpAddress } : {}),
     address: c.stream.remoteAddress,
     outbound: c.opts.outbound,
     state,

@@ -15,9 +15,10 @@ import { discoveredAddresses, judgeEstablished } from './connection-policy';
 import { Connector } from './connector';
 import { DEFAULT_TIMINGS, RouterTimings, TOPOLOGY_CHANNEL } from './constants';
 import { assertNever, errorMessage } from '../../common/errors';
-import { RouterError } from './errors';
+import { RouterError, RouterErrorCode } from './errors';
 import { FailedConnections } from './failed-connections';
 import { MeshGossipHub } from './gossip-hub';
+import { HandshakeLimits } from './handshake-limits';
 import type { MeshLinks } from './mesh-links';
 import type { HelloInfo } from './handshake-messages';
 import type { Logger } from '../../common/logger';
@@ -77,6 +78,8 @@ export class Router implements MeshLinks {
   /** The one kept, established connection per neighbour. */
   private readonly byPeer = new Map<PeerName, Connection>();
   private readonly failed: FailedConnections;
+  /** Inbound handshakes in progress: capped apart from connLimit, which counts established peers only. */
+  private readonly handshakes = new HandshakeLimits<Connection>();
   /** Addresses that turned out to be ourselves: never dialed again through discovery. */
   private readonly selfAddresses = new Set<string>();
   private readonly connector: Connector;
@@ -122,7 +125,7 @@ export class Router implements MeshLinks {
     this.connector = new Connector({ clock: deps.clock, rng: deps.rng, logger: deps.logger }, opts.timings, {
       dial: (address) => this.dial(address),
       isConnected: (address) => this.isConnectedTo(address),
-      canConnect: () => this.connections.size < this.opts.connLimit,
+      canConnect: () => this.byPeer.size < this.opts.connLimit,
     });
   }
 
@@ -184,6 +187,7 @@ export class Router implements MeshLinks {
     return buildRouterStatus({
       version: o.version, name: this.localPeer, nickname: o.nickname, incarnation: o.incarnation, port: o.port,
       encryption: o.passwordKey !== null, discovery: o.discovery, connLimit: o.connLimit, startedMs: this.startedMs,
+      handshakes: this.handshakes.pressure(this.deps.clock.now()),
     }, {
       peers: this.peers,
       routes: this.routes,
@@ -192,7 +196,7 @@ export class Router implements MeshLinks {
       failed: this.failed.list(),
       targets: this.connector.status(),
       channels: this.gossip.channelNames(),
-      counters: { ...this.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
+      counters: { ...this.counters, ...this.handshakes.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
       dataPlane: this.deps.dataPlane,
     }, this.deps.clock.now());
   }
@@ -227,14 +231,19 @@ export class Router implements MeshLinks {
 
   private accept(stream: ByteStream): void {
     if (this.stopped) { stream.close(); return; }
-    if (this.connections.size >= this.opts.connLimit) {
+    if (this.byPeer.size >= this.opts.connLimit) {
       this.counters.connectionsRefusedLimit++;
-      this.recordFailed(stream.remoteAddress, false, null, null, false, `refused: connection limit of ${this.opts.connLimit} reached`);
+      this.recordFailed(stream.remoteAddress, false, null, null, false, `refused: connection limit of ${this.opts.connLimit} reached`, 'conn-limit');
       stream.close();
       return;
     }
     this.counters.connectionsAccepted++;
-    this.newConnection(stream, false, null);
+    const conn = this.newConnection(stream, false, null);
+    if (conn === null) return;
+    for (const old of this.handshakes.admit(conn, stream.remoteHost, this.deps.clock.now())) {
+      old.close(new RouterError('conn-limit', 'dropped to make room: too many handshakes in progress'));
+    }
+    this.logHandshakeDrops();
   }
 
   private dial(address: string): void {
@@ -259,21 +268,25 @@ export class Router implements MeshLinks {
     });
   }
 
-  private newConnection(stream: ByteStream, outbound: boolean, targetAddress: string | null): void {
+  private newConnection(stream: ByteStream, outbound: boolean, targetAddress: string | null): Connection | null {
     try {
       const conn = new Connection({ clock: this.deps.clock, logger: this.log }, stream, {
         local: this.hello, passwordKey: this.opts.passwordKey, timings: this.opts.timings, outbound, targetAddress,
       }, this.connectionEvents);
-      if (conn.phase !== 'closed') this.connections.add(conn);
+      if (conn.phase === 'closed') return null;
+      this.connections.add(conn);
+      return conn;
     } catch (err) {
       stream.close();
       const error = new RouterError('io', `cannot start connection: ${errorMessage(err)}`);
       if (targetAddress !== null) this.connector.onDisconnected(targetAddress, error);
       this.log.error('cannot start connection', { addr: stream.remoteAddress, error: error.message });
+      return null;
     }
   }
 
   private handleEstablished(conn: Connection): void {
+    this.handshakes.completed(conn);
     const remote = conn.remote!;
     const verdict = judgeEstablished({ name: this.localPeer, incarnation: this.opts.incarnation }, conn, this.byPeer.get(remote.name));
     switch (verdict.action) {
@@ -288,6 +301,11 @@ export class Router implements MeshLinks {
         conn.refuse(new RouterError('duplicate-connection', `already connected to ${remote.name}(${remote.nickname})`));
         return;
       case 'keep':
+        if (verdict.replaced === null && this.byPeer.size >= this.opts.connLimit) {
+          this.counters.connectionsRefusedLimit++;
+          conn.refuse(new RouterError('conn-limit', `connection limit of ${this.opts.connLimit} established peers reached`));
+          return;
+        }
         verdict.replaced?.refuse(new RouterError('duplicate-connection', `replaced by a newer connection to ${remote.name}(${remote.nickname})`));
         break;
       default:
@@ -321,13 +339,14 @@ export class Router implements MeshLinks {
         this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
         return;
       case 'udp-status':
-        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo);
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing);
         return;
     }
   }
 
   private handleClosed(conn: Connection, error: RouterError | null): void {
     this.connections.delete(conn);
+    this.handshakes.failed(conn, this.deps.clock.now());
     const remote = conn.remote;
     const wasKept = remote !== null && this.byPeer.get(remote.name) === conn;
     if (wasKept) {
@@ -339,14 +358,28 @@ export class Router implements MeshLinks {
     if (conn.opts.targetAddress !== null) this.connector.onDisconnected(conn.opts.targetAddress, error);
     if (error && !wasKept && error.code !== 'duplicate-connection' && error.code !== 'self-connection') {
       this.counters.connectionsFailed++;
-      this.recordFailed(conn.stream.remoteAddress, conn.opts.outbound, remote?.name ?? null, remote?.nickname ?? null, conn.encrypted, error.message);
       const loud = error.code.startsWith('password') || error.code === 'name-collision' || error.code === 'version';
+      // A stranger that never said who it is (idle, oversize, not weave, dropped at a cap) is
+      // counted in the handshake pressure, never listed or logged one by one.
+      if (!conn.opts.outbound && remote === null && !loud) { this.logHandshakeDrops(); return; }
+      this.recordFailed(conn.stream.remoteAddress, conn.opts.outbound, remote?.name ?? null, remote?.nickname ?? null, conn.encrypted, error.message, error.code);
       (loud ? this.log.warn : this.log.debug).call(this.log, 'connection failed', { addr: conn.stream.remoteAddress, code: error.code, reason: error.message });
     }
   }
 
-  private recordFailed(address: string, outbound: boolean, peer: PeerName | null, nickname: string | null, encrypted: boolean, info: string): void {
-    this.failed.record({ address, outbound, peer, nickname, encrypted, info }, this.deps.clock.now());
+  private recordFailed(
+    address: string, outbound: boolean, peer: PeerName | null, nickname: string | null, encrypted: boolean, info: string, failure: RouterErrorCode,
+  ): void {
+    this.failed.record({ address, outbound, peer, nickname, encrypted, info, failure }, this.deps.clock.now());
+  }
+
+  /** At most one summary line per interval, however many strangers (handshake-limits.ts). */
+  private logHandshakeDrops(): void {
+    const s = this.handshakes.summaryDue(this.deps.clock.now());
+    if (s === null) return;
+    (s.evicted > 0 ? this.log.warn : this.log.info).call(this.log, 'inbound handshakes dropped before authentication', {
+      dropped: s.dropped, atCap: s.evicted, inProgress: s.inProgress,
+    });
   }
 
   private isConnectedTo(address: string): boolean {

@@ -1,6 +1,7 @@
 // The status snapshot: built on demand from router state and shared, unchanged,
 // by `weave status`, the HTTP API, the status port and the metrics.
 
+import type { RouterErrorCode } from './errors';
 import type { PeerName } from './peer-name';
 
 export type ConnectionState = 'connecting' | 'handshaking' | 'established' | 'failed';
@@ -17,11 +18,18 @@ export interface ConnectionStatus {
   encrypted: boolean;
   /** Why the connection failed or was refused; empty otherwise. */
   info: string;
+  /**
+   * For failed connections: the kind of failure, for scripts and for telling a
+   * refused handshake (e.g. 'password-mismatch') from an unencrypted peer.
+   */
+  failure?: RouterErrorCode;
   /** Milliseconds since the epoch of the last state change. */
   sinceMs: number;
   /** For established connections with a data plane: how frames travel, and why. */
   dataPath?: 'udp' | 'tcp';
   dataPathInfo?: string;
+  /** Where the UDP sleeve sends this peer's datagrams (host:port). */
+  udpAddress?: string;
 }
 
 export interface TargetStatus {
@@ -51,6 +59,18 @@ export interface HealthWarning {
   text: string;
 }
 
+/** Inbound handshakes from peers not yet authenticated (handshake-limits.ts). */
+export interface HandshakePressure {
+  inProgress: number;
+  maxInProgress: number;
+  /** Cap per source address (IPv6: per /64). */
+  maxPerSource: number;
+  /** Inbound handshakes that ended without completing in about the last minute. */
+  droppedLastMinute: number;
+  /** Of those, the ones dropped to make room because a cap was reached. */
+  evictedLastMinute: number;
+}
+
 export interface RouterStatus {
   version: string;
   name: PeerName;
@@ -59,8 +79,11 @@ export interface RouterStatus {
   port: number;
   encryption: boolean;
   discovery: boolean;
+  /** Established connections at most; handshakes in progress are limited apart (`handshakes`). */
   connLimit: number;
   startedMs: number;
+  /** Inbound handshakes in progress and recently dropped; the router always fills it. */
+  handshakes?: HandshakePressure;
   peers: PeerStatus[];
   connections: ConnectionStatus[];
   targets: TargetStatus[];

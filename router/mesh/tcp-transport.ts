@@ -52,6 +52,9 @@ class TcpStream implements ByteStream {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Nothing more is read: a peer (or stranger) still streaming at us fills its own
+    // send buffer, not our memory, for the moments until destroy().
+    this.socket.pause();
     // end() lets a final REFUSE message reach the peer; destroy() if it does not drain soon.
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 2_000).unref();

@@ -57,13 +57,20 @@ t.test('random and truncated bytes give RouterError only', async (t) => {
 });
 
 t.test('frame decoder reassembles split frames and refuses oversize lengths before buffering', async (t) => {
+  const drain = (d: FrameDecoder): Uint8Array[] => {
+    const out: Uint8Array[] = [];
+    for (let p = d.next(); p !== null; p = d.next()) out.push(p);
+    return out;
+  };
   const d = new FrameDecoder(100);
   const wire = new Uint8Array([...frame(Uint8Array.of(1, 2, 3)), ...frame(new Uint8Array(0)), ...frame(Uint8Array.of(9))]);
   const out: Uint8Array[] = [];
-  for (const byte of wire) out.push(...d.push(Uint8Array.of(byte)));
+  for (const byte of wire) { d.push(Uint8Array.of(byte)); out.push(...drain(d)); }
   t.same(out.map((p) => [...p]), [[1, 2, 3], [], [9]]);
-  const whole = new FrameDecoder(100).push(wire);
-  t.equal(whole.length, 3);
+  const whole = new FrameDecoder(100);
+  whole.push(wire);
+  t.equal(drain(whole).length, 3);
   const big = new FrameDecoder(100);
-  t.throws(() => big.push(Uint8Array.of(0, 0, 0, 101)), { code: 'limit' });
+  big.push(Uint8Array.of(0, 0, 0, 101));
+  t.throws(() => big.next(), { code: 'limit' });
 });

@@ -40,7 +40,7 @@ t.test('connections: arrows, state, encryption, peer and the failure reason', as
   const lines = renderConnections(sampleStatus()).trimEnd().split('\n');
   t.equal(lines.length, 3);
   t.match(lines[0], new RegExp(`^-> 10\\.0\\.0\\.2:6783 +established +encrypted +${P2}\\(host2\\)$`));
-  t.match(lines[1], /^<- 10\.0\.0\.3:52144 +failed +unencrypted +- +password mismatch: the remote peer uses a different password$/);
+  t.match(lines[1], /^<- 10\.0\.0\.3:52144 +failed +refused: wrong password +- +password mismatch: the remote peer uses a different password$/);
   t.match(lines[2], /^-> 10\.0\.0\.4:6783 +connecting +unencrypted +-$/);
   // Columns line up: the state column starts at the same offset on every line.
   const at = lines.map((l) => l.search(/(established|failed|connecting)/));

@@ -35,6 +35,7 @@ export function sampleStatus(overrides: Partial<RouterStatus> = {}): RouterStatu
         nickname: null,
         encrypted: false,
         info: 'password mismatch: the remote peer uses a different password',
+        failure: 'password-mismatch',
         sinceMs: 1_700_000_002_000,
       },
       { address: '10.0.0.4:6783', outbound: true, state: 'connecting', peer: null, nickname: null, encrypted: false, info: '', sinceMs: 1_700_000_003_000 },
