@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RouterStatus } from '../router/mesh/status';
+import { apiSocketFor } from '../cli/api-socket';
 import { run, type BackgroundProcess, type ExecOptions, type ExecResult, type SpawnOptions } from './command';
 import { pidsIn } from './netns';
 
@@ -37,6 +38,11 @@ export class SimHost {
     readonly datadir: string,
   ) {}
 
+  /** The API socket of this host's router: derived from its datadir, so every host has its own. */
+  get apiSocket(): string {
+    return apiSocketFor(this.datadir);
+  }
+
   /** Runs a command inside this host's namespace. */
   exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return run(['ip', 'netns', 'exec', this.ns, ...cmd], opts);
@@ -56,9 +62,9 @@ export class SimHost {
   weaveEnv(opts: { password?: string | null; env?: Record<string, string | undefined> } = {}): Record<string, string | undefined> {
     const password = opts.password !== undefined ? opts.password : this.net.password;
     return {
-      // Each namespace has its own loopback, so the default API address is right;
-      // a WEAVE_API from the caller's shell would point every host elsewhere.
-      WEAVE_API: undefined,
+      // The API socket follows WEAVE_DATADIR (cli/api-socket.ts); a
+      // WEAVE_API_SOCKET from the caller's shell would point every host elsewhere.
+      WEAVE_API_SOCKET: undefined,
       ...this.net.weaveEnv,
       WEAVE_DATADIR: this.datadir,
       // Always set or cleared explicitly, so a password in the caller's shell never leaks into a test.

@@ -289,6 +289,8 @@ export class SimNetwork {
     const leftPids = namespaces.flatMap((ns) => (namespaceExists(ns) ? pidsIn(ns) : []));
     if (leftPids.length > 0) problems.push(`processes still running: ${leftPids.join(' ')}`);
     rmSync(this.rootDir, { recursive: true, force: true });
+    // A router killed above leaves its API socket in /run/weave (cli/api-socket.ts); a clean stop removes it itself.
+    for (const h of this.hosts) rmSync(h.apiSocket, { force: true });
     liveNetworks.delete(this);
     const left = this.namespaces();
     if (left.length > 0) problems.push(`namespaces left: ${left.join(' ')}`);
