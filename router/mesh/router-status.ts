@@ -66,7 +66,7 @@ function connectionStatus(c: Connection, dataPlane: DataPlane | undefined, nowMs
   const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
   const link = remote && dataPlane ? dataPlane.linkStatus(remote.name) : null;
   return {
-    ...(link ? { dataPath: link.path, dataPathInfo: link.reason } : {}),
+    ...(link ? { dataPath: link.path, dataPathInfo: link.reason, udpAddress: link.udpAddress } : {}),
     address: c.stream.remoteAddress,
     outbound: c.opts.outbound,
     state,

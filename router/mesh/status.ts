@@ -28,6 +28,8 @@ export interface ConnectionStatus {
   /** For established connections with a data plane: how frames travel, and why. */
   dataPath?: 'udp' | 'tcp';
   dataPathInfo?: string;
+  /** Where the UDP sleeve sends this peer's datagrams (host:port). */
+  udpAddress?: string;
 }
 
 export interface TargetStatus {
