@@ -113,7 +113,13 @@ export interface ResolvedContainer {
   pid: number | null;
   netnsPath: string;
   nsId: string;
-  /** For `ip link add ... netns X`: a pid or a name under /var/run/netns. */
+  /**
+   * For `ip link add ... netns X`: the namespace file's path. iproute2 opens
+   * an argument with a '/' as it is; a bare word it tries first as
+   * /var/run/netns/X and then, failing that, as a pid, so `netns:123` whose
+   * namespace vanished meanwhile, or `pid:123` beside a namespace named
+   * "123", would move the veth into the wrong namespace.
+   */
   ipNetnsArg: string;
 }
 
@@ -142,14 +148,14 @@ export async function resolveContainer(ref: ContainerRef, env: ResolveEnv): Prom
       const netnsPath = `/proc/${info.pid}/ns/net`;
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`Docker container ${info.name} stopped while being attached`);
-      resolved = { kind: 'docker', id: info.id, name: info.name, pid: info.pid, netnsPath, nsId, ipNetnsArg: String(info.pid) };
+      resolved = { kind: 'docker', id: info.id, name: info.name, pid: info.pid, netnsPath, nsId, ipNetnsArg: netnsPath };
       break;
     }
     case 'netns': {
       const netnsPath = `/var/run/netns/${ref.name}`;
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no network namespace named ${ref.name} (see ip netns list)`);
-      resolved = { kind: 'netns', id: `netns:${ref.name}`, name: ref.name, pid: null, netnsPath, nsId, ipNetnsArg: ref.name };
+      resolved = { kind: 'netns', id: `netns:${ref.name}`, name: ref.name, pid: null, netnsPath, nsId, ipNetnsArg: netnsPath };
       break;
     }
     case 'pid': {
@@ -157,7 +163,7 @@ export async function resolveContainer(ref: ContainerRef, env: ResolveEnv): Prom
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no process with pid ${ref.pid}`);
       const comm = env.hostFs.processName(ref.pid) ?? `pid ${ref.pid}`;
-      resolved = { kind: 'pid', id: `pid:${ref.pid}`, name: comm, pid: ref.pid, netnsPath, nsId, ipNetnsArg: String(ref.pid) };
+      resolved = { kind: 'pid', id: `pid:${ref.pid}`, name: comm, pid: ref.pid, netnsPath, nsId, ipNetnsArg: netnsPath };
       break;
     }
     default:

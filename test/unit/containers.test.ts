@@ -25,7 +25,7 @@ t.test('dual stack: IPv6 addresses without DAD, IPv6 overlay routes only with an
   const ns = 'nsenter --net=/var/run/netns/blue';
   t.same(host.runner.lines(), [
     `ip link show dev ${v}`,
-    `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns blue`,
+    `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns /var/run/netns/blue`,
     `ip link set dev ${v} master weave`,
     `ip link set dev ${v} up`,
     `${ns} ip link set dev ethwe gso_max_size 32768`,
@@ -171,7 +171,7 @@ t.test('attach issues the expected commands and records the container', async (t
   const ns = 'nsenter --net=/var/run/netns/blue';
   t.same(host.runner.lines(), [
     `ip link show dev ${v}`,
-    `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns blue`,
+    `ip link add name ${v} mtu 1376 type veth peer name ethwe mtu 1376 netns /var/run/netns/blue`,
     `ip link set dev ${v} master weave`,
     `ip link set dev ${v} up`,
     `${ns} ip link set dev ethwe gso_max_size 32768`,
@@ -320,7 +320,7 @@ t.test('Docker containers: inspect, restart, destroy', async (t) => {
   await t.rejects(manager.attach('stopped', ['10.32.1.1/12']), { code: 'config', message: /Docker container stopped is not running/ });
   const a = await manager.attach('web', ['10.32.2.1/12']);
   t.same([a.id, a.name, a.kind, a.pid, a.hostIfname], [id, 'web', 'docker', 100, 'vethwepl100']);
-  t.ok(host.runner.lines().some((l) => l.endsWith('netns 100')), 'veth peer created in the pid namespace');
+  t.ok(host.runner.lines().some((l) => l.endsWith('netns /proc/100/ns/net')), 'veth peer created in the pid namespace');
   t.same(renderPs(manager.list()).split(' ').slice(0, 2), ['aaaaaaaaaaaa', 'web']);
 
   const events: string[] = [];
