@@ -22,6 +22,18 @@ export type ContainerRef =
 export type ContainerKind = ContainerRef['kind'];
 
 const NETNS_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
+
+/** A name `ip netns` could have made: one path component under /var/run/netns (and /etc/netns), never '.' or '..'. */
+export function isNetnsName(name: string): boolean {
+  return NETNS_NAME_RE.test(name) && name !== '.' && name !== '..';
+}
+
+/** The namespace file a reference names; the one place these paths are built. */
+export function namespacePathOf(kind: 'netns', name: string): string;
+export function namespacePathOf(kind: 'docker' | 'pid', pid: number): string;
+export function namespacePathOf(kind: ContainerKind, key: string | number): string {
+  return kind === 'netns' ? `/var/run/netns/${String(key)}` : `/proc/${String(key)}/ns/net`;
+}
 /** Linux's PID_MAX_LIMIT (2^22). */
 const MAX_PID = 4_194_304;
 
@@ -36,7 +48,7 @@ export function parseContainerRef(text: string): ContainerRef {
   const s = text.trim();
   if (s.startsWith('netns:')) {
     const name = s.slice('netns:'.length);
-    if (!NETNS_NAME_RE.test(name) || name === '.' || name === '..') {
+    if (!isNetnsName(name)) {
       throw RouterError.config(`netns:NAME needs a network namespace name (letters, digits, '_', '.', '-'), got ${JSON.stringify(s)}`);
     }
     return { kind: 'netns', name };
@@ -145,21 +157,21 @@ export async function resolveContainer(ref: ContainerRef, env: ResolveEnv): Prom
       const info = await env.docker.inspect(ref.ref);
       if (info === null) throw RouterError.config(`no such Docker container: ${ref.ref}`);
       if (!info.running) throw RouterError.config(`Docker container ${info.name} is not running`);
-      const netnsPath = `/proc/${info.pid}/ns/net`;
+      const netnsPath = namespacePathOf('docker', info.pid);
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`Docker container ${info.name} stopped while being attached`);
       resolved = { kind: 'docker', id: info.id, name: info.name, pid: info.pid, netnsPath, nsId, ipNetnsArg: netnsPath };
       break;
     }
     case 'netns': {
-      const netnsPath = `/var/run/netns/${ref.name}`;
+      const netnsPath = namespacePathOf('netns', ref.name);
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no network namespace named ${ref.name} (see ip netns list)`);
       resolved = { kind: 'netns', id: `netns:${ref.name}`, name: ref.name, pid: null, netnsPath, nsId, ipNetnsArg: netnsPath };
       break;
     }
     case 'pid': {
-      const netnsPath = `/proc/${ref.pid}/ns/net`;
+      const netnsPath = namespacePathOf('pid', ref.pid);
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no process with pid ${ref.pid}`);
       const comm = env.hostFs.processName(ref.pid) ?? `pid ${ref.pid}`;

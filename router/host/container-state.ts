@@ -20,6 +20,7 @@ import type { AttachedContainer } from './attached-container';
 import { attachOptionsOf } from './attached-container';
 import { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
+import { isNetnsName, namespacePathOf } from './container-ref';
 import { validateIfName } from './host-link';
 
 export const STATE_FILE = 'containers.json';
@@ -74,15 +75,23 @@ export function parseContainerState(text: string): Attachment[] {
     const addresses = e['addresses'];
     if (!Array.isArray(addresses) || !addresses.every((c) => typeof c === 'string')) throw new Error('entry addresses is not a list of strings');
     for (const c of addresses as string[]) parseAttachAddress(c);
-    const pid = e['pid'];
+    const rawPid = e['pid'];
+    const pid = typeof rawPid === 'number' && Number.isInteger(rawPid) && rawPid > 0 ? rawPid : null;
     const state = e['state'] === 'stopped' ? 'stopped' : 'attached';
+    // The daemon enters this namespace (nsenter) and reads /etc/netns/NAME for
+    // it: only the path the entry's own kind, name or pid implies is taken.
+    const name = str('name');
+    const netnsPath = str('netnsPath');
+    const implied = kind === 'netns' ? (isNetnsName(name) && str('id') === `netns:${name}` ? namespacePathOf('netns', name) : null)
+      : pid === null ? null : namespacePathOf(kind, pid);
+    if (netnsPath !== implied) throw new Error(`entry ${JSON.stringify(str('id'))} has namespace path ${JSON.stringify(netnsPath)}, not its ${kind}'s`);
     out.push({
       kind,
       id: str('id'),
-      name: str('name'),
+      name,
       ref: str('ref'),
-      pid: typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : null,
-      netnsPath: str('netnsPath'),
+      pid,
+      netnsPath,
       nsId: str('nsId'),
       hostIfname: validateIfName(str('hostIfname'), 'veth name'),
       mac: str('mac'),
