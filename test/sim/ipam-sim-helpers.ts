@@ -1,7 +1,7 @@
 // IPAM on real routers (test/sim/mesh.ts): one Ipam per simulated peer on
 // its router's gossip hub, and the checks every IPAM simulation ends with.
 
-import { parseIpamConfig } from '../../ipam/config';
+import { IpamConfig, parseIpamConfig } from '../../ipam/config';
 import { Ipam } from '../../ipam/ipam';
 import type { IpamStore } from '../../ipam/persistence';
 import { silentLogger } from '../../common/logger';
@@ -10,7 +10,9 @@ import type { SimMesh, SimPeer } from './mesh';
 
 export interface IpamPeerOptions {
   range?: string;
-  init: string;
+  init?: string;
+  /** The whole configuration (e.g. as `weave launch` derives it); overrides range and init. */
+  config?: IpamConfig;
   store?: IpamStore | null;
   requestTimeoutMs?: number;
 }
@@ -19,7 +21,7 @@ export function attachIpam(mesh: SimMesh, p: SimPeer, opts: IpamPeerOptions, see
   return new Ipam(
     { hub: p.router.gossip, clock: mesh.clock, rng: new SeededRng(seed * 7919 + p.index), logger: silentLogger, store: opts.store ?? null },
     {
-      config: parseIpamConfig({ range: opts.range, init: opts.init, initialPeerCount: 1 }),
+      config: opts.config ?? parseIpamConfig({ range: opts.range, init: opts.init, initialPeerCount: 1 }),
       timings: { requestTimeoutMs: opts.requestTimeoutMs ?? 600_000 },
     },
   );
