@@ -5,11 +5,13 @@
 
 import type { Clock, Timer } from '../../common/clock';
 import { MAX_CONNECTION_BACKLOG_BYTES, MAX_CONTROL_MESSAGE_BYTES, MAX_HANDSHAKE_MESSAGE_BYTES, RouterTimings } from './constants';
-import type { ControlSession } from './control-session';
+import { ControlSession, PlaintextSession } from './control-session';
 import { RouterError, RouterErrorCode } from './errors';
 import { errorMessage } from '../../common/errors';
 import { frame, FrameDecoder } from './framing';
 import { Handshake } from './handshake';
+import { DEFAULT_REKEY_OPTIONS, KeySchedule, KeyStatus, RekeyOptions } from './key-schedule';
+import type { SleeveKeyRing } from './sleeve-keys';
 import type { HelloInfo } from './handshake-messages';
 import type { Logger } from '../../common/logger';
 import { ControlMessage, decodeControlMessage, encodeHeartbeat, encodeRefuse } from './protocol';
@@ -28,6 +30,10 @@ export interface ConnectionEvents {
 export interface ConnectionOptions {
   local: HelloInfo;
   passwordKey: Uint8Array | null;
+  /** During a password roll: the old password, still accepted. */
+  oldPasswordKey?: Uint8Array | null;
+  /** When keys rotate; defaults to DEFAULT_REKEY_OPTIONS. */
+  rekey?: RekeyOptions;
   timings: RouterTimings;
   outbound: boolean;
   /** For outbound connections: the normalised target address we dialed. */
@@ -53,7 +59,10 @@ export class Connection {
   private lastReceivedMs: number;
   private timer: Timer | null = null;
   private readonly log: Logger;
-  private sleeveKeyPair: { send: Uint8Array; receive: Uint8Array } | null = null;
+  /** The keys of an encrypted connection once established; they rotate (key-schedule.ts). */
+  private keys: KeySchedule | null = null;
+  /** Which of our passwords the peer proved: 0 current, 1 old; null when plaintext. */
+  passwordSlot: number | null = null;
 
   constructor(
     private readonly deps: { clock: Clock; logger: Logger },
@@ -64,7 +73,7 @@ export class Connection {
     this.startedMs = deps.clock.now();
     this.lastReceivedMs = this.startedMs;
     this.log = deps.logger.child({ conn: this.id, addr: stream.remoteAddress, dir: opts.outbound ? 'out' : 'in' });
-    const { handshake, hello } = Handshake.start({ local: opts.local, passwordKey: opts.passwordKey });
+    const { handshake, hello } = Handshake.start({ local: opts.local, passwordKey: opts.passwordKey, oldPasswordKey: opts.oldPasswordKey ?? null });
     this.handshake = handshake;
     this.stream.start({ onData: (chunk) => this.handleData(chunk), onClose: (err) => this.handleStreamClosed(err) });
     this.stream.write(frame(hello));
@@ -82,9 +91,14 @@ export class Connection {
     return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   }
 
-  /** Keys for the UDP data channel, when encrypted. */
-  get sleeveKeys(): { send: Uint8Array; receive: Uint8Array } | null {
-    return this.sleeveKeyPair;
+  /** Keys for the UDP data channel, when encrypted; they rotate in place. */
+  get sleeveKeys(): SleeveKeyRing | null {
+    return this.keys?.sleeve ?? null;
+  }
+
+  /** Key epoch and age, when encrypted and established. */
+  keyStatus(): KeyStatus | null {
+    return this.keys?.status() ?? null;
   }
 
   send(message: Uint8Array): void {
@@ -109,6 +123,7 @@ export class Connection {
     this.timer = null;
     this.stream.close();
     this.events.onClosed(this, error);
+    this.keys?.dispose();
   }
 
   private handleData(chunk: Uint8Array): void {
@@ -141,6 +156,10 @@ export class Connection {
     if (this.phase === 'established') {
       const msg = decodeControlMessage(this.session!.open(payload));
       if (msg.type === 'heartbeat') return;
+      if (msg.type === 'rekey') {
+        for (const m of this.keys?.handle(msg.rekey, this.deps.clock.now()) ?? []) this.send(m);
+        return;
+      }
       if (msg.type === 'refuse') {
         const code = KNOWN_REFUSE_CODES.has(msg.code) ? (msg.code as RouterErrorCode) : 'closed';
         this.close(new RouterError(code, `refused by peer: ${msg.message}`));
@@ -151,21 +170,19 @@ export class Connection {
     }
     if (this.handshake.state === 'awaiting-hello') {
       const outcome = this.handshake.consumeHello(payload);
-      this.remote = outcome.remote;
       this.encrypted = outcome.encrypted;
-      if (outcome.confirm !== null) {
-        this.stream.write(frame(outcome.confirm));
-        return;
-      }
-    } else {
-      this.handshake.consumeConfirm(payload);
+      this.stream.write(frame(outcome.auth));
+      return;
     }
-    if (this.handshake.state === 'established') this.becomeEstablished();
+    const result = this.handshake.consumeAuth(payload);
+    this.remote = result.remote;
+    this.passwordSlot = result.passwordSlot;
+    if (result.secrets !== null) this.keys = new KeySchedule(result.secrets, this.opts.rekey ?? DEFAULT_REKEY_OPTIONS, this.deps.clock.now());
+    this.becomeEstablished();
   }
 
   private becomeEstablished(): void {
-    this.session = this.handshake.session();
-    this.sleeveKeyPair = this.handshake.sleeveKeys();
+    this.session = this.keys?.control ?? new PlaintextSession();
     this.phase = 'established';
     this.decoder.setMaxPayloadBytes(MAX_CONTROL_MESSAGE_BYTES);
     this.timer?.cancel();
@@ -182,9 +199,22 @@ export class Connection {
         this.close(new RouterError('heartbeat-timeout', `no message from peer for ${silentMs} ms`));
         return;
       }
+      if (!this.tickKeys()) return;
       this.send(encodeHeartbeat());
       this.scheduleHeartbeat();
     });
+  }
+
+  /** Rotates keys when due (key-schedule.ts); false when a stalled rekey closed the connection. */
+  private tickKeys(): boolean {
+    if (this.keys === null) return true;
+    try {
+      for (const m of this.keys.tick(this.deps.clock.now())) this.send(m);
+      return !this.isClosed();
+    } catch (err) {
+      this.close(asRouterError(err));
+      return false;
+    }
   }
 
   private handleHandshakeTimeout(): void {

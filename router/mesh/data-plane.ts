@@ -4,6 +4,7 @@
 // and router/overlay implements it, so the mesh never imports the data plane.
 
 import type { PeerName } from './peer-name';
+import type { SleeveKeyRing } from './sleeve-keys';
 import type { Routes } from './routes';
 import type { RouterStatus } from './status';
 
@@ -12,7 +13,8 @@ export interface OverlayNeighbour {
   /** The neighbour's IP as our TCP connection sees it, and its mesh (= sleeve) port. */
   host: string;
   udpPort: number;
-  keys: { send: Uint8Array; receive: Uint8Array } | null;
+  /** The connection's sleeve keys, which the mesh rotates in place (key-schedule.ts); null when plaintext. */
+  keys: SleeveKeyRing | null;
   /** Puts a control message on the TCP connection to this neighbour. */
   sendControl(msg: Uint8Array): void;
 }

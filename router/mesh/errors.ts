@@ -19,6 +19,7 @@ export type RouterErrorCode =
   | 'duplicate-connection'
   | 'conn-limit'
   | 'heartbeat-timeout'
+  | 'rekey'             // a key rotation did not complete in time
   | 'closed'
   | 'io';
 

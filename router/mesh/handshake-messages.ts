@@ -1,52 +1,68 @@
-// The two handshake messages and their byte layouts: the Hello each side
-// sends first (identity, version range, password flag, ephemeral key) and the
-// plaintext of the Confirm that proves both sides derived the same keys. Pure
-// codecs: bytes to typed values and back, no state, no crypto of their own
-// (the state machine, key derivation and sealing are handshake.ts).
+// The two handshake messages and their byte layouts: the Hello each side sends
+// first (version range, whether it has a password, its CPace shares) and the
+// Auth each side sends once it has the peer's Hello (its identity, sealed with
+// each candidate key when there is a password). Pure codecs: bytes to typed
+// values and back, no state, no crypto of their own (the state machine, key
+// derivation and sealing are handshake.ts, key-derivation.ts, cpace.ts).
 //
-// Hello payload (version 1; every later version must keep this prefix and only
-// append, because the Hello is sent before the version is agreed):
+// Hello payload, protocol version 2. Every later version must keep the first
+// 10 bytes, because the Hello is read before the version is agreed; version 1
+// (which sent the peer name and nickname here) shares them, so a version 1
+// peer and this one fail with a clear 'version' error on both sides.
 //
-//    0               8     9     10    11                17
-//   +---------------+-----+-----+-----+-----------------+---------------------+
-//   | magic         | min | max |flags| peer name       | nickname            |
-//   | "weave-ts"    | ver | ver |     | (6 bytes)       | (u16 length + UTF-8,|
-//   | (8 bytes)     | u8  | u8  | u8  |                 |  at most 64 bytes)  |
-//   +---------------+-----+-----+-----+-----------------+---------------------+
-//   | incarnation (8 bytes, big-endian, < 2^53) | listen port (u16)            |
-//   +-------------------------------------------+------------------------------+
-//   | ephemeral X25519 public key (32 bytes), only when flags bit 0 is set     |
-//   +--------------------------------------------------------------------------+
-//   | trailing bytes: ignored (forward compatibility), but covered by the      |
-//   | transcript hash, so they cannot be altered unnoticed                     |
-//   +--------------------------------------------------------------------------+
+//    0               8     9     10    11      12
+//   +---------------+-----+-----+-----+-------+---------------------------+
+//   | magic         | min | max |flags| count | count x CPace share       |
+//   | "weave-ts"    | ver | ver |     | u8    | (32 bytes each)           |
+//   | (8 bytes)     | u8  | u8  | u8  | 1..2  |                           |
+//   +---------------+-----+-----+-----+-------+---------------------------+
+//   count and shares are present only when flags bit 0 (password) is set;
+//   one share per password the sender accepts (current, then old during a
+//   password roll). Trailing bytes: ignored, but covered by the transcript.
 //
-//   flags: bit 0 = this peer has a password. Other bits are reserved: sent as
-//   0, ignored on receipt.
+//   What a stranger learns from our Hello: that this is weave-ts, which
+//   versions, whether the mesh has a password and whether a roll is under
+//   way (two shares). Shares are uniformly random group elements whatever the
+//   password (cpace.ts). No peer name, nickname or incarnation: those travel
+//   in Auth, sealed.
 //
-// Confirm (only when both sides have a password), before sealing:
+// Auth payload:
 //
-//   +------------------------------+-------------------------------------+
-//   | "weave-ts confirm v1" (19 B) | transcript (BLAKE2b-256, 32 bytes)  |
-//   +------------------------------+-------------------------------------+
+//   plaintext mesh:  identity
+//   with a password: +-------+------------------------------------------------+
+//                    | count | count x (u16 length + sealed identity)         |
+//                    | u8    | one per pairing (our slot s, the peer's slot t),|
+//                    |       | s-major: s = k / peerCount, t = k % peerCount  |
+//                    +-------+------------------------------------------------+
+//                    sealed = ChaCha20-Poly1305-IETF(identity), key = auth key
+//                    of the pairing in our direction, nonce = 00 00 00 03 ||
+//                    8 zero bytes (each key seals exactly one message),
+//                    associated data = the transcript hash.
 //
-//   sealed with the control session as its first message in each direction
-//   (counter 0); its length is fixed, so a Confirm of any other length fails.
+//   identity:  +------------------+--------------------------+-----------------+-------------+
+//              | peer name (6 B)  | nickname (u16 length +   | incarnation     | listen port |
+//              |                  | UTF-8, <= 64 bytes)      | (8 B, < 2^53)   | (u16)       |
+//              +------------------+--------------------------+-----------------+-------------+
+//              trailing bytes ignored.
 
 import { RouterError } from './errors';
 import { PASSWORD_KEY_BYTES } from './password-key';
 import { isPeerName, MeshReader, MeshWriter, PeerName } from './peer-name';
 
 // Protocol constants.
-export const PROTOCOL_MIN_VERSION = 1;
-export const PROTOCOL_MAX_VERSION = 1;
+export const PROTOCOL_MIN_VERSION = 2;
+export const PROTOCOL_MAX_VERSION = 2;
 /** ASCII "weave-ts": tells a weave peer from anything else that answers on the port. */
 export const HELLO_MAGIC: Uint8Array = new TextEncoder().encode('weave-ts');
 export const HELLO_FLAG_PASSWORD = 0x01;
 export const MAX_NICKNAME_BYTES = 64;
-export const EPHEMERAL_KEY_BYTES = 32;
-export const TRANSCRIPT_BYTES = 32;
-const CONFIRM_LABEL = new TextEncoder().encode('weave-ts confirm v1');
+export const SHARE_BYTES = 32;
+/** Current and old password during a roll. */
+export const MAX_PASSWORDS = 2;
+/** Nonce channel byte of the identity sealed in Auth (1 and 2 are control-session.ts's). */
+export const CHANNEL_HANDSHAKE_AUTH = 3;
+/** A sealed identity: 6 + 2 + 64 + 8 + 2 bytes and a 16-byte tag, with room to grow. */
+const MAX_SEALED_IDENTITY_BYTES = 256;
 
 export interface HelloInfo {
   name: PeerName;
@@ -56,12 +72,12 @@ export interface HelloInfo {
   listenPort: number;
 }
 
-/** A decoded Hello: the peer's identity, its version range and, with a password, its ephemeral key. */
-export interface Hello extends HelloInfo {
+/** A decoded Hello: the peer's version range and, with a password, one share per password. */
+export interface Hello {
   minVersion: number;
   maxVersion: number;
-  /** Present exactly when the peer has a password. */
-  ephemeralPublicKey: Uint8Array | null;
+  /** Empty exactly when the peer has no password. */
+  shares: Uint8Array[];
 }
 
 /** Magic and version range: the part of the Hello every version must share. */
@@ -70,20 +86,15 @@ export interface HelloHeader { minVersion: number; maxVersion: number }
 const textEncoder = new TextEncoder();
 
 export function encodeHello(hello: Hello): Uint8Array {
-  const w = new MeshWriter(64 + MAX_NICKNAME_BYTES);
-  w.bytes(HELLO_MAGIC)
-    .u8(hello.minVersion)
-    .u8(hello.maxVersion)
-    .u8(hello.ephemeralPublicKey !== null ? HELLO_FLAG_PASSWORD : 0)
-    .peerName(hello.name)
-    .string(hello.nickname)
-    .u53(hello.incarnation)
-    .u16(hello.listenPort);
-  if (hello.ephemeralPublicKey !== null) {
-    if (hello.ephemeralPublicKey.length !== EPHEMERAL_KEY_BYTES) {
-      throw new RangeError(`ephemeral public key must be ${EPHEMERAL_KEY_BYTES} bytes, got ${hello.ephemeralPublicKey.length}`);
+  const w = new MeshWriter(16 + SHARE_BYTES * MAX_PASSWORDS);
+  w.bytes(HELLO_MAGIC).u8(hello.minVersion).u8(hello.maxVersion).u8(hello.shares.length > 0 ? HELLO_FLAG_PASSWORD : 0);
+  if (hello.shares.length > 0) {
+    if (hello.shares.length > MAX_PASSWORDS) throw new RangeError(`at most ${MAX_PASSWORDS} shares, got ${hello.shares.length}`);
+    w.u8(hello.shares.length);
+    for (const share of hello.shares) {
+      if (share.length !== SHARE_BYTES) throw new RangeError(`a share must be ${SHARE_BYTES} bytes, got ${share.length}`);
+      w.bytes(share);
     }
-    w.bytes(hello.ephemeralPublicKey);
   }
   return w.finish();
 }
@@ -106,18 +117,17 @@ export function readHelloHeader(r: MeshReader): HelloHeader {
   return { minVersion, maxVersion };
 }
 
-/** The rest of a version 1 Hello, after readHelloHeader. */
+/** The rest of a version 2 Hello, after readHelloHeader. */
 export function readHelloBody(r: MeshReader, header: HelloHeader): Hello {
   const flags = r.u8('flags');
-  const name = r.peerName('peer name');
-  const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
-  const incarnation = r.u53('incarnation');
-  const listenPort = r.u16('listen port');
-  const ephemeralPublicKey = (flags & HELLO_FLAG_PASSWORD) !== 0
-    ? r.bytes(EPHEMERAL_KEY_BYTES, 'ephemeral public key').slice()
-    : null;
+  const shares: Uint8Array[] = [];
+  if ((flags & HELLO_FLAG_PASSWORD) !== 0) {
+    const count = r.u8('share count');
+    if (count < 1 || count > MAX_PASSWORDS) throw RouterError.decode('Hello', `share count ${count} is not in 1..${MAX_PASSWORDS}`);
+    for (let i = 0; i < count; i++) shares.push(r.bytes(SHARE_BYTES, 'share').slice());
+  }
   // Trailing bytes are left unread on purpose (forward compatibility).
-  return { ...header, name, nickname, incarnation, listenPort, ephemeralPublicKey };
+  return { ...header, shares };
 }
 
 /** Decodes a Hello from hostile bytes; throws RouterError('decode' | 'limit') only. */
@@ -126,19 +136,42 @@ export function decodeHello(payload: Uint8Array): Hello {
   return readHelloBody(r, readHelloHeader(r));
 }
 
-/** The Confirm plaintext both sides must produce: label || transcript. */
-export function confirmPlaintext(transcript: Uint8Array): Uint8Array {
-  const out = new Uint8Array(CONFIRM_LABEL.length + transcript.length);
-  out.set(CONFIRM_LABEL, 0);
-  out.set(transcript, CONFIRM_LABEL.length);
-  return out;
+export function encodeIdentity(info: HelloInfo): Uint8Array {
+  return new MeshWriter(32 + MAX_NICKNAME_BYTES).peerName(info.name).string(info.nickname).u53(info.incarnation).u16(info.listenPort).finish();
+}
+
+export function decodeIdentity(bytes: Uint8Array): HelloInfo {
+  const r = new MeshReader(bytes, 'Auth identity');
+  const name = r.peerName('peer name');
+  const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
+  const incarnation = r.u53('incarnation');
+  const listenPort = r.u16('listen port');
+  return { name, nickname, incarnation, listenPort };
+}
+
+/** The sealed entries of an Auth, in the order the sender wrote them. */
+export function encodeSealedAuth(entries: readonly Uint8Array[]): Uint8Array {
+  const w = new MeshWriter(1 + entries.reduce((n, e) => n + 2 + e.length, 0));
+  w.u8(entries.length);
+  for (const e of entries) w.varBytes(e);
+  return w.finish();
+}
+
+/** Reads a sealed Auth, which must hold exactly `expected` entries (ours x the peer's passwords). */
+export function decodeSealedAuth(payload: Uint8Array, expected: number): Uint8Array[] {
+  const r = new MeshReader(payload, 'Auth');
+  const count = r.u8('entry count');
+  if (count !== expected) throw RouterError.decode('Auth', `${count} entries, expected ${expected} (one per pairing of passwords)`);
+  const entries: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) entries.push(r.varBytes(MAX_SEALED_IDENTITY_BYTES, 'sealed identity'));
+  return entries;
 }
 
 /**
- * Checks what we are about to put in our own Hello, so a bad option is a
+ * Checks what we are about to put in our own messages, so a bad option is a
  * config error at start rather than a malformed message at the peer.
  */
-export function validateHelloOptions(local: HelloInfo, passwordKey: Uint8Array | null, minVersion: number, maxVersion: number): void {
+export function validateHelloOptions(local: HelloInfo, passwordKeys: readonly Uint8Array[], minVersion: number, maxVersion: number): void {
   const { name, nickname, incarnation, listenPort } = local;
   if (!isPeerName(name)) throw RouterError.config(`peer name ${JSON.stringify(name)} is not of the form aa:bb:cc:dd:ee:ff`);
   const nicknameBytes = textEncoder.encode(nickname).length;
@@ -151,8 +184,11 @@ export function validateHelloOptions(local: HelloInfo, passwordKey: Uint8Array |
   if (!Number.isInteger(listenPort) || listenPort < 0 || listenPort > 0xffff) {
     throw RouterError.config(`listen port must be an integer in [0, 65535], got ${listenPort}`);
   }
-  if (passwordKey !== null && passwordKey.length !== PASSWORD_KEY_BYTES) {
-    throw RouterError.config(`password key must be ${PASSWORD_KEY_BYTES} bytes (from stretchPassword), got ${passwordKey.length}`);
+  if (passwordKeys.length > MAX_PASSWORDS) throw RouterError.config(`at most ${MAX_PASSWORDS} passwords (current and old), got ${passwordKeys.length}`);
+  for (const key of passwordKeys) {
+    if (key.length !== PASSWORD_KEY_BYTES) {
+      throw RouterError.config(`password key must be ${PASSWORD_KEY_BYTES} bytes (from stretchPassword), got ${key.length}`);
+    }
   }
   if (!Number.isInteger(minVersion) || !Number.isInteger(maxVersion) || minVersion < 1 || maxVersion > 0xff || minVersion > maxVersion) {
     throw RouterError.config(`protocol version range must satisfy 1 <= min <= max <= 255, got ${minVersion}..${maxVersion}`);
@@ -170,7 +206,7 @@ export function negotiateVersion(localMin: number, localMax: number, remoteMin: 
   return hi;
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

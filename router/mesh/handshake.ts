@@ -1,143 +1,159 @@
 // Owns the versioned control handshake at the start of every TCP connection
-// between peers: version negotiation, the password check, and the derivation of
-// per-direction keys for the control session and the UDP sleeve. It is a pure
-// state machine over message bytes: the caller sends what it returns and logs
-// what it throws. It must never touch a socket, a timer or a logger. The
-// Hello and Confirm layouts and codecs are handshake-messages.ts.
+// between peers: version negotiation, the password check (a PAKE, cpace.ts),
+// the exchange of identities, and the chain key the connection's keys grow
+// from (key-schedule.ts). It is a pure state machine over message bytes: the
+// caller sends what it returns and logs what it throws. It must never touch a
+// socket, a timer or a logger. Layouts are handshake-messages.ts, the key
+// schedule key-derivation.ts.
 //
 // Flow (symmetric: no initiator role, both ends act the same at once):
 //
 //     A                                   B
 //     | ---- Hello ----------------------> |   sent at once by Handshake.start()
 //     | <--------------------- Hello ----- |
-//     |   consumeHello(): versions, password flags, keys
-//     | ---- Confirm (sealed, counter 0) > |   only when both have a password
-//     | <- Confirm (sealed, counter 0) --- |
-//     |   consumeConfirm(): proves the peer knows the password and saw the
-//     |   same two Hellos; then session() carries on with counters at 1
+//     |   consumeHello(): versions, password flags, CPace secrets, Auth to send
+//     | ---- Auth -----------------------> |
+//     | <---------------------- Auth ----- |
+//     |   consumeAuth(): the peer's identity, proven with the password;
+//     |   then result() hands over the chain key
 //
-// Keys (both sides have a password):
-//   shared     = X25519(our ephemeral secret, peer's ephemeral public)
-//   transcript = BLAKE2b-256("weave-ts transcript v1" || u32 len || Hello_low
-//                                                     || u32 len || Hello_high)
-//                where "low" is the side whose ephemeral public key sorts lower
-//                (bytewise); both sides order the same way without roles, and
-//                equal keys (a reflected Hello) are refused.
-//   key[i]     = BLAKE2b-256(key = passwordKey,
-//                            "weave-ts kdf v1" || u8 i || shared || transcript)
-//                i = 0: control low->high   1: control high->low
-//                    2: sleeve low->high    3: sleeve high->low
-//                (BLAKE2b's output stops at 64 bytes, so each key is its own
-//                call, told apart by the index byte.)
-//   Confirm    = SealedSession.seal("weave-ts confirm v1" || transcript),
-//                the first sealed message in each direction (counter 0);
-//                see handshake-messages.ts.
+// No offline oracle. Each Hello carries, per password the sender accepts, a
+// CPace share Y = y * G(password) and nothing that depends on the password
+// otherwise; each Auth carries our identity sealed under keys from
+// K = X25519(y, Y_peer) and the transcript of both Hellos. A stranger who
+// connects (or whom we dial) and sends a share for a guessed password gets an
+// Auth it can open only if that one guess was right; with any other password
+// it would need the discrete log of G(guess) to G(password). So each handshake
+// tests at most one guess per password slot, online, and a recording tests
+// none: the scrypt stretch (password-key.ts) is not what stops offline
+// guessing any more, and there is nothing a salt would have to separate.
+// Because of that, both sides may send Auth at once, without waiting for the
+// other to prove itself first, and a wrong password is still reported by name
+// ('password-mismatch') on both sides.
 //
-// Why: the ephemeral keys are discarded after use, so a recorded session stays
-// unreadable even if the password later leaks (forward secrecy). The password
-// key is the BLAKE2b key, so a peer without it derives different keys and its
-// Confirm fails on both sides. The transcript binds the keys to both Hellos,
-// so changing any Hello byte (a version range to force a downgrade, a flag, a
-// name) makes the Confirms fail.
+// Password roll: a peer launched with --old-password sends two shares (slot 0
+// current, slot 1 old) and one sealed identity per pairing of its slots with
+// the peer's; the pairing whose passwords agree opens. When several do (both
+// sides hold both passwords), both pick the same one: the smallest
+// (max(low slot, high slot), low slot, high slot), "low" being the side whose
+// Hello sorts lower. result().passwordSlot tells whether the peer still uses
+// our old password.
 //
-// Known limit: an active attacker who connects without the password can record
-// our Confirm and test password guesses against it offline (each guess costs a
-// scrypt run, see router/mesh/password-key.ts). Only a PAKE would avoid that; a
-// passive eavesdropper cannot, as it never learns `shared`.
+// Forward secrecy: the CPace scalars are ephemeral and zeroed once used, so a
+// recorded session stays unreadable even if the password later leaks. The
+// transcript is in every key, so changing any Hello byte (a version range to
+// force a downgrade, a flag, a share) makes every Auth fail to open.
 
-import { ControlSession, PlaintextSession, SealedSession, SESSION_KEY_BYTES } from './control-session';
+import { cpaceGenerator, cpaceSecret, cpaceShare, CPACE_SCALAR_BYTES } from './cpace';
 import { RouterError } from './errors';
 import {
-  confirmPlaintext, EPHEMERAL_KEY_BYTES, encodeHello, HelloInfo, negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION,
-  readHelloBody, readHelloHeader, TRANSCRIPT_BYTES, validateHelloOptions,
+  bytesEqual, CHANNEL_HANDSHAKE_AUTH, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeSealedAuth, HelloInfo,
+  negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, readHelloBody, readHelloHeader, validateHelloOptions,
 } from './handshake-messages';
-import { MeshReader, MeshWriter } from './peer-name';
+import { authKeys, initialChainKey, pairKey, transcriptHash } from './key-derivation';
+import { MeshReader } from './peer-name';
 import { sodium } from './sodium';
-
-const TRANSCRIPT_LABEL = new TextEncoder().encode('weave-ts transcript v1');
-const KDF_LABEL = new TextEncoder().encode('weave-ts kdf v1');
-const KEY_CONTROL_LOW_TO_HIGH = 0;
-const KEY_CONTROL_HIGH_TO_LOW = 1;
-const KEY_SLEEVE_LOW_TO_HIGH = 2;
-const KEY_SLEEVE_HIGH_TO_LOW = 3;
-const KEY_COUNT = 4;
 
 export interface HandshakeOptions {
   local: HelloInfo;
   /** From stretchPassword(), or null for a plaintext mesh. */
   passwordKey: Uint8Array | null;
+  /** During a password roll: the old password, still accepted (never without passwordKey). */
+  oldPasswordKey?: Uint8Array | null;
   /**
    * Version range to offer; defaults to PROTOCOL_MIN_VERSION..PROTOCOL_MAX_VERSION.
    * Only tests and staged rollouts set these: the message formats
-   * (handshake-messages.ts) are those of version 1 whatever is negotiated.
+   * (handshake-messages.ts) are those of version 2 whatever is negotiated.
    */
   minVersion?: number;
   maxVersion?: number;
   /**
-   * Source of the ephemeral secret; must be a CSPRNG. Defaults to libsodium's
+   * Source of the CPace scalars; must be a CSPRNG. Defaults to libsodium's
    * randombytes_buf. Injected (like the Rng elsewhere) so a test can replay a
    * handshake exactly, e.g. to show what an attacker could and could not do.
    */
   randomBytes?: (count: number) => Uint8Array;
 }
 
-export type HandshakeState = 'awaiting-hello' | 'awaiting-confirm' | 'established' | 'failed';
+export type HandshakeState = 'awaiting-hello' | 'awaiting-auth' | 'established' | 'failed';
 
 export interface HelloOutcome {
-  remote: HelloInfo;
   version: number;
   encrypted: boolean;
-  /** To send now (the Confirm), or null when plaintext. */
-  confirm: Uint8Array | null;
+  /** To send now. */
+  auth: Uint8Array;
 }
 
-export interface SleeveKeys {
-  send: Uint8Array;
-  receive: Uint8Array;
+/** What an established encrypted handshake hands to key-schedule.ts. */
+export interface HandshakeSecrets {
+  /** chain[0] (key-derivation.ts); the receiver owns it and must zero it. */
+  chainKey: Uint8Array;
+  /** Whether our Hello sorts lower: orients the per-direction keys. */
+  weAreLow: boolean;
 }
+
+export interface HandshakeResult {
+  remote: HelloInfo;
+  version: number;
+  /** Our password the peer proved: 0 current, 1 old (it has not rolled yet); null when plaintext. */
+  passwordSlot: number | null;
+  /** Null for a plaintext mesh. */
+  secrets: HandshakeSecrets | null;
+}
+
+/** One pairing of our password slot s with the peer's slot t. */
+interface Candidate {
+  ourSlot: number;
+  peerSlot: number;
+  pair: Uint8Array;
+  receiveAuth: Uint8Array;
+}
+
+const AUTH_NONCE = new Uint8Array(12);
+AUTH_NONCE[3] = CHANNEL_HANDSHAKE_AUTH;
 
 // ---------------------------------------------------------------------------
 // The state machine
 
 export class Handshake {
   private current: HandshakeState = 'awaiting-hello';
+  private readonly local: HelloInfo;
   private readonly localHello: Uint8Array;
   private readonly minVersion: number;
   private readonly maxVersion: number;
-  private readonly passwordKey: Uint8Array | null;
-  private ephemeralSecret: Uint8Array | null;
-  private readonly ephemeralPublic: Uint8Array | null;
-  /** The Confirm plaintext both sides must produce: label || transcript. */
-  private expectedConfirm: Uint8Array | null = null;
-  private controlSession: ControlSession | null = null;
-  private sleeve: SleeveKeys | null = null;
-  private controlKeys: Uint8Array[] = [];
+  private scalars: Uint8Array[];
+  private readonly shares: Uint8Array[];
+  private version = 0;
+  private weAreLow = false;
+  private transcript: Uint8Array | null = null;
+  private peerCount = 0;
+  private candidates: Candidate[] = [];
+  private outcome: HandshakeResult | null = null;
 
-  private constructor(opts: HandshakeOptions, minVersion: number, maxVersion: number) {
+  private constructor(opts: HandshakeOptions, passwordKeys: Uint8Array[], minVersion: number, maxVersion: number) {
+    this.local = opts.local;
     this.minVersion = minVersion;
     this.maxVersion = maxVersion;
-    this.passwordKey = opts.passwordKey;
-    if (opts.passwordKey !== null) {
-      // Fresh per connection, from libsodium's CSPRNG; zeroed once used.
-      const random = opts.randomBytes ?? ((count: number): Uint8Array => sodium().randombytes_buf(count));
-      this.ephemeralSecret = random(EPHEMERAL_KEY_BYTES);
-      if (this.ephemeralSecret.length !== EPHEMERAL_KEY_BYTES) {
-        throw RouterError.config(`randomBytes returned ${this.ephemeralSecret.length} bytes, expected ${EPHEMERAL_KEY_BYTES}`);
-      }
-      this.ephemeralPublic = sodium().crypto_scalarmult_base(this.ephemeralSecret);
-    } else {
-      this.ephemeralSecret = null;
-      this.ephemeralPublic = null;
-    }
-    this.localHello = encodeHello({ ...opts.local, minVersion, maxVersion, ephemeralPublicKey: this.ephemeralPublic });
+    // Fresh per connection, from libsodium's CSPRNG; zeroed once used.
+    const random = opts.randomBytes ?? ((count: number): Uint8Array => sodium().randombytes_buf(count));
+    this.scalars = passwordKeys.map(() => {
+      const scalar = random(CPACE_SCALAR_BYTES);
+      if (scalar.length !== CPACE_SCALAR_BYTES) throw RouterError.config(`randomBytes returned ${scalar.length} bytes, expected ${CPACE_SCALAR_BYTES}`);
+      return scalar;
+    });
+    this.shares = passwordKeys.map((key, i) => cpaceShare(this.scalars[i]!, cpaceGenerator(key)));
+    this.localHello = encodeHello({ minVersion, maxVersion, shares: this.shares });
   }
 
   /** Validates the options and returns the handshake with the Hello to send at once. */
   static start(opts: HandshakeOptions): { handshake: Handshake; hello: Uint8Array } {
     const minVersion = opts.minVersion ?? PROTOCOL_MIN_VERSION;
     const maxVersion = opts.maxVersion ?? PROTOCOL_MAX_VERSION;
-    validateHelloOptions(opts.local, opts.passwordKey, minVersion, maxVersion);
-    const handshake = new Handshake(opts, minVersion, maxVersion);
+    const old = opts.oldPasswordKey ?? null;
+    if (old !== null && opts.passwordKey === null) throw RouterError.config('an old password needs a current password: roll from one password to another');
+    const passwordKeys = opts.passwordKey === null ? [] : old === null ? [opts.passwordKey] : [opts.passwordKey, old];
+    validateHelloOptions(opts.local, passwordKeys, minVersion, maxVersion);
+    const handshake = new Handshake(opts, passwordKeys, minVersion, maxVersion);
     return { handshake, hello: handshake.localHello };
   }
 
@@ -146,10 +162,10 @@ export class Handshake {
   }
 
   /**
-   * Takes the peer's Hello. Throws RouterError 'decode' | 'limit' (malformed),
-   * 'version' (no common version), 'password-local-only' (we have a password,
-   * the peer has none) or 'password-remote-only' (the reverse); any throw
-   * leaves the handshake 'failed'.
+   * Takes the peer's Hello and returns our Auth. Throws RouterError 'decode' |
+   * 'limit' (malformed, reflected, weak share), 'version' (no common version),
+   * 'password-local-only' (we have a password, the peer has none) or
+   * 'password-remote-only' (the reverse); any throw leaves the handshake 'failed'.
    */
   consumeHello(payload: Uint8Array): HelloOutcome {
     this.expectState('awaiting-hello', 'consumeHello');
@@ -161,141 +177,128 @@ export class Handshake {
     }
   }
 
-  /** Takes the peer's Confirm. Throws RouterError 'password-mismatch' (leaving the handshake 'failed'). */
-  consumeConfirm(payload: Uint8Array): void {
-    this.expectState('awaiting-confirm', 'consumeConfirm');
-    const session = this.controlSession;
-    const expected = this.expectedConfirm;
-    if (session === null || expected === null) throw new Error('handshake: awaiting-confirm without keys');
-    let plain: Uint8Array | null = null;
-    let cause: unknown = null;
+  /**
+   * Takes the peer's Auth: its identity, proven with a shared password.
+   * Throws RouterError 'password-mismatch' (no pairing opened) or 'decode' |
+   * 'limit', leaving the handshake 'failed'.
+   */
+  consumeAuth(payload: Uint8Array): HandshakeResult {
+    this.expectState('awaiting-auth', 'consumeAuth');
     try {
-      plain = session.open(payload);
+      this.outcome = this.shares.length === 0
+        ? { remote: decodeIdentity(payload), version: this.version, passwordSlot: null, secrets: null }
+        : this.openAuth(payload);
     } catch (err) {
-      cause = err;
-    }
-    // Lengths are public (fixed label + hash); memcmp is constant-time over equal lengths.
-    if (plain === null || plain.length !== expected.length || !sodium().memcmp(plain, expected)) {
       this.fail();
-      throw new RouterError('password-mismatch', 'password mismatch (or handshake tampered with): the peer\'s Confirm did not verify',
-        cause === null ? undefined : { cause });
+      throw err;
     }
-    this.expectedConfirm = null;
     this.current = 'established';
+    return this.outcome;
   }
 
-  /** The session for all further control messages; only once established. */
-  session(): ControlSession {
-    this.expectState('established', 'session');
-    return this.controlSession!;
-  }
-
-  /** Per-direction keys for the UDP data channel, derived from the same exchange; null when plaintext. */
-  sleeveKeys(): SleeveKeys | null {
-    this.expectState('established', 'sleeveKeys');
-    return this.sleeve;
+  /** The outcome, once established; the secrets in it belong to the caller from then on. */
+  result(): HandshakeResult {
+    this.expectState('established', 'result');
+    return this.outcome!;
   }
 
   private handleHello(payload: Uint8Array): HelloOutcome {
     const r = new MeshReader(payload, 'Hello');
     // Version first: a peer that shares no version may lay out the rest differently.
     const header = readHelloHeader(r);
-    const version = negotiateVersion(this.minVersion, this.maxVersion, header.minVersion, header.maxVersion);
+    this.version = negotiateVersion(this.minVersion, this.maxVersion, header.minVersion, header.maxVersion);
     const hello = readHelloBody(r, header);
-    const remote: HelloInfo = { name: hello.name, nickname: hello.nickname, incarnation: hello.incarnation, listenPort: hello.listenPort };
-
-    const remotePublic = hello.ephemeralPublicKey;
-    if (this.passwordKey !== null && remotePublic === null) {
+    if (this.shares.length > 0 && hello.shares.length === 0) {
       throw new RouterError('password-local-only', 'we have a password but the peer has none: set the same password on both peers');
     }
-    if (this.passwordKey === null && remotePublic !== null) {
+    if (this.shares.length === 0 && hello.shares.length > 0) {
       throw new RouterError('password-remote-only', 'the peer has a password but we have none: set the same password on both peers');
     }
-    if (this.passwordKey === null || remotePublic === null) {
-      this.controlSession = new PlaintextSession();
-      this.current = 'established';
-      return { remote, version, encrypted: false, confirm: null };
+    this.current = 'awaiting-auth';
+    if (this.shares.length === 0) return { version: this.version, encrypted: false, auth: encodeIdentity(this.local) };
+
+    for (const theirs of hello.shares) {
+      if (this.shares.some((ours) => bytesEqual(ours, theirs))) {
+        throw RouterError.decode('Hello', 'the peer\'s share equals ours (our own Hello reflected back?)');
+      }
     }
-
-    const confirm = this.deriveKeys(this.passwordKey, remotePublic, payload);
-    this.current = 'awaiting-confirm';
-    return { remote, version, encrypted: true, confirm };
-  }
-
-  /** Derives all keys, sets up the sealed session and returns the sealed Confirm. */
-  private deriveKeys(passwordKey: Uint8Array, remotePublic: Uint8Array, remoteHello: Uint8Array): Uint8Array {
+    this.weAreLow = compareBytes(this.localHello, payload) < 0;
+    const transcript = this.weAreLow ? transcriptHash(this.localHello, payload) : transcriptHash(payload, this.localHello);
+    this.transcript = transcript;
+    this.peerCount = hello.shares.length;
     const na = sodium();
-    const localPublic = this.ephemeralPublic!;
-    const secret = this.ephemeralSecret!;
-    const order = compareBytes(localPublic, remotePublic);
-    if (order === 0) {
-      throw RouterError.decode('Hello', 'the peer\'s ephemeral key equals ours (our own Hello reflected back?)');
+    const identity = encodeIdentity(this.local);
+    const entries: Uint8Array[] = [];
+    // s-major, as handshake-messages.ts lays Auth out.
+    for (let s = 0; s < this.scalars.length; s++) {
+      for (let t = 0; t < hello.shares.length; t++) {
+        const k = cpaceSecret(this.scalars[s]!, hello.shares[t]!);
+        if (k === null) throw RouterError.decode('Hello', 'the peer\'s share is a weak (low-order) point');
+        const pair = this.weAreLow ? pairKey(k, s, t, transcript) : pairKey(k, t, s, transcript);
+        na.memzero(k);
+        const [lowToHigh, highToLow] = authKeys(pair);
+        const [send, receive] = this.weAreLow ? [lowToHigh, highToLow] : [highToLow, lowToHigh];
+        entries.push(na.crypto_aead_chacha20poly1305_ietf_encrypt(identity, transcript, null, AUTH_NONCE, send));
+        na.memzero(send);
+        this.candidates.push({ ourSlot: s, peerSlot: t, pair, receiveAuth: receive });
+      }
     }
-    const localIsLow = order < 0;
-
-    let shared: Uint8Array;
-    try {
-      shared = na.crypto_scalarmult(secret, remotePublic);
-    } catch (err) {
-      // libsodium refuses low-order points, whose result would be all zeros.
-      throw new RouterError('decode', 'malformed Hello: the peer\'s ephemeral public key is a weak (low-order) point', { cause: err });
-    } finally {
-      na.memzero(secret);
-      this.ephemeralSecret = null;
-    }
-
-    const transcriptInput = new MeshWriter(TRANSCRIPT_LABEL.length + 8 + this.localHello.length + remoteHello.length)
-      .bytes(TRANSCRIPT_LABEL)
-      .longBytes(localIsLow ? this.localHello : remoteHello)
-      .longBytes(localIsLow ? remoteHello : this.localHello)
-      .finish();
-    const transcript = na.crypto_generichash(TRANSCRIPT_BYTES, transcriptInput, null);
-
-    // One buffer for every key, with the index byte changed in place, so there
-    // is exactly one copy of `shared` to scrub.
-    const ikm = new Uint8Array(KDF_LABEL.length + 1 + shared.length + transcript.length);
-    ikm.set(KDF_LABEL, 0);
-    ikm.set(shared, KDF_LABEL.length + 1);
-    ikm.set(transcript, KDF_LABEL.length + 1 + shared.length);
-    na.memzero(shared);
-    const keys: Uint8Array[] = [];
-    for (let i = 0; i < KEY_COUNT; i++) {
-      ikm[KDF_LABEL.length] = i;
-      keys.push(na.crypto_generichash(SESSION_KEY_BYTES, ikm, passwordKey));
-    }
-    na.memzero(ikm);
-
-    const [controlLowHigh, controlHighLow, sleeveLowHigh, sleeveHighLow] =
-      [keys[KEY_CONTROL_LOW_TO_HIGH]!, keys[KEY_CONTROL_HIGH_TO_LOW]!, keys[KEY_SLEEVE_LOW_TO_HIGH]!, keys[KEY_SLEEVE_HIGH_TO_LOW]!];
-    const sealed = localIsLow
-      ? new SealedSession(controlLowHigh, controlHighLow)
-      : new SealedSession(controlHighLow, controlLowHigh);
-    this.sleeve = localIsLow
-      ? { send: sleeveLowHigh, receive: sleeveHighLow }
-      : { send: sleeveHighLow, receive: sleeveLowHigh };
-    this.controlKeys = [controlLowHigh, controlHighLow];
-    this.controlSession = sealed;
-
-    const expected = confirmPlaintext(transcript);
-    this.expectedConfirm = expected;
-    return sealed.seal(expected);
+    this.zeroScalars();
+    return { version: this.version, encrypted: true, auth: encodeSealedAuth(entries) };
   }
 
-  /** Any failure is final: scrub every secret and drop the sessions. */
+  private openAuth(payload: Uint8Array): HandshakeResult {
+    const na = sodium();
+    const ourCount = this.candidates.length / this.peerCount;
+    const entries = decodeSealedAuth(payload, this.candidates.length);
+    let best: { candidate: Candidate; identity: Uint8Array; rank: number[] } | null = null;
+    entries.forEach((entry, k) => {
+      // The peer wrote its slot-major order: its slot k / ourCount, ours k % ourCount.
+      const peerSlot = Math.floor(k / ourCount);
+      const ourSlot = k % ourCount;
+      const candidate = this.candidates.find((c) => c.ourSlot === ourSlot && c.peerSlot === peerSlot)!;
+      let identity: Uint8Array;
+      try {
+        identity = na.crypto_aead_chacha20poly1305_ietf_decrypt(null, entry, this.transcript, AUTH_NONCE, candidate.receiveAuth);
+      } catch {
+        return;
+      }
+      const [low, high] = this.weAreLow ? [ourSlot, peerSlot] : [peerSlot, ourSlot];
+      const rank = [Math.max(low, high), low, high];
+      if (best === null || compareRank(rank, best.rank) < 0) best = { candidate, identity, rank };
+    });
+    const chosen = best as { candidate: Candidate; identity: Uint8Array } | null;
+    if (chosen === null) {
+      throw new RouterError('password-mismatch',
+        'password mismatch (or handshake tampered with): the peer\'s Auth did not open with our password' +
+        (ourCount > 1 ? 's (current and old)' : ''));
+    }
+    const remote = decodeIdentity(chosen.identity);
+    const chainKey = initialChainKey(chosen.candidate.pair);
+    const passwordSlot = chosen.candidate.ourSlot;
+    this.zeroCandidates();
+    return { remote, version: this.version, passwordSlot, secrets: { chainKey, weAreLow: this.weAreLow } };
+  }
+
+  private zeroScalars(): void {
+    for (const scalar of this.scalars) sodium().memzero(scalar);
+    this.scalars = [];
+  }
+
+  private zeroCandidates(): void {
+    for (const c of this.candidates) {
+      sodium().memzero(c.pair);
+      sodium().memzero(c.receiveAuth);
+    }
+    this.candidates = [];
+  }
+
+  /** Any failure is final: scrub every secret. */
   private fail(): void {
     this.current = 'failed';
-    const na = sodium();
-    if (this.ephemeralSecret !== null) na.memzero(this.ephemeralSecret);
-    this.ephemeralSecret = null;
-    for (const key of this.controlKeys) na.memzero(key);
-    if (this.sleeve !== null) {
-      na.memzero(this.sleeve.send);
-      na.memzero(this.sleeve.receive);
-    }
-    this.controlKeys = [];
-    this.sleeve = null;
-    this.controlSession = null;
-    this.expectedConfirm = null;
+    this.zeroScalars();
+    this.zeroCandidates();
+    this.outcome = null;
   }
 
   /** Calling out of order is a bug in the caller, not the peer's doing: a plain Error. */
@@ -317,4 +320,9 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
     if (d !== 0) return d;
   }
   return a.length - b.length;
+}
+
+function compareRank(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
 }

@@ -1,8 +1,11 @@
 // Owns turning the mesh password into the 32-byte key that authenticates the
 // control handshake (router/mesh/handshake.ts). The password never goes on the wire
 // and never reaches a key directly: it is stretched with scrypt once at
-// startup, so that each guess an attacker makes against a recorded handshake
-// (see the note in handshake.ts) costs as much as this does.
+// startup, and the stretched key only picks the CPace generator (cpace.ts).
+// Since version 2 the handshake is a PAKE, so nothing a peer or an
+// eavesdropper sees lets it test a guess offline; the stretch is defence in
+// depth (a leaked stretched key still costs scrypt per guess), not the line
+// that holds.
 //
 // Every peer must derive the same key from the same password, so the salt and
 // cost parameters below are protocol constants: changing any of them is a
@@ -12,9 +15,11 @@ import { scryptSync } from 'node:crypto';
 import { RouterError } from './errors';
 
 /**
- * Fixed protocol salt. A per-mesh random salt would need distributing; peers
- * only share the password. The salt still separates our keys from any other
- * use of the same password.
+ * Fixed protocol salt. A per-mesh salt would have to be sent before the
+ * password is proven, and would buy nothing against captures: with the PAKE
+ * there is no capture a guess can be tested against, whatever the salt
+ * (handshake.ts). The salt separates our keys from any other use of the same
+ * password.
  */
 export const PASSWORD_SALT = 'weave-ts mesh password v1';
 /** scrypt cost: N = 2^15, r = 8, p = 1 (RFC 7914 section 2's interactive-use ballpark); ~100 ms once at startup. */

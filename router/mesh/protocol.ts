@@ -27,12 +27,18 @@
 //              its UDP reaches us, which it cannot know by itself. echo: the
 //              last probe challenge we heard from the peer (plaintext meshes;
 //              router/overlay/udp-endpoint.ts); absent from older peers.
+//   REKEY      +------+------+----------+--------------------------+
+//              | 0x06 | kind | epoch u32| X25519 key (INIT, ACK)   |
+//              +------+------+----------+--------------------------+
+//              moves the connection's keys to the next epoch; the
+//              codec is rekey-messages.ts, the exchange key-schedule.ts.
 //
 // Unknown message types are refused by name; trailing bytes are tolerated.
 
 import { MeshReader, MeshWriter } from './peer-name';
 import { MAX_CHANNEL_NAME_BYTES, MAX_CONTROL_MESSAGE_BYTES } from './constants';
 import { RouterError } from './errors';
+import { MSG_REKEY, readRekey, RekeyMessage } from './rekey-messages';
 import type { PeerName } from './peer-name';
 
 export const MSG_HEARTBEAT = 1;
@@ -50,6 +56,7 @@ export type ControlMessage =
   | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
+  | { type: 'rekey'; rekey: RekeyMessage }
   | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null };
 
 const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
@@ -126,6 +133,8 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
       return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo };
     }
+    case MSG_REKEY:
+      return { type: 'rekey', rekey: readRekey(r) };
     default:
       throw RouterError.decode('control message', `unknown type ${type}`);
   }

@@ -35,9 +35,9 @@ export const WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS;
  * 2^53 so every counter the filter handles, and every counter arithmetic on it,
  * stays an exact double (compare WireGuard's RejectAfterMessages,
  * 2^64 - 2^13 - 1, which also stops short of the counter's range by a
- * margin). Nothing rekeys yet: a sleeve's keys live as long as its control
- * connection, and reaching this counter would take over 28 years at ten
- * million frames a second; rotating keys on time is still to do.
+ * margin). The mesh rekeys long before (router/mesh/key-schedule.ts: on
+ * time, and at a counter threshold of 2^40), and each new key starts its
+ * counters, and a fresh window (router/overlay/sleeve-session.ts), at 0.
  */
 export const REJECT_AFTER_COUNTER = 2 ** 53 - 2 ** 13;
 

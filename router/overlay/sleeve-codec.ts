@@ -1,13 +1,16 @@
-// The UDP sleeve datagram, version 1. All integers big-endian.
+// The UDP sleeve datagram, version 2. All integers big-endian.
 //
 //    0       1       2                       8                              16
 //   +-------+-------+-----------------------+-------------------------------+
-//   | ver=1 | type  | sender peer name (6)  | counter (8 bytes, < 2^53)     |
+//   | ver=2 | type  | sender peer name (6)  | counter (8 bytes, < 2^53)     |
 //   +-------+-------+-----------------------+-------------------------------+
 //   | body: ChaCha20-Poly1305 ciphertext + 16-byte tag (plain when the mesh  |
 //   | has no password)                                                       |
 //   +-----------------------------------------------------------------------+
 //   nonce = 00 00 00 02 || counter; associated data = the 16 header bytes.
+//   type byte: bit 7 = key phase (the sender's key epoch & 1, so the receiver
+//   picks the right key while a rekey switches; router/mesh/key-schedule.ts),
+//   bits 0-6 = the type below. Version 1 had no phase bit.
 //
 //   type 1 FRAME: body = inner frame (below)
 //   type 2 PROBE: body empty; an authenticated probe proves the UDP path in one
@@ -33,7 +36,9 @@
 
 import { PEER_NAME_BYTES, PeerName, peerNameFromBytes, peerNameToBytes } from '../mesh/peer-name';
 
-export const SLEEVE_VERSION = 1;
+export const SLEEVE_VERSION = 2;
+/** Bit 7 of the type byte: the key phase. */
+export const SLEEVE_KEY_PHASE_BIT = 0x80;
 export const SLEEVE_TYPE_FRAME = 1;
 export const SLEEVE_TYPE_PROBE = 2;
 export const SLEEVE_HEADER_BYTES = 16;
@@ -80,7 +85,7 @@ export type SleeveParse = SleeveHeader | 'short' | 'version' | 'type';
 export function readSleeveHeader(buf: Uint8Array, off: number, len: number): SleeveParse {
   if (len < SLEEVE_HEADER_BYTES) return 'short';
   if (buf[off] !== SLEEVE_VERSION) return 'version';
-  const type = buf[off + 1]!;
+  const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
   if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE) return 'type';
   const sender = peerNameFromBytes(buf, off + 2);
   const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;

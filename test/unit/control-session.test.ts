@@ -30,25 +30,25 @@ t.test('sealed messages round-trip in both directions with the documented layout
   t.equal(a.encrypted, true);
   const m0 = a.seal(enc.encode('hello'));
   const m1 = a.seal(enc.encode(''));
-  t.equal(m0.length, 8 + 5 + 16);
+  t.equal(m0.length, 1 + 8 + 5 + 16);
   t.equal(m1.length, SEALED_OVERHEAD_BYTES);
-  t.same(Array.from(m0.subarray(0, 8)), [0, 0, 0, 0, 0, 0, 0, 0], 'first counter is 0');
-  t.same(Array.from(m1.subarray(0, 8)), [0, 0, 0, 0, 0, 0, 0, 1], 'then 1, big-endian');
+  t.same(Array.from(m0.subarray(0, 9)), [0, 0, 0, 0, 0, 0, 0, 0, 0], 'key phase 0, first counter 0');
+  t.same(Array.from(m1.subarray(0, 9)), [0, 0, 0, 0, 0, 0, 0, 0, 1], 'then 1, big-endian');
   t.equal(dec.decode(b.open(m0)), 'hello');
   t.equal(b.open(m1).length, 0);
   t.equal(dec.decode(a.open(b.seal(enc.encode('back')))), 'back');
   t.same(a.counters, { send: 2, receive: 1 });
 
-  // The nonce is [0,0,0,channel] || counter and the AD is the counter: decrypt by hand.
+  // The nonce is [0,0,0,channel] || counter and the AD is phase and counter: decrypt by hand.
   const nonce = new Uint8Array(12);
   writeNonce(nonce, CHANNEL_TCP_CONTROL, 0);
   t.same(Array.from(nonce), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-  const plain = sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, m0.subarray(8), m0.subarray(0, 8), nonce, k1);
+  const plain = sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, m0.subarray(9), m0.subarray(0, 9), nonce, k1);
   t.equal(dec.decode(plain), 'hello');
   const sleeveNonce = new Uint8Array(12);
   writeNonce(sleeveNonce, CHANNEL_UDP_SLEEVE, 0);
   t.not(sleeveNonce[3], nonce[3], 'sleeve and control nonces differ for the same counter');
-  t.throws(() => sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, m0.subarray(8), m0.subarray(0, 8), sleeveNonce, k1));
+  t.throws(() => sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, m0.subarray(9), m0.subarray(0, 9), sleeveNonce, k1));
 });
 
 t.test('large counters are encoded big-endian across both words', async (t) => {
@@ -62,7 +62,7 @@ t.test('large counters are encoded big-endian across both words', async (t) => {
 t.test('tampering anywhere, or the wrong key, is an auth failure', async (t) => {
   const { a, b } = pair();
   const m = a.seal(enc.encode('secret control message'));
-  for (const i of [7, 8, 12, m.length - 17, m.length - 16, m.length - 1]) {
+  for (const i of [8, 9, 12, m.length - 17, m.length - 16, m.length - 1]) {
     const bad = m.slice();
     bad[i]! ^= 0x01;
     t.equal(codeOf(() => b.open(bad)), 'auth', `flipped byte ${i}`);
@@ -99,7 +99,7 @@ t.test('truncated payloads are refused before any crypto', async (t) => {
     t.equal(codeOf(() => b.open(m.subarray(0, n))), 'auth', `length ${n}`);
   }
   const huge = m.slice();
-  huge[0] = 0xff; // counter >= 2^53
+  huge[1] = 0xff; // counter >= 2^53
   t.equal(codeOf(() => b.open(huge)), 'decode', 'counter at or past 2^53');
   t.equal(dec.decode(b.open(m)), 'abc');
 });
@@ -117,6 +117,32 @@ t.test('state is unchanged after any failure: the next valid message still opens
   t.equal(dec.decode(b.open(m0)), 'm0');
   t.equal(codeOf(() => b.open(tampered)), 'auth');
   t.equal(dec.decode(b.open(m1)), 'm1');
+});
+
+t.test('epochs: the receiver takes the next key by its phase, then forgets the old one', async (t) => {
+  const { a, b } = pair();
+  const before = a.seal(enc.encode('under epoch 0'));
+  const next1 = sodium().randombytes_buf(32);
+  b.expectReceive(1, next1.slice());
+  t.equal(dec.decode(b.open(before)), 'under epoch 0', 'the current key still opens while the next waits');
+  a.rotateSend(1, next1);
+  t.equal(a.sendEpoch, 1);
+  const after = a.seal(enc.encode('under epoch 1'));
+  t.equal(after[0], 1, 'phase byte 1');
+  t.same(Array.from(after.subarray(1, 9)), [0, 0, 0, 0, 0, 0, 0, 0], 'counters restart at 0');
+  t.equal(dec.decode(b.open(after)), 'under epoch 1');
+  t.equal(b.receiveEpoch, 1, 'promoted');
+  t.equal(codeOf(() => b.open(before)), 'auth', 'the old phase is no longer accepted');
+  const stale = a.seal(enc.encode('x'));
+  stale[0] = 0;
+  t.equal(codeOf(() => b.open(stale)), 'auth', 'a rewritten phase fails authentication');
+  t.equal(codeOf(() => b.expectReceive(257, new Uint8Array(32))), 'not-router-error', 'the phase of the current epoch is a caller bug');
+  const hk = sodium().randombytes_buf(32);
+  const held = hk.slice();
+  a.rotateSend(2, hk);
+  t.same(hk, held, 'the session keeps the key it was given');
+  a.rotateSend(3, sodium().randombytes_buf(32));
+  t.same(hk, new Uint8Array(32), 'and zeroes it when it is replaced');
 });
 
 t.test('keys of the wrong size are refused', async (t) => {

@@ -10,6 +10,7 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng } from '../../common/rng';
 import { readInnerHeader, readSleeveHeader, SLEEVE_TYPE_FRAME, writeSleeveHeader, BROADCAST_PEER } from '../../router/overlay/sleeve-codec';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
+import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
 import { loadSodium } from '../../router/mesh/sodium';
 
 t.before(async () => { await loadSodium(); });
@@ -47,9 +48,9 @@ t.test('sodium-native and libsodium-wrappers produce identical ciphertext and op
 });
 
 t.test('a sealed datagram opens once; tampering anywhere fails; a replay is refused', async (t) => {
-  const keys = { send: new Uint8Array(32).fill(1), receive: new Uint8Array(32).fill(1) };
-  const sender = new SleeveSession(frameAead(), keys, Uint8Array.of(2, 0, 0, 0, 0, 10));
-  const receiver = new SleeveSession(frameAead(), keys, Uint8Array.of(2, 0, 0, 0, 0, 11));
+  const keys = (): SleeveKeyRing => new SleeveKeyRing(new Uint8Array(32).fill(1), new Uint8Array(32).fill(1));
+  const sender = new SleeveSession(frameAead(), keys(), Uint8Array.of(2, 0, 0, 0, 0, 10));
+  const receiver = new SleeveSession(frameAead(), keys(), Uint8Array.of(2, 0, 0, 0, 0, 11));
   const buf = Buffer.alloc(200);
   buf.write('hello frame body', 16);
   const n = sender.seal(buf, 0, SLEEVE_TYPE_FRAME, 16);

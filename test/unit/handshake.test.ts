@@ -1,10 +1,11 @@
 import t from 'tap';
-import { CHANNEL_TCP_CONTROL, writeNonce } from '../../router/mesh/control-session';
 import { RouterError, RouterErrorCode } from '../../router/mesh/errors';
-import { Handshake, HandshakeOptions, HelloOutcome } from '../../router/mesh/handshake';
+import { Handshake, HandshakeOptions, HandshakeResult, HelloOutcome } from '../../router/mesh/handshake';
 import {
-  HelloInfo, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, decodeHello, encodeHello,
+  HelloInfo, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, decodeHello, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity,
 } from '../../router/mesh/handshake-messages';
+import { cpaceGenerator, cpaceShare } from '../../router/mesh/cpace';
+import { DEFAULT_REKEY_OPTIONS, KeySchedule } from '../../router/mesh/key-schedule';
 import { stretchPassword } from '../../router/mesh/password-key';
 import { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng, randomInt } from '../../common/rng';
@@ -27,11 +28,13 @@ const infoB: HelloInfo = { name: 'bb:00:00:00:00:02' as PeerName, nickname: 'hô
 
 let password: Uint8Array;
 let otherPassword: Uint8Array;
+let thirdPassword: Uint8Array;
 
 t.before(async () => {
   await loadSodium();
   password = stretchPassword('correct horse battery staple');
   otherPassword = stretchPassword('correct horse battery stapler');
+  thirdPassword = stretchPassword('tr0ub4dor&3');
 });
 
 interface Pair {
@@ -46,18 +49,42 @@ function startPair(optsA: Partial<HandshakeOptions>, optsB: Partial<HandshakeOpt
 }
 
 /** Runs both ends to completion (or to the first error, which it rethrows). */
-function complete(p: Pair): { outA: HelloOutcome; outB: HelloOutcome } {
+function complete(p: Pair): { outA: HelloOutcome; outB: HelloOutcome; resA: HandshakeResult; resB: HandshakeResult } {
   const outA = p.a.consumeHello(p.helloB);
   const outB = p.b.consumeHello(p.helloA);
-  if (outA.confirm !== null) p.b.consumeConfirm(outA.confirm);
-  if (outB.confirm !== null) p.a.consumeConfirm(outB.confirm);
-  return { outA, outB };
+  const resB = p.b.consumeAuth(outA.auth);
+  const resA = p.a.consumeAuth(outB.auth);
+  return { outA, outB, resA, resB };
+}
+
+/** The error each side throws on the other's Auth (both must be tried: each side reports for itself). */
+function authErrors(p: Pair): [string, string] {
+  const outA = p.a.consumeHello(p.helloB);
+  const outB = p.b.consumeHello(p.helloA);
+  return [codeOf(() => p.a.consumeAuth(outB.auth)), codeOf(() => p.b.consumeAuth(outA.auth))];
+}
+
+/** Both sides' key schedules agree: control messages and sleeve keys pass both ways. */
+function keysAgree(resA: HandshakeResult, resB: HandshakeResult): boolean {
+  const ka = new KeySchedule(resA.secrets!, DEFAULT_REKEY_OPTIONS, 0);
+  const kb = new KeySchedule(resB.secrets!, DEFAULT_REKEY_OPTIONS, 0);
+  try {
+    const ab = dec.decode(kb.control.open(ka.control.seal(enc.encode('a to b'))));
+    const ba = dec.decode(ka.control.open(kb.control.seal(enc.encode('b to a'))));
+    return ab === 'a to b' && ba === 'b to a' && ka.sleeve.sendKey.equals(kb.sleeve.receiveKeys[0]!) && kb.sleeve.sendKey.equals(ka.sleeve.receiveKeys[0]!) &&
+      !ka.sleeve.sendKey.equals(kb.sleeve.sendKey);
+  } catch {
+    return false;
+  } finally {
+    ka.dispose();
+    kb.dispose();
+  }
 }
 
 /** A deterministic byte source, so a handshake can be replayed exactly. */
 function fixedRandom(seed: number): (count: number) => Uint8Array {
+  const rng = new SeededRng(seed);
   return (count) => {
-    const rng = new SeededRng(seed);
     const out = new Uint8Array(count);
     for (let i = 0; i < count; i++) out[i] = randomInt(rng, 256);
     return out;
@@ -71,54 +98,45 @@ t.test('stretchPassword: deterministic, 32 bytes, refuses an empty password', as
   t.equal(codeOf(() => stretchPassword('')), 'config');
 });
 
-t.test('with the same password both ends establish an encrypted session', async (t) => {
+t.test('with the same password both ends establish, learn each other\'s identity and agree on keys', async (t) => {
   const p = startPair({ passwordKey: password }, { passwordKey: password });
   t.equal(p.a.state, 'awaiting-hello');
-  const outA = p.a.consumeHello(p.helloB);
-  const outB = p.b.consumeHello(p.helloA);
-  t.equal(p.a.state, 'awaiting-confirm');
-  t.same(outA.remote, infoB, 'A learns B\'s identity');
-  t.same(outB.remote, infoA, 'B learns A\'s identity');
-  t.equal(outA.version, 1);
-  t.ok(outA.encrypted && outB.encrypted);
-  t.ok(outA.confirm !== null && outB.confirm !== null);
-  p.b.consumeConfirm(outA.confirm!);
-  p.a.consumeConfirm(outB.confirm!);
+  const { outA, resA, resB } = complete(p);
+  t.equal(outA.version, 2);
+  t.ok(outA.encrypted);
   t.equal(p.a.state, 'established');
   t.equal(p.b.state, 'established');
-  t.ok(p.a.session().encrypted && p.b.session().encrypted);
-
-  const ka = p.a.sleeveKeys()!;
-  const kb = p.b.sleeveKeys()!;
-  t.same(ka.send, kb.receive, 'A->B sleeve key agrees');
-  t.same(ka.receive, kb.send, 'B->A sleeve key agrees');
-  t.notSame(ka.send, ka.receive, 'each direction has its own key');
+  t.same(resA.remote, infoB, 'A learns B\'s identity');
+  t.same(resB.remote, infoA, 'B learns A\'s identity');
+  t.equal(resA.passwordSlot, 0);
+  t.equal(resA.secrets!.weAreLow, !resB.secrets!.weAreLow, 'exactly one side is low');
+  t.ok(keysAgree(resA, resB), 'control and sleeve keys agree, one per direction');
+  t.same(p.a.result(), resA);
 });
 
-t.test('without passwords both ends establish a plaintext session at once', async (t) => {
+t.test('without passwords both ends establish a plaintext session', async (t) => {
   const p = startPair({}, {});
-  const { outA, outB } = complete(p);
-  t.equal(outA.confirm, null);
-  t.equal(outB.encrypted, false);
-  t.equal(p.a.state, 'established');
-  t.equal(p.a.session().encrypted, false);
-  t.equal(p.b.sleeveKeys(), null);
-  const m = enc.encode('plain');
-  t.same(p.b.session().open(p.a.session().seal(m)), m);
+  const { outA, resA, resB } = complete(p);
+  t.equal(outA.encrypted, false);
+  t.same(outA.auth, encodeIdentity(infoA), 'the identity goes in the clear');
+  t.same(resA.remote, infoB);
+  t.same(resB.remote, infoA);
+  t.equal(resA.secrets, null);
+  t.equal(resA.passwordSlot, null);
 });
 
-t.test('wrong password: password-mismatch on both sides', async (t) => {
+t.test('wrong password: password-mismatch, named, on both sides', async (t) => {
   const p = startPair({ passwordKey: password }, { passwordKey: otherPassword });
   const outA = p.a.consumeHello(p.helloB);
   const outB = p.b.consumeHello(p.helloA);
   let errB: unknown = null;
-  try { p.b.consumeConfirm(outA.confirm!); } catch (e) { errB = e; }
+  try { p.b.consumeAuth(outA.auth); } catch (e) { errB = e; }
   t.ok(errB instanceof RouterError && errB.code === 'password-mismatch', 'B reports the mismatch');
   t.match((errB as Error).message, /password mismatch/);
-  t.equal(codeOf(() => p.a.consumeConfirm(outB.confirm!)), 'password-mismatch', 'A reports the mismatch');
+  t.equal(codeOf(() => p.a.consumeAuth(outB.auth)), 'password-mismatch', 'A reports the mismatch');
   t.equal(p.a.state, 'failed');
   t.equal(p.b.state, 'failed');
-  t.throws(() => p.a.session(), 'no session after failure');
+  t.throws(() => p.a.result(), 'no result after failure');
 });
 
 t.test('password on one side only: each side names its own case', async (t) => {
@@ -136,49 +154,40 @@ t.test('password on one side only: each side names its own case', async (t) => {
 });
 
 t.test('version negotiation', async (t) => {
-  t.equal(PROTOCOL_MIN_VERSION, 1);
-  t.equal(PROTOCOL_MAX_VERSION, 1);
+  t.equal(PROTOCOL_MIN_VERSION, 2);
+  t.equal(PROTOCOL_MAX_VERSION, 2);
   t.test('overlapping ranges pick the highest common version', async (t) => {
     for (const password_ of [null, password]) {
-      const p = startPair({ passwordKey: password_, minVersion: 1, maxVersion: 3 }, { passwordKey: password_, minVersion: 2, maxVersion: 5 });
-      const { outA, outB } = complete(p);
-      t.equal(outA.version, 3);
-      t.equal(outB.version, 3);
+      const p = startPair({ passwordKey: password_, minVersion: 2, maxVersion: 4 }, { passwordKey: password_, minVersion: 3, maxVersion: 5 });
+      const { outA } = complete(p);
+      t.equal(outA.version, 4);
       t.equal(p.a.state, 'established');
     }
-    const p = startPair({}, { minVersion: 1, maxVersion: 9 });
-    t.equal(complete(p).outA.version, 1, 'defaults against a newer peer');
   });
-  t.test('disjoint ranges fail on both sides, naming both ranges', async (t) => {
-    const p = startPair({ minVersion: 1, maxVersion: 1 }, { minVersion: 2, maxVersion: 3 });
+  t.test('a version 1 peer (the Hello that named itself in the clear) fails by name on both sides', async (t) => {
+    const p = startPair({ minVersion: 1, maxVersion: 1 }, {});
     let errA: unknown = null;
     try { p.a.consumeHello(p.helloB); } catch (e) { errA = e; }
     t.ok(errA instanceof RouterError && errA.code === 'version');
-    t.match((errA as Error).message, /we support 1\.\.1, the peer supports 2\.\.3/);
-    let errB: unknown = null;
-    try { p.b.consumeHello(p.helloA); } catch (e) { errB = e; }
-    t.ok(errB instanceof RouterError && errB.code === 'version');
-    t.match((errB as Error).message, /we support 2\.\.3, the peer supports 1\.\.1/);
+    t.match((errA as Error).message, /we support 1\.\.1, the peer supports 2\.\.2/);
+    t.equal(codeOf(() => p.b.consumeHello(p.helloA)), 'version');
   });
-  t.test('a rewritten version range (downgrade) makes the Confirms fail', async (t) => {
-    const p = startPair({ passwordKey: password, minVersion: 1, maxVersion: 3 }, { passwordKey: password, minVersion: 1, maxVersion: 3 });
+  t.test('a rewritten version range (downgrade) makes every Auth fail', async (t) => {
+    const p = startPair({ passwordKey: password, minVersion: 2, maxVersion: 3 }, { passwordKey: password, minVersion: 2, maxVersion: 3 });
     const forged = p.helloB.slice();
-    forged[HELLO_MAGIC.length + 1] = 1; // B's max version, as A will see it
+    forged[HELLO_MAGIC.length + 1] = 2; // B's max version, as A will see it
     const outA = p.a.consumeHello(forged);
     const outB = p.b.consumeHello(p.helloA);
-    t.equal(outA.version, 1, 'A was talked down');
+    t.equal(outA.version, 2, 'A was talked down');
     t.equal(outB.version, 3);
-    t.equal(codeOf(() => p.b.consumeConfirm(outA.confirm!)), 'password-mismatch');
-    t.equal(codeOf(() => p.a.consumeConfirm(outB.confirm!)), 'password-mismatch');
+    t.equal(codeOf(() => p.b.consumeAuth(outA.auth)), 'password-mismatch');
+    t.equal(codeOf(() => p.a.consumeAuth(outB.auth)), 'password-mismatch');
   });
 });
 
-t.test('a tampered Hello makes the Confirms fail on both sides', async (t) => {
-  // Offsets into B's Hello: a nickname byte, an incarnation byte, the listen port, the ephemeral key.
-  const nicknameAt = HELLO_MAGIC.length + 3 + 6 + 2;
+t.test('a tampered Hello or Auth fails on both sides', async (t) => {
   const p0 = startPair({ passwordKey: password }, { passwordKey: password });
-  const offsets = [nicknameAt, nicknameAt + 7 + 2, p0.helloB.length - 33, p0.helloB.length - 1];
-  for (const off of offsets) {
+  for (const off of [HELLO_MAGIC.length + 2, p0.helloB.length - 32, p0.helloB.length - 1]) {
     const p = startPair({ passwordKey: password }, { passwordKey: password });
     const tampered = p.helloB.slice();
     tampered[off]! ^= 0x01;
@@ -186,23 +195,28 @@ t.test('a tampered Hello makes the Confirms fail on both sides', async (t) => {
     try {
       outA = p.a.consumeHello(tampered);
     } catch (err) {
-      // A flipped key bit may land on a weak point; that is refused too.
       t.ok(err instanceof RouterError, `offset ${off}: refused at Hello`);
       continue;
     }
     const outB = p.b.consumeHello(p.helloA);
-    t.equal(codeOf(() => p.b.consumeConfirm(outA.confirm!)), 'password-mismatch', `offset ${off}: B refuses A's Confirm`);
-    t.equal(codeOf(() => p.a.consumeConfirm(outB.confirm!)), 'password-mismatch', `offset ${off}: A refuses B's Confirm`);
+    t.equal(codeOf(() => p.b.consumeAuth(outA.auth)), 'password-mismatch', `offset ${off}: B refuses A's Auth`);
+    t.equal(codeOf(() => p.a.consumeAuth(outB.auth)), 'password-mismatch', `offset ${off}: A refuses B's Auth`);
   }
+  const p = startPair({ passwordKey: password }, { passwordKey: password });
+  const outA = p.a.consumeHello(p.helloB);
+  p.b.consumeHello(p.helloA);
+  const bad = outA.auth.slice();
+  bad[bad.length - 1]! ^= 0x80;
+  t.equal(codeOf(() => p.b.consumeAuth(bad)), 'password-mismatch', 'a flipped bit in the sealed identity');
 });
 
-t.test('a reflected Hello, a weak key and wrong magic are refused', async (t) => {
+t.test('a reflected Hello, a weak share and wrong magic are refused', async (t) => {
   const self = Handshake.start({ local: infoA, passwordKey: password });
   t.equal(codeOf(() => self.handshake.consumeHello(self.hello)), 'decode', 'our own Hello back');
 
   const weak = Handshake.start({ local: infoB, passwordKey: password }).hello.slice();
   weak.fill(0, weak.length - 32);
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(weak)), 'decode', 'all-zero ephemeral key');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(weak)), 'decode', 'all-zero share');
 
   const http = enc.encode('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
   let err: unknown = null;
@@ -211,153 +225,194 @@ t.test('a reflected Hello, a weak key and wrong magic are refused', async (t) =>
   t.match((err as Error).message, /not a weave peer/);
 });
 
-t.test('Hello codec: round trip, trailing bytes tolerated, nickname limit', async (t) => {
-  const hello = { ...infoB, minVersion: 1, maxVersion: 2, ephemeralPublicKey: new Uint8Array(32).fill(7) };
+t.test('codecs: Hello round trip with trailing bytes, identity limits, option checks', async (t) => {
+  const hello = { minVersion: 2, maxVersion: 3, shares: [new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)] };
   const bytes = encodeHello(hello);
   t.same(decodeHello(bytes), hello);
+  t.equal(bytes.length, 8 + 3 + 1 + 64, 'magic, versions, flags, count, two shares: nothing else');
   const extended = new Uint8Array(bytes.length + 5);
   extended.set(bytes);
   t.same(decodeHello(extended), hello, 'trailing bytes ignored');
-  const plain = { ...infoA, minVersion: 1, maxVersion: 1, ephemeralPublicKey: null };
-  t.same(decodeHello(encodeHello(plain)), plain);
+  t.same(decodeHello(encodeHello({ minVersion: 2, maxVersion: 2, shares: [] })), { minVersion: 2, maxVersion: 2, shares: [] });
+  const three = bytes.slice();
+  three[11] = 3;
+  t.equal(codeOf(() => decodeHello(three)), 'decode', 'more shares than passwords');
 
-  const p = startPair({}, {});
-  const withTail = new Uint8Array(p.helloB.length + 3);
-  withTail.set(p.helloB);
-  t.equal(p.a.consumeHello(withTail).remote.nickname, infoB.nickname, 'a newer peer\'s longer Hello is accepted');
-
-  const longName = encodeHello({ ...plain, nickname: 'x'.repeat(65) });
-  t.equal(codeOf(() => decodeHello(longName)), 'limit');
-  t.equal(codeOf(() => decodeHello(encodeHello({ ...plain, nickname: 'é'.repeat(32) }))), 'no-throw', '64 bytes of UTF-8 is fine');
+  t.same(decodeIdentity(encodeIdentity(infoB)), infoB);
+  t.equal(codeOf(() => decodeIdentity(encodeIdentity({ ...infoA, nickname: 'x'.repeat(65) }))), 'limit');
   t.equal(codeOf(() => Handshake.start({ local: { ...infoA, nickname: 'é'.repeat(33) }, passwordKey: null })), 'config');
   t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: new Uint8Array(16) })), 'config');
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: null, minVersion: 2, maxVersion: 1 })), 'config');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: null, oldPasswordKey: password })), 'config', 'old without current');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: null, minVersion: 3, maxVersion: 2 })), 'config');
 });
 
-t.test('after establishment, sealed messages round-trip; tampering, replay and reordering are caught', async (t) => {
+t.test('the Hello reveals no identity: name, nickname and incarnation are only in the sealed Auth', async (t) => {
+  const { hello } = Handshake.start({ local: infoB, passwordKey: password });
+  const hex = Buffer.from(hello).toString('hex');
+  t.notOk(hex.includes(Buffer.from(infoB.name.replace(/:/g, ''), 'hex').toString('hex')), 'no peer name');
+  t.notOk(Buffer.from(hello).includes(Buffer.from('hôst-b')), 'no nickname');
   const p = startPair({ passwordKey: password }, { passwordKey: password });
-  complete(p);
-  const sa = p.a.session();
-  const sb = p.b.session();
-  t.equal(p.a.session(), sa, 'the same session object each time');
-  t.equal(dec.decode(sb.open(sa.seal(enc.encode('a to b')))), 'a to b');
-  t.equal(dec.decode(sa.open(sb.seal(enc.encode('b to a')))), 'b to a');
-
-  const m1 = sa.seal(enc.encode('one'));
-  const m2 = sa.seal(enc.encode('two'));
-  t.same(Array.from(m1.subarray(0, 8)), [0, 0, 0, 0, 0, 0, 0, 2], 'counters continue after the Confirm (0) and one message (1)');
-  const bad = m1.slice();
-  bad[bad.length - 1]! ^= 0x40;
-  t.equal(codeOf(() => sb.open(bad)), 'auth', 'tampered');
-  t.equal(codeOf(() => sb.open(m2)), 'replay', 'reordered');
-  t.equal(dec.decode(sb.open(m1)), 'one');
-  t.equal(codeOf(() => sb.open(m1)), 'replay', 'replayed');
-  t.equal(dec.decode(sb.open(m2)), 'two');
+  const outB = p.b.consumeHello(p.helloA);
+  t.notOk(Buffer.from(outB.auth).includes(Buffer.from('hôst-b')), 'the nickname is sealed in Auth');
 });
 
 /**
- * Our own copy of the key schedule documented in router/mesh/handshake.ts, so the
- * test can play an attacker. It is checked against the real thing first.
+ * A scanner: connects, sends a Hello with a share made for a password guess,
+ * and records everything the victim sends. Returns what it can then try offline.
  */
-function deriveControlKeys(shared: Uint8Array, helloLow: Uint8Array, helloHigh: Uint8Array, passwordKey: Uint8Array): Uint8Array[] {
-  const na = sodium();
-  const label = enc.encode('weave-ts transcript v1');
-  const tin = new Uint8Array(label.length + 8 + helloLow.length + helloHigh.length);
-  const view = new DataView(tin.buffer);
-  tin.set(label, 0);
-  view.setUint32(label.length, helloLow.length);
-  tin.set(helloLow, label.length + 4);
-  view.setUint32(label.length + 4 + helloLow.length, helloHigh.length);
-  tin.set(helloHigh, label.length + 8 + helloLow.length);
-  const transcript = na.crypto_generichash(32, tin, null);
-  const kdf = enc.encode('weave-ts kdf v1');
-  const keys: Uint8Array[] = [];
-  for (let i = 0; i < 4; i++) {
-    const ikm = new Uint8Array(kdf.length + 1 + shared.length + transcript.length);
-    ikm.set(kdf, 0);
-    ikm[kdf.length] = i;
-    ikm.set(shared, kdf.length + 1);
-    ikm.set(transcript, kdf.length + 1 + shared.length);
-    keys.push(na.crypto_generichash(32, ikm, passwordKey));
-  }
-  return keys;
+function scan(victimPassword: Uint8Array, guess: Uint8Array, scannerRandom: (n: number) => Uint8Array): {
+  victimHello: Uint8Array; victimAuth: Uint8Array; scannerHello: Uint8Array; scannerScalar: Uint8Array;
+} {
+  const scannerScalar = scannerRandom(32);
+  const scannerHello = encodeHello({ minVersion: 2, maxVersion: 2, shares: [cpaceShare(scannerScalar, cpaceGenerator(guess))] });
+  const victim = Handshake.start({ local: infoB, passwordKey: victimPassword });
+  const out = victim.handshake.consumeHello(scannerHello);
+  return { victimHello: victim.hello, victimAuth: out.auth, scannerHello, scannerScalar };
 }
 
-/** Tries every key on every recorded message, with the documented nonce layout. */
-function canOpen(keys: Uint8Array[], recorded: Uint8Array[]): boolean {
+/**
+ * Everything the scanner can do offline with one candidate password: play
+ * the protocol's key schedule (from its documentation in key-derivation.ts and
+ * handshake-messages.ts, written out with raw libsodium) with its own scalar,
+ * and see whether the victim's sealed identity opens.
+ */
+function offlineTest(capture: ReturnType<typeof scan>, candidate: Uint8Array): boolean {
+  const na = sodium();
+  const victimShare = decodeHello(capture.victimHello).shares[0]!;
+  // Whatever the candidate, all the scanner can compute is its scalar times the victim's share,
+  // or its scalar times the candidate's generator (which it knew already); try both.
+  const secrets = [na.crypto_scalarmult(capture.scannerScalar, victimShare), na.crypto_scalarmult(capture.scannerScalar, cpaceGenerator(candidate))];
+  const scannerLow = Buffer.compare(Buffer.from(capture.scannerHello), Buffer.from(capture.victimHello)) < 0;
+  const [low, high] = scannerLow ? [capture.scannerHello, capture.victimHello] : [capture.victimHello, capture.scannerHello];
+  const label = enc.encode('weave-ts transcript v2');
+  const tin = new Uint8Array(label.length + 8 + low.length + high.length);
+  const view = new DataView(tin.buffer);
+  tin.set(label, 0);
+  view.setUint32(label.length, low.length);
+  tin.set(low, label.length + 4);
+  view.setUint32(label.length + 4 + low.length, high.length);
+  tin.set(high, label.length + 8 + low.length);
+  const transcript = na.crypto_generichash(32, tin, null);
+  const entry = decodeSealedAuth(capture.victimAuth, 1)[0]!;
   const nonce = new Uint8Array(12);
-  for (const key of keys) {
-    for (const msg of recorded) {
-      const counter = new DataView(msg.buffer, msg.byteOffset).getUint32(4);
-      writeNonce(nonce, CHANNEL_TCP_CONTROL, counter);
-      try {
-        sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, msg.subarray(8), msg.subarray(0, 8), nonce, key);
-        return true;
-      } catch {
-        // not this key
-      }
+  nonce[3] = 3;
+  for (const k of secrets) {
+    const pairLabel = enc.encode('weave-ts cpace pair v2');
+    const pin = new Uint8Array(pairLabel.length + 2 + 32);
+    pin.set(pairLabel, 0);
+    pin.set(transcript, pairLabel.length + 2);
+    const pair = na.crypto_generichash(32, pin, k);
+    const authLabel = enc.encode('weave-ts auth v2');
+    // The victim seals in its own direction: low->high (0) if it is low.
+    const ain = new Uint8Array(authLabel.length + 1);
+    ain.set(authLabel, 0);
+    ain[authLabel.length] = scannerLow ? 1 : 0;
+    const key = na.crypto_generichash(32, ain, pair);
+    try {
+      const identity = na.crypto_aead_chacha20poly1305_ietf_decrypt(null, entry, transcript, nonce, key);
+      return decodeIdentity(identity).name === infoB.name;
+    } catch {
+      // not this one
     }
   }
   return false;
 }
 
+t.test('no offline oracle: a scanner that sends a Hello gets nothing it can test guesses against', async (t) => {
+  const candidates = [otherPassword, thirdPassword, password];
+  // Control: a scanner that happened to guess right opens the Auth, so offlineTest follows the real schedule and can succeed.
+  const lucky = scan(password, password, fixedRandom(1));
+  t.ok(offlineTest(lucky, password), 'the one guess a scanner commits to in its Hello is tested (online, one per connection)');
+  // A scanner that guessed wrong cannot test any candidate offline, not even the right one.
+  const capture = scan(password, otherPassword, fixedRandom(2));
+  t.same(candidates.map((c) => offlineTest(capture, c)), [false, false, false], 'no candidate verifies, the right password included');
+  // The victim's messages before any proof do not depend on the password in a way a scanner can see:
+  // with the same randomness, the Hello of a victim with another password has the same form and length,
+  // and the share is a valid group element either way (CPace: uniform whatever the password).
+  const other = scan(thirdPassword, otherPassword, fixedRandom(2));
+  t.equal(other.victimHello.length, capture.victimHello.length);
+  t.equal(other.victimAuth.length, capture.victimAuth.length);
+  t.notSame(other.victimHello, capture.victimHello, 'shares are fresh group elements...');
+  t.same(other.victimHello.subarray(0, 12), capture.victimHello.subarray(0, 12), '...behind an identical header');
+});
+
+t.test('one guess cannot be tested against two captures at the cost of one stretch (nor of two)', async (t) => {
+  // Two handshakes with the same victim: each is bound to its own shares
+  // (per-handshake randomness in the transcript, the role a salt plays), and
+  // neither can be tested offline at all.
+  const first = scan(password, thirdPassword, fixedRandom(3));
+  const second = scan(password, thirdPassword, fixedRandom(4));
+  t.notSame(decodeHello(first.victimHello).shares[0], decodeHello(second.victimHello).shares[0], 'each capture has its own shares');
+  for (const candidate of [password, otherPassword]) {
+    t.notOk(offlineTest(first, candidate) || offlineTest(second, candidate), 'neither capture verifies a guess');
+  }
+});
+
 t.test('forward secrecy: a recording stays sealed even once the password is known', async (t) => {
   const randomA = fixedRandom(4242);
   const p = startPair({ passwordKey: password, randomBytes: randomA }, { passwordKey: password });
-  const { outA, outB } = complete(p);
-  const recordedAtoB = [outA.confirm!, p.a.session().seal(enc.encode('secret from A')), p.a.session().seal(enc.encode('more from A'))];
-  const recordedBtoA = [outB.confirm!, p.b.session().seal(enc.encode('secret from B'))];
-  const recorded = [...recordedAtoB, ...recordedBtoA];
-  const pubA = p.helloA.subarray(p.helloA.length - 32);
-  const pubB = p.helloB.subarray(p.helloB.length - 32);
-  const aIsLow = Buffer.compare(pubA, pubB) < 0;
-  const [helloLow, helloHigh] = aIsLow ? [p.helloA, p.helloB] : [p.helloB, p.helloA];
+  const { outA, outB, resA, resB } = complete(p);
+  const ka = new KeySchedule(resA.secrets!, DEFAULT_REKEY_OPTIONS, 0);
+  const kb = new KeySchedule(resB.secrets!, DEFAULT_REKEY_OPTIONS, 0);
+  const recorded = ka.control.seal(enc.encode('secret from A'));
+  t.equal(dec.decode(kb.control.open(recorded)), 'secret from A');
 
-  // Control: whoever holds A's ephemeral secret and the password reads everything.
-  // This also proves the test's copy of the key schedule matches the code.
-  const secretA = randomA(32);
-  const realKeys = deriveControlKeys(sodium().crypto_scalarmult(secretA, pubB), helloLow, helloHigh, password);
-  t.ok(canOpen(realKeys, recordedAtoB) && canOpen(realKeys, recordedBtoA), 'ephemeral secret + password opens the recording');
-  const replay = Handshake.start({ local: infoA, passwordKey: password, randomBytes: randomA });
-  t.same(replay.hello, p.helloA, 'replaying A\'s randomness reproduces its Hello');
-  t.same(replay.handshake.consumeHello(p.helloB).confirm, outA.confirm, '...and its Confirm');
-  replay.handshake.consumeConfirm(outB.confirm!);
-  t.equal(dec.decode(replay.handshake.session().open(recordedBtoA[1]!)), 'secret from B');
-
-  // Ephemeral secret without the password: nothing.
-  t.notOk(canOpen(deriveControlKeys(sodium().crypto_scalarmult(secretA, pubB), helloLow, helloHigh, otherPassword), recorded),
-    'the ephemeral secret alone is not enough');
+  // Replaying A's randomness reproduces its Hello and Auth: whoever holds A's
+  // scalar and the password reads everything, so the recording is what it seems.
+  const replay = Handshake.start({ local: infoA, passwordKey: password, randomBytes: fixedRandom(4242) });
+  t.same(replay.hello, p.helloA);
+  t.same(replay.handshake.consumeHello(p.helloB).auth, outA.auth);
+  const replayed = new KeySchedule(replay.handshake.consumeAuth(outB.auth).secrets!, DEFAULT_REKEY_OPTIONS, 0);
+  t.same(replayed.control.seal(enc.encode('secret from A')), recorded);
 
   // The attacker: both Hellos and all traffic recorded, the password learnt
-  // later, fresh ephemerals of its own.
-  for (const [local, victimHello, victimConfirm] of [[infoA, p.helloB, outB.confirm!], [infoB, p.helloA, outA.confirm!]] as const) {
+  // later, fresh scalars of its own: its handshakes cannot open the recorded Auths.
+  for (const [local, victimHello, victimAuth] of [[infoA, p.helloB, outB.auth], [infoB, p.helloA, outA.auth]] as const) {
     const attacker = Handshake.start({ local, passwordKey: password });
-    const out = attacker.handshake.consumeHello(victimHello);
-    t.ok(out.encrypted);
-    t.equal(codeOf(() => attacker.handshake.consumeConfirm(victimConfirm)), 'password-mismatch', 'its own handshake cannot verify the recorded Confirm');
+    attacker.handshake.consumeHello(victimHello);
+    t.equal(codeOf(() => attacker.handshake.consumeAuth(victimAuth)), 'password-mismatch', 'the recorded Auth does not open');
   }
-  const attackerSecret = sodium().randombytes_buf(32);
-  const guesses = [
-    deriveControlKeys(sodium().crypto_scalarmult(attackerSecret, pubA), helloLow, helloHigh, password),
-    deriveControlKeys(sodium().crypto_scalarmult(attackerSecret, pubB), helloLow, helloHigh, password),
-    deriveControlKeys(new Uint8Array(32), helloLow, helloHigh, password),
+  ka.dispose();
+  kb.dispose();
+  replayed.dispose();
+});
+
+t.test('password roll: old and new accepted, both sides agree which, and say so', async (t) => {
+  const cases: [string, Partial<HandshakeOptions>, Partial<HandshakeOptions>, number, number][] = [
+    ['A rolled, B not yet', { passwordKey: otherPassword, oldPasswordKey: password }, { passwordKey: password }, 1, 0],
+    ['B rolled, A not yet', { passwordKey: password }, { passwordKey: otherPassword, oldPasswordKey: password }, 0, 1],
+    ['both rolled: the new one wins', { passwordKey: otherPassword, oldPasswordKey: password }, { passwordKey: otherPassword, oldPasswordKey: password }, 0, 0],
+    ['A dropped the old one, B still accepts it', { passwordKey: otherPassword }, { passwordKey: otherPassword, oldPasswordKey: password }, 0, 0],
   ];
-  t.notOk(guesses.some((keys) => canOpen(keys, recorded)), 'password + recorded Hellos + fresh ephemerals open nothing');
+  for (const [what, optsA, optsB, slotA, slotB] of cases) {
+    const p = startPair(optsA, optsB);
+    const { resA, resB } = complete(p);
+    t.equal(resA.passwordSlot, slotA, `${what}: A's slot`);
+    t.equal(resB.passwordSlot, slotB, `${what}: B's slot`);
+    t.ok(keysAgree(resA, resB), `${what}: keys agree`);
+  }
+  // Crossed (one side rolling back): two pairings agree (A's new with B's old,
+  // A's old with B's new); both sides pick the same one, whichever Hello sorts low.
+  const crossed = complete(startPair({ passwordKey: otherPassword, oldPasswordKey: password }, { passwordKey: password, oldPasswordKey: otherPassword }));
+  t.same([crossed.resA.passwordSlot! + crossed.resB.passwordSlot!, keysAgree(crossed.resA, crossed.resB)], [1, true], 'crossed: one pairing, chosen alike');
+  t.same(authErrors(startPair({ passwordKey: thirdPassword }, { passwordKey: otherPassword, oldPasswordKey: password })),
+    ['password-mismatch', 'password-mismatch'], 'a third password matches neither');
+  t.same(authErrors(startPair({ passwordKey: otherPassword }, { passwordKey: password })),
+    ['password-mismatch', 'password-mismatch'], 'after the roll, a peer left on the old password alone is refused');
 });
 
 t.test('calls out of order are caller bugs (plain Error), not peer errors', async (t) => {
   const p = startPair({ passwordKey: password }, { passwordKey: password });
-  t.equal(codeOf(() => p.a.consumeConfirm(new Uint8Array(40))), 'not-router-error');
-  t.equal(codeOf(() => p.a.session()), 'not-router-error');
-  t.equal(codeOf(() => p.a.sleeveKeys()), 'not-router-error');
+  t.equal(codeOf(() => p.a.consumeAuth(new Uint8Array(40))), 'not-router-error');
+  t.equal(codeOf(() => p.a.result()), 'not-router-error');
   p.a.consumeHello(p.helloB);
   t.equal(codeOf(() => p.a.consumeHello(p.helloB)), 'not-router-error');
-  t.equal(codeOf(() => p.a.session()), 'not-router-error', 'no session before the Confirm');
-  t.equal(codeOf(() => p.a.consumeConfirm(new Uint8Array(3))), 'password-mismatch', 'a garbage Confirm');
+  t.equal(codeOf(() => p.a.result()), 'not-router-error', 'no result before the Auth');
+  t.equal(codeOf(() => p.a.consumeAuth(new Uint8Array(3))), 'decode', 'a garbage Auth');
 });
 
-t.test('Hello decoder on hostile input throws only RouterError', async (t) => {
-  const valid = Handshake.start({ local: infoB, passwordKey: password }).hello;
+t.test('Hello and Auth decoders on hostile input throw only RouterError', async (t) => {
+  const valid = Handshake.start({ local: infoB, passwordKey: password, oldPasswordKey: otherPassword }).hello;
   const truncations: string[] = [];
   for (let n = 0; n < valid.length; n++) {
     const code = codeOf(() => decodeHello(valid.subarray(0, n)));
@@ -369,23 +424,33 @@ t.test('Hello decoder on hostile input throws only RouterError', async (t) => {
   const rng = new SeededRng(seed);
   const failures: string[] = [];
   const codes = new Set<string>();
-  for (let i = 0; i < 2000; i++) {
+  const p = startPair({ passwordKey: password }, { passwordKey: password });
+  const validAuth = p.b.consumeHello(p.helloA).auth;
+  for (let i = 0; i < 600; i++) {
     let input: Uint8Array;
     const kind = i % 3;
+    const base = i % 2 === 0 ? valid : validAuth;
     if (kind === 0) {
       input = new Uint8Array(randomInt(rng, 120));
       for (let j = 0; j < input.length; j++) input[j] = randomInt(rng, 256);
     } else if (kind === 1) {
-      // Valid magic, random rest: gets past the first check.
       input = new Uint8Array(HELLO_MAGIC.length + randomInt(rng, 120));
       input.set(HELLO_MAGIC);
       for (let j = HELLO_MAGIC.length; j < input.length; j++) input[j] = randomInt(rng, 256);
     } else {
-      // A valid Hello with a few bytes changed, sometimes cut short.
-      input = valid.slice(0, valid.length - (rng.next() < 0.3 ? randomInt(rng, valid.length) : 0));
+      input = base.slice(0, base.length - (rng.next() < 0.3 ? randomInt(rng, base.length) : 0));
       for (let k = 0; k < 1 + randomInt(rng, 3) && input.length > 0; k++) input[randomInt(rng, input.length)] = randomInt(rng, 256);
     }
-    for (const run of [() => decodeHello(input), () => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(input)]) {
+    const runs = [
+      () => decodeHello(input),
+      () => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(input),
+      () => {
+        const q = startPair({ passwordKey: password }, { passwordKey: password });
+        q.a.consumeHello(q.helloB);
+        return q.a.consumeAuth(input);
+      },
+    ];
+    for (const run of runs) {
       try {
         run();
         codes.add('ok');
@@ -396,5 +461,5 @@ t.test('Hello decoder on hostile input throws only RouterError', async (t) => {
     }
   }
   t.same(failures.slice(0, 5), [], `seed ${seed}: only RouterError`);
-  t.ok(codes.has('decode') && codes.has('ok'), `a spread of outcomes: ${[...codes].join(', ')}`);
+  t.ok(codes.has('decode') && codes.has('ok') && codes.has('password-mismatch'), `a spread of outcomes: ${[...codes].join(', ')}`);
 });
