@@ -11,6 +11,7 @@ import { silentLogger } from '../../common/logger';
 import type { OverlayNeighbour } from '../../router/mesh/data-plane';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { decodeControlMessage } from '../../router/mesh/protocol';
+import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
 import { loadSodium } from '../../router/mesh/sodium';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
@@ -123,11 +124,11 @@ function setup(password: boolean) {
   overlay.start();
   overlay.setRoutes({ nextHop: () => PEER, broadcastChildren: (origin) => (origin === US ? [PEER] : []) });
   const n: OverlayNeighbour = {
-    name: PEER, host: PEER_HOST, udpPort: PORT, keys: password ? { send: KEY_A, receive: KEY_B } : null, sendControl: (m) => control.push(m),
+    name: PEER, host: PEER_HOST, udpPort: PORT, keys: password ? new SleeveKeyRing(Buffer.from(KEY_A), Buffer.from(KEY_B)) : null, sendControl: (m) => control.push(m),
   };
   overlay.addNeighbour(n);
   // What the neighbour seals with: its send key is our receive key.
-  const peerSession = new SleeveSession(frameAead(), password ? { send: KEY_B, receive: KEY_A } : null, peerNameBytes(PEER));
+  const peerSession = new SleeveSession(frameAead(), password ? new SleeveKeyRing(Buffer.from(KEY_B), Buffer.from(KEY_A)) : null, peerNameBytes(PEER));
   const datagram = (type: number, body: Buffer): Buffer => {
     const buf = Buffer.alloc(SLEEVE_HEADER_BYTES + body.length + 16);
     body.copy(buf, SLEEVE_HEADER_BYTES);
