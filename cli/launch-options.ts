@@ -90,7 +90,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
-    .option('--conn-limit <count>', `maximum number of connections (default: ${DEFAULT_CONN_LIMIT})`)
+    .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(Object.keys(LOG_LEVEL_NAMES)))
     .option('--api-socket <path>', 'Unix socket of the HTTP API (default: /run/weave/weave.sock for the default datadir, else /run/weave/weave-<hash of the datadir>.sock)')
