@@ -9,6 +9,7 @@ export type DnsErrorCode =
   | 'decode'   // malformed bytes from a peer
   | 'limit'    // a peer-supplied size or count over our limit
   | 'version'  // a gossip message in a format version we do not know
+  | 'auth'     // a gossip entry not signed by the peer it names as its origin
   | 'io';      // sockets, files, host commands
 
 export class DnsError extends CodedError<DnsErrorCode> {

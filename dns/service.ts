@@ -49,7 +49,7 @@ export class DnsService implements RecordSource {
     this.localPeer = deps.hub.localPeer;
     this.config = { domain: opts.domain, ttlS: opts.ttlS };
     this.tickMs = opts.tickMs ?? STORE_TICK_MS;
-    this.store = new DnsStore(this.localPeer, opts.store ?? {});
+    this.store = new DnsStore(this.localPeer, deps.hub.signing, opts.store ?? {});
     this.gossip = deps.hub.addChannel(DNS_CHANNEL, new DnsGossiper(this.store, this.clock, this.logger));
     // Until the first topology change tells us better: the peers the mesh knows now.
     this.store.setReachable(new Set(deps.hub.knownPeers().map((p) => p.name)), this.clock.now());

@@ -23,14 +23,20 @@
 //   peers still gossip are not taken back (else the records would circulate
 //   forever among peers that drop them at different moments). The origin's own
 //   gossip brings them back when it is reachable again.
-// - merge() validates the whole batch (capacity included) before changing
-//   anything: a refused batch leaves the store exactly as it was.
+// - Every entry carries its origin's signature (dns/record-signature.ts), and
+//   an entry that would change anything here is taken only when the origin's
+//   key signed it: nobody else can add, change or remove a peer's records,
+//   and a forged claim about one of ours is refused rather than corrected.
+// - merge() validates the whole batch (capacity and signatures included)
+//   before changing anything: a refused batch leaves the store exactly as it was.
 
 import { canonicalIp } from '../common/ip';
+import type { GossipSigning } from '../router/mesh/gossip';
 import type { PeerName } from '../router/mesh/peer-name';
 import { DEPARTED_PEER_GRACE_MS, MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
 import { DnsError } from './errors';
 import { isNormalName } from './names';
+import { recordAuthentic, signRecord } from './record-signature';
 
 /** Versions travel as u32. */
 export const MAX_VERSION = 0xffff_ffff;
@@ -55,6 +61,19 @@ export interface DnsEntry {
   readonly tombstone: boolean;
   /** Local-clock instant the origin removed it (from the age on the wire); null for a live record. */
   readonly removedAtMs: number | null;
+  /** The origin's public key, and its signature over the entry (record-signature.ts). */
+  readonly originKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** An entry before it is signed. */
+type UnsignedEntry = Omit<DnsEntry, 'originKey' | 'signature'>;
+
+/** What merge decided for one incoming entry: take it as is, or put an entry of ours (to sign) in its place. */
+interface Verdict {
+  entry: UnsignedEntry;
+  ours: boolean;
+  correction: boolean;
 }
 
 export interface StoreOptions {
@@ -106,7 +125,7 @@ export function entryProblem(e: DnsEntry): string | null {
 }
 
 /** True when `a` replaces `b` (same key). The order of the merge; see the file comment. */
-export function supersedes(a: DnsEntry, b: DnsEntry): boolean {
+export function supersedes(a: Pick<DnsEntry, 'version' | 'tombstone' | 'removedAtMs'>, b: Pick<DnsEntry, 'version' | 'tombstone' | 'removedAtMs'>): boolean {
   if (a.version !== b.version) return a.version > b.version;
   if (a.tombstone !== b.tombstone) return a.tombstone;
   if (a.tombstone && b.tombstone) return (a.removedAtMs as number) < (b.removedAtMs as number);
@@ -116,6 +135,8 @@ export function supersedes(a: DnsEntry, b: DnsEntry): boolean {
 export interface StoreCounters {
   mergedBatches: number;
   refusedBatches: number;
+  /** Of the refused: batches with an entry its origin did not sign. */
+  forgedBatches: number;
   entriesChanged: number;
   ownCorrections: number;
   tombstonesExpired: number;
@@ -135,10 +156,10 @@ export class DnsStore {
   private readonly unreachableSince = new Map<PeerName, number>();
   private readonly opts: StoreOptions;
   readonly counters: StoreCounters = {
-    mergedBatches: 0, refusedBatches: 0, entriesChanged: 0, ownCorrections: 0, tombstonesExpired: 0, departedDropped: 0,
+    mergedBatches: 0, refusedBatches: 0, forgedBatches: 0, entriesChanged: 0, ownCorrections: 0, tombstonesExpired: 0, departedDropped: 0,
   };
 
-  constructor(readonly localPeer: PeerName, opts: Partial<StoreOptions> = {}) {
+  constructor(readonly localPeer: PeerName, private readonly signing: GossipSigning, opts: Partial<StoreOptions> = {}) {
     this.opts = { ...DEFAULT_STORE_OPTIONS, ...opts };
     this.reachable = new Set([localPeer]);
   }
@@ -176,10 +197,10 @@ export class DnsStore {
     if (existing === undefined && this.entries.size >= this.opts.maxEntries) {
       throw DnsError.limit('records in the store', this.entries.size + 1, this.opts.maxEntries);
     }
-    const entry: DnsEntry = {
+    const entry = signRecord({
       origin: this.localPeer, containerId, name, address: addr,
       version: (existing?.version ?? 0) + 1, tombstone: false, removedAtMs: null,
-    };
+    }, this.signing);
     this.put(key, entry);
     return [entry];
   }
@@ -196,7 +217,7 @@ export class DnsStore {
       if (match.containerId !== undefined && e.containerId !== match.containerId) continue;
       if (match.name !== undefined && e.name !== match.name) continue;
       if (address !== undefined && e.address !== address) continue;
-      const dead: DnsEntry = { ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs };
+      const dead = signRecord({ ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs }, this.signing);
       this.put(key, dead);
       delta.push(dead);
     }
@@ -229,12 +250,26 @@ export class DnsStore {
       throw DnsError.limit('records in the store after this update', this.entries.size + fresh, this.opts.maxEntries);
     }
 
+    // Decide every entry (later duplicates against earlier ones), checking the
+    // signature of each that would change something; apply only when all hold.
     const changed = new Map<string, DnsEntry>();
+    const pending = new Map<string, Verdict>();
     for (const e of incoming) {
       const key = entryKey(e);
-      const existing = this.entries.get(key);
-      const next = e.origin === this.localPeer ? this.judgeOwn(e, existing, nowMs) : this.judgeOther(e, existing, nowMs);
-      if (next === null) continue;
+      const existing = pending.get(key)?.entry ?? this.entries.get(key);
+      const verdict = e.origin === this.localPeer ? this.judgeOwn(e, existing, nowMs) : this.judgeOther(e, existing, nowMs);
+      if (verdict === null) continue;
+      if (!recordAuthentic(e, this.signing)) {
+        this.counters.refusedBatches++;
+        this.counters.forgedBatches++;
+        throw new DnsError('auth', `dns gossip entry ${e.name} -> ${e.address} is not signed by its origin ${e.origin}`);
+      }
+      const previous = pending.get(key);
+      pending.set(key, { ...verdict, correction: verdict.correction || (previous?.correction ?? false) });
+    }
+    for (const [key, v] of pending) {
+      const next = v.ours ? signRecord(v.entry, this.signing) : v.entry as DnsEntry;
+      if (v.correction) this.counters.ownCorrections++;
       this.put(key, next);
       changed.set(key, next);
     }
@@ -243,30 +278,29 @@ export class DnsStore {
     return [...changed.values()];
   }
 
-  private judgeOther(e: DnsEntry, existing: DnsEntry | undefined, nowMs: number): DnsEntry | null {
+  private judgeOther(e: DnsEntry, existing: UnsignedEntry | undefined, nowMs: number): Verdict | null {
     if (this.departed(e.origin, nowMs)) return null;
     if (existing === undefined) {
       // A removal we never saw the record of, and already expired: nothing to remember.
       if (e.tombstone && this.expired(e, nowMs)) return null;
-      return e;
+      return { entry: e, ours: false, correction: false };
     }
-    return supersedes(e, existing) ? e : null;
+    return supersedes(e, existing) ? { entry: e, ours: false, correction: false } : null;
   }
 
-  /** A claim about one of our own records: ours is the truth, raised above the claim when they differ. */
-  private judgeOwn(e: DnsEntry, existing: DnsEntry | undefined, nowMs: number): DnsEntry | null {
+  /**
+   * A claim about one of our own records (signed by us, in an earlier run):
+   * ours is the truth, raised above the claim when they differ.
+   */
+  private judgeOwn(e: DnsEntry, existing: UnsignedEntry | undefined, nowMs: number): Verdict | null {
     if (e.version >= MAX_OWN_CLAIM_VERSION) return null;
     if (existing === undefined) {
-      if (e.tombstone) return this.expired(e, nowMs) ? null : e;
-      this.counters.ownCorrections++;
-      return { ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs };
+      if (e.tombstone) return this.expired(e, nowMs) ? null : { entry: e, ours: false, correction: false };
+      return { entry: { ...e, version: e.version + 1, tombstone: true, removedAtMs: nowMs }, ours: true, correction: true };
     }
     if (e.version < existing.version) return null;
-    if (e.tombstone !== existing.tombstone) {
-      this.counters.ownCorrections++;
-      return { ...existing, version: e.version + 1 };
-    }
-    if (e.version > existing.version) return { ...existing, version: e.version };
+    if (e.tombstone !== existing.tombstone) return { entry: { ...existing, version: e.version + 1 }, ours: true, correction: true };
+    if (e.version > existing.version) return { entry: { ...existing, version: e.version }, ours: true, correction: false };
     return null;
   }
 
@@ -276,7 +310,7 @@ export class DnsStore {
     return since !== undefined && nowMs - since >= this.opts.departedGraceMs;
   }
 
-  private expired(e: DnsEntry, nowMs: number): boolean {
+  private expired(e: UnsignedEntry, nowMs: number): boolean {
     return e.removedAtMs !== null && nowMs - e.removedAtMs >= this.opts.tombstoneTtlMs;
   }
 

@@ -14,6 +14,7 @@ import { Rng, sample } from '../../common/rng';
 import type { MeshLinks } from './mesh-links';
 import { RecentDigests } from './recent-digests';
 import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from './gossip';
+import type { GossipAuthority } from './signed-gossip';
 
 export interface ChannelOptions {
   /** Relay what was new to every neighbour instead of a few (used by topology, which must converge fast). */
@@ -39,6 +40,8 @@ export interface GossipHubDeps {
   rng: Rng;
   logger: Logger;
   links: MeshLinks;
+  /** Signs our updates and judges everyone else's (handed to every channel). */
+  signing: GossipAuthority;
   knownPeers(): PeerInfo[];
 }
 
@@ -47,6 +50,7 @@ const SURROGATE_MEMORY_COUNT = 4096;
 
 export class MeshGossipHub implements GossipHub {
   readonly localPeer: PeerName;
+  readonly signing: GossipAuthority;
   readonly counters: GossipCounters = {
     gossipReceived: 0, gossipSent: 0, gossipRejected: 0, gossipRelayedForUnknownChannel: 0, gossipUndeliverable: 0,
   };
@@ -56,6 +60,7 @@ export class MeshGossipHub implements GossipHub {
 
   constructor(private readonly deps: GossipHubDeps) {
     this.localPeer = deps.links.localPeer;
+    this.signing = deps.signing;
   }
 
   addChannel(name: string, gossiper: Gossiper): Gossip {

@@ -1,6 +1,8 @@
 // The one seam between the mesh and its users (docs/architecture.md). IPAM
 // and DNS are gossipers on named channels; they import only these types (and
-// peer names). A test can drive them with an in-memory mesh.
+// peer names). A test can drive them with an in-memory mesh. GossipSigning is
+// how a channel proves its own updates and checks who made someone else's
+// (router/mesh/signed-gossip.ts implements it; the hub hands it out).
 //
 // Semantics follow weaveworks/mesh gossip.go: a receiver returns only what was
 // new to it (or null), and that return value is what gets relayed; null ends
@@ -38,6 +40,28 @@ export interface Gossip {
   gossipNeighbourSubset(update: GossipData): void;
 }
 
+/**
+ * Ed25519 signatures bound to peer names. A peer's name is derived from its
+ * public key (router/mesh/peer-key.ts), so anything signed carries the
+ * signer's key and any receiver can check it without having met the signer.
+ * Sign the canonical bytes of what you change, with a label naming the
+ * channel and format, so a signature can never be replayed as another kind.
+ */
+export interface GossipSigning {
+  /** Our public key (32 bytes); our peer name is derived from it. */
+  readonly publicKey: Uint8Array;
+  /** Our signature (64 bytes) over `message`. */
+  sign(message: Uint8Array): Uint8Array;
+  /**
+   * True when `publicKey` is `peer`'s key (the name derives from it, and no
+   * other key is known for that name) and `signature` is its signature over
+   * `message`. Never throws; a false is counted by the implementation.
+   */
+  verify(peer: PeerName, publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+  /** The key this peer knows for `peer`, or null. */
+  keyOf(peer: PeerName): Uint8Array | null;
+}
+
 export interface PeerInfo {
   name: PeerName;
   nickname: string;
@@ -46,6 +70,8 @@ export interface PeerInfo {
 /** Where channels are registered, plus the little of the topology users need. */
 export interface GossipHub {
   readonly localPeer: PeerName;
+  /** Signs our updates and checks others' (see GossipSigning). */
+  readonly signing: GossipSigning;
   /** Registers a channel; names are short ASCII identifiers ("ipam", "dns"). */
   addChannel(name: string, gossiper: Gossiper): Gossip;
   /** Peers currently known (reachable or not yet garbage-collected), including us. */

@@ -1,20 +1,23 @@
-// Who this peer is across restarts: its name (derived once from the machine
-// and the data directory, then persisted, so simulated hosts sharing one
-// machine-id still differ) and its incarnation (strictly larger on every
-// start, so others can tell a restart from a stale entry). File I/O lives here
-// and nowhere else in the control plane.
+// Who this peer is across restarts: its signing key (made once, kept 0600 in
+// the data directory as `peer-key`), the peer name that key derives
+// (router/mesh/peer-key.ts; written to `peer-name` for people and scripts to
+// read, never read back as the truth), and its incarnation (strictly larger
+// on every start, so others can tell a restart from a stale entry). File I/O
+// lives here and nowhere else in the control plane.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../common/files';
 import { RouterError } from './errors';
-import { isPeerName, PeerName, peerNameFromSeed } from './peer-name';
+import { isPeerName, PeerName } from './peer-name';
+import { KEY_SEED_BYTES, PeerKey } from './peer-key';
 
 const NAME_FILE = 'peer-name';
+/** The Ed25519 seed, hex, one line; owner-only. */
+export const KEY_FILE = 'peer-key';
 const INCARNATION_FILE = 'incarnation';
 export const TARGETS_FILE = 'peers.json';
-const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id', '/sys/class/dmi/id/product_uuid'];
 
 function readOptional(file: string): string | null {
   try {
@@ -34,25 +37,36 @@ export function ensureDatadir(datadir: string): void {
 }
 
 /**
- * The peer name: the one given, else the persisted one, else derived from the
- * machine id and the datadir path. A given name that differs from the
- * persisted one replaces it (the caller warns: other state may be stale).
+ * Our key pair and the name it derives: the stored key, else a new one (first
+ * start, or a data directory from before names were keys; the old name is
+ * then reported as `previous`, since space and records held under it are not
+ * ours any more). A stored key file that is not a key is a config error, not
+ * something to overwrite. `expected`, when given (the old --name option), must
+ * be the derived name: names cannot be chosen, only checked.
  */
-export function resolvePeerName(datadir: string, given: PeerName | null): { name: PeerName; changed: boolean } {
-  const file = path.join(datadir, NAME_FILE);
-  const stored = readOptional(file);
-  const storedName = stored !== null && isPeerName(stored) ? stored : null;
-  let name: PeerName;
-  if (given !== null) {
-    name = given;
-  } else if (storedName !== null) {
-    name = storedName;
+export function loadPeerIdentity(datadir: string, expected: PeerName | null): { key: PeerKey; previous: PeerName | null } {
+  const keyFile = path.join(datadir, KEY_FILE);
+  const nameFile = path.join(datadir, NAME_FILE);
+  const storedName = readOptional(nameFile);
+  const storedKey = readOptional(keyFile);
+  let key: PeerKey;
+  if (storedKey !== null) {
+    if (!/^[0-9a-f]+$/.test(storedKey) || storedKey.length !== KEY_SEED_BYTES * 2) {
+      throw RouterError.config(`${keyFile} is not a peer key (${KEY_SEED_BYTES * 2} hex digits); restore it or delete it to become a new peer`);
+    }
+    key = PeerKey.fromSeed(Buffer.from(storedKey, 'hex'));
   } else {
-    const machine = MACHINE_ID_FILES.map(readOptional).find((s) => s !== null && s !== '') ?? randomBytes(16).toString('hex');
-    name = peerNameFromSeed(createHash('sha256').update(`${machine}\0${path.resolve(datadir)}`).digest());
+    key = PeerKey.generate((n) => randomBytes(n));
+    writeFileAtomic(keyFile, Buffer.from(key.seed).toString('hex') + '\n', { mode: 0o600, durable: true });
   }
-  if (name !== storedName) writeFileAtomic(file, name + '\n');
-  return { name, changed: storedName !== null && name !== storedName };
+  if (expected !== null && expected !== key.name) {
+    throw RouterError.config(
+      `--name ${expected} is not this peer's name: peer names are derived from the peer's key (${keyFile}), ` +
+      `and this data directory's name is ${key.name}; leave --name out, or use the data directory that holds that key`);
+  }
+  if (storedName !== key.name) writeFileAtomic(nameFile, key.name + '\n');
+  const previous = storedName !== null && isPeerName(storedName) && storedName !== key.name ? storedName : null;
+  return { key, previous };
 }
 
 /** A number larger than any earlier start's, even if the wall clock went back. */

@@ -2,27 +2,36 @@
 // channel, plus the wire format for it. Each peer owns its entry and only it
 // changes it; everywhere else the newest (incarnation, version) wins, with a
 // content tie-break so merge is commutative, associative and idempotent.
+// Each entry carries its owner's public key and the owner's signature over it
+// (router/mesh/peer-key.ts): an entry that would change our state is applied
+// only if the signature is good and the key is the one the name derives from
+// and the mesh first saw for it (signed-gossip.ts), so nobody else can write a
+// peer's entry. Forged entries are dropped and counted; the rest of the update
+// still applies.
 // Pure state: it must never do I/O, read a clock, or change any entry but our
 // own except by merging an update; a rejected update leaves it untouched.
 //
 // Wire layout (all integers big-endian; strings are u16 length + UTF-8):
 //
 //   +--------+-----------------+
-//   | u8 fmt | u16 entry count |   fmt = 1; count <= MAX_PEERS
+//   | u8 fmt | u16 entry count |   fmt = 2; count <= MAX_PEERS
 //   +--------+-----------------+
 //   then per entry:
-//   +-----------+-------------------+-----------------+-------------+----------------------+
-//   | name (6B) | nickname (<= 64B) | incarnation u53 | version u53 | u16 connection count |
-//   +-----------+-------------------+-----------------+-------------+----------------------+
+//   +-----------+-----------------+-------------------+-----------------+-------------+----------------------+
+//   | name (6B) | public key (32B)| nickname (<= 64B) | incarnation u53 | version u53 | u16 connection count |
+//   +-----------+-----------------+-------------------+-----------------+-------------+----------------------+
 //     (u53 = 8 bytes, high 11 bits zero)        connection count <= MAX_CONNECTIONS_PER_PEER
 //   then per connection:
 //   +-----------+--------------------+----------+
 //   | name (6B) | address (<= 262B)  | u8 flags |   flags: bit0 outbound, bit1 established,
 //   +-----------+--------------------+----------+          other bits must be zero
+//   then the entry's signature (64 B, Ed25519 by the public key) over
+//     "weave-ts topology entry v2" || the entry's bytes from its name to its
+//     last connection, connections in canonical order (peer.ts).
 //
-// Trailing bytes after the last entry are tolerated for forward compatibility
-// (docs/architecture.md, wire formats); anything that changes the meaning of
-// the fields bumps fmt.
+// Format 1 (no key, no signature) is refused by name. Trailing bytes after the
+// last entry are tolerated for forward compatibility (docs/architecture.md,
+// wire formats); anything that changes the meaning of the fields bumps fmt.
 
 import { MeshReader, MeshWriter } from './peer-name';
 import { RouterError } from './errors';
@@ -30,8 +39,10 @@ import type { PeerName } from './peer-name';
 import { PEER_NAME_BYTES, comparePeerNames } from './peer-name';
 import type { PeerConnection, PeerEntry } from './peer';
 import { canonicalConnections, comparePeerEntries, connectionFlags, listsEstablished, sameConnections } from './peer';
+import type { GossipSigning } from './gossip';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from './peer-key';
 
-export const TOPOLOGY_FORMAT_VERSION = 1;
+export const TOPOLOGY_FORMAT_VERSION = 2;
 /** Entries per update, and also the most peers one store will hold, so its full encoding always decodes. */
 export const MAX_PEERS = 10000;
 export const MAX_CONNECTIONS_PER_PEER = 1024;
@@ -42,25 +53,45 @@ export const MAX_ADDRESS_BYTES = 262;
 const FLAG_OUTBOUND = 1;
 const FLAG_ESTABLISHED = 2;
 const KNOWN_FLAGS = FLAG_OUTBOUND | FLAG_ESTABLISHED;
-/** name + nickname length + incarnation + version + connection count: the least an entry can take. */
-const MIN_ENTRY_BYTES = PEER_NAME_BYTES + 2 + 8 + 8 + 2;
+/** name + key + nickname length + incarnation + version + connection count + signature: the least an entry can take. */
+const MIN_ENTRY_BYTES = PEER_NAME_BYTES + PUBLIC_KEY_BYTES + 2 + 8 + 8 + 2 + SIGNATURE_BYTES;
 /** name + address length + flags. */
 const MIN_CONNECTION_BYTES = PEER_NAME_BYTES + 2 + 1;
 const WHAT = 'topology update';
+const SIGNATURE_LABEL = new TextEncoder().encode('weave-ts topology entry v2');
 
 const textEncoder = new TextEncoder();
 
-function freezeEntry(e: PeerEntry): PeerEntry {
+/** An entry as held and gossiped: with its owner's key and signature. */
+export interface SignedPeerEntry extends PeerEntry {
+  readonly publicKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+export interface PeersCounters {
+  /** Updates refused because an entry's signature or key did not hold. */
+  topologyEntriesRefused: number;
+}
+
+function freezeEntry(e: SignedPeerEntry): SignedPeerEntry {
   const conns = e.connections.map((c) => Object.freeze({ ...c }));
   return Object.freeze({
     name: e.name, nickname: e.nickname, incarnation: e.incarnation, version: e.version,
-    connections: Object.freeze(conns),
+    connections: Object.freeze(conns), publicKey: e.publicKey, signature: e.signature,
   });
 }
 
-function writeEntry(w: MeshWriter, e: PeerEntry): void {
-  w.peerName(e.name).string(e.nickname).u53(e.incarnation).u53(e.version).count(e.connections.length);
+function writeEntryBody(w: MeshWriter, e: PeerEntry, publicKey: Uint8Array): void {
+  w.peerName(e.name).bytes(publicKey).string(e.nickname).u53(e.incarnation).u53(e.version).count(e.connections.length);
   for (const c of e.connections) w.peerName(c.name).string(c.address).u8(connectionFlags(c));
+}
+
+/** What an entry's owner signs: the label and the entry's canonical bytes. */
+export function topologySigningBytes(e: PeerEntry, publicKey: Uint8Array): Uint8Array {
+  const w = new MeshWriter(128 + e.connections.length * 32);
+  w.bytes(SIGNATURE_LABEL);
+  writeEntryBody(w, { ...e, connections: canonicalConnections(e.connections) }, publicKey);
+  return w.finish();
 }
 
 /**
@@ -68,7 +99,7 @@ function writeEntry(w: MeshWriter, e: PeerEntry): void {
  * Throws RouterError 'decode' or 'limit'; counts are checked against both the
  * cap and the bytes actually present before anything sized by them is made.
  */
-export function decodeTopologyUpdate(bytes: Uint8Array): PeerEntry[] {
+export function decodeTopologyUpdate(bytes: Uint8Array): SignedPeerEntry[] {
   const r = new MeshReader(bytes, WHAT);
   const fmt = r.u8('format version');
   if (fmt !== TOPOLOGY_FORMAT_VERSION) {
@@ -79,11 +110,12 @@ export function decodeTopologyUpdate(bytes: Uint8Array): PeerEntry[] {
     throw RouterError.decode(WHAT, `claims ${entryCount} entries but only ${r.remaining} bytes follow`);
   }
   const seen = new Set<string>();
-  const entries: PeerEntry[] = [];
+  const entries: SignedPeerEntry[] = [];
   for (let i = 0; i < entryCount; i++) {
     const name = r.peerName('entry name');
     if (seen.has(name)) throw RouterError.decode(WHAT, `peer ${name} appears twice`);
     seen.add(name);
+    const publicKey = r.bytes(PUBLIC_KEY_BYTES, 'public key').slice();
     const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
     const incarnation = r.u53('incarnation');
     const version = r.u53('version');
@@ -105,17 +137,20 @@ export function decodeTopologyUpdate(bytes: Uint8Array): PeerEntry[] {
       remotes.add(remote);
       conns.push({ name: remote, address, outbound: (flags & FLAG_OUTBOUND) !== 0, established: (flags & FLAG_ESTABLISHED) !== 0 });
     }
-    entries.push({ name, nickname, incarnation, version, connections: canonicalConnections(conns) });
+    const signature = r.bytes(SIGNATURE_BYTES, 'signature').slice();
+    entries.push({ name, nickname, incarnation, version, connections: canonicalConnections(conns), publicKey, signature });
   }
   return entries;
 }
 
 export class Peers {
   readonly localName: PeerName;
-  private readonly byName = new Map<PeerName, PeerEntry>();
-  private localEntry: PeerEntry;
+  readonly counters: PeersCounters = { topologyEntriesRefused: 0 };
+  private readonly byName = new Map<PeerName, SignedPeerEntry>();
+  private localEntry: SignedPeerEntry;
 
-  constructor(local: { name: PeerName; nickname: string; incarnation: number }) {
+  /** `signing` signs our entry and checks everyone else's; its key must be the one `local.name` derives from. */
+  constructor(local: { name: PeerName; nickname: string; incarnation: number }, private readonly signing: GossipSigning) {
     if (!Number.isSafeInteger(local.incarnation) || local.incarnation < 0) {
       throw RouterError.config(`incarnation must be an integer in [0, 2^53), got ${local.incarnation}`);
     }
@@ -125,20 +160,20 @@ export class Peers {
     }
     this.localName = local.name;
     // Version 1, not 0: the first entry of a new incarnation is already "a change".
-    this.localEntry = freezeEntry({ name: local.name, nickname: local.nickname, incarnation: local.incarnation, version: 1, connections: [] });
+    this.localEntry = this.signed({ name: local.name, nickname: local.nickname, incarnation: local.incarnation, version: 1, connections: [] });
     this.byName.set(local.name, this.localEntry);
   }
 
-  local(): PeerEntry {
+  local(): SignedPeerEntry {
     return this.localEntry;
   }
 
-  get(name: PeerName): PeerEntry | undefined {
+  get(name: PeerName): SignedPeerEntry | undefined {
     return this.byName.get(name);
   }
 
   /** Sorted by name, so encodings and status are deterministic. Entries are frozen. */
-  entries(): PeerEntry[] {
+  entries(): SignedPeerEntry[] {
     return [...this.byName.values()].sort((a, b) => comparePeerNames(a.name, b.name));
   }
 
@@ -173,39 +208,54 @@ export class Peers {
 
   private replaceLocal(connections: PeerConnection[]): void {
     const e = this.localEntry;
-    this.localEntry = freezeEntry({ ...e, version: e.version + 1, connections });
+    this.localEntry = this.signed({ name: e.name, nickname: e.nickname, incarnation: e.incarnation, version: e.version + 1, connections });
     this.byName.set(this.localName, this.localEntry);
   }
 
+  private signed(e: PeerEntry): SignedPeerEntry {
+    const publicKey = this.signing.publicKey;
+    return freezeEntry({ ...e, publicKey, signature: this.signing.sign(topologySigningBytes(e, publicKey)) });
+  }
+
+
   /** Full topology, or only the named entries (unknown names skipped), in name order. */
   encode(names?: Iterable<PeerName>): Uint8Array {
-    let list: PeerEntry[];
+    let list: SignedPeerEntry[];
     if (names === undefined) {
       list = this.entries();
     } else {
-      const picked = new Map<PeerName, PeerEntry>();
+      const picked = new Map<PeerName, SignedPeerEntry>();
       for (const n of names) {
         const e = this.byName.get(n);
         if (e !== undefined) picked.set(n, e);
       }
       list = [...picked.values()].sort((a, b) => comparePeerNames(a.name, b.name));
     }
-    const w = new MeshWriter(64 + list.length * 64);
+    const w = new MeshWriter(64 + list.length * 160);
     w.u8(TOPOLOGY_FORMAT_VERSION).count(list.length);
-    for (const e of list) writeEntry(w, e);
+    for (const e of list) {
+      writeEntryBody(w, e, e.publicKey);
+      w.bytes(e.signature);
+    }
     return w.finish();
   }
 
   /**
    * Merges an update. Returns the names whose entry was new or newer, sorted
    * (the delta to relay; encode(delta) is what to pass on), or [] when nothing
-   * was new. Decodes and validates the whole update first, so any throw leaves
-   * the store exactly as it was:
+   * was new. Decodes the whole update and checks the signature of every entry
+   * that would change our state before anything is applied (an entry that
+   * changes nothing costs no verification). Throws, leaving the store exactly
+   * as it was:
    *  - 'decode' / 'limit': malformed or oversized bytes, or more peers than MAX_PEERS in total;
-   *  - 'name-collision': an entry with our name that we cannot have written:
-   *    a newer incarnation (another live peer has our name), or our own
-   *    incarnation at a version we never reached, or at our current version
-   *    with other content (we write one entry per version).
+   *  - 'auth': an entry whose signature or key does not hold (forged, or a
+   *    second key for a known name); counted in topologyEntriesRefused. An
+   *    honest relay never passes one on, so the whole update goes, and a
+   *    forger costs us at most one failed verification per message;
+   *  - 'name-collision': an entry with our name, signed with our key, that we
+   *    cannot have written: a newer incarnation (another live peer has our
+   *    key: a copied data directory), or our own incarnation at a version we
+   *    never reached, or at our current version with other content.
    * An older incarnation of our name is a stale entry of our previous run and
    * is ignored, as is our own entry echoed back; our entry is never replaced
    * from outside.
@@ -213,41 +263,54 @@ export class Peers {
   applyUpdate(bytes: Uint8Array): PeerName[] {
     const decoded = decodeTopologyUpdate(bytes);
 
-    const winners: PeerEntry[] = [];
+    const winners: SignedPeerEntry[] = [];
     let added = 0;
     for (const e of decoded) {
       if (e.name === this.localName) {
-        this.checkOwnName(e);
-        continue;
+        if (!this.claimsOurName(e)) continue;
+        this.checkAuthentic(e);
+        this.throwCollision(e);
       }
       const existing = this.byName.get(e.name);
+      if (existing !== undefined && comparePeerEntries(e, existing) <= 0) continue;
       if (existing === undefined) added++;
-      if (existing === undefined || comparePeerEntries(e, existing) > 0) winners.push(e);
+      winners.push(e);
     }
+    // The cap first: it costs nothing, and bounds how much we verify.
     if (this.byName.size + added > MAX_PEERS) {
       throw RouterError.limit(`known peers after this ${WHAT}`, this.byName.size + added, MAX_PEERS);
     }
+    for (const e of winners) this.checkAuthentic(e);
 
     // Validation is over; from here on nothing throws.
     for (const e of winners) this.byName.set(e.name, freezeEntry(e));
     return winners.map((e) => e.name).sort(comparePeerNames);
   }
 
-  private checkOwnName(e: PeerEntry): void {
+  /** Throws 'auth' unless the owner's signature holds (and its key is the one known for the name). */
+  private checkAuthentic(e: SignedPeerEntry): void {
+    if (this.signing.verify(e.name, e.publicKey, topologySigningBytes(e, e.publicKey), e.signature)) return;
+    this.counters.topologyEntriesRefused++;
+    throw new RouterError('auth', `${WHAT}: the entry of ${e.name} (incarnation ${e.incarnation}, version ${e.version}) is not signed by that peer's key`);
+  }
+
+  /** An entry with our name that we did not write in this run (else it is stale or our echo). */
+  private claimsOurName(e: PeerEntry): boolean {
+    const ours = this.localEntry;
+    if (e.incarnation !== ours.incarnation) return e.incarnation > ours.incarnation;
+    if (e.version !== ours.version) return e.version > ours.version;
+    // Our current version with other content: we wrote only one entry per version.
+    return comparePeerEntries(e, ours) !== 0;
+  }
+
+  private throwCollision(e: PeerEntry): never {
     const ours = this.localEntry;
     if (e.incarnation > ours.incarnation) {
       throw new RouterError('name-collision',
-        `another peer uses our name ${this.localName}: it has incarnation ${e.incarnation}, ours is ${ours.incarnation}`);
+        `another peer uses our name ${this.localName} and key: it has incarnation ${e.incarnation}, ours is ${ours.incarnation}`);
     }
-    if (e.incarnation === ours.incarnation && e.version > ours.version) {
-      throw new RouterError('name-collision',
-        `another peer uses our name ${this.localName} and incarnation ${e.incarnation}: it claims version ${e.version}, we are at ${ours.version}`);
-    }
-    // Our current version with other content: we wrote only one entry per version.
-    if (e.incarnation === ours.incarnation && e.version === ours.version && comparePeerEntries(e, ours) !== 0) {
-      throw new RouterError('name-collision',
-        `another peer uses our name ${this.localName} and incarnation ${e.incarnation}: its version ${e.version} differs from ours`);
-    }
+    throw new RouterError('name-collision',
+      `another peer uses our name ${this.localName}, key and incarnation ${e.incarnation}: its version ${e.version} differs from ours (${ours.version})`);
   }
 
   /** Peers reachable from us over symmetric established connections (both ends list each other as established), us included. */

@@ -18,6 +18,8 @@ import { assertNever, errorMessage } from '../../common/errors';
 import { RouterError, RouterErrorCode } from './errors';
 import { FailedConnections } from './failed-connections';
 import { MeshGossipHub } from './gossip-hub';
+import type { PeerKey } from './peer-key';
+import { GossipAuthority, VerifiedSignatures } from './signed-gossip';
 import { HandshakeLimits } from './handshake-limits';
 import type { MeshLinks } from './mesh-links';
 import type { HelloInfo } from './handshake-messages';
@@ -42,6 +44,8 @@ export interface RouterDeps {
   transport: Transport;
   /** The frame-carrying side (overlay.ts); absent in control-plane-only routers and most simulations. */
   dataPlane?: DataPlane;
+  /** Verified signatures shared by the routers of one process (simulations); by default the router keeps its own. */
+  verifiedSignatures?: VerifiedSignatures;
 }
 
 export interface RouterOptions {
@@ -52,6 +56,8 @@ export interface RouterOptions {
   port: number;
   /** Stretched password, or null for a plaintext mesh. */
   passwordKey: Uint8Array | null;
+  /** Our signing key; `name` must be the name it derives (router/mesh/peer-key.ts). */
+  key: PeerKey;
   discovery: boolean;
   connLimit: number;
   timings: RouterTimings;
@@ -60,7 +66,7 @@ export interface RouterOptions {
   onDirectTargetsChanged?: (addresses: string[]) => void;
 }
 
-export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'name' | 'nickname' | 'incarnation'> = {
+export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'name' | 'nickname' | 'incarnation' | 'key'> = {
   port: 6783,
   passwordKey: null,
   discovery: true,
@@ -105,18 +111,21 @@ export class Router implements MeshLinks {
   };
 
   constructor(private readonly deps: RouterDeps, private readonly opts: RouterOptions) {
+    if (opts.key.name !== opts.name) throw RouterError.config(`peer name ${opts.name} is not the one our key derives (${opts.key.name})`);
     this.localPeer = opts.name;
     this.log = deps.logger;
     this.startedMs = deps.clock.now();
     this.failed = new FailedConnections(opts.timings.failedConnectionRetentionMs);
     this.hello = { name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation, listenPort: opts.port };
-    this.peers = new Peers({ name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation });
+    const signing = new GossipAuthority(opts.key, { verified: deps.verifiedSignatures ?? null });
+    this.peers = new Peers({ name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation }, signing);
     this.routes = Routes.compute(this.peers.entries(), this.localPeer);
     this.gossip = new MeshGossipHub({
       clock: deps.clock,
       rng: deps.rng,
       logger: deps.logger,
       links: this,
+      signing,
       knownPeers: () => this.peers.entries().map((e) => ({ name: e.name, nickname: e.nickname })),
     });
     this.gossip.addChannelWithOptions(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()), {
@@ -196,7 +205,7 @@ export class Router implements MeshLinks {
       failed: this.failed.list(),
       targets: this.connector.status(),
       channels: this.gossip.channelNames(),
-      counters: { ...this.counters, ...this.handshakes.counters, ...this.gossip.counters, ...this.deps.dataPlane?.counters },
+      counters: { ...this.counters, ...this.handshakes.counters, ...this.gossip.counters, ...this.gossip.signing.counters, ...this.peers.counters, ...this.deps.dataPlane?.counters },
       dataPlane: this.deps.dataPlane,
     }, this.deps.clock.now());
   }

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { stretchPassword } from '../../router/mesh/password-key';
 import { loadSodium } from '../../router/mesh/sodium';
-import { simAddress, SimMesh, simPeerName } from './mesh';
+import { simAddress, SimMesh, simPeerKey } from './mesh';
 
 t.before(async () => { await loadSodium(); });
 
@@ -39,7 +39,7 @@ t.test('a peer using our name is refused with the reason, and not retried', asyn
   const mesh = new SimMesh();
   t.teardown(() => mesh.shutdown());
   const a = await mesh.addPeer([]);
-  const b = await mesh.addPeer([0], 1, { name: simPeerName(0) });
+  const b = await mesh.addPeer([0], 1, { key: simPeerKey(0) });
   mesh.net.run(10_000);
   t.equal(a.router.neighbours().length, 0);
   t.equal(b.router.neighbours().length, 0);

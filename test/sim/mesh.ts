@@ -2,12 +2,15 @@
 // ManualClock, in one process. Used by the simulation tests; the expectations
 // read like topology facts (who is connected, what everyone agrees on).
 
+import { createHash } from 'node:crypto';
 import { ManualClock } from '../../common/clock';
 import { FAST_TIMINGS, RouterTimings } from '../../router/mesh/constants';
 import { silentLogger } from '../../common/logger';
-import { PeerName, peerNameFromBytes } from '../../router/mesh/peer-name';
+import { PeerKey } from '../../router/mesh/peer-key';
+import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng } from '../../common/rng';
 import { Router } from '../../router/mesh/router';
+import { VerifiedSignatures } from '../../router/mesh/signed-gossip';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { MemoryBridge, MemoryNetwork } from './memory-network';
@@ -34,7 +37,8 @@ export interface SimMeshOptions {
 }
 
 export interface PeerOverrides {
-  name?: PeerName;
+  /** Another peer's key (and so its name): a second peer that holds the first one's key. */
+  key?: PeerKey;
   passwordKey?: Uint8Array | null;
   connLimit?: number;
 }
@@ -45,12 +49,20 @@ export function simAddress(index: number): string {
   return `${simHost(index)}:${SIM_PORT}`;
 }
 
+const simKeys = new Map<number, PeerKey>();
+
+/** Peer `index`'s key: fixed per index, so runs repeat, and names are derived from keys as in the daemon. */
+export function simPeerKey(index: number): PeerKey {
+  let key = simKeys.get(index);
+  if (key === undefined) {
+    key = PeerKey.fromSeed(createHash('sha256').update(`weave-ts sim peer ${index}`).digest());
+    simKeys.set(index, key);
+  }
+  return key;
+}
+
 export function simPeerName(index: number): PeerName {
-  const b = new Uint8Array(6);
-  b[0] = 0x02;
-  b[4] = (index >> 8) & 0xff;
-  b[5] = index & 0xff;
-  return peerNameFromBytes(b);
+  return simPeerKey(index).name;
 }
 
 export function simHost(index: number): string {
@@ -61,6 +73,8 @@ export class SimMesh {
   readonly clock = new ManualClock();
   readonly net = new MemoryNetwork(this.clock);
   readonly peers: SimPeer[] = [];
+  /** Ed25519 verification is a pure function: one cache for every router here keeps large simulations fast. */
+  readonly verifiedSignatures = new VerifiedSignatures(1 << 18);
   private readonly rngSeed: number;
   private incarnations = 0;
 
@@ -71,7 +85,8 @@ export class SimMesh {
   /** Starts a router on a new host (or restarts a stopped one) with the given targets. */
   async addPeer(targets: number[], index = this.peers.length, overrides: PeerOverrides = {}): Promise<SimPeer> {
     const host = simHost(index);
-    const name = overrides.name ?? simPeerName(index);
+    const key = overrides.key ?? simPeerKey(index);
+    const name = key.name;
     let overlay: Overlay | null = null;
     let bridge: MemoryBridge | null = null;
     if (this.opts.dataPlane) {
@@ -85,10 +100,11 @@ export class SimMesh {
     const router = new Router(
       {
         clock: this.clock, rng: new SeededRng(this.rngSeed * 100_003 + index * 7919 + this.incarnations), logger: silentLogger,
-        transport: this.net.transport(host), ...(overlay ? { dataPlane: overlay } : {}),
+        transport: this.net.transport(host), verifiedSignatures: this.verifiedSignatures, ...(overlay ? { dataPlane: overlay } : {}),
       },
       {
         name,
+        key,
         nickname: `p${index}`,
         incarnation: this.clock.now() + ++this.incarnations,
         port: SIM_PORT,

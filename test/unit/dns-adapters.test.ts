@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as packet from 'dns-packet';
 import t from 'tap';
+import { TestSigning } from './test-signing';
 import { handleQuery } from '../../dns/answer';
 import type { RecordSource } from '../../dns/answer';
 import { DnsDaemon, MANUAL_CONTAINER_ID } from '../../dns/daemon';
@@ -293,6 +294,7 @@ t.test('link-local address: stable, in 169.254.1-254.1-254', async (t) => {
 /** A hub for one peer: gossip goes nowhere, reachability is set by the test. */
 class LonelyHub implements GossipHub {
   readonly localPeer = LOCAL;
+  readonly signing = new TestSigning(LOCAL);
   listeners: ((r: ReadonlySet<PeerName>) => void)[] = [];
   broadcasts: GossipData[] = [];
   addChannel(_name: string, _g: Gossiper): Gossip {

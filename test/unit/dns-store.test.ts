@@ -11,18 +11,21 @@ import { decodeEntries, encodeEntries, STORE_WIRE_VERSION } from '../../dns/stor
 import { parseDomain, qualifyName } from '../../dns/names';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng, randomInt } from '../../common/rng';
+import { recordSigningBytes, signRecord } from '../../dns/record-signature';
+import { testSigning } from './test-signing';
 
 const A = '02:00:00:00:00:01' as PeerName;
 const B = '02:00:00:00:00:02' as PeerName;
 const C = '02:00:00:00:00:03' as PeerName;
 const T0 = 1_700_000_000_000;
 
+/** A record as its origin would sign it. */
 function live(origin: PeerName, name: string, address: string, version = 1, containerId = 'netns:c1'): DnsEntry {
-  return { origin, containerId, name, address, version, tombstone: false, removedAtMs: null };
+  return signRecord({ origin, containerId, name, address, version, tombstone: false, removedAtMs: null }, testSigning(origin));
 }
 
 function dead(origin: PeerName, name: string, address: string, version: number, removedAtMs = T0, containerId = 'netns:c1'): DnsEntry {
-  return { origin, containerId, name, address, version, tombstone: true, removedAtMs };
+  return signRecord({ origin, containerId, name, address, version, tombstone: true, removedAtMs }, testSigning(origin));
 }
 
 function view(s: DnsStore): string[] {
@@ -45,7 +48,7 @@ t.test('names: domain and qualification', async (t) => {
 });
 
 t.test('local changes: register, re-register, remove, register again', async (t) => {
-  const s = new DnsStore(A);
+  const s = new DnsStore(A, testSigning(A));
   const d1 = s.register('netns:c1', 'web.weave.local', '10.32.0.1', T0);
   t.same(d1.map((e) => [e.version, e.tombstone]), [[1, false]]);
   t.same(s.register('netns:c1', 'web.weave.local', '10.32.0.1', T0), [], 'registering twice changes nothing');
@@ -72,7 +75,7 @@ t.test('merge: higher version wins, removal wins a tie, older removal wins betwe
   t.notOk(supersedes(live(B, 'x.weave.local', '10.0.0.1', 2), dead(B, 'x.weave.local', '10.0.0.1', 2)));
   t.ok(supersedes(dead(B, 'x.weave.local', '10.0.0.1', 2, T0 - 1), dead(B, 'x.weave.local', '10.0.0.1', 2, T0)));
 
-  const s = new DnsStore(A);
+  const s = new DnsStore(A, testSigning(A));
   s.setReachable(new Set([A, B]), T0);
   t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2)], T0).length, 1);
   t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2)], T0).length, 0, 'idempotent');
@@ -84,7 +87,7 @@ t.test('merge: higher version wins, removal wins a tie, older removal wins betwe
 });
 
 t.test('claims about our own records: we are the authority', async (t) => {
-  const s = new DnsStore(A);
+  const s = new DnsStore(A, testSigning(A));
   // We restarted: someone still has a record of ours at version 4.
   const d = s.merge([live(A, 'old.weave.local', '10.0.0.9', 4)], T0);
   t.same(d.map((e) => [e.version, e.tombstone]), [[5, true]], 'unknown record of ours: removed with a higher version');
@@ -101,13 +104,13 @@ t.test('claims about our own records: we are the authority', async (t) => {
 });
 
 t.test('hostile batches are refused whole, the store unchanged', async (t) => {
-  const s = new DnsStore(A, { maxEntries: 3 });
+  const s = new DnsStore(A, testSigning(A), { maxEntries: 3 });
   s.setReachable(new Set([A, B]), T0);
   s.merge([live(B, 'x.weave.local', '10.0.0.1')], T0);
   const before = view(s);
   const bad: DnsEntry[][] = [
     [live(B, 'y.weave.local', '10.0.0.2'), live(B, 'Bad Name', '10.0.0.3')],
-    [live(B, 'y.weave.local', '10.0.0.2'), live(B, 'z.weave.local', '010.0.0.3')],
+    [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), address: '010.0.0.3' }],
     [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), version: 0 }],
     [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), containerId: 'a\nb' }],
     [live(B, 'y.weave.local', '10.0.0.2'), { ...live(B, 'z.weave.local', '10.0.0.3'), removedAtMs: 5 }],
@@ -120,8 +123,40 @@ t.test('hostile batches are refused whole, the store unchanged', async (t) => {
   t.throws(() => s.merge(bad[5]!, T0), { code: 'limit' }, 'capacity is checked before anything changes');
 });
 
+t.test('forged entries: only the origin signs its records; a forged batch is refused whole and counted', async (t) => {
+  const s = new DnsStore(A, testSigning(A));
+  s.setReachable(new Set([A, B, C]), T0);
+  s.merge([live(B, 'x.weave.local', '10.0.0.1')], T0);
+  const mine = s.register('netns:c1', 'me.weave.local', '10.0.0.9', T0)[0]!;
+  const before = view(s);
+  const byC = (e: DnsEntry): DnsEntry => ({ ...e, originKey: testSigning(C).publicKey, signature: testSigning(C).sign(recordSigningBytes(e)) });
+  const forged: [string, DnsEntry[]][] = [
+    ['a new record of B signed by C', [live(C, 'ok.weave.local', '10.0.0.5'), byC(live(B, 'evil.weave.local', '10.6.6.6'))]],
+    ['a removal of B\'s record signed by C', [byC(dead(B, 'x.weave.local', '10.0.0.1', 2))]],
+    ['B\'s record with its version raised after signing', [{ ...live(B, 'x.weave.local', '10.0.0.1'), version: 7 }]],
+    ['B\'s record pointed elsewhere after signing', [{ ...live(B, 'y.weave.local', '10.0.0.2'), address: '10.6.6.6' }]],
+    ['B\'s key with C\'s signature', [{ ...live(B, 'y.weave.local', '10.0.0.2'), signature: live(C, 'y.weave.local', '10.0.0.2').signature }]],
+    ['a removal of our own record signed by C', [byC(dead(A, 'me.weave.local', '10.0.0.9', mine.version + 1))]],
+    ['a record of ours we never made, signed by C', [byC(live(A, 'fake.weave.local', '10.6.6.6'))]],
+  ];
+  for (const [what, batch] of forged) {
+    t.throws(() => s.merge(batch, T0), { code: 'auth' }, what);
+    t.same(view(s), before, `${what}: store unchanged`);
+  }
+  t.equal(s.counters.forgedBatches, forged.length, 'every forged batch counted');
+  t.equal(s.counters.ownCorrections, 0, 'no correction was provoked by a forged claim');
+  t.same(s.lookup('evil.weave.local'), []);
+  t.same(s.lookup('me.weave.local'), ['10.0.0.9']);
+
+  // A stale copy of an entry we already hold changes nothing, so it is not even checked.
+  const stale = { ...live(B, 'x.weave.local', '10.0.0.1'), signature: new Uint8Array(64) };
+  t.same(s.merge([stale], T0), [], 'an unchanged entry with a broken signature is simply not news');
+  // Genuine entries by their origins still merge.
+  t.equal(s.merge([live(B, 'x.weave.local', '10.0.0.1', 2), live(C, 'c.weave.local', '10.0.0.3')], T0).length, 2);
+});
+
 t.test('expiry: tombstones after their TTL, departed peers hidden at once and dropped after the grace', async (t) => {
-  const s = new DnsStore(A, { tombstoneTtlMs: 1000, departedGraceMs: 5000 });
+  const s = new DnsStore(A, testSigning(A), { tombstoneTtlMs: 1000, departedGraceMs: 5000 });
   s.setReachable(new Set([A, B, C]), T0);
   s.merge([live(B, 'b.weave.local', '10.0.0.2'), live(C, 'c.weave.local', '10.0.0.3'), dead(B, 'gone.weave.local', '10.0.0.4', 2, T0)], T0);
   t.equal(s.size, 3);
@@ -145,7 +180,7 @@ t.test('expiry: tombstones after their TTL, departed peers hidden at once and dr
 });
 
 t.test('names below a name, reverse, and dedup across containers', async (t) => {
-  const s = new DnsStore(A);
+  const s = new DnsStore(A, testSigning(A));
   s.register('netns:c1', 'a.b.weave.local', '10.0.0.1', T0);
   s.register('netns:c2', 'a.b.weave.local', '10.0.0.1', T0);
   t.same(s.lookup('a.b.weave.local'), ['10.0.0.1'], 'one address once');
@@ -159,7 +194,7 @@ t.test('names below a name, reverse, and dedup across containers', async (t) => 
 t.test('CRDT: commutative, associative, idempotent on random histories', async (t) => {
   for (let seed = 1; seed <= 40; seed++) {
     const rng = new SeededRng(seed);
-    const origins = [A, B, C].map((p) => new DnsStore(p));
+    const origins = [A, B, C].map((p) => new DnsStore(p, testSigning(p)));
     const updates: DnsEntry[][] = [];
     for (let step = 0; step < 60; step++) {
       const o = origins[randomInt(rng, 3)]!;
@@ -170,7 +205,7 @@ t.test('CRDT: commutative, associative, idempotent on random histories', async (
       if (d.length > 0) updates.push(d);
     }
     const observer = (order: DnsEntry[][]): string[] => {
-      const s = new DnsStore('02:00:00:00:00:09' as PeerName);
+      const s = new DnsStore('02:00:00:00:00:09' as PeerName, testSigning('02:00:00:00:00:09' as PeerName));
       for (const u of order) s.merge(u, T0 + 100);
       return view(s);
     };
@@ -227,14 +262,22 @@ t.test('codec: round trip, ages, limits', async (t) => {
   t.equal(encodeEntries(entries, T0, 2).length, 2, 'split by count');
   const trailing = new Uint8Array([...msgs[0]!, 1, 2, 3]);
   t.equal(decodeEntries(trailing, T0).length, 3, 'trailing bytes tolerated');
-  const v2 = msgs[0]!.slice();
-  v2[0] = 2;
-  t.throws(() => decodeEntries(v2, T0), { code: 'version', message: /version 2/ });
+  for (const v of [1, 3]) {
+    const other = msgs[0]!.slice();
+    other[0] = v;
+    t.throws(() => decodeEntries(other, T0), { code: 'version', message: new RegExp(`version ${v}`) });
+  }
   const flags = msgs[0]!.slice();
-  flags[3 + 6] = 0x82;
+  const firstEntry = 1 + 2 + 3 * (6 + 32) + 2;
+  flags[firstEntry + 6] = 0x82;
   t.throws(() => decodeEntries(flags, T0), { code: 'decode', message: /unknown flags/ });
   const many = new Uint8Array([STORE_WIRE_VERSION, 0xff, 0xff]);
   t.throws(() => decodeEntries(many, T0), { code: 'limit' });
+  const noKey = msgs[0]!.slice();
+  noKey[3 + 5] = noKey[3 + 5]! ^ 0x10; // the first key's origin no longer matches its entries
+  t.throws(() => decodeEntries(noKey, T0), { code: 'decode', message: /no key in the message/ });
+  t.same(decodeEntries(msgs[0]!, T0).map((e) => Buffer.from(e.originKey).toString('hex')),
+    entries.map((e) => Buffer.from(e.originKey).toString('hex')), 'each entry gets its origin\'s key');
   const badName = encodeEntries([live(A, 'web.weave.local', '10.32.0.1')], T0)[0]!;
   // Upper-case a letter of the name on the wire: not normal form, refused.
   const idx = Buffer.from(badName).indexOf('web');

@@ -7,6 +7,7 @@ import { ManualClock } from '../../common/clock';
 import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from '../../router/mesh/gossip';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { randomInt, Rng } from '../../common/rng';
+import { TestSigning } from './test-signing';
 
 export class FakeNet {
   readonly clock = new ManualClock(1_700_000_000_000);
@@ -122,8 +123,11 @@ function key(a: string, b: string): string {
 export class FakeHub implements GossipHub {
   gossiper: Gossiper | null = null;
   private readonly listeners: ((r: ReadonlySet<PeerName>) => void)[] = [];
+  readonly signing: TestSigning;
 
-  constructor(private readonly net: FakeNet, readonly localPeer: PeerName, readonly nickname: string) {}
+  constructor(private readonly net: FakeNet, readonly localPeer: PeerName, readonly nickname: string) {
+    this.signing = new TestSigning(localPeer);
+  }
 
   addChannel(name: string, gossiper: Gossiper): Gossip {
     if (name !== 'ipam') throw new Error(`unexpected channel ${name}`);

@@ -5,7 +5,8 @@ import type { PeerConnection, PeerEntry } from '../../router/mesh/peer';
 import { comparePeerEntries } from '../../router/mesh/peer';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { peerNameFromBytes } from '../../router/mesh/peer-name';
-import { MAX_PEERS, Peers, decodeTopologyUpdate } from '../../router/mesh/peers';
+import { MAX_PEERS, Peers, decodeTopologyUpdate, topologySigningBytes } from '../../router/mesh/peers';
+import { testKeyOf, testSigning } from './test-signing';
 import type { Rng } from '../../common/rng';
 import { SeededRng, randomInt, sample } from '../../common/rng';
 
@@ -19,7 +20,7 @@ function conn(name: PeerName, established = true, outbound = false, address = ''
 
 /** A store for `name` whose local entry has the given connections, bumped to at least `version`. */
 function peerAt(name: PeerName, incarnation: number, conns: PeerConnection[], version = 0, nickname = 'n'): Peers {
-  const p = new Peers({ name, nickname, incarnation });
+  const p = new Peers({ name, nickname, incarnation }, testSigning(name));
   p.setLocalConnections(conns);
   // Alternate an extra connection on and off to reach the wanted version, ending on `conns`.
   const filler = conn(pn(0xfffffe), false);
@@ -65,7 +66,7 @@ function randomUpdates(rng: Rng, peerCount: number): Uint8Array[] {
   for (const name of names) {
     const runs = 1 + randomInt(rng, 2);
     for (let run = 0; run < runs; run++) {
-      const p = new Peers({ name, nickname: `nick-${run}`, incarnation: 100 + run * 7 + randomInt(rng, 5) });
+      const p = new Peers({ name, nickname: `nick-${run}`, incarnation: 100 + run * 7 + randomInt(rng, 5) }, testSigning(name));
       const steps = 1 + randomInt(rng, 5);
       for (let s = 0; s < steps; s++) {
         const others = sample(rng, names.filter((n) => n !== name), randomInt(rng, 5));
@@ -81,7 +82,7 @@ function randomUpdates(rng: Rng, peerCount: number): Uint8Array[] {
   updates.push(peerAt(forged, 5000, [conn(names[2]!, false)], 3).encode());
   // Relays: a store that merged a random subset, passing on everything it knows except itself.
   for (let r = 0; r < 4; r++) {
-    const relay = new Peers({ name: pn(0xaa0000 + r), nickname: 'relay', incarnation: 1 });
+    const relay = new Peers({ name: pn(0xaa0000 + r), nickname: 'relay', incarnation: 1 }, testSigning(pn(0xaa0000 + r)));
     for (const u of sample(rng, updates, randomInt(rng, updates.length))) relay.applyUpdate(u);
     updates.push(relay.encode(relay.entries().map((e) => e.name).filter((n) => n !== relay.localName)));
   }
@@ -92,7 +93,7 @@ t.test('merge is commutative, associative and idempotent, and keeps the greatest
   for (let seed = 1; seed <= 20; seed++) {
     const rng = new SeededRng(seed);
     const updates = randomUpdates(rng, 3 + randomInt(rng, 10));
-    const observer = (): Peers => new Peers({ name: pn(0xbb0000), nickname: 'observer', incarnation: 1 });
+    const observer = (): Peers => new Peers({ name: pn(0xbb0000), nickname: 'observer', incarnation: 1 }, testSigning(pn(0xbb0000)));
 
     const reference = observer();
     for (const u of updates) reference.applyUpdate(u);
@@ -123,7 +124,7 @@ t.test('merge is commutative, associative and idempotent, and keeps the greatest
     for (const u of shuffled(rng, updates)) groups[randomInt(rng, groups.length)]!.push(u);
     const s = observer();
     for (const group of groups) {
-      const mid = new Peers({ name: pn(0xcc0000), nickname: 'mid', incarnation: 1 });
+      const mid = new Peers({ name: pn(0xcc0000), nickname: 'mid', incarnation: 1 }, testSigning(pn(0xcc0000)));
       for (const u of group) mid.applyUpdate(u);
       s.applyUpdate(mid.encode(mid.entries().map((e) => e.name).filter((n) => n !== mid.localName)));
     }
@@ -148,7 +149,7 @@ t.test('merge is commutative, associative and idempotent, and keeps the greatest
 
 t.test('encode and decode round-trip; encode(names) picks only known names', async (t) => {
   const a = pn(1), b = pn(2), c = pn(3);
-  const s = new Peers({ name: a, nickname: 'héllo', incarnation: 2 ** 53 - 1 });
+  const s = new Peers({ name: a, nickname: 'héllo', incarnation: 2 ** 53 - 1 }, testSigning(a));
   s.setLocalConnections([conn(c, true, true, '[fe80::1%eth0]:6783'), conn(b, false, false, 'host.example:1')]);
   s.applyUpdate(ownUpdate(b, 7, [conn(a)], 4));
   const decoded = decodeTopologyUpdate(s.encode());
@@ -160,7 +161,7 @@ t.test('encode and decode round-trip; encode(names) picks only known names', asy
 });
 
 t.test('a restarted peer (higher incarnation) replaces its old run; a lower incarnation does not', async (t) => {
-  const s = new Peers({ name: pn(1), nickname: 'me', incarnation: 1 });
+  const s = new Peers({ name: pn(1), nickname: 'me', incarnation: 1 }, testSigning(pn(1)));
   const x = pn(2);
   t.same(s.applyUpdate(ownUpdate(x, 5, [conn(pn(1))], 50)), [x]);
   t.equal(s.get(x)!.version, 50);
@@ -174,7 +175,7 @@ t.test('a restarted peer (higher incarnation) replaces its old run; a lower inca
 
 t.test('our own name: collisions detected, stale and echoed entries ignored, our entry never replaced', async (t) => {
   const me = pn(1), other = pn(2);
-  const s = new Peers({ name: me, nickname: 'me', incarnation: 10 });
+  const s = new Peers({ name: me, nickname: 'me', incarnation: 10 }, testSigning(me));
   s.setLocalConnections([conn(other)]);
   s.setLocalConnections([conn(other, true, true)]); // version 3
   const before = hex(s.encode());
@@ -182,7 +183,7 @@ t.test('our own name: collisions detected, stale and echoed entries ignored, our
 
   // Carries a genuinely new peer alongside the collision: nothing of it may land.
   const withNew = (ownBytes: Uint8Array): Uint8Array => {
-    const m = new Peers({ name: pn(0xcc), nickname: 'relay', incarnation: 1 });
+    const m = new Peers({ name: pn(0xcc), nickname: 'relay', incarnation: 1 }, testSigning(pn(0xcc)));
     m.applyUpdate(ownBytes);
     m.applyUpdate(ownUpdate(pn(7), 1, []));
     return m.encode([me, pn(7)]);
@@ -203,7 +204,7 @@ t.test('our own name: collisions detected, stale and echoed entries ignored, our
 
 t.test('setLocalConnections bumps the version only on a real change', async (t) => {
   const a = pn(1), b = pn(2), c = pn(3);
-  const s = new Peers({ name: a, nickname: 'a', incarnation: 1 });
+  const s = new Peers({ name: a, nickname: 'a', incarnation: 1 }, testSigning(a));
   t.equal(s.local().version, 1);
   t.equal(s.setLocalConnections([]), false);
   t.equal(s.setLocalConnections([conn(b), conn(c, false)]), true);
@@ -221,8 +222,8 @@ t.test('setLocalConnections bumps the version only on a real change', async (t) 
   t.equal(codeOf(() => s.setLocalConnections([conn(b), conn(b, false)])), 'duplicate-connection');
   t.equal(codeOf(() => s.setLocalConnections([conn(b, true, false, 'x'.repeat(263))])), 'config');
   t.equal(s.local().version, 6, 'refused lists change nothing');
-  t.equal(codeOf(() => new Peers({ name: a, nickname: 'x'.repeat(65), incarnation: 1 })), 'config');
-  t.equal(codeOf(() => new Peers({ name: a, nickname: 'a', incarnation: 2 ** 53 })), 'config');
+  t.equal(codeOf(() => new Peers({ name: a, nickname: 'x'.repeat(65), incarnation: 1 }, testSigning(a))), 'config');
+  t.equal(codeOf(() => new Peers({ name: a, nickname: 'a', incarnation: 2 ** 53 }, testSigning(a))), 'config');
 });
 
 /** Naive reachability over symmetric established edges, for the differential check. */
@@ -244,7 +245,7 @@ function naiveReachable(entries: PeerEntry[], from: PeerName): Set<PeerName> {
 
 t.test('garbageCollect removes exactly the unreachable peers', async (t) => {
   const [a, b, c, d, e, f] = [1, 2, 3, 4, 5, 6].map(pn) as [PeerName, PeerName, PeerName, PeerName, PeerName, PeerName];
-  const s = new Peers({ name: a, nickname: 'a', incarnation: 1 });
+  const s = new Peers({ name: a, nickname: 'a', incarnation: 1 }, testSigning(a));
   s.setLocalConnections([conn(b), conn(d)]);
   s.applyUpdate(ownUpdate(b, 1, [conn(a), conn(c), conn(f)]));
   s.applyUpdate(ownUpdate(c, 1, [conn(b)]));
@@ -256,7 +257,7 @@ t.test('garbageCollect removes exactly the unreachable peers', async (t) => {
   t.same(s.entries().map((x) => x.name), [a, b, c]);
   t.same(s.garbageCollect(), [], 'nothing left to collect');
 
-  const alone = new Peers({ name: a, nickname: 'a', incarnation: 1 });
+  const alone = new Peers({ name: a, nickname: 'a', incarnation: 1 }, testSigning(a));
   alone.applyUpdate(ownUpdate(b, 1, [conn(a)]));
   t.same(alone.garbageCollect(), [b], 'we never keep a peer just because it lists us');
   t.same(alone.entries().map((x) => x.name), [a], 'and never remove ourselves');
@@ -265,7 +266,7 @@ t.test('garbageCollect removes exactly the unreachable peers', async (t) => {
     const rng = new SeededRng(seed);
     const n = 2 + randomInt(rng, 25);
     const names = Array.from({ length: n }, (_, i) => pn(i + 1));
-    const store = new Peers({ name: names[0]!, nickname: 'me', incarnation: 1 });
+    const store = new Peers({ name: names[0]!, nickname: 'me', incarnation: 1 }, testSigning(names[0]!));
     const pick = (self: PeerName): PeerConnection[] =>
       sample(rng, names.filter((x) => x !== self), randomInt(rng, 4)).map((x) => conn(x, rng.next() < 0.8));
     store.setLocalConnections(pick(names[0]!));
@@ -281,7 +282,7 @@ t.test('garbageCollect removes exactly the unreachable peers', async (t) => {
 
 /** A store with a varied topology to aim hostile input at. */
 function richStore(): Peers {
-  const s = new Peers({ name: pn(1), nickname: 'local', incarnation: 3 });
+  const s = new Peers({ name: pn(1), nickname: 'local', incarnation: 3 }, testSigning(pn(1)));
   s.setLocalConnections([conn(pn(2), true, true, '10.0.0.2:6783'), conn(pn(3))]);
   s.applyUpdate(ownUpdate(pn(2), 4, [conn(pn(1), true, false, '10.0.0.1:6783'), conn(pn(4), false)], 3));
   s.applyUpdate(ownUpdate(pn(3), 1, [conn(pn(1))]));
@@ -290,7 +291,7 @@ function richStore(): Peers {
 
 /** A valid update with several entries and connections, none of them ours. */
 function richUpdate(): Uint8Array {
-  const m = new Peers({ name: pn(0x77), nickname: 'm', incarnation: 1 });
+  const m = new Peers({ name: pn(0x77), nickname: 'm', incarnation: 1 }, testSigning(pn(0x77)));
   m.applyUpdate(ownUpdate(pn(2), 4, [conn(pn(1)), conn(pn(4), true, true, 'ünïcode.example:6783')], 9));
   m.applyUpdate(ownUpdate(pn(4), 2, [conn(pn(2)), conn(pn(5), false, false, '[::1]:6783')], 2));
   m.applyUpdate(ownUpdate(pn(5), 8, [conn(pn(4))], 1));
@@ -310,7 +311,7 @@ t.test('hostile input: random and mutated bytes throw only RouterError and leave
       accepted++;
     } catch (err) {
       rejected++;
-      if (!(err instanceof RouterError) || !['decode', 'limit', 'name-collision'].includes(err.code)) {
+      if (!(err instanceof RouterError) || !['decode', 'limit', 'name-collision', 'auth'].includes(err.code)) {
         failures.push(`${kind} seed ${seed}: threw ${String(err)}`);
       } else if (hex(s.encode()) !== before) {
         failures.push(`${kind} seed ${seed}: rejected (${err.code}) but state changed`);
@@ -322,7 +323,7 @@ t.test('hostile input: random and mutated bytes throw only RouterError and leave
     const bytes = new Uint8Array(randomInt(rng, 160));
     for (let i = 0; i < bytes.length; i++) bytes[i] = randomInt(rng, 256);
     // Mostly a valid header with small counts, so decoding gets past the first bytes.
-    if (bytes.length >= 3 && rng.next() < 0.8) { bytes[0] = 1; bytes[1] = 0; bytes[2] = randomInt(rng, 4); }
+    if (bytes.length >= 3 && rng.next() < 0.8) { bytes[0] = 2; bytes[1] = 0; bytes[2] = randomInt(rng, 4); }
     attempt(seed, 'random', bytes);
   }
   for (let seed = 1; seed <= 2000; seed++) {
@@ -355,47 +356,64 @@ t.test('malformed and over-limit updates are refused before anything is allocate
   const s = richStore();
   const before = hex(s.encode());
   const header = (fmt: number, count: number): MeshWriter => new MeshWriter().u8(fmt).u16(count);
+  // An entry up to its connections; connBytes adds those, sig() ends it (64 zero bytes: decoding never looks at them).
   const entry = (w: MeshWriter, name: PeerName, opts: { nick?: Uint8Array; inc?: number; conns?: number } = {}): MeshWriter => {
-    w.peerName(name).varBytes(opts.nick ?? new Uint8Array(1)).u53(opts.inc ?? 1).u53(1).u16(opts.conns ?? 0);
-    return w;
+    w.peerName(name).bytes(new Uint8Array(32)).varBytes(opts.nick ?? new Uint8Array(1)).u53(opts.inc ?? 1).u53(1).u16(opts.conns ?? 0);
+    return opts.conns ? w : sig(w);
   };
+  const sig = (w: MeshWriter): MeshWriter => w.bytes(new Uint8Array(64));
   const connBytes = (w: MeshWriter, name: PeerName, flags = 2, address = new Uint8Array(0)): MeshWriter =>
     w.peerName(name).varBytes(address).u8(flags);
+  /** A genuinely signed entry with no connections, as its owner would write it. */
+  const signedEntry = (w: MeshWriter, name: PeerName): MeshWriter => {
+    const key = testKeyOf(name);
+    const e = { name, nickname: 'x', incarnation: 1, version: 1, connections: [] };
+    w.peerName(name).bytes(key.publicKey).string('x').u53(1).u53(1).u16(0);
+    return w.bytes(key.sign(topologySigningBytes(e, key.publicKey)));
+  };
 
-  t.equal(codeOf(() => s.applyUpdate(header(1, MAX_PEERS + 1).finish())), 'limit', 'entry count over the cap, with no entries following');
-  t.equal(codeOf(() => s.applyUpdate(header(1, 0xffff).finish())), 'limit');
-  t.equal(codeOf(() => s.applyUpdate(header(1, MAX_PEERS).finish())), 'decode', 'a count the bytes cannot hold');
-  t.equal(codeOf(() => s.applyUpdate(entry(header(1, 1), pn(9), { conns: 1025 }).finish())), 'limit', 'connection count over the cap');
-  t.equal(codeOf(() => s.applyUpdate(entry(header(1, 1), pn(9), { conns: 1024 }).finish())), 'decode', 'connection count the bytes cannot hold');
-  t.equal(codeOf(() => s.applyUpdate(entry(header(1, 1), pn(9), { nick: new Uint8Array(65) }).finish())), 'limit', 'nickname too long');
-  t.equal(codeOf(() => s.applyUpdate(connBytes(entry(header(1, 1), pn(9), { conns: 1 }), pn(8), 2, new Uint8Array(263)).finish())), 'limit', 'address too long');
-  t.equal(codeOf(() => s.applyUpdate(entry(header(1, 1), pn(9), { nick: Uint8Array.of(0xff) }).finish())), 'decode', 'nickname not UTF-8');
+  t.equal(codeOf(() => s.applyUpdate(header(2, MAX_PEERS + 1).finish())), 'limit', 'entry count over the cap, with no entries following');
+  t.equal(codeOf(() => s.applyUpdate(header(2, 0xffff).finish())), 'limit');
+  t.equal(codeOf(() => s.applyUpdate(header(2, MAX_PEERS).finish())), 'decode', 'a count the bytes cannot hold');
+  t.equal(codeOf(() => s.applyUpdate(sig(entry(header(2, 1), pn(9), { conns: 1025 })).finish())), 'limit', 'connection count over the cap');
+  t.equal(codeOf(() => s.applyUpdate(entry(header(2, 1), pn(9), { conns: 1024 }).finish())), 'decode', 'connection count the bytes cannot hold');
+  t.equal(codeOf(() => s.applyUpdate(entry(header(2, 1), pn(9), { nick: new Uint8Array(65) }).finish())), 'limit', 'nickname too long');
+  t.equal(codeOf(() => s.applyUpdate(sig(connBytes(entry(header(2, 1), pn(9), { conns: 1 }), pn(8), 2, new Uint8Array(263))).finish())), 'limit', 'address too long');
+  t.equal(codeOf(() => s.applyUpdate(entry(header(2, 1), pn(9), { nick: Uint8Array.of(0xff) }).finish())), 'decode', 'nickname not UTF-8');
+  t.equal(codeOf(() => s.applyUpdate(entry(header(2, 1), pn(9)).finish())), 'auth', 'a well-formed entry without a valid signature');
 
-  let msg = '';
-  try { s.applyUpdate(entry(header(2, 1), pn(9)).finish()); } catch (err) { msg = err instanceof RouterError ? `${err.code}: ${err.message}` : String(err); }
-  t.match(msg, /^decode: .*format version 2/, 'unknown format version is named');
+  for (const fmt of [1, 3]) {
+    let msg = '';
+    try { s.applyUpdate(entry(header(fmt, 1), pn(9)).finish()); } catch (err) { msg = err instanceof RouterError ? `${err.code}: ${err.message}` : String(err); }
+    t.match(msg, new RegExp(`^decode: .*format version ${fmt}`), `format version ${fmt} is refused by name`);
+  }
 
-  const dup = entry(entry(header(1, 2), pn(9)), pn(9)).finish();
+  const dup = entry(entry(header(2, 2), pn(9)), pn(9)).finish();
   t.equal(codeOf(() => s.applyUpdate(dup)), 'decode', 'duplicate entry names');
-  t.equal(codeOf(() => s.applyUpdate(connBytes(entry(header(1, 1), pn(9), { conns: 1 }), pn(9)).finish())), 'decode', 'connection to itself');
-  t.equal(codeOf(() => s.applyUpdate(connBytes(connBytes(entry(header(1, 1), pn(9), { conns: 2 }), pn(8)), pn(8)).finish())), 'decode', 'the same connection twice');
-  t.equal(codeOf(() => s.applyUpdate(connBytes(entry(header(1, 1), pn(9), { conns: 1 }), pn(8), 4).finish())), 'decode', 'unknown flag bits');
-  const bigInc = header(1, 1).peerName(pn(9)).varBytes(new Uint8Array(0)).u32(0x200000).u32(0).u53(1).u16(0).finish();
+  t.equal(codeOf(() => s.applyUpdate(sig(connBytes(entry(header(2, 1), pn(9), { conns: 1 }), pn(9))).finish())), 'decode', 'connection to itself');
+  t.equal(codeOf(() => s.applyUpdate(sig(connBytes(connBytes(entry(header(2, 1), pn(9), { conns: 2 }), pn(8)), pn(8))).finish())), 'decode', 'the same connection twice');
+  t.equal(codeOf(() => s.applyUpdate(sig(connBytes(entry(header(2, 1), pn(9), { conns: 1 }), pn(8), 4)).finish())), 'decode', 'unknown flag bits');
+  const bigInc = header(2, 1).peerName(pn(9)).bytes(new Uint8Array(32)).varBytes(new Uint8Array(0)).u32(0x200000).u32(0).u53(1).u16(0).finish();
   t.equal(codeOf(() => s.applyUpdate(bigInc)), 'decode', 'incarnation at 2^53');
 
   // A late bad entry must not let the good ones before it land.
-  const lateBad = connBytes(entry(entry(header(1, 2), pn(9)), pn(10), { conns: 1 }), pn(10)).finish();
+  const lateBad = sig(connBytes(entry(signedEntry(header(2, 2), pn(9)), pn(10), { conns: 1 }), pn(10))).finish();
   t.equal(codeOf(() => s.applyUpdate(lateBad)), 'decode');
+  const lateForged = entry(signedEntry(header(2, 2), pn(9)), pn(10)).finish();
+  t.equal(codeOf(() => s.applyUpdate(lateForged)), 'auth', 'a forged entry after a genuine one');
   t.equal(hex(s.encode()), before, 'nothing applied from any refused update');
+  t.equal(s.applyUpdate(signedEntry(header(2, 1), pn(9)).finish()).length, 1, 'the genuine entry alone applies');
 
   // The store itself holds at most MAX_PEERS, so its own encoding always decodes.
-  const many = header(1, MAX_PEERS);
+  const big = richStore();
+  const bigBefore = hex(big.encode());
+  const many = header(2, MAX_PEERS);
   for (let i = 0; i < MAX_PEERS; i++) entry(many, pn(0x100000 + i));
-  t.equal(codeOf(() => s.applyUpdate(many.finish())), 'limit', 'more peers in total than the store holds');
-  t.equal(hex(s.encode()), before);
-  const fits = header(1, MAX_PEERS - 1);
-  for (let i = 1; i < MAX_PEERS; i++) entry(fits, pn(0x100000 + i));
-  const fresh = new Peers({ name: pn(0x100000), nickname: 'x', incarnation: 1 });
+  t.equal(codeOf(() => big.applyUpdate(many.finish())), 'limit', 'more peers in total than the store holds, refused before any verification');
+  t.equal(hex(big.encode()), bigBefore);
+  const fits = header(2, MAX_PEERS - 1);
+  for (let i = 1; i < MAX_PEERS; i++) signedEntry(fits, pn(0x100000 + i));
+  const fresh = new Peers({ name: pn(0x100000), nickname: 'x', incarnation: 1 }, testSigning(pn(0x100000)));
   t.equal(fresh.applyUpdate(fits.finish()).length, MAX_PEERS - 1, 'exactly MAX_PEERS including us fits');
   t.equal(decodeTopologyUpdate(fresh.encode()).length, MAX_PEERS);
 });
