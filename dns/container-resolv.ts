@@ -22,7 +22,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../common/logger';
 import { errorMessage } from '../common/errors';
-import { writeFileAtomic } from '../common/files';
+import { readStateFile, setAside } from '../common/files';
+import { stateFiles } from '../common/state-files';
 import type { ContainedFile, ContainedFiles, FileRoot } from '../common/contained-files';
 import { ContainedFileError, describeContained, nativeContainedFiles } from '../common/contained-files';
 import { MAX_RESOLV_CONF_BYTES } from './constants';
@@ -65,6 +66,8 @@ export type PointResult =
   | { kind: 'refused'; why: string };
 
 const STATE_VERSION = 2;
+/** A backup per container of at most a resolv.conf each; a bigger file is not ours. */
+const MAX_STATE_FILE_BYTES = 64 * 1024 * 1024;
 const RESOLV_REL = 'etc/resolv.conf';
 
 /** One path component: what a netns name must be before it goes into a path. */
@@ -220,10 +223,13 @@ export class ContainerResolvConf {
   }
 
   private load(): void {
-    let text: string;
+    let text: string | null;
     try {
-      text = fs.readFileSync(this.opts.stateFile, 'utf8');
-    } catch {
+      text = readStateFile(this.opts.stateFile, MAX_STATE_FILE_BYTES);
+      if (text === null) return;
+    } catch (err) {
+      this.logger.warn('ignoring unreadable resolv.conf backups', { file: this.opts.stateFile, error: errorMessage(err) });
+      stateFiles.ignored(this.opts.stateFile, errorMessage(err), setAside(this.opts.stateFile, Date.now()));
       return;
     }
     try {
@@ -242,7 +248,9 @@ export class ContainerResolvConf {
         this.backups.set(id, { place, previous: typeof b['previous'] === 'string' ? b['previous'] : null, written: b['written'], createdDir });
       }
     } catch (err) {
+      // Kept aside, not overwritten by the next save: it holds what containers' resolv.conf said before us.
       this.logger.warn('ignoring unreadable resolv.conf backups', { file: this.opts.stateFile, error: errorMessage(err) });
+      stateFiles.ignored(this.opts.stateFile, errorMessage(err), setAside(this.opts.stateFile, Date.now()));
     }
   }
 
@@ -265,7 +273,9 @@ export class ContainerResolvConf {
     }
     try {
       fs.mkdirSync(path.dirname(this.opts.stateFile), { recursive: true });
-      writeFileAtomic(this.opts.stateFile, JSON.stringify({ version: STATE_VERSION, backups }, null, 2) + '\n');
+      // Retried until it lands when the disk refuses (common/state-files.ts).
+      const failed = stateFiles.save(this.opts.stateFile, JSON.stringify({ version: STATE_VERSION, backups }, null, 2) + '\n');
+      if (failed !== null) throw failed;
     } catch (err) {
       this.logger.error('cannot save resolv.conf backups', { file: this.opts.stateFile, error: errorMessage(err) });
     }

@@ -188,6 +188,7 @@ export class IpamContext {
     if (snap === null) return;
     const r = readSnapshot(snap, this.self, this.config);
     if ('discard' in r) {
+      this.store.discard?.(r.discard);
       this.warn(`discarded saved IPAM state: ${r.discard}`);
       return;
     }

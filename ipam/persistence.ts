@@ -3,7 +3,9 @@
 // adapter (the only IPAM code that touches the filesystem).
 //
 // The file is written atomically (temporary file, fsync, rename), so a crash
-// leaves either the old state or the new one, never half of each. Reading
+// leaves either the old state or the new one, never half of each; a write the
+// disk refuses is retried (common/state-files.ts), and a file that is not
+// used is set aside as ipam.json.corrupt-TIMESTAMP, never overwritten. Reading
 // treats the file as hostile input: the JSON shape is checked here, the ring
 // and consensus bytes go through the wire decoder, and snapshot.ts
 // validates the rest against its configuration (same peer, same range) and
@@ -19,7 +21,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
-import { writeFileAtomic } from '../common/files';
+import { readStateFile, setAside } from '../common/files';
+import { stateFiles } from '../common/state-files';
+import type { StateFileKeeper } from '../common/state-files';
 import { IpamError } from './errors';
 import { errorMessage } from '../common/errors';
 
@@ -50,6 +54,8 @@ export interface IpamStore {
   save(snapshot: IpamSnapshot): void;
   /** Forgets everything (weave reset). */
   clear(): void;
+  /** What load() returned is not used (another peer's, another range): keep it for a human instead of overwriting it. */
+  discard?(reason: string): void;
 }
 
 export class MemoryIpamStore implements IpamStore {
@@ -130,42 +136,54 @@ export function snapshotToJson(s: IpamSnapshot): string {
   }) + '\n';
 }
 
-/** <datadir>/ipam.json, written atomically. */
+/**
+ * <datadir>/ipam.json, through common/state-files.ts: read with a size cap;
+ * a file that cannot be used is set aside (ipam.json.corrupt-TIMESTAMP), never
+ * overwritten; writes are atomic and durable, and retried when the disk
+ * refuses (the error still reaches IPAM, which warns).
+ */
 export class FileIpamStore implements IpamStore {
   readonly file: string;
 
-  constructor(datadir: string) {
+  constructor(datadir: string, private readonly keeper: StateFileKeeper = stateFiles) {
     this.file = path.join(datadir, IPAM_STATE_FILE);
   }
 
   load(): IpamSnapshot | null {
-    let text: string;
     try {
-      const st = fs.statSync(this.file);
-      if (st.size > MAX_STATE_FILE_BYTES) throw IpamError.limit(`${this.file} size`, st.size, MAX_STATE_FILE_BYTES);
-      text = fs.readFileSync(this.file, 'utf8');
+      const text = readStateFile(this.file, MAX_STATE_FILE_BYTES);
+      return text === null ? null : parseSnapshotJson(text, this.file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      if (err instanceof IpamError) throw err;
-      throw new IpamError('io', `cannot read ${this.file}: ${errorMessage(err)}`, { cause: err });
+      const keptAs = this.setAside(errorMessage(err));
+      if (err instanceof IpamError) throw new IpamError(err.code, `${err.message}${keptAs}`, { cause: err });
+      throw new IpamError('io', `cannot read ${this.file}: ${errorMessage(err)}${keptAs}`, { cause: err });
     }
-    return parseSnapshotJson(text, this.file);
   }
 
   save(snapshot: IpamSnapshot): void {
-    try {
-      writeFileAtomic(this.file, snapshotToJson(snapshot), { durable: true });
-    } catch (err) {
-      throw new IpamError('io', `cannot write ${this.file}: ${errorMessage(err)}`, { cause: err });
-    }
+    const err = this.keeper.save(this.file, snapshotToJson(snapshot), { durable: true });
+    if (err !== null) throw new IpamError('io', `cannot write ${this.file} (retrying): ${errorMessage(err)}`, { cause: err });
+  }
+
+  /** The saved state is not used (damaged, or another peer's or range's): keep it aside rather than overwrite it. */
+  discard(reason: string): void {
+    this.setAside(reason);
   }
 
   clear(): void {
+    this.keeper.forget(this.file);
     try {
       fs.rmSync(this.file, { force: true });
-      fs.rmSync(`${this.file}.tmp`, { force: true });
     } catch (err) {
       throw new IpamError('io', `cannot remove ${this.file}: ${errorMessage(err)}`, { cause: err });
     }
+  }
+
+  /** Moves the file aside and reports it; returns "; kept as NAME" for messages, or ''. */
+  private setAside(reason: string): string {
+    const keptAs = setAside(this.file, Date.now());
+    if (keptAs === null && !fs.existsSync(this.file)) return '';
+    this.keeper.ignored(this.file, reason, keptAs);
+    return keptAs === null ? '' : `; kept as ${path.basename(keptAs)}`;
   }
 }

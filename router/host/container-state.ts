@@ -6,13 +6,17 @@
 // the API, and its description in messages.
 //
 // It must never trust the file: every field is checked on load, since the
-// file may be hand-edited or truncated. It never writes half a record (a
-// temporary file, then rename), and never looks at the host: whether a saved
+// file may be hand-edited or truncated; a damaged entry is skipped, not the
+// whole record, and a file it cannot use is set aside, not overwritten. It
+// never writes half a record (common/state-files.ts: temporary file, rename,
+// retried when the disk is full), and never looks at the host: whether a saved
 // entry is still true after a restart is the manager's to decide.
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../../common/files';
+import { copyAside, readStateFile, setAside } from '../../common/files';
+import { stateFiles } from '../../common/state-files';
+import type { StateFileKeeper } from '../../common/state-files';
 import type { Logger } from '../../common/logger';
 import { assertNever, errorMessage } from '../../common/errors';
 import { parseAttachAddress } from './attach-address';
@@ -25,6 +29,9 @@ import { validateIfName } from './host-link';
 
 export const STATE_FILE = 'containers.json';
 const STATE_VERSION = 1;
+/** Far more than any host attaches (about 1 KiB per entry); a bigger file is not ours. */
+const MAX_STATE_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_SAVED_CONTAINERS = 65_536;
 
 /** What we keep per container: the public view plus how to find its namespace again. */
 export interface Attachment {
@@ -47,8 +54,12 @@ export interface Attachment {
 
 /** Where the attachment record lives; a fake keeps it in memory for tests. */
 export interface StateStore {
+  /** The saved text, null when there is none; throws when it cannot be read. */
   load(): string | null;
+  /** Throws when the write failed (the file store keeps retrying it). */
   save(text: string): void;
+  /** What was saved is not used (whole) or not all of it: keep the original aside and report why. */
+  ignore(reason: string, whole: boolean): void;
 }
 
 /** The text stored for `attachments`. */
@@ -56,54 +67,78 @@ export function formatContainerState(attachments: readonly Attachment[]): string
   return JSON.stringify({ version: STATE_VERSION, containers: attachments }, null, 2) + '\n';
 }
 
-/** Decodes containers.json, checking every field: the file may be hand-edited or truncated. */
-export function parseContainerState(text: string): Attachment[] {
+/** The state file's outer shape; throws when it is not ours at all. */
+function containerEntries(text: string): unknown[] {
   const o = JSON.parse(text) as { version?: unknown; containers?: unknown };
   if (typeof o !== 'object' || o === null || o.version !== STATE_VERSION || !Array.isArray(o.containers)) {
     throw new Error(`expected {"version": ${STATE_VERSION}, "containers": [...]}`);
   }
-  const out: Attachment[] = [];
-  for (const raw of o.containers as unknown[]) {
-    const e = raw as Record<string, unknown>;
-    const kind = e['kind'];
-    const str = (k: string): string => {
-      const v = e[k];
-      if (typeof v !== 'string') throw new Error(`entry field ${k} is not a string`);
-      return v;
-    };
-    if (kind !== 'docker' && kind !== 'netns' && kind !== 'pid') throw new Error(`entry kind ${JSON.stringify(kind)} is unknown`);
-    const addresses = e['addresses'];
-    if (!Array.isArray(addresses) || !addresses.every((c) => typeof c === 'string')) throw new Error('entry addresses is not a list of strings');
-    for (const c of addresses as string[]) parseAttachAddress(c);
-    const rawPid = e['pid'];
-    const pid = typeof rawPid === 'number' && Number.isInteger(rawPid) && rawPid > 0 ? rawPid : null;
-    const state = e['state'] === 'stopped' ? 'stopped' : 'attached';
-    // The daemon enters this namespace (nsenter) and reads /etc/netns/NAME for
-    // it: only the path the entry's own kind, name or pid implies is taken.
-    const name = str('name');
-    const netnsPath = str('netnsPath');
-    const implied = kind === 'netns' ? (isNetnsName(name) && str('id') === `netns:${name}` ? namespacePathOf('netns', name) : null)
-      : pid === null ? null : namespacePathOf(kind, pid);
-    if (netnsPath !== implied) throw new Error(`entry ${JSON.stringify(str('id'))} has namespace path ${JSON.stringify(netnsPath)}, not its ${kind}'s`);
-    out.push({
-      kind,
-      id: str('id'),
-      name,
-      ref: str('ref'),
-      pid,
-      netnsPath,
-      nsId: str('nsId'),
-      hostIfname: validateIfName(str('hostIfname'), 'veth name'),
-      mac: str('mac'),
-      addresses: addresses as string[],
-      state,
-      ...attachOptionsOf({
-        ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
-        ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
-      }),
-    });
+  if (o.containers.length > MAX_SAVED_CONTAINERS) throw new Error(`${o.containers.length} entries, more than the ${MAX_SAVED_CONTAINERS} we keep`);
+  return o.containers as unknown[];
+}
+
+/** Decodes containers.json, checking every field: the file may be hand-edited or truncated. Throws on the first bad entry. */
+export function parseContainerState(text: string): Attachment[] {
+  return containerEntries(text).map(parseEntry);
+}
+
+/**
+ * The same, keeping every good entry: one damaged entry must not cost the
+ * others their restore. Throws only when the file as a whole is not ours.
+ */
+export function parseContainerStateLeniently(text: string): { attachments: Attachment[]; problems: string[] } {
+  const attachments: Attachment[] = [];
+  const problems: string[] = [];
+  for (const [i, raw] of containerEntries(text).entries()) {
+    try {
+      attachments.push(parseEntry(raw));
+    } catch (err) {
+      problems.push(`entry ${i}: ${errorMessage(err)}`);
+    }
   }
-  return out;
+  return { attachments, problems };
+}
+
+function parseEntry(raw: unknown): Attachment {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('entry is not an object');
+  const e = raw as Record<string, unknown>;
+  const kind = e['kind'];
+  const str = (k: string): string => {
+    const v = e[k];
+    if (typeof v !== 'string') throw new Error(`entry field ${k} is not a string`);
+    return v;
+  };
+  if (kind !== 'docker' && kind !== 'netns' && kind !== 'pid') throw new Error(`entry kind ${JSON.stringify(kind)} is unknown`);
+  const addresses = e['addresses'];
+  if (!Array.isArray(addresses) || !addresses.every((c) => typeof c === 'string')) throw new Error('entry addresses is not a list of strings');
+  for (const c of addresses as string[]) parseAttachAddress(c);
+  const rawPid = e['pid'];
+  const pid = typeof rawPid === 'number' && Number.isInteger(rawPid) && rawPid > 0 ? rawPid : null;
+  const state = e['state'] === 'stopped' ? 'stopped' : 'attached';
+  // The daemon enters this namespace (nsenter) and reads /etc/netns/NAME for
+  // it: only the path the entry's own kind, name or pid implies is taken.
+  const name = str('name');
+  const netnsPath = str('netnsPath');
+  const implied = kind === 'netns' ? (isNetnsName(name) && str('id') === `netns:${name}` ? namespacePathOf('netns', name) : null)
+    : pid === null ? null : namespacePathOf(kind, pid);
+  if (netnsPath !== implied) throw new Error(`entry ${JSON.stringify(str('id'))} has namespace path ${JSON.stringify(netnsPath)}, not its ${kind}'s`);
+  return {
+    kind,
+    id: str('id'),
+    name,
+    ref: str('ref'),
+    pid,
+    netnsPath,
+    nsId: str('nsId'),
+    hostIfname: validateIfName(str('hostIfname'), 'veth name'),
+    mac: str('mac'),
+    addresses: addresses as string[],
+    state,
+    ...attachOptionsOf({
+      ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
+      ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
+    }),
+  };
 }
 
 /** What listeners and the API see of a record. */
@@ -135,28 +170,34 @@ export function describeAttachment(a: Attachment): string {
   }
 }
 
-/** Writes through a temporary file and rename, so a crash never leaves half a record. */
+/**
+ * <datadir>/containers.json through common/state-files.ts: read with a size
+ * cap, set aside (not overwritten) when unusable, written atomically and
+ * retried when the disk refuses.
+ */
 export class FileStateStore implements StateStore {
-  constructor(readonly file: string) {}
+  constructor(readonly file: string, private readonly keeper: StateFileKeeper = stateFiles) {}
 
   load(): string | null {
-    try {
-      return fs.readFileSync(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
+    return readStateFile(this.file, MAX_STATE_FILE_BYTES);
   }
 
   save(text: string): void {
     fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    writeFileAtomic(this.file, text);
+    const err = this.keeper.save(this.file, text);
+    if (err !== null) throw err;
+  }
+
+  ignore(reason: string, whole: boolean): void {
+    const now = Date.now();
+    this.keeper.ignored(this.file, reason, whole ? setAside(this.file, now) : copyAside(this.file, now));
   }
 }
 
 /** Keeps the record in memory (unit tests). */
 export class MemoryStateStore implements StateStore {
   text: string | null = null;
+  ignored: string[] = [];
 
   load(): string | null {
     return this.text;
@@ -164,6 +205,11 @@ export class MemoryStateStore implements StateStore {
 
   save(text: string): void {
     this.text = text;
+  }
+
+  ignore(reason: string, whole: boolean): void {
+    this.ignored.push(reason);
+    if (whole) this.text = null;
   }
 }
 
@@ -190,14 +236,25 @@ export class AttachmentRecord {
     if (i >= 0) this.entries.splice(i, 1);
   }
 
-  /** What a previous daemon saved; null when there is no record, or an unreadable one (logged). */
+  /**
+   * What a previous daemon saved; null when there is no record or none of it
+   * can be used. Damaged entries are skipped and reported, the rest restored;
+   * an unusable file is kept aside (the store's ignore), never just overwritten.
+   */
   loadSaved(): Attachment[] | null {
-    const text = this.store.load();
-    if (text === null) return null;
+    let text: string | null;
     try {
-      return parseContainerState(text);
+      text = this.store.load();
+      if (text === null) return null;
+      const { attachments, problems } = parseContainerStateLeniently(text);
+      if (problems.length > 0) {
+        this.logger.warn('ignoring damaged entries of the container record', { file: STATE_FILE, skipped: problems.length, first: problems[0] });
+        this.store.ignore(`${problems.length} damaged entr${problems.length === 1 ? 'y' : 'ies'} skipped (${problems[0]})`, false);
+      }
+      return attachments;
     } catch (err) {
       this.logger.warn('ignoring unreadable container record', { file: STATE_FILE, error: errorMessage(err) });
+      this.store.ignore(errorMessage(err), true);
       return null;
     }
   }
@@ -206,8 +263,8 @@ export class AttachmentRecord {
     try {
       this.store.save(formatContainerState(this.entries));
     } catch (err) {
-      // The kernel state is already right; a daemon restart would only forget these.
-      this.logger.error('cannot save the container record', { file: STATE_FILE, error: errorMessage(err) });
+      // The kernel state is already right; the file store retries the write until it lands.
+      this.logger.debug('container record not saved yet', { file: STATE_FILE, error: errorMessage(err) });
     }
   }
 }

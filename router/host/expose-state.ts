@@ -10,13 +10,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
-import { writeFileAtomic } from '../../common/files';
+import { readStateFile, setAside } from '../../common/files';
+import { stateFiles } from '../../common/state-files';
 import { parseAttachCidr } from './attach-address';
 
 export const EXPOSE_STATE_FILE = 'expose.json';
 const STATE_VERSION = 1;
 /** More than anyone exposes; bounds what a damaged state file or a request can make us do. */
 export const MAX_EXPOSED_ADDRESSES = 64;
+const MAX_STATE_FILE_BYTES = 64 * 1024;
 
 export interface ExposeState {
   /** Exposed CIDRs ("10.32.0.1/12"), in the order they were exposed. */
@@ -28,16 +30,25 @@ export interface ExposeState {
 /** Nothing exposed; spread it with a fresh `addresses` array, never mutate it. */
 export const EMPTY_EXPOSE_STATE: ExposeState = { addresses: [], ipForwardEnabled: false };
 
-/** Reads <datadir>/expose.json; a missing file is the empty state, a damaged one an error. */
+/**
+ * Reads <datadir>/expose.json; a missing file is the empty state, a damaged
+ * one an error, and the file is then set aside (expose.json.corrupt-TIMESTAMP,
+ * reported through common/state-files.ts) so the next save does not erase it.
+ */
 export function loadExposeState(datadir: string): ExposeState {
   const file = path.join(datadir, EXPOSE_STATE_FILE);
-  let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    const text = readStateFile(file, MAX_STATE_FILE_BYTES);
+    return text === null ? { ...EMPTY_EXPOSE_STATE, addresses: [] } : parseExposeState(text, file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY_EXPOSE_STATE, addresses: [] };
+    const keptAs = setAside(file, Date.now());
+    stateFiles.ignored(file, errorMessage(err), keptAs);
+    if (err instanceof RouterError) throw err;
     throw new RouterError('io', `cannot read ${file}: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+function parseExposeState(text: string, file: string): ExposeState {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -63,10 +74,13 @@ export function loadExposeState(datadir: string): ExposeState {
 export function saveExposeState(datadir: string, state: ExposeState): void {
   const file = path.join(datadir, EXPOSE_STATE_FILE);
   if (state.addresses.length === 0 && !state.ipForwardEnabled) {
+    stateFiles.forget(file);
     try { fs.unlinkSync(file); } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     return;
   }
-  writeFileAtomic(file, JSON.stringify({ version: STATE_VERSION, ...state }, null, 1) + '\n');
+  // A refused write is retried until it lands (common/state-files.ts); the caller still hears of it.
+  const failed = stateFiles.save(file, JSON.stringify({ version: STATE_VERSION, ...state }, null, 1) + '\n');
+  if (failed !== null) throw failed;
 }
