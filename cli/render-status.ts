@@ -72,6 +72,13 @@ export function renderStatus(status: RouterStatus, services: readonly StatusLine
   out += field('Port', String(status.port));
   if (status.encryption) {
     out += field('Encryption', 'enabled');
+    if (status.passwordRoll) {
+      // The roll is done once no peer needs the old password: then relaunch without --old-password.
+      const old = status.connections.filter((c) => c.state === 'established' && c.oldPassword);
+      out += continuation(old.length === 0
+        ? 'password roll: every connected peer uses the new password'
+        : `password roll: ${plural(old.length, 'peer')} still on the old password: ${old.map((c) => nameWithNick(c.peer ?? '-', c.nickname)).join(', ')}`);
+    }
   } else {
     // Loud on purpose (docs/architecture.md): plaintext is a legitimate choice, never a silent one.
     out += field('Encryption', 'DISABLED');
@@ -144,10 +151,18 @@ const FAILURE_LABEL: Partial<Record<RouterErrorCode, string>> = {
   limit: 'protocol error',
   auth: 'protocol error',
   replay: 'protocol error',
+  rekey: 'rekey stalled',
 };
 
 function encryptionColumn(c: ConnectionStatus): string {
-  if (c.state !== 'failed') return c.encrypted ? 'encrypted' : 'unencrypted';
+  if (c.state !== 'failed') {
+    if (!c.encrypted) return 'unencrypted';
+    // The key epoch and its age once established, and whether the peer still uses the old password.
+    const parts = ['encrypted'];
+    if (c.keyEpoch !== undefined) parts.push(`key epoch ${c.keyEpoch} (${Math.round((c.keyAgeMs ?? 0) / 1000)}s old)`);
+    if (c.oldPassword) parts.push('OLD PASSWORD');
+    return parts.join(', ');
+  }
   return (c.failure !== undefined ? FAILURE_LABEL[c.failure] : undefined) ?? '-';
 }
 

@@ -15,7 +15,7 @@ import type { ConnectionStatus, RouterStatus, TargetStatus } from './status';
 /** The router's own part of the snapshot: who it is and how it was started. */
 export type RouterStatusHeader = Pick<
   RouterStatus,
-  'version' | 'name' | 'nickname' | 'incarnation' | 'port' | 'encryption' | 'discovery' | 'connLimit' | 'startedMs' | 'handshakes'
+  'version' | 'name' | 'nickname' | 'incarnation' | 'port' | 'encryption' | 'passwordRoll' | 'discovery' | 'connLimit' | 'startedMs' | 'handshakes'
 >;
 
 export interface RouterStatusParts {
@@ -65,7 +65,10 @@ function connectionStatus(c: Connection, dataPlane: DataPlane | undefined, nowMs
   const remote = c.remote;
   const state = c.phase === 'established' ? 'established' : remote ? 'handshaking' : 'connecting';
   const link = remote && dataPlane ? dataPlane.linkStatus(remote.name) : null;
+  const keys = c.phase === 'established' ? c.keyStatus() : null;
   return {
+    ...(keys ? { keyEpoch: keys.epoch, keyAgeMs: nowMs - keys.epochStartedMs } : {}),
+    ...(c.passwordSlot === 1 ? { oldPassword: true } : {}),
     ...(link ? { dataPath: link.path, dataPathInfo: link.reason, udpAddress: link.udpAddress } : {}),
     address: c.stream.remoteAddress,
     outbound: c.opts.outbound,

@@ -30,6 +30,7 @@ import { normalisePeerAddress, parsePeerAddress } from './peer-address';
 import { comparePeerNames, PeerName } from './peer-name';
 import { Peers } from './peers';
 import type { ControlMessage } from './protocol';
+import type { RekeyOptions } from './key-schedule';
 import type { Rng } from '../../common/rng';
 import { Routes } from './routes';
 import { buildRouterStatus } from './router-status';
@@ -56,6 +57,10 @@ export interface RouterOptions {
   port: number;
   /** Stretched password, or null for a plaintext mesh. */
   passwordKey: Uint8Array | null;
+  /** During a password roll: the old password, still accepted (status lists the peers that use it). */
+  oldPasswordKey?: Uint8Array | null;
+  /** When connection keys rotate; defaults to DEFAULT_REKEY_OPTIONS (key-schedule.ts). */
+  rekey?: RekeyOptions;
   /** Our signing key; `name` must be the name it derives (router/mesh/peer-key.ts). */
   key: PeerKey;
   discovery: boolean;
@@ -195,7 +200,7 @@ export class Router implements MeshLinks {
     const o = this.opts;
     return buildRouterStatus({
       version: o.version, name: this.localPeer, nickname: o.nickname, incarnation: o.incarnation, port: o.port,
-      encryption: o.passwordKey !== null, discovery: o.discovery, connLimit: o.connLimit, startedMs: this.startedMs,
+      encryption: o.passwordKey !== null, passwordRoll: (o.oldPasswordKey ?? null) !== null, discovery: o.discovery, connLimit: o.connLimit, startedMs: this.startedMs,
       handshakes: this.handshakes.pressure(this.deps.clock.now()),
     }, {
       peers: this.peers,
@@ -280,7 +285,8 @@ export class Router implements MeshLinks {
   private newConnection(stream: ByteStream, outbound: boolean, targetAddress: string | null): Connection | null {
     try {
       const conn = new Connection({ clock: this.deps.clock, logger: this.log }, stream, {
-        local: this.hello, passwordKey: this.opts.passwordKey, timings: this.opts.timings, outbound, targetAddress,
+        local: this.hello, passwordKey: this.opts.passwordKey, oldPasswordKey: this.opts.oldPasswordKey ?? null,
+        ...(this.opts.rekey ? { rekey: this.opts.rekey } : {}), timings: this.opts.timings, outbound, targetAddress,
       }, this.connectionEvents);
       if (conn.phase === 'closed') return null;
       this.connections.add(conn);

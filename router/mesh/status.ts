@@ -25,6 +25,11 @@ export interface ConnectionStatus {
   failure?: RouterErrorCode;
   /** Milliseconds since the epoch of the last state change. */
   sinceMs: number;
+  /** Encrypted, established connections: the key epoch (0 from the handshake, +1 per rekey) and its age. */
+  keyEpoch?: number;
+  keyAgeMs?: number;
+  /** During a password roll: set when the peer proved only our old password (it has not rolled yet). */
+  oldPassword?: boolean;
   /** For established connections with a data plane: how frames travel, and why. */
   dataPath?: 'udp' | 'tcp';
   dataPathInfo?: string;
@@ -78,6 +83,8 @@ export interface RouterStatus {
   incarnation: number;
   port: number;
   encryption: boolean;
+  /** Launched with an old password beside the current one (a password roll is under way). */
+  passwordRoll?: boolean;
   discovery: boolean;
   /** Established connections at most; handshakes in progress are limited apart (`handshakes`). */
   connLimit: number;

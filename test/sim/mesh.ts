@@ -14,6 +14,7 @@ import { VerifiedSignatures } from '../../router/mesh/signed-gossip';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { MemoryBridge, MemoryNetwork } from './memory-network';
+import type { RekeyOptions } from '../../router/mesh/key-schedule';
 
 export interface SimPeer {
   index: number;
@@ -34,12 +35,16 @@ export interface SimMeshOptions {
   connLimit?: number;
   /** Give every peer an Overlay on in-memory UDP and bridge ports. */
   dataPlane?: boolean;
+  /** Key rotation for every peer (router default otherwise). */
+  rekey?: RekeyOptions;
 }
 
 export interface PeerOverrides {
   /** Another peer's key (and so its name): a second peer that holds the first one's key. */
   key?: PeerKey;
   passwordKey?: Uint8Array | null;
+  /** A password roll: the old password, accepted beside passwordKey. */
+  oldPasswordKey?: Uint8Array | null;
   connLimit?: number;
 }
 
@@ -109,6 +114,8 @@ export class SimMesh {
         incarnation: this.clock.now() + ++this.incarnations,
         port: SIM_PORT,
         passwordKey: overrides.passwordKey !== undefined ? overrides.passwordKey : this.opts.passwordKey ?? null,
+        oldPasswordKey: overrides.oldPasswordKey ?? null,
+        ...(this.opts.rekey ? { rekey: this.opts.rekey } : {}),
         discovery: this.opts.discovery ?? false,
         connLimit: overrides.connLimit ?? this.opts.connLimit ?? 100,
         timings: this.opts.timings ?? FAST_TIMINGS,

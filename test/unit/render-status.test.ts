@@ -71,3 +71,16 @@ t.test('text from remote peers cannot carry terminal escapes', async (t) => {
   const peers = renderPeers({ ...s, peers: [{ ...s.peers[0]!, nickname: 'a\nb' }] });
   t.notMatch(peers, /a\nb/);
 });
+
+t.test('key epochs and a password roll: each connection shows its keys, the overview names peers on the old password', async (t) => {
+  const base = sampleStatus();
+  const rolled = sampleStatus({
+    passwordRoll: true,
+    connections: base.connections.map((c) => (c.state === 'established' ? { ...c, keyEpoch: 7, keyAgeMs: 41_600, oldPassword: true } : c)),
+  });
+  t.match(renderConnections(rolled).split('\n')[0], /established +encrypted, key epoch 7 \(42s old\), OLD PASSWORD +/);
+  t.match(renderStatus(rolled), new RegExp(`password roll: 1 peer still on the old password: ${P2}\\(host2\\)`));
+  const done = sampleStatus({ passwordRoll: true, connections: base.connections.map((c) => ({ ...c, keyEpoch: 1, keyAgeMs: 0 })) });
+  t.match(renderStatus(done), /password roll: every connected peer uses the new password/);
+  t.notMatch(renderStatus(base), /password roll/, 'no roll, no line');
+});
