@@ -48,6 +48,9 @@ import { packageVersion } from './version';
 // weave expose / hide (router/host/host-exposer.ts), addresses from IPAM:
 import { EXPOSE_OWNER, HostExposer } from '../router/host/host-exposer';
 import { exposeApi } from '../router/api/expose-api';
+// CNI runtimes through the weave-net plugin (cni/, cli/cni-daemon.ts):
+import { buildCniEndpoint, cniDnsView } from './cni-daemon';
+import { cniApi } from '../router/api/cni-api';
 
 const PID_FILE = 'weave.pid';
 /** As often as the bridge's own firewall exception is re-checked (router/host/bridge-firewall.ts). */
@@ -215,12 +218,18 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   }, EXPOSE_RECHECK_MS);
   exposeRecheck.unref();
   // end weave expose / hide
+  // CNI: the same bridge and routes as weave attach; addresses keyed on the runtime's container id.
+  const cni = buildCniEndpoint({
+    runner, logger, ipam, dns, datadir: config.datadir, bridge: dataPlane.bridge, mtu: dataPlane.mtu, domain: config.dns.domain,
+    overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE],
+  });
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
   const api = new HttpApi({ control: router, logger }, { socketPath: config.apiSocket, gid: apiGid });
   api.mount(containerApi(containers));
   api.mount(dnsApi(dns));
   api.mount(ipamApi(ipam));
   api.mount(exposeApi(exposer));
+  api.mount(cniApi(cni));
   const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -244,7 +253,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     await dns.start();
     const restored = await containers.restore();
     if (restored.length > 0) logger.info('containers restored', { count: restored.length });
-    dns.sync(containers.list());
+    const cniRestored = await cni.restore();
+    if (cniRestored.length > 0) logger.info('CNI attachments restored', { count: cniRestored.length });
+    dns.sync([...containers.list(), ...cniRestored.map(cniDnsView)]);
     // weave expose: re-apply what expose.json records; a failure leaves the router running without it.
     await exposer.restore().catch((err: unknown) => logger.error('cannot restore the exposed addresses', { error: errorMessage(err) }));
     containers.watchDocker();

@@ -14,6 +14,7 @@ import { DEFAULT_DATADIR } from './config';
 import { launch, stop } from './launch';
 import { addRouterOptions, toDaemonConfig } from './launch-options';
 import type { RouterOptionValues } from './launch-options';
+import { registerCniCommands } from './cni-commands';
 import { registerContainerCommands } from './container-commands';
 import { registerExposeCommands } from './expose-commands';
 import { dnsStatusSection, registerDnsCommands } from './dns-commands';
@@ -77,6 +78,7 @@ export function buildProgram(): Command {
   registerDnsCommands(program);
   registerIpamCommands(program);
   registerExposeCommands(program);
+  registerCniCommands(program);
   addUsageHints(program);
   return program;
 }

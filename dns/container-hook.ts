@@ -11,7 +11,8 @@ export interface DnsContainer {
   id: string;
   /** Docker: the container's name. netns: the namespace name. pid: the process name. */
   name: string;
-  kind: 'docker' | 'netns' | 'pid';
+  /** 'cni': a CNI runtime's container, whose runtime writes its resolv.conf (from the plugin's result): never ours to touch. */
+  kind: 'docker' | 'netns' | 'pid' | 'cni';
   /** CIDRs the container holds now, in the order they were attached. */
   addresses: readonly string[];
   /** The process whose namespace holds the container; null for netns:NAME. */

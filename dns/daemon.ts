@@ -241,7 +241,7 @@ export class DnsDaemon implements DnsContainerListener {
         this.logger.warn('cannot register container in DNS', { container: c.name, error: (err as Error).message });
       }
     }
-    if (c.withoutDns === true || this.resolv === null) return;
+    if (c.withoutDns === true || c.kind === 'cni' || this.resolv === null) return;
     try {
       const r = this.resolv.point({ id: c.id, kind: c.kind, name: c.name, pid: c.pid });
       if (r.kind === 'skipped') this.logger.info('container resolver left alone', { container: c.name, reason: r.why });

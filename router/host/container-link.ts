@@ -62,10 +62,10 @@ export function hostIfnameFor(kind: ContainerKind, pidOrName: number | string): 
  * a fresh veth it would keep the address tentative (unusable) for a second or
  * more, and IPAM already guarantees the address is unique on the overlay.
  */
-function addrArgs(op: 'add' | 'del', cidr: string): string[] {
+function addrArgs(op: 'add' | 'del', cidr: string, ifname: string): string[] {
   return familyOfCanonical(cidr) === 6
-    ? ['-6', 'addr', op, cidr, 'dev', CONTAINER_IFNAME, ...(op === 'add' ? ['nodad'] : [])]
-    : ['addr', op, cidr, 'dev', CONTAINER_IFNAME];
+    ? ['-6', 'addr', op, cidr, 'dev', ifname, ...(op === 'add' ? ['nodad'] : [])]
+    : ['addr', op, cidr, 'dev', ifname];
 }
 
 export interface ContainerLinkDeps {
@@ -82,6 +82,8 @@ export interface ContainerLinkOptions {
   mtu: number;
   /** CIDRs routed via ethwe; 224.0.0.0/4 is always added. */
   overlayRoutes: readonly string[];
+  /** The interface inside the container; default ethwe. A CNI runtime names its own (CNI_IFNAME). */
+  ifname?: string;
 }
 
 export class ContainerLinks {
@@ -92,6 +94,7 @@ export class ContainerLinks {
   private readonly bridge: string;
   private readonly mtu: number;
   private readonly routes: string[];
+  private readonly ifname: string;
 
   constructor(deps: ContainerLinkDeps, opts: ContainerLinkOptions) {
     this.runner = deps.runner;
@@ -102,6 +105,7 @@ export class ContainerLinks {
     this.mtu = validateMtu(opts.mtu);
     const routes = opts.overlayRoutes.map((r) => parseRouteCidr(r));
     this.routes = [...new Set([...routes, MULTICAST_ROUTE])];
+    this.ifname = validateIfName(opts.ifname ?? CONTAINER_IFNAME, 'container interface name');
   }
 
   /**
@@ -115,12 +119,12 @@ export class ContainerLinks {
     const add = await this.runner.run(
       'ip',
       ['link', 'add', 'name', hostIf, 'mtu', String(this.mtu), 'type', 'veth',
-        'peer', 'name', CONTAINER_IFNAME, 'mtu', String(this.mtu), 'netns', target.ipNetnsArg],
+        'peer', 'name', this.ifname, 'mtu', String(this.mtu), 'netns', target.ipNetnsArg],
       { allowFail: true },
     );
     if (add.code !== 0) {
       if (/File exists/i.test(add.stderr)) {
-        throw RouterError.config(`${target.name} already has an interface named ${CONTAINER_IFNAME} (attached by another weave router?)`);
+        throw RouterError.config(`${target.name} already has an interface named ${this.ifname} (attached by another weave router?)`);
       }
       throw new RouterError('io', `cannot create the veth pair for ${target.name}: ${add.stderr.trim()}`);
     }
@@ -129,11 +133,11 @@ export class ContainerLinks {
       await this.runner.run('ip', ['link', 'set', 'dev', hostIf, 'up']);
       // The data plane carries TCP super-frames (GSO) whole, sealed in one UDP datagram:
       // keep them well under the 64 KiB datagram limit. Older kernels cannot set it: harmless.
-      await this.inNs(target.netnsPath, ['link', 'set', 'dev', CONTAINER_IFNAME, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], true);
+      await this.inNs(target.netnsPath, ['link', 'set', 'dev', this.ifname, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], true);
       await this.tuneArp(target.netnsPath, target.name);
       if (cidrs.some((w) => w.family === 6)) await this.enableIpv6(target.netnsPath);
-      for (const w of cidrs) await this.inNs(target.netnsPath, addrArgs('add', w.cidr));
-      await this.inNs(target.netnsPath, ['link', 'set', 'dev', CONTAINER_IFNAME, 'up']);
+      for (const w of cidrs) await this.inNs(target.netnsPath, addrArgs('add', w.cidr, this.ifname));
+      await this.inNs(target.netnsPath, ['link', 'set', 'dev', this.ifname, 'up']);
       await this.announce(target.netnsPath, hostIf, target.name);
       await this.ensureRoutes(target.netnsPath, hasV6(cidrs.map((w) => w.cidr)));
       return await this.readMac(target.netnsPath);
@@ -156,12 +160,12 @@ export class ContainerLinks {
 
   /** Adds `cidr` to ethwe; with `allowFail` the caller reads the result instead of catching. */
   addAddress(netnsPath: string, cidr: string, allowFail = false): Promise<RunResult> {
-    return this.inNs(netnsPath, addrArgs('add', cidr), allowFail);
+    return this.inNs(netnsPath, addrArgs('add', cidr, this.ifname), allowFail);
   }
 
   /** Removes `cidr` from ethwe; the caller reads the result (an address already gone may be fine). */
   removeAddress(netnsPath: string, cidr: string): Promise<RunResult> {
-    return this.inNs(netnsPath, addrArgs('del', cidr), true);
+    return this.inNs(netnsPath, addrArgs('del', cidr, this.ifname), true);
   }
 
   private inNs(netnsPath: string, args: string[], allowFail = false): Promise<RunResult> {
@@ -190,7 +194,7 @@ export class ContainerLinks {
    * without it traffic still flows, it just recovers more slowly.
    */
   private async tuneArp(netnsPath: string, name: string): Promise<void> {
-    const settings = ARP_SYSCTLS.map(([k, v]) => `${k.replace('IF', CONTAINER_IFNAME)}=${v}`);
+    const settings = ARP_SYSCTLS.map(([k, v]) => `${k.replace('IF', this.ifname)}=${v}`);
     const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w', ...settings], { allowFail: true });
     if (r.code !== 0) this.logger.warn('cannot tune ARP on ethwe', { container: name, error: r.stderr.trim() });
   }
@@ -218,7 +222,7 @@ export class ContainerLinks {
       if (!forwarding) await this.sleep(PORT_FORWARDING_POLL_MS);
     }
     if (!forwarding) this.logger.warn('bridge port did not reach forwarding state in time', { container: name, veth: hostIf });
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'link', 'set', 'dev', CONTAINER_IFNAME, 'address', this.newMac()], { allowFail: true });
+    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'link', 'set', 'dev', this.ifname, 'address', this.newMac()], { allowFail: true });
     if (r.code !== 0) this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r.stderr.trim() });
   }
 
@@ -231,9 +235,9 @@ export class ContainerLinks {
     for (const route of this.routes) {
       const v6 = familyOfCanonical(route) === 6;
       if (v6 && !withV6) continue;
-      const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...(v6 ? ['-6'] : []), 'route', 'add', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
+      const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...(v6 ? ['-6'] : []), 'route', 'add', route, 'dev', this.ifname], { allowFail: true });
       if (r.code !== 0 && !/File exists/i.test(r.stderr)) {
-        throw new RouterError('io', `cannot add route ${route} via ${CONTAINER_IFNAME}: ${r.stderr.trim()}`);
+        throw new RouterError('io', `cannot add route ${route} via ${this.ifname}: ${r.stderr.trim()}`);
       }
     }
   }
@@ -241,7 +245,7 @@ export class ContainerLinks {
   /** Best effort: a route already gone (with its connected twin, say) is fine. */
   async removeV6Routes(netnsPath: string): Promise<void> {
     for (const route of this.routes.filter((r) => familyOfCanonical(r) === 6)) {
-      await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-6', 'route', 'del', route, 'dev', CONTAINER_IFNAME], { allowFail: true });
+      await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-6', 'route', 'del', route, 'dev', this.ifname], { allowFail: true });
     }
   }
 
@@ -253,12 +257,12 @@ export class ContainerLinks {
    */
   async enableIpv6(netnsPath: string): Promise<void> {
     const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w',
-      `net.ipv6.conf.${CONTAINER_IFNAME}.disable_ipv6=0`, `net.ipv6.conf.${CONTAINER_IFNAME}.ndisc_notify=1`], { allowFail: true });
-    if (r.code !== 0) throw new RouterError('io', `cannot enable IPv6 on ${CONTAINER_IFNAME}: ${r.stderr.trim()}`);
+      `net.ipv6.conf.${this.ifname}.disable_ipv6=0`, `net.ipv6.conf.${this.ifname}.ndisc_notify=1`], { allowFail: true });
+    if (r.code !== 0) throw new RouterError('io', `cannot enable IPv6 on ${this.ifname}: ${r.stderr.trim()}`);
   }
 
   private async readMac(netnsPath: string): Promise<string> {
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-j', 'link', 'show', 'dev', CONTAINER_IFNAME]);
+    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-j', 'link', 'show', 'dev', this.ifname]);
     try {
       const parsed = JSON.parse(r.stdout) as { address?: unknown }[];
       const mac = parsed[0]?.address;
@@ -266,6 +270,6 @@ export class ContainerLinks {
     } catch {
       // Reported below.
     }
-    throw new RouterError('io', `cannot read the MAC address of ${CONTAINER_IFNAME}`);
+    throw new RouterError('io', `cannot read the MAC address of ${this.ifname}`);
   }
 }

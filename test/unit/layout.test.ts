@@ -19,7 +19,7 @@ import * as ts from 'typescript';
 /** The parts of the house, by folder. `router` is any file of router/ outside the four subfolders. */
 export type Area =
   | 'common' | 'router/mesh' | 'router/overlay' | 'router/host' | 'router/api' | 'router'
-  | 'ipam' | 'dns' | 'cli' | 'scripts' | 'test' | 'other';
+  | 'ipam' | 'dns' | 'cni' | 'cli' | 'scripts' | 'test' | 'other';
 
 /** The areas whose imports are checked, and what each may import besides npm and node: packages. */
 const ALLOWED: Partial<Record<Area, readonly Area[]>> = {
@@ -37,15 +37,17 @@ const ALLOWED: Partial<Record<Area, readonly Area[]>> = {
   // Gossipers on the mesh: from router/ only the seam (MESH_SEAM_FILES); never each other.
   ipam: ['common', 'ipam'],
   dns: ['common', 'dns'],
+  // The weave-net CNI plugin, a separate short-lived process: common/ only, so it starts fast.
+  cni: ['common', 'cni'],
 };
 
 /** The only router/ files ipam/ and dns/ may import: the gossip seam and peer names. */
 export const MESH_SEAM_FILES: readonly string[] = ['router/mesh/gossip', 'router/mesh/peer-name'];
 
 /** Folders whose source files must stay short and open with a comment. */
-export const SOURCE_ROOTS: readonly string[] = ['common', 'router', 'ipam', 'dns', 'cli'];
+export const SOURCE_ROOTS: readonly string[] = ['common', 'router', 'ipam', 'dns', 'cni', 'cli'];
 /** Folders whose imports are checked (cli/ is the composition root and may import anything). */
-export const CHECKED_ROOTS: readonly string[] = ['common', 'router', 'ipam', 'dns'];
+export const CHECKED_ROOTS: readonly string[] = ['common', 'router', 'ipam', 'dns', 'cni'];
 /** Past this many lines a file holds more than one concept: split it by prefix. */
 export const MAX_SOURCE_LINES = 450;
 
@@ -59,7 +61,7 @@ export function areaOf(file: string): Area {
     const sub = `router/${parts[1] ?? ''}` as Area;
     return parts.length > 2 && ROUTER_PARTS.includes(sub) ? sub : 'router';
   }
-  if (top === 'common' || top === 'ipam' || top === 'dns' || top === 'cli' || top === 'scripts' || top === 'test') return top;
+  if (top === 'common' || top === 'ipam' || top === 'dns' || top === 'cni' || top === 'cli' || top === 'scripts' || top === 'test') return top;
   return 'other';
 }
 
@@ -97,6 +99,8 @@ export function importViolation(fromFile: string, target: string | null): string
         return `${from}/ may import from router/ only ${MESH_SEAM_FILES.map((f) => `${f}.ts`).join(' and ')} (the gossip seam)`;
       }
       return `${from}/ imports only common/, ${from}/ and the gossip seam`;
+    case 'cni':
+      return 'cni/ is a separate process that must start fast: it imports only common/ and cni/';
     default:
       if (to === 'ipam' || to === 'dns' || to === 'cli') return `router/ never imports ${to}/ (cli/daemon.ts wires them together)`;
       if (from === 'router/mesh' && to.startsWith('router')) {
@@ -191,6 +195,7 @@ t.test('areas by folder', async (t) => {
     ['ipam/ring.ts', 'ipam'],
     ['dns/store.ts', 'dns'],
     ['cli/daemon.ts', 'cli'],
+    ['cni/plugin.ts', 'cni'],
     ['test/unit/x.test.ts', 'test'],
     ['scripts/demo.ts', 'scripts'],
     ['native/x', 'other'],
@@ -245,6 +250,11 @@ t.test('import rules: allowed and refused, one case per rule', async (t) => {
     ['dns/daemon-glue.ts', '../router/host/containers', false],
     ['dns/daemon-glue.ts', '../router/api/http-api', false],
     ['dns/store.ts', '../ipam/cidr', false],
+    ['cni/plugin.ts', '../common/cni-wire', true],
+    ['cni/plugin.ts', './config', true],
+    ['cni/plugin.ts', '../router/host/cni-endpoint', false],
+    ['cni/plugin.ts', '../cli/api-client', false],
+    ['router/host/cni-endpoint.ts', '../../cni/plugin', false],
     ['cli/daemon.ts', '../ipam/ipam', true],
     ['cli/daemon.ts', '../router/host/containers', true],
     ['test/unit/x.test.ts', '../../ipam/ipam', true],
