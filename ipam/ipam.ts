@@ -28,7 +28,7 @@ import type { IpamStore } from './persistence';
 import { AllocateOptions, RequestQueue } from './request-queue';
 import { RingMergeResult, usableCount } from './ring';
 import { SpaceExchange } from './space-exchange';
-import { buildIpamStatus, IpamStatus, StatusSource, v6TwinOf, waitingText } from './status';
+import { buildIpamStatus, IpamStatus, splitAdvice, StatusSource, v6TwinOf, waitingText } from './status';
 
 export interface IpamDeps {
   hub: GossipHub;
@@ -305,7 +305,10 @@ export class Ipam implements Gossiper {
         try {
           result = ctx.ring.merge(msg.ring);
         } catch (err) {
-          if (err instanceof IpamError) ctx.warn(`refused a ring${src !== null ? ` from ${ctx.describePeer(src)}` : ''}: ${err.message}`);
+          if (err instanceof IpamError) {
+            const why = err.code === 'foreign-seed' ? splitAdvice(ctx.ring, msg.ring, (p) => ctx.describePeer(p)) : err.message;
+            ctx.warn(`refused a ring${src !== null ? ` from ${ctx.describePeer(src)}` : ''}: ${why}`);
+          }
           throw err;
         }
         if (!result.changed) return null;

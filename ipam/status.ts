@@ -10,7 +10,7 @@ import type { PeerName } from '../router/mesh/peer-name';
 import type { Allocator } from './allocator';
 import type { IpamConfig } from './config';
 import type { Paxos } from './paxos';
-import { Ring, usableCount } from './ring';
+import { Ring, RingState, usableCount } from './ring';
 import { freeCount } from './space';
 
 export type IpamState = 'ready' | 'awaiting-consensus' | 'awaiting-ring' | 'left';
@@ -185,4 +185,34 @@ export function buildIpamStatus(src: StatusSource): IpamStatus {
 /** Dual stack: the IPv6 address with the same offset in the IPv6 block, with its prefix. */
 export function v6TwinOf(v6: Cidr, offset: number): string {
   return `${formatIp(v6.at(offset))}/${v6.prefixLen}`;
+}
+
+/** Addresses in use by a ring's own account (its free counts). */
+function ringUsed(ring: Ring): number {
+  let used = 0;
+  ring.entries().forEach((e, i) => { used += Math.max(0, usableCount(ring.range, ring.spanAt(i)) - e.free); });
+  return used;
+}
+
+/**
+ * A true split: two rings agreed on independently (each side reached
+ * consensus alone) cannot be merged, and no peer may pick for the other.
+ * Both sides make the same choice, keep the ring with more addresses in use
+ * (ties: the lower seed), so each peer's status says exactly what to type on
+ * it: nothing where the ring is kept, a reset and relaunch where it is not.
+ */
+export function splitAdvice(ours: Ring, incoming: RingState, describePeer: (p: PeerName) => string): string {
+  const theirs = new Ring(ours.range, ours.self);
+  theirs.merge(incoming);
+  const usedOurs = ringUsed(ours);
+  const usedTheirs = ringUsed(theirs);
+  const seedText = (r: Ring): string => `[${r.seed().map(describePeer).join(', ')}]`;
+  const keepOurs = usedOurs !== usedTheirs ? usedOurs > usedTheirs : ours.seed().join(',') < theirs.seed().join(',');
+  const inUse = (n: number): string => `${n} address${n === 1 ? '' : 'es'} in use`;
+  const facts = `two address rings met that were set up independently: ours, seeded by ${seedText(ours)} with ${inUse(usedOurs)}, ` +
+    `and one seeded by ${seedText(theirs)} with ${inUse(usedTheirs)}`;
+  if (keepOurs) return `${facts}; ours is kept, nothing to do here: the peers of the other ring are told to reset`;
+  const other = theirs.seed()[0]!;
+  return `${facts}; theirs is kept: on this peer run weave reset --force, then weave launch <address of ${describePeer(other)}>, ` +
+    'then attach its containers again (every peer of our ring is told the same)';
 }

@@ -117,3 +117,23 @@ async function everyOrder(t: Test, hosts: number): Promise<void> {
 t.test('two hosts: every launch order and every order of first allocations ends with addresses handed out', (t) => everyOrder(t, 2));
 
 t.test('three hosts: every launch order and every order of first allocations ends with addresses handed out', (t) => everyOrder(t, 3));
+
+t.test('a true split (two hosts launched alone, each attaching before they are connected): each status says exactly what to type', async (t) => {
+  const mesh = new SimMesh({ seed: 7 });
+  t.teardown(() => mesh.shutdown());
+  const config = ipamConfigOf({ ipalloc: { range: '10.32.0.0/16', defaultSubnet: null, rangeV6: null, init: null }, peers: [] });
+  const ipams: Ipam[] = [];
+  for (const host of [0, 1]) ipams[host] = attachIpam(mesh, await mesh.addPeer([], host), { config }, 7);
+  const [h0, h1] = ipams as [Ipam, Ipam];
+  // h0 runs two containers, h1 one: h0's ring is the one to keep.
+  await settleAll(mesh, [h0.allocate('a'), h0.allocate('b'), h1.allocate('c')], BOUND_MS);
+  mesh.net.run(3_000);
+  mesh.peers[1]!.router.connect([simAddress(0)], false);
+  mesh.net.run(5_000);
+  await flush();
+  const said = (i: Ipam): string => i.status().warnings.join(' | ');
+  t.match(said(h0), /two address rings met .* ours is kept, nothing to do here/, `the host with more in use keeps its ring: ${said(h0)}`);
+  t.match(said(h1), /theirs is kept: on this peer run weave reset --force, then weave launch <address of [0-9a-f:]+\(p0\)>/, `the other is told what to type: ${said(h1)}`);
+  // Both rings handed out 10.32.0.1: that is why one side must go, and why consensus avoids this whenever peers reach each other.
+  t.ok(ipams.every((i) => i.status().state === 'ready'), 'each keeps serving its own containers meanwhile');
+});
