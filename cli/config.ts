@@ -15,6 +15,10 @@ export interface DaemonConfig {
   /** TCP (control) and UDP (sleeve) port. */
   port: number;
   password: string | null;
+  /** During a password roll (--old-password, WEAVE_OLD_PASSWORD): the old password, still accepted. */
+  oldPassword?: string;
+  /** Test-only (WEAVE_REKEY_INTERVAL_MS): rotate connection keys this often instead of every 2 minutes. */
+  rekeyIntervalMs?: number;
   discovery: boolean;
   connLimit: number;
   /** Initial targets, normalised host:port. */

@@ -20,6 +20,7 @@ import { ensureDatadir, loadPeerIdentity, loadTargets, nextIncarnation, saveTarg
 import { TextLogger } from '../common/logger';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import { stretchPassword } from '../router/mesh/password-key';
+import { DEFAULT_REKEY_OPTIONS } from '../router/mesh/key-schedule';
 import { systemRng } from '../common/rng';
 import { Router } from '../router/mesh/router';
 import { loadSodium } from '../router/mesh/sodium';
@@ -111,6 +112,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   }
   const incarnation = nextIncarnation(config.datadir, clock.now());
   const passwordKey = config.password !== null ? stretchPassword(config.password) : null;
+  const oldPasswordKey = config.oldPassword !== undefined ? stretchPassword(config.oldPassword) : null;
 
   const stored = loadTargets(config.datadir);
   if (stored.problem) logger.warn(stored.problem);
@@ -152,6 +154,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     incarnation,
     port: config.port,
     passwordKey,
+    oldPasswordKey,
+    ...(config.rekeyIntervalMs !== undefined ? { rekey: { ...DEFAULT_REKEY_OPTIONS, intervalMs: config.rekeyIntervalMs } } : {}),
     discovery: config.discovery,
     connLimit: config.connLimit,
     // WEAVE_TEST_FAST shortens heartbeats and retries for end-to-end tests and demos.

@@ -59,6 +59,7 @@ export function parseLogLevelName(text: string): LogLevel | null {
 /** What commander hands over; every field is checked again, as if hostile. */
 export type RouterOptionValues = {
   password?: unknown;
+  oldPassword?: unknown;
   name?: unknown;
   nickname?: unknown;
   port?: unknown;
@@ -86,6 +87,7 @@ export function addRouterOptions(cmd: Command): Command {
   // fallbacks in one place, so `weave launch` and `weave router` agree.
   return cmd
     .option('--password <password>', 'encrypt the mesh with this password (prefer env WEAVE_PASSWORD: argv is visible to other users)')
+    .option('--old-password <password>', 'during a password roll: also accept this old password (prefer env WEAVE_OLD_PASSWORD); drop it once every peer runs the new one')
     .option('--name <mac>', 'peer name, 48 bits written like a MAC address (aa:bb:cc:dd:ee:ff); default: derived and kept in the datadir')
     .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
@@ -159,6 +161,19 @@ export function toDaemonConfig(
     password = pwFlag;
   } else {
     password = envString(env, 'WEAVE_PASSWORD') ?? null;
+  }
+
+  // Old password (a roll): the flag, else WEAVE_OLD_PASSWORD, by the same rules.
+  const oldFlag = optString(opts, 'oldPassword', '--old-password');
+  if (oldFlag === '') throw RouterError.config('--old-password must not be empty; leave it out when no password roll is under way');
+  const oldPassword = oldFlag ?? envString(env, 'WEAVE_OLD_PASSWORD') ?? null;
+  if (oldPassword !== null && password === null) throw RouterError.config('--old-password needs --password: a roll goes from the old password to a new one');
+  if (oldPassword !== null && oldPassword === password) throw RouterError.config('--old-password is the same as --password; leave it out');
+  // Test-only: a short key rotation interval for end-to-end tests; deliberately not a flag.
+  const rekeyText = envString(env, 'WEAVE_REKEY_INTERVAL_MS');
+  const rekeyIntervalMs = rekeyText === undefined ? undefined : Number(rekeyText);
+  if (rekeyIntervalMs !== undefined && (!Number.isInteger(rekeyIntervalMs) || rekeyIntervalMs < 1_000 || rekeyIntervalMs > 3_600_000)) {
+    throw RouterError.config(`WEAVE_REKEY_INTERVAL_MS must be a whole number of ms from 1000 to 3600000, got ${JSON.stringify(rekeyText)}`);
   }
 
   const nameText = optString(opts, 'name', '--name');
@@ -258,7 +273,10 @@ export function toDaemonConfig(
   // Validated here so `weave launch` refuses bad IPAM flags before starting anything.
   ipamConfigOf({ ipalloc, peers });
 
-  return { datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc };
+  return {
+    datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc,
+    ...(oldPassword !== null ? { oldPassword } : {}), ...(rekeyIntervalMs !== undefined ? { rekeyIntervalMs } : {}),
+  };
 }
 
 /** The IPAM configuration of a daemon config; throws IpamError('config') naming the flag. */
@@ -308,5 +326,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--', ...config.peers);
   const env: Record<string, string> = {};
   if (config.password !== null) env['WEAVE_PASSWORD'] = config.password;
+  if (config.oldPassword !== undefined) env['WEAVE_OLD_PASSWORD'] = config.oldPassword;
+  if (config.rekeyIntervalMs !== undefined) env['WEAVE_REKEY_INTERVAL_MS'] = String(config.rekeyIntervalMs);
   return { args, env };
 }

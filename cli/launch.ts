@@ -96,6 +96,7 @@ export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Pr
   const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), ...invocation.env };
   // A stale WEAVE_PASSWORD must not turn an unencrypted config into an encrypted router.
   if (config.password === null) delete env['WEAVE_PASSWORD'];
+  if (config.oldPassword === undefined) delete env['WEAVE_OLD_PASSWORD'];
   const script = opts.weaveScript ?? path.join(__dirname, 'weave.js');
 
   let child: ChildProcess;

@@ -172,3 +172,23 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
     t.same(parse(inv.args, inv.env), config);
   }
 });
+
+t.test('--old-password: flag or WEAVE_OLD_PASSWORD like --password, handed to the router in the environment only', async (t) => {
+  t.equal(parse(['--password', 'new', '--old-password', 'old']).oldPassword, 'old');
+  t.equal(parse([], { WEAVE_PASSWORD: 'new', WEAVE_OLD_PASSWORD: 'old' }).oldPassword, 'old', 'from the environment');
+  t.equal(parse(['--old-password', 'flag'], { WEAVE_PASSWORD: 'new', WEAVE_OLD_PASSWORD: 'env' }).oldPassword, 'flag', 'the flag wins');
+  t.equal(parse([], { WEAVE_PASSWORD: 'new', WEAVE_OLD_PASSWORD: '' }).oldPassword, undefined, 'an empty variable means none');
+  t.throws(() => parse(['--old-password', 'old']), /needs --password/);
+  t.throws(() => parse(['--password', 'same', '--old-password', 'same']), /same as --password/);
+  t.throws(() => parse(['--password', 'new', '--old-password', '']), /must not be empty/);
+  const inv = daemonConfigToArgs(parse(['--password', 'new', '--old-password', 'old']));
+  t.same(inv.env, { WEAVE_PASSWORD: 'new', WEAVE_OLD_PASSWORD: 'old' });
+  t.notOk(inv.args.some((a) => a.includes('old')), 'never in argv');
+});
+
+t.test('WEAVE_REKEY_INTERVAL_MS (test-only) is checked and passed on', async (t) => {
+  t.equal(parse([], { WEAVE_REKEY_INTERVAL_MS: '2000' }).rekeyIntervalMs, 2000);
+  t.equal(parse([]).rekeyIntervalMs, undefined);
+  t.throws(() => parse([], { WEAVE_REKEY_INTERVAL_MS: '10' }), /WEAVE_REKEY_INTERVAL_MS/);
+  t.same(daemonConfigToArgs(parse([], { WEAVE_REKEY_INTERVAL_MS: '2000' })).env, { WEAVE_REKEY_INTERVAL_MS: '2000' });
+});
