@@ -46,6 +46,9 @@ import { FileIpamStore } from '../ipam/persistence';
 import { ipamConfigOf } from './launch-options';
 import { renderStatus } from './render-status';
 import { packageVersion } from './version';
+import { supervisorInfoFromEnv, withDaemonHealth } from './daemon-health';
+import { READY_MESSAGE } from './supervisor';
+import { configureStateFiles, stateFiles } from '../common/state-files';
 // weave expose / hide (router/host/host-exposer.ts), addresses from IPAM:
 import { EXPOSE_OWNER, HostExposer } from '../router/host/host-exposer';
 import { exposeApi } from '../router/api/expose-api';
@@ -84,6 +87,8 @@ function claimPidFile(datadir: string): string {
 export async function runDaemon(config: DaemonConfig): Promise<void> {
   const clock = new SystemClock();
   const logger = new TextLogger(config.logLevel);
+  // State files that cannot be read or written are reported, set aside and retried, never fatal (common/state-files.ts).
+  configureStateFiles({ logger: logger.child({ component: 'state' }), clock });
   ensureDatadir(config.datadir);
   const pidFile = claimPidFile(config.datadir);
   // The API socket before anything touches the host: a missing --api-group or
@@ -228,13 +233,16 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE],
   });
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
-  const api = new HttpApi({ control: router, logger }, { socketPath: config.apiSocket, gid: apiGid });
+  // Status carries the daemon's own health too: ignored state files, restarts by the supervisor (cli/daemon-health.ts).
+  const supervisor = supervisorInfoFromEnv(process.env);
+  const control = withDaemonHealth(router, () => ({ problems: stateFiles.list(), supervisor }));
+  const api = new HttpApi({ control, logger }, { socketPath: config.apiSocket, gid: apiGid });
   api.mount(containerApi(containers));
   api.mount(dnsApi(dns));
   api.mount(ipamApi(ipam));
   api.mount(exposeApi(exposer));
   api.mount(cniApi(cni));
-  const statusServer = new StatusServer({ status: () => router.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
+  const statusServer = new StatusServer({ status: () => control.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
   const shutdown = async (why: string): Promise<void> => {
@@ -248,6 +256,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     await dns.close();
     forwarding.close();
     dataPlane.close();
+    stateFiles.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
   };
@@ -271,6 +280,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     throw err instanceof RouterError ? err : new RouterError('io', errorMessage(err), { cause: err });
   }
   logger.info('ready', { api: config.apiSocket, status: config.statusAddress, datadir: config.datadir });
+  // Under the supervisor: from now on a crash is restarted, not reported to weave launch. The
+  // channel is closed once the message is out, so it never keeps this process alive.
+  if (process.send !== undefined) process.send(READY_MESSAGE, () => process.disconnect?.());
 
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string): void => { void shutdown(sig).then(resolve); };

@@ -1,9 +1,11 @@
 // Starting and stopping the daemon: the only CLI work that is not a plain API
-// call. `launch` starts `weave router` detached (own session, output appended
-// to <datadir>/weave.log, password in the environment), waits until its API
+// call. `launch` starts `weave router` under its supervisor (cli/supervisor.ts:
+// restarts it after a crash), detached (own session, output appended to
+// <datadir>/weave.log, password in the environment), waits until its API
 // answers and returns; on failure it reports why, with the end of the log.
-// `stop` asks the router to stop and waits until it is gone. Neither ever
-// touches host state itself (docs/architecture.md: only the daemon does).
+// `stop` asks the router to stop and waits until it and its supervisor are
+// gone; when the API does not answer it signals the supervisor instead. Neither
+// ever touches host state itself (docs/architecture.md: only the daemon does).
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -13,6 +15,7 @@ import { ApiClient, ApiError } from './api-client';
 import { lookupApiGroup } from './api-socket';
 import type { DaemonConfig } from './config';
 import { daemonConfigToArgs } from './launch-options';
+import { SUPERVISOR_PID_FILE } from './supervisor';
 import { RouterError } from '../router/mesh/errors';
 import { errorMessage } from '../common/errors';
 
@@ -29,6 +32,8 @@ const TAIL_MAX_BYTES = 16 * 1024;
 export interface LaunchOptions {
   /** The compiled CLI entry; default dist/cli/weave.js next to this file. */
   weaveScript?: string;
+  /** The compiled supervisor; default dist/cli/supervisor.js next to this file. */
+  supervisorScript?: string;
   readyTimeoutMs?: number;
   pollIntervalMs?: number;
   /** Environment the child starts from; default process.env. */
@@ -36,6 +41,7 @@ export interface LaunchOptions {
 }
 
 export interface LaunchResult {
+  /** The supervisor's pid (the daemon is its child). */
   pid: number;
   logPath: string;
 }
@@ -76,6 +82,11 @@ export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Pr
   if (await client.ping()) {
     throw new RouterError('io', `weave router already running (answering on ${client.address})`);
   }
+  // Its router may be between a crash and the restart: a second supervisor would fight it.
+  const supervisor = readPid(config.datadir, SUPERVISOR_PID_FILE);
+  if (supervisor !== null && isSupervisor(supervisor)) {
+    throw new RouterError('io', `weave router already running under its supervisor (pid ${supervisor}), which restarts it; weave stop ends both`);
+  }
 
   try {
     fs.mkdirSync(config.datadir, { recursive: true, mode: 0o700 });
@@ -98,12 +109,14 @@ export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Pr
   if (config.password === null) delete env['WEAVE_PASSWORD'];
   if (config.oldPassword === undefined) delete env['WEAVE_OLD_PASSWORD'];
   const script = opts.weaveScript ?? path.join(__dirname, 'weave.js');
+  const supervisorScript = opts.supervisorScript ?? path.join(__dirname, 'supervisor.js');
 
   let child: ChildProcess;
   try {
-    // detached: the child leads its own session and process group, so it
-    // survives this CLI, the terminal closing and a Ctrl-C sent to us.
-    child = spawn(process.execPath, [script, 'router', ...invocation.args], {
+    // detached: the supervisor leads its own session and process group (the
+    // router inherits them), so both survive this CLI, the terminal closing
+    // and a Ctrl-C sent to us.
+    child = spawn(process.execPath, [supervisorScript, config.datadir, script, 'router', ...invocation.args], {
       detached: true,
       stdio: ['ignore', logFd, logFd],
       env,
@@ -164,10 +177,10 @@ export interface StopOptions {
   pollIntervalMs?: number;
 }
 
-function readPid(datadir: string | undefined): number | null {
+function readPid(datadir: string | undefined, file = PID_FILE): number | null {
   if (datadir === undefined) return null;
   try {
-    const text = fs.readFileSync(path.join(datadir, PID_FILE), 'utf8').trim();
+    const text = fs.readFileSync(path.join(datadir, file), 'utf8').trim();
     return /^\d{1,10}$/.test(text) && Number(text) > 1 ? Number(text) : null;
   } catch {
     return null;
@@ -188,18 +201,34 @@ function processAlive(pid: number): boolean {
 
 /**
  * Asks the router to stop and waits until its API stops answering and its
- * process (from <datadir>/weave.pid, when present) has exited. Throws
- * RouterError('io') "weave router is not running (...)" when nothing answers,
- * and the permission message when the socket is not ours to use.
+ * process and its supervisor's (from <datadir>/weave.pid and
+ * weave-supervisor.pid, when present) have exited. When the API does not
+ * answer but the supervisor runs (e.g. waiting to restart a crashed router),
+ * the supervisor is sent SIGTERM: it stops the router, if any, and restarts
+ * nothing. Throws RouterError('io') "weave router is not running (...)" when
+ * nothing answers and nothing runs, and the permission message when the
+ * socket is not ours to use.
  */
 export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<void> {
-  // Read before stopping: the daemon removes the file as it exits.
+  // Read before stopping: the daemon and the supervisor remove their files as they exit.
   const pid = readPid(opts.datadir);
+  const supervisorPid = readPid(opts.datadir, SUPERVISOR_PID_FILE);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const deadline = Date.now() + timeoutMs;
   try {
     await client.get('/status', 1000);
   } catch (err) {
     // The client's own words: no socket, a stale one, or who may use it.
-    if (err instanceof ApiError && err.kind !== 'http') throw new RouterError('io', err.message, { cause: err });
+    if (err instanceof ApiError && err.kind !== 'http') {
+      if (err.kind === 'permission' || supervisorPid === null || !isSupervisor(supervisorPid)) {
+        throw new RouterError('io', err.message, { cause: err });
+      }
+      signal(supervisorPid, 'SIGTERM');
+      await waitExited(supervisorPid, 'supervisor', deadline, timeoutMs, pollMs);
+      if (pid !== null) await waitExited(pid, 'router', deadline, timeoutMs, pollMs);
+      return;
+    }
   }
   try {
     await client.post('/stop');
@@ -207,19 +236,40 @@ export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<v
     // A reset here means it went down while answering, which is what we asked for.
     if (!(err instanceof ApiError && err.kind === 'not-running')) throw err;
   }
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
-  const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
-  const deadline = Date.now() + timeoutMs;
   while (await client.ping(500)) {
     if (Date.now() >= deadline) {
       throw new RouterError('io', `weave router still answers on ${client.address} ${timeoutMs / 1000} s after being asked to stop`);
     }
     await sleep(pollMs);
   }
-  if (pid === null) return;
+  if (pid !== null) await waitExited(pid, 'router', deadline, timeoutMs, pollMs);
+  // The router exited cleanly, so its supervisor ends too; wait for it, so nothing is left when we return.
+  if (supervisorPid !== null) await waitExited(supervisorPid, 'supervisor', deadline, timeoutMs, pollMs);
+}
+
+/** A live process running our supervisor: a stale pid file's number may belong to anything by now. */
+function isSupervisor(pid: number): boolean {
+  if (!processAlive(pid)) return false;
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((a) => path.basename(a) === 'supervisor.js');
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone between the check and the signal: what we wanted.
+  }
+}
+
+async function waitExited(pid: number, what: string, deadline: number, timeoutMs: number, pollMs: number): Promise<void> {
   while (processAlive(pid)) {
     if (Date.now() >= deadline) {
-      throw new RouterError('io', `weave router (pid ${pid}) stopped answering but has not exited after ${timeoutMs / 1000} s`);
+      throw new RouterError('io', `weave ${what} (pid ${pid}) stopped answering but has not exited after ${timeoutMs / 1000} s`);
     }
     await sleep(pollMs);
   }
