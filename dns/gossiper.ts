@@ -2,7 +2,9 @@
 // received update is decoded and validated whole, then merged; what was new to
 // us (plus our corrections of claims about our own records) is returned and
 // relayed; `null` ends the relay. A refused update throws, which the hub counts
-// as rejected, and the store is untouched.
+// as rejected, and the store is untouched. Unicasts (an origin's own records,
+// sent to a peer that just became reachable) are merged the same way but not
+// relayed.
 
 import type { Clock } from '../common/clock';
 import type { GossipData, Gossiper } from '../router/mesh/gossip';
@@ -46,8 +48,13 @@ export class DnsGossiper implements Gossiper {
     private readonly onChanged: (delta: DnsEntry[]) => void = () => undefined,
   ) {}
 
-  onGossipUnicast(): void {
-    // The store travels by broadcast and neighbour gossip only.
+  /**
+   * An origin telling us its own records when we became reachable to it
+   * (DnsService.announceOwnTo): merged like any update, not relayed, since
+   * every peer that arrived gets its own copy.
+   */
+  onGossipUnicast(_src: PeerName, update: Uint8Array): void {
+    this.onGossip(update);
   }
 
   onGossipBroadcast(_src: PeerName, update: Uint8Array): GossipData | null {

@@ -41,6 +41,8 @@ export class DnsService implements RecordSource {
   private readonly tickMs: number;
   private timer: Timer | null = null;
   private stopped = false;
+  /** As the mesh last reported it, to see who arrives. */
+  private reachable: ReadonlySet<PeerName>;
 
   constructor(private readonly deps: DnsServiceDeps, opts: DnsServiceOptions) {
     this.clock = deps.clock;
@@ -52,10 +54,33 @@ export class DnsService implements RecordSource {
     this.store = new DnsStore(this.localPeer, deps.hub.signing, opts.store ?? {});
     this.gossip = deps.hub.addChannel(DNS_CHANNEL, new DnsGossiper(this.store, this.clock, this.logger));
     // Until the first topology change tells us better: the peers the mesh knows now.
-    this.store.setReachable(new Set(deps.hub.knownPeers().map((p) => p.name)), this.clock.now());
+    this.reachable = new Set(deps.hub.knownPeers().map((p) => p.name));
+    this.store.setReachable(this.reachable, this.clock.now());
     deps.hub.onReachablePeersChanged((reachable) => {
-      if (!this.stopped) this.store.setReachable(reachable, this.clock.now());
+      if (this.stopped) return;
+      this.store.setReachable(reachable, this.clock.now());
+      const arrived = [...reachable].filter((p) => p !== this.localPeer && !this.reachable.has(p));
+      this.reachable = new Set(reachable);
+      this.announceOwnTo(arrived);
     });
+  }
+
+  /**
+   * Tells peers that just became reachable what we hold of our own records,
+   * by unicast. The origin is the authority on its records, and this is the
+   * moment another peer may hold a stale view of them: we restarted (it may
+   * hold our old records, or removals we made of them a moment ago, before our
+   * containers were restored), or it was cut off while they changed. A
+   * broadcast made before our routes reached it went nowhere, and the periodic
+   * gossip (30 s) is too slow for a name to come back after a relaunch. Costs
+   * one unicast of our own entries per peer that arrives, never a broadcast.
+   */
+  private announceOwnTo(peers: readonly PeerName[]): void {
+    if (peers.length === 0) return;
+    const own = this.store.snapshot().filter((e) => e.origin === this.localPeer);
+    if (own.length === 0) return;
+    const messages = DnsUpdate.of(this.store, this.clock, own).encode();
+    for (const p of peers) for (const m of messages) this.gossip.gossipUnicast(p, m);
   }
 
   start(): void {
