@@ -156,7 +156,14 @@ export class Forwarder {
         if (this.accepts(u, msg, exp)) finish(msg);
       });
       // connect() binds to a fresh ephemeral port chosen by the kernel at random.
-      sock.connect(u.port, u.host, () => {
+      sock.connect(u.port, u.host, (connectErr?: Error) => {
+        // A failed connect (no route to the upstream) calls back with the error and leaves
+        // the socket unconnected: send(out, cb) would then throw, taking the daemon down.
+        if (connectErr) {
+          this.deps.logger.debug('dns upstream unreachable', { upstream: formatUpstream(u), error: connectErr.message });
+          finish(null);
+          return;
+        }
         sock.send(out, (err) => {
           if (err === null || err === undefined) return;
           this.deps.logger.debug('dns upstream send failed', { upstream: formatUpstream(u), error: err.message });
