@@ -37,7 +37,8 @@ export interface ChaosFacts {
   durationS: number;
 }
 
-export interface HealFigure { fault: string; healedS: number; worstMs: number | null; worstPair: string; unrecovered: number }
+/** unrecovered: pairs with no answer between the heal and the next fault (windowMs later). */
+export interface HealFigure { fault: string; healedS: number; windowMs: number; worstMs: number | null; worstPair: string; unrecovered: number }
 
 export interface ChaosFigures {
   heals: HealFigure[];
@@ -52,8 +53,8 @@ export interface ChaosFigures {
   mustBeZero: Record<string, number>;
 }
 
-/** Probes answered are bursty at worst 2 per interval; a heal counts as recovered at its first answer. */
-function firstAnsweredAtOrAfter(sorted: number[], t: number): number | null {
+/** The first answered probe sent at or after t (a heal counts as recovered at its first answer), from sorted send times. */
+export function firstAnsweredAtOrAfter(sorted: number[], t: number): number | null {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
@@ -91,7 +92,7 @@ export function computeFigures(f: ChaosFacts): ChaosFigures {
       if (worst !== null && ms > worst) { worst = ms; worstPair = key; }
     }
     heals.push({ fault: `${fault.kind} ${fault.hosts.join(',')}${fault.sideB.length ? ` | ${fault.sideB.join(',')}` : ''}`,
-      healedS: (fault.healedMs - t0) / 1000, worstMs: worst, worstPair, unrecovered });
+      healedS: (fault.healedMs - t0) / 1000, windowMs: until - fault.healedMs, worstMs: worst, worstPair, unrecovered });
   }
   const pairsDownInVerify = livePairs(f, f.verify.toMs)
     .filter(([a, b]) => !answeredSorted(f, a, b).some((t) => t >= f.verify.fromMs && t <= f.verify.toMs))
@@ -119,7 +120,7 @@ export function computeFigures(f: ChaosFacts): ChaosFigures {
     'DNS answers missing after convergence': dnsMissingAfter,
     'DNS answers wrong after convergence': dnsWrongAfter,
     'pairs not answering after convergence': pairsDownInVerify.length,
-    'routers dead without a fault': f.deadRouters.length,
+    'router crashes (dead, or restarted without a kill)': f.deadRouters.length + Math.max(0, f.pidChanges - f.restartsByChaos),
   };
   return { heals, pairWorstMs, pairsDownInVerify, dnsMissingAfter, dnsWrongAfter, dnsWrongDuring, peakRssMb, gossipPerSec, mustBeZero };
 }
@@ -154,10 +155,10 @@ export function renderTable(f: ChaosFacts, g: ChaosFigures): string {
   lines.push(`chaos run: ${f.hosts.length} hosts, ${Object.keys(f.probed).length} probed containers, ${f.durationS} s of faults, timings ${f.timings}`);
   lines.push(`faults injected: ${f.faults.length} (${[...counts].map(([k, n]) => `${k} ${n}`).join(', ')})`);
   lines.push('');
-  lines.push('  heal at   fault                               longest outage after heal   unrecovered pairs');
+  lines.push('  heal at   fault                               longest outage after heal   unrecovered pairs (window)');
   for (const h of g.heals) {
     const worst = h.worstMs === null ? '-' : `${(h.worstMs / 1000).toFixed(1)} s${h.worstPair ? ` (${h.worstPair})` : ''}`;
-    lines.push(`  ${h.healedS.toFixed(0).padStart(5)} s  ${h.fault.padEnd(36)} ${worst.padEnd(27)} ${h.unrecovered}`);
+    lines.push(`  ${h.healedS.toFixed(0).padStart(5)} s  ${h.fault.padEnd(36)} ${worst.padEnd(27)} ${h.unrecovered} (${(h.windowMs / 1000).toFixed(0)} s)`);
   }
   for (const x of f.faults) if (x.kind === 'remove') lines.push(`  removed for good: ${x.hosts.join(',')} (${x.note})`);
   lines.push('');
@@ -168,7 +169,7 @@ export function renderTable(f: ChaosFacts, g: ChaosFigures): string {
     lines.push(`  ${a.padEnd(6)}${names.map((b) => (a === b ? '     -' : (g.pairWorstMs[`${a}->${b}`] === undefined ? '     .' : (g.pairWorstMs[`${a}->${b}`]! / 1000).toFixed(1).padStart(6)))).join('')}`);
   }
   lines.push('');
-  lines.push(`router restarts: ${f.pidChanges} (kill -9 + relaunch by the chaos: ${f.restartsByChaos})`);
+  lines.push(`router restarts: ${f.pidChanges} (after a kill -9 by the chaos: ${f.restartsByChaos})`);
   lines.push(`peak RSS (MB): ${Object.entries(g.peakRssMb).map(([h, mb]) => `${h} ${mb}`).join(', ')}`);
   lines.push(`gossip msgs/s per router (sent + received): first 30 s ${g.gossipPerSec.first}, last 30 s ${g.gossipPerSec.last}, highest ${g.gossipPerSec.max}`);
   lines.push(`DNS answers wrong during faults: ${g.dnsWrongDuring}`);

@@ -21,7 +21,7 @@ import type { RouterStatus } from '../router/mesh/status';
 import { run } from './command';
 import type { ProbeRecord, ProbeTargets } from './chaos-probe';
 import {
-  alive, FAULT_KINDS, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition,
+  alive, FAULT_KINDS, GAP_S, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition,
 } from './chaos-faults';
 import { ChaosFacts, computeFigures, FaultRecord, HostSample, renderTable, type ChaosFigures } from './chaos-report';
 import type { BackgroundProcess } from './command';
@@ -42,7 +42,7 @@ export interface ChaosOptions {
 
 export interface ChaosResult { facts: ChaosFacts; figures: ChaosFigures; table: string; ok: boolean }
 
-interface Container { name: string; host: string; ns: string; address: string; probe: BackgroundProcess | null }
+export interface Container { name: string; host: string; ns: string; address: string; probe: BackgroundProcess | null }
 
 const PROBE_JS = resolve(__dirname, 'chaos-probe.js');
 /** After the last heal: how long the mesh may take to answer again, then the window in which nothing may be wrong. */
@@ -50,7 +50,8 @@ const CONVERGE_TIMEOUT_MS = 60_000;
 const DNS_SETTLE_MS = 10_000;
 const VERIFY_MS = 10_000;
 
-class Chaos {
+/** The run's state and its steps; exported so test/e2e/faults.test.ts can drive single faults. */
+export class Chaos {
   readonly containers: Container[] = [];
   readonly faults: FaultRecord[] = [];
   readonly samples: HostSample[] = [];
@@ -204,9 +205,11 @@ class Chaos {
         const h = hosts[0]!;
         this.down.add(h.name);
         const pid = await killRouter(h);
-        rec.note = `pid ${pid ?? 'none'} killed`;
         await hold();
-        await this.launch(h);
+        // Under the supervisor of `weave launch` the router is back by itself; else launch it again.
+        const back = await this.api(h).ping(2_000);
+        if (!back) await this.launch(h);
+        rec.note = `pid ${pid ?? 'none'} killed; ${back ? 'restarted by its supervisor' : 'relaunched with weave launch'}, new pid ${routerPid(h) ?? 'none'}`;
         this.down.delete(h.name);
         this.restartsByChaos++;
         break;
@@ -289,10 +292,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }, 2000);
     const plan = planFaults({ seed: opts.seed, durationS: opts.durationS, hosts: net.hosts.map((h) => h.name), kinds: opts.faults, shortHolds: opts.shortHolds ?? false });
     const start = Date.now();
+    const end = start + opts.durationS * 1000;
+    let quietUntil = 0;
     for (const p of plan) {
-      const wait = start + p.atS * 1000 - Date.now();
-      if (wait > 0) await sleep(wait);
+      // A fault that ran long (an attach waiting for the heal, a slow relaunch) pushes the
+      // next ones back, so every heal keeps its quiet window; what no longer fits is dropped.
+      const at = Math.max(start + p.atS * 1000, quietUntil);
+      if (p.kind !== 'remove' && at + p.holdS * 1000 > end) continue;
+      if (at > Date.now()) await sleep(at - Date.now());
       await chaos.inject(p);
+      quietUntil = Date.now() + GAP_S * 1000;
     }
     const lastHeal = Math.max(...chaos.faults.map((f) => f.healedMs ?? f.injectedMs), Date.now());
     const converged = await chaos.waitAllAnswering(CONVERGE_TIMEOUT_MS);
