@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../common/files';
+import { stateFiles } from '../../common/state-files';
+import type { StateFileKeeper } from '../../common/state-files';
 import { RouterError } from './errors';
 import { isPeerName, PeerName } from './peer-name';
 import { KEY_SEED_BYTES, PeerKey } from './peer-key';
@@ -74,23 +76,43 @@ export function nextIncarnation(datadir: string, nowMs: number): number {
   const file = path.join(datadir, INCARNATION_FILE);
   const previous = Number(readOptional(file) ?? '0');
   const incarnation = Math.max(nowMs, Number.isSafeInteger(previous) ? previous + 1 : 0);
-  writeFileAtomic(file, `${incarnation}\n`);
+  // On a full disk the clock alone keeps it increasing; the write is retried, never fatal.
+  stateFiles.save(file, `${incarnation}\n`);
   return incarnation;
 }
 
-/** Direct targets the user gave (launch, connect), reused on restart. Bad content is ignored with a warning by the caller. */
-export function loadTargets(datadir: string): { targets: string[]; problem: string | null } {
-  const text = readOptional(path.join(datadir, TARGETS_FILE));
-  if (text === null) return { targets: [], problem: null };
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) throw new Error('not a list of strings');
-    return { targets: parsed, problem: null };
-  } catch (err) {
-    return { targets: [], problem: `ignoring ${TARGETS_FILE}: ${(err as Error).message}` };
-  }
+/** Far more than anyone connects to directly; peers.json beyond it is not ours. */
+const MAX_TARGETS = 10_000;
+const MAX_TARGETS_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Direct targets the user gave (launch, connect), reused on restart. A file
+ * that is not a list of strings is not used: it is set aside as
+ * peers.json.corrupt-TIMESTAMP and reported (common/state-files.ts), and the
+ * reason is returned for the caller's log.
+ */
+export function loadTargets(datadir: string, keeper: StateFileKeeper = stateFiles): { targets: string[]; problem: string | null } {
+  const file = path.join(datadir, TARGETS_FILE);
+  let problem: string | null = null;
+  const targets = keeper.load(file, MAX_TARGETS_FILE_BYTES, (text) => {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string' && x.length <= 300)) throw new Error('not a list of peer addresses');
+      if (parsed.length > MAX_TARGETS) throw new Error(`${parsed.length} peers, more than ${MAX_TARGETS}`);
+      return parsed as string[];
+    } catch (err) {
+      problem = `ignoring ${TARGETS_FILE}: ${(err as Error).message}`;
+      throw err;
+    }
+  });
+  return { targets: targets ?? [], problem };
 }
 
-export function saveTargets(datadir: string, targets: readonly string[]): void {
-  writeFileAtomic(path.join(datadir, TARGETS_FILE), JSON.stringify([...targets].sort(), null, 1) + '\n');
+/**
+ * Atomic; never throws: a write the disk refuses is logged, listed for status
+ * and retried until it lands (common/state-files.ts), so a full disk never
+ * stops the daemon from starting. Returns that write's error, or null.
+ */
+export function saveTargets(datadir: string, targets: readonly string[], keeper: StateFileKeeper = stateFiles): Error | null {
+  return keeper.save(path.join(datadir, TARGETS_FILE), JSON.stringify([...targets].sort(), null, 1) + '\n');
 }
