@@ -80,12 +80,19 @@ function claimPidFile(datadir: string): string {
   } catch (err) {
     if (err instanceof RouterError) throw err;
   }
-  fs.writeFileSync(file, `${process.pid}\n`);
+  try {
+    fs.writeFileSync(file, `${process.pid}\n`);
+  } catch (err) {
+    // A full disk must not keep the router down; weave stop then watches the API (and the supervisor) only.
+    process.stderr.write(`weave router: cannot write ${file}: ${errorMessage(err)}\n`);
+  }
   return file;
 }
 
 export async function runDaemon(config: DaemonConfig): Promise<void> {
   const clock = new SystemClock();
+  // weave.log on a full disk: log lines are lost, the router keeps running (an unhandled stream error would end it).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   const logger = new TextLogger(config.logLevel);
   // State files that cannot be read or written are reported, set aside and retried, never fatal (common/state-files.ts).
   configureStateFiles({ logger: logger.child({ component: 'state' }), clock });

@@ -135,7 +135,12 @@ export function supervise(opts: SupervisorOptions): Promise<number> {
   // Detached from any terminal; a hangup is not a reason to stop the router.
   process.on('SIGHUP', () => undefined);
 
-  fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  } catch (err) {
+    // A full disk: run anyway; weave stop then finds the router through its API only.
+    logger.warn('cannot write the supervisor pid file', { file: pidFile, error: errorMessage(err) });
+  }
   logger.info('supervisor started', { pid: process.pid });
   start();
   return done;
@@ -147,6 +152,8 @@ if (require.main === module) {
     process.stderr.write('usage: supervisor.js <datadir> <weave.js> router [options...] (weave launch runs this)\n');
     process.exitCode = 2;
   } else {
+    // weave.log on a full disk: lines are lost, the supervisor keeps going (an unhandled stream error would end it).
+    for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
     const logger = new TextLogger('info', (line) => process.stdout.write(line + '\n'), { component: 'supervisor' });
     supervise({ datadir, daemonArgs, logger }).then(
       (code) => process.exit(code),
