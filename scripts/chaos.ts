@@ -219,14 +219,16 @@ export class Chaos {
         await setPartition(this.net, p.hosts, rec.sideB, true);
         const k = ++this.partitionCount;
         // Allocations on both sides while apart; they may only finish after the heal, and must not collide.
+        const t0 = Date.now();
         const attaching = [[p.hosts[0]!, `p${k}a`], [rec.sideB[0]!, `p${k}b`]].map(([host, name]) =>
           this.attach(this.net.host(host!), name!).then((c) => ({ ...c, probe: null, at: Date.now() }), (e: unknown) => e as Error));
-        await hold();
+        // Apart for the hold, and longer (up to 30 s) while an attach is still under way.
+        await Promise.race([Promise.all([hold(), Promise.all(attaching)]), sleep(p.holdS * 1000 + 30_000)]);
         await setPartition(this.net, p.hosts, rec.sideB, false);
         rec.healedMs = Date.now();
         const got = await Promise.all(attaching);
         rec.note = got.map((g) => (g instanceof Error ? `attach failed: ${g.message.slice(0, 200)}` :
-          `${g.name} on ${g.host} ${g.address}${g.at > rec.healedMs! ? ' (after the heal)' : ''}`)).join('; ');
+          `${g.name} on ${g.host} ${g.address} in ${((g.at - t0) / 1000).toFixed(1)} s${g.at > rec.healedMs! ? ' (after the heal)' : ''}`)).join('; ');
         for (const g of got) if (!(g instanceof Error)) this.containers.push(g);
         for (const c of this.probed()) this.writeTargets(c);
         return;

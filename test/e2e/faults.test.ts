@@ -88,7 +88,7 @@ t.test('faults', async (t) => {
   await t.test('partition with allocations on both sides, healed: no duplicates, nothing lost', async (t) => {
     await chaos.inject({ kind: 'partition', atS: 0, holdS: 10, hosts: [h1.name] });
     const rec = chaos.faults[chaos.faults.length - 1]!;
-    t.notMatch(rec.note, /attach failed/, `attaches while apart: ${rec.note}`);
+    t.notMatch(rec.note, /attach failed|after the heal/, `both attaches done while apart: ${rec.note}`);
     const made = chaos.containers.filter((c) => c.name.startsWith('p'));
     t.equal(made.length, 2, 'one container attached on each side');
     t.same(made.map((c) => c.host).sort(), [h1.name, h2.name].sort(), 'one on each side');
