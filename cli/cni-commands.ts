@@ -15,10 +15,11 @@ export function registerCniCommands(program: Command): void {
     .description('install the weave-net CNI plugin and a network config named "weave" for CNI runtimes')
     .option('--bin-dir <dir>', 'where the runtime looks for CNI plugins', DEFAULT_BIN_DIR)
     .option('--conf-dir <dir>', 'where the runtime looks for network configs', DEFAULT_CONF_DIR)
-    .action((opts: { binDir: string; confDir: string }, cmd: Command) => {
+    .option('--lib-dir <dir>', 'copy node and the plugin here and run them from here (a router in a container: a host path mounted at the same path)')
+    .action((opts: { binDir: string; confDir: string; libDir?: string }, cmd: Command) => {
       const api = (cmd.optsWithGlobals() as { api?: unknown }).api;
       const socket = resolveApiSocket(typeof api === 'string' ? api : undefined, process.env);
-      const r = installCni({ binDir: opts.binDir, confDir: opts.confDir, socket });
+      const r = installCni({ binDir: opts.binDir, confDir: opts.confDir, socket, ...(opts.libDir !== undefined ? { libDir: opts.libDir } : {}) });
       process.stdout.write(`installed ${r.plugin}\nwrote ${r.conflist} (network "weave", router socket ${socket})\n`);
     });
 }

@@ -6,7 +6,8 @@
 // router's API socket for the same reason.
 //
 // Files are replaced atomically (a runtime may exec the plugin while we
-// write it), and nothing but those two files is touched.
+// write it), and nothing but those two files (and, with a lib directory,
+// the copies of node and the plugin's files in it) is touched.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,6 +30,12 @@ export interface InstallOptions {
   nodePath?: string;
   /** Absolute path of weave-net.js; default the one next to this file. */
   pluginScript?: string;
+  /**
+   * Copy node and the plugin's own files here and name those in the shim:
+   * for a router in a container (the DaemonSet), whose node and dist the
+   * host cannot see. The directory must be the same path inside and out.
+   */
+  libDir?: string;
 }
 
 export interface InstallResult {
@@ -65,13 +72,39 @@ function absolute(p: string, what: string): string {
   return path.normalize(p);
 }
 
+/**
+ * Everything the plugin loads besides node's own modules: cni/ and two files
+ * of common/ (test/unit/cni-plugin.test.ts checks that this is all).
+ */
+function pluginFiles(distRoot: string): string[] {
+  const cniFiles = fs.readdirSync(path.join(distRoot, 'cni')).filter((f) => f.endsWith('.js') && f !== 'install.js').map((f) => `cni/${f}`);
+  return [...cniFiles, 'common/cni-wire.js', 'common/errors.js'];
+}
+
+/** Copies node and the plugin's files into `libDir`; returns the node and script paths there. */
+function copyToLibDir(libDir: string, nodePath: string, script: string): { nodePath: string; script: string } {
+  const distRoot = path.resolve(path.dirname(script), '..');
+  for (const rel of pluginFiles(distRoot)) {
+    const to = path.join(libDir, 'dist', rel);
+    fs.mkdirSync(path.dirname(to), { recursive: true, mode: 0o755 });
+    fs.copyFileSync(path.join(distRoot, rel), `${to}.tmp`);
+    fs.renameSync(`${to}.tmp`, to);
+  }
+  const node = path.join(libDir, 'node');
+  fs.copyFileSync(nodePath, `${node}.tmp`);
+  fs.chmodSync(`${node}.tmp`, 0o755);
+  fs.renameSync(`${node}.tmp`, node);
+  return { nodePath: node, script: path.join(libDir, 'dist', 'cni', 'weave-net.js') };
+}
+
 export function installCni(opts: InstallOptions): InstallResult {
   const binDir = path.resolve(opts.binDir);
   const confDir = path.resolve(opts.confDir);
-  const nodePath = absolute(opts.nodePath ?? process.execPath, 'node');
-  const script = absolute(opts.pluginScript ?? path.join(__dirname, 'weave-net.js'), 'the plugin script');
+  let nodePath = absolute(opts.nodePath ?? process.execPath, 'node');
+  let script = absolute(opts.pluginScript ?? path.join(__dirname, 'weave-net.js'), 'the plugin script');
   const socket = absolute(opts.socket, 'the API socket');
   if (!fs.existsSync(script)) throw new Error(`${script} does not exist: build the project first (npm run build)`);
+  if (opts.libDir !== undefined) ({ nodePath, script } = copyToLibDir(absolute(opts.libDir, '--lib-dir'), nodePath, script));
   fs.mkdirSync(binDir, { recursive: true, mode: 0o755 });
   fs.mkdirSync(confDir, { recursive: true, mode: 0o755 });
   const plugin = path.join(binDir, PLUGIN_NAME);

@@ -7,10 +7,13 @@
 
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CniAttachment } from '../../common/cni-wire';
 import { dnsNameFor, parseCniArgs, parseEnv, parseJsonObject, parseNetConf, versionHasCommand } from '../../cni/config';
 import { PluginError } from '../../cni/errors';
+import { installCni, shimText } from '../../cni/install';
 import type { PluginIo } from '../../cni/plugin';
 import { runPlugin } from '../../cni/plugin';
 import { buildResult, readIpamResult } from '../../cni/result';
@@ -193,4 +196,19 @@ t.test('the plugin loads nothing heavy', async (t) => {
   const ours = loaded.map((f) => path.relative(path.resolve(__dirname, '..', '..'), f)).sort();
   t.same(ours.filter((f) => !f.startsWith('cni/')), ['common/cni-wire.js', 'common/errors.js'], `only the wire contract from common/: ${ours.join(' ')}`);
   t.notOk(loaded.some((f) => /node_modules/.test(f)), 'no npm package (commander, libsodium)');
+});
+
+t.test('setup-cni: a shim a runtime with no PATH can run, in place or from a lib directory', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'weave-setup-cni-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const libDir of [undefined, path.join(dir, 'lib')]) {
+    const r = installCni({ binDir: path.join(dir, 'bin'), confDir: path.join(dir, 'conf'), socket: '/run/weave/weave-test.sock', ...(libDir !== undefined ? { libDir } : {}) });
+    t.equal(statSync(r.plugin).mode & 0o777, 0o755, 'the plugin is executable');
+    t.same(JSON.parse(readFileSync(r.conflist, 'utf8')), { cniVersion: '1.0.0', name: 'weave', plugins: [{ type: 'weave-net', socket: '/run/weave/weave-test.sock' }] });
+    const shim = readFileSync(r.plugin, 'utf8');
+    if (libDir !== undefined) t.match(shim, `'${libDir}/node' '${libDir}/dist/cni/weave-net.js'`, 'the shim names the copies');
+    const out = execFileSync(r.plugin, [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"0.4.0"}', encoding: 'utf8' });
+    t.same(JSON.parse(out), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, `VERSION through the shim${libDir !== undefined ? ' from the lib directory' : ''}`);
+  }
+  t.equal(shimText("/opt/it's/node", '/x/weave-net.js').split('\n')[3], `exec '/opt/it'\\''s/node' '/x/weave-net.js' "$@"`, 'paths are quoted for sh');
 });
