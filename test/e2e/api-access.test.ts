@@ -135,9 +135,12 @@ t.test('API socket: refused without access, served to root and to the API group'
   t.equal((await rawRequest(h, asNobody())).stdout, 'EACCES');
 
   // A router that dies without cleaning up leaves its socket; the next launch replaces it.
-  const pid = Number(fs.readFileSync(path.join(h.datadir, 'weave.pid'), 'utf8').trim());
-  process.kill(pid, 'SIGKILL');
-  await run(['sh', '-c', `while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`], { timeoutMs: 10_000 });
+  // Its supervisor dies first (a host crash takes both), or it would restart the router.
+  for (const file of ['weave-supervisor.pid', 'weave.pid']) {
+    const pid = Number(fs.readFileSync(path.join(h.datadir, file), 'utf8').trim());
+    process.kill(pid, 'SIGKILL');
+    await run(['sh', '-c', `while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`], { timeoutMs: 10_000 });
+  }
   t.ok(fs.statSync(sock).isSocket(), 'the dead router left its socket behind');
   const dead = await h.weave(['status']);
   t.same([dead.code, dead.stderr], [1, `weave: weave router is not running (nothing answers on ${sock}; the socket is left from a router that stopped)\n`]);
