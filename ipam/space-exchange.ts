@@ -76,7 +76,8 @@ export class SpaceExchange {
     };
     const reachable = candidates.filter((c) => ctx.reachable.has(c.peer));
     const live = reachable.filter((c) => !deniedRecently(c.peer));
-    if (reachable.length > 0 && live.length === 0) {
+    // Refused only when every holder is reachable and said no; unreachable holders may still have space.
+    if (reachable.length === candidates.length && live.length === 0) {
       const names = reachable.map((c) => ctx.describePeer(c.peer)).join(', ');
       if (need.kind === 'claim') {
         return { refuse: new IpamError('conflict', `${ctx.range.formatOffset(need.offset!)} is in use on peer ${names}`) };
@@ -84,7 +85,7 @@ export class SpaceExchange {
       return { refuse: new IpamError('full', `no free address left in ${need.subnet.toString()}: peer(s) ${names} have none to spare`) };
     }
     if (live.length === 0) {
-      const names = candidates.map((c) => ctx.describePeer(c.peer)).join(', ');
+      const names = candidates.filter((c) => !ctx.reachable.has(c.peer)).map((c) => ctx.describePeer(c.peer)).join(', ');
       const what = need.kind === 'claim' ? `${ctx.range.formatOffset(need.offset!)} belongs to` : `the free addresses in ${need.subnet.toString()} belong to`;
       return { why: `waiting for space: ${what} unreachable peer(s) ${names} (weave rmpeer if they are gone for good)` };
     }
