@@ -4,7 +4,9 @@
 // <datadir>/weave.log, password in the environment), waits until its API
 // answers and returns; on failure it reports why, with the end of the log.
 // `stop` asks the router to stop and waits until it and its supervisor are
-// gone; when the API does not answer it signals the supervisor instead. Neither
+// gone; when the API does not answer (crashed, overloaded, stopped) or the
+// router does not go in time, it signals the processes it started instead
+// (SIGTERM, then SIGKILL), after checking in /proc that they are ours. Neither
 // ever touches host state itself (docs/architecture.md: only the daemon does).
 
 import { spawn } from 'node:child_process';
@@ -24,6 +26,10 @@ export const LOG_FILE = 'weave.log';
 export const PID_FILE = 'weave.pid';
 export const DEFAULT_READY_TIMEOUT_MS = 15_000;
 export const DEFAULT_STOP_TIMEOUT_MS = 15_000;
+/** After SIGTERM, how long a router that does not answer gets before SIGKILL. */
+export const DEFAULT_KILL_AFTER_MS = 10_000;
+/** After SIGKILL, how long until we report that the process is still there. */
+const KILL_WAIT_MS = 5_000;
 export const POLL_INTERVAL_MS = 100;
 /** Enough of the log to show a startup error and its context, not a whole session. */
 const TAIL_LINES = 20;
@@ -175,6 +181,14 @@ export interface StopOptions {
   datadir?: string;
   timeoutMs?: number;
   pollIntervalMs?: number;
+  /** When signalling a router that does not answer: SIGTERM, then SIGKILL after this long. */
+  killAfterMs?: number;
+}
+
+/** A process of ours that stop may signal, verified from /proc (a pid file may be stale). */
+interface OurProcess {
+  pid: number;
+  what: 'supervisor' | 'router';
 }
 
 function readPid(datadir: string | undefined, file = PID_FILE): number | null {
@@ -203,30 +217,40 @@ function processAlive(pid: number): boolean {
  * Asks the router to stop and waits until its API stops answering and its
  * process and its supervisor's (from <datadir>/weave.pid and
  * weave-supervisor.pid, when present) have exited. When the API does not
- * answer but the supervisor runs (e.g. waiting to restart a crashed router),
- * the supervisor is sent SIGTERM: it stops the router, if any, and restarts
- * nothing. Throws RouterError('io') "weave router is not running (...)" when
- * nothing answers and nothing runs, and the permission message when the
- * socket is not ours to use.
+ * answer (a crashed router waiting for its restart, or one too overloaded to
+ * answer), or the router does not go within the timeout, stop signals the
+ * processes it started instead, once /proc shows they really are ours:
+ * SIGTERM (and SIGCONT, so a stopped process can act on it), then SIGKILL
+ * after killAfterMs, supervisor first so it restarts nothing. Throws
+ * RouterError('io') "weave router is not running (...)" when nothing answers
+ * and nothing of ours runs, and the permission message when the socket is not
+ * ours to use.
  */
 export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<void> {
   // Read before stopping: the daemon and the supervisor remove their files as they exit.
   const pid = readPid(opts.datadir);
   const supervisorPid = readPid(opts.datadir, SUPERVISOR_PID_FILE);
+  const ours = (): OurProcess[] => [
+    ...(supervisorPid !== null && isSupervisor(supervisorPid) ? [{ pid: supervisorPid, what: 'supervisor' as const }] : []),
+    ...(pid !== null && isRouter(pid, opts.datadir) ? [{ pid, what: 'router' as const }] : []),
+  ];
   const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
   const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const killAfterMs = opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS;
   const deadline = Date.now() + timeoutMs;
+  /** The API cannot help: signal what runs, or say why nothing does. */
+  const signalOrExplain = async (why: string, cause: unknown): Promise<void> => {
+    const procs = ours();
+    if (procs.length === 0) throw new RouterError('io', why, { cause });
+    await terminate(procs, killAfterMs, pollMs);
+  };
   try {
     await client.get('/status', 1000);
   } catch (err) {
-    // The client's own words: no socket, a stale one, or who may use it.
+    // The client's own words: no socket, a stale one, no answer in time, or who may use it.
     if (err instanceof ApiError && err.kind !== 'http') {
-      if (err.kind === 'permission' || supervisorPid === null || !isSupervisor(supervisorPid)) {
-        throw new RouterError('io', err.message, { cause: err });
-      }
-      signal(supervisorPid, 'SIGTERM');
-      await waitExited(supervisorPid, 'supervisor', deadline, timeoutMs, pollMs);
-      if (pid !== null) await waitExited(pid, 'router', deadline, timeoutMs, pollMs);
+      if (err.kind === 'permission') throw new RouterError('io', err.message, { cause: err });
+      await signalOrExplain(err.message, err);
       return;
     }
   }
@@ -234,17 +258,72 @@ export async function stop(client: ApiClient, opts: StopOptions = {}): Promise<v
     await client.post('/stop');
   } catch (err) {
     // A reset here means it went down while answering, which is what we asked for.
+    if (err instanceof ApiError && err.kind === 'timeout') {
+      await signalOrExplain(err.message, err);
+      return;
+    }
     if (!(err instanceof ApiError && err.kind === 'not-running')) throw err;
   }
   while (await client.ping(500)) {
     if (Date.now() >= deadline) {
-      throw new RouterError('io', `weave router still answers on ${client.address} ${timeoutMs / 1000} s after being asked to stop`);
+      await signalOrExplain(`weave router still answers on ${client.address} ${timeoutMs / 1000} s after being asked to stop`, null);
+      return;
     }
     await sleep(pollMs);
   }
-  if (pid !== null) await waitExited(pid, 'router', deadline, timeoutMs, pollMs);
-  // The router exited cleanly, so its supervisor ends too; wait for it, so nothing is left when we return.
-  if (supervisorPid !== null) await waitExited(supervisorPid, 'supervisor', deadline, timeoutMs, pollMs);
+  const left = async (): Promise<void> => {
+    const procs = [pid, supervisorPid].filter((p): p is number => p !== null);
+    while (procs.some(processAlive)) {
+      if (Date.now() >= deadline) {
+        await signalOrExplain(`weave router (pid ${procs.join(', ')}) stopped answering but has not exited after ${timeoutMs / 1000} s`, null);
+        return;
+      }
+      await sleep(pollMs);
+    }
+  };
+  // The router exited cleanly, so its supervisor ends too; wait for both, so nothing is left when we return.
+  await left();
+}
+
+/**
+ * SIGTERM (with SIGCONT) to each, then SIGKILL to whatever is still there
+ * after `killAfterMs`; returns once all are gone. The supervisor comes first
+ * in `procs`, so it is never alive to restart a router we killed.
+ */
+async function terminate(procs: readonly OurProcess[], killAfterMs: number, pollMs: number): Promise<void> {
+  for (const p of procs) {
+    signal(p.pid, 'SIGTERM');
+    signal(p.pid, 'SIGCONT');
+  }
+  const graceEnd = Date.now() + killAfterMs;
+  while (procs.some((p) => processAlive(p.pid)) && Date.now() < graceEnd) await sleep(pollMs);
+  const stubborn = procs.filter((p) => processAlive(p.pid));
+  for (const p of stubborn) signal(p.pid, 'SIGKILL');
+  const killEnd = Date.now() + KILL_WAIT_MS;
+  for (const p of stubborn) {
+    while (processAlive(p.pid)) {
+      if (Date.now() >= killEnd) throw new RouterError('io', `weave ${p.what} (pid ${p.pid}) is still there ${KILL_WAIT_MS / 1000} s after SIGKILL`);
+      await sleep(pollMs);
+    }
+  }
+}
+
+/**
+ * A live process running `weave router` (the CLI entry, then "router"), for
+ * this data directory when its argv names one: a stale pid file's number may
+ * belong to anything by now, and we must never signal a stranger.
+ */
+function isRouter(pid: number, datadir: string | undefined): boolean {
+  if (!processAlive(pid)) return false;
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const entry = argv.findIndex((a) => path.basename(a) === 'weave.js' || path.basename(a) === 'weave');
+    if (entry < 0 || argv[entry + 1] !== 'router') return false;
+    const flag = argv.indexOf('--datadir');
+    return flag < 0 || datadir === undefined || path.resolve(argv[flag + 1] ?? '') === path.resolve(datadir);
+  } catch {
+    return false;
+  }
 }
 
 /** A live process running our supervisor: a stale pid file's number may belong to anything by now. */
@@ -263,14 +342,5 @@ function signal(pid: number, sig: NodeJS.Signals): void {
     process.kill(pid, sig);
   } catch {
     // Gone between the check and the signal: what we wanted.
-  }
-}
-
-async function waitExited(pid: number, what: string, deadline: number, timeoutMs: number, pollMs: number): Promise<void> {
-  while (processAlive(pid)) {
-    if (Date.now() >= deadline) {
-      throw new RouterError('io', `weave ${what} (pid ${pid}) stopped answering but has not exited after ${timeoutMs / 1000} s`);
-    }
-    await sleep(pollMs);
   }
 }
