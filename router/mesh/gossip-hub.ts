@@ -4,6 +4,11 @@
 // neighbours, broadcasts down the origin's broadcast tree, unicasts one hop
 // closer to their destination. Channels without a local handler are still
 // relayed (surrogate), so a peer without DNS does not cut the DNS channel.
+// Neighbour gossip leaves through a per-connection outbox (gossip-outbox.ts):
+// paced by a token bucket and coalesced per channel, so no topology can make
+// a connection carry more than its rate. Periodic gossip skips neighbours
+// known to hold exactly our state, and is forced through every
+// FORCED_GOSSIP_ROUNDS rounds in case that knowledge went stale.
 
 import type { Clock } from '../../common/clock';
 import { errorMessage } from '../../common/errors';
@@ -13,21 +18,16 @@ import { encodeGossip, GossipKind, isValidChannelName } from './protocol';
 import { Rng, sample } from '../../common/rng';
 import type { MeshLinks } from './mesh-links';
 import { RecentDigests } from './recent-digests';
+import { GossipOutbox, OutboxCounters, RawGossip, stateDigest } from './gossip-outbox';
 import type { Gossip, GossipData, Gossiper, GossipHub, PeerInfo } from './gossip';
 import type { GossipAuthority } from './signed-gossip';
-
-export interface ChannelOptions {
-  /** Relay what was new to every neighbour instead of a few (used by topology, which must converge fast). */
-  relayToAllNeighbours: boolean;
-}
 
 interface Channel {
   name: string;
   gossiper: Gossiper;
-  opts: ChannelOptions;
 }
 
-export interface GossipCounters {
+export interface GossipCounters extends OutboxCounters {
   gossipReceived: number;
   gossipSent: number;
   gossipRejected: number;
@@ -47,34 +47,42 @@ export interface GossipHubDeps {
 
 const SURROGATE_MEMORY_MS = 60_000;
 const SURROGATE_MEMORY_COUNT = 4096;
+/** Every this many periodic rounds a channel's state goes to a few neighbours even if they seem to hold it. */
+export const FORCED_GOSSIP_ROUNDS = 10;
 
 export class MeshGossipHub implements GossipHub {
   readonly localPeer: PeerName;
   readonly signing: GossipAuthority;
   readonly counters: GossipCounters = {
     gossipReceived: 0, gossipSent: 0, gossipRejected: 0, gossipRelayedForUnknownChannel: 0, gossipUndeliverable: 0,
+    gossipDeferred: 0, gossipCoalesced: 0, gossipDropped: 0,
   };
+  private periodicRounds = 0;
   private readonly channels = new Map<string, Channel>();
   private readonly reachableListeners: ((reachable: ReadonlySet<PeerName>) => void)[] = [];
   private readonly surrogateSeen = new RecentDigests(SURROGATE_MEMORY_MS, SURROGATE_MEMORY_COUNT);
+  private readonly outbox: GossipOutbox;
 
   constructor(private readonly deps: GossipHubDeps) {
     this.localPeer = deps.links.localPeer;
+    this.outbox = new GossipOutbox({ clock: deps.clock, send: (n, channel, msg) => this.sendNow(n, channel, msg) }, this.counters);
     this.signing = deps.signing;
   }
 
+  /**
+   * Registers a channel. What was new to us is relayed to a few random
+   * neighbours (mesh gossip_channel.go), topology included: relaying every
+   * delta to every neighbour costs O(connections) per change, which in a
+   * dense mesh was a storm; periodic gossip repairs what the few missed.
+   */
   addChannel(name: string, gossiper: Gossiper): Gossip {
-    return this.addChannelWithOptions(name, gossiper, { relayToAllNeighbours: false });
-  }
-
-  addChannelWithOptions(name: string, gossiper: Gossiper, opts: ChannelOptions): Gossip {
     if (!isValidChannelName(name)) throw new RangeError(`invalid gossip channel name ${JSON.stringify(name)}`);
     if (this.channels.has(name)) throw new RangeError(`gossip channel ${name} registered twice`);
-    this.channels.set(name, { name, gossiper, opts });
+    this.channels.set(name, { name, gossiper });
     return {
       gossipUnicast: (dst, msg) => this.sendUnicast(name, this.localPeer, dst, msg),
       gossipBroadcast: (update) => this.relayBroadcast(name, this.localPeer, update.encode()),
-      gossipNeighbourSubset: (update) => this.sendToNeighbours(name, update.encode(), null, false),
+      gossipNeighbourSubset: (update) => this.sendToNeighbours(name, update, null, false),
     };
   }
 
@@ -100,26 +108,49 @@ export class MeshGossipHub implements GossipHub {
     }
   }
 
-  /** Periodic anti-entropy: each channel's full state to a few neighbours. */
+  /**
+   * Periodic anti-entropy: each channel's full state to a few neighbours,
+   * leaving out those known to hold exactly that state already (dampened).
+   */
   gossipPeriodically(): void {
-    for (const ch of this.channels.values()) {
-      const data = this.callGossiper(ch, () => ch.gossiper.gossip());
-      if (data) this.sendToNeighbours(ch.name, data.encode(), null, false);
-    }
-  }
-
-  /** Sends a channel's full state to one neighbour (e.g. right after it connected). */
-  gossipFullStateTo(neighbour: PeerName): void {
+    const forced = ++this.periodicRounds % FORCED_GOSSIP_ROUNDS === 0;
+    const neighbours = this.deps.links.neighbours();
     for (const ch of this.channels.values()) {
       const data = this.callGossiper(ch, () => ch.gossiper.gossip());
       if (!data) continue;
-      for (const msg of data.encode()) this.sendNeighbourGossip(neighbour, ch.name, msg);
+      const digest = stateDigest(data.encode());
+      const candidates = forced ? neighbours : neighbours.filter((n) => !this.outbox.holds(n, ch.name, digest));
+      for (const n of sample(this.deps.rng, candidates, fanout(neighbours.length))) {
+        this.outbox.noteSent(n, ch.name, digest);
+        this.outbox.enqueue(n, ch.name, data);
+      }
     }
   }
 
-  /** Sends one neighbour-gossip message on a channel to one neighbour. */
-  sendNeighbourGossip(neighbour: PeerName, channel: string, msg: Uint8Array): void {
-    if (this.deps.links.sendTo(neighbour, encodeGossip('neighbour', channel, this.localPeer, null, msg))) this.counters.gossipSent++;
+  /** Sends every channel's full state to a neighbour that just connected; forgets what we knew of its previous connection. */
+  gossipFullStateTo(neighbour: PeerName): void {
+    this.outbox.forget(neighbour);
+    for (const ch of this.channels.values()) {
+      const data = this.callGossiper(ch, () => ch.gossiper.gossip());
+      if (!data) continue;
+      this.outbox.noteSent(neighbour, ch.name, stateDigest(data.encode()));
+      this.outbox.enqueue(neighbour, ch.name, data);
+    }
+  }
+
+  /** Sends `data` on a channel to every neighbour (our own topology entry after it changed), paced like all neighbour gossip. */
+  gossipToAllNeighbours(channel: string, data: GossipData): void {
+    this.sendToNeighbours(channel, data, null, true);
+  }
+
+  /** Drops what waits for a neighbour whose connection went. */
+  forgetNeighbour(neighbour: PeerName): void {
+    this.outbox.forget(neighbour);
+  }
+
+  /** Cancels paced sends (router shutdown). */
+  close(): void {
+    this.outbox.close();
   }
 
   /** Entry point for a GOSSIP control message received from neighbour `from`. */
@@ -128,14 +159,15 @@ export class MeshGossipHub implements GossipHub {
     const ch = this.channels.get(channelName) ?? null;
     switch (kind) {
       case 'neighbour': {
+        this.outbox.noteReceived(from, channelName, stateDigest([payload]));
         if (!ch) {
           if (this.surrogateSeen.checkAndRemember(payload, this.deps.clock.now())) return;
           this.counters.gossipRelayedForUnknownChannel++;
-          this.sendToNeighbours(channelName, [payload], from, false);
+          this.sendToNeighbours(channelName, new RawGossip([payload]), from, false);
           return;
         }
         const delta = this.callGossiper(ch, () => ch.gossiper.onGossip(payload));
-        if (delta) this.sendToNeighbours(ch.name, delta.encode(), from, ch.opts.relayToAllNeighbours);
+        if (delta) this.sendToNeighbours(ch.name, delta, from, false);
         return;
       }
       case 'broadcast': {
@@ -194,14 +226,18 @@ export class MeshGossipHub implements GossipHub {
     }
   }
 
-  private sendToNeighbours(channel: string, messages: Uint8Array[], except: PeerName | null, all: boolean): void {
+  private sendToNeighbours(channel: string, data: GossipData, except: PeerName | null, all: boolean): void {
     const candidates = this.deps.links.neighbours().filter((n) => n !== except);
     if (candidates.length === 0) return;
     const targets = all ? candidates : sample(this.deps.rng, candidates, fanout(candidates.length));
-    for (const msg of messages) {
-      const encoded = encodeGossip('neighbour', channel, this.localPeer, null, msg);
-      for (const n of targets) if (this.deps.links.sendTo(n, encoded)) this.counters.gossipSent++;
-    }
+    for (const n of targets) this.outbox.enqueue(n, channel, data);
+  }
+
+  /** The outbox's way onto a connection: one neighbour-gossip message, now. */
+  private sendNow(neighbour: PeerName, channel: string, msg: Uint8Array): boolean {
+    if (!this.deps.links.sendTo(neighbour, encodeGossip('neighbour', channel, this.localPeer, null, msg))) return false;
+    this.counters.gossipSent++;
+    return true;
   }
 }
 

@@ -33,9 +33,10 @@ import type { ControlMessage } from './protocol';
 import type { RekeyOptions } from './key-schedule';
 import type { Rng } from '../../common/rng';
 import { Routes } from './routes';
+import { RouteScheduler } from './route-scheduler';
 import { buildRouterStatus } from './router-status';
 import type { RouterStatus } from './status';
-import { TopologyGossiper } from './topology-gossiper';
+import { TopologyGossiper, TopologyUpdate } from './topology-gossiper';
 import type { ByteStream, Transport } from './transport';
 
 export interface RouterDeps {
@@ -96,7 +97,7 @@ export class Router implements MeshLinks {
   private readonly connector: Connector;
   private readonly log: Logger;
   private readonly hello: HelloInfo;
-  private routesTimer: Timer | null = null;
+  private readonly routeScheduler: RouteScheduler;
   private gossipTimer: Timer | null = null;
   private readonly startedMs: number;
   private stopped = false;
@@ -125,6 +126,7 @@ export class Router implements MeshLinks {
     const signing = new GossipAuthority(opts.key, { verified: deps.verifiedSignatures ?? null });
     this.peers = new Peers({ name: opts.name, nickname: opts.nickname, incarnation: opts.incarnation }, signing);
     this.routes = Routes.compute(this.peers.entries(), this.localPeer);
+    this.routeScheduler = new RouteScheduler(deps.clock, opts.timings.routeDebounceMs, () => this.recomputeRoutes());
     this.gossip = new MeshGossipHub({
       clock: deps.clock,
       rng: deps.rng,
@@ -133,9 +135,7 @@ export class Router implements MeshLinks {
       signing,
       knownPeers: () => this.peers.entries().map((e) => ({ name: e.name, nickname: e.nickname })),
     });
-    this.gossip.addChannelWithOptions(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()), {
-      relayToAllNeighbours: true,
-    });
+    this.gossip.addChannel(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()));
     this.connector = new Connector({ clock: deps.clock, rng: deps.rng, logger: deps.logger }, opts.timings, {
       dial: (address) => this.dial(address),
       isConnected: (address) => this.isConnectedTo(address),
@@ -172,8 +172,9 @@ export class Router implements MeshLinks {
     if (this.stopped) return;
     this.stopped = true;
     this.connector.stop();
-    this.routesTimer?.cancel();
+    this.routeScheduler.cancel();
     this.gossipTimer?.cancel();
+    this.gossip.close();
     for (const conn of [...this.connections]) conn.close(null);
     this.deps.transport.close();
   }
@@ -366,6 +367,7 @@ export class Router implements MeshLinks {
     const wasKept = remote !== null && this.byPeer.get(remote.name) === conn;
     if (wasKept) {
       this.byPeer.delete(remote.name);
+      this.gossip.forgetNeighbour(remote.name);
       this.deps.dataPlane?.removeNeighbour(remote.name);
       this.updateLocalConnections();
       if (!this.stopped) this.log.info('connection lost', { peer: remote.name, nickname: remote.nickname, reason: error?.message ?? 'closed' });
@@ -409,18 +411,14 @@ export class Router implements MeshLinks {
       name: c.remote!.name, address: c.remoteListenAddress, outbound: c.opts.outbound, established: true,
     }));
     if (!this.peers.setLocalConnections(conns)) return;
-    // Our own entry changed: flood it so routes everywhere see the new edge quickly.
-    const encoded = this.peers.encode([this.localPeer]);
-    for (const n of this.neighbours()) this.gossip.sendNeighbourGossip(n, TOPOLOGY_CHANNEL, encoded);
+    // Our own entry changed: to every neighbour (paced and coalesced by the hub) so routes see the new edge quickly.
+    this.gossip.gossipToAllNeighbours(TOPOLOGY_CHANNEL, new TopologyUpdate(this.peers, new Set([this.localPeer])));
     this.markTopologyDirty();
   }
 
+  /** Debounced and spaced (route-scheduler.ts): a flapping mesh cannot keep us computing routes. */
   private markTopologyDirty(): void {
-    if (this.routesTimer !== null || this.stopped) return;
-    this.routesTimer = this.deps.clock.setTimer(this.opts.timings.routeDebounceMs, () => {
-      this.routesTimer = null;
-      this.recomputeRoutes();
-    });
+    if (!this.stopped) this.routeScheduler.markDirty();
   }
 
   private recomputeRoutes(): void {

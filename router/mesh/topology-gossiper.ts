@@ -1,6 +1,11 @@
 // Topology as a gossip channel: the Peers store behind the Gossiper
 // interface. A received update returns the entries that were new to us, and
 // those are what gets relayed; a rejected update leaves the store untouched.
+// Peers we cannot reach are forgotten as the update is applied (as mesh
+// peers.go does), not later: otherwise a neighbour's stale full state brings
+// them back, they count as new, get relayed to every peer that had just
+// forgotten them too, and the mesh gossips them round in circles for ever.
+// So an entry is kept only while someone's connections reach it from us.
 
 import type { GossipData, Gossiper } from './gossip';
 import type { PeerName } from './peer-name';
@@ -36,9 +41,14 @@ export class TopologyGossiper implements Gossiper {
   }
 
   onGossip(update: Uint8Array): GossipData | null {
+    const sizeBefore = this.peers.size();
     const changed = this.peers.applyUpdate(update);
     if (changed.length === 0) return null;
+    const removed = new Set(this.peers.garbageCollect());
+    const fresh = changed.filter((n) => !removed.has(n));
+    // Nothing kept and nobody we knew removed: only unreachable peers came and went.
+    if (fresh.length === 0 && this.peers.size() === sizeBefore) return null;
     this.onChanged(changed);
-    return new TopologyUpdate(this.peers, new Set(changed));
+    return fresh.length === 0 ? null : new TopologyUpdate(this.peers, new Set(fresh));
   }
 }
