@@ -4,8 +4,8 @@
 // --- protocol ---
 /** The gossip channel IPAM owns. */
 export const IPAM_CHANNEL = 'ipam';
-/** Version byte in front of every IPAM gossip message (ipam/messages.ts). */
-export const IPAM_WIRE_VERSION = 1;
+/** Version byte in front of every IPAM gossip message (ipam/messages.ts); 2: ring entries are signed. */
+export const IPAM_WIRE_VERSION = 2;
 /**
  * How far `rmpeer` raises the version of a dead peer's entries. A dead peer
  * cannot have made that many changes since we last heard of it, so the
@@ -18,12 +18,14 @@ export const DEFAULT_IPALLOC_RANGE = '10.32.0.0/12';
 // --- implementation: limits (checked before any allocation sized by a peer) ---
 /** Ring entries in one ring message; a ring grows by at most two entries per donation. */
 export const MAX_RING_ENTRIES = 16_384;
+/** Earlier grants an entry carries (ipam/ring-signature.ts): how many changes of owner a peer may miss and still check the chain. */
+export const MAX_GRANT_HISTORY = 7;
 /** Peers in a ring seed or a consensus value. */
 export const MAX_SEED_PEERS = 4_096;
 /** Peer records in one consensus message. */
 export const MAX_CONSENSUS_NODES = 4_096;
-/** One gossip message; a full ring of MAX_RING_ENTRIES is about 360 KiB. */
-export const MAX_IPAM_MESSAGE_BYTES = 1024 * 1024;
+/** One gossip message; a full ring of MAX_RING_ENTRIES, every entry granted and signed, is about 2.9 MiB. */
+export const MAX_IPAM_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** Container ids are Docker ids or names, netns names or pids. */
 export const MAX_CONTAINER_ID_BYTES = 256;
 /** Allocations kept per peer (persisted, listed in status). */

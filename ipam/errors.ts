@@ -12,6 +12,7 @@ export type IpamErrorCode =
   | 'foreign-range' // a ring or consensus message for another address range
   | 'foreign-seed'  // a ring created independently of ours (different initial peers)
   | 'invalid-ring'  // well-formed bytes describing an impossible ring (split of our range, ...)
+  | 'auth'          // a ring entry whose signatures do not hold (forged, or altered on the way)
   | 'conflict'      // an address held by another container, or consensus settings that disagree
   | 'full'          // no free address left in the requested range
   | 'timeout'       // waited too long (consensus, space from another peer)

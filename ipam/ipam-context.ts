@@ -80,7 +80,7 @@ export class IpamContext {
     this.clock = deps.clock;
     this.rng = deps.rng;
     this.store = deps.store;
-    this.ring = new Ring(this.range, this.self);
+    this.ring = new Ring(this.range, this.self, { signing: deps.hub.signing, isReachable: (p) => this.reachable.has(p) });
     this.paxos = config.init.mode === 'consensus' ? new Paxos(this.self, config.init.peerCount) : null;
     this.reachable = new Set([this.self]);
   }

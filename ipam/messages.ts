@@ -19,13 +19,20 @@
 //   +--------+------------------------------+--------+
 //   family 4 or 6; host bits must be zero
 //
-// ring body:
+// ring body (version 2; version 1 had no keys, flags, grants or signatures):
 //   range | seedCount u16 | seedCount x peer name (6 B, sorted, distinct)
+//         | keyCount u16 | keyCount x (peer name 6 B | Ed25519 public key 32 B)
 //         | entryCount u16 | entryCount x entry
-//   entry (22 B):
-//   +-------------+-------------+-----------------+-------------+
-//   | token u32   | owner 6 B   | version u64<2^53| free u32    |
-//   +-------------+-------------+-----------------+-------------+
+//   entry (23 B, plus 88 B with a grant, plus 64 B when signed):
+//   +-----------+-----------+-----------------+----------+--------+
+//   | token u32 | owner 6 B | version u64<2^53| free u32 | flags  |
+//   +-----------+-----------+-----------------+----------+--------+
+//   flags bit 0: a grant follows: grantor 6 B | grantee 6 B | end u32 | grant version u64 | signature 64 B
+//   flags bit 2: earlier grants follow: count u8 (<= MAX_GRANT_HISTORY) x grant as above
+//   flags bit 1: the state signature follows (64 B), last; other bits must be zero.
+//   What the signatures cover and who makes them: ipam/ring-signature.ts. The
+//   key table holds each signer once; its names must be distinct. Decoding does
+//   not verify: the ring does, for the entries that would change it.
 //
 // consensus body:
 //   range | initPeerCount u16 | nodeCount u16 | nodeCount x record
@@ -45,12 +52,20 @@ import { Cidr } from '../common/ip-cidr';
 import { MeshReader, MeshWriter } from '../router/mesh/peer-name';
 import type { PeerName } from '../router/mesh/peer-name';
 import { AddressRange } from './address-range';
-import { IPAM_WIRE_VERSION, MAX_CONSENSUS_NODES, MAX_IPAM_MESSAGE_BYTES, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
+import { IPAM_WIRE_VERSION, MAX_CONSENSUS_NODES, MAX_GRANT_HISTORY, MAX_IPAM_MESSAGE_BYTES, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
 import { IpamError } from './errors';
 import type { AcceptedValue, Claims, NodeClaim, ProposalId } from './paxos';
 import { validateClaim } from './paxos';
 import type { RingEntry, RingState } from './ring';
 import { validateRingState } from './ring';
+import type { RingGrant } from './ring-signature';
+import { KEY_BYTES, SIGNATURE_BYTES } from './ring-signature';
+
+const ENTRY_FLAG_GRANT = 1;
+const ENTRY_FLAG_SIGNED = 2;
+const ENTRY_FLAG_EARLIER = 4;
+/** token + owner + version + free + flags: the least an entry takes. */
+const MIN_ENTRY_BYTES = 4 + 6 + 8 + 4 + 1;
 
 export type IpamMessageKind = 'ring' | 'consensus' | 'space-request' | 'space-denied';
 
@@ -84,8 +99,31 @@ function writeRingBody(w: MeshWriter, ring: RingState): void {
   writeCidr(w, ring.range.cidr);
   w.count(ring.seed.length);
   for (const p of ring.seed) w.peerName(p);
+  w.count(ring.keys.size);
+  for (const [p, key] of ring.keys) w.peerName(p).bytes(key);
   w.count(ring.entries.length);
-  for (const e of ring.entries) w.u32(e.token).peerName(e.owner).u53(e.version).u32(e.free);
+  for (const e of ring.entries) {
+    w.u32(e.token).peerName(e.owner).u53(e.version).u32(e.free);
+    const earlier = e.earlier.length > 0 ? ENTRY_FLAG_EARLIER : 0;
+    w.u8((e.grant !== null ? ENTRY_FLAG_GRANT : 0) | (e.signature !== null ? ENTRY_FLAG_SIGNED : 0) | earlier);
+    if (e.grant !== null) writeGrant(w, e.grant);
+    if (earlier !== 0) {
+      w.u8(e.earlier.length);
+      for (const g of e.earlier) writeGrant(w, g);
+    }
+    if (e.signature !== null) w.bytes(e.signature);
+  }
+}
+
+function writeGrant(w: MeshWriter, g: RingGrant): void {
+  w.peerName(g.grantor).peerName(g.grantee).u32(g.end).u53(g.version).bytes(g.signature);
+}
+
+function readGrant(r: MeshReader): RingGrant {
+  const grantor = r.peerName('grantor');
+  const grantee = r.peerName('grantee');
+  const end = r.u32('grant end');
+  return { grantor, grantee, end, version: r.u53('grant version'), signature: r.bytes(SIGNATURE_BYTES, 'grant signature').slice() };
 }
 
 function writeId(w: MeshWriter, id: ProposalId): void {
@@ -173,14 +211,38 @@ function readRingBody(r: MeshReader, what: string): RingState {
   const seedCount = r.count(MAX_SEED_PEERS, 'seed');
   const seed: PeerName[] = [];
   for (let i = 0; i < seedCount; i++) seed.push(r.peerName('seed peer'));
+  const keyCount = r.count(MAX_RING_ENTRIES, 'key');
+  if (r.remaining < keyCount * (6 + KEY_BYTES)) throw IpamError.decode(what, `${keyCount} keys announced, only ${r.remaining} bytes left`);
+  const keys = new Map<PeerName, Uint8Array>();
+  for (let i = 0; i < keyCount; i++) {
+    const p = r.peerName('key owner');
+    if (keys.has(p)) throw IpamError.decode(what, `two keys for ${p}`);
+    keys.set(p, r.bytes(KEY_BYTES, 'key').slice());
+  }
   const entryCount = r.count(MAX_RING_ENTRIES, 'entry');
-  // 22 bytes per entry: refuse a count the message cannot hold before looping.
-  if (r.remaining < entryCount * 22) throw IpamError.decode(what, `${entryCount} entries announced, only ${r.remaining} bytes left`);
+  // Refuse a count the message cannot hold before looping.
+  if (r.remaining < entryCount * MIN_ENTRY_BYTES) throw IpamError.decode(what, `${entryCount} entries announced, only ${r.remaining} bytes left`);
   const entries: RingEntry[] = [];
   for (let i = 0; i < entryCount; i++) {
-    entries.push({ token: r.u32('token'), owner: r.peerName('owner'), version: r.u53('version'), free: r.u32('free') });
+    const token = r.u32('token');
+    const owner = r.peerName('owner');
+    const version = r.u53('version');
+    const free = r.u32('free');
+    const flags = r.u8('entry flags');
+    if ((flags & ~(ENTRY_FLAG_GRANT | ENTRY_FLAG_SIGNED | ENTRY_FLAG_EARLIER)) !== 0) {
+      throw IpamError.decode(what, `entry ${i} has unknown flags 0x${flags.toString(16)}`);
+    }
+    const grant = (flags & ENTRY_FLAG_GRANT) !== 0 ? readGrant(r) : null;
+    const earlier: RingGrant[] = [];
+    if ((flags & ENTRY_FLAG_EARLIER) !== 0) {
+      const n = r.u8('earlier grants');
+      if (n === 0 || n > MAX_GRANT_HISTORY) throw IpamError.decode(what, `entry ${i} carries ${n} earlier grants (1 to ${MAX_GRANT_HISTORY})`);
+      for (let k = 0; k < n; k++) earlier.push(readGrant(r));
+    }
+    const signature = (flags & ENTRY_FLAG_SIGNED) !== 0 ? r.bytes(SIGNATURE_BYTES, 'state signature').slice() : null;
+    entries.push({ token, owner, version, free, grant, earlier, signature });
   }
-  const ring: RingState = { range, seed, entries };
+  const ring: RingState = { range, seed, entries, keys };
   validateRingState(ring, what);
   return ring;
 }

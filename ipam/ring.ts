@@ -17,6 +17,20 @@
 //   report free) and it bumps the version when it does. The one exception is
 //   `rmpeer`, which takes over a dead peer's entries with a version jump
 //   (RMPEER_VERSION_STEP) so the takeover wins against the dead peer's last state.
+// - Signed (ring-signature.ts): each entry carries the grant by which its
+//   owner holds it (signed by the previous owner) and a signature over its
+//   state (by whoever made that version). An entry that would change our ring
+//   is taken only when its signatures hold and its grantor is the owner we
+//   knew for that token (for a new token: the owner of the span it splits),
+//   judged in token order against the ring as merged so far, so a donation
+//   and the receiver's later splits arrive together. A takeover by another
+//   grantor is taken only when the owner we knew is unreachable and is not
+//   us. Forged signatures refuse the whole message ('auth'); a claim on our
+//   own space that we did not sign refuses it too ('invalid-ring'); any other
+//   unauthorised entry is skipped and counted (ringEntriesRefused): it may be
+//   honest news we cannot check yet (we missed two changes of one token in a
+//   row), and our older entry stays until the token changes again. A ring
+//   that is not seeded yet takes the first ring whose signatures hold.
 // - Messages carry the sender's whole ring, never a delta. A peer learns that
 //   it owns a range in the same message that holds every token inside it, so it
 //   never believes it owns space that someone else has split off.
@@ -28,16 +42,28 @@
 //
 // A merge validates everything first and changes nothing when it throws.
 
-import { RMPEER_VERSION_STEP, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
+import { MAX_GRANT_HISTORY, RMPEER_VERSION_STEP, MAX_RING_ENTRIES, MAX_SEED_PEERS } from './constants';
 import type { AddressRange, Span } from './address-range';
 import { IpamError } from './errors';
+import type { GossipSigning } from '../router/mesh/gossip';
 import type { PeerName } from '../router/mesh/peer-name';
+import type { RingGrant, RingKeys } from './ring-signature';
+import { InitialSplit, makeGrant, ringContext, stateBytes, stateSigner } from './ring-signature';
+import { mergeRingEntries } from './ring-merge';
+
+export { compareEntries } from './ring-merge';
 
 export interface RingEntry {
   readonly token: number;
   readonly owner: PeerName;
   readonly version: number;
   readonly free: number;
+  /** How the owner came to hold the token; null for an entry of the initial split. */
+  readonly grant: RingGrant | null;
+  /** The grants before it, oldest first (at most MAX_GRANT_HISTORY): a peer that missed some can still follow the chain. */
+  readonly earlier: readonly RingGrant[];
+  /** Over the state, by stateSigner(); null only for an untouched initial-split entry. */
+  readonly signature: Uint8Array | null;
 }
 
 /** A ring as values, as it travels on the wire or to disk. */
@@ -45,20 +71,25 @@ export interface RingState {
   readonly range: AddressRange;
   readonly seed: readonly PeerName[];
   readonly entries: readonly RingEntry[];
+  /** The public key of every peer whose signature the entries carry. */
+  readonly keys: RingKeys;
 }
 
+/** What the ring needs of the mesh to sign and to judge. */
+export interface RingGuard {
+  readonly signing: GossipSigning;
+  /** Reachable from us now; an unreachable owner's space may be taken over. */
+  isReachable(peer: PeerName): boolean;
+}
+
+export interface RingCounters {
+  ringEntriesRefused: number;
+  ringTakeovers: number;
+}
 export interface RingMergeResult {
   changed: boolean;
   /** Our entries that another peer now owns (rmpeer of us, or state we had lost). */
   lostToOthers: RingEntry[];
-}
-
-/** Total order on entries for one token: the greater one wins a merge. */
-export function compareEntries(a: RingEntry, b: RingEntry): number {
-  if (a.version !== b.version) return a.version < b.version ? -1 : 1;
-  if (a.owner !== b.owner) return a.owner < b.owner ? -1 : 1;
-  if (a.free !== b.free) return a.free < b.free ? -1 : 1;
-  return 0;
 }
 
 /**
@@ -70,6 +101,18 @@ export function usableCount(range: AddressRange, span: Span): number {
   if (span.start === 0 && span.end > 0) n--;
   if (span.end === range.size && span.start < range.size && range.size - 1 !== 0) n--;
   return Math.max(0, n);
+}
+
+/** The keys of every peer whose signature the entries carry, from `known`. */
+function signerKeys(entries: readonly RingEntry[], known: RingKeys): Map<PeerName, Uint8Array> {
+  const keys = new Map<PeerName, Uint8Array>();
+  for (const e of entries) {
+    for (const p of [e.grant?.grantor, e.signature !== null ? stateSigner(e) : undefined]) {
+      const k = p === undefined ? undefined : known.get(p);
+      if (p !== undefined && k !== undefined) keys.set(p, k);
+    }
+  }
+  return keys;
 }
 
 function sameSeed(a: readonly PeerName[], b: readonly PeerName[]): boolean {
@@ -121,8 +164,13 @@ export function validateRingState(state: RingState, what: string): void {
 export class Ring {
   private list: RingEntry[] = [];
   private seedPeers: PeerName[] = [];
+  private readonly keys = new Map<PeerName, Uint8Array>();
+  private context: Uint8Array | null = null;
+  readonly counters: RingCounters = { ringEntriesRefused: 0, ringTakeovers: 0 };
 
-  constructor(readonly range: AddressRange, readonly self: PeerName) {}
+  constructor(readonly range: AddressRange, readonly self: PeerName, readonly guard: RingGuard) {
+    this.keys.set(self, guard.signing.publicKey);
+  }
 
   isSeeded(): boolean {
     return this.list.length > 0;
@@ -137,7 +185,7 @@ export class Ring {
   }
 
   state(): RingState {
-    return { range: this.range, seed: this.seedPeers.slice(), entries: this.list.slice() };
+    return { range: this.range, seed: this.seedPeers.slice(), entries: this.list.slice(), keys: signerKeys(this.list, this.keys) };
   }
 
   /**
@@ -153,9 +201,9 @@ export class Ring {
     for (let i = 0; i < seed.length; i++) {
       const start = Math.floor((i * range.size) / seed.length);
       const end = Math.floor(((i + 1) * range.size) / seed.length);
-      entries.push({ token: start, owner: seed[i]!, version: 0, free: usableCount(range, { start, end }) });
+      entries.push({ token: start, owner: seed[i]!, version: 0, free: usableCount(range, { start, end }), grant: null, earlier: [], signature: null });
     }
-    return { range, seed, entries };
+    return { range, seed, entries, keys: new Map() };
   }
 
   /** Seeds an empty ring (a no-op when already seeded the same way). */
@@ -220,59 +268,29 @@ export class Ring {
       );
     }
 
-    const ours = this.list;
-    const theirs = incoming.entries;
-    const merged: RingEntry[] = [];
-    const lostToOthers: RingEntry[] = [];
-    let changed = !this.isSeeded();
-    let i = 0;
-    let j = 0;
-    while (i < ours.length || j < theirs.length) {
-      const a = ours[i];
-      const b = theirs[j];
-      if (a && (!b || a.token < b.token)) {
-        merged.push(a);
-        i++;
-      } else if (b && (!a || b.token < a.token)) {
-        if (ours.length > 0) this.checkSplitAllowed(b, incoming);
-        merged.push(b);
-        changed = true;
-        j++;
-      } else if (a && b) {
-        if (compareEntries(b, a) > 0) {
-          merged.push(b);
-          changed = true;
-          if (a.owner === this.self && b.owner !== this.self) lostToOthers.push(a);
-        } else {
-          merged.push(a);
-        }
-        i++;
-        j++;
-      }
-    }
-    if (!changed) return { changed: false, lostToOthers: [] };
-    this.list = merged;
+    const context = ringContext(this.range, incoming.seed);
+    const initial = new InitialSplit(Ring.initialState(this.range, incoming.seed).entries, this.range.size);
+    const out = mergeRingEntries(this.range, this.self, this.guard, this.list, incoming, context, initial);
+    this.counters.ringEntriesRefused += out.refused;
+    if (!out.changed) return { changed: false, lostToOthers: [] };
+    this.counters.ringTakeovers += out.takeovers;
+    for (const [p, k] of signerKeys(out.merged, incoming.keys)) if (!this.keys.has(p)) this.keys.set(p, k);
+    this.list = out.merged;
     if (this.seedPeers.length === 0) this.seedPeers = incoming.seed.slice();
-    return { changed: true, lostToOthers };
+    this.context = context;
+    return { changed: true, lostToOthers: out.lostToOthers };
   }
 
-  /**
-   * A token we do not know, inside a span we own, may only come from a ring
-   * that knows something newer about that span than we do. If the sender
-   * holds the very entry we hold (same token, version and owner: us) and still
-   * splits it, the ring is wrong (a bug or a hostile peer) and is refused.
-   */
-  private checkSplitAllowed(newEntry: RingEntry, incoming: RingState): void {
-    const c = this.list[indexContaining(this.list, newEntry.token)]!;
-    if (c.owner !== this.self) return;
-    const k = indexContaining(incoming.entries, c.token);
-    const theirs = incoming.entries[k]!;
-    if (theirs.token === c.token && theirs.version === c.version && theirs.owner === c.owner) {
-      throw new IpamError(
-        'invalid-ring',
-        `ring splits our range at ${this.range.formatOffset(newEntry.token)} (for ${newEntry.owner}) without our consent`,
-      );
-    }
+  /** Signs the state of an entry we make. */
+  private ours(e: Omit<RingEntry, 'signature'>, end: number): RingEntry {
+    const context = this.context ?? ringContext(this.range, this.seedPeers);
+    return { ...e, signature: this.guard.signing.sign(stateBytes(context, e, end)) };
+  }
+
+  /** Our grant of `token` to `owner` at `version`. */
+  private grantTo(token: number, end: number, owner: PeerName, version: number): RingGrant {
+    const context = this.context ?? ringContext(this.range, this.seedPeers);
+    return makeGrant(this.guard.signing, this.self, context, token, end, owner, version);
   }
 
   /**
@@ -294,8 +312,11 @@ export class Ring {
       const cEnd = spanEnd(next, k, this.range.size);
       // The split-off part is ours (the whole span is): version 0 is safe,
       // because nobody but the owner can know a token inside its span.
-      const right: RingEntry = { token, owner: c.owner, version: 0, free: Math.min(c.free, usableCount(this.range, { start: token, end: cEnd })) };
-      next[k] = { ...c, version: c.version + 1, free: Math.min(c.free, usableCount(this.range, { start: c.token, end: token })) };
+      const right = this.ours({
+        token, owner: c.owner, version: 0, free: Math.min(c.free, usableCount(this.range, { start: token, end: cEnd })),
+        grant: this.grantTo(token, cEnd, c.owner, 0), earlier: [],
+      }, cEnd);
+      next[k] = this.ours({ ...c, version: c.version + 1, free: Math.min(c.free, usableCount(this.range, { start: c.token, end: token })) }, token);
       next.splice(k + 1, 0, right);
     };
     ensureToken(span.start);
@@ -304,7 +325,9 @@ export class Ring {
     for (let k = indexContaining(next, span.start); k < next.length && next[k]!.token < span.end; k++) {
       const e = next[k]!;
       const s = { start: e.token, end: spanEnd(next, k, this.range.size) };
-      next[k] = { token: e.token, owner: to, version: e.version + 1, free: Math.min(freeOf(s), s.end - s.start) };
+      const version = e.version + 1;
+      const earlier = e.grant === null ? e.earlier : [...e.earlier, e.grant].slice(-MAX_GRANT_HISTORY);
+      next[k] = this.ours({ token: e.token, owner: to, version, free: Math.min(freeOf(s), s.end - s.start), grant: this.grantTo(e.token, s.end, to, version), earlier }, s.end);
     }
     this.list = next;
   }
@@ -323,7 +346,8 @@ export class Ring {
       taken += s.end - s.start;
       const version = e.version + RMPEER_VERSION_STEP;
       if (!Number.isSafeInteger(version)) throw new IpamError('invalid-ring', `version of entry ${this.range.formatOffset(e.token)} would overflow`);
-      return { token: e.token, owner: this.self, version, free: usableCount(this.range, s) };
+      // The grant stays: it proves what we take, to peers that never saw it given.
+      return this.ours({ token: e.token, owner: this.self, version, free: usableCount(this.range, s), grant: e.grant, earlier: e.earlier }, s.end);
     });
     if (taken > 0) this.list = next;
     return taken;
@@ -337,7 +361,7 @@ export class Ring {
     const s = this.spanAt(k);
     const clamped = Math.max(0, Math.min(free, s.end - s.start));
     if (clamped === e.free) return false;
-    this.list[k] = { ...e, version: e.version + 1, free: clamped };
+    this.list[k] = this.ours({ ...e, version: e.version + 1, free: clamped }, s.end);
     return true;
   }
 }

@@ -202,7 +202,7 @@ function ringUsed(ring: Ring): number {
  * it: nothing where the ring is kept, a reset and relaunch where it is not.
  */
 export function splitAdvice(ours: Ring, incoming: RingState, describePeer: (p: PeerName) => string): string {
-  const theirs = new Ring(ours.range, ours.self);
+  const theirs = new Ring(ours.range, ours.self, ours.guard);
   theirs.merge(incoming);
   const usedOurs = ringUsed(ours);
   const usedTheirs = ringUsed(theirs);

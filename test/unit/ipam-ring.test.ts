@@ -7,12 +7,34 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { randomInt, Rng } from '../../common/rng';
 import type { Test } from 'tap';
 import { peer, rngFor, testSeed, throwsIpam } from './ipam-helpers';
+import type { RingEntry, RingGuard } from '../../ipam/ring';
+import { grantBytes, ringContext, stateBytes } from '../../ipam/ring-signature';
+import { testKeyOf, testSigning } from './test-signing';
+
+/** Signs as `p`; every peer counts as reachable unless `unreachable` names it. */
+function testGuard(p: PeerName, unreachable: ReadonlySet<PeerName> = new Set()): RingGuard {
+  return { signing: testSigning(p), isReachable: (q) => !unreachable.has(q) };
+}
+
+/** An entry as `signer` would write it, granting [token, end) to `owner`. */
+function signedBy(state: RingState, signer: PeerName, e: { token: number; end: number; owner: PeerName; version: number; free: number }): RingEntry {
+  const ctx = ringContext(state.range, state.seed);
+  const key = testKeyOf(signer);
+  const grant = { grantor: signer, grantee: e.owner, end: e.end, version: e.version, signature: key.sign(grantBytes(ctx, e.token, e.end, e.owner, e.version)) };
+  const entry = { token: e.token, owner: e.owner, version: e.version, free: e.free, grant, earlier: [] };
+  return { ...entry, signature: key.sign(stateBytes(ctx, entry, e.end)) };
+}
+
+/** The state with `signer`'s key added to its key table. */
+function withKey(state: RingState, signer: PeerName): RingState {
+  return { ...state, keys: new Map([...state.keys, [signer, testKeyOf(signer).publicKey]]) };
+}
 
 const RANGE = AddressRange.parse('10.32.0.0/12', 'range');
 const OBSERVER = peer(999);
 
-function ringOf(state: RingState, self: PeerName = OBSERVER): Ring {
-  const r = new Ring(state.range, self);
+function ringOf(state: RingState, self: PeerName = OBSERVER, guard: RingGuard = testGuard(self)): Ring {
+  const r = new Ring(state.range, self, guard);
   r.merge(state);
   return r;
 }
@@ -52,7 +74,7 @@ t.test('initial split is deterministic, contiguous, and covers the range', async
 });
 
 t.test('codec round trip', async (t) => {
-  const r = new Ring(RANGE, peer(1));
+  const r = new Ring(RANGE, peer(1), testGuard(peer(1)));
   r.seedWith([peer(1), peer(2)]);
   r.transfer({ start: 100, end: 200 }, peer(3));
   r.setFree(0, 17);
@@ -67,7 +89,7 @@ t.test('codec round trip', async (t) => {
 });
 
 t.test('transfer splits at the edges and bumps versions; only the owner may give', async (t) => {
-  const r = new Ring(RANGE, peer(1));
+  const r = new Ring(RANGE, peer(1), testGuard(peer(1)));
   r.seedWith([peer(1), peer(2)]);
   const before = r.entries()[0]!;
   r.transfer({ start: 1000, end: 2000 }, peer(3));
@@ -81,7 +103,7 @@ t.test('transfer splits at the edges and bumps versions; only the owner may give
 });
 
 t.test('foreign and malformed rings are refused and change nothing', async (t) => {
-  const mine = new Ring(RANGE, peer(1));
+  const mine = new Ring(RANGE, peer(1), testGuard(peer(1)));
   mine.seedWith([peer(1), peer(2)]);
   mine.transfer({ start: 10, end: 20 }, peer(2));
   const before = digest(mine);
@@ -102,8 +124,8 @@ t.test('foreign and malformed rings are refused and change nothing', async (t) =
   const split = good.entries.slice();
   const ours = good.entries.findIndex((e) => e.token === 20);
   split[ours] = { ...split[ours]!, free: 0 };
-  split.splice(ours + 1, 0, { token: 5000, owner: peer(2), version: 0, free: 10 });
-  throwsIpam(t, () => mine.merge(bad(split)), 'invalid-ring', /without our consent/);
+  split.splice(ours + 1, 0, signedBy(good, peer(2), { token: 5000, end: good.entries[ours + 1]!.token, owner: peer(2), version: 0, free: 10 }));
+  throwsIpam(t, () => mine.merge(withKey(bad(split), peer(2))), 'invalid-ring', /without our consent/);
   t.equal(digest(mine), before, 'state unchanged after every refusal');
 });
 
@@ -111,7 +133,7 @@ t.test('random bytes and mutations never crash the decoder and never change a ri
   const seed = testSeed(20240601);
   t.comment(`seed ${seed}`);
   const rng = rngFor(seed);
-  const mine = new Ring(RANGE, peer(1));
+  const mine = new Ring(RANGE, peer(1), testGuard(peer(1)));
   mine.seedWith([peer(1), peer(2), peer(3)]);
   mine.transfer({ start: 77, end: 900 }, peer(4));
   const valid = encodeIpamMessage({ kind: 'ring', ring: mine.state() });
@@ -122,7 +144,7 @@ t.test('random bytes and mutations never crash the decoder and never change a ri
     if (i % 3 === 0) {
       bytes = new Uint8Array(randomInt(rng, 200));
       for (let k = 0; k < bytes.length; k++) bytes[k] = randomInt(rng, 256);
-      if (bytes.length > 1 && rng.next() < 0.5) { bytes[0] = 1; bytes[1] = 1 + randomInt(rng, 3); }
+      if (bytes.length > 1 && rng.next() < 0.5) { bytes[0] = 2; bytes[1] = 1 + randomInt(rng, 3); }
     } else {
       bytes = valid.slice(0, rng.next() < 0.2 ? randomInt(rng, valid.length) : valid.length);
       const flips = 1 + randomInt(rng, 4);
@@ -144,10 +166,11 @@ t.test('random bytes and mutations never crash the decoder and never change a ri
   }
   t.ok(refused > 1000, `most garbage refused (${refused})`);
   t.equal(digest(mine), before);
-  t.throws(() => decodeIpamMessage(Uint8Array.of(2, 1)), /version 2/);
-  t.throws(() => decodeIpamMessage(Uint8Array.of(1, 9)), /unknown kind 9/);
+  t.throws(() => decodeIpamMessage(Uint8Array.of(3, 1)), /version 3/);
+  t.throws(() => decodeIpamMessage(Uint8Array.of(1, 1)), /version 1, we speak 2/, 'the unsigned format 1 is refused by name');
+  t.throws(() => decodeIpamMessage(Uint8Array.of(2, 9)), /unknown kind 9/);
   // A count far beyond the cap is refused before any allocation.
-  const huge = new Uint8Array([1, 1, 4, 10, 32, 0, 0, 12, 0xff, 0xff]);
+  const huge = new Uint8Array([2, 1, 4, 10, 32, 0, 0, 12, 0xff, 0xff]);
   throwsIpam(t, () => decodeIpamMessage(huge), 'limit');
 });
 
@@ -189,7 +212,10 @@ function runHistory(seed: number, peerCount: number, steps: number): { sim: Sim;
   const rng = rngFor(seed);
   const names = Array.from({ length: peerCount }, (_, i) => peer(i));
   const initial = Ring.initialState(RANGE, names.slice(0, Math.max(1, Math.ceil(peerCount / 2))));
-  const sim: Sim = { rings: names.map((n) => ringOf(initial, n)), dead: new Set(), takers: new Map(), inFlight: [], history: [initial] };
+  // A dead peer is unreachable for everyone, so its space may be taken over.
+  const dead = new Set<number>();
+  const deadNames = { has: (p: PeerName): boolean => dead.has(names.indexOf(p)) } as ReadonlySet<PeerName>;
+  const sim: Sim = { rings: names.map((n) => ringOf(initial, n, testGuard(n, deadNames))), dead, takers: new Map(), inFlight: [], history: [initial] };
   const live = (): number[] => names.map((_, i) => i).filter((i) => !sim.dead.has(i));
   for (let step = 0; step < steps; step++) {
     const x = live()[randomInt(rng, live().length)]!;
@@ -293,8 +319,10 @@ t.test('property: merge is commutative, associative and idempotent', async (t) =
   const { sim } = runHistory(seed, 6, 600);
   const states = [...sim.history, ...sim.rings.map((r) => r.state())];
   const rng = rngFor(seed);
+  // The observer, like every peer, cannot reach the dead: their space may be taken over.
+  const dead = new Set([...sim.dead].map((i) => peer(i)));
   const merged = (...xs: RingState[]): string => {
-    const r = new Ring(RANGE, OBSERVER);
+    const r = new Ring(RANGE, OBSERVER, testGuard(OBSERVER, dead));
     for (const x of xs) r.merge(x);
     return digest(r);
   };
