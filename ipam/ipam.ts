@@ -26,7 +26,7 @@ import { IpamContext } from './ipam-context';
 import { decodeIpamMessage } from './messages';
 import type { IpamStore } from './persistence';
 import { AllocateOptions, RequestQueue } from './request-queue';
-import { RingMergeResult, usableCount } from './ring';
+import { RingCounters, RingMergeResult, usableCount } from './ring';
 import { SpaceExchange } from './space-exchange';
 import { buildIpamStatus, IpamStatus, splitAdvice, StatusSource, v6TwinOf, waitingText } from './status';
 
@@ -248,6 +248,11 @@ export class Ipam implements Gossiper {
 
   status(): IpamStatus {
     return buildIpamStatus(this.statusSource());
+  }
+
+  /** Ring entries refused (not signed by whoever may change them) and takeovers of unreachable peers' space. */
+  ringCounters(): Readonly<RingCounters> {
+    return this.ctx.ring.counters;
   }
 
   private statusSource(): StatusSource {
