@@ -88,7 +88,7 @@ export function addRouterOptions(cmd: Command): Command {
   return cmd
     .option('--password <password>', 'encrypt the mesh with this password (prefer env WEAVE_PASSWORD: argv is visible to other users)')
     .option('--old-password <password>', 'during a password roll: also accept this old password (prefer env WEAVE_OLD_PASSWORD); drop it once every peer runs the new one')
-    .option('--name <mac>', 'peer name, 48 bits written like a MAC address (aa:bb:cc:dd:ee:ff); default: derived and kept in the datadir')
+    .option('--name <mac>', "check only: the router refuses to start unless this is its peer name, which is derived from the key in the datadir (peer-key) and cannot be chosen")
     .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
