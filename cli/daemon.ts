@@ -55,19 +55,12 @@ import { exposeApi } from '../router/api/expose-api';
 // CNI runtimes through the weave-net plugin (cni/, cli/cni-daemon.ts):
 import { buildCniEndpoint, cniDnsView } from './cni-daemon';
 import { cniApi } from '../router/api/cni-api';
+import { processAlive } from '../common/process-alive';
 
 const PID_FILE = 'weave.pid';
 /** As often as the bridge's own firewall exception is re-checked (router/host/bridge-firewall.ts). */
 const EXPOSE_RECHECK_MS = 30_000;
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** One router per data directory: a live pid in the pid file means another one runs. */
 function claimPidFile(datadir: string): string {

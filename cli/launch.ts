@@ -20,6 +20,7 @@ import { daemonConfigToArgs } from './launch-options';
 import { SUPERVISOR_PID_FILE } from './supervisor';
 import { RouterError } from '../router/mesh/errors';
 import { errorMessage } from '../common/errors';
+import { processAlive } from '../common/process-alive';
 
 export const LOG_FILE = 'weave.log';
 /** Written by the daemon (cli/daemon.ts) while it runs. */
@@ -201,17 +202,6 @@ function readPid(datadir: string | undefined, file = PID_FILE): number | null {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    // A zombie has exited; it only waits for its parent (often init, slow to reap) to collect it.
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else; still alive.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Asks the router to stop and waits until its API stops answering and its

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { SimHost } from './sim-host';
 import type { SimNetwork } from './sim-network';
 import { run } from './command';
+import { processAlive as alive } from '../common/process-alive';
 
 export type FaultKind = 'flap' | 'loss' | 'kill' | 'partition' | 'remove';
 export const FAULT_KINDS: readonly FaultKind[] = ['flap', 'loss', 'kill', 'partition', 'remove'];
@@ -116,14 +117,6 @@ export function routerPid(h: SimHost): number | null {
   }
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** kill -9 of the router process, waiting until it is gone. Returns the pid killed. */
 export async function killRouter(h: SimHost): Promise<number | null> {

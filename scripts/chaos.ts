@@ -21,13 +21,14 @@ import type { RouterStatus } from '../router/mesh/status';
 import { run } from './command';
 import type { ProbeRecord, ProbeTargets } from './chaos-probe';
 import {
-  alive, FAULT_KINDS, GAP_S, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition,
+  FAULT_KINDS, GAP_S, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition,
 } from './chaos-faults';
 import { ChaosFacts, computeFigures, FaultRecord, HostSample, renderTable, type ChaosFigures } from './chaos-report';
 import type { BackgroundProcess } from './command';
 import type { SimHost } from './sim-host';
 import { SimNetwork } from './sim-network';
 import { sleep, waitFor } from './wait';
+import { processAlive as alive } from '../common/process-alive';
 
 export interface ChaosOptions {
   durationS: number;

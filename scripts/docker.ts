@@ -12,6 +12,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient, DEFAULT_DOCKER_SOCKET } from '../router/host/docker-client';
+import { aptInstall } from './apt';
 import { run } from './command';
 import { sleep, waitFor } from './wait';
 
@@ -20,7 +21,6 @@ const STATE_DIR = '/tmp/weave-dockerd';
 const PID_FILE = join(STATE_DIR, 'dockerd.pid');
 const LOG_FILE = join(STATE_DIR, 'dockerd.log');
 /** Installing docker.io takes ~12 s here; a slow mirror gets more. */
-const APT_TIMEOUT_MS = 600_000;
 
 let startedPid: number | null = null;
 
@@ -36,18 +36,6 @@ function which(cmd: string): string | null {
   return null;
 }
 
-async function aptInstall(packages: string[]): Promise<void> {
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  let r = await run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...packages], { env, timeoutMs: APT_TIMEOUT_MS });
-  if (r.code !== 0) {
-    // A fresh machine has no package lists yet.
-    await run(['apt-get', 'update', '-q'], { env, timeoutMs: APT_TIMEOUT_MS });
-    r = await run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...packages], { env, timeoutMs: APT_TIMEOUT_MS });
-  }
-  if (r.code !== 0) {
-    throw new Error(`cannot install ${packages.join(' ')} with apt-get (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join('; ')}`);
-  }
-}
 
 /** The docker CLI to use: the Debian package's, which matches its engine. */
 export function dockerCli(): string {

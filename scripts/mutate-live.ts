@@ -24,7 +24,8 @@ import { readFileSync } from 'node:fs';
 import { ApiClient } from '../cli/api-client';
 import type { RouterStatus } from '../router/mesh/status';
 import { run } from './command';
-import { alive, routerPid } from './chaos-faults';
+import { routerPid } from './chaos-faults';
+import { processAlive as alive } from '../common/process-alive';
 import { SimNetwork } from './sim-network';
 import type { WorkerCounts } from './mutate-worker';
 

@@ -12,22 +12,13 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../common/errors';
+import { aptInstall } from './apt';
 import { run, type ExecResult } from './command';
 
 export const PODMAN_IMAGE = 'local/busybox';
-const APT_TIMEOUT_MS = 600_000;
 /** Without these the runtime fails with "setrlimit ... Operation not permitted" here. */
 const RUN_FLAGS = ['--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=1024:1024'];
 
-async function aptInstall(packages: string[]): Promise<void> {
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  let r = await run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...packages], { env, timeoutMs: APT_TIMEOUT_MS });
-  if (r.code !== 0) {
-    await run(['apt-get', 'update', '-q'], { env, timeoutMs: APT_TIMEOUT_MS });
-    r = await run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...packages], { env, timeoutMs: APT_TIMEOUT_MS });
-  }
-  if (r.code !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-2).join('; ')}`);
-}
 
 /** false when podman with the CNI backend can run here, else why not (for a test's skip). */
 export async function podmanSkipReason(): Promise<string | false> {

@@ -20,6 +20,7 @@ import { SimNetwork } from '../../scripts/sim-network';
 import { waitFor } from '../../scripts/wait';
 import type { IpamStatus } from '../../ipam/status';
 import type { DaemonStatus } from '../../cli/daemon-health';
+import { processAlive as alive } from '../../common/process-alive';
 
 t.setTimeout(400_000);
 
@@ -32,15 +33,6 @@ const readPid = (h: SimHost, file: string): number | null => {
   }
 };
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** The host crashes: supervisor first (so it restarts nothing), then the router, both with SIGKILL. */
 async function crashHost(h: SimHost): Promise<void> {

@@ -9,18 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SimNetwork } from '../../scripts/sim-network';
+import { processAlive as alive } from '../../common/process-alive';
 
 t.setTimeout(180_000);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 function pidIn(datadir: string, file: string): number {
   return Number(fs.readFileSync(path.join(datadir, file), 'utf8').trim());

@@ -6,6 +6,7 @@
 
 import { execFile, execFileSync } from 'node:child_process';
 import { TapDevice, type TapOpenOptions } from '../../router/overlay/tap-device';
+import { processAlive as alive } from '../../common/process-alive';
 
 const PREFIX = `wvt-tap-${process.pid}-`;
 export const SUBNET = '10.213.0';
@@ -57,14 +58,6 @@ function removeNamespace(ns: string): void {
   quiet('ip', ['netns', 'del', ns]);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Teardown does not run when the runner kills a timed-out test, so each TAP
