@@ -27,8 +27,6 @@ interface DemoOptions {
 
 interface DemoHostPlan {
   host: string;
-  /** Fixed so the output is the same on every run. */
-  peerName: string;
   /** Hosts (by name) given as initial peers on the command line. */
   peers: string[];
 }
@@ -37,9 +35,9 @@ interface DemoHostPlan {
 const WEAVE_CLI = resolve(__dirname, '..', 'cli', 'weave.js');
 
 const PLAN: DemoHostPlan[] = [
-  { host: 'h1', peerName: '02:00:00:00:00:01', peers: [] },
-  { host: 'h2', peerName: '02:00:00:00:00:02', peers: ['h1'] },
-  { host: 'h3', peerName: '02:00:00:00:00:03', peers: ['h2'] },
+  { host: 'h1', peers: [] },
+  { host: 'h2', peers: ['h1'] },
+  { host: 'h3', peers: ['h2'] },
 ];
 
 interface DemoContext {
@@ -117,7 +115,7 @@ const STEPS: Step[] = [
         const h = net.host(plan.host);
         const peerAddrs = plan.peers.map((p) => net.host(p).address);
         progress(`${h.name}: weave launch ${peerAddrs.length > 0 ? `with peer ${peerAddrs.join(' ')}` : 'with no peers'}`);
-        const r = await h.weave(['launch', '--name', plan.peerName, '--nickname', h.name, ...peerAddrs], { timeoutMs: 30_000 });
+        const r = await h.weave(['launch', '--nickname', h.name, ...peerAddrs], { timeoutMs: 30_000 });
         if (r.code !== 0) {
           throw new Error(`weave launch on ${h.name} exited ${r.code}:\n${(r.stderr + r.stdout).trim()}`);
         }
