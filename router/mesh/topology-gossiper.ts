@@ -11,12 +11,25 @@ import type { GossipData, Gossiper } from './gossip';
 import type { PeerName } from './peer-name';
 import type { Peers } from './peers';
 
-/** A set of peer names whose current entries are to be sent; merging is set union. */
+/**
+ * A set of peer names whose current entries are to be sent; merging is set
+ * union. Encoded when sent, so a update that waited carries the newest
+ * entries; the bytes are kept while those entries are the same objects
+ * (entries are frozen and replaced on change), so sending one update to many
+ * neighbours encodes it once.
+ */
 export class TopologyUpdate implements GossipData {
+  private cached: { entries: readonly (object | undefined)[]; bytes: Uint8Array } | null = null;
+
   constructor(private readonly peers: Peers, readonly names: ReadonlySet<PeerName>) {}
 
   encode(): Uint8Array[] {
-    return [this.peers.encode(this.names)];
+    const entries = [...this.names].map((n) => this.peers.get(n));
+    const c = this.cached;
+    if (c !== null && c.entries.length === entries.length && c.entries.every((e, i) => e === entries[i])) return [c.bytes];
+    const bytes = this.peers.encode(this.names);
+    this.cached = { entries, bytes };
+    return [bytes];
   }
 
   merge(other: GossipData): GossipData {
@@ -26,6 +39,8 @@ export class TopologyUpdate implements GossipData {
 }
 
 export class TopologyGossiper implements Gossiper {
+  private full: { key: string; update: TopologyUpdate } | null = null;
+
   constructor(private readonly peers: Peers, private readonly onChanged: (names: PeerName[]) => void) {}
 
   onGossipUnicast(): void {
@@ -36,8 +51,12 @@ export class TopologyGossiper implements Gossiper {
     return this.onGossip(update);
   }
 
+  /** Our full state; the same object while the set of names stands, so its encoding is reused. */
   gossip(): GossipData | null {
-    return new TopologyUpdate(this.peers, new Set(this.peers.entries().map((e) => e.name)));
+    const names = this.peers.entries().map((e) => e.name);
+    const key = names.join(' ');
+    if (this.full === null || this.full.key !== key) this.full = { key, update: new TopologyUpdate(this.peers, new Set(names)) };
+    return this.full.update;
   }
 
   onGossip(update: Uint8Array): GossipData | null {

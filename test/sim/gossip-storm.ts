@@ -34,7 +34,8 @@ export function snapshot(mesh: SimMesh): Snapshot {
 
 /** Figures between `before` and now, over the peers alive in both. */
 export function figuresSince(mesh: SimMesh, before: Snapshot): GossipFigures {
-  const seconds = (mesh.clock.now() - before.atMs) / 1000;
+  // A window of no simulated time (already converged) counts as one millisecond, not a division by zero.
+  const seconds = Math.max(1, mesh.clock.now() - before.atMs) / 1000;
   let received = 0;
   let maxReceived = 0;
   let routes = 0;
