@@ -25,6 +25,8 @@ import type { GossipAuthority } from './signed-gossip';
 interface Channel {
   name: string;
   gossiper: Gossiper;
+  /** Relay what was new to every neighbour, not a few (topology: every peer must see each change, fast). */
+  relayToAll: boolean;
 }
 
 export interface GossipCounters extends OutboxCounters {
@@ -71,14 +73,15 @@ export class MeshGossipHub implements GossipHub {
 
   /**
    * Registers a channel. What was new to us is relayed to a few random
-   * neighbours (mesh gossip_channel.go), topology included: relaying every
-   * delta to every neighbour costs O(connections) per change, which in a
-   * dense mesh was a storm; periodic gossip repairs what the few missed.
+   * neighbours (mesh gossip_channel.go); periodic gossip repairs what the few
+   * missed. `relayToAll` (topology) relays to every neighbour instead, so each
+   * change reaches every peer at once rather than after periodic gossip; the
+   * outbox's pacing and merging is what keeps that bounded in a dense mesh.
    */
-  addChannel(name: string, gossiper: Gossiper): Gossip {
+  addChannel(name: string, gossiper: Gossiper, relayToAll = false): Gossip {
     if (!isValidChannelName(name)) throw new RangeError(`invalid gossip channel name ${JSON.stringify(name)}`);
     if (this.channels.has(name)) throw new RangeError(`gossip channel ${name} registered twice`);
-    this.channels.set(name, { name, gossiper });
+    this.channels.set(name, { name, gossiper, relayToAll });
     return {
       gossipUnicast: (dst, msg) => this.sendUnicast(name, this.localPeer, dst, msg),
       gossipBroadcast: (update) => this.relayBroadcast(name, this.localPeer, update.encode()),
@@ -167,7 +170,7 @@ export class MeshGossipHub implements GossipHub {
           return;
         }
         const delta = this.callGossiper(ch, () => ch.gossiper.onGossip(payload));
-        if (delta) this.sendToNeighbours(ch.name, delta, from, false);
+        if (delta) this.sendToNeighbours(ch.name, delta, from, ch.relayToAll);
         return;
       }
       case 'broadcast': {

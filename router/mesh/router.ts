@@ -135,7 +135,7 @@ export class Router implements MeshLinks {
       signing,
       knownPeers: () => this.peers.entries().map((e) => ({ name: e.name, nickname: e.nickname })),
     });
-    this.gossip.addChannel(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()));
+    this.gossip.addChannel(TOPOLOGY_CHANNEL, new TopologyGossiper(this.peers, () => this.markTopologyDirty()), true);
     this.connector = new Connector({ clock: deps.clock, rng: deps.rng, logger: deps.logger }, opts.timings, {
       dial: (address) => this.dial(address),
       isConnected: (address) => this.isConnectedTo(address),

@@ -6,6 +6,8 @@
 // them back, they count as new, get relayed to every peer that had just
 // forgotten them too, and the mesh gossips them round in circles for ever.
 // So an entry is kept only while someone's connections reach it from us.
+// (The few latest updates that carried such entries are held and retried once
+// something new becomes reachable, for entries that merely arrived early.)
 
 import type { GossipData, Gossiper } from './gossip';
 import type { PeerName } from './peer-name';
@@ -38,8 +40,12 @@ export class TopologyUpdate implements GossipData {
   }
 }
 
+/** Updates with entries we could not reach yet, kept for one retry each when something new becomes reachable. */
+export const HELD_UPDATES = 8;
+
 export class TopologyGossiper implements Gossiper {
   private full: { key: string; update: TopologyUpdate } | null = null;
+  private readonly held: Uint8Array[] = [];
 
   constructor(private readonly peers: Peers, private readonly onChanged: (names: PeerName[]) => void) {}
 
@@ -60,14 +66,46 @@ export class TopologyGossiper implements Gossiper {
   }
 
   onGossip(update: Uint8Array): GossipData | null {
+    const fresh = new Set<PeerName>();
+    let changed = this.merge(update, fresh);
+    // An entry can arrive before the one that connects it to us (over another
+    // path), and was dropped; once something new is reachable, try the held
+    // updates again. In a stable split nothing new arrives, so nothing is retried.
+    if (fresh.size > 0) {
+      for (const held of this.held.splice(0)) {
+        try {
+          if (this.merge(held, fresh)) changed = true;
+        } catch {
+          // It applied once; if it no longer does (a key conflict since), it is simply not retried.
+        }
+      }
+    }
+    if (!changed) return null;
+    this.onChanged([...fresh]);
+    return fresh.size === 0 ? null : new TopologyUpdate(this.peers, fresh);
+  }
+
+  /**
+   * Applies one update and forgets whatever it left unreachable; adds the
+   * names it made new and kept to `fresh`. True when the store changed (not
+   * when unreachable peers only came and went). An update that carried
+   * entries we could not reach is held for a retry (the newest HELD_UPDATES).
+   */
+  private merge(update: Uint8Array, fresh: Set<PeerName>): boolean {
     const sizeBefore = this.peers.size();
     const changed = this.peers.applyUpdate(update);
-    if (changed.length === 0) return null;
+    if (changed.length === 0) return false;
     const removed = new Set(this.peers.garbageCollect());
-    const fresh = changed.filter((n) => !removed.has(n));
-    // Nothing kept and nobody we knew removed: only unreachable peers came and went.
-    if (fresh.length === 0 && this.peers.size() === sizeBefore) return null;
-    this.onChanged(changed);
-    return fresh.length === 0 ? null : new TopologyUpdate(this.peers, new Set(fresh));
+    let kept = 0;
+    for (const n of changed) {
+      if (removed.has(n)) continue;
+      fresh.add(n);
+      kept++;
+    }
+    if (changed.some((n) => removed.has(n))) {
+      this.held.push(update);
+      if (this.held.length > HELD_UPDATES) this.held.shift();
+    }
+    return kept > 0 || this.peers.size() !== sizeBefore;
   }
 }

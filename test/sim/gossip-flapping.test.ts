@@ -15,7 +15,7 @@ import { describe, figuresSince, growMesh, snapshot, unreachableKnown } from './
 // 600 s per-file timeout on a loaded 2-core machine until the run time at 200 is measured.
 const PEERS = Number(process.env['SIM_PEERS'] ?? 60);
 const FLAPPING = PEERS / 10;
-const FLAP_MS = 60_000;
+const FLAP_MS = 30_000;
 /** Gossip bounds while flapping (messages received per peer per second), with room over what this seed shows. */
 const AVG_BOUND = 20;
 const MAX_BOUND = 60;

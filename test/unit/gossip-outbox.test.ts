@@ -12,7 +12,7 @@ import type { PeerConnection } from '../../router/mesh/peer';
 import { peerNameFromBytes, type PeerName } from '../../router/mesh/peer-name';
 import { Peers } from '../../router/mesh/peers';
 import { TokenBucket } from '../../router/mesh/token-bucket';
-import { TopologyGossiper } from '../../router/mesh/topology-gossiper';
+import { TopologyGossiper, TopologyUpdate } from '../../router/mesh/topology-gossiper';
 import { loadSodium } from '../../router/mesh/sodium';
 import { testSigning } from './test-signing';
 
@@ -127,4 +127,19 @@ t.test('topology: peers we cannot reach are forgotten as the update is applied, 
   g.onGossip(update(bc, cb, store(d, [c])));
   t.same(us.entries().map((e) => e.name).sort(), [a, b, c, d].sort(), 'reachable through b: kept');
   t.equal(changes.length, 2, 'each real change reported once');
+});
+
+t.test('topology: an entry that arrives before the one connecting it is not lost', async (t) => {
+  const [a, b, c] = [pn(11), pn(12), pn(13)];
+  const us = store(a, [b]);
+  const g = new TopologyGossiper(us, () => {});
+  g.onGossip(store(b, [a]).encode([b]));
+  // c's entry (listing b) comes first, over another path: unreachable, dropped, held.
+  t.equal(g.onGossip(store(c, [b]).encode([c])), null, 'c alone is unreachable');
+  t.same(us.entries().map((e) => e.name).sort(), [a, b].sort());
+  // Then b's new entry, listing c: c is reachable now and comes back from the held update.
+  const bc = store(b, [a, c]);
+  const delta = g.onGossip(bc.encode([b]));
+  t.same(us.entries().map((e) => e.name).sort(), [a, b, c].sort(), 'c recovered');
+  t.ok(delta instanceof TopologyUpdate && [...delta.names].sort().join() === [b, c].sort().join(), 'and both relayed');
 });
