@@ -1,12 +1,13 @@
 // Linux network namespace plumbing for the simulated networks: listing the
 // namespaces that exist, finding and signalling the processes inside one,
 // picking a per-run name prefix no existing namespace uses, deleting a
-// namespace, and asking whether a TCP port listens inside one. The synchronous
+// namespace (and its /etc/netns entry), and asking whether a TCP port listens inside one. The synchronous
 // steps are shared by the async and the exit-handler teardown in
 // sim-network.ts; nothing here creates links.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { run, runSync } from './command';
 
 /** Names of the namespaces `ip netns` knows about right now. */
@@ -42,6 +43,23 @@ export function namespaceExists(ns: string): boolean {
 export function deleteNamespace(ns: string): boolean {
   // Deleting the name does not kill what runs inside: callers kill first.
   return runSync(['ip', 'netns', 'del', ns]).code === 0;
+}
+
+const NETNS_CONFIG_DIR = '/etc/netns';
+
+/**
+ * Removes /etc/netns/<name> of every namespace starting with `prefix`: the
+ * per-namespace resolv.conf that weave DNS writes for netns: containers stays
+ * after the namespace is gone unless someone detached first.
+ */
+export function removeNetnsConfig(prefix: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(NETNS_CONFIG_DIR);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(prefix)) rmSync(join(NETNS_CONFIG_DIR, name), { recursive: true, force: true });
 }
 
 /** A `wvt<4 random hex>-` prefix that no existing namespace starts with. */

@@ -3,8 +3,10 @@
 // namespaces it creates (all named with one random per-run prefix), the
 // underlay between them (a "switch" namespace with a bridge, one veth per
 // host), its firewall (sim-firewall.ts), a temporary directory of per-host data
-// directories, and every process running in those namespaces; it tears all of
-// that down on destroy(), and at exit or on a signal if a run forgot to.
+// directories, the /etc/netns entries of its namespaces, and every process
+// running in those namespaces; it tears all of that down on destroy(), at exit
+// or on a signal if a run forgot to, and (sim-owners.ts) at the next create()
+// if its run was killed outright.
 //
 // It must never touch the root namespace's links, addresses or firewall, and
 // never send traffic anywhere but loopback or its own namespaces: every link
@@ -19,7 +21,8 @@ import { errorMessage } from '../common/errors';
 import { formatIp } from '../common/ip';
 import { Cidr, IpWithPrefix, parseIpWithPrefix } from '../common/ip-cidr';
 import { BackgroundProcess, KILL_GRACE_MS, mergedEnv, run, signalNumber, type SpawnOptions } from './command';
-import { deleteNamespace, killAll, listNamespaces, namespaceExists, pidsIn, unusedPrefix } from './netns';
+import { deleteNamespace, killAll, listNamespaces, namespaceExists, pidsIn, removeNetnsConfig, unusedPrefix } from './netns';
+import { claimNetwork, reapAbandonedNetworks, releaseNetwork } from './sim-owners';
 import { SimFirewall, type BlockKind } from './sim-firewall';
 import { SimHost } from './sim-host';
 import { sleep, sleepSync } from './wait';
@@ -144,11 +147,14 @@ export class SimNetwork {
     const { addresses, prefixLen } = hostAddresses(subnet, names.length);
 
     installCleanupHandlers();
+    const reaped = reapAbandonedNetworks();
+    if (reaped.length > 0) process.stderr.write(`netns: removed networks left by runs that were killed: ${reaped.join(' ')}\n`);
     const prefix = opts.prefix ?? unusedPrefix();
     if (listNamespaces().some((n) => n.startsWith(prefix))) {
       throw new Error(`namespaces with prefix ${prefix} already exist; pick a prefix unique to this run`);
     }
     const rootDir = mkdtempSync(join(tmpdir(), `weave-sim-${prefix}`));
+    claimNetwork(prefix, rootDir);
     const net = new SimNetwork(prefix, rootDir, subnet, opts);
     // Registered before the first namespace exists, so a failure half-way is cleaned up too.
     liveNetworks.add(net);
@@ -288,10 +294,12 @@ export class SimNetwork {
     }
     const leftPids = namespaces.flatMap((ns) => (namespaceExists(ns) ? pidsIn(ns) : []));
     if (leftPids.length > 0) problems.push(`processes still running: ${leftPids.join(' ')}`);
+    removeNetnsConfig(this.prefix);
     rmSync(this.rootDir, { recursive: true, force: true });
     // A router killed above leaves its API socket in /run/weave (cli/api-socket.ts); a clean stop removes it itself.
     for (const h of this.hosts) rmSync(h.apiSocket, { force: true });
     liveNetworks.delete(this);
+    releaseNetwork(this.prefix);
     const left = this.namespaces();
     if (left.length > 0) problems.push(`namespaces left: ${left.join(' ')}`);
     if (problems.length > 0) throw new Error(`destroying network ${this.prefix}: ${problems.join('; ')}`);

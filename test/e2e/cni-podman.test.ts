@@ -9,7 +9,7 @@
 // containers, namespaces and files even on failure.
 
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../cli/api-client';
@@ -33,7 +33,6 @@ async function main(): Promise<void> {
       await podman.destroy();
       for (const h of net.hosts) await h.weave(['stop'], { timeoutMs: 15_000 });
       await net.destroy();
-      rmSync(`/etc/netns/${net.prefix}c2`, { recursive: true, force: true });
     });
     const [h1, h2] = [net.host('h1'), net.host('h2')];
     for (const [h, peers] of [[h1, []], [h2, [h1.address]]] as const) {
