@@ -52,3 +52,19 @@ export class FailedConnections {
 function endKey(s: ConnectionStatus): string {
   return `${s.outbound}|${s.peer ?? s.address.replace(/:\d+$/, '')}`;
 }
+
+/**
+ * How a connection that closed with `code` (and was not a kept peer) shows:
+ * 'none' for the routine ends (a duplicate, ourselves); 'stranger' for an
+ * inbound end that never identified itself and failed for no reason worth
+ * naming (idle, oversize, not weave, dropped at a cap): counted in the
+ * handshake pressure, never listed or logged one by one; 'loud' for
+ * refusals an operator must fix (password, name, version): listed and logged
+ * as warnings; 'quiet' for the rest: listed, logged at debug.
+ */
+export function failureVisibility(code: RouterErrorCode, outbound: boolean, identified: boolean): 'none' | 'stranger' | 'loud' | 'quiet' {
+  if (code === 'duplicate-connection' || code === 'self-connection') return 'none';
+  const loud = code.startsWith('password') || code === 'name-collision' || code === 'version';
+  if (loud) return 'loud';
+  return !outbound && !identified ? 'stranger' : 'quiet';
+}

@@ -9,77 +9,32 @@
 // deterministically on both ends. The status snapshot is built by
 // router-status.ts from the parts this class holds.
 
-import type { Clock, Timer } from '../../common/clock';
+import type { Timer } from '../../common/clock';
 import { Connection, ConnectionEvents } from './connection';
 import { discoveredAddresses, judgeEstablished } from './connection-policy';
 import { Connector } from './connector';
-import { DEFAULT_TIMINGS, RouterTimings, TOPOLOGY_CHANNEL } from './constants';
+import { TOPOLOGY_CHANNEL } from './constants';
 import { assertNever, errorMessage } from '../../common/errors';
 import { RouterError, RouterErrorCode } from './errors';
-import { FailedConnections } from './failed-connections';
+import { FailedConnections, failureVisibility } from './failed-connections';
 import { MeshGossipHub } from './gossip-hub';
-import type { PeerKey } from './peer-key';
-import { GossipAuthority, VerifiedSignatures } from './signed-gossip';
+import { GossipAuthority } from './signed-gossip';
 import { HandshakeLimits } from './handshake-limits';
 import type { MeshLinks } from './mesh-links';
 import type { HelloInfo } from './handshake-messages';
 import type { Logger } from '../../common/logger';
-import type { DataPlane } from './data-plane';
 import type { PeerConnection } from './peer';
 import { normalisePeerAddress, parsePeerAddress } from './peer-address';
 import { comparePeerNames, PeerName } from './peer-name';
 import { Peers } from './peers';
 import type { ControlMessage } from './protocol';
-import type { RekeyOptions } from './key-schedule';
-import type { Rng } from '../../common/rng';
 import { Routes } from './routes';
 import { RouteScheduler } from './route-scheduler';
 import { buildRouterStatus } from './router-status';
 import type { RouterStatus } from './status';
 import { TopologyGossiper, TopologyUpdate } from './topology-gossiper';
-import type { ByteStream, Transport } from './transport';
-
-export interface RouterDeps {
-  clock: Clock;
-  rng: Rng;
-  logger: Logger;
-  transport: Transport;
-  /** The frame-carrying side (overlay.ts); absent in control-plane-only routers and most simulations. */
-  dataPlane?: DataPlane;
-  /** Verified signatures shared by the routers of one process (simulations); by default the router keeps its own. */
-  verifiedSignatures?: VerifiedSignatures;
-}
-
-export interface RouterOptions {
-  name: PeerName;
-  nickname: string;
-  /** Larger on every start of the same peer (restart detection). */
-  incarnation: number;
-  port: number;
-  /** Stretched password, or null for a plaintext mesh. */
-  passwordKey: Uint8Array | null;
-  /** During a password roll: the old password, still accepted (status lists the peers that use it). */
-  oldPasswordKey?: Uint8Array | null;
-  /** When connection keys rotate; defaults to DEFAULT_REKEY_OPTIONS (key-schedule.ts). */
-  rekey?: RekeyOptions;
-  /** Our signing key; `name` must be the name it derives (router/mesh/peer-key.ts). */
-  key: PeerKey;
-  discovery: boolean;
-  connLimit: number;
-  timings: RouterTimings;
-  version: string;
-  /** Called when the user-given targets change, to persist them. */
-  onDirectTargetsChanged?: (addresses: string[]) => void;
-}
-
-export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'name' | 'nickname' | 'incarnation' | 'key'> = {
-  port: 6783,
-  passwordKey: null,
-  discovery: true,
-  connLimit: 100,
-  timings: DEFAULT_TIMINGS,
-  version: '0.0.0',
-};
+import type { RouterDeps, RouterOptions } from './router-options';
+import type { ByteStream } from './transport';
 
 export class Router implements MeshLinks {
   readonly localPeer: PeerName;
@@ -311,7 +266,7 @@ export class Router implements MeshLinks {
         conn.close(new RouterError('self-connection', 'this address is ourselves'));
         return;
       case 'name-collision':
-        conn.refuse(new RouterError('name-collision', `peer at ${conn.stream.remoteAddress} uses our name ${this.localPeer}; give one of them another --name`));
+        conn.refuse(new RouterError('name-collision', `peer at ${conn.stream.remoteAddress} uses our name ${this.localPeer}: names derive from each data directory's peer key, so two hosts share one data directory (or its peer-key file)`));
         return;
       case 'refuse-duplicate':
         conn.refuse(new RouterError('duplicate-connection', `already connected to ${remote.name}(${remote.nickname})`));
@@ -373,15 +328,13 @@ export class Router implements MeshLinks {
       if (!this.stopped) this.log.info('connection lost', { peer: remote.name, nickname: remote.nickname, reason: error?.message ?? 'closed' });
     }
     if (conn.opts.targetAddress !== null) this.connector.onDisconnected(conn.opts.targetAddress, error);
-    if (error && !wasKept && error.code !== 'duplicate-connection' && error.code !== 'self-connection') {
-      this.counters.connectionsFailed++;
-      const loud = error.code.startsWith('password') || error.code === 'name-collision' || error.code === 'version';
-      // A stranger that never said who it is (idle, oversize, not weave, dropped at a cap) is
-      // counted in the handshake pressure, never listed or logged one by one.
-      if (!conn.opts.outbound && remote === null && !loud) { this.logHandshakeDrops(); return; }
-      this.recordFailed(conn.stream.remoteAddress, conn.opts.outbound, remote?.name ?? null, remote?.nickname ?? null, conn.encrypted, error.message, error.code);
-      (loud ? this.log.warn : this.log.debug).call(this.log, 'connection failed', { addr: conn.stream.remoteAddress, code: error.code, reason: error.message });
-    }
+    if (error === null || wasKept) return;
+    const visibility = failureVisibility(error.code, conn.opts.outbound, remote !== null);
+    if (visibility === 'none') return;
+    this.counters.connectionsFailed++;
+    if (visibility === 'stranger') { this.logHandshakeDrops(); return; }
+    this.recordFailed(conn.stream.remoteAddress, conn.opts.outbound, remote?.name ?? null, remote?.nickname ?? null, conn.encrypted, error.message, error.code);
+    (visibility === 'loud' ? this.log.warn : this.log.debug).call(this.log, 'connection failed', { addr: conn.stream.remoteAddress, code: error.code, reason: error.message });
   }
 
   private recordFailed(
