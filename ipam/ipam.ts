@@ -2,21 +2,20 @@
 // the daemon, the HTTP routes and the container hook use. It builds and wires
 // the parts (shared state and persistence: ipam-context.ts; waiting requests:
 // request-queue.ts; space between peers: space-exchange.ts; the first split:
-// initial-split.ts) and owns the lifecycle (prime, rmpeer, reset, shutdown),
-// releases with their grace timer on the injected Clock, the dispatch of
-// received gossip, what follows each ring change, and the status snapshot.
+// initial-split.ts; releases and their grace timer: releases.ts) and owns the
+// lifecycle (prime, rmpeer, reset, shutdown), the dispatch of received
+// gossip, what follows each ring change, and the status snapshot.
 //
 // It must never import router internals: the mesh reaches it only through the
 // gossip seam (docs/architecture.md). Every mutation happens in one
 // synchronous step and is persisted before it is gossiped or a waiting request
 // is answered, so a crash never hands out an address twice.
 
-import type { Clock, Timer } from '../common/clock';
+import type { Clock } from '../common/clock';
 import type { Logger } from '../common/logger';
 import type { Rng } from '../common/rng';
 import type { GossipData, Gossiper, GossipHub } from '../router/mesh/gossip';
 import { isPeerName, PeerName } from '../router/mesh/peer-name';
-import { Allocation, validateContainerId } from './allocator';
 import { parseAddressWithPrefix } from './address-range';
 import type { IpamConfig } from './config';
 import { DEFAULT_IPAM_TIMINGS, IPAM_CHANNEL, IpamTimings } from './constants';
@@ -25,6 +24,7 @@ import { InitialSplit } from './initial-split';
 import { IpamContext } from './ipam-context';
 import { decodeIpamMessage } from './messages';
 import type { IpamStore } from './persistence';
+import { Releases, type ReleaseOptions } from './releases';
 import { AllocateOptions, RequestQueue } from './request-queue';
 import { RingCounters, RingMergeResult, usableCount } from './ring';
 import { SpaceExchange } from './space-exchange';
@@ -44,10 +44,7 @@ export interface IpamOptions {
   timings?: Partial<IpamTimings>;
 }
 
-export interface ReleaseOptions {
-  /** 0 (the default): release at once (container removed). >0: keep the addresses that long (container died). */
-  graceMs?: number;
-}
+export type { ReleaseOptions } from './releases';
 
 export type { IpamPeerStatus, IpamState, IpamStatus } from './status';
 
@@ -58,8 +55,7 @@ export class Ipam implements Gossiper {
   private readonly split: InitialSplit;
   private readonly space: SpaceExchange;
   private readonly requests: RequestQueue;
-  private releaseTimer: Timer | null = null;
-  private releaseTimerAtMs = 0;
+  private readonly releases: Releases;
 
   constructor(deps: IpamDeps, opts: IpamOptions) {
     const timings = { ...DEFAULT_IPAM_TIMINGS, ...opts.timings };
@@ -77,12 +73,13 @@ export class Ipam implements Gossiper {
     });
     this.space = new SpaceExchange(ctx);
     this.requests = new RequestQueue(ctx, this.space, { waitingFor, startConsensus: () => this.split.start() });
+    this.releases = new Releases(ctx, () => this.requests.process());
 
     ctx.restore();
     const init = opts.config.init;
     if (init.mode === 'seed') this.split.seed(init.peers);
     if (init.mode === 'consensus' && !ctx.ring.isSeeded()) ctx.paxos!.join();
-    this.armReleaseTimer();
+    this.releases.arm();
     ctx.persist();
 
     ctx.attachSender(deps.hub.addChannel(IPAM_CHANNEL, this));
@@ -115,39 +112,12 @@ export class Ipam implements Gossiper {
 
   /** Releases one address of a container, or all of them when `cidr` is omitted; returns what was released. */
   release(containerId: string, cidr?: string): string[] {
-    const { allocator, range } = this.ctx;
-    const container = validateContainerId(containerId);
-    let gone: Allocation[];
-    if (cidr === undefined) {
-      gone = allocator.removeContainer(container);
-    } else {
-      const { address } = parseAddressWithPrefix(cidr, 'address');
-      const offset = range.offsetOf(address);
-      const a = offset === null ? undefined : allocator.holderOf(offset);
-      if (!a || a.container !== container) return [];
-      gone = [allocator.remove(a.offset)!];
-    }
-    if (gone.length > 0) this.afterReleases(gone, 'released');
-    return gone.map((a) => this.ctx.formatAllocation(a));
+    return this.releases.release(containerId, cidr);
   }
 
-  /**
-   * A container went away. Removed (graceMs 0): its addresses are free at
-   * once. Died (graceMs > 0): they stay reserved for that long so a restart
-   * gets them back (allocate or claim by the same container revives them).
-   */
+  /** A container went away: see Releases.releaseContainer (removed: free now; died: kept for graceMs). */
   releaseContainer(containerId: string, opts: ReleaseOptions = {}): string[] {
-    const container = validateContainerId(containerId);
-    const graceMs = opts.graceMs ?? 0;
-    if (!Number.isFinite(graceMs) || graceMs < 0) throw IpamError.config(`graceMs must be 0 or more, got ${graceMs}`);
-    const list = this.addressesOf(container);
-    if (list.length === 0) return [];
-    if (graceMs === 0) return this.release(container);
-    this.ctx.allocator.markDying(container, this.ctx.clock.now() + graceMs);
-    this.ctx.persist();
-    this.armReleaseTimer();
-    this.ctx.log.info('container died; its addresses are kept for its restart', { container, addresses: list.join(','), graceMs });
-    return list;
+    return this.releases.releaseContainer(containerId, opts);
   }
 
   /** Addresses a container holds here (CIDRs). */
@@ -372,35 +342,6 @@ export class Ipam implements Gossiper {
     if (ctx.allocator.count > 0) ctx.scheduleFreeReport();
   }
 
-  private afterReleases(gone: Allocation[], what: string): void {
-    this.ctx.persist();
-    this.ctx.scheduleFreeReport();
-    this.armReleaseTimer();
-    this.ctx.log.info(`addresses ${what}`, { container: gone[0]!.container, addresses: gone.map((a) => this.ctx.formatAllocation(a)).join(',') });
-    this.requests.process();
-  }
-
-  /** One timer for the earliest address due for release (a dead container's grace period). */
-  private armReleaseTimer(): void {
-    const { ctx } = this;
-    const next = ctx.allocator.nextReleaseAtMs();
-    if (next === null) {
-      this.releaseTimer?.cancel();
-      this.releaseTimer = null;
-      return;
-    }
-    if (this.releaseTimer !== null && this.releaseTimerAtMs === next) return;
-    this.releaseTimer?.cancel();
-    this.releaseTimerAtMs = next;
-    this.releaseTimer = ctx.clock.setTimer(Math.max(0, next - ctx.clock.now()), () => {
-      this.releaseTimer = null;
-      if (ctx.stopped || ctx.left) return;
-      const due = ctx.allocator.releaseDue(ctx.clock.now());
-      if (due.length > 0) this.afterReleases(due, 'released after the grace period');
-      else this.armReleaseTimer();
-    });
-  }
-
   /** Cancels every timer and fails every waiting caller with `err` (reset, shutdown). */
   private stopAll(err: IpamError): void {
     this.requests.failAll(err);
@@ -408,7 +349,6 @@ export class Ipam implements Gossiper {
     this.split.cancel();
     this.requests.cancel();
     this.ctx.cancelFreeReport();
-    this.releaseTimer?.cancel();
-    this.releaseTimer = null;
+    this.releases.cancel();
   }
 }
