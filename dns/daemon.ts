@@ -34,7 +34,7 @@ import type { Upstream } from './resolv-conf';
 import { DnsServer, newCounters } from './server';
 import type { ListenAddress } from './server';
 import { DnsService } from './service';
-import type { DnsEntry } from './store';
+import type { DnsEntry } from './store-entry';
 import { FixedUpstreams, ResolvConfUpstreams } from './upstreams';
 import type { UpstreamSource } from './upstreams';
 

@@ -10,8 +10,9 @@ import type { Clock } from '../common/clock';
 import type { GossipData, Gossiper } from '../router/mesh/gossip';
 import type { Logger } from '../common/logger';
 import type { PeerName } from '../router/mesh/peer-name';
-import type { DnsEntry, DnsStore } from './store';
-import { entryKey } from './store';
+import type { DnsStore } from './store';
+import type { DnsEntry } from './store-entry';
+import { entryKey } from './store-entry';
 import { decodeEntries, encodeEntries } from './store-codec';
 
 /** A set of entry keys whose current state is sent; merging is set union (mesh's "fold newcomers in"). */

@@ -17,7 +17,7 @@
 import { ipToBytes, tryParseIp } from '../common/ip';
 import type { GossipSigning } from '../router/mesh/gossip';
 import { MeshWriter } from '../router/mesh/peer-name';
-import type { DnsEntry } from './store';
+import type { DnsEntry } from './store-entry';
 
 const LABEL = new TextEncoder().encode('weave-ts dns entry v2');
 export const FLAG_TOMBSTONE = 0x01;

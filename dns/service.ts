@@ -12,11 +12,14 @@ import type { PeerName } from '../router/mesh/peer-name';
 import type { Rng } from '../common/rng';
 import type { QueryOutcome, RecordSource, ResolverConfig, Transport } from './answer';
 import { handleQuery } from './answer';
+import { AnswerCache } from './answer-cache';
 import { DNS_CHANNEL, MAX_ADDRESSES_PER_NAME, STORE_TICK_MS } from './constants';
 import { DnsError } from './errors';
 import { DnsGossiper, DnsUpdate } from './gossiper';
-import type { DnsEntry, EntryMatch, StoreOptions } from './store';
-import { DnsStore, validateContainerId } from './store';
+import type { EntryMatch, StoreOptions } from './store';
+import { DnsStore } from './store';
+import type { DnsEntry } from './store-entry';
+import { validateContainerId } from './store-entry';
 
 export interface DnsServiceDeps {
   hub: GossipHub;
@@ -28,6 +31,8 @@ export interface DnsServiceDeps {
 export interface DnsServiceOptions extends ResolverConfig {
   store?: Partial<StoreOptions>;
   tickMs?: number;
+  /** Bound of the answer cache (dns/answer-cache.ts). */
+  cacheEntries?: number;
 }
 
 export class DnsService implements RecordSource {
@@ -40,6 +45,7 @@ export class DnsService implements RecordSource {
   private readonly logger: Logger;
   private readonly tickMs: number;
   private timer: Timer | null = null;
+  readonly cache: AnswerCache;
   private stopped = false;
   /** As the mesh last reported it, to see who arrives. */
   private reachable: ReadonlySet<PeerName>;
@@ -52,6 +58,7 @@ export class DnsService implements RecordSource {
     this.config = { domain: opts.domain, ttlS: opts.ttlS };
     this.tickMs = opts.tickMs ?? STORE_TICK_MS;
     this.store = new DnsStore(this.localPeer, deps.hub.signing, opts.store ?? {});
+    this.cache = new AnswerCache(this.rng, opts.cacheEntries);
     this.gossip = deps.hub.addChannel(DNS_CHANNEL, new DnsGossiper(this.store, this.clock, this.logger));
     // Until the first topology change tells us better: the peers the mesh knows now.
     this.reachable = new Set(deps.hub.knownPeers().map((p) => p.name));
@@ -158,6 +165,11 @@ export class DnsService implements RecordSource {
 
   /** Answers one DNS query (the server's entry point). */
   resolve(bytes: Uint8Array, transport: Transport): QueryOutcome {
-    return handleQuery(bytes, transport, this.config, this, this.rng);
+    const generation = this.store.generation;
+    const cached = this.cache.lookup(bytes, transport, generation);
+    if (cached !== null) return cached;
+    const outcome = handleQuery(bytes, transport, this.config, this, this.rng);
+    if (outcome.kind === 'reply') this.cache.remember(bytes, transport, generation, outcome.bytes, outcome.answerKind);
+    return outcome;
   }
 }

@@ -39,8 +39,8 @@ import { CodedError } from '../common/errors';
 import { MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_NAME_BYTES } from './constants';
 import { DnsError } from './errors';
 import { FLAG_TOMBSTONE } from './record-signature';
-import type { DnsEntry } from './store';
-import { entryProblem } from './store';
+import type { DnsEntry } from './store-entry';
+import { entryProblem } from './store-entry';
 
 export const STORE_WIRE_VERSION = 2;
 const KNOWN_FLAGS = FLAG_TOMBSTONE;

@@ -33,13 +33,13 @@
 import { canonicalIp } from '../common/ip';
 import type { GossipSigning } from '../router/mesh/gossip';
 import type { PeerName } from '../router/mesh/peer-name';
-import { DEPARTED_PEER_GRACE_MS, MAX_CONTAINER_ID_BYTES, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
+import { DEPARTED_PEER_GRACE_MS, MAX_ENTRIES_TOTAL, TOMBSTONE_TTL_MS } from './constants';
 import { DnsError } from './errors';
 import { isNormalName } from './names';
 import { recordAuthentic, signRecord } from './record-signature';
+import type { DnsEntry } from './store-entry';
+import { entryKey, entryProblem, supersedes, validateContainerId } from './store-entry';
 
-/** Versions travel as u32. */
-export const MAX_VERSION = 0xffff_ffff;
 const FORGET_DEPARTED_AFTER_GRACES = 10;
 /**
  * Claims about our own records at or above this are ignored rather than
@@ -47,24 +47,6 @@ const FORGET_DEPARTED_AFTER_GRACES = 10;
  * version per change of one record).
  */
 export const MAX_OWN_CLAIM_VERSION = 0x7fff_ffff;
-
-export interface DnsEntry {
-  readonly origin: PeerName;
-  /** Docker id, netns:NAME, pid:PID, or "weave:api" for names added by hand without a container. */
-  readonly containerId: string;
-  /** Normal form: lower case, fully qualified, no trailing dot. */
-  readonly name: string;
-  /** Canonical text (common/ip.ts). */
-  readonly address: string;
-  /** 1 and up; each change by the origin adds one. */
-  readonly version: number;
-  readonly tombstone: boolean;
-  /** Local-clock instant the origin removed it (from the age on the wire); null for a live record. */
-  readonly removedAtMs: number | null;
-  /** The origin's public key, and its signature over the entry (record-signature.ts). */
-  readonly originKey: Uint8Array;
-  readonly signature: Uint8Array;
-}
 
 /** An entry before it is signed. */
 type UnsignedEntry = Omit<DnsEntry, 'originKey' | 'signature'>;
@@ -95,42 +77,6 @@ export interface EntryMatch {
   address?: string;
 }
 
-export function entryKey(e: Pick<DnsEntry, 'origin' | 'containerId' | 'name' | 'address'>): string {
-  // Container ids never contain control characters (validateContainerId), so NUL separates safely.
-  return `${e.origin}\u0000${e.containerId}\u0000${e.name}\u0000${e.address}`;
-}
-
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
-const encoder = new TextEncoder();
-
-/** Container ids are printable, non-empty and short. Throws DnsError.config. */
-export function validateContainerId(id: unknown): string {
-  if (typeof id !== 'string' || id === '' || CONTROL_CHARS.test(id) || encoder.encode(id).length > MAX_CONTAINER_ID_BYTES) {
-    throw DnsError.config(`container id must be printable text of 1 to ${MAX_CONTAINER_ID_BYTES} bytes, got ${JSON.stringify(id)}`);
-  }
-  return id;
-}
-
-/** Checks one entry's fields as if hostile; returns a reason or null. */
-export function entryProblem(e: DnsEntry): string | null {
-  if (!isNormalName(e.name)) return `name ${JSON.stringify(e.name)} is not a valid host name`;
-  if (canonicalIp(e.address) !== e.address) return `address ${JSON.stringify(e.address)} is not a canonical IP address`;
-  if (typeof e.containerId !== 'string' || e.containerId === '' || CONTROL_CHARS.test(e.containerId) ||
-    encoder.encode(e.containerId).length > MAX_CONTAINER_ID_BYTES) {
-    return `container id ${JSON.stringify(e.containerId)} is empty, too long or has control characters`;
-  }
-  if (!Number.isInteger(e.version) || e.version < 1 || e.version > MAX_VERSION) return `version ${e.version} is out of range`;
-  if (e.tombstone !== (e.removedAtMs !== null)) return 'a removal must carry its time, a record must not';
-  return null;
-}
-
-/** True when `a` replaces `b` (same key). The order of the merge; see the file comment. */
-export function supersedes(a: Pick<DnsEntry, 'version' | 'tombstone' | 'removedAtMs'>, b: Pick<DnsEntry, 'version' | 'tombstone' | 'removedAtMs'>): boolean {
-  if (a.version !== b.version) return a.version > b.version;
-  if (a.tombstone !== b.tombstone) return a.tombstone;
-  if (a.tombstone && b.tombstone) return (a.removedAtMs as number) < (b.removedAtMs as number);
-  return false;
-}
 
 export interface StoreCounters {
   mergedBatches: number;
@@ -155,6 +101,7 @@ export class DnsStore {
  */
   private readonly unreachableSince = new Map<PeerName, number>();
   private readonly opts: StoreOptions;
+  private changes = 0;
   readonly counters: StoreCounters = {
     mergedBatches: 0, refusedBatches: 0, forgedBatches: 0, entriesChanged: 0, ownCorrections: 0, tombstonesExpired: 0, departedDropped: 0,
   };
@@ -166,6 +113,15 @@ export class DnsStore {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /**
+   * Changes with every change that can alter an answer: an entry put or
+   * dropped, reachability reported. Caches of encoded answers
+   * (dns/answer-cache.ts) compare it instead of being told.
+   */
+  get generation(): number {
+    return this.changes;
   }
 
   get(key: string): DnsEntry | undefined {
@@ -319,6 +275,7 @@ export class DnsStore {
 
   setReachable(reachable: ReadonlySet<PeerName>, nowMs: number): void {
     this.reachable = new Set([...reachable, this.localPeer]);
+    this.changes++;
     for (const p of [...this.unreachableSince.keys()]) if (this.reachable.has(p)) this.unreachableSince.delete(p);
     this.noteUnreachable(nowMs);
   }
@@ -396,6 +353,7 @@ export class DnsStore {
   private put(key: string, e: DnsEntry): void {
     const old = this.entries.get(key);
     this.entries.set(key, e);
+    this.changes++;
     if (old === undefined) {
       index(this.byName, e.name, key);
       index(this.byAddress, e.address, key);
@@ -404,6 +362,7 @@ export class DnsStore {
 
   private remove(key: string, e: DnsEntry): void {
     this.entries.delete(key);
+    this.changes++;
     unindex(this.byName, e.name, key);
     unindex(this.byAddress, e.address, key);
   }

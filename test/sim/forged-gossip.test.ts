@@ -11,7 +11,7 @@ import type { Test } from 'tap';
 import { DnsService } from '../../dns/service';
 import { signRecord } from '../../dns/record-signature';
 import { encodeEntries } from '../../dns/store-codec';
-import type { DnsEntry } from '../../dns/store';
+import type { DnsEntry } from '../../dns/store-entry';
 import { Ipam } from '../../ipam/ipam';
 import { parseIpamConfig } from '../../ipam/config';
 import { encodeIpamMessage } from '../../ipam/messages';

@@ -5,8 +5,9 @@
 
 import t from 'tap';
 import { DnsError } from '../../dns/errors';
-import type { DnsEntry } from '../../dns/store';
-import { DnsStore, MAX_VERSION, supersedes } from '../../dns/store';
+import { DnsStore } from '../../dns/store';
+import type { DnsEntry } from '../../dns/store-entry';
+import { MAX_VERSION, supersedes } from '../../dns/store-entry';
 import { decodeEntries, encodeEntries, STORE_WIRE_VERSION } from '../../dns/store-codec';
 import { parseDomain, qualifyName } from '../../dns/names';
 import type { PeerName } from '../../router/mesh/peer-name';

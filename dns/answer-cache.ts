@@ -1,0 +1,178 @@
+// Encoded replies to repeated questions, so that answering a name we hold
+// costs a map lookup and a copy, not a parse, a store lookup, record objects
+// and an encode (issue 14: DNS at well over dnsmasq's rate). Pure: the caller
+// passes the store's generation and the randomness.
+//
+// Keyed by the query's bytes after the id, with the letters of the question
+// name lowered, plus the transport: two queries with the same key differ only
+// in id and in the case of the name, so the reply to one is the reply to the
+// other with the id rewritten, the client's question echoed byte for byte and
+// the answer records' names (which echo the question) in the client's case.
+// Everything else a reply depends on (flags, EDNS, qtype, class, what the
+// client can take) is in the key. The one random part, the order of several
+// answers (round robin), is redone on every hit by permuting the answer
+// records, which all have the same length when the reply is cached.
+//
+// Correct by construction rather than by notification: an entry belongs to
+// one store generation (dns/store.ts bumps it on every entry put or dropped
+// and every reachability change), and the first lookup after a change empties
+// the cache. Bounded: at most `maxEntries` replies of at most
+// MAX_CACHED_REPLY_BYTES each, the oldest evicted first. Truncated replies,
+// replies whose answers cannot be permuted as blocks (ANY with A and AAAA),
+// and anything that is not a reply echoing the question are not cached.
+
+import type { Rng } from '../common/rng';
+import { randomInt } from '../common/rng';
+import type { AnswerKind, Transport } from './answer';
+
+export const DEFAULT_ANSWER_CACHE_ENTRIES = 2048;
+const MAX_CACHED_QUERY_BYTES = 512;
+const MAX_CACHED_REPLY_BYTES = 1232;
+const HEADER_BYTES = 12;
+const MAX_NAME_WIRE_BYTES = 255;
+const FLAG_TC = 0x02;
+
+interface CachedReply {
+  bytes: Buffer;
+  answerKind: AnswerKind;
+  /** Wire length of the question name, the zero byte included. */
+  nameBytes: number;
+  /** Where the answer records start, how long each is and how many there are. */
+  answersAt: number;
+  stride: number;
+  answers: number;
+}
+
+export interface CachedOutcome {
+  kind: 'reply';
+  bytes: Buffer;
+  answerKind: AnswerKind;
+  truncated: false;
+}
+
+export interface AnswerCacheCounters {
+  hits: number;
+  misses: number;
+  stored: number;
+  evicted: number;
+  /** Times the cache was emptied because the store changed. */
+  invalidated: number;
+}
+
+export class AnswerCache {
+  private readonly entries = new Map<string, CachedReply>();
+  private generation = -1;
+  /** Key under construction: transport byte, then the query after its id. */
+  private readonly keyBuf = Buffer.alloc(1 + MAX_CACHED_QUERY_BYTES);
+  private readonly swap = Buffer.alloc(MAX_CACHED_REPLY_BYTES);
+  /** Name length of the query whose key was built last (0 when it had none). */
+  private keyNameBytes = 0;
+  readonly counters: AnswerCacheCounters = { hits: 0, misses: 0, stored: 0, evicted: 0, invalidated: 0 };
+
+  constructor(private readonly rng: Rng, private readonly maxEntries = DEFAULT_ANSWER_CACHE_ENTRIES) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The reply to `query` from the cache, or null when it must be computed. */
+  lookup(query: Uint8Array, transport: Transport, generation: number): CachedOutcome | null {
+    if (generation !== this.generation) {
+      if (this.entries.size > 0) this.counters.invalidated++;
+      this.entries.clear();
+      this.generation = generation;
+    }
+    const key = this.key(query, transport);
+    const hit = key === null ? undefined : this.entries.get(key);
+    if (hit === undefined) {
+      this.counters.misses++;
+      return null;
+    }
+    this.counters.hits++;
+    const out = Buffer.allocUnsafe(hit.bytes.length);
+    hit.bytes.copy(out);
+    out[0] = query[0] as number;
+    out[1] = query[1] as number;
+    if (hit.answers > 1) this.permute(out, hit);
+    const name = query.subarray(HEADER_BYTES, HEADER_BYTES + hit.nameBytes);
+    out.set(name, HEADER_BYTES);
+    for (let i = 0, at = hit.answersAt; i < hit.answers; i++, at += hit.stride) out.set(name, at);
+    return { kind: 'reply', bytes: out, answerKind: hit.answerKind, truncated: false };
+  }
+
+  /**
+   * Keeps `reply`, computed for `query` while the store was at `generation`,
+   * when it can serve later queries with the same key (see the file comment).
+   */
+  remember(query: Uint8Array, transport: Transport, generation: number, reply: Buffer, answerKind: AnswerKind): void {
+    if (generation !== this.generation || reply.length > MAX_CACHED_REPLY_BYTES || reply.length < HEADER_BYTES) return;
+    const key = this.key(query, transport);
+    if (key === null) return;
+    const nameBytes = this.keyNameBytes;
+    if (((reply[2] as number) & FLAG_TC) !== 0 || reply.readUInt16BE(4) !== 1) return;
+    const questionEnd = HEADER_BYTES + nameBytes + 4;
+    if (reply.length < questionEnd || !reply.subarray(HEADER_BYTES, questionEnd).equals(query.subarray(HEADER_BYTES, questionEnd))) return;
+    // Every answer must start with the question's name as sent (it is patched per client), and all have one length.
+    const answers = reply.readUInt16BE(6);
+    let pos = questionEnd;
+    let stride = 0;
+    for (let i = 0; i < answers; i++) {
+      const start = pos;
+      if (pos + nameBytes + 10 > reply.length) return;
+      if (!reply.subarray(pos, pos + nameBytes).equals(query.subarray(HEADER_BYTES, HEADER_BYTES + nameBytes))) return;
+      pos += nameBytes + 10 + reply.readUInt16BE(pos + nameBytes + 8);
+      if (pos > reply.length || (i > 0 && pos - start !== stride)) return;
+      stride = pos - start;
+    }
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done !== true) this.entries.delete(oldest.value);
+      this.counters.evicted++;
+    }
+    this.entries.set(key, { bytes: Buffer.from(reply), answerKind, nameBytes, answersAt: questionEnd, stride, answers });
+    this.counters.stored++;
+  }
+
+  /**
+   * The key, or null for a query that is not worth caching or whose question
+   * name is not plain labels (the parser judges those; they are never cached).
+   * Sets keyNameBytes.
+   */
+  private key(query: Uint8Array, transport: Transport): string | null {
+    this.keyNameBytes = 0;
+    if (query.length > MAX_CACHED_QUERY_BYTES || query.length < HEADER_BYTES + 5) return null;
+    const k = this.keyBuf;
+    k[0] = transport === 'udp' ? 0x75 : 0x74;
+    k.set(query.subarray(2), 1);
+    // query[i] is k[i - 1]: the name starts at k[HEADER_BYTES - 1].
+    let pos = HEADER_BYTES;
+    for (;;) {
+      if (pos >= query.length) return null;
+      const len = query[pos] as number;
+      if (len === 0) break;
+      if ((len & 0xc0) !== 0 || pos + 1 + len > query.length) return null;
+      for (let i = pos + 1; i <= pos + len; i++) {
+        const b = query[i] as number;
+        if (b >= 0x41 && b <= 0x5a) k[i - 1] = b | 0x20;
+      }
+      pos += 1 + len;
+      if (pos - HEADER_BYTES >= MAX_NAME_WIRE_BYTES) return null;
+    }
+    if (pos + 5 > query.length) return null;
+    this.keyNameBytes = pos + 1 - HEADER_BYTES;
+    return k.toString('latin1', 0, query.length - 1);
+  }
+
+  /** Fisher-Yates over the answer records, which are blocks of one length. */
+  private permute(out: Buffer, hit: CachedReply): void {
+    for (let i = hit.answers - 1; i > 0; i--) {
+      const j = randomInt(this.rng, i + 1);
+      if (j === i) continue;
+      const a = hit.answersAt + i * hit.stride;
+      const b = hit.answersAt + j * hit.stride;
+      out.copy(this.swap, 0, a, a + hit.stride);
+      out.copyWithin(a, b, b + hit.stride);
+      this.swap.copy(out, b, 0, hit.stride);
+    }
+  }
+}
