@@ -20,6 +20,8 @@ export interface DaemonConfig {
   /** Test-only (WEAVE_REKEY_INTERVAL_MS): rotate connection keys this often instead of every 2 minutes. */
   rekeyIntervalMs?: number;
   discovery: boolean;
+  /** false with --no-fastdp: never the kernel fast path (VXLAN), even in a plaintext mesh. Absent: on. */
+  fastdp?: boolean;
   connLimit: number;
   /** Initial targets, normalised host:port. */
   peers: string[];

@@ -146,7 +146,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     throw err;
   }
   try {
-    dataPlane = await startDataPlane({ clock, logger, runner }, { localPeer: name, port: config.port, mtu: config.mtu, fast });
+    const fastdpOff = config.password !== null ? 'a password is set: encrypted frames never take the fast path'
+      : config.fastdp === false ? 'fast path turned off (--no-fastdp)' : null;
+    dataPlane = await startDataPlane({ clock, logger, runner }, { localPeer: name, port: config.port, mtu: config.mtu, fast, fastdpOff });
   } catch (err) {
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
     throw new RouterError('io', `cannot start the data plane: ${errorMessage(err)}`, { cause: err });
@@ -255,7 +257,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     await containers.close();
     await dns.close();
     forwarding.close();
-    dataPlane.close();
+    await dataPlane.close();
     stateFiles.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }

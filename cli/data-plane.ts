@@ -1,7 +1,8 @@
 // Builds the daemon's data plane: the TAP device (native addon) on the
 // `weave` bridge, the batched UDP sleeve socket and the Overlay between them.
 // Host changes go through router/host (host-bridge.ts for the bridge and the
-// TAP's membership, host-link.ts for MTUs, bridge-firewall.ts for the rules).
+// TAP's membership, host-link.ts for MTUs, bridge-firewall.ts for the rules);
+// the kernel fast path's devices are fastdp-device.ts's.
 
 import type { Clock } from '../common/clock';
 import type { CommandRunner } from '../router/host/command-runner';
@@ -10,6 +11,8 @@ import { DEFAULT_BRIDGE, ensureBridge } from '../router/host/host-bridge';
 import { detectUnderlayMtu } from '../router/host/host-link';
 import type { Logger } from '../common/logger';
 import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay/overlay';
+import { Fastdp } from '../router/overlay/fastdp';
+import { startFastdpDevices } from './fastdp-device';
 import type { PeerName } from '../router/mesh/peer-name';
 import { SLEEVE_OVERHEAD_BYTES, VNET_HDR_BYTES } from '../router/overlay/sleeve-codec';
 import { TAP_OFFLOAD_GSO, TapDevice } from '../router/overlay/tap-device';
@@ -24,12 +27,13 @@ export interface DataPlaneSetup {
   overlay: Overlay;
   bridge: string;
   mtu: number;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export async function startDataPlane(
   deps: { clock: Clock; logger: Logger; runner: CommandRunner },
-  opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean },
+  /** fastdpOff: why the kernel fast path is not wanted (a password, --no-fastdp), or null to try it. */
+  opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean; fastdpOff: string | null },
 ): Promise<DataPlaneSetup> {
   const mtu = opts.mtu ?? (await detectUnderlayMtu(deps.runner)) - SLEEVE_OVERHEAD_BYTES;
   // Opening first creates the device; the bridge then takes it as a port.
@@ -45,11 +49,26 @@ export async function startDataPlane(
     throw err;
   }
   const aead = frameAead();
+  const timings = opts.fast ? FAST_OVERLAY_TIMINGS : DEFAULT_OVERLAY_TIMINGS;
+  const devices = await startFastdpDevices(
+    { runner: deps.runner, logger: deps.logger },
+    { localPeer: opts.localPeer, bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, why: opts.fastdpOff },
+  );
+  const fastdp = new Fastdp(
+    { clock: deps.clock, logger: deps.logger, heartbeats: devices.heartbeats, fdb: devices.fdb },
+    { localPeer: opts.localPeer, local: devices.local, timings: { timeoutMs: timings.udpTimeoutMs } },
+  );
   const overlay = new Overlay(
-    { clock: deps.clock, logger: deps.logger, aead, bridge: new TapPort(tap), udp: new UdpBatchPort(udp) },
-    { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings: opts.fast ? FAST_OVERLAY_TIMINGS : DEFAULT_OVERLAY_TIMINGS },
+    { clock: deps.clock, logger: deps.logger, aead, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp },
+    { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings },
   );
   overlay.start();
-  deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend });
-  return { overlay, bridge: DEFAULT_BRIDGE, mtu, close: () => overlay.close() };
+  deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend, fastdp: devices.local.on });
+  return {
+    overlay, bridge: DEFAULT_BRIDGE, mtu,
+    close: async () => {
+      overlay.close();
+      await devices.close();
+    },
+  };
 }

@@ -64,6 +64,7 @@ export type RouterOptionValues = {
   nickname?: unknown;
   port?: unknown;
   discovery?: unknown;
+  fastdp?: unknown;
   connLimit?: unknown;
   datadir?: unknown;
   logLevel?: unknown;
@@ -92,6 +93,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
+    .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(Object.keys(LOG_LEVEL_NAMES)))
@@ -192,6 +194,8 @@ export function toDaemonConfig(
 
   const discovery = opts.discovery === undefined ? true : opts.discovery;
   if (typeof discovery !== 'boolean') throw RouterError.config(`--no-discovery takes no value, got ${JSON.stringify(discovery)}`);
+  const fastdp = opts.fastdp === undefined ? true : opts.fastdp;
+  if (typeof fastdp !== 'boolean') throw RouterError.config(`--no-fastdp takes no value, got ${JSON.stringify(fastdp)}`);
 
   const limitText = optString(opts, 'connLimit', '--conn-limit');
   let connLimit = DEFAULT_CONN_LIMIT;
@@ -276,6 +280,7 @@ export function toDaemonConfig(
   return {
     datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc,
     ...(oldPassword !== null ? { oldPassword } : {}), ...(rekeyIntervalMs !== undefined ? { rekeyIntervalMs } : {}),
+    ...(fastdp ? {} : { fastdp: false }),
   };
 }
 
@@ -310,6 +315,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--nickname', config.nickname);
   args.push('--port', String(config.port));
   if (!config.discovery) args.push('--no-discovery');
+  if (config.fastdp === false) args.push('--no-fastdp');
   args.push('--conn-limit', String(config.connLimit));
   args.push('--datadir', config.datadir);
   args.push('--log-level', config.logLevel);

@@ -6,6 +6,7 @@
 import type { PeerName } from './peer-name';
 import type { SleeveKeyRing } from './sleeve-keys';
 import type { Routes } from './routes';
+import type { FastdpFlags } from './protocol';
 import type { RouterStatus } from './status';
 
 export interface OverlayNeighbour {
@@ -19,7 +20,8 @@ export interface OverlayNeighbour {
   sendControl(msg: Uint8Array): void;
 }
 
-export type DataPath = 'udp' | 'tcp';
+/** fastdp: the kernel's VXLAN carries our frames to this neighbour (router/overlay/fastdp.ts); else the sleeve over UDP or TCP. */
+export type DataPath = 'udp' | 'tcp' | 'fastdp';
 
 export interface LinkStatus {
   path: DataPath;
@@ -34,8 +36,8 @@ export interface DataPlane {
   removeNeighbour(name: PeerName): void;
   setRoutes(routes: Routes): void;
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
-  /** echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null): void;
+  /** echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits. */
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags): void;
   linkStatus(name: PeerName): LinkStatus | null;
   statusSummary(): NonNullable<RouterStatus['dataPlane']>;
   readonly counters: Record<string, number>;

@@ -27,6 +27,10 @@
 //              its UDP reaches us, which it cannot know by itself. echo: the
 //              last probe challenge we heard from the peer (plaintext meshes;
 //              router/overlay/udp-endpoint.ts); absent from older peers.
+//              flags bit1: we offer the kernel fast path (VXLAN on UDP 6784;
+//              plaintext meshes only, router/overlay/fastdp.ts); bit2: we hear
+//              your fast-path heartbeats. Older peers set neither and ignore
+//              both, so they stay on the sleeve.
 //   REKEY      +------+------+----------+--------------------------+
 //              | 0x06 | kind | epoch u32| X25519 key (INIT, ACK)   |
 //              +------+------+----------+--------------------------+
@@ -57,7 +61,15 @@ export type ControlMessage =
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null };
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags };
+
+/** The fast-path bits of UDP_STATUS (flags bits 1 and 2). */
+export interface FastdpFlags {
+  offered: boolean;
+  hearing: boolean;
+}
+
+export const NO_FASTDP: FastdpFlags = Object.freeze({ offered: false, hearing: false });
 
 const CHANNEL_RE = /^[a-z0-9][a-z0-9._-]*$/;
 const MAX_REFUSE_TEXT_BYTES = 512;
@@ -94,8 +106,9 @@ export function allocFrameMessage(innerLen: number): Uint8Array {
 
 export const UDP_STATUS_ECHO_BYTES = 8;
 
-export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null): Uint8Array {
-  const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(hearing ? 1 : 0).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
+export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null, fastdp: FastdpFlags = NO_FASTDP): Uint8Array {
+  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0);
+  const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(flags).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
   if (echo !== null) {
     if (echo.length !== UDP_STATUS_ECHO_BYTES) throw new RangeError(`a UDP_STATUS echo is ${UDP_STATUS_ECHO_BYTES} bytes, got ${echo.length}`);
     w.bytes(echo);
@@ -131,7 +144,7 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const flags = r.u8('flags');
       const sinceProbeMs = r.u32('ms since probe');
       const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
-      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo };
+      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo, fastdp: { offered: (flags & 2) !== 0, hearing: (flags & 4) !== 0 } };
     }
     case MSG_REKEY:
       return { type: 'rekey', rekey: readRekey(r) };

@@ -30,8 +30,8 @@ export interface ConnectionStatus {
   keyAgeMs?: number;
   /** During a password roll: set when the peer proved only our old password (it has not rolled yet). */
   oldPassword?: boolean;
-  /** For established connections with a data plane: how frames travel, and why. */
-  dataPath?: 'udp' | 'tcp';
+  /** For established connections with a data plane: how frames travel (fastdp: kernel VXLAN), and why. */
+  dataPath?: 'udp' | 'tcp' | 'fastdp';
   dataPathInfo?: string;
   /** Where the UDP sleeve sends this peer's datagrams (host:port). */
   udpAddress?: string;

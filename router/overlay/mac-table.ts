@@ -44,6 +44,11 @@ export class MacTable {
     for (const [mac, e] of this.entries) if (e.peer === peer) this.entries.delete(mac);
   }
 
+  /** Keeps a peer's MACs from ageing (the fast path carries their frames past us; fastdp.ts). */
+  touchPeer(peer: PeerName, nowMs: number): void {
+    for (const e of this.entries.values()) if (e.peer === peer) e.lastSeenMs = nowMs;
+  }
+
   tick(nowMs: number): void {
     for (const [mac, e] of this.entries) if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac);
   }

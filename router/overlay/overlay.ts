@@ -13,6 +13,9 @@
 // Where a neighbour's datagrams go, and what may move that address (a datagram
 // that authenticated with a password; without one, only a challenge echoed
 // over TCP), is udp-endpoint.ts's decision.
+// With the kernel fast path (fastdp.ts) a neighbour's unicast frames may skip
+// us altogether (VXLAN); we still carry its broadcasts, and all its frames
+// whenever the fast path is not in use.
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
@@ -25,7 +28,8 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
-import { allocFrameMessage, encodeUdpStatus } from '../mesh/protocol';
+import { allocFrameMessage, encodeUdpStatus, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
+import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
@@ -81,7 +85,7 @@ export class Overlay implements DataPlane {
   private closed = false;
 
   constructor(
-    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; bridge: FramePort; udp: DatagramPort },
+    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp },
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings },
   ) {
     this.selfBytes = peerNameBytes(opts.localPeer);
@@ -90,7 +94,7 @@ export class Overlay implements DataPlane {
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
-    const out: OverlayCounters = { ...this.traffic };
+    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters };
     for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
     return out;
   }
@@ -102,12 +106,14 @@ export class Overlay implements DataPlane {
   start(): void {
     this.deps.bridge.start((buf, off, len) => this.handleBridgeFrame(buf, off, len), () => this.deps.udp.flush());
     this.deps.udp.start((buf, off, len, host, port) => this.handleDatagram(buf, off, len, host, port), () => this.deps.udp.flush());
+    this.deps.fastdp?.start(this.forwarder.macs);
     this.scheduleProbe();
   }
 
   close(): void {
     this.closed = true;
     this.timer?.cancel();
+    this.deps.fastdp?.close();
     this.deps.bridge.close();
     this.deps.udp.close();
   }
@@ -121,12 +127,14 @@ export class Overlay implements DataPlane {
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity };
     this.links.set(n.name, link);
+    this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
     this.sendProbe(link, null, n.host, n.udpPort);
     this.deps.udp.flush();
   }
 
   removeNeighbour(name: PeerName): void {
     this.links.delete(name);
+    this.deps.fastdp?.removePeer(name);
     this.forwarder.macs.forgetPeer(name);
   }
 
@@ -139,7 +147,11 @@ export class Overlay implements DataPlane {
     if (l.peerHearsUs) reason = hearing ? 'UDP works both ways' : 'peer hears our UDP; we hear none of its probes';
     else if (l.peerStatusMs === -Infinity) reason = 'waiting for the first UDP probe report';
     else reason = hearing ? 'peer hears none of our UDP probes (blocked one way?)' : 'no UDP probes get through either way (UDP blocked?)';
-    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress: `${l.udp.host}:${l.udp.port}`, encrypted: l.session.encrypted };
+    const udpAddress = `${l.udp.host}:${l.udp.port}`;
+    const fast = this.deps.fastdp?.decision(name) ?? null;
+    if (fast?.fast) return { path: 'fastdp', reason: `VXLAN: ${fast.reason}`, udpAddress, encrypted: l.session.encrypted };
+    if (fast !== null) reason += `; fast path: ${fast.reason}`;
+    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress, encrypted: l.session.encrypted };
   }
 
   macTable(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
@@ -156,9 +168,10 @@ export class Overlay implements DataPlane {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null): void {
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP): void {
     const l = this.links.get(from);
     if (!l) return;
+    this.deps.fastdp?.onReport(from, fastdp);
     if (echo !== null && l.udp.confirm(echo, this.deps.clock.now()) && this.deps.logger.enabled('info')) {
       this.deps.logger.info('UDP address confirmed over TCP', { peer: from, addr: `${l.udp.host}:${l.udp.port}` });
     }
@@ -291,10 +304,12 @@ export class Overlay implements DataPlane {
         this.sendProbe(link, null, link.udp.host, link.udp.port);
         const sinceMs = now - link.lastUdpRxMs;
         const echo = link.udp.tick();
-        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo));
+        const fastdp = this.deps.fastdp?.flags(link.n.name) ?? NO_FASTDP;
+        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
         if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false, null);
       }
+      this.deps.fastdp?.tick();
       this.deps.udp.flush();
       this.forwarder.macs.tick(now);
       this.scheduleProbe();

@@ -1,0 +1,111 @@
+// The kernel side of the fast path (router/overlay/fastdp.ts), made by the
+// composition root: the vxlan device `vxlan-6784` on the weave bridge, the
+// heartbeat TAP `vethwe-hb`, the bridge-port flags that keep the two paths
+// apart, and the FdbDevice that lists and changes the vxlan device's FDB
+// through `bridge -batch`. Both devices are ours by name; a leftover vxlan
+// device from a crashed run is replaced.
+//
+// Port flags, and why (docs/architecture.md, "The kernel fast path"):
+//   vxlan-6784  learning off: the bridge never points a MAC at VXLAN by
+//               itself, only our static entries do; flood, mcast_flood,
+//               bcast_flood off: broadcasts and unknown MACs never go out over
+//               VXLAN (they take the router's broadcast tree, so no loop and no
+//               duplicate); isolated: frames from VXLAN never reach the
+//               router's TAP (the router would learn remote MACs as ours) and
+//               the router's deliveries never leave over VXLAN.
+//   vethwe-tap  isolated, for the same pair.
+//   vethwe-hb   learning and flooding off: it sees only heartbeats, through
+//               the static entry for our own heartbeat MAC.
+
+import type { CommandRunner } from '../router/host/command-runner';
+import { errorMessage } from '../common/errors';
+import type { Logger } from '../common/logger';
+import type { FdbDevice } from '../router/overlay/fastdp';
+import { heartbeatMac } from '../router/overlay/fastdp-heartbeat';
+import type { FastdpLocal } from '../router/overlay/fastdp-peer';
+import type { PeerName } from '../router/mesh/peer-name';
+import type { FramePort } from '../router/overlay/ports';
+import { TapDevice } from '../router/overlay/tap-device';
+
+export const FASTDP_PORT = 6784;
+export const FASTDP_DEVICE = 'vxlan-6784';
+export const FASTDP_HEARTBEAT_TAP = 'vethwe-hb';
+/** The VXLAN network identifier every weave-ts peer uses ("wev" in ASCII). */
+export const FASTDP_VNI = 0x776576;
+
+export interface FastdpDevices {
+  local: FastdpLocal;
+  heartbeats: FramePort | null;
+  fdb: FdbDevice | null;
+  close(): Promise<void>;
+}
+
+/** A FramePort over the heartbeat TAP: plain frames, no vnet header. */
+class HeartbeatPort implements FramePort {
+  constructor(private readonly tap: TapDevice) {}
+  start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void {
+    this.tap.onFrames((slab, offsets, lengths, count) => {
+      for (let i = 0; i < count; i++) onFrame(slab, offsets[i]!, lengths[i]!);
+      onBatchEnd();
+    });
+  }
+  write(buf: Buffer, off: number, len: number): void {
+    this.tap.writeFrame(buf, off, len);
+  }
+  close(): void {
+    this.tap.close();
+  }
+}
+
+/**
+ * Makes the devices, or says why the fast path is off: `why` is non-null when
+ * it was not asked for (a password, --no-fastdp); a failure to make the
+ * devices turns it off with the error as the reason, never stops the router.
+ */
+export async function startFastdpDevices(
+  deps: { runner: CommandRunner; logger: Logger },
+  opts: { localPeer: PeerName; bridge: string; tap: string; mtu: number; why: string | null },
+): Promise<FastdpDevices> {
+  const off = (reason: string): FastdpDevices => ({ local: { on: false, reason }, heartbeats: null, fdb: null, close: async () => undefined });
+  const { runner } = deps;
+  await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
+  if (opts.why !== null) return off(opts.why);
+  let hb: TapDevice | null = null;
+  const removeDevice = async (): Promise<void> => {
+    await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
+  };
+  try {
+    await runner.run('ip', ['link', 'add', FASTDP_DEVICE, 'type', 'vxlan', 'id', String(FASTDP_VNI), 'dstport', String(FASTDP_PORT), 'nolearning']);
+    await runner.run('ip', ['link', 'set', FASTDP_DEVICE, 'mtu', String(opts.mtu), 'master', opts.bridge, 'up']);
+    await runner.run('bridge', ['link', 'set', 'dev', FASTDP_DEVICE, 'learning', 'off', 'flood', 'off', 'mcast_flood', 'off', 'bcast_flood', 'off', 'isolated', 'on']);
+    await runner.run('bridge', ['link', 'set', 'dev', opts.tap, 'isolated', 'on']);
+    hb = TapDevice.open(FASTDP_HEARTBEAT_TAP, { persist: false, vnetHdr: false, maxBatchCount: 16, frameCapacityBytes: 2048 });
+    await runner.run('ip', ['link', 'set', hb.name, 'mtu', String(opts.mtu), 'master', opts.bridge, 'up']);
+    await runner.run('bridge', ['link', 'set', 'dev', hb.name, 'learning', 'off', 'flood', 'off', 'mcast_flood', 'off', 'bcast_flood', 'off']);
+    await runner.run('bridge', ['fdb', 'replace', heartbeatMac(opts.localPeer), 'dev', hb.name, 'master', 'static', 'sticky']);
+  } catch (err) {
+    hb?.close();
+    await removeDevice();
+    const reason = `fast path unavailable: ${errorMessage(err)}`;
+    deps.logger.warn(reason);
+    return off(reason);
+  }
+  const tap = hb;
+  deps.logger.info('fast path ready', { device: FASTDP_DEVICE, port: FASTDP_PORT, heartbeats: tap.name });
+  const fdb: FdbDevice = {
+    name: FASTDP_DEVICE,
+    show: async () => (await runner.run('bridge', ['-j', 'fdb', 'show', 'dev', FASTDP_DEVICE])).stdout,
+    apply: async (lines) => {
+      // -force: one refused line (an entry that vanished meanwhile) must not stop the rest; the next sync re-reads.
+      await runner.run('bridge', ['-force', '-batch', '-'], { input: `${lines.join('\n')}\n` });
+    },
+  };
+  return {
+    local: { on: true },
+    heartbeats: new HeartbeatPort(tap),
+    fdb,
+    close: async () => {
+      await removeDevice();
+    },
+  };
+}
