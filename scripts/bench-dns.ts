@@ -1,0 +1,150 @@
+// scripts/bench-dns: weave DNS against dnsmasq, measured with dnsperf on the
+// same simulated host (scripts/sim-network.ts) in one run, the two sides
+// alternating round by round so machine noise spreads evenly. Two sections:
+//
+// - local answers: 200 names under weave.local, registered in weave through
+//   the API and given to dnsmasq as a hosts file (answered from its cache);
+// - forwarding: 200 names under fwd.test that neither holds, sent on to an
+//   upstream dnsmasq on another loopback address. The dnsmasq under test runs
+//   with --cache-size=0 here, so both sides really forward every query (with
+//   its cache, dnsmasq would answer from memory after the first round).
+//
+// Everything runs inside the one namespace it creates and listens on its
+// loopback (127.0.0.1 weave, 127.0.0.2 dnsmasq, 127.0.0.3 the upstream):
+// no query leaves it. Figures are printed, never asserted; exit code 0 when
+// both sides were measured. Needs root, dnsperf and dnsmasq (bench.sh installs
+// them from Debian).
+//
+// Usage: node dist/scripts/bench-dns.js [--quick] [--rounds N] [--seconds N]
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../cli/api-client';
+import type { BackgroundProcess } from './command';
+import { SimNetwork } from './sim-network';
+import type { SimHost } from './sim-host';
+import { sleep } from './wait';
+
+const NAMES = 200;
+const WEAVE_ADDR = '127.0.0.1';
+const DNSMASQ_ADDR = '127.0.0.2';
+const UPSTREAM_ADDR = '127.0.0.3';
+
+export interface RoundsOptions { rounds: number; seconds: number }
+
+/** --quick, --rounds N, --seconds N; other flags (bench.sh passes its own) are ignored. */
+export function parseRoundsArgs(argv: string[], defaults: RoundsOptions): RoundsOptions {
+  const out = { ...defaults };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') out.rounds = 1;
+    else if (a === '--rounds' || a === '--seconds') {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 1 || n > 600) throw new Error(`${a} needs a whole number from 1 to 600`);
+      if (a === '--rounds') out.rounds = n;
+      else out.seconds = n;
+    }
+  }
+  return out;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export function loadAverage(): string {
+  return loadavg().map((l) => l.toFixed(2)).join(' ');
+}
+
+async function dnsperf(h: SimHost, server: string, dataFile: string, seconds: number): Promise<number> {
+  const r = await h.exec(['dnsperf', '-s', server, '-p', '53', '-d', dataFile, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'], {
+    timeoutMs: (seconds + 30) * 1000,
+  });
+  const m = /Queries per second:\s+([\d.]+)/.exec(r.stdout);
+  const lost = /Queries lost:\s+(\d+)/.exec(r.stdout);
+  if (r.code !== 0 || m === null) throw new Error(`dnsperf against ${server} exited ${r.code}: ${r.stdout}${r.stderr}`);
+  if (lost !== null && Number(lost[1]) > 0) process.stdout.write(`    (${server}: ${lost[1]} queries lost)\n`);
+  return Number(m[1]);
+}
+
+function startDnsmasq(h: SimHost, args: string[]): BackgroundProcess {
+  return h.spawn(['dnsmasq', '--keep-in-foreground', '--no-daemon', '--user=root', '--group=root', '--no-resolv', '--no-hosts',
+    '--bind-interfaces', '--port=53', '--pid-file=', '--log-facility=-', ...args]);
+}
+
+async function main(): Promise<void> {
+  const opts = parseRoundsArgs(process.argv.slice(2), { rounds: 3, seconds: 5 });
+  const dir = mkdtempSync(join(tmpdir(), 'weave-bench-dns-'));
+  const net = await SimNetwork.create({ hosts: 1, weaveEnv: { WEAVE_TEST_FAST: '1' } });
+  const daemons: BackgroundProcess[] = [];
+  try {
+    const h = net.host('h1');
+    await h.exec(['ip', 'addr', 'add', `${DNSMASQ_ADDR}/8`, 'dev', 'lo']);
+    await h.exec(['ip', 'addr', 'add', `${UPSTREAM_ADDR}/8`, 'dev', 'lo']);
+    const hosts: string[] = [];
+    const fwdHosts: string[] = [];
+    const local: string[] = [];
+    const forwarded: string[] = [];
+    for (let i = 0; i < NAMES; i++) {
+      const ip = `10.40.${i >> 8}.${(i & 255) + 1}`;
+      hosts.push(`${ip} n${i}.weave.local`);
+      fwdHosts.push(`10.41.${i >> 8}.${(i & 255) + 1} f${i}.fwd.test`);
+      local.push(`n${i}.weave.local A`);
+      forwarded.push(`f${i}.fwd.test A`);
+    }
+    writeFileSync(join(dir, 'hosts'), `${hosts.join('\n')}\n`);
+    writeFileSync(join(dir, 'upstream-hosts'), `${fwdHosts.join('\n')}\n`);
+    writeFileSync(join(dir, 'local.txt'), `${local.join('\n')}\n`);
+    writeFileSync(join(dir, 'forwarded.txt'), `${forwarded.join('\n')}\n`);
+
+    daemons.push(startDnsmasq(h, [`--listen-address=${UPSTREAM_ADDR}`, `--addn-hosts=${join(dir, 'upstream-hosts')}`, '--local=/fwd.test/', '--cache-size=10000']));
+    daemons.push(startDnsmasq(h, [`--listen-address=${DNSMASQ_ADDR}`, `--addn-hosts=${join(dir, 'hosts')}`, '--local=/weave.local/',
+      `--server=${UPSTREAM_ADDR}`, '--cache-size=0']));
+    const launch = await h.weave(['launch', '--nickname', 'h1', '--dns-upstream', UPSTREAM_ADDR], { timeoutMs: 60_000 });
+    if (launch.code !== 0) throw new Error(`weave launch: ${launch.stderr}\n${h.readLog()}`);
+    const api = new ApiClient(h.apiSocket);
+    for (let i = 0; i < NAMES; i++) {
+      await api.post('/dns/add', { name: `n${i}`, addresses: [`10.40.${i >> 8}.${(i & 255) + 1}`] });
+    }
+    await sleep(500);
+    for (const d of daemons) if (!d.running) throw new Error(`dnsmasq exited: ${d.stderr}`);
+
+    process.stdout.write(`DNS: dnsperf, ${NAMES} names, ${opts.seconds} s per run, ${opts.rounds} round(s); load average ${loadAverage()}\n`);
+    const sections = [
+      { title: 'local answers', file: join(dir, 'local.txt') },
+      { title: 'forwarding (dnsmasq --cache-size=0)', file: join(dir, 'forwarded.txt') },
+    ];
+    const results = sections.map(() => ({ weave: [] as number[], dnsmasq: [] as number[] }));
+    for (let r = 0; r < opts.rounds; r++) {
+      for (const [i, s] of sections.entries()) {
+        const res = results[i] as { weave: number[]; dnsmasq: number[] };
+        const w = await dnsperf(h, WEAVE_ADDR, s.file, opts.seconds);
+        const d = await dnsperf(h, DNSMASQ_ADDR, s.file, opts.seconds);
+        res.weave.push(w);
+        res.dnsmasq.push(d);
+        process.stdout.write(`  round ${r + 1} ${s.title}: weave ${w.toFixed(0)} q/s, dnsmasq ${d.toFixed(0)} q/s (load ${loadAverage()})\n`);
+      }
+    }
+    process.stdout.write('\nDNS (queries/s, median [min-max])\n');
+    for (const [i, s] of sections.entries()) {
+      const res = results[i] as { weave: number[]; dnsmasq: number[] };
+      const fmt = (xs: number[]): string => `${median(xs).toFixed(0)} [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
+      process.stdout.write(`  ${s.title.padEnd(38)} weave ${fmt(res.weave).padEnd(22)} dnsmasq ${fmt(res.dnsmasq).padEnd(22)} ratio ${(median(res.weave) / median(res.dnsmasq)).toFixed(2)}x\n`);
+    }
+  } finally {
+    for (const d of daemons) await d.stop();
+    await net.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench-dns: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
