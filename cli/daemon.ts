@@ -30,7 +30,10 @@ import type { DaemonConfig } from './config';
 import { ExecCommandRunner } from '../router/host/command-runner';
 import { containerApi } from '../router/api/container-api';
 import { ContainerManager } from '../router/host/container-manager';
-import { DockerClient } from '../router/host/docker-client';
+import { DockerClient, dockerSocketFromEnv } from '../router/host/docker-client';
+// weave reset: hooks of the parts that made something on the host, the bridge at stop (router/host/host-reset.ts).
+import { HostReset } from '../router/host/host-reset';
+import { hostResetApi } from '../router/api/host-reset-api';
 import { keepBridgeForwarding } from '../router/host/bridge-firewall';
 import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
@@ -135,7 +138,10 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const runner = new ExecCommandRunner();
   const ipamConfig = ipamConfigOf(config);
   let dataPlane: DataPlaneSetup;
+  let dockerSocket: string;
   try {
+    // DOCKER_HOST as the docker CLI reads it; anything but a local unix socket is refused by name.
+    dockerSocket = dockerSocketFromEnv();
     // Refuse a range the host already routes elsewhere: containers would shadow those networks.
     await checkRangeFreeOnHost(ipamConfig.range.toString(), runner, { ignoreDevices: [DEFAULT_BRIDGE] });
     if (ipamConfig.rangeV6 !== null) {
@@ -185,11 +191,14 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   // Firewall chains created after we start (a reload, dockerd starting later) get our accept rule too.
   const forwarding = keepBridgeForwarding({ bridge: dataPlane.bridge, tap: TAP_NAME }, { runner, clock, logger });
+  const releaseGraceMs = fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs;
   const containers = new ContainerManager(
-    { runner, docker: new DockerClient(logger), logger },
+    { runner, docker: new DockerClient(logger, { socketPath: dockerSocket }), logger, clock },
     // LINK_LOCAL_ROUTE: containers reach this host's DNS server on the bridge (dns/link-local.ts).
     // Dual stack: the IPv6 range is routed via ethwe in containers that have an IPv6 address.
-    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE], datadir: config.datadir },
+    { bridge: dataPlane.bridge, mtu: dataPlane.mtu, overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE], datadir: config.datadir,
+      // A stopped container's record keeps its addresses exactly as long as IPAM does.
+      graceMs: releaseGraceMs },
   );
   containers.setAddressSource({
     // Dual stack: each IPv4 address from IPAM brings its IPv6 twin (--ipalloc-range-v6).
@@ -201,7 +210,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     // ...so detaching an IPv4 address takes its IPv6 twin along, or the twin would clash with the next holder.
     twinsOf: (cidr) => withV6Twins(ipam, [cidr]).slice(1),
   });
-  containers.addListener(ipamContainerListener(ipam, { graceMs: fast ? 5_000 : DEFAULT_IPAM_TIMINGS.releaseGraceMs, logger }));
+  containers.addListener(ipamContainerListener(ipam, { graceMs: releaseGraceMs, logger }));
   // DNS: names of attached containers, replicated on the mesh (dns/daemon.ts).
   const dns = new DnsDaemon(
     { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }) },
@@ -244,6 +253,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   api.mount(ipamApi(ipam));
   api.mount(exposeApi(exposer));
   api.mount(cniApi(cni));
+  // weave reset: parts that made something on the host register a hook (hostReset.addHook); the bridge goes at stop.
+  const hostReset = new HostReset(runner, logger.child({ component: 'reset' }), dataPlane.bridge);
+  api.mount(hostResetApi(hostReset));
   const statusServer = new StatusServer({ status: () => control.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -258,6 +270,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     await dns.close();
     forwarding.close();
     await dataPlane.close();
+    await hostReset.onStop();
     stateFiles.close();
     await Promise.allSettled([api.close(), statusServer.close()]);
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
@@ -273,7 +286,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     dns.sync([...containers.list(), ...cniRestored.map(cniDnsView)]);
     // weave expose: re-apply what expose.json records; a failure leaves the router running without it.
     await exposer.restore().catch((err: unknown) => logger.error('cannot restore the exposed addresses', { error: errorMessage(err) }));
-    containers.watchDocker();
+    // Docker events: restarts re-attached, deaths and removals released; labelled containers attached (--no-auto-attach: off).
+    containers.watch({ autoAttach: config.autoAttach !== false });
     saveTargets(config.datadir, router.status().targets.filter((t) => t.direct).map((t) => t.address));
     await api.listen();
     await statusServer.listen();

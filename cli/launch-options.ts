@@ -65,6 +65,7 @@ export type RouterOptionValues = {
   port?: unknown;
   discovery?: unknown;
   fastdp?: unknown;
+  autoAttach?: unknown;
   connLimit?: unknown;
   datadir?: unknown;
   logLevel?: unknown;
@@ -93,6 +94,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--nickname <nickname>', 'human-friendly peer name (default: this host name)')
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
+    .option('--no-auto-attach', 'do not attach Docker containers started with the label weave.attach or the variable WEAVE_CIDR')
     .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
@@ -196,6 +198,8 @@ export function toDaemonConfig(
   if (typeof discovery !== 'boolean') throw RouterError.config(`--no-discovery takes no value, got ${JSON.stringify(discovery)}`);
   const fastdp = opts.fastdp === undefined ? true : opts.fastdp;
   if (typeof fastdp !== 'boolean') throw RouterError.config(`--no-fastdp takes no value, got ${JSON.stringify(fastdp)}`);
+  const autoAttach = opts.autoAttach === undefined ? true : opts.autoAttach;
+  if (typeof autoAttach !== 'boolean') throw RouterError.config(`--no-auto-attach takes no value, got ${JSON.stringify(autoAttach)}`);
 
   const limitText = optString(opts, 'connLimit', '--conn-limit');
   let connLimit = DEFAULT_CONN_LIMIT;
@@ -281,6 +285,7 @@ export function toDaemonConfig(
     datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc,
     ...(oldPassword !== null ? { oldPassword } : {}), ...(rekeyIntervalMs !== undefined ? { rekeyIntervalMs } : {}),
     ...(fastdp ? {} : { fastdp: false }),
+    ...(autoAttach ? {} : { autoAttach: false }),
   };
 }
 
@@ -316,6 +321,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--port', String(config.port));
   if (!config.discovery) args.push('--no-discovery');
   if (config.fastdp === false) args.push('--no-fastdp');
+  if (config.autoAttach === false) args.push('--no-auto-attach');
   args.push('--conn-limit', String(config.connLimit));
   args.push('--datadir', config.datadir);
   args.push('--log-level', config.logLevel);

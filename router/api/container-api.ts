@@ -1,5 +1,7 @@
-// The HTTP endpoints for containers: POST /attach, POST /detach, GET /ps, and
-// a `containers` section in GET /report, as ApiEndpoints the composition root
+// The HTTP endpoints for containers: POST /attach, POST /detach, GET /ps
+// (every attached container, the Docker plugin's too), GET /docker (engine
+// reachable, auto-attach on, what it could not attach), and `containers` and
+// `docker` sections in GET /report, as ApiEndpoints the composition root
 // mounts (common/api-route.ts). It owns request validation only: every body
 // is checked here and refused with RouterError.config (HTTP 400) before the
 // ContainerManager sees it; the work itself is the manager's.
@@ -10,9 +12,10 @@ import { MAX_ADDRESSES_PER_REQUEST } from '../host/attach-address';
 import type { AttachedContainer, AttachOptions } from '../host/attached-container';
 import { validateAttachOptions } from '../host/attached-container';
 import type { ContainerManager, DetachResult } from '../host/container-manager';
+import type { DockerWatchStatus } from '../host/docker-auto-attach';
 
 /** What the API needs of the manager; a fake stands in for it in tests. */
-export type ContainerApiTarget = Pick<ContainerManager, 'attach' | 'detach' | 'list'>;
+export type ContainerApiTarget = Pick<ContainerManager, 'attach' | 'detach' | 'listAll' | 'dockerStatus'>;
 
 export interface AttachRequest {
   container: string;
@@ -37,6 +40,11 @@ export type DetachReply = DetachResult;
 
 export interface PsReply {
   containers: AttachedContainer[];
+}
+
+export interface DockerReply {
+  /** Null: this router has no Docker client (it never watched the engine). */
+  docker: DockerWatchStatus | null;
 }
 
 function objectBody(body: unknown, endpoint: string, shape: string): Record<string, unknown> {
@@ -110,8 +118,9 @@ export function containerApi(manager: ContainerApiTarget): ApiEndpoints {
           return manager.detach(body.container, body.addresses);
         },
       },
-      { method: 'GET', path: '/ps', handler: (): PsReply => ({ containers: manager.list() }) },
+      { method: 'GET', path: '/ps', handler: (): PsReply => ({ containers: manager.listAll() }) },
+      { method: 'GET', path: '/docker', handler: (): DockerReply => ({ docker: manager.dockerStatus() }) },
     ],
-    reportSections: [{ name: 'containers', build: () => manager.list() }],
+    reportSections: [{ name: 'containers', build: () => manager.listAll() }, { name: 'docker', build: () => manager.dockerStatus() }],
   };
 }

@@ -13,6 +13,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
+import type { JoinedVia } from './docker-attach-spec';
 
 export interface AttachedContainer {
   /** Docker: full container id. netns: `netns:NAME`. pid: `pid:PID`. */
@@ -28,6 +29,8 @@ export interface AttachedContainer {
   hostIfname: string;
   /** The process whose namespace we entered; null for netns:NAME. */
   pid: number | null;
+  /** How it joined: weave attach, the weave.attach label, WEAVE_CIDR, or the Docker network plugin (absent: weave attach). */
+  joined?: JoinedVia;
   /** `weave attach --name`: the name DNS registers instead of `name` (dns/ reads it through the listener). */
   dnsName?: string;
   /** `weave attach --without-dns`: no DNS name, resolver left alone. */
@@ -63,6 +66,15 @@ export function attachOptionsOf(a: AttachOptions): AttachOptions {
 }
 
 export type DetachReason = 'detach' | 'died' | 'destroyed' | 'gone';
+
+/**
+ * Containers attached by something other than the ContainerManager (the
+ * Docker network plugin): listed by `weave ps` beside the manager's own.
+ * Register with ContainerManager.addEndpointSource.
+ */
+export interface EndpointSource {
+  list(): AttachedContainer[];
+}
 
 /** Hook point for IPAM and DNS: what was attached or detached, after the fact. */
 export interface ContainerListener {

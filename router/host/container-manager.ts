@@ -1,12 +1,13 @@
 // Attaching containers to the weave bridge: the ContainerManager is the entry
-// point (`weave attach/detach/ps`, restarts, Docker events). It owns deciding
-// what each container should have: resolving references, getting addresses
-// from the AddressSource (IPAM), refusing an address another container holds,
-// planning a detach (with dual-stack twins), re-checking the record a previous
-// daemon left, and following Docker events so a restarted container is
-// attached again and a destroyed one forgotten. ContainerAttacher carries the
-// changes out, ContainerLinks runs the commands, container-state.ts keeps the
-// record.
+// point (`weave attach/detach/ps`, restarts, Docker events, auto-attach). It
+// owns deciding what each container should have: resolving references,
+// getting addresses from the AddressSource (IPAM), refusing an address another
+// container holds, and planning a detach (with dual-stack twins). The
+// lifecycle (restore after a daemon restart, Docker events, the sweep of
+// stopped and vanished containers) is decided in docker-lifecycle.ts and
+// carried out by container-lifecycle.ts; docker-auto-attach.ts follows the
+// engine. ContainerAttacher carries the changes out, ContainerLinks runs the
+// commands, container-state.ts keeps the record.
 //
 // It must never remove anything it did not make (the veth, or the addresses it
 // added), and never run two operations at once: attach, detach, restore and
@@ -14,13 +15,15 @@
 // never changes across an await inside another operation.
 
 import path from 'node:path';
+import type { Clock, Timer } from '../../common/clock';
+import { SystemClock } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { assertNever, errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
 import { ipOf, parseAttachAddress, parseAttachAddresses, parseDetachCidr } from './attach-address';
-import type { AttachedContainer, AttachOptions, ContainerListener } from './attached-container';
-import { ContainerListeners, attachOptionsOf, validateAttachOptions } from './attached-container';
+import type { AttachedContainer, AttachOptions, ContainerListener, EndpointSource } from './attached-container';
+import { ContainerListeners, validateAttachOptions } from './attached-container';
 import type { CommandRunner } from './command-runner';
 import { ContainerAttacher } from './container-attacher';
 import { ContainerLinks, randomMac } from './container-link';
@@ -28,7 +31,18 @@ import type { ContainerRef, HostFs, ResolvedContainer } from './container-ref';
 import { formatContainerRef, parseContainerRef, procHostFs, resolveContainer } from './container-ref';
 import type { Attachment, StateStore } from './container-state';
 import { AttachmentRecord, FileStateStore, STATE_FILE, describeAttachment as describe, publicView } from './container-state';
-import type { DockerApi, DockerEvent, EventWatch } from './docker-client';
+import type { DockerApi } from './docker-client';
+import type { JoinedVia } from './docker-attach-spec';
+import type { DockerWatchStatus } from './docker-auto-attach';
+import { DockerWatcher } from './docker-auto-attach';
+import type { EventDecision, LifecycleRecord } from './docker-lifecycle';
+import type { LifecycleParts } from './container-lifecycle';
+import { applyDockerEvent, restoreRecord, sweepRecords } from './container-lifecycle';
+
+/** IPAM's default release grace: a stopped container keeps its addresses this long. */
+const DEFAULT_GRACE_MS = 60_000;
+/** How often vanished `netns:`/`pid:` namespaces and expired stopped containers are looked for: one stat per attachment. */
+const DEFAULT_SWEEP_MS = 2_000;
 
 export interface ContainerDeps {
   runner: CommandRunner;
@@ -43,6 +57,8 @@ export interface ContainerDeps {
   newMac?: () => string;
   /** Default setTimeout; tests pass one that returns at once. */
   sleep?: (ms: number) => Promise<void>;
+  /** Default SystemClock: stop times and the sweep's timer. */
+  clock?: Clock;
 }
 
 export interface ContainerOptions {
@@ -56,6 +72,15 @@ export interface ContainerOptions {
    * Default /proc/self/ns/net; tests that act as a host in another namespace pass its path.
    */
   hostNetns?: string;
+  /** How long a stopped Docker container keeps its addresses (default 60 s, IPAM's release grace). */
+  graceMs?: number;
+  /** Between sweeps for vanished namespaces and expired stopped containers (default 2 s). */
+  sweepMs?: number;
+}
+
+export interface WatchOptions {
+  /** Attach containers started with the label weave.attach or WEAVE_CIDR (weave launch --no-auto-attach: false). */
+  autoAttach?: boolean;
 }
 
 /**
@@ -94,7 +119,12 @@ export class ContainerManager {
   private readonly hostFs: HostFs;
   private readonly hostNetns: string;
   private queue: Promise<unknown> = Promise.resolve();
-  private watch: EventWatch | null = null;
+  private watcher: DockerWatcher | null = null;
+  private sweepTimer: Timer | null = null;
+  private readonly clock: Clock;
+  private readonly sweepMs: number;
+  private readonly parts: LifecycleParts;
+  private readonly endpointSources: EndpointSource[] = [];
 
   constructor(deps: ContainerDeps, opts: ContainerOptions) {
     this.docker = deps.docker ?? null;
@@ -113,6 +143,15 @@ export class ContainerManager {
     );
     this.attacher = new ContainerAttacher(this.links, this.attachments, this.listeners, deps.logger);
     this.hostNetns = opts.hostNetns ?? '/proc/self/ns/net';
+    this.clock = deps.clock ?? new SystemClock();
+    this.sweepMs = opts.sweepMs ?? DEFAULT_SWEEP_MS;
+    this.parts = {
+      attachments: this.attachments, links: this.links, attacher: this.attacher, listeners: this.listeners, logger: this.logger,
+      docker: this.docker, clock: this.clock, graceMs: opts.graceMs ?? DEFAULT_GRACE_MS,
+      resolve: (ref) => this.resolve(ref),
+      namespaceIdIfReadable: (p) => this.namespaceIdIfReadable(p),
+      stillThere: (a) => this.stillThere(a),
+    };
   }
 
   /** Registers IPAM/DNS-style hooks; returns a function that removes them. */
@@ -120,9 +159,39 @@ export class ContainerManager {
     return this.listeners.add(listener);
   }
 
+  /**
+   * Containers attached by something else (the Docker network plugin), for
+   * `weave ps`; returns a function that removes the source again.
+   */
+  addEndpointSource(source: EndpointSource): () => void {
+    this.endpointSources.push(source);
+    return () => {
+      const i = this.endpointSources.indexOf(source);
+      if (i >= 0) this.endpointSources.splice(i, 1);
+    };
+  }
+
   /** Attached containers, for `weave ps` (stopped Docker containers are not listed). */
   list(): AttachedContainer[] {
     return this.attachments.all().filter((a) => a.state === 'attached').map((a) => publicView(a));
+  }
+
+  /** list() and the endpoint sources' containers: everything attached on this host. */
+  listAll(): AttachedContainer[] {
+    const out = this.list();
+    for (const s of this.endpointSources) {
+      try {
+        out.push(...s.list());
+      } catch (err) {
+        this.logger.warn('an endpoint source cannot list its containers', { error: errorMessage(err) });
+      }
+    }
+    return out;
+  }
+
+  /** Docker: whether the engine is reachable, whether auto-attach is on, what it could not attach. */
+  dockerStatus(): DockerWatchStatus | null {
+    return this.watcher?.status() ?? null;
   }
 
   /** Every address this manager holds, including those of stopped containers. */
@@ -135,13 +204,13 @@ export class ContainerManager {
    * already. Validates everything before changing anything, and on a failure
    * midway undoes what this call made.
    */
-  async attach(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions = {}): Promise<AttachedContainer> {
+  async attach(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions = {}, via: JoinedVia = 'manual'): Promise<AttachedContainer> {
     const parsed = typeof ref === 'string' ? parseContainerRef(ref) : ref;
     const dns = validateAttachOptions(opts);
     const source = this.addressSource;
     if (source === null) {
       const wanted = parseAttachAddresses(cidrs, true);
-      return this.serialize(() => this.handleAttach(parsed, wanted, dns));
+      return this.serialize(() => this.handleAttach(parsed, wanted, dns, via));
     }
     if (!Array.isArray(cidrs) || cidrs.some((c) => typeof c !== 'string')) throw RouterError.config('addresses must be a list of strings');
     // Resolve first (outside the queue: allocation may wait for IPAM consensus),
@@ -151,7 +220,7 @@ export class ContainerManager {
     let wanted: AttachCidr[];
     try {
       wanted = parseAttachAddresses(addresses, true);
-      return await this.serialize(() => this.handleAttach(parsed, wanted, dns));
+      return await this.serialize(() => this.handleAttach(parsed, wanted, dns, via));
     } catch (err) {
       // Hand back what the source gave us for this failed attach; the container keeps any older addresses.
       const held = new Set(this.attachments.all().filter((a) => a.id === target.id).flatMap((a) => a.addresses));
@@ -191,23 +260,41 @@ export class ContainerManager {
    * are attached again with their addresses.
    */
   restore(): Promise<AttachedContainer[]> {
-    return this.serialize(() => this.handleRestore());
-  }
-
-  /** Follows Docker events: re-attach on start after a restart, forget on destroy. */
-  watchDocker(): void {
-    if (this.docker === null || this.watch !== null) return;
-    this.watch = this.docker.watchEvents((ev) => {
-      void this.serialize(() => this.handleDockerEvent(ev)).catch((err: unknown) => {
-        this.logger.warn('docker event not handled', { action: ev.action, container: ev.id.slice(0, 12), error: errorMessage(err) });
-      });
+    return this.serialize(async () => {
+      await restoreRecord(this.parts);
+      return this.list();
     });
   }
 
-  /** Stops following Docker events and waits for queued work. Attachments stay as they are. */
+  /**
+   * Follows Docker events (a restarted container is attached again, a dead
+   * one keeps its addresses for the grace period, a removed one is
+   * forgotten; with `autoAttach`, labelled containers are attached), and
+   * sweeps every few seconds for vanished namespaces and expired stopped
+   * containers.
+   */
+  watch(opts: WatchOptions = {}): void {
+    if (this.sweepTimer === null) this.scheduleSweep();
+    if (this.docker === null || this.watcher !== null) return;
+    this.watcher = new DockerWatcher(this.docker, {
+      recordOf: (id) => this.recordOf(id),
+      attach: (ref, cidrs, o, via) => this.attach(ref, cidrs, o, via),
+      apply: (id, d) => this.serialize(() => this.applyDecision(id, d)),
+    }, this.logger, this.clock, opts.autoAttach === true);
+    this.watcher.start();
+  }
+
+  /** The sweep, once, in the queue (the timer calls it; tests call it directly). */
+  sweep(): Promise<void> {
+    return this.serialize(() => sweepRecords(this.parts));
+  }
+
+  /** Stops following Docker events and the sweep, and waits for queued work. Attachments stay as they are. */
   async close(): Promise<void> {
-    this.watch?.close();
-    this.watch = null;
+    this.sweepTimer?.cancel();
+    this.sweepTimer = null;
+    await this.watcher?.close();
+    this.watcher = null;
     await this.queue.catch(() => undefined);
   }
 
@@ -219,7 +306,37 @@ export class ContainerManager {
     return next;
   }
 
-  private async handleAttach(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
+  private scheduleSweep(): void {
+    this.sweepTimer = this.clock.setTimer(this.sweepMs, () => {
+      this.sweep().catch((err: unknown) => this.logger.warn('container sweep failed', { error: errorMessage(err) }))
+        .finally(() => { if (this.sweepTimer !== null) this.scheduleSweep(); });
+    });
+  }
+
+  private recordOf(id: string): LifecycleRecord | null {
+    return this.attachments.all().find((a) => a.kind === 'docker' && a.id === id) ?? null;
+  }
+
+  private async applyDecision(id: string, d: Extract<EventDecision, { do: 'reattach' | 'stop' | 'forget' }>): Promise<void> {
+    const record = this.attachments.all().find((a) => a.kind === 'docker' && a.id === id);
+    // Gone meanwhile (a detach, a sweep): nothing left to do.
+    if (record === undefined) return;
+    await applyDockerEvent(this.parts, record, d.do);
+  }
+
+  private async handleAttach(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions, via: JoinedVia): Promise<AttachedContainer> {
+    const view = await this.attachOrAdd(ref, wanted, dns);
+    // How it joined is set once, by the attach that made it.
+    const record = this.attachments.all().find((a) => a.id === view.id && a.state === 'attached');
+    if (record !== undefined && record.via === undefined && via !== 'manual') {
+      record.via = via;
+      this.attachments.save();
+      return publicView(record);
+    }
+    return view;
+  }
+
+  private async attachOrAdd(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions): Promise<AttachedContainer> {
     const target = await this.resolve(ref);
     let existing = this.attachments.all().find((a) => a.state === 'attached' && a.nsId === target.nsId) ?? null;
     if (existing !== null && !(await this.stillThere(existing))) {
@@ -276,86 +393,6 @@ export class ContainerManager {
       return { container: view, removed: [...record.addresses], detached: true };
     }
     return { container: await this.attacher.removeAddresses(record, removing, remaining), removed: removing, detached: false };
-  }
-
-  private async handleRestore(): Promise<AttachedContainer[]> {
-    const saved = this.attachments.loadSaved();
-    if (saved === null) return [];
-    let changed = false;
-    for (const e of saved) {
-      if (this.attachments.all().some((a) => a.hostIfname === e.hostIfname || a.nsId === e.nsId)) continue;
-      if (e.state === 'stopped') {
-        this.attachments.add(e);
-        continue;
-      }
-      const nsNow = this.namespaceIdIfReadable(e.netnsPath);
-      const vethNow = await this.links.exists(e.hostIfname);
-      if (nsNow === e.nsId && vethNow === true) {
-        this.attachments.add(e);
-        continue;
-      }
-      changed = true;
-      if (vethNow === true) await this.links.remove(e.hostIfname);
-      if (e.kind === 'docker' && this.docker !== null) {
-        // Restarted while we were away: attach again with the same addresses.
-        const info = await this.docker.inspect(e.id).catch(() => null);
-        if (info !== null) {
-          if (info.running) {
-            try {
-              await this.attacher.create(await this.resolve({ kind: 'docker', ref: e.id }), e.addresses.map((c) => parseAttachAddress(c)), attachOptionsOf(e));
-              continue;
-            } catch (err) {
-              this.logger.warn('cannot re-attach restarted container', { container: e.name, error: errorMessage(err) });
-            }
-          } else {
-            this.attachments.add({ ...e, state: 'stopped' });
-            continue;
-          }
-        }
-      }
-      this.logger.info('dropping attachment whose container is gone', { container: e.name, veth: e.hostIfname });
-    }
-    if (changed) this.attachments.save();
-    return this.list();
-  }
-
-  private async handleDockerEvent(ev: DockerEvent): Promise<void> {
-    const record = this.attachments.all().find((a) => a.kind === 'docker' && a.id === ev.id);
-    if (record === undefined) return;
-    switch (ev.action) {
-      case 'die': {
-        if (record.state === 'stopped') return;
-        // The namespace died with the container, and the veth with it; make sure.
-        await this.links.remove(record.hostIfname);
-        record.state = 'stopped';
-        record.pid = null;
-        this.attachments.save();
-        this.logger.info('container died; keeping its addresses for a restart', { container: record.name });
-        await this.listeners.detached(publicView(record), record.addresses, 'died');
-        return;
-      }
-      case 'start': {
-        if (record.state === 'attached') {
-          if (await this.stillThere(record)) return;
-          await this.links.remove(record.hostIfname);
-          record.state = 'stopped';
-          await this.listeners.detached(publicView(record), record.addresses, 'died');
-        }
-        const target = await this.resolve({ kind: 'docker', ref: ev.id });
-        await this.attacher.create(target, record.addresses.map((c) => parseAttachAddress(c)), attachOptionsOf(record));
-        return;
-      }
-      case 'destroy': {
-        if (record.state === 'attached') await this.links.remove(record.hostIfname);
-        this.attachments.forget(record);
-        this.attachments.save();
-        this.logger.info('container destroyed; released its addresses', { container: record.name });
-        await this.listeners.detached(publicView(record), record.addresses, 'destroyed');
-        return;
-      }
-      default:
-        assertNever(ev.action);
-    }
   }
 
   private resolve(ref: ContainerRef): Promise<ResolvedContainer> {

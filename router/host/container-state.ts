@@ -26,6 +26,8 @@ import { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
 import { isNetnsName, namespacePathOf } from './container-ref';
 import { validateIfName } from './host-link';
+import type { JoinedVia } from './docker-attach-spec';
+import { JOINED_VIA } from './docker-attach-spec';
 
 export const STATE_FILE = 'containers.json';
 const STATE_VERSION = 1;
@@ -48,6 +50,10 @@ export interface Attachment {
   addresses: string[];
   /** 'stopped': a Docker container that died; its addresses stay reserved for its restart. */
   state: 'attached' | 'stopped';
+  /** When a Docker container was seen to die (ms since the epoch): its addresses are kept for a grace period from then. */
+  stoppedAtMs?: number;
+  /** How it joined; absent means `weave attach` (records from before auto-attach). */
+  via?: JoinedVia;
   dnsName?: string;
   withoutDns?: boolean;
 }
@@ -134,6 +140,9 @@ function parseEntry(raw: unknown): Attachment {
     mac: str('mac'),
     addresses: addresses as string[],
     state,
+    ...(state === 'stopped' && typeof e['stoppedAtMs'] === 'number' && Number.isSafeInteger(e['stoppedAtMs']) && e['stoppedAtMs'] > 0
+      ? { stoppedAtMs: e['stoppedAtMs'] } : {}),
+    ...(JOINED_VIA.includes(e['via'] as JoinedVia) && e['via'] !== 'manual' ? { via: e['via'] as JoinedVia } : {}),
     ...attachOptionsOf({
       ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
       ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
@@ -152,6 +161,7 @@ export function publicView(a: Attachment): AttachedContainer {
     addresses: [...a.addresses],
     hostIfname: a.hostIfname,
     pid: a.pid,
+    joined: a.via ?? 'manual',
     ...attachOptionsOf(a),
   };
 }

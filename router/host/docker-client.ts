@@ -1,6 +1,8 @@
 // A minimal Docker Engine API client over the unix socket: inspect a container
-// (id, name, pid, running) and follow container start/die/destroy events,
-// reconnecting when the stream breaks. Unversioned paths, so it speaks to the
+// (id, name, pid, running, and what auto-attach reads: labels, WEAVE_CIDR,
+// network mode), list the running ones, and follow container
+// start/die/destroy events, reconnecting when the stream breaks and saying
+// whether the engine is reachable. Unversioned paths, so it speaks to the
 // Docker 20.10 here (API 1.41) and to newer engines alike.
 //
 // It owns the HTTP connections to the socket and nothing else: it never changes
@@ -33,6 +35,19 @@ export interface DockerContainer {
   /** Pid of the container's init process; 0 when not running. */
   pid: number;
   running: boolean;
+  /** Config.Labels with string values (absent when the reply has none); hostile input, parsed by the reader. */
+  labels?: Readonly<Record<string, string>>;
+  /** The value of WEAVE_CIDR in Config.Env, Weave Net's way to ask for an attach; absent when unset. */
+  weaveCidr?: string;
+  /** HostConfig.NetworkMode, e.g. none, default, host, container:ID. */
+  networkMode?: string;
+}
+
+/** Whether the event stream reaches the engine; `error` says why not, with what to do. */
+export interface DockerEngineState {
+  reachable: boolean;
+  socket: string;
+  error: string | null;
 }
 
 export type DockerEventAction = 'start' | 'die' | 'destroy';
@@ -50,8 +65,10 @@ export interface DockerEvent {
 export interface DockerApi {
   /** The container, or null when Docker has no such container. */
   inspect(ref: string): Promise<DockerContainer | null>;
-  /** Streams start/die/destroy events until the returned handle is closed. */
-  watchEvents(onEvent: (ev: DockerEvent) => void): EventWatch;
+  /** Streams start/die/destroy events until the returned handle is closed; `onState` hears the engine come and go. */
+  watchEvents(onEvent: (ev: DockerEvent) => void, onState?: (s: DockerEngineState) => void): EventWatch;
+  /** Ids of the running containers (a relaunched router looks for those it should have attached). */
+  listRunning?(): Promise<string[]>;
 }
 
 export interface EventWatch {
@@ -66,6 +83,22 @@ export function validateDockerRef(ref: string): string {
     );
   }
   return ref;
+}
+
+/**
+ * The engine's socket from DOCKER_HOST (`unix:///path`), as the docker CLI
+ * reads it; unset or empty: /var/run/docker.sock. Anything but a unix socket
+ * is refused by name: the router inspects containers' namespaces, so it must
+ * talk to the engine on this host.
+ */
+export function dockerSocketFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const v = env['DOCKER_HOST'];
+  if (v === undefined || v.trim() === '') return DEFAULT_DOCKER_SOCKET;
+  const m = /^unix:\/\/(\/[^\u0000-\u001f]{1,200})$/.exec(v.trim());
+  if (m === null) {
+    throw RouterError.config(`DOCKER_HOST=${JSON.stringify(v)} is not supported: weave reaches Docker only on this host's unix socket (unix:///var/run/docker.sock)`);
+  }
+  return m[1] as string;
 }
 
 export interface DockerClientOptions {
@@ -109,8 +142,24 @@ export class DockerClient implements DockerApi {
     return parseInspect(parsed, ref);
   }
 
-  watchEvents(onEvent: (ev: DockerEvent) => void): EventWatch {
-    return new EventStream(this.socketPath, this.logger, onEvent);
+  async listRunning(): Promise<string[]> {
+    const r = await this.request('GET', '/containers/json');
+    if (r.status !== 200) throw new RouterError('io', `Docker refused to list containers: HTTP ${r.status} ${dockerMessage(r.body)}`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(r.body);
+    } catch (err) {
+      throw new RouterError('io', `Docker's container list is not JSON: ${errorMessage(err)}`);
+    }
+    if (!Array.isArray(parsed)) throw new RouterError('io', "Docker's container list is not a list");
+    return parsed.flatMap((c: unknown) => {
+      const id = (c as { Id?: unknown } | null)?.Id;
+      return typeof id === 'string' && /^[0-9a-f]{64}$/.test(id) ? [id] : [];
+    });
+  }
+
+  watchEvents(onEvent: (ev: DockerEvent) => void, onState?: (s: DockerEngineState) => void): EventWatch {
+    return new EventStream(this.socketPath, this.logger, onEvent, onState ?? (() => undefined));
   }
 
   private request(method: string, path: string): Promise<{ status: number; body: string }> {
@@ -138,7 +187,9 @@ export class DockerClient implements DockerApi {
 
 function unreachable(socketPath: string, err: unknown): RouterError {
   const code = (err as NodeJS.ErrnoException).code;
-  const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'is dockerd running?' : errorMessage(err);
+  const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'is dockerd running?'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied: run the router as root or in the group that owns the socket (usually docker)'
+    : errorMessage(err);
   return new RouterError('io', `cannot reach Docker at ${socketPath}: ${why}`, { cause: err });
 }
 
@@ -152,16 +203,39 @@ function dockerMessage(body: string): string {
   return body.trim().slice(0, 200);
 }
 
-/** Picks the four fields we use out of an inspect reply, checking each. */
+/** More labels than this is not a container anyone wrote by hand; the rest are ignored. */
+const MAX_LABELS = 1024;
+const MAX_ENV = 4096;
+
+/** Picks the fields we use out of an inspect reply, checking each. */
 export function parseInspect(json: unknown, ref: string): DockerContainer {
-  const o = json as { Id?: unknown; Name?: unknown; State?: { Pid?: unknown; Running?: unknown } };
+  const o = json as {
+    Id?: unknown; Name?: unknown; State?: { Pid?: unknown; Running?: unknown };
+    Config?: { Labels?: unknown; Env?: unknown } | null; HostConfig?: { NetworkMode?: unknown } | null;
+  };
   if (typeof o !== 'object' || o === null || typeof o.Id !== 'string' || !/^[0-9a-f]{12,64}$/.test(o.Id)) {
     throw new RouterError('io', `Docker's inspect reply for ${ref} has no container id`);
   }
   const name = typeof o.Name === 'string' ? o.Name.replace(/^\//, '') : o.Id.slice(0, 12);
   const pid = typeof o.State?.Pid === 'number' && Number.isInteger(o.State.Pid) && o.State.Pid > 0 ? o.State.Pid : 0;
   const running = o.State?.Running === true && pid > 0;
-  return { id: o.Id, name, pid, running };
+  const out: DockerContainer = { id: o.Id, name, pid, running };
+  const rawLabels = o.Config?.Labels;
+  if (typeof rawLabels === 'object' && rawLabels !== null && !Array.isArray(rawLabels)) {
+    const labels: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const [k, v] of Object.entries(rawLabels as Record<string, unknown>).slice(0, MAX_LABELS)) {
+      if (typeof v === 'string') labels[k] = v;
+    }
+    out.labels = labels;
+  }
+  const env = o.Config?.Env;
+  if (Array.isArray(env)) {
+    // The last definition wins, as in the container's own environment.
+    const found = env.slice(0, MAX_ENV).filter((e): e is string => typeof e === 'string' && e.startsWith('WEAVE_CIDR=')).pop();
+    if (found !== undefined) out.weaveCidr = found.slice('WEAVE_CIDR='.length);
+  }
+  if (typeof o.HostConfig?.NetworkMode === 'string') out.networkMode = o.HostConfig.NetworkMode;
+  return out;
 }
 
 /** One event line from /events, or null for anything we do not follow. */
@@ -202,8 +276,17 @@ class EventStream implements EventWatch {
     private readonly socketPath: string,
     private readonly logger: Logger,
     private readonly onEvent: (ev: DockerEvent) => void,
+    private readonly onState: (s: DockerEngineState) => void,
   ) {
     this.connect();
+  }
+
+  private tell(reachable: boolean, error: string | null): void {
+    try {
+      this.onState({ reachable, socket: this.socketPath, error });
+    } catch (err) {
+      this.logger.error('docker state handler failed', { error: errorMessage(err) });
+    }
   }
 
   close(): void {
@@ -227,6 +310,7 @@ class EventStream implements EventWatch {
       if (this.warned) this.logger.info('docker events: connected', { socket: this.socketPath });
       this.warned = false;
       this.everConnected = true;
+      this.tell(true, null);
       this.delayMs = RECONNECT_FIRST_MS;
       // From now on a reconnect resumes here, so events while we were away still arrive.
       if (this.lastTimeSec === 0) this.lastTimeSec = Math.floor(Date.now() / 1000);
@@ -269,6 +353,7 @@ class EventStream implements EventWatch {
     if (this.closed || this.timer !== null) return;
     this.req?.destroy();
     this.req = null;
+    this.tell(false, why);
     // A host without Docker is normal: say so once, quietly; a lost stream is worth a warning.
     if (!this.warned) {
       if (this.everConnected) this.logger.warn('docker events: stream lost, reconnecting', { socket: this.socketPath, error: why });

@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     { bridge: 'weave', mtu: MTU, overlayRoutes: ['10.32.0.0/12'], datadir, hostNetns: `/var/run/netns/${HOST}` },
   );
   manager = m;
-  m.watchDocker();
+  m.watch();
 
   const ping = (from: string, to: string) => docker(['exec', from, 'ping', '-c', '2', '-W', '2', to], { allowFail: true });
 

@@ -187,7 +187,7 @@ t.test('attach issues the expected commands and records the container', async (t
   ]);
   t.same(a, {
     id: 'netns:blue', name: 'blue', kind: 'netns', ifname: 'ethwe', mac: '02:00:00:00:00:00',
-    addresses: ['10.32.1.1/12'], hostIfname: v, pid: null,
+    addresses: ['10.32.1.1/12'], hostIfname: v, pid: null, joined: 'manual',
   });
   t.same(manager.list(), [a]);
   t.match(store.text ?? '', /"hostIfname": "vethwens/, 'persisted');
@@ -325,10 +325,10 @@ t.test('Docker containers: inspect, restart, destroy', async (t) => {
 
   const events: string[] = [];
   manager.addListener({ onDetached: (c, removed, reason) => { events.push(`${reason} ${c.name} ${removed.join(',')}`); } });
-  manager.watchDocker();
+  manager.watch();
   const emit = async (action: DockerEvent['action']) => {
     docker.handler?.({ action, id, name: 'web', timeSec: 1 });
-    await manager.close().then(() => manager.watchDocker());
+    await manager.close().then(() => manager.watch());
   };
 
   // docker restart: die (the namespace and veth vanish), start (new pid, new namespace).
