@@ -39,6 +39,7 @@ import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon } from '../dns/daemon';
+import { openDnsDatagramPort } from './dns-datagrams';
 import { dnsApi } from '../dns/http-routes';
 import { checkRangeFreeOnHost } from '../ipam/host-check';
 import { ipamContainerListener, isIpv4Cidr, parseAddressRequests, resolveAddresses, withV6Twins } from '../ipam/container-hook';
@@ -213,7 +214,10 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   containers.addListener(ipamContainerListener(ipam, { graceMs: releaseGraceMs, logger }));
   // DNS: names of attached containers, replicated on the mesh (dns/daemon.ts).
   const dns = new DnsDaemon(
-    { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }) },
+    {
+      hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }),
+      openDatagrams: openDnsDatagramPort,
+    },
     { ...config.dns, bridge: dataPlane.bridge, datadir: config.datadir },
   );
   // The manager's attachment record is passed as DNS's DnsContainer, its detach

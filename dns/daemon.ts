@@ -31,6 +31,7 @@ import { MdnsResponder } from './mdns';
 import { containerHostName, qualifyName } from './names';
 import { formatUpstream } from './resolv-conf';
 import type { Upstream } from './resolv-conf';
+import type { OpenDatagramPort } from './datagram-port';
 import { DnsServer, newCounters } from './server';
 import type { ListenAddress } from './server';
 import { DnsService } from './service';
@@ -59,6 +60,8 @@ export interface DnsDaemonDeps {
   rng: Rng;
   logger: Logger;
   run: RunCommand;
+  /** Batched UDP for the server (cli/dns-datagrams.ts); node:dgram without. */
+  openDatagrams?: OpenDatagramPort;
 }
 
 export interface DnsDaemonOptions extends DnsDaemonConfig {
@@ -125,6 +128,7 @@ export class DnsDaemon implements DnsContainerListener {
       logger: deps.logger,
       counters: this.counters,
       isAllowedClient: (a) => this.isLocalClient(a),
+      ...(deps.openDatagrams === undefined ? {} : { openDatagrams: deps.openDatagrams }),
     }, { listen });
     this.host = integrate ? new HostDnsAddress(deps.run, deps.logger, { bridge: opts.bridge, address: this.address }) : null;
     this.mdns = integrate

@@ -136,7 +136,8 @@ export function parseQuery(buf: Uint8Array): ParseResult {
       id, opcode, recursionDesired, qname: name, qtype,
       qclass: rawClass & ~QCLASS_UNICAST_RESPONSE_BIT,
       unicastResponse: (rawClass & QCLASS_UNICAST_RESPONSE_BIT) !== 0,
-      questionBytes: buf.slice(HEADER_BYTES, end + 4),
+      // A copy, never a view (Buffer's slice is one): the buffer may be a receive slab reused after this query.
+      questionBytes: Uint8Array.prototype.slice.call(buf, HEADER_BYTES, end + 4),
       edns: null,
     };
     let pos = end + 4;

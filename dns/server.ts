@@ -1,7 +1,9 @@
 // The DNS server's sockets: UDP and TCP on each listen address (the host's
 // link-local address on the weave bridge, and loopback), feeding the query
 // core and the forwarder and sending what they produce. Adapter: owns sockets
-// and per-connection timers, nothing else.
+// and per-connection timers, nothing else. UDP goes through a batched
+// DatagramPort when the owner gives one (dns/datagram-port.ts: one wakeup and
+// one send call per burst of queries), else through node:dgram.
 //
 // It never becomes an open resolver: it binds only the addresses it is given
 // (never a wildcard), and on the overlay address it answers only clients the
@@ -23,6 +25,7 @@ import type { QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
 import type { DnsCounters } from './api-types';
 import { MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_CLIENT, MAX_TCP_UNREAD_BYTES, TCP_IDLE_TIMEOUT_MS, TCP_QUERY_RECEIVE_TIMEOUT_MS } from './constants';
+import type { DatagramBatch, DatagramPort, OpenDatagramPort } from './datagram-port';
 import type { Forwarder } from './forwarder';
 import { TcpDeadline } from './tcp-deadline';
 
@@ -40,6 +43,8 @@ export interface DnsServerDeps {
   logger: Logger;
   counters: DnsCounters;
   isAllowedClient(address: string): boolean;
+  /** Batched UDP; when absent, or when it cannot bind, node:dgram. */
+  openDatagrams?: OpenDatagramPort;
 }
 
 export interface DnsServerOptions {
@@ -54,7 +59,7 @@ export interface DnsServerOptions {
 
 interface Listener {
   addr: ListenAddress;
-  udp: dgram.Socket;
+  udp: dgram.Socket | DatagramPort;
   tcp: net.Server;
   /** Bound host:port (the port is known only after binding when it was 0). */
   bound: string;
@@ -113,17 +118,8 @@ export class DnsServer {
   // -------------------------------------------------------------------------
 
   private async bind(addr: ListenAddress): Promise<Listener> {
-    const udp = dgram.createSocket({ type: familyOfCanonical(addr.host) === 6 ? 'udp6' : 'udp4' });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(addr.port, addr.host, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
-    const port = udp.address().port;
-    udp.on('error', (err) => this.deps.logger.warn('dns udp socket error', { addr: addr.host, error: err.message }));
-    udp.on('message', (msg, rinfo) => this.onUdp(addr, udp, msg, rinfo));
+    const udp = this.openBatched(addr) ?? await this.openDgram(addr);
+    const port = udp instanceof dgram.Socket ? udp.address().port : udp.port;
     const tcp = net.createServer((sock) => this.onTcp(addr, sock));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -142,6 +138,33 @@ export class DnsServer {
     return { addr, udp, tcp, bound: hostPort(addr.host, port) };
   }
 
+  private openBatched(addr: ListenAddress): DatagramPort | null {
+    if (this.deps.openDatagrams === undefined) return null;
+    let port: DatagramPort;
+    try {
+      port = this.deps.openDatagrams(addr.host, addr.port);
+    } catch (err) {
+      this.deps.logger.info('dns: batched UDP unavailable, using node:dgram', { addr: addr.host, error: err instanceof Error ? err.message : String(err) });
+      return null;
+    }
+    port.start((batch) => this.onBatch(addr, port, batch));
+    return port;
+  }
+
+  private async openDgram(addr: ListenAddress): Promise<dgram.Socket> {
+    const udp = dgram.createSocket({ type: familyOfCanonical(addr.host) === 6 ? 'udp6' : 'udp4' });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(addr.port, addr.host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    udp.on('error', (err) => this.deps.logger.warn('dns udp socket error', { addr: addr.host, error: err.message }));
+    udp.on('message', (msg, rinfo) => this.onUdp(addr, udp, msg, rinfo));
+    return udp;
+  }
+
   private allowed(addr: ListenAddress, client: string): boolean {
     if (!addr.restricted || this.deps.isAllowedClient(client.replace(/^::ffff:/, ''))) return true;
     this.deps.counters.clientsRefused++;
@@ -150,10 +173,30 @@ export class DnsServer {
 
   private onUdp(addr: ListenAddress, udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closed || !this.allowed(addr, rinfo.address)) return;
+    const reply = this.dispatch(msg, 'udp');
+    if (reply === null) return;
     const send = (bytes: Buffer): void => {
       if (!this.closed) udp.send(bytes, rinfo.port, rinfo.address);
     };
-    this.dispatch(msg, 'udp', send);
+    if (reply instanceof Promise) void reply.then(send);
+    else send(reply);
+  }
+
+  private onBatch(addr: ListenAddress, port: DatagramPort, batch: DatagramBatch): void {
+    for (let i = 0; i < batch.count; i++) {
+      if (this.closed) return;
+      if (addr.restricted && !this.allowed(addr, batch.sourceAddress(i))) continue;
+      const reply = this.dispatch(batch.datagram(i), 'udp');
+      if (reply === null) continue;
+      if (reply instanceof Promise) {
+        const to = batch.sender(i);
+        void reply.then((bytes) => {
+          if (!this.closed) port.sendTo(to, bytes);
+        });
+      } else {
+        batch.reply(i, reply);
+      }
+    }
   }
 
   private onTcp(addr: ListenAddress, sock: net.Socket): void {
@@ -201,14 +244,22 @@ export class DnsServer {
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
         deadline.queryComplete();
-        this.dispatch(Buffer.from(msg), 'tcp', send);
+        const reply = this.dispatch(Buffer.from(msg), 'tcp');
+        if (reply instanceof Promise) void reply.then(send);
+        else if (reply !== null) send(reply);
       }
       // Bytes of an unfinished query start its receive cap; they never extend the idle time.
       if (buf.length > 0) deadline.partial();
     });
   }
 
-  private dispatch(msg: Buffer, transport: Transport, send: (bytes: Buffer) => void): void {
+  /**
+   * Answers one query: the reply to send now, the reply to send when the
+   * upstream has answered (never rejects: SERVFAIL when forwarding fails), or
+   * null for no reply at all. `msg` may be a view into a receive buffer that
+   * is reused once this returns.
+   */
+  private dispatch(msg: Uint8Array, transport: Transport): Buffer | Promise<Buffer> | null {
     const c = this.deps.counters;
     c.queries++;
     let outcome: QueryOutcome;
@@ -218,12 +269,12 @@ export class DnsServer {
       // The core should never throw; if it does, one query is lost, not the daemon.
       c.dropped++;
       this.deps.logger.error('dns query handling failed', { error: err instanceof Error ? err.message : String(err) });
-      return;
+      return null;
     }
     switch (outcome.kind) {
       case 'drop':
         c.dropped++;
-        return;
+        return null;
       case 'reply':
         switch (outcome.answerKind) {
           case 'answer': c.answered++; break;
@@ -235,24 +286,20 @@ export class DnsServer {
           default: assertNever(outcome.answerKind);
         }
         if (outcome.truncated) c.truncated++;
-        send(outcome.bytes);
-        return;
+        return outcome.bytes;
       case 'forward': {
         const q = outcome.query;
         c.forwarded++;
-        void this.deps.forwarder.forward(q, msg, transport).then((reply) => {
-          if (reply === null) {
-            c.forwardFailed++;
-            send(servfail(q, transport));
-          } else {
-            send(reply);
-          }
+        // A copy: msg may be a view into a receive buffer, and the forwarder reads it again for the next upstream.
+        return this.deps.forwarder.forward(q, Buffer.from(msg), transport).then((reply) => {
+          if (reply !== null) return reply;
+          c.forwardFailed++;
+          return servfail(q, transport);
         }, (err: unknown) => {
           c.forwardFailed++;
           this.deps.logger.warn('dns forwarding failed', { error: err instanceof Error ? err.message : String(err) });
-          send(servfail(q, transport));
+          return servfail(q, transport);
         });
-        return;
       }
       default:
         assertNever(outcome);
