@@ -82,6 +82,7 @@ export class FastdpPeer {
     const hearing = this.hearing(nowMs, t);
     if (!this.offers(nowMs, t)) {
       if (this.reportMs === -Infinity) return { fast: false, reason: 'waiting for the peer to report' };
+      if (this.offered) return { fast: false, reason: 'no fast-path report from the peer lately' };
       return { fast: false, reason: 'peer does not offer the fast path (older version, password or --no-fastdp)' };
     }
     if (nowMs - this.hearsUsMs <= 2 * t.timeoutMs) {
