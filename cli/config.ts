@@ -24,6 +24,8 @@ export interface DaemonConfig {
   fastdp?: boolean;
   /** false with --no-auto-attach: Docker containers labelled weave.attach or with WEAVE_CIDR are not attached. Absent: on. */
   autoAttach?: boolean;
+  /** false with --no-docker-plugin: no Docker network plugin socket and no `weave` Docker network. Absent: on. */
+  dockerPlugin?: boolean;
   connLimit: number;
   /** Initial targets, normalised host:port. */
   peers: string[];

@@ -59,6 +59,8 @@ import { exposeApi } from '../router/api/expose-api';
 // CNI runtimes through the weave-net plugin (cni/, cli/cni-daemon.ts):
 import { buildCniEndpoint, cniDnsView } from './cni-daemon';
 import { cniApi } from '../router/api/cni-api';
+// docker run --network weave: the Docker network and IPAM plugin (cli/docker-plugin-daemon.ts).
+import { DockerPluginRuntime, pluginDnsView, withPluginHealth } from './docker-plugin-daemon';
 import { processAlive } from '../common/process-alive';
 
 const PID_FILE = 'weave.pid';
@@ -250,7 +252,12 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
   // Status carries the daemon's own health too: ignored state files, restarts by the supervisor (cli/daemon-health.ts).
   const supervisor = supervisorInfoFromEnv(process.env);
-  const control = withDaemonHealth(router, () => ({ problems: stateFiles.list(), supervisor }));
+  const dockerPlugin = config.dockerPlugin === false ? null : new DockerPluginRuntime({
+    runner, logger, ipam, ipamConfig, dns, docker: new DockerClient(logger, { socketPath: dockerSocket }), dockerSocket,
+    datadir: config.datadir, bridge: dataPlane.bridge, mtu: dataPlane.mtu, graceMs: releaseGraceMs,
+    overlayRoutes: [ipamConfig.range.toString(), LINK_LOCAL_ROUTE],
+  });
+  const control = withPluginHealth(withDaemonHealth(router, () => ({ problems: stateFiles.list(), supervisor })), dockerPlugin);
   const api = new HttpApi({ control, logger }, { socketPath: config.apiSocket, gid: apiGid });
   api.mount(containerApi(containers));
   api.mount(dnsApi(dns));
@@ -260,6 +267,10 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   // weave reset: parts that made something on the host register a hook (hostReset.addHook); the bridge goes at stop.
   const hostReset = new HostReset(runner, logger.child({ component: 'reset' }), dataPlane.bridge);
   api.mount(hostResetApi(hostReset));
+  if (dockerPlugin !== null) {
+    containers.addEndpointSource({ list: () => dockerPlugin.attached() });
+    hostReset.addHook('docker-plugin', () => dockerPlugin.reset());
+  }
   const statusServer = new StatusServer({ status: () => control.status(), renderText: renderStatus, logger }, { address: config.statusAddress });
 
   let shuttingDown = false;
@@ -271,6 +282,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     ipam.shutdown();
     router.shutdown();
     await containers.close();
+    await dockerPlugin?.close();
     await dns.close();
     forwarding.close();
     await dataPlane.close();
@@ -287,7 +299,9 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     if (restored.length > 0) logger.info('containers restored', { count: restored.length });
     const cniRestored = await cni.restore();
     if (cniRestored.length > 0) logger.info('CNI attachments restored', { count: cniRestored.length });
-    dns.sync([...containers.list(), ...cniRestored.map(cniDnsView)]);
+    // The plugin's socket answers from here on; its record's running containers are listed for DNS with the rest.
+    const pluginRestored = dockerPlugin === null ? [] : await dockerPlugin.start();
+    dns.sync([...containers.list(), ...cniRestored.map(cniDnsView), ...pluginRestored.map(pluginDnsView)]);
     // weave expose: re-apply what expose.json records; a failure leaves the router running without it.
     await exposer.restore().catch((err: unknown) => logger.error('cannot restore the exposed addresses', { error: errorMessage(err) }));
     // Docker events: restarts re-attached, deaths and removals released; labelled containers attached (--no-auto-attach: off).

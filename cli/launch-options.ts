@@ -66,6 +66,7 @@ export type RouterOptionValues = {
   discovery?: unknown;
   fastdp?: unknown;
   autoAttach?: unknown;
+  dockerPlugin?: unknown;
   connLimit?: unknown;
   datadir?: unknown;
   logLevel?: unknown;
@@ -95,6 +96,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--port <port>', `TCP control and UDP data port (default: ${DEFAULT_MESH_PORT})`)
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
     .option('--no-auto-attach', 'do not attach Docker containers started with the label weave.attach or the variable WEAVE_CIDR')
+    .option('--no-docker-plugin', 'no Docker network plugin (/run/docker/plugins/weave.sock) and no Docker network named weave')
     .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
@@ -200,6 +202,8 @@ export function toDaemonConfig(
   if (typeof fastdp !== 'boolean') throw RouterError.config(`--no-fastdp takes no value, got ${JSON.stringify(fastdp)}`);
   const autoAttach = opts.autoAttach === undefined ? true : opts.autoAttach;
   if (typeof autoAttach !== 'boolean') throw RouterError.config(`--no-auto-attach takes no value, got ${JSON.stringify(autoAttach)}`);
+  const dockerPlugin = opts.dockerPlugin === undefined ? true : opts.dockerPlugin;
+  if (typeof dockerPlugin !== 'boolean') throw RouterError.config(`--no-docker-plugin takes no value, got ${JSON.stringify(dockerPlugin)}`);
 
   const limitText = optString(opts, 'connLimit', '--conn-limit');
   let connLimit = DEFAULT_CONN_LIMIT;
@@ -286,6 +290,7 @@ export function toDaemonConfig(
     ...(oldPassword !== null ? { oldPassword } : {}), ...(rekeyIntervalMs !== undefined ? { rekeyIntervalMs } : {}),
     ...(fastdp ? {} : { fastdp: false }),
     ...(autoAttach ? {} : { autoAttach: false }),
+    ...(dockerPlugin ? {} : { dockerPlugin: false }),
   };
 }
 
@@ -322,6 +327,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   if (!config.discovery) args.push('--no-discovery');
   if (config.fastdp === false) args.push('--no-fastdp');
   if (config.autoAttach === false) args.push('--no-auto-attach');
+  if (config.dockerPlugin === false) args.push('--no-docker-plugin');
   args.push('--conn-limit', String(config.connLimit));
   args.push('--datadir', config.datadir);
   args.push('--log-level', config.logLevel);
