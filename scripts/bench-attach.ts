@@ -1,0 +1,71 @@
+// scripts/bench-attach: how long `weave attach` of a network namespace takes,
+// against the CLI's own start (`weave version`) and bare node (`node -e ''`),
+// measured alternately round by round on one simulated host
+// (scripts/sim-network.ts) so machine noise spreads evenly. The daemon's share
+// of an attach is attach wall time minus `weave version` wall time (issue 14:
+// under 50 ms); the CLI's start is `weave version` minus `node -e ''`.
+//
+// Every namespace it attaches is its own (the network's prefix), detached and
+// deleted after each round; no traffic is sent. Figures are printed, never
+// asserted. Needs root.
+//
+// Usage: node dist/scripts/bench-attach.js [--quick] [--rounds N]
+
+import { run } from './command';
+import { SimNetwork } from './sim-network';
+import { loadAverage, median, parseRoundsArgs } from './bench-dns';
+
+async function wall(fn: () => Promise<{ code: number; stderr: string }>, what: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const r = await fn();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stderr.trim()}`);
+  return ms;
+}
+
+async function main(): Promise<void> {
+  const opts = parseRoundsArgs(process.argv.slice(2), { rounds: 10, seconds: 0 });
+  const rounds = opts.rounds === 1 ? 3 : opts.rounds;
+  const net = await SimNetwork.create({ hosts: 1, weaveEnv: { WEAVE_TEST_FAST: '1' } });
+  try {
+    const h = net.host('h1');
+    const launch = await h.weave(['launch', '--nickname', 'h1'], { timeoutMs: 60_000 });
+    if (launch.code !== 0) throw new Error(`weave launch: ${launch.stderr}\n${h.readLog()}`);
+    const node: number[] = [];
+    const version: number[] = [];
+    const attach: number[] = [];
+    process.stdout.write(`attach: ${rounds} rounds; load average ${loadAverage()}\n`);
+    for (let r = 0; r < rounds; r++) {
+      const ns = `${net.prefix}a${r}`;
+      await run(['ip', 'netns', 'add', ns], { check: true });
+      try {
+        node.push(await wall(() => h.exec(['node', '-e', '']), 'node -e'));
+        version.push(await wall(() => h.weave(['version']), 'weave version'));
+        attach.push(await wall(() => h.weave(['attach', `10.32.5.${r + 1}/24`, `netns:${ns}`]), 'weave attach'));
+        const d = await h.weave(['detach', `netns:${ns}`]);
+        if (d.code !== 0) throw new Error(`weave detach: ${d.stderr}`);
+      } finally {
+        await run(['ip', 'netns', 'del', ns]);
+      }
+      process.stdout.write(`  round ${r + 1}: node ${node[r]?.toFixed(0)} ms, weave version ${version[r]?.toFixed(0)} ms, weave attach ${attach[r]?.toFixed(0)} ms\n`);
+    }
+    const diffs = attach.map((a, i) => a - (version[i] as number));
+    const starts = version.map((v, i) => v - (node[i] as number));
+    const fmt = (xs: number[]): string => `${median(xs).toFixed(0)} ms [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
+    process.stdout.write(`\nattach latency (median [min-max]; load average ${loadAverage()})\n`);
+    process.stdout.write(`  node -e ''                       ${fmt(node)}\n`);
+    process.stdout.write(`  weave version                    ${fmt(version)}\n`);
+    process.stdout.write(`  weave attach                     ${fmt(attach)}\n`);
+    process.stdout.write(`  attach - version (daemon side)   ${fmt(diffs)}   target < 50 ms\n`);
+    process.stdout.write(`  version - node (CLI start)       ${fmt(starts)}\n`);
+  } finally {
+    await net.destroy();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench-attach: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
