@@ -113,6 +113,8 @@ export function renderStatus(status: RouterStatus, services: readonly StatusLine
   if (status.dataPlane) {
     const dp = status.dataPlane;
     out += field('DataPlane', `bridge ${sanitiseText(dp.bridge)}, MTU ${dp.mtu}, ${sanitiseText(dp.aead)}, ${plural(dp.macs, 'MAC')} learnt`);
+    const f = dp.fastdp;
+    if (f) out += field('FastPath', f.on ? `on (${sanitiseText(f.reason)}): ${plural(f.peers, 'peer')}, ${plural(f.fdbEntries, 'forwarding entry', 'forwarding entries')}` : `off: ${sanitiseText(f.reason)}`);
   }
   for (const line of services) out += field(sanitiseText(line.label), sanitiseText(line.value));
 

@@ -99,5 +99,9 @@ export interface RouterStatus {
   counters: Record<string, number>;
   health: HealthWarning[];
   /** Present when the daemon runs a data plane. */
-  dataPlane?: { mtu: number; bridge: string; aead: string; macs: number };
+  dataPlane?: {
+    mtu: number; bridge: string; aead: string; macs: number;
+    /** The kernel fast path (router/overlay/fastdp.ts): on, or why not; neighbours on it; vxlan FDB entries. */
+    fastdp?: { on: boolean; reason: string; peers: number; fdbEntries: number };
+  };
 }

@@ -20,7 +20,7 @@ import type { Logger } from '../../common/logger';
 import type { PeerName } from '../mesh/peer-name';
 import type { FastdpFlags } from '../mesh/protocol';
 import { desiredFdb, diffFdb, fdbBatch, FdbTable, parseFdbShow } from './fastdp-fdb';
-import { encodeHeartbeat, parseHeartbeat } from './fastdp-heartbeat';
+import { encodeHeartbeat, heartbeatMac, parseHeartbeat } from './fastdp-heartbeat';
 import { FastdpDecision, fastdpHost, FastdpLocal, FastdpPeer, FastdpTimings } from './fastdp-peer';
 import type { FramePort } from './ports';
 
@@ -51,7 +51,9 @@ export class Fastdp {
   private busy = false;
   private again = false;
   private closed = false;
-  readonly counters = { fastdpHeartbeatsSent: 0, fastdpHeartbeatsReceived: 0, fastdpFdbEntries: 0, fastdpFdbErrors: 0, fastdpPeers: 0 };
+  readonly counters = { fastdpHeartbeatsSent: 0, fastdpHeartbeatsReceived: 0, fastdpFdbErrors: 0 };
+  private fdbEntries = 0;
+  private fastPeers = 0;
 
   constructor(
     /** heartbeats and fdb are null when the fast path is off here (opts.local says why). */
@@ -59,8 +61,10 @@ export class Fastdp {
     private readonly opts: { localPeer: PeerName; local: FastdpLocal; timings: FastdpTimings },
   ) {}
 
-  get local(): FastdpLocal {
-    return this.opts.local;
+  /** For status: on or why not, neighbours on it now, and entries in the vxlan device's FDB. */
+  summary(): { on: boolean; reason: string; peers: number; fdbEntries: number } {
+    const l = this.opts.local;
+    return { on: l.on, reason: l.on ? 'VXLAN on UDP 6784' : l.reason, peers: this.fastPeers, fdbEntries: this.fdbEntries };
   }
 
   start(macs: FastdpMacs): void {
@@ -107,8 +111,11 @@ export class Fastdp {
     const port = this.deps.heartbeats;
     if (!this.opts.local.on || this.closed || port === null) return;
     const now = this.deps.clock.now();
-    for (const p of this.peers.values()) {
+    for (const [name, p] of this.peers) {
       if (!p.state.flags(this.opts.local, now, this.opts.timings).offered || !p.state.offers(now, this.opts.timings)) continue;
+      // Only once its entry is in: a heartbeat to an unknown MAC would flood to the router's TAP and down
+      // the broadcast tree, and the peer would hear it over the sleeve and wrongly report the VXLAN path works.
+      if (p.state.host === null || this.lastApplied?.get(heartbeatMac(name)) !== p.state.host) continue;
       port.write(p.heartbeat, 0, p.heartbeat.length);
       this.counters.fastdpHeartbeatsSent++;
     }
@@ -136,7 +143,7 @@ export class Fastdp {
         this.macs?.touchPeer(name, now);
       }
     }
-    this.counters.fastdpPeers = fastCount;
+    this.fastPeers = fastCount;
     if (changed || (onTick && (now - this.lastSyncMs >= RESYNC_MS || !sameTable(this.desired(now), this.lastApplied)))) this.reconcile();
   }
 
@@ -174,7 +181,7 @@ export class Fastdp {
       const lines = fdbBatch(diffFdb(actual, desired), actual, fdb.name);
       if (lines.length > 0) await fdb.apply(lines);
       this.lastApplied = desired;
-      this.counters.fastdpFdbEntries = desired.size;
+      this.fdbEntries = desired.size;
     } catch (err) {
       this.lastApplied = null;
       this.counters.fastdpFdbErrors++;

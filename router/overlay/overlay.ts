@@ -28,6 +28,7 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
+import type { RouterStatus } from '../mesh/status';
 import { allocFrameMessage, encodeUdpStatus, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import {
@@ -99,8 +100,9 @@ export class Overlay implements DataPlane {
     return out;
   }
 
-  statusSummary(): { mtu: number; bridge: string; aead: string; macs: number } {
-    return { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead: this.deps.aead.backend, macs: this.forwarder.macs.size };
+  statusSummary(): NonNullable<RouterStatus['dataPlane']> {
+    const summary = { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead: this.deps.aead.backend, macs: this.forwarder.macs.size };
+    return this.deps.fastdp ? { ...summary, fastdp: this.deps.fastdp.summary() } : summary;
   }
 
   start(): void {

@@ -4,6 +4,7 @@
 // through in-memory heartbeat ports and fake FDBs on a ManualClock.
 
 import t from 'tap';
+import { renderConnections, renderStatus } from '../../cli/render-status';
 import { ManualClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import type { PeerName } from '../../router/mesh/peer-name';
@@ -13,6 +14,7 @@ import { desiredFdb, diffFdb, fdbBatch, parseFdbShow } from '../../router/overla
 import { encodeHeartbeat, heartbeatMac, parseHeartbeat } from '../../router/overlay/fastdp-heartbeat';
 import { fastdpHost, FastdpPeer } from '../../router/overlay/fastdp-peer';
 import type { FramePort } from '../../router/overlay/ports';
+import { sampleStatus } from './sample-status';
 
 const A = '02:00:00:00:00:0a' as PeerName;
 const B = '02:00:00:00:00:0b' as PeerName;
@@ -215,7 +217,7 @@ t.test('two controllers: heartbeats prove the path, the FDB follows, and a cut s
   t.notOk(fa.tunnel.has('0a:00:00:00:00:02'), 'C\'s MAC (not a neighbour) is not');
   t.equal(fb.tunnel.get('0a:00:00:00:00:09'), '10.0.0.1');
   t.ok(touched.includes(B), 'B\'s MACs are kept from ageing');
-  t.equal(a.counters.fastdpPeers, 1);
+  t.match(a.summary(), { on: true, peers: 1, fdbEntries: 2 });
   t.ok(a.counters.fastdpHeartbeatsReceived > 0 && a.counters.fastdpHeartbeatsSent > 0);
 
   link.up = false;
@@ -223,7 +225,7 @@ t.test('two controllers: heartbeats prove the path, the FDB follows, and a cut s
   t.same(a.decision(B), { fast: false, reason: 'no VXLAN heartbeats get through either way (UDP 6784 blocked?)' });
   t.notOk(fa.tunnel.has('0a:00:00:00:00:01') || fa.bridge.has('0a:00:00:00:00:01'), 'B\'s MAC entries withdrawn');
   t.ok(fa.tunnel.has(heartbeatMac(B)), 'heartbeats keep trying');
-  t.equal(a.counters.fastdpPeers, 0);
+  t.equal(a.summary().peers, 0);
 
   link.up = true;
   for (let i = 0; i < 3; i++) await round();
@@ -255,5 +257,19 @@ t.test('a failing FDB is counted and retried, never thrown', async (t) => {
   a.tick();
   await new Promise((r) => setImmediate(r));
   await new Promise((r) => setImmediate(r));
-  t.equal(a.counters.fastdpFdbEntries, 1, 'the next tick tries again');
+  t.equal(a.summary().fdbEntries, 1, 'the next tick tries again');
+});
+
+t.test('weave status shows the fast path, on or why not, and each connection\'s path', async (t) => {
+  const dp = { mtu: 1410, bridge: 'weave', aead: 'sodium-native', macs: 3 };
+  const on = renderStatus(sampleStatus({ dataPlane: { ...dp, fastdp: { on: true, reason: 'VXLAN on UDP 6784', peers: 1, fdbEntries: 4 } } }));
+  t.match(on, /FastPath: on \(VXLAN on UDP 6784\): 1 peer, 4 forwarding entries/);
+  const off = renderStatus(sampleStatus({ dataPlane: { ...dp, fastdp: { on: false, reason: 'fast path turned off (--no-fastdp)', peers: 0, fdbEntries: 0 } } }));
+  t.match(off, /FastPath: off: fast path turned off \(--no-fastdp\)/);
+  t.notMatch(renderStatus(sampleStatus({ dataPlane: dp })), /FastPath/, 'nothing from a data plane without one');
+  const conn = {
+    address: '10.0.0.2:6783', outbound: true, state: 'established' as const, peer: B, nickname: 'h2', encrypted: false, info: '', sinceMs: 0,
+    dataPath: 'fastdp' as const, dataPathInfo: 'VXLAN: VXLAN heartbeats get through both ways',
+  };
+  t.match(renderConnections(sampleStatus({ connections: [conn] })), /data: fastdp \(VXLAN: VXLAN heartbeats get through both ways\)/);
 });
