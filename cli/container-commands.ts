@@ -1,5 +1,6 @@
 // The container subcommands: `weave attach [ADDR...] <container>`, `weave
-// detach [ADDR...] <container>` and `weave ps`. Plain API calls: the daemon does
+// detach [ADDR...] <container>` and `weave ps` (every attached container and
+// how it joined: manual, label, env, plugin). Plain API calls: the daemon does
 // all the work (docs/architecture.md); arguments are checked here first only so that a
 // typo fails with the same message before the router is asked. Registered on
 // the program by cli/weave.ts.
@@ -11,6 +12,7 @@ import { parseAttachAddress, parseDetachCidr } from '../router/host/attach-addre
 import type { AttachedContainer } from '../router/host/attached-container';
 import { parseContainerRef } from '../router/host/container-ref';
 import { RouterError } from '../router/mesh/errors';
+import { sanitiseText } from './render-status';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
@@ -72,10 +74,14 @@ function ipOf(cidr: string): string {
   return i < 0 ? cidr : cidr.slice(0, i);
 }
 
-/** One line per container: id (12 characters for Docker), name, MAC, CIDRs. */
+/**
+ * One line per container: id (12 characters for Docker), name, how it joined
+ * (manual, label, env, plugin), MAC, CIDRs. Names come from whoever started
+ * the container: sanitised before they reach a terminal.
+ */
 export function renderPs(containers: readonly AttachedContainer[]): string {
   return containers
-    .map((c) => [c.kind === 'docker' ? c.id.slice(0, 12) : c.id, c.name, c.mac, ...c.addresses].join(' '))
+    .map((c) => [c.kind === 'docker' ? c.id.slice(0, 12) : c.id, sanitiseText(c.name), c.joined ?? 'manual', c.mac, ...c.addresses].join(' '))
     .join('\n');
 }
 
@@ -122,7 +128,7 @@ export function registerContainerCommands(program: Command): void {
 
   program
     .command('ps')
-    .description('list attached containers: id, name, MAC, addresses')
+    .description('list attached containers: id, name, how it joined (manual, label, env, plugin), MAC, addresses')
     .option('--json', 'print the list as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const reply = await clientFor(cmd).get<PsReply>('/ps');

@@ -21,6 +21,7 @@ import { errorMessage } from '../common/errors';
 import type { ExposeReply, HideReply } from '../router/api/expose-api';
 import { TARGETS_FILE } from '../router/mesh/identity';
 import { IPAM_STATE_FILE } from '../ipam/persistence';
+import { hostStateFiles, removeBridgeWithoutRouter, requestHostReset } from './reset-host';
 
 /** Longer than IPAM's own wait for its initial split, so its explanation arrives rather than a client timeout. */
 const EXPOSE_TIMEOUT_MS = 120_000;
@@ -62,10 +63,10 @@ export interface ResetOptions {
   force: boolean;
 }
 
-/** Deletes RESET_FILES from `datadir`; returns the ones that were there. */
-export function removeResetFiles(datadir: string): string[] {
+/** Deletes RESET_FILES (and `extra`) from `datadir`; returns the ones that were there. */
+export function removeResetFiles(datadir: string, extra: readonly string[] = []): string[] {
   const removed: string[] = [];
-  for (const name of RESET_FILES) {
+  for (const name of [...RESET_FILES, ...extra]) {
     try {
       fs.unlinkSync(path.join(datadir, name));
       removed.push(name);
@@ -90,6 +91,7 @@ export async function reset(client: ApiClient, opts: ResetOptions): Promise<void
         'start it (weave launch) and retry, or use weave reset --force to discard the state anyway (then run weave rmpeer with this peer\'s name on another peer)');
     }
     note('the router is not running: its address space was not handed over');
+    await removeBridgeWithoutRouter(note);
   } else {
     const { containers } = await client.get<PsReply>('/ps');
     if (containers.length > 0 && !opts.force) {
@@ -97,7 +99,8 @@ export async function reset(client: ApiClient, opts: ResetOptions): Promise<void
       throw RouterError.config(`${containers.length} container${containers.length === 1 ? ' is' : 's are'} still attached (${names}); ` +
         'detach them first (weave detach <container>), or use weave reset --force to detach them');
     }
-    for (const c of containers) {
+    // The Docker plugin's endpoints are Docker's to remove: its reset hook does (reset-host.ts).
+    for (const c of containers.filter((x) => x.joined !== 'plugin')) {
       await client.post('/detach', { container: c.id });
       note(`detached ${sanitiseText(c.name)}`);
     }
@@ -112,9 +115,11 @@ export async function reset(client: ApiClient, opts: ResetOptions): Promise<void
       }
       note(`address space not handed over: ${errorMessage(err)}`);
     }
+    // The parts' reset hooks now; the bridge and its rules when the router stops.
+    await requestHostReset(client, note);
     await stop(client, { datadir: opts.datadir });
   }
-  const removed = removeResetFiles(opts.datadir);
+  const removed = removeResetFiles(opts.datadir, await hostStateFiles());
   if (removed.length > 0) note(`removed ${removed.join(', ')} from ${opts.datadir}`);
 }
 

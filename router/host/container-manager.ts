@@ -295,6 +295,12 @@ export class ContainerManager {
     this.sweepTimer = null;
     await this.watcher?.close();
     this.watcher = null;
+    await this.idle();
+  }
+
+  /** Resolves once the Docker events seen so far and every queued operation are done. */
+  async idle(): Promise<void> {
+    await this.watcher?.idle();
     await this.queue.catch(() => undefined);
   }
 

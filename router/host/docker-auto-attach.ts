@@ -58,6 +58,8 @@ export class DockerWatcher {
   /** The last piece of work per container, so its events are handled in order. */
   private readonly chains = new Map<string, Promise<void>>();
   private readonly pending = new Set<Promise<void>>();
+  /** The listing of running containers in flight, if any. */
+  private scanning: Promise<void> | null = null;
 
   constructor(
     private readonly docker: DockerApi,
@@ -80,7 +82,15 @@ export class DockerWatcher {
   async close(): Promise<void> {
     this.watch?.close();
     this.watch = null;
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.idle();
+  }
+
+  /** Resolves once every event handled so far (and the attaches it started) is done. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0 || this.scanning !== null) {
+      await this.scanning;
+      await Promise.allSettled([...this.pending]);
+    }
   }
 
   // -------------------------------------------------------------------------
@@ -112,12 +122,16 @@ export class DockerWatcher {
   private scan(): void {
     const list = this.docker.listRunning;
     if (list === undefined) return;
-    list.call(this.docker).then((ids) => {
+    const scan = list.call(this.docker).then((ids) => {
       for (const id of ids) this.enqueue(id, () => this.handle({ action: 'start', id, name: null, timeSec: 0 }));
     }, (err: unknown) => this.logger.warn('cannot list running Docker containers', { error: errorMessage(err) }));
+    const tracked: Promise<void> = scan.finally(() => { if (this.scanning === tracked) this.scanning = null; });
+    this.scanning = tracked;
   }
 
   private async handle(ev: DockerEvent): Promise<void> {
+    // A removed container's problems are no one's any more.
+    if (ev.action === 'destroy') this.clearProblem(ev.id);
     const record = this.target.recordOf(ev.id);
     let request: AutoAttachRequest | null = null;
     let name = ev.name ?? ev.id.slice(0, 12);
@@ -141,10 +155,6 @@ export class DockerWatcher {
         return;
       case 'attach':
         await this.attachNew(ev.id, name, d.via, d.addresses);
-        return;
-      case 'forget':
-        this.clearProblem(ev.id);
-        await this.target.apply(ev.id, d);
         return;
       default:
         await this.target.apply(ev.id, d);

@@ -43,7 +43,7 @@ t.test('API bodies and CLI arguments', async (t) => {
   const c: AttachedContainer = {
     id: 'netns:x', name: 'x', kind: 'netns', ifname: 'ethwe', mac: '02:00:00:00:00:01', addresses: ['10.32.0.1/12', '10.32.0.2/12'], hostIfname: 'vethwensabc', pid: null,
   };
-  t.equal(renderPs([c]), 'netns:x x 02:00:00:00:00:01 10.32.0.1/12 10.32.0.2/12');
+  t.equal(renderPs([c]), 'netns:x x manual 02:00:00:00:00:01 10.32.0.1/12 10.32.0.2/12');
 });
 
 t.test('HTTP API: 400 for bad requests, JSON for good ones', async (t) => {

@@ -45,7 +45,7 @@ t.test('dual stack: IPv6 addresses without DAD, IPv6 overlay routes only with an
   t.same(a.addresses, ['10.32.1.1/12', 'fd00:77:1::101/48'], 'both, IPv6 in canonical form');
   t.match(store.text ?? '', /fd00:77:1::101\/48/, 'persisted');
   t.same(seen, ['attached netns:blue 10.32.1.1/12,fd00:77:1::101/48']);
-  t.equal(renderPs(manager.list()), `netns:blue blue 02:00:00:00:00:00 10.32.1.1/12 fd00:77:1::101/48`, 'weave ps lists both');
+  t.equal(renderPs(manager.list()), `netns:blue blue manual 02:00:00:00:00:00 10.32.1.1/12 fd00:77:1::101/48`, 'weave ps lists both');
 
   // The same IPv6 address, spelled differently, is still the same address.
   await t.rejects(manager.attach('netns:red', ['10.32.1.2/12', 'fd00:77:1:0:0:0:0:101/48']), /fd00:77:1::101 is already attached to netns:blue/);
