@@ -141,7 +141,10 @@ export type FakeResponder = (cmd: string, args: string[]) => Partial<RunResult> 
 /**
  * Records every command and answers from a responder, so logic that drives
  * `ip`/`nft` can be tested without root. `line(i)` gives a command as one
- * string for compact expectations.
+ * string for compact expectations. An `ip -batch -` (directly or through
+ * nsenter) is played as iproute2 plays it: each stdin line is recorded and
+ * answered as its own `ip` command, a failure is reported as the message and
+ * "Command failed -:N", and the batch stops there unless -force.
  */
 export class FakeCommandRunner implements CommandRunner {
   readonly commands: RecordedCommand[] = [];
@@ -153,10 +156,31 @@ export class FakeCommandRunner implements CommandRunner {
   }
 
   async run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const ipAt = cmd === 'ip' ? -1 : cmd === 'nsenter' ? args.indexOf('ip') : -2;
+    const ipArgs = ipAt === -2 ? [] : args.slice(ipAt + 1);
+    if (opts.input !== undefined && ipArgs.join(' ').replace(/^-force /, '') === '-batch -') {
+      return this.runBatch(cmd, args.slice(0, ipAt + 1), ipArgs[0] === '-force', opts.input, opts.allowFail === true);
+    }
     this.commands.push(opts.input === undefined ? { cmd, args: [...args] } : { cmd, args: [...args], input: opts.input });
     const r = this.responder(cmd, args) ?? {};
     const result: RunResult = { code: r.code ?? 0, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
     if (result.code !== 0 && opts.allowFail !== true) throw commandFailed(cmd, args, result);
+    return result;
+  }
+
+  private async runBatch(cmd: string, prefix: string[], force: boolean, input: string, allowFail: boolean): Promise<RunResult> {
+    let stderr = '';
+    let stdout = '';
+    const lines = input.split('\n').filter((l) => l.trim() !== '');
+    for (const [i, line] of lines.entries()) {
+      const r = await this.run(cmd, [...prefix, ...line.trim().split(/\s+/)], { allowFail: true });
+      stdout += r.stdout;
+      if (r.code === 0) continue;
+      stderr += `${r.stderr.trim()}\nCommand failed -:${i + 1}\n`;
+      if (!force) break;
+    }
+    const result: RunResult = { code: stderr === '' ? 0 : 1, stdout, stderr };
+    if (result.code !== 0 && !allowFail) throw commandFailed(cmd, [...prefix, '-batch', '-'], result);
     return result;
   }
 

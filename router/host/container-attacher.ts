@@ -40,13 +40,8 @@ export class ContainerAttacher {
   async create(target: ResolvedContainer, wanted: AttachCidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
     const stale = this.attachments.all().find((a) => a.kind === 'docker' && a.id === target.id);
     const hostIf = hostIfnameFor(target.kind, target.kind === 'netns' ? target.name : (target.pid as number));
-    if ((await this.links.exists(hostIf)) !== false) {
-      throw RouterError.config(
-        `host interface ${hostIf} for ${target.name} already exists (left over from an earlier attach?); ` +
-          `delete it with: ip link del ${hostIf}`,
-      );
-    }
-    // create() cleans up after itself; from here on, deleting the veth undoes it all.
+    // create() refuses a host interface left over from an earlier attach (a config error naming it) and
+    // cleans up after itself; from here on, deleting the veth undoes it all.
     const mac = await this.links.create(target, hostIf, wanted);
     const undo: UndoStep[] = [() => this.links.discard(hostIf)];
     try {

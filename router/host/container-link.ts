@@ -10,6 +10,7 @@
 // so it never leaves a half-made link. All I/O goes through CommandRunner.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
@@ -18,6 +19,7 @@ import { hasV6, parseRouteCidr } from './attach-address';
 import { familyOfCanonical } from '../../common/ip';
 import type { RunResult, CommandRunner } from './command-runner';
 import type { ContainerKind, ResolvedContainer } from './container-ref';
+import { runIpBatch } from './ip-batch';
 import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-link';
 
 /** The interface name inside every attached container, as in Weave Net. */
@@ -29,6 +31,10 @@ export const CONTAINER_GSO_MAX_BYTES = 32_768;
 /** A new bridge port starts forwarding within a few ms here; 2 s allows for a loaded machine. */
 const PORT_FORWARDING_POLLS = 80;
 const PORT_FORWARDING_POLL_MS = 25;
+/** BR_STATE_FORWARDING in /sys/class/net/IF/brport/state. */
+const BR_STATE_FORWARDING = '3';
+/** What may stand in an `ip -batch` line unquoted (it splits on blanks, honours quotes and '#'). */
+const BATCH_SAFE = /^[\w@%+=:,./-]+$/;
 /** Weave Net's ARP settings for ethwe (net/arp.go, net/veth.go); IF stands for the interface. */
 const ARP_SYSCTLS: readonly (readonly [string, string])[] = [
   ['net.ipv4.conf.IF.arp_notify', '1'],
@@ -111,41 +117,68 @@ export class ContainerLinks {
   /**
    * Creates the veth pair for `target` with `cidrs` on ethwe, its routes, and
    * returns ethwe's MAC. On a failure midway the veth (and with it everything
-   * on ethwe) is deleted again before the error goes on.
+   * on ethwe) is deleted again before the error goes on. A handful of
+   * processes, not one per step: the host side in one `ip -batch`, the
+   * container side in another beside the ARP sysctls, then the announcement.
    */
   async create(target: Pick<ResolvedContainer, 'name' | 'netnsPath' | 'ipNetnsArg'>, hostIf: string, cidrs: readonly AttachCidr[]): Promise<string> {
-    // The peer is born inside the container under its final name, so there is
-    // never an `ethwe` in the host namespace and no rename step to undo.
-    const add = await this.runner.run(
-      'ip',
-      ['link', 'add', 'name', hostIf, 'mtu', String(this.mtu), 'type', 'veth',
-        'peer', 'name', this.ifname, 'mtu', String(this.mtu), 'netns', target.ipNetnsArg],
-      { allowFail: true },
-    );
-    if (add.code !== 0) {
-      if (/File exists/i.test(add.stderr)) {
-        throw RouterError.config(`${target.name} already has an interface named ${this.ifname} (attached by another weave router?)`);
-      }
-      throw new RouterError('io', `cannot create the veth pair for ${target.name}: ${add.stderr.trim()}`);
-    }
+    await this.createPair(target, hostIf);
     try {
-      await this.runner.run('ip', ['link', 'set', 'dev', hostIf, 'master', this.bridge]);
-      await this.runner.run('ip', ['link', 'set', 'dev', hostIf, 'up']);
-      // The data plane carries TCP super-frames (GSO) whole, sealed in one UDP datagram:
-      // keep them well under the 64 KiB datagram limit. Older kernels cannot set it: harmless.
-      await this.inNs(target.netnsPath, ['link', 'set', 'dev', this.ifname, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], true);
-      await this.tuneArp(target.netnsPath, target.name);
       if (cidrs.some((w) => w.family === 6)) await this.enableIpv6(target.netnsPath);
-      for (const w of cidrs) await this.inNs(target.netnsPath, addrArgs('add', w.cidr, this.ifname));
-      await this.inNs(target.netnsPath, ['link', 'set', 'dev', this.ifname, 'up']);
-      await this.announce(target.netnsPath, hostIf, target.name);
-      await this.ensureRoutes(target.netnsPath, hasV6(cidrs.map((w) => w.cidr)));
-      return await this.readMac(target.netnsPath);
+      const lines = [
+        `link set dev ${this.ifname} gso_max_size ${CONTAINER_GSO_MAX_BYTES}`,
+        // No -6 in a batch line (ip takes options only before -batch); the address says its family.
+        ...cidrs.map((w) => addrArgs('add', w.cidr, this.ifname).filter((a) => a !== '-6').join(' ')),
+        `link set dev ${this.ifname} up`,
+      ];
+      const routes = this.routeLines('add', hasV6(cidrs.map((w) => w.cidr)));
+      const [, ns] = await Promise.all([
+        this.tuneArp(target.netnsPath, target.name),
+        runIpBatch(this.runner, [...lines, ...routes], { netnsPath: target.netnsPath, force: true }),
+      ]);
+      for (const [line, said] of ns.failures) {
+        // Line 1, gso_max_size, is best effort (kernels before 4.16 cannot set it); a route already there is fine.
+        if (line === 1 || (line > lines.length && /File exists/i.test(said))) continue;
+        const what = [...lines, ...routes][line - 1] ?? '-batch';
+        throw new RouterError('io', `ip ${what} in ${target.name} failed: ${said}`);
+      }
+      return await this.announce(target.netnsPath, hostIf, target.name);
     } catch (err) {
       await this.discard(hostIf).catch((undo: unknown) => {
         this.logger.error('rollback step failed; something may be left behind', { error: errorMessage(undo), cause: errorMessage(err) });
       });
       throw err;
+    }
+  }
+
+  /** The veth pair, the host end on the bridge and up; nothing is left behind when it fails. */
+  private async createPair(target: Pick<ResolvedContainer, 'name' | 'ipNetnsArg'>, hostIf: string): Promise<void> {
+    const addArgs = ['link', 'add', 'name', hostIf, 'mtu', String(this.mtu), 'type', 'veth',
+      'peer', 'name', this.ifname, 'mtu', String(this.mtu), 'netns', target.ipNetnsArg];
+    const rest = [`link set dev ${hostIf} master ${this.bridge}`, `link set dev ${hostIf} up`];
+    // A namespace path ip's batch parser would split or cut short gets its own process.
+    const inBatch = BATCH_SAFE.test(target.ipNetnsArg);
+    let said: string | null = null;
+    if (!inBatch) {
+      const add = await this.runner.run('ip', addArgs, { allowFail: true });
+      if (add.code !== 0) said = add.stderr.trim();
+    }
+    const batch = said === null ? await runIpBatch(this.runner, inBatch ? [addArgs.join(' '), ...rest] : rest) : null;
+    if (batch !== null && inBatch) said = batch.failures.get(1) ?? null;
+    if (said !== null) {
+      if (/File exists/i.test(said)) {
+        if ((await this.exists(hostIf)) !== false) {
+          throw RouterError.config(`host interface ${hostIf} for ${target.name} already exists (left over from an earlier attach?); delete it with: ip link del ${hostIf}`);
+        }
+        throw RouterError.config(`${target.name} already has an interface named ${this.ifname} (attached by another weave router?)`);
+      }
+      throw new RouterError('io', `cannot create the veth pair for ${target.name}: ${said}`);
+    }
+    const failed = [...(batch?.failures ?? new Map<number, string>())][0];
+    if (failed !== undefined) {
+      await this.discard(hostIf);
+      const lines = inBatch ? [addArgs.join(' '), ...rest] : rest;
+      throw new RouterError('io', `ip ${lines[failed[0] - 1] ?? '-batch'} failed: ${failed[1]}`);
     }
   }
 
@@ -209,21 +242,37 @@ export class ContainerLinks {
    * is lost. Hence: wait for `forwarding`, then give ethwe its own fresh MAC.
    * Best effort: failure only slows recovery down.
    */
-  private async announce(netnsPath: string, hostIf: string, name: string): Promise<void> {
+  private async announce(netnsPath: string, hostIf: string, name: string): Promise<string> {
     let forwarding = false;
     for (let i = 0; i < PORT_FORWARDING_POLLS && !forwarding; i++) {
-      const r = await this.runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', hostIf], { allowFail: true });
-      try {
-        const info = (JSON.parse(r.stdout) as { linkinfo?: { info_slave_data?: { state?: unknown } } }[])[0];
-        forwarding = info?.linkinfo?.info_slave_data?.state === 'forwarding';
-      } catch {
-        forwarding = false;
-      }
+      forwarding = await this.portForwarding(hostIf);
       if (!forwarding) await this.sleep(PORT_FORWARDING_POLL_MS);
     }
     if (!forwarding) this.logger.warn('bridge port did not reach forwarding state in time', { container: name, veth: hostIf });
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'link', 'set', 'dev', this.ifname, 'address', this.newMac()], { allowFail: true });
-    if (r.code !== 0) this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r.stderr.trim() });
+    const mac = this.newMac();
+    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'link', 'set', 'dev', this.ifname, 'address', mac], { allowFail: true });
+    if (r.code === 0) return mac;
+    this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r.stderr.trim() });
+    return this.readMac(netnsPath);
+  }
+
+  /**
+   * Whether the bridge port is forwarding: sysfs when it shows this namespace's
+   * interfaces (a file read, no process), else `ip -d link show`.
+   */
+  private async portForwarding(hostIf: string): Promise<boolean> {
+    try {
+      return (await readFile(`/sys/class/net/${hostIf}/brport/state`, 'utf8')).trim() === BR_STATE_FORWARDING;
+    } catch {
+      // Not in this sysfs (mounted for another namespace) or not a bridge port yet: ask ip.
+    }
+    const r = await this.runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', hostIf], { allowFail: true });
+    try {
+      const info = (JSON.parse(r.stdout) as { linkinfo?: { info_slave_data?: { state?: unknown } } }[])[0];
+      return info?.linkinfo?.info_slave_data?.state === 'forwarding';
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -232,21 +281,25 @@ export class ContainerLinks {
    * address on ethwe; without one, IPv6 may well be disabled there).
    */
   async ensureRoutes(netnsPath: string, withV6: boolean): Promise<void> {
-    for (const route of this.routes) {
-      const v6 = familyOfCanonical(route) === 6;
-      if (v6 && !withV6) continue;
-      const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...(v6 ? ['-6'] : []), 'route', 'add', route, 'dev', this.ifname], { allowFail: true });
-      if (r.code !== 0 && !/File exists/i.test(r.stderr)) {
-        throw new RouterError('io', `cannot add route ${route} via ${this.ifname}: ${r.stderr.trim()}`);
-      }
+    const lines = this.routeLines('add', withV6);
+    const r = await runIpBatch(this.runner, lines, { netnsPath, force: true });
+    for (const [line, said] of r.failures) {
+      if (/File exists/i.test(said)) continue;
+      throw new RouterError('io', `cannot add route ${lines[line - 1] ?? ''} via ${this.ifname}: ${said}`);
     }
   }
 
   /** Best effort: a route already gone (with its connected twin, say) is fine. */
   async removeV6Routes(netnsPath: string): Promise<void> {
-    for (const route of this.routes.filter((r) => familyOfCanonical(r) === 6)) {
-      await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-6', 'route', 'del', route, 'dev', this.ifname], { allowFail: true });
-    }
+    const lines = this.routes.filter((r) => familyOfCanonical(r) === 6).map((route) => `route del ${route} dev ${this.ifname}`);
+    if (lines.length > 0) await runIpBatch(this.runner, lines, { netnsPath, force: true });
+  }
+
+  /** `ip -batch` lines for the overlay routes via ethwe, IPv6 ones only `withV6`. */
+  private routeLines(op: 'add', withV6: boolean): string[] {
+    return this.routes
+      .filter((route) => withV6 || familyOfCanonical(route) !== 6)
+      .map((route) => `route ${op} ${route} dev ${this.ifname}`);
   }
 
   /**
