@@ -11,7 +11,8 @@ import { RouterError } from '../mesh/errors';
 import { MAX_ADDRESSES_PER_REQUEST } from '../host/attach-address';
 import type { AttachedContainer, AttachOptions } from '../host/attached-container';
 import { validateAttachOptions } from '../host/attached-container';
-import type { ContainerManager, DetachResult } from '../host/container-manager';
+import type { ContainerManager } from '../host/container-manager';
+import type { DetachResult } from '../host/container-options';
 import type { DockerWatchStatus } from '../host/docker-auto-attach';
 
 /** What the API needs of the manager; a fake stands in for it in tests. */

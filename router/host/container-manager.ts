@@ -24,14 +24,14 @@ import type { AttachCidr } from './attach-address';
 import { ipOf, parseAttachAddress, parseAttachAddresses, parseDetachCidr } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListener, EndpointSource } from './attached-container';
 import { ContainerListeners, validateAttachOptions } from './attached-container';
-import type { CommandRunner } from './command-runner';
 import { ContainerAttacher } from './container-attacher';
 import { ContainerLinks, randomMac } from './container-link';
 import type { ContainerRef, HostFs, ResolvedContainer } from './container-ref';
 import { formatContainerRef, parseContainerRef, procHostFs, resolveContainer } from './container-ref';
-import type { Attachment, StateStore } from './container-state';
+import type { Attachment } from './container-state';
 import { AttachmentRecord, FileStateStore, STATE_FILE, describeAttachment as describe, publicView } from './container-state';
 import type { DockerApi } from './docker-client';
+import type { AddressSource, ContainerDeps, ContainerOptions, DetachResult, WatchOptions } from './container-options';
 import type { JoinedVia } from './docker-attach-spec';
 import type { DockerWatchStatus } from './docker-auto-attach';
 import { DockerWatcher } from './docker-auto-attach';
@@ -43,70 +43,6 @@ import { applyDockerEvent, restoreRecord, sweepRecords } from './container-lifec
 const DEFAULT_GRACE_MS = 60_000;
 /** How often vanished `netns:`/`pid:` namespaces and expired stopped containers are looked for: one stat per attachment. */
 const DEFAULT_SWEEP_MS = 2_000;
-
-export interface ContainerDeps {
-  runner: CommandRunner;
-  /** Null when Docker is not available: Docker references then get a clear error. */
-  docker?: DockerApi | null;
-  logger: Logger;
-  /** Defaults to the real /proc and /var/run/netns. */
-  hostFs?: HostFs;
-  /** Defaults to <datadir>/containers.json. */
-  store?: StateStore;
-  /** A fresh MAC for ethwe; default: random, locally administered, unicast. */
-  newMac?: () => string;
-  /** Default setTimeout; tests pass one that returns at once. */
-  sleep?: (ms: number) => Promise<void>;
-  /** Default SystemClock: stop times and the sweep's timer. */
-  clock?: Clock;
-}
-
-export interface ContainerOptions {
-  bridge: string;
-  mtu: number;
-  /** CIDRs routed via ethwe (e.g. the IPAM range 10.32.0.0/12); 224.0.0.0/4 is always added. */
-  overlayRoutes: string[];
-  datadir: string;
-  /**
-   * The namespace the bridge lives in, to refuse attaching the host to itself.
-   * Default /proc/self/ns/net; tests that act as a host in another namespace pass its path.
-   */
-  hostNetns?: string;
-  /** How long a stopped Docker container keeps its addresses (default 60 s, IPAM's release grace). */
-  graceMs?: number;
-  /** Between sweeps for vanished namespaces and expired stopped containers (default 2 s). */
-  sweepMs?: number;
-}
-
-export interface WatchOptions {
-  /** Attach containers started with the label weave.attach or WEAVE_CIDR (weave launch --no-auto-attach: false). */
-  autoAttach?: boolean;
-}
-
-/**
- * Turns attach arguments (CIDRs, `net:CIDR`, `ip:CIDR`, or nothing) into the
- * addresses to give a container; IPAM implements it. Keyed on the resolved
- * container id, so a restarted Docker container keeps its addresses.
- */
-export interface AddressSource {
-  obtain(container: { id: string; name: string }, requests: string[]): Promise<string[]>;
-  /** Addresses obtained for an attach that then failed. */
-  giveBack(container: { id: string; name: string }, addresses: string[]): void;
-  /**
-   * Addresses that come and go with `cidr` (dual stack: the IPv6 twin of an
-   * IPv4 address): detaching `cidr` removes those the container has too, since
-   * the source frees them as one.
-   */
-  twinsOf?(cidr: string): string[];
-}
-
-export interface DetachResult {
-  container: AttachedContainer;
-  /** CIDRs removed in this call. */
-  removed: string[];
-  /** True when the veth was deleted (nothing of ours is left in the container). */
-  detached: boolean;
-}
 
 export class ContainerManager {
   private addressSource: AddressSource | null = null;

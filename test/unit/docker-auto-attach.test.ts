@@ -14,7 +14,7 @@ import { ContainerManager } from '../../router/host/container-manager';
 import { MemoryStateStore } from '../../router/host/container-state';
 import { autoAttachRequest, parseAttachWords } from '../../router/host/docker-attach-spec';
 import type { DockerApi, DockerContainer, DockerEngineState, DockerEvent, EventWatch } from '../../router/host/docker-client';
-import { parseInspect } from '../../router/host/docker-client';
+import { dockerSocketFromEnv, parseInspect } from '../../router/host/docker-client';
 import { decideDockerEvent, decideSweep } from '../../router/host/docker-lifecycle';
 import { FakeHost } from './host-fakes';
 
@@ -54,6 +54,13 @@ t.test('label and WEAVE_CIDR are read as hostile input', async (t) => {
   }, 'web');
   t.same(info, { id, name: 'web', pid: 7, running: true, labels: { 'weave.attach': '' }, weaveCidr: 'net:default', networkMode: 'none' });
   t.same(parseInspect({ Id: id, Config: { Labels: null, Env: 'x' }, HostConfig: null }, 'x').labels, undefined, 'odd shapes are ignored');
+
+  // DOCKER_HOST: a local unix socket only.
+  t.equal(dockerSocketFromEnv({}), '/var/run/docker.sock');
+  t.equal(dockerSocketFromEnv({ DOCKER_HOST: '' }), '/var/run/docker.sock');
+  t.equal(dockerSocketFromEnv({ DOCKER_HOST: 'unix:///run/h1-docker.sock' }), '/run/h1-docker.sock');
+  t.throws(() => dockerSocketFromEnv({ DOCKER_HOST: 'tcp://10.0.0.1:2375' }), { code: 'config', message: /not supported.*unix socket/ });
+  t.throws(() => dockerSocketFromEnv({ DOCKER_HOST: 'unix://relative.sock' }), { code: 'config' });
 });
 
 t.test('lifecycle decisions', async (t) => {
