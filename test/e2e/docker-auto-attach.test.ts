@@ -4,7 +4,8 @@
 // name and ping across hosts; `docker restart` keeps the address and
 // connectivity; `docker rm -f` removes the name on the other host within
 // seconds; stopping and relaunching both routers keeps everything reachable;
-// `weave reset` leaves no trace (links, nftables rules, resolv.conf).
+// a `netns:` namespace deleted without `weave detach` loses its name within
+// seconds; `weave reset` leaves no trace (links, nftables rules, resolv.conf).
 //
 // Each engine runs in its host's network namespace (nsenter --net, as
 // ../../scripts/docker.ts notes) with its own socket, data and exec roots;
@@ -17,6 +18,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SimNetwork } from '../../scripts/sim-network';
+import { run } from '../../scripts/command';
 import type { SimHost } from '../../scripts/sim-host';
 import { sleep, waitFor } from '../../scripts/wait';
 import { docker, ensureBusyboxImage, stopDockerdIfWeStartedIt } from '../../scripts/docker';
@@ -171,6 +173,22 @@ async function main(t: Tap): Promise<void> {
     await waitFor(() => pings(e1, A, ipB), { what: `${A} pings ${B} after the relaunch`, timeoutMs: 30_000, detail: () => h1.readLog() });
     await waitFor(() => resolves(e2, B, A, ipA), { what: `${A} resolvable after the relaunch`, timeoutMs: 20_000 });
     t.equal(await labelled(e1, A), ipA, `h1 knows ${A} again, joined by its label`);
+  });
+
+  await t.test('a netns: namespace deleted without weave detach loses its name promptly', async (t) => {
+    const N = `${net.prefix}n`;
+    t.teardown(() => run(['ip', 'netns', 'del', N]).then(() => undefined));
+    await run(['ip', 'netns', 'add', N], { check: true });
+    const r = await e1.weave(['attach', `netns:${N}`]);
+    t.equal(r.code, 0, `weave attach netns:${N}: ${r.stderr.trim()}`);
+    const named = async (): Promise<boolean> =>
+      (JSON.parse((await h2.weave(['status', 'dns', '--json'])).stdout) as DnsStatusReport).records.some((x) => x.name === fqdn(N) && !x.tombstone);
+    await waitFor(named, { what: `${N} named on h2`, timeoutMs: 10_000 });
+    await run(['ip', 'netns', 'del', N], { check: true });
+    const start = Date.now();
+    await waitFor(async () => !(await named()), { what: `${N}'s name gone on h2`, timeoutMs: 10_000, detail: () => h1.readLog() });
+    t.pass(`gone on h2 after ${Date.now() - start} ms`);
+    t.notMatch((await e1.weave(['ps'])).stdout, N, 'and from weave ps');
   });
 
   await t.test('weave reset leaves no trace', async (t) => {
