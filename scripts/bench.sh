@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Throughput bench: weave against wireguard-go (and tinc, nebula) between two
-# simulated hosts in network namespaces (scripts/bench.ts). Needs root.
-# Installs what is missing and builds (scripts/setup.sh), installs the
-# reference overlays from Debian, then runs the bench. Arguments go to it:
-#   scripts/bench.sh [--seconds N] [--rounds N] [--overlays wireguard-go,tinc,nebula|none] [--verbose]
+# The bench, in sections, each measured side by side with its reference in
+# alternating rounds:
+#   throughput  weave against wireguard-go (and tinc, nebula) between two
+#               simulated hosts in network namespaces (scripts/bench.ts)
+#   dns         weave DNS against dnsmasq with dnsperf: local answers and
+#               forwarding (scripts/bench-dns.ts)
+#   attach      weave attach against weave version and node -e ''
+#               (scripts/bench-attach.ts)
+# Needs root. Installs what is missing and builds (scripts/setup.sh), installs
+# the references from Debian, then runs the sections. Arguments:
+#   scripts/bench.sh [--quick] [--sections throughput,dns,attach] [--seconds N] [--rounds N]
+#                    [--overlays wireguard-go,tinc,nebula|none] [--verbose]
+# --quick is one round of each; the other options go to every section (each
+# ignores what is not its own; --overlays and --verbose are the throughput's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # tsc emits even when some file has a type error, so a failing setup (often a
@@ -20,7 +29,7 @@ fi
 
 # Required: iperf3 and ss for measuring, wireguard-go + wg for the reference.
 need=()
-for pair in iperf3:iperf3 ss:iproute2 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools; do
+for pair in iperf3:iperf3 ss:iproute2 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools dnsperf:dnsperf dnsmasq:dnsmasq-base; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 # Optional: tinc and nebula; the bench skips whichever is missing.
@@ -43,4 +52,31 @@ if [ ${#need[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   fi
 fi
 
-exec node dist/scripts/bench.js "$@"
+sections=throughput,dns,attach
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sections) sections="$2"; shift 2 ;;
+    --sections=*) sections="${1#--sections=}"; shift ;;
+    --quick) args+=(--rounds 1); shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+# The DNS and attach sections take only --rounds and --seconds.
+own=()
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --rounds|--seconds) own+=("${args[$i]}" "${args[$((i + 1))]}"); i=$((i + 1)) ;;
+  esac
+done
+status=0
+IFS=, read -r -a wanted <<< "$sections"
+for s in "${wanted[@]}"; do
+  case "$s" in
+    throughput) node dist/scripts/bench.js "${args[@]}" || status=1 ;;
+    dns) node dist/scripts/bench-dns.js "${own[@]}" || status=1 ;;
+    attach) node dist/scripts/bench-attach.js "${own[@]}" || status=1 ;;
+    *) echo "bench: unknown section $s (throughput, dns, attach)" >&2; exit 2 ;;
+  esac
+done
+exit "$status"
