@@ -145,17 +145,20 @@ export async function applyDockerEvent(p: LifecycleParts, record: Attachment, wh
 }
 
 /**
- * One sweep: stopped Docker containers past the grace period are forgotten
+ * One sweep: Docker containers whose process is gone are stopped (a death
+ * whose event we missed), stopped ones past the grace period are forgotten
  * (their addresses released), and attachments whose `netns:`/`pid:`
  * namespace vanished are dropped with their veth and their name.
  */
 export async function sweepRecords(p: LifecycleParts): Promise<void> {
   const now = p.clock.now();
   for (const a of [...p.attachments.all()]) {
-    const ns = a.state === 'attached' && a.kind !== 'docker' ? p.namespaceIdIfReadable(a.netnsPath) : null;
+    const ns = a.state === 'attached' ? p.namespaceIdIfReadable(a.netnsPath) : null;
     const decision = decideSweep(a, ns, now, p.graceMs);
     if (decision === 'keep') continue;
-    if (decision === 'expired') {
+    if (decision === 'died') {
+      await applyDockerEvent(p, a, 'stop');
+    } else if (decision === 'expired') {
       p.logger.info('stopped container not restarted within the grace period; released its addresses', { container: a.name });
       await drop(p, a, 'destroyed', false);
     } else {

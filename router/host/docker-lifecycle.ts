@@ -69,19 +69,20 @@ export function needsInspect(record: LifecycleRecord | null, event: DockerEventK
   return autoAttach && record === null && event === 'start';
 }
 
-export type SweepDecision = 'keep' | 'expired' | 'gone';
+export type SweepDecision = 'keep' | 'expired' | 'gone' | 'died';
 
 /**
  * A periodic look at one record. `nsIdNow` is the dev:inode its namespace
  * path names now (null: nothing there, or not readable), `nsId` the one it
- * was attached in. Docker containers are left to their events, except that
- * a stopped one is forgotten once `graceMs` has passed (IPAM frees the
+ * was attached in. A Docker container whose process is gone died without an
+ * event we saw (the engine was away): it is stopped as a `die` would, and a
+ * stopped one is forgotten once `graceMs` has passed (IPAM frees the
  * addresses on the same schedule, so the record must not keep claiming them).
  */
 export function decideSweep(record: LifecycleRecord & { nsId: string }, nsIdNow: string | null, nowMs: number, graceMs: number): SweepDecision {
   if (record.state === 'stopped') {
     return record.stoppedAtMs !== undefined && nowMs - record.stoppedAtMs >= graceMs ? 'expired' : 'keep';
   }
-  if (record.kind === 'docker') return 'keep';
-  return nsIdNow === record.nsId ? 'keep' : 'gone';
+  if (nsIdNow === record.nsId) return 'keep';
+  return record.kind === 'docker' ? 'died' : 'gone';
 }

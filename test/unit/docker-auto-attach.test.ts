@@ -5,7 +5,8 @@
 // kept how it joined across a restart), refusals and a container that
 // exited before its attach shown in status, the engine appearing late, a
 // stopped container released after the grace period, a deleted netns:
-// namespace dropped by the sweep, and auto-attach turned off.
+// namespace dropped by the sweep, a death whose event was missed, auto-attach
+// turned off; and the CLI's renderings (dns-args, status docker, ps).
 
 import t from 'tap';
 import { ManualClock } from '../../common/clock';
@@ -17,6 +18,8 @@ import type { DockerApi, DockerContainer, DockerEngineState, DockerEvent, EventW
 import { dockerSocketFromEnv, parseInspect } from '../../router/host/docker-client';
 import { decideDockerEvent, decideSweep } from '../../router/host/docker-lifecycle';
 import { FakeHost } from './host-fakes';
+import { dnsArgs, dockerOverviewLine, renderDockerStatus } from '../../cli/docker-commands';
+import { renderPs } from '../../cli/container-commands';
 
 t.test('label and WEAVE_CIDR are read as hostile input', async (t) => {
   t.same(autoAttachRequest({}), { kind: 'none' }, 'neither: not ours');
@@ -88,7 +91,8 @@ t.test('lifecycle decisions', async (t) => {
   t.equal(decideSweep({ kind: 'netns', state: 'attached', nsId: 'a' }, 'a', clock.now(), 0), 'keep');
   t.equal(decideSweep({ kind: 'netns', state: 'attached', nsId: 'a' }, null, clock.now(), 0), 'gone');
   t.equal(decideSweep({ kind: 'pid', state: 'attached', nsId: 'a' }, 'b', clock.now(), 0), 'gone', 'another namespace at that path');
-  t.equal(decideSweep({ kind: 'docker', state: 'attached', nsId: 'a' }, null, clock.now(), 0), 'keep', 'Docker: its events decide');
+  t.equal(decideSweep({ kind: 'docker', state: 'attached', nsId: 'a' }, 'a', clock.now(), 0), 'keep');
+  t.equal(decideSweep({ kind: 'docker', state: 'attached', nsId: 'a' }, null, clock.now(), 0), 'died', 'Docker: a death whose event was missed');
 });
 
 /** An engine that answers from a map, can be absent, and lists what runs. */
@@ -258,4 +262,34 @@ t.test('endpoint sources are listed beside the manager\'s own', async (t) => {
   t.same(manager.listAll().map((c) => c.joined), ['plugin']);
   remove();
   t.same(manager.listAll(), []);
+});
+
+t.test('a death whose event was missed (the engine away) is found by the sweep', async (t) => {
+  const { host, manager, released, run, emit } = world();
+  t.teardown(() => manager.close());
+  const id = '7'.repeat(64);
+  run(id, 'lonely', 500, { labels: { 'weave.attach': '' } });
+  await emit('start', id);
+  host.namespaces.delete('/proc/500/ns/net');
+  host.links.delete('vethwepl500');
+  await manager.sweep();
+  t.same(manager.listAll(), [], 'not listed');
+  t.same(released, ['died lonely 10.32.5.1/12'], 'name removed, addresses kept for the grace period');
+  t.same(manager.addressesInUse(), ['10.32.5.1/12']);
+});
+
+t.test('weave dns-args, weave status docker and weave ps render', async (t) => {
+  t.same(dnsArgs({ address: '169.254.7.8', domain: 'weave.local.' }), ['--dns=169.254.7.8', '--dns-search=weave.local.']);
+  t.throws(() => dnsArgs({ address: null, domain: 'weave.local.' }), /no address on this host/);
+  const engine = { reachable: true, socket: '/run/x.sock', error: null };
+  t.equal(dockerOverviewLine(null), 'not watched');
+  t.equal(dockerOverviewLine({ autoAttach: true, engine: null, problems: [] }), 'connecting; auto-attach on');
+  t.equal(dockerOverviewLine({ autoAttach: false, engine, problems: [] }), 'engine at /run/x.sock; auto-attach off (--no-auto-attach)');
+  t.equal(dockerOverviewLine({ autoAttach: true, engine: { ...engine, reachable: false, error: 'cannot reach Docker at /run/x.sock: permission denied' }, problems: [] }),
+    'not reachable (cannot reach Docker at /run/x.sock: permission denied); auto-attach waits for it');
+  const text = renderDockerStatus({ autoAttach: true, engine, problems: [{ container: 'bad\u001b[31m', id: 'd'.repeat(64), error: 'weave.attach: "x"', atMs: 1_000 }] }, 4_000);
+  t.match(text, /^Docker: engine at \/run\/x\.sock; auto-attach on, 1 not attached \(weave status docker\)\n {2}bad.*\(dddddddddddd\), 3s ago: weave\.attach: "x"$/);
+  t.notMatch(text, /\u001b/, 'a container name cannot drive the terminal');
+  t.equal(renderPs([{ id: 'a'.repeat(64), name: 'web', kind: 'docker', ifname: 'ethwe', mac: '02:00:00:00:00:01', addresses: ['10.32.0.1/12'], hostIfname: 'vethwepl1', pid: 1, joined: 'label' }]),
+    'aaaaaaaaaaaa web label 02:00:00:00:00:01 10.32.0.1/12');
 });
