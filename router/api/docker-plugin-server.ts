@@ -48,8 +48,10 @@ export class DockerPluginServer {
   async close(): Promise<void> {
     if (!this.listening) return;
     this.listening = false;
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // The engine keeps connections to its plugins open: close() alone would wait for them.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
+    await closed;
     try {
       fs.unlinkSync(this.socketPath);
     } catch {

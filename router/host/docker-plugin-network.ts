@@ -5,8 +5,9 @@
 // Docker got from our IPAM driver. Join tells Docker that name, the overlay's
 // routes (as for `weave attach`: the IPAM range, weave DNS's link-local
 // route, multicast) and that the network offers no gateway, so Docker adds no
-// gateway bridge of its own. Join also records which namespace the endpoint
-// went into, which is how a container's start event finds its endpoints.
+// gateway bridge of its own. Join also records the path where Docker will
+// bind the container's namespace (SandboxKey): the file exists once the
+// container starts, which is how its start event finds its endpoints.
 //
 // The MAC is derived from the IPv4 address, so a restarted container (same
 // address, docker-plugin-ipam.ts) keeps its MAC too and peers' ARP caches
@@ -63,7 +64,6 @@ export class PluginNetwork {
   constructor(
     private readonly state: PluginState,
     private readonly links: PluginLinks,
-    private readonly namespaceId: (path: string) => string | null,
     private readonly save: () => void,
     opts: PluginNetworkOptions,
   ) {
@@ -101,7 +101,7 @@ export class PluginNetwork {
     } catch (err) {
       throw new PluginError('refused', `cannot create the veth for endpoint ${req.endpointId.slice(0, 12)}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    this.state.endpoints.push({ id: req.endpointId, networkId: req.networkId, cidr: req.address, mac, hostIfname, peerIfname, nsId: null, container: null });
+    this.state.endpoints.push({ id: req.endpointId, networkId: req.networkId, cidr: req.address, mac, hostIfname, peerIfname, sandboxKey: null, nsId: null, container: null });
     this.save();
     // Docker wants only what it did not give: a MAC of ours, never the address.
     return { Interface: req.mac === null ? { MacAddress: mac } : {} };
@@ -109,14 +109,9 @@ export class PluginNetwork {
 
   join(req: JoinRequest): JoinReply {
     const ep = this.need(req);
-    let nsId: string | null = null;
-    try {
-      nsId = this.namespaceId(req.sandboxKey);
-    } catch {
-      nsId = null;
-    }
-    if (ep.nsId !== nsId) {
-      ep.nsId = nsId;
+    if (ep.sandboxKey !== req.sandboxKey) {
+      ep.sandboxKey = req.sandboxKey;
+      ep.nsId = null;
       this.save();
     }
     const own = ep.cidr;

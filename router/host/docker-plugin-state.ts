@@ -47,7 +47,13 @@ export interface PluginEndpoint {
   hostIfname: string;
   /** The end Docker moves into the container (Join's SrcName). */
   peerIfname: string;
-  /** dev:inode of the namespace Docker joined it to; null before Join. */
+  /**
+   * Where Docker said at Join the container's namespace would be. The file
+   * appears only once the container starts (runc makes the namespace, then
+   * Docker binds it there), so it is read at the start event.
+   */
+  sandboxKey: string | null;
+  /** dev:inode of that namespace once a container was found in it; null before. */
   nsId: string | null;
   container: PluginContainerRef | null;
 }
@@ -107,6 +113,8 @@ function parseEndpoint(raw: unknown): PluginEndpoint {
   const e = objectOf(raw);
   const nsId = e['nsId'];
   if (nsId !== null && (typeof nsId !== 'string' || !/^\d+:\d+$/.test(nsId))) throw new Error('field nsId is not dev:inode or null');
+  const key = e['sandboxKey'];
+  if (key !== null && (typeof key !== 'string' || !isPlainPath(key))) throw new Error('field sandboxKey is not a plain absolute path or null');
   const mac = field(e, 'mac', 17);
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error('field mac is not a MAC address');
   return {
@@ -116,9 +124,15 @@ function parseEndpoint(raw: unknown): PluginEndpoint {
     mac,
     hostIfname: validateIfName(field(e, 'hostIfname', 15), 'hostIfname'),
     peerIfname: validateIfName(field(e, 'peerIfname', 15), 'peerIfname'),
+    sandboxKey: key,
     nsId,
     container: containerField(e),
   };
+}
+
+/** Absolute, no `.`/`..` components, no `//`, no control characters, bounded: a path to stat, nothing to resolve. */
+export function isPlainPath(p: string): boolean {
+  return p.length <= 1024 && p.startsWith('/') && !/\/\.\.?(\/|$)|\/\/|[\0-\x1f\x7f]/.test(p);
 }
 
 /** The state and what was dropped from it; throws only when the file as a whole is not ours. */

@@ -15,6 +15,7 @@
 
 import { CodedError } from '../../common/errors';
 import { formatIp, IpError } from '../../common/ip';
+import { isPlainPath } from './docker-plugin-state';
 import { parseCidr, parseIpWithPrefix } from '../../common/ip-cidr';
 
 /** What Docker sends as Content-Type and expects back. */
@@ -204,7 +205,7 @@ export function parseJoin(body: unknown): JoinRequest {
   const o = objectOf(body, call);
   const sandboxKey = str(o, 'SandboxKey', call, MAX_PATH_CHARS);
   // A namespace file path from the engine: plain and absolute, nothing to resolve.
-  if (!sandboxKey.startsWith('/') || /\/\.\.?(\/|$)|\/\/|[\0-\x1f\x7f]/.test(sandboxKey)) {
+  if (!isPlainPath(sandboxKey)) {
     throw bad(`${call}: SandboxKey must be a plain absolute path, got ${JSON.stringify(sandboxKey.slice(0, 100))}`);
   }
   return { networkId: id(o, 'NetworkID', call), endpointId: id(o, 'EndpointID', call), sandboxKey };

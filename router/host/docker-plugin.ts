@@ -85,7 +85,7 @@ export class DockerPlugin {
     this.file = path.join(opts.datadir, PLUGIN_STATE_FILE);
     const save = (): void => { stateFiles.save(this.file, formatPluginState(this.state)); };
     this.ipam = new PluginIpam(this.state, deps.addresses, save, deps.now, { graceMs: opts.graceMs });
-    this.network = new PluginNetwork(this.state, deps.links, deps.namespaceId, save, { overlayRoutes: opts.overlayRoutes });
+    this.network = new PluginNetwork(this.state, deps.links, save, { overlayRoutes: opts.overlayRoutes });
   }
 
   addListener(l: PluginListener): void {
@@ -214,14 +214,11 @@ export class DockerPlugin {
     if (docker === null) return;
     const info = await docker.inspect(id).catch(() => null);
     if (info === null || !info.running || info.pid <= 0) return;
-    let nsId: string | null;
-    try {
-      nsId = this.deps.namespaceId(`/proc/${info.pid}/ns/net`);
-    } catch {
-      nsId = null;
-    }
+    const nsId = this.namespaceIdOf(`/proc/${info.pid}/ns/net`);
     if (nsId === null) return;
     const view = await this.serialize(async () => {
+      // The namespace file Docker named at Join exists now that the container runs.
+      for (const e of this.state.endpoints) if (e.nsId === null && e.sandboxKey !== null) e.nsId = this.namespaceIdOf(e.sandboxKey);
       const mine = this.state.endpoints.filter((e) => e.nsId === nsId);
       if (mine.length === 0) return null;
       const container = { id: info.id, name: info.name };
@@ -246,6 +243,14 @@ export class DockerPlugin {
     // Other endpoints of the same container stay; listeners hear of the container once all are gone.
     if ([...this.live.values()].includes(view)) return;
     for (const l of this.listeners) this.call(() => l.onDetached(view, reason));
+  }
+
+  private namespaceIdOf(p: string): string | null {
+    try {
+      return this.deps.namespaceId(p);
+    } catch {
+      return null;
+    }
   }
 
   private call(fn: () => void): void {

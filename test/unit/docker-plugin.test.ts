@@ -111,8 +111,9 @@ async function runContainer(t: Tap, r: Rig, ep: string, id: string, pid: number,
   const { Address } = await call(r, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} }) as { Address: string };
   const created = await call(r, 'NetworkDriver.CreateEndpoint', { NetworkID: NET, EndpointID: ep, Interface: { Address, MacAddress: '' }, Options: {} });
   t.same(created, { Interface: { MacAddress: macForAddress(Address) } }, 'CreateEndpoint answers only the MAC');
-  r.ns.set(`/var/run/docker/netns/${ep.slice(0, 12)}`, `4:${pid}`);
   const join = await call(r, 'NetworkDriver.Join', { NetworkID: NET, EndpointID: ep, SandboxKey: `/var/run/docker/netns/${ep.slice(0, 12)}`, Options: {} });
+  // As with Docker: the namespace file appears only when the container starts.
+  r.ns.set(`/var/run/docker/netns/${ep.slice(0, 12)}`, `4:${pid}`);
   t.equal((join['InterfaceName'] as { SrcName: string }).SrcName, endpointIfnames(ep).peerIfname, 'Join names the peer end');
   r.containers.set(id, { id, name: `box${pid}`, pid, running: true });
   r.ns.set(`/proc/${pid}/ns/net`, `4:${pid}`);

@@ -1,0 +1,236 @@
+// The Docker network plugin with real engines, one per simulated host: h1's
+// container joins by `docker run --network weave` (the plugin), h2's by the
+// weave.attach label (auto-attach); nobody runs `weave attach`. They resolve
+// each other by name and ping across hosts; `docker restart` keeps the
+// plugin container's address and connectivity; a second network made with
+// `docker network create -d weave --ipam-driver weave --subnet` works; a
+// relaunch of both routers keeps everything reachable; `docker rm -f`
+// removes the name on the other host within seconds; `weave reset` removes
+// the Docker network and the plugin socket.
+//
+// /run/docker/plugins is one directory for every engine on the machine, so
+// each host gets a mount namespace of its own (a holder process from
+// `unshare -m --propagation slave`) with a private tmpfs there; its dockerd
+// and its router run inside it (nsenter -t HOLDER -m --net=...). Forwarding
+// points at a port on loopback where nothing listens, so no query leaves the
+// test's namespaces. Everything made here is removed even on failure.
+
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { SimNetwork } from '../../scripts/sim-network';
+import type { SimHost } from '../../scripts/sim-host';
+import { run } from '../../scripts/command';
+import { sleep, waitFor } from '../../scripts/wait';
+import { docker, ensureBusyboxImage, stopDockerdIfWeStartedIt } from '../../scripts/docker';
+import { dockerSkipReason } from './docker-available';
+import type { DnsStatusReport } from '../../dns/api-types';
+
+t.setTimeout(300_000);
+
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
+const PLUGIN_DIR = '/run/docker/plugins';
+
+/** One host's engine: a mount namespace holder, a dockerd inside it and the host's network namespace. */
+class Engine {
+  holder = 0;
+  dockerd = 0;
+  readonly sock: string;
+  readonly execRoot: string;
+  readonly dataRoot: string;
+
+  constructor(readonly host: SimHost, rootDir: string, prefix: string) {
+    this.sock = `/run/${prefix}${host.name}-docker.sock`;
+    this.execRoot = `/run/${prefix}${host.name}-d`;
+    this.dataRoot = path.join(rootDir, `${host.name}-docker`);
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(PLUGIN_DIR, { recursive: true });
+    const holder = spawn('unshare', ['-m', '--propagation', 'slave', 'sh', '-c', `mount -t tmpfs -o mode=755 tmpfs ${PLUGIN_DIR} && exec sleep infinity`], { stdio: 'ignore', detached: true });
+    holder.unref();
+    this.holder = holder.pid ?? 0;
+    await waitFor(() => fs.readFileSync(`/proc/${this.holder}/mountinfo`, 'utf8').includes(` ${PLUGIN_DIR} `), { what: `${this.host.name}'s private ${PLUGIN_DIR}`, timeoutMs: 10_000 });
+    const log = fs.openSync(path.join(this.dataRoot + '.log'), 'a');
+    const d = spawn('nsenter', ['-t', String(this.holder), '-m', `--net=/var/run/netns/${this.host.ns}`,
+      'dockerd', '-H', `unix://${this.sock}`, '--data-root', this.dataRoot, '--exec-root', this.execRoot, '--pidfile', `${this.execRoot}.pid`,
+      '--iptables=false', '--ip-forward=false', '--bridge=none'], { stdio: ['ignore', log, log], detached: true });
+    fs.closeSync(log);
+    d.unref();
+    this.dockerd = d.pid ?? 0;
+    await waitFor(async () => (await this.docker(['version'], true)).code === 0, { what: `${this.host.name}'s dockerd`, timeoutMs: 30_000, detail: () => this.log() });
+  }
+
+  docker(args: string[], allowFail = false): Promise<{ code: number; stdout: string; stderr: string }> {
+    return docker(['-H', `unix://${this.sock}`, ...args], { allowFail, timeoutMs: 60_000 });
+  }
+
+  /** `weave ARGS` inside this host's mount and network namespaces, with this engine as DOCKER_HOST. */
+  weave(args: string[]): ReturnType<typeof run> {
+    return run(['nsenter', '-t', String(this.holder), '-m', `--net=/var/run/netns/${this.host.ns}`, 'node', path.resolve(__dirname, '../../cli/weave.js'), ...args],
+      { env: this.host.weaveEnv({ env: { DOCKER_HOST: `unix://${this.sock}` } }), timeoutMs: 60_000 });
+  }
+
+  log(): string {
+    try {
+      return fs.readFileSync(this.dataRoot + '.log', 'utf8').split('\n').slice(-15).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Containers and weave networks removed, while the router still answers the engine's plugin calls. */
+  async clear(): Promise<void> {
+    if (this.dockerd === 0) return;
+    const ids = (await this.docker(['ps', '-aq'], true)).stdout.split('\n').filter((l) => l.trim() !== '');
+    if (ids.length > 0) await this.docker(['rm', '-f', ...ids], true);
+    for (const n of (await this.docker(['network', 'ls', '-q', '--filter', 'driver=weave'], true)).stdout.split('\n').filter((l) => l.trim() !== '')) await this.docker(['network', 'rm', n], true);
+  }
+
+  /** dockerd stopped and waited for, the holder gone (and with it the tmpfs). */
+  async stop(): Promise<void> {
+    if (this.dockerd !== 0) {
+      try { process.kill(this.dockerd, 'SIGTERM'); } catch { /* gone */ }
+      for (let i = 0; i < 100 && alive(this.dockerd); i++) await sleep(100);
+      if (alive(this.dockerd)) try { process.kill(this.dockerd, 'SIGKILL'); } catch { /* gone */ }
+    }
+    if (this.holder !== 0) try { process.kill(this.holder, 'SIGKILL'); } catch { /* gone */ }
+    fs.rmSync(this.execRoot, { recursive: true, force: true });
+    fs.rmSync(`${this.execRoot}.pid`, { force: true });
+    fs.rmSync(this.sock, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function main(t: Tap): Promise<void> {
+  const began = Date.now();
+  const net = await SimNetwork.create({ hosts: 2, weaveEnv: { WEAVE_TEST_FAST: '1' } });
+  const [h1, h2] = [net.host('h1'), net.host('h2')];
+  const e1 = new Engine(h1, net.rootDir, net.prefix);
+  const e2 = new Engine(h2, net.rootDir, net.prefix);
+  t.teardown(async () => {
+    t.comment(`teardown from ${((Date.now() - began) / 1000).toFixed(1)} s`);
+    await Promise.all([e1.clear(), e2.clear()]);
+    await Promise.all([h1, h2].map((h) => h.weave(['stop'], { timeoutMs: 15_000 })));
+    await Promise.all([e1.stop(), e2.stop()]);
+    await net.destroy();
+    await stopDockerdIfWeStartedIt();
+  });
+  const mark = (what: string): void => { t.comment(`${what} at ${((Date.now() - began) / 1000).toFixed(1)} s`); };
+  const image = await ensureBusyboxImage();
+  const tar = path.join(net.rootDir, 'busybox.tar');
+  await docker(['save', '-o', tar, image]);
+  await Promise.all([e1.start(), e2.start()]);
+  await Promise.all([e1, e2].map((e) => e.docker(['load', '-i', tar])));
+  mark('engines ready');
+
+  const A = `${net.prefix}a`;
+  const B = `${net.prefix}b`;
+  const launch = async (e: Engine, peers: string[]): Promise<void> => {
+    const r = await e.weave(['launch', '--nickname', e.host.name, '--dns-upstream', '127.0.0.1:9', ...peers]);
+    t.equal(r.code, 0, `launch ${e.host.name}: ${r.stderr.trim()}`);
+  };
+  await Promise.all([launch(e1, []), launch(e2, [h1.address])]);
+  mark('routers launched');
+  for (const h of [h1, h2]) {
+    await waitFor(async () => (await h.weaveStatus()).peers.filter((p) => p.reachable).length === 2, { what: `${h.name} reaches both peers`, timeoutMs: 30_000, detail: () => h.readLog() });
+  }
+  const lookup = async (e: Engine, from: string, name: string): Promise<string> => {
+    const r = await e.docker(['exec', from, 'nslookup', name], true);
+    return r.stdout + r.stderr;
+  };
+  const resolves = (out: string, ip: string): boolean => new RegExp(`Address(?: \\d+)?:\\s*${ip.replace(/\./g, '\\.')}\\b`).test(out);
+  const ipOn = async (e: Engine, c: string, network: string): Promise<string> =>
+    (await e.docker(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, c])).stdout.trim();
+  const pings = async (e: Engine, from: string, to: string): Promise<boolean> => (await e.docker(['exec', from, 'ping', '-c', '1', '-W', '2', to], true)).code === 0;
+
+  let ipA = '';
+  let ipB = '';
+  await t.test('weave launch made the network weave in each engine', async (t) => {
+    for (const e of [e1, e2]) {
+      await waitFor(async () => (await e.docker(['network', 'inspect', '-f', '{{.Driver}} {{.IPAM.Driver}}', 'weave'], true)).stdout.trim() === 'weave weave', {
+        what: `network weave on ${e.host.name}`, timeoutMs: 20_000, detail: () => e.host.readLog(),
+      });
+    }
+    t.equal(fs.statSync(`/proc/${e1.holder}/root${PLUGIN_DIR}/weave.sock`).mode & 0o777, 0o660, 'the plugin socket is 0660');
+    const id = (e: Engine): string => { const st = fs.statSync(`/proc/${e.holder}/root${PLUGIN_DIR}/weave.sock`); return `${st.dev}:${st.ino}`; };
+    t.not(id(e1), id(e2), 'each host has its own');
+  });
+
+  await t.test('docker run --network weave on h1, the weave.attach label on h2, no weave attach', async (t) => {
+    await e1.docker(['run', '-d', '--network', 'weave', '--name', A, image, 'sleep', '3600']);
+    await e2.docker(['run', '-d', '--network', 'none', '--label', 'weave.attach', '--name', B, image, 'sleep', '3600']);
+    ipA = await ipOn(e1, A, 'weave');
+    t.match(ipA, /^10\.(3[2-9]|4[0-7])\./, `A has an overlay address from weave IPAM (${ipA})`);
+    await waitFor(async () => (ipB = ((await h2.weave(['ps'])).stdout.match(new RegExp(`${B} label \\S+ (10\\.[0-9.]+)/`)) ?? [])[1] ?? '') !== '', { what: `${B} attached by its label`, timeoutMs: 20_000, detail: () => h2.readLog() });
+    await waitFor(async () => /nameserver 169\.254\./.test((await e1.docker(['exec', A, 'cat', '/etc/resolv.conf'])).stdout), { what: `${A}'s resolver pointed at weave DNS`, timeoutMs: 15_000, detail: () => h1.readLog() });
+    const ps = (await h1.weave(['ps'])).stdout;
+    t.match(ps, new RegExp(`${A} plugin \\S+ ${ipA.replace(/\./g, '\\.')}/`), 'weave ps on h1 lists A as joined by the plugin');
+    let out = '';
+    await waitFor(async () => resolves(out = await lookup(e1, A, B), ipB), { what: `${A} resolves ${B}`, timeoutMs: 20_000, detail: () => out });
+    await waitFor(async () => resolves(out = await lookup(e2, B, A), ipA), { what: `${B} resolves ${A}`, timeoutMs: 20_000, detail: () => out });
+    await waitFor(() => pings(e1, A, B), { what: `${A} pings ${B} by name across hosts`, timeoutMs: 20_000 });
+    t.ok(await pings(e2, B, A), `${B} pings ${A} by name`);
+  });
+
+  await t.test('docker restart keeps the address and connectivity', async (t) => {
+    await e1.docker(['restart', '-t', '1', A]);
+    t.equal(await ipOn(e1, A, 'weave'), ipA, 'same address after the restart');
+    await waitFor(() => pings(e2, B, ipA), { what: `${B} pings ${A} after its restart`, timeoutMs: 20_000 });
+    let out = '';
+    await waitFor(async () => resolves(out = await lookup(e2, B, A), ipA), { what: `${A} resolvable again`, timeoutMs: 20_000, detail: () => out });
+    await waitFor(async () => resolves(out = await lookup(e1, A, B), ipB), { what: `the restarted ${A} resolves ${B}`, timeoutMs: 20_000, detail: () => out });
+  });
+
+  await t.test('a second network: docker network create -d weave --ipam-driver weave --subnet', async (t) => {
+    const N2 = `${net.prefix}n2`;
+    await e1.docker(['network', 'create', '-d', 'weave', '--ipam-driver', 'weave', '--subnet', '10.40.0.0/16', N2]);
+    const C = `${net.prefix}c`;
+    await e1.docker(['run', '-d', '--network', N2, '--name', C, image, 'sleep', '3600']);
+    const ipC = await ipOn(e1, C, N2);
+    t.match(ipC, /^10\.40\./, `C has an address in the subnet (${ipC})`);
+    await waitFor(() => pings(e1, C, ipB), { what: `${C} pings ${B} across hosts`, timeoutMs: 20_000 });
+    await e1.docker(['rm', '-f', C]);
+    t.equal((await e1.docker(['network', 'rm', N2], true)).code, 0, 'and the network goes again');
+  });
+
+  await t.test('stopping and relaunching both routers keeps everything reachable', async (t) => {
+    await Promise.all([h1, h2].map(async (h) => t.equal((await h.weave(['stop'], { timeoutMs: 20_000 })).code, 0, `stop ${h.name}`)));
+    mark('routers stopped');
+    await Promise.all([launch(e1, []), launch(e2, [h1.address])]);
+    mark('routers relaunched');
+    await waitFor(() => pings(e2, B, ipA), { what: `${B} pings ${A} after the relaunch`, timeoutMs: 30_000, detail: () => h1.readLog() });
+    mark('pings after the relaunch');
+    let out = '';
+    await waitFor(async () => resolves(out = await lookup(e2, B, A), ipA), { what: `${A} resolvable after the relaunch`, timeoutMs: 20_000, detail: () => out });
+    t.match((await h1.weave(['ps'])).stdout, new RegExp(`${A} plugin`), 'h1 knows its plugin container again');
+  });
+
+  await t.test('docker rm -f removes the name on the other host within seconds', async (t) => {
+    await e1.docker(['rm', '-f', A]);
+    const start = Date.now();
+    await waitFor(async () => {
+      const s = JSON.parse((await h2.weave(['status', 'dns', '--json'])).stdout) as DnsStatusReport;
+      return !s.records.some((r) => r.name === `${A}.weave.local` && !r.tombstone);
+    }, { what: `${A}'s name gone on h2`, timeoutMs: 15_000 });
+    t.ok(Date.now() - start < 15_000, `gone on h2 after ${Date.now() - start} ms`);
+  });
+
+  await t.test('weave reset removes the Docker network and the plugin socket', async (t) => {
+    const r = await e1.weave(['reset']);
+    t.equal(r.code, 0, `weave reset: ${r.stdout.trim()} ${r.stderr.trim()}`);
+    t.not((await e1.docker(['network', 'inspect', 'weave'], true)).code, 0, 'no network weave in h1\'s engine');
+    t.notOk(fs.existsSync(`/proc/${e1.holder}/root${PLUGIN_DIR}/weave.sock`), 'no plugin socket');
+  });
+}
+
+void dockerSkipReason().then((skip) => t.test('the Docker network plugin across two hosts with an engine each', { skip }, main));
