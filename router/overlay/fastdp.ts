@@ -140,7 +140,7 @@ export class Fastdp {
       }
       if (p.fast) {
         fastCount++;
-        this.macs?.touchPeer(name, now);
+        if (onTick) this.macs?.touchPeer(name, now);
       }
     }
     this.fastPeers = fastCount;

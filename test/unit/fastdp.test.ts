@@ -208,6 +208,7 @@ t.test('two controllers: heartbeats prove the path, the FDB follows, and a cut s
   await round();
   t.equal(a.decision(B)?.fast, false, 'not before the peer reports hearing us');
   t.ok(fa.tunnel.has(heartbeatMac(B)), 'but the heartbeat entry is there');
+  t.equal(a.counters.fastdpHeartbeatsSent, 0, 'and no heartbeat left before it was (it would have flooded to the TAP)');
   await round();
   await round();
   t.same(a.decision(B), { fast: true, reason: 'VXLAN heartbeats get through both ways' });
