@@ -9,7 +9,11 @@
 // wrong (socket taken, no engine) becomes health warnings; nothing stops the
 // daemon.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from '../common/logger';
+import { stateFiles } from '../common/state-files';
+import { PLUGIN_STATE_FILE } from '../router/host/docker-plugin-state';
 import { errorMessage } from '../common/errors';
 import type { DnsContainer } from '../dns/container-hook';
 import type { DnsDaemon } from '../dns/daemon';
@@ -123,12 +127,15 @@ export class DockerPluginRuntime {
     });
   }
 
-  /** `weave reset`: the network goes (while the socket still answers Docker's calls), then the socket. */
+  /** `weave reset`: the network goes (while the socket still answers Docker's calls), then the socket and the record. */
   async reset(): Promise<void> {
     try {
       await this.keeper.remove();
     } finally {
       await this.close();
+      const file = path.join(this.w.datadir, PLUGIN_STATE_FILE);
+      stateFiles.forget(file);
+      fs.rmSync(file, { force: true });
     }
   }
 

@@ -230,6 +230,7 @@ async function main(t: Tap): Promise<void> {
     t.equal(r.code, 0, `weave reset: ${r.stdout.trim()} ${r.stderr.trim()}`);
     t.not((await e1.docker(['network', 'inspect', 'weave'], true)).code, 0, 'no network weave in h1\'s engine');
     t.notOk(fs.existsSync(`/proc/${e1.holder}/root${PLUGIN_DIR}/weave.sock`), 'no plugin socket');
+    t.notOk(fs.existsSync(path.join(h1.datadir, 'docker-plugin.json')), 'no plugin record');
   });
 }
 
