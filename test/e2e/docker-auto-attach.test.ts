@@ -141,6 +141,9 @@ async function main(t: Tap): Promise<void> {
     await waitFor(() => resolves(e2, B, A, ipA), { what: `${B} resolves ${A}`, timeoutMs: 20_000 });
     await waitFor(() => pings(e1, A, fqdn(B)), { what: `${A} pings ${B} by name across hosts`, timeoutMs: 20_000 });
     t.ok(await pings(e2, B, fqdn(A)), `${B} pings ${A} by name`);
+    const args = await e1.weave(['dns-args']);
+    t.match(args.stdout.trim(), /^--dns=169\.254\.\d+\.\d+ --dns-search=weave\.local\.?$/, `weave dns-args: ${args.stdout.trim()} ${args.stderr.trim()}`);
+    t.equal((await e1.weave(['env'])).stdout.trim(), `export WEAVE_DNS_ARGS='${args.stdout.trim()}'`, 'weave env sets the same flags');
     const st = await e1.weave(['status', 'docker']);
     t.match(st.stdout, /Docker: engine at .*auto-attach on/, `weave status docker: ${st.stdout.trim()}`);
   });
