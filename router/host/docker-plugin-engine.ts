@@ -1,7 +1,7 @@
 // The Docker network named `weave`, made with our plugin as network and IPAM
 // driver once the engine answers: `weave launch` leaves the user with
 // `docker run --network weave` ready. Without an engine it says so in its
-// state (status shows it) and tries again every RETRY_MS, so an engine that
+// state (status shows it) and tries again every 5 s, so an engine that
 // starts later gets the network. `weave reset` removes it again.
 //
 // It owns its HTTP calls to the engine's socket (create, inspect, remove a
@@ -14,7 +14,7 @@ import type { Logger } from '../../common/logger';
 
 export const PLUGIN_NETWORK_NAME = 'weave';
 export const PLUGIN_DRIVER_NAME = 'weave';
-const RETRY_MS = 5_000;
+export const PLUGIN_NETWORK_RETRY_MS = 5_000;
 const TIMEOUT_MS = 30_000;
 const MAX_REPLY_BYTES = 1024 * 1024;
 
@@ -68,7 +68,7 @@ export class PluginNetworkKeeper {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
 
-  constructor(private readonly socketPath: string, private readonly logger: Logger) {}
+  constructor(private readonly socketPath: string, private readonly logger: Logger, private readonly retryMs = PLUGIN_NETWORK_RETRY_MS) {}
 
   status(): PluginNetworkState {
     return { ...this.current };
@@ -115,7 +115,7 @@ export class PluginNetworkKeeper {
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.attempt();
-    }, RETRY_MS);
+    }, this.retryMs);
     this.timer.unref();
   }
 
