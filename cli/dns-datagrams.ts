@@ -9,7 +9,7 @@ import type { DatagramBatch, DatagramPort, DatagramSender } from '../dns/datagra
 import { EDNS_MAX_UDP_BYTES } from '../dns/constants';
 import { UdpAddressTable, UdpBatchSocket } from '../router/overlay/udp-batch';
 
-const BATCH = 64;
+const BATCH = 256;
 /** Queries larger than this are dropped by the kernel read (counted by the addon); real ones are far smaller. */
 const QUERY_CAPACITY_BYTES = 4096;
 const SOCKET_BUFFER_BYTES = 4 << 20;
