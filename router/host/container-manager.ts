@@ -214,6 +214,7 @@ export class ContainerManager {
     if (this.docker === null || this.watcher !== null) return;
     this.watcher = new DockerWatcher(this.docker, {
       recordOf: (id) => this.recordOf(id),
+      attachedElsewhere: (id) => this.listAll().some((c) => c.id === id && c.joined === 'plugin'),
       attach: (ref, cidrs, o, via) => this.attach(ref, cidrs, o, via),
       apply: (id, d) => this.serialize(() => this.applyDecision(id, d)),
     }, this.logger, this.clock, opts.autoAttach === true);

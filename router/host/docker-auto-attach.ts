@@ -31,6 +31,8 @@ const MAX_PROBLEMS = 16;
 /** What the watcher needs of the ContainerManager. */
 export interface AutoAttachTarget {
   recordOf(id: string): LifecycleRecord | null;
+  /** True when another part attached it already (a container on the plugin's network): auto-attach leaves it alone. */
+  attachedElsewhere(id: string): boolean;
   attach(ref: ContainerRef, cidrs: string[], opts: AttachOptions, via: JoinedVia): Promise<AttachedContainer>;
   /** Applies a decision about a container we hold, in the manager's queue. */
   apply(id: string, decision: Extract<EventDecision, { do: 'reattach' | 'stop' | 'forget' }>): Promise<void>;
@@ -111,12 +113,9 @@ export class DockerWatcher {
   private onEngine(s: DockerEngineState): void {
     const was = this.engine;
     this.engine = s;
-    if (s.reachable && was?.reachable !== true) {
-      // The engine (re)appeared: containers started while it or we were away have sent no event we saw.
-      if (this.autoAttach) this.scan();
-    } else if (!s.reachable && (was === null || was.reachable)) {
-      this.logger.info(this.autoAttach ? 'Docker not reachable: auto-attach waits for it' : 'Docker not reachable', { socket: s.socket, error: s.error });
-    }
+    // The engine (re)appeared: containers started while it or we were away have sent no event we saw.
+    // (Its absence is logged once by the event stream and shown in status; nothing else to do.)
+    if (s.reachable && was?.reachable !== true && this.autoAttach) this.scan();
   }
 
   private scan(): void {
@@ -154,6 +153,7 @@ export class DockerWatcher {
         this.report(ev.id, name, d.error);
         return;
       case 'attach':
+        if (this.target.attachedElsewhere(ev.id)) return;
         await this.attachNew(ev.id, name, d.via, d.addresses);
         return;
       default:

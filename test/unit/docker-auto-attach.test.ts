@@ -254,12 +254,16 @@ t.test('a netns: namespace deleted without weave detach loses its attachment at 
 });
 
 t.test('endpoint sources are listed beside the manager\'s own', async (t) => {
-  const { manager } = world();
+  const { manager, run, emit } = world();
   t.teardown(() => manager.close());
   const remove = manager.addEndpointSource({
     list: () => [{ id: 'p'.repeat(64), name: 'viaplugin', kind: 'docker', ifname: 'ethwe', mac: '02:00:00:00:00:09', addresses: ['10.32.3.3/12'], hostIfname: 'vethwepx', pid: 5, joined: 'plugin' }],
   });
   t.same(manager.listAll().map((c) => c.joined), ['plugin']);
+  // The plugin's container also carries the label: it is attached once, by the plugin.
+  run('p'.repeat(64), 'viaplugin', 600, { labels: { 'weave.attach': '' } });
+  await emit('start', 'p'.repeat(64));
+  t.same(manager.listAll().map((c) => c.joined), ['plugin'], 'auto-attach leaves it alone');
   remove();
   t.same(manager.listAll(), []);
 });
