@@ -118,8 +118,37 @@ export class DockerPlugin {
       this.state.endpoints.push(...loaded.state.endpoints);
     });
     const ids = new Set(loaded.state.endpoints.flatMap((e) => (e.container === null ? [] : [e.container.id])));
-    for (const id of ids) await this.attachContainer(id);
+    for (const id of ids) {
+      if (!(await this.attachContainer(id))) await this.vanished(id);
+    }
     return this.containers();
+  }
+
+  /**
+   * A container that stopped or was removed while we were away: Docker's
+   * DeleteEndpoint and ReleaseAddress found no plugin then, and it does not
+   * ask again. So its endpoints go now, and its address is parked (stopped)
+   * or freed (removed). An engine we cannot ask leaves everything as it is.
+   */
+  private async vanished(id: string): Promise<void> {
+    const docker = this.deps.docker;
+    if (docker === null) return;
+    let info: Awaited<ReturnType<typeof docker.inspect>>;
+    try {
+      info = await docker.inspect(id);
+    } catch {
+      return;
+    }
+    if (info !== null && info.running) return;
+    await this.serialize(async () => {
+      for (const ep of this.state.endpoints.filter((e) => e.container?.id === id)) {
+        await this.network.deleteEndpoint({ networkId: ep.networkId, endpointId: ep.id });
+        const a = this.state.addresses.find((x) => x.cidr === ep.cidr && x.parkedAtMs === null);
+        if (a !== undefined) this.ipam.releaseAddress(a.poolId, ep.cidr.slice(0, ep.cidr.indexOf('/')));
+      }
+      if (info === null) this.ipam.containerRemoved(id);
+    });
+    this.deps.logger.info(info === null ? 'plugin container removed while the router was away; its address is free' : 'plugin container stopped while the router was away; its address is kept for its restart', { container: id.slice(0, 12) });
   }
 
   /** Every endpoint, for `weave ps` and status. */
@@ -209,13 +238,13 @@ export class DockerPlugin {
    * that is starting holds its lock in the engine while it waits for our
    * driver, so asking about it from inside the queue could wait on ourselves.
    */
-  private async attachContainer(id: string): Promise<void> {
+  private async attachContainer(id: string): Promise<boolean> {
     const docker = this.deps.docker;
-    if (docker === null) return;
+    if (docker === null) return false;
     const info = await docker.inspect(id).catch(() => null);
-    if (info === null || !info.running || info.pid <= 0) return;
+    if (info === null || !info.running || info.pid <= 0) return false;
     const nsId = this.namespaceIdOf(`/proc/${info.pid}/ns/net`);
-    if (nsId === null) return;
+    if (nsId === null) return false;
     const view = await this.serialize(async () => {
       // The namespace file Docker named at Join exists now that the container runs.
       for (const e of this.state.endpoints) if (e.nsId === null && e.sandboxKey !== null) e.nsId = this.namespaceIdOf(e.sandboxKey);
@@ -231,9 +260,10 @@ export class DockerPlugin {
       stateFiles.save(this.file, formatPluginState(this.state));
       return v;
     });
-    if (view === null) return;
+    if (view === null) return false;
     this.deps.logger.info('container on a weave plugin network', { container: info.name, addresses: view.addresses.join(',') });
     for (const l of this.listeners) this.call(() => l.onAttached(view));
+    return true;
   }
 
   private detach(ep: PluginEndpoint, reason: PluginGoneReason): void {

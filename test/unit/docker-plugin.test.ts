@@ -276,6 +276,7 @@ t.test('a daemon restart finds running containers again; the record is read as h
   const restored = await again.plugin.restore();
   t.match(restored, [{ id: C1, name: 'box101', addresses: ['10.32.0.1/12'] }], 'the running container is attached again');
   t.equal(again.events.attached.length, 1, 'listeners hear of it (DNS registers the name again)');
+  t.same(again.plugin.list().map((e) => e.container), [C1], 'its endpoint is kept');
   const parsed = JSON.parse(saved) as { endpoints: Record<string, unknown>[] };
   parsed.endpoints.push({ ...parsed.endpoints[0], id: 'zz', hostIfname: 'eth0; reboot' });
   const { state, problems } = parsePluginState(JSON.stringify(parsed));
@@ -283,6 +284,23 @@ t.test('a daemon restart finds running containers again; the record is read as h
   t.equal(problems.length, 1, 'the bad one is dropped with a reason');
   t.throws(() => parsePluginState('{"version": 9}'), /expected/);
   t.throws(() => parsePluginState('not json'), /not JSON/);
+});
+
+t.test('containers that stopped or went while the router was away are cleaned up at restore', async (t) => {
+  const r = rig(t);
+  const pool = 'weave:10.32.0.0/12';
+  const C2 = 'c2'.repeat(32);
+  const a1 = await runContainer(t, r, EP1, C1, 101, pool);
+  const a2 = await runContainer(t, r, EP2, C2, 102, pool);
+  const again = rig(t, r.datadir);
+  again.ipam.held = new Map(r.ipam.held);
+  again.containers.set(C1, { id: C1, name: 'box101', pid: 0, running: false });
+  const restored = await again.plugin.restore();
+  t.same(restored, [], 'nothing is attached');
+  t.same(again.plugin.list(), [], 'both endpoints are gone (Docker will not ask again)');
+  const owner = (cidr: string): string => [...r.ipam.held].find(([, c]) => c === cidr)?.[0] ?? '';
+  t.ok(again.ipam.dying.has(owner(a1)), 'the stopped container\'s address is parked for its restart');
+  t.notOk(again.ipam.held.has(owner(a2)), 'the removed container\'s address is free');
 });
 
 t.test('the socket server: status and Err for bad requests, a reply for good ones', async (t) => {
