@@ -61,6 +61,8 @@ function datadirOf(flag: string | undefined): string {
 export interface ResetOptions {
   datadir: string;
   force: boolean;
+  /** With no router to ask: removes the bridge (default: the CLI does, reset-host.ts); tests pass a fake. */
+  removeBridge?: (note: (text: string) => void) => Promise<void>;
 }
 
 /** Deletes RESET_FILES (and `extra`) from `datadir`; returns the ones that were there. */
@@ -91,7 +93,7 @@ export async function reset(client: ApiClient, opts: ResetOptions): Promise<void
         'start it (weave launch) and retry, or use weave reset --force to discard the state anyway (then run weave rmpeer with this peer\'s name on another peer)');
     }
     note('the router is not running: its address space was not handed over');
-    await removeBridgeWithoutRouter(note);
+    await (opts.removeBridge ?? removeBridgeWithoutRouter)(note);
   } else {
     const { containers } = await client.get<PsReply>('/ps');
     if (containers.length > 0 && !opts.force) {

@@ -28,9 +28,19 @@ export async function hostStateFiles(): Promise<string[]> {
   return [CONTAINERS_FILE, CNI_STATE_FILE, EXPOSE_STATE_FILE, RESOLV_BACKUP_FILE];
 }
 
-/** Asks the running router to remove what it made on the host; prints what it could not. */
+/**
+ * Asks the running router to remove what it made on the host; prints what it
+ * could not. A router that cannot (an older version) does not stop the reset:
+ * the note says what is left.
+ */
 export async function requestHostReset(client: ApiClient, note: (text: string) => void): Promise<void> {
-  const r = await client.post<HostResetReply>('/reset/host', {});
+  let r: HostResetReply;
+  try {
+    r = await client.post<HostResetReply>('/reset/host', {});
+  } catch (err) {
+    note(`the router did not remove what it made on this host (${errorMessage(err)}); once it has stopped: ip link del ${DEFAULT_BRIDGE}`);
+    return;
+  }
   for (const name of r.done) note(`removed what ${sanitiseText(name)} made on this host`);
   for (const f of r.failed) note(`could not remove what ${sanitiseText(f.name)} made: ${sanitiseText(f.error)}`);
 }

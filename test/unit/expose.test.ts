@@ -388,22 +388,25 @@ t.test('weave reset: hide, hand over, stop, remove ipam.json and peers.json', as
     'GET /ps': { containers: [] },
     'POST /hide': { removed: [] },
     'POST /ipam/reset': { handedTo: 'aa:bb:cc:dd:ee:ff', addresses: 512 },
+    'POST /reset/host': { done: ['docker-plugin'], failed: [], bridgeOnStop: true },
   });
   const dir = stateDir(t);
   await reset(client, { datadir: dir, force: false });
-  t.same(calls, ['GET /ps', 'POST /hide {}', 'POST /ipam/reset', 'POST /stop']);
-  t.same(['ipam.json', 'peers.json', 'peer-name', 'containers.json'].map((f) => existsSync(join(dir, f))), [false, false, true, true]);
+  t.same(calls, ['GET /ps', 'POST /hide {}', 'POST /ipam/reset', 'POST /reset/host {}', 'POST /stop']);
+  t.same(['ipam.json', 'peers.json', 'peer-name', 'containers.json'].map((f) => existsSync(join(dir, f))), [false, false, true, false],
+    'host state files go with the host state; the peer identity stays');
 });
 
 t.test('weave reset refuses while containers are attached; --force detaches them', async (t) => {
-  const containers = [{ id: 'netns:c1', name: 'c1' }, { id: 'abc123', name: 'web' }];
-  const { client, calls } = await fakeApi(t, { 'GET /ps': { containers }, 'POST /hide': { removed: ['10.32.0.1/12'] }, 'POST /ipam/reset': { handedTo: null, addresses: 0 } });
+  const containers = [{ id: 'netns:c1', name: 'c1' }, { id: 'abc123', name: 'web' }, { id: 'def456', name: 'viaplugin', joined: 'plugin' }];
+  const { client, calls } = await fakeApi(t, { 'GET /ps': { containers }, 'POST /hide': { removed: ['10.32.0.1/12'] }, 'POST /ipam/reset': { handedTo: null, addresses: 0 }, 'POST /reset/host': { done: ['docker-plugin'], failed: [], bridgeOnStop: true } });
   const dir = stateDir(t);
-  await t.rejects(reset(client, { datadir: dir, force: false }), { code: 'config', message: /^2 containers are still attached \(c1, web\); detach them first/ });
+  await t.rejects(reset(client, { datadir: dir, force: false }), { code: 'config', message: /^3 containers are still attached \(c1, web, viaplugin\); detach them first/ });
   t.same(calls, ['GET /ps'], 'nothing else was asked');
   t.ok(existsSync(join(dir, 'ipam.json')), 'nothing removed');
   await reset(client, { datadir: dir, force: true });
-  t.same(calls.slice(1), ['GET /ps', 'POST /detach {"container":"netns:c1"}', 'POST /detach {"container":"abc123"}', 'POST /hide {}', 'POST /ipam/reset', 'POST /stop']);
+  t.same(calls.slice(1), ['GET /ps', 'POST /detach {"container":"netns:c1"}', 'POST /detach {"container":"abc123"}', 'POST /hide {}', 'POST /ipam/reset', 'POST /reset/host {}', 'POST /stop'],
+    'the plugin\'s endpoint is left to its reset hook');
 });
 
 t.test('weave reset: no peer to hand over to keeps the router running unless --force', async (t) => {
@@ -419,7 +422,9 @@ t.test('weave reset with no router: refused, or with --force only the files go',
   const dir = stateDir(t);
   await t.rejects(reset(client, { datadir: dir, force: false }), { code: 'config', message: /weave router is not running .*cannot be handed to another peer/ });
   t.ok(existsSync(join(dir, 'ipam.json')));
-  await reset(client, { datadir: dir, force: true });
+  let bridgeRemoved = false;
+  await reset(client, { datadir: dir, force: true, removeBridge: async () => { bridgeRemoved = true; } });
   t.notOk(existsSync(join(dir, 'ipam.json')));
   t.ok(existsSync(join(dir, 'peer-name')));
+  t.ok(bridgeRemoved, 'the CLI removes the bridge itself when no router can');
 });
