@@ -21,6 +21,8 @@ export interface HostNetwork {
   readonly weaveCli: string;
   readonly password: string | null;
   readonly weaveEnv: Record<string, string | undefined>;
+  /** False: the daemon verbs get --no-docker-plugin (sim-network.ts says why). */
+  readonly dockerPlugin: boolean;
   /** Starts a tracked background process in namespace `ns`. */
   spawnIn(ns: string, cmd: string[], opts: SpawnOptions): BackgroundProcess;
 }
@@ -55,7 +57,14 @@ export class SimHost {
 
   /** Runs `node dist/cli/weave.js <args>` here, with this host's datadir and the network's password. */
   weave(args: string[], opts: WeaveOptions = {}): Promise<ExecResult> {
-    return this.exec(['node', this.net.weaveCli, ...args], { ...opts, env: this.weaveEnv(opts) });
+    return this.exec(['node', this.net.weaveCli, ...this.withPluginChoice(args)], { ...opts, env: this.weaveEnv(opts) });
+  }
+
+  private withPluginChoice(args: string[]): string[] {
+    const [verb, ...rest] = args;
+    const daemonVerb = verb === 'launch' || verb === 'router';
+    if (this.net.dockerPlugin || !daemonVerb || rest.includes('--no-docker-plugin')) return args;
+    return [verb, '--no-docker-plugin', ...rest];
   }
 
   /** The environment weave(args) uses; handy for spawning `weave router` in the foreground. */

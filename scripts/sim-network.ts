@@ -40,6 +40,15 @@ export interface SimNetworkOptions {
   password?: string | null;
   /** Extra environment for every `weave` call (e.g. WEAVE_TEST_FAST=1). */
   weaveEnv?: Record<string, string | undefined>;
+  /**
+   * Routers serve the Docker network plugin (default false: `weave launch`
+   * and `weave router` get --no-docker-plugin). Its socket,
+   * /run/docker/plugins/weave.sock, is one per machine, shared by every
+   * simulated host, and the plugin creates a network named weave in whatever
+   * engine answers; a test that wants it gives each host a mount namespace
+   * of its own (test/e2e/docker-plugin).
+   */
+  dockerPlugin?: boolean;
   /** Where the repository lives (for dist/cli/weave.js); default two levels above this compiled file. */
   repoRoot?: string;
   /** Receives one line per namespace/firewall change, for debugging. */
@@ -110,6 +119,7 @@ export class SimNetwork {
   readonly weaveCli: string;
   readonly password: string | null;
   readonly weaveEnv: Record<string, string | undefined>;
+  readonly dockerPlugin: boolean;
   private readonly background = new Set<BackgroundProcess>();
   private readonly firewall: SimFirewall;
   private destroyed = false;
@@ -127,6 +137,7 @@ export class SimNetwork {
     this.firewall = new SimFirewall((line) => this.log(line));
     this.password = opts.password ?? null;
     this.weaveEnv = opts.weaveEnv ?? {};
+    this.dockerPlugin = opts.dockerPlugin ?? false;
   }
 
   static async create(opts: SimNetworkOptions): Promise<SimNetwork> {
