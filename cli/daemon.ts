@@ -267,6 +267,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   // weave reset: parts that made something on the host register a hook (hostReset.addHook); the bridge goes at stop.
   const hostReset = new HostReset(runner, logger.child({ component: 'reset' }), dataPlane.bridge);
   api.mount(hostResetApi(hostReset));
+  hostReset.addHook('fast path', () => dataPlane.resetFastdp());
   if (dockerPlugin !== null) {
     containers.addEndpointSource({ list: () => dockerPlugin.attached() });
     hostReset.addHook('docker-plugin', () => dockerPlugin.reset());

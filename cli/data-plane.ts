@@ -27,6 +27,8 @@ export interface DataPlaneSetup {
   overlay: Overlay;
   bridge: string;
   mtu: number;
+  /** weave reset: the fast path's devices and firewall table go now; frames take the sleeve until the stop. */
+  resetFastdp(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,10 @@ export async function startDataPlane(
   deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend, fastdp: devices.local.on });
   return {
     overlay, bridge: DEFAULT_BRIDGE, mtu,
+    resetFastdp: async () => {
+      fastdp.close();
+      await devices.close();
+    },
     close: async () => {
       overlay.close();
       await devices.close();

@@ -2,8 +2,12 @@
 // composition root: the vxlan device `vxlan-6784` on the weave bridge, the
 // heartbeat TAP `vethwe-hb`, the bridge-port flags that keep the two paths
 // apart, and the FdbDevice that lists and changes the vxlan device's FDB
-// through `bridge -batch`. Both devices are ours by name; a leftover vxlan
-// device from a crashed run is replaced.
+// through `bridge -batch`, and the firewall (router/host/fastdp-firewall.ts)
+// that lets only the neighbours in that FDB send to UDP 6784: installed,
+// dropping everything, before the vxlan device exists, and removed after it.
+// Without nft there is no fast path (it fails closed). The devices and the
+// table are ours by name; what a crashed run left is replaced at start and
+// removed by `weave reset` (removeFastdpLeftovers).
 //
 // Port flags, and why (docs/architecture.md, "The kernel fast path"):
 //   vxlan-6784  learning off: the bridge never points a MAC at VXLAN by
@@ -26,6 +30,7 @@ import type { FastdpLocal } from '../router/overlay/fastdp-peer';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { FramePort } from '../router/overlay/ports';
 import { TapDevice } from '../router/overlay/tap-device';
+import { installFastdpFirewall, removeFastdpFirewall, setFastdpPeers } from '../router/host/fastdp-firewall';
 
 export const FASTDP_PORT = 6784;
 export const FASTDP_DEVICE = 'vxlan-6784';
@@ -57,6 +62,13 @@ class HeartbeatPort implements FramePort {
   }
 }
 
+/** Removes the vxlan device, the heartbeat TAP and the firewall table, whichever exist; never throws. */
+export async function removeFastdpLeftovers(runner: CommandRunner): Promise<void> {
+  await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
+  await runner.run('ip', ['link', 'del', FASTDP_HEARTBEAT_TAP], { allowFail: true });
+  await removeFastdpFirewall(runner);
+}
+
 /**
  * Makes the devices, or says why the fast path is off: `why` is non-null when
  * it was not asked for (a password, --no-fastdp); a failure to make the
@@ -68,13 +80,15 @@ export async function startFastdpDevices(
 ): Promise<FastdpDevices> {
   const off = (reason: string): FastdpDevices => ({ local: { on: false, reason }, heartbeats: null, fdb: null, close: async () => undefined });
   const { runner } = deps;
-  await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
+  await removeFastdpLeftovers(runner);
   if (opts.why !== null) return off(opts.why);
   let hb: TapDevice | null = null;
   const removeDevice = async (): Promise<void> => {
     await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
+    await removeFastdpFirewall(runner);
   };
   try {
+    await installFastdpFirewall(runner, FASTDP_PORT);
     await runner.run('ip', ['link', 'add', FASTDP_DEVICE, 'type', 'vxlan', 'id', String(FASTDP_VNI), 'dstport', String(FASTDP_PORT), 'nolearning']);
     await runner.run('ip', ['link', 'set', FASTDP_DEVICE, 'mtu', String(opts.mtu), 'master', opts.bridge, 'up']);
     await runner.run('bridge', ['link', 'set', 'dev', FASTDP_DEVICE, 'learning', 'off', 'flood', 'off', 'mcast_flood', 'off', 'bcast_flood', 'off', 'isolated', 'on']);
@@ -99,12 +113,17 @@ export async function startFastdpDevices(
       // -force: one refused line (an entry that vanished meanwhile) must not stop the rest; the next sync re-reads.
       await runner.run('bridge', ['-force', '-batch', '-'], { input: `${lines.join('\n')}\n` });
     },
+    allowPeers: (addresses) => setFastdpPeers(runner, addresses),
   };
+  let closed = false;
   return {
     local: { on: true },
     heartbeats: new HeartbeatPort(tap),
     fdb,
+    // The heartbeat TAP goes when its port closes (Fastdp.close); the rest here. Twice is harmless (reset, then stop).
     close: async () => {
+      if (closed) return;
+      closed = true;
       await removeDevice();
     },
   };

@@ -53,6 +53,16 @@ export function desiredFdb(
   return out;
 }
 
+/**
+ * The addresses the table tunnels to, sorted and each once: the neighbours
+ * whose VXLAN datagrams the fast path's firewall accepts
+ * (router/host/fastdp-firewall.ts). Every neighbour we send heartbeats to is
+ * in it, so its heartbeats reach us before it is on the fast path.
+ */
+export function fdbPeerAddresses(table: FdbTable): string[] {
+  return [...new Set(table.values())].sort();
+}
+
 function isUnicastMac(mac: string): boolean {
   return MAC_RE.test(mac) && mac !== ZERO_MAC && (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }

@@ -9,7 +9,9 @@
 //
 // The overlay drives it: neighbours come and go with addPeer/removePeer, the
 // peer's UDP_STATUS bits arrive in onReport, ours leave with flags(), and
-// tick() runs on the overlay's probe timer. Only neighbours are ever on the
+// tick() runs on the overlay's probe timer. The addresses the FDB tunnels to
+// are also the only ones the host's firewall lets send to the VXLAN port
+// (FdbDevice.allowPeers). Only neighbours are ever on the
 // fast path: a peer reached through another keeps the sleeve, since its MACs
 // get no entry and its frames reach the router's TAP as before. Everything
 // here tolerates a failing device: an error is logged and counted, and the
@@ -19,7 +21,7 @@ import type { Clock } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import type { PeerName } from '../mesh/peer-name';
 import type { FastdpFlags } from '../mesh/protocol';
-import { desiredFdb, diffFdb, fdbBatch, FdbTable, parseFdbShow } from './fastdp-fdb';
+import { desiredFdb, diffFdb, fdbBatch, fdbPeerAddresses, FdbTable, parseFdbShow } from './fastdp-fdb';
 import { encodeHeartbeat, heartbeatMac, parseHeartbeat } from './fastdp-heartbeat';
 import { FastdpDecision, fastdpHost, FastdpLocal, FastdpPeer, FastdpTimings } from './fastdp-peer';
 import type { FramePort } from './ports';
@@ -31,6 +33,8 @@ export interface FdbDevice {
   show(): Promise<string>;
   /** Runs `bridge -batch` lines. */
   apply(lines: string[]): Promise<void>;
+  /** Only these addresses may send to the VXLAN port (the fast path's nftables set). */
+  allowPeers(addresses: readonly string[]): Promise<void>;
 }
 
 /** What the fast path needs of the MAC table. */
@@ -47,6 +51,8 @@ export class Fastdp {
   private readonly peers = new Map<PeerName, { state: FastdpPeer; heartbeat: Buffer; fast: boolean }>();
   private macs: FastdpMacs | null = null;
   private lastApplied: FdbTable | null = null;
+  /** The firewall set as last written, joined; null: unknown (at start, after an error). */
+  private lastAllowed: string | null = null;
   private lastSyncMs = -Infinity;
   private busy = false;
   private again = false;
@@ -97,7 +103,7 @@ export class Fastdp {
   /** Our fast-path bits for the peer's UDP_STATUS. */
   flags(name: PeerName): FastdpFlags {
     const p = this.peers.get(name);
-    if (!p) return { offered: false, hearing: false };
+    if (!p || this.closed) return { offered: false, hearing: false };
     return p.state.flags(this.opts.local, this.deps.clock.now(), this.opts.timings);
   }
 
@@ -179,11 +185,18 @@ export class Fastdp {
       // Decided after the read, so a change made while it ran is not undone by an old plan.
       const desired = this.desired(this.deps.clock.now());
       const lines = fdbBatch(diffFdb(actual, desired), actual, fdb.name);
+      const allowed = fdbPeerAddresses(desired);
+      // Before the entries, so a new neighbour's heartbeats are let in by the time ours leave.
+      if (allowed.join(' ') !== this.lastAllowed) {
+        await fdb.allowPeers(allowed);
+        this.lastAllowed = allowed.join(' ');
+      }
       if (lines.length > 0) await fdb.apply(lines);
       this.lastApplied = desired;
       this.fdbEntries = desired.size;
     } catch (err) {
       this.lastApplied = null;
+      this.lastAllowed = null;
       this.counters.fastdpFdbErrors++;
       this.deps.logger.warn('fast path: cannot update the VXLAN forwarding entries', { error: err instanceof Error ? err.message : String(err) });
     }

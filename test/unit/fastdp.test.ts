@@ -10,7 +10,8 @@ import { silentLogger } from '../../common/logger';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { decodeControlMessage, encodeUdpStatus } from '../../router/mesh/protocol';
 import { Fastdp, type FdbDevice } from '../../router/overlay/fastdp';
-import { desiredFdb, diffFdb, fdbBatch, parseFdbShow } from '../../router/overlay/fastdp-fdb';
+import { desiredFdb, diffFdb, fdbBatch, fdbPeerAddresses, parseFdbShow } from '../../router/overlay/fastdp-fdb';
+import { fastdpPeersScript, fastdpTableScript } from '../../router/host/fastdp-firewall';
 import { encodeHeartbeat, heartbeatMac, parseHeartbeat } from '../../router/overlay/fastdp-heartbeat';
 import { fastdpHost, FastdpPeer } from '../../router/overlay/fastdp-peer';
 import type { FramePort } from '../../router/overlay/ports';
@@ -161,6 +162,9 @@ class FakeFdb implements FdbDevice {
   readonly tunnel = new Map<string, string>();
   readonly bridge = new Set<string>();
   batches = 0;
+  allowed: readonly string[] = [];
+  allowCalls = 0;
+  async allowPeers(addresses: readonly string[]): Promise<void> { this.allowed = addresses; this.allowCalls++; }
   async show(): Promise<string> {
     return JSON.stringify([
       ...[...this.tunnel].map(([mac, dst]) => ({ mac, dst, flags: ['self'], state: 'permanent' })),
@@ -208,6 +212,8 @@ t.test('two controllers: heartbeats prove the path, the FDB follows, and a cut s
   await round();
   t.equal(a.decision(B)?.fast, false, 'not before the peer reports hearing us');
   t.ok(fa.tunnel.has(heartbeatMac(B)), 'but the heartbeat entry is there');
+  t.same(fa.allowed, ['10.0.0.2'], 'and B may send to the VXLAN port (its heartbeats must get in)');
+  t.same(fb.allowed, ['10.0.0.1'], 'A on B (from its IPv4-mapped address)');
   t.equal(a.counters.fastdpHeartbeatsSent, 0, 'and no heartbeat left before it was (it would have flooded to the TAP)');
   await round();
   await round();
@@ -237,14 +243,37 @@ t.test('two controllers: heartbeats prove the path, the FDB follows, and a cut s
   await flush();
   await flush();
   t.equal(fa.tunnel.size + fa.bridge.size, 0, 'a neighbour that leaves takes its entries with it');
+  t.same(fa.allowed, [], 'and may no longer send to the VXLAN port');
+  const calls = fa.allowCalls;
+  await round();
+  t.equal(fa.allowCalls, calls, 'an unchanged set is not rewritten');
   a.close();
   b.close();
+  t.same(b.flags(A), { offered: false, hearing: false }, 'closed (weave reset): no longer offered');
+});
+
+t.test('firewall: the allowed set is the FDB\'s addresses, and only IPv4 addresses reach nft', async (t) => {
+  const table = desiredFdb([{ mac: '0a:00:00:00:00:01', peer: B }, { mac: '0a:00:00:00:00:02', peer: C }],
+    new Map([[B, '10.0.0.2']]), new Map([[B, '10.0.0.2'], [C, '10.0.0.3']]));
+  t.same(fdbPeerAddresses(table), ['10.0.0.2', '10.0.0.3'], 'each neighbour once, whether on the fast path or only offering it');
+  t.same(fdbPeerAddresses(new Map()), []);
+  const ops = (s: string) => (JSON.parse(s) as { nftables: Record<string, Record<string, { elem?: string[] }>>[] }).nftables;
+  const set = ops(fastdpPeersScript(['10.0.0.2', '10.0.0.2', '10.0.0.3']));
+  t.ok(set[0]!['flush'], 'flushed and refilled in one transaction');
+  t.same(set[1]!['add']!['element']!.elem, ['10.0.0.2', '10.0.0.3']);
+  t.equal(ops(fastdpPeersScript([])).length, 1, 'an empty set is only flushed');
+  for (const bad of ['10.0.0.256', '::1', '10.0.0.2 } ; flush ruleset', '010.0.0.2', '']) {
+    t.throws(() => fastdpPeersScript(['10.0.0.2', bad]), RangeError, `refused: ${JSON.stringify(bad)}`);
+  }
+  const rules = fastdpTableScript(6784);
+  t.match(rules, /"drop":null/, 'the table drops what the set does not accept');
+  t.throws(() => fastdpTableScript(0), RangeError);
 });
 
 t.test('a failing FDB is counted and retried, never thrown', async (t) => {
   const clock = new ManualClock(0);
   let fail = true;
-  const fdb: FdbDevice = { name: 'vxlan-6784', show: async () => { if (fail) throw new Error('bridge: gone'); return '[]'; }, apply: async () => undefined };
+  const fdb: FdbDevice = { name: 'vxlan-6784', show: async () => { if (fail) throw new Error('bridge: gone'); return '[]'; }, apply: async () => undefined, allowPeers: async () => undefined };
   const port = new WirePort({ up: false });
   const a = new Fastdp({ clock, logger: silentLogger, heartbeats: port, fdb }, { localPeer: A, local: ON, timings: T });
   a.start({ snapshot: () => [], touchPeer: () => undefined });
