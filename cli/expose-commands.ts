@@ -21,7 +21,7 @@ import { errorMessage } from '../common/errors';
 import type { ExposeReply, HideReply } from '../router/api/expose-api';
 import { TARGETS_FILE } from '../router/mesh/identity';
 import { IPAM_STATE_FILE } from '../ipam/persistence';
-import { hostStateFiles, removeBridgeWithoutRouter, requestHostReset } from './reset-host';
+import { hostStateFiles, removeBridgeWithoutRouter, removeDataDirectory, requestHostReset } from './reset-host';
 
 /** Longer than IPAM's own wait for its initial split, so its explanation arrives rather than a client timeout. */
 const EXPOSE_TIMEOUT_MS = 120_000;
@@ -83,8 +83,9 @@ export function removeResetFiles(datadir: string, extra: readonly string[] = [])
  * `weave reset`: refuses while containers are attached (with --force it has
  * the router detach them, as their addresses are about to belong to another
  * peer), hides the host, hands our IPAM space to a live peer, stops the
- * router and removes RESET_FILES. A router that is not running cannot hand
- * anything over, so that needs --force too.
+ * router, removes RESET_FILES and then the data directory (reset-host.ts).
+ * A router that is not running cannot hand anything over, so that needs
+ * --force too.
  */
 export async function reset(client: ApiClient, opts: ResetOptions): Promise<void> {
   if (!(await client.ping())) {
@@ -123,6 +124,7 @@ export async function reset(client: ApiClient, opts: ResetOptions): Promise<void
   }
   const removed = removeResetFiles(opts.datadir, await hostStateFiles());
   if (removed.length > 0) note(`removed ${removed.join(', ')} from ${opts.datadir}`);
+  if (removeDataDirectory(opts.datadir, note)) note(`removed ${opts.datadir}`);
 }
 
 export function registerExposeCommands(program: Command): void {

@@ -2,11 +2,15 @@
 // the host (POST /reset/host: the parts' reset hooks now, such as the Docker
 // plugin's network, and the bridge with its rules when it stops), the state
 // files that describe host state, and, when the router is not running, the
-// bridge itself. cli/expose-commands.ts runs the reset and calls these.
+// bridge itself; and last the data directory: every file weave keeps there
+// (the peer's identity, logs, pid files, set-aside corrupt copies), then the
+// directory itself when nothing else is in it. Only files weave makes are
+// deleted, by name: --datadir may point at a directory that holds the
+// user's own files too. cli/expose-commands.ts runs the reset and calls these.
 //
-// It keeps the peer's identity (peer-key, peer-name, incarnation): a reset
-// leaves the mesh, and the same host coming back is the same peer with a
-// larger incarnation, not a stranger (docs/architecture.md, state on disk).
+// A host launched again after a reset is a new peer (a new key, so a new
+// name): its old name's space was handed over and the mesh forgets the name
+// as it does any peer that left (docs/architecture.md, state on disk).
 
 import type { ApiClient } from './api-client';
 import { ExecCommandRunner } from '../router/host/command-runner';
@@ -15,6 +19,12 @@ import type { HostResetReply } from '../router/host/host-reset';
 import { STATE_FILE as CONTAINERS_FILE } from '../router/host/container-state';
 import { CNI_STATE_FILE } from '../router/host/cni-state';
 import { EXPOSE_STATE_FILE } from '../router/host/expose-state';
+import { PLUGIN_STATE_FILE } from '../router/host/docker-plugin-state';
+import { INCARNATION_FILE, KEY_FILE, NAME_FILE } from '../router/mesh/identity';
+import fs from 'node:fs';
+import path from 'node:path';
+import { LOG_FILE, PID_FILE } from './launch';
+import { SUPERVISOR_PID_FILE } from './supervisor';
 import { sanitiseText } from './render-status';
 import { errorMessage } from '../common/errors';
 
@@ -51,5 +61,51 @@ export async function removeBridgeWithoutRouter(note: (text: string) => void): P
     await removeBridge({ bridge: DEFAULT_BRIDGE }, new ExecCommandRunner());
   } catch (err) {
     note(`could not remove the bridge ${DEFAULT_BRIDGE}: ${errorMessage(err)} (ip link del ${DEFAULT_BRIDGE})`);
+  }
+}
+
+/** Files weave keeps in its data directory besides the state files above. */
+const OWN_FILES: readonly string[] = [KEY_FILE, NAME_FILE, INCARNATION_FILE, LOG_FILE, PID_FILE, SUPERVISOR_PID_FILE, PLUGIN_STATE_FILE];
+/** Set-aside corrupt copies (common/files.ts) and temporaries of an interrupted atomic write. */
+const OWN_PATTERN = /\.(corrupt-\d{8}T\d{6}|tmp-\d+-\d+)/;
+
+/**
+ * Deletes what is left of weave in `datadir` after the state files (call it
+ * once the router has stopped), then the directory when it is empty; says
+ * what it kept and why. Returns whether the directory is gone.
+ */
+export function removeDataDirectory(datadir: string, note: (text: string) => void): boolean {
+  let names: string[];
+  try {
+    names = fs.readdirSync(datadir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    note(`cannot read ${datadir}: ${errorMessage(err)}`);
+    return false;
+  }
+  const foreign: string[] = [];
+  for (const name of names) {
+    if (!OWN_FILES.includes(name) && !OWN_PATTERN.test(name)) {
+      foreign.push(name);
+      continue;
+    }
+    try {
+      fs.rmSync(path.join(datadir, name), { force: true });
+    } catch (err) {
+      note(`cannot remove ${path.join(datadir, name)}: ${errorMessage(err)}`);
+      foreign.push(name);
+    }
+  }
+  if (foreign.length > 0) {
+    const shown = foreign.slice(0, 5).map((n) => sanitiseText(n)).join(', ') + (foreign.length > 5 ? ', ...' : '');
+    note(`kept ${datadir}: it holds files weave did not make (${shown})`);
+    return false;
+  }
+  try {
+    fs.rmdirSync(datadir);
+    return true;
+  } catch (err) {
+    note(`cannot remove ${datadir}: ${errorMessage(err)}`);
+    return false;
   }
 }

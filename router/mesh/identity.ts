@@ -15,10 +15,10 @@ import { RouterError } from './errors';
 import { isPeerName, PeerName } from './peer-name';
 import { KEY_SEED_BYTES, PeerKey } from './peer-key';
 
-const NAME_FILE = 'peer-name';
+export const NAME_FILE = 'peer-name';
 /** The Ed25519 seed, hex, one line; owner-only. */
 export const KEY_FILE = 'peer-key';
-const INCARNATION_FILE = 'incarnation';
+export const INCARNATION_FILE = 'incarnation';
 export const TARGETS_FILE = 'peers.json';
 
 function readOptional(file: string): string | null {

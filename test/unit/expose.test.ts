@@ -7,7 +7,7 @@
 
 import t from 'tap';
 import http from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeCommandRunner } from '../../router/host/command-runner';
@@ -379,11 +379,11 @@ async function fakeApi(t: Tap, replies: Record<string, unknown>): Promise<{ clie
 function stateDir(t: Tap): string {
   const dir = mkdtempSync(join(tmpdir(), 'weave-reset-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const f of ['ipam.json', 'peers.json', 'peer-name', 'containers.json']) writeFileSync(join(dir, f), '{}');
+  for (const f of ['ipam.json', 'peers.json', 'peer-name', 'peer-key', 'weave.log', 'ipam.json.corrupt-20261202T030405Z', 'containers.json']) writeFileSync(join(dir, f), '{}');
   return dir;
 }
 
-t.test('weave reset: hide, hand over, stop, remove ipam.json and peers.json', async (t) => {
+t.test('weave reset: hide, hand over, stop, remove the data directory', async (t) => {
   const { client, calls } = await fakeApi(t, {
     'GET /ps': { containers: [] },
     'POST /hide': { removed: [] },
@@ -393,8 +393,20 @@ t.test('weave reset: hide, hand over, stop, remove ipam.json and peers.json', as
   const dir = stateDir(t);
   await reset(client, { datadir: dir, force: false });
   t.same(calls, ['GET /ps', 'POST /hide {}', 'POST /ipam/reset', 'POST /reset/host {}', 'POST /stop']);
-  t.same(['ipam.json', 'peers.json', 'peer-name', 'containers.json'].map((f) => existsSync(join(dir, f))), [false, false, true, false],
-    'host state files go with the host state; the peer identity stays');
+  t.notOk(existsSync(dir), 'the data directory is gone: state, identity, log, set-aside copies');
+});
+
+t.test('weave reset keeps a data directory that holds files weave did not make', async (t) => {
+  const { client } = await fakeApi(t, {
+    'GET /ps': { containers: [] },
+    'POST /hide': { removed: [] },
+    'POST /ipam/reset': { handedTo: 'aa:bb:cc:dd:ee:ff', addresses: 512 },
+    'POST /reset/host': { done: [], failed: [], bridgeOnStop: true },
+  });
+  const dir = stateDir(t);
+  writeFileSync(join(dir, 'notes.txt'), 'mine');
+  await reset(client, { datadir: dir, force: false });
+  t.same(readdirSync(dir), ['notes.txt'], 'only the user\'s own file is left');
 });
 
 t.test('weave reset refuses while containers are attached; --force detaches them', async (t) => {
@@ -424,7 +436,6 @@ t.test('weave reset with no router: refused, or with --force only the files go',
   t.ok(existsSync(join(dir, 'ipam.json')));
   let bridgeRemoved = false;
   await reset(client, { datadir: dir, force: true, removeBridge: async () => { bridgeRemoved = true; } });
-  t.notOk(existsSync(join(dir, 'ipam.json')));
-  t.ok(existsSync(join(dir, 'peer-name')));
+  t.notOk(existsSync(dir), 'the data directory is gone');
   t.ok(bridgeRemoved, 'the CLI removes the bridge itself when no router can');
 });
