@@ -4,7 +4,10 @@
 // vxlan device's own counters move, the router's sleeve counters do not);
 // h3 is reached through h2 on the sleeve; nftables inside h1 blocking UDP 6784
 // to and from h2 sends that pair back to the sleeve within seconds, with the
-// reason in status, and unblocking brings the fast path back. A second, small
+// reason in status, and unblocking brings the fast path back. The fast path's
+// firewall lets only h1 into h2's VXLAN port: a datagram from h3 (h2's
+// neighbour, but not on the fast path) is dropped and counted. weave reset on
+// h1 leaves no vxlan device, heartbeat TAP or firewall table. A second, small
 // mesh with a password never makes a vxlan device. Needs root.
 
 import t from 'tap';
@@ -37,6 +40,14 @@ async function launchLine(t: Tap, net: SimNetwork, extra: Record<string, string[
       what: `${h.name} reaches every peer`, timeoutMs: 30_000, detail: () => h.readLog(),
     });
   }
+}
+
+const FW = ['inet', 'weave-fastdp'];
+
+async function fastdpDropped(h: SimHost): Promise<number> {
+  const r = await h.exec(['nft', '-j', 'list', 'counter', ...FW, 'dropped']);
+  const items = (JSON.parse(r.stdout) as { nftables: { counter?: { packets: number } }[] }).nftables;
+  return items.find((i) => i.counter !== undefined)!.counter!.packets;
 }
 
 async function vxlanPackets(h: SimHost): Promise<{ tx: number; rx: number } | null> {
@@ -100,6 +111,17 @@ t.test('plaintext mesh: VXLAN between neighbours, the sleeve for the relayed pee
   t.ok(vxTx >= 20 && vxRx >= 20, `the pings went through h1's vxlan device (tx +${vxTx}, rx +${vxRx})`);
   t.ok(sleeve < 10, `not through h1's router (sleeve frames +${sleeve})`);
 
+  // Only fast-path peers may feed the VXLAN port: h2 lets in h1, not h3 (its neighbour, with --no-fastdp).
+  const set2 = (await h2.exec(['nft', '-j', 'list', 'set', ...FW, 'peers'])).stdout;
+  t.ok(set2.includes(`"${h1.address}"`) && !set2.includes(`"${h3.address}"`), `h2 lets only h1 send to UDP 6784: ${set2.slice(-120)}`);
+  const dropped = await fastdpDropped(h2);
+  const sent = await h3.exec(['bash', '-c', `for i in 1 2 3; do printf 'forged' > /dev/udp/${h2.address}/6784; done`]);
+  t.equal(sent.code, 0, `h3 sends 3 datagrams to h2's VXLAN port: ${sent.stderr.trim()}`);
+  await waitFor(async () => (await fastdpDropped(h2)) >= dropped + 3, { what: 'h2 drops them', timeoutMs: 5_000 });
+  const v0 = await vxlanPackets(h1);
+  t.ok(await ping('c1', 'c2', 10), 'c1 still pings c2');
+  t.ok((await vxlanPackets(h1))!.rx - v0!.rx >= 10, 'over VXLAN: h1 is let in');
+
   // h3 is not h1's neighbour: relayed by h2 over the sleeve, and its MAC gets no VXLAN entry on h1.
   await pingEventually('c1', 'c3');
   t.notOk(linkTo(await h1.weaveStatus(), 'h3'), 'h1 has no connection to h3');
@@ -138,6 +160,13 @@ t.test('plaintext mesh: VXLAN between neighbours, the sleeve for the relayed pee
   const v2 = await vxlanPackets(h1);
   t.ok(await ping('c1', 'c2', 10), 'c1 pings c2 again');
   t.ok((await vxlanPackets(h1))!.tx - v2!.tx >= 10, 'over VXLAN again');
+
+  // weave reset (c1 is attached, hence --force): nothing of the fast path stays behind on h1.
+  const reset = await h1.weave(['reset', '--force']);
+  t.equal(reset.code, 0, `weave reset on h1: ${reset.stderr.trim()}`);
+  t.match(reset.stderr, /removed what fast path made/, 'the fast path\'s reset hook ran');
+  for (const dev of [VXLAN, 'vethwe-hb']) t.not((await h1.exec(['ip', 'link', 'show', dev])).code, 0, `no ${dev} on h1`);
+  t.not((await h1.exec(['nft', 'list', 'table', ...FW])).code, 0, 'no weave-fastdp table on h1');
 });
 
 t.test('with a password the fast path is never used', async (t) => {
@@ -149,6 +178,7 @@ t.test('with a password the fast path is never used', async (t) => {
   await launchLine(t, net);
   for (const h of net.hosts) {
     t.equal(await vxlanPackets(h), null, `no vxlan device on ${h.name}`);
+    t.not((await h.exec(['nft', 'list', 'table', ...FW])).code, 0, `nor firewall table`);
     const other = h.name === 'h1' ? 'h2' : 'h1';
     const link = linkTo(await h.weaveStatus(), other);
     t.ok(link?.dataPath === 'udp' || link?.dataPath === 'tcp', `${h.name} -> ${other} on the sleeve (${link?.dataPath})`);
