@@ -1,27 +1,29 @@
 // Forwarding queries outside our domain to the upstream servers, in order, each
 // with a timeout; the caller answers SERVFAIL when this gives up. Adapter: owns
-// the sockets of the queries in flight and nothing longer-lived. Queries go
-// upstream over UDP; a truncated reply is passed to a UDP client as is (it then
-// asks us over TCP), and for a TCP client the query is repeated upstream over TCP.
+// the queries in flight and the pool of upstream sockets (dns/upstream-pool.ts).
+// Queries go upstream over UDP; a truncated reply is passed to a UDP client as
+// is (it then asks us over TCP), and for a TCP client the query is repeated
+// upstream over TCP.
 //
 // Against off-path spoofing (a container, or anyone on the path's far side,
-// racing the upstream with forged answers): every upstream attempt gets its own
-// UDP socket, connected to the upstream, so the kernel picks a fresh random
-// source port (Linux randomises UDP ephemeral ports) and delivers only that
-// upstream's datagrams; the id comes from the CSPRNG; the question name's
+// racing the upstream with forged answers): UDP attempts go out on a small pool
+// of sockets per upstream, each connected to it, so the kernel gives each a
+// random source port and delivers only that upstream's datagrams; each socket
+// is retired after a few hundred queries or a few seconds and replaced on a
+// fresh port (the trade against a socket per query is argued in
+// docs/architecture.md). The id comes from the CSPRNG; the question name's
 // letters are in random case (0x20). A datagram counts only if it comes from the
-// address and port we asked and repeats our id and our question byte for byte
-// (dns/upstream-query.ts); anything else is dropped and we keep waiting. TCP
-// fallback runs the same checks on each message. The socket is closed on the
-// answer or the timeout, and `maxInFlight` bounds the client queries being
-// forwarded, each holding at most one socket at a time, so a container that
-// floods us with queries for silent names gets SERVFAIL, not our fds.
+// address and port we asked and repeats the id and question of a query in
+// flight on that socket byte for byte (dns/upstream-query.ts); anything else is
+// dropped and we keep waiting. TCP fallback runs the same checks on each
+// message, on a connection of its own. `maxInFlight` bounds the client queries
+// being forwarded, so a container that floods us with queries for silent names
+// gets SERVFAIL, not our memory; sockets are bounded by the pool size per
+// upstream plus retired ones still draining.
 
 import { randomBytes, randomInt } from 'node:crypto';
-import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../common/logger';
-import { familyOfCanonical } from '../common/ip';
 import type { Transport } from './answer';
 import { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
 import type { ParsedQuery } from './message';
@@ -30,6 +32,9 @@ import { formatUpstream } from './resolv-conf';
 import type { UpstreamSource } from './upstreams';
 import type { UpstreamExpectation } from './upstream-query';
 import { checkAnswer, clientAnswer, randomiseCase, upstreamQuery } from './upstream-query';
+import { UdpUpstreamPool } from './upstream-pool';
+import type { PoolPolicyOptions } from './upstream-pool-policy';
+import { DEFAULT_POOL_POLICY } from './upstream-pool-policy';
 
 export interface ForwarderDeps {
   logger: Logger;
@@ -39,9 +44,13 @@ export interface ForwarderDeps {
 export interface ForwarderOptions {
   timeoutMs: number;
   maxInFlight: number;
+  /** Upstream UDP sockets: how many per upstream and how long each lives. */
+  pool: PoolPolicyOptions;
 }
 
-export const DEFAULT_FORWARDER_OPTIONS: ForwarderOptions = { timeoutMs: FORWARD_TIMEOUT_MS, maxInFlight: MAX_FORWARDS_IN_FLIGHT };
+export const DEFAULT_FORWARDER_OPTIONS: ForwarderOptions = {
+  timeoutMs: FORWARD_TIMEOUT_MS, maxInFlight: MAX_FORWARDS_IN_FLIGHT, pool: DEFAULT_POOL_POLICY,
+};
 
 /** RCODEs after which the next upstream is worth a try (glibc does the same). */
 const TRY_NEXT_RCODES = new Set([2, 4, 5]);
@@ -49,13 +58,15 @@ const FLAG_TC = 0x02;
 
 export class Forwarder {
   private readonly opts: ForwarderOptions;
-  /** Aborts every attempt in flight (closes its socket, resolves null); for close(). */
+  private readonly pool: UdpUpstreamPool;
+  /** Aborts every attempt in flight (cancels it, resolves null); for close(). */
   private readonly aborts = new Set<() => void>();
   private inFlight = 0;
   private closed = false;
 
   constructor(private readonly deps: ForwarderDeps, opts: Partial<ForwarderOptions> = {}) {
     this.opts = { ...DEFAULT_FORWARDER_OPTIONS, ...opts };
+    this.pool = new UdpUpstreamPool(deps.logger, this.opts.pool);
   }
 
   upstreams(): Upstream[] {
@@ -91,6 +102,12 @@ export class Forwarder {
     this.closed = true;
     for (const abort of [...this.aborts]) abort();
     this.aborts.clear();
+    this.pool.close();
+  }
+
+  /** Upstream UDP sockets open, live and draining (for tests). */
+  openSockets(): number {
+    return this.pool.openSockets();
   }
 
   // -------------------------------------------------------------------------
@@ -101,7 +118,7 @@ export class Forwarder {
   }
 
   /**
-   * Runs one attempt: `start` opens the socket and returns its closer; the
+   * Runs one attempt: `start` sends the query and returns its canceller; the
    * attempt ends with the first accepted answer, an error, the timeout or close().
    */
   private attempt(u: Upstream, start: (accept: (reply: Buffer | null) => void) => () => void): Promise<Buffer | null> {
@@ -140,44 +157,7 @@ export class Forwarder {
   private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
     const exp = this.expectation(q);
     const out = upstreamQuery(raw, exp);
-    return this.attempt(u, (finish) => {
-      const sock = dgram.createSocket(familyOfCanonical(u.host) === 6 ? 'udp6' : 'udp4');
-      sock.on('error', (err) => {
-        this.deps.logger.debug('dns upstream socket error', { upstream: formatUpstream(u), error: err.message });
-        finish(null);
-      });
-      sock.on('message', (msg, rinfo) => {
-        // The connected socket already filters by source; checked again so a
-        // change in how the socket is set up cannot silently drop the rule.
-        if (rinfo.address !== u.host || rinfo.port !== u.port) {
-          if (this.deps.logger.enabled('debug')) this.deps.logger.debug('dns upstream answer dropped', { upstream: formatUpstream(u), why: 'wrong-source' });
-          return;
-        }
-        if (this.accepts(u, msg, exp)) finish(msg);
-      });
-      // connect() binds to a fresh ephemeral port chosen by the kernel at random.
-      sock.connect(u.port, u.host, (connectErr?: Error) => {
-        // A failed connect (no route to the upstream) calls back with the error and leaves
-        // the socket unconnected: send(out, cb) would then throw, taking the daemon down.
-        if (connectErr) {
-          this.deps.logger.debug('dns upstream unreachable', { upstream: formatUpstream(u), error: connectErr.message });
-          finish(null);
-          return;
-        }
-        sock.send(out, (err) => {
-          if (err === null || err === undefined) return;
-          this.deps.logger.debug('dns upstream send failed', { upstream: formatUpstream(u), error: err.message });
-          finish(null);
-        });
-      });
-      return () => {
-        try {
-          sock.close();
-        } catch {
-          // Already closed after an error: nothing left to release.
-        }
-      };
-    });
+    return this.attempt(u, (finish) => this.pool.send(u, exp, out, finish));
   }
 
   private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {

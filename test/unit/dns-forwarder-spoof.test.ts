@@ -3,9 +3,12 @@
 // the name in another case; right id and case but from 127.0.0.2 or from
 // another port; another qtype) and only then the real answer: the client must
 // get the real one, under its own id and casing. Over 50 queries the upstream
-// records the source ports, ids and casings it sees: fresh ports, unpredictable
-// ids, random case. The TCP fallback faces the same forgeries in one stream;
-// the in-flight bound answers at once beyond it and every socket is closed.
+// records the source ports, ids and casings it sees: unpredictable ids, random
+// case, and ports that change as pooled sockets are retired (no socket carries
+// more than its budget; each replacement gets a fresh random port). Several
+// queries in flight on one socket each get their own answer. The TCP fallback
+// faces the same forgeries in one stream; the in-flight bound answers at once
+// beyond it and every socket is closed once retired and drained.
 
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -121,7 +124,8 @@ const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
 t.test('UDP: forgeries first, the real answer last; only the real one reaches the client', async (t) => {
   const up = await startUpstream(t);
   const { logger, lines } = captureLogger();
-  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000 });
+  const pool = { size: 4, maxQueries: 5, maxAgeMs: 60_000 };
+  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000, pool });
   t.teardown(() => f.close());
   const fdsBefore = openFds();
 
@@ -142,14 +146,22 @@ t.test('UDP: forgeries first, the real answer last; only the real one reaches th
   t.equal(dropped('wrong-question'), 2 * N, 'each wrong-case and wrong-type forgery reached the socket and was dropped');
   // The two forgeries from another address or port never reach the socket: it is connected to the upstream.
 
+  // Pooled sockets: a port carries at most maxQueries queries, then its socket
+  // is retired and its replacement gets a fresh kernel-random port.
   const ports = up.seen.map((s) => s.port);
   const ids = up.seen.map((s) => s.id);
-  t.ok(new Set(ports).size >= N - 2, `source ports: ${new Set(ports).size} distinct of ${N}`);
-  t.ok(ports.every((p, i) => i === 0 || p !== ports[i - 1]), 'no source port used twice in a row');
+  const perPort = new Map<number, number>();
+  for (const p of ports) perPort.set(p, (perPort.get(p) ?? 0) + 1);
+  t.ok(perPort.size >= N / pool.maxQueries, `source ports: ${perPort.size} distinct of ${N} queries, at least one per ${pool.maxQueries}`);
+  t.ok([...perPort.values()].every((n) => n <= pool.maxQueries), `no port carries more than ${pool.maxQueries} queries`);
+  // Spread at random over 4 sockets, about a quarter of consecutive queries share a port (49 of 49 would be one socket at a time).
+  const repeats = ports.filter((p, i) => i > 0 && p === ports[i - 1]).length;
+  t.ok(repeats < 30, `queries spread over the pool (${repeats} of ${N - 1} consecutive on the same port)`);
   t.ok(new Set(ids).size >= N - 2, `ids: ${new Set(ids).size} distinct of ${N}`);
   const step = (xs: number[], i: number): number => (xs[i]! - xs[i - 1]! + 0x10000) % 0x10000;
   const steps = (xs: number[]): number[] => xs.slice(1).map((_, j) => step(xs, j + 1));
-  for (const [what, xs] of [['ids', ids], ['ports', ports]] as const) {
+  // Ports in the order they first appear: one per socket, drawn by the kernel.
+  for (const [what, xs] of [['ids', ids], ['ports', [...perPort.keys()]]] as const) {
     const s = steps([...xs]);
     t.ok(new Set(s).size >= s.length - 3, `${what}: no repeating step (${new Set(s).size} distinct steps of ${s.length})`);
     t.ok(s.filter((d) => d <= 4 || d >= 0x10000 - 4).length <= 2, `${what}: not sequential`);
@@ -159,8 +171,49 @@ t.test('UDP: forgeries first, the real answer last; only the real one reaches th
   t.equal(casings.filter((c) => c === 'other').length, 0, 'the upstream is asked the same name');
   t.ok(casings.filter((c) => c === 'randomised').length >= N - 2, '0x20: the case is randomised');
 
-  // Every per-query socket is closed (allow a little for whatever the runtime opens meanwhile).
-  t.ok(openFds() <= fdsBefore + 2, `fds ${fdsBefore} -> ${openFds()}`);
+  // Only the live pool stays open (allow a little for whatever the runtime opens meanwhile), and close() ends it.
+  t.ok(f.openSockets() <= pool.size, `${f.openSockets()} pooled sockets open, at most ${pool.size}`);
+  t.ok(openFds() <= fdsBefore + pool.size + 2, `fds ${fdsBefore} -> ${openFds()}`);
+  f.close();
+  t.equal(f.openSockets(), 0, 'close() closes the pool');
+  t.ok(openFds() <= fdsBefore + 2, `fds after close ${fdsBefore} -> ${openFds()}`);
+});
+
+t.test('several queries in flight on one socket: each gets its own answer, cross-wired forgeries dropped', async (t) => {
+  const up = await bindUdp(t, '127.0.0.1', 0);
+  const got: Array<{ id: number; name: string; port: number }> = [];
+  const K = 6;
+  up.on('message', (m, r) => {
+    const p = packet.decode(m);
+    got.push({ id: p.id!, name: p.questions![0]!.name, port: r.port });
+    if (got.length < K) return;
+    // All K in flight: answer in reverse order, each real answer after a forgery
+    // that pairs the previous query's id (still waiting) with this query's question.
+    for (let i = K - 1; i >= 0; i--) {
+      const g = got[i]!;
+      const other = got[(i - 1 + K) % K]!;
+      up.send(response(other.id, g.name, FORGED), g.port, r.address);
+      up.send(response(g.id, g.name, `192.0.2.${10 + i}`), g.port, r.address);
+    }
+  });
+  const { logger, lines } = captureLogger();
+  const pool = { size: 1, maxQueries: 3, maxAgeMs: 60_000 };
+  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.address().port }]) }, { timeoutMs: 2000, pool });
+  t.teardown(() => f.close());
+  const replies = await Promise.all(Array.from({ length: K }, (_, i) => ask(f, `q${i}.pool.example`, 500 + i)));
+  const byName = new Map(got.map((g, i) => [g.name.toLowerCase(), i]));
+  for (let i = 0; i < K; i++) {
+    const r = replies[i];
+    const sent = byName.get(`q${i}.pool.example`)!;
+    t.equal((r?.answers?.[0] as { data?: string } | undefined)?.data, `192.0.2.${10 + sent}`, `query ${i}: its own answer`);
+    t.equal(r?.id, 500 + i, `query ${i}: the client's id`);
+  }
+  t.equal(new Set(got.map((g) => g.port)).size, K / pool.maxQueries, `${K} queries on ${K / pool.maxQueries} sockets of ${pool.maxQueries} queries each`);
+  const sameSocket = got.filter((g, i) => i > 0 && got[i - 1]!.port === g.port).length;
+  const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
+  t.equal(dropped('wrong-question'), sameSocket, `a forgery with the id of a query waiting on the same socket: wrong question (${sameSocket})`);
+  t.equal(dropped('wrong-id'), K - sameSocket, 'one with an id not waiting on that socket: wrong id');
+  t.equal(f.openSockets(), 0, 'both retired sockets closed once drained');
 });
 
 t.test('TCP fallback: a truncated UDP answer is asked again over TCP; forgeries in the stream are skipped', async (t) => {
@@ -184,7 +237,9 @@ t.test('TCP fallback: a truncated UDP answer is asked again over TCP; forgeries 
 t.test('in-flight bound: beyond it SERVFAIL at once, sockets released on timeout and close', async (t) => {
   const up = await startUpstream(t);
   const fdsBefore = openFds();
-  const f = new Forwarder({ logger: new TextLogger('silent'), upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 400, maxInFlight: 4 });
+  // Sockets live 300 ms, less than the 400 ms timeout: retired while their queries wait, closed when those time out.
+  const pool = { size: 2, maxQueries: 200, maxAgeMs: 300 };
+  const f = new Forwarder({ logger: new TextLogger('silent'), upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 400, maxInFlight: 4, pool });
   t.teardown(() => f.close());
   const started = Date.now();
   const pending = Array.from({ length: 10 }, (_, i) => ask(f, `silent.${i}.example`, i));
@@ -193,9 +248,11 @@ t.test('in-flight bound: beyond it SERVFAIL at once, sockets released on timeout
   t.ok(firstDone >= 4, 'a query beyond the bound');
   await new Promise((r) => setTimeout(r, 150));
   const open = openFds() - fdsBefore;
-  t.ok(open >= 4 && open <= 4 + 2, `4 upstream sockets open while waiting, no more (${open} more fds)`);
+  t.equal(f.openSockets(), pool.size, `4 queries waiting on ${pool.size} pooled sockets`);
+  t.ok(open >= pool.size && open <= pool.size + 2, `no more sockets than the pool (${open} more fds)`);
   t.same(await Promise.all(pending), new Array(10).fill(null), 'all null: the server answers SERVFAIL');
   t.equal(up.seen.length, 4, 'only 4 went upstream');
+  t.equal(f.openSockets(), 0, 'retired by age and drained: closed after the timeout');
   t.ok(openFds() <= fdsBefore + 2, 'sockets closed after the timeout');
 
   const slow = ask(f, 'silent.late.example', 1);
