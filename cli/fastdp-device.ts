@@ -7,7 +7,7 @@
 // dropping everything, before the vxlan device exists, and removed after it.
 // Without nft there is no fast path (it fails closed). The devices and the
 // table are ours by name; what a crashed run left is replaced at start and
-// removed by `weave reset` (removeFastdpLeftovers).
+// removed by `weave reset` (removeFastdpLeftovers, also when no router runs).
 //
 // Port flags, and why (docs/architecture.md, "The kernel fast path"):
 //   vxlan-6784  learning off: the bridge never points a MAC at VXLAN by
@@ -30,11 +30,11 @@ import type { FastdpLocal } from '../router/overlay/fastdp-peer';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { FramePort } from '../router/overlay/ports';
 import { TapDevice } from '../router/overlay/tap-device';
-import { installFastdpFirewall, removeFastdpFirewall, setFastdpPeers } from '../router/host/fastdp-firewall';
+import {
+  FASTDP_DEVICE, FASTDP_HEARTBEAT_TAP, installFastdpFirewall, removeFastdpFirewall, removeFastdpLeftovers, setFastdpPeers,
+} from '../router/host/fastdp-firewall';
 
 export const FASTDP_PORT = 6784;
-export const FASTDP_DEVICE = 'vxlan-6784';
-export const FASTDP_HEARTBEAT_TAP = 'vethwe-hb';
 /** The VXLAN network identifier every weave-ts peer uses ("wev" in ASCII). */
 export const FASTDP_VNI = 0x776576;
 
@@ -60,13 +60,6 @@ class HeartbeatPort implements FramePort {
   close(): void {
     this.tap.close();
   }
-}
-
-/** Removes the vxlan device, the heartbeat TAP and the firewall table, whichever exist; never throws. */
-export async function removeFastdpLeftovers(runner: CommandRunner): Promise<void> {
-  await runner.run('ip', ['link', 'del', FASTDP_DEVICE], { allowFail: true });
-  await runner.run('ip', ['link', 'del', FASTDP_HEARTBEAT_TAP], { allowFail: true });
-  await removeFastdpFirewall(runner);
 }
 
 /**

@@ -13,9 +13,15 @@
 // drops, and a drop anywhere is final. A table of ours is removed whole.
 // The scripts are nft JSON (never nft's parser for addresses), built by pure
 // functions; the I/O takes a CommandRunner.
+//
+// Also here, so that `weave reset` without a router (after a crash) needs
+// neither the native addon nor cli/fastdp-device.ts: the fast path's device
+// names, and removing everything the fast path leaves on a host.
 
 import type { CommandRunner } from './command-runner';
 
+export const FASTDP_DEVICE = 'vxlan-6784';
+export const FASTDP_HEARTBEAT_TAP = 'vethwe-hb';
 export const FASTDP_NFT_FAMILY = 'inet';
 export const FASTDP_NFT_TABLE = 'weave-fastdp';
 export const FASTDP_NFT_SET = 'peers';
@@ -67,7 +73,21 @@ export function fastdpPeersScript(addresses: readonly string[]): string {
 
 /** Removes the table if there is one (a crash leaves it behind); never throws. */
 export async function removeFastdpFirewall(runner: CommandRunner): Promise<void> {
-  await runner.run('nft', ['delete', 'table', FASTDP_NFT_FAMILY, FASTDP_NFT_TABLE], { allowFail: true });
+  await runQuietly(runner, 'nft', ['delete', 'table', FASTDP_NFT_FAMILY, FASTDP_NFT_TABLE]);
+}
+
+/** allowFail still rejects when the program is missing (a host without nft): nothing of ours can be there then. */
+async function runQuietly(runner: CommandRunner, cmd: string, args: string[]): Promise<void> {
+  try {
+    await runner.run(cmd, args, { allowFail: true });
+  } catch { /* nothing to remove */ }
+}
+
+/** Removes the vxlan device, the heartbeat TAP and the firewall table, whichever exist; never throws. */
+export async function removeFastdpLeftovers(runner: CommandRunner): Promise<void> {
+  await runQuietly(runner, 'ip', ['link', 'del', FASTDP_DEVICE]);
+  await runQuietly(runner, 'ip', ['link', 'del', FASTDP_HEARTBEAT_TAP]);
+  await removeFastdpFirewall(runner);
 }
 
 /** Replaces any leftover table with a fresh one that drops every datagram to `port`. Throws when nft fails. */

@@ -11,7 +11,8 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { decodeControlMessage, encodeUdpStatus } from '../../router/mesh/protocol';
 import { Fastdp, type FdbDevice } from '../../router/overlay/fastdp';
 import { desiredFdb, diffFdb, fdbBatch, fdbPeerAddresses, parseFdbShow } from '../../router/overlay/fastdp-fdb';
-import { fastdpPeersScript, fastdpTableScript } from '../../router/host/fastdp-firewall';
+import { fastdpPeersScript, fastdpTableScript, removeFastdpLeftovers } from '../../router/host/fastdp-firewall';
+import { FakeCommandRunner } from '../../router/host/command-runner';
 import { encodeHeartbeat, heartbeatMac, parseHeartbeat } from '../../router/overlay/fastdp-heartbeat';
 import { fastdpHost, FastdpPeer } from '../../router/overlay/fastdp-peer';
 import type { FramePort } from '../../router/overlay/ports';
@@ -268,6 +269,16 @@ t.test('firewall: the allowed set is the FDB\'s addresses, and only IPv4 address
   const rules = fastdpTableScript(6784);
   t.match(rules, /"drop":null/, 'the table drops what the set does not accept');
   t.throws(() => fastdpTableScript(0), RangeError);
+});
+
+t.test('leftovers (a crash, weave reset without a router): device, heartbeat TAP and table go, and nothing there is no error', async (t) => {
+  const runner = new FakeCommandRunner(() => ({ code: 1, stderr: 'Cannot find device' }));
+  await removeFastdpLeftovers(runner);
+  t.same(runner.commands.map((c) => `${c.cmd} ${c.args.join(' ')}`),
+    ['ip link del vxlan-6784', 'ip link del vethwe-hb', 'nft delete table inet weave-fastdp']);
+  const noNft: FakeCommandRunner = new FakeCommandRunner();
+  noNft.run = async (cmd) => { throw new Error(`cannot run ${cmd}: not found`); };
+  await t.resolves(removeFastdpLeftovers(noNft), 'a host without nft or ip: nothing to remove, no throw');
 });
 
 t.test('a failing FDB is counted and retried, never thrown', async (t) => {
