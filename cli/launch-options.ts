@@ -97,7 +97,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
     .option('--no-auto-attach', 'do not attach Docker containers started with the label weave.attach or the variable WEAVE_CIDR')
     .option('--no-docker-plugin', 'no Docker network plugin (/run/docker/plugins/weave.sock) and no Docker network named weave')
-    .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784) for an unencrypted mesh; frames always take the sleeve')
+    .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784, fixed whatever --port says; only peers may send to it) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(Object.keys(LOG_LEVEL_NAMES)))
