@@ -21,7 +21,6 @@
 // gets SERVFAIL, not our memory; sockets are bounded by the pool size per
 // upstream plus retired ones still draining.
 
-import { randomBytes, randomInt } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from '../common/logger';
 import type { Transport } from './answer';
@@ -32,6 +31,7 @@ import { formatUpstream } from './resolv-conf';
 import type { UpstreamSource } from './upstreams';
 import type { UpstreamExpectation } from './upstream-query';
 import { checkAnswer, clientAnswer, randomiseCase, upstreamQuery } from './upstream-query';
+import { RandomBuffer } from './random-buffer';
 import { UdpUpstreamPool } from './upstream-pool';
 import type { PoolPolicyOptions } from './upstream-pool-policy';
 import { DEFAULT_POOL_POLICY } from './upstream-pool-policy';
@@ -59,6 +59,7 @@ const FLAG_TC = 0x02;
 export class Forwarder {
   private readonly opts: ForwarderOptions;
   private readonly pool: UdpUpstreamPool;
+  private readonly random = new RandomBuffer();
   /** Aborts every attempt in flight (cancels it, resolves null); for close(). */
   private readonly aborts = new Set<() => void>();
   private inFlight = 0;
@@ -66,7 +67,7 @@ export class Forwarder {
 
   constructor(private readonly deps: ForwarderDeps, opts: Partial<ForwarderOptions> = {}) {
     this.opts = { ...DEFAULT_FORWARDER_OPTIONS, ...opts };
-    this.pool = new UdpUpstreamPool(deps.logger, this.opts.pool);
+    this.pool = new UdpUpstreamPool(deps.logger, this.random, this.opts.pool);
   }
 
   upstreams(): Upstream[] {
@@ -114,7 +115,7 @@ export class Forwarder {
 
   /** A fresh id and a freshly randomised question for one attempt. */
   private expectation(q: ParsedQuery): UpstreamExpectation {
-    return { id: randomInt(0x10000), question: randomiseCase(q.questionBytes, randomBytes) };
+    return { id: this.random.int(0x10000), question: randomiseCase(q.questionBytes, (n) => this.random.bytes(n)) };
   }
 
   /**

@@ -32,7 +32,7 @@ export class PoolPolicy<S extends PoolSlot> {
   constructor(
     private readonly opts: PoolPolicyOptions,
     private readonly now: () => number,
-    /** Uniform integer in [0, n); the adapter passes crypto.randomInt. */
+    /** Uniform integer in [0, n) from a CSPRNG (the adapter passes RandomBuffer.int). */
     private readonly randomInt: (n: number) => number,
   ) {
     if (!(opts.size >= 1 && opts.maxQueries >= 1 && opts.maxAgeMs > 0)) throw new Error('pool policy: size, maxQueries and maxAgeMs must be positive');

@@ -11,11 +11,11 @@
 // ambiguous. A retired socket is closed once its last query is answered,
 // cancelled or failed.
 
-import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Logger } from '../common/logger';
 import { familyOfCanonical } from '../common/ip';
 import type { Upstream } from './resolv-conf';
+import type { RandomBuffer } from './random-buffer';
 import { formatUpstream } from './resolv-conf';
 import type { AnswerCheck, UpstreamExpectation } from './upstream-query';
 import { checkAnswer } from './upstream-query';
@@ -48,6 +48,7 @@ export class UdpUpstreamPool {
 
   constructor(
     private readonly logger: Logger,
+    private readonly random: RandomBuffer,
     private readonly opts: PoolPolicyOptions = DEFAULT_POOL_POLICY,
     private readonly now: () => number = Date.now,
   ) {}
@@ -64,7 +65,7 @@ export class UdpUpstreamPool {
     for (const s of retired) this.closeIfDrained(s);
     const slot = picked ?? this.open(u, policy);
     while (slot.pending.get(exp.id)?.some((p) => p.exp.question.length === exp.question.length && Buffer.compare(p.exp.question, exp.question) === 0) === true) {
-      exp.id = randomInt(0x10000);
+      exp.id = this.random.int(0x10000);
       out.writeUInt16BE(exp.id, 0);
     }
     const entry: Pending = { exp, deliver };
@@ -98,7 +99,7 @@ export class UdpUpstreamPool {
     const key = formatUpstream(u);
     let p = this.pools.get(key);
     if (p === undefined) {
-      p = new PoolPolicy<Slot>(this.opts, this.now, randomInt);
+      p = new PoolPolicy<Slot>(this.opts, this.now, (n) => this.random.int(n));
       this.pools.set(key, p);
     }
     return p;

@@ -1,11 +1,13 @@
 // The pool policy of the DNS forwarder's upstream sockets, with a hand-driven
 // clock and scripted randomness: the pool fills before any socket is shared,
 // queries then go to the socket the random draw names, and a socket is retired
-// after its query budget or its age, whichever comes first, and replaced.
+// after its query budget or its age, whichever comes first, and replaced. And
+// the buffered CSPRNG behind ids, casing and picks hands out each byte once.
 
 import t from 'tap';
 import type { PoolSlot } from '../../dns/upstream-pool-policy';
 import { PoolPolicy } from '../../dns/upstream-pool-policy';
+import { RandomBuffer } from '../../dns/random-buffer';
 
 interface S extends PoolSlot { name: string }
 
@@ -88,4 +90,27 @@ t.test('rejects a policy that could never hand out a socket', async (t) => {
   t.throws(() => new PoolPolicy<S>({ size: 1, maxQueries: 0, maxAgeMs: 1 }, now, rnd));
   t.throws(() => new PoolPolicy<S>({ size: 1, maxQueries: 1, maxAgeMs: 0 }, now, rnd));
   t.throws(() => new PoolPolicy<S>({ size: Number.NaN, maxQueries: 1, maxAgeMs: 1 }, now, rnd));
+});
+
+t.test('RandomBuffer: every byte handed out once, across refills; int() without modulo bias', async (t) => {
+  let next = 0;
+  let fills = 0;
+  // A counting "CSPRNG" makes reuse visible: each byte value is its position in the stream.
+  const counting = (b: Uint8Array): void => {
+    fills++;
+    for (let i = 0; i < b.length; i++) b[i] = next++ & 0xff;
+  };
+  const r = new RandomBuffer(counting, 8);
+  t.same([...r.bytes(5)], [0, 1, 2, 3, 4]);
+  t.same([...r.bytes(5)], [8, 9, 10, 11, 12], 'not enough left: a refill, the rest of the old buffer skipped, never reused');
+  t.equal(fills, 2);
+  t.equal(r.bytes(20).length, 20, 'more than the buffer: filled directly');
+  const ints = new RandomBuffer((b) => b.set([0xff, 0xff, 0x00, 0x07, 0x00, 0x02, 0, 0]), 8);
+  t.equal(ints.int(3), 7 % 3, '0xffff is past the last whole multiple of 3 and is drawn again');
+  t.equal(ints.int(3), 2);
+  t.equal(new RandomBuffer().int(1), 0);
+  for (const bad of [0, -1, 1.5, 0x10001, Number.NaN]) t.throws(() => new RandomBuffer().int(bad), `int(${bad}) refused`);
+  const sys = new RandomBuffer();
+  const seen = new Set(Array.from({ length: 2000 }, () => sys.int(0x10000)));
+  t.ok(seen.size > 1900, `the system CSPRNG: ${seen.size} distinct of 2000 16-bit draws`);
 });
