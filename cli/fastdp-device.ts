@@ -30,6 +30,7 @@ import type { FastdpLocal } from '../router/overlay/fastdp-peer';
 import type { PeerName } from '../router/mesh/peer-name';
 import type { FramePort } from '../router/overlay/ports';
 import { TapDevice } from '../router/overlay/tap-device';
+import { TapPort } from '../router/overlay/tap-port';
 import {
   FASTDP_DEVICE, FASTDP_HEARTBEAT_TAP, installFastdpFirewall, removeFastdpFirewall, removeFastdpLeftovers, setFastdpPeers,
 } from '../router/host/fastdp-firewall';
@@ -43,23 +44,6 @@ export interface FastdpDevices {
   heartbeats: FramePort | null;
   fdb: FdbDevice | null;
   close(): Promise<void>;
-}
-
-/** A FramePort over the heartbeat TAP: plain frames, no vnet header. */
-class HeartbeatPort implements FramePort {
-  constructor(private readonly tap: TapDevice) {}
-  start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void {
-    this.tap.onFrames((slab, offsets, lengths, count) => {
-      for (let i = 0; i < count; i++) onFrame(slab, offsets[i]!, lengths[i]!);
-      onBatchEnd();
-    });
-  }
-  write(buf: Buffer, off: number, len: number): void {
-    this.tap.writeFrame(buf, off, len);
-  }
-  close(): void {
-    this.tap.close();
-  }
 }
 
 /**
@@ -111,7 +95,7 @@ export async function startFastdpDevices(
   let closed = false;
   return {
     local: { on: true },
-    heartbeats: new HeartbeatPort(tap),
+    heartbeats: new TapPort(tap),
     fdb,
     // The heartbeat TAP goes when its port closes (Fastdp.close); the rest here. Twice is harmless (reset, then stop).
     close: async () => {
