@@ -14,15 +14,13 @@
 // where nothing listens. Everything made here is removed even on failure.
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SimNetwork } from '../../scripts/sim-network';
 import { run } from '../../scripts/command';
-import type { SimHost } from '../../scripts/sim-host';
-import { sleep, waitFor } from '../../scripts/wait';
+import { waitFor } from '../../scripts/wait';
 import { docker, ensureBusyboxImage, stopDockerdIfWeStartedIt } from '../../scripts/docker';
-import { processAlive } from '../../common/process-alive';
+import { HostEngine } from '../../scripts/host-engine';
 import { dockerSkipReason } from './docker-available';
 import type { DnsStatusReport } from '../../dns/api-types';
 
@@ -30,67 +28,13 @@ t.setTimeout(240_000);
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
 
-/** One host's engine: a dockerd in the host's network namespace, its own socket and roots. */
-class HostEngine {
-  pid = 0;
-  readonly sock: string;
-  private readonly execRoot: string;
-  private readonly dataRoot: string;
-
-  constructor(readonly host: SimHost, rootDir: string, prefix: string) {
-    this.sock = `/run/${prefix}${host.name}-docker.sock`;
-    this.execRoot = `/run/${prefix}${host.name}-d`;
-    this.dataRoot = path.join(rootDir, `${host.name}-docker`);
-  }
-
-  async start(): Promise<void> {
-    const log = fs.openSync(`${this.dataRoot}.log`, 'a');
-    const d = spawn('nsenter', [`--net=/var/run/netns/${this.host.ns}`, 'dockerd', '-H', `unix://${this.sock}`,
-      '--data-root', this.dataRoot, '--exec-root', this.execRoot, '--pidfile', `${this.execRoot}.pid`,
-      '--iptables=false', '--ip-forward=false', '--bridge=none'], { stdio: ['ignore', log, log], detached: true });
-    fs.closeSync(log);
-    d.unref();
-    this.pid = d.pid ?? 0;
-    await waitFor(async () => (await this.docker(['version'], true)).code === 0, { what: `${this.host.name}'s dockerd`, timeoutMs: 30_000, detail: () => this.log() });
-  }
-
-  docker(args: string[], allowFail = false): Promise<{ code: number; stdout: string; stderr: string }> {
-    return docker(['-H', `unix://${this.sock}`, ...args], { allowFail, timeoutMs: 60_000 });
-  }
-
-  /** `weave ARGS` on this host with this engine as DOCKER_HOST. */
-  weave(args: string[]): ReturnType<SimHost['weave']> {
-    return this.host.weave(args, { env: { DOCKER_HOST: `unix://${this.sock}` }, timeoutMs: 60_000 });
-  }
-
-  log(): string {
-    try {
-      return fs.readFileSync(`${this.dataRoot}.log`, 'utf8').split('\n').slice(-15).join('\n');
-    } catch {
-      return '';
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.pid === 0) return;
-    const ids = (await this.docker(['ps', '-aq'], true)).stdout.split('\n').filter((l) => l.trim() !== '');
-    if (ids.length > 0) await this.docker(['rm', '-f', ...ids], true);
-    try { process.kill(this.pid, 'SIGTERM'); } catch { /* gone */ }
-    for (let i = 0; i < 100 && processAlive(this.pid); i++) await sleep(100);
-    if (processAlive(this.pid)) try { process.kill(this.pid, 'SIGKILL'); } catch { /* gone */ }
-    this.pid = 0;
-    fs.rmSync(this.execRoot, { recursive: true, force: true });
-    fs.rmSync(`${this.execRoot}.pid`, { force: true });
-    fs.rmSync(this.sock, { force: true });
-  }
-}
-
 async function main(t: Tap): Promise<void> {
   const net = await SimNetwork.create({ hosts: 2, password: 'auto attach', weaveEnv: { WEAVE_TEST_FAST: '1' } });
   const [h1, h2] = [net.host('h1'), net.host('h2')];
   const e1 = new HostEngine(h1, net.rootDir, net.prefix);
   const e2 = new HostEngine(h2, net.rootDir, net.prefix);
   t.teardown(async () => {
+    await Promise.all([e1.clear(), e2.clear()]);
     for (const h of [h1, h2]) await h.weave(['stop'], { timeoutMs: 15_000 });
     await e1.stop();
     await e2.stop();

@@ -16,107 +16,25 @@
 // test's namespaces. Everything made here is removed even on failure.
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SimNetwork } from '../../scripts/sim-network';
-import type { SimHost } from '../../scripts/sim-host';
-import { run } from '../../scripts/command';
-import { sleep, waitFor } from '../../scripts/wait';
+import { waitFor } from '../../scripts/wait';
 import { docker, ensureBusyboxImage, stopDockerdIfWeStartedIt } from '../../scripts/docker';
+import { HostEngine } from '../../scripts/host-engine';
 import { dockerSkipReason } from './docker-available';
 import type { DnsStatusReport } from '../../dns/api-types';
 
 t.setTimeout(300_000);
 
 type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
-const PLUGIN_DIR = '/run/docker/plugins';
-
-/** One host's engine: a mount namespace holder, a dockerd inside it and the host's network namespace. */
-class Engine {
-  holder = 0;
-  dockerd = 0;
-  readonly sock: string;
-  readonly execRoot: string;
-  readonly dataRoot: string;
-
-  constructor(readonly host: SimHost, rootDir: string, prefix: string) {
-    this.sock = `/run/${prefix}${host.name}-docker.sock`;
-    this.execRoot = `/run/${prefix}${host.name}-d`;
-    this.dataRoot = path.join(rootDir, `${host.name}-docker`);
-  }
-
-  async start(): Promise<void> {
-    fs.mkdirSync(PLUGIN_DIR, { recursive: true });
-    const holder = spawn('unshare', ['-m', '--propagation', 'slave', 'sh', '-c', `mount -t tmpfs -o mode=755 tmpfs ${PLUGIN_DIR} && exec sleep infinity`], { stdio: 'ignore', detached: true });
-    holder.unref();
-    this.holder = holder.pid ?? 0;
-    await waitFor(() => fs.readFileSync(`/proc/${this.holder}/mountinfo`, 'utf8').includes(` ${PLUGIN_DIR} `), { what: `${this.host.name}'s private ${PLUGIN_DIR}`, timeoutMs: 10_000 });
-    const log = fs.openSync(path.join(this.dataRoot + '.log'), 'a');
-    const d = spawn('nsenter', ['-t', String(this.holder), '-m', `--net=/var/run/netns/${this.host.ns}`,
-      'dockerd', '-H', `unix://${this.sock}`, '--data-root', this.dataRoot, '--exec-root', this.execRoot, '--pidfile', `${this.execRoot}.pid`,
-      '--iptables=false', '--ip-forward=false', '--bridge=none'], { stdio: ['ignore', log, log], detached: true });
-    fs.closeSync(log);
-    d.unref();
-    this.dockerd = d.pid ?? 0;
-    await waitFor(async () => (await this.docker(['version'], true)).code === 0, { what: `${this.host.name}'s dockerd`, timeoutMs: 30_000, detail: () => this.log() });
-  }
-
-  docker(args: string[], allowFail = false): Promise<{ code: number; stdout: string; stderr: string }> {
-    return docker(['-H', `unix://${this.sock}`, ...args], { allowFail, timeoutMs: 60_000 });
-  }
-
-  /** `weave ARGS` inside this host's mount and network namespaces, with this engine as DOCKER_HOST. */
-  weave(args: string[]): ReturnType<typeof run> {
-    return run(['nsenter', '-t', String(this.holder), '-m', `--net=/var/run/netns/${this.host.ns}`, 'node', path.resolve(__dirname, '../../cli/weave.js'), ...args],
-      { env: this.host.weaveEnv({ env: { DOCKER_HOST: `unix://${this.sock}` } }), timeoutMs: 60_000 });
-  }
-
-  log(): string {
-    try {
-      return fs.readFileSync(this.dataRoot + '.log', 'utf8').split('\n').slice(-15).join('\n');
-    } catch {
-      return '';
-    }
-  }
-
-  /** Containers and weave networks removed, while the router still answers the engine's plugin calls. */
-  async clear(): Promise<void> {
-    if (this.dockerd === 0) return;
-    const ids = (await this.docker(['ps', '-aq'], true)).stdout.split('\n').filter((l) => l.trim() !== '');
-    if (ids.length > 0) await this.docker(['rm', '-f', ...ids], true);
-    for (const n of (await this.docker(['network', 'ls', '-q', '--filter', 'driver=weave'], true)).stdout.split('\n').filter((l) => l.trim() !== '')) await this.docker(['network', 'rm', n], true);
-  }
-
-  /** dockerd stopped and waited for, the holder gone (and with it the tmpfs). */
-  async stop(): Promise<void> {
-    if (this.dockerd !== 0) {
-      try { process.kill(this.dockerd, 'SIGTERM'); } catch { /* gone */ }
-      for (let i = 0; i < 100 && alive(this.dockerd); i++) await sleep(100);
-      if (alive(this.dockerd)) try { process.kill(this.dockerd, 'SIGKILL'); } catch { /* gone */ }
-    }
-    if (this.holder !== 0) try { process.kill(this.holder, 'SIGKILL'); } catch { /* gone */ }
-    fs.rmSync(this.execRoot, { recursive: true, force: true });
-    fs.rmSync(`${this.execRoot}.pid`, { force: true });
-    fs.rmSync(this.sock, { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function main(t: Tap): Promise<void> {
   const began = Date.now();
   const net = await SimNetwork.create({ hosts: 2, weaveEnv: { WEAVE_TEST_FAST: '1' } });
   const [h1, h2] = [net.host('h1'), net.host('h2')];
-  const e1 = new Engine(h1, net.rootDir, net.prefix);
-  const e2 = new Engine(h2, net.rootDir, net.prefix);
+  const e1 = new HostEngine(h1, net.rootDir, net.prefix, { privatePluginDir: true });
+  const e2 = new HostEngine(h2, net.rootDir, net.prefix, { privatePluginDir: true });
   t.teardown(async () => {
     t.comment(`teardown from ${((Date.now() - began) / 1000).toFixed(1)} s`);
     await Promise.all([e1.clear(), e2.clear()]);
@@ -135,7 +53,7 @@ async function main(t: Tap): Promise<void> {
 
   const A = `${net.prefix}a`;
   const B = `${net.prefix}b`;
-  const launch = async (e: Engine, peers: string[]): Promise<void> => {
+  const launch = async (e: HostEngine, peers: string[]): Promise<void> => {
     const r = await e.weave(['launch', '--nickname', e.host.name, '--dns-upstream', '127.0.0.1:9', ...peers]);
     t.equal(r.code, 0, `launch ${e.host.name}: ${r.stderr.trim()}`);
   };
@@ -144,14 +62,14 @@ async function main(t: Tap): Promise<void> {
   for (const h of [h1, h2]) {
     await waitFor(async () => (await h.weaveStatus()).peers.filter((p) => p.reachable).length === 2, { what: `${h.name} reaches both peers`, timeoutMs: 30_000, detail: () => h.readLog() });
   }
-  const lookup = async (e: Engine, from: string, name: string): Promise<string> => {
+  const lookup = async (e: HostEngine, from: string, name: string): Promise<string> => {
     const r = await e.docker(['exec', from, 'nslookup', name], true);
     return r.stdout + r.stderr;
   };
   const resolves = (out: string, ip: string): boolean => new RegExp(`Address(?: \\d+)?:\\s*${ip.replace(/\./g, '\\.')}\\b`).test(out);
-  const ipOn = async (e: Engine, c: string, network: string): Promise<string> =>
+  const ipOn = async (e: HostEngine, c: string, network: string): Promise<string> =>
     (await e.docker(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, c])).stdout.trim();
-  const pings = async (e: Engine, from: string, to: string): Promise<boolean> => (await e.docker(['exec', from, 'ping', '-c', '1', '-W', '2', to], true)).code === 0;
+  const pings = async (e: HostEngine, from: string, to: string): Promise<boolean> => (await e.docker(['exec', from, 'ping', '-c', '1', '-W', '2', to], true)).code === 0;
 
   let ipA = '';
   let ipB = '';
@@ -161,8 +79,8 @@ async function main(t: Tap): Promise<void> {
         what: `network weave on ${e.host.name}`, timeoutMs: 20_000, detail: () => e.host.readLog(),
       });
     }
-    t.equal(fs.statSync(`/proc/${e1.holder}/root${PLUGIN_DIR}/weave.sock`).mode & 0o777, 0o660, 'the plugin socket is 0660');
-    const id = (e: Engine): string => { const st = fs.statSync(`/proc/${e.holder}/root${PLUGIN_DIR}/weave.sock`); return `${st.dev}:${st.ino}`; };
+    t.equal(fs.statSync(e1.pluginSocketPath()).mode & 0o777, 0o660, 'the plugin socket is 0660');
+    const id = (e: HostEngine): string => { const st = fs.statSync(e.pluginSocketPath()); return `${st.dev}:${st.ino}`; };
     t.not(id(e1), id(e2), 'each host has its own');
   });
 
@@ -229,7 +147,7 @@ async function main(t: Tap): Promise<void> {
     const r = await e1.weave(['reset']);
     t.equal(r.code, 0, `weave reset: ${r.stdout.trim()} ${r.stderr.trim()}`);
     t.not((await e1.docker(['network', 'inspect', 'weave'], true)).code, 0, 'no network weave in h1\'s engine');
-    t.notOk(fs.existsSync(`/proc/${e1.holder}/root${PLUGIN_DIR}/weave.sock`), 'no plugin socket');
+    t.notOk(fs.existsSync(e1.pluginSocketPath()), 'no plugin socket');
     t.notOk(fs.existsSync(path.join(h1.datadir, 'docker-plugin.json')), 'no plugin record');
   });
 }
