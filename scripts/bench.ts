@@ -154,7 +154,9 @@ async function setupWeave(net: SimNetwork): Promise<Overlay> {
     path: '',
     mtu: 0,
     version: '',
-    isDaemon: (cmd) => cmd.some((a) => a.endsWith(join('cli', 'weave.js'))) && cmd.includes('router'),
+    // The router itself: its supervisor (cli/supervisor.js, whose argv also
+    // names weave.js and 'router') is a separate idle process, not the overlay.
+    isDaemon: (cmd) => cmd.some((a) => a.endsWith(join('cli', 'weave.js'))) && cmd.includes('router') && !cmd.some((a) => a.endsWith('supervisor.js')),
   };
   // The first pings also teach both routers' MAC tables.
   await waitFor(async () => (await ping(overlay, 1)).ok, { what: `${c1.name} pings ${c2.ip} over weave`, timeoutMs: 30_000, detail: () => net.hosts[0]!.readLog() });
