@@ -37,21 +37,23 @@ if [ ${#serial[@]} -gt 0 ]; then
 fi
 
 # A test case is a test point one level below a file (4 spaces of indent). A
-# case with a SKIP directive ("ok N - name # SKIP reason") is skipped, not
-# passed, and so is a whole file skipped at the top level (e.g. t.plan(0, why)).
+# case with a SKIP or TODO directive ("ok N - name # SKIP reason") is skipped,
+# neither passed nor failed (a TODO marks a case that is expected not to hold
+# yet, so its outcome proves nothing), and so is a whole file skipped at the
+# top level (e.g. t.plan(0, why)).
 # A file that failed without reporting any failing case (crash, timeout) still
 # counts as one failure. Prints "passed failed skipped", then one line per skip.
 summary=$(awk '
-  function directive(line) { return match(line, / # [Ss][Kk][Ii][Pp]([ :]|$)/) }
+  function directive(line) { return match(line, / # ([Ss][Kk][Ii][Pp]|[Tt][Oo][Dd][Oo])([ :]|$)/) }
   function skipped_case(where, line,   name, why) {
     directive(line)
-    name = substr(line, 1, RSTART - 1); sub(/^ *ok [0-9]+( - )?/, "", name)
+    name = substr(line, 1, RSTART - 1); sub(/^ *(not )?ok [0-9]+( - )?/, "", name)
     why = substr(line, RSTART + RLENGTH); sub(/^[ :]+/, "", why)
     reasons[++skipped] = "  " where (name != "" && name != where ? ": " name : "") (why != "" ? ": " why : "")
   }
   /^# Subtest: / { file = substr($0, 12) }
   /^    ok [0-9]+/ { if (directive($0)) skipped_case(file, $0); else passed++ }
-  /^    not ok [0-9]+/ { failed++; sub_fail = 1 }
+  /^    not ok [0-9]+/ { if (directive($0)) skipped_case(file, $0); else { failed++; sub_fail = 1 } }
   /^ok [0-9]+/ { if (directive($0)) skipped_case(file, $0) }
   /^(not )?ok [0-9]+ - / { if ($1 == "not" && !sub_fail) failed++; sub_fail = 0 }
   END {
