@@ -1,66 +1,110 @@
 // scripts/bench, measuring: one sample of one overlay is an iperf3 TCP
-// transfer (throughput, retransmits), a ping RTT right after it, and the
-// overlay daemons' CPU time and resident memory from /proc over the transfer.
-// Also starts the iperf3 server the transfers go to. It prints nothing and
-// decides nothing: scripts/bench.ts runs the rounds and reports.
+// transfer (throughput, retransmits) with ping -i 0.01 running beside it (RTT
+// under load), an idle ping right after it, and the overlay daemons' CPU time
+// and resident memory from /proc over the transfer. Also starts the iperf3
+// server the transfers go to. It prints nothing and decides nothing:
+// scripts/bench.ts runs the rounds and bench-report.ts reports.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { OverlayEndpoints } from './bench-peers';
 import { run } from './command';
 import { tcpPortListening } from './netns';
 import type { SimHost } from './sim-host';
 import type { SimNetwork } from './sim-network';
-import { waitFor } from './wait';
+import { sleep, waitFor } from './wait';
 
-/** An overlay under test: ours or a reference one, by name. */
-export interface Overlay extends OverlayEndpoints {
+/** An overlay under test (ours, a reference one, or a kernel ceiling), set up and answering. */
+export interface Overlay {
+  /** Short name used by --overlays, e.g. weave-relayed. */
   name: string;
+  /** Row label in the tables. */
+  label: string;
+  /** Namespace the iperf3 client and ping run in. */
+  clientNs: string;
+  /** Namespace the iperf3 server runs in. */
+  serverNs: string;
+  /** The server's overlay address. */
+  serverAddress: string;
+  /** One line saying exactly what path the bench measures. */
+  path: string;
+  /** MTU of the interface the traffic enters. */
+  mtu: number;
+  version: string;
+  /** Hosts whose daemons the CPU and RSS columns count, in order (client side first). */
+  hosts: SimHost[];
+  /** Does this command line (NUL-split /proc/PID/cmdline) belong to the overlay's daemon? null: the kernel alone, no daemon. */
+  isDaemon: ((cmdline: string[]) => boolean) | null;
 }
 
 export interface Sample {
   mbps: number;
   retransmits: number;
+  /** Idle RTT after the transfer: median of PING_COUNT pings, ms. */
   rttMs: number;
-  /** Per host name: the overlay daemons' CPU, % of one core, over the transfer. */
+  /** RTT during the transfer (ping -i 0.01): median and 90th percentile, ms; NaN when no reply came. */
+  loadedRttMs: number;
+  loadedP90Ms: number;
+  /** Loaded pings sent and answered. */
+  loadedSent: number;
+  loadedAnswered: number;
+  /** Per host name: the overlay daemons' CPU, % of one core, over the transfer (NaN: no daemon). */
   cpuPct: Map<string, number>;
-  /** Per host name: the overlay daemons' resident memory after the transfer, MiB. */
+  /** Per host name: the overlay daemons' resident memory after the transfer, MiB (NaN: no daemon). */
   rssMiB: Map<string, number>;
   error: string | null;
 }
 
 // iperf3 -O: the first second (slow start, MAC learning, handshakes) is not counted.
 export const OMIT_SECONDS = 1;
-export const PING_COUNT = 10;
+export const PING_COUNT = 20;
 const PING_INTERVAL_S = '0.05';
+/** ping -i during the transfer, as issue 14 asks; below 0.2 s needs root, which the bench is. */
+export const LOADED_PING_INTERVAL_S = 0.01;
 const IPERF_PORT = 5201;
 
-export async function ping(o: Overlay, count: number): Promise<{ ok: boolean; avgMs: number; out: string }> {
-  const r = await run(['ip', 'netns', 'exec', o.clientNs, 'ping', '-q', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '2', o.serverAddress], { timeoutMs: 30_000 });
-  const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
-  return { ok: r.code === 0, avgMs: m ? Number(m[1]) : NaN, out: r.stdout + r.stderr };
+/** Per-reply times from ping's output (lines with time=X ms). */
+export function pingTimes(out: string): number[] {
+  return [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
 }
 
-/** One transfer of `seconds` (plus OMIT_SECONDS not counted) over `o`, then its RTT. */
-export async function measure(net: SimNetwork, o: Overlay, seconds: number): Promise<Sample> {
-  const hosts = net.hosts;
+/** The q-quantile (0..1) of xs, nearest rank; NaN for none. */
+export function quantile(xs: number[], q: number): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+export async function ping(o: Pick<Overlay, 'clientNs' | 'serverAddress'>, count: number, intervalS = PING_INTERVAL_S): Promise<{ ok: boolean; times: number[]; out: string }> {
+  const r = await run(['ip', 'netns', 'exec', o.clientNs, 'ping', '-n', '-c', String(count), '-i', intervalS, '-W', '2', o.serverAddress],
+    { timeoutMs: 60_000 });
+  return { ok: r.code === 0, times: pingTimes(r.stdout), out: r.stdout + r.stderr };
+}
+
+/** One transfer of `seconds` (plus OMIT_SECONDS not counted) over `o`, pinging beside it, then its idle RTT. */
+export async function measure(o: Overlay, seconds: number): Promise<Sample> {
   const before = new Map<number, number>();
-  for (const h of hosts) for (const pid of daemonPids(h, o)) before.set(pid, cpuTicks(pid));
+  for (const h of o.hosts) for (const pid of daemonPids(h, o)) before.set(pid, cpuTicks(pid));
   const t0 = process.hrtime.bigint();
-  const r = await run(['ip', 'netns', 'exec', o.clientNs, 'iperf3', '-c', o.serverAddress, '-p', String(IPERF_PORT),
+  const transfer = run(['ip', 'netns', 'exec', o.clientNs, 'iperf3', '-c', o.serverAddress, '-p', String(IPERF_PORT),
     '-t', String(seconds), '-O', String(OMIT_SECONDS), '-J'], { timeoutMs: (seconds + OMIT_SECONDS + 30) * 1000 });
+  // The loaded pings start once the omitted second is over and stop half a second before the transfer does.
+  const loadedCount = Math.max(20, Math.round((seconds - 0.5) / LOADED_PING_INTERVAL_S));
+  const loaded = sleep(OMIT_SECONDS * 1000 + 100).then(() => ping(o, loadedCount, String(LOADED_PING_INTERVAL_S)));
+  const r = await transfer;
   const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpuPct = new Map<string, number>();
   const rssMiB = new Map<string, number>();
-  for (const h of hosts) {
+  for (const h of o.hosts) {
     let ticks = 0;
     let rss = 0;
-    for (const pid of daemonPids(h, o)) {
+    const pids = daemonPids(h, o);
+    for (const pid of pids) {
       ticks += cpuTicks(pid) - (before.get(pid) ?? NaN);
       rss += rssKiB(pid);
     }
-    cpuPct.set(h.name, (ticks / CLOCK_TICKS_PER_S / elapsedS) * 100);
-    rssMiB.set(h.name, rss / 1024);
+    const none = o.isDaemon === null || pids.length === 0;
+    cpuPct.set(h.name, none ? NaN : (ticks / CLOCK_TICKS_PER_S / elapsedS) * 100);
+    rssMiB.set(h.name, none ? NaN : rss / 1024);
   }
   let mbps = NaN;
   let retransmits = NaN;
@@ -74,8 +118,13 @@ export async function measure(net: SimNetwork, o: Overlay, seconds: number): Pro
     error = `iperf3 exited ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).slice(0, 300)}`;
   }
   if (error === null && r.code !== 0) error = `iperf3 exited ${r.code}`;
-  const p = await ping(o, PING_COUNT);
-  return { mbps, retransmits, rttMs: p.avgMs, cpuPct, rssMiB, error };
+  const l = await loaded;
+  const idle = await ping(o, PING_COUNT);
+  return {
+    mbps, retransmits, rttMs: quantile(idle.times, 0.5),
+    loadedRttMs: quantile(l.times, 0.5), loadedP90Ms: quantile(l.times, 0.9), loadedSent: loadedCount, loadedAnswered: l.times.length,
+    cpuPct, rssMiB, error,
+  };
 }
 
 /** An iperf3 server in `ns`, resolved once it listens; it lives as long as the SimNetwork. */
@@ -85,6 +134,16 @@ export async function startIperfServer(net: SimNetwork, ns: string): Promise<voi
     if (!server.running) throw new Error(`iperf3 -s exited: ${server.stderr.trim()}`);
     return tcpPortListening(ns, IPERF_PORT);
   }, { what: `iperf3 server listening in ${ns}`, timeoutMs: 10_000, intervalMs: 100 });
+}
+
+/** The overlay daemons' resident memory on each of its hosts right now, MiB (NaN: none found). */
+export function daemonRssMiB(o: Overlay): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const h of o.hosts) {
+    const pids = daemonPids(h, o);
+    out.set(h.name, pids.length === 0 ? NaN : pids.reduce((sum, pid) => sum + rssKiB(pid), 0) / 1024);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -128,5 +187,7 @@ function rssKiB(pid: number): number {
 }
 
 function daemonPids(h: SimHost, o: Overlay): number[] {
-  return h.pids().filter((pid) => o.isDaemon(cmdline(pid)));
+  const isDaemon = o.isDaemon;
+  if (isDaemon === null) return [];
+  return h.pids().filter((pid) => isDaemon(cmdline(pid)));
 }

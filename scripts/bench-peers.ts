@@ -1,5 +1,5 @@
-// Reference overlays for scripts/bench: wireguard-go, tinc (switch mode) and
-// nebula, each set up between two hosts of a SimNetwork with the Debian
+// Reference overlays for scripts/bench: wireguard-go, tinc (switch mode),
+// nebula and fastd (TAP mode), each set up between two hosts of a SimNetwork with the Debian
 // packages' binaries and default crypto. It owns: the configuration and key
 // files it writes under the network's temporary directory, the daemons it
 // starts inside the host namespaces (tracked by SimNetwork, so destroy() stops
@@ -14,27 +14,14 @@
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Overlay } from './bench-measure';
 import { run } from './command';
 import type { SimHost } from './sim-host';
 import type { SimNetwork } from './sim-network';
 import { waitFor } from './wait';
 
-/** What one overlay offers the bench once it is up. */
-export interface OverlayEndpoints {
-  /** Namespace the iperf3 client and ping run in. */
-  clientNs: string;
-  /** Namespace the iperf3 server runs in. */
-  serverNs: string;
-  /** The server's overlay address. */
-  serverAddress: string;
-  /** One line saying exactly what path the bench measures. */
-  path: string;
-  /** MTU of the overlay interface the traffic enters. */
-  mtu: number;
-  version: string;
-  /** Does this command line (NUL-split /proc/PID/cmdline) belong to the overlay's daemon? */
-  isDaemon(cmdline: string[]): boolean;
-}
+/** What a reference overlay's setup hands the bench; the bench adds the name, label and hosts. */
+export type OverlayEndpoints = Omit<Overlay, 'name' | 'label' | 'hosts'>;
 
 /** A reference overlay the bench can set up. */
 export interface PeerOverlay {
@@ -52,6 +39,8 @@ const NEBULA_SUBNET = '10.97.0';
 const WG_PORT = 51820;
 const TINC_PORT = 655;
 const NEBULA_PORT = 4242;
+const FASTD_SUBNET = '10.96.0';
+const FASTD_PORT = 10000;
 const DEVICE_WAIT_MS = 15_000;
 export const WIREGUARD_SOCKET_DIR = '/var/run/wireguard';
 
@@ -245,4 +234,51 @@ export const nebula: PeerOverlay = {
   },
 };
 
-export const PEER_OVERLAYS: readonly PeerOverlay[] = [wireguard, tinc, nebula];
+// ---------------------------------------------------------------------------
+// fastd: TAP mode (layer 2 like us), host to host, as Freifunk runs it
+
+export const fastd: PeerOverlay = {
+  name: 'fastd',
+  needs: [{ bin: 'fastd', pkg: 'fastd' }],
+  async setup(net, a, b, tag) {
+    const dir = workDir(net, 'fastd');
+    const hosts = [a, b];
+    const ifnames = hosts.map((h) => `fd${tag}${h.name}`.slice(0, 15));
+    const keys = await Promise.all(hosts.map(async () => {
+      const secret = (await run(['fastd', '--generate-key', '--machine-readable'], { check: true })).stdout.trim();
+      const pub = (await run(['fastd', '--config', '-', '--show-key', '--machine-readable'], { check: true, input: `secret "${secret}";\n` })).stdout.trim();
+      if (!/^[0-9a-f]{64}$/.test(secret) || !/^[0-9a-f]{64}$/.test(pub)) throw new Error('fastd --generate-key / --show-key printed no key pair');
+      return { secret, pub };
+    }));
+    // salsa2012+umac: the method fastd's documentation recommends and Freifunk
+    // networks run; MTU 1426: fastd's documented value for TAP mode over IPv4
+    // on a 1500-byte underlay.
+    for (let i = 0; i < hosts.length; i++) {
+      const h = hosts[i]!;
+      const peer = hosts[1 - i]!;
+      const config = join(dir, `${h.name}.conf`);
+      writeFileSync(config, [
+        'log level warn;', 'mode tap;', `interface "${ifnames[i]}";`, 'method "salsa2012+umac";', 'mtu 1426;',
+        `bind ${h.address}:${FASTD_PORT};`, `secret "${keys[i]!.secret}";`,
+        `peer "${peer.name}" {`, `  key "${keys[1 - i]!.pub}";`, `  remote ${peer.address}:${FASTD_PORT};`, '}', '',
+      ].join('\n'), { mode: 0o600 });
+      const daemon = h.spawn(['fastd', '--config', config]);
+      await waitForLink(h, ifnames[i]!, daemon);
+      await check(h, ['ip', 'addr', 'add', `${FASTD_SUBNET}.${hostIndex(net, h)}/24`, 'dev', ifnames[i]!]);
+      await check(h, ['ip', 'link', 'set', ifnames[i]!, 'up']);
+    }
+    const version = firstLine((await run(['fastd', '--version'])).stdout);
+    const serverAddress = `${FASTD_SUBNET}.${hostIndex(net, b)}`;
+    return {
+      clientNs: a.ns,
+      serverNs: b.ns,
+      serverAddress,
+      mtu: await linkMtu(a, ifnames[0]!),
+      version,
+      path: `host ${a.name} -> host ${b.name} over fastd TAP ${ifnames[0]} (L2), ${FASTD_SUBNET}.${hostIndex(net, a)} -> ${serverAddress}, salsa2012+umac`,
+      isDaemon: (cmd) => (cmd[0] ?? '').endsWith('fastd'),
+    };
+  },
+};
+
+export const PEER_OVERLAYS: readonly PeerOverlay[] = [wireguard, tinc, nebula, fastd];

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # The bench, in sections, each measured side by side with its reference in
 # alternating rounds:
-#   throughput  weave against wireguard-go (and tinc, nebula) between two
-#               simulated hosts in network namespaces (scripts/bench.ts)
+#   throughput  weave (encrypted direct, relayed through a third host, and the
+#               plaintext kernel fast path) against wireguard-go, tinc (switch
+#               mode), nebula and fastd (TAP mode), with kernel VXLAN and the
+#               bare veth underlay as ceilings: iperf3 throughput and
+#               retransmits, RTT idle and under load, daemons' CPU and RSS
+#               (scripts/bench.ts)
 #   dns         weave DNS against dnsmasq with dnsperf: local answers and
 #               forwarding (scripts/bench-dns.ts)
 #   attach      weave attach against weave version and node -e ''
 #               (scripts/bench-attach.ts)
+# then one summary table of every section's headline figures against issue
+# 14's targets: a section contributes lines "SUMMARY <key> <value> <target>
+# <label>" to its output (scripts/bench-summary.ts describes the format), which
+# this script keeps in a temporary file and hands to bench-summary.js.
 # Needs root. Installs what is missing and builds (scripts/setup.sh), installs
 # the references from Debian, then runs the sections. Arguments:
 #   scripts/bench.sh [--quick] [--sections throughput,dns,attach] [--seconds N] [--rounds N]
-#                    [--overlays wireguard-go,tinc,nebula|none] [--verbose]
+#                    [--overlays weave-relayed,weave-fastdp,wireguard-go,tinc,nebula,fastd,vxlan,veth|none] [--verbose]
 # --quick is one round of each; the other options go to every section (each
 # ignores what is not its own; --overlays and --verbose are the throughput's).
+# Ctrl-C stops the running section (which removes what it made) and the bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # tsc emits even when some file has a type error, so a failing setup (often a
@@ -32,9 +41,9 @@ need=()
 for pair in iperf3:iperf3 ss:iproute2 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools dnsperf:dnsperf dnsmasq:dnsmasq-base; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
-# Optional: tinc and nebula; the bench skips whichever is missing.
+# Optional: tinc, nebula and fastd; the bench skips whichever is missing.
 optional=()
-for pair in tincd:tinc nebula:nebula nebula-cert:nebula; do
+for pair in tincd:tinc nebula:nebula nebula-cert:nebula fastd:fastd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || optional+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
@@ -69,14 +78,30 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --rounds|--seconds) own+=("${args[$i]}" "${args[$((i + 1))]}"); i=$((i + 1)) ;;
   esac
 done
-status=0
-IFS=, read -r -a wanted <<< "$sections"
-for s in "${wanted[@]}"; do
-  case "$s" in
-    throughput) node dist/scripts/bench.js "${args[@]}" || status=1 ;;
-    dns) node dist/scripts/bench-dns.js "${own[@]}" || status=1 ;;
-    attach) node dist/scripts/bench-attach.js "${own[@]}" || status=1 ;;
-    *) echo "bench: unknown section $s (throughput, dns, attach)" >&2; exit 2 ;;
-  esac
-done
+log=$(mktemp /tmp/weave-bench.XXXXXX)
+trap 'rm -f "$log"' EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+# Runs in the pipeline's subshell; its trap fires once the running section
+# (which cleans up on the signal itself) has exited, so no further section starts.
+run_sections() {
+  trap 'exit 130' INT TERM
+  local status=0 s
+  IFS=, read -r -a wanted <<< "$sections"
+  for s in "${wanted[@]}"; do
+    case "$s" in
+      throughput) node dist/scripts/bench.js "${args[@]}" || status=1 ;;
+      dns) node dist/scripts/bench-dns.js "${own[@]}" || status=1 ;;
+      attach) node dist/scripts/bench-attach.js "${own[@]}" || status=1 ;;
+      *) echo "bench: unknown section $s (throughput, dns, attach)" >&2; exit 2 ;;
+    esac
+  done
+  return "$status"
+}
+# tee ignores Ctrl-C so a section's cleanup output still reaches the terminal.
+set +e
+run_sections | (trap '' INT; tee "$log")
+status=${PIPESTATUS[0]}
+set -e
+node dist/scripts/bench-summary.js "$log" || status=1
 exit "$status"

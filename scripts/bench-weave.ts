@@ -1,0 +1,172 @@
+// Our overlay, set up for scripts/bench on the hosts of its SimNetwork:
+//
+// - an encrypted mesh in a line, h1 - h2 (- h3): containers c1 on h1 and c2 on
+//   h2 (direct), and, when h3 is there, c3 on h3, which h1 cannot reach (the
+//   network drops everything between h1 and h3), so c1 -> c3 is relayed by h2
+//   on the encrypted sleeve; checked from the routers' own status before it
+//   is measured;
+// - a plaintext mesh f1 - f2 with containers fc1 and fc2, on the kernel fast
+//   path (VXLAN, router/overlay/fastdp.ts), checked in status as 'fastdp'.
+//
+// It owns the container namespaces it creates (named with the network's
+// prefix, so SimNetwork.destroy() deletes them) and the routers it launches
+// (stopped by scripts/bench.ts, killed by destroy() if they do not stop).
+
+import { join, resolve } from 'node:path';
+import type { RouterStatus } from '../router/mesh/status';
+import { type Overlay, ping } from './bench-measure';
+import { run } from './command';
+import type { SimHost } from './sim-host';
+import type { SimNetwork } from './sim-network';
+import { waitFor } from './wait';
+
+const REPO_ROOT = resolve(__dirname, '..', '..');
+const SLEEVE_WAIT_MS = 30_000;
+
+/** The router itself: its supervisor (cli/supervisor.js, whose argv also names weave.js and 'router') is a separate idle process. */
+const isRouter = (cmd: string[]): boolean =>
+  cmd.some((a) => a.endsWith(join('cli', 'weave.js'))) && cmd.includes('router') && !cmd.some((a) => a.endsWith('supervisor.js'));
+
+function linkTo(s: RouterStatus, nickname: string) {
+  return s.connections.find((c) => c.state === 'established' && c.nickname === nickname);
+}
+
+async function revision(): Promise<string> {
+  const rev = await run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
+  return rev.code === 0 ? ` at ${rev.stdout.trim()}` : '';
+}
+
+/** Launches routers on `hosts`, each given the one before it as its peer, and waits until every one reaches all. */
+async function launchLine(hosts: SimHost[], password: string | null | undefined): Promise<void> {
+  for (let i = 0; i < hosts.length; i++) {
+    const h = hosts[i]!;
+    const peers = i === 0 ? [] : [hosts[i - 1]!.address];
+    const r = await h.weave(['launch', '--nickname', h.name, '--no-discovery', ...peers],
+      { timeoutMs: 60_000, ...(password !== undefined ? { password } : {}) });
+    if (r.code !== 0) throw new Error(`weave launch on ${h.name} exited ${r.code}: ${r.stderr.trim()}\n${h.readLog()}`);
+  }
+  for (const h of hosts) {
+    await waitFor(async () => (await h.weaveStatus()).peers.filter((p) => p.reachable).length === hosts.length, {
+      what: `${h.name} reaches ${hosts.length} peers`, timeoutMs: 60_000, detail: () => h.readLog(),
+    });
+  }
+}
+
+async function attach(net: SimNetwork, h: SimHost, name: string, ip: string): Promise<string> {
+  const ns = `${net.prefix}${name}`;
+  await run(['ip', 'netns', 'add', ns], { check: true });
+  await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], { check: true });
+  const r = await h.weave(['attach', `${ip}/24`, `netns:${ns}`], { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`weave attach ${ip}/24 netns:${ns} on ${h.name} exited ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+  return ns;
+}
+
+/** Waits for `from`'s connection to `to` to use `path`; on timeout says so and returns what there is. */
+async function waitForPath(from: SimHost, to: SimHost, path: 'udp' | 'fastdp', say: (line: string) => void): Promise<RouterStatus> {
+  try {
+    return await waitFor(async () => {
+      const st = await from.weaveStatus();
+      return linkTo(st, to.name)?.dataPath === path ? st : null;
+    }, { what: `${from.name} -> ${to.name} on ${path}`, timeoutMs: SLEEVE_WAIT_MS, intervalMs: 500 });
+  } catch {
+    const st = await from.weaveStatus();
+    const link = linkTo(st, to.name);
+    say(`    warning: after ${SLEEVE_WAIT_MS / 1000} s ${from.name} -> ${to.name} is on ${link?.dataPath ?? 'nothing'}, not ${path} ` +
+      `(${link?.dataPathInfo ?? 'no connection'}); measuring what there is`);
+    return st;
+  }
+}
+
+function describe(s: RouterStatus, to: string): string {
+  const link = linkTo(s, to);
+  const kind = link?.dataPath === 'udp' ? 'UDP sleeve' : link?.dataPath === 'fastdp' ? 'kernel VXLAN fast path' : `${(link?.dataPath ?? '?').toUpperCase()} fallback`;
+  return `${link?.encrypted ? 'encrypted' : 'UNENCRYPTED'} ${kind}${link?.encrypted && s.dataPlane?.aead ? ` (${s.dataPlane.aead})` : ''}`;
+}
+
+/**
+ * The encrypted mesh on h1, h2 and (for the relayed row) h3: the direct
+ * overlay c1 -> c2 and, with h3, the relayed one c1 -> c3 through h2. The
+ * network must already drop traffic between h1 and h3.
+ */
+export async function setupWeaveEncrypted(net: SimNetwork, hosts: SimHost[], say: (line: string) => void): Promise<Overlay[]> {
+  const [h1, h2, h3] = hosts as [SimHost, SimHost, SimHost | undefined];
+  await launchLine(hosts, undefined);
+  const ips = ['10.32.1.1', '10.32.1.2', '10.32.1.3'];
+  const ns = [];
+  for (let i = 0; i < hosts.length; i++) ns.push(await attach(net, hosts[i]!, `c${i + 1}`, ips[i]!));
+  const direct: Overlay = {
+    name: 'weave', label: 'weave (ours)', clientNs: ns[0]!, serverNs: ns[1]!, serverAddress: ips[1]!, path: '', mtu: 0, version: '',
+    hosts: [h1, h2], isDaemon: isRouter,
+  };
+  // The first pings also teach the routers' MAC tables.
+  await waitFor(async () => (await ping(direct, 1)).ok, { what: `c1 pings ${ips[1]} over weave`, timeoutMs: 30_000, detail: () => h1.readLog() });
+  // Frames travel over TCP until the first UDP heartbeat is confirmed (one heartbeat interval, 5 s by default).
+  const s1 = await waitForPath(h1, h2, 'udp', say);
+  const version = `weave (this repo${await revision()}, router ${s1.version})`;
+  Object.assign(direct, {
+    mtu: s1.dataPlane?.mtu ?? 0, version,
+    path: `container c1 (on ${h1.name}) -> container c2 (on ${h2.name}), ${ips[0]} -> ${ips[1]}: veth, bridge, TAP, router, ` +
+      `${describe(s1, h2.name)}, router, TAP, bridge, veth`,
+  });
+  if (h3 === undefined) return [direct];
+
+  const relayed: Overlay = {
+    name: 'weave-relayed', label: 'weave relayed', clientNs: ns[0]!, serverNs: ns[2]!, serverAddress: ips[2]!, mtu: direct.mtu, version,
+    path: '', hosts: [h1, h2, h3], isDaemon: isRouter,
+  };
+  await waitFor(async () => (await ping(relayed, 1)).ok, { what: `c1 pings ${ips[2]} over weave through h2`, timeoutMs: 30_000, detail: () => h2.readLog() });
+  const s2 = await waitForPath(h2, h3, 'udp', say);
+  // The route: h1 has no connection to h3 but reaches it, and h2 (h1's only neighbour) is connected to it.
+  const st1 = await h1.weaveStatus();
+  const p3 = st1.peers.find((p) => p.nickname === h3.name);
+  const p2 = st1.peers.find((p) => p.nickname === h2.name);
+  if (linkTo(st1, h3.name) !== undefined) throw new Error(`${h1.name} has a connection to ${h3.name}: the relayed row would not be relayed`);
+  if (!p3?.reachable || !p2?.connections.some((c) => c.name === p3.name && c.established)) {
+    throw new Error(`${h1.name}'s status does not show ${h3.name} reachable through ${h2.name}: ${JSON.stringify(st1.peers)}`);
+  }
+  const relayedBefore = (await h2.weaveStatus()).counters['framesRelayed'] ?? 0;
+  await ping(relayed, 10);
+  const relayedBy2 = ((await h2.weaveStatus()).counters['framesRelayed'] ?? 0) - relayedBefore;
+  if (relayedBy2 < 10) throw new Error(`10 pings c1 -> c3 moved ${h2.name}'s framesRelayed by only ${relayedBy2}`);
+  say(`    weave relayed: ${h1.name} has no connection to ${h3.name}, reaches it through ${h2.name} (status: ${h2.name} connected to ${h3.name}); ` +
+    `10 pings made ${h2.name} relay ${relayedBy2} frames`);
+  relayed.path = `container c1 (on ${h1.name}) -> container c3 (on ${h3.name}), ${ips[0]} -> ${ips[2]}: ${h1.name} and ${h3.name} cannot reach each other; ` +
+    `router on ${h1.name}, ${describe(s1, h2.name)}, router on ${h2.name} (relays), ${describe(s2, h3.name)}, router on ${h3.name}`;
+  return [direct, relayed];
+}
+
+/** Sent packets of the fast path's vxlan device on h, or NaN when there is none. */
+export async function vxlanTxPackets(h: SimHost): Promise<number> {
+  const r = await h.exec(['ip', '-s', '-j', 'link', 'show', 'vxlan-6784']);
+  if (r.code !== 0) return NaN;
+  return (JSON.parse(r.stdout) as { stats64: { tx: { packets: number } } }[])[0]?.stats64.tx.packets ?? NaN;
+}
+
+/** A plaintext mesh on f1 and f2, container to container on the kernel fast path. */
+export async function setupWeaveFastdp(net: SimNetwork, hosts: [SimHost, SimHost], say: (line: string) => void): Promise<Overlay> {
+  const [f1, f2] = hosts;
+  await launchLine(hosts, null);
+  const ips = ['10.32.2.1', '10.32.2.2'];
+  const client = await attach(net, f1, 'fc1', ips[0]!);
+  const server = await attach(net, f2, 'fc2', ips[1]!);
+  const o: Overlay = {
+    name: 'weave-fastdp', label: 'weave fast path', clientNs: client, serverNs: server, serverAddress: ips[1]!, path: '', mtu: 0, version: '',
+    hosts: [f1, f2], isDaemon: isRouter,
+  };
+  await waitFor(async () => (await ping(o, 1)).ok, { what: `fc1 pings ${ips[1]} over weave`, timeoutMs: 30_000, detail: () => f1.readLog() });
+  const s = await waitForPath(f1, f2, 'fastdp', say);
+  await waitForPath(f2, f1, 'fastdp', say);
+  const shown = (await f1.weave(['status', 'connections'])).stdout.split('\n').find((l) => l.includes(f2.name)) ?? '';
+  say(`    weave fast path: \`weave status connections\` on ${f1.name}: ${shown.trim()}`);
+  const tx0 = await vxlanTxPackets(f1);
+  await ping(o, 10);
+  const vx = (await vxlanTxPackets(f1)) - tx0;
+  if (!(vx >= 10)) say(`    warning: 10 pings fc1 -> fc2 left ${f1.name}'s vxlan-6784 with ${Number.isNaN(vx) ? 'no device' : `+${vx} packets`}`);
+  Object.assign(o, {
+    mtu: s.dataPlane?.mtu ?? 0,
+    version: `weave (this repo${await revision()}, router ${s.version})`,
+    path: `container fc1 (on ${f1.name}) -> container fc2 (on ${f2.name}), ${ips[0]} -> ${ips[1]}, no password: veth, bridge, ${describe(s, f2.name)} ` +
+      '(vxlan-6784, FDB written by the router), bridge, veth',
+  });
+  return o;
+}
