@@ -39,6 +39,7 @@ import {
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
+import { GsoSplitter } from './gso-split';
 
 
 export interface OverlayTimings {
@@ -69,7 +70,7 @@ export type OverlayCounters = Record<string, number>;
 export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
+    framesRelayed: 0, framesSplit: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -77,6 +78,7 @@ export class Overlay implements DataPlane {
   };
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
+  private readonly splitter = new GsoSplitter();
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
   private readonly selfBytes: Uint8Array;
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
@@ -190,8 +192,21 @@ export class Overlay implements DataPlane {
     this.traffic.framesFromBridge!++;
     if (len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES) { this.drops.short++; return; }
     // A plain frame must fit the MTU; a super-frame (GSO) only one sleeve datagram.
-    const limit = buf[off + 1] === VNET_GSO_NONE ? VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES : MAX_SLEEVE_FRAME_BYTES;
-    if (len > limit) { this.drops['too-big']++; return; }
+    // A bigger super-frame leaves as several (gso-split.ts).
+    if (buf[off + 1] === VNET_GSO_NONE) {
+      if (len > VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES) { this.drops['too-big']++; return; }
+    } else if (len > MAX_SLEEVE_FRAME_BYTES) {
+      const pieces = this.splitter.split(buf, off, len, MAX_SLEEVE_FRAME_BYTES);
+      if (typeof pieces === 'string') { this.drops['too-big']++; return; }
+      this.traffic.framesSplit!++;
+      const { scratch, offsets, lengths } = this.splitter;
+      for (let i = 0; i < pieces; i++) this.captureFrame(scratch, offsets[i]!, lengths[i]!);
+      return;
+    }
+    this.captureFrame(buf, off, len);
+  }
+
+  private captureFrame(buf: Buffer, off: number, len: number): void {
     const d = this.forwarder.fromBridge(buf, off + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     switch (d.kind) {
       case 'drop': this.drops[d.reason]++; return;
