@@ -26,8 +26,8 @@ import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './ho
 export const CONTAINER_IFNAME = 'ethwe';
 /** Always routed via ethwe so multicast (mDNS, service discovery) crosses the overlay. */
 export const MULTICAST_ROUTE = '224.0.0.0/4';
-/** Largest GSO super-frame a container's TCP may build (see the data plane's sleeve limit). */
-export const CONTAINER_GSO_MAX_BYTES = 32_768;
+/** Largest GSO super-frame a container's TCP may build: the kernel's own 64 KiB, which the fast path needs; the sleeve splits what does not fit one datagram (router/overlay/gso-split.ts). */
+export const CONTAINER_GSO_MAX_BYTES = 65_536;
 /** A new bridge port starts forwarding within a few ms here; 2 s allows for a loaded machine. */
 const PORT_FORWARDING_POLLS = 80;
 const PORT_FORWARDING_POLL_MS = 25;
