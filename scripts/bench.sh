@@ -80,12 +80,17 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 log=$(mktemp /tmp/weave-bench.XXXXXX)
 trap 'rm -f "$log"' EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
-# Runs in the pipeline's subshell; its trap fires once the running section
-# (which cleans up on the signal itself) has exited, so no further section starts.
+# Every section is a node process that removes what it made on Ctrl-C and then
+# exits 128 + the signal's number; such an exit ends the bench, so no further
+# section starts and no summary of a partial run is printed.
+node() {
+  command node "$@" && return 0
+  local rc=$?
+  [ "$rc" -lt 128 ] || exit "$rc"
+  return "$rc"
+}
 run_sections() {
-  trap 'exit 130' INT TERM
   local status=0 s
   IFS=, read -r -a wanted <<< "$sections"
   for s in "${wanted[@]}"; do
@@ -103,5 +108,9 @@ set +e
 run_sections | (trap '' INT; tee "$log")
 status=${PIPESTATUS[0]}
 set -e
+if [ "$status" -ge 128 ]; then
+  echo "bench: interrupted" >&2
+  exit "$status"
+fi
 node dist/scripts/bench-summary.js "$log" || status=1
 exit "$status"

@@ -207,7 +207,7 @@ async function bench(opts: BenchOptions): Promise<number> {
     say(`Results, median of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'} (load average now ${load()}):`);
     say(resultsTable(overlays, samples));
     for (const l of RESULTS_LEGEND) say(l);
-    say('weave and the kernel VXLAN row are container to container; the references and veth host to host, over the same underlay.');
+    say('The weave rows and kernel VXLAN are container to container; the references and veth host to host; all over the same underlay.');
     say('');
     for (const l of summaryLines(samples, routerRssSetupMB)) say(l);
     say(`throughput section took ${fmt((Date.now() - started) / 1000)} s`);
