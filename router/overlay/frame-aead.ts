@@ -8,7 +8,7 @@
 //
 // Never throws per frame: a failed open returns -1 and the caller counts it.
 
-import { sodium } from '../mesh/sodium';
+import { sodium, type Sodium } from '../mesh/sodium';
 
 export const AEAD_TAG_BYTES = 16;
 
@@ -53,8 +53,10 @@ class NativeAead implements FrameAead {
 class WasmAead implements FrameAead {
   readonly backend = 'libsodium-wrappers' as const;
 
+  constructor(private readonly api: Sodium) {}
+
   sealInPlace(buf: Buffer, msgOff: number, msgLen: number, ad: Buffer, nonce: Buffer, key: Buffer): number {
-    const out = sodium().crypto_aead_chacha20poly1305_ietf_encrypt(buf.subarray(msgOff, msgOff + msgLen), ad, null, nonce, key);
+    const out = this.api.crypto_aead_chacha20poly1305_ietf_encrypt(buf.subarray(msgOff, msgOff + msgLen), ad, null, nonce, key);
     buf.set(out, msgOff);
     return out.length;
   }
@@ -62,7 +64,7 @@ class WasmAead implements FrameAead {
   openInPlace(buf: Buffer, ctOff: number, ctLen: number, ad: Buffer, nonce: Buffer, key: Buffer): number {
     if (ctLen < AEAD_TAG_BYTES) return -1;
     try {
-      const out = sodium().crypto_aead_chacha20poly1305_ietf_decrypt(null, buf.subarray(ctOff, ctOff + ctLen), ad, nonce, key);
+      const out = this.api.crypto_aead_chacha20poly1305_ietf_decrypt(null, buf.subarray(ctOff, ctOff + ctLen), ad, nonce, key);
       buf.set(out, ctOff);
       return out.length;
     } catch {
@@ -74,8 +76,9 @@ class WasmAead implements FrameAead {
 let cached: FrameAead | null = null;
 let nativeLoadError: string | null = null;
 
-export function wasmAead(): FrameAead {
-  return new WasmAead();
+/** The portable backend over `api` (the WASM libsodium when sodium-native does not load; tests pass wasmSodium()). */
+export function wasmAead(api: Sodium = sodium()): FrameAead {
+  return new WasmAead(api);
 }
 
 /** The native backend, or null (with the reason in nativeAeadError()) when it cannot load. */

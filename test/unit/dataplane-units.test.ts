@@ -11,7 +11,7 @@ import { SeededRng } from '../../common/rng';
 import { readInnerHeader, readSleeveHeader, SLEEVE_TYPE_FRAME, writeSleeveHeader, BROADCAST_PEER } from '../../router/overlay/sleeve-codec';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
 import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
-import { loadSodium } from '../../router/mesh/sodium';
+import { loadSodium, wasmSodium } from '../../router/mesh/sodium';
 
 t.before(async () => { await loadSodium(); });
 
@@ -22,7 +22,7 @@ const C = '02:00:00:00:00:0c' as PeerName;
 t.test('sodium-native and libsodium-wrappers produce identical ciphertext and open each other', async (t) => {
   const native = nativeAead();
   t.ok(native, 'sodium-native loads here');
-  const wasm = wasmAead();
+  const wasm = wasmAead(await wasmSodium());
   const rng = new SeededRng(5);
   for (const size of [0, 1, 60, 1400, 9000]) {
     const key = Buffer.from(Array.from({ length: 32 }, () => Math.floor(rng.next() * 256)));
