@@ -14,6 +14,7 @@
 import { run } from './command';
 import { SimNetwork } from './sim-network';
 import { loadAverage, median, parseRoundsArgs } from './bench-dns';
+import { summaryLine } from './bench-summary';
 
 async function wall(fn: () => Promise<{ code: number; stderr: string }>, what: string): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -58,6 +59,9 @@ async function main(): Promise<void> {
     process.stdout.write(`  weave attach                     ${fmt(attach)}\n`);
     process.stdout.write(`  attach - version (daemon side)   ${fmt(diffs)}   target < 50 ms\n`);
     process.stdout.write(`  version - node (CLI start)       ${fmt(starts)}\n`);
+    // For bench.sh's summary (scripts/bench-summary.ts).
+    process.stdout.write(`${summaryLine('attach.daemon_ms', median(diffs), '<50', 'weave attach minus weave version (the daemon\'s side), ms', 0)}\n`);
+    process.stdout.write(`${summaryLine('attach.cli_start_ms', median(starts), '-', 'weave version minus node -e \'\' (the CLI\'s own start), ms', 0)}\n`);
   } finally {
     await net.destroy();
   }
