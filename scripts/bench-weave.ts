@@ -1,10 +1,10 @@
 // Our overlay, set up for scripts/bench on the hosts of its SimNetwork:
 //
-// - an encrypted mesh in a line, h1 - h2 (- h3): containers c1 on h1 and c2 on
-//   h2 (direct), and, when h3 is there, c3 on h3, which h1 cannot reach (the
-//   network drops everything between h1 and h3), so c1 -> c3 is relayed by h2
-//   on the encrypted sleeve; checked from the routers' own status before it
-//   is measured;
+// - an encrypted mesh h1 - h2: containers c1 on h1 and c2 on h2 (direct);
+//   then h3 joins through h2 with c3, which h1 cannot reach (the network
+//   drops everything between h1 and h3), so c1 -> c3 is relayed by h2 on the
+//   encrypted sleeve; checked from the routers' own status before it is
+//   measured;
 // - a plaintext mesh f1 - f2 with containers fc1 and fc2, on the kernel fast
 //   path (VXLAN, router/overlay/fastdp.ts), checked in status as 'fastdp'.
 //
@@ -22,6 +22,7 @@ import { waitFor } from './wait';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
 const SLEEVE_WAIT_MS = 30_000;
+const ENCRYPTED_IPS = ['10.32.1.1', '10.32.1.2', '10.32.1.3'] as const;
 
 /** The router itself: its supervisor (cli/supervisor.js, whose argv also names weave.js and 'router') is a separate idle process. */
 const isRouter = (cmd: string[]): boolean =>
@@ -83,56 +84,66 @@ function describe(s: RouterStatus, to: string): string {
   return `${link?.encrypted ? 'encrypted' : 'UNENCRYPTED'} ${kind}${link?.encrypted && s.dataPlane?.aead ? ` (${s.dataPlane.aead})` : ''}`;
 }
 
-/**
- * The encrypted mesh on h1, h2 and (for the relayed row) h3: the direct
- * overlay c1 -> c2 and, with h3, the relayed one c1 -> c3 through h2. The
- * network must already drop traffic between h1 and h3.
- */
-export async function setupWeaveEncrypted(net: SimNetwork, hosts: SimHost[], say: (line: string) => void): Promise<Overlay[]> {
-  const [h1, h2, h3] = hosts as [SimHost, SimHost, SimHost | undefined];
-  await launchLine(hosts, undefined);
-  const ips = ['10.32.1.1', '10.32.1.2', '10.32.1.3'];
-  const ns = [];
-  for (let i = 0; i < hosts.length; i++) ns.push(await attach(net, hosts[i]!, `c${i + 1}`, ips[i]!));
-  const direct: Overlay = {
-    name: 'weave', label: 'weave (ours)', clientNs: ns[0]!, serverNs: ns[1]!, serverAddress: ips[1]!, path: '', mtu: 0, version: '',
+/** The encrypted mesh on h1 and h2: container c1 -> c2, direct. */
+export async function setupWeaveEncrypted(net: SimNetwork, h1: SimHost, h2: SimHost, say: (line: string) => void): Promise<Overlay> {
+  await launchLine([h1, h2], undefined);
+  const client = await attach(net, h1, 'c1', ENCRYPTED_IPS[0]);
+  const server = await attach(net, h2, 'c2', ENCRYPTED_IPS[1]);
+  const o: Overlay = {
+    name: 'weave', label: 'weave (ours)', clientNs: client, serverNs: server, serverAddress: ENCRYPTED_IPS[1], path: '', mtu: 0, version: '',
     hosts: [h1, h2], isDaemon: isRouter,
   };
   // The first pings also teach the routers' MAC tables.
-  await waitFor(async () => (await ping(direct, 1)).ok, { what: `c1 pings ${ips[1]} over weave`, timeoutMs: 30_000, detail: () => h1.readLog() });
+  await waitFor(async () => (await ping(o, 1)).ok, { what: `c1 pings ${ENCRYPTED_IPS[1]} over weave`, timeoutMs: 30_000, detail: () => h1.readLog() });
   // Frames travel over TCP until the first UDP heartbeat is confirmed (one heartbeat interval, 5 s by default).
-  const s1 = await waitForPath(h1, h2, 'udp', say);
-  const version = `weave (this repo${await revision()}, router ${s1.version})`;
-  Object.assign(direct, {
-    mtu: s1.dataPlane?.mtu ?? 0, version,
-    path: `container c1 (on ${h1.name}) -> container c2 (on ${h2.name}), ${ips[0]} -> ${ips[1]}: veth, bridge, TAP, router, ` +
-      `${describe(s1, h2.name)}, router, TAP, bridge, veth`,
+  const s = await waitForPath(h1, h2, 'udp', say);
+  Object.assign(o, {
+    mtu: s.dataPlane?.mtu ?? 0,
+    version: `weave (this repo${await revision()}, router ${s.version})`,
+    path: `container c1 (on ${h1.name}) -> container c2 (on ${h2.name}), ${ENCRYPTED_IPS[0]} -> ${ENCRYPTED_IPS[1]}: veth, bridge, TAP, router, ` +
+      `${describe(s, h2.name)}, router, TAP, bridge, veth`,
   });
-  if (h3 === undefined) return [direct];
+  return o;
+}
 
-  const relayed: Overlay = {
-    name: 'weave-relayed', label: 'weave relayed', clientNs: ns[0]!, serverNs: ns[2]!, serverAddress: ips[2]!, mtu: direct.mtu, version,
-    path: '', hosts: [h1, h2, h3], isDaemon: isRouter,
+/**
+ * h3 joins the encrypted mesh through h2, with container c3: c1 -> c3 is
+ * relayed by h2. The network must already drop traffic between h1 and h3;
+ * the route through h2 is checked in h1's status and h2's relay counter.
+ */
+export async function setupWeaveRelayed(net: SimNetwork, direct: Overlay, h3: SimHost, say: (line: string) => void): Promise<Overlay> {
+  const [h1, h2] = direct.hosts as [SimHost, SimHost];
+  const r = await h3.weave(['launch', '--nickname', h3.name, '--no-discovery', h2.address], { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`weave launch on ${h3.name} exited ${r.code}: ${r.stderr.trim()}\n${h3.readLog()}`);
+  for (const h of [h1, h2, h3]) {
+    await waitFor(async () => (await h.weaveStatus()).peers.filter((p) => p.reachable).length === 3, {
+      what: `${h.name} reaches 3 peers`, timeoutMs: 60_000, detail: () => h.readLog(),
+    });
+  }
+  const server = await attach(net, h3, 'c3', ENCRYPTED_IPS[2]);
+  const o: Overlay = {
+    name: 'weave-relayed', label: 'weave relayed', clientNs: direct.clientNs, serverNs: server, serverAddress: ENCRYPTED_IPS[2], mtu: direct.mtu,
+    version: direct.version, path: '', hosts: [h1, h2, h3], isDaemon: isRouter,
   };
-  await waitFor(async () => (await ping(relayed, 1)).ok, { what: `c1 pings ${ips[2]} over weave through h2`, timeoutMs: 30_000, detail: () => h2.readLog() });
+  await waitFor(async () => (await ping(o, 1)).ok, { what: `c1 pings ${ENCRYPTED_IPS[2]} over weave through h2`, timeoutMs: 30_000, detail: () => h2.readLog() });
   const s2 = await waitForPath(h2, h3, 'udp', say);
   // The route: h1 has no connection to h3 but reaches it, and h2 (h1's only neighbour) is connected to it.
-  const st1 = await h1.weaveStatus();
-  const p3 = st1.peers.find((p) => p.nickname === h3.name);
-  const p2 = st1.peers.find((p) => p.nickname === h2.name);
-  if (linkTo(st1, h3.name) !== undefined) throw new Error(`${h1.name} has a connection to ${h3.name}: the relayed row would not be relayed`);
+  const s1 = await h1.weaveStatus();
+  const p3 = s1.peers.find((p) => p.nickname === h3.name);
+  const p2 = s1.peers.find((p) => p.nickname === h2.name);
+  if (linkTo(s1, h3.name) !== undefined) throw new Error(`${h1.name} has a connection to ${h3.name}: the row would not be relayed`);
   if (!p3?.reachable || !p2?.connections.some((c) => c.name === p3.name && c.established)) {
-    throw new Error(`${h1.name}'s status does not show ${h3.name} reachable through ${h2.name}: ${JSON.stringify(st1.peers)}`);
+    throw new Error(`${h1.name}'s status does not show ${h3.name} reachable through ${h2.name}: ${JSON.stringify(s1.peers)}`);
   }
   const relayedBefore = (await h2.weaveStatus()).counters['framesRelayed'] ?? 0;
-  await ping(relayed, 10);
+  await ping(o, 10);
   const relayedBy2 = ((await h2.weaveStatus()).counters['framesRelayed'] ?? 0) - relayedBefore;
   if (relayedBy2 < 10) throw new Error(`10 pings c1 -> c3 moved ${h2.name}'s framesRelayed by only ${relayedBy2}`);
   say(`    weave relayed: ${h1.name} has no connection to ${h3.name}, reaches it through ${h2.name} (status: ${h2.name} connected to ${h3.name}); ` +
     `10 pings made ${h2.name} relay ${relayedBy2} frames`);
-  relayed.path = `container c1 (on ${h1.name}) -> container c3 (on ${h3.name}), ${ips[0]} -> ${ips[2]}: ${h1.name} and ${h3.name} cannot reach each other; ` +
-    `router on ${h1.name}, ${describe(s1, h2.name)}, router on ${h2.name} (relays), ${describe(s2, h3.name)}, router on ${h3.name}`;
-  return [direct, relayed];
+  o.path = `container c1 (on ${h1.name}) -> container c3 (on ${h3.name}), ${ENCRYPTED_IPS[0]} -> ${ENCRYPTED_IPS[2]}: ${h1.name} and ${h3.name} ` +
+    `cannot reach each other; router on ${h1.name}, ${describe(s1, h2.name)}, router on ${h2.name} (relays), ${describe(s2, h3.name)}, router on ${h3.name}`;
+  return o;
 }
 
 /** Sent packets of the fast path's vxlan device on h, or NaN when there is none. */
@@ -155,7 +166,9 @@ export async function setupWeaveFastdp(net: SimNetwork, hosts: [SimHost, SimHost
   };
   await waitFor(async () => (await ping(o, 1)).ok, { what: `fc1 pings ${ips[1]} over weave`, timeoutMs: 30_000, detail: () => f1.readLog() });
   const s = await waitForPath(f1, f2, 'fastdp', say);
-  await waitForPath(f2, f1, 'fastdp', say);
+  const back = await waitForPath(f2, f1, 'fastdp', say);
+  // Measured on the sleeve, the row would say nothing about the fast path.
+  if (linkTo(s, f2.name)?.dataPath !== 'fastdp' || linkTo(back, f1.name)?.dataPath !== 'fastdp') throw new Error('f1 and f2 are not on the fast path');
   const shown = (await f1.weave(['status', 'connections'])).stdout.split('\n').find((l) => l.includes(f2.name)) ?? '';
   say(`    weave fast path: \`weave status connections\` on ${f1.name}: ${shown.trim()}`);
   const tx0 = await vxlanTxPackets(f1);

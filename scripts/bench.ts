@@ -26,12 +26,11 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { SimNetwork } from './sim-network';
-import type { SimHost } from './sim-host';
 import { sleep, waitFor } from './wait';
 import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
-import { setupWeaveEncrypted, setupWeaveFastdp, vxlanTxPackets } from './bench-weave';
+import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
 import { fmt, RESULTS_LEGEND, resultsTable, summaryLines } from './bench-report';
 
 interface BenchOptions {
@@ -119,14 +118,14 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
   const overlays: Overlay[] = [];
   let failed = false;
   say('==> setting up weave (encrypted)');
-  const line: SimHost[] = wanted.includes('weave-relayed') ? [h1, h2, net.host('h3')] : [h1, h2];
-  overlays.push(...await setupWeaveEncrypted(net, line, say));
+  const weave = await setupWeaveEncrypted(net, h1, h2, say);
+  overlays.push(weave);
   for (const name of wanted.slice(1)) {
-    if (name === 'weave-relayed') continue;
     say(`==> setting up ${name}`);
     try {
       let o: Overlay;
-      if (name === 'weave-fastdp') o = await setupWeaveFastdp(net, [net.host('f1'), net.host('f2')], say);
+      if (name === 'weave-relayed') o = await setupWeaveRelayed(net, weave, net.host('h3'), say);
+      else if (name === 'weave-fastdp') o = await setupWeaveFastdp(net, [net.host('f1'), net.host('f2')], say);
       else if (name === 'vxlan') o = await setupKernelVxlan(net, h1, h2);
       else if (name === 'veth') o = await setupVeth(h1, h2);
       else o = { name, label: name, hosts: [h1, h2], ...(await PEER_OVERLAYS.find((p) => p.name === name)!.setup(net, h1, h2, tag)) };
@@ -138,9 +137,6 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
       say(`    ${name} could not be set up, left out: ${e instanceof Error ? e.message.split('\n').slice(0, 3).join(' | ') : String(e)}`);
     }
   }
-  // The relayed row comes right after the direct one in the tables.
-  const relayed = overlays.findIndex((o) => o.name === 'weave-relayed');
-  if (relayed > 1) overlays.splice(1, 0, ...overlays.splice(relayed, 1));
   return { overlays, failed };
 }
 
