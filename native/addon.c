@@ -454,6 +454,7 @@ NAPI_MODULE_INIT() {
       {"udpOpen", NULL, wn_udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"udpSend", NULL, wn_udp_send, NULL, NULL, NULL, napi_enumerable, NULL},
       {"localAddress", NULL, wn_local_address, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"udpNoChecksum", NULL, wn_udp_no_checksum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readStart", NULL, read_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readPause", NULL, read_pause, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readResume", NULL, read_resume, NULL, NULL, NULL, napi_enumerable, NULL},

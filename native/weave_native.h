@@ -115,6 +115,7 @@ uint32_t wn_tap_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32
 napi_value wn_udp_open(napi_env env, napi_callback_info info);
 napi_value wn_udp_send(napi_env env, napi_callback_info info);
 napi_value wn_local_address(napi_env env, napi_callback_info info);
+napi_value wn_udp_no_checksum(napi_env env, napi_callback_info info);
 uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
                            uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal);
 

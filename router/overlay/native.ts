@@ -66,6 +66,8 @@ export interface WeaveNative {
   udpSend(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, addrs: Uint8Array,
     ports: Uint16Array, count: number): number;
   localAddress(h: UdpHandle): LocalAddress;
+  /** SO_NO_CHECK on an IPv4 socket (datagrams leave with UDP checksum 0); false on IPv6, which requires it. */
+  udpNoChecksum(h: UdpHandle): boolean;
   /**
    * Starts the uv_poll reader: each wakeup fills up to maxBatch slots, slot i at
    * slab[offsets[i], +capacityBytes), lengths[i] set, and for UDP the source in
@@ -87,7 +89,7 @@ export interface WeaveNative {
 }
 
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
-  'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress',
+  'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
   'readStart', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno',
 ];
 

@@ -129,6 +129,8 @@ export class Overlay implements DataPlane {
   addNeighbour(n: OverlayNeighbour): void {
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes);
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
+    // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
+    if (n.keys !== null) this.deps.udp.omitChecksums?.();
     const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity };
     this.links.set(n.name, link);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);

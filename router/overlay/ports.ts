@@ -25,6 +25,12 @@ export interface DatagramPort {
   commit(len: number, host: string, port: number): void;
   /** Sends whatever is staged. */
   flush(): void;
+  /**
+   * From now on datagrams may leave without a UDP checksum (IPv4; a no-op
+   * where the port cannot). The overlay asks once its datagrams are all
+   * sealed: the AEAD's tag then catches corruption as well as forgery.
+   */
+  omitChecksums?(): void;
   close(): void;
 }
 

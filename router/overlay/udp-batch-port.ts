@@ -64,6 +64,10 @@ export class UdpBatchPort implements DatagramPort {
     this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n);
   }
 
+  omitChecksums(): void {
+    this.socket.omitChecksums();
+  }
+
   close(): void {
     this.socket.close();
   }

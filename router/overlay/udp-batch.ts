@@ -213,6 +213,15 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
   }
 
   /**
+   * Sends without UDP checksums from now on (IPv4 only; returns whether it
+   * took). Only for datagrams that are authenticated end to end anyway.
+   */
+  omitChecksums(): boolean {
+    if (this.isClosed) return false;
+    return this.native.udpNoChecksum(this.handle);
+  }
+
+  /**
    * Sends datagrams i < count: slab[offsets[i], +lengths[i]) to dests entry i.
    * Returns how many the kernel took; drops and errors are counted in stats().
    * An IPv4 socket throws RouterError('config') for an IPv6 destination.
