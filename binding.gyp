@@ -2,7 +2,8 @@
 # build/Release/weave_native.node. npm runs `node-gyp rebuild` on install
 # because this file exists and package.json has no install script.
 # Linux only: it speaks to /dev/net/tun, uses recvmmsg/sendmmsg, and opens
-# container files with openat2 (kernel 5.6+).
+# container files with openat2 (kernel 5.6+), and speaks rtnetlink for the
+# container links (native/netlink.c).
 {
   "targets": [
     {
@@ -11,13 +12,14 @@
         "native/addon.c",
         "native/args.c",
         "native/fs.c",
+        "native/netlink.c",
         "native/tap.c",
         "native/udp.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "conditions": [
-        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/args.c", "native/fs.c", "native/tap.c", "native/udp.c"]}]
+        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/args.c", "native/fs.c", "native/netlink.c", "native/tap.c", "native/udp.c"]}]
       ]
     }
   ]

@@ -16,6 +16,7 @@
  * and stops the reader with EINVAL instead of writing into freed memory.
  */
 #include "weave_native.h"
+#include "netlink.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -465,6 +466,10 @@ NAPI_MODULE_INIT() {
       {"fileRead", NULL, wn_file_read, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileWrite", NULL, wn_file_write, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileUnlink", NULL, wn_file_unlink, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkOpen", NULL, wn_netlink_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkNsFd", NULL, wn_netlink_ns_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkTransact", NULL, wn_netlink_transact, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netlinkClose", NULL, wn_netlink_close, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

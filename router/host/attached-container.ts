@@ -11,6 +11,7 @@
 import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
+import type { AttachSteps } from './attach-steps';
 import type { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
 import type { JoinedVia } from './docker-attach-spec';
@@ -99,14 +100,18 @@ export class ContainerListeners {
     };
   }
 
-  async attached(view: AttachedContainer, added: readonly string[]): Promise<void> {
+  /** With `steps`, each listener's time is a step of its own (`listener1`, `listener2`, ... in the order added). */
+  async attached(view: AttachedContainer, added: readonly string[], steps?: AttachSteps): Promise<void> {
+    let i = 0;
     for (const l of [...this.listeners]) {
+      i++;
       if (l.onAttached === undefined) continue;
       try {
         await l.onAttached(view, [...added]);
       } catch (err) {
         this.logger.error('container attach listener failed', { container: view.name, error: errorMessage(err) });
       }
+      steps?.mark(`listener${i}`);
     }
   }
 

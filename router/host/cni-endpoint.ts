@@ -26,6 +26,8 @@ import type { CniRecord, CniStateStore } from './cni-state';
 import { CNI_STATE_FILE, cniHostIfname, cniView, formatCniState, parseCniState } from './cni-state';
 import type { CommandRunner } from './command-runner';
 import { ContainerLinks, MULTICAST_ROUTE, randomMac } from './container-link';
+import type { Netlink } from './netlink-socket';
+import { nativeNetlink } from './netlink-socket';
 import type { HostFs } from './container-ref';
 import { procHostFs } from './container-ref';
 
@@ -62,6 +64,8 @@ export interface CniEndpointDeps {
   hostFs?: HostFs;
   newMac?: () => string;
   sleep?: (ms: number) => Promise<void>;
+  /** rtnetlink for the links; default the native addon's, tests pass a fake. */
+  netlink?: Netlink;
 }
 
 export interface CniEndpointOptions {
@@ -203,7 +207,7 @@ export class CniEndpoint {
       if ((await links.exists(record.hostIfname)) !== false) await links.remove(record.hostIfname);
       const cidrs = parseAttachAddresses(record.addresses.map((a) => a.address), true);
       try {
-        record.mac = await links.create({ name: `${req.containerId.slice(0, 12)}/${req.ifName}`, netnsPath: req.netns, ipNetnsArg: req.netns }, record.hostIfname, cidrs);
+        record.mac = await links.create({ name: `${req.containerId.slice(0, 12)}/${req.ifName}`, netnsPath: req.netns }, record.hostIfname, cidrs);
       } catch (err) {
         if (err instanceof CodedError && err.code === 'config') throw new CniError('config', err.message);
         throw new CniError('io', errorMessage(err));
@@ -295,6 +299,7 @@ export class CniEndpoint {
       l = new ContainerLinks(
         {
           runner: this.deps.runner,
+          netlink: this.deps.netlink ?? nativeNetlink,
           logger: this.deps.logger,
           newMac: this.deps.newMac ?? randomMac,
           sleep: this.deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),

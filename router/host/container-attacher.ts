@@ -13,6 +13,7 @@ import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
+import { AttachSteps } from './attach-steps';
 import { hasV6, ipOf } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListeners } from './attached-container';
 import { attachOptionsOf } from './attached-container';
@@ -37,12 +38,12 @@ export class ContainerAttacher {
    * Docker container is folded in: its remaining addresses, its DNS wishes
    * unless `dns` gives new ones.
    */
-  async create(target: ResolvedContainer, wanted: AttachCidr[], dns: AttachOptions = {}): Promise<AttachedContainer> {
+  async create(target: ResolvedContainer, wanted: AttachCidr[], dns: AttachOptions = {}, steps = new AttachSteps()): Promise<AttachedContainer> {
     const stale = this.attachments.all().find((a) => a.kind === 'docker' && a.id === target.id);
     const hostIf = hostIfnameFor(target.kind, target.kind === 'netns' ? target.name : (target.pid as number));
     // create() refuses a host interface left over from an earlier attach (a config error naming it) and
     // cleans up after itself; from here on, deleting the veth undoes it all.
-    const mac = await this.links.create(target, hostIf, wanted);
+    const mac = await this.links.create(target, hostIf, wanted, steps);
     const undo: UndoStep[] = [() => this.links.discard(hostIf)];
     try {
       const record: Attachment = {
@@ -73,8 +74,9 @@ export class ContainerAttacher {
       }
       this.attachments.add(record);
       this.attachments.save();
+      steps.mark('record');
       this.logger.info('attached container', { container: record.name, veth: hostIf, mac, addresses: record.addresses.join(',') });
-      await this.listeners.attached(publicView(record), record.addresses);
+      await this.listeners.attached(publicView(record), record.addresses, steps);
       return publicView(record);
     } catch (err) {
       await this.rollback(undo, err);

@@ -7,7 +7,8 @@
 // which decide what should exist and keep the record; it must never remove
 // anything it was not asked to (a link or address it did not make) nor keep
 // state beyond its configuration. A failed create() deletes the veth it made,
-// so it never leaves a half-made link. All I/O goes through CommandRunner.
+// so it never leaves a half-made link. The attach itself, exists and remove
+// go over rtnetlink (netlink-socket.ts, issue 14); the rest through CommandRunner.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -15,11 +16,16 @@ import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { AttachCidr } from './attach-address';
-import { hasV6, parseRouteCidr } from './attach-address';
+import type { AttachSteps } from './attach-steps';
+import { parseRouteCidr } from './attach-address';
 import { familyOfCanonical } from '../../common/ip';
 import type { RunResult, CommandRunner } from './command-runner';
 import type { ContainerKind, ResolvedContainer } from './container-ref';
 import { runIpBatch } from './ip-batch';
+import type { RtRequest } from './netlink-codec';
+import { describeRequest } from './netlink-codec';
+import type { Netlink, NetlinkSocket } from './netlink-socket';
+import { replyText } from './netlink-socket';
 import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-link';
 
 /** The interface name inside every attached container, as in Weave Net. */
@@ -28,20 +34,19 @@ export const CONTAINER_IFNAME = 'ethwe';
 export const MULTICAST_ROUTE = '224.0.0.0/4';
 /** Largest GSO super-frame a container's TCP may build: the kernel's own 64 KiB, which the fast path needs; the sleeve splits what does not fit one datagram (router/overlay/gso-split.ts). */
 export const CONTAINER_GSO_MAX_BYTES = 65_536;
-/** A new bridge port starts forwarding within a few ms here; 2 s allows for a loaded machine. */
-const PORT_FORWARDING_POLLS = 80;
-const PORT_FORWARDING_POLL_MS = 25;
+/** A new bridge port starts forwarding within a millisecond or two here; 2 s allows for a loaded machine. */
+const PORT_FORWARDING_POLLS = 400;
+const PORT_FORWARDING_POLL_MS = 5;
 /** BR_STATE_FORWARDING in /sys/class/net/IF/brport/state. */
 const BR_STATE_FORWARDING = '3';
-/** What may stand in an `ip -batch` line unquoted (it splits on blanks, honours quotes and '#'). */
-const BATCH_SAFE = /^[\w@%+=:,./-]+$/;
-/** Weave Net's ARP settings for ethwe (net/arp.go, net/veth.go); IF stands for the interface. */
-const ARP_SYSCTLS: readonly (readonly [string, string])[] = [
-  ['net.ipv4.conf.IF.arp_notify', '1'],
-  ['net.ipv4.neigh.IF.base_reachable_time_ms', '5000'],
-  ['net.ipv4.neigh.IF.delay_first_probe_time', '2'],
-  ['net.ipv4.neigh.IF.ucast_solicit', '1'],
-];
+const EEXIST = 17;
+const ENODEV = 19;
+/**
+ * Weave Net's ARP settings for ethwe (net/arp.go, net/veth.go), as the
+ * interface's own ARP parameters: base_reachable_time_ms 5000,
+ * delay_first_probe_time 2 s, ucast_solicit 1.
+ */
+const ARP_PARMS = { baseReachableMs: 5000, delayProbeMs: 2000, ucastProbes: 1 } as const;
 
 /** A random locally administered unicast MAC (first octet xxxxxx10). */
 export function randomMac(): string {
@@ -76,6 +81,8 @@ function addrArgs(op: 'add' | 'del', cidr: string, ifname: string): string[] {
 
 export interface ContainerLinkDeps {
   runner: CommandRunner;
+  /** rtnetlink: the attach itself (the veth, ethwe's addresses and routes), exists, remove. */
+  netlink: Netlink;
   logger: Logger;
   /** A fresh MAC for ethwe. */
   newMac: () => string;
@@ -90,10 +97,14 @@ export interface ContainerLinkOptions {
   overlayRoutes: readonly string[];
   /** The interface inside the container; default ethwe. A CNI runtime names its own (CNI_IFNAME). */
   ifname?: string;
+  /** The namespace of the bridge (a path); default ours. Tests acting as a host in another namespace pass its path. */
+  hostNetns?: string;
 }
 
 export class ContainerLinks {
   private readonly runner: CommandRunner;
+  private readonly netlink: Netlink;
+  private hostSocket: NetlinkSocket | null = null;
   private readonly logger: Logger;
   private readonly newMac: () => string;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -101,9 +112,11 @@ export class ContainerLinks {
   private readonly mtu: number;
   private readonly routes: string[];
   private readonly ifname: string;
+  private readonly hostNetns: string | null;
 
   constructor(deps: ContainerLinkDeps, opts: ContainerLinkOptions) {
     this.runner = deps.runner;
+    this.netlink = deps.netlink;
     this.logger = deps.logger;
     this.newMac = deps.newMac;
     this.sleep = deps.sleep;
@@ -112,74 +125,93 @@ export class ContainerLinks {
     const routes = opts.overlayRoutes.map((r) => parseRouteCidr(r));
     this.routes = [...new Set([...routes, MULTICAST_ROUTE])];
     this.ifname = validateIfName(opts.ifname ?? CONTAINER_IFNAME, 'container interface name');
+    this.hostNetns = opts.hostNetns ?? null;
   }
 
   /**
    * Creates the veth pair for `target` with `cidrs` on ethwe, its routes, and
    * returns ethwe's MAC. On a failure midway the veth (and with it everything
-   * on ethwe) is deleted again before the error goes on. A handful of
-   * processes, not one per step: the host side in one `ip -batch`, the
-   * container side in another beside the ARP sysctls, then the announcement.
+   * on ethwe) is deleted again before the error goes on. Over rtnetlink, no
+   * process (issue 14; only dual stack runs one, for IPv6's sysctls): the pair
+   * in one request on our socket, the container side in one batch on a socket
+   * opened in its namespace, then the announcement.
    */
-  async create(target: Pick<ResolvedContainer, 'name' | 'netnsPath' | 'ipNetnsArg'>, hostIf: string, cidrs: readonly AttachCidr[]): Promise<string> {
-    await this.createPair(target, hostIf);
+  async create(target: Pick<ResolvedContainer, 'name' | 'netnsPath'>, hostIf: string, cidrs: readonly AttachCidr[], steps?: AttachSteps): Promise<string> {
+    const inner = this.netlink.open(target.netnsPath);
     try {
-      if (cidrs.some((w) => w.family === 6)) await this.enableIpv6(target.netnsPath);
-      const lines = [
-        `link set dev ${this.ifname} gso_max_size ${CONTAINER_GSO_MAX_BYTES}`,
-        // No -6 in a batch line (ip takes options only before -batch); the address says its family.
-        ...cidrs.map((w) => addrArgs('add', w.cidr, this.ifname).filter((a) => a !== '-6').join(' ')),
-        `link set dev ${this.ifname} up`,
-      ];
-      const routes = this.routeLines('add', hasV6(cidrs.map((w) => w.cidr)));
-      const [, ns] = await Promise.all([
-        this.tuneArp(target.netnsPath, target.name),
-        runIpBatch(this.runner, [...lines, ...routes], { netnsPath: target.netnsPath, force: true }),
-      ]);
-      for (const [line, said] of ns.failures) {
-        // Line 1, gso_max_size, is best effort (kernels before 4.16 cannot set it); a route already there is fine.
-        if (line === 1 || (line > lines.length && /File exists/i.test(said))) continue;
-        const what = [...lines, ...routes][line - 1] ?? '-batch';
-        throw new RouterError('io', `ip ${what} in ${target.name} failed: ${said}`);
+      await this.createPair(inner, target.name, hostIf);
+      steps?.mark('veth');
+      try {
+        const withV6 = cidrs.some((w) => w.family === 6);
+        if (withV6) await this.enableIpv6(target.netnsPath);
+        const index = await this.linkIndex(inner, target.name);
+        const reqs: RtRequest[] = [
+          // As Weave Net does for ethwe: announce addresses when the link comes up (arp_notify), and notice
+          // a neighbour's changed MAC within seconds rather than the default ~30 s (net/arp.go, net/veth.go).
+          { op: 'setLink', index, arpNotify: true },
+          { op: 'setArpParms', index, ...ARP_PARMS },
+          ...cidrs.map((w): RtRequest => ({ op: 'addAddress', index, cidr: w.cidr })),
+          { op: 'setLink', index, up: true },
+          ...this.routesFor(withV6).map((cidr): RtRequest => ({ op: 'addRoute', index, cidr })),
+        ];
+        const replies = await inner.request(reqs);
+        for (const [i, r] of replies.entries()) {
+          const req = reqs[i] as RtRequest;
+          // A route already there (an address's connected route) is fine.
+          if (r.errno === 0 || (req.op === 'addRoute' && r.errno === EEXIST)) continue;
+          const what = `${describeRequest(req, { dev: () => this.ifname })} in ${target.name}`;
+          // The ARP tuning is best effort: without it traffic still flows, it just recovers more slowly.
+          if (req.op === 'setArpParms' || (req.op === 'setLink' && req.arpNotify !== undefined)) {
+            this.logger.warn('cannot tune ARP on ethwe', { container: target.name, error: `${what}: ${replyText(this.netlink, r)}` });
+          } else {
+            throw new RouterError('io', `ip ${what} failed: ${replyText(this.netlink, r)}`);
+          }
+        }
+        steps?.mark('inside');
+        return await this.announce(inner, index, hostIf, target.name, steps);
+      } catch (err) {
+        await this.discard(hostIf).catch((undo: unknown) => {
+          this.logger.error('rollback step failed; something may be left behind', { error: errorMessage(undo), cause: errorMessage(err) });
+        });
+        throw err;
       }
-      return await this.announce(target.netnsPath, hostIf, target.name);
-    } catch (err) {
-      await this.discard(hostIf).catch((undo: unknown) => {
-        this.logger.error('rollback step failed; something may be left behind', { error: errorMessage(undo), cause: errorMessage(err) });
-      });
-      throw err;
+    } finally {
+      inner.close();
     }
   }
 
-  /** The veth pair, the host end on the bridge and up; nothing is left behind when it fails. */
-  private async createPair(target: Pick<ResolvedContainer, 'name' | 'ipNetnsArg'>, hostIf: string): Promise<void> {
-    const addArgs = ['link', 'add', 'name', hostIf, 'mtu', String(this.mtu), 'type', 'veth',
-      'peer', 'name', this.ifname, 'mtu', String(this.mtu), 'netns', target.ipNetnsArg];
-    const rest = [`link set dev ${hostIf} master ${this.bridge}`, `link set dev ${hostIf} up`];
-    // A namespace path ip's batch parser would split or cut short gets its own process.
-    const inBatch = BATCH_SAFE.test(target.ipNetnsArg);
-    let said: string | null = null;
-    if (!inBatch) {
-      const add = await this.runner.run('ip', addArgs, { allowFail: true });
-      if (add.code !== 0) said = add.stderr.trim();
+  /** Our own namespace's socket, opened on first use and kept. */
+  private host(): NetlinkSocket {
+    this.hostSocket ??= this.netlink.open(this.hostNetns);
+    return this.hostSocket;
+  }
+
+  /** ethwe's index in the container (requests there name it by number). */
+  private async linkIndex(inner: NetlinkSocket, name: string): Promise<number> {
+    const [r] = await inner.request([{ op: 'getLink', name: this.ifname }]);
+    if (r === undefined || r.errno !== 0 || r.link === null) {
+      throw new RouterError('io', `cannot find ${this.ifname} in ${name}: ${r === undefined ? 'no reply' : replyText(this.netlink, r)}`);
     }
-    const batch = said === null ? await runIpBatch(this.runner, inBatch ? [addArgs.join(' '), ...rest] : rest) : null;
-    if (batch !== null && inBatch) said = batch.failures.get(1) ?? null;
-    if (said !== null) {
-      if (/File exists/i.test(said)) {
-        if ((await this.exists(hostIf)) !== false) {
-          throw RouterError.config(`host interface ${hostIf} for ${target.name} already exists (left over from an earlier attach?); delete it with: ip link del ${hostIf}`);
-        }
-        throw RouterError.config(`${target.name} already has an interface named ${this.ifname} (attached by another weave router?)`);
+    return r.link.index;
+  }
+
+  /** The veth pair, the host end on the bridge and up, ethwe born in the container; nothing is left behind when it fails. */
+  private async createPair(inner: NetlinkSocket, name: string, hostIf: string): Promise<void> {
+    const host = this.host();
+    const [bridge] = await host.request([{ op: 'getLink', name: this.bridge }]);
+    if (bridge === undefined || bridge.errno !== 0 || bridge.link === null) {
+      throw new RouterError('io', `cannot create the veth pair for ${name}: bridge ${this.bridge}: ${bridge === undefined ? 'no reply' : replyText(this.netlink, bridge)}`);
+    }
+    const [r] = await host.request([{ op: 'newVeth', name: hostIf, mtu: this.mtu, master: bridge.link.index,
+      peer: { name: this.ifname, mtu: this.mtu, nsFd: inner.nsFd, gsoMaxBytes: CONTAINER_GSO_MAX_BYTES } }]);
+    if (r === undefined || r.errno === 0) return;
+    if (r.errno === EEXIST) {
+      if ((await this.exists(hostIf)) !== false) {
+        throw RouterError.config(`host interface ${hostIf} for ${name} already exists (left over from an earlier attach?); delete it with: ip link del ${hostIf}`);
       }
-      throw new RouterError('io', `cannot create the veth pair for ${target.name}: ${said}`);
+      throw RouterError.config(`${name} already has an interface named ${this.ifname} (attached by another weave router?)`);
     }
-    const failed = [...(batch?.failures ?? new Map<number, string>())][0];
-    if (failed !== undefined) {
-      await this.discard(hostIf);
-      const lines = inBatch ? [addArgs.join(' '), ...rest] : rest;
-      throw new RouterError('io', `ip ${lines[failed[0] - 1] ?? '-batch'} failed: ${failed[1]}`);
-    }
+    throw new RouterError('io', `cannot create the veth pair for ${name}: ${replyText(this.netlink, r)}`);
   }
 
   /**
@@ -187,8 +219,8 @@ export class ContainerLinks {
    * a veth pair deletes both, and the peer's addresses and routes with it.
    * Best effort; the result is not checked.
    */
-  discard(hostIf: string): Promise<RunResult> {
-    return this.runner.run('ip', ['link', 'del', 'dev', hostIf], { allowFail: true });
+  async discard(hostIf: string): Promise<void> {
+    await this.host().request([{ op: 'delLink', name: hostIf }]);
   }
 
   /** Adds `cidr` to ethwe; with `allowFail` the caller reads the result instead of catching. */
@@ -205,31 +237,18 @@ export class ContainerLinks {
     return this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', ...args], { allowFail });
   }
 
-  /** True, false, or null when `ip` failed for another reason. */
+  /** True, false, or null when the kernel refused for another reason. */
   async exists(name: string): Promise<boolean | null> {
-    const r = await this.runner.run('ip', ['link', 'show', 'dev', name], { allowFail: true });
-    if (r.code === 0) return true;
-    if (/does not exist|Cannot find device/i.test(r.stderr)) return false;
-    return null;
+    const [r] = await this.host().request([{ op: 'getLink', name }]);
+    if (r?.errno === 0) return true;
+    return r?.errno === ENODEV ? false : null;
   }
 
   async remove(name: string): Promise<void> {
-    const r = await this.runner.run('ip', ['link', 'del', 'dev', name], { allowFail: true });
-    if (r.code !== 0 && !/does not exist|Cannot find device/i.test(r.stderr)) {
-      throw new RouterError('io', `cannot delete ${name}: ${r.stderr.trim()}`);
+    const [r] = await this.host().request([{ op: 'delLink', name }]);
+    if (r !== undefined && r.errno !== 0 && r.errno !== ENODEV) {
+      throw new RouterError('io', `cannot delete ${name}: ${replyText(this.netlink, r)}`);
     }
-  }
-
-  /**
-   * As Weave Net does for ethwe: announce addresses when the link comes up, and
-   * notice a neighbour's changed MAC within seconds rather than the default
-   * ~30 s (a detached and re-attached container gets a new MAC). Best effort:
-   * without it traffic still flows, it just recovers more slowly.
-   */
-  private async tuneArp(netnsPath: string, name: string): Promise<void> {
-    const settings = ARP_SYSCTLS.map(([k, v]) => `${k.replace('IF', this.ifname)}=${v}`);
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w', ...settings], { allowFail: true });
-    if (r.code !== 0) this.logger.warn('cannot tune ARP on ethwe', { container: name, error: r.stderr.trim() });
   }
 
   /**
@@ -242,18 +261,22 @@ export class ContainerLinks {
    * is lost. Hence: wait for `forwarding`, then give ethwe its own fresh MAC.
    * Best effort: failure only slows recovery down.
    */
-  private async announce(netnsPath: string, hostIf: string, name: string): Promise<string> {
+  private async announce(inner: NetlinkSocket, index: number, hostIf: string, name: string, steps?: AttachSteps): Promise<string> {
     let forwarding = false;
     for (let i = 0; i < PORT_FORWARDING_POLLS && !forwarding; i++) {
       forwarding = await this.portForwarding(hostIf);
       if (!forwarding) await this.sleep(PORT_FORWARDING_POLL_MS);
     }
     if (!forwarding) this.logger.warn('bridge port did not reach forwarding state in time', { container: name, veth: hostIf });
+    steps?.mark('forwarding');
     const mac = this.newMac();
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', 'link', 'set', 'dev', this.ifname, 'address', mac], { allowFail: true });
-    if (r.code === 0) return mac;
-    this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r.stderr.trim() });
-    return this.readMac(netnsPath);
+    const [r] = await inner.request([{ op: 'setLink', index, mac }]);
+    steps?.mark('mac');
+    if (r?.errno === 0) return mac;
+    this.logger.warn('cannot announce the new MAC of ethwe', { container: name, error: r === undefined ? 'no reply' : replyText(this.netlink, r) });
+    const [link] = await inner.request([{ op: 'getLink', name: this.ifname }]);
+    if (link?.errno === 0 && link.link?.mac != null) return link.link.mac;
+    throw new RouterError('io', `cannot read the MAC address of ${this.ifname}`);
   }
 
   /**
@@ -295,11 +318,14 @@ export class ContainerLinks {
     if (lines.length > 0) await runIpBatch(this.runner, lines, { netnsPath, force: true });
   }
 
+  /** The overlay routes via ethwe, IPv6 ones only `withV6`. */
+  private routesFor(withV6: boolean): string[] {
+    return this.routes.filter((route) => withV6 || familyOfCanonical(route) !== 6);
+  }
+
   /** `ip -batch` lines for the overlay routes via ethwe, IPv6 ones only `withV6`. */
   private routeLines(op: 'add', withV6: boolean): string[] {
-    return this.routes
-      .filter((route) => withV6 || familyOfCanonical(route) !== 6)
-      .map((route) => `route ${op} ${route} dev ${this.ifname}`);
+    return this.routesFor(withV6).map((route) => `route ${op} ${route} dev ${this.ifname}`);
   }
 
   /**
@@ -312,17 +338,5 @@ export class ContainerLinks {
     const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w',
       `net.ipv6.conf.${this.ifname}.disable_ipv6=0`, `net.ipv6.conf.${this.ifname}.ndisc_notify=1`], { allowFail: true });
     if (r.code !== 0) throw new RouterError('io', `cannot enable IPv6 on ${this.ifname}: ${r.stderr.trim()}`);
-  }
-
-  private async readMac(netnsPath: string): Promise<string> {
-    const r = await this.runner.run('nsenter', [`--net=${netnsPath}`, 'ip', '-j', 'link', 'show', 'dev', this.ifname]);
-    try {
-      const parsed = JSON.parse(r.stdout) as { address?: unknown }[];
-      const mac = parsed[0]?.address;
-      if (typeof mac === 'string' && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return mac;
-    } catch {
-      // Reported below.
-    }
-    throw new RouterError('io', `cannot read the MAC address of ${this.ifname}`);
   }
 }

@@ -24,9 +24,11 @@ import type { AttachCidr } from './attach-address';
 import { ipOf, parseAttachAddress, parseAttachAddresses, parseDetachCidr } from './attach-address';
 import type { AttachedContainer, AttachOptions, ContainerListener, EndpointSource } from './attached-container';
 import { ContainerListeners, validateAttachOptions } from './attached-container';
+import { AttachSteps } from './attach-steps';
 import { ContainerAttacher } from './container-attacher';
 import { ContainerLinks, randomMac } from './container-link';
 import type { ContainerRef, HostFs, ResolvedContainer } from './container-ref';
+import { nativeNetlink } from './netlink-socket';
 import { formatContainerRef, parseContainerRef, procHostFs, resolveContainer } from './container-ref';
 import type { Attachment } from './container-state';
 import { AttachmentRecord, FileStateStore, STATE_FILE, describeAttachment as describe, publicView } from './container-state';
@@ -71,11 +73,12 @@ export class ContainerManager {
     this.links = new ContainerLinks(
       {
         runner: deps.runner,
+        netlink: deps.netlink ?? nativeNetlink,
         logger: deps.logger,
         newMac: deps.newMac ?? randomMac,
         sleep: deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
       },
-      { bridge: opts.bridge, mtu: opts.mtu, overlayRoutes: opts.overlayRoutes },
+      { bridge: opts.bridge, mtu: opts.mtu, overlayRoutes: opts.overlayRoutes, ...(opts.hostNetns !== undefined ? { hostNetns: opts.hostNetns } : {}) },
     );
     this.attacher = new ContainerAttacher(this.links, this.attachments, this.listeners, deps.logger);
     this.hostNetns = opts.hostNetns ?? '/proc/self/ns/net';
@@ -141,22 +144,31 @@ export class ContainerManager {
    * midway undoes what this call made.
    */
   async attach(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions = {}, via: JoinedVia = 'manual'): Promise<AttachedContainer> {
+    const steps = new AttachSteps();
+    const view = await this.attachTimed(ref, cidrs, opts, via, steps);
+    if (this.logger.enabled('debug')) this.logger.debug('attach steps', { container: view.name, ...steps.fields() });
+    return view;
+  }
+
+  private async attachTimed(ref: string | ContainerRef, cidrs: string[], opts: AttachOptions, via: JoinedVia, steps: AttachSteps): Promise<AttachedContainer> {
     const parsed = typeof ref === 'string' ? parseContainerRef(ref) : ref;
     const dns = validateAttachOptions(opts);
     const source = this.addressSource;
     if (source === null) {
       const wanted = parseAttachAddresses(cidrs, true);
-      return this.serialize(() => this.handleAttach(parsed, wanted, dns, via));
+      return this.serialize(() => this.handleAttach(parsed, wanted, dns, via, steps));
     }
     if (!Array.isArray(cidrs) || cidrs.some((c) => typeof c !== 'string')) throw RouterError.config('addresses must be a list of strings');
     // Resolve first (outside the queue: allocation may wait for IPAM consensus),
     // so addresses are keyed on the container's stable id.
     const target = await this.resolve(parsed);
+    steps.mark('resolve');
     const addresses = await source.obtain({ id: target.id, name: target.name }, cidrs);
+    steps.mark('ipam');
     let wanted: AttachCidr[];
     try {
       wanted = parseAttachAddresses(addresses, true);
-      return await this.serialize(() => this.handleAttach(parsed, wanted, dns, via));
+      return await this.serialize(() => this.handleAttach(parsed, wanted, dns, via, steps));
     } catch (err) {
       // Hand back what the source gave us for this failed attach; the container keeps any older addresses.
       const held = new Set(this.attachments.all().filter((a) => a.id === target.id).flatMap((a) => a.addresses));
@@ -267,8 +279,9 @@ export class ContainerManager {
     await applyDockerEvent(this.parts, record, d.do);
   }
 
-  private async handleAttach(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions, via: JoinedVia): Promise<AttachedContainer> {
-    const view = await this.attachOrAdd(ref, wanted, dns);
+  private async handleAttach(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions, via: JoinedVia, steps: AttachSteps): Promise<AttachedContainer> {
+    steps.mark('queue');
+    const view = await this.attachOrAdd(ref, wanted, dns, steps);
     // How it joined is set once, by the attach that made it.
     const record = this.attachments.all().find((a) => a.id === view.id && a.state === 'attached');
     if (record !== undefined && record.via === undefined && via !== 'manual') {
@@ -279,8 +292,9 @@ export class ContainerManager {
     return view;
   }
 
-  private async attachOrAdd(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions): Promise<AttachedContainer> {
+  private async attachOrAdd(ref: ContainerRef, wanted: AttachCidr[], dns: AttachOptions, steps: AttachSteps): Promise<AttachedContainer> {
     const target = await this.resolve(ref);
+    steps.mark('resolve');
     let existing = this.attachments.all().find((a) => a.state === 'attached' && a.nsId === target.nsId) ?? null;
     if (existing !== null && !(await this.stillThere(existing))) {
       // The veth vanished behind our back (someone deleted it): start afresh.
@@ -302,7 +316,7 @@ export class ContainerManager {
       }
     }
     if (existing !== null) return this.attacher.addAddresses(existing, wanted);
-    return this.attacher.create(target, wanted, dns);
+    return this.attacher.create(target, wanted, dns, steps);
   }
 
   private async handleDetach(ref: ContainerRef, wanted: AttachCidr[] | null): Promise<DetachResult> {

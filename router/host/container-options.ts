@@ -8,6 +8,7 @@ import type { AttachedContainer } from './attached-container';
 import type { CommandRunner } from './command-runner';
 import type { HostFs } from './container-ref';
 import type { StateStore } from './container-state';
+import type { Netlink } from './netlink-socket';
 import type { DockerApi } from './docker-client';
 
 export interface ContainerDeps {
@@ -23,6 +24,8 @@ export interface ContainerDeps {
   newMac?: () => string;
   /** Default setTimeout; tests pass one that returns at once. */
   sleep?: (ms: number) => Promise<void>;
+  /** rtnetlink for the links; default the native addon's (netlink-socket.ts), tests pass a fake. */
+  netlink?: Netlink;
   /** Default SystemClock: stop times and the sweep's timer. */
   clock?: Clock;
 }

@@ -121,7 +121,7 @@ function world(opts: { autoAttach?: boolean } = {}) {
   const store = new MemoryStateStore();
   let next = 0;
   const manager = new ContainerManager(
-    { runner: host.runner, docker: engine, logger: silentLogger, hostFs: host.hostFs, store, clock, newMac: () => `02:aa:00:00:00:0${++next % 10}`, sleep: async () => undefined },
+    { runner: host.runner, netlink: host.netlink, docker: engine, logger: silentLogger, hostFs: host.hostFs, store, clock, newMac: () => `02:aa:00:00:00:0${++next % 10}`, sleep: async () => undefined },
     { bridge: 'weave', mtu: 1376, overlayRoutes: ['10.32.0.0/12'], datadir: '/nonexistent', graceMs: 60_000, sweepMs: 2_000 },
   );
   let given = 0;
