@@ -6,7 +6,8 @@
 //
 //   key     the section, a dot, the figure: [a-z0-9][a-z0-9._-]* (e.g. dns.local_vs_dnsmasq)
 //   value   a decimal number as it should be shown (e.g. 4.93), or '-' when not measured
-//   target  '>=N', '<=N', '>N', '<N' (N a decimal number), or '-' when the figure has none
+//   target  '>=N', '<=N', '>N', '<N' (N a decimal number); '~N' (about N: shown, no verdict,
+//           e.g. a memory slope that should stay flat); or '-' when the figure has none
 //   label   the rest of the line: what the figure is, with the raw figures behind a ratio
 //
 // bench.sh keeps every section's output in a temporary file and runs this
@@ -21,7 +22,7 @@
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 
-export type Comparison = '>=' | '<=' | '>' | '<';
+export type Comparison = '>=' | '<=' | '>' | '<' | '~';
 
 export interface SummaryFigure {
   key: string;
@@ -33,12 +34,12 @@ export interface SummaryFigure {
 
 const KEY_RE = /^[a-z0-9][a-z0-9._-]*$/;
 const NUMBER_RE = /^-?\d+(\.\d+)?$/;
-const TARGET_RE = /^(>=|<=|>|<)(-?\d+(?:\.\d+)?)$/;
+const TARGET_RE = /^(>=|<=|>|<|~)(-?\d+(?:\.\d+)?)$/;
 
 /** One SUMMARY line for a section to print; throws on a key or target this format cannot carry. */
 export function summaryLine(key: string, value: number, target: string, label: string, digits = 2): string {
   if (!KEY_RE.test(key)) throw new Error(`summary key ${JSON.stringify(key)} must match ${KEY_RE}`);
-  if (target !== '-' && !TARGET_RE.test(target)) throw new Error(`summary target ${JSON.stringify(target)} must be like >=8, <50 or -`);
+  if (target !== '-' && !TARGET_RE.test(target)) throw new Error(`summary target ${JSON.stringify(target)} must be like >=8, <50, ~0 or -`);
   const shown = Number.isFinite(value) ? value.toFixed(digits) : '-';
   return `SUMMARY ${key} ${shown} ${target} ${label.replace(/\s+/g, ' ').trim()}`;
 }
@@ -60,9 +61,9 @@ export function parseSummaryLine(line: string): SummaryFigure | Error | null {
   return { key, value: value === '-' ? null : value, target: parsedTarget, label: (label ?? '').trim() };
 }
 
-/** 'yes', 'NO', or '' when there is no target or no value. */
+/** 'yes', 'NO', or '' when there is no target, no value, or only an 'about' target. */
 export function verdict(f: SummaryFigure): string {
-  if (f.target === null || f.value === null) return '';
+  if (f.target === null || f.value === null || f.target.op === '~') return '';
   const v = Number(f.value);
   const { op, bound } = f.target;
   const met = op === '>=' ? v >= bound : op === '<=' ? v <= bound : op === '>' ? v > bound : v < bound;

@@ -20,7 +20,7 @@ t.test('summaryLine writes what parseSummaryLine reads', async (t) => {
 t.test('parseSummaryLine: other lines are null, malformed SUMMARY lines are errors', async (t) => {
   t.equal(parseSummaryLine('round 1/3: weave 1700 Mbit/s'), null);
   t.equal(parseSummaryLine(''), null);
-  for (const bad of ['SUMMARY', 'SUMMARY a.b', 'SUMMARY A.B 1 - x', 'SUMMARY a.b 1x - x', 'SUMMARY a.b 1 =>3 x', 'SUMMARY a.b 1 >=x x']) {
+  for (const bad of ['SUMMARY', 'SUMMARY a.b', 'SUMMARY A.B 1 - x', 'SUMMARY a.b 1x - x', 'SUMMARY a.b 1 =>3 x', 'SUMMARY a.b 1 >=x x', 'SUMMARY a.b 1 ~ x']) {
     t.type(parseSummaryLine(bad), Error, JSON.stringify(bad));
   }
   const none = parseSummaryLine('SUMMARY dns.local_vs_dnsmasq - >=1.5 weave / dnsmasq') as SummaryFigure;
@@ -39,6 +39,8 @@ t.test('verdict compares with each operator, bounds included or not', async (t) 
   t.equal(v('1', '<=1'), 'yes');
   t.equal(v('1.01', '<=1'), 'NO');
   t.equal(v('3', '-'), '', 'no target, no verdict');
+  t.equal(v('0.4', '~0'), '', 'an about target is shown, not judged');
+  t.same((parseSummaryLine('SUMMARY memory.slope 0.40 ~0 MB/min') as SummaryFigure).target, { op: '~', bound: 0, text: '~0' });
 });
 
 t.test('collectSummary keeps first-seen order, later values win, bad lines are listed', async (t) => {
