@@ -39,7 +39,7 @@ import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
 import { DnsDaemon } from '../dns/daemon';
-import { openDnsDatagramPort } from './dns-datagrams';
+import { dnsUpstreamSocketOpener, openDnsDatagramPort } from './dns-datagrams';
 import { dnsApi } from '../dns/http-routes';
 import { checkRangeFreeOnHost } from '../ipam/host-check';
 import { ipamContainerListener, isIpv4Cidr, parseAddressRequests, resolveAddresses, withV6Twins } from '../ipam/container-hook';
@@ -218,7 +218,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const dns = new DnsDaemon(
     {
       hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'dns' }), run: (cmd, args) => runner.run(cmd, args, { allowFail: true }),
-      openDatagrams: openDnsDatagramPort,
+      openDatagrams: openDnsDatagramPort, openUpstreamSocket: dnsUpstreamSocketOpener(),
     },
     { ...config.dns, bridge: dataPlane.bridge, datadir: config.datadir },
   );

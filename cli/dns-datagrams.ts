@@ -2,17 +2,73 @@
 // (router/overlay/udp-batch.ts): one wakeup reads up to a batch of queries,
 // the server answers them all, and the answers leave in one sendmmsg. Wired by
 // cli/daemon.ts; dns/ never sees the data plane. Replies are copied into a
-// preallocated send slab; one larger than a slot (never, at the 1232-byte EDNS
-// cap of dns/constants.ts) is sent on its own.
+// preallocated send slab; one larger than a slot (a forwarded answer for a
+// client that asked for more than 1232 bytes) is sent on its own. Answers to
+// forwarded queries (sendTo, after the upstream answered) are queued the same
+// way and leave together once the answers of one upstream read are all in.
+//
+// The forwarder's upstream sockets (UpstreamSocket) go the same way: each is
+// connected to its upstream (the kernel picks a random port and delivers only
+// that upstream's datagrams), the queries of a burst leave in one sendmmsg per
+// socket, and answers are read by recvmmsg.
 
-import type { DatagramBatch, DatagramPort, DatagramSender } from '../dns/datagram-port';
+import { constants as osConstants } from 'node:os';
+import type { DatagramBatch, DatagramPort, DatagramSender, OpenUpstreamSocket, UpstreamSocket, UpstreamSocketEvents } from '../dns/datagram-port';
 import { EDNS_MAX_UDP_BYTES } from '../dns/constants';
+import { familyOfCanonical } from '../common/ip';
+import { openDgramUpstreamSocket } from '../dns/upstream-dgram';
+import { loadNative } from '../router/overlay/native';
 import { UdpAddressTable, UdpBatchSocket } from '../router/overlay/udp-batch';
 
 const BATCH = 256;
 /** Queries larger than this are dropped by the kernel read (counted by the addon); real ones are far smaller. */
 const QUERY_CAPACITY_BYTES = 4096;
 const SOCKET_BUFFER_BYTES = 4 << 20;
+/** Answers read per wakeup on an upstream socket. */
+const UPSTREAM_BATCH = 16;
+/** Forwarded queries ask for at most EDNS_MAX_UDP_BYTES; room for an upstream that ignores it (larger ones are dropped, counted). */
+const UPSTREAM_ANSWER_CAPACITY_BYTES = 4096;
+/** Queued queries per upstream socket before they are sent at once. */
+const UPSTREAM_SEND_BATCH = 64;
+const UPSTREAM_SEND_SLAB_BYTES = 16 * 1024;
+
+/** Sockets with something queued, flushed together once the synchronous work that queued it is done. */
+const dirty: Array<{ flush(): void }> = [];
+let flushScheduled = false;
+
+function flushDirty(): void {
+  flushScheduled = false;
+  // A flush may queue nothing new; the list is taken whole so a later queue schedules its own.
+  const list = dirty.splice(0);
+  for (const s of list) s.flush();
+}
+
+function scheduleFlush(s: { flush(): void }): void {
+  dirty.push(s);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  queueMicrotask(flushDirty);
+}
+
+/** Where a datagram came from, kept as bytes; the text form only when asked for (logs). */
+class NativeSender implements DatagramSender {
+  private readonly ip = new Uint8Array(16);
+
+  constructor(from: UdpAddressTable, i: number, readonly port: number) {
+    this.ip.set(from.ips.subarray(16 * i, 16 * i + 16));
+  }
+
+  get address(): string {
+    const t = new UdpAddressTable(1);
+    t.ips.set(this.ip);
+    return t.address(0);
+  }
+
+  writeTo(table: UdpAddressTable, i: number): void {
+    table.ips.set(this.ip, 16 * i);
+    table.ports[i] = this.port;
+  }
+}
 
 class NativeDatagramPort implements DatagramPort, DatagramBatch {
   readonly port: number;
@@ -25,6 +81,7 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
   private readonly oneOffset = new Int32Array(1);
   private readonly oneLength = new Int32Array(1);
   private pending = 0;
+  private readonly flusher = { flush: (): void => this.flush() };
 
   constructor(private readonly sock: UdpBatchSocket) {
     this.port = sock.localPort;
@@ -53,24 +110,36 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
   }
 
   sender(i: number): DatagramSender {
-    return { address: this.sock.sources.address(i), port: this.sock.sources.port(i) };
+    return new NativeSender(this.sock.sources, i, this.sock.sources.port(i));
   }
 
   reply(i: number, bytes: Uint8Array): void {
-    if (bytes.length > EDNS_MAX_UDP_BYTES || this.pending >= BATCH) {
+    if (bytes.length > EDNS_MAX_UDP_BYTES) {
       this.sendTo(this.sender(i), bytes);
       return;
     }
+    if (this.pending >= BATCH) this.flush();
     const n = this.pending++;
     this.out.set(bytes, this.outOffsets[n] as number);
     this.outLengths[n] = bytes.length;
     this.dests.copyFrom(n, this.sock.sources, i);
   }
 
+  /** Queued like reply(); leaves with the next flush (one per burst of upstream answers). */
   sendTo(to: DatagramSender, bytes: Uint8Array): void {
-    this.one.set(0, to.address, to.port);
-    this.oneLength[0] = bytes.length;
-    this.sock.sendBatch(bytes, this.oneOffset, this.oneLength, this.one, 1);
+    if (bytes.length > EDNS_MAX_UDP_BYTES || !(to instanceof NativeSender)) {
+      if (to instanceof NativeSender) to.writeTo(this.one, 0);
+      else this.one.set(0, to.address, to.port);
+      this.oneLength[0] = bytes.length;
+      this.sock.sendBatch(bytes, this.oneOffset, this.oneLength, this.one, 1);
+      return;
+    }
+    if (this.pending >= BATCH) this.flush();
+    const n = this.pending++;
+    this.out.set(bytes, this.outOffsets[n] as number);
+    this.outLengths[n] = bytes.length;
+    to.writeTo(this.dests, n);
+    if (n === 0) scheduleFlush(this.flusher);
   }
 
   close(): void {
@@ -90,4 +159,92 @@ export function openDnsDatagramPort(host: string, port: number): DatagramPort {
     address: host, port, maxBatchCount: BATCH, datagramCapacityBytes: QUERY_CAPACITY_BYTES,
     recvBufferBytes: SOCKET_BUFFER_BYTES, sendBufferBytes: SOCKET_BUFFER_BYTES,
   }));
+}
+
+class NativeUpstreamSocket implements UpstreamSocket {
+  private readonly out = Buffer.allocUnsafe(UPSTREAM_SEND_SLAB_BYTES);
+  private readonly offsets = new Int32Array(UPSTREAM_SEND_BATCH);
+  private readonly lengths = new Int32Array(UPSTREAM_SEND_BATCH);
+  /** Port 0 everywhere: the connected upstream. */
+  private readonly dests = new UdpAddressTable(UPSTREAM_SEND_BATCH);
+  private readonly flusher = { flush: (): void => this.flush() };
+  private queued = 0;
+  private used = 0;
+  private txErrors = 0;
+  private closed = false;
+
+  constructor(private readonly sock: UdpBatchSocket, private readonly events: UpstreamSocketEvents) {
+    sock.onError((err) => this.fail(err));
+    sock.onDatagrams((slab, offsets, lengths, sources, count) => {
+      for (let i = 0; i < count && !this.closed; i++) {
+        const at = offsets[i] as number;
+        events.message(slab.subarray(at, at + (lengths[i] as number)), sources.address(i), sources.port(i));
+      }
+    });
+  }
+
+  send(bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (this.queued >= UPSTREAM_SEND_BATCH || this.used + bytes.length > this.out.length) this.flush();
+    if (bytes.length > this.out.length) {
+      this.transmit(bytes, 0, bytes.length);
+      return;
+    }
+    const n = this.queued++;
+    this.out.set(bytes, this.used);
+    this.offsets[n] = this.used;
+    this.lengths[n] = bytes.length;
+    this.used += bytes.length;
+    if (n === 0) scheduleFlush(this.flusher);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queued = 0;
+    this.sock.close();
+  }
+
+  flush(): void {
+    const n = this.queued;
+    this.queued = 0;
+    this.used = 0;
+    if (n === 0 || this.closed) return;
+    const sent = this.sock.sendBatch(this.out, this.offsets, this.lengths, this.dests, n);
+    if (sent < n) this.checkSendErrors();
+  }
+
+  private transmit(bytes: Uint8Array, offset: number, length: number): void {
+    const offsets = Int32Array.of(offset);
+    const lengths = Int32Array.of(length);
+    if (this.sock.sendBatch(bytes, offsets, lengths, this.dests, 1) < 1) this.checkSendErrors();
+  }
+
+  /** A full send queue drops (those queries time out); any other error (ICMP refused, no route) means the upstream is not there. */
+  private checkSendErrors(): void {
+    const st = this.sock.stats();
+    if (st.txErrors === this.txErrors) return;
+    this.txErrors = st.txErrors;
+    this.fail(new Error(`send to the upstream failed: errno ${st.lastTxErrno}${st.lastTxErrno === osConstants.errno.ECONNREFUSED ? ' (connection refused)' : ''}`));
+  }
+
+  private fail(err: Error): void {
+    if (!this.closed) this.events.error(err);
+  }
+}
+
+/** A batched UDP socket connected to an upstream DNS server, on a kernel-random port; throws when the socket cannot be made. */
+const openNativeUpstreamSocket: OpenUpstreamSocket = (host, port, events) => new NativeUpstreamSocket(UdpBatchSocket.open({
+  address: familyOfCanonical(host) === 6 ? '::' : '0.0.0.0', port: 0, peer: { address: host, port },
+  maxBatchCount: UPSTREAM_BATCH, datagramCapacityBytes: UPSTREAM_ANSWER_CAPACITY_BYTES,
+}), events);
+
+/** The forwarder's upstream sockets: batched through the addon, or node:dgram ones when the addon cannot be loaded (asked once). */
+export function dnsUpstreamSocketOpener(): OpenUpstreamSocket {
+  try {
+    loadNative();
+    return openNativeUpstreamSocket;
+  } catch {
+    return openDgramUpstreamSocket;
+  }
 }

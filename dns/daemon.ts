@@ -31,7 +31,7 @@ import { MdnsResponder } from './mdns';
 import { containerHostName, qualifyName } from './names';
 import { formatUpstream } from './resolv-conf';
 import type { Upstream } from './resolv-conf';
-import type { OpenDatagramPort } from './datagram-port';
+import type { OpenDatagramPort, OpenUpstreamSocket } from './datagram-port';
 import { DnsServer, newCounters } from './server';
 import type { ListenAddress } from './server';
 import { DnsService } from './service';
@@ -62,6 +62,8 @@ export interface DnsDaemonDeps {
   run: RunCommand;
   /** Batched UDP for the server (cli/dns-datagrams.ts); node:dgram without. */
   openDatagrams?: OpenDatagramPort;
+  /** The forwarder's upstream UDP sockets; node:dgram ones when absent. */
+  openUpstreamSocket?: OpenUpstreamSocket;
 }
 
 export interface DnsDaemonOptions extends DnsDaemonConfig {
@@ -121,7 +123,10 @@ export class DnsDaemon implements DnsContainerListener {
         // Forwarding to ourselves would loop until the timeout.
         isSelf: (u) => this.server.addresses().includes(formatUpstream(u)),
       });
-    this.forwarder = new Forwarder({ logger: deps.logger, upstreams: this.upstreams });
+    this.forwarder = new Forwarder({
+      logger: deps.logger, upstreams: this.upstreams,
+      ...(deps.openUpstreamSocket === undefined ? {} : { openUpstreamSocket: deps.openUpstreamSocket }),
+    });
     this.server = new DnsServer({
       resolve: (bytes, transport) => this.service.resolve(bytes, transport),
       forwarder: this.forwarder,

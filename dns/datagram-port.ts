@@ -3,7 +3,8 @@
 // addon's recvmmsg/sendmmsg), so that a burst of queries costs one wakeup and
 // one send call instead of a Node event and a send per query. dns/ may not
 // import the data plane, hence this interface; without one the server uses
-// node:dgram. Types only.
+// node:dgram. The forwarder's upstream sockets have a seam of the same kind
+// (UpstreamSocket). Types only.
 
 /** Where a datagram came from, kept to answer it later (a forwarded query). */
 export interface DatagramSender {
@@ -34,3 +35,27 @@ export interface DatagramPort {
 
 /** Binds host:port; throws when it cannot (the server then falls back to node:dgram). */
 export type OpenDatagramPort = (host: string, port: number) => DatagramPort;
+
+/**
+ * A UDP socket connected to one upstream server, on a port the kernel picked
+ * at random; only that server's datagrams reach it. The forwarder's pool opens
+ * these through an `OpenUpstreamSocket` (cli/dns-datagrams.ts over the addon:
+ * the queries of one burst leave in one sendmmsg, answers arrive by recvmmsg;
+ * dns/upstream-dgram.ts over node:dgram without it).
+ */
+export interface UpstreamSocket {
+  /** Queues `bytes` (copied at once) for the upstream; what is queued leaves before the event loop turns. */
+  send(bytes: Uint8Array): void;
+  /** Idempotent; nothing is delivered after it. */
+  close(): void;
+}
+
+export interface UpstreamSocketEvents {
+  /** A datagram and where it came from; `bytes` is valid only during the call. */
+  message(bytes: Uint8Array, address: string, port: number): void;
+  /** The socket failed for good (cannot connect or send, a read error); close it. */
+  error(err: Error): void;
+}
+
+/** Opens a socket connected to host:port; throws when the socket cannot be made at all. */
+export type OpenUpstreamSocket = (host: string, port: number, events: UpstreamSocketEvents) => UpstreamSocket;

@@ -20,11 +20,18 @@
 // being forwarded, so a container that floods us with queries for silent names
 // gets SERVFAIL, not our memory; sockets are bounded by the pool size per
 // upstream plus retired ones still draining.
+//
+// A UDP query goes upstream with its EDNS size lowered to what we accept from
+// clients (EDNS_MAX_UDP_BYTES, as dnsmasq's edns-packet-max does): larger
+// answers come back truncated and the client asks again over TCP, so no
+// answer we take is fragmented on the way (forged fragments are a known way
+// round ids and 0x20), and the upstream sockets' receive slots stay small.
 
 import net from 'node:net';
 import type { Logger } from '../common/logger';
 import type { Transport } from './answer';
-import { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
+import { EDNS_MAX_UDP_BYTES, FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from './constants';
+import type { OpenUpstreamSocket } from './datagram-port';
 import type { ParsedQuery } from './message';
 import type { Upstream } from './resolv-conf';
 import { formatUpstream } from './resolv-conf';
@@ -39,6 +46,8 @@ import { DEFAULT_POOL_POLICY } from './upstream-pool-policy';
 export interface ForwarderDeps {
   logger: Logger;
   upstreams: UpstreamSource;
+  /** Upstream UDP sockets; node:dgram ones when absent. */
+  openUpstreamSocket?: OpenUpstreamSocket;
 }
 
 export interface ForwarderOptions {
@@ -67,7 +76,7 @@ export class Forwarder {
 
   constructor(private readonly deps: ForwarderDeps, opts: Partial<ForwarderOptions> = {}) {
     this.opts = { ...DEFAULT_FORWARDER_OPTIONS, ...opts };
-    this.pool = new UdpUpstreamPool(deps.logger, this.random, this.opts.pool);
+    this.pool = new UdpUpstreamPool(deps.logger, this.random, this.opts.pool, Date.now, deps.openUpstreamSocket);
   }
 
   upstreams(): Upstream[] {
@@ -75,28 +84,51 @@ export class Forwarder {
   }
 
   /** The upstream's reply with the client's id and question, or null when every upstream failed, none is set or too many are in flight. */
-  async forward(q: ParsedQuery, raw: Uint8Array, transport: Transport): Promise<Buffer | null> {
-    if (this.closed || this.inFlight >= this.opts.maxInFlight) return null;
-    const list = this.deps.upstreams.current();
-    if (list.length === 0) return null;
-    this.inFlight++;
-    try {
-      let fallback: Buffer | null = null;
-      for (const u of list) {
-        if (this.closed) return null;
-        // UDP first, whatever the client used; TCP when the answer did not fit and the
-        // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
-        let reply = await this.viaUdp(u, q, raw);
-        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & FLAG_TC) !== 0) reply = (await this.viaTcp(u, q, raw)) ?? reply;
-        if (reply === null) continue;
-        const out = clientAnswer(reply, q.id, q.questionBytes);
-        if (!TRY_NEXT_RCODES.has((out[3] as number) & 0xf)) return out;
-        fallback = out;
-      }
-      return fallback;
-    } finally {
-      this.inFlight--;
+  forward(q: ParsedQuery, raw: Uint8Array, transport: Transport): Promise<Buffer | null> {
+    return new Promise((resolve) => this.forwardThen(q, raw, transport, resolve));
+  }
+
+  /**
+   * forward() without a promise (the server's UDP path: a burst of queries
+   * costs no promise chain each): `done` gets the reply or null, once, never
+   * synchronously. `raw` is read again for each upstream tried: not a view into
+   * a buffer that will be reused.
+   */
+  forwardThen(q: ParsedQuery, raw: Uint8Array, transport: Transport, done: (reply: Buffer | null) => void): void {
+    const list = this.closed || this.inFlight >= this.opts.maxInFlight ? [] : this.deps.upstreams.current();
+    if (list.length === 0) {
+      queueMicrotask(() => done(null));
+      return;
     }
+    this.inFlight++;
+    let next = 0;
+    let fallback: Buffer | null = null;
+    const finish = (reply: Buffer | null): void => {
+      this.inFlight--;
+      done(reply);
+    };
+    const tried = (reply: Buffer | null): void => {
+      if (reply !== null) {
+        if (!TRY_NEXT_RCODES.has((reply[3] as number) & 0xf)) {
+          finish(reply);
+          return;
+        }
+        fallback = reply;
+      }
+      tryNext();
+    };
+    const tryNext = (): void => {
+      const u = list[next++];
+      if (this.closed) finish(null);
+      else if (u === undefined) finish(fallback);
+      // UDP first, whatever the client used; TCP when the answer did not fit and the
+      // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
+      else this.viaUdp(u, q, raw, (reply) => {
+        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & FLAG_TC) !== 0) this.viaTcp(u, q, raw, (r) => tried(r ?? reply));
+        else tried(reply);
+      });
+    };
+    tryNext();
   }
 
   close(): void {
@@ -120,31 +152,34 @@ export class Forwarder {
 
   /**
    * Runs one attempt: `start` sends the query and returns its canceller; the
-   * attempt ends with the first accepted answer, an error, the timeout or close().
+   * attempt ends with the first accepted answer (already in the client's id
+   * and casing), an error, the timeout or close().
    */
-  private attempt(u: Upstream, start: (accept: (reply: Buffer | null) => void) => () => void): Promise<Buffer | null> {
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      let done = false;
-      let closeSocket: (() => void) | null = null;
-      const finish = (reply: Buffer | null): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        this.aborts.delete(abort);
-        closeSocket?.();
-        resolve(reply);
-      };
-      const abort = (): void => finish(null);
-      const timer = setTimeout(() => {
-        this.deps.logger.debug('dns upstream timed out', { upstream: formatUpstream(u) });
-        finish(null);
-      }, this.opts.timeoutMs);
-      this.aborts.add(abort);
-      const closer = start(finish);
-      if (done) closer();
-      else closeSocket = closer;
-    });
+  private attempt(u: Upstream, start: (accept: (reply: Buffer | null) => void) => () => void, then: (reply: Buffer | null) => void): void {
+    if (this.closed) {
+      queueMicrotask(() => then(null));
+      return;
+    }
+    let done = false;
+    let closeSocket: (() => void) | null = null;
+    const finish = (reply: Buffer | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.aborts.delete(abort);
+      closeSocket?.();
+      // Never synchronously: start() may fail at once, and callers expect to have returned first.
+      queueMicrotask(() => then(reply));
+    };
+    const abort = (): void => finish(null);
+    const timer = setTimeout(() => {
+      this.deps.logger.debug('dns upstream timed out', { upstream: formatUpstream(u) });
+      finish(null);
+    }, this.opts.timeoutMs);
+    this.aborts.add(abort);
+    const closer = start(finish);
+    if (done) closer();
+    else closeSocket = closer;
   }
 
   /** Whether a message is the answer; logs what was dropped (quietly: spoofing attempts must not flood the log). */
@@ -155,19 +190,21 @@ export class Forwarder {
     return false;
   }
 
-  private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
+  private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void {
     const exp = this.expectation(q);
     const out = upstreamQuery(raw, exp);
-    return this.attempt(u, (finish) => this.pool.send(u, exp, out, finish));
+    if (q.edns !== null && q.edns.udpPayloadBytes > EDNS_MAX_UDP_BYTES) out.writeUInt16BE(EDNS_MAX_UDP_BYTES, q.edns.sizeOffset);
+    // The pool's reply is a view into a receive buffer: copied now, as the client's answer.
+    this.attempt(u, (finish) => this.pool.send(u, exp, out, (reply) => finish(reply === null ? null : clientAnswer(reply, q.id, q.questionBytes))), then);
   }
 
-  private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array): Promise<Buffer | null> {
+  private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void {
     const exp = this.expectation(q);
     const query = upstreamQuery(raw, exp);
     const out = Buffer.alloc(query.length + 2);
     out.writeUInt16BE(query.length, 0);
     query.copy(out, 2);
-    return this.attempt(u, (finish) => {
+    this.attempt(u, (finish) => {
       let buf: Buffer = Buffer.alloc(0);
       const sock = net.connect({ host: u.host, port: u.port });
       sock.on('connect', () => sock.write(out));
@@ -178,7 +215,7 @@ export class Forwarder {
           const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
           buf = buf.subarray(2 + msg.length);
           if (this.accepts(u, msg, exp)) {
-            finish(Buffer.from(msg));
+            finish(clientAnswer(msg, q.id, q.questionBytes));
             return;
           }
         }
@@ -186,6 +223,6 @@ export class Forwarder {
       sock.on('error', () => finish(null));
       sock.on('close', () => finish(null));
       return () => sock.destroy();
-    });
+    }, then);
   }
 }

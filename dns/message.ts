@@ -34,6 +34,8 @@ const MAX_POINTER_JUMPS = 128;
 export interface Edns {
   udpPayloadBytes: number;
   version: number;
+  /** Where udpPayloadBytes sits in the query's bytes (the forwarder lowers it in place). */
+  sizeOffset: number;
 }
 
 export interface ParsedQuery {
@@ -146,7 +148,7 @@ export function parseQuery(buf: Uint8Array): ParseResult {
       const rr = skipRecord(buf, pos);
       if (rr.type === QTYPE.OPT) {
         if (query.edns !== null) return fail(RCODE.FORMERR, 'more than one OPT record');
-        query.edns = { udpPayloadBytes: u16(buf, rr.fixed + 2), version: buf[rr.fixed + 5] as number };
+        query.edns = { udpPayloadBytes: u16(buf, rr.fixed + 2), version: buf[rr.fixed + 5] as number, sizeOffset: rr.fixed + 2 };
       }
       pos = rr.end;
     }

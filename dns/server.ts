@@ -173,29 +173,25 @@ export class DnsServer {
 
   private onUdp(addr: ListenAddress, udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.closed || !this.allowed(addr, rinfo.address)) return;
-    const reply = this.dispatch(msg, 'udp');
-    if (reply === null) return;
     const send = (bytes: Buffer): void => {
       if (!this.closed) udp.send(bytes, rinfo.port, rinfo.address);
     };
-    if (reply instanceof Promise) void reply.then(send);
-    else send(reply);
+    const reply = this.dispatch(msg, 'udp', () => send);
+    if (reply !== null) send(reply);
   }
 
   private onBatch(addr: ListenAddress, port: DatagramPort, batch: DatagramBatch): void {
     for (let i = 0; i < batch.count; i++) {
       if (this.closed) return;
       if (addr.restricted && !this.allowed(addr, batch.sourceAddress(i))) continue;
-      const reply = this.dispatch(batch.datagram(i), 'udp');
-      if (reply === null) continue;
-      if (reply instanceof Promise) {
+      const reply = this.dispatch(batch.datagram(i), 'udp', () => {
+        // Taken now, while the batch is valid; used when the upstream has answered.
         const to = batch.sender(i);
-        void reply.then((bytes) => {
+        return (bytes) => {
           if (!this.closed) port.sendTo(to, bytes);
-        });
-      } else {
-        batch.reply(i, reply);
-      }
+        };
+      });
+      if (reply !== null) batch.reply(i, reply);
     }
   }
 
@@ -244,9 +240,8 @@ export class DnsServer {
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
         deadline.queryComplete();
-        const reply = this.dispatch(Buffer.from(msg), 'tcp');
-        if (reply instanceof Promise) void reply.then(send);
-        else if (reply !== null) send(reply);
+        const reply = this.dispatch(Buffer.from(msg), 'tcp', () => send);
+        if (reply !== null) send(reply);
       }
       // Bytes of an unfinished query start its receive cap; they never extend the idle time.
       if (buf.length > 0) deadline.partial();
@@ -254,12 +249,12 @@ export class DnsServer {
   }
 
   /**
-   * Answers one query: the reply to send now, the reply to send when the
-   * upstream has answered (never rejects: SERVFAIL when forwarding fails), or
-   * null for no reply at all. `msg` may be a view into a receive buffer that
-   * is reused once this returns.
+   * Answers one query: returns the reply to send now, or null for nothing
+   * now. A forwarded query asks `later` (at once) for where its reply goes once
+   * the upstream has answered (SERVFAIL when forwarding fails). `msg` may be a
+   * view into a receive buffer that is reused once this returns.
    */
-  private dispatch(msg: Uint8Array, transport: Transport): Buffer | Promise<Buffer> | null {
+  private dispatch(msg: Uint8Array, transport: Transport, later: () => (reply: Buffer) => void): Buffer | null {
     const c = this.deps.counters;
     c.queries++;
     let outcome: QueryOutcome;
@@ -290,16 +285,23 @@ export class DnsServer {
       case 'forward': {
         const q = outcome.query;
         c.forwarded++;
+        const send = later();
         // A copy: msg may be a view into a receive buffer, and the forwarder reads it again for the next upstream.
-        return this.deps.forwarder.forward(q, Buffer.from(msg), transport).then((reply) => {
-          if (reply !== null) return reply;
-          c.forwardFailed++;
-          return servfail(q, transport);
-        }, (err: unknown) => {
+        try {
+          this.deps.forwarder.forwardThen(q, Buffer.from(msg), transport, (reply) => {
+            if (reply !== null) {
+              send(reply);
+              return;
+            }
+            c.forwardFailed++;
+            send(servfail(q, transport));
+          });
+          return null;
+        } catch (err) {
           c.forwardFailed++;
           this.deps.logger.warn('dns forwarding failed', { error: err instanceof Error ? err.message : String(err) });
           return servfail(q, transport);
-        });
+        }
       }
       default:
         assertNever(outcome);

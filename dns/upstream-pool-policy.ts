@@ -26,6 +26,8 @@ export interface PoolSlot {
   retired: boolean;
 }
 
+const NONE_RETIRED: readonly never[] = Object.freeze([]);
+
 export class PoolPolicy<S extends PoolSlot> {
   private readonly live: S[] = [];
 
@@ -44,7 +46,7 @@ export class PoolPolicy<S extends PoolSlot> {
    * returned list holds the sockets this call retired, for the caller to close
    * when drained.
    */
-  pick(): { slot: S | null; retired: S[] } {
+  pick(): { slot: S | null; retired: readonly S[] } {
     const retired = this.retireSpent();
     if (this.live.length < this.opts.size) return { slot: null, retired };
     return { slot: this.live[this.randomInt(this.live.length)] as S, retired };
@@ -69,9 +71,12 @@ export class PoolPolicy<S extends PoolSlot> {
     if (i >= 0) this.live.splice(i, 1);
   }
 
-  /** Retires every live socket past its age or query budget; returns them. */
-  retireSpent(): S[] {
-    const out = this.live.filter((s) => this.spent(s));
+  /** Retires every live socket past its age or query budget; returns them (runs per query: no allocation when none is). */
+  retireSpent(): readonly S[] {
+    const now = this.now();
+    let out: S[] | null = null;
+    for (const s of this.live) if (this.spent(s, now)) (out ??= []).push(s);
+    if (out === null) return NONE_RETIRED;
     for (const s of out) this.retire(s);
     return out;
   }
@@ -85,7 +90,7 @@ export class PoolPolicy<S extends PoolSlot> {
     return this.live;
   }
 
-  private spent(s: S): boolean {
-    return s.queries >= this.opts.maxQueries || this.now() - s.openedAt >= this.opts.maxAgeMs;
+  private spent(s: S, now = this.now()): boolean {
+    return s.queries >= this.opts.maxQueries || now - s.openedAt >= this.opts.maxAgeMs;
   }
 }

@@ -9,11 +9,12 @@
 // while the queries keep waiting. A new query never shares (id, question) with
 // one in flight on the same socket: it gets another id, so no answer can be
 // ambiguous. A retired socket is closed once its last query is answered,
-// cancelled or failed.
+// cancelled or failed. The sockets themselves come from an OpenUpstreamSocket
+// (dns/datagram-port.ts): batched through the addon in the daemon, node:dgram
+// otherwise.
 
-import dgram from 'node:dgram';
 import type { Logger } from '../common/logger';
-import { familyOfCanonical } from '../common/ip';
+import type { OpenUpstreamSocket, UpstreamSocket } from './datagram-port';
 import type { Upstream } from './resolv-conf';
 import type { RandomBuffer } from './random-buffer';
 import { formatUpstream } from './resolv-conf';
@@ -21,9 +22,10 @@ import type { AnswerCheck, UpstreamExpectation } from './upstream-query';
 import { checkAnswer } from './upstream-query';
 import type { PoolPolicyOptions, PoolSlot } from './upstream-pool-policy';
 import { DEFAULT_POOL_POLICY, PoolPolicy } from './upstream-pool-policy';
+import { openDgramUpstreamSocket } from './upstream-dgram';
 
-/** Called once: the accepted answer, or null when the socket failed. */
-export type Deliver = (reply: Buffer | null) => void;
+/** Called once: the accepted answer (a view valid only during the call), or null when the socket failed. */
+export type Deliver = (reply: Uint8Array | null) => void;
 
 interface Pending {
   readonly exp: UpstreamExpectation;
@@ -33,9 +35,7 @@ interface Pending {
 interface Slot extends PoolSlot {
   readonly upstream: Upstream;
   readonly key: string;
-  readonly sock: dgram.Socket;
-  /** Queries sent before connect() completed, sent when it does. */
-  queue: Array<{ out: Buffer; entry: Pending }> | null;
+  sock: UpstreamSocket | null;
   readonly pending: Map<number, Pending[]>;
   inFlight: number;
   closed: boolean;
@@ -45,12 +45,15 @@ interface Slot extends PoolSlot {
 export class UdpUpstreamPool {
   private readonly pools = new Map<string, PoolPolicy<Slot>>();
   private readonly slots = new Set<Slot>();
+  private readonly byUpstream = new WeakMap<Upstream, { key: string; policy: PoolPolicy<Slot> }>();
+  private closed = false;
 
   constructor(
     private readonly logger: Logger,
     private readonly random: RandomBuffer,
     private readonly opts: PoolPolicyOptions = DEFAULT_POOL_POLICY,
     private readonly now: () => number = Date.now,
+    private readonly openSocket: OpenUpstreamSocket = openDgramUpstreamSocket,
   ) {}
 
   /**
@@ -60,6 +63,10 @@ export class UdpUpstreamPool {
    * (timeout or abort): it forgets the query and closes a drained retired socket.
    */
   send(u: Upstream, exp: UpstreamExpectation, out: Buffer, deliver: Deliver): () => void {
+    if (this.closed) {
+      deliver(null);
+      return noop;
+    }
     const policy = this.policyFor(u);
     const { slot: picked, retired } = policy.pick();
     for (const s of retired) this.closeIfDrained(s);
@@ -74,8 +81,7 @@ export class UdpUpstreamPool {
     else list.push(entry);
     slot.inFlight++;
     policy.used(slot);
-    if (slot.queue !== null) slot.queue.push({ out, entry });
-    else this.transmit(slot, out, entry);
+    slot.sock?.send(out);
     return () => {
       this.forget(slot, entry);
       this.closeIfDrained(slot);
@@ -84,6 +90,7 @@ export class UdpUpstreamPool {
 
   /** Closes every socket; queries still waiting get null. */
   close(): void {
+    this.closed = true;
     for (const s of [...this.slots]) this.fail(s, null);
     this.pools.clear();
   }
@@ -96,20 +103,23 @@ export class UdpUpstreamPool {
   // -------------------------------------------------------------------------
 
   private policyFor(u: Upstream): PoolPolicy<Slot> {
+    // The upstream list hands out the same objects until it changes: no key string per query.
+    const known = this.byUpstream.get(u);
+    if (known !== undefined && this.pools.get(known.key) === known.policy) return known.policy;
     const key = formatUpstream(u);
     let p = this.pools.get(key);
     if (p === undefined) {
       p = new PoolPolicy<Slot>(this.opts, this.now, (n) => this.random.int(n));
       this.pools.set(key, p);
     }
+    this.byUpstream.set(u, { key, policy: p });
     return p;
   }
 
   private open(u: Upstream, policy: PoolPolicy<Slot>): Slot {
-    const sock = dgram.createSocket(familyOfCanonical(u.host) === 6 ? 'udp6' : 'udp4');
     const slot: Slot = {
-      upstream: u, key: formatUpstream(u), sock, openedAt: this.now(), queries: 0, retired: false,
-      queue: [], pending: new Map(), inFlight: 0, closed: false, ageTimer: null,
+      upstream: u, key: formatUpstream(u), sock: null, openedAt: this.now(), queries: 0, retired: false,
+      pending: new Map(), inFlight: 0, closed: false, ageTimer: null,
     };
     this.slots.add(slot);
     policy.add(slot);
@@ -119,50 +129,36 @@ export class UdpUpstreamPool {
       this.closeIfDrained(slot);
     }, policy.lifetimeMs());
     slot.ageTimer.unref();
-    sock.on('error', (err) => {
-      this.logger.debug('dns upstream socket error', { upstream: slot.key, error: err.message });
-      this.fail(slot, null);
-    });
-    sock.on('message', (msg, rinfo) => this.onMessage(slot, msg, rinfo));
-    // connect() binds to a fresh ephemeral port chosen by the kernel at random.
-    sock.connect(u.port, u.host, (connectErr?: Error) => {
-      // A failed connect leaves the socket unconnected: send() would then throw.
-      if (connectErr) {
-        this.logger.debug('dns upstream unreachable', { upstream: slot.key, error: connectErr.message });
-        this.fail(slot, null);
-        return;
-      }
-      const queued = slot.queue ?? [];
-      slot.queue = null;
-      // Those cancelled meanwhile are gone from `pending`: not sent.
-      for (const { out, entry } of queued) if (slot.pending.get(entry.exp.id)?.includes(entry) === true) this.transmit(slot, out, entry);
-    });
+    const failed = (err: Error): void => {
+      this.logger.debug('dns upstream socket failed', { upstream: slot.key, error: err.message });
+      // Later: the caller is still putting its query on this slot.
+      queueMicrotask(() => this.fail(slot, null));
+    };
+    try {
+      slot.sock = this.openSocket(u.host, u.port, {
+        message: (msg, address, port) => this.onMessage(slot, msg, address, port),
+        error: failed,
+      });
+    } catch (err) {
+      failed(err instanceof Error ? err : new Error(String(err)));
+    }
     return slot;
   }
 
-  private transmit(slot: Slot, out: Buffer, entry: Pending): void {
-    if (slot.closed) return;
-    slot.sock.send(out, (err) => {
-      if (err === null || err === undefined) return;
-      this.logger.debug('dns upstream send failed', { upstream: slot.key, error: err.message });
-      if (this.forget(slot, entry)) entry.deliver(null);
-      this.closeIfDrained(slot);
-    });
-  }
-
-  private onMessage(slot: Slot, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onMessage(slot: Slot, msg: Uint8Array, address: string, port: number): void {
     const u = slot.upstream;
     // The connected socket already filters by source; checked again so a
     // change in how the socket is set up cannot silently drop the rule.
-    if (rinfo.address !== u.host || rinfo.port !== u.port) {
+    if (address !== u.host || port !== u.port) {
       this.dropped(slot, 'wrong-source');
       return;
     }
-    const list = msg.length >= 2 ? slot.pending.get(msg.readUInt16BE(0)) : undefined;
+    const id = msg.length >= 2 ? ((msg[0] as number) << 8) | (msg[1] as number) : -1;
+    const list = id >= 0 ? slot.pending.get(id) : undefined;
     let verdict: AnswerCheck = 'wrong-id';
     if (list === undefined) {
       // No query has this id: still say why it fails, for the debug log.
-      verdict = checkAnswer(msg, { id: msg.length >= 2 ? msg.readUInt16BE(0) ^ 1 : 0, question: new Uint8Array(0) });
+      verdict = checkAnswer(msg, { id: id < 0 ? 0 : id ^ 1, question: new Uint8Array(0) });
     } else {
       for (const p of list) {
         verdict = checkAnswer(msg, p.exp);
@@ -212,12 +208,13 @@ export class UdpUpstreamPool {
     this.slots.delete(slot);
     if (slot.ageTimer !== null) clearTimeout(slot.ageTimer);
     slot.ageTimer = null;
-    try {
-      slot.sock.close();
-    } catch {
-      // Already closed after an error: nothing left to release.
-    }
+    slot.sock?.close();
+    slot.sock = null;
     const policy = this.pools.get(slot.key);
     if (policy !== undefined && policy.liveSlots().length === 0) this.pools.delete(slot.key);
   }
+}
+
+function noop(): void {
+  // Nothing was queued: nothing to cancel.
 }

@@ -27,12 +27,34 @@ static int set_buf(int fd, int force_opt, int opt, int64_t bytes) {
   return setsockopt(fd, SOL_SOCKET, opt, &v, sizeof v);
 }
 
-/* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes) -> handle.
- * Buffer sizes of 0 keep the kernel defaults. */
+/* Fills a sockaddr of the family from text; 0 when the text is not an address of it. */
+static socklen_t parse_sockaddr(int64_t family, const char *addr, int64_t port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (family == 4) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, addr, &sin->sin_addr) == 1 ? sizeof *sin : 0;
+  }
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons((uint16_t)port);
+  return inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1 ? sizeof *sin6 : 0;
+}
+
+/* udpOpen(family 4|6, address, port, rcvbufBytes, sndbufBytes[, peerAddress, peerPort]) -> handle.
+ * Buffer sizes of 0 keep the kernel defaults. With a peer the socket is
+ * connected to it after the bind: the kernel then delivers only the peer's
+ * datagrams, and udpSend's port 0 means "the peer". */
 napi_value wn_udp_open(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  int64_t family, port, rcvbuf, sndbuf;
-  char addr[INET6_ADDRSTRLEN];
+  napi_value argv[7];
+  int64_t family, port, rcvbuf, sndbuf, peer_port = 0;
+  char addr[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN] = "";
+  size_t argc = 7;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc >= 7 && (wn_get_string(env, argv[5], "peerAddress", peer, sizeof peer) < 0 ||
+                    wn_get_int(env, argv[6], "peerPort", 1, 65535, &peer_port) < 0))
+    return NULL;
   if (wn_get_args(env, info, 5, argv) < 0 ||
       wn_get_int(env, argv[0], "family", 4, 6, &family) < 0 ||
       wn_get_string(env, argv[1], "address", addr, sizeof addr) < 0 ||
@@ -78,6 +100,16 @@ napi_value wn_udp_open(napi_env env, napi_callback_info info) {
   if (set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) < 0) goto fail;
   step = "bind";
   if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) goto fail;
+  if (peer[0] != '\0') {
+    step = "connect";
+    sslen = parse_sockaddr(family, peer, peer_port, &ss);
+    if (sslen == 0) {
+      close(fd);
+      wn_throw_range(env, "not an IPv%d address: %s", (int)family, peer);
+      return NULL;
+    }
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) goto fail;
+  }
 
   wn_chan *c = calloc(1, sizeof *c);
   if (c == NULL) {
@@ -188,6 +220,7 @@ static socklen_t make_dest(int family, const uint8_t *a16, uint16_t port, struct
 #define SEND_CHUNK 64
 
 /* udpSend(handle, slab, offsets, lengths, addrs, ports, count) -> datagrams sent.
+ * A port of 0 sends to the connected peer (udpOpen with a peer).
  * Arguments are checked in full before anything is sent. Kernel errors are
  * per datagram and only counted: EAGAIN drops the rest of the batch (the
  * send buffer is full), any other error skips just the datagram it names. */
@@ -219,7 +252,7 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
                      lens[i], slab_len);
       return NULL;
     }
-    if (c->family == AF_INET && memcmp(addrs + 16 * i, V4_MAPPED_PREFIX, 12) != 0) {
+    if (c->family == AF_INET && ports[i] != 0 && memcmp(addrs + 16 * i, V4_MAPPED_PREFIX, 12) != 0) {
       wn_throw_range(env, "datagram %zu: an IPv4 socket needs an IPv4 destination", i);
       return NULL;
     }
@@ -237,8 +270,9 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
       iov[j].iov_base = slab + offs[i];
       iov[j].iov_len = (size_t)lens[i];
       memset(&m[j], 0, sizeof m[j]);
-      m[j].msg_hdr.msg_name = &names[j];
-      m[j].msg_hdr.msg_namelen = make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
+      /* Port 0: the connected peer (no address, so the kernel uses the socket's). */
+      m[j].msg_hdr.msg_name = ports[i] == 0 ? NULL : &names[j];
+      m[j].msg_hdr.msg_namelen = ports[i] == 0 ? 0 : make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
       m[j].msg_hdr.msg_iov = &iov[j];
       m[j].msg_hdr.msg_iovlen = 1;
     }

@@ -13,7 +13,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -60,9 +60,13 @@ export interface WeaveNative {
   /** Writes frames i < count from slab[offsets[i], +lengths[i]); returns how many the kernel took. */
   tapWrite(h: TapHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   tapWriteOne(h: TapHandle, buf: Uint8Array, offset: number, length: number): boolean;
-  /** Creates a non-blocking UDP socket bound to address:port. Buffer sizes of 0 keep the kernel default. */
-  udpOpen(family: 4 | 6, address: string, port: number, rcvbufBytes: number, sndbufBytes: number): UdpHandle;
-  /** sendmmsg of datagrams i < count to addrs[16i..16i+16) (IPv6 form, IPv4 mapped) : ports[i]. */
+  /**
+   * Creates a non-blocking UDP socket bound to address:port, connected to the
+   * peer when one is given (ABI 2). Buffer sizes of 0 keep the kernel default.
+   */
+  udpOpen(family: 4 | 6, address: string, port: number, rcvbufBytes: number, sndbufBytes: number,
+    peerAddress?: string, peerPort?: number): UdpHandle;
+  /** sendmmsg of datagrams i < count to addrs[16i..16i+16) (IPv6 form, IPv4 mapped) : ports[i]; port 0: the connected peer. */
   udpSend(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, addrs: Uint8Array,
     ports: Uint16Array, count: number): number;
   localAddress(h: UdpHandle): LocalAddress;

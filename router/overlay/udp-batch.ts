@@ -125,6 +125,8 @@ export interface UdpBindOptions {
   datagramCapacityBytes?: number;
   /** Free bytes kept in front of every receive slot. Default 0. */
   headroomBytes?: number;
+  /** Connects the socket to this peer (same family): only its datagrams arrive; send to port 0 to reach it. */
+  peer?: { address: string; port: number };
 }
 
 /**
@@ -186,7 +188,9 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     const native = loadNative();
     let handle: UdpHandle;
     try {
-      handle = native.udpOpen(family, opts.address, port, recvBufferBytes, sendBufferBytes);
+      handle = opts.peer === undefined
+        ? native.udpOpen(family, opts.address, port, recvBufferBytes, sendBufferBytes)
+        : native.udpOpen(family, opts.address, port, recvBufferBytes, sendBufferBytes, opts.peer.address, checkInt('peer port', opts.peer.port, 1, 65535));
     } catch (err) {
       throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
     }

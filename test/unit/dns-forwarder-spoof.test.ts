@@ -8,7 +8,10 @@
 // more than its budget; each replacement gets a fresh random port). Several
 // queries in flight on one socket each get their own answer. The TCP fallback
 // faces the same forgeries in one stream; the in-flight bound answers at once
-// beyond it and every socket is closed once retired and drained.
+// beyond it and every socket is closed once retired and drained. The UDP
+// cases run twice: on node:dgram sockets and on the addon's batched connected
+// ones (cli/dns-datagrams.ts), when it is built. A client's EDNS size above
+// ours goes upstream lowered to ours.
 
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -16,6 +19,13 @@ import net from 'node:net';
 import * as packet from 'dns-packet';
 import t from 'tap';
 import { TextLogger } from '../../common/logger';
+import type { Logger } from '../../common/logger';
+import { dnsUpstreamSocketOpener } from '../../cli/dns-datagrams';
+import { EDNS_MAX_UDP_BYTES } from '../../dns/constants';
+import type { OpenUpstreamSocket } from '../../dns/datagram-port';
+import type { ForwarderOptions } from '../../dns/forwarder';
+import type { Upstream } from '../../dns/resolv-conf';
+import { loadNative } from '../../router/overlay/native';
 import { Forwarder } from '../../dns/forwarder';
 import { parseQuery } from '../../dns/message';
 import { FixedUpstreams } from '../../dns/upstreams';
@@ -121,118 +131,160 @@ async function ask(f: Forwarder, name: string, id: number, transport: 'udp' | 't
 
 const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
 
-t.test('UDP: forgeries first, the real answer last; only the real one reaches the client', async (t) => {
-  const up = await startUpstream(t);
-  const { logger, lines } = captureLogger();
-  const pool = { size: 4, maxQueries: 5, maxAgeMs: 60_000 };
-  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000, pool });
-  t.teardown(() => f.close());
-  const fdsBefore = openFds();
-
-  const N = 50;
-  let good = 0;
-  for (let i = 0; i < N; i++) {
-    const name = `host-${i}.spoof.example`;
-    const r = await ask(f, name, 1000 + i);
-    const ok = r !== null && r.id === 1000 + i && r.questions![0]!.name === name &&
-      r.answers!.length === 1 && (r.answers![0] as { data: string }).data === REAL;
-    if (ok) good++;
-    else t.fail(`query ${i}: ${JSON.stringify(r)}`);
+function addonBuilt(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
   }
-  t.equal(good, N, `${N} of ${N} real answers, under the client's id and casing, none forged`);
-  t.equal(up.seen.length, N, 'one upstream query per client query');
-  const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
-  t.equal(dropped('wrong-id'), N, 'each wrong-id forgery reached the socket and was dropped');
-  t.equal(dropped('wrong-question'), 2 * N, 'each wrong-case and wrong-type forgery reached the socket and was dropped');
-  // The two forgeries from another address or port never reach the socket: it is connected to the upstream.
+}
 
-  // Pooled sockets: a port carries at most maxQueries queries, then its socket
-  // is retired and its replacement gets a fresh kernel-random port.
-  const ports = up.seen.map((s) => s.port);
-  const ids = up.seen.map((s) => s.id);
-  const perPort = new Map<number, number>();
-  for (const p of ports) perPort.set(p, (perPort.get(p) ?? 0) + 1);
-  t.ok(perPort.size >= N / pool.maxQueries, `source ports: ${perPort.size} distinct of ${N} queries, at least one per ${pool.maxQueries}`);
-  t.ok([...perPort.values()].every((n) => n <= pool.maxQueries), `no port carries more than ${pool.maxQueries} queries`);
-  // Spread at random over 4 sockets, about a quarter of consecutive queries share a port (49 of 49 would be one socket at a time).
-  const repeats = ports.filter((p, i) => i > 0 && p === ports[i - 1]).length;
-  t.ok(repeats < 30, `queries spread over the pool (${repeats} of ${N - 1} consecutive on the same port)`);
-  t.ok(new Set(ids).size >= N - 2, `ids: ${new Set(ids).size} distinct of ${N}`);
-  const step = (xs: number[], i: number): number => (xs[i]! - xs[i - 1]! + 0x10000) % 0x10000;
-  const steps = (xs: number[]): number[] => xs.slice(1).map((_, j) => step(xs, j + 1));
-  // Ports in the order they first appear: one per socket, drawn by the kernel.
-  for (const [what, xs] of [['ids', ids], ['ports', [...perPort.keys()]]] as const) {
-    const s = steps([...xs]);
-    t.ok(new Set(s).size >= s.length - 3, `${what}: no repeating step (${new Set(s).size} distinct steps of ${s.length})`);
-    t.ok(s.filter((d) => d <= 4 || d >= 0x10000 - 4).length <= 2, `${what}: not sequential`);
-  }
-  t.notOk(ids.some((id, i) => id === 1000 + i), "the client's id never goes upstream");
-  const casings = up.seen.map((s, i) => s.name === `host-${i}.spoof.example` ? 'as-sent' : s.name.toLowerCase() === `host-${i}.spoof.example` ? 'randomised' : 'other');
-  t.equal(casings.filter((c) => c === 'other').length, 0, 'the upstream is asked the same name');
-  t.ok(casings.filter((c) => c === 'randomised').length >= N - 2, '0x20: the case is randomised');
+/** The upstream socket kinds: node:dgram's, and the addon's when it is built. */
+const SOCKETS: Array<{ kind: string; open: OpenUpstreamSocket | null }> = [
+  { kind: 'node:dgram', open: null },
+  ...(addonBuilt() ? [{ kind: 'addon', open: dnsUpstreamSocketOpener() }] : []),
+];
 
-  // Only the live pool stays open (allow a little for whatever the runtime opens meanwhile), and close() ends it.
-  t.ok(f.openSockets() <= pool.size, `${f.openSockets()} pooled sockets open, at most ${pool.size}`);
-  t.ok(openFds() <= fdsBefore + pool.size + 2, `fds ${fdsBefore} -> ${openFds()}`);
-  f.close();
-  t.equal(f.openSockets(), 0, 'close() closes the pool');
-  t.ok(openFds() <= fdsBefore + 2, `fds after close ${fdsBefore} -> ${openFds()}`);
-});
+for (const { kind, open } of SOCKETS) {
+  const forwarder = (logger: Logger, upstreams: Upstream[], opts: Partial<ForwarderOptions>): Forwarder =>
+    new Forwarder({ logger, upstreams: new FixedUpstreams(upstreams), ...(open === null ? {} : { openUpstreamSocket: open }) }, opts);
 
-t.test('several queries in flight on one socket: each gets its own answer, cross-wired forgeries dropped', async (t) => {
-  const up = await bindUdp(t, '127.0.0.1', 0);
-  const got: Array<{ id: number; name: string; port: number }> = [];
-  const K = 6;
-  up.on('message', (m, r) => {
-    const p = packet.decode(m);
-    got.push({ id: p.id!, name: p.questions![0]!.name, port: r.port });
-    if (got.length < K) return;
-    // All K in flight: answer in reverse order, each real answer after a forgery
-    // that pairs the previous query's id (still waiting) with this query's question.
-    for (let i = K - 1; i >= 0; i--) {
-      const g = got[i]!;
-      const other = got[(i - 1 + K) % K]!;
-      up.send(response(other.id, g.name, FORGED), g.port, r.address);
-      up.send(response(g.id, g.name, `192.0.2.${10 + i}`), g.port, r.address);
+  t.test(`${kind} UDP: forgeries first, the real answer last; only the real one reaches the client`, async (t) => {
+    const up = await startUpstream(t);
+    const { logger, lines } = captureLogger();
+    const pool = { size: 4, maxQueries: 5, maxAgeMs: 60_000 };
+    const f = forwarder(logger, [{ host: '127.0.0.1', port: up.port }], { timeoutMs: 2000, pool });
+    t.teardown(() => f.close());
+    const fdsBefore = openFds();
+
+    const N = 50;
+    let good = 0;
+    for (let i = 0; i < N; i++) {
+      const name = `host-${i}.spoof.example`;
+      const r = await ask(f, name, 1000 + i);
+      const ok = r !== null && r.id === 1000 + i && r.questions![0]!.name === name &&
+        r.answers!.length === 1 && (r.answers![0] as { data: string }).data === REAL;
+      if (ok) good++;
+      else t.fail(`query ${i}: ${JSON.stringify(r)}`);
     }
-  });
-  const { logger, lines } = captureLogger();
-  const pool = { size: 1, maxQueries: 3, maxAgeMs: 60_000 };
-  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.address().port }]) }, { timeoutMs: 2000, pool });
-  t.teardown(() => f.close());
-  const replies = await Promise.all(Array.from({ length: K }, (_, i) => ask(f, `q${i}.pool.example`, 500 + i)));
-  const byName = new Map(got.map((g, i) => [g.name.toLowerCase(), i]));
-  for (let i = 0; i < K; i++) {
-    const r = replies[i];
-    const sent = byName.get(`q${i}.pool.example`)!;
-    t.equal((r?.answers?.[0] as { data?: string } | undefined)?.data, `192.0.2.${10 + sent}`, `query ${i}: its own answer`);
-    t.equal(r?.id, 500 + i, `query ${i}: the client's id`);
-  }
-  t.equal(new Set(got.map((g) => g.port)).size, K / pool.maxQueries, `${K} queries on ${K / pool.maxQueries} sockets of ${pool.maxQueries} queries each`);
-  const sameSocket = got.filter((g, i) => i > 0 && got[i - 1]!.port === g.port).length;
-  const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
-  t.equal(dropped('wrong-question'), sameSocket, `a forgery with the id of a query waiting on the same socket: wrong question (${sameSocket})`);
-  t.equal(dropped('wrong-id'), K - sameSocket, 'one with an id not waiting on that socket: wrong id');
-  t.equal(f.openSockets(), 0, 'both retired sockets closed once drained');
-});
+    t.equal(good, N, `${N} of ${N} real answers, under the client's id and casing, none forged`);
+    t.equal(up.seen.length, N, 'one upstream query per client query');
+    const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
+    t.equal(dropped('wrong-id'), N, 'each wrong-id forgery reached the socket and was dropped');
+    t.equal(dropped('wrong-question'), 2 * N, 'each wrong-case and wrong-type forgery reached the socket and was dropped');
+    // The two forgeries from another address or port never reach the socket: it is connected to the upstream.
 
-t.test('TCP fallback: a truncated UDP answer is asked again over TCP; forgeries in the stream are skipped', async (t) => {
-  const up = await startUpstream(t);
-  const { logger, lines } = captureLogger();
-  const f = new Forwarder({ logger, upstreams: new FixedUpstreams([{ host: '127.0.0.1', port: up.port }]) }, { timeoutMs: 2000 });
-  t.teardown(() => f.close());
-  const r = await ask(f, 'big.Spoof.Example', 4321, 'tcp');
-  t.equal(r?.id, 4321);
-  t.equal(r?.questions![0]!.name, 'big.Spoof.Example', "the client's casing");
-  t.equal(r?.answers!.length, 60, 'the full answer over TCP');
-  t.ok(r?.answers!.every((a) => (a as { data: string }).data === REAL), 'the real one, not a forgery');
-  t.equal(up.tcpSeen.length, 1);
-  t.not(up.tcpSeen[0]!.id, up.seen[0]!.id, 'a fresh id for the TCP attempt');
-  t.not(up.tcpSeen[0]!.id, 4321);
-  t.equal(lines.filter((l) => l.includes('answer dropped')).length, 2, 'wrong id and wrong case dropped');
-  const viaUdp = await ask(f, 'big.spoof.example', 99, 'udp');
-  t.ok(viaUdp?.flag_tc, 'a UDP client gets the TC answer (it asks us again over TCP)');
-});
+    // Pooled sockets: a port carries at most maxQueries queries, then its socket
+    // is retired and its replacement gets a fresh kernel-random port.
+    const ports = up.seen.map((s) => s.port);
+    const ids = up.seen.map((s) => s.id);
+    const perPort = new Map<number, number>();
+    for (const p of ports) perPort.set(p, (perPort.get(p) ?? 0) + 1);
+    t.ok(perPort.size >= N / pool.maxQueries, `source ports: ${perPort.size} distinct of ${N} queries, at least one per ${pool.maxQueries}`);
+    t.ok([...perPort.values()].every((n) => n <= pool.maxQueries), `no port carries more than ${pool.maxQueries} queries`);
+    // Spread at random over 4 sockets, about a quarter of consecutive queries share a port (49 of 49 would be one socket at a time).
+    const repeats = ports.filter((p, i) => i > 0 && p === ports[i - 1]).length;
+    t.ok(repeats < 30, `queries spread over the pool (${repeats} of ${N - 1} consecutive on the same port)`);
+    t.ok(new Set(ids).size >= N - 2, `ids: ${new Set(ids).size} distinct of ${N}`);
+    const step = (xs: number[], i: number): number => (xs[i]! - xs[i - 1]! + 0x10000) % 0x10000;
+    const steps = (xs: number[]): number[] => xs.slice(1).map((_, j) => step(xs, j + 1));
+    // Ports in the order they first appear: one per socket, drawn by the kernel.
+    for (const [what, xs] of [['ids', ids], ['ports', [...perPort.keys()]]] as const) {
+      const s = steps([...xs]);
+      t.ok(new Set(s).size >= s.length - 3, `${what}: no repeating step (${new Set(s).size} distinct steps of ${s.length})`);
+      t.ok(s.filter((d) => d <= 4 || d >= 0x10000 - 4).length <= 2, `${what}: not sequential`);
+    }
+    t.notOk(ids.some((id, i) => id === 1000 + i), "the client's id never goes upstream");
+    const casings = up.seen.map((s, i) => s.name === `host-${i}.spoof.example` ? 'as-sent' : s.name.toLowerCase() === `host-${i}.spoof.example` ? 'randomised' : 'other');
+    t.equal(casings.filter((c) => c === 'other').length, 0, 'the upstream is asked the same name');
+    t.ok(casings.filter((c) => c === 'randomised').length >= N - 2, '0x20: the case is randomised');
+
+    // Only the live pool stays open (allow a little for whatever the runtime opens meanwhile), and close() ends it.
+    t.ok(f.openSockets() <= pool.size, `${f.openSockets()} pooled sockets open, at most ${pool.size}`);
+    t.ok(openFds() <= fdsBefore + pool.size + 2, `fds ${fdsBefore} -> ${openFds()}`);
+    f.close();
+    t.equal(f.openSockets(), 0, 'close() closes the pool');
+    t.ok(openFds() <= fdsBefore + 2, `fds after close ${fdsBefore} -> ${openFds()}`);
+  });
+
+  t.test(`${kind}: several queries in flight on one socket: each gets its own answer, cross-wired forgeries dropped`, async (t) => {
+    const up = await bindUdp(t, '127.0.0.1', 0);
+    const got: Array<{ id: number; name: string; port: number }> = [];
+    const K = 6;
+    up.on('message', (m, r) => {
+      const p = packet.decode(m);
+      got.push({ id: p.id!, name: p.questions![0]!.name, port: r.port });
+      if (got.length < K) return;
+      // All K in flight: answer in reverse order, each real answer after a forgery
+      // that pairs the previous query's id (still waiting) with this query's question.
+      for (let i = K - 1; i >= 0; i--) {
+        const g = got[i]!;
+        const other = got[(i - 1 + K) % K]!;
+        up.send(response(other.id, g.name, FORGED), g.port, r.address);
+        up.send(response(g.id, g.name, `192.0.2.${10 + i}`), g.port, r.address);
+      }
+    });
+    const { logger, lines } = captureLogger();
+    const pool = { size: 1, maxQueries: 3, maxAgeMs: 60_000 };
+    const f = forwarder(logger, [{ host: '127.0.0.1', port: up.address().port }], { timeoutMs: 2000, pool });
+    t.teardown(() => f.close());
+    const replies = await Promise.all(Array.from({ length: K }, (_, i) => ask(f, `q${i}.pool.example`, 500 + i)));
+    const byName = new Map(got.map((g, i) => [g.name.toLowerCase(), i]));
+    for (let i = 0; i < K; i++) {
+      const r = replies[i];
+      const sent = byName.get(`q${i}.pool.example`)!;
+      t.equal((r?.answers?.[0] as { data?: string } | undefined)?.data, `192.0.2.${10 + sent}`, `query ${i}: its own answer`);
+      t.equal(r?.id, 500 + i, `query ${i}: the client's id`);
+    }
+    t.equal(new Set(got.map((g) => g.port)).size, K / pool.maxQueries, `${K} queries on ${K / pool.maxQueries} sockets of ${pool.maxQueries} queries each`);
+    const sameSocket = got.filter((g, i) => i > 0 && got[i - 1]!.port === g.port).length;
+    const dropped = (why: string): number => lines.filter((l) => l.includes('answer dropped') && l.includes(`why=${why}`)).length;
+    t.equal(dropped('wrong-question'), sameSocket, `a forgery with the id of a query waiting on the same socket: wrong question (${sameSocket})`);
+    t.equal(dropped('wrong-id'), K - sameSocket, 'one with an id not waiting on that socket: wrong id');
+    t.equal(f.openSockets(), 0, 'both retired sockets closed once drained');
+  });
+
+  t.test(`${kind}: a client's EDNS size above ours goes upstream as ours; a smaller one as it is`, async (t) => {
+    const up = await bindUdp(t, '127.0.0.1', 0);
+    const sizes: number[] = [];
+    up.on('message', (m, r) => {
+      const p = packet.decode(m);
+      const opt = p.additionals?.find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
+      sizes.push(opt?.udpPayloadSize ?? -1);
+      up.send(response(p.id!, p.questions![0]!.name, REAL), r.port, r.address);
+    });
+    const f = forwarder(new TextLogger('silent'), [{ host: '127.0.0.1', port: up.address().port }], { timeoutMs: 2000 });
+    t.teardown(() => f.close());
+    for (const size of [4096, 512]) {
+      const raw = packet.encode({ type: 'query', id: 7, flags: packet.RECURSION_DESIRED, questions: [{ name: 'edns.example', type: 'A' }],
+        additionals: [{ type: 'OPT', name: '.', udpPayloadSize: size } as packet.Answer] });
+      const parsed = parseQuery(raw);
+      if (parsed.kind !== 'query') throw new Error('not a query');
+      const reply = await f.forward(parsed.query, raw, 'udp');
+      t.equal(reply === null ? null : packet.decode(reply).id, 7, `answered (EDNS ${size})`);
+    }
+    t.same(sizes, [EDNS_MAX_UDP_BYTES, 512]);
+  });
+
+  t.test(`${kind}: TCP fallback: a truncated UDP answer is asked again over TCP; forgeries in the stream are skipped`, async (t) => {
+    const up = await startUpstream(t);
+    const { logger, lines } = captureLogger();
+    const f = forwarder(logger, [{ host: '127.0.0.1', port: up.port }], { timeoutMs: 2000 });
+    t.teardown(() => f.close());
+    const r = await ask(f, 'big.Spoof.Example', 4321, 'tcp');
+    t.equal(r?.id, 4321);
+    t.equal(r?.questions![0]!.name, 'big.Spoof.Example', "the client's casing");
+    t.equal(r?.answers!.length, 60, 'the full answer over TCP');
+    t.ok(r?.answers!.every((a) => (a as { data: string }).data === REAL), 'the real one, not a forgery');
+    t.equal(up.tcpSeen.length, 1);
+    t.not(up.tcpSeen[0]!.id, up.seen[0]!.id, 'a fresh id for the TCP attempt');
+    t.not(up.tcpSeen[0]!.id, 4321);
+    t.equal(lines.filter((l) => l.includes('answer dropped')).length, 2, 'wrong id and wrong case dropped');
+    const viaUdp = await ask(f, 'big.spoof.example', 99, 'udp');
+    t.ok(viaUdp?.flag_tc, 'a UDP client gets the TC answer (it asks us again over TCP)');
+  });
+}
 
 t.test('in-flight bound: beyond it SERVFAIL at once, sockets released on timeout and close', async (t) => {
   const up = await startUpstream(t);
