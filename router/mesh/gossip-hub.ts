@@ -31,6 +31,8 @@ interface Channel {
 
 export interface GossipCounters extends OutboxCounters {
   gossipReceived: number;
+  /** Payload bytes of the gossip received (what the channels' codecs carry, without the GOSSIP header). */
+  gossipBytesReceived: number;
   gossipSent: number;
   gossipRejected: number;
   gossipRelayedForUnknownChannel: number;
@@ -56,7 +58,7 @@ export class MeshGossipHub implements GossipHub {
   readonly localPeer: PeerName;
   readonly signing: GossipAuthority;
   readonly counters: GossipCounters = {
-    gossipReceived: 0, gossipSent: 0, gossipRejected: 0, gossipRelayedForUnknownChannel: 0, gossipUndeliverable: 0,
+    gossipReceived: 0, gossipBytesReceived: 0, gossipSent: 0, gossipRejected: 0, gossipRelayedForUnknownChannel: 0, gossipUndeliverable: 0,
     gossipDeferred: 0, gossipCoalesced: 0, gossipDropped: 0,
   };
   private periodicRounds = 0;
@@ -159,6 +161,7 @@ export class MeshGossipHub implements GossipHub {
   /** Entry point for a GOSSIP control message received from neighbour `from`. */
   handleGossip(from: PeerName, kind: GossipKind, channelName: string, src: PeerName, dst: PeerName | null, payload: Uint8Array): void {
     this.counters.gossipReceived++;
+    this.counters.gossipBytesReceived += payload.length;
     const ch = this.channels.get(channelName) ?? null;
     switch (kind) {
       case 'neighbour': {

@@ -22,15 +22,23 @@ export function isPeerName(text: string): text is PeerName {
   return PEER_NAME_RE.test(text);
 }
 
+/** Two hex digits per byte value: names are written and read for every entry of every topology update, so no per-byte formatting. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function peerNameFromBytes(bytes: Uint8Array, offset = 0): PeerName {
-  const parts: string[] = [];
-  for (let i = 0; i < PEER_NAME_BYTES; i++) parts.push((bytes[offset + i] ?? 0).toString(16).padStart(2, '0'));
-  return parts.join(':') as PeerName;
+  let s = HEX[bytes[offset] ?? 0]!;
+  for (let i = 1; i < PEER_NAME_BYTES; i++) s += ':' + HEX[bytes[offset + i] ?? 0]!;
+  return s as PeerName;
+}
+
+function hexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 97 && code <= 102) return code - 87;
+  return code >= 65 && code <= 70 ? code - 55 : 0;
 }
 
 export function peerNameToBytes(name: PeerName, out: Uint8Array = new Uint8Array(PEER_NAME_BYTES), offset = 0): Uint8Array {
-  const parts = name.split(':');
-  for (let i = 0; i < PEER_NAME_BYTES; i++) out[offset + i] = parseInt(parts[i] ?? '0', 16);
+  for (let i = 0; i < PEER_NAME_BYTES; i++) out[offset + i] = (hexDigit(name.charCodeAt(3 * i)) << 4) | hexDigit(name.charCodeAt(3 * i + 1));
   return out;
 }
 

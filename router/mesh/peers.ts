@@ -38,9 +38,10 @@ import { RouterError } from './errors';
 import type { PeerName } from './peer-name';
 import { PEER_NAME_BYTES, comparePeerNames } from './peer-name';
 import type { PeerConnection, PeerEntry } from './peer';
-import { canonicalConnections, comparePeerEntries, connectionFlags, listsEstablished, sameConnections } from './peer';
+import { canonicalConnections, comparePeerEntries, connectionFlags, sameConnections } from './peer';
 import type { GossipSigning } from './gossip';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from './peer-key';
+import { Reachability } from './reachability';
 
 export const TOPOLOGY_FORMAT_VERSION = 2;
 /** Entries per update, and also the most peers one store will hold, so its full encoding always decodes. */
@@ -81,6 +82,21 @@ function freezeEntry(e: SignedPeerEntry): SignedPeerEntry {
   });
 }
 
+/**
+ * Each stored entry's body as encoded (name to last connection, canonical
+ * order), made once when its signature is made or checked: an encoding then
+ * copies bytes instead of re-encoding every entry, which in a large mesh was
+ * much of what gossip cost. Keyed by the frozen entry, so it goes with it.
+ */
+const entryBodies = new WeakMap<SignedPeerEntry, Uint8Array>();
+
+/** Whether `buf` holds exactly `body` at `offset`. */
+function bytesAt(buf: Uint8Array, offset: number, body: Uint8Array): boolean {
+  if (offset + body.length > buf.length) return false;
+  for (let i = 0; i < body.length; i++) if (buf[offset + i] !== body[i]) return false;
+  return true;
+}
+
 function writeEntryBody(w: MeshWriter, e: PeerEntry, publicKey: Uint8Array): void {
   w.peerName(e.name).bytes(publicKey).string(e.nickname).u53(e.incarnation).u53(e.version).count(e.connections.length);
   for (const c of e.connections) w.peerName(c.name).string(c.address).u8(connectionFlags(c));
@@ -100,6 +116,16 @@ export function topologySigningBytes(e: PeerEntry, publicKey: Uint8Array): Uint8
  * cap and the bytes actually present before anything sized by them is made.
  */
 export function decodeTopologyUpdate(bytes: Uint8Array): SignedPeerEntry[] {
+  return decodeEntries(bytes, null);
+}
+
+/**
+ * decodeTopologyUpdate, leaving out every entry whose body is byte for byte
+ * the one `heldBody` gives for its name: that is the entry we hold (a valid
+ * encoding, so nothing in it needs checking), and most of a full state is
+ * such entries, so they cost a comparison instead of a decode.
+ */
+function decodeEntries(bytes: Uint8Array, heldBody: ((name: PeerName) => Uint8Array | undefined) | null): SignedPeerEntry[] {
   const r = new MeshReader(bytes, WHAT);
   const fmt = r.u8('format version');
   if (fmt !== TOPOLOGY_FORMAT_VERSION) {
@@ -112,9 +138,16 @@ export function decodeTopologyUpdate(bytes: Uint8Array): SignedPeerEntry[] {
   const seen = new Set<string>();
   const entries: SignedPeerEntry[] = [];
   for (let i = 0; i < entryCount; i++) {
+    const bodyStart = r.offset;
     const name = r.peerName('entry name');
     if (seen.has(name)) throw RouterError.decode(WHAT, `peer ${name} appears twice`);
     seen.add(name);
+    const held = heldBody?.(name);
+    if (held !== undefined && bytesAt(bytes, bodyStart, held)) {
+      r.bytes(held.length - PEER_NAME_BYTES, 'entry');
+      r.bytes(SIGNATURE_BYTES, 'signature');
+      continue;
+    }
     const publicKey = r.bytes(PUBLIC_KEY_BYTES, 'public key').slice();
     const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
     const incarnation = r.u53('incarnation');
@@ -147,6 +180,7 @@ export class Peers {
   readonly localName: PeerName;
   readonly counters: PeersCounters = { topologyEntriesRefused: 0 };
   private readonly byName = new Map<PeerName, SignedPeerEntry>();
+  private readonly reach: Reachability;
   private localEntry: SignedPeerEntry;
 
   /** `signing` signs our entry and checks everyone else's; its key must be the one `local.name` derives from. */
@@ -159,6 +193,7 @@ export class Peers {
       throw RouterError.config(`nickname must be at most ${MAX_NICKNAME_BYTES} bytes of UTF-8, got ${nicknameBytes}`);
     }
     this.localName = local.name;
+    this.reach = new Reachability(local.name, (n) => this.byName.get(n));
     // Version 1, not 0: the first entry of a new incarnation is already "a change".
     this.localEntry = this.signed({ name: local.name, nickname: local.nickname, incarnation: local.incarnation, version: 1, connections: [] });
     this.byName.set(local.name, this.localEntry);
@@ -210,11 +245,29 @@ export class Peers {
     const e = this.localEntry;
     this.localEntry = this.signed({ name: e.name, nickname: e.nickname, incarnation: e.incarnation, version: e.version + 1, connections });
     this.byName.set(this.localName, this.localEntry);
+    this.reach.changed(e, this.localEntry);
   }
 
   private signed(e: PeerEntry): SignedPeerEntry {
     const publicKey = this.signing.publicKey;
-    return freezeEntry({ ...e, publicKey, signature: this.signing.sign(topologySigningBytes(e, publicKey)) });
+    const message = topologySigningBytes(e, publicKey);
+    return this.store({ ...e, publicKey, signature: this.signing.sign(message) }, message);
+  }
+
+  /** The entry as held: frozen, with its encoded body (from the bytes it was signed over) kept for encodings. */
+  private store(e: SignedPeerEntry, signingBytes: Uint8Array): SignedPeerEntry {
+    const frozen = freezeEntry(e);
+    entryBodies.set(frozen, signingBytes.subarray(SIGNATURE_LABEL.length));
+    return frozen;
+  }
+
+  private bodyOf(e: SignedPeerEntry): Uint8Array {
+    let body = entryBodies.get(e);
+    if (body === undefined) {
+      body = topologySigningBytes(e, e.publicKey).subarray(SIGNATURE_LABEL.length);
+      entryBodies.set(e, body);
+    }
+    return body;
   }
 
 
@@ -231,12 +284,10 @@ export class Peers {
       }
       list = [...picked.values()].sort((a, b) => comparePeerNames(a.name, b.name));
     }
-    const w = new MeshWriter(64 + list.length * 160);
+    const bodies = list.map((e) => this.bodyOf(e));
+    const w = new MeshWriter(3 + bodies.reduce((sum, b) => sum + b.length + SIGNATURE_BYTES, 0));
     w.u8(TOPOLOGY_FORMAT_VERSION).count(list.length);
-    for (const e of list) {
-      writeEntryBody(w, e, e.publicKey);
-      w.bytes(e.signature);
-    }
+    list.forEach((e, i) => w.bytes(bodies[i]!).bytes(e.signature));
     return w.finish();
   }
 
@@ -261,7 +312,10 @@ export class Peers {
    * from outside.
    */
   applyUpdate(bytes: Uint8Array): PeerName[] {
-    const decoded = decodeTopologyUpdate(bytes);
+    const decoded = decodeEntries(bytes, (name) => {
+      const held = this.byName.get(name);
+      return held === undefined ? undefined : entryBodies.get(held);
+    });
 
     const winners: SignedPeerEntry[] = [];
     let added = 0;
@@ -280,16 +334,21 @@ export class Peers {
     if (this.byName.size + added > MAX_PEERS) {
       throw RouterError.limit(`known peers after this ${WHAT}`, this.byName.size + added, MAX_PEERS);
     }
-    for (const e of winners) this.checkAuthentic(e);
+    const signed = winners.map((e) => this.checkAuthentic(e));
 
     // Validation is over; from here on nothing throws.
-    for (const e of winners) this.byName.set(e.name, freezeEntry(e));
+    winners.forEach((e, i) => {
+      const stored = this.store(e, signed[i]!);
+      this.reach.changed(this.byName.get(e.name), stored);
+      this.byName.set(e.name, stored);
+    });
     return winners.map((e) => e.name).sort(comparePeerNames);
   }
 
-  /** Throws 'auth' unless the owner's signature holds (and its key is the one known for the name). */
-  private checkAuthentic(e: SignedPeerEntry): void {
-    if (this.signing.verify(e.name, e.publicKey, topologySigningBytes(e, e.publicKey), e.signature)) return;
+  /** Throws 'auth' unless the owner's signature holds (and its key is the one known for the name); returns the bytes it signed. */
+  private checkAuthentic(e: SignedPeerEntry): Uint8Array {
+    const message = topologySigningBytes(e, e.publicKey);
+    if (this.signing.verify(e.name, e.publicKey, message, e.signature)) return message;
     this.counters.topologyEntriesRefused++;
     throw new RouterError('auth', `${WHAT}: the entry of ${e.name} (incarnation ${e.incarnation}, version ${e.version}) is not signed by that peer's key`);
   }
@@ -315,24 +374,14 @@ export class Peers {
 
   /** Peers reachable from us over symmetric established connections (both ends list each other as established), us included. */
   reachable(): Set<PeerName> {
-    const seen = new Set<PeerName>([this.localName]);
-    const queue: PeerEntry[] = [this.localEntry];
-    for (let i = 0; i < queue.length; i++) {
-      const from = queue[i]!;
-      for (const c of from.connections) {
-        if (!c.established || seen.has(c.name)) continue;
-        const to = this.byName.get(c.name);
-        if (to === undefined || !listsEstablished(to, from.name)) continue;
-        seen.add(c.name);
-        queue.push(to);
-      }
-    }
-    return seen;
+    return new Set(this.reach.current());
   }
 
   /** Removes peers we cannot reach (never us); returns the removed names, sorted. */
   garbageCollect(): PeerName[] {
-    const keep = this.reachable();
+    const keep = this.reach.current();
+    // Every entry reachable (the usual case after a merge): nothing to look through.
+    if (keep.size === this.byName.size) return [];
     const removed: PeerName[] = [];
     for (const name of this.byName.keys()) if (!keep.has(name)) removed.push(name);
     for (const name of removed) this.byName.delete(name);

@@ -26,7 +26,7 @@ export class Routes {
     private readonly names: readonly PeerName[],
     private readonly indexOf: ReadonlyMap<PeerName, number>,
     /** Symmetric established neighbours per node, ascending. */
-    private readonly adj: readonly Int32Array[],
+    private readonly adj: Adjacency,
     /** Our index, or -1 when the topology has no entry for us (then we reach only ourselves). */
     private readonly selfIndex: number,
     /** First hop from us toward each node, -1 for us and for unreachable nodes. */
@@ -78,7 +78,7 @@ export class Routes {
         }
       }
     }
-    const adj = lists.map((l) => Int32Array.from(l));
+    const adj = packAdjacency(lists);
 
     const selfIndex = indexOf.get(self) ?? -1;
     const firstHop = new Int32Array(n).fill(-1);
@@ -134,7 +134,9 @@ export class Routes {
     bfs(this.adj, root, dist, this.scratchQueue, this.selfDist[root]!);
     const mine = dist[this.selfIndex]!;
     const out: PeerName[] = [];
-    for (const v of this.adj[this.selfIndex]!) {
+    const { start, list } = this.adj;
+    for (let k = start[this.selfIndex]!; k < start[this.selfIndex + 1]!; k++) {
+      const v = list[k]!;
       if (dist[v] === mine + 1 && parentOf(this.adj, dist, v) === this.selfIndex) out.push(this.names[v]!);
     }
     return out;
@@ -147,8 +149,27 @@ export class Routes {
   /** Neighbours we have a symmetric established edge with, sorted. */
   neighbours(): PeerName[] {
     if (this.selfIndex < 0) return [];
-    return Array.from(this.adj[this.selfIndex]!, (v) => this.names[v]!);
+    const { start, list } = this.adj;
+    return Array.from(list.subarray(start[this.selfIndex]!, start[this.selfIndex + 1]!), (v) => this.names[v]!);
   }
+}
+
+/**
+ * Adjacency lists packed into two arrays (node v's neighbours are
+ * list[start[v]] up to list[start[v + 1]]): one typed array per node made a
+ * computation for 250 peers take milliseconds, mostly allocating.
+ */
+interface Adjacency {
+  readonly start: Int32Array;
+  readonly list: Int32Array;
+}
+
+function packAdjacency(lists: readonly number[][]): Adjacency {
+  const start = new Int32Array(lists.length + 1);
+  for (let i = 0; i < lists.length; i++) start[i + 1] = start[i]! + lists[i]!.length;
+  const list = new Int32Array(start[lists.length]!);
+  for (let i = 0; i < lists.length; i++) list.set(lists[i]!, start[i]!);
+  return { start, list };
 }
 
 /**
@@ -156,7 +177,7 @@ export class Routes {
  * everywhere) and returning the visit order. Stops dequeuing once a node is
  * farther than `maxDequeueDist`, having discovered every node up to one more.
  */
-function bfs(adj: readonly Int32Array[], root: number, dist: Int32Array, queue: Int32Array, maxDequeueDist: number): Int32Array {
+function bfs(adj: Adjacency, root: number, dist: Int32Array, queue: Int32Array, maxDequeueDist: number): Int32Array {
   let head = 0;
   let tail = 0;
   dist[root] = 0;
@@ -165,7 +186,8 @@ function bfs(adj: readonly Int32Array[], root: number, dist: Int32Array, queue: 
     const u = queue[head++]!;
     const du = dist[u]!;
     if (du > maxDequeueDist) break;
-    for (const v of adj[u]!) {
+    for (let k = adj.start[u]!; k < adj.start[u + 1]!; k++) {
+      const v = adj.list[k]!;
       if (dist[v] === -1) {
         dist[v] = du + 1;
         queue[tail++] = v;
@@ -176,9 +198,9 @@ function bfs(adj: readonly Int32Array[], root: number, dist: Int32Array, queue: 
 }
 
 /** Smallest-indexed (= smallest-named) neighbour one layer closer to the root; -1 for the root. */
-function parentOf(adj: readonly Int32Array[], dist: Int32Array, v: number): number {
+function parentOf(adj: Adjacency, dist: Int32Array, v: number): number {
   const want = dist[v]! - 1;
-  for (const u of adj[v]!) if (dist[u] === want) return u;
+  for (let k = adj.start[v]!; k < adj.start[v + 1]!; k++) if (dist[adj.list[k]!] === want) return adj.list[k]!;
   return -1;
 }
 

@@ -23,6 +23,12 @@ export class MemoryNetwork {
   private nextEphemeralPort = 40000;
   messagesDelivered = 0;
   bytesDelivered = 0;
+  /**
+   * One-way delay of stream traffic (chunks and FINs) in simulated ms. At 0
+   * everything crosses at the instant it is sent, so only timers take
+   * simulated time; a bench that reports convergence time sets a LAN-like delay.
+   */
+  latencyMs = 0;
 
   constructor(readonly clock: ManualClock) {}
 
@@ -74,6 +80,12 @@ export class MemoryNetwork {
 
   enqueue(d: Delivery): void {
     this.queue.push(d);
+  }
+
+  /** Queues `d` after the stream latency (at once when there is none); FIFO either way. */
+  enqueueStream(d: Delivery): void {
+    if (this.latencyMs <= 0) this.queue.push(d);
+    else this.clock.setTimer(this.latencyMs, () => this.queue.push(d));
   }
 
   /** Delivers queued events until none is left (deliveries may queue more). Returns how many ran. */
@@ -169,7 +181,7 @@ class MemoryStream implements ByteStream {
     if (this.closed || !peer) return;
     if (this.net.isCut(this.localHost, this.remoteHost)) return;
     const copy = chunk.slice();
-    this.net.enqueue(() => peer.receive(copy));
+    this.net.enqueueStream(() => peer.receive(copy));
   }
 
   close(): void {
@@ -177,7 +189,7 @@ class MemoryStream implements ByteStream {
     this.closed = true;
     const peer = this.peer;
     // A FIN crosses only a working link; across a cut the far end finds out by heartbeat timeout.
-    if (peer && !this.net.isCut(this.localHost, this.remoteHost)) this.net.enqueue(() => peer.remoteClosed());
+    if (peer && !this.net.isCut(this.localHost, this.remoteHost)) this.net.enqueueStream(() => peer.remoteClosed());
   }
 
   private receive(chunk: Uint8Array): void {
