@@ -11,6 +11,8 @@
 #               forwarding (scripts/bench-dns.ts)
 #   attach      weave attach against weave version and node -e ''
 #               (scripts/bench-attach.ts)
+#   control     the control plane in simulation: a peer joins meshes of 100
+#               to 1000 peers (scripts/bench-control-plane.ts; not by default)
 # then one summary table of every section's headline figures against issue
 # 14's targets: a section contributes lines "SUMMARY <key> <value> <target>
 # <label>" to its output (scripts/bench-summary.ts describes the format), which
@@ -98,6 +100,7 @@ run_sections() {
       throughput) node dist/scripts/bench.js "${args[@]}" || status=1 ;;
       dns) node dist/scripts/bench-dns.js "${own[@]}" || status=1 ;;
       attach) node dist/scripts/bench-attach.js "${own[@]}" || status=1 ;;
+      control) node dist/scripts/bench-control-plane.js || status=1 ;;
       *) echo "bench: unknown section $s (throughput, dns, attach)" >&2; exit 2 ;;
     esac
   done
