@@ -13,21 +13,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../common/logger';
 import { stateFiles } from '../common/state-files';
-import { PLUGIN_STATE_FILE } from '../router/host/docker-plugin-state';
 import { errorMessage } from '../common/errors';
 import type { DnsContainer } from '../dns/container-hook';
 import type { DnsDaemon } from '../dns/daemon';
 import type { Ipam } from '../ipam/ipam';
 import type { IpamConfig } from '../ipam/config';
-import { DockerPluginServer, DEFAULT_PLUGIN_SOCKET } from '../router/api/docker-plugin-server';
+import type { DockerPluginServer } from '../router/api/docker-plugin-server';
 import type { AttachedContainer } from '../router/host/attached-container';
 import type { CommandRunner } from '../router/host/command-runner';
 import type { DockerApi, EventWatch } from '../router/host/docker-client';
 import { procHostFs } from '../router/host/container-ref';
 import type { PluginContainer } from '../router/host/docker-plugin';
-import { DockerPlugin } from '../router/host/docker-plugin';
-import { PluginNetworkKeeper } from '../router/host/docker-plugin-engine';
-import { PluginVethLinks } from '../router/host/docker-plugin-links';
+import type { DockerPlugin } from '../router/host/docker-plugin';
+import type { PluginNetworkKeeper } from '../router/host/docker-plugin-engine';
 import type { HealthWarning, RouterStatus } from '../router/mesh/status';
 import type { RouterControl } from '../router/api/control';
 
@@ -63,6 +61,11 @@ export class DockerPluginRuntime {
   private watch: EventWatch | null = null;
 
   constructor(private readonly w: DockerPluginWiring) {
+    // Required here, not at the top: a router run with --no-docker-plugin never loads the plugin (issue 14: RSS).
+    const { DockerPlugin } = require('../router/host/docker-plugin') as typeof import('../router/host/docker-plugin');
+    const { PluginVethLinks } = require('../router/host/docker-plugin-links') as typeof import('../router/host/docker-plugin-links');
+    const { DockerPluginServer, DEFAULT_PLUGIN_SOCKET } = require('../router/api/docker-plugin-server') as typeof import('../router/api/docker-plugin-server');
+    const { PluginNetworkKeeper } = require('../router/host/docker-plugin-engine') as typeof import('../router/host/docker-plugin-engine');
     this.logger = w.logger.child({ component: 'docker-plugin' });
     const ipam = w.ipam;
     this.plugin = new DockerPlugin({
@@ -133,6 +136,7 @@ export class DockerPluginRuntime {
       await this.keeper.remove();
     } finally {
       await this.close();
+      const { PLUGIN_STATE_FILE } = require('../router/host/docker-plugin-state') as typeof import('../router/host/docker-plugin-state');
       const file = path.join(this.w.datadir, PLUGIN_STATE_FILE);
       stateFiles.forget(file);
       fs.rmSync(file, { force: true });

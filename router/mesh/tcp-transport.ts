@@ -65,7 +65,8 @@ export class TcpTransport implements Transport {
   private server: net.Server | null = null;
   private readonly dialing = new Set<net.Socket>();
 
-  constructor(private readonly bindHost: string = '::') {}
+  /** `dialFrom`: the local address outbound connections leave from (many peers in one namespace, scripts/bench-memory); default the kernel's choice. */
+  constructor(private readonly bindHost: string = '::', private readonly dialFrom?: string) {}
 
   listen(port: number, onAccept: (stream: ByteStream) => void): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -85,7 +86,7 @@ export class TcpTransport implements Transport {
   }
 
   dial(host: string, port: number, done: (error: Error | null, stream: ByteStream | null) => void): void {
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, ...(this.dialFrom !== undefined ? { localAddress: this.dialFrom } : {}) });
     this.dialing.add(socket);
     let settled = false;
     const finish = (err: Error | null): void => {
