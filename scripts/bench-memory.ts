@@ -25,6 +25,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RouterStatus } from '../router/mesh/status';
+import { summaryLine } from './bench-summary';
 import { type BackgroundProcess, run } from './command';
 import { tcpPortListening } from './netns';
 import { SimNetwork } from './sim-network';
@@ -282,14 +283,14 @@ async function main(): Promise<number> {
     await launch(h1, []);
     const idle = await settledRss(routerPid(h1));
     rows.push(['idle', 'h1', f1(idle), '', '', '', '', '', 'no peers, no containers; median of 5 samples after 25 s']);
-    summary.push(`SUMMARY memory.idle_rss_mb ${f1(idle)} <60 router RSS idle, no peers, MB`);
+    summary.push(summaryLine('memory.idle_rss_mb', idle, '<60', 'router RSS idle, no peers, MB', 1));
     if (opts.peers > 0) {
       say(`(b) ${opts.peers} peers: ${opts.peers - 1} protocol peers on p1 connect to h1`);
       try {
         const p = await withPeers(h1, p1, opts.peers, say);
         rows.push([`${opts.peers} peers`, 'h1', f1(p.rssMB), '', '', '', '', '',
           `${p.connected} established, ${p.topology} peers reachable; converged in ${p.convergeS.toFixed(0)} s`]);
-        summary.push(`SUMMARY memory.peers_rss_mb ${f1(p.rssMB)} <100 router RSS with ${opts.peers} peers, MB`);
+        summary.push(summaryLine('memory.peers_rss_mb', p.rssMB, '<100', `router RSS with ${opts.peers} peers, MB`, 1));
       } catch (err) {
         failed = true;
         say(`  FAILED: ${err instanceof Error ? err.message : String(err)}`);
@@ -305,8 +306,8 @@ async function main(): Promise<number> {
           const slope = slopePerMinute(h.samples);
           rows.push([`transfer ${opts.transferSeconds} s`, h.name, '', f1(xs[0]!), f1(xs.at(-1)!), f1(Math.min(...xs)), f1(Math.max(...xs)), slope.toFixed(2),
             `${xs.length} samples; ${f1(t.mbps)} Mbit/s`]);
-          summary.push(`SUMMARY memory.transfer_slope_mb_per_min.${h.name} ${slope.toFixed(2)} ~0 router RSS slope over the transfer, least squares, MB/min`);
-          summary.push(`SUMMARY memory.transfer_rss_last_mb.${h.name} ${f1(xs.at(-1)!)} - router RSS at the end of the transfer (first ${f1(xs[0]!)}, max ${f1(Math.max(...xs))}), MB`);
+          summary.push(summaryLine(`memory.transfer_slope_mb_per_min.${h.name}`, slope, '~0', `router RSS slope over a ${opts.transferSeconds} s transfer, least squares, MB/min`));
+          summary.push(summaryLine(`memory.transfer_rss_last_mb.${h.name}`, xs.at(-1)!, '-', `router RSS at the end of the transfer (first ${f1(xs[0]!)}, max ${f1(Math.max(...xs))}), MB`, 1));
         }
         await stopRouter(t1);
         await stopRouter(t2);

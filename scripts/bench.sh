@@ -13,6 +13,9 @@
 #               (scripts/bench-attach.ts)
 #   control     the control plane in simulation: a peer joins meshes of 100
 #               to 1000 peers (scripts/bench-control-plane.ts; not by default)
+#   memory      router RSS idle, with 100 protocol peers, and sampled over a
+#               60 s transfer: first, last, min, max, slope
+#               (scripts/bench-memory.ts; run it alone for longer transfers)
 # then one summary table of every section's headline figures against issue
 # 14's targets: a section contributes lines "SUMMARY <key> <value> <target>
 # <label>" to its output (scripts/bench-summary.ts describes the format), which
@@ -63,7 +66,7 @@ if [ ${#need[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
   fi
 fi
 
-sections=throughput,dns,attach
+sections=throughput,dns,attach,memory
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -101,7 +104,8 @@ run_sections() {
       dns) node dist/scripts/bench-dns.js "${own[@]}" || status=1 ;;
       attach) node dist/scripts/bench-attach.js "${own[@]}" || status=1 ;;
       control) node dist/scripts/bench-control-plane.js || status=1 ;;
-      *) echo "bench: unknown section $s (throughput, dns, attach)" >&2; exit 2 ;;
+      memory) node dist/scripts/bench-memory.js --transfer-seconds 60 || status=1 ;;
+      *) echo "bench: unknown section $s (throughput, dns, attach, control, memory)" >&2; exit 2 ;;
     esac
   done
   return "$status"
