@@ -1,23 +1,29 @@
 // The control-plane bench (issue 14): for each mesh size, real routers on the
-// in-memory network of test/sim with a LAN-like link delay, built the way
-// `weave launch <peers>` builds a mesh (each newcomer given a few earlier
-// hosts, no discovery), left to converge; then one new peer joins, several
-// times, and we measure the simulated time until every peer holds the joiner
-// in its topology and its routes and the joiner holds everybody, the gossip
-// each peer received meanwhile (messages and payload bytes), and wall time.
-// Prints one table, with how gossip per peer grows against log2(n).
+// in-memory network of test/sim with a LAN-like link delay (1 ms one way)
+// and the daemon's timings, built the way `weave launch <peers>` builds a
+// mesh (every host given 2 or 3 others, no discovery, all booting at once),
+// left to converge; then one new peer joins, several times, and we measure
+// the simulated time until every peer holds the joiner in its topology and
+// its routes and the joiner holds everybody, the gossip each peer received
+// meanwhile (messages and payload bytes), and CPU and wall time. Prints one
+// table, with how gossip per peer grows against log2(n). Not measured here:
+// periodic anti-entropy, which sends a neighbour the whole topology when it
+// is not known to hold it (every 30 s, to a few neighbours), so after a
+// change costs O(n) bytes per peer per round; the joins fall between rounds.
 //
 //   node dist/scripts/bench-control-plane.js [--sizes 100,250,500,1000] [--seed N] [--joins N]
 //        [--latency-ms N] [--dense-up-to N]
 //
-// --dense-up-to adds a second variant up to that size: discovery on, so every
-// peer dials every peer it learns of, up to a connection limit of 32 (a
-// "full-ish" mesh; a full mesh of 1000 is 500,000 connections).
+// --dense-up-to N adds a second variant for the sizes up to N (none by
+// default): discovery on, so every peer dials every peer it learns of, up to
+// a connection limit of 32 (a "full-ish" mesh; a full mesh of 1000 is 500,000
+// connections).
 // Exits 1 when a bound of the issue is broken at the largest size.
 
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { SeededRng } from '../common/rng';
+import { summaryLine } from './bench-summary';
 import { DEFAULT_TIMINGS } from '../router/mesh/constants';
 import { loadSodium } from '../router/mesh/sodium';
 import { SimMesh, SimPeer } from '../test/sim/mesh';
@@ -47,7 +53,7 @@ const LOG_GROWTH_SLACK = 1.25;
 const DENSE_CONN_LIMIT = 32;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { sizes: [100, 250, 500, 1000], seed: 1, joins: 3, latencyMs: 1, denseUpTo: 250 };
+  const o: Options = { sizes: [100, 250, 500, 1000], seed: 1, joins: 3, latencyMs: 1, denseUpTo: 0 };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const value = (): string => {
@@ -133,6 +139,7 @@ async function measure(variant: 'sparse' | 'dense', n: number, o: Options): Prom
 function printTable(rows: Row[], o: Options, wallS: number): boolean {
   const header = ['variant', 'n', 'degree', 'join sim ms', 'msgs/peer', 'KiB/peer', 'msgs/log2n', 'growth', 'log2 growth', 'join cpu ms', 'join wall ms', 'build cpu s', 'build wall s'];
   const lines: string[][] = [];
+  const summary: string[] = [];
   let ok = true;
   for (const variant of ['sparse', 'dense']) {
     const rs = rows.filter((r) => r.variant === variant);
@@ -148,6 +155,12 @@ function printTable(rows: Row[], o: Options, wallS: number): boolean {
       if (r.n === Math.max(...rs.map((x) => x.n))) {
         if (Math.max(...ms) >= CONVERGE_BOUND_MS) ok = false;
         if (growth > logGrowth * LOG_GROWTH_SLACK) ok = false;
+        if (variant === 'sparse') {
+          summary.push(summaryLine('control.join_sim_ms', Math.max(...ms), `<${CONVERGE_BOUND_MS}`,
+            `simulated ms until a peer joining ${r.n} peers is known everywhere (slowest of ${ms.length} joins)`, 0));
+          summary.push(summaryLine('control.gossip_growth_vs_log2n', growth / logGrowth, `<=${LOG_GROWTH_SLACK}`,
+            `growth of gossip messages per peer for a join from ${base.n} to ${r.n} peers, over log2(n)'s growth`));
+        }
       }
       lines.push([
         variant, String(r.n), r.meanDegree.toFixed(1),
@@ -167,6 +180,7 @@ function printTable(rows: Row[], o: Options, wallS: number): boolean {
     `link delay ${o.latencyMs} ms, daemon timings)`);
   console.log(fmt(header));
   for (const l of lines) console.log(fmt(l));
+  for (const l of summary) console.log(l);
   console.log(`join sim ms: until every peer holds the joiner in topology and routes and the joiner holds everybody. ` +
     `msgs, KiB: gossip received per peer meanwhile. growth: msgs/peer against the smallest size; log2 growth: log2(n) against it.`);
   console.log(`bounds at the largest size: join under ${CONVERGE_BOUND_MS} simulated ms, growth at most ${LOG_GROWTH_SLACK}x the log2 growth: ` +
