@@ -97,7 +97,7 @@ export class Ipam implements Gossiper {
    * with IpamError('timeout') saying what it waited for.
    */
   allocate(containerId: string, opts: AllocateOptions = {}): Promise<string> {
-    return this.requests.allocate(containerId, opts);
+    return this.ctx.batch(() => this.requests.allocate(containerId, opts));
   }
 
   /**
@@ -107,7 +107,7 @@ export class Ipam implements Gossiper {
    * address, it is asked to hand it over.
    */
   claim(containerId: string, cidr: string, opts: Omit<AllocateOptions, 'subnet'> = {}): Promise<string> {
-    return this.requests.claim(containerId, cidr, opts);
+    return this.ctx.batch(() => this.requests.claim(containerId, cidr, opts));
   }
 
   /** Releases one address of a container, or all of them when `cidr` is omitted; returns what was released. */

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import { parseIpamConfig } from '../../ipam/config';
 import { Ipam } from '../../ipam/ipam';
-import { FileIpamStore, IPAM_STATE_FILE, parseSnapshotJson } from '../../ipam/persistence';
+import { FileIpamStore, IPAM_STATE_FILE, MemoryIpamStore, parseSnapshotJson } from '../../ipam/persistence';
 import { silentLogger } from '../../common/logger';
 import { SeededRng } from '../../common/rng';
 import { FakeNet } from './ipam-fake-hub';
@@ -70,4 +70,24 @@ t.test('the JSON shape is checked before anything is used', async (t) => {
   throwsIpam(t, () => parseSnapshotJson(`{"format":1,"peer":"${peer(0)}","range":"x","allocations":{}}`, 'f'), 'decode', /allocations/);
   throwsIpam(t, () => parseSnapshotJson(`{"format":1,"peer":"${peer(0)}","range":"x","ring":"!!","allocations":[]}`, 'f'), 'decode', /base64/);
   throwsIpam(t, () => parseSnapshotJson(`{"format":1,"peer":"${peer(0)}","range":"x","allocations":[{"container":"c","address":"1.2.3.4","prefixLen":99.5,"releaseAtMs":null}]}`, 'f'), 'decode', /prefix/);
+});
+
+t.test('a first allocation that also runs the initial split writes the state once, before it is answered', async (t) => {
+  const net = new FakeNet();
+  const store = new MemoryIpamStore();
+  const ipam = new Ipam(
+    { hub: net.hub(peer(0)), clock: net.clock, rng: new SeededRng(1), logger: silentLogger, store },
+    { config: parseIpamConfig({ init: 'consensus', initialPeerCount: 1 }) },
+  );
+  t.teardown(() => ipam.shutdown());
+  const before = store.saves;
+  const pending = ipam.allocate('c1');
+  // Proposal, decision (the ring seeded) and the allocation: one save, already done when allocate() returns.
+  t.equal(store.saves - before, 1, 'one write for consensus, ring and allocation');
+  t.same(store.saved?.allocations.map((a) => a.container), ['c1'], 'the allocation is in it');
+  t.ok(store.saved?.ring !== null, 'so is the seeded ring');
+  const cidr = await pending;
+  t.match(cidr, /^10\.3[2-9]\./);
+  await ipam.claim('c2', '10.32.9.9/12');
+  t.equal(store.saves - before, 2, 'then one write per change');
 });
