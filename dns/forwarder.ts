@@ -40,6 +40,7 @@ import type { UpstreamExpectation } from './upstream-query';
 import { checkAnswer, clientAnswer, randomiseCase, upstreamQuery } from './upstream-query';
 import { RandomBuffer } from './random-buffer';
 import { UdpUpstreamPool } from './upstream-pool';
+import type { PoolTicket, UpstreamWaiter } from './upstream-pool';
 import type { PoolPolicyOptions } from './upstream-pool-policy';
 import { DEFAULT_POOL_POLICY } from './upstream-pool-policy';
 
@@ -69,14 +70,28 @@ export class Forwarder {
   private readonly opts: ForwarderOptions;
   private readonly pool: UdpUpstreamPool;
   private readonly random = new RandomBuffer();
-  /** Aborts every attempt in flight (cancels it, resolves null); for close(). */
+  /** Client queries being forwarded; close() aborts them. */
+  private readonly jobs = new Set<Forwarding>();
+  /** Aborts every TCP attempt in flight (cancels it, resolves null); for close(). */
   private readonly aborts = new Set<() => void>();
+  /** What a Forwarding needs of us, made once. */
+  private readonly context: ForwardingContext;
   private inFlight = 0;
   private closed = false;
 
   constructor(private readonly deps: ForwarderDeps, opts: Partial<ForwarderOptions> = {}) {
     this.opts = { ...DEFAULT_FORWARDER_OPTIONS, ...opts };
     this.pool = new UdpUpstreamPool(deps.logger, this.random, this.opts.pool, Date.now, deps.openUpstreamSocket);
+    this.context = {
+      pool: this.pool, logger: deps.logger, timeoutMs: this.opts.timeoutMs,
+      closed: () => this.closed,
+      expectation: (q) => this.expectation(q),
+      viaTcp: (u, q, raw, then) => this.viaTcp(u, q, raw, then),
+      finished: (job) => {
+        this.jobs.delete(job);
+        this.inFlight--;
+      },
+    };
   }
 
   upstreams(): Upstream[] {
@@ -101,38 +116,14 @@ export class Forwarder {
       return;
     }
     this.inFlight++;
-    let next = 0;
-    let fallback: Buffer | null = null;
-    const finish = (reply: Buffer | null): void => {
-      this.inFlight--;
-      done(reply);
-    };
-    const tried = (reply: Buffer | null): void => {
-      if (reply !== null) {
-        if (!TRY_NEXT_RCODES.has((reply[3] as number) & 0xf)) {
-          finish(reply);
-          return;
-        }
-        fallback = reply;
-      }
-      tryNext();
-    };
-    const tryNext = (): void => {
-      const u = list[next++];
-      if (this.closed) finish(null);
-      else if (u === undefined) finish(fallback);
-      // UDP first, whatever the client used; TCP when the answer did not fit and the
-      // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
-      else this.viaUdp(u, q, raw, (reply) => {
-        if (reply !== null && transport === 'tcp' && ((reply[2] as number) & FLAG_TC) !== 0) this.viaTcp(u, q, raw, (r) => tried(r ?? reply));
-        else tried(reply);
-      });
-    };
-    tryNext();
+    const job = new Forwarding(this.context, q, raw, transport, list, done);
+    this.jobs.add(job);
+    job.tryNext();
   }
 
   close(): void {
     this.closed = true;
+    for (const job of [...this.jobs]) job.abort();
     for (const abort of [...this.aborts]) abort();
     this.aborts.clear();
     this.pool.close();
@@ -190,14 +181,6 @@ export class Forwarder {
     return false;
   }
 
-  private viaUdp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void {
-    const exp = this.expectation(q);
-    const out = upstreamQuery(raw, exp);
-    if (q.edns !== null && q.edns.udpPayloadBytes > EDNS_MAX_UDP_BYTES) out.writeUInt16BE(EDNS_MAX_UDP_BYTES, q.edns.sizeOffset);
-    // The pool's reply is a view into a receive buffer: copied now, as the client's answer.
-    this.attempt(u, (finish) => this.pool.send(u, exp, out, (reply) => finish(reply === null ? null : clientAnswer(reply, q.id, q.questionBytes))), then);
-  }
-
   private viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void {
     const exp = this.expectation(q);
     const query = upstreamQuery(raw, exp);
@@ -224,5 +207,114 @@ export class Forwarder {
       sock.on('close', () => finish(null));
       return () => sock.destroy();
     }, then);
+  }
+}
+
+interface ForwardingContext {
+  readonly pool: UdpUpstreamPool;
+  readonly logger: Logger;
+  readonly timeoutMs: number;
+  closed(): boolean;
+  expectation(q: ParsedQuery): UpstreamExpectation;
+  viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void;
+  finished(job: Forwarding): void;
+}
+
+const NO_EXPECTATION: UpstreamExpectation = { id: -1, question: new Uint8Array(0) };
+
+/**
+ * One client query on its way through the upstreams, with its UDP attempt in
+ * flight: the whole state in one object, so a forwarded query costs a few
+ * allocations rather than closures and a timer callback per step. What lives
+ * across an upstream round trip is copied by every scavenge, and the router
+ * runs with a small young generation.
+ */
+class Forwarding implements UpstreamWaiter {
+  exp: UpstreamExpectation = NO_EXPECTATION;
+  private next = 0;
+  private fallback: Buffer | null = null;
+  /** The UDP attempt waiting: the pool's ticket and its timer; null between attempts. */
+  private ticket: PoolTicket | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private upstream: Upstream | null = null;
+  private ended = false;
+  private readonly onTimeout = (): void => {
+    this.timer = null;
+    if (this.upstream !== null) this.ctx.logger.debug('dns upstream timed out', { upstream: formatUpstream(this.upstream) });
+    this.stopAttempt();
+    this.tried(null);
+  };
+
+  constructor(
+    private readonly ctx: ForwardingContext,
+    private readonly q: ParsedQuery,
+    private readonly raw: Uint8Array,
+    private readonly transport: Transport,
+    private readonly list: readonly Upstream[],
+    private readonly done: (reply: Buffer | null) => void,
+  ) {}
+
+  /** The next upstream, or the end: the first reply worth keeping, else the last fallback. */
+  tryNext(): void {
+    const u = this.list[this.next++];
+    if (this.ctx.closed()) this.end(null);
+    else if (u === undefined) this.end(this.fallback);
+    else this.viaUdp(u);
+  }
+
+  /** From the pool: the accepted answer (a view into a receive buffer, copied now) or null. */
+  answered(reply: Uint8Array | null): void {
+    if (this.ticket === null) return;
+    this.ticket = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const u = this.upstream as Upstream;
+    const out = reply === null ? null : clientAnswer(reply, this.q.id, this.q.questionBytes);
+    // UDP first, whatever the client used; TCP when the answer did not fit and the
+    // client can take more (it came by TCP). A UDP client gets the TC reply and asks us by TCP.
+    if (out !== null && this.transport === 'tcp' && ((out[2] as number) & FLAG_TC) !== 0) this.ctx.viaTcp(u, this.q, this.raw, (r) => this.tried(r ?? out));
+    else this.tried(out);
+  }
+
+  /** close(): the client gets null. */
+  abort(): void {
+    this.stopAttempt();
+    this.end(null);
+  }
+
+  private viaUdp(u: Upstream): void {
+    this.upstream = u;
+    this.exp = this.ctx.expectation(this.q);
+    const out = upstreamQuery(this.raw, this.exp);
+    const edns = this.q.edns;
+    if (edns !== null && edns.udpPayloadBytes > EDNS_MAX_UDP_BYTES) out.writeUInt16BE(EDNS_MAX_UDP_BYTES, edns.sizeOffset);
+    this.timer = setTimeout(this.onTimeout, this.ctx.timeoutMs);
+    this.ticket = this.ctx.pool.send(u, this, out);
+  }
+
+  private tried(reply: Buffer | null): void {
+    if (this.ended) return;
+    if (reply !== null) {
+      if (!TRY_NEXT_RCODES.has((reply[3] as number) & 0xf)) {
+        this.end(reply);
+        return;
+      }
+      this.fallback = reply;
+    }
+    this.tryNext();
+  }
+
+  private stopAttempt(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.ticket !== null) this.ctx.pool.cancel(this.ticket, this);
+    this.ticket = null;
+  }
+
+  private end(reply: Buffer | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.ctx.finished(this);
+    this.done(reply);
   }
 }

@@ -24,13 +24,18 @@ import type { PoolPolicyOptions, PoolSlot } from './upstream-pool-policy';
 import { DEFAULT_POOL_POLICY, PoolPolicy } from './upstream-pool-policy';
 import { openDgramUpstreamSocket } from './upstream-dgram';
 
-/** Called once: the accepted answer (a view valid only during the call), or null when the socket failed. */
-export type Deliver = (reply: Uint8Array | null) => void;
-
-interface Pending {
+/** A query waiting on a pooled socket (the forwarder's record of it: no closure per query). */
+export interface UpstreamWaiter {
+  /** What the answer must repeat; its id may be redrawn by send(). */
   readonly exp: UpstreamExpectation;
-  readonly deliver: Deliver;
+  /** Called once, never from inside send(): the accepted answer (a view valid only during the call), or null when the socket failed. */
+  answered(reply: Uint8Array | null): void;
 }
+
+type Pending = UpstreamWaiter;
+
+/** Which socket a query went out on, for cancel(). */
+export type PoolTicket = object;
 
 interface Slot extends PoolSlot {
   readonly upstream: Upstream;
@@ -57,16 +62,17 @@ export class UdpUpstreamPool {
   ) {}
 
   /**
-   * Sends `out` (whose id and question are `exp`'s) to the upstream on a pooled
-   * socket. If the id is already in flight with the same question on that
-   * socket, a new id is drawn and written into both. Returns the canceller
-   * (timeout or abort): it forgets the query and closes a drained retired socket.
+   * Sends `out` (whose id and question are the waiter's `exp`) to the upstream
+   * on a pooled socket. If the id is already in flight with the same question
+   * on that socket, a new id is drawn and written into both. Returns the ticket
+   * for cancel() (timeout or abort).
    */
-  send(u: Upstream, exp: UpstreamExpectation, out: Buffer, deliver: Deliver): () => void {
+  send(u: Upstream, waiter: UpstreamWaiter, out: Buffer): PoolTicket {
     if (this.closed) {
-      deliver(null);
-      return noop;
+      queueMicrotask(() => waiter.answered(null));
+      return CLOSED_TICKET;
     }
+    const exp = waiter.exp;
     const policy = this.policyFor(u);
     const { slot: picked, retired } = policy.pick();
     for (const s of retired) this.closeIfDrained(s);
@@ -75,17 +81,21 @@ export class UdpUpstreamPool {
       exp.id = this.random.int(0x10000);
       out.writeUInt16BE(exp.id, 0);
     }
-    const entry: Pending = { exp, deliver };
     const list = slot.pending.get(exp.id);
-    if (list === undefined) slot.pending.set(exp.id, [entry]);
-    else list.push(entry);
+    if (list === undefined) slot.pending.set(exp.id, [waiter]);
+    else list.push(waiter);
     slot.inFlight++;
     policy.used(slot);
     slot.sock?.send(out);
-    return () => {
-      this.forget(slot, entry);
-      this.closeIfDrained(slot);
-    };
+    return slot;
+  }
+
+  /** Forgets a waiting query (it gets no call) and closes its socket if that was retired and is now drained. */
+  cancel(ticket: PoolTicket, waiter: UpstreamWaiter): void {
+    if (ticket === CLOSED_TICKET) return;
+    const slot = ticket as Slot;
+    this.forget(slot, waiter);
+    this.closeIfDrained(slot);
   }
 
   /** Closes every socket; queries still waiting get null. */
@@ -164,7 +174,7 @@ export class UdpUpstreamPool {
         verdict = checkAnswer(msg, p.exp);
         if (verdict !== 'ok') continue;
         this.forget(slot, p);
-        p.deliver(msg);
+        p.answered(msg);
         this.closeIfDrained(slot);
         return;
       }
@@ -198,7 +208,7 @@ export class UdpUpstreamPool {
     slot.pending.clear();
     slot.inFlight = 0;
     this.shut(slot);
-    for (const p of waiting) p.deliver(reply);
+    for (const p of waiting) p.answered(reply);
   }
 
   private shut(slot: Slot): void {
@@ -215,6 +225,5 @@ export class UdpUpstreamPool {
   }
 }
 
-function noop(): void {
-  // Nothing was queued: nothing to cancel.
-}
+/** The ticket of a query sent after close(): nothing to cancel. */
+const CLOSED_TICKET: PoolTicket = Object.freeze({});
