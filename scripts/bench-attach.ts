@@ -6,6 +6,9 @@
 // under 50 ms); the CLI's start is `weave version` minus `node -e ''`.
 // `weave ps` (one API call the daemon answers from memory) splits the first:
 // ps minus version is the API round trip, attach minus ps the attach itself.
+// Each round also attaches a second namespace straight over the API socket
+// from this process (no CLI, no process start): the daemon's own time for an
+// attach, the figure least disturbed by a loaded machine.
 //
 // Every namespace it attaches is its own (the network's prefix), detached and
 // deleted after each round; no traffic is sent. Figures are printed, never
@@ -18,6 +21,7 @@
 //
 // Usage: node dist/scripts/bench-attach.js [--quick] [--rounds N] [--steps]
 
+import { ApiClient } from '../cli/api-client';
 import { run } from './command';
 import { SimNetwork } from './sim-network';
 import { loadAverage, median, parseRoundsArgs } from './bench-dns';
@@ -59,11 +63,19 @@ async function main(): Promise<void> {
     const version: number[] = [];
     const attach: number[] = [];
     const ps: number[] = [];
+    const api: number[] = [];
+    const client = new ApiClient(h.apiSocket);
     process.stdout.write(`attach: ${rounds} rounds; load average ${loadAverage()}\n`);
     for (let r = 0; r < rounds; r++) {
       const ns = `${net.prefix}a${r}`;
+      const nsApi = `${net.prefix}b${r}`;
       await run(['ip', 'netns', 'add', ns], { check: true });
+      await run(['ip', 'netns', 'add', nsApi], { check: true });
       try {
+        const t0 = process.hrtime.bigint();
+        await client.post('/attach', { container: `netns:${nsApi}`, addresses: [`10.32.6.${r + 1}/24`] });
+        api.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        await client.post('/detach', { container: `netns:${nsApi}` });
         node.push(await wall(() => h.exec(['node', '-e', '']), 'node -e'));
         version.push(await wall(() => h.weave(['version']), 'weave version'));
         ps.push(await wall(() => h.weave(['ps']), 'weave ps'));
@@ -72,8 +84,9 @@ async function main(): Promise<void> {
         if (d.code !== 0) throw new Error(`weave detach: ${d.stderr}`);
       } finally {
         await run(['ip', 'netns', 'del', ns]);
+        await run(['ip', 'netns', 'del', nsApi]);
       }
-      process.stdout.write(`  round ${r + 1}: node ${node[r]?.toFixed(0)} ms, weave version ${version[r]?.toFixed(0)} ms, weave ps ${ps[r]?.toFixed(0)} ms, weave attach ${attach[r]?.toFixed(0)} ms\n`);
+      process.stdout.write(`  round ${r + 1}: node ${node[r]?.toFixed(0)} ms, weave version ${version[r]?.toFixed(0)} ms, weave ps ${ps[r]?.toFixed(0)} ms, weave attach ${attach[r]?.toFixed(0)} ms, API attach ${api[r]?.toFixed(0)} ms\n`);
     }
     const diffs = attach.map((a, i) => a - (version[i] as number));
     const starts = version.map((v, i) => v - (node[i] as number));
@@ -85,6 +98,7 @@ async function main(): Promise<void> {
     process.stdout.write(`  weave attach                     ${fmt(attach)}\n`);
     process.stdout.write(`  attach - version (daemon side)   ${fmt(diffs)}   target < 50 ms\n`);
     process.stdout.write(`  version - node (CLI start)       ${fmt(starts)}\n`);
+    process.stdout.write(`  attach over the API (no CLI)     ${fmt(api)}\n`);
     process.stdout.write(`  attach - ps (the attach itself)  ${fmt(attach.map((a, i) => a - (ps[i] as number)))}\n`);
     // For bench.sh's summary (scripts/bench-summary.ts).
     process.stdout.write(`${summaryLine('attach.daemon_ms', median(diffs), '<50', 'weave attach minus weave version (the daemon\'s side), ms', 0)}\n`);
