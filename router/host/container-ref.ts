@@ -125,14 +125,6 @@ export interface ResolvedContainer {
   pid: number | null;
   netnsPath: string;
   nsId: string;
-  /**
-   * For `ip link add ... netns X`: the namespace file's path. iproute2 opens
-   * an argument with a '/' as it is; a bare word it tries first as
-   * /var/run/netns/X and then, failing that, as a pid, so `netns:123` whose
-   * namespace vanished meanwhile, or `pid:123` beside a namespace named
-   * "123", would move the veth into the wrong namespace.
-   */
-  ipNetnsArg: string;
 }
 
 export interface ResolveEnv {
@@ -160,14 +152,14 @@ export async function resolveContainer(ref: ContainerRef, env: ResolveEnv): Prom
       const netnsPath = namespacePathOf('docker', info.pid);
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`Docker container ${info.name} stopped while being attached`);
-      resolved = { kind: 'docker', id: info.id, name: info.name, pid: info.pid, netnsPath, nsId, ipNetnsArg: netnsPath };
+      resolved = { kind: 'docker', id: info.id, name: info.name, pid: info.pid, netnsPath, nsId };
       break;
     }
     case 'netns': {
       const netnsPath = namespacePathOf('netns', ref.name);
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no network namespace named ${ref.name} (see ip netns list)`);
-      resolved = { kind: 'netns', id: `netns:${ref.name}`, name: ref.name, pid: null, netnsPath, nsId, ipNetnsArg: netnsPath };
+      resolved = { kind: 'netns', id: `netns:${ref.name}`, name: ref.name, pid: null, netnsPath, nsId };
       break;
     }
     case 'pid': {
@@ -175,7 +167,7 @@ export async function resolveContainer(ref: ContainerRef, env: ResolveEnv): Prom
       const nsId = env.hostFs.namespaceId(netnsPath);
       if (nsId === null) throw RouterError.config(`no process with pid ${ref.pid}`);
       const comm = env.hostFs.processName(ref.pid) ?? `pid ${ref.pid}`;
-      resolved = { kind: 'pid', id: `pid:${ref.pid}`, name: comm, pid: ref.pid, netnsPath, nsId, ipNetnsArg: netnsPath };
+      resolved = { kind: 'pid', id: `pid:${ref.pid}`, name: comm, pid: ref.pid, netnsPath, nsId };
       break;
     }
     default:
