@@ -15,9 +15,17 @@
 // both sides were measured. Needs root, dnsperf and dnsmasq (bench.sh installs
 // them from Debian).
 //
-// Usage: node dist/scripts/bench-dns.js [--quick] [--rounds N] [--seconds N]
+// Usage: node dist/scripts/bench-dns.js [--quick] [--rounds N] [--seconds N] [--only local|forwarding]
+//
+// Next to each rate it prints the server's CPU time per answered query (user
+// plus system, all threads, from /proc): on a busy machine the rates swing
+// with the scheduler, the cost per query much less.
+//
+// WEAVE_BENCH_NODE_OPTIONS is handed to the weave processes as NODE_OPTIONS
+// (e.g. "--perf-basic-prof", then `perf record -g -p <router pid>`; node does
+// not take --cpu-prof from NODE_OPTIONS).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../cli/api-client';
@@ -61,7 +69,30 @@ export function loadAverage(): string {
   return loadavg().map((l) => l.toFixed(2)).join(' ');
 }
 
-async function dnsperf(h: SimHost, server: string, dataFile: string, seconds: number): Promise<number> {
+/** --only local|forwarding: run one section. */
+function onlySection(argv: string[]): string | null {
+  const i = argv.indexOf('--only');
+  if (i < 0) return null;
+  const v = argv[i + 1];
+  if (v !== 'local' && v !== 'forwarding') throw new Error('--only takes local or forwarding');
+  return v;
+}
+
+/** CPU time of a process so far (user + system, all threads), in ms; 0 once it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are fields 14 and 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** One dnsperf run: the rate, and the server's CPU microseconds per completed query. */
+async function dnsperf(h: SimHost, server: string, serverPid: number, dataFile: string, seconds: number): Promise<{ qps: number; usPerQuery: number }> {
+  const cpuBefore = cpuMs(serverPid);
   const r = await h.exec(['dnsperf', '-s', server, '-p', '53', '-d', dataFile, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'], {
     timeoutMs: (seconds + 30) * 1000,
   });
@@ -69,7 +100,8 @@ async function dnsperf(h: SimHost, server: string, dataFile: string, seconds: nu
   const lost = /Queries lost:\s+(\d+)/.exec(r.stdout);
   if (r.code !== 0 || m === null) throw new Error(`dnsperf against ${server} exited ${r.code}: ${r.stdout}${r.stderr}`);
   if (lost !== null && Number(lost[1]) > 0) process.stdout.write(`    (${server}: ${lost[1]} queries lost)\n`);
-  return Number(m[1]);
+  const completed = Number(/Queries completed:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+  return { qps: Number(m[1]), usPerQuery: completed > 0 ? ((cpuMs(serverPid) - cpuBefore) * 1000) / completed : NaN };
 }
 
 function startDnsmasq(h: SimHost, args: string[]): BackgroundProcess {
@@ -80,7 +112,9 @@ function startDnsmasq(h: SimHost, args: string[]): BackgroundProcess {
 async function main(): Promise<void> {
   const opts = parseRoundsArgs(process.argv.slice(2), { rounds: 3, seconds: 5 });
   const dir = mkdtempSync(join(tmpdir(), 'weave-bench-dns-'));
-  const net = await SimNetwork.create({ hosts: 1, weaveEnv: { WEAVE_TEST_FAST: '1' } });
+  const only = onlySection(process.argv.slice(2));
+  const nodeOptions = process.env.WEAVE_BENCH_NODE_OPTIONS;
+  const net = await SimNetwork.create({ hosts: 1, weaveEnv: { WEAVE_TEST_FAST: '1', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) } });
   const daemons: BackgroundProcess[] = [];
   try {
     const h = net.host('h1');
@@ -116,25 +150,31 @@ async function main(): Promise<void> {
 
     process.stdout.write(`DNS: dnsperf, ${NAMES} names, ${opts.seconds} s per run, ${opts.rounds} round(s); load average ${loadAverage()}\n`);
     const sections = [
-      { title: 'local answers', file: join(dir, 'local.txt') },
-      { title: 'forwarding (dnsmasq --cache-size=0)', file: join(dir, 'forwarded.txt') },
-    ];
-    const results = sections.map(() => ({ weave: [] as number[], dnsmasq: [] as number[] }));
+      { key: 'local', title: 'local answers', file: join(dir, 'local.txt') },
+      { key: 'forwarding', title: 'forwarding (dnsmasq --cache-size=0)', file: join(dir, 'forwarded.txt') },
+    ].filter((s) => only === null || s.key === only);
+    const weavePid = Number(readFileSync(join(h.datadir, 'weave.pid'), 'utf8').trim());
+    const dnsmasqPid = (daemons[1] as BackgroundProcess).pid ?? 0;
+    const results = sections.map(() => ({ weave: [] as number[], dnsmasq: [] as number[], weaveUs: [] as number[], dnsmasqUs: [] as number[] }));
     for (let r = 0; r < opts.rounds; r++) {
       for (const [i, s] of sections.entries()) {
-        const res = results[i] as { weave: number[]; dnsmasq: number[] };
-        const w = await dnsperf(h, WEAVE_ADDR, s.file, opts.seconds);
-        const d = await dnsperf(h, DNSMASQ_ADDR, s.file, opts.seconds);
-        res.weave.push(w);
-        res.dnsmasq.push(d);
-        process.stdout.write(`  round ${r + 1} ${s.title}: weave ${w.toFixed(0)} q/s, dnsmasq ${d.toFixed(0)} q/s (load ${loadAverage()})\n`);
+        const res = results[i] as { weave: number[]; dnsmasq: number[]; weaveUs: number[]; dnsmasqUs: number[] };
+        const w = await dnsperf(h, WEAVE_ADDR, weavePid, s.file, opts.seconds);
+        const d = await dnsperf(h, DNSMASQ_ADDR, dnsmasqPid, s.file, opts.seconds);
+        res.weave.push(w.qps);
+        res.dnsmasq.push(d.qps);
+        res.weaveUs.push(w.usPerQuery);
+        res.dnsmasqUs.push(d.usPerQuery);
+        process.stdout.write(`  round ${r + 1} ${s.title}: weave ${w.qps.toFixed(0)} q/s (${w.usPerQuery.toFixed(1)} us CPU/query), ` +
+          `dnsmasq ${d.qps.toFixed(0)} q/s (${d.usPerQuery.toFixed(1)} us CPU/query) (load ${loadAverage()})\n`);
       }
     }
     process.stdout.write('\nDNS (queries/s, median [min-max])\n');
     for (const [i, s] of sections.entries()) {
-      const res = results[i] as { weave: number[]; dnsmasq: number[] };
+      const res = results[i] as { weave: number[]; dnsmasq: number[]; weaveUs: number[]; dnsmasqUs: number[] };
       const fmt = (xs: number[]): string => `${median(xs).toFixed(0)} [${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}]`;
-      process.stdout.write(`  ${s.title.padEnd(38)} weave ${fmt(res.weave).padEnd(22)} dnsmasq ${fmt(res.dnsmasq).padEnd(22)} ratio ${(median(res.weave) / median(res.dnsmasq)).toFixed(2)}x\n`);
+      process.stdout.write(`  ${s.title.padEnd(38)} weave ${fmt(res.weave).padEnd(22)} dnsmasq ${fmt(res.dnsmasq).padEnd(22)} ratio ${(median(res.weave) / median(res.dnsmasq)).toFixed(2)}x; ` +
+        `CPU per query weave ${median(res.weaveUs).toFixed(1)} us, dnsmasq ${median(res.dnsmasqUs).toFixed(1)} us\n`);
       // For bench.sh's summary (scripts/bench-summary.ts); issue 14: 1.5x dnsmasq for local answers, at least its rate forwarding.
       const local = s.title.startsWith('local');
       process.stdout.write(`${summaryLine(local ? 'dns.local_vs_dnsmasq' : 'dns.forwarding_vs_dnsmasq', median(res.weave) / median(res.dnsmasq), local ? '>=1.5' : '>=1',
@@ -142,6 +182,8 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const d of daemons) await d.stop();
+    // A clean stop, so a router run with --cpu-prof writes its profile.
+    if (nodeOptions !== undefined) await net.host('h1').weave(['stop'], { timeoutMs: 30_000 }).catch(() => undefined);
     await net.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
