@@ -188,18 +188,26 @@ function printTable(rows: Row[], o: Options, wallS: number): boolean {
   return ok;
 }
 
+/** One size's joins in a line, so a long run shows its figures as it goes. */
+function progress(r: Row): string {
+  return r.joins.map((j) => `${j.simMs} ms, ${j.messagesPerPeer.toFixed(1)} msgs/peer, ${(j.bytesPerPeer / 1024).toFixed(1)} KiB/peer`).join('; ') +
+    `; build ${r.buildCpuS.toFixed(1)} s CPU`;
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   await loadSodium();
   const t0 = performance.now();
   const rows: Row[] = [];
   for (const n of o.sizes) {
-    rows.push(await measure('sparse', n, o));
-    console.error(`bench-control-plane: sparse n=${n} done (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    const row = await measure('sparse', n, o);
+    rows.push(row);
+    console.error(`bench-control-plane: sparse n=${n} done (${((performance.now() - t0) / 1000).toFixed(1)} s): ${progress(row)}`);
   }
   for (const n of o.sizes.filter((s) => s <= o.denseUpTo)) {
-    rows.push(await measure('dense', n, o));
-    console.error(`bench-control-plane: dense n=${n} done (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    const row = await measure('dense', n, o);
+    rows.push(row);
+    console.error(`bench-control-plane: dense n=${n} done (${((performance.now() - t0) / 1000).toFixed(1)} s): ${progress(row)}`);
   }
   if (!printTable(rows, o, (performance.now() - t0) / 1000)) process.exitCode = 1;
 }
