@@ -161,6 +161,10 @@ export function openDnsDatagramPort(host: string, port: number): DatagramPort {
   }));
 }
 
+function describeSocketErrno(errno: number): string {
+  return `errno ${errno}${errno === osConstants.errno.ECONNREFUSED ? ' (connection refused)' : ''}`;
+}
+
 class NativeUpstreamSocket implements UpstreamSocket {
   private readonly out = Buffer.allocUnsafe(UPSTREAM_SEND_SLAB_BYTES);
   private readonly offsets = new Int32Array(UPSTREAM_SEND_BATCH);
@@ -175,6 +179,9 @@ class NativeUpstreamSocket implements UpstreamSocket {
 
   constructor(private readonly sock: UdpBatchSocket, private readonly events: UpstreamSocketEvents) {
     sock.onError((err) => this.fail(err));
+    // A dead upstream answers ICMP port unreachable: give up on it now, so
+    // the forwarder asks the next one instead of waiting for its timeout.
+    sock.onSocketError((errno) => this.fail(new Error(`the upstream is not answering: ${describeSocketErrno(errno)}`)));
     sock.onDatagrams((slab, offsets, lengths, sources, count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const at = offsets[i] as number;
@@ -225,7 +232,7 @@ class NativeUpstreamSocket implements UpstreamSocket {
     const st = this.sock.stats();
     if (st.txErrors === this.txErrors) return;
     this.txErrors = st.txErrors;
-    this.fail(new Error(`send to the upstream failed: errno ${st.lastTxErrno}${st.lastTxErrno === osConstants.errno.ECONNREFUSED ? ' (connection refused)' : ''}`));
+    this.fail(new Error(`send to the upstream failed: ${describeSocketErrno(st.lastTxErrno)}`));
   }
 
   private fail(err: Error): void {

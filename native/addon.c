@@ -227,7 +227,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   wn_chan *c = p->data;
   (void)events;
   if (c->closing || c->teardown) return;
-  int rearm = 0;
+  int rearm = 0, soft = 0;
   if (status < 0) {
     /* libuv stops a poll handle for good on POLLERR (reported as UV_EBADF);
      * re-arm it below. For UDP, fetching SO_ERROR clears the pending error
@@ -236,8 +236,10 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (c->kind == WN_UDP) {
       int soerr = 0;
       socklen_t l = sizeof soerr;
-      if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &l) == 0 && soerr != 0)
+      if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &l) == 0 && soerr != 0) {
         c->st.last_rx_errno = soerr;
+        soft = soerr;
+      }
     }
     rearm = 1;
   }
@@ -245,7 +247,12 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   int fatal = 0;
+  uint64_t rx_errors_before = c->st.rx_errors;
   uint32_t count = read_batch(c, &fatal);
+  /* recvmmsg can return the pending error itself (and clear it) instead of
+   * poll reporting it; a truncated datagram is not the peer's error. */
+  if (soft == 0 && c->kind == WN_UDP && c->st.rx_errors != rx_errors_before && c->st.last_rx_errno != EMSGSIZE)
+    soft = c->st.last_rx_errno;
   if (count > 0) {
     c->st.rx_batches++;
     c->st.rx_packets += count;
@@ -257,8 +264,12 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   } else if (rearm && c->reading) {
     uv_poll_start(&c->poll, UV_READABLE, on_poll);
   }
-  /* Frames read before a fatal error are delivered in the same call. */
-  if (count > 0 || fatal != 0) call_js(c, count, fatal);
+  /* Frames read before a fatal error are delivered in the same call. A
+   * socket error that leaves the reader running (a connected socket's ICMP
+   * port unreachable: the peer is not there) is passed as a negative errno,
+   * so a connected socket's owner can give up on its peer at once. */
+  int err = fatal != 0 ? fatal : -soft;
+  if (count > 0 || err != 0) call_js(c, count, err);
   napi_close_handle_scope(env, scope);
 }
 

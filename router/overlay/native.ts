@@ -48,6 +48,8 @@ export interface NativeStats {
  * Called once per batch. `count` packets are in the slots; `errno` is 0, or a
  * positive errno after which the addon has stopped reading (buffers detached,
  * device deleted). Both can be set: packets read before the error come first.
+ * A UDP socket also reports an error that leaves it reading (a connected
+ * socket's ICMP port unreachable) as a negative errno.
  */
 export type NativeReadCallback = (count: number, errno: number) => void;
 

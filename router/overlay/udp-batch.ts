@@ -156,6 +156,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
   readonly sources: UdpAddressTable;
 
   private datagramsHandler: DatagramsHandler | null = null;
+  private socketErrorHandler: ((errno: number) => void) | null = null;
   private readonly onNativeBatch = (count: number, errno: number): void => this.handleBatch(count, errno);
 
   private constructor(native: WeaveNative, handle: UdpHandle, family: 4 | 6, maxBatchCount: number,
@@ -239,9 +240,22 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     }
   }
 
+  /**
+   * Errors the kernel reports on the socket while it keeps receiving, as a
+   * positive errno: for a connected socket, ECONNREFUSED means its peer sent
+   * ICMP port unreachable. An unconnected socket sees none of them.
+   */
+  onSocketError(handler: (errno: number) => void): void {
+    this.socketErrorHandler = handler;
+  }
+
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.datagramsHandler !== null) {
       this.datagramsHandler(this.slab, this.offsets, this.lengths, this.sources, count);
+    }
+    if (errno < 0) {
+      if (!this.isClosed) this.socketErrorHandler?.(-errno);
+      return;
     }
     this.reportStopped(errno, `UDP port ${this.localPort}: receiving stopped`);
   }

@@ -121,6 +121,15 @@ function captureLogger(): { logger: TextLogger; lines: string[] } {
   return { logger: new TextLogger('debug', (l) => lines.push(l)), lines };
 }
 
+/** A UDP port on 127.0.0.1 nobody listens on (bound, then closed): the kernel answers ICMP port unreachable. */
+async function closedUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
 async function ask(f: Forwarder, name: string, id: number, transport: 'udp' | 'tcp' = 'udp'): Promise<packet.DecodedPacket | null> {
   const raw = packet.encode({ type: 'query', id, flags: packet.RECURSION_DESIRED, questions: [{ name, type: 'A' }] });
   const parsed = parseQuery(raw);
@@ -265,6 +274,20 @@ for (const { kind, open } of SOCKETS) {
       t.equal(reply === null ? null : packet.decode(reply).id, 7, `answered (EDNS ${size})`);
     }
     t.same(sizes, [EDNS_MAX_UDP_BYTES, 512]);
+  });
+
+  t.test(`${kind}: an upstream that refuses (ICMP port unreachable) hands the query to the next one at once`, async (t) => {
+    const up = await startUpstream(t);
+    const dead = await closedUdpPort();
+    const f = forwarder(new TextLogger('silent'), [{ host: '127.0.0.1', port: dead }, { host: '127.0.0.1', port: up.port }], { timeoutMs: 3000 });
+    t.teardown(() => f.close());
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now();
+      const r = await ask(f, `refused-${i}.spoof.example`, 700 + i);
+      const ms = Date.now() - started;
+      t.equal((r?.answers?.[0] as { data: string } | undefined)?.data, REAL, `query ${i}: the second upstream's answer`);
+      t.ok(ms < 1000, `query ${i}: answered in ${ms} ms, not after the first upstream's 3 s timeout`);
+    }
   });
 
   t.test(`${kind}: TCP fallback: a truncated UDP answer is asked again over TCP; forgeries in the stream are skipped`, async (t) => {
