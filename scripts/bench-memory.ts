@@ -26,6 +26,7 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RouterStatus } from '../router/mesh/status';
 import { summaryLine } from './bench-summary';
+import { attach } from './bench-weave';
 import { type BackgroundProcess, run } from './command';
 import { tcpPortListening } from './netns';
 import { SimNetwork } from './sim-network';
@@ -163,15 +164,6 @@ async function stopRouter(h: SimHost): Promise<void> {
 
 function established(s: RouterStatus): number {
   return s.connections.filter((c) => c.state === 'established').length;
-}
-
-async function attach(net: SimNetwork, h: SimHost, name: string, ip: string): Promise<string> {
-  const ns = `${net.prefix}${name}`;
-  await run(['ip', 'netns', 'add', ns], { check: true });
-  await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], { check: true });
-  const r = await h.weave(['attach', `${ip}/24`, `netns:${ns}`], { timeoutMs: 60_000 });
-  if (r.code !== 0) throw new Error(`weave attach ${ip}/24 netns:${ns} on ${h.name} exited ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`);
-  return ns;
 }
 
 interface PeersResult { rssMB: number; connected: number; topology: number; convergeS: number }

@@ -53,7 +53,8 @@ async function launchLine(hosts: SimHost[], password: string | null | undefined)
   }
 }
 
-async function attach(net: SimNetwork, h: SimHost, name: string, ip: string): Promise<string> {
+/** A fresh netns `<prefix><name>` attached to weave on `h` with `ip`/24; returns the namespace. */
+export async function attach(net: SimNetwork, h: SimHost, name: string, ip: string): Promise<string> {
   const ns = `${net.prefix}${name}`;
   await run(['ip', 'netns', 'add', ns], { check: true });
   await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], { check: true });
