@@ -76,6 +76,28 @@ function firstLine(text: string): string {
   return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '?';
 }
 
+/** Gives h its address in `subnet` on the tunnel interface and brings it up. */
+async function addressTunnel(net: SimNetwork, h: SimHost, ifname: string, subnet: string): Promise<void> {
+  await check(h, ['ip', 'addr', 'add', `${subnet}.${hostIndex(net, h)}/24`, 'dev', ifname]);
+  await check(h, ['ip', 'link', 'set', ifname, 'up']);
+}
+
+/** What every reference measures: host a to host b over their tunnel interfaces, addresses `subnet`.N. */
+async function hostToHost(net: SimNetwork, a: SimHost, b: SimHost, how: {
+  ifname: string; subnet: string; version: string; device: string; cipher: string; daemon: string;
+}): Promise<OverlayEndpoints> {
+  const serverAddress = `${how.subnet}.${hostIndex(net, b)}`;
+  return {
+    clientNs: a.ns,
+    serverNs: b.ns,
+    serverAddress,
+    mtu: await linkMtu(a, how.ifname),
+    version: how.version,
+    path: `host ${a.name} -> host ${b.name} over ${how.device}, ${how.subnet}.${hostIndex(net, a)} -> ${serverAddress}, ${how.cipher}`,
+    isDaemon: (cmd) => (cmd[0] ?? '').endsWith(how.daemon),
+  };
+}
+
 // ---------------------------------------------------------------------------
 // wireguard-go: host to host over a wg interface (layer 3)
 
@@ -115,20 +137,12 @@ export const wireguard: PeerOverlay = {
       writeFileSync(keyFile, `${keys[i]!.priv}\n`, { mode: 0o600 });
       await check(h, ['wg', 'set', ifnames[i]!, 'listen-port', String(WG_PORT), 'private-key', keyFile,
         'peer', keys[1 - i]!.pub, 'allowed-ips', `${WG_SUBNET}.${hostIndex(net, peer)}/32`, 'endpoint', `${peer.address}:${WG_PORT}`]);
-      await check(h, ['ip', 'addr', 'add', `${WG_SUBNET}.${hostIndex(net, h)}/24`, 'dev', ifnames[i]!]);
-      await check(h, ['ip', 'link', 'set', ifnames[i]!, 'up']);
+      await addressTunnel(net, h, ifnames[i]!, WG_SUBNET);
     }
-    const version = firstLine((await run(['wireguard-go', '--version'])).stdout);
-    const serverAddress = `${WG_SUBNET}.${hostIndex(net, b)}`;
-    return {
-      clientNs: a.ns,
-      serverNs: b.ns,
-      serverAddress,
-      mtu: await linkMtu(a, ifnames[0]!),
-      version,
-      path: `host ${a.name} -> host ${b.name} over wireguard-go TUN ${ifnames[0]} (L3), ${WG_SUBNET}.${hostIndex(net, a)} -> ${serverAddress}, ChaCha20-Poly1305`,
-      isDaemon: (cmd) => (cmd[0] ?? '').endsWith('wireguard-go'),
-    };
+    return hostToHost(net, a, b, {
+      ifname: ifnames[0]!, subnet: WG_SUBNET, version: firstLine((await run(['wireguard-go', '--version'])).stdout),
+      device: `wireguard-go TUN ${ifnames[0]} (L3)`, cipher: 'ChaCha20-Poly1305', daemon: 'wireguard-go',
+    });
   },
 };
 
@@ -165,20 +179,12 @@ export const tinc: PeerOverlay = {
       const d = dirs[i]!;
       const daemon = h.spawn(['tincd', '-c', d, '-D', '-d0', `--pidfile=${join(d, 'tinc.pid')}`]);
       await waitForLink(h, ifnames[i]!, daemon);
-      await check(h, ['ip', 'addr', 'add', `${TINC_SUBNET}.${hostIndex(net, h)}/24`, 'dev', ifnames[i]!]);
-      await check(h, ['ip', 'link', 'set', ifnames[i]!, 'up']);
+      await addressTunnel(net, h, ifnames[i]!, TINC_SUBNET);
     }
-    const version = firstLine((await run(['tincd', '--version'])).stdout);
-    const serverAddress = `${TINC_SUBNET}.${hostIndex(net, b)}`;
-    return {
-      clientNs: a.ns,
-      serverNs: b.ns,
-      serverAddress,
-      mtu: await linkMtu(a, ifnames[0]!),
-      version,
-      path: `host ${a.name} -> host ${b.name} over tinc TAP ${ifnames[0]} (L2 switch mode), ${TINC_SUBNET}.${hostIndex(net, a)} -> ${serverAddress}, AES-256-CBC + HMAC-SHA256`,
-      isDaemon: (cmd) => (cmd[0] ?? '').endsWith('tincd'),
-    };
+    return hostToHost(net, a, b, {
+      ifname: ifnames[0]!, subnet: TINC_SUBNET, version: firstLine((await run(['tincd', '--version'])).stdout),
+      device: `tinc TAP ${ifnames[0]} (L2 switch mode)`, cipher: 'AES-256-CBC + HMAC-SHA256', daemon: 'tincd',
+    });
   },
 };
 
@@ -220,17 +226,11 @@ export const nebula: PeerOverlay = {
       const daemon = h.spawn(['nebula', '-config', config]);
       await waitForLink(h, ifnames[i]!, daemon);
     }
-    const version = `nebula ${firstLine((await run(['nebula', '-version'])).stdout).replace(/^Version:\s*/, '')}`;
-    const serverAddress = `${NEBULA_SUBNET}.${hostIndex(net, b)}`;
-    return {
-      clientNs: a.ns,
-      serverNs: b.ns,
-      serverAddress,
-      mtu: await linkMtu(a, ifnames[0]!),
-      version,
-      path: `host ${a.name} -> host ${b.name} over nebula TUN ${ifnames[0]} (L3), ${NEBULA_SUBNET}.${hostIndex(net, a)} -> ${serverAddress}, AES-256-GCM`,
-      isDaemon: (cmd) => (cmd[0] ?? '').endsWith('nebula'),
-    };
+    return hostToHost(net, a, b, {
+      ifname: ifnames[0]!, subnet: NEBULA_SUBNET,
+      version: `nebula ${firstLine((await run(['nebula', '-version'])).stdout).replace(/^Version:\s*/, '')}`,
+      device: `nebula TUN ${ifnames[0]} (L3)`, cipher: 'AES-256-GCM', daemon: 'nebula',
+    });
   },
 };
 
@@ -264,20 +264,12 @@ export const fastd: PeerOverlay = {
       ].join('\n'), { mode: 0o600 });
       const daemon = h.spawn(['fastd', '--config', config]);
       await waitForLink(h, ifnames[i]!, daemon);
-      await check(h, ['ip', 'addr', 'add', `${FASTD_SUBNET}.${hostIndex(net, h)}/24`, 'dev', ifnames[i]!]);
-      await check(h, ['ip', 'link', 'set', ifnames[i]!, 'up']);
+      await addressTunnel(net, h, ifnames[i]!, FASTD_SUBNET);
     }
-    const version = firstLine((await run(['fastd', '--version'])).stdout);
-    const serverAddress = `${FASTD_SUBNET}.${hostIndex(net, b)}`;
-    return {
-      clientNs: a.ns,
-      serverNs: b.ns,
-      serverAddress,
-      mtu: await linkMtu(a, ifnames[0]!),
-      version,
-      path: `host ${a.name} -> host ${b.name} over fastd TAP ${ifnames[0]} (L2), ${FASTD_SUBNET}.${hostIndex(net, a)} -> ${serverAddress}, salsa2012+umac`,
-      isDaemon: (cmd) => (cmd[0] ?? '').endsWith('fastd'),
-    };
+    return hostToHost(net, a, b, {
+      ifname: ifnames[0]!, subnet: FASTD_SUBNET, version: firstLine((await run(['fastd', '--version'])).stdout),
+      device: `fastd TAP ${ifnames[0]} (L2)`, cipher: 'salsa2012+umac', daemon: 'fastd',
+    });
   },
 };
 

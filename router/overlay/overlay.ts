@@ -79,6 +79,8 @@ export class Overlay implements DataPlane {
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
   private readonly splitter = new GsoSplitter();
+  /** The socket option is the socket's for good: set once, at the first sealed link. */
+  private checksumsOmitted = false;
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
   private readonly selfBytes: Uint8Array;
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
@@ -130,7 +132,10 @@ export class Overlay implements DataPlane {
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes);
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
-    if (n.keys !== null) this.deps.udp.omitChecksums?.();
+    if (n.keys !== null && !this.checksumsOmitted) {
+      this.checksumsOmitted = true;
+      this.deps.udp.omitChecksums?.();
+    }
     const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity };
     this.links.set(n.name, link);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
