@@ -9,6 +9,7 @@
 // Never throws per frame: a failed open returns -1 and the caller counts it.
 
 import { sodium, type Sodium } from '../mesh/sodium';
+import { loadSodiumNative, type SodiumNativeModule } from '../mesh/sodium-native-api';
 
 export const AEAD_TAG_BYTES = 16;
 
@@ -23,15 +24,10 @@ export interface FrameAead {
   openInPlace(buf: Buffer, ctOff: number, ctLen: number, ad: Buffer, nonce: Buffer, key: Buffer): number;
 }
 
-interface SodiumNative {
-  crypto_aead_chacha20poly1305_ietf_encrypt(c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer): number;
-  crypto_aead_chacha20poly1305_ietf_decrypt(m: Buffer, nsec: null, c: Buffer, ad: Buffer | null, npub: Buffer, k: Buffer): number;
-}
-
 class NativeAead implements FrameAead {
   readonly backend = 'sodium-native' as const;
 
-  constructor(private readonly na: SodiumNative) {}
+  constructor(private readonly na: SodiumNativeModule) {}
 
   sealInPlace(buf: Buffer, msgOff: number, msgLen: number, ad: Buffer, nonce: Buffer, key: Buffer): number {
     // libsodium allows the message and ciphertext to overlap exactly (same start).
@@ -74,27 +70,16 @@ class WasmAead implements FrameAead {
 }
 
 let cached: FrameAead | null = null;
-let nativeLoadError: string | null = null;
 
 /** The portable backend over `api` (the WASM libsodium when sodium-native does not load; tests pass wasmSodium()). */
 export function wasmAead(api: Sodium = sodium()): FrameAead {
   return new WasmAead(api);
 }
 
-/** The native backend, or null (with the reason in nativeAeadError()) when it cannot load. */
+/** The native backend, or null when sodium-native cannot load here. */
 export function nativeAead(): FrameAead | null {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const na = require('sodium-native') as SodiumNative;
-    return new NativeAead(na);
-  } catch (err) {
-    nativeLoadError = err instanceof Error ? err.message : String(err);
-    return null;
-  }
-}
-
-export function nativeAeadError(): string | null {
-  return nativeLoadError;
+  const na = loadSodiumNative();
+  return na === null ? null : new NativeAead(na);
 }
 
 /** The fastest backend available here (loadSodium() must have run for the fallback). */
