@@ -10,6 +10,7 @@
       "target_name": "weave_native",
       "sources": [
         "native/addon.c",
+        "native/aead.c",
         "native/args.c",
         "native/fs.c",
         "native/netlink.c",
@@ -19,7 +20,7 @@
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "conditions": [
-        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/args.c", "native/fs.c", "native/netlink.c", "native/tap.c", "native/udp.c"]}]
+        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/aead.c", "native/args.c", "native/fs.c", "native/netlink.c", "native/tap.c", "native/udp.c"]}]
       ]
     }
   ]

@@ -6,6 +6,7 @@
 
 import type { Clock } from '../common/clock';
 import type { CommandRunner } from '../router/host/command-runner';
+import { probeAesGcm } from '../router/overlay/aes-gcm';
 import { frameAead } from '../router/overlay/frame-aead';
 import { DEFAULT_BRIDGE, ensureBridge } from '../router/host/host-bridge';
 import { detectUnderlayMtu } from '../router/host/host-link';
@@ -51,6 +52,7 @@ export async function startDataPlane(
     throw err;
   }
   const aead = frameAead();
+  const aesGcm = probeAesGcm();
   const timings = opts.fast ? FAST_OVERLAY_TIMINGS : DEFAULT_OVERLAY_TIMINGS;
   const devices = await startFastdpDevices(
     { runner: deps.runner, logger: deps.logger },
@@ -61,11 +63,12 @@ export async function startDataPlane(
     { localPeer: opts.localPeer, local: devices.local, timings: { timeoutMs: timings.udpTimeoutMs } },
   );
   const overlay = new Overlay(
-    { clock: deps.clock, logger: deps.logger, aead, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp },
+    { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp },
     { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings },
   );
   overlay.start();
-  deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend, fastdp: devices.local.on });
+  deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend,
+    aesGcm: aesGcm.aes !== null ? 'offered' : 'not offered', aesGcmWhy: aesGcm.reason, fastdp: devices.local.on });
   return {
     overlay, bridge: DEFAULT_BRIDGE, mtu,
     resetFastdp: async () => {

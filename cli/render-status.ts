@@ -160,7 +160,7 @@ function encryptionColumn(c: ConnectionStatus): string {
   if (c.state !== 'failed') {
     if (!c.encrypted) return 'unencrypted';
     // The key epoch and its age once established, and whether the peer still uses the old password.
-    const parts = ['encrypted'];
+    const parts = [c.cipher !== undefined ? `encrypted (${c.cipher})` : 'encrypted'];
     if (c.keyEpoch !== undefined) parts.push(`key epoch ${c.keyEpoch} (${Math.round((c.keyAgeMs ?? 0) / 1000)}s old)`);
     if (c.oldPassword) parts.push('OLD PASSWORD');
     return parts.join(', ');

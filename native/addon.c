@@ -481,6 +481,11 @@ NAPI_MODULE_INIT() {
       {"netlinkNsFd", NULL, wn_netlink_ns_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkTransact", NULL, wn_netlink_transact, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkClose", NULL, wn_netlink_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"aesGcmHardware", NULL, wn_aes_gcm_hardware, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"aeadNew", NULL, wn_aead_new, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"aeadSeal", NULL, wn_aead_seal, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"aeadOpen", NULL, wn_aead_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"aeadFree", NULL, wn_aead_free, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

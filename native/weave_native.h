@@ -9,7 +9,9 @@
  * errors on the data path become counters, never exceptions.
  *
  * fs.c is the daemon's one other door that needs C: files inside a
- * container's root, opened so that they cannot lead outside it.
+ * container's root, opened so that they cannot lead outside it. aead.c
+ * seals the sleeve with AES-256-GCM through Node's own OpenSSL, a context
+ * kept per key.
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
@@ -124,6 +126,13 @@ uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32
 napi_value wn_file_read(napi_env env, napi_callback_info info);
 napi_value wn_file_write(napi_env env, napi_callback_info info);
 napi_value wn_file_unlink(napi_env env, napi_callback_info info);
+
+/* AES-256-GCM contexts kept per key, through Node's OpenSSL (aead.c). */
+napi_value wn_aes_gcm_hardware(napi_env env, napi_callback_info info);
+napi_value wn_aead_new(napi_env env, napi_callback_info info);
+napi_value wn_aead_seal(napi_env env, napi_callback_info info);
+napi_value wn_aead_open(napi_env env, napi_callback_info info);
+napi_value wn_aead_free(napi_env env, napi_callback_info info);
 
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
  * closed. Throws and returns NULL otherwise. */

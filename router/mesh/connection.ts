@@ -34,6 +34,8 @@ export interface ConnectionOptions {
   oldPasswordKey?: Uint8Array | null;
   /** When keys rotate; defaults to DEFAULT_REKEY_OPTIONS. */
   rekey?: RekeyOptions;
+  /** Offer AES-256-GCM for the UDP sleeve (the data plane can do it). */
+  offerAesGcm?: boolean;
   timings: RouterTimings;
   outbound: boolean;
   /** For outbound connections: the normalised target address we dialed. */
@@ -73,7 +75,9 @@ export class Connection {
     this.startedMs = deps.clock.now();
     this.lastReceivedMs = this.startedMs;
     this.log = deps.logger.child({ conn: this.id, addr: stream.remoteAddress, dir: opts.outbound ? 'out' : 'in' });
-    const { handshake, hello } = Handshake.start({ local: opts.local, passwordKey: opts.passwordKey, oldPasswordKey: opts.oldPasswordKey ?? null });
+    const { handshake, hello } = Handshake.start({
+      local: opts.local, passwordKey: opts.passwordKey, oldPasswordKey: opts.oldPasswordKey ?? null, offerAesGcm: opts.offerAesGcm === true,
+    });
     this.handshake = handshake;
     this.stream.start({ onData: (chunk) => this.handleData(chunk), onClose: (err) => this.handleStreamClosed(err) });
     this.stream.write(frame(hello));

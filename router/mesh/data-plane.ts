@@ -32,6 +32,8 @@ export interface LinkStatus {
 }
 
 export interface DataPlane {
+  /** The sleeve can seal with AES-256-GCM (hardware checked): the router then offers it in every handshake. */
+  readonly aesGcm?: boolean;
   addNeighbour(n: OverlayNeighbour): void;
   removeNeighbour(name: PeerName): void;
   setRoutes(routes: Routes): void;

@@ -20,6 +20,13 @@
 //   one share per password the sender accepts (current, then old during a
 //   password roll). Trailing bytes: ignored, but covered by the transcript.
 //
+//   Extension (still version 2: older peers ignore it as trailing bytes):
+//   with a password, one more byte may follow the shares, the sleeve
+//   ciphers the sender can use besides ChaCha20-Poly1305, which every peer
+//   has. Bit 0: AES-256-GCM. Absent = 0. The UDP sleeve uses AES-256-GCM
+//   when both Hellos set bit 0 (handshake.ts); a man in the middle who
+//   sets or clears it changes the transcript, so no Auth opens.
+//
 //   What a stranger learns from our Hello: that this is weave-ts, which
 //   versions, whether the mesh has a password and whether a roll is under
 //   way (two shares). Shares are uniformly random group elements whatever the
@@ -55,6 +62,8 @@ export const PROTOCOL_MAX_VERSION = 2;
 /** ASCII "weave-ts": tells a weave peer from anything else that answers on the port. */
 export const HELLO_MAGIC: Uint8Array = new TextEncoder().encode('weave-ts');
 export const HELLO_FLAG_PASSWORD = 0x01;
+/** Bit of the Hello's cipher byte: the sender can seal the sleeve with AES-256-GCM. */
+export const HELLO_CIPHER_AES_256_GCM = 0x01;
 export const MAX_NICKNAME_BYTES = 64;
 export const SHARE_BYTES = 32;
 /** Current and old password during a roll. */
@@ -78,6 +87,8 @@ export interface Hello {
   maxVersion: number;
   /** Empty exactly when the peer has no password. */
   shares: Uint8Array[];
+  /** HELLO_CIPHER_* bits; 0 without a password (and from older peers). */
+  ciphers: number;
 }
 
 /** Magic and version range: the part of the Hello every version must share. */
@@ -95,6 +106,8 @@ export function encodeHello(hello: Hello): Uint8Array {
       if (share.length !== SHARE_BYTES) throw new RangeError(`a share must be ${SHARE_BYTES} bytes, got ${share.length}`);
       w.bytes(share);
     }
+    // Written only when set, so a Hello offering nothing extra is byte for byte the older one.
+    if (hello.ciphers !== 0) w.u8(hello.ciphers);
   }
   return w.finish();
 }
@@ -121,13 +134,15 @@ export function readHelloHeader(r: MeshReader): HelloHeader {
 export function readHelloBody(r: MeshReader, header: HelloHeader): Hello {
   const flags = r.u8('flags');
   const shares: Uint8Array[] = [];
+  let ciphers = 0;
   if ((flags & HELLO_FLAG_PASSWORD) !== 0) {
     const count = r.u8('share count');
     if (count < 1 || count > MAX_PASSWORDS) throw RouterError.decode('Hello', `share count ${count} is not in 1..${MAX_PASSWORDS}`);
     for (let i = 0; i < count; i++) shares.push(r.bytes(SHARE_BYTES, 'share').slice());
+    if (r.remaining > 0) ciphers = r.u8('ciphers');
   }
-  // Trailing bytes are left unread on purpose (forward compatibility).
-  return { ...header, shares };
+  // Further trailing bytes are left unread on purpose (forward compatibility).
+  return { ...header, shares, ciphers };
 }
 
 /** Decodes a Hello from hostile bytes; throws RouterError('decode' | 'limit') only. */

@@ -43,15 +43,22 @@
 // recorded session stays unreadable even if the password later leaks. The
 // transcript is in every key, so changing any Hello byte (a version range to
 // force a downgrade, a flag, a share) makes every Auth fail to open.
+//
+// Sleeve cipher: each Hello may offer AES-256-GCM (handshake-messages.ts);
+// when both do, the connection's UDP sleeve uses it, else ChaCha20-Poly1305.
+// The offer is in the transcript like every other Hello byte (no downgrade,
+// no confusion), and the two ciphers take keys of different derivations
+// (key-derivation.ts), so even two peers that disagreed would share no key.
 
 import { cpaceGenerator, cpaceSecret, cpaceShare, CPACE_SCALAR_BYTES } from './cpace';
 import { RouterError } from './errors';
 import {
-  bytesEqual, CHANNEL_HANDSHAKE_AUTH, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeSealedAuth, HelloInfo,
+  bytesEqual, CHANNEL_HANDSHAKE_AUTH, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeSealedAuth, HELLO_CIPHER_AES_256_GCM, HelloInfo,
   negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, readHelloBody, readHelloHeader, validateHelloOptions,
 } from './handshake-messages';
 import { authKeys, initialChainKey, pairKey, transcriptHash } from './key-derivation';
 import { MeshReader } from './peer-name';
+import type { SleeveCipher } from './sleeve-keys';
 import { sodium } from './sodium';
 
 export interface HandshakeOptions {
@@ -67,6 +74,8 @@ export interface HandshakeOptions {
    */
   minVersion?: number;
   maxVersion?: number;
+  /** Offer AES-256-GCM for the UDP sleeve: the data plane can do it (in hardware, checked). Default false. */
+  offerAesGcm?: boolean;
   /**
    * Source of the CPace scalars; must be a CSPRNG. Defaults to libsodium's
    * randombytes_buf. Injected (like the Rng elsewhere) so a test can replay a
@@ -90,6 +99,8 @@ export interface HandshakeSecrets {
   chainKey: Uint8Array;
   /** Whether our Hello sorts lower: orients the per-direction keys. */
   weAreLow: boolean;
+  /** AES-256-GCM when both Hellos offered it, else ChaCha20-Poly1305. */
+  sleeveCipher: SleeveCipher;
 }
 
 export interface HandshakeResult {
@@ -127,6 +138,8 @@ export class Handshake {
   private weAreLow = false;
   private transcript: Uint8Array | null = null;
   private peerCount = 0;
+  private sleeveCipher: SleeveCipher = 'chacha20-poly1305';
+  private readonly ciphers: number;
   private candidates: Candidate[] = [];
   private outcome: HandshakeResult | null = null;
 
@@ -134,6 +147,7 @@ export class Handshake {
     this.local = opts.local;
     this.minVersion = minVersion;
     this.maxVersion = maxVersion;
+    this.ciphers = opts.offerAesGcm === true && passwordKeys.length > 0 ? HELLO_CIPHER_AES_256_GCM : 0;
     // Fresh per connection, from libsodium's CSPRNG; zeroed once used.
     const random = opts.randomBytes ?? ((count: number): Uint8Array => sodium().randombytes_buf(count));
     this.scalars = passwordKeys.map(() => {
@@ -142,7 +156,7 @@ export class Handshake {
       return scalar;
     });
     this.shares = passwordKeys.map((key, i) => cpaceShare(this.scalars[i]!, cpaceGenerator(key)));
-    this.localHello = encodeHello({ minVersion, maxVersion, shares: this.shares });
+    this.localHello = encodeHello({ minVersion, maxVersion, shares: this.shares, ciphers: this.ciphers });
   }
 
   /** Validates the options and returns the handshake with the Hello to send at once. */
@@ -226,6 +240,8 @@ export class Handshake {
     const transcript = this.weAreLow ? transcriptHash(this.localHello, payload) : transcriptHash(payload, this.localHello);
     this.transcript = transcript;
     this.peerCount = hello.shares.length;
+    // Both Hellos are in the transcript: this choice is authenticated by the Auth that opens.
+    if ((this.ciphers & hello.ciphers & HELLO_CIPHER_AES_256_GCM) !== 0) this.sleeveCipher = 'aes-256-gcm';
     const na = sodium();
     const identity = encodeIdentity(this.local);
     const entries: Uint8Array[] = [];
@@ -277,7 +293,7 @@ export class Handshake {
     const chainKey = initialChainKey(chosen.candidate.pair);
     const passwordSlot = chosen.candidate.ourSlot;
     this.zeroCandidates();
-    return { remote, version: this.version, passwordSlot, secrets: { chainKey, weAreLow: this.weAreLow } };
+    return { remote, version: this.version, passwordSlot, secrets: { chainKey, weAreLow: this.weAreLow, sleeveCipher: this.sleeveCipher } };
   }
 
   private zeroScalars(): void {

@@ -20,6 +20,11 @@
 //   key[e][i]   = BLAKE2b(key = chain[e], "weave-ts epoch keys v2" || u8 i)
 //                 i = 0: control low->high  1: control high->low
 //                     2: sleeve low->high   3: sleeve high->low
+//                        (ChaCha20-Poly1305 sleeve)
+//                     4: sleeve low->high   5: sleeve high->low
+//                        (AES-256-GCM sleeve, when both Hellos offer it)
+//                 A connection derives the sleeve pair of its one cipher
+//                 only: no key is ever used under two ciphers.
 //   chain[e+1]  = BLAKE2b(key = chain[e], "weave-ts rekey v2" || u32 e+1
 //                          || X25519(e_i, E_r) || E_i || E_r)
 //                 E_i, E_r: the rekey's fresh ephemeral keys (initiator,
@@ -33,6 +38,7 @@
 // either, to an attacker who only listens.
 
 import { MeshWriter } from './peer-name';
+import type { SleeveCipher } from './sleeve-keys';
 import { sodium } from './sodium';
 
 export const KEY_BYTES = 32;
@@ -50,6 +56,8 @@ export const KEY_CONTROL_LOW_TO_HIGH = 0;
 export const KEY_CONTROL_HIGH_TO_LOW = 1;
 export const KEY_SLEEVE_LOW_TO_HIGH = 2;
 export const KEY_SLEEVE_HIGH_TO_LOW = 3;
+export const KEY_SLEEVE_AES_LOW_TO_HIGH = 4;
+export const KEY_SLEEVE_AES_HIGH_TO_LOW = 5;
 
 /** BLAKE2b-256 keyed with `key` over the concatenation of `parts`; the input copy is zeroed. */
 function keyed(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
@@ -92,10 +100,12 @@ export interface EpochKeys {
   sleeveReceive: Uint8Array;
 }
 
-/** The four keys of one epoch, oriented for our side. */
-export function epochKeys(chain: Uint8Array, weAreLow: boolean): EpochKeys {
-  const k = [0, 1, 2, 3].map((i) => keyed(chain, [EPOCH_LABEL, Uint8Array.of(i)]));
-  const [cLH, cHL, sLH, sHL] = [k[KEY_CONTROL_LOW_TO_HIGH]!, k[KEY_CONTROL_HIGH_TO_LOW]!, k[KEY_SLEEVE_LOW_TO_HIGH]!, k[KEY_SLEEVE_HIGH_TO_LOW]!];
+/** The four keys of one epoch, oriented for our side; the sleeve's for `cipher`. */
+export function epochKeys(chain: Uint8Array, weAreLow: boolean, cipher: SleeveCipher): EpochKeys {
+  const aes = cipher === 'aes-256-gcm';
+  const indices = [KEY_CONTROL_LOW_TO_HIGH, KEY_CONTROL_HIGH_TO_LOW,
+    aes ? KEY_SLEEVE_AES_LOW_TO_HIGH : KEY_SLEEVE_LOW_TO_HIGH, aes ? KEY_SLEEVE_AES_HIGH_TO_LOW : KEY_SLEEVE_HIGH_TO_LOW];
+  const [cLH, cHL, sLH, sHL] = indices.map((i) => keyed(chain, [EPOCH_LABEL, Uint8Array.of(i)])) as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
   return weAreLow
     ? { controlSend: cLH, controlReceive: cHL, sleeveSend: sLH, sleeveReceive: sHL }
     : { controlSend: cHL, controlReceive: cLH, sleeveSend: sHL, sleeveReceive: sLH };

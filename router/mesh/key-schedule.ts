@@ -37,7 +37,7 @@ import type { HandshakeSecrets } from './handshake';
 import { epochKeys, EpochKeys, nextChainKey } from './key-derivation';
 import { SealedSession } from './control-session';
 import { encodeRekey, RekeyMessage, REKEY_PUBLIC_KEY_BYTES } from './rekey-messages';
-import { SleeveKeyRing } from './sleeve-keys';
+import { SleeveCipher, SleeveKeyRing } from './sleeve-keys';
 import { sodium } from './sodium';
 
 export interface RekeyOptions {
@@ -66,6 +66,8 @@ export interface KeyStatus {
   epochStartedMs: number;
   /** Completed rekeys on this connection. */
   rekeys: number;
+  /** The sleeve's AEAD, agreed in the handshake for the connection's life. */
+  sleeveCipher: SleeveCipher;
 }
 
 type Pending =
@@ -77,6 +79,7 @@ export class KeySchedule {
   readonly sleeve: SleeveKeyRing;
   private chain: Uint8Array;
   private readonly weAreLow: boolean;
+  private readonly cipher: SleeveCipher;
   private epoch = 0;
   private epochStartedMs: number;
   private rekeys = 0;
@@ -90,16 +93,17 @@ export class KeySchedule {
   constructor(secrets: HandshakeSecrets, private readonly opts: RekeyOptions, nowMs: number, randomBytes?: (count: number) => Uint8Array) {
     this.chain = secrets.chainKey;
     this.weAreLow = secrets.weAreLow;
+    this.cipher = secrets.sleeveCipher;
     this.epochStartedMs = nowMs;
     this.overlapMs = Math.min(opts.overlapMs, opts.intervalMs / 2);
     this.random = randomBytes ?? ((count: number): Uint8Array => sodium().randombytes_buf(count));
-    const keys = epochKeys(this.chain, this.weAreLow);
+    const keys = epochKeys(this.chain, this.weAreLow, this.cipher);
     this.control = new SealedSession(keys.controlSend, keys.controlReceive);
-    this.sleeve = new SleeveKeyRing(keys.sleeveSend, keys.sleeveReceive);
+    this.sleeve = new SleeveKeyRing(keys.sleeveSend, keys.sleeveReceive, this.cipher);
   }
 
   status(): KeyStatus {
-    return { epoch: this.epoch, epochStartedMs: this.epochStartedMs, rekeys: this.rekeys };
+    return { epoch: this.epoch, epochStartedMs: this.epochStartedMs, rekeys: this.rekeys, sleeveCipher: this.cipher };
   }
 
   /** Called periodically: starts a rekey when due, retires the previous sleeve key. Throws RouterError('rekey') when one stalls. */
@@ -202,7 +206,7 @@ export class KeySchedule {
     na.memzero(dh);
     na.memzero(this.chain);
     this.chain = next;
-    return epochKeys(next, this.weAreLow);
+    return epochKeys(next, this.weAreLow, this.cipher);
   }
 
   private enterEpoch(epoch: number, nowMs: number, peerSwitchedMs: number | null): void {

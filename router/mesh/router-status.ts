@@ -67,7 +67,7 @@ function connectionStatus(c: Connection, dataPlane: DataPlane | undefined, nowMs
   const link = remote && dataPlane ? dataPlane.linkStatus(remote.name) : null;
   const keys = c.phase === 'established' ? c.keyStatus() : null;
   return {
-    ...(keys ? { keyEpoch: keys.epoch, keyAgeMs: nowMs - keys.epochStartedMs } : {}),
+    ...(keys ? { keyEpoch: keys.epoch, keyAgeMs: nowMs - keys.epochStartedMs, cipher: keys.sleeveCipher } : {}),
     ...(c.passwordSlot === 1 ? { oldPassword: true } : {}),
     ...(link ? { dataPath: link.path, dataPathInfo: link.reason, udpAddress: link.udpAddress } : {}),
     address: c.stream.remoteAddress,

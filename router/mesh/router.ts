@@ -242,7 +242,8 @@ export class Router implements MeshLinks {
     try {
       const conn = new Connection({ clock: this.deps.clock, logger: this.log }, stream, {
         local: this.hello, passwordKey: this.opts.passwordKey, oldPasswordKey: this.opts.oldPasswordKey ?? null,
-        ...(this.opts.rekey ? { rekey: this.opts.rekey } : {}), timings: this.opts.timings, outbound, targetAddress,
+        ...(this.opts.rekey ? { rekey: this.opts.rekey } : {}), offerAesGcm: this.deps.dataPlane?.aesGcm === true,
+        timings: this.opts.timings, outbound, targetAddress,
       }, this.connectionEvents);
       if (conn.phase === 'closed') return null;
       this.connections.add(conn);

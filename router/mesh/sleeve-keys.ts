@@ -7,9 +7,15 @@
 // them with no call and no allocation.
 //
 // Keys are Buffers (sodium-native takes them as they are) allocated here, not
-// from Node's shared pool, and zeroed when dropped.
+// from Node's shared pool, and zeroed when dropped. The cipher they are for
+// was agreed in the handshake and never changes on a connection. A session
+// that keeps per-key cipher state (AES-256-GCM contexts) listens through
+// onChange, so it drops a context the moment its key is dropped here.
 
 import { sodium } from './sodium';
+
+/** The sleeve's AEAD on one connection (handshake.ts negotiates it, key-derivation.ts derives a key per cipher). */
+export type SleeveCipher = 'chacha20-poly1305' | 'aes-256-gcm';
 
 export class SleeveKeyRing {
   sendKey: Buffer;
@@ -21,8 +27,13 @@ export class SleeveKeyRing {
   /** The epoch of each receive key, -1 for none: the sleeve resets its replay window when one changes. */
   readonly receiveEpochs: [number, number] = [-1, -1];
 
+  /** Set once dispose() ran: every key is zero and none may be used. */
+  disposed = false;
+  /** Called after every change of a key (one listener: the overlay's session for this connection). */
+  onChange: (() => void) | null = null;
+
   /** Copies the epoch 0 keys and zeroes the given arrays. */
-  constructor(send: Uint8Array, receive: Uint8Array) {
+  constructor(send: Uint8Array, receive: Uint8Array, readonly cipher: SleeveCipher = 'chacha20-poly1305') {
     this.sendKey = takeKey(send);
     this.receiveKeys[0] = takeKey(receive);
     this.receiveEpochs[0] = 0;
@@ -35,6 +46,7 @@ export class SleeveKeyRing {
     this.sendEpoch = epoch;
     this.sendCounter = 0;
     sodium().memzero(old);
+    this.onChange?.();
   }
 
   /** Accepts `epoch` in its phase slot, replacing (and zeroing) whatever was there. */
@@ -44,6 +56,7 @@ export class SleeveKeyRing {
     this.receiveKeys[phase] = takeKey(key);
     this.receiveEpochs[phase] = epoch;
     if (old !== null) sodium().memzero(old);
+    this.onChange?.();
   }
 
   /** Stops accepting `epoch`, if its slot still holds it. */
@@ -54,10 +67,12 @@ export class SleeveKeyRing {
     this.receiveKeys[phase] = null;
     this.receiveEpochs[phase] = -1;
     sodium().memzero(old);
+    this.onChange?.();
   }
 
   /** Zeroes every key; the overlay drops the neighbour at the same time. */
   dispose(): void {
+    this.disposed = true;
     sodium().memzero(this.sendKey);
     for (const phase of [0, 1] as const) {
       const key = this.receiveKeys[phase];
@@ -65,6 +80,7 @@ export class SleeveKeyRing {
       this.receiveKeys[phase] = null;
       this.receiveEpochs[phase] = -1;
     }
+    this.onChange?.();
   }
 }
 

@@ -28,6 +28,8 @@ export interface ConnectionStatus {
   /** Encrypted, established connections: the key epoch (0 from the handshake, +1 per rekey) and its age. */
   keyEpoch?: number;
   keyAgeMs?: number;
+  /** Encrypted, established connections: the UDP sleeve's AEAD, agreed in the handshake. */
+  cipher?: 'chacha20-poly1305' | 'aes-256-gcm';
   /** During a password roll: set when the peer proved only our old password (it has not rolled yet). */
   oldPassword?: boolean;
   /** For established connections with a data plane: how frames travel (fastdp: kernel VXLAN), and why. */

@@ -21,6 +21,7 @@
 
 import { randomFillSync } from 'node:crypto';
 import type { Clock, Timer } from '../../common/clock';
+import type { AesGcm } from './aes-gcm';
 import type { FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
 import type { Logger } from '../../common/logger';
@@ -90,7 +91,8 @@ export class Overlay implements DataPlane {
   private closed = false;
 
   constructor(
-    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp },
+    /** aes: AES-256-GCM for the sleeve when this machine has it (aes-gcm.ts probeAesGcm()); the router then offers it. */
+    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp },
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings },
   ) {
     this.selfBytes = peerNameBytes(opts.localPeer);
@@ -104,8 +106,13 @@ export class Overlay implements DataPlane {
     return out;
   }
 
+  get aesGcm(): boolean {
+    return (this.deps.aes ?? null) !== null;
+  }
+
   statusSummary(): NonNullable<RouterStatus['dataPlane']> {
-    const summary = { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead: this.deps.aead.backend, macs: this.forwarder.macs.size };
+    const aead = this.aesGcm ? `${this.deps.aead.backend}, AES-256-GCM (OpenSSL)` : this.deps.aead.backend;
+    const summary = { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead, macs: this.forwarder.macs.size };
     return this.deps.fastdp ? { ...summary, fastdp: this.deps.fastdp.summary() } : summary;
   }
 
@@ -129,7 +136,8 @@ export class Overlay implements DataPlane {
   }
 
   addNeighbour(n: OverlayNeighbour): void {
-    const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes);
+    const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes, this.deps.aes ?? null);
+    this.links.get(n.name)?.session.close();
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
     if (n.keys !== null && !this.checksumsOmitted) {
@@ -144,6 +152,7 @@ export class Overlay implements DataPlane {
   }
 
   removeNeighbour(name: PeerName): void {
+    this.links.get(name)?.session.close();
     this.links.delete(name);
     this.deps.fastdp?.removePeer(name);
     this.forwarder.macs.forgetPeer(name);

@@ -6,14 +6,47 @@
 // resets a phase's window when that phase gets a new key, as each epoch's
 // counters start again at 0. Works in place on caller-owned buffers; returns
 // drop reasons instead of throwing.
+//
+// The cipher is the ring's, agreed in the handshake: ChaCha20-Poly1305
+// (frame-aead.ts, keyed per call) or AES-256-GCM (aes-gcm.ts, one OpenSSL
+// context per key). The session holds one keyed sealer and one opener per
+// phase, rebuilt when the ring tells it a key changed, so a dropped key's
+// AES context is freed at once and the per-datagram path allocates nothing.
+// A datagram sealed under the other cipher simply fails to authenticate.
 
+import { RouterError } from '../mesh/errors';
 import { CHANNEL_UDP_SLEEVE, MAX_SEND_COUNTER, writeNonce } from '../mesh/control-session';
 import type { SleeveKeyRing } from '../mesh/sleeve-keys';
+import type { AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, FrameAead } from './frame-aead';
 import { REJECT_AFTER_COUNTER, ReplayWindow } from './replay-window';
 import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, writeSleeveHeader } from './sleeve-codec';
 
 export type OpenResult = number | 'auth' | 'replay';
+
+/** One key in one direction, whatever the cipher keeps for it. */
+interface KeyedAead {
+  /** Seals or opens buf[off, off+len) in place (see FrameAead); -1 when it fails. */
+  run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number;
+  dispose(): void;
+}
+
+/** ChaCha20-Poly1305 keys by reference: the ring owns, and zeroes, the bytes. */
+class ChachaSealer implements KeyedAead {
+  constructor(private readonly aead: FrameAead, private readonly key: Buffer) {}
+  run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number {
+    return this.aead.sealInPlace(buf, off, len, ad, nonce, this.key);
+  }
+  dispose(): void {}
+}
+
+class ChachaOpener implements KeyedAead {
+  constructor(private readonly aead: FrameAead, private readonly key: Buffer) {}
+  run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number {
+    return this.aead.openInPlace(buf, off, len, ad, nonce, this.key);
+  }
+  dispose(): void {}
+}
 
 export class SleeveSession {
   /** Counter of a plaintext mesh (no ring); with keys the ring holds it. */
@@ -22,8 +55,42 @@ export class SleeveSession {
   /** The epoch each window has seen counters of; -1 before any. */
   private readonly windowEpochs: [number, number] = [-1, -1];
   private readonly nonce = Buffer.alloc(12);
+  /** The header, copied: the associated data, without a view allocated per datagram. */
+  private readonly ad = Buffer.alloc(SLEEVE_HEADER_BYTES);
+  private sealer: KeyedAead | null = null;
+  private sealerKey: Buffer | null = null;
+  private readonly openers: [KeyedAead | null, KeyedAead | null] = [null, null];
+  private readonly openerKeys: [Buffer | null, Buffer | null] = [null, null];
+  private readonly listener = (): void => this.syncKeys();
 
-  constructor(private readonly aead: FrameAead, private readonly keys: SleeveKeyRing | null, private readonly senderBytes: Uint8Array) {}
+  /** `aes` is needed when the ring's cipher is AES-256-GCM (the router offers it only when the data plane has it). */
+  constructor(private readonly aead: FrameAead, private readonly keys: SleeveKeyRing | null, private readonly senderBytes: Uint8Array,
+    private readonly aes: AesGcm | null = null) {
+    if (keys === null) return;
+    if (keys.cipher === 'aes-256-gcm' && aes === null) throw RouterError.config('the connection agreed on AES-256-GCM but this data plane has none');
+    keys.onChange = this.listener;
+    this.syncKeys();
+  }
+
+  /** Frees the per-key cipher state now; the session seals and opens nothing after. */
+  close(): void {
+    const ring = this.keys;
+    if (ring === null) return;
+    if (ring.onChange === this.listener) ring.onChange = null;
+    this.sealer?.dispose();
+    this.sealer = null;
+    this.sealerKey = null;
+    for (const phase of [0, 1] as const) {
+      this.openers[phase]?.dispose();
+      this.openers[phase] = null;
+      this.openerKeys[phase] = null;
+    }
+  }
+
+  /** The cipher of this session's datagrams; null when plaintext. */
+  get cipher(): SleeveKeyRing['cipher'] | null {
+    return this.keys?.cipher ?? null;
+  }
 
   get encrypted(): boolean {
     return this.keys !== null;
@@ -54,11 +121,14 @@ export class SleeveSession {
     }
     // The receiver refuses counters from REJECT_AFTER_COUNTER on: never send one.
     if (ring.sendCounter >= REJECT_AFTER_COUNTER) return -1;
+    const sealer = this.sealer;
+    if (sealer === null) return -1;
     const counter = ring.sendCounter++;
     writeSleeveHeader(buf, off, (ring.sendEpoch & 1) === 1 ? type | SLEEVE_KEY_PHASE_BIT : type, this.senderBytes, counter);
     writeNonce(this.nonce, CHANNEL_UDP_SLEEVE, counter);
-    const header = buf.subarray(off, off + SLEEVE_HEADER_BYTES);
-    return SLEEVE_HEADER_BYTES + this.aead.sealInPlace(buf, off + SLEEVE_HEADER_BYTES, bodyLen, header, this.nonce, ring.sendKey);
+    buf.copy(this.ad, 0, off, off + SLEEVE_HEADER_BYTES);
+    const sealedLen = sealer.run(buf, off + SLEEVE_HEADER_BYTES, bodyLen, this.ad, this.nonce);
+    return sealedLen < 0 ? -1 : SLEEVE_HEADER_BYTES + sealedLen;
   }
 
   /**
@@ -71,11 +141,11 @@ export class SleeveSession {
     const ring = this.keys;
     if (ring === null) return bodyLen;
     const phase = (buf[off + 1]! & SLEEVE_KEY_PHASE_BIT) === 0 ? 0 : 1;
-    const key = ring.receiveKeys[phase];
-    if (key === null) return 'auth';
+    const opener = this.openers[phase];
+    if (opener === null) return 'auth';
     writeNonce(this.nonce, CHANNEL_UDP_SLEEVE, counter);
-    const header = buf.subarray(off, off + SLEEVE_HEADER_BYTES);
-    const plainLen = this.aead.openInPlace(buf, off + SLEEVE_HEADER_BYTES, bodyLen, header, this.nonce, key);
+    buf.copy(this.ad, 0, off, off + SLEEVE_HEADER_BYTES);
+    const plainLen = opener.run(buf, off + SLEEVE_HEADER_BYTES, bodyLen, this.ad, this.nonce);
     if (plainLen < 0) return 'auth';
     const epoch = ring.receiveEpochs[phase];
     if (this.windowEpochs[phase] !== epoch) {
@@ -85,5 +155,31 @@ export class SleeveSession {
     }
     if (!this.windows[phase].accept(counter)) return 'replay';
     return plainLen;
+  }
+
+  /** Follows the ring: a keyed sealer or opener per key it holds, each dropped (and freed) with its key. */
+  private syncKeys(): void {
+    const ring = this.keys!;
+    const send = ring.disposed ? null : ring.sendKey;
+    if (send !== this.sealerKey) {
+      this.sealer?.dispose();
+      this.sealer = send === null ? null : this.keyed(send, true);
+      this.sealerKey = send;
+    }
+    for (const phase of [0, 1] as const) {
+      const key = ring.receiveKeys[phase];
+      if (key === this.openerKeys[phase]) continue;
+      this.openers[phase]?.dispose();
+      this.openers[phase] = key === null ? null : this.keyed(key, false);
+      this.openerKeys[phase] = key;
+    }
+  }
+
+  private keyed(key: Buffer, seal: boolean): KeyedAead {
+    if (this.keys!.cipher === 'chacha20-poly1305') return seal ? new ChachaSealer(this.aead, key) : new ChachaOpener(this.aead, key);
+    const k = this.aes!.key(key, seal);
+    return seal
+      ? { run: (buf, off, len, ad, nonce) => k.seal(buf, off, len, ad, nonce), dispose: () => k.dispose() }
+      : { run: (buf, off, len, ad, nonce) => k.open(buf, off, len, ad, nonce), dispose: () => k.dispose() };
   }
 }

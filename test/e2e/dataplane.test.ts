@@ -128,6 +128,8 @@ t.test('two hosts, encrypted: ping both ways, iperf3, and no plaintext on the un
   const s1 = await m.net.host('h1').weaveStatus();
   t.equal(linkTo(s1, 'h2')?.dataPath, 'udp', 'frames travel over the UDP sleeve');
   t.ok(linkTo(s1, 'h2')?.encrypted, 'encrypted');
+  t.equal(linkTo(s1, 'h2')?.cipher, 'aes-256-gcm', 'both peers offer AES-256-GCM (this CPU has it): the sleeve uses it');
+  t.equal(linkTo(await m.net.host('h2').weaveStatus(), 'h1')?.cipher, 'aes-256-gcm', 'and h2 agrees');
 
   // A capture on h2's underlay while c1 pings with a recognisable payload of a
   // recognisable size: each ping must show up as a sleeve datagram of exactly

@@ -129,6 +129,7 @@ t.test('discovery: h1 and h3, given only h2, connect to each other', async (t) =
     t.same(reachablePeers(s), hosts.map(peerName).sort(), `${h.name} reaches 3 peers`);
     t.equal(s.connections.filter((c) => c.state === 'established').length, 2, `${h.name} has 2 established connections`);
     t.ok(s.connections.filter((c) => c.state === 'established').every((c) => c.encrypted), `${h.name}: established connections are encrypted`);
+    t.ok(s.connections.filter((c) => c.state === 'established').every((c) => c.cipher === 'aes-256-gcm'), `${h.name}: with AES-256-GCM on the sleeve`);
   }
   // Only what the user gave counts as direct; h1's link to h3 came from discovery.
   const s1 = await h1.weaveStatus();

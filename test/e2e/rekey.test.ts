@@ -158,10 +158,11 @@ t.test('two hosts rekeying every 2 s under a 10/s ping and iperf3: nothing lost,
     t.ok(link !== undefined && (link.keyEpoch ?? 0) >= epochBefore + 5, `${h.name}: key epoch ${link?.keyEpoch} (was ${epochBefore} before the traffic)`);
     t.ok((link?.keyAgeMs ?? Infinity) < 4_000, `${h.name}: keys ${link?.keyAgeMs} ms old`);
     t.equal(link?.dataPath, 'udp', `${h.name}: frames stayed on the UDP sleeve`);
+    t.equal(link?.cipher, 'aes-256-gcm', `${h.name}: sealed with AES-256-GCM across every rekey`);
     t.equal(s.counters['frames_dropped{reason="auth"}'] ?? 0, 0, `${h.name}: no datagram failed authentication`);
   }
   const text = await h1.weave(['status', 'connections']);
-  t.match(text.stdout, /encrypted, key epoch \d+ \(\d+s old\)/, '`weave status connections` shows the key epoch and age');
+  t.match(text.stdout, /encrypted \(aes-256-gcm\), key epoch \d+ \(\d+s old\)/, '`weave status connections` shows the cipher, the key epoch and age');
 });
 
 t.test('a password roll across three hosts, one relaunch at a time, never drops a ping', async (t) => {

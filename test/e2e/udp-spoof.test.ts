@@ -93,6 +93,7 @@ t.test('plaintext mesh: spoofed datagrams naming a peer do not move its data pat
   const realAddress = `${h1.address}:${SLEEVE_PORT}`;
   t.equal(linkTo(before, 'h1')?.udpAddress, realAddress, 'h2 sends to h1 at its real address');
   t.notOk(before.encryption, 'the mesh is plaintext');
+  t.equal(linkTo(before, 'h1')?.cipher, undefined, 'no sleeve cipher without a password, whatever the hardware offers');
 
   const h1Name = (await h1.weaveStatus()).name;
   const hex = [spoofed(SLEEVE_TYPE_FRAME, h1Name), spoofed(SLEEVE_TYPE_PROBE, h1Name)].map((d) => d.toString('hex'));

@@ -226,14 +226,14 @@ t.test('a reflected Hello, a weak share and wrong magic are refused', async (t) 
 });
 
 t.test('codecs: Hello round trip with trailing bytes, identity limits, option checks', async (t) => {
-  const hello = { minVersion: 2, maxVersion: 3, shares: [new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)] };
+  const hello = { minVersion: 2, maxVersion: 3, shares: [new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)], ciphers: 0 };
   const bytes = encodeHello(hello);
   t.same(decodeHello(bytes), hello);
   t.equal(bytes.length, 8 + 3 + 1 + 64, 'magic, versions, flags, count, two shares: nothing else');
   const extended = new Uint8Array(bytes.length + 5);
   extended.set(bytes);
   t.same(decodeHello(extended), hello, 'trailing bytes ignored');
-  t.same(decodeHello(encodeHello({ minVersion: 2, maxVersion: 2, shares: [] })), { minVersion: 2, maxVersion: 2, shares: [] });
+  t.same(decodeHello(encodeHello({ minVersion: 2, maxVersion: 2, shares: [], ciphers: 0 })), { minVersion: 2, maxVersion: 2, shares: [], ciphers: 0 });
   const three = bytes.slice();
   three[11] = 3;
   t.equal(codeOf(() => decodeHello(three)), 'decode', 'more shares than passwords');
@@ -264,7 +264,7 @@ function scan(victimPassword: Uint8Array, guess: Uint8Array, scannerRandom: (n: 
   victimHello: Uint8Array; victimAuth: Uint8Array; scannerHello: Uint8Array; scannerScalar: Uint8Array;
 } {
   const scannerScalar = scannerRandom(32);
-  const scannerHello = encodeHello({ minVersion: 2, maxVersion: 2, shares: [cpaceShare(scannerScalar, cpaceGenerator(guess))] });
+  const scannerHello = encodeHello({ minVersion: 2, maxVersion: 2, shares: [cpaceShare(scannerScalar, cpaceGenerator(guess))], ciphers: 0 });
   const victim = Handshake.start({ local: infoB, passwordKey: victimPassword });
   const out = victim.handshake.consumeHello(scannerHello);
   return { victimHello: victim.hello, victimAuth: out.auth, scannerHello, scannerScalar };

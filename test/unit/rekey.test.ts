@@ -11,6 +11,8 @@ import { KeySchedule, RekeyOptions } from '../../router/mesh/key-schedule';
 import { decodeControlMessage } from '../../router/mesh/protocol';
 import { encodeRekey } from '../../router/mesh/rekey-messages';
 import { loadSodium, sodium } from '../../router/mesh/sodium';
+import type { SleeveCipher } from '../../router/mesh/sleeve-keys';
+import { probeAesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { readSleeveHeader, SLEEVE_TYPE_FRAME } from '../../router/overlay/sleeve-codec';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
@@ -21,13 +23,16 @@ const OPTS: RekeyOptions = { intervalMs: 120_000, counterLimit: 2 ** 40, overlap
 
 interface Side { keys: KeySchedule; sleeve: SleeveSession }
 
-function pair(opts: RekeyOptions = OPTS, clock = new ManualClock()): { a: Side; b: Side; clock: ManualClock } {
+const CIPHERS: readonly SleeveCipher[] = ['chacha20-poly1305', 'aes-256-gcm'];
+
+function pair(opts: RekeyOptions = OPTS, clock = new ManualClock(), sleeveCipher: SleeveCipher = 'chacha20-poly1305'): { a: Side; b: Side; clock: ManualClock } {
   const chain = sodium().randombytes_buf(32);
-  const a = new KeySchedule({ chainKey: chain.slice(), weAreLow: true }, opts, clock.now());
-  const b = new KeySchedule({ chainKey: chain, weAreLow: false }, opts, clock.now());
+  const a = new KeySchedule({ chainKey: chain.slice(), weAreLow: true, sleeveCipher }, opts, clock.now());
+  const b = new KeySchedule({ chainKey: chain, weAreLow: false, sleeveCipher }, opts, clock.now());
+  const aes = sleeveCipher === 'aes-256-gcm' ? probeAesGcm().aes : null;
   return {
-    a: { keys: a, sleeve: new SleeveSession(frameAead(), a.sleeve, Uint8Array.of(2, 0, 0, 0, 0, 1)) },
-    b: { keys: b, sleeve: new SleeveSession(frameAead(), b.sleeve, Uint8Array.of(2, 0, 0, 0, 0, 2)) },
+    a: { keys: a, sleeve: new SleeveSession(frameAead(), a.sleeve, Uint8Array.of(2, 0, 0, 0, 0, 1), aes) },
+    b: { keys: b, sleeve: new SleeveSession(frameAead(), b.sleeve, Uint8Array.of(2, 0, 0, 0, 0, 2), aes) },
     clock,
   };
 }
@@ -95,7 +100,7 @@ t.test('keys change on time, both sides agree, and status counts epochs', async 
   t.equal(a.keys.status().epoch, 1, 'the initiator moved on ACK');
   t.ok(controlFlows(a, b), 'control traffic flows between ACK and DONE');
   deliver(a, b, done, clock.now());
-  t.same(b.keys.status(), { epoch: 1, epochStartedMs: clock.now(), rekeys: 1 });
+  t.same(b.keys.status(), { epoch: 1, epochStartedMs: clock.now(), rekeys: 1, sleeveCipher: 'chacha20-poly1305' });
   t.ok(controlFlows(a, b), 'and after DONE');
   t.notOk(a.keys.sleeve.sendKey.equals(sendKey0), 'the sleeve send key changed');
   t.ok(a.keys.sleeve.sendKey.equals(b.keys.sleeve.receiveKeys[1]!), 'A->B sleeve key agrees');
@@ -114,8 +119,8 @@ t.test('keys change on time, both sides agree, and status counts epochs', async 
   t.equal(b.keys.status().rekeys, 5);
 });
 
-t.test('no frame is lost across the switch; the old key is accepted only for the overlap', async (t) => {
-  const { a, b, clock } = pair();
+for (const cipher of CIPHERS) t.test(`${cipher}: no frame is lost across the switch; the old key is accepted only for the overlap`, async (t) => {
+  const { a, b, clock } = pair(OPTS, new ManualClock(), cipher);
   clock.advance(OPTS.intervalMs);
   // Datagrams in flight in both directions while the exchange runs, delivered late and out of order.
   const inFlight: [Side, Buffer, string][] = [];
@@ -244,8 +249,8 @@ t.test('after a rekey no key of the old epoch is left in memory, and its traffic
   t.ok(allBytes(a.keys).filter((k) => k.length === 32).every((k) => k.every((x) => x === 0)), 'dispose zeroes every key');
 });
 
-t.test('hundreds of rekeys: phases wrap (control u8, sleeve 1 bit) and both channels keep working', async (t) => {
-  const { a, b, clock } = pair({ ...OPTS, overlapMs: 0 });
+for (const cipher of CIPHERS) t.test(`${cipher}: hundreds of rekeys: phases wrap (control u8, sleeve 1 bit) and both channels keep working`, async (t) => {
+  const { a, b, clock } = pair({ ...OPTS, overlapMs: 0 }, new ManualClock(), cipher);
   let ok = 0;
   for (let i = 1; i <= 260; i++) {
     clock.advance(OPTS.intervalMs);

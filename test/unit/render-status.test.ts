@@ -83,4 +83,6 @@ t.test('key epochs and a password roll: each connection shows its keys, the over
   const done = sampleStatus({ passwordRoll: true, connections: base.connections.map((c) => ({ ...c, keyEpoch: 1, keyAgeMs: 0 })) });
   t.match(renderStatus(done), /password roll: every connected peer uses the new password/);
   t.notMatch(renderStatus(base), /password roll/, 'no roll, no line');
+  const aes = sampleStatus({ connections: base.connections.map((c) => (c.state === 'established' ? { ...c, keyEpoch: 0, keyAgeMs: 0, cipher: 'aes-256-gcm' as const } : c)) });
+  t.match(renderConnections(aes).split('\n')[0], /established +encrypted \(aes-256-gcm\), key epoch 0 /, 'the sleeve cipher per connection');
 });
