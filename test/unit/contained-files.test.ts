@@ -4,9 +4,11 @@
 // absolute or relative, a '..' path, a FIFO, a device node and a file over
 // the limit are refused with their own code, and the file outside the root is
 // never read or changed. A process root (/proc/self) works through the
-// process's root and user namespace, and a file that blocks its opener (a
-// lease standing in for a hung FUSE mount) costs only the deadline. Needs the
-// built addon (npx node-gyp rebuild).
+// process's root and user namespace; for a process in another user namespace
+// (nobody's, `unshare -Ur`) the work has that namespace's rights only. Calls
+// leave no fd and no child behind, and a file that blocks its opener (a lease
+// standing in for a hung FUSE mount) costs only the deadline. Needs the built
+// addon (npx node-gyp rebuild) and root.
 
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -118,6 +120,57 @@ t.test('a process root: /proc/self reads through our own root and user namespace
   const hostname = fs.readFileSync('/etc/hostname');
   t.same(files.read(root, 'etc/hostname', 4096).data, hostname);
   t.equal(codeOf(() => files.read({ kind: 'process', procDir: '/proc/999999999' }, 'etc/hostname', 4096)), 'missing', 'no such process');
+});
+
+t.test("a process in another user namespace: the work is done with that namespace's rights", async (t) => {
+  // nobody in a user namespace of its own (root inside it), sharing our mounts:
+  // a file nobody owns may be changed, a root-owned one may not, though it is
+  // in plain reach of the path and the daemon is root.
+  const { base } = setup(t);
+  fs.chmodSync(base, 0o755);
+  const theirs = path.join(base, 'theirs.conf');
+  const rootOnly = path.join(base, 'root-only.conf');
+  fs.writeFileSync(theirs, 'nameserver 10.1.1.1\n');
+  fs.chownSync(theirs, 65534, 65534);
+  fs.writeFileSync(rootOnly, 'root only\n', { mode: 0o644 });
+  const holder = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '-Ur', 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => { holder.kill('SIGKILL'); });
+  const pid = holder.pid as number;
+  const ours = fs.readlinkSync('/proc/self/ns/user');
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/ns/user`) !== ours && fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep') break;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.not(fs.readlinkSync(`/proc/${pid}/ns/user`), ours, 'the holder has a user namespace of its own');
+  const root: FileRoot = { kind: 'process', procDir: `/proc/${pid}` };
+  const rel = (p: string): string => path.relative('/', p);
+  t.equal(files.read(root, rel(theirs), 4096).data.toString(), 'nameserver 10.1.1.1\n');
+  files.write(root, rel(theirs), Buffer.from('nameserver 10.2.2.2\n'), { maxBytes: 4096, create: false });
+  t.equal(fs.readFileSync(theirs, 'utf8'), 'nameserver 10.2.2.2\n', 'its own file is written');
+  t.equal(codeOf(() => files.write(root, rel(rootOnly), Buffer.from('x\n'), { maxBytes: 4096, create: false })), 'denied');
+  t.equal(codeOf(() => files.unlink(root, rel(rootOnly))), 'denied');
+  t.equal(fs.readFileSync(rootOnly, 'utf8'), 'root only\n', 'the root-owned file is untouched');
+});
+
+t.test('calls leave no file descriptor and no child behind', async (t) => {
+  const { root } = setup(t);
+  fs.writeFileSync(path.join((root as { path: string }).path, 'etc', 'resolv.conf'), 'nameserver 10.1.1.1\n');
+  const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+  // Children of earlier tests may still be on their way out: only new ones count.
+  const children = (): string[] => fs.readFileSync(`/proc/self/task/${process.pid}/children`, 'utf8').trim().split(' ').filter((c) => c !== '');
+  const before = fds();
+  const childrenBefore = children();
+  for (let i = 0; i < 50; i++) {
+    files.read(root, 'etc/resolv.conf', 4096);
+    files.write(root, 'etc/resolv.conf', Buffer.from(`nameserver 10.1.1.${i}\n`), { maxBytes: 4096, create: false });
+    codeOf(() => files.read(root, 'etc/none', 4096));
+  }
+  t.equal(fds(), before, 'as many open fds as before');
+  t.same(children().filter((c) => !childrenBefore.includes(c)), [], 'every child reaped');
 });
 
 t.test('a file that blocks its opener costs at most the deadline, then the child is killed', async (t) => {
