@@ -11,8 +11,8 @@
 import fs from 'node:fs';
 import { RouterError } from '../mesh/errors';
 import { assertNever } from '../../common/errors';
+// Only the type: `weave attach` parses references in the CLI, which must not load the Docker client (issue 14).
 import type { DockerApi } from './docker-client';
-import { validateDockerRef } from './docker-client';
 
 export type ContainerRef =
   | { kind: 'docker'; ref: string }
@@ -22,6 +22,18 @@ export type ContainerRef =
 export type ContainerKind = ContainerRef['kind'];
 
 const NETNS_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
+/** Docker names (without the leading '/') and full or short hex ids. */
+const DOCKER_REF_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/;
+
+export function validateDockerRef(ref: string): string {
+  if (typeof ref !== 'string' || !DOCKER_REF_RE.test(ref)) {
+    throw RouterError.config(
+      `not a Docker container name or id: ${JSON.stringify(ref)} (names are letters, digits, '_', '.', '-'; ` +
+        `use netns:NAME for a network namespace or pid:PID for a process)`,
+    );
+  }
+  return ref;
+}
 
 /** A name `ip netns` could have made: one path component under /var/run/netns (and /etc/netns), never '.' or '..'. */
 export function isNetnsName(name: string): boolean {

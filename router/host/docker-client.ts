@@ -14,6 +14,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
+import { validateDockerRef } from './container-ref';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -23,9 +24,6 @@ const MAX_REPLY_BYTES = 8 * 1024 * 1024;
 const MAX_EVENT_LINE_BYTES = 1024 * 1024;
 const RECONNECT_FIRST_MS = 500;
 const RECONNECT_MAX_MS = 30_000;
-
-/** Docker names (without the leading '/') and full or short hex ids. */
-const CONTAINER_REF_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/;
 
 export interface DockerContainer {
   /** Full 64-hex-digit id. */
@@ -73,16 +71,6 @@ export interface DockerApi {
 
 export interface EventWatch {
   close(): void;
-}
-
-export function validateDockerRef(ref: string): string {
-  if (typeof ref !== 'string' || !CONTAINER_REF_RE.test(ref)) {
-    throw RouterError.config(
-      `not a Docker container name or id: ${JSON.stringify(ref)} (names are letters, digits, '_', '.', '-'; ` +
-        `use netns:NAME for a network namespace or pid:PID for a process)`,
-    );
-  }
-  return ref;
 }
 
 /**

@@ -2,9 +2,11 @@
 // checking (detach addresses), usage hints after a mistake, dns-lookup of an
 // unknown name, the IPAM and DNS lines of the status overview, and the whole
 // CLI run against a fake router API (node:http on loopback) to see exit codes
-// and what reaches stdout and stderr.
+// and what reaches stdout and stderr. `weave attach` loads only what it needs.
 
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import { CommanderError } from 'commander';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -158,6 +160,20 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
     process.stderr.write = saved.err;
   }
 }
+
+t.test('attach, detach and ps load only the API client and the argument checks', async (t) => {
+  // Every module is paid for by every `weave attach` (issue 14): the Docker
+  // client, the logger or the router must not come along with the checks.
+  const root = path.resolve(__dirname, '..', '..');
+  const script = `const preloaded = new Set(Object.keys(require.cache));
+    require(${JSON.stringify(path.join(root, 'cli', 'container-commands.js'))});
+    console.log(JSON.stringify(Object.keys(require.cache).filter((f) => !preloaded.has(f))))`;
+  const loaded = (JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as string[]).map((f) => path.relative(root, f)).sort();
+  t.same(loaded, [
+    'cli/api-client.js', 'cli/api-socket.js', 'cli/config.js', 'cli/container-commands.js', 'cli/render-status.js',
+    'common/errors.js', 'common/ip-cidr.js', 'common/ip.js', 'router/host/attach-address.js', 'router/host/container-ref.js', 'router/mesh/errors.js',
+  ]);
+});
 
 t.test('the CLI against a fake API: exit codes and where the words go', async (t) => {
   const api = await fakeApi(t, {
