@@ -4,6 +4,8 @@
 // its supervisor; only the router process is counted, as scripts/bench does):
 //
 // (a) idle: one router, no peers, no containers, once its RSS has settled;
+//     then the same router with one container attached (`weave attach` of a
+//     netns, as users attach), settled again, and the container detached;
 // (b) peers: the same router with N-1 peers that speak the real protocol (the
 //     mesh's own Router, many in one process, scripts/bench-memory-peers.ts,
 //     each on its own address of host p1), once it has N-1 established
@@ -52,6 +54,7 @@ const PEER_FIRST_OCTET = 101;
 const MAX_PEERS = 150;
 const PEERS_PER_PROCESS = 50;
 const CONTAINER_IPS = ['10.32.9.1', '10.32.9.2'] as const;
+const IDLE_CONTAINER_IP = '10.32.8.1';
 
 const USAGE = `usage: node dist/scripts/bench-memory.js [--peers N] [--transfer-seconds N] [--sample-seconds N] [--repo DIR]
   --peers N             peers of the router in (b), itself included, 0 (skip) or 2..${MAX_PEERS} (default 100)
@@ -276,6 +279,14 @@ async function main(): Promise<number> {
     const idle = await settledRss(routerPid(h1));
     rows.push(['idle', 'h1', f1(idle), '', '', '', '', '', 'no peers, no containers; median of 5 samples after 25 s']);
     summary.push(summaryLine('memory.idle_rss_mb', idle, '<60', 'router RSS idle, no peers, MB', 1));
+    say('    and with one container attached');
+    const ns = await attach(net, h1, 'mi1', IDLE_CONTAINER_IP);
+    const withContainer = await settledRss(routerPid(h1));
+    rows.push(['idle, 1 container', 'h1', f1(withContainer), '', '', '', '', '', `one netns attached (${IDLE_CONTAINER_IP}/24); the same settling`]);
+    summary.push(summaryLine('memory.one_container_rss_mb', withContainer, '<60', 'router RSS idle with one container attached, MB', 1));
+    const d = await h1.weave(['detach', `netns:${ns}`], { timeoutMs: 60_000 });
+    if (d.code !== 0) throw new Error(`weave detach netns:${ns} exited ${d.code}: ${d.stderr.trim()}`);
+    await run(['ip', 'netns', 'del', ns], { check: true });
     if (opts.peers > 0) {
       say(`(b) ${opts.peers} peers: ${opts.peers - 1} protocol peers on p1 connect to h1`);
       try {
