@@ -52,7 +52,9 @@ export async function startDataPlane(
     throw err;
   }
   const aead = frameAead();
-  const aesGcm = probeAesGcm();
+  // WEAVE_NO_AES_GCM=1 keeps this peer's sleeve on ChaCha20-Poly1305, as a peer
+  // without the hardware (or an older one) would be: for comparisons and tests.
+  const aesGcm = process.env['WEAVE_NO_AES_GCM'] === '1' ? { aes: null, reason: 'WEAVE_NO_AES_GCM=1' } : probeAesGcm();
   const timings = opts.fast ? FAST_OVERLAY_TIMINGS : DEFAULT_OVERLAY_TIMINGS;
   const devices = await startFastdpDevices(
     { runner: deps.runner, logger: deps.logger },

@@ -38,12 +38,14 @@ function established(s: RouterStatus): RouterStatus['connections'] {
   return s.connections.filter((c) => c.state === 'established');
 }
 
-async function launch(t: Tap, h: SimHost, peers: SimHost[], opts: { password: string; oldPassword?: string; viaFlags?: boolean }): Promise<void> {
+/** noAes: the router offers no AES-256-GCM (WEAVE_NO_AES_GCM=1), as a peer without the hardware or an older one. */
+async function launch(t: Tap, h: SimHost, peers: SimHost[], opts: { password: string; oldPassword?: string; viaFlags?: boolean; noAes?: boolean }): Promise<void> {
   const flags = opts.viaFlags ? ['--password', opts.password, ...(opts.oldPassword ? ['--old-password', opts.oldPassword] : [])] : [];
+  const noAes = opts.noAes ? { WEAVE_NO_AES_GCM: '1' } : {};
   const r = await h.weave(['launch', '--nickname', h.name, ...flags, ...peers.map((p) => p.address)], {
     timeoutMs: 30_000,
     // Without flags: the environment, as a user following the advice in --help would.
-    ...(opts.viaFlags ? {} : { password: opts.password, env: { WEAVE_OLD_PASSWORD: opts.oldPassword } }),
+    ...(opts.viaFlags ? { env: noAes } : { password: opts.password, env: { WEAVE_OLD_PASSWORD: opts.oldPassword, ...noAes } }),
   });
   t.equal(r.code, 0, `weave launch on ${h.name}${opts.oldPassword ? ' (rolling)' : ''}: ${r.stderr.trim()}`);
 }
@@ -171,7 +173,7 @@ t.test('a password roll across three hosts, one relaunch at a time, never drops 
   for (const [a, b] of [['h1', 'h2'], ['h2', 'h3'], ['h1', 'h3']] as const) await pingWorks(m, a, b);
 
   /** Relaunches `i` while the other two ping each other; returns the ping result. */
-  async function relaunch(i: number, opts: { password: string; oldPassword?: string; viaFlags?: boolean }): Promise<void> {
+  async function relaunch(i: number, opts: { password: string; oldPassword?: string; viaFlags?: boolean; noAes?: boolean }): Promise<void> {
     const h = hosts[i]!;
     const others = hosts.filter((x) => x !== h);
     const pinger = continuousPing(m, others[0]!.name, others[1]!.name);
@@ -199,6 +201,11 @@ t.test('a password roll across three hosts, one relaunch at a time, never drops 
   await relaunch(2, { password: NEW, oldPassword: OLD });
   for (const h of hosts) t.same(await onOld(h), [], `${h.name}: every peer on the new password`);
 
-  for (let i = 0; i < 3; i++) await relaunch(i, { password: NEW });
+  // h3 comes back as a peer without AES-256-GCM: its links fall back to ChaCha20-Poly1305, h1-h2 keeps AES.
+  for (let i = 0; i < 3; i++) await relaunch(i, { password: NEW, noAes: i === 2 });
   for (const h of hosts) t.notOk((await h.weaveStatus()).passwordRoll, `${h.name}: no longer accepts the old password`);
+  const ciphers = async (h: SimHost): Promise<string[]> => established(await h.weaveStatus()).map((c) => `${c.nickname}: ${c.cipher}`).sort();
+  t.same(await ciphers(hosts[0]), ['h2: aes-256-gcm', 'h3: chacha20-poly1305'], 'h1: AES with h2, ChaCha20-Poly1305 with h3 (no AES)');
+  t.same(await ciphers(hosts[1]), ['h1: aes-256-gcm', 'h3: chacha20-poly1305'], 'h2 likewise');
+  t.same(await ciphers(hosts[2]), ['h1: chacha20-poly1305', 'h2: chacha20-poly1305'], 'h3: ChaCha20-Poly1305 with both');
 });
