@@ -41,6 +41,7 @@ import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
 import { GsoSplitter } from './gso-split';
+import { BatchAqm } from './batch-aqm';
 
 
 export interface OverlayTimings {
@@ -71,15 +72,18 @@ export type OverlayCounters = Record<string, number>;
 export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, framesSplit: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
+    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
-    source: 0, vnet: 0,
+    source: 0, vnet: 0, congestion: 0,
   };
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
   private readonly splitter = new GsoSplitter();
+  /** CoDel on the two queues we drain: the TAP ring (frames from our bridge) and the UDP socket (batch-aqm.ts). */
+  private readonly fromBridgeAqm: BatchAqm;
+  private readonly fromUnderlayAqm: BatchAqm;
   /** The socket option is the socket's for good: set once, at the first sealed link. */
   private checksumsOmitted = false;
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
@@ -91,12 +95,20 @@ export class Overlay implements DataPlane {
   private closed = false;
 
   constructor(
-    /** aes: AES-256-GCM for the sleeve when this machine has it (aes-gcm.ts probeAesGcm()); the router then offers it. */
-    private readonly deps: { clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp },
+    /**
+     * aes: AES-256-GCM for the sleeve when this machine has it (aes-gcm.ts probeAesGcm()); the router then offers it.
+     * monoMs: monotonic milliseconds, sub-millisecond (default performance.now), for the queue management (batch-aqm.ts).
+     */
+    private readonly deps: {
+      clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
+    },
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings },
   ) {
     this.selfBytes = peerNameBytes(opts.localPeer);
     this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
+    const monoMs = deps.monoMs ?? (() => performance.now());
+    this.fromBridgeAqm = new BatchAqm(monoMs);
+    this.fromUnderlayAqm = new BatchAqm(monoMs);
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
@@ -117,8 +129,14 @@ export class Overlay implements DataPlane {
   }
 
   start(): void {
-    this.deps.bridge.start((buf, off, len) => this.handleBridgeFrame(buf, off, len), () => this.deps.udp.flush());
-    this.deps.udp.start((buf, off, len, host, port) => this.handleDatagram(buf, off, len, host, port), () => this.deps.udp.flush());
+    this.deps.bridge.start((buf, off, len) => this.handleBridgeFrame(buf, off, len), () => {
+      this.deps.udp.flush();
+      this.fromBridgeAqm.endBatch();
+    });
+    this.deps.udp.start((buf, off, len, host, port) => this.handleDatagram(buf, off, len, host, port), () => {
+      this.deps.udp.flush();
+      this.fromUnderlayAqm.endBatch();
+    });
     this.deps.fastdp?.start(this.forwarder.macs);
     this.scheduleProbe();
   }
@@ -207,6 +225,7 @@ export class Overlay implements DataPlane {
   private handleBridgeFrame(buf: Buffer, off: number, len: number): void {
     this.traffic.framesFromBridge!++;
     if (len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES) { this.drops.short++; return; }
+    if (!this.admit(this.fromBridgeAqm, buf, off, len)) return;
     // A plain frame must fit the MTU; a super-frame (GSO) only one sleeve datagram.
     // A bigger super-frame leaves as several (gso-split.ts).
     if (buf[off + 1] === VNET_GSO_NONE) {
@@ -288,7 +307,16 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedUdp! += len;
     if (h.type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
+    if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen);
+  }
+
+  /** The queue's CoDel verdict on a frame (vnet header first): false when it is dropped. */
+  private admit(aqm: BatchAqm, buf: Buffer, off: number, len: number): boolean {
+    const verdict = aqm.admit(buf, off, len);
+    if (verdict === 'drop') { this.drops.congestion++; return false; }
+    if (verdict === 'marked') this.traffic.framesMarkedCe!++;
+    return true;
   }
 
   private handleInner(buf: Buffer, off: number, len: number): void {
