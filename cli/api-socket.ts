@@ -12,7 +12,6 @@
 // (one data directory each) apart in 38 bytes.
 
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { DEFAULT_DATADIR } from './config';
 import { RouterError } from '../router/mesh/errors';
@@ -35,6 +34,9 @@ const GETENT_TIMEOUT_MS = 5_000;
 export function apiSocketFor(datadir: string): string {
   const abs = path.resolve(datadir);
   if (abs === DEFAULT_DATADIR) return DEFAULT_API_SOCKET;
+  // Loaded only here: every CLI run resolves the socket, and node:crypto costs a
+  // few ms of each start that the default data directory does not need (issue 14).
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
   const digest = createHash('sha256').update(abs, 'utf8').digest('hex').slice(0, 16);
   return `${API_SOCKET_DIR}/weave-${digest}.sock`;
 }
