@@ -23,6 +23,7 @@ import { UdpBatchPort } from '../router/overlay/udp-batch-port';
 
 export const TAP_NAME = 'vethwe-tap';
 const UDP_BUFFER_BYTES = 4 << 20;
+const IPV4_UDP_HEADER_BYTES = 28;
 
 export interface DataPlaneSetup {
   overlay: Overlay;
@@ -38,7 +39,11 @@ export async function startDataPlane(
   /** fastdpOff: why the kernel fast path is not wanted (a password, --no-fastdp), or null to try it. */
   opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean; fastdpOff: string | null },
 ): Promise<DataPlaneSetup> {
-  const mtu = opts.mtu ?? (await detectUnderlayMtu(deps.runner)) - SLEEVE_OVERHEAD_BYTES;
+  const underlayMtu = await detectUnderlayMtu(deps.runner);
+  const mtu = opts.mtu ?? underlayMtu - SLEEVE_OVERHEAD_BYTES;
+  // Sleeve version 3's segments must cross the underlay unfragmented: an IPv4
+  // and UDP header less than the smaller of the underlay MTU and the one --mtu implies.
+  const segmentBytes = Math.min(underlayMtu, mtu + SLEEVE_OVERHEAD_BYTES) - IPV4_UDP_HEADER_BYTES;
   // Opening first creates the device; the bridge then takes it as a port.
   // vnet headers and offloads: the kernel hands us TCP super-frames instead of
   // MTU-sized frames, the biggest single lever on throughput (docs/architecture.md).
@@ -46,7 +51,7 @@ export async function startDataPlane(
   let udp: UdpBatchSocket | null = null;
   try {
     await ensureBridge({ bridge: DEFAULT_BRIDGE, tap: tap.name, mtu }, deps.runner, deps.logger);
-    udp = UdpBatchSocket.open({ address: '0.0.0.0', port: opts.port, recvBufferBytes: UDP_BUFFER_BYTES, sendBufferBytes: UDP_BUFFER_BYTES });
+    udp = UdpBatchSocket.open({ address: '0.0.0.0', port: opts.port, recvBufferBytes: UDP_BUFFER_BYTES, sendBufferBytes: UDP_BUFFER_BYTES, gro: true });
   } catch (err) {
     tap.close();
     throw err;
@@ -66,11 +71,12 @@ export async function startDataPlane(
   );
   const overlay = new Overlay(
     { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp },
-    { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings },
+    { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings, segmentBytes },
   );
   overlay.start();
   deps.logger.info('data plane ready', { bridge: DEFAULT_BRIDGE, tap: tap.name, mtu, udpPort: opts.port, aead: aead.backend,
-    aesGcm: aesGcm.aes !== null ? 'offered' : 'not offered', aesGcmWhy: aesGcm.reason, fastdp: devices.local.on });
+    aesGcm: aesGcm.aes !== null ? 'offered' : 'not offered', aesGcmWhy: aesGcm.reason, fastdp: devices.local.on,
+    udpGro: udp.groEnabled, segmentBytes });
   return {
     overlay, bridge: DEFAULT_BRIDGE, mtu,
     resetFastdp: async () => {

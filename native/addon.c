@@ -30,6 +30,7 @@ void wn_release(wn_chan *c) {
   free(c->rx_msgs);
   free(c->rx_iov);
   free(c->rx_names);
+  free(c->rx_ctrl);
   free(c);
 }
 
@@ -114,6 +115,7 @@ static void on_poll_closed(uv_handle_t *h) {
     delete_ref(env, &c->lens_ref);
     delete_ref(env, &c->addrs_ref);
     delete_ref(env, &c->ports_ref);
+    delete_ref(env, &c->segs_ref);
     if (c->actx != NULL) {
       napi_async_destroy(env, c->actx);
       c->actx = NULL;
@@ -198,12 +200,15 @@ static uint32_t read_batch(wn_chan *c, int *fatal) {
   int32_t *offs = peek(env, c->offs_ref, &offs_len);
   int32_t *lens = peek(env, c->lens_ref, &lens_len);
   uint8_t *addrs = NULL;
-  uint16_t *ports = NULL;
+  uint16_t *ports = NULL, *segs = NULL;
   uint32_t n = c->max_batch;
   if (c->kind == WN_UDP) {
+    size_t segs_len = 0;
     addrs = peek(env, c->addrs_ref, &addrs_len);
     ports = peek(env, c->ports_ref, &ports_len);
-    if (addrs == NULL || ports == NULL || addrs_len < 16 * (size_t)n || ports_len < n) {
+    if (c->segs_ref != NULL) segs = peek(env, c->segs_ref, &segs_len);
+    if (addrs == NULL || ports == NULL || addrs_len < 16 * (size_t)n || ports_len < n ||
+        (c->segs_ref != NULL && (segs == NULL || segs_len < n))) {
       *fatal = EINVAL;
       return 0;
     }
@@ -220,7 +225,7 @@ static uint32_t read_batch(wn_chan *c, int *fatal) {
     }
   }
   if (c->kind == WN_TAP) return wn_tap_read_batch(c, slab, offs, lens, n, fatal);
-  return wn_udp_read_batch(c, slab, offs, lens, addrs, ports, n, fatal);
+  return wn_udp_read_batch(c, slab, offs, lens, addrs, ports, segs, n, fatal);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -273,10 +278,19 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-/* readStart(handle, slab, offsets, lengths, capacityBytes, maxBatch, addrs|null, ports|null, cb) */
+/* readStart(handle, slab, offsets, lengths, capacityBytes, maxBatch, addrs|null, ports|null, cb[, segSizes])
+ * -> whether the kernel coalesces UDP segments for this reader. With a
+ * Uint16Array segSizes (UDP only) the socket asks for UDP_GRO: a datagram may
+ * then hold several segments of segSizes[i] bytes each (the last may be
+ * shorter), and segSizes[i] is 0 for a datagram that was not coalesced. */
 static napi_value read_start(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
+  napi_value argv[10], res;
+  size_t argc = 10;
+  uint16_t *segs = NULL;
+  size_t segs_len = 0;
   if (wn_get_args(env, info, 9, argv) < 0) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int want_gro = argc >= 10 && !wn_is_nullish(env, argv[9]);
   wn_chan *c = wn_unwrap(env, argv[0], 0);
   if (c == NULL) return NULL;
   if (c->poll_open) {
@@ -304,8 +318,13 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
                      (long long)max_batch);
       return NULL;
     }
-  } else if (!wn_is_nullish(env, argv[6]) || !wn_is_nullish(env, argv[7])) {
-    wn_throw_type(env, "addrs and ports must be null for a TAP handle");
+    if (want_gro && (wn_get_u16(env, argv[9], "segSizes", &segs, &segs_len) < 0)) return NULL;
+    if (want_gro && segs_len < (size_t)max_batch) {
+      wn_throw_range(env, "segSizes needs %lld entries", (long long)max_batch);
+      return NULL;
+    }
+  } else if (!wn_is_nullish(env, argv[6]) || !wn_is_nullish(env, argv[7]) || want_gro) {
+    wn_throw_type(env, "addrs, ports and segSizes must be null for a TAP handle");
     return NULL;
   }
   if (napi_typeof(env, argv[8], &cbt) != napi_ok || cbt != napi_function) {
@@ -330,7 +349,8 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
     if (c->rx_msgs == NULL) c->rx_msgs = calloc(WN_MAX_BATCH, sizeof *c->rx_msgs);
     if (c->rx_iov == NULL) c->rx_iov = calloc(WN_MAX_BATCH, sizeof *c->rx_iov);
     if (c->rx_names == NULL) c->rx_names = calloc(WN_MAX_BATCH, sizeof *c->rx_names);
-    if (c->rx_msgs == NULL || c->rx_iov == NULL || c->rx_names == NULL) {
+    if (want_gro && c->rx_ctrl == NULL) c->rx_ctrl = calloc(WN_MAX_BATCH, WN_RX_CTRL_BYTES);
+    if (c->rx_msgs == NULL || c->rx_iov == NULL || c->rx_names == NULL || (want_gro && c->rx_ctrl == NULL)) {
       napi_throw_error(env, "ENOMEM", "readStart: out of memory");
       return NULL; /* scratch is freed with the channel */
     }
@@ -358,6 +378,7 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
       napi_create_reference(env, argv[3], 1, &c->lens_ref) != napi_ok ||
       (c->kind == WN_UDP && (napi_create_reference(env, argv[6], 1, &c->addrs_ref) != napi_ok ||
                              napi_create_reference(env, argv[7], 1, &c->ports_ref) != napi_ok)) ||
+      (want_gro && napi_create_reference(env, argv[9], 1, &c->segs_ref) != napi_ok) ||
       napi_create_reference(env, argv[8], 1, &c->cb_ref) != napi_ok ||
       napi_create_string_utf8(env, c->kind == WN_TAP ? "WeaveTapRead" : "WeaveUdpRead",
                               NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
@@ -370,6 +391,9 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
   c->capacity = (uint32_t)capacity;
   c->max_batch = (uint32_t)max_batch;
   c->reading = 1;
+  /* A kernel without UDP_GRO delivers every segment alone: still correct. */
+  int gro = want_gro && wn_udp_enable_gro(c) == 0;
+  if (want_gro) memset(segs, 0, segs_len * sizeof *segs);
   if (c->unrefd) uv_unref((uv_handle_t *)&c->poll);
   rc = uv_poll_start(&c->poll, UV_READABLE, on_poll);
   if (rc != 0) {
@@ -377,7 +401,8 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
     wn_throw_errno(env, "uv_poll_start", "readStart", -rc);
     return NULL;
   }
-  return NULL;
+  napi_get_boolean(env, gro, &res);
+  return res;
 }
 
 /* readPause(handle): stop polling; the kernel queues (and eventually drops)

@@ -1,6 +1,10 @@
 /*
  * Batched UDP: a non-blocking socket we create and bind, sendmmsg for N
  * datagrams per call, recvmmsg for up to max_batch datagrams per wakeup.
+ * UDP GSO both ways: a datagram sent with a segment size leaves as one
+ * sendmsg with UDP_SEGMENT (the kernel, or the NIC, cuts it into datagrams of
+ * that size), and a reader that asked for UDP_GRO may receive several such
+ * datagrams coalesced in one slot, with their size from the UDP_GRO cmsg.
  *
  * Addresses cross the JS boundary in one format for both families: 16 bytes
  * per datagram in IPv6 form (IPv4 as ::ffff:a.b.c.d) plus a Uint16Array of
@@ -11,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +154,28 @@ static void put_addr(const struct sockaddr_storage *ss, uint8_t *a16, uint16_t *
   }
 }
 
+int wn_udp_enable_gro(wn_chan *c) {
+  int one = 1;
+  return setsockopt(c->fd, IPPROTO_UDP, UDP_GRO, &one, sizeof one);
+}
+
+/* The UDP_GRO segment size of a received datagram, or 0 when it was not coalesced. */
+static uint16_t gro_size(struct msghdr *h) {
+  if (h->msg_controllen == 0) return 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm != NULL; cm = CMSG_NXTHDR(h, cm)) {
+    if (cm->cmsg_level == IPPROTO_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int size;
+      memcpy(&size, CMSG_DATA(cm), sizeof size);
+      return size > 0 && size <= 0xffff ? (uint16_t)size : 0;
+    }
+  }
+  return 0;
+}
+
 uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
-                           uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal) {
+                           uint8_t *addrs, uint16_t *ports, uint16_t *segs, uint32_t n, int *fatal) {
   struct mmsghdr *m = c->rx_msgs;
+  int ctrl = segs != NULL && c->rx_ctrl != NULL;
   for (uint32_t i = 0; i < n; i++) {
     c->rx_iov[i].iov_base = slab + offs[i];
     c->rx_iov[i].iov_len = c->capacity;
@@ -160,6 +184,10 @@ uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32
     m[i].msg_hdr.msg_namelen = sizeof c->rx_names[i];
     m[i].msg_hdr.msg_iov = &c->rx_iov[i];
     m[i].msg_hdr.msg_iovlen = 1;
+    if (ctrl) {
+      m[i].msg_hdr.msg_control = c->rx_ctrl + (size_t)i * WN_RX_CTRL_BYTES;
+      m[i].msg_hdr.msg_controllen = WN_RX_CTRL_BYTES;
+    }
   }
   int r;
   do {
@@ -190,6 +218,7 @@ uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32
     }
     if (w != k) memmove(slab + offs[w], slab + offs[k], len);
     lens[w] = (int32_t)len;
+    if (ctrl) segs[w] = gro_size(&m[k].msg_hdr);
     put_addr(&c->rx_names[k], addrs + 16 * (size_t)w, &ports[w]);
     c->st.rx_bytes += len;
     w++;
@@ -219,8 +248,13 @@ static socklen_t make_dest(int family, const uint8_t *a16, uint16_t port, struct
 
 #define SEND_CHUNK 64
 
-/* udpSend(handle, slab, offsets, lengths, addrs, ports, count) -> datagrams sent.
+/* udpSend(handle, slab, offsets, lengths, addrs, ports, count[, segSizes]) -> datagrams sent.
  * A port of 0 sends to the connected peer (udpOpen with a peer).
+ * segSizes (Uint16Array or null): a datagram i longer than a non-zero
+ * segSizes[i] leaves with UDP_SEGMENT, as datagrams of segSizes[i] bytes
+ * (the last one shorter) from one sendmsg. The kernel refuses (EINVAL,
+ * counted) a segment that does not fit the route's MTU, more than its
+ * UDP_MAX_SEGMENTS, or a socket with SO_NO_CHECK.
  * Arguments are checked in full before anything is sent. Kernel errors are
  * per datagram and only counted: EAGAIN drops the rest of the batch (the
  * send buffer is full), any other error skips just the datagram it names. */
@@ -229,9 +263,15 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
   uint8_t *slab, *addrs;
   uint16_t *ports;
   int32_t *offs, *lens;
-  size_t slab_len, offs_len, lens_len, addrs_len, ports_len;
+  size_t slab_len, offs_len, lens_len, addrs_len, ports_len, segs_len = 0;
+  uint16_t *segs = NULL;
   int64_t count;
+  napi_value argv8[8];
+  size_t argc = 8;
   if (wn_get_args(env, info, 7, argv) < 0) return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv8, NULL, NULL) != napi_ok) return NULL;
+  if (argc >= 8 && !wn_is_nullish(env, argv8[7]) && wn_get_u16(env, argv8[7], "segSizes", &segs, &segs_len) < 0)
+    return NULL;
   wn_chan *c = wn_unwrap(env, argv[0], WN_UDP);
   if (c == NULL || wn_get_u8(env, argv[1], "slab", &slab, &slab_len) < 0 ||
       wn_get_i32(env, argv[2], "offsets", &offs, &offs_len) < 0 ||
@@ -241,7 +281,7 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
       wn_get_int(env, argv[6], "count", 0, INT32_MAX, &count) < 0)
     return NULL;
   size_t n = (size_t)count;
-  if (n > offs_len || n > lens_len || n > ports_len || n > addrs_len / 16) {
+  if (n > offs_len || n > lens_len || n > ports_len || n > addrs_len / 16 || (segs != NULL && n > segs_len)) {
     wn_throw_range(env, "count %zu exceeds offsets (%zu), lengths (%zu), ports (%zu) or addrs (%zu/16)", n,
                    offs_len, lens_len, ports_len, addrs_len);
     return NULL;
@@ -261,6 +301,10 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
   struct mmsghdr m[SEND_CHUNK];
   struct iovec iov[SEND_CHUNK];
   struct sockaddr_storage names[SEND_CHUNK];
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctrl[SEND_CHUNK];
   size_t next = 0;
   uint32_t sent = 0;
   while (next < n) {
@@ -275,6 +319,16 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
       m[j].msg_hdr.msg_namelen = ports[i] == 0 ? 0 : make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
       m[j].msg_hdr.msg_iov = &iov[j];
       m[j].msg_hdr.msg_iovlen = 1;
+      if (segs != NULL && segs[i] != 0 && lens[i] > segs[i]) {
+        memset(&ctrl[j], 0, sizeof ctrl[j]);
+        m[j].msg_hdr.msg_control = ctrl[j].buf;
+        m[j].msg_hdr.msg_controllen = sizeof ctrl[j].buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m[j].msg_hdr);
+        cm->cmsg_level = IPPROTO_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(cm), &segs[i], sizeof(uint16_t));
+      }
     }
     int r = sendmmsg(c->fd, m, (unsigned)chunk, 0);
     if (r > 0) {

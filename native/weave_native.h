@@ -25,11 +25,14 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 2
+#define WEAVE_NATIVE_ABI 3
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
 #define WN_MAX_BATCH 256
+
+/* Room for one UDP_GRO control message (an int) per received datagram. */
+#define WN_RX_CTRL_BYTES 32
 
 enum wn_kind { WN_TAP = 1, WN_UDP = 2 };
 
@@ -71,6 +74,7 @@ typedef struct wn_chan {
   napi_ref lens_ref;
   napi_ref addrs_ref; /* UDP only */
   napi_ref ports_ref; /* UDP only */
+  napi_ref segs_ref;  /* UDP with UDP_GRO only: per slot, the coalesced segment size or 0 */
   napi_async_context actx;
   uint32_t capacity;  /* bytes available at each slot offset */
   uint32_t max_batch;
@@ -79,6 +83,7 @@ typedef struct wn_chan {
   struct mmsghdr *rx_msgs;
   struct iovec *rx_iov;
   struct sockaddr_storage *rx_names;
+  uint8_t *rx_ctrl;   /* UDP_GRO cmsg space, WN_RX_CTRL_BYTES per slot */
 
   wn_stats st;
   char ifname[IFNAMSIZ];
@@ -119,7 +124,9 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info);
 napi_value wn_local_address(napi_env env, napi_callback_info info);
 napi_value wn_udp_no_checksum(napi_env env, napi_callback_info info);
 uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
-                           uint8_t *addrs, uint16_t *ports, uint32_t n, int *fatal);
+                           uint8_t *addrs, uint16_t *ports, uint16_t *segs, uint32_t n, int *fatal);
+/* Asks the kernel to hand over coalesced UDP segments (UDP_GRO); 0 when it took. */
+int wn_udp_enable_gro(wn_chan *c);
 
 /* Files inside a container's root (fs.c): openat2 confined to the root, in a
  * child that takes on the rights of the target's user namespace. */

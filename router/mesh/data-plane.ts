@@ -38,8 +38,11 @@ export interface DataPlane {
   removeNeighbour(name: PeerName): void;
   setRoutes(routes: Routes): void;
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
-  /** echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags): void;
+  /**
+   * echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits;
+   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts).
+   */
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean): void;
   linkStatus(name: PeerName): LinkStatus | null;
   statusSummary(): NonNullable<RouterStatus['dataPlane']>;
   readonly counters: Record<string, number>;

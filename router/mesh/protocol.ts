@@ -31,6 +31,11 @@
 //              plaintext meshes only, router/overlay/fastdp.ts); bit2: we hear
 //              your fast-path heartbeats. Older peers set neither and ignore
 //              both, so they stay on the sleeve.
+//              flags bit3: we accept sleeve version 3 (a frame cut into
+//              MTU-sized UDP GSO segments, router/overlay/sleeve-segments.ts).
+//              Only a framing choice; older peers neither set nor read it
+//              and keep getting version 2. It travels inside the session's
+//              protection, so with a password nobody in between can clear it.
 //   REKEY      +------+------+----------+--------------------------+
 //              | 0x06 | kind | epoch u32| X25519 key (INIT, ACK)   |
 //              +------+------+----------+--------------------------+
@@ -61,7 +66,7 @@ export type ControlMessage =
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags };
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean };
 
 /** The fast-path bits of UDP_STATUS (flags bits 1 and 2). */
 export interface FastdpFlags {
@@ -106,8 +111,9 @@ export function allocFrameMessage(innerLen: number): Uint8Array {
 
 export const UDP_STATUS_ECHO_BYTES = 8;
 
-export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null, fastdp: FastdpFlags = NO_FASTDP): Uint8Array {
-  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0);
+export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null, fastdp: FastdpFlags = NO_FASTDP,
+  segments = false): Uint8Array {
+  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0) | (segments ? 8 : 0);
   const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(flags).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
   if (echo !== null) {
     if (echo.length !== UDP_STATUS_ECHO_BYTES) throw new RangeError(`a UDP_STATUS echo is ${UDP_STATUS_ECHO_BYTES} bytes, got ${echo.length}`);
@@ -144,7 +150,8 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const flags = r.u8('flags');
       const sinceProbeMs = r.u32('ms since probe');
       const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
-      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo, fastdp: { offered: (flags & 2) !== 0, hearing: (flags & 4) !== 0 } };
+      return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo, fastdp: { offered: (flags & 2) !== 0, hearing: (flags & 4) !== 0 },
+        segments: (flags & 8) !== 0 };
     }
     case MSG_REKEY:
       return { type: 'rekey', rekey: readRekey(r) };

@@ -311,7 +311,7 @@ export class Router implements MeshLinks {
         this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
         return;
       case 'udp-status':
-        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp);
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp, msg.segments);
         return;
     }
   }

@@ -13,7 +13,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 2;
+export const NATIVE_ABI_VERSION = 3;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -68,9 +68,12 @@ export interface WeaveNative {
    */
   udpOpen(family: 4 | 6, address: string, port: number, rcvbufBytes: number, sndbufBytes: number,
     peerAddress?: string, peerPort?: number): UdpHandle;
-  /** sendmmsg of datagrams i < count to addrs[16i..16i+16) (IPv6 form, IPv4 mapped) : ports[i]; port 0: the connected peer. */
+  /**
+   * sendmmsg of datagrams i < count to addrs[16i..16i+16) (IPv6 form, IPv4 mapped) : ports[i]; port 0: the connected peer.
+   * With segSizes (ABI 3), datagram i longer than a non-zero segSizes[i] leaves as UDP GSO segments of that size.
+   */
   udpSend(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, addrs: Uint8Array,
-    ports: Uint16Array, count: number): number;
+    ports: Uint16Array, count: number, segSizes?: Uint16Array | null): number;
   localAddress(h: UdpHandle): LocalAddress;
   /** SO_NO_CHECK on an IPv4 socket (datagrams leave with UDP checksum 0); false on IPv6, which requires it. */
   udpNoChecksum(h: UdpHandle): boolean;
@@ -78,11 +81,14 @@ export interface WeaveNative {
    * Starts the uv_poll reader: each wakeup fills up to maxBatch slots, slot i at
    * slab[offsets[i], +capacityBytes), lengths[i] set, and for UDP the source in
    * addrs/ports; then one callback. All arrays stay referenced until close.
+   * A UDP reader given segSizes (ABI 3) asks for UDP_GRO: slot i may then
+   * hold several datagrams of segSizes[i] bytes (the last shorter), 0 when
+   * not coalesced. Returns whether the kernel took UDP_GRO.
    */
   readStart(h: TapHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, capacityBytes: number,
-    maxBatch: number, addrs: null, ports: null, cb: NativeReadCallback): void;
+    maxBatch: number, addrs: null, ports: null, cb: NativeReadCallback): boolean;
   readStart(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, capacityBytes: number,
-    maxBatch: number, addrs: Uint8Array, ports: Uint16Array, cb: NativeReadCallback): void;
+    maxBatch: number, addrs: Uint8Array, ports: Uint16Array, cb: NativeReadCallback, segSizes?: Uint16Array | null): boolean;
   readPause(h: NativeHandle): void;
   readResume(h: NativeHandle): void;
   /** false: an active reader no longer keeps the process alive. */

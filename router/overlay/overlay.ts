@@ -13,6 +13,11 @@
 // Where a neighbour's datagrams go, and what may move that address (a datagram
 // that authenticated with a password; without one, only a challenge echoed
 // over TCP), is udp-endpoint.ts's decision.
+// Towards a neighbour that accepts it (UDP_STATUS bit 3) a frame larger than
+// one underlay datagram goes as sleeve version 3: sealed once, cut into
+// MTU-sized segments sent as one UDP GSO datagram (sleeve-segments.ts), so
+// the underlay never IP-fragments it; segments that arrive apart are put back
+// together by segment-reassembly.ts before the one AEAD open.
 // With the kernel fast path (fastdp.ts) a neighbour's unicast frames may skip
 // us altogether (VXLAN); we still carry its broadcasts, and all its frames
 // whenever the fast path is not in use.
@@ -22,11 +27,15 @@
 import { randomFillSync } from 'node:crypto';
 import type { Clock, Timer } from '../../common/clock';
 import type { AesGcm } from './aes-gcm';
-import type { FrameAead } from './frame-aead';
+import { AEAD_TAG_BYTES, type FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
 import type { Logger } from '../../common/logger';
 import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
+import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
+import {
+  compactSegments, fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+} from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
@@ -65,6 +74,8 @@ interface Link {
   /** What the neighbour last told us about hearing our probes. */
   peerHearsUs: boolean;
   peerStatusMs: number;
+  /** The neighbour accepts sleeve version 3. */
+  segmented: boolean;
 }
 
 export type OverlayCounters = Record<string, number>;
@@ -72,11 +83,11 @@ export type OverlayCounters = Record<string, number>;
 export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0,
+    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0, framesReceivedCoalesced: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
-    source: 0, vnet: 0, congestion: 0,
+    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0,
   };
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
@@ -84,6 +95,13 @@ export class Overlay implements DataPlane {
   /** CoDel on the two queues we drain: the TAP ring (frames from our bridge) and the UDP socket (batch-aqm.ts). */
   private readonly fromBridgeAqm: BatchAqm;
   private readonly fromUnderlayAqm: BatchAqm;
+  private readonly reassembler = new SegmentReassembler(DEFAULT_REASSEMBLY_LIMITS);
+  /** Body bytes per version 3 segment; 0 when the port cannot send segments. */
+  private readonly stride: number;
+  /** Largest frame (vnet header included) one version 3 message carries; bigger super-frames are split to it. */
+  private readonly segmentedFrameMax: number;
+  /** Links that take version 3: while there are any, super-frames are split to segmentedFrameMax. */
+  private segmentedLinks = 0;
   /** The socket option is the socket's for good: set once, at the first sealed link. */
   private checksumsOmitted = false;
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
@@ -102,9 +120,14 @@ export class Overlay implements DataPlane {
     private readonly deps: {
       clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
     },
-    private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings },
+    /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
+    private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
   ) {
     this.selfBytes = peerNameBytes(opts.localPeer);
+    const segmentBytes = deps.udp.segmentation === true ? opts.segmentBytes ?? 0 : 0;
+    this.stride = segmentBytes > SEGMENT_HEADER_BYTES + 256 ? Math.min(0xffff, segmentBytes - SEGMENT_HEADER_BYTES) : 0;
+    // The tag is there only with a password; reserving it always keeps one limit for both.
+    this.segmentedFrameMax = this.stride === 0 ? 0 : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
     this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
     const monoMs = deps.monoMs ?? (() => performance.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
@@ -113,7 +136,9 @@ export class Overlay implements DataPlane {
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
-    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters };
+    const r = this.reassembler.counters;
+    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters,
+      messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired };
     for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
     return out;
   }
@@ -133,7 +158,7 @@ export class Overlay implements DataPlane {
       this.deps.udp.flush();
       this.fromBridgeAqm.endBatch();
     });
-    this.deps.udp.start((buf, off, len, host, port) => this.handleDatagram(buf, off, len, host, port), () => {
+    this.deps.udp.start((buf, off, len, host, port, segSize) => this.handleDatagrams(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
     });
@@ -155,14 +180,17 @@ export class Overlay implements DataPlane {
 
   addNeighbour(n: OverlayNeighbour): void {
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes, this.deps.aes ?? null);
-    this.links.get(n.name)?.session.close();
+    const old = this.links.get(n.name);
+    old?.session.close();
+    if (old?.segmented === true) this.segmentedLinks--;
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
-    if (n.keys !== null && !this.checksumsOmitted) {
+    // UDP GSO refuses a socket without checksums (EINVAL), and with GSO the checksum is offloaded anyway.
+    if (n.keys !== null && !this.checksumsOmitted && this.stride === 0) {
       this.checksumsOmitted = true;
       this.deps.udp.omitChecksums?.();
     }
-    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity };
+    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false };
     this.links.set(n.name, link);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
     this.sendProbe(link, null, n.host, n.udpPort);
@@ -171,6 +199,7 @@ export class Overlay implements DataPlane {
 
   removeNeighbour(name: PeerName): void {
     this.links.get(name)?.session.close();
+    if (this.links.get(name)?.segmented === true) this.segmentedLinks--;
     this.links.delete(name);
     this.deps.fastdp?.removePeer(name);
     this.forwarder.macs.forgetPeer(name);
@@ -206,9 +235,14 @@ export class Overlay implements DataPlane {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP): void {
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false): void {
     const l = this.links.get(from);
     if (!l) return;
+    const segmented = segments && this.stride > 0;
+    if (l.segmented !== segmented) {
+      l.segmented = segmented;
+      this.segmentedLinks += segmented ? 1 : -1;
+    }
     this.deps.fastdp?.onReport(from, fastdp);
     if (echo !== null && l.udp.confirm(echo, this.deps.clock.now()) && this.deps.logger.enabled('info')) {
       this.deps.logger.info('UDP address confirmed over TCP', { peer: from, addr: `${l.udp.host}:${l.udp.port}` });
@@ -230,9 +264,14 @@ export class Overlay implements DataPlane {
     // A bigger super-frame leaves as several (gso-split.ts).
     if (buf[off + 1] === VNET_GSO_NONE) {
       if (len > VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES) { this.drops['too-big']++; return; }
-    } else if (len > MAX_SLEEVE_FRAME_BYTES) {
-      const pieces = this.splitter.split(buf, off, len, MAX_SLEEVE_FRAME_BYTES);
-      if (typeof pieces === 'string') { this.drops['too-big']++; return; }
+    } else if (len > MAX_SLEEVE_FRAME_BYTES || (this.segmentedLinks > 0 && len > this.segmentedFrameMax)) {
+      const pieces = this.splitter.split(buf, off, len, this.segmentedLinks > 0 ? this.segmentedFrameMax : MAX_SLEEVE_FRAME_BYTES);
+      if (typeof pieces === 'string') {
+        // Only TCP splits; anything else that fits one version 2 datagram goes whole as that.
+        if (len > MAX_SLEEVE_FRAME_BYTES) { this.drops['too-big']++; return; }
+        this.captureFrame(buf, off, len);
+        return;
+      }
       this.traffic.framesSplit!++;
       const { scratch, offsets, lengths } = this.splitter;
       for (let i = 0; i < pieces; i++) this.captureFrame(scratch, offsets[i]!, lengths[i]!);
@@ -270,6 +309,17 @@ export class Overlay implements DataPlane {
       const bodyOff = at + SLEEVE_HEADER_BYTES;
       writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
       frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
+      const body = INNER_HEADER_BYTES + len + link.session.trailerBytes;
+      if (link.segmented && fitsSegmented(body, this.stride)) {
+        const sealed = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len, SEGMENTED_SLEEVE_VERSION);
+        if (sealed < 0) return;
+        const n = spreadSegments(slab, at, sealed - SLEEVE_HEADER_BYTES, this.stride);
+        udp.commit(n, link.udp.host, link.udp.port, this.stride + SEGMENT_HEADER_BYTES);
+        this.traffic.framesSentSegmented!++;
+        this.traffic.framesSentUdp!++;
+        this.traffic.bytesSentUdp! += n;
+        return;
+      }
       const n = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
       if (n < 0) return;
       udp.commit(n, link.udp.host, link.udp.port);
@@ -286,7 +336,39 @@ export class Overlay implements DataPlane {
 
   // ---- underlay -> overlay ----
 
+  /** A received slot: one datagram, or several of segSize bytes each that UDP_GRO coalesced. */
+  private handleDatagrams(buf: Buffer, off: number, len: number, host: string, port: number, segSize: number | undefined): void {
+    if (segSize === undefined || segSize <= 0 || len <= segSize) { this.handleDatagram(buf, off, len, host, port); return; }
+    if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
+      // Usually one whole message, in order: its body moves together in place behind its header.
+      const body = compactSegments(buf, off, len, segSize);
+      if (body >= 0) {
+        this.traffic.framesReceivedCoalesced!++;
+        const at = off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES;
+        this.handleMessage(buf, at, SLEEVE_HEADER_BYTES + body, host, port);
+        return;
+      }
+    }
+    for (let at = off; at < off + len; at += segSize) this.handleDatagram(buf, at, Math.min(segSize, off + len - at), host, port);
+  }
+
   private handleDatagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
+    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.handleMessage(buf, off, len, host, port); return; }
+    // A segment alone: reassemble before any crypto, within the reassembler's bounds.
+    const h = readSleeveHeader(buf, off, len);
+    if (typeof h === 'string') { this.drops[h]++; return; }
+    const link = this.links.get(h.sender);
+    if (!link) { this.drops['unknown-sender']++; return; }
+    if (link.session.stale(buf[off + 1]!, h.counter)) { this.drops.replay++; return; }
+    const slot = this.reassembler.add(link, buf, off, len, this.deps.clock.now());
+    if (typeof slot === 'string') { this.drops[slot]++; return; }
+    if (slot < 0) return;
+    const r = this.reassembler;
+    this.handleMessage(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port);
+  }
+
+  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together. */
+  private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number): void {
     const h = readSleeveHeader(buf, off, len);
     if (typeof h === 'string') { this.drops[h]++; return; }
     const link = this.links.get(h.sender);
@@ -366,7 +448,8 @@ export class Overlay implements DataPlane {
         const sinceMs = now - link.lastUdpRxMs;
         const echo = link.udp.tick();
         const fastdp = this.deps.fastdp?.flags(link.n.name) ?? NO_FASTDP;
-        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp));
+        // Bit 3: every overlay of this version reassembles version 3, whatever its port can send.
+        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
         if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false, null);
       }

@@ -11,9 +11,17 @@ export interface FramePort {
   close(): void;
 }
 
+/**
+ * One received datagram. segSize > 0: the port got several datagrams of that
+ * size coalesced back to back (UDP_GRO; the last may be shorter).
+ */
+export type DatagramHandler = (buf: Buffer, off: number, len: number, host: string, port: number, segSize?: number) => void;
+
 /** The underlay side: UDP datagrams. */
 export interface DatagramPort {
-  start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void;
+  start(onDatagram: DatagramHandler, onBatchEnd: () => void): void;
+  /** Whether commit() takes a segment size (UDP GSO); a port without it sends every datagram whole. */
+  readonly segmentation?: boolean;
   /**
    * Where to build the next datagram: stageSlab() at stageOffset(), up to
    * STAGE_SLOT_BYTES. Building in place spares the per-frame copy a send(buf)
@@ -21,8 +29,12 @@ export interface DatagramPort {
    */
   stageSlab(): Buffer;
   stageOffset(): number;
-  /** Queues the datagram built at stageOffset() (len bytes) for host:port. */
-  commit(len: number, host: string, port: number): void;
+  /**
+   * Queues the datagram built at stageOffset() (len bytes) for host:port.
+   * segSize > 0 (ports with `segmentation` only): it leaves as datagrams of
+   * segSize bytes, the last shorter, in one send (UDP_SEGMENT).
+   */
+  commit(len: number, host: string, port: number, segSize?: number): void;
   /** Sends whatever is staged. */
   flush(): void;
   /**

@@ -78,6 +78,15 @@ export class ReplayWindow {
     return true;
   }
 
+  /** What accept() would answer, without recording anything. */
+  wouldAccept(counter: number): boolean {
+    if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
+    if (counter > this.highest) return true;
+    if (this.highest - counter > WINDOW_SIZE) return false;
+    const word = this.ring[Math.floor(counter / BLOCK_BITS) & RING_MASK]!;
+    return (word & (1 << (counter & (BLOCK_BITS - 1)))) === 0;
+  }
+
   /** Forgets everything, as for a new session key. */
   reset(): void {
     this.ring.fill(0);

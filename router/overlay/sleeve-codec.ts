@@ -33,10 +33,16 @@
 // (IFF_VNET_HDR): a TCP super-frame (GSO) crosses the mesh whole, in one
 // datagram, and the delivering TAP segments it or fixes its checksum only
 // at the far end, as the kernel would between two local ports.
+//
+// Version 3 (sleeve-segments.ts) carries the same 16-byte header, with ver=3,
+// in each of a message's MTU-sized segments; a reassembled version 3 message
+// is opened and read as a version 2 one.
 
 import { PEER_NAME_BYTES, PeerName, peerNameFromBytes, peerNameToBytes } from '../mesh/peer-name';
 
 export const SLEEVE_VERSION = 2;
+/** sleeve-segments.ts's SEGMENTED_SLEEVE_VERSION (that file imports this one). */
+const SEGMENTED_VERSION = 3;
 /** Bit 7 of the type byte: the key phase. */
 export const SLEEVE_KEY_PHASE_BIT = 0x80;
 export const SLEEVE_TYPE_FRAME = 1;
@@ -69,8 +75,8 @@ export interface SleeveHeader {
 }
 
 /** Writes the header at `off`. */
-export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, sender: Uint8Array, counter: number): void {
-  buf[off] = SLEEVE_VERSION;
+export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, sender: Uint8Array, counter: number, version = SLEEVE_VERSION): void {
+  buf[off] = version;
   buf[off + 1] = type;
   buf.set(sender, off + 2);
   const hi = Math.floor(counter / 0x100000000);
@@ -81,10 +87,14 @@ export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, se
 
 export type SleeveParse = SleeveHeader | 'short' | 'version' | 'type';
 
-/** Cheap checks before any crypto: length, version, type. Counter above 2^53 reads as 'short' never; it is capped by the replay window. */
+/**
+ * Cheap checks before any crypto: length, version (2, or 3 for a segment's or
+ * a reassembled message's first 16 bytes), type. Counter above 2^53 reads as
+ * 'short' never; it is capped by the replay window.
+ */
 export function readSleeveHeader(buf: Uint8Array, off: number, len: number): SleeveParse {
   if (len < SLEEVE_HEADER_BYTES) return 'short';
-  if (buf[off] !== SLEEVE_VERSION) return 'version';
+  if (buf[off] !== SLEEVE_VERSION && buf[off] !== SEGMENTED_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
   if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE) return 'type';
   const sender = peerNameFromBytes(buf, off + 2);

@@ -20,7 +20,7 @@ import type { SleeveKeyRing } from '../mesh/sleeve-keys';
 import type { AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, FrameAead } from './frame-aead';
 import { REJECT_AFTER_COUNTER, ReplayWindow } from './replay-window';
-import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, writeSleeveHeader } from './sleeve-codec';
+import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_VERSION, writeSleeveHeader } from './sleeve-codec';
 
 export type OpenResult = number | 'auth' | 'replay';
 
@@ -112,11 +112,11 @@ export class SleeveSession {
    * datagram length, or -1 once the counter is exhausted (the mesh rekeys
    * long before).
    */
-  seal(buf: Buffer, off: number, type: number, bodyLen: number): number {
+  seal(buf: Buffer, off: number, type: number, bodyLen: number, version = SLEEVE_VERSION): number {
     const ring = this.keys;
     if (ring === null) {
       if (this.plainCounter >= MAX_SEND_COUNTER) return -1;
-      writeSleeveHeader(buf, off, type, this.senderBytes, this.plainCounter++);
+      writeSleeveHeader(buf, off, type, this.senderBytes, this.plainCounter++, version);
       return SLEEVE_HEADER_BYTES + bodyLen;
     }
     // The receiver refuses counters from REJECT_AFTER_COUNTER on: never send one.
@@ -124,11 +124,23 @@ export class SleeveSession {
     const sealer = this.sealer;
     if (sealer === null) return -1;
     const counter = ring.sendCounter++;
-    writeSleeveHeader(buf, off, (ring.sendEpoch & 1) === 1 ? type | SLEEVE_KEY_PHASE_BIT : type, this.senderBytes, counter);
+    writeSleeveHeader(buf, off, (ring.sendEpoch & 1) === 1 ? type | SLEEVE_KEY_PHASE_BIT : type, this.senderBytes, counter, version);
     writeNonce(this.nonce, CHANNEL_UDP_SLEEVE, counter);
     buf.copy(this.ad, 0, off, off + SLEEVE_HEADER_BYTES);
     const sealedLen = sealer.run(buf, off + SLEEVE_HEADER_BYTES, bodyLen, this.ad, this.nonce);
     return sealedLen < 0 ? -1 : SLEEVE_HEADER_BYTES + sealedLen;
+  }
+
+  /**
+   * Read-only: whether a counter with this type byte's phase was already
+   * accepted (or is too old) under the phase's current key, so its segments
+   * need no reassembly. Changes nothing, so a forged header cannot harm.
+   */
+  stale(typeByte: number, counter: number): boolean {
+    const ring = this.keys;
+    if (ring === null) return false;
+    const phase = (typeByte & SLEEVE_KEY_PHASE_BIT) === 0 ? 0 : 1;
+    return this.windowEpochs[phase] === ring.receiveEpochs[phase] && !this.windows[phase].wouldAccept(counter);
   }
 
   /**

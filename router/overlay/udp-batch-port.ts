@@ -1,10 +1,11 @@
 // DatagramPort over the native batched UDP socket: the overlay builds and
 // seals each datagram in place in a slot of a preallocated stage slab; staged
-// datagrams leave in one sendmmsg per batch (flush); receives arrive one
-// callback per recvmmsg batch.
+// datagrams leave in one sendmmsg per batch (flush), a segmented one as UDP
+// GSO; receives arrive one callback per recvmmsg batch, coalesced segments
+// (UDP_GRO, when the socket asked for it) with their size.
 
 import { tryParseIpv4 } from '../../common/ip';
-import { DatagramPort, STAGE_SLOT_BYTES } from './ports';
+import { DatagramHandler, DatagramPort, STAGE_SLOT_BYTES } from './ports';
 import { UdpAddressTable, UdpBatchSocket } from './udp-batch';
 
 const STAGE_COUNT = 64;
@@ -15,7 +16,9 @@ export class UdpBatchPort implements DatagramPort {
   private readonly offsets = new Int32Array(STAGE_COUNT);
   private readonly lengths = new Int32Array(STAGE_COUNT);
   private readonly dests = new UdpAddressTable(STAGE_COUNT);
+  private readonly segSizes = new Uint16Array(STAGE_COUNT);
   private staged = 0;
+  readonly segmentation = true;
   /** Destination text to IPv4 number: the overlay sends to a handful of neighbours, so parse each once. */
   private readonly ipv4Cache = new Map<string, number>();
 
@@ -23,9 +26,9 @@ export class UdpBatchPort implements DatagramPort {
     for (let i = 0; i < STAGE_COUNT; i++) this.offsets[i] = i * STAGE_SLOT_BYTES;
   }
 
-  start(onDatagram: (buf: Buffer, off: number, len: number, host: string, port: number) => void, onBatchEnd: () => void): void {
-    this.socket.onDatagrams((slab, offsets, lengths, sources, count) => {
-      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, sources.address(i), sources.port(i));
+  start(onDatagram: DatagramHandler, onBatchEnd: () => void): void {
+    this.socket.onDatagrams((slab, offsets, lengths, sources, count, segSizes) => {
+      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, sources.address(i), sources.port(i), segSizes?.[i] ?? 0);
       onBatchEnd();
     });
   }
@@ -39,11 +42,12 @@ export class UdpBatchPort implements DatagramPort {
     return this.offsets[this.staged]!;
   }
 
-  commit(len: number, host: string, port: number): void {
+  commit(len: number, host: string, port: number, segSize = 0): void {
     // stageOffset() made room; a commit without it (a caller bug) is dropped rather than misrouted.
     if (len > STAGE_SLOT_BYTES || this.staged === STAGE_COUNT) return;
     const i = this.staged++;
     this.lengths[i] = len;
+    this.segSizes[i] = segSize;
     let ip = this.ipv4Cache.get(host);
     if (ip === undefined) {
       const parsed = tryParseIpv4(host);
@@ -61,7 +65,7 @@ export class UdpBatchPort implements DatagramPort {
     if (this.staged === 0) return;
     const n = this.staged;
     this.staged = 0;
-    this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n);
+    this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n, this.segSizes);
   }
 
   omitChecksums(): void {

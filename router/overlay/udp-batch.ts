@@ -6,7 +6,7 @@
 // (IPv4 as ::ffff:a.b.c.d) plus a port, so a batch needs no objects. Received
 // datagrams and their sources are valid only until the handler returns.
 //
-// Not here yet: PMTU errors (IP_RECVERR) and UDP GSO.
+// UDP GSO both ways (UDP_SEGMENT on send, UDP_GRO on receive) when asked. Not here yet: PMTU errors (IP_RECVERR).
 
 import { formatIp, formatIpv4, ipFromBytes, IpAddress, mapIpv4, parseIp, writeIpBytes } from '../../common/ip';
 import { RouterError } from '../mesh/errors';
@@ -127,14 +127,21 @@ export interface UdpBindOptions {
   headroomBytes?: number;
   /** Connects the socket to this peer (same family): only its datagrams arrive; send to port 0 to reach it. */
   peer?: { address: string; port: number };
+  /**
+   * Asks for UDP_GRO: a slot may then hold several datagrams of one size
+   * (segSizes[i], the last one shorter) that the kernel coalesced.
+   */
+  gro?: boolean;
 }
 
 /**
- * `sources` entry i is the sender of datagram i. Everything is valid only
- * until the handler returns.
+ * `sources` entry i is the sender of datagram i. With UDP_GRO (UdpBindOptions.gro)
+ * segSizes[i] > 0 says slot i holds datagrams of that many bytes back to
+ * back (the last may be shorter); otherwise segSizes is null or 0 there.
+ * Everything is valid only until the handler returns.
  */
 export type DatagramsHandler = (slab: Buffer, offsets: Int32Array, lengths: Int32Array,
-  sources: UdpAddressTable, count: number) => void;
+  sources: UdpAddressTable, count: number, segSizes: Uint16Array | null) => void;
 
 function checkInt(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -154,13 +161,17 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
   readonly offsets: Int32Array;
   readonly lengths: Int32Array;
   readonly sources: UdpAddressTable;
+  /** Per slot, the coalesced datagrams' size (UDP_GRO), or null when not asked for. */
+  readonly segSizes: Uint16Array | null;
+  /** Whether the kernel took UDP_GRO (known once reading started). */
+  groEnabled = false;
 
   private datagramsHandler: DatagramsHandler | null = null;
   private socketErrorHandler: ((errno: number) => void) | null = null;
   private readonly onNativeBatch = (count: number, errno: number): void => this.handleBatch(count, errno);
 
   private constructor(native: WeaveNative, handle: UdpHandle, family: 4 | 6, maxBatchCount: number,
-    datagramCapacityBytes: number, headroomBytes: number) {
+    datagramCapacityBytes: number, headroomBytes: number, gro: boolean) {
     super(native, handle);
     this.family = family;
     const local = native.localAddress(handle);
@@ -174,6 +185,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     for (let i = 0; i < maxBatchCount; i++) this.offsets[i] = i * strideBytes + headroomBytes;
     this.lengths = new Int32Array(maxBatchCount);
     this.sources = new UdpAddressTable(maxBatchCount);
+    this.segSizes = gro ? new Uint16Array(maxBatchCount) : null;
   }
 
   /** Creates and binds the socket. Throws RouterError: 'config' for bad options, 'io' (EADDRINUSE...) from the kernel. */
@@ -196,7 +208,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
       throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
     }
     try {
-      return new UdpBatchSocket(native, handle, family, maxBatchCount, capacity, headroomBytes);
+      return new UdpBatchSocket(native, handle, family, maxBatchCount, capacity, headroomBytes, opts.gro === true);
     } catch (err) {
       native.close(handle);
       throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
@@ -209,8 +221,8 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     this.datagramsHandler = handler;
     if (this.reading) return;
     try {
-      this.native.readStart(this.handle, this.slab, this.offsets, this.lengths, this.datagramCapacityBytes,
-        this.maxBatchCount, this.sources.ips, this.sources.ports, this.onNativeBatch);
+      this.groEnabled = this.native.readStart(this.handle, this.slab, this.offsets, this.lengths, this.datagramCapacityBytes,
+        this.maxBatchCount, this.sources.ips, this.sources.ports, this.onNativeBatch, this.segSizes);
     } catch (err) {
       throw nativeError(`cannot receive on UDP port ${this.localPort}`, err);
     }
@@ -230,11 +242,14 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
    * Sends datagrams i < count: slab[offsets[i], +lengths[i]) to dests entry i.
    * Returns how many the kernel took; drops and errors are counted in stats().
    * An IPv4 socket throws RouterError('config') for an IPv6 destination.
+   * segSizes: datagram i longer than a non-zero segSizes[i] leaves as UDP GSO
+   * segments of that size in one sendmsg (UDP_SEGMENT; not with omitChecksums).
    */
-  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dests: UdpAddressTable, count: number): number {
+  sendBatch(slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, dests: UdpAddressTable, count: number,
+    segSizes: Uint16Array | null = null): number {
     if (this.isClosed) return 0;
     try {
-      return this.native.udpSend(this.handle, slab, offsets, lengths, dests.ips, dests.ports, count);
+      return this.native.udpSend(this.handle, slab, offsets, lengths, dests.ips, dests.ports, count, segSizes);
     } catch (err) {
       throw nativeError(`UDP port ${this.localPort} sendBatch`, err);
     }
@@ -251,7 +266,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
 
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.datagramsHandler !== null) {
-      this.datagramsHandler(this.slab, this.offsets, this.lengths, this.sources, count);
+      this.datagramsHandler(this.slab, this.offsets, this.lengths, this.sources, count, this.segSizes);
     }
     if (errno < 0) {
       if (!this.isClosed) this.socketErrorHandler?.(-errno);
