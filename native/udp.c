@@ -252,9 +252,10 @@ static socklen_t make_dest(int family, const uint8_t *a16, uint16_t port, struct
  * A port of 0 sends to the connected peer (udpOpen with a peer).
  * segSizes (Uint16Array or null): a datagram i longer than a non-zero
  * segSizes[i] leaves with UDP_SEGMENT, as datagrams of segSizes[i] bytes
- * (the last one shorter) from one sendmsg. The kernel refuses (EINVAL,
- * counted) a segment that does not fit the route's MTU, more than its
- * UDP_MAX_SEGMENTS, or a socket with SO_NO_CHECK.
+ * (the last one shorter) from one sendmsg. The kernel refuses (EINVAL) a
+ * segment that does not fit the route's MTU, more than its
+ * UDP_MAX_SEGMENTS, or a socket with SO_NO_CHECK: such a datagram is sent
+ * again whole, once (IP-fragmented if need be).
  * Arguments are checked in full before anything is sent. Kernel errors are
  * per datagram and only counted: EAGAIN drops the rest of the batch (the
  * send buffer is full), any other error skips just the datagram it names. */
@@ -305,7 +306,7 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
     char buf[CMSG_SPACE(sizeof(uint16_t))];
     struct cmsghdr align;
   } ctrl[SEND_CHUNK];
-  size_t next = 0;
+  size_t next = 0, whole = (size_t)-1;
   uint32_t sent = 0;
   while (next < n) {
     size_t chunk = n - next < SEND_CHUNK ? n - next : SEND_CHUNK;
@@ -319,7 +320,7 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
       m[j].msg_hdr.msg_namelen = ports[i] == 0 ? 0 : make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
       m[j].msg_hdr.msg_iov = &iov[j];
       m[j].msg_hdr.msg_iovlen = 1;
-      if (segs != NULL && segs[i] != 0 && lens[i] > segs[i]) {
+      if (segs != NULL && segs[i] != 0 && lens[i] > segs[i] && i != whole) {
         memset(&ctrl[j], 0, sizeof ctrl[j]);
         m[j].msg_hdr.msg_control = ctrl[j].buf;
         m[j].msg_hdr.msg_controllen = sizeof ctrl[j].buf;
@@ -344,6 +345,13 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
     if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
       c->st.tx_dropped_again += n - next;
       break;
+    }
+    /* The kernel refuses a segment size the route's MTU cannot carry (a PMTU
+     * learned since) with EINVAL: that datagram goes again whole, to be
+     * IP-fragmented, and its segments still describe themselves. */
+    if ((e == EINVAL || e == EMSGSIZE) && whole != next && segs != NULL && segs[next] != 0 && lens[next] > segs[next]) {
+      whole = next;
+      continue;
     }
     /* sendmmsg reports an error only for the first datagram of the call:
      * the ones before it were sent and counted above. */

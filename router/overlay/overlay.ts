@@ -338,6 +338,11 @@ export class Overlay implements DataPlane {
 
   /** A received slot: one datagram, or several of segSize bytes each that UDP_GRO coalesced. */
   private handleDatagrams(buf: Buffer, off: number, len: number, host: string, port: number, segSize: number | undefined): void {
+    // Segments sent whole (the sender's kernel refused their size, then IP
+    // fragments) arrive without the cmsg: their first header tells the size.
+    if ((segSize === undefined || segSize <= 0) && buf[off] === SEGMENTED_SLEEVE_VERSION && len > SEGMENT_HEADER_BYTES) {
+      segSize = SEGMENT_HEADER_BYTES + ((buf[off + 18]! << 8) | buf[off + 19]!);
+    }
     if (segSize === undefined || segSize <= 0 || len <= segSize) { this.handleDatagram(buf, off, len, host, port); return; }
     if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
       // Usually one whole message, in order: its body moves together in place behind its header.
