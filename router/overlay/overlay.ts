@@ -34,7 +34,7 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
 import {
-  compactSegments, fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+  compactSegments, fitsSegmented, MAX_SEGMENTS, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
@@ -344,6 +344,8 @@ export class Overlay implements DataPlane {
       segSize = SEGMENT_HEADER_BYTES + ((buf[off + 18]! << 8) | buf[off + 19]!);
     }
     if (segSize === undefined || segSize <= 0 || len <= segSize) { this.handleDatagram(buf, off, len, host, port); return; }
+    // No sender of ours puts more in one send (and GRO coalesces no more): a bound on the work per slot.
+    if (len > MAX_SEGMENTS * segSize) { this.drops.segment++; return; }
     if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
       // Usually one whole message, in order: its body moves together in place behind its header.
       const body = compactSegments(buf, off, len, segSize);

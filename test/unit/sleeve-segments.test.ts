@@ -251,6 +251,26 @@ for (const password of [true, false]) {
   }
 }
 
+t.test('overlay: a forged datagram claiming tiny segments costs a bounded amount of work', async (t) => {
+  await loadSodium();
+  const p = pair('coalesced', true);
+  let receive: DatagramHandler | null = null;
+  p.b.close();
+  const stage = Buffer.alloc(STAGE_SLOT_BYTES);
+  const port: DatagramPort = { start: (h) => { receive = h; }, stageSlab: () => stage, stageOffset: () => 0, commit: () => {}, flush: () => {}, close: () => {} };
+  const o = new Overlay({ clock: new ManualClock(), logger: silentLogger, aead: frameAead(), bridge: { start: () => {}, write: () => {}, close: () => {} }, udp: port },
+    { localPeer: B, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS });
+  o.start();
+  o.addNeighbour({ name: A, host: '10.9.0.1', udpPort: 6783, keys: new SleeveKeyRing(Buffer.alloc(32, 2), Buffer.alloc(32, 1)), sendControl: () => {} });
+  const forged = Buffer.alloc(60_000);
+  writeSleeveHeader(forged, 0, 1, Uint8Array.of(2, 0, 0, 0, 0, 0x0a), 5, SEGMENTED_SLEEVE_VERSION);
+  forged[16] = 0; forged[17] = 2; forged[18] = 0; forged[19] = 1; // stride 1: 2,857 "segments" of 21 bytes
+  receive!(forged, 0, forged.length, '10.9.0.1', 6783);
+  receive!(forged, 0, forged.length, '10.9.0.1', 6783, 21);
+  t.equal(o.drops.segment, 2, 'refused whole, once each, without a pass per claimed segment');
+  o.close(); p.a.close();
+});
+
 t.test('overlay: a lost segment loses one message, nothing else; a full-size super-frame is split to fit', async (t) => {
   await loadSodium();
   const p = pair('lose-one', true);
