@@ -44,7 +44,7 @@ import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, writeInnerHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
@@ -309,20 +309,13 @@ export class Overlay implements DataPlane {
       const bodyOff = at + SLEEVE_HEADER_BYTES;
       writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
       frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
-      const body = INNER_HEADER_BYTES + len + link.session.trailerBytes;
-      if (link.segmented && fitsSegmented(body, this.stride)) {
-        const sealed = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len, SEGMENTED_SLEEVE_VERSION);
-        if (sealed < 0) return;
-        const n = spreadSegments(slab, at, sealed - SLEEVE_HEADER_BYTES, this.stride);
-        udp.commit(n, link.udp.host, link.udp.port, this.stride + SEGMENT_HEADER_BYTES);
-        this.traffic.framesSentSegmented!++;
-        this.traffic.framesSentUdp!++;
-        this.traffic.bytesSentUdp! += n;
-        return;
-      }
-      const n = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len);
-      if (n < 0) return;
-      udp.commit(n, link.udp.host, link.udp.port);
+      const segmented = link.segmented && fitsSegmented(INNER_HEADER_BYTES + len + link.session.trailerBytes, this.stride);
+      const sealed = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
+      if (sealed < 0) return;
+      // Version 3: the sealed message is cut in place into segments that leave as one UDP GSO send.
+      const n = segmented ? spreadSegments(slab, at, sealed - SLEEVE_HEADER_BYTES, this.stride) : sealed;
+      udp.commit(n, link.udp.host, link.udp.port, segmented ? this.stride + SEGMENT_HEADER_BYTES : 0);
+      if (segmented) this.traffic.framesSentSegmented!++;
       this.traffic.framesSentUdp!++;
       this.traffic.bytesSentUdp! += n;
       return;
