@@ -32,9 +32,9 @@ import { DropReason, Forwarder, RouteView } from './forwarder';
 import type { Logger } from '../../common/logger';
 import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
-import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
+import { SegmentReceiver } from './segment-receiver';
 import {
-  compactSegments, fitsSegmented, MAX_SEGMENTS, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
@@ -83,7 +83,7 @@ export type OverlayCounters = Record<string, number>;
 export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0, framesReceivedCoalesced: 0,
+    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -95,7 +95,12 @@ export class Overlay implements DataPlane {
   /** CoDel on the two queues we drain: the TAP ring (frames from our bridge) and the UDP socket (batch-aqm.ts). */
   private readonly fromBridgeAqm: BatchAqm;
   private readonly fromUnderlayAqm: BatchAqm;
-  private readonly reassembler = new SegmentReassembler(DEFAULT_REASSEMBLY_LIMITS);
+  private readonly receiver = new SegmentReceiver({
+    neighbour: (name) => this.links.get(name) ?? null,
+    message: (buf, off, len, host, port) => this.handleMessage(buf, off, len, host, port),
+    drop: (reason) => { this.drops[reason]++; },
+    nowMs: () => this.deps.clock.now(),
+  });
   /** Body bytes per version 3 segment; 0 when the port cannot send segments. */
   private readonly stride: number;
   /** Largest frame (vnet header included) one version 3 message carries; bigger super-frames are split to it. */
@@ -136,8 +141,8 @@ export class Overlay implements DataPlane {
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
-    const r = this.reassembler.counters;
-    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters,
+    const r = this.receiver.reassembler.counters;
+    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters, framesReceivedCoalesced: this.receiver.coalesced,
       messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired };
     for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
     return out;
@@ -158,7 +163,7 @@ export class Overlay implements DataPlane {
       this.deps.udp.flush();
       this.fromBridgeAqm.endBatch();
     });
-    this.deps.udp.start((buf, off, len, host, port, segSize) => this.handleDatagrams(buf, off, len, host, port, segSize), () => {
+    this.deps.udp.start((buf, off, len, host, port, segSize) => this.receiver.slot(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
     });
@@ -328,44 +333,6 @@ export class Overlay implements DataPlane {
   }
 
   // ---- underlay -> overlay ----
-
-  /** A received slot: one datagram, or several of segSize bytes each that UDP_GRO coalesced. */
-  private handleDatagrams(buf: Buffer, off: number, len: number, host: string, port: number, segSize: number | undefined): void {
-    // Segments sent whole (the sender's kernel refused their size, then IP
-    // fragments) arrive without the cmsg: their first header tells the size.
-    if ((segSize === undefined || segSize <= 0) && buf[off] === SEGMENTED_SLEEVE_VERSION && len > SEGMENT_HEADER_BYTES) {
-      segSize = SEGMENT_HEADER_BYTES + ((buf[off + 18]! << 8) | buf[off + 19]!);
-    }
-    if (segSize === undefined || segSize <= 0 || len <= segSize) { this.handleDatagram(buf, off, len, host, port); return; }
-    // No sender of ours puts more in one send (and GRO coalesces no more): a bound on the work per slot.
-    if (len > MAX_SEGMENTS * segSize) { this.drops.segment++; return; }
-    if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
-      // Usually one whole message, in order: its body moves together in place behind its header.
-      const body = compactSegments(buf, off, len, segSize);
-      if (body >= 0) {
-        this.traffic.framesReceivedCoalesced!++;
-        const at = off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES;
-        this.handleMessage(buf, at, SLEEVE_HEADER_BYTES + body, host, port);
-        return;
-      }
-    }
-    for (let at = off; at < off + len; at += segSize) this.handleDatagram(buf, at, Math.min(segSize, off + len - at), host, port);
-  }
-
-  private handleDatagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
-    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.handleMessage(buf, off, len, host, port); return; }
-    // A segment alone: reassemble before any crypto, within the reassembler's bounds.
-    const h = readSleeveHeader(buf, off, len);
-    if (typeof h === 'string') { this.drops[h]++; return; }
-    const link = this.links.get(h.sender);
-    if (!link) { this.drops['unknown-sender']++; return; }
-    if (link.session.stale(buf[off + 1]!, h.counter)) { this.drops.replay++; return; }
-    const slot = this.reassembler.add(link, buf, off, len, this.deps.clock.now());
-    if (typeof slot === 'string') { this.drops[slot]++; return; }
-    if (slot < 0) return;
-    const r = this.reassembler;
-    this.handleMessage(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port);
-  }
 
   /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together. */
   private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number): void {

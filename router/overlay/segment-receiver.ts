@@ -1,0 +1,69 @@
+// Turns what the UDP port hands over into whole sleeve messages: a slot may
+// hold one datagram, or several of one size that UDP_GRO coalesced (a
+// version 3 message, or a run of version 2 datagrams from one sender). A
+// version 3 message that came whole and in order is compacted in place
+// (sleeve-segments.ts); a lone segment goes, once its sender is known and its
+// counter not already accepted, to the bounded reassembler
+// (segment-reassembly.ts). Every whole message goes to the sink, which
+// authenticates it; nothing here trusts a length before checking it, and the
+// work per slot is bounded by MAX_SEGMENTS.
+
+import type { DropReason } from './forwarder';
+import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
+import { readSleeveHeader, SLEEVE_HEADER_BYTES } from './sleeve-codec';
+import { compactSegments, MAX_SEGMENTS, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION } from './sleeve-segments';
+import type { PeerName } from '../mesh/peer-name';
+
+export interface SegmentSink {
+  /** The neighbour's replay check (SleeveSession.stale), or null for a stranger. */
+  neighbour(name: PeerName): { session: { stale(typeByte: number, counter: number): boolean } } | null;
+  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together. */
+  message(buf: Buffer, off: number, len: number, host: string, port: number): void;
+  drop(reason: DropReason): void;
+  nowMs(): number;
+}
+
+export class SegmentReceiver {
+  readonly reassembler = new SegmentReassembler(DEFAULT_REASSEMBLY_LIMITS);
+  /** Version 3 messages that arrived whole in one slot and were opened in place. */
+  coalesced = 0;
+
+  constructor(private readonly sink: SegmentSink) {}
+
+  /** A received slot: one datagram, or several of segSize bytes each that UDP_GRO coalesced. */
+  slot(buf: Buffer, off: number, len: number, host: string, port: number, segSize: number | undefined): void {
+    // Segments sent whole (the sender's kernel refused their size, then IP
+    // fragments) arrive without the cmsg: their first header tells the size.
+    if ((segSize === undefined || segSize <= 0) && buf[off] === SEGMENTED_SLEEVE_VERSION && len > SEGMENT_HEADER_BYTES) {
+      segSize = SEGMENT_HEADER_BYTES + ((buf[off + 18]! << 8) | buf[off + 19]!);
+    }
+    if (segSize === undefined || segSize <= 0 || len <= segSize) { this.datagram(buf, off, len, host, port); return; }
+    // No sender of ours puts more in one send (and GRO coalesces no more): a bound on the work per slot.
+    if (len > MAX_SEGMENTS * segSize) { this.sink.drop('segment'); return; }
+    if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
+      // Usually one whole message, in order: its body moves together in place behind its header.
+      const body = compactSegments(buf, off, len, segSize);
+      if (body >= 0) {
+        this.coalesced++;
+        this.sink.message(buf, off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + body, host, port);
+        return;
+      }
+    }
+    for (let at = off; at < off + len; at += segSize) this.datagram(buf, at, Math.min(segSize, off + len - at), host, port);
+  }
+
+  private datagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
+    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port); return; }
+    // A segment alone: reassemble before any crypto, within the reassembler's bounds.
+    const h = readSleeveHeader(buf, off, len);
+    if (typeof h === 'string') { this.sink.drop(h); return; }
+    const link = this.sink.neighbour(h.sender);
+    if (link === null) { this.sink.drop('unknown-sender'); return; }
+    if (link.session.stale(buf[off + 1]!, h.counter)) { this.sink.drop('replay'); return; }
+    const slot = this.reassembler.add(link, buf, off, len, this.sink.nowMs());
+    if (typeof slot === 'string') { this.sink.drop(slot); return; }
+    if (slot < 0) return;
+    const r = this.reassembler;
+    this.sink.message(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port);
+  }
+}
