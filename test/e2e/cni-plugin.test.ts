@@ -11,10 +11,11 @@
 
 import t from 'tap';
 import type { Test } from 'tap';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../cli/api-client';
+import { aptInstall } from '../../scripts/apt';
 import { run } from '../../scripts/command';
 import { type CniInvocation, type CniOutcome, runCniPlugin } from '../../scripts/cni-driver';
 import { SimNetwork } from '../../scripts/sim-network';
@@ -209,6 +210,9 @@ t.test('the weave-net plugin, driven as libcni drives it', async (t) => {
   });
 
   await t.test('delegated IPAM (host-local), GC and STATUS', async (t) => {
+    // Debian's containernetworking-plugins has host-local; a fresh machine lacks it
+    // unless the podman test ran first, so this test installs it itself.
+    if (!existsSync('/usr/lib/cni/host-local')) await aptInstall(['containernetworking-plugins']);
     const nsF = await newNs('f');
     const dataDir = join(dir, 'host-local');
     const ipam = { type: 'host-local', subnet: '10.44.0.0/24', dataDir };
