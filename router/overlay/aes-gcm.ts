@@ -47,6 +47,11 @@ export class AesGcmKey {
     return this.handle === null ? -1 : this.na.aeadOpen(this.handle, buf, off, len, ad, nonce);
   }
 
+  /** seal() for a sealing key, open() for an opening one: the one call the sleeve session makes per datagram. */
+  run(buf: Uint8Array, off: number, len: number, ad: Uint8Array, nonce: Uint8Array): number {
+    return this.encrypt ? this.seal(buf, off, len, ad, nonce) : this.open(buf, off, len, ad, nonce);
+  }
+
   dispose(): void {
     if (this.handle === null) return;
     this.na.aeadFree(this.handle);

@@ -184,10 +184,8 @@ export class Overlay implements DataPlane {
   }
 
   addNeighbour(n: OverlayNeighbour): void {
+    this.dropLink(n.name);
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes, this.deps.aes ?? null);
-    const old = this.links.get(n.name);
-    old?.session.close();
-    if (old?.segmented === true) this.segmentedLinks--;
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
     // UDP GSO refuses a socket without checksums (EINVAL), and with GSO the checksum is offloaded anyway.
@@ -202,10 +200,17 @@ export class Overlay implements DataPlane {
     this.deps.udp.flush();
   }
 
-  removeNeighbour(name: PeerName): void {
-    this.links.get(name)?.session.close();
-    if (this.links.get(name)?.segmented === true) this.segmentedLinks--;
+  /** Frees a link's cipher state and takes it out of the version 3 count; a replaced link goes the same way. */
+  private dropLink(name: PeerName): void {
+    const link = this.links.get(name);
+    if (link === undefined) return;
+    link.session.close();
+    if (link.segmented) this.segmentedLinks--;
     this.links.delete(name);
+  }
+
+  removeNeighbour(name: PeerName): void {
+    this.dropLink(name);
     this.deps.fastdp?.removePeer(name);
     this.forwarder.macs.forgetPeer(name);
   }

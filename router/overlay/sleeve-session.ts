@@ -24,7 +24,7 @@ import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_VERSION, writeSleeveH
 
 export type OpenResult = number | 'auth' | 'replay';
 
-/** One key in one direction, whatever the cipher keeps for it. */
+/** One key in one direction, whatever the cipher keeps for it (AesGcmKey is one). */
 interface KeyedAead {
   /** Seals or opens buf[off, off+len) in place (see FrameAead); -1 when it fails. */
   run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number;
@@ -32,18 +32,10 @@ interface KeyedAead {
 }
 
 /** ChaCha20-Poly1305 keys by reference: the ring owns, and zeroes, the bytes. */
-class ChachaSealer implements KeyedAead {
-  constructor(private readonly aead: FrameAead, private readonly key: Buffer) {}
+class ChachaKey implements KeyedAead {
+  constructor(private readonly aead: FrameAead, private readonly key: Buffer, private readonly seal: boolean) {}
   run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number {
-    return this.aead.sealInPlace(buf, off, len, ad, nonce, this.key);
-  }
-  dispose(): void {}
-}
-
-class ChachaOpener implements KeyedAead {
-  constructor(private readonly aead: FrameAead, private readonly key: Buffer) {}
-  run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number {
-    return this.aead.openInPlace(buf, off, len, ad, nonce, this.key);
+    return this.seal ? this.aead.sealInPlace(buf, off, len, ad, nonce, this.key) : this.aead.openInPlace(buf, off, len, ad, nonce, this.key);
   }
   dispose(): void {}
 }
@@ -188,10 +180,6 @@ export class SleeveSession {
   }
 
   private keyed(key: Buffer, seal: boolean): KeyedAead {
-    if (this.keys!.cipher === 'chacha20-poly1305') return seal ? new ChachaSealer(this.aead, key) : new ChachaOpener(this.aead, key);
-    const k = this.aes!.key(key, seal);
-    return seal
-      ? { run: (buf, off, len, ad, nonce) => k.seal(buf, off, len, ad, nonce), dispose: () => k.dispose() }
-      : { run: (buf, off, len, ad, nonce) => k.open(buf, off, len, ad, nonce), dispose: () => k.dispose() };
+    return this.keys!.cipher === 'chacha20-poly1305' ? new ChachaKey(this.aead, key, seal) : this.aes!.key(key, seal);
   }
 }
