@@ -121,13 +121,19 @@ function captureLogger(): { logger: TextLogger; lines: string[] } {
   return { logger: new TextLogger('debug', (l) => lines.push(l)), lines };
 }
 
-/** A UDP port on 127.0.0.1 nobody listens on (bound, then closed): the kernel answers ICMP port unreachable. */
-async function closedUdpPort(): Promise<number> {
+/**
+ * A UDP port on 127.0.0.1 that refuses every datagram (the kernel answers ICMP
+ * port unreachable) and that no other socket can take while the test runs: a
+ * socket holds it, connected to a port that never sends, and a connected UDP
+ * socket receives only from its peer. A port bound and then closed could be
+ * handed to another test's socket in the meantime, which then swallows the query.
+ */
+async function refusingUdpPort(t: Tap): Promise<number> {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
-  const port = s.address().port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+  await new Promise<void>((resolve, reject) => s.connect(9, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve())));
+  t.teardown(() => new Promise<void>((resolve) => s.close(() => resolve())));
+  return s.address().port;
 }
 
 async function ask(f: Forwarder, name: string, id: number, transport: 'udp' | 'tcp' = 'udp'): Promise<packet.DecodedPacket | null> {
@@ -278,7 +284,7 @@ for (const { kind, open } of SOCKETS) {
 
   t.test(`${kind}: an upstream that refuses (ICMP port unreachable) hands the query to the next one at once`, async (t) => {
     const up = await startUpstream(t);
-    const dead = await closedUdpPort();
+    const dead = await refusingUdpPort(t);
     const f = forwarder(new TextLogger('silent'), [{ host: '127.0.0.1', port: dead }, { host: '127.0.0.1', port: up.port }], { timeoutMs: 3000 });
     t.teardown(() => f.close());
     for (let i = 0; i < 3; i++) {
