@@ -15,18 +15,26 @@
 // both sides were measured. Needs root, dnsperf and dnsmasq (bench.sh installs
 // them from Debian).
 //
-// Usage: node dist/scripts/bench-dns.js [--quick] [--rounds N] [--seconds N] [--only local|forwarding]
+// Usage: node dist/scripts/bench-dns.js [--quick] [--rounds N] [--seconds N] [--only local|forwarding] [--no-pin]
 //
 // Next to each rate it prints the server's CPU time per answered query (user
 // plus system, all threads, from /proc): on a busy machine the rates swing
 // with the scheduler, the cost per query much less.
+//
+// On a machine of two or more CPUs the server under test (weave's router, all
+// its threads, and the dnsmasq under test alike) is pinned to CPU 0 and
+// dnsperf, with the upstream dnsmasq, to CPU 1. Unpinned on two cores, dnsperf
+// competes with the server it measures and bounds both rates (it caps near
+// weave's rate, so the ratio measured dnsperf's share of the CPUs); pinned,
+// each server has one whole core and dnsperf the other, the same for both.
+// --no-pin measures the old way.
 //
 // WEAVE_BENCH_NODE_OPTIONS is handed to the weave processes as NODE_OPTIONS
 // (e.g. "--perf-basic-prof", then `perf record -g -p <router pid>`; node does
 // not take --cpu-prof from NODE_OPTIONS).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../cli/api-client';
 import type { BackgroundProcess } from './command';
@@ -39,6 +47,8 @@ const NAMES = 200;
 const WEAVE_ADDR = '127.0.0.1';
 const DNSMASQ_ADDR = '127.0.0.2';
 const UPSTREAM_ADDR = '127.0.0.3';
+const SERVER_CPU = '0';
+const LOAD_CPU = '1';
 
 export interface RoundsOptions { rounds: number; seconds: number }
 
@@ -90,10 +100,17 @@ function cpuMs(pid: number): number {
   }
 }
 
+/** Pins every thread of `pid` to `cpu` (util-linux taskset); later threads inherit it. */
+async function pin(h: SimHost, pid: number, cpu: string): Promise<void> {
+  if (!(pid > 0)) throw new Error(`no process to pin to CPU ${cpu}`);
+  const r = await h.exec(['taskset', '--all-tasks', '--cpu-list', '--pid', cpu, String(pid)]);
+  if (r.code !== 0) throw new Error(`taskset ${pid} to CPU ${cpu}: ${r.stderr}`);
+}
+
 /** One dnsperf run: the rate, and the server's CPU microseconds per completed query. */
-async function dnsperf(h: SimHost, server: string, serverPid: number, dataFile: string, seconds: number): Promise<{ qps: number; usPerQuery: number }> {
+async function dnsperf(h: SimHost, server: string, serverPid: number, dataFile: string, seconds: number, pinned: boolean): Promise<{ qps: number; usPerQuery: number }> {
   const cpuBefore = cpuMs(serverPid);
-  const r = await h.exec(['dnsperf', '-s', server, '-p', '53', '-d', dataFile, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'], {
+  const r = await h.exec([...(pinned ? ['taskset', '--cpu-list', LOAD_CPU] : []), 'dnsperf', '-s', server, '-p', '53', '-d', dataFile, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'], {
     timeoutMs: (seconds + 30) * 1000,
   });
   const m = /Queries per second:\s+([\d.]+)/.exec(r.stdout);
@@ -113,6 +130,7 @@ async function main(): Promise<void> {
   const opts = parseRoundsArgs(process.argv.slice(2), { rounds: 3, seconds: 5 });
   const dir = mkdtempSync(join(tmpdir(), 'weave-bench-dns-'));
   const only = onlySection(process.argv.slice(2));
+  const pinned = !process.argv.includes('--no-pin') && cpus().length >= 2;
   const nodeOptions = process.env.WEAVE_BENCH_NODE_OPTIONS;
   const net = await SimNetwork.create({ hosts: 1, weaveEnv: { WEAVE_TEST_FAST: '1', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) } });
   const daemons: BackgroundProcess[] = [];
@@ -147,20 +165,26 @@ async function main(): Promise<void> {
     }
     await sleep(500);
     for (const d of daemons) if (!d.running) throw new Error(`dnsmasq exited: ${d.stderr}`);
+    const weavePid = Number(readFileSync(join(h.datadir, 'weave.pid'), 'utf8').trim());
+    const dnsmasqPid = (daemons[1] as BackgroundProcess).pid ?? 0;
 
-    process.stdout.write(`DNS: dnsperf, ${NAMES} names, ${opts.seconds} s per run, ${opts.rounds} round(s); load average ${loadAverage()}\n`);
+    if (pinned) {
+      await pin(h, weavePid, SERVER_CPU);
+      await pin(h, dnsmasqPid, SERVER_CPU);
+      await pin(h, (daemons[0] as BackgroundProcess).pid ?? 0, LOAD_CPU);
+    }
+    process.stdout.write(`DNS: dnsperf, ${NAMES} names, ${opts.seconds} s per run, ${opts.rounds} round(s); ` +
+      `${pinned ? `servers on CPU ${SERVER_CPU}, dnsperf and the upstream on CPU ${LOAD_CPU}` : 'not pinned'}; load average ${loadAverage()}\n`);
     const sections = [
       { key: 'local', title: 'local answers', file: join(dir, 'local.txt') },
       { key: 'forwarding', title: 'forwarding (dnsmasq --cache-size=0)', file: join(dir, 'forwarded.txt') },
     ].filter((s) => only === null || s.key === only);
-    const weavePid = Number(readFileSync(join(h.datadir, 'weave.pid'), 'utf8').trim());
-    const dnsmasqPid = (daemons[1] as BackgroundProcess).pid ?? 0;
     const results = sections.map(() => ({ weave: [] as number[], dnsmasq: [] as number[], weaveUs: [] as number[], dnsmasqUs: [] as number[] }));
     for (let r = 0; r < opts.rounds; r++) {
       for (const [i, s] of sections.entries()) {
         const res = results[i] as { weave: number[]; dnsmasq: number[]; weaveUs: number[]; dnsmasqUs: number[] };
-        const w = await dnsperf(h, WEAVE_ADDR, weavePid, s.file, opts.seconds);
-        const d = await dnsperf(h, DNSMASQ_ADDR, dnsmasqPid, s.file, opts.seconds);
+        const w = await dnsperf(h, WEAVE_ADDR, weavePid, s.file, opts.seconds, pinned);
+        const d = await dnsperf(h, DNSMASQ_ADDR, dnsmasqPid, s.file, opts.seconds, pinned);
         res.weave.push(w.qps);
         res.dnsmasq.push(d.qps);
         res.weaveUs.push(w.usPerQuery);
