@@ -2,7 +2,7 @@
 // our neighbours, over the encrypted UDP sleeve (DatagramPort) or, when UDP
 // does not get through, over the neighbour's TCP control connection.
 //
-// Path choice per neighbour: we send UDP probes every probe interval, and the
+// Path choice per neighbour (udp-probes.ts): we send UDP probes every probe interval, and the
 // neighbour tells us over TCP whether it hears them (UDP_STATUS). We use UDP
 // towards it only while it says it does; otherwise frames go over TCP, and go
 // back to UDP as soon as the probes get through again. Each direction decides
@@ -24,8 +24,7 @@
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
-import { randomFillSync } from 'node:crypto';
-import type { Clock, Timer } from '../../common/clock';
+import type { Clock } from '../../common/clock';
 import type { AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, type FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
@@ -34,56 +33,36 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import { SegmentReceiver } from './segment-receiver';
 import {
-  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
-import { allocFrameMessage, encodeUdpStatus, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
+import { allocFrameMessage, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeHopsLeft, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
+import { Link, LinkProbes, OverlayTimings } from './udp-probes';
 
+export { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, type OverlayTimings } from './udp-probes';
 
-export interface OverlayTimings {
-  probeIntervalMs: number;
-  /** UDP counts as working while a probe got through within this time. */
-  udpTimeoutMs: number;
-  macMaxAgeMs: number;
-}
-
-export const DEFAULT_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 1_000, udpTimeoutMs: 3_500, macMaxAgeMs: 10 * 60_000 };
-export const FAST_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 250, udpTimeoutMs: 1_000, macMaxAgeMs: 10 * 60_000 };
 
 const MAX_MAC_ENTRIES = 65_536;
-
-interface Link {
-  n: OverlayNeighbour;
-  session: SleeveSession;
-  udp: UdpEndpoint;
-  /** Last authenticated datagram of any kind from this neighbour. */
-  lastUdpRxMs: number;
-  /** What the neighbour last told us about hearing our probes. */
-  peerHearsUs: boolean;
-  peerStatusMs: number;
-  /** The neighbour accepts sleeve version 3. */
-  segmented: boolean;
-}
 
 export type OverlayCounters = Record<string, number>;
 
 export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
+    framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -97,7 +76,7 @@ export class Overlay implements DataPlane {
   private readonly fromUnderlayAqm: BatchAqm;
   private readonly receiver = new SegmentReceiver({
     neighbour: (name) => this.links.get(name) ?? null,
-    message: (buf, off, len, host, port) => this.handleMessage(buf, off, len, host, port),
+    message: (buf, off, len, host, port, spanOff, spanLen) => this.handleMessage(buf, off, len, host, port, spanOff, spanLen),
     drop: (reason) => { this.drops[reason]++; },
     nowMs: () => this.deps.clock.now(),
   });
@@ -105,8 +84,6 @@ export class Overlay implements DataPlane {
   private readonly stride: number;
   /** Largest frame (vnet header included) one version 3 message carries; bigger super-frames are split to it. */
   private readonly segmentedFrameMax: number;
-  /** Links that take version 3: while there are any, super-frames are split to segmentedFrameMax. */
-  private segmentedLinks = 0;
   /** The socket option is the socket's for good: set once, at the first sealed link. */
   private checksumsOmitted = false;
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
@@ -114,8 +91,8 @@ export class Overlay implements DataPlane {
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
   private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
-  private timer: Timer | null = null;
-  private closed = false;
+  /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
+  private readonly probes: LinkProbes;
 
   constructor(
     /**
@@ -137,6 +114,10 @@ export class Overlay implements DataPlane {
     const monoMs = deps.monoMs ?? (() => performance.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
     this.fromUnderlayAqm = new BatchAqm(monoMs);
+    this.probes = new LinkProbes(this.links, {
+      clock: deps.clock, logger: deps.logger, udp: deps.udp, ...(deps.fastdp ? { fastdp: deps.fastdp } : {}), timings: opts.timings, stride: this.stride,
+      tick: (now) => this.forwarder.macs.tick(now),
+    });
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
@@ -168,12 +149,11 @@ export class Overlay implements DataPlane {
       this.fromUnderlayAqm.endBatch();
     });
     this.deps.fastdp?.start(this.forwarder.macs);
-    this.scheduleProbe();
+    this.probes.start();
   }
 
   close(): void {
-    this.closed = true;
-    this.timer?.cancel();
+    this.probes.close();
     this.deps.fastdp?.close();
     this.deps.bridge.close();
     this.deps.udp.close();
@@ -196,7 +176,7 @@ export class Overlay implements DataPlane {
     const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false };
     this.links.set(n.name, link);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
-    this.sendProbe(link, null, n.host, n.udpPort);
+    this.probes.sendProbe(link, null, n.host, n.udpPort);
     this.deps.udp.flush();
   }
 
@@ -205,7 +185,7 @@ export class Overlay implements DataPlane {
     const link = this.links.get(name);
     if (link === undefined) return;
     link.session.close();
-    if (link.segmented) this.segmentedLinks--;
+    this.probes.dropped(link);
     this.links.delete(name);
   }
 
@@ -217,18 +197,7 @@ export class Overlay implements DataPlane {
 
   linkStatus(name: PeerName): LinkStatus | null {
     const l = this.links.get(name);
-    if (!l) return null;
-    const now = this.deps.clock.now();
-    const hearing = now - l.lastUdpRxMs <= this.opts.timings.udpTimeoutMs;
-    let reason: string;
-    if (l.peerHearsUs) reason = hearing ? 'UDP works both ways' : 'peer hears our UDP; we hear none of its probes';
-    else if (l.peerStatusMs === -Infinity) reason = 'waiting for the first UDP probe report';
-    else reason = hearing ? 'peer hears none of our UDP probes (blocked one way?)' : 'no UDP probes get through either way (UDP blocked?)';
-    const udpAddress = `${l.udp.host}:${l.udp.port}`;
-    const fast = this.deps.fastdp?.decision(name) ?? null;
-    if (fast?.fast) return { path: 'fastdp', reason: `VXLAN: ${fast.reason}`, udpAddress, encrypted: l.session.encrypted };
-    if (fast !== null) reason += `; fast path: ${fast.reason}`;
-    return { path: l.peerHearsUs ? 'udp' : 'tcp', reason, udpAddress, encrypted: l.session.encrypted };
+    return l ? this.probes.status(l) : null;
   }
 
   macTable(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
@@ -240,28 +209,14 @@ export class Overlay implements DataPlane {
     if (!this.links.has(from)) { this.drops['unknown-sender']++; return; }
     const buf = Buffer.from(inner.buffer, inner.byteOffset, inner.byteLength);
     this.traffic.framesReceivedTcp!++;
-    this.handleInner(buf, 0, inner.byteLength);
+    this.handleInner(buf, 0, inner.byteLength, 0, 0);
     this.deps.udp.flush();
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
   handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false): void {
     const l = this.links.get(from);
-    if (!l) return;
-    const segmented = segments && this.stride > 0;
-    if (l.segmented !== segmented) {
-      l.segmented = segmented;
-      this.segmentedLinks += segmented ? 1 : -1;
-    }
-    this.deps.fastdp?.onReport(from, fastdp);
-    if (echo !== null && l.udp.confirm(echo, this.deps.clock.now()) && this.deps.logger.enabled('info')) {
-      this.deps.logger.info('UDP address confirmed over TCP', { peer: from, addr: `${l.udp.host}:${l.udp.port}` });
-    }
-    if (l.peerHearsUs !== hearing && this.deps.logger.enabled('info')) {
-      this.deps.logger.info(hearing ? 'UDP path works, sending frames over UDP' : 'UDP path lost, sending frames over the TCP connection', { peer: from });
-    }
-    l.peerHearsUs = hearing;
-    l.peerStatusMs = this.deps.clock.now();
+    if (l) this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments);
   }
 
   // ---- bridge -> overlay ----
@@ -274,8 +229,8 @@ export class Overlay implements DataPlane {
     // A bigger super-frame leaves as several (gso-split.ts).
     if (buf[off + 1] === VNET_GSO_NONE) {
       if (len > VNET_HDR_BYTES + this.opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES) { this.drops['too-big']++; return; }
-    } else if (len > MAX_SLEEVE_FRAME_BYTES || (this.segmentedLinks > 0 && len > this.segmentedFrameMax)) {
-      const pieces = this.splitter.split(buf, off, len, this.segmentedLinks > 0 ? this.segmentedFrameMax : MAX_SLEEVE_FRAME_BYTES);
+    } else if (len > MAX_SLEEVE_FRAME_BYTES || (this.probes.segmentedLinks > 0 && len > this.segmentedFrameMax)) {
+      const pieces = this.splitter.split(buf, off, len, this.probes.segmentedLinks > 0 ? this.segmentedFrameMax : MAX_SLEEVE_FRAME_BYTES);
       if (typeof pieces === 'string') {
         // Only TCP splits; anything else that fits one version 2 datagram goes whole as that.
         if (len > MAX_SLEEVE_FRAME_BYTES) { this.drops['too-big']++; return; }
@@ -339,8 +294,8 @@ export class Overlay implements DataPlane {
 
   // ---- underlay -> overlay ----
 
-  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together. */
-  private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number): void {
+  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together; span as in SegmentSink. */
+  private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number): void {
     const h = readSleeveHeader(buf, off, len);
     if (typeof h === 'string') { this.drops[h]++; return; }
     const link = this.links.get(h.sender);
@@ -352,8 +307,7 @@ export class Overlay implements DataPlane {
     if (challenged) link.udp.heardChallenge(buf.subarray(off + SLEEVE_HEADER_BYTES, off + SLEEVE_HEADER_BYTES + CHALLENGE_BYTES), source === 'pinned');
     if (source === 'unexpected') {
       // Plaintext: anyone can name this neighbour, so the source proves nothing (udp-endpoint.ts).
-      const nonce = link.udp.challenge(host, port, this.deps.clock.now(), randomFillSync);
-      if (nonce !== null) this.sendProbe(link, nonce, host, port);
+      this.probes.challenge(link, host, port);
       this.drops.source++;
       return;
     }
@@ -362,7 +316,7 @@ export class Overlay implements DataPlane {
     if (h.type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
-    this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen);
+    this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen);
   }
 
   /** The queue's CoDel verdict on a frame (vnet header first): false when it is dropped. */
@@ -373,7 +327,8 @@ export class Overlay implements DataPlane {
     return true;
   }
 
-  private handleInner(buf: Buffer, off: number, len: number): void {
+  /** An inner frame (inner header first) from a neighbour; spanLen > 0: it lies in the UDP receive buffer, at most spanOff+spanLen. */
+  private handleInner(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number): void {
     const inner = readInnerHeader(buf, off, len);
     if (!inner) { this.drops.short++; return; }
     const frameOff = off + INNER_HEADER_BYTES;
@@ -386,6 +341,7 @@ export class Overlay implements DataPlane {
       this.traffic.framesToBridge!++;
     }
     if (d.via.length === 0) return;
+    if (d.via.length === 1 && !d.deliver && spanLen > 0 && this.relayInPlace(d.via[0]!, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen)) return;
     // The frame sits in a receive buffer and is relayed into the port's send
     // slots (or a fresh TCP message): it can be read in place, no copy needed.
     const hops = inner.hopsLeft - 1;
@@ -399,6 +355,41 @@ export class Overlay implements DataPlane {
     }
   }
 
+  /**
+   * Relays a unicast message where it arrived: the inner frame at `off` in the
+   * receive buffer (its sleeve header 16 bytes before it) is resealed there
+   * under the next link's key and leaves from there (DatagramPort.sendFrom),
+   * as version 3 segments in the span the segments came in, or as one version
+   * 2 datagram. Spares the copy into a send slot and, with equal strides, the
+   * moves of chunk 0. False when it cannot (then the caller copies): the port
+   * cannot send from a receive buffer, the next hop is on TCP, or the result
+   * would not fit the span (another stride, another tag size).
+   */
+  private relayInPlace(via: PeerName, buf: Buffer, off: number, len: number, hops: number, spanOff: number, spanEnd: number): boolean {
+    const udp = this.deps.udp;
+    const link = this.links.get(via);
+    if (udp.sendFrom === undefined || link === undefined || !link.peerHearsUs) return false;
+    const at = off - SLEEVE_HEADER_BYTES;
+    const sealedBody = len + link.session.trailerBytes;
+    const segmented = link.segmented && fitsSegmented(sealedBody, this.stride);
+    // Version 3 leaves from as low as 4 bytes before the header (where compacted segments began); version 2 from the header.
+    const from = segmented ? Math.max(spanOff, at - (SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES)) : at;
+    const wire = segmented ? segmentedBytes(sealedBody, this.stride) : SLEEVE_HEADER_BYTES + sealedBody;
+    if (at < spanOff || from + wire > spanEnd) return false;
+    writeHopsLeft(buf, off, hops);
+    const sealed = link.session.seal(buf, at, SLEEVE_TYPE_FRAME, len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
+    // A spent counter (the mesh rekeys long before) drops the frame, as sendFrame does.
+    if (sealed < 0) return true;
+    const n = segmented ? spreadSegments(buf, at, sealed - SLEEVE_HEADER_BYTES, this.stride, from) : sealed;
+    udp.sendFrom(buf, from, n, link.udp.host, link.udp.port, segmented ? this.stride + SEGMENT_HEADER_BYTES : 0);
+    if (segmented) this.traffic.framesSentSegmented!++;
+    this.traffic.framesSentUdp!++;
+    this.traffic.framesRelayed!++;
+    this.traffic.framesRelayedInPlace!++;
+    this.traffic.bytesSentUdp! += n;
+    return true;
+  }
+
   private nameBytes(name: PeerName): Uint8Array {
     let bytes = this.nameBytesCache.get(name);
     if (bytes === undefined) {
@@ -407,38 +398,5 @@ export class Overlay implements DataPlane {
       this.nameBytesCache.set(name, bytes);
     }
     return bytes;
-  }
-
-  // ---- probes ----
-
-  private scheduleProbe(): void {
-    if (this.closed) return;
-    this.timer = this.deps.clock.setTimer(this.opts.timings.probeIntervalMs, () => {
-      const now = this.deps.clock.now();
-      for (const link of this.links.values()) {
-        this.sendProbe(link, null, link.udp.host, link.udp.port);
-        const sinceMs = now - link.lastUdpRxMs;
-        const echo = link.udp.tick();
-        const fastdp = this.deps.fastdp?.flags(link.n.name) ?? NO_FASTDP;
-        // Bit 3: every overlay of this version reassembles version 3, whatever its port can send.
-        link.n.sendControl(encodeUdpStatus(sinceMs <= this.opts.timings.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true));
-        // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
-        if (now - link.peerStatusMs > 2 * this.opts.timings.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link.n.name, false, null);
-      }
-      this.deps.fastdp?.tick();
-      this.deps.udp.flush();
-      this.forwarder.macs.tick(now);
-      this.scheduleProbe();
-    });
-  }
-
-  /** A probe to host:port, carrying a challenge (plaintext meshes) or nothing. */
-  private sendProbe(link: Link, challenge: Buffer | null, host: string, port: number): void {
-    const udp = this.deps.udp;
-    const slab = udp.stageSlab();
-    const at = udp.stageOffset();
-    if (challenge !== null) challenge.copy(slab, at + SLEEVE_HEADER_BYTES);
-    const n = link.session.seal(slab, at, SLEEVE_TYPE_PROBE, challenge !== null ? challenge.length : 0);
-    if (n > 0) udp.commit(n, host, port);
   }
 }

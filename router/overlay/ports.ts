@@ -35,7 +35,16 @@ export interface DatagramPort {
    * segSize bytes, the last shorter, in one send (UDP_SEGMENT).
    */
   commit(len: number, host: string, port: number, segSize?: number): void;
-  /** Sends whatever is staged. */
+  /**
+   * Queues a datagram that already sits in `buf`, the buffer this port handed
+   * to the receive handler of the batch being delivered (a relayed message,
+   * resealed where it arrived), to leave at the next flush, which the overlay
+   * calls at the end of that batch, before the port reuses the buffer. Spares
+   * the copy into a stage slot. segSize as for commit(). Ports without it
+   * get every datagram through stageSlab() and commit().
+   */
+  sendFrom?(buf: Buffer, off: number, len: number, host: string, port: number, segSize?: number): void;
+  /** Sends whatever is staged or queued. */
   flush(): void;
   /**
    * From now on datagrams may leave without a UDP checksum (IPv4; a no-op

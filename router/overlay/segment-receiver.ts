@@ -6,7 +6,9 @@
 // counter not already accepted, to the bounded reassembler
 // (segment-reassembly.ts). Every whole message goes to the sink, which
 // authenticates it; nothing here trusts a length before checking it, and the
-// work per slot is bounded by MAX_SEGMENTS.
+// work per slot is bounded by MAX_SEGMENTS. A message that lies in the port's
+// receive buffer comes with the span it arrived in (a relay may reseal it
+// there and send it from there); one from the reassembler with none.
 
 import type { DropReason } from './forwarder';
 import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
@@ -17,8 +19,14 @@ import type { PeerName } from '../mesh/peer-name';
 export interface SegmentSink {
   /** The neighbour's replay check (SleeveSession.stale), or null for a stranger. */
   neighbour(name: PeerName): { session: { stale(typeByte: number, counter: number): boolean } } | null;
-  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together. */
-  message(buf: Buffer, off: number, len: number, host: string, port: number): void;
+  /**
+   * One whole sleeve message: a version 2 datagram, or a version 3 message put
+   * back together. spanLen > 0: buf[spanOff, spanOff+spanLen) is the received
+   * datagram (or coalesced segments) the message was made from, in the port's
+   * receive buffer, free to be rewritten until the batch ends; 0: the message
+   * lies elsewhere (the reassembler's pool).
+   */
+  message(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number): void;
   drop(reason: DropReason): void;
   nowMs(): number;
 }
@@ -45,7 +53,7 @@ export class SegmentReceiver {
       const body = compactSegments(buf, off, len, segSize);
       if (body >= 0) {
         this.coalesced++;
-        this.sink.message(buf, off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + body, host, port);
+        this.sink.message(buf, off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + body, host, port, off, len);
         return;
       }
     }
@@ -53,7 +61,7 @@ export class SegmentReceiver {
   }
 
   private datagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
-    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port); return; }
+    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port, off, len); return; }
     // A segment alone: reassemble before any crypto, within the reassembler's bounds.
     const h = readSleeveHeader(buf, off, len);
     if (typeof h === 'string') { this.sink.drop(h); return; }
@@ -64,6 +72,6 @@ export class SegmentReceiver {
     if (typeof slot === 'string') { this.sink.drop(slot); return; }
     if (slot < 0) return;
     const r = this.reassembler;
-    this.sink.message(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port);
+    this.sink.message(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port, 0, 0);
   }
 }

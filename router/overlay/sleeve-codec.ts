@@ -109,6 +109,11 @@ export function writeInnerHeader(buf: Uint8Array, off: number, src: Uint8Array, 
   buf[off + 12] = hopsLeft;
 }
 
+/** Rewrites only the hops-left byte of an inner header at `off` (a relay passing a frame on in place). */
+export function writeHopsLeft(buf: Uint8Array, off: number, hopsLeft: number): void {
+  buf[off + 12] = hopsLeft;
+}
+
 export interface InnerHeader {
   src: PeerName;
   dst: PeerName;

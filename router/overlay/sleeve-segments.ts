@@ -75,22 +75,28 @@ export function maxSegmentedBody(stride: number): number {
 /**
  * Turns a sealed version 3 message in place into its segments: on entry the
  * 16-byte header (version 3) is at `at` and the body (bodyLen bytes) right
- * after it; on return segment i starts at at + i * (stride + 20). The buffer
- * needs room for segmentedBytes(bodyLen, stride) bytes from `at`. Returns
- * that length. Chunks move last first, so none overwrites one not yet moved.
+ * after it; on return segment i starts at segAt + i * (stride + 20), where
+ * segAt is `at` (a message built in a send slot) or as low as at - 4 (a
+ * message compacted in a receive buffer, compactSegments, going out again at
+ * the same offset: chunk 0 then stays put). The buffer needs room for
+ * segmentedBytes(bodyLen, stride) bytes from segAt. Returns that length.
+ * Chunks move last first, each to an offset no lower than its own, so none
+ * overwrites one not yet moved; the headers are written after.
  */
-export function spreadSegments(buf: Uint8Array, at: number, bodyLen: number, stride: number): number {
+export function spreadSegments(buf: Uint8Array, at: number, bodyLen: number, stride: number, segAt = at): number {
+  if (segAt > at || segAt < at - (SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES)) throw new RangeError(`segments at ${segAt} for a message at ${at}`);
   const n = segmentCount(bodyLen, stride);
   const segBytes = stride + SEGMENT_HEADER_BYTES;
   for (let i = n - 1; i >= 0; i--) {
     const from = at + SLEEVE_HEADER_BYTES + i * stride;
     const len = i === n - 1 ? bodyLen - i * stride : stride;
-    const seg = at + i * segBytes;
-    buf.copyWithin(seg + SEGMENT_HEADER_BYTES, from, from + len);
+    const seg = segAt + i * segBytes;
+    if (seg + SEGMENT_HEADER_BYTES !== from) buf.copyWithin(seg + SEGMENT_HEADER_BYTES, from, from + len);
   }
+  if (segAt !== at) buf.copyWithin(segAt, at, at + SLEEVE_HEADER_BYTES);
   for (let i = 0; i < n; i++) {
-    const seg = at + i * segBytes;
-    if (i > 0) buf.copyWithin(seg, at, at + SLEEVE_HEADER_BYTES);
+    const seg = segAt + i * segBytes;
+    if (i > 0) buf.copyWithin(seg, segAt, segAt + SLEEVE_HEADER_BYTES);
     buf[seg + 16] = i;
     buf[seg + 17] = n;
     buf[seg + 18] = stride >>> 8;

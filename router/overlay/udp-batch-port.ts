@@ -2,7 +2,9 @@
 // seals each datagram in place in a slot of a preallocated stage slab; staged
 // datagrams leave in one sendmmsg per batch (flush), a segmented one as UDP
 // GSO; receives arrive one callback per recvmmsg batch, coalesced segments
-// (UDP_GRO, when the socket asked for it) with their size.
+// (UDP_GRO, when the socket asked for it) with their size. A relayed message
+// resealed in the receive slab leaves from there (sendFrom), in a second
+// sendmmsg after the staged ones at the same flush.
 
 import { tryParseIpv4 } from '../../common/ip';
 import { DatagramHandler, DatagramPort, STAGE_SLOT_BYTES } from './ports';
@@ -18,6 +20,13 @@ export class UdpBatchPort implements DatagramPort {
   private readonly dests = new UdpAddressTable(STAGE_COUNT);
   private readonly segSizes = new Uint16Array(STAGE_COUNT);
   private staged = 0;
+  /** Datagrams queued by sendFrom: all in one caller's buffer (the receive slab), sent at flush. */
+  private borrowedSlab: Buffer | null = null;
+  private readonly borrowedOffsets = new Int32Array(STAGE_COUNT);
+  private readonly borrowedLengths = new Int32Array(STAGE_COUNT);
+  private readonly borrowedDests = new UdpAddressTable(STAGE_COUNT);
+  private readonly borrowedSegSizes = new Uint16Array(STAGE_COUNT);
+  private borrowed = 0;
   readonly segmentation = true;
   /** Destination text to IPv4 number: the overlay sends to a handful of neighbours, so parse each once. */
   private readonly ipv4Cache = new Map<string, number>();
@@ -48,6 +57,37 @@ export class UdpBatchPort implements DatagramPort {
     const i = this.staged++;
     this.lengths[i] = len;
     this.segSizes[i] = segSize;
+    this.setDest(this.dests, i, host, port);
+  }
+
+  sendFrom(buf: Buffer, off: number, len: number, host: string, port: number, segSize = 0): void {
+    if (this.borrowed > 0 && (this.borrowedSlab !== buf || this.borrowed === STAGE_COUNT)) this.flushBorrowed();
+    this.borrowedSlab = buf;
+    const i = this.borrowed++;
+    this.borrowedOffsets[i] = off;
+    this.borrowedLengths[i] = len;
+    this.borrowedSegSizes[i] = segSize;
+    this.setDest(this.borrowedDests, i, host, port);
+  }
+
+  flush(): void {
+    if (this.staged > 0) {
+      const n = this.staged;
+      this.staged = 0;
+      this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n, this.segSizes);
+    }
+    if (this.borrowed > 0) this.flushBorrowed();
+  }
+
+  private flushBorrowed(): void {
+    const n = this.borrowed;
+    const slab = this.borrowedSlab!;
+    this.borrowed = 0;
+    this.borrowedSlab = null;
+    this.socket.sendBatch(slab, this.borrowedOffsets, this.borrowedLengths, this.borrowedDests, n, this.borrowedSegSizes);
+  }
+
+  private setDest(table: UdpAddressTable, i: number, host: string, port: number): void {
     let ip = this.ipv4Cache.get(host);
     if (ip === undefined) {
       const parsed = tryParseIpv4(host);
@@ -57,15 +97,8 @@ export class UdpBatchPort implements DatagramPort {
         this.ipv4Cache.set(host, ip);
       }
     }
-    if (ip !== undefined) this.dests.setIPv4(i, ip, port);
-    else this.dests.set(i, host, port);
-  }
-
-  flush(): void {
-    if (this.staged === 0) return;
-    const n = this.staged;
-    this.staged = 0;
-    this.socket.sendBatch(this.stage, this.offsets, this.lengths, this.dests, n, this.segSizes);
+    if (ip !== undefined) table.setIPv4(i, ip, port);
+    else table.set(i, host, port);
   }
 
   omitChecksums(): void {

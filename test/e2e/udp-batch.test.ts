@@ -1,6 +1,7 @@
 // UdpBatchSocket on loopback only: batches in, batches out, contents and
 // sources intact, hostile arguments rejected without a crash, and a process
-// holding a socket still exits. Prints a rough datagram rate (no assertion).
+// holding a socket still exits. UdpBatchPort passes datagrams on from its
+// receive buffer (sendFrom) beside staged ones, as a relay does. Prints a rough datagram rate (no assertion).
 
 import t from 'tap';
 import { execFile } from 'node:child_process';
@@ -8,6 +9,7 @@ import * as path from 'node:path';
 import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type UdpHandle } from '../../router/overlay/native';
 import { UdpAddressTable, UdpBatchSocket, formatIPBytes, parseIPToBytes } from '../../router/overlay/udp-batch';
+import { UdpBatchPort } from '../../router/overlay/udp-batch-port';
 import { parseIpv4 } from '../../common/ip';
 import { pollUntil } from '../../scripts/wait';
 
@@ -75,6 +77,37 @@ t.test('100 datagrams of different sizes arrive intact, in batches, with their s
   t.equal(s.txPackets, 100);
   t.equal(s.txBytes, sizes.reduce((a, b) => a + b, 0));
   t.equal(rx.stats().rxPackets, 100);
+});
+
+t.test('UdpBatchPort: datagrams sent from the receive buffer (sendFrom) and staged ones leave at the flush, intact', async (t) => {
+  const { rx, tx } = pair(t);
+  const sink = UdpBatchSocket.open({ address: '127.0.0.1', port: 0, recvBufferBytes: 4 << 20 });
+  t.teardown(() => sink.close());
+  const relay = new UdpBatchPort(rx);
+  const sizes = [40, 1400, 60_000, 7];
+  const { slab, offsets, lengths, expected } = buildBatch(sizes);
+  const got: Buffer[] = [];
+  sink.onDatagrams((s, offs, lens, _src, count) => {
+    for (let i = 0; i < count; i++) got.push(Buffer.from(s.subarray(offs[i]!, offs[i]! + lens[i]!)));
+  });
+  let staged = 0;
+  relay.start((buf, off, len) => {
+    // Each datagram goes on from where it arrived, and a staged one of 3 bytes beside it.
+    relay.sendFrom(buf, off, len, '127.0.0.1', sink.localPort);
+    const at = relay.stageOffset();
+    relay.stageSlab().fill(0xee, at, at + 3);
+    relay.commit(3, '127.0.0.1', sink.localPort);
+    staged++;
+  }, () => relay.flush());
+  const dests = new UdpAddressTable(sizes.length);
+  for (let i = 0; i < sizes.length; i++) dests.setIPv4(i, LOOPBACK, rx.localPort);
+  t.equal(tx.sendBatch(slab, offsets, lengths, dests, sizes.length), sizes.length);
+  t.ok(await pollUntil(() => got.length >= 2 * sizes.length, { timeoutMs: 5000, intervalMs: 5 }), 'all passed on');
+  const passed = got.filter((g) => g.length !== 3);
+  t.equal(staged, sizes.length);
+  t.same(passed.map((g) => g.length), sizes, 'in order');
+  t.ok(passed.every((g, i) => g.equals(expected[i]!)), 'byte for byte');
+  t.equal(got.filter((g) => g.length === 3 && g.every((b) => b === 0xee)).length, sizes.length, 'and the staged ones');
 });
 
 /** Bind errors here mean the machine has no ::1, which is not our bug. */
