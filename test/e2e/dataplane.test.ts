@@ -191,6 +191,14 @@ t.test('three hosts in a line: h1 and h3 cannot reach each other, containers tal
   await pingEventually(m, 'c3', 'c1');
   const s2 = await m.net.host('h2').weaveStatus();
   t.ok((s2.counters['framesRelayed'] ?? 0) > 0, `h2 relayed frames (${s2.counters['framesRelayed']})`);
+  // Once h2 sends to h3 over UDP, it relays where the datagrams arrived (no copy into a send slot).
+  let inPlace = 0;
+  await waitFor(async () => {
+    await pingEventually(m, 'c1', 'c3');
+    inPlace = (await m.net.host('h2').weaveStatus()).counters['framesRelayedInPlace'] ?? 0;
+    return inPlace > 0;
+  }, { what: 'h2 relaying in place', timeoutMs: 20_000, intervalMs: 200 });
+  t.ok(inPlace > 0, `h2 relayed ${inPlace} frames in place`);
 });
 
 t.test('UDP dropped between two hosts: frames fall back to TCP, then return to UDP', async (t) => {
