@@ -30,6 +30,8 @@ export class UdpBatchPort implements DatagramPort {
   readonly segmentation = true;
   /** Destination text to IPv4 number: the overlay sends to a handful of neighbours, so parse each once. */
   private readonly ipv4Cache = new Map<string, number>();
+  /** Source IPv4 number to text, the other way: every received datagram names its source, mostly one of a few neighbours. */
+  private readonly sourceText = new Map<number, string>();
 
   constructor(private readonly socket: UdpBatchSocket) {
     for (let i = 0; i < STAGE_COUNT; i++) this.offsets[i] = i * STAGE_SLOT_BYTES;
@@ -37,9 +39,22 @@ export class UdpBatchPort implements DatagramPort {
 
   start(onDatagram: DatagramHandler, onBatchEnd: () => void): void {
     this.socket.onDatagrams((slab, offsets, lengths, sources, count, segSizes) => {
-      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, sources.address(i), sources.port(i), segSizes?.[i] ?? 0);
+      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
       onBatchEnd();
     });
+  }
+
+  /** Entry i's address as text, IPv4 from the cache (no string built per datagram). */
+  private sourceHost(sources: UdpAddressTable, i: number): string {
+    const ip = sources.ipv4(i);
+    if (ip < 0) return sources.address(i);
+    let text = this.sourceText.get(ip);
+    if (text === undefined) {
+      text = sources.address(i);
+      if (this.sourceText.size >= MAX_CACHED_HOSTS) this.sourceText.clear();
+      this.sourceText.set(ip, text);
+    }
+    return text;
   }
 
   stageSlab(): Buffer {

@@ -91,7 +91,9 @@ t.test('UdpBatchPort: datagrams sent from the receive buffer (sendFrom) and stag
     for (let i = 0; i < count; i++) got.push(Buffer.from(s.subarray(offs[i]!, offs[i]! + lens[i]!)));
   });
   let staged = 0;
-  relay.start((buf, off, len) => {
+  const sources: string[] = [];
+  relay.start((buf, off, len, host, port) => {
+    sources.push(`${host}:${port}`);
     // Each datagram goes on from where it arrived, and a staged one of 3 bytes beside it.
     relay.sendFrom(buf, off, len, '127.0.0.1', sink.localPort);
     const at = relay.stageOffset();
@@ -108,6 +110,7 @@ t.test('UdpBatchPort: datagrams sent from the receive buffer (sendFrom) and stag
   t.same(passed.map((g) => g.length), sizes, 'in order');
   t.ok(passed.every((g, i) => g.equals(expected[i]!)), 'byte for byte');
   t.equal(got.filter((g) => g.length === 3 && g.every((b) => b === 0xee)).length, sizes.length, 'and the staged ones');
+  t.same(new Set(sources), new Set([`127.0.0.1:${tx.localPort}`]), 'each with its source (the text cached per address)');
 });
 
 /** Bind errors here mean the machine has no ::1, which is not our bug. */
