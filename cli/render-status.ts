@@ -145,6 +145,7 @@ const FAILURE_LABEL: Partial<Record<RouterErrorCode, string>> = {
   'password-remote-only': 'refused: we have no password',
   version: 'refused: no common version',
   'name-collision': 'refused: name in use',
+  'peer-key': 'refused: key not proven',
   'conn-limit': 'refused: limit reached',
   'heartbeat-timeout': 'timed out',
   closed: 'closed',

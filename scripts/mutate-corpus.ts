@@ -7,7 +7,7 @@
 // deeper paths behind a successful decode are reached too. Pure: no sockets.
 
 import * as packet from 'dns-packet';
-import { encodeHello, SHARE_BYTES } from '../router/mesh/handshake-messages';
+import { encodeHello, HELLO_NONCE_BYTES, SHARE_BYTES } from '../router/mesh/handshake-messages';
 import { encodeGossip, encodeHeartbeat, encodeUdpStatus, allocFrameMessage } from '../router/mesh/protocol';
 import type { PeerName } from '../router/mesh/peer-name';
 import {
@@ -93,7 +93,7 @@ export function randomPeerName(rng: SeededRng): PeerName {
 /** A Hello of any shape a peer may send: no password, one share or two. */
 export function someHello(rng: SeededRng): Uint8Array {
   const shares = Array.from({ length: rng.int(0, 2) }, () => randomBytes(rng, SHARE_BYTES));
-  return encodeHello({ minVersion: rng.next() < 0.8 ? 2 : rng.int(1, 3), maxVersion: 2 + rng.int(0, 1), shares, ciphers: 0 });
+  return encodeHello({ minVersion: rng.next() < 0.8 ? 3 : rng.int(1, 4), maxVersion: 3 + rng.int(0, 1), nonce: randomBytes(rng, HELLO_NONCE_BYTES), shares, ciphers: 0 });
 }
 
 /** An Ethernet frame: ARP, IPv4 UDP or junk, to a container MAC or broadcast. */

@@ -18,6 +18,7 @@ import { connect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { frame, FrameDecoder } from '../router/mesh/framing';
 import { Handshake } from '../router/mesh/handshake';
+import { PeerKey } from '../router/mesh/peer-key';
 import { decodeControlMessage, encodeGossip } from '../router/mesh/protocol';
 import type { PeerName } from '../router/mesh/peer-name';
 import { loadSodium } from '../router/mesh/sodium';
@@ -85,7 +86,8 @@ async function handshakeMode(c: WorkerCounts, rng: SeededRng, target: string, n:
       // A valid Hello from the real code, then a mutated Auth.
       const withPassword = theirs.length > 11 && (theirs[10]! & 1) === 1;
       const key = withPassword ? Uint8Array.from({ length: 32 }, () => rng.int(0, 255)) : null;
-      const { handshake, hello } = Handshake.start({ local: { name: randomPeerName(rng), nickname: 'mutator', incarnation: i, listenPort: PORT }, passwordKey: key });
+      const peerKey = PeerKey.fromSeed(Uint8Array.from({ length: 32 }, () => rng.int(0, 255)));
+      const { handshake, hello } = Handshake.start({ local: { name: peerKey.name, nickname: 'mutator', incarnation: i, listenPort: PORT }, key: peerKey, passwordKey: key });
       conn.send(frame(hello));
       try {
         const auth = handshake.consumeHello(theirs).auth;
@@ -102,7 +104,8 @@ async function handshakeMode(c: WorkerCounts, rng: SeededRng, target: string, n:
 }
 
 async function controlMode(c: WorkerCounts, rng: SeededRng, target: string, n: number): Promise<void> {
-  const self = randomPeerName(rng);
+  const selfKey = PeerKey.fromSeed(Uint8Array.from({ length: 32 }, () => rng.int(0, 255)));
+  const self = selfKey.name;
   const seeds: Uint8Array[] = [];
   const udp = createSocket('udp4');
   udp.bind(PORT);
@@ -112,7 +115,7 @@ async function controlMode(c: WorkerCounts, rng: SeededRng, target: string, n: n
     const conn = await FramedConn.open(target);
     if (conn === null) { await delay(300); continue; }
     c.connections++;
-    const { handshake, hello } = Handshake.start({ local: { name: self, nickname: 'mutator', incarnation: incarnation++, listenPort: PORT }, passwordKey: null });
+    const { handshake, hello } = Handshake.start({ local: { name: self, nickname: 'mutator', incarnation: incarnation++, listenPort: PORT }, key: selfKey, passwordKey: null });
     conn.send(frame(hello));
     const theirHello = await conn.next(3000);
     if (theirHello === null) { conn.sock.destroy(); await delay(300); continue; }

@@ -9,7 +9,8 @@ import { ControlSession, PlaintextSession } from './control-session';
 import { RouterError, RouterErrorCode } from './errors';
 import { errorMessage } from '../../common/errors';
 import { frame, FrameDecoder } from './framing';
-import { Handshake } from './handshake';
+import { Handshake, HandshakeResult, PeerKeyRefused } from './handshake';
+import type { HandshakeSigner, PeerKeyPins } from './key-proof';
 import { DEFAULT_REKEY_OPTIONS, KeySchedule, KeyStatus, RekeyOptions } from './key-schedule';
 import type { SleeveKeyRing } from './sleeve-keys';
 import type { HelloInfo } from './handshake-messages';
@@ -29,6 +30,10 @@ export interface ConnectionEvents {
 
 export interface ConnectionOptions {
   local: HelloInfo;
+  /** Our peer key: proves local.name in the handshake. */
+  key: HandshakeSigner;
+  /** Keys known per name (the router's GossipAuthority): a peer's proof must match. */
+  pins?: PeerKeyPins;
   passwordKey: Uint8Array | null;
   /** During a password roll: the old password, still accepted. */
   oldPasswordKey?: Uint8Array | null;
@@ -43,7 +48,7 @@ export interface ConnectionOptions {
 }
 
 const KNOWN_REFUSE_CODES: ReadonlySet<string> = new Set<RouterErrorCode>([
-  'self-connection', 'name-collision', 'duplicate-connection', 'conn-limit', 'config',
+  'self-connection', 'name-collision', 'duplicate-connection', 'conn-limit', 'config', 'peer-key',
 ]);
 
 let nextConnectionId = 1;
@@ -52,6 +57,8 @@ export class Connection {
   readonly id = nextConnectionId++;
   phase: ConnectionPhase = 'handshaking';
   remote: HelloInfo | null = null;
+  /** The Ed25519 key the peer proved in the handshake (it derives remote.name). */
+  remoteKey: Uint8Array | null = null;
   encrypted = false;
   readonly startedMs: number;
   private handshake: Handshake;
@@ -76,7 +83,8 @@ export class Connection {
     this.lastReceivedMs = this.startedMs;
     this.log = deps.logger.child({ conn: this.id, addr: stream.remoteAddress, dir: opts.outbound ? 'out' : 'in' });
     const { handshake, hello } = Handshake.start({
-      local: opts.local, passwordKey: opts.passwordKey, oldPasswordKey: opts.oldPasswordKey ?? null, offerAesGcm: opts.offerAesGcm === true,
+      local: opts.local, key: opts.key, ...(opts.pins ? { pins: opts.pins } : {}),
+      passwordKey: opts.passwordKey, oldPasswordKey: opts.oldPasswordKey ?? null, offerAesGcm: opts.offerAesGcm === true,
     });
     this.handshake = handshake;
     this.stream.start({ onData: (chunk) => this.handleData(chunk), onClose: (err) => this.handleStreamClosed(err) });
@@ -178,11 +186,31 @@ export class Connection {
       this.stream.write(frame(outcome.auth));
       return;
     }
-    const result = this.handshake.consumeAuth(payload);
+    let result: HandshakeResult;
+    try {
+      result = this.handshake.consumeAuth(payload);
+    } catch (err) {
+      if (err instanceof PeerKeyRefused) this.tellKeyRefused(err);
+      throw err;
+    }
     this.remote = result.remote;
+    this.remoteKey = result.remoteKey;
     this.passwordSlot = result.passwordSlot;
     if (result.secrets !== null) this.keys = new KeySchedule(result.secrets, this.opts.rekey ?? DEFAULT_REKEY_OPTIONS, this.deps.clock.now());
     this.becomeEstablished();
+  }
+
+  /**
+   * The peer's key proof failed, but its own check of ours passed, so it
+   * counts itself established: one REFUSE under the session's keys (plain
+   * without a password) tells it why before we close. Only a peer that
+   * opened our Auth gets it, so strangers learn nothing from it.
+   */
+  private tellKeyRefused(err: PeerKeyRefused): void {
+    const keys = err.secrets === null ? null : new KeySchedule(err.secrets, this.opts.rekey ?? DEFAULT_REKEY_OPTIONS, this.deps.clock.now());
+    const session = keys?.control ?? new PlaintextSession();
+    this.stream.write(frame(session.seal(encodeRefuse(err.code, err.message))));
+    keys?.dispose();
   }
 
   private becomeEstablished(): void {

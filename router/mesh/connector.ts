@@ -119,7 +119,8 @@ export class Connector {
       if (!t.direct) this.targets.delete(address);
       return;
     }
-    if (error?.code === 'duplicate-connection' || (wasConnected && error?.code !== 'password-mismatch')) {
+    // A refusal over the password or the peer key (sent once the handshake completed) backs off like any failure.
+    if (error?.code === 'duplicate-connection' || (wasConnected && error?.code !== 'password-mismatch' && error?.code !== 'peer-key')) {
       // We still reach (or just reached) that peer: check again soon, without penalty.
       t.attempts = 0;
       t.state = 'waiting';

@@ -12,6 +12,7 @@ export type RouterErrorCode =
   | 'password-mismatch' // both have a password but they differ (or tampering)
   | 'password-local-only'
   | 'password-remote-only'
+  | 'peer-key'          // the peer did not prove the key its name derives from (handshake)
   | 'replay'            // counter out of order on an ordered channel
   | 'auth'              // authentication of a message failed
   | 'self-connection'

@@ -59,12 +59,13 @@ function endKey(s: ConnectionStatus): string {
  * inbound end that never identified itself and failed for no reason worth
  * naming (idle, oversize, not weave, dropped at a cap): counted in the
  * handshake pressure, never listed or logged one by one; 'loud' for
- * refusals an operator must fix (password, name, version): listed and logged
+ * refusals an operator must fix (password, name, version, a key proof that
+ * failed: an impostor or a broken peer): listed and logged
  * as warnings; 'quiet' for the rest: listed, logged at debug.
  */
 export function failureVisibility(code: RouterErrorCode, outbound: boolean, identified: boolean): 'none' | 'stranger' | 'loud' | 'quiet' {
   if (code === 'duplicate-connection' || code === 'self-connection') return 'none';
-  const loud = code.startsWith('password') || code === 'name-collision' || code === 'version';
+  const loud = code.startsWith('password') || code === 'name-collision' || code === 'version' || code === 'peer-key';
   if (loud) return 'loud';
   return !outbound && !identified ? 'stranger' : 'quiet';
 }

@@ -1,37 +1,41 @@
 // The two handshake messages and their byte layouts: the Hello each side sends
-// first (version range, whether it has a password, its CPace shares) and the
-// Auth each side sends once it has the peer's Hello (its identity, sealed with
-// each candidate key when there is a password). Pure codecs: bytes to typed
-// values and back, no state, no crypto of their own (the state machine, key
-// derivation and sealing are handshake.ts, key-derivation.ts, cpace.ts).
+// first (version range, a fresh nonce, whether it has a password, its CPace
+// shares) and the Auth each side sends once it has the peer's Hello (its
+// identity and the proof that it holds its peer key, sealed with each
+// candidate key when there is a password). Pure codecs: bytes to typed values
+// and back, no state, no crypto of their own (the state machine, key
+// derivation, sealing and the key proof are handshake.ts, key-derivation.ts,
+// cpace.ts, key-proof.ts).
 //
-// Hello payload, protocol version 2. Every later version must keep the first
-// 10 bytes, because the Hello is read before the version is agreed; version 1
-// (which sent the peer name and nickname here) shares them, so a version 1
-// peer and this one fail with a clear 'version' error on both sides.
+// Hello payload, protocol version 3. Every later version must keep the first
+// 10 bytes, because the Hello is read before the version is agreed; versions
+// 1 and 2 share them, so an older peer and this one fail with a clear
+// 'version' error on both sides. Version 3 added the key proof to Auth and
+// the nonce to Hello; a version 2 peer is refused, never accepted without the
+// proof (that would make the proof downgradable).
 //
-//    0               8     9     10    11      12
-//   +---------------+-----+-----+-----+-------+---------------------------+
-//   | magic         | min | max |flags| count | count x CPace share       |
-//   | "weave-ts"    | ver | ver |     | u8    | (32 bytes each)           |
-//   | (8 bytes)     | u8  | u8  | u8  | 1..2  |                           |
-//   +---------------+-----+-----+-----+-------+---------------------------+
+//    0               8     9     10    11             43      44
+//   +---------------+-----+-----+-----+--------------+-------+--------------------+
+//   | magic         | min | max |flags| nonce        | count | count x CPace share|
+//   | "weave-ts"    | ver | ver |     | (32 random   | u8    | (32 bytes each)    |
+//   | (8 bytes)     | u8  | u8  | u8  |  bytes)      | 1..2  |                    |
+//   +---------------+-----+-----+-----+--------------+-------+--------------------+
 //   count and shares are present only when flags bit 0 (password) is set;
 //   one share per password the sender accepts (current, then old during a
-//   password roll). Trailing bytes: ignored, but covered by the transcript.
-//
-//   Extension (still version 2: older peers ignore it as trailing bytes):
-//   with a password, one more byte may follow the shares, the sleeve
-//   ciphers the sender can use besides ChaCha20-Poly1305, which every peer
-//   has. Bit 0: AES-256-GCM. Absent = 0. The UDP sleeve uses AES-256-GCM
-//   when both Hellos set bit 0 (handshake.ts); a man in the middle who
-//   sets or clears it changes the transcript, so no Auth opens.
+//   password roll). The nonce makes every Hello fresh even without a
+//   password, so the transcript both key proofs sign is never repeated.
+//   Then, with a password, one optional byte: the sleeve ciphers the sender
+//   can use besides ChaCha20-Poly1305, which every peer has. Bit 0:
+//   AES-256-GCM. Absent = 0. The UDP sleeve uses AES-256-GCM when both Hellos
+//   set bit 0 (handshake.ts); a man in the middle who sets or clears it
+//   changes the transcript, so no Auth opens. Trailing bytes: ignored, but
+//   covered by the transcript.
 //
 //   What a stranger learns from our Hello: that this is weave-ts, which
 //   versions, whether the mesh has a password and whether a roll is under
-//   way (two shares). Shares are uniformly random group elements whatever the
-//   password (cpace.ts). No peer name, nickname or incarnation: those travel
-//   in Auth, sealed.
+//   way (two shares). Nonce and shares are uniformly random whatever the
+//   password (cpace.ts). No peer name, nickname, incarnation or key: those
+//   travel in Auth, sealed.
 //
 // Auth payload:
 //
@@ -46,19 +50,26 @@
 //                    8 zero bytes (each key seals exactly one message),
 //                    associated data = the transcript hash.
 //
-//   identity:  +------------------+--------------------------+-----------------+-------------+
-//              | peer name (6 B)  | nickname (u16 length +   | incarnation     | listen port |
-//              |                  | UTF-8, <= 64 bytes)      | (8 B, < 2^53)   | (u16)       |
-//              +------------------+--------------------------+-----------------+-------------+
-//              trailing bytes ignored.
+//   identity:  +-----------+-------------------+-------------+--------+------------+-----------+
+//              | peer name | nickname (u16 len | incarnation | listen | public key | signature |
+//              | (6 B)     | + UTF-8, <= 64 B) | (8 B, <2^53)| port   | (32 B,     | (64 B,    |
+//              |           |                   |             | (u16)  |  Ed25519)  |  Ed25519) |
+//              +-----------+-------------------+-------------+--------+------------+-----------+
+//              \_____________ signed part (key-proof.ts) ______________/
+//              The signature covers the signed part, the transcript and the
+//              sender's side (key-proof.ts). Trailing bytes ignored.
 
 import { RouterError } from './errors';
 import { PASSWORD_KEY_BYTES } from './password-key';
+import type { KeyProof } from './key-proof';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from './peer-key';
 import { isPeerName, MeshReader, MeshWriter, PeerName } from './peer-name';
 
 // Protocol constants.
-export const PROTOCOL_MIN_VERSION = 2;
-export const PROTOCOL_MAX_VERSION = 2;
+export const PROTOCOL_MIN_VERSION = 3;
+export const PROTOCOL_MAX_VERSION = 3;
+/** The first version whose Auth carries the key proof; anything older is refused by name. */
+export const KEY_PROOF_VERSION = 3;
 /** ASCII "weave-ts": tells a weave peer from anything else that answers on the port. */
 export const HELLO_MAGIC: Uint8Array = new TextEncoder().encode('weave-ts');
 export const HELLO_FLAG_PASSWORD = 0x01;
@@ -66,11 +77,12 @@ export const HELLO_FLAG_PASSWORD = 0x01;
 export const HELLO_CIPHER_AES_256_GCM = 0x01;
 export const MAX_NICKNAME_BYTES = 64;
 export const SHARE_BYTES = 32;
+export const HELLO_NONCE_BYTES = 32;
 /** Current and old password during a roll. */
 export const MAX_PASSWORDS = 2;
 /** Nonce channel byte of the identity sealed in Auth (1 and 2 are control-session.ts's). */
 export const CHANNEL_HANDSHAKE_AUTH = 3;
-/** A sealed identity: 6 + 2 + 64 + 8 + 2 bytes and a 16-byte tag, with room to grow. */
+/** A sealed identity: 6 + 2 + 64 + 8 + 2 + 32 + 64 bytes and a 16-byte tag, with room to grow. */
 const MAX_SEALED_IDENTITY_BYTES = 256;
 
 export interface HelloInfo {
@@ -85,6 +97,8 @@ export interface HelloInfo {
 export interface Hello {
   minVersion: number;
   maxVersion: number;
+  /** HELLO_NONCE_BYTES fresh random bytes. */
+  nonce: Uint8Array;
   /** Empty exactly when the peer has no password. */
   shares: Uint8Array[];
   /** HELLO_CIPHER_* bits; 0 without a password (and from older peers). */
@@ -97,8 +111,9 @@ export interface HelloHeader { minVersion: number; maxVersion: number }
 const textEncoder = new TextEncoder();
 
 export function encodeHello(hello: Hello): Uint8Array {
-  const w = new MeshWriter(16 + SHARE_BYTES * MAX_PASSWORDS);
-  w.bytes(HELLO_MAGIC).u8(hello.minVersion).u8(hello.maxVersion).u8(hello.shares.length > 0 ? HELLO_FLAG_PASSWORD : 0);
+  if (hello.nonce.length !== HELLO_NONCE_BYTES) throw new RangeError(`a Hello nonce must be ${HELLO_NONCE_BYTES} bytes, got ${hello.nonce.length}`);
+  const w = new MeshWriter(16 + HELLO_NONCE_BYTES + SHARE_BYTES * MAX_PASSWORDS);
+  w.bytes(HELLO_MAGIC).u8(hello.minVersion).u8(hello.maxVersion).u8(hello.shares.length > 0 ? HELLO_FLAG_PASSWORD : 0).bytes(hello.nonce);
   if (hello.shares.length > 0) {
     if (hello.shares.length > MAX_PASSWORDS) throw new RangeError(`at most ${MAX_PASSWORDS} shares, got ${hello.shares.length}`);
     w.u8(hello.shares.length);
@@ -130,9 +145,10 @@ export function readHelloHeader(r: MeshReader): HelloHeader {
   return { minVersion, maxVersion };
 }
 
-/** The rest of a version 2 Hello, after readHelloHeader. */
+/** The rest of a version 3 Hello, after readHelloHeader. */
 export function readHelloBody(r: MeshReader, header: HelloHeader): Hello {
   const flags = r.u8('flags');
+  const nonce = r.bytes(HELLO_NONCE_BYTES, 'nonce').slice();
   const shares: Uint8Array[] = [];
   let ciphers = 0;
   if ((flags & HELLO_FLAG_PASSWORD) !== 0) {
@@ -142,7 +158,7 @@ export function readHelloBody(r: MeshReader, header: HelloHeader): Hello {
     if (r.remaining > 0) ciphers = r.u8('ciphers');
   }
   // Further trailing bytes are left unread on purpose (forward compatibility).
-  return { ...header, shares, ciphers };
+  return { ...header, nonce, shares, ciphers };
 }
 
 /** Decodes a Hello from hostile bytes; throws RouterError('decode' | 'limit') only. */
@@ -151,17 +167,34 @@ export function decodeHello(payload: Uint8Array): Hello {
   return readHelloBody(r, readHelloHeader(r));
 }
 
+/** The signed part of an identity (key-proof.ts signs exactly these bytes). */
 export function encodeIdentity(info: HelloInfo): Uint8Array {
   return new MeshWriter(32 + MAX_NICKNAME_BYTES).peerName(info.name).string(info.nickname).u53(info.incarnation).u16(info.listenPort).finish();
 }
 
-export function decodeIdentity(bytes: Uint8Array): HelloInfo {
+/** The identity as Auth carries it: the signed part, then the proof. */
+export function encodeProvenIdentity(signed: Uint8Array, proof: KeyProof): Uint8Array {
+  if (proof.publicKey.length !== PUBLIC_KEY_BYTES || proof.signature.length !== SIGNATURE_BYTES) throw new RangeError('a key proof is a 32-byte key and a 64-byte signature');
+  return new MeshWriter(signed.length + PUBLIC_KEY_BYTES + SIGNATURE_BYTES).bytes(signed).bytes(proof.publicKey).bytes(proof.signature).finish();
+}
+
+/** A decoded identity: who the sender says it is, the bytes it signed, and its proof (not yet checked). */
+export interface ProvenIdentity {
+  info: HelloInfo;
+  signed: Uint8Array;
+  proof: KeyProof;
+}
+
+export function decodeIdentity(bytes: Uint8Array): ProvenIdentity {
   const r = new MeshReader(bytes, 'Auth identity');
   const name = r.peerName('peer name');
   const nickname = r.string(MAX_NICKNAME_BYTES, 'nickname');
   const incarnation = r.u53('incarnation');
   const listenPort = r.u16('listen port');
-  return { name, nickname, incarnation, listenPort };
+  const signed = bytes.slice(0, r.offset);
+  const publicKey = r.bytes(PUBLIC_KEY_BYTES, 'public key').slice();
+  const signature = r.bytes(SIGNATURE_BYTES, 'signature').slice();
+  return { info: { name, nickname, incarnation, listenPort }, signed, proof: { publicKey, signature } };
 }
 
 /** The sealed entries of an Auth, in the order the sender wrote them. */
@@ -215,8 +248,11 @@ export function negotiateVersion(localMin: number, localMax: number, remoteMin: 
   const lo = Math.max(localMin, remoteMin);
   const hi = Math.min(localMax, remoteMax);
   if (lo > hi) {
+    const older = remoteMax < KEY_PROOF_VERSION && localMin >= KEY_PROOF_VERSION
+      ? `: the peer runs an older weave-ts that does not prove its peer key in the handshake (protocol ${KEY_PROOF_VERSION}); upgrade it`
+      : '';
     throw new RouterError('version',
-      `no protocol version in common: we support ${localMin}..${localMax}, the peer supports ${remoteMin}..${remoteMax}`);
+      `no protocol version in common: we support ${localMin}..${localMax}, the peer supports ${remoteMin}..${remoteMax}${older}`);
   }
   return hi;
 }

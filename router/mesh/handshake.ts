@@ -1,7 +1,8 @@
 // Owns the versioned control handshake at the start of every TCP connection
 // between peers: version negotiation, the password check (a PAKE, cpace.ts),
-// the exchange of identities, and the chain key the connection's keys grow
-// from (key-schedule.ts). It is a pure state machine over message bytes: the
+// the exchange of identities with the proof that each side holds the key its
+// peer name derives from (key-proof.ts), and the chain key the connection's
+// keys grow from (key-schedule.ts). It is a pure state machine over message bytes: the
 // caller sends what it returns and logs what it throws. It must never touch a
 // socket, a timer or a logger. Layouts are handshake-messages.ts, the key
 // schedule key-derivation.ts.
@@ -14,8 +15,8 @@
 //     |   consumeHello(): versions, password flags, CPace secrets, Auth to send
 //     | ---- Auth -----------------------> |
 //     | <---------------------- Auth ----- |
-//     |   consumeAuth(): the peer's identity, proven with the password;
-//     |   then result() hands over the chain key
+//     |   consumeAuth(): the peer's identity, proven with the password,
+//     |   and its key proof; then result() hands over the chain key
 //
 // No offline oracle. Each Hello carries, per password the sender accepts, a
 // CPace share Y = y * G(password) and nothing that depends on the password
@@ -49,20 +50,42 @@
 // The offer is in the transcript like every other Hello byte (no downgrade,
 // no confusion), and the two ciphers take keys of different derivations
 // (key-derivation.ts), so even two peers that disagreed would share no key.
+//
+// Key proof (protocol 3): each identity carries our public key and a
+// signature over the transcript, our side and the identity (key-proof.ts).
+// With a password it travels inside the sealed identity, so only someone
+// whose share matched our password sees our key (a passive observer sees
+// neither it nor the name), and only an Auth that opened, i.e. a password
+// holder, costs us a signature verification: a stranger's bytes never reach
+// it. Without a password it goes in the clear, as the identity does. A proof
+// that fails is 'peer-key', thrown as PeerKeyRefused: it carries the session's
+// secrets (when the password opened) so the connection can tell the peer why
+// before it closes (the peer's own check of our proof passed, so it would
+// otherwise see only a closed connection).
 
 import { cpaceGenerator, cpaceSecret, cpaceShare, CPACE_SCALAR_BYTES } from './cpace';
 import { RouterError } from './errors';
 import {
-  bytesEqual, CHANNEL_HANDSHAKE_AUTH, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeSealedAuth, HELLO_CIPHER_AES_256_GCM, HelloInfo,
-  negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, readHelloBody, readHelloHeader, validateHelloOptions,
+  bytesEqual, CHANNEL_HANDSHAKE_AUTH, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeProvenIdentity, encodeSealedAuth,
+  HELLO_CIPHER_AES_256_GCM, HELLO_NONCE_BYTES, HelloInfo, negotiateVersion, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, ProvenIdentity,
+  readHelloBody, readHelloHeader, validateHelloOptions,
 } from './handshake-messages';
 import { authKeys, initialChainKey, pairKey, transcriptHash } from './key-derivation';
-import { MeshReader } from './peer-name';
+import { checkKeyProof, HandshakeSigner, PeerKeyPins, signKeyProof } from './key-proof';
+import { peerNameOfKey, PUBLIC_KEY_BYTES } from './peer-key';
+import { MeshReader, PeerName } from './peer-name';
 import type { SleeveCipher } from './sleeve-keys';
 import { sodium } from './sodium';
 
 export interface HandshakeOptions {
+  /** Who we say we are; local.name must be the name `key` derives (the router checks it). */
   local: HelloInfo;
+  /** Our peer key: signs the key proof. */
+  key: HandshakeSigner;
+  /** Keys already known per name (signed-gossip.ts's trust on first use); none by default. */
+  pins?: PeerKeyPins;
+  /** The name a key derives; only a test replaces peerNameOfKey (to make two keys share a name). */
+  nameOfKey?: (publicKey: Uint8Array) => PeerName;
   /** From stretchPassword(), or null for a plaintext mesh. */
   passwordKey: Uint8Array | null;
   /** During a password roll: the old password, still accepted (never without passwordKey). */
@@ -70,7 +93,7 @@ export interface HandshakeOptions {
   /**
    * Version range to offer; defaults to PROTOCOL_MIN_VERSION..PROTOCOL_MAX_VERSION.
    * Only tests and staged rollouts set these: the message formats
-   * (handshake-messages.ts) are those of version 2 whatever is negotiated.
+   * (handshake-messages.ts) are those of version 3 whatever is negotiated.
    */
   minVersion?: number;
   maxVersion?: number;
@@ -83,6 +106,8 @@ export interface HandshakeOptions {
    */
   randomBytes?: (count: number) => Uint8Array;
 }
+
+const NO_PINS: PeerKeyPins = { keyOf: () => null };
 
 export type HandshakeState = 'awaiting-hello' | 'awaiting-auth' | 'established' | 'failed';
 
@@ -105,6 +130,8 @@ export interface HandshakeSecrets {
 
 export interface HandshakeResult {
   remote: HelloInfo;
+  /** The Ed25519 key the peer proved, which derives remote.name. */
+  remoteKey: Uint8Array;
   version: number;
   /** Our password the peer proved: 0 current, 1 old (it has not rolled yet); null when plaintext. */
   passwordSlot: number | null;
@@ -120,6 +147,17 @@ interface Candidate {
   receiveAuth: Uint8Array;
 }
 
+/**
+ * The peer's Auth opened (or there is no password) but its key proof failed.
+ * `secrets` (null without a password) belong to the caller, who may seal one
+ * REFUSE under them to tell the peer why, and must then zero them.
+ */
+export class PeerKeyRefused extends RouterError {
+  constructor(cause: RouterError, readonly secrets: HandshakeSecrets | null) {
+    super('peer-key', cause.message);
+  }
+}
+
 const AUTH_NONCE = new Uint8Array(12);
 AUTH_NONCE[3] = CHANNEL_HANDSHAKE_AUTH;
 
@@ -129,6 +167,9 @@ AUTH_NONCE[3] = CHANNEL_HANDSHAKE_AUTH;
 export class Handshake {
   private current: HandshakeState = 'awaiting-hello';
   private readonly local: HelloInfo;
+  private readonly key: HandshakeSigner;
+  private readonly pins: PeerKeyPins;
+  private readonly nameOfKey: (publicKey: Uint8Array) => PeerName;
   private readonly localHello: Uint8Array;
   private readonly minVersion: number;
   private readonly maxVersion: number;
@@ -145,6 +186,9 @@ export class Handshake {
 
   private constructor(opts: HandshakeOptions, passwordKeys: Uint8Array[], minVersion: number, maxVersion: number) {
     this.local = opts.local;
+    this.key = opts.key;
+    this.pins = opts.pins ?? NO_PINS;
+    this.nameOfKey = opts.nameOfKey ?? peerNameOfKey;
     this.minVersion = minVersion;
     this.maxVersion = maxVersion;
     this.ciphers = opts.offerAesGcm === true && passwordKeys.length > 0 ? HELLO_CIPHER_AES_256_GCM : 0;
@@ -156,7 +200,9 @@ export class Handshake {
       return scalar;
     });
     this.shares = passwordKeys.map((key, i) => cpaceShare(this.scalars[i]!, cpaceGenerator(key)));
-    this.localHello = encodeHello({ minVersion, maxVersion, shares: this.shares, ciphers: this.ciphers });
+    const nonce = random(HELLO_NONCE_BYTES);
+    if (nonce.length !== HELLO_NONCE_BYTES) throw RouterError.config(`randomBytes returned ${nonce.length} bytes, expected ${HELLO_NONCE_BYTES}`);
+    this.localHello = encodeHello({ minVersion, maxVersion, nonce, shares: this.shares, ciphers: this.ciphers });
   }
 
   /** Validates the options and returns the handshake with the Hello to send at once. */
@@ -167,6 +213,7 @@ export class Handshake {
     if (old !== null && opts.passwordKey === null) throw RouterError.config('an old password needs a current password: roll from one password to another');
     const passwordKeys = opts.passwordKey === null ? [] : old === null ? [opts.passwordKey] : [opts.passwordKey, old];
     validateHelloOptions(opts.local, passwordKeys, minVersion, maxVersion);
+    if (opts.key.publicKey.length !== PUBLIC_KEY_BYTES) throw RouterError.config(`peer key must be ${PUBLIC_KEY_BYTES} bytes, got ${opts.key.publicKey.length}`);
     const handshake = new Handshake(opts, passwordKeys, minVersion, maxVersion);
     return { handshake, hello: handshake.localHello };
   }
@@ -192,16 +239,21 @@ export class Handshake {
   }
 
   /**
-   * Takes the peer's Auth: its identity, proven with a shared password.
-   * Throws RouterError 'password-mismatch' (no pairing opened) or 'decode' |
-   * 'limit', leaving the handshake 'failed'.
+   * Takes the peer's Auth: its identity, proven with a shared password, and
+   * its key proof. Throws RouterError 'password-mismatch' (no pairing
+   * opened), 'decode' | 'limit', or PeerKeyRefused ('peer-key': the proof
+   * failed), leaving the handshake 'failed'.
    */
   consumeAuth(payload: Uint8Array): HandshakeResult {
     this.expectState('awaiting-auth', 'consumeAuth');
     try {
-      this.outcome = this.shares.length === 0
-        ? { remote: decodeIdentity(payload), version: this.version, passwordSlot: null, secrets: null }
-        : this.openAuth(payload);
+      if (this.shares.length === 0) {
+        const identity = decodeIdentity(payload);
+        this.checkProof(identity, null);
+        this.outcome = { remote: identity.info, remoteKey: identity.proof.publicKey, version: this.version, passwordSlot: null, secrets: null };
+      } else {
+        this.outcome = this.openAuth(payload);
+      }
     } catch (err) {
       this.fail();
       throw err;
@@ -228,22 +280,21 @@ export class Handshake {
     if (this.shares.length === 0 && hello.shares.length > 0) {
       throw new RouterError('password-remote-only', 'the peer has a password but we have none: set the same password on both peers');
     }
-    this.current = 'awaiting-auth';
-    if (this.shares.length === 0) return { version: this.version, encrypted: false, auth: encodeIdentity(this.local) };
-
-    for (const theirs of hello.shares) {
-      if (this.shares.some((ours) => bytesEqual(ours, theirs))) {
-        throw RouterError.decode('Hello', 'the peer\'s share equals ours (our own Hello reflected back?)');
-      }
+    if (bytesEqual(hello.nonce, this.nonce()) || hello.shares.some((theirs) => this.shares.some((ours) => bytesEqual(ours, theirs)))) {
+      throw RouterError.decode('Hello', 'the peer\'s nonce or share equals ours (our own Hello reflected back?)');
     }
+    this.current = 'awaiting-auth';
     this.weAreLow = compareBytes(this.localHello, payload) < 0;
     const transcript = this.weAreLow ? transcriptHash(this.localHello, payload) : transcriptHash(payload, this.localHello);
     this.transcript = transcript;
+    const signed = encodeIdentity(this.local);
+    const identity = encodeProvenIdentity(signed, signKeyProof(this.key, transcript, this.weAreLow, signed));
+    if (this.shares.length === 0) return { version: this.version, encrypted: false, auth: identity };
+
     this.peerCount = hello.shares.length;
     // Both Hellos are in the transcript: this choice is authenticated by the Auth that opens.
     if ((this.ciphers & hello.ciphers & HELLO_CIPHER_AES_256_GCM) !== 0) this.sleeveCipher = 'aes-256-gcm';
     const na = sodium();
-    const identity = encodeIdentity(this.local);
     const entries: Uint8Array[] = [];
     // s-major, as handshake-messages.ts lays Auth out.
     for (let s = 0; s < this.scalars.length; s++) {
@@ -289,11 +340,27 @@ export class Handshake {
         'password mismatch (or handshake tampered with): the peer\'s Auth did not open with our password' +
         (ourCount > 1 ? 's (current and old)' : ''));
     }
-    const remote = decodeIdentity(chosen.identity);
+    const identity = decodeIdentity(chosen.identity);
     const chainKey = initialChainKey(chosen.candidate.pair);
     const passwordSlot = chosen.candidate.ourSlot;
     this.zeroCandidates();
-    return { remote, version: this.version, passwordSlot, secrets: { chainKey, weAreLow: this.weAreLow, sleeveCipher: this.sleeveCipher } };
+    const secrets: HandshakeSecrets = { chainKey, weAreLow: this.weAreLow, sleeveCipher: this.sleeveCipher };
+    this.checkProof(identity, secrets);
+    return { remote: identity.info, remoteKey: identity.proof.publicKey, version: this.version, passwordSlot, secrets };
+  }
+
+  /** The peer's key proof, signed from the other side of this transcript; PeerKeyRefused when it fails. */
+  private checkProof(identity: ProvenIdentity, secrets: HandshakeSecrets | null): void {
+    try {
+      checkKeyProof(identity.info.name, identity.proof, this.transcript!, !this.weAreLow, identity.signed, this.pins, this.nameOfKey);
+    } catch (err) {
+      throw err instanceof RouterError ? new PeerKeyRefused(err, secrets) : err;
+    }
+  }
+
+  /** Our Hello's nonce (handshake-messages.ts: right after the flags). */
+  private nonce(): Uint8Array {
+    return this.localHello.subarray(11, 11 + HELLO_NONCE_BYTES);
   }
 
   private zeroScalars(): void {

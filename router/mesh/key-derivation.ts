@@ -6,7 +6,8 @@
 // own, and zero, what they get back. Never a socket, a timer or a logger.
 //
 // All of it is keyed BLAKE2b-256, BLAKE2b(key, message), with a distinct label
-// per use ("... v2": protocol version 2):
+// per use ("... v2": introduced in protocol version 2, unchanged in 3, whose
+// key proof is key-proof.ts's and signs the transcript below):
 //
 //   transcript  = BLAKE2b("weave-ts transcript v2" || u32 len || Hello_low
 //                                                  || u32 len || Hello_high)

@@ -63,6 +63,8 @@ export class Router implements MeshLinks {
     connectionsEstablished: 0,
     connectionsFailed: 0,
     connectionsRefusedLimit: 0,
+    /** Handshakes we refused because the peer did not prove the key its name derives from. */
+    connectionsRefusedPeerKey: 0,
     routeComputations: 0,
   };
   private readonly connectionEvents: ConnectionEvents = {
@@ -241,7 +243,8 @@ export class Router implements MeshLinks {
   private newConnection(stream: ByteStream, outbound: boolean, targetAddress: string | null): Connection | null {
     try {
       const conn = new Connection({ clock: this.deps.clock, logger: this.log }, stream, {
-        local: this.hello, passwordKey: this.opts.passwordKey, oldPasswordKey: this.opts.oldPasswordKey ?? null,
+        local: this.hello, key: this.opts.key, pins: this.gossip.signing,
+        passwordKey: this.opts.passwordKey, oldPasswordKey: this.opts.oldPasswordKey ?? null,
         ...(this.opts.rekey ? { rekey: this.opts.rekey } : {}), offerAesGcm: this.deps.dataPlane?.aesGcm === true,
         timings: this.opts.timings, outbound, targetAddress,
       }, this.connectionEvents);
@@ -260,6 +263,8 @@ export class Router implements MeshLinks {
   private handleEstablished(conn: Connection): void {
     this.handshakes.completed(conn);
     const remote = conn.remote!;
+    // Proven in the handshake (key-proof.ts): the same trust on first use as gossip.
+    this.gossip.signing.pin(remote.name, conn.remoteKey!);
     const verdict = judgeEstablished({ name: this.localPeer, incarnation: this.opts.incarnation }, conn, this.byPeer.get(remote.name));
     switch (verdict.action) {
       case 'self':
@@ -330,6 +335,7 @@ export class Router implements MeshLinks {
     }
     if (conn.opts.targetAddress !== null) this.connector.onDisconnected(conn.opts.targetAddress, error);
     if (error === null || wasKept) return;
+    if (error.code === 'peer-key' && remote === null) this.counters.connectionsRefusedPeerKey++;
     const visibility = failureVisibility(error.code, conn.opts.outbound, remote !== null);
     if (visibility === 'none') return;
     this.counters.connectionsFailed++;

@@ -1,5 +1,7 @@
 // Who may speak for a peer name: the GossipSigning the hub hands to every
-// channel (router/mesh/gossip.ts). It signs with our key and decides whether a
+// channel (router/mesh/gossip.ts), and the pins the handshake checks a
+// connection's key proof against (key-proof.ts's PeerKeyPins: one trust on
+// first use store for gossip and connections). It signs with our key and decides whether a
 // signature by another peer counts: the key must derive the name
 // (peer-key.ts), must be the key this peer first saw for that name (trust on
 // first use, mesh-wide: every peer remembers), and must verify. Verified
@@ -111,13 +113,25 @@ export class GossipAuthority implements GossipSigning {
     }
     this.counters.gossipSignaturesVerified++;
     this.verified.add(digest);
-    if (knownKey === null) {
-      this.known.set(peer, Uint8Array.from(publicKey));
-      for (const oldest of this.known.keys()) {
-        if (this.known.size <= this.opts.maxKnownKeys) break;
-        this.known.delete(oldest);
-      }
-    }
+    if (knownKey === null) this.remember(peer, publicKey);
     return true;
+  }
+
+  /**
+   * A key the peer proved another way (a connection's handshake, key-proof.ts,
+   * which checked that it derives the name and matches any pin): pinned if
+   * the name has none yet, as a verified signature would.
+   */
+  pin(peer: PeerName, publicKey: Uint8Array): void {
+    if (publicKey.length !== PUBLIC_KEY_BYTES || this.keyOf(peer) !== null || this.opts.nameOfKey(publicKey) !== peer) return;
+    this.remember(peer, publicKey);
+  }
+
+  private remember(peer: PeerName, publicKey: Uint8Array): void {
+    this.known.set(peer, Uint8Array.from(publicKey));
+    for (const oldest of this.known.keys()) {
+      if (this.known.size <= this.opts.maxKnownKeys) break;
+      this.known.delete(oldest);
+    }
   }
 }

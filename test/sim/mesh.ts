@@ -11,6 +11,7 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng } from '../../common/rng';
 import { Router } from '../../router/mesh/router';
 import { VerifiedSignatures } from '../../router/mesh/signed-gossip';
+import { loadSodium } from '../../router/mesh/sodium';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { MemoryBridge, MemoryNetwork } from './memory-network';
@@ -89,6 +90,8 @@ export class SimMesh {
 
   /** Starts a router on a new host (or restarts a stopped one) with the given targets. */
   async addPeer(targets: number[], index = this.peers.length, overrides: PeerOverrides = {}): Promise<SimPeer> {
+    // Every handshake signs and draws a nonce, plaintext ones too (the daemon loads it at start).
+    await loadSodium();
     const host = simHost(index);
     const key = overrides.key ?? simPeerKey(index);
     const name = key.name;

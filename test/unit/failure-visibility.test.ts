@@ -11,6 +11,7 @@ t.test('failure visibility table', async (t) => {
     [['password-mismatch', false, false], 'loud'],
     [['name-collision', true, true], 'loud'],
     [['version', false, false], 'loud'],
+    [['peer-key', false, false], 'loud'],
     [['limit', false, false], 'stranger'],
     [['conn-limit', false, false], 'stranger'],
     [['limit', false, true], 'quiet'],

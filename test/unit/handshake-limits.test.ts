@@ -55,7 +55,7 @@ t.test('framing: the limit rises at the frame that completes the handshake, even
 });
 
 t.test('framing: the pre-handshake limit holds every message the handshake codecs accept', async (t) => {
-  const hello = encodeHello({ minVersion: 2, maxVersion: 2, shares: Array.from({ length: MAX_PASSWORDS }, () => new Uint8Array(SHARE_BYTES)), ciphers: 0 });
+  const hello = encodeHello({ minVersion: 3, maxVersion: 3, nonce: new Uint8Array(32), shares: Array.from({ length: MAX_PASSWORDS }, () => new Uint8Array(SHARE_BYTES)), ciphers: 0 });
   t.ok(hello.length <= MAX_HANDSHAKE_MESSAGE_BYTES, `largest Hello (${hello.length} bytes) fits`);
   // The largest Auth the decoder accepts: every pairing of passwords, each sealed identity at its cap.
   const pairings = MAX_PASSWORDS * MAX_PASSWORDS;

@@ -2,12 +2,12 @@ import t from 'tap';
 import { RouterError, RouterErrorCode } from '../../router/mesh/errors';
 import { Handshake, HandshakeOptions, HandshakeResult, HelloOutcome } from '../../router/mesh/handshake';
 import {
-  HelloInfo, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, decodeHello, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity,
+  HelloInfo, HELLO_MAGIC, PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION, decodeHello, decodeIdentity, decodeSealedAuth, encodeHello, encodeIdentity, encodeProvenIdentity,
 } from '../../router/mesh/handshake-messages';
 import { cpaceGenerator, cpaceShare } from '../../router/mesh/cpace';
 import { DEFAULT_REKEY_OPTIONS, KeySchedule } from '../../router/mesh/key-schedule';
 import { stretchPassword } from '../../router/mesh/password-key';
-import { PeerName } from '../../router/mesh/peer-name';
+import { PeerKey } from '../../router/mesh/peer-key';
 import { SeededRng, randomInt } from '../../common/rng';
 import { loadSodium, sodium } from '../../router/mesh/sodium';
 
@@ -23,8 +23,12 @@ function codeOf(fn: () => unknown): RouterErrorCode | 'no-throw' | 'not-router-e
   }
 }
 
-const infoA: HelloInfo = { name: 'aa:00:00:00:00:01' as PeerName, nickname: 'host-a', incarnation: 1, listenPort: 6783 };
-const infoB: HelloInfo = { name: 'bb:00:00:00:00:02' as PeerName, nickname: 'hôst-b', incarnation: 2 ** 52 + 7, listenPort: 16783 };
+const keyA = PeerKey.fromSeed(new Uint8Array(32).fill(0xa1));
+const keyB = PeerKey.fromSeed(new Uint8Array(32).fill(0xb2));
+const infoA: HelloInfo = { name: keyA.name, nickname: 'host-a', incarnation: 1, listenPort: 6783 };
+const infoB: HelloInfo = { name: keyB.name, nickname: 'hôst-b', incarnation: 2 ** 52 + 7, listenPort: 16783 };
+const keyFor = (info: HelloInfo): PeerKey => (info.name === keyA.name ? keyA : keyB);
+const NONCE = new Uint8Array(32).fill(5);
 
 let password: Uint8Array;
 let otherPassword: Uint8Array;
@@ -43,8 +47,8 @@ interface Pair {
 }
 
 function startPair(optsA: Partial<HandshakeOptions>, optsB: Partial<HandshakeOptions>): Pair {
-  const sa = Handshake.start({ local: infoA, passwordKey: null, ...optsA });
-  const sb = Handshake.start({ local: infoB, passwordKey: null, ...optsB });
+  const sa = Handshake.start({ local: infoA, key: keyA, passwordKey: null, ...optsA });
+  const sb = Handshake.start({ local: infoB, key: keyB, passwordKey: null, ...optsB });
   return { a: sa.handshake, b: sb.handshake, helloA: sa.hello, helloB: sb.hello };
 }
 
@@ -102,11 +106,12 @@ t.test('with the same password both ends establish, learn each other\'s identity
   const p = startPair({ passwordKey: password }, { passwordKey: password });
   t.equal(p.a.state, 'awaiting-hello');
   const { outA, resA, resB } = complete(p);
-  t.equal(outA.version, 2);
+  t.equal(outA.version, 3);
   t.ok(outA.encrypted);
   t.equal(p.a.state, 'established');
   t.equal(p.b.state, 'established');
   t.same(resA.remote, infoB, 'A learns B\'s identity');
+  t.same(resA.remoteKey, keyB.publicKey, 'and the key B proved');
   t.same(resB.remote, infoA, 'B learns A\'s identity');
   t.equal(resA.passwordSlot, 0);
   t.equal(resA.secrets!.weAreLow, !resB.secrets!.weAreLow, 'exactly one side is low');
@@ -118,7 +123,9 @@ t.test('without passwords both ends establish a plaintext session', async (t) =>
   const p = startPair({}, {});
   const { outA, resA, resB } = complete(p);
   t.equal(outA.encrypted, false);
-  t.same(outA.auth, encodeIdentity(infoA), 'the identity goes in the clear');
+  t.same(decodeIdentity(outA.auth).info, infoA, 'the identity goes in the clear');
+  t.same(decodeIdentity(outA.auth).proof.publicKey, keyA.publicKey, 'with the key it proves');
+  t.same(resA.remoteKey, keyB.publicKey);
   t.same(resA.remote, infoB);
   t.same(resB.remote, infoA);
   t.equal(resA.secrets, null);
@@ -154,13 +161,13 @@ t.test('password on one side only: each side names its own case', async (t) => {
 });
 
 t.test('version negotiation', async (t) => {
-  t.equal(PROTOCOL_MIN_VERSION, 2);
-  t.equal(PROTOCOL_MAX_VERSION, 2);
+  t.equal(PROTOCOL_MIN_VERSION, 3);
+  t.equal(PROTOCOL_MAX_VERSION, 3);
   t.test('overlapping ranges pick the highest common version', async (t) => {
     for (const password_ of [null, password]) {
-      const p = startPair({ passwordKey: password_, minVersion: 2, maxVersion: 4 }, { passwordKey: password_, minVersion: 3, maxVersion: 5 });
+      const p = startPair({ passwordKey: password_, minVersion: 3, maxVersion: 5 }, { passwordKey: password_, minVersion: 4, maxVersion: 6 });
       const { outA } = complete(p);
-      t.equal(outA.version, 4);
+      t.equal(outA.version, 5);
       t.equal(p.a.state, 'established');
     }
   });
@@ -169,17 +176,17 @@ t.test('version negotiation', async (t) => {
     let errA: unknown = null;
     try { p.a.consumeHello(p.helloB); } catch (e) { errA = e; }
     t.ok(errA instanceof RouterError && errA.code === 'version');
-    t.match((errA as Error).message, /we support 1\.\.1, the peer supports 2\.\.2/);
+    t.match((errA as Error).message, /we support 1\.\.1, the peer supports 3\.\.3/);
     t.equal(codeOf(() => p.b.consumeHello(p.helloA)), 'version');
   });
   t.test('a rewritten version range (downgrade) makes every Auth fail', async (t) => {
-    const p = startPair({ passwordKey: password, minVersion: 2, maxVersion: 3 }, { passwordKey: password, minVersion: 2, maxVersion: 3 });
+    const p = startPair({ passwordKey: password, minVersion: 3, maxVersion: 4 }, { passwordKey: password, minVersion: 3, maxVersion: 4 });
     const forged = p.helloB.slice();
-    forged[HELLO_MAGIC.length + 1] = 2; // B's max version, as A will see it
+    forged[HELLO_MAGIC.length + 1] = 3; // B's max version, as A will see it
     const outA = p.a.consumeHello(forged);
     const outB = p.b.consumeHello(p.helloA);
-    t.equal(outA.version, 2, 'A was talked down');
-    t.equal(outB.version, 3);
+    t.equal(outA.version, 3, 'A was talked down');
+    t.equal(outB.version, 4);
     t.equal(codeOf(() => p.b.consumeAuth(outA.auth)), 'password-mismatch');
     t.equal(codeOf(() => p.a.consumeAuth(outB.auth)), 'password-mismatch');
   });
@@ -211,43 +218,44 @@ t.test('a tampered Hello or Auth fails on both sides', async (t) => {
 });
 
 t.test('a reflected Hello, a weak share and wrong magic are refused', async (t) => {
-  const self = Handshake.start({ local: infoA, passwordKey: password });
+  const self = Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: password });
   t.equal(codeOf(() => self.handshake.consumeHello(self.hello)), 'decode', 'our own Hello back');
 
-  const weak = Handshake.start({ local: infoB, passwordKey: password }).hello.slice();
+  const weak = Handshake.start({ local: infoB, key: keyFor(infoB), passwordKey: password }).hello.slice();
   weak.fill(0, weak.length - 32);
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(weak)), 'decode', 'all-zero share');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: password }).handshake.consumeHello(weak)), 'decode', 'all-zero share');
 
   const http = enc.encode('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
   let err: unknown = null;
-  try { Handshake.start({ local: infoA, passwordKey: null }).handshake.consumeHello(http); } catch (e) { err = e; }
+  try { Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: null }).handshake.consumeHello(http); } catch (e) { err = e; }
   t.ok(err instanceof RouterError && err.code === 'decode');
   t.match((err as Error).message, /not a weave peer/);
 });
 
 t.test('codecs: Hello round trip with trailing bytes, identity limits, option checks', async (t) => {
-  const hello = { minVersion: 2, maxVersion: 3, shares: [new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)], ciphers: 0 };
+  const hello = { minVersion: 3, maxVersion: 4, nonce: NONCE, shares: [new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)], ciphers: 0 };
   const bytes = encodeHello(hello);
   t.same(decodeHello(bytes), hello);
-  t.equal(bytes.length, 8 + 3 + 1 + 64, 'magic, versions, flags, count, two shares: nothing else');
+  t.equal(bytes.length, 8 + 3 + 32 + 1 + 64, 'magic, versions, flags, nonce, count, two shares: nothing else');
   const extended = new Uint8Array(bytes.length + 5);
   extended.set(bytes);
   t.same(decodeHello(extended), hello, 'trailing bytes ignored');
-  t.same(decodeHello(encodeHello({ minVersion: 2, maxVersion: 2, shares: [], ciphers: 0 })), { minVersion: 2, maxVersion: 2, shares: [], ciphers: 0 });
+  t.same(decodeHello(encodeHello({ minVersion: 3, maxVersion: 3, nonce: NONCE, shares: [], ciphers: 0 })), { minVersion: 3, maxVersion: 3, nonce: NONCE, shares: [], ciphers: 0 });
   const three = bytes.slice();
-  three[11] = 3;
+  three[11 + 32] = 3;
   t.equal(codeOf(() => decodeHello(three)), 'decode', 'more shares than passwords');
 
-  t.same(decodeIdentity(encodeIdentity(infoB)), infoB);
+  const proof = { publicKey: keyB.publicKey, signature: new Uint8Array(64).fill(3) };
+  t.same(decodeIdentity(encodeProvenIdentity(encodeIdentity(infoB), proof)), { info: infoB, signed: encodeIdentity(infoB), proof });
   t.equal(codeOf(() => decodeIdentity(encodeIdentity({ ...infoA, nickname: 'x'.repeat(65) }))), 'limit');
-  t.equal(codeOf(() => Handshake.start({ local: { ...infoA, nickname: 'é'.repeat(33) }, passwordKey: null })), 'config');
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: new Uint8Array(16) })), 'config');
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: null, oldPasswordKey: password })), 'config', 'old without current');
-  t.equal(codeOf(() => Handshake.start({ local: infoA, passwordKey: null, minVersion: 3, maxVersion: 2 })), 'config');
+  t.equal(codeOf(() => Handshake.start({ local: { ...infoA, nickname: 'é'.repeat(33) }, key: keyA, passwordKey: null })), 'config');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: new Uint8Array(16) })), 'config');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: null, oldPasswordKey: password })), 'config', 'old without current');
+  t.equal(codeOf(() => Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: null, minVersion: 3, maxVersion: 2 })), 'config');
 });
 
 t.test('the Hello reveals no identity: name, nickname and incarnation are only in the sealed Auth', async (t) => {
-  const { hello } = Handshake.start({ local: infoB, passwordKey: password });
+  const { hello } = Handshake.start({ local: infoB, key: keyFor(infoB), passwordKey: password });
   const hex = Buffer.from(hello).toString('hex');
   t.notOk(hex.includes(Buffer.from(infoB.name.replace(/:/g, ''), 'hex').toString('hex')), 'no peer name');
   t.notOk(Buffer.from(hello).includes(Buffer.from('hôst-b')), 'no nickname');
@@ -264,8 +272,8 @@ function scan(victimPassword: Uint8Array, guess: Uint8Array, scannerRandom: (n: 
   victimHello: Uint8Array; victimAuth: Uint8Array; scannerHello: Uint8Array; scannerScalar: Uint8Array;
 } {
   const scannerScalar = scannerRandom(32);
-  const scannerHello = encodeHello({ minVersion: 2, maxVersion: 2, shares: [cpaceShare(scannerScalar, cpaceGenerator(guess))], ciphers: 0 });
-  const victim = Handshake.start({ local: infoB, passwordKey: victimPassword });
+  const scannerHello = encodeHello({ minVersion: 3, maxVersion: 3, nonce: scannerRandom(32), shares: [cpaceShare(scannerScalar, cpaceGenerator(guess))], ciphers: 0 });
+  const victim = Handshake.start({ local: infoB, key: keyFor(infoB), passwordKey: victimPassword });
   const out = victim.handshake.consumeHello(scannerHello);
   return { victimHello: victim.hello, victimAuth: out.auth, scannerHello, scannerScalar };
 }
@@ -310,7 +318,7 @@ function offlineTest(capture: ReturnType<typeof scan>, candidate: Uint8Array): b
     const key = na.crypto_generichash(32, ain, pair);
     try {
       const identity = na.crypto_aead_chacha20poly1305_ietf_decrypt(null, entry, transcript, nonce, key);
-      return decodeIdentity(identity).name === infoB.name;
+      return decodeIdentity(identity).info.name === infoB.name;
     } catch {
       // not this one
     }
@@ -333,7 +341,8 @@ t.test('no offline oracle: a scanner that sends a Hello gets nothing it can test
   t.equal(other.victimHello.length, capture.victimHello.length);
   t.equal(other.victimAuth.length, capture.victimAuth.length);
   t.notSame(other.victimHello, capture.victimHello, 'shares are fresh group elements...');
-  t.same(other.victimHello.subarray(0, 12), capture.victimHello.subarray(0, 12), '...behind an identical header');
+  t.same(other.victimHello.subarray(0, 11), capture.victimHello.subarray(0, 11), '...behind an identical header');
+  t.equal(other.victimHello[11 + 32], capture.victimHello[11 + 32], '...and share count');
 });
 
 t.test('one guess cannot be tested against two captures at the cost of one stretch (nor of two)', async (t) => {
@@ -359,7 +368,7 @@ t.test('forward secrecy: a recording stays sealed even once the password is know
 
   // Replaying A's randomness reproduces its Hello and Auth: whoever holds A's
   // scalar and the password reads everything, so the recording is what it seems.
-  const replay = Handshake.start({ local: infoA, passwordKey: password, randomBytes: fixedRandom(4242) });
+  const replay = Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: password, randomBytes: fixedRandom(4242) });
   t.same(replay.hello, p.helloA);
   t.same(replay.handshake.consumeHello(p.helloB).auth, outA.auth);
   const replayed = new KeySchedule(replay.handshake.consumeAuth(outB.auth).secrets!, DEFAULT_REKEY_OPTIONS, 0);
@@ -368,7 +377,7 @@ t.test('forward secrecy: a recording stays sealed even once the password is know
   // The attacker: both Hellos and all traffic recorded, the password learnt
   // later, fresh scalars of its own: its handshakes cannot open the recorded Auths.
   for (const [local, victimHello, victimAuth] of [[infoA, p.helloB, outB.auth], [infoB, p.helloA, outA.auth]] as const) {
-    const attacker = Handshake.start({ local, passwordKey: password });
+    const attacker = Handshake.start({ local, key: keyFor(local), passwordKey: password });
     attacker.handshake.consumeHello(victimHello);
     t.equal(codeOf(() => attacker.handshake.consumeAuth(victimAuth)), 'password-mismatch', 'the recorded Auth does not open');
   }
@@ -412,7 +421,7 @@ t.test('calls out of order are caller bugs (plain Error), not peer errors', asyn
 });
 
 t.test('Hello and Auth decoders on hostile input throw only RouterError', async (t) => {
-  const valid = Handshake.start({ local: infoB, passwordKey: password, oldPasswordKey: otherPassword }).hello;
+  const valid = Handshake.start({ local: infoB, key: keyFor(infoB), passwordKey: password, oldPasswordKey: otherPassword }).hello;
   const truncations: string[] = [];
   for (let n = 0; n < valid.length; n++) {
     const code = codeOf(() => decodeHello(valid.subarray(0, n)));
@@ -443,7 +452,7 @@ t.test('Hello and Auth decoders on hostile input throw only RouterError', async 
     }
     const runs = [
       () => decodeHello(input),
-      () => Handshake.start({ local: infoA, passwordKey: password }).handshake.consumeHello(input),
+      () => Handshake.start({ local: infoA, key: keyFor(infoA), passwordKey: password }).handshake.consumeHello(input),
       () => {
         const q = startPair({ passwordKey: password }, { passwordKey: password });
         q.a.consumeHello(q.helloB);

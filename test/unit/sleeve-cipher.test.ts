@@ -12,7 +12,7 @@ import { decodeHello, encodeHello, HelloInfo, HELLO_CIPHER_AES_256_GCM } from '.
 import { epochKeys } from '../../router/mesh/key-derivation';
 import { DEFAULT_REKEY_OPTIONS, KeySchedule } from '../../router/mesh/key-schedule';
 import { stretchPassword } from '../../router/mesh/password-key';
-import type { PeerName } from '../../router/mesh/peer-name';
+import { PeerKey } from '../../router/mesh/peer-key';
 import { SleeveCipher, SleeveKeyRing } from '../../router/mesh/sleeve-keys';
 import { loadSodium, wasmSodium } from '../../router/mesh/sodium';
 import { AesGcm, AesGcmKey, probeAesGcm } from '../../router/overlay/aes-gcm';
@@ -20,8 +20,10 @@ import { FrameAead, nativeAead, wasmAead } from '../../router/overlay/frame-aead
 import { readSleeveHeader, SLEEVE_TYPE_FRAME } from '../../router/overlay/sleeve-codec';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
 
-const infoA: HelloInfo = { name: 'aa:00:00:00:00:01' as PeerName, nickname: 'a', incarnation: 1, listenPort: 6783 };
-const infoB: HelloInfo = { name: 'bb:00:00:00:00:02' as PeerName, nickname: 'b', incarnation: 1, listenPort: 6783 };
+const keyA = PeerKey.fromSeed(new Uint8Array(32).fill(0xa1));
+const keyB = PeerKey.fromSeed(new Uint8Array(32).fill(0xb2));
+const infoA: HelloInfo = { name: keyA.name, nickname: 'a', incarnation: 1, listenPort: 6783 };
+const infoB: HelloInfo = { name: keyB.name, nickname: 'b', incarnation: 1, listenPort: 6783 };
 let password: Uint8Array;
 
 t.before(async () => {
@@ -37,8 +39,8 @@ function aes(): AesGcm {
 
 /** Runs a handshake; `wire` may rewrite each Hello on its way (a man in the middle). */
 function handshake(a: Partial<HandshakeOptions>, b: Partial<HandshakeOptions>, wire = (h: Uint8Array): Uint8Array => h): [HandshakeResult, HandshakeResult] {
-  const sa = Handshake.start({ local: infoA, passwordKey: password, ...a });
-  const sb = Handshake.start({ local: infoB, passwordKey: password, ...b });
+  const sa = Handshake.start({ local: infoA, key: keyA, passwordKey: password, ...a });
+  const sb = Handshake.start({ local: infoB, key: keyB, passwordKey: password, ...b });
   const outA = sa.handshake.consumeHello(wire(sb.hello));
   const outB = sb.handshake.consumeHello(wire(sa.hello));
   return [sa.handshake.consumeAuth(outB.auth), sb.handshake.consumeAuth(outA.auth)];
@@ -77,31 +79,31 @@ t.test('negotiation: both offer -> AES-256-GCM; one does not -> ChaCha20-Poly130
     t.ok(sleeveKeysAgree(xa, xb), 'keys agree');
   }
 
-  const plain = Handshake.start({ local: infoA, passwordKey: null, offerAesGcm: true });
+  const plain = Handshake.start({ local: infoA, key: keyA, passwordKey: null, offerAesGcm: true });
   t.equal(decodeHello(plain.hello).ciphers, 0, 'a plaintext Hello offers no cipher');
 });
 
-t.test('an older peer: a Hello without the offer is the old Hello byte for byte, and the offer is a byte it ignores', async (t) => {
-  const old = Handshake.start({ local: infoA, passwordKey: password });
-  const share = decodeHello(old.hello).shares;
-  t.equal(old.hello.length, 8 + 3 + 1 + 32, 'magic, versions, flags, count, one share: nothing else');
-  t.same(Buffer.from(encodeHello({ minVersion: 2, maxVersion: 2, shares: share, ciphers: 0 })), Buffer.from(old.hello));
-  const offer = Handshake.start({ local: infoA, passwordKey: password, offerAesGcm: true });
-  t.equal(offer.hello.length, old.hello.length + 1, 'the offer adds one trailing byte, which version 2 readers skip');
+t.test('a peer without AES: a Hello without the offer has no cipher byte, and the offer is one trailing byte', async (t) => {
+  const old = Handshake.start({ local: infoA, key: keyA, passwordKey: password });
+  const { nonce, shares } = decodeHello(old.hello);
+  t.equal(old.hello.length, 8 + 3 + 32 + 1 + 32, 'magic, versions, flags, nonce, count, one share: nothing else');
+  t.same(Buffer.from(encodeHello({ minVersion: 3, maxVersion: 3, nonce, shares, ciphers: 0 })), Buffer.from(old.hello));
+  const offer = Handshake.start({ local: infoA, key: keyA, passwordKey: password, offerAesGcm: true });
+  t.equal(offer.hello.length, old.hello.length + 1, 'the offer adds one trailing byte');
   t.equal(offer.hello[offer.hello.length - 1], HELLO_CIPHER_AES_256_GCM);
 });
 
 t.test('a man in the middle who adds or strips the offer breaks the handshake on both sides', async (t) => {
-  const strip = (h: Uint8Array): Uint8Array => (h.length === 45 ? h.subarray(0, 44) : h);
-  const add = (h: Uint8Array): Uint8Array => (h.length === 44 ? Uint8Array.of(...h, HELLO_CIPHER_AES_256_GCM) : h);
-  const flip = (h: Uint8Array): Uint8Array => (h.length === 45 ? Uint8Array.of(...h.subarray(0, 44), 0x02) : h);
+  const strip = (h: Uint8Array): Uint8Array => (h.length === 77 ? h.subarray(0, 76) : h);
+  const add = (h: Uint8Array): Uint8Array => (h.length === 76 ? Uint8Array.of(...h, HELLO_CIPHER_AES_256_GCM) : h);
+  const flip = (h: Uint8Array): Uint8Array => (h.length === 77 ? Uint8Array.of(...h.subarray(0, 76), 0x02) : h);
   for (const [name, wire, a, b] of [
     ['stripped (downgrade to ChaCha20-Poly1305)', strip, true, true],
     ['added where one side has no AES', add, true, false],
     ['changed to an unknown bit', flip, true, true],
   ] as const) {
-    const sa = Handshake.start({ local: infoA, passwordKey: password, offerAesGcm: a });
-    const sb = Handshake.start({ local: infoB, passwordKey: password, offerAesGcm: b });
+    const sa = Handshake.start({ local: infoA, key: keyA, passwordKey: password, offerAesGcm: a });
+    const sb = Handshake.start({ local: infoB, key: keyB, passwordKey: password, offerAesGcm: b });
     const outA = sa.handshake.consumeHello(wire(sb.hello));
     const outB = sb.handshake.consumeHello(wire(sa.hello));
     t.equal(errorCode(() => sa.handshake.consumeAuth(outB.auth)), 'password-mismatch', `${name}: A refuses`);

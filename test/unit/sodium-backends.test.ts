@@ -11,7 +11,7 @@ import { loadSodiumNative, sodiumNativeApi } from '../../router/mesh/sodium-nati
 import { Handshake } from '../../router/mesh/handshake';
 import { DEFAULT_REKEY_OPTIONS, KeySchedule } from '../../router/mesh/key-schedule';
 import { stretchPassword } from '../../router/mesh/password-key';
-import type { PeerName } from '../../router/mesh/peer-name';
+import { PeerKey } from '../../router/mesh/peer-key';
 import { SeededRng } from '../../common/rng';
 
 let native: Sodium;
@@ -121,8 +121,10 @@ t.test('randombytes_buf and memzero', async (t) => {
 t.test('on the fallback, a password handshake completes and its control session carries messages', async (t) => {
   t.equal(sodiumBackend(), 'libsodium-wrappers');
   const passwordKey = stretchPassword('fallback');
-  const a = Handshake.start({ local: { name: 'aa:00:00:00:00:01' as PeerName, nickname: 'a', incarnation: 1, listenPort: 6783 }, passwordKey });
-  const b = Handshake.start({ local: { name: 'bb:00:00:00:00:02' as PeerName, nickname: 'b', incarnation: 1, listenPort: 6783 }, passwordKey });
+  const keyA = PeerKey.fromSeed(new Uint8Array(32).fill(1));
+  const keyB = PeerKey.fromSeed(new Uint8Array(32).fill(2));
+  const a = Handshake.start({ local: { name: keyA.name, nickname: 'a', incarnation: 1, listenPort: 6783 }, key: keyA, passwordKey });
+  const b = Handshake.start({ local: { name: keyB.name, nickname: 'b', incarnation: 1, listenPort: 6783 }, key: keyB, passwordKey });
   const outA = a.handshake.consumeHello(b.hello);
   const outB = b.handshake.consumeHello(a.hello);
   const resB = b.handshake.consumeAuth(outA.auth);
