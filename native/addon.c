@@ -405,6 +405,28 @@ static napi_value read_start(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* readNow(handle) -> count: one batch read at once, outside the poll, into
+ * the buffers readStart registered; the caller delivers it (no callback).
+ * 0 when the handle is not reading. A fatal error is left for the poll,
+ * which meets it again at its next wakeup and reports it. */
+static napi_value read_now(napi_env env, napi_callback_info info) {
+  napi_value argv[1], res;
+  if (wn_get_args(env, info, 1, argv) < 0) return NULL;
+  wn_chan *c = wn_unwrap(env, argv[0], 0);
+  if (c == NULL) return NULL;
+  uint32_t count = 0;
+  if (c->poll_open && c->reading && !c->closing && !c->teardown) {
+    int fatal = 0;
+    count = read_batch(c, &fatal);
+    if (count > 0) {
+      c->st.rx_batches++;
+      c->st.rx_packets += count;
+    }
+  }
+  napi_create_uint32(env, count, &res);
+  return res;
+}
+
 /* readPause(handle): stop polling; the kernel queues (and eventually drops)
  * packets meanwhile. A paused handle does not keep the process alive. */
 static napi_value read_pause(napi_env env, napi_callback_info info) {
@@ -493,6 +515,7 @@ NAPI_MODULE_INIT() {
       {"localAddress", NULL, wn_local_address, NULL, NULL, NULL, napi_enumerable, NULL},
       {"udpNoChecksum", NULL, wn_udp_no_checksum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readStart", NULL, read_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readNow", NULL, read_now, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readPause", NULL, read_pause, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readResume", NULL, read_resume, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setRef", NULL, set_ref, NULL, NULL, NULL, napi_enumerable, NULL},

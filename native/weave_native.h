@@ -25,7 +25,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 3
+#define WEAVE_NATIVE_ABI 4
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */

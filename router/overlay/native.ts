@@ -13,7 +13,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 3;
+export const NATIVE_ABI_VERSION = 4;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -89,6 +89,8 @@ export interface WeaveNative {
     maxBatch: number, addrs: null, ports: null, cb: NativeReadCallback): boolean;
   readStart(h: UdpHandle, slab: Uint8Array, offsets: Int32Array, lengths: Int32Array, capacityBytes: number,
     maxBatch: number, addrs: Uint8Array, ports: Uint16Array, cb: NativeReadCallback, segSizes?: Uint16Array | null): boolean;
+  /** (ABI 4) One batch read at once into the readStart buffers, delivered by the caller; 0 when not reading. */
+  readNow(h: NativeHandle): number;
   readPause(h: NativeHandle): void;
   readResume(h: NativeHandle): void;
   /** false: an active reader no longer keeps the process alive. */
@@ -102,7 +104,7 @@ export interface WeaveNative {
 
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
-  'readStart', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno',
+  'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno',
 ];
 
 let loaded: WeaveNative | null = null;

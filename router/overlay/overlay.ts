@@ -147,6 +147,11 @@ export class Overlay implements DataPlane {
     this.deps.udp.start((buf, off, len, host, port, segSize) => this.receiver.slot(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
+    }, () => {
+      // A ping delivered from this batch's small datagrams has its answer waiting in the TAP by now
+      // (the kernel answers while we write): read and send it before the batch's bulk is opened.
+      this.deps.udp.flush();
+      this.deps.bridge.drainNow?.();
     });
     this.deps.fastdp?.start(this.forwarder.macs);
     this.probes.start();

@@ -6,6 +6,8 @@
 export interface FramePort {
   /** Starts delivery: onFrame per frame, then onBatchEnd once per batch (to flush staged sends). */
   start(onFrame: (buf: Buffer, off: number, len: number) => void, onBatchEnd: () => void): void;
+  /** Delivers at once a batch of what waits to be read, through start()'s callbacks; not from inside this port's own batch. */
+  drainNow?(): void;
   /** Writes one frame to the bridge; the bytes may be reused once it returns. */
   write(buf: Buffer, off: number, len: number): void;
   close(): void;
@@ -19,7 +21,11 @@ export type DatagramHandler = (buf: Buffer, off: number, len: number, host: stri
 
 /** The underlay side: UDP datagrams. */
 export interface DatagramPort {
-  start(onDatagram: DatagramHandler, onBatchEnd: () => void): void;
+  /**
+   * onSmallDone: a port that delivers a batch's small datagrams first (udp-batch-port.ts) calls it
+   * between them and the rest, when there were any.
+   */
+  start(onDatagram: DatagramHandler, onBatchEnd: () => void, onSmallDone?: () => void): void;
   /** Whether commit() takes a segment size (UDP GSO); a port without it sends every datagram whole. */
   readonly segmentation?: boolean;
   /**

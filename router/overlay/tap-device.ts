@@ -164,6 +164,16 @@ export class TapDevice extends NativeReader<TapHandle> {
     }
   }
 
+  /**
+   * Reads and delivers one batch now, if frames are waiting, instead of at
+   * the reader's next wakeup. Not from inside this device's own handler.
+   */
+  drainNow(): void {
+    if (!this.reading || this.isClosed) return;
+    const count = this.native.readNow(this.handle);
+    if (count > 0) this.handleBatch(count, 0);
+  }
+
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.framesHandler !== null) this.framesHandler(this.slab, this.offsets, this.lengths, count);
     // The device was deleted under us: reading has stopped; the owner decides whether to close.

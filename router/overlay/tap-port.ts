@@ -15,6 +15,11 @@ export class TapPort implements FramePort {
     });
   }
 
+  /** Delivers a batch of what waits in the TAP now, as start()'s callbacks (from outside its own batches). */
+  drainNow(): void {
+    this.tap.drainNow();
+  }
+
   write(buf: Buffer, off: number, len: number): void {
     this.tap.writeFrame(buf, off, len);
   }

@@ -11,6 +11,13 @@ import { DatagramHandler, DatagramPort, STAGE_SLOT_BYTES } from './ports';
 import { UdpAddressTable, UdpBatchSocket } from './udp-batch';
 
 const STAGE_COUNT = 64;
+/**
+ * Datagrams up to this long go first in a batch: sealed pings, ACKs, ARP and
+ * DNS (a sealed 98-byte ping is about 160 bytes), never a bulk super-frame.
+ * A TCP segment this small that carries data could overtake its own flow's
+ * larger frames of the same batch; bulk flows rarely send one.
+ */
+export const SMALL_DATAGRAM_BYTES = 320;
 const MAX_CACHED_HOSTS = 4096;
 
 export class UdpBatchPort implements DatagramPort {
@@ -37,9 +44,19 @@ export class UdpBatchPort implements DatagramPort {
     for (let i = 0; i < STAGE_COUNT; i++) this.offsets[i] = i * STAGE_SLOT_BYTES;
   }
 
-  start(onDatagram: DatagramHandler, onBatchEnd: () => void): void {
+  start(onDatagram: DatagramHandler, onBatchEnd: () => void, onSmallDone?: () => void): void {
     this.socket.onDatagrams((slab, offsets, lengths, sources, count, segSizes) => {
-      for (let i = 0; i < count; i++) onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
+      let small = 0;
+      for (let i = 0; i < count; i++) {
+        if (lengths[i]! > SMALL_DATAGRAM_BYTES) continue;
+        small++;
+        onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
+      }
+      if (small > 0 && small < count) onSmallDone?.();
+      for (let i = 0; i < count; i++) {
+        if (lengths[i]! <= SMALL_DATAGRAM_BYTES) continue;
+        onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
+      }
       onBatchEnd();
     });
   }

@@ -6,6 +6,7 @@
 // namespaces. Needs root.
 
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { RouterError } from '../../router/mesh/errors';
 import { loadNative, type TapHandle } from '../../router/overlay/native';
@@ -187,6 +188,25 @@ t.test('frames queued while paused arrive in batches of up to 64, contents intac
   t.equal(intact, 200, 'every frame intact and in order');
   const biggest = Math.max(...host.batches);
   t.ok(biggest > 1 && biggest <= 64, `batches of more than one, at most 64 (largest ${biggest})`);
+});
+
+t.test('drainNow delivers what waits at once, through the batch handler', async (t) => {
+  const { tap, ns } = tapInNamespace(t);
+  const host = new FakeHost(tap);
+  tap.onFrames(host.onFrames);
+  // The sender runs while the event loop is blocked, so no reader wakes up before drainNow.
+  execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e',
+    `const s = require('dgram').createSocket('udp4'); s.send(Buffer.alloc(60), 9999, '${SINK_IP}', () => s.close());`]);
+  t.equal(host.udpToSink.length, 0, 'nothing read while the loop was blocked');
+  tap.drainNow();
+  t.equal(host.udpToSink.length, 1, 'drainNow delivered the frame synchronously');
+  tap.drainNow();
+  t.equal(host.batches.length, 1, 'an empty queue delivers no batch');
+  tap.pause();
+  execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e',
+    `const s = require('dgram').createSocket('udp4'); s.send(Buffer.alloc(60), 9999, '${SINK_IP}', () => s.close());`]);
+  tap.drainNow();
+  t.equal(host.udpToSink.length, 1, 'a paused reader is not drained');
 });
 
 t.test('a deleted device stops the reader with an error, not a crash or a spin', async (t) => {
