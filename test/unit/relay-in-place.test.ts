@@ -18,28 +18,13 @@ import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
 import { SLEEVE_HEADER_BYTES, VNET_HDR_BYTES, writeSleeveHeader } from '../../router/overlay/sleeve-codec';
 import { compactSegments, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments } from '../../router/overlay/sleeve-segments';
+import { tcpSuperFrame } from './tcp-super-frame';
 
 const A = '02:00:00:00:00:0a' as PeerName;
 const B = '02:00:00:00:00:0b' as PeerName;
 const C = '02:00:00:00:00:0c' as PeerName;
 const NAMES = [A, B, C];
 const HOSTS: Record<string, string> = { [A]: '10.9.0.1', [B]: '10.9.0.2', [C]: '10.9.0.3' };
-
-/** A TCP super-frame (vnet header, Ethernet, IPv4, TCP) with `payload` bytes, from MAC ...:0a to ...:0b; plain: no GSO. */
-function superFrame(payload: number, seed = 0, plain = false): Buffer {
-  const hdr = 14 + 20 + 20;
-  const f = Buffer.alloc(VNET_HDR_BYTES + hdr + payload);
-  f[0] = 1; f[1] = 1; f.writeUInt16LE(hdr, 2); f.writeUInt16LE(1448, 4); f.writeUInt16LE(34, 6); f.writeUInt16LE(16, 8);
-  f.fill(0x02, VNET_HDR_BYTES, VNET_HDR_BYTES + 12);
-  f[VNET_HDR_BYTES + 5] = 0x0b; f[VNET_HDR_BYTES + 11] = 0x0a;
-  f.writeUInt16BE(0x0800, VNET_HDR_BYTES + 12);
-  const ip = VNET_HDR_BYTES + 14;
-  f[ip] = 0x45; f.writeUInt16BE(40 + payload, ip + 2); f[ip + 8] = 64; f[ip + 9] = 6;
-  f[ip + 32] = 0x50;
-  for (let i = 0; i < payload; i++) f[ip + 40 + i] = (i * 13 + seed) & 0xff;
-  if (plain) f.fill(0, 0, VNET_HDR_BYTES);
-  return f;
-}
 
 /** A small broadcast frame from MAC ...:0b, which teaches every peer that the MAC lives behind its sender. */
 function announceFrame(): Buffer {
@@ -187,7 +172,7 @@ for (const password of [true, false]) {
   t.test(`relayed super-frames leave from the receive buffer (${password ? 'sealed' : 'plaintext'})`, async (t) => {
     await loadSodium();
     const l = line({ password });
-    const frames = [superFrame(60_000, 1), superFrame(30_000, 2), superFrame(200, 3, true)];
+    const frames = [tcpSuperFrame(60_000, 1), tcpSuperFrame(30_000, 2), tcpSuperFrame(200, 3, true)];
     for (const f of frames) l.send(f);
     t.equal(l.delivered.length, 3, 'all arrive at C');
     t.ok(l.delivered.every((d, i) => d.equals(frames[i]!)), 'byte for byte');
@@ -213,7 +198,7 @@ t.test('what cannot go in place is copied, and still arrives', async (t) => {
   ];
   for (const c of cases) {
     const l = line(c.opts);
-    const f = superFrame(40_000, 5);
+    const f = tcpSuperFrame(40_000, 5);
     l.send(f);
     t.equal(l.delivered.length, 1, `${c.what}: arrives`);
     t.ok(l.delivered[0]?.equals(f), `${c.what}: byte for byte`);
@@ -227,7 +212,7 @@ t.test('hops still count down in place', async (t) => {
   await loadSodium();
   // Plaintext, so the inner header can be read on the wire: segment 0's body starts with it, hops left at byte 12.
   const l = line({ password: false });
-  l.send(superFrame(20_000, 7));
+  l.send(tcpSuperFrame(20_000, 7));
   const hops = (w: Wire | undefined): number | undefined => w?.bytes[SEGMENT_HEADER_BYTES + 12];
   t.equal(l.ports[0]!.log.length, 1);
   t.equal(l.ports[1]!.log.length, 1);

@@ -20,6 +20,7 @@ import {
   compactSegments, fitsSegmented, MAX_GSO_PAYLOAD_BYTES, MAX_SEGMENTED_BODY_BYTES, MAX_SEGMENTS, maxSegmentedBody, SEGMENT_HEADER_BYTES,
   SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments,
 } from '../../router/overlay/sleeve-segments';
+import { tcpSuperFrame } from './tcp-super-frame';
 
 const SENDER = Uint8Array.of(2, 0, 0, 0, 0, 1);
 
@@ -173,21 +174,6 @@ const A = '02:00:00:00:00:0a' as PeerName;
 const B = '02:00:00:00:00:0b' as PeerName;
 type Delivery = 'coalesced' | 'whole' | 'single' | 'shuffled' | 'lose-one' | 'duplicated';
 
-/** A super-frame (TCPv4 GSO, vnet header first) of `payload` bytes from a MAC behind A to an unknown MAC. */
-function superFrame(payload: number): Buffer {
-  const hdr = 14 + 20 + 20;
-  const f = Buffer.alloc(VNET_HDR_BYTES + hdr + payload);
-  f[0] = 1; f[1] = 1; f.writeUInt16LE(hdr, 2); f.writeUInt16LE(1448, 4); f.writeUInt16LE(34, 6); f.writeUInt16LE(16, 8);
-  f.fill(0x02, VNET_HDR_BYTES, VNET_HDR_BYTES + 12);
-  f[VNET_HDR_BYTES + 5] = 0x0b; f[VNET_HDR_BYTES + 11] = 0x0a;
-  f.writeUInt16BE(0x0800, VNET_HDR_BYTES + 12);
-  const ip = VNET_HDR_BYTES + 14;
-  f[ip] = 0x45; f.writeUInt16BE(40 + payload, ip + 2); f[ip + 8] = 64; f[ip + 9] = 6;
-  f[ip + 32] = 0x50;
-  for (let i = 0; i < payload; i++) f[ip + 40 + i] = (i * 13) & 0xff;
-  return f;
-}
-
 function pair(delivery: Delivery, password: boolean, segmentBytes = 1472) {
   const rng = new SeededRng(5);
   const delivered: Buffer[] = [];
@@ -235,7 +221,7 @@ for (const password of [true, false]) {
     t.test(`overlay: a super-frame as segments, ${delivery}, ${password ? 'sealed' : 'plaintext'}`, async (t) => {
       await loadSodium();
       const p = pair(delivery, password);
-      const f = superFrame(60_000);
+      const f = tcpSuperFrame(60_000);
       p.send(f);
       p.send(f);
       t.equal(p.a.counters.framesSentSegmented, 2, 'sent as version 3');
@@ -274,9 +260,9 @@ t.test('overlay: a forged datagram claiming tiny segments costs a bounded amount
 t.test('overlay: a lost segment loses one message, nothing else; a full-size super-frame is split to fit', async (t) => {
   await loadSodium();
   const p = pair('lose-one', true);
-  p.send(superFrame(30_000));
+  p.send(tcpSuperFrame(30_000));
   t.equal(p.delivered.length, 0, 'the message with a hole is not delivered');
-  const big = superFrame(65_000);
+  const big = tcpSuperFrame(65_000);
   p.send(big);
   t.equal(p.a.counters.framesSplit, 1, 'a 65 KB super-frame is split to fit one GSO send');
   t.equal(p.a.drops['too-big'], 0);
@@ -291,7 +277,7 @@ t.test('overlay: version 3 only to a neighbour that announced it; every overlay 
   await loadSodium();
   const p = pair('coalesced', true);
   p.a.handleUdpStatus(B, true, null, undefined, false);
-  p.send(superFrame(30_000));
+  p.send(tcpSuperFrame(30_000));
   t.equal(p.a.counters.framesSentSegmented, 0, 'an older neighbour gets version 2');
   t.ok(p.sent.every((s) => s.seg === 0), 'no segmented send');
   t.equal(p.delivered.length, 1, 'and the frame still arrives');
