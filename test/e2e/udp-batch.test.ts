@@ -107,8 +107,9 @@ t.test('UdpBatchPort: datagrams sent from the receive buffer (sendFrom) and stag
   t.ok(await pollUntil(() => got.length >= 2 * sizes.length, { timeoutMs: 5000, intervalMs: 5 }), 'all passed on');
   const passed = got.filter((g) => g.length !== 3);
   t.equal(staged, sizes.length);
-  t.same(passed.map((g) => g.length), sizes, 'in order');
-  t.ok(passed.every((g, i) => g.equals(expected[i]!)), 'byte for byte');
+  // The port hands on a batch's small datagrams first (loaded RTT), so the order may change; sizes are distinct.
+  t.same(passed.map((g) => g.length).sort((a, b) => a - b), [...sizes].sort((a, b) => a - b), 'every one passed on');
+  t.ok(passed.every((g) => g.equals(expected[sizes.indexOf(g.length)]!)), 'byte for byte');
   t.equal(got.filter((g) => g.length === 3 && g.every((b) => b === 0xee)).length, sizes.length, 'and the staged ones');
   t.same(new Set(sources), new Set([`127.0.0.1:${tx.localPort}`]), 'each with its source (the text cached per address)');
 });
