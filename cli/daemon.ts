@@ -52,7 +52,6 @@ import { renderStatus } from './render-status';
 import { packageVersion } from './version';
 import { supervisorInfoFromEnv, withDaemonHealth } from './daemon-health';
 import { READY_MESSAGE } from './supervisor';
-import { releaseStartupHold } from './startup-compiler';
 import { configureStateFiles, stateFiles } from '../common/state-files';
 // weave expose / hide (router/host/host-exposer.ts), addresses from IPAM:
 import { EXPOSE_OWNER, HostExposer } from '../router/host/host-exposer';
@@ -316,8 +315,6 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     throw err instanceof RouterError ? err : new RouterError('io', errorMessage(err), { cause: err });
   }
   logger.info('ready', { api: config.apiSocket, status: config.statusAddress, datadir: config.datadir });
-  // Started by the supervisor with the optimizing compiler held off (issue 14): from here on what gets hot is optimized.
-  releaseStartupHold();
   // Under the supervisor: from now on a crash is restarted, not reported to weave launch. The
   // channel is closed once the message is out, so it never keeps this process alive.
   if (process.send !== undefined) process.send(READY_MESSAGE, () => process.disconnect?.());

@@ -22,7 +22,6 @@ import path from 'node:path';
 import { errorMessage } from '../common/errors';
 import { TextLogger } from '../common/logger';
 import type { Logger } from '../common/logger';
-import { STARTUP_HOLD_FLAG } from './startup-compiler';
 
 export const SUPERVISOR_PID_FILE = 'weave-supervisor.pid';
 /** The daemon's environment: the supervisor's pid, restarts so far, and how the last daemon ended. */
@@ -37,11 +36,9 @@ export const READY_MESSAGE = 'weave-router-ready';
  * generation grow to 16 MiB per semi-space; the router allocates little per
  * frame, and the grown space was ~4 MiB of an idle router's RSS for nothing.
  * 1 MiB: idle RSS ~2 MiB lower, throughput within the noise of scripts/bench.
- * The optimizing compiler is held off until the router is ready
- * (cli/startup-compiler.ts): ~4 MB less idle RSS.
  * `weave router` run in the foreground gets Node's defaults.
  */
-export const ROUTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', STARTUP_HOLD_FLAG];
+export const ROUTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 /**
  * glibc gives each thread that allocates an arena of its own (V8's workers
  * do); two arenas instead of one per thread was another ~2 MiB of idle RSS.

@@ -4,14 +4,11 @@
 // abnormal exits are, with a delay doubling to the cap and starting over after
 // a stable run; clean exits and stop requests end the supervisor.
 
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import t from 'tap';
 import { daemonHealth, supervisorInfoFromEnv } from '../../cli/daemon-health';
 import {
-  ENV_LAST_EXIT, ENV_RESTARTS, ENV_SUPERVISOR_PID, FIRST_RESTART_DELAY_MS, MAX_RESTART_DELAY_MS, RestartPolicy, ROUTER_NODE_FLAGS, STABLE_RUN_MS,
+  ENV_LAST_EXIT, ENV_RESTARTS, ENV_SUPERVISOR_PID, FIRST_RESTART_DELAY_MS, MAX_RESTART_DELAY_MS, RestartPolicy, STABLE_RUN_MS,
 } from '../../cli/supervisor';
-import { releaseStartupHold, STARTUP_HOLD_FLAG } from '../../cli/startup-compiler';
 
 const KILLED = { code: null, signal: 'SIGKILL' as const };
 
@@ -46,35 +43,4 @@ t.test('the daemon reads what the supervisor tells it and shows it', async (t) =
     { code: 'router-restarted', severity: 'warning', text: /restarted 2 times by its supervisor after a crash \(last: killed by SIGKILL at T\)/ },
   ]);
   t.same(daemonHealth([], { pid: 1, restarts: 0, lastExit: null }), [], 'no restart, nothing to say');
-});
-
-t.test('the supervised router starts with the optimizing compiler held off, and the daemon releases it', async (t) => {
-  t.ok(ROUTER_NODE_FLAGS.includes(STARTUP_HOLD_FLAG), 'the supervisor passes the hold flag');
-  const calls: string[] = [];
-  const set = (f: string): void => { calls.push(f); };
-  t.equal(releaseStartupHold(['--max-semi-space-size=1', STARTUP_HOLD_FLAG], set), true);
-  t.same(calls, ['--turbofan']);
-  t.equal(releaseStartupHold([], set), false, 'weave router by hand: V8 left as started');
-  t.equal(releaseStartupHold([STARTUP_HOLD_FLAG, '--jitless'], set), false, 'a jitless node never gets the compiler turned on');
-  t.same(calls, ['--turbofan']);
-});
-
-// The hold relies on this V8 taking the flag at run time: a hot function is
-// not optimized while it is held, and is once it is released.
-t.test('V8 optimizes nothing under the hold and optimizes hot code after the release', async (t) => {
-  const script = `
-    const { releaseStartupHold } = require(${JSON.stringify(path.resolve(__dirname, '../../cli/startup-compiler.js'))});
-    function hot(s) { let x = 0; for (let i = 0; i < s.length; i++) x += s.charCodeAt(i); return x; }
-    let sum = 0;
-    for (let i = 0; i < 300000; i++) sum += hot('abcdefghijklmnopqrstuvwxyz' + (i & 7));
-    console.log('RELEASE ' + releaseStartupHold());
-    for (let i = 0; i < 3000000; i++) sum += hot('abcdefghijklmnopqrstuvwxyz' + (i & 7));
-    console.log('DONE ' + sum);`;
-  const r = spawnSync(process.execPath, [STARTUP_HOLD_FLAG, '--trace-opt', '-e', script], { encoding: 'utf8', timeout: 60_000 });
-  t.equal(r.status, 0, r.stderr);
-  const out = r.stdout;
-  const release = out.indexOf('RELEASE true');
-  t.ok(release >= 0, 'released');
-  t.notMatch(out.slice(0, release), /compiling method .*TURBOFAN/, 'nothing optimized under the hold');
-  t.match(out.slice(release), /completed (compiling|optimizing) .*hot.*TURBOFAN/, 'the hot function is optimized after the release');
 });
