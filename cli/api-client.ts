@@ -4,13 +4,17 @@
 // transport failures and API errors into one-line messages: EACCES names who
 // may use the socket, ENOENT and ECONNREFUSED say the router is not running.
 // It never retries on its own: polling (launch, stop) is the caller's business.
+// HTTP/1.1 is spoken over a node:net socket, the reply read by http-reply.ts:
+// node:http's load and first request cost every CLI run several ms (issue 14).
 
 import fs from 'node:fs';
-import http from 'node:http';
+import net from 'node:net';
 import type { Command } from 'commander';
 import type { GroupLookup } from './api-socket';
 import { checkSocketPath, getentGroup, permissionDeniedMessage, resolveApiSocket } from './api-socket';
 import { errorMessage } from '../common/errors';
+import type { HttpReply } from './http-reply';
+import { HttpReplyReader, ReplyError } from './http-reply';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** A report of a big mesh is a few MB; anything far beyond that is not our router. */
@@ -78,78 +82,49 @@ export class ApiClient {
 
   /** Sends one request; resolves with the parsed JSON reply, rejects with ApiError. */
   request<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
-    const payload = body === undefined ? '' : JSON.stringify(body);
+    const payload = Buffer.from(body === undefined ? '' : JSON.stringify(body), 'utf8');
+    // One request per connection, closed by the router once it has answered: no keep-alive pool,
+    // and polling sees a fresh connect each time. Never half-closed from here: node's HTTP server
+    // takes a client's FIN as the end of the request and would drop a reply still being worked out.
+    const head = `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n` +
+      (payload.length > 0 ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : '') + '\r\n';
     return new Promise<T>((resolve, reject) => {
       let settled = false;
+      const socket = net.connect({ path: this.address });
+      const reader = new HttpReplyReader(MAX_RESPONSE_BYTES);
       const fail = (err: ApiError): void => {
         if (settled) return;
         settled = true;
+        socket.destroy();
         reject(err);
       };
-      // servername is a TLS option the agent reads, hence not in RequestOptions' type.
-      const options: http.RequestOptions & { servername: string } = {
-        socketPath: this.address,
-        method,
-        path,
-        headers: {
-          Accept: 'application/json',
-          ...(payload !== '' ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}),
-        },
-        // No keep-alive pool: one request per CLI run, and polling must see a fresh connect each time.
-        agent: false,
-        // A Unix socket has no TLS server name. Without one given, node's agent works one
-        // out from the host and checks it with net.isIP, whose first use compiles the IPv6
-        // pattern: ~15 ms of every CLI run (issue 14), for a name nothing reads.
-        servername: '',
+      const finish = (): void => {
+        if (settled) return;
+        let reply: HttpReply;
+        try {
+          reply = reader.reply();
+        } catch (err) {
+          fail(replyError(err, this.address));
+          return;
+        }
+        settled = true;
+        socket.destroy();
+        const result = interpret(reply, method, path, this.address);
+        if (result instanceof ApiError) reject(result);
+        else resolve(result as T);
       };
-      const req = http.request(
-        options,
-        (res) => {
-          const chunks: Buffer[] = [];
-          let total = 0;
-          res.on('data', (chunk: Buffer) => {
-            total += chunk.length;
-            if (total > MAX_RESPONSE_BYTES) {
-              fail(new ApiError('protocol', `reply from ${this.address} is over ${MAX_RESPONSE_BYTES} bytes; is that a weave router?`));
-              req.destroy();
-              return;
-            }
-            chunks.push(chunk);
-          });
-          res.on('error', (err) => fail(new ApiError('protocol', `reading reply from ${this.address}: ${err.message}`, null, { cause: err })));
-          res.on('end', () => {
-            if (settled) return;
-            const text = Buffer.concat(chunks).toString('utf8');
-            const status = res.statusCode ?? 0;
-            let parsed: unknown = undefined;
-            let parseError: string | null = null;
-            if (text.trim() !== '') {
-              try {
-                parsed = JSON.parse(text);
-              } catch (err) {
-                parseError = errorMessage(err);
-              }
-            }
-            if (status < 200 || status > 299) {
-              const msg = apiErrorMessage(parsed) ?? `${method} ${path} failed with HTTP ${status}`;
-              fail(new ApiError('http', msg, status));
-              return;
-            }
-            if (parseError !== null) {
-              fail(new ApiError('protocol', `reply from ${this.address} is not JSON (${parseError}); is that a weave router?`));
-              return;
-            }
-            settled = true;
-            resolve(parsed as T);
-          });
-        },
-      );
-      req.setTimeout(timeoutMs, () => {
-        fail(new ApiError('timeout', `weave router did not answer on ${this.address} within ${formatSeconds(timeoutMs)}`));
-        req.destroy();
+      socket.setTimeout(timeoutMs, () => fail(new ApiError('timeout', `weave router did not answer on ${this.address} within ${formatSeconds(timeoutMs)}`)));
+      socket.on('connect', () => socket.write(payload.length > 0 ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : head));
+      socket.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        try {
+          if (reader.push(chunk)) finish();
+        } catch (err) {
+          fail(replyError(err, this.address));
+        }
       });
-      req.on('error', (err: NodeJS.ErrnoException) => fail(this.transportError(err)));
-      req.end(payload);
+      socket.on('end', finish);
+      socket.on('error', (err: NodeJS.ErrnoException) => fail(this.transportError(err)));
     });
   }
 
@@ -172,6 +147,33 @@ export class ApiClient {
         return new ApiError('not-running', `cannot reach the weave router API on ${p}: ${err.message}`, null, { cause: err });
     }
   }
+}
+
+/** A reply that broke off or is not HTTP: closed before an answer means the router went away, as with node:http. */
+function replyError(err: unknown, address: string): ApiError {
+  if (err instanceof ReplyError && err.problem === 'no-reply') {
+    return new ApiError('not-running', `weave router is not running (the connection on ${address} was closed)`, null, { cause: err });
+  }
+  return new ApiError('protocol', `reply from ${address} ${errorMessage(err)}; is that a weave router?`, null, { cause: err });
+}
+
+/** The parsed JSON of a 2xx reply, or the ApiError an error status or a non-JSON body means. */
+function interpret(reply: HttpReply, method: string, path: string, address: string): unknown {
+  const text = reply.body.toString('utf8');
+  let parsed: unknown = undefined;
+  let parseError: string | null = null;
+  if (text.trim() !== '') {
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      parseError = errorMessage(err);
+    }
+  }
+  if (reply.status < 200 || reply.status > 299) {
+    return new ApiError('http', apiErrorMessage(parsed) ?? `${method} ${path} failed with HTTP ${reply.status}`, reply.status);
+  }
+  if (parseError !== null) return new ApiError('protocol', `reply from ${address} is not JSON (${parseError}); is that a weave router?`);
+  return parsed;
 }
 
 /**

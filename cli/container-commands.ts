@@ -1,18 +1,20 @@
 // The container subcommands: `weave attach [ADDR...] <container>`, `weave
 // detach [ADDR...] <container>` and `weave ps` (every attached container and
 // how it joined: manual, label, env, plugin). Plain API calls: the daemon does
-// all the work (docs/architecture.md); arguments are checked here first only so that a
-// typo fails with the same message before the router is asked. Registered on
-// the program by cli/weave.ts.
+// all the work (docs/architecture.md). Registered on the program by cli/weave.ts.
+//
+// `weave attach` sends its words as typed (issue 14: a CLI start is part of
+// every attach, and the address parser was ~2 ms of it): the API checks them
+// first, with the same functions, so a typo gets the same message. Only when
+// the router cannot be asked (not running, no permission, no answer) are they
+// checked here, so the typo is still what the user hears about first.
+// Detach and ps load what they need when they run.
 
 import type { Command } from 'commander';
-import { ApiClient, clientFor } from './api-client';
+import { ApiClient, ApiError, clientFor } from './api-client';
 import type { AttachReply, DetachReply, PsReply } from '../router/api/container-api';
-import { parseAttachAddress, parseDetachCidr } from '../router/host/attach-address';
 import type { AttachedContainer } from '../router/host/attached-container';
-import { parseContainerRef } from '../router/host/container-ref';
 import { RouterError } from '../router/mesh/errors';
-import { sanitiseText } from './render-status';
 
 function write(text: string): void {
   process.stdout.write(text.endsWith('\n') || text === '' ? text : text + '\n');
@@ -20,31 +22,37 @@ function write(text: string): void {
 
 /** One address word of `weave detach`, as the CIDR the daemon will match (router/host/attach-address.ts). */
 export function parseDetachAddress(word: string): string {
+  const { parseDetachCidr } = require('../router/host/attach-address') as typeof import('../router/host/attach-address');
   return parseDetachCidr(word).cidr;
 }
 
 /**
  * `[ADDR...] <container>`: the container is the last word, as in Weave Net.
- * Attach addresses are passed on as written (the daemon resolves net: and
- * ip: with IPAM); detach addresses are normalised by parseDetachAddress.
+ * Refuses only words the wrong way round (an address last); the words
+ * themselves are checked by splitAddressesAndContainer.
  */
-export function splitAddressesAndContainer(words: string[], command: 'attach' | 'detach'): { container: string; addresses: string[] } {
+function splitWords(words: string[], command: 'attach' | 'detach'): { container: string; given: string[] } {
   if (words.length === 0) throw RouterError.config(`${command} needs a container: weave ${command} [ADDR...] <container>`);
   const container = words[words.length - 1] as string;
-  const given = words.slice(0, -1);
   // An address last (a CIDR, a dotted quad, ip:/net:) means the words are the wrong way round.
   if (/^[\d.]+\/\d+$/.test(container) || /^\d{1,3}(\.\d{1,3}){3}$/.test(container) ||
       /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\/\d+$/.test(container) || /^(ip|net):/.test(container)) {
     throw RouterError.config(`the container comes last: weave ${command} ${words.join(' ')} reads ${JSON.stringify(container)} as the container; ` +
       `write weave ${command} [ADDR...] <container>`);
   }
-  parseContainerRef(container);
+  return { container, given: words.slice(0, -1) };
+}
+
+/**
+ * The words split and checked: the container reference, and the addresses
+ * (attach: passed on as written, the daemon resolves net: and ip: with IPAM;
+ * detach: normalised by parseDetachAddress).
+ */
+export function splitAddressesAndContainer(words: string[], command: 'attach' | 'detach'): { container: string; addresses: string[] } {
+  const { container, given } = splitWords(words, command);
+  (require('../router/host/container-ref') as typeof import('../router/host/container-ref')).parseContainerRef(container);
   if (command === 'detach') return { container, addresses: given.map(parseDetachAddress) };
-  for (const a of given) {
-    // attach also takes IPAM requests: net:default, net:CIDR (allocate there), ip:CIDR (claim).
-    if (a.startsWith('net:')) continue;
-    parseAttachAddress(a.startsWith('ip:') ? a.slice(3) : a);
-  }
+  (require('../router/host/attach-address') as typeof import('../router/host/attach-address')).checkAttachWords(given);
   return { container, addresses: given };
 }
 
@@ -80,6 +88,7 @@ function ipOf(cidr: string): string {
  * the container: sanitised before they reach a terminal.
  */
 export function renderPs(containers: readonly AttachedContainer[]): string {
+  const { sanitiseText } = require('./render-status') as typeof import('./render-status');
   return containers
     .map((c) => [c.kind === 'docker' ? c.id.slice(0, 12) : c.id, sanitiseText(c.name), c.joined ?? 'manual', c.mac, ...c.addresses].join(' '))
     .join('\n');
@@ -95,7 +104,7 @@ export function registerContainerCommands(program: Command): void {
     .option('--name <name>', "the name to register in weave DNS (default: the container's name; pid: containers get none)")
     .option('--without-dns', "register no name in weave DNS and leave the container's resolver alone")
     .action(async (words: string[], opts: { name?: string; withoutDns?: boolean }, cmd: Command) => {
-      const { container, addresses } = splitAddressesAndContainer(words, 'attach');
+      const { container, given: addresses } = splitWords(words, 'attach');
       if (opts.name !== undefined && opts.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
       const client = clientFor(cmd);
       // Allocation may wait for IPAM to agree on its initial split: say what it waits for
@@ -108,6 +117,10 @@ export function registerContainerCommands(program: Command): void {
           ...(opts.name !== undefined ? { name: opts.name } : {}),
           ...(opts.withoutDns === true ? { withoutDns: true } : {}),
         }, ATTACH_TIMEOUT_MS);
+      } catch (err) {
+        // The router did not look at the words: a typo among them is the error to show.
+        if (err instanceof ApiError && err.kind !== 'http') splitAddressesAndContainer(words, 'attach');
+        throw err;
       } finally {
         progress.stop();
       }

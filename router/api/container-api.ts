@@ -8,7 +8,8 @@
 
 import type { ApiEndpoints } from '../../common/api-route';
 import { RouterError } from '../mesh/errors';
-import { MAX_ADDRESSES_PER_REQUEST } from '../host/attach-address';
+import { checkAttachWords, MAX_ADDRESSES_PER_REQUEST } from '../host/attach-address';
+import { parseContainerRef } from '../host/container-ref';
 import type { AttachedContainer, AttachOptions } from '../host/attached-container';
 import { validateAttachOptions } from '../host/attached-container';
 import type { ContainerManager } from '../host/container-manager';
@@ -82,6 +83,10 @@ export function parseAttachBody(body: unknown): AttachRequest {
   const container = containerField(rec, '/attach');
   // None: the daemon's address source (IPAM) allocates; the manager says so if there is none.
   const addresses = addressesField(rec, '/attach', false) ?? [];
+  // The CLI sends its words unchecked (issue 14: it loads no address parser): its checks, in its order, are
+  // here, before the container is looked for, so a typo is named as the CLI would have named it.
+  parseContainerRef(container);
+  checkAttachWords(addresses);
   const dns = validateAttachOptions({
     ...(rec['name'] !== undefined ? { dnsName: rec['name'] as string } : {}),
     ...(rec['withoutDns'] !== undefined ? { withoutDns: rec['withoutDns'] as boolean } : {}),

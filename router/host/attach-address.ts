@@ -177,6 +177,20 @@ export function parseDetachCidr(word: string): AttachCidr {
 }
 
 /**
+ * The address words `weave attach` takes before its container: a CIDR or
+ * ip:CIDR (an address to claim) is checked here; net:CIDR and net:default
+ * (where IPAM allocates) are IPAM's to read. The API checks a request with
+ * this before anything else, so a typo gets the same message whether the CLI
+ * or the router finds it (cli/container-commands.ts leaves it to the router).
+ */
+export function checkAttachWords(words: readonly string[]): void {
+  for (const w of words) {
+    if (w.startsWith('net:')) continue;
+    parseAttachAddress(w.startsWith('ip:') ? w.slice(3) : w);
+  }
+}
+
+/**
  * A request's list of addresses, each checked by `parse` (parseAttachAddress
  * for attach, parseDetachCidr for detach); at most MAX_ADDRESSES_PER_REQUEST,
  * at least one when `required`. The same address twice is folded into one,

@@ -161,18 +161,36 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
   }
 }
 
-t.test('attach, detach and ps load only the API client and the argument checks', async (t) => {
+t.test('attach, detach and ps load only the API client', async (t) => {
   // Every module is paid for by every `weave attach` (issue 14): the Docker
-  // client, the logger or the router must not come along with the checks.
+  // client, the logger, the router, node:http or even the address parser
+  // (the router checks the words) must not come along.
   const root = path.resolve(__dirname, '..', '..');
   const script = `const preloaded = new Set(Object.keys(require.cache));
+    const builtins = new Set(process.moduleLoadList);
     require(${JSON.stringify(path.join(root, 'cli', 'container-commands.js'))});
-    console.log(JSON.stringify(Object.keys(require.cache).filter((f) => !preloaded.has(f))))`;
-  const loaded = (JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as string[]).map((f) => path.relative(root, f)).sort();
-  t.same(loaded, [
-    'cli/api-client.js', 'cli/api-socket.js', 'cli/config.js', 'cli/container-commands.js', 'cli/render-status.js',
-    'common/errors.js', 'common/ip-cidr.js', 'common/ip.js', 'router/host/attach-address.js', 'router/host/container-ref.js', 'router/mesh/errors.js',
+    console.log(JSON.stringify({ files: Object.keys(require.cache).filter((f) => !preloaded.has(f)),
+      builtins: process.moduleLoadList.filter((m) => !builtins.has(m)) }))`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })) as { files: string[]; builtins: string[] };
+  t.same(out.files.map((f) => path.relative(root, f)).sort(), [
+    'cli/api-client.js', 'cli/api-socket.js', 'cli/config.js', 'cli/container-commands.js', 'cli/http-reply.js',
+    'common/errors.js', 'router/mesh/errors.js',
   ]);
+  t.same(out.builtins.filter((m) => /http/.test(m)), [], 'node:http is not loaded');
+});
+
+t.test('attach: a typo in the words is named whether or not the router looks at them', async (t) => {
+  const dead = path.join(path.dirname(tempSocketPath(t)), 'no-router.sock');
+  const typo = await run(['--api', dead, 'attach', '10.32.0.0/12', 'netns:x']);
+  t.equal(typo.code, 1);
+  t.match(typo.err, /network address/, 'no router: the CLI checks the words itself');
+  t.notMatch(typo.err, /not running/);
+  const badRef = await run(['--api', dead, 'attach', '10.32.0.1/12', 'netns:a/b']);
+  t.match(badRef.err, /netns:NAME needs a network namespace name/);
+  const fine = await run(['--api', dead, 'attach', '10.32.0.1/12', 'netns:x']);
+  t.match(fine.err, /weave router is not running \(no socket at /, 'good words: the router is the problem');
+  const last = await run(['--api', dead, 'attach', 'netns:x', '10.32.0.1/12']);
+  t.match(last.err, /the container comes last/, 'words the wrong way round are refused before anything is sent');
 });
 
 t.test('the CLI against a fake API: exit codes and where the words go', async (t) => {

@@ -24,6 +24,11 @@ t.test('API bodies and CLI arguments', async (t) => {
     [{ container: 'web', addresses: 'x' }, /"addresses" must be an array/],
     [{ container: 'web', addresses: [5] }, /every address must be a string/],
     [{ container: 'web', addresses: new Array(65).fill('10.32.0.1/12') }, /over the limit/],
+    // The CLI leaves these checks to the API, so they must come before the container is looked for, in the CLI's order.
+    [{ container: 'netns:a/b', addresses: ['10.32.0.0/12'] }, /netns:NAME needs a network namespace name/],
+    [{ container: 'netns:nosuch', addresses: ['10.32.0.0/12'] }, /network address/],
+    [{ container: 'netns:nosuch', addresses: ['net:10.32.8.0/24', 'ip:10.32.0.0/12'] }, /network address/],
+    [{ container: 'netns:nosuch', addresses: ['fe80::1/64'] }, /link-local/],
   ];
   for (const [body, re] of badAttach) t.throws(() => parseAttachBody(body), { code: 'config', message: re });
   t.same(parseAttachBody({ container: 'web' }).addresses, [], 'no addresses: IPAM allocates');
