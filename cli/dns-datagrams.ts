@@ -19,6 +19,7 @@ import { familyOfCanonical } from '../common/ip';
 import { openDgramUpstreamSocket } from '../dns/upstream-dgram';
 import { loadNative } from '../router/overlay/native';
 import { UdpAddressTable, UdpBatchSocket } from '../router/overlay/udp-batch';
+import { ReplyGroups } from './dns-reply-groups';
 
 const BATCH = 256;
 /** Queries larger than this are dropped by the kernel read (counted by the addon); real ones are far smaller. */
@@ -82,6 +83,8 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
   private readonly oneLength = new Int32Array(1);
   private pending = 0;
   private readonly flusher = { flush: (): void => this.flush() };
+  /** Replies to one client socket of one length leave as one GSO send; null once the kernel refused one. */
+  private groups: ReplyGroups | null = new ReplyGroups(BATCH, EDNS_MAX_UDP_BYTES, new UdpAddressTable(BATCH));
 
   constructor(private readonly sock: UdpBatchSocket) {
     this.port = sock.localPort;
@@ -147,9 +150,20 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
   }
 
   private flush(): void {
-    if (this.pending === 0) return;
-    this.sock.sendBatch(this.out, this.outOffsets, this.outLengths, this.dests, this.pending);
+    const n = this.pending;
+    if (n === 0) return;
     this.pending = 0;
+    const g = this.groups;
+    const count = g === null ? n : g.pack(this.out, this.outOffsets, this.outLengths, this.dests, n);
+    if (g === null || count === n) {
+      this.sock.sendBatch(this.out, this.outOffsets, this.outLengths, this.dests, n);
+      return;
+    }
+    const errors = this.sock.stats().txErrors;
+    if (this.sock.sendBatch(g.slab, g.offsets, g.lengths, g.dests, count, g.segSizes) < count && this.sock.stats().txErrors !== errors) {
+      // A kernel without UDP GSO (or one that refuses it here): single datagrams from now on.
+      this.groups = null;
+    }
   }
 }
 
