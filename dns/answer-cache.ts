@@ -13,6 +13,12 @@
 // answers (round robin), is redone on every hit by permuting the answer
 // records, which all have the same length when the reply is cached.
 //
+// The map is keyed by a seeded 30-bit hash of the key bytes, computed while
+// the name is lowered, so a lookup builds no string; the entry keeps its key
+// bytes and a hit compares them in full. Two keys with one hash take turns in
+// the slot (a newer reply replaces the older): rare, and only a miss, since
+// the seed comes from the injected randomness and cannot be aimed at.
+//
 // Correct by construction rather than by notification: an entry belongs to
 // one store generation (dns/store.ts bumps it on every entry put or dropped
 // and every reachability change), and the first lookup after a change empties
@@ -33,6 +39,8 @@ const MAX_NAME_WIRE_BYTES = 255;
 const FLAG_TC = 0x02;
 
 interface CachedReply {
+  /** The key's bytes (transport byte, then the query after its id, name lowered). */
+  key: Buffer;
   bytes: Buffer;
   answerKind: AnswerKind;
   /** Wire length of the question name, the zero byte included. */
@@ -60,16 +68,20 @@ export interface AnswerCacheCounters {
 }
 
 export class AnswerCache {
-  private readonly entries = new Map<string, CachedReply>();
+  private readonly entries = new Map<number, CachedReply>();
   private generation = -1;
   /** Key under construction: transport byte, then the query after its id. */
   private readonly keyBuf = Buffer.alloc(1 + MAX_CACHED_QUERY_BYTES);
   private readonly swap = Buffer.alloc(MAX_CACHED_REPLY_BYTES);
-  /** Name length of the query whose key was built last (0 when it had none). */
+  /** Name length and key length of the query whose key was built last (0 when it had none). */
   private keyNameBytes = 0;
+  private keyBytes = 0;
+  private readonly seed: number;
   readonly counters: AnswerCacheCounters = { hits: 0, misses: 0, stored: 0, evicted: 0, invalidated: 0 };
 
-  constructor(private readonly rng: Rng, private readonly maxEntries = DEFAULT_ANSWER_CACHE_ENTRIES) {}
+  constructor(private readonly rng: Rng, private readonly maxEntries = DEFAULT_ANSWER_CACHE_ENTRIES) {
+    this.seed = randomInt(rng, 0x40000000);
+  }
 
   get size(): number {
     return this.entries.size;
@@ -82,9 +94,9 @@ export class AnswerCache {
       this.entries.clear();
       this.generation = generation;
     }
-    const key = this.key(query, transport);
-    const hit = key === null ? undefined : this.entries.get(key);
-    if (hit === undefined) {
+    const hash = this.key(query, transport);
+    const hit = hash < 0 ? undefined : this.entries.get(hash);
+    if (hit === undefined || !this.sameKey(hit.key)) {
       this.counters.misses++;
       return null;
     }
@@ -94,9 +106,12 @@ export class AnswerCache {
     out[0] = query[0] as number;
     out[1] = query[1] as number;
     if (hit.answers > 1) this.permute(out, hit);
-    const name = query.subarray(HEADER_BYTES, HEADER_BYTES + hit.nameBytes);
-    out.set(name, HEADER_BYTES);
-    for (let i = 0, at = hit.answersAt; i < hit.answers; i++, at += hit.stride) out.set(name, at);
+    // The client's question name, echoed in the question and in every answer.
+    const nameEnd = HEADER_BYTES + hit.nameBytes;
+    for (let k = HEADER_BYTES; k < nameEnd; k++) out[k] = query[k] as number;
+    for (let i = 0, at = hit.answersAt; i < hit.answers; i++, at += hit.stride) {
+      for (let k = HEADER_BYTES; k < nameEnd; k++) out[at + k - HEADER_BYTES] = query[k] as number;
+    }
     return { kind: 'reply', bytes: out, answerKind: hit.answerKind, truncated: false };
   }
 
@@ -106,8 +121,9 @@ export class AnswerCache {
    */
   remember(query: Uint8Array, transport: Transport, generation: number, reply: Buffer, answerKind: AnswerKind): void {
     if (generation !== this.generation || reply.length > MAX_CACHED_REPLY_BYTES || reply.length < HEADER_BYTES) return;
-    const key = this.key(query, transport);
-    if (key === null) return;
+    const hash = this.key(query, transport);
+    if (hash < 0) return;
+    const key = Buffer.from(this.keyBuf.subarray(0, this.keyBytes));
     const nameBytes = this.keyNameBytes;
     if (((reply[2] as number) & FLAG_TC) !== 0 || reply.readUInt16BE(4) !== 1) return;
     const questionEnd = HEADER_BYTES + nameBytes + 4;
@@ -124,43 +140,72 @@ export class AnswerCache {
       if (pos > reply.length || (i > 0 && pos - start !== stride)) return;
       stride = pos - start;
     }
-    if (this.entries.size >= this.maxEntries) {
+    // A key with the same hash gives up its slot (see the file comment).
+    if (this.entries.delete(hash)) this.counters.evicted++;
+    else if (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done !== true) this.entries.delete(oldest.value);
       this.counters.evicted++;
     }
-    this.entries.set(key, { bytes: Buffer.from(reply), answerKind, nameBytes, answersAt: questionEnd, stride, answers });
+    this.entries.set(hash, { key, bytes: Buffer.from(reply), answerKind, nameBytes, answersAt: questionEnd, stride, answers });
     this.counters.stored++;
   }
 
   /**
-   * The key, or null for a query that is not worth caching or whose question
-   * name is not plain labels (the parser judges those; they are never cached).
-   * Sets keyNameBytes.
+   * Builds the key in keyBuf and returns its hash, or -1 for a query that is
+   * not worth caching or whose question name is not plain labels (the parser
+   * judges those; they are never cached). Sets keyNameBytes and keyBytes.
    */
-  private key(query: Uint8Array, transport: Transport): string | null {
+  private key(query: Uint8Array, transport: Transport): number {
     this.keyNameBytes = 0;
-    if (query.length > MAX_CACHED_QUERY_BYTES || query.length < HEADER_BYTES + 5) return null;
+    this.keyBytes = 0;
+    const n = query.length;
+    if (n > MAX_CACHED_QUERY_BYTES || n < HEADER_BYTES + 5) return -1;
     const k = this.keyBuf;
     k[0] = transport === 'udp' ? 0x75 : 0x74;
-    k.set(query.subarray(2), 1);
+    let h = Math.imul(this.seed ^ k[0], 0x9e3779b1);
     // query[i] is k[i - 1]: the name starts at k[HEADER_BYTES - 1].
+    for (let i = 2; i < HEADER_BYTES; i++) {
+      const b = query[i] as number;
+      k[i - 1] = b;
+      h = Math.imul(h ^ b, 0x01000193);
+    }
     let pos = HEADER_BYTES;
     for (;;) {
-      if (pos >= query.length) return null;
+      if (pos >= n) return -1;
       const len = query[pos] as number;
+      k[pos - 1] = len;
+      h = Math.imul(h ^ len, 0x01000193);
       if (len === 0) break;
-      if ((len & 0xc0) !== 0 || pos + 1 + len > query.length) return null;
+      if ((len & 0xc0) !== 0 || pos + 1 + len > n) return -1;
       for (let i = pos + 1; i <= pos + len; i++) {
-        const b = query[i] as number;
-        if (b >= 0x41 && b <= 0x5a) k[i - 1] = b | 0x20;
+        let b = query[i] as number;
+        if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+        k[i - 1] = b;
+        h = Math.imul(h ^ b, 0x01000193);
       }
       pos += 1 + len;
-      if (pos - HEADER_BYTES >= MAX_NAME_WIRE_BYTES) return null;
+      if (pos - HEADER_BYTES >= MAX_NAME_WIRE_BYTES) return -1;
     }
-    if (pos + 5 > query.length) return null;
+    if (pos + 5 > n) return -1;
+    for (let i = pos + 1; i < n; i++) {
+      const b = query[i] as number;
+      k[i - 1] = b;
+      h = Math.imul(h ^ b, 0x01000193);
+    }
     this.keyNameBytes = pos + 1 - HEADER_BYTES;
-    return k.toString('latin1', 0, query.length - 1);
+    this.keyBytes = n - 1;
+    h ^= h >>> 15;
+    return Math.imul(h, 0x85ebca6b) >>> 2;
+  }
+
+  /** Whether `key` equals the key built last. */
+  private sameKey(key: Buffer): boolean {
+    const n = this.keyBytes;
+    if (key.length !== n) return false;
+    const k = this.keyBuf;
+    for (let i = 0; i < n; i++) if (key[i] !== k[i]) return false;
+    return true;
   }
 
   /** Fisher-Yates over the answer records, which are blocks of one length. */

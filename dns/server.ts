@@ -57,6 +57,11 @@ export interface DnsServerOptions {
   tcpQueryTimeoutMs?: number;
 }
 
+/** Where the reply to a forwarded query goes once the upstream has answered; asked at once, `ref` as the caller passed it. */
+interface ReplyRoute {
+  later(ref: number): (reply: Buffer) => void;
+}
+
 interface Listener {
   addr: ListenAddress;
   udp: dgram.Socket | DatagramPort;
@@ -147,7 +152,20 @@ export class DnsServer {
       this.deps.logger.info('dns: batched UDP unavailable, using node:dgram', { addr: addr.host, error: err instanceof Error ? err.message : String(err) });
       return null;
     }
-    port.start((batch) => this.onBatch(addr, port, batch));
+    let current: DatagramBatch | null = null;
+    // One route per socket, not a closure per query: only a forwarded query takes its sender.
+    const route: ReplyRoute = {
+      later: (i) => {
+        const to = (current as DatagramBatch).sender(i);
+        return (bytes) => {
+          if (!this.closed) port.sendTo(to, bytes);
+        };
+      },
+    };
+    port.start((batch) => {
+      current = batch;
+      this.onBatch(addr, batch, route);
+    });
     return port;
   }
 
@@ -176,21 +194,16 @@ export class DnsServer {
     const send = (bytes: Buffer): void => {
       if (!this.closed) udp.send(bytes, rinfo.port, rinfo.address);
     };
-    const reply = this.dispatch(msg, 'udp', () => send);
+    const reply = this.dispatch(msg, 'udp', { later: () => send }, 0);
     if (reply !== null) send(reply);
   }
 
-  private onBatch(addr: ListenAddress, port: DatagramPort, batch: DatagramBatch): void {
+  /** `route` takes datagram i's sender while the batch is valid, for a reply after the upstream has answered. */
+  private onBatch(addr: ListenAddress, batch: DatagramBatch, route: ReplyRoute): void {
     for (let i = 0; i < batch.count; i++) {
       if (this.closed) return;
       if (addr.restricted && !this.allowed(addr, batch.sourceAddress(i))) continue;
-      const reply = this.dispatch(batch.datagram(i), 'udp', () => {
-        // Taken now, while the batch is valid; used when the upstream has answered.
-        const to = batch.sender(i);
-        return (bytes) => {
-          if (!this.closed) port.sendTo(to, bytes);
-        };
-      });
+      const reply = this.dispatch(batch.datagram(i), 'udp', route, i);
       if (reply !== null) batch.reply(i, reply);
     }
   }
@@ -227,6 +240,7 @@ export class DnsServer {
       bytes.copy(frame, 2);
       sock.write(frame);
     };
+    const route: ReplyRoute = { later: () => send };
     sock.on('data', (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       // RFC 7766: several queries may arrive back to back; each is answered on its own.
@@ -240,7 +254,7 @@ export class DnsServer {
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
         deadline.queryComplete();
-        const reply = this.dispatch(Buffer.from(msg), 'tcp', () => send);
+        const reply = this.dispatch(Buffer.from(msg), 'tcp', route, 0);
         if (reply !== null) send(reply);
       }
       // Bytes of an unfinished query start its receive cap; they never extend the idle time.
@@ -250,11 +264,11 @@ export class DnsServer {
 
   /**
    * Answers one query: returns the reply to send now, or null for nothing
-   * now. A forwarded query asks `later` (at once) for where its reply goes once
+   * now. A forwarded query asks `route.later(ref)` (at once) for where its reply goes once
    * the upstream has answered (SERVFAIL when forwarding fails). `msg` may be a
    * view into a receive buffer that is reused once this returns.
    */
-  private dispatch(msg: Uint8Array, transport: Transport, later: () => (reply: Buffer) => void): Buffer | null {
+  private dispatch(msg: Uint8Array, transport: Transport, route: ReplyRoute, ref: number): Buffer | null {
     const c = this.deps.counters;
     c.queries++;
     let outcome: QueryOutcome;
@@ -285,7 +299,7 @@ export class DnsServer {
       case 'forward': {
         const q = outcome.query;
         c.forwarded++;
-        const send = later();
+        const send = route.later(ref);
         // A copy: msg may be a view into a receive buffer, and the forwarder reads it again for the next upstream.
         try {
           this.deps.forwarder.forwardThen(q, Buffer.from(msg), transport, (reply) => {
