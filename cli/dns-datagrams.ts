@@ -51,24 +51,48 @@ function scheduleFlush(s: { flush(): void }): void {
   queueMicrotask(flushDirty);
 }
 
-/** Where a datagram came from, kept as bytes; the text form only when asked for (logs). */
+/** Where a datagram came from, kept as four 32-bit words (no typed array per forwarded query); the text form only when asked for (logs). */
 class NativeSender implements DatagramSender {
-  private readonly ip = new Uint8Array(16);
+  private readonly w0: number;
+  private readonly w1: number;
+  private readonly w2: number;
+  private readonly w3: number;
 
   constructor(from: UdpAddressTable, i: number, readonly port: number) {
-    this.ip.set(from.ips.subarray(16 * i, 16 * i + 16));
+    const b = from.ips;
+    const o = 16 * i;
+    this.w0 = word(b, o);
+    this.w1 = word(b, o + 4);
+    this.w2 = word(b, o + 8);
+    this.w3 = word(b, o + 12);
   }
 
   get address(): string {
     const t = new UdpAddressTable(1);
-    t.ips.set(this.ip);
+    this.writeTo(t, 0);
     return t.address(0);
   }
 
   writeTo(table: UdpAddressTable, i: number): void {
-    table.ips.set(this.ip, 16 * i);
+    const b = table.ips;
+    const o = 16 * i;
+    putWord(b, o, this.w0);
+    putWord(b, o + 4, this.w1);
+    putWord(b, o + 8, this.w2);
+    putWord(b, o + 12, this.w3);
     table.ports[i] = this.port;
   }
+}
+
+function word(b: Uint8Array, o: number): number {
+  return (((b[o] as number) << 24) | ((b[o + 1] as number) << 16) | ((b[o + 2] as number) << 8) | (b[o + 3] as number)) >>> 0;
+}
+
+function putWord(b: Uint8Array, o: number, w: number): void {
+  b[o] = w >>> 24;
+  b[o + 1] = (w >>> 16) & 255;
+  b[o + 2] = (w >>> 8) & 255;
+  b[o + 3] = w & 255;
 }
 
 class NativeDatagramPort implements DatagramPort, DatagramBatch {
@@ -180,6 +204,8 @@ function describeSocketErrno(errno: number): string {
 }
 
 class NativeUpstreamSocket implements UpstreamSocket {
+  /** The upstream as the socket's address table writes it, to name a datagram's source without formatting it each time. */
+  private readonly peer = new UdpAddressTable(1);
   private readonly out = Buffer.allocUnsafe(UPSTREAM_SEND_SLAB_BYTES);
   private readonly offsets = new Int32Array(UPSTREAM_SEND_BATCH);
   private readonly lengths = new Int32Array(UPSTREAM_SEND_BATCH);
@@ -191,7 +217,8 @@ class NativeUpstreamSocket implements UpstreamSocket {
   private txErrors = 0;
   private closed = false;
 
-  constructor(private readonly sock: UdpBatchSocket, private readonly events: UpstreamSocketEvents) {
+  constructor(private readonly sock: UdpBatchSocket, host: string, private readonly events: UpstreamSocketEvents) {
+    this.peer.set(0, host, 0);
     sock.onError((err) => this.fail(err));
     // A dead upstream answers ICMP port unreachable: give up on it now, so
     // the forwarder asks the next one instead of waiting for its timeout.
@@ -199,9 +226,17 @@ class NativeUpstreamSocket implements UpstreamSocket {
     sock.onDatagrams((slab, offsets, lengths, sources, count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const at = offsets[i] as number;
-        events.message(slab.subarray(at, at + (lengths[i] as number)), sources.address(i), sources.port(i));
+        events.message(slab.subarray(at, at + (lengths[i] as number)), this.isPeer(sources, i) ? host : sources.address(i), sources.port(i));
       }
     });
+  }
+
+  /** Whether datagram i came from the upstream's address (its port is passed on as it is). */
+  private isPeer(sources: UdpAddressTable, i: number): boolean {
+    const a = sources.ips;
+    const p = this.peer.ips;
+    for (let k = 0; k < 16; k++) if (a[16 * i + k] !== p[k]) return false;
+    return true;
   }
 
   send(bytes: Uint8Array): void {
@@ -258,7 +293,7 @@ class NativeUpstreamSocket implements UpstreamSocket {
 const openNativeUpstreamSocket: OpenUpstreamSocket = (host, port, events) => new NativeUpstreamSocket(UdpBatchSocket.open({
   address: familyOfCanonical(host) === 6 ? '::' : '0.0.0.0', port: 0, peer: { address: host, port },
   maxBatchCount: UPSTREAM_BATCH, datagramCapacityBytes: UPSTREAM_ANSWER_CAPACITY_BYTES,
-}), events);
+}), host, events);
 
 /** The forwarder's upstream sockets: batched through the addon, or node:dgram ones when the addon cannot be loaded (asked once). */
 export function dnsUpstreamSocketOpener(): OpenUpstreamSocket {

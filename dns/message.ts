@@ -67,17 +67,22 @@ function u16(buf: Uint8Array, off: number): number {
   return ((buf[off] as number) << 8) | (buf[off + 1] as number);
 }
 
+/** The name being read, as text: labels and dots (at most 254 bytes for a name of 255). */
+const nameText = Buffer.alloc(MAX_NAME_WIRE_BYTES);
+let nameTextBytes = 0;
+
 /**
- * Reads a name at `off`; returns it and the offset after it (after the first
- * pointer, when there is one). Labels are read as latin1, so any byte is one
- * character and nothing is lost or invented.
+ * Walks a name at `off` and returns the offset after it (after the first
+ * pointer, when there is one). With `text`, its labels joined by '.' are left
+ * in nameText[0, nameTextBytes). Bounds, the 255-byte cap and pointers are
+ * checked the same either way.
  */
-export function readName(buf: Uint8Array, off: number, allowPointers: boolean): { name: string; end: number } {
-  const labels: string[] = [];
+function walkName(buf: Uint8Array, off: number, allowPointers: boolean, text: boolean): number {
   let pos = off;
   let end = -1;
   let total = 1;
   let jumps = 0;
+  nameTextBytes = 0;
   for (;;) {
     if (pos >= buf.length) throw new Malformed('name runs past the end');
     const len = buf[pos] as number;
@@ -98,15 +103,29 @@ export function readName(buf: Uint8Array, off: number, allowPointers: boolean): 
     if (pos + 1 + len > buf.length) throw new Malformed('label runs past the end');
     total += len + 1;
     if (total > MAX_NAME_WIRE_BYTES) throw new Malformed('name longer than 255 bytes');
-    labels.push(Buffer.from(buf.buffer, buf.byteOffset + pos + 1, len).toString('latin1'));
+    if (text) {
+      if (nameTextBytes > 0) nameText[nameTextBytes++] = 0x2e;
+      for (let i = pos + 1; i <= pos + len; i++) nameText[nameTextBytes++] = buf[i] as number;
+    }
     pos += 1 + len;
   }
-  return { name: labels.join('.'), end };
+  return end;
+}
+
+/**
+ * Reads a name at `off`; returns it and the offset after it (after the first
+ * pointer, when there is one). Labels are read as latin1, so any byte is one
+ * character and nothing is lost or invented; one string per name, built in a
+ * scratch buffer.
+ */
+export function readName(buf: Uint8Array, off: number, allowPointers: boolean): { name: string; end: number } {
+  const end = walkName(buf, off, allowPointers, true);
+  return { name: nameText.toString('latin1', 0, nameTextBytes), end };
 }
 
 /** Skips one resource record; returns its type, the offset of its fixed part and the offset after it. */
 function skipRecord(buf: Uint8Array, off: number): { type: number; fixed: number; end: number } {
-  const { end: nameEnd } = readName(buf, off, true);
+  const nameEnd = walkName(buf, off, true, false);
   if (nameEnd + 10 > buf.length) throw new Malformed('record header runs past the end');
   const type = u16(buf, nameEnd);
   const rdlength = u16(buf, nameEnd + 8);
