@@ -79,7 +79,8 @@ export class AnswerCache {
   private readonly seed: number;
   readonly counters: AnswerCacheCounters = { hits: 0, misses: 0, stored: 0, evicted: 0, invalidated: 0 };
 
-  constructor(private readonly rng: Rng, private readonly maxEntries = DEFAULT_ANSWER_CACHE_ENTRIES) {
+  /** `hashBits` below 30 only in tests, to make keys share slots. */
+  constructor(private readonly rng: Rng, private readonly maxEntries = DEFAULT_ANSWER_CACHE_ENTRIES, private readonly hashBits = 30) {
     this.seed = randomInt(rng, 0x40000000);
   }
 
@@ -196,7 +197,7 @@ export class AnswerCache {
     this.keyNameBytes = pos + 1 - HEADER_BYTES;
     this.keyBytes = n - 1;
     h ^= h >>> 15;
-    return Math.imul(h, 0x85ebca6b) >>> 2;
+    return Math.imul(h, 0x85ebca6b) >>> (32 - this.hashBits);
   }
 
   /** Whether `key` equals the key built last. */

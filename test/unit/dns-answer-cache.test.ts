@@ -12,6 +12,7 @@ import { ManualClock } from '../../common/clock';
 import { SeededRng } from '../../common/rng';
 import type { QueryOutcome } from '../../dns/answer';
 import { handleQuery } from '../../dns/answer';
+import { AnswerCache } from '../../dns/answer-cache';
 import { DnsService } from '../../dns/service';
 import { DnsStore } from '../../dns/store';
 import type { Gossip, GossipData, GossipHub, Gossiper, PeerInfo } from '../../router/mesh/gossip';
@@ -200,4 +201,32 @@ t.test('hostile queries: a pointer or a runaway name is computed, never cached',
   t.equal(decode(svc.resolve(runaway, 'udp')).rcode, 'FORMERR');
   t.equal(svc.resolve(Buffer.alloc(5), 'udp').kind, 'drop');
   t.equal(svc.cache.size, 0);
+});
+
+t.test('keys that share a hash slot: a lookup is the right reply or a miss, never another name\'s', async (t) => {
+  const { svc } = setup();
+  const names = Array.from({ length: 40 }, (_, i) => `n${i}.weave.local`);
+  names.forEach((n, i) => svc.register(`netns:c${i}`, n, [`10.32.1.${i + 1}`]));
+  // 3 bits: 8 slots for 40 names, so most keys collide with several others.
+  const cache = new AnswerCache(new SeededRng(9), 64, 3);
+  const core = (n: string, id: number): Buffer => bytesOf(handleQuery(query(n, 'A', { id }), 'udp', svc.config, svc, new SeededRng(1)));
+  let hits = 0;
+  for (let round = 0; round < 3; round++) {
+    for (const [i, n] of names.entries()) {
+      const q = query(n, 'A', { id: 100 + i });
+      const hit = cache.lookup(q, 'udp', 1);
+      if (hit === null) cache.remember(q, 'udp', 1, core(n, 100 + i), 'answer');
+      else {
+        hits++;
+        t.same(hit.bytes, core(n, 100 + i), `${n}: its own reply`);
+      }
+    }
+  }
+  t.ok(cache.size <= 8, `at most one entry per slot (${cache.size})`);
+  t.ok(cache.counters.evicted > 0, 'colliding keys took each other\'s slot');
+  t.equal(cache.counters.hits, hits);
+  // The same name asked twice in a row hits even with every slot contended.
+  const q = query('n7.weave.local', 'A', { id: 7 });
+  cache.remember(q, 'udp', 1, core('n7.weave.local', 7), 'answer');
+  t.same(cache.lookup(query('N7.weave.local', 'A', { id: 8 }), 'udp', 1)?.bytes, core('N7.weave.local', 8));
 });
