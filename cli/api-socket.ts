@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { DEFAULT_DATADIR } from './config';
 import { RouterError } from '../router/mesh/errors';
+import { sha256Hex } from '../common/sha256';
 
 export const API_SOCKET_DIR = '/run/weave';
 /** The socket of the router that uses the default data directory, as Docker's is /run/docker.sock. */
@@ -34,10 +35,9 @@ const GETENT_TIMEOUT_MS = 5_000;
 export function apiSocketFor(datadir: string): string {
   const abs = path.resolve(datadir);
   if (abs === DEFAULT_DATADIR) return DEFAULT_API_SOCKET;
-  // Loaded only here: every CLI run resolves the socket, and node:crypto costs a
-  // few ms of each start that the default data directory does not need (issue 14).
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
-  const digest = createHash('sha256').update(abs, 'utf8').digest('hex').slice(0, 16);
+  // Not node:crypto: every CLI run resolves the socket, and loading it cost ~4 ms
+  // of each start (issue 14); common/sha256.ts gives the same digest.
+  const digest = sha256Hex(Buffer.from(abs, 'utf8')).slice(0, 16);
   return `${API_SOCKET_DIR}/weave-${digest}.sock`;
 }
 
