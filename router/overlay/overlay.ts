@@ -93,6 +93,11 @@ export class Overlay implements DataPlane {
   private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
   /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
   private readonly probes: LinkProbes;
+  /**
+   * A frame went to our bridge in this UDP batch (or over TCP since the last
+   * one: one needless read at worst); only then may the TAP hold an answer to drain early.
+   */
+  private smallToBridge = false;
 
   constructor(
     /**
@@ -147,11 +152,15 @@ export class Overlay implements DataPlane {
     this.deps.udp.start((buf, off, len, host, port, segSize) => this.receiver.slot(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
+      this.smallToBridge = false;
     }, () => {
       // A ping delivered from this batch's small datagrams has its answer waiting in the TAP by now
       // (the kernel answers while we write): read and send it before the batch's bulk is opened.
+      // Relayed small ones (a relayed flow's ACKs) leave now too. Nothing written to our bridge,
+      // nothing to answer: a relay with no containers of its own skips the empty TAP read.
       this.deps.udp.flush();
-      this.deps.bridge.drainNow?.();
+      if (this.smallToBridge) this.deps.bridge.drainNow?.();
+      this.smallToBridge = false;
     });
     this.deps.fastdp?.start(this.forwarder.macs);
     this.probes.start();
@@ -344,6 +353,7 @@ export class Overlay implements DataPlane {
     if (d.deliver) {
       this.deps.bridge.write(buf, frameOff, frameLen);
       this.traffic.framesToBridge!++;
+      this.smallToBridge = true;
     }
     if (d.via.length === 0) return;
     if (d.via.length === 1 && !d.deliver && spanLen > 0 && this.relayInPlace(d.via[0]!, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen)) return;

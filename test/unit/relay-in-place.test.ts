@@ -4,8 +4,9 @@
 // version 3 segments as UDP_GRO does. Checked: frames arrive byte for byte,
 // B sends from the very buffer it was handed, only whole messages in the
 // receive buffer go in place (reassembled ones and other strides are copied),
-// hops still count down, and the segment spreading it relies on (chunks back
-// where they came from) round-trips.
+// hops still count down, the segment spreading it relies on (chunks back
+// where they came from) round-trips, and a relay reads its TAP early in a
+// batch of small and big datagrams only when a small one went to its bridge.
 
 import t from 'tap';
 import { ManualClock } from '../../common/clock';
@@ -48,6 +49,7 @@ class LinePort implements DatagramPort {
   readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
   handler: DatagramHandler | null = null;
   batchEnd: (() => void) | null = null;
+  smallDone: (() => void) | null = null;
   /** The buffer of the batch being delivered to this node. */
   receiving: Buffer | null = null;
   readonly out: Wire[] = [];
@@ -61,7 +63,7 @@ class LinePort implements DatagramPort {
     if (!withSendFrom) this.sendFrom = undefined;
   }
 
-  start(h: DatagramHandler, end: () => void): void { this.handler = h; this.batchEnd = end; }
+  start(h: DatagramHandler, end: () => void, smallDone?: () => void): void { this.handler = h; this.batchEnd = end; this.smallDone = smallDone ?? null; }
   stageSlab(): Buffer { return this.stage; }
   stageOffset(): number { return 0; }
   commit(len: number, host: string, _port: number, seg = 0): void {
@@ -86,8 +88,10 @@ function line(opts: Options) {
   const ports = NAMES.map(() => new LinePort(opts.sendFrom ?? true));
   const delivered: Buffer[] = [];
   const onFrame: ((buf: Buffer, off: number, len: number) => void)[] = [];
+  const drains = NAMES.map(() => 0);
   const bridges: FramePort[] = NAMES.map((_, i) => ({
     start: (f) => { onFrame[i] = f; },
+    drainNow: () => { drains[i]!++; },
     write: (buf, off, len) => { if (i === 2) delivered.push(Buffer.from(buf.subarray(off, off + len))); },
     close: () => {},
   }));
@@ -148,9 +152,10 @@ function line(opts: Options) {
   run();
   const base = overlays.map((o) => ({ ...o.counters }));
   for (const p of ports) { p.commits = 0; p.sentFrom = 0; p.log.length = 0; }
+  drains.fill(0);
   /** A counter of node i since the line was set up. */
   const count = (i: number, name: string): number => (overlays[i]!.counters[name] ?? 0) - (base[i]![name] ?? 0);
-  return { overlays, ports, delivered, send, run, close, count };
+  return { overlays, ports, delivered, drains, onFrame, send, run, close, count };
 }
 
 t.test('spreading from 4 bytes lower puts compacted chunks back where they came from', async (t) => {
@@ -220,4 +225,43 @@ t.test('hops still count down in place', async (t) => {
   t.equal(hops(l.ports[1]!.log[0]), 31, 'B passes it on with one fewer');
   t.equal(l.count(1, 'framesRelayedInPlace'), 1);
   l.close();
+});
+
+t.test('a mixed batch drains the TAP early only when a small datagram went to the bridge', async (t) => {
+  await loadSodium();
+  /** B gets what A sends for `frames` as one batch: the small datagrams, the port's onSmallDone, the rest (udp-batch-port.ts's order). */
+  const batchAtB = (l: ReturnType<typeof line>, frames: Buffer[]): void => {
+    for (const f of frames) l.onFrame[0]!(f, 0, f.length);
+    const wires = l.ports[0]!.out.splice(0);
+    const b = l.ports[1]!;
+    const slabs = wires.map((w) => { const slab = Buffer.alloc(STAGE_SLOT_BYTES + 64); w.bytes.copy(slab, 32); return { slab, w }; });
+    const deliver = ({ slab, w }: { slab: Buffer; w: Wire }): void => { b.receiving = slab; b.handler!(slab, 32, w.bytes.length, HOSTS[A]!, 6783, w.seg); };
+    slabs.filter((s) => s.w.bytes.length <= 320).forEach(deliver);
+    b.smallDone!();
+    slabs.filter((s) => s.w.bytes.length > 320).forEach(deliver);
+    b.batchEnd!();
+    b.receiving = null;
+    l.run();
+  };
+  const small = tcpSuperFrame(60, 3, true);
+  const big = tcpSuperFrame(40_000, 4);
+  const relayOnly = line({ password: true });
+  batchAtB(relayOnly, [small, big]);
+  t.equal(relayOnly.delivered.length, 2, 'both reach C');
+  t.equal(relayOnly.count(1, 'framesToBridge'), 0, 'nothing went to B\'s bridge');
+  t.equal(relayOnly.drains[1], 0, 'so B does not read its TAP early');
+  relayOnly.close();
+
+  // A small broadcast from another MAC behind A: B delivers it to its bridge, and may have an answer to send at once.
+  const broadcast = Buffer.from(small);
+  broadcast.fill(0xff, VNET_HDR_BYTES, VNET_HDR_BYTES + 6);
+  broadcast[VNET_HDR_BYTES + 11] = 0x0c;
+  const local = line({ password: true });
+  batchAtB(local, [broadcast, big]);
+  t.equal(local.count(1, 'framesToBridge'), 1, 'the broadcast went to B\'s bridge');
+  t.equal(local.drains[1], 1, 'so B reads its TAP before the bulk');
+  // The flag is per batch: the next relay-only batch reads nothing early.
+  batchAtB(local, [small, big]);
+  t.equal(local.drains[1], 1, 'a later relay-only batch does not');
+  local.close();
 });
