@@ -39,6 +39,8 @@ import type { UpstreamSource } from './upstreams';
 import type { UpstreamExpectation } from './upstream-query';
 import { checkAnswer, clientAnswer, randomiseCase, upstreamQuery } from './upstream-query';
 import { RandomBuffer } from './random-buffer';
+import type { DeadlineWaiter } from './deadline-queue';
+import { DeadlineQueue } from './deadline-queue';
 import { UdpUpstreamPool } from './upstream-pool';
 import type { PoolTicket, UpstreamWaiter } from './upstream-pool';
 import type { PoolPolicyOptions } from './upstream-pool-policy';
@@ -76,14 +78,17 @@ export class Forwarder {
   private readonly aborts = new Set<() => void>();
   /** What a Forwarding needs of us, made once. */
   private readonly context: ForwardingContext;
+  /** The timeouts of the UDP attempts in flight, under one timer. */
+  private readonly deadlines: DeadlineQueue;
   private inFlight = 0;
   private closed = false;
 
   constructor(private readonly deps: ForwarderDeps, opts: Partial<ForwarderOptions> = {}) {
     this.opts = { ...DEFAULT_FORWARDER_OPTIONS, ...opts };
     this.pool = new UdpUpstreamPool(deps.logger, this.random, this.opts.pool, Date.now, deps.openUpstreamSocket);
+    this.deadlines = new DeadlineQueue(this.opts.timeoutMs);
     this.context = {
-      pool: this.pool, logger: deps.logger, timeoutMs: this.opts.timeoutMs,
+      pool: this.pool, logger: deps.logger, deadlines: this.deadlines,
       closed: () => this.closed,
       expectation: (q) => this.expectation(q),
       viaTcp: (u, q, raw, then) => this.viaTcp(u, q, raw, then),
@@ -126,6 +131,7 @@ export class Forwarder {
     for (const job of [...this.jobs]) job.abort();
     for (const abort of [...this.aborts]) abort();
     this.aborts.clear();
+    this.deadlines.clear();
     this.pool.close();
   }
 
@@ -213,7 +219,7 @@ export class Forwarder {
 interface ForwardingContext {
   readonly pool: UdpUpstreamPool;
   readonly logger: Logger;
-  readonly timeoutMs: number;
+  readonly deadlines: DeadlineQueue;
   closed(): boolean;
   expectation(q: ParsedQuery): UpstreamExpectation;
   viaTcp(u: Upstream, q: ParsedQuery, raw: Uint8Array, then: (reply: Buffer | null) => void): void;
@@ -229,21 +235,18 @@ const NO_EXPECTATION: UpstreamExpectation = { id: -1, question: new Uint8Array(0
  * across an upstream round trip is copied by every scavenge, and the router
  * runs with a small young generation.
  */
-class Forwarding implements UpstreamWaiter {
+class Forwarding implements UpstreamWaiter, DeadlineWaiter {
   exp: UpstreamExpectation = NO_EXPECTATION;
+  /** The UDP attempt's place among the forwarder's deadlines (dns/deadline-queue.ts). */
+  deadlinePrev: DeadlineWaiter | null = null;
+  deadlineNext: DeadlineWaiter | null = null;
+  deadlineAt = -1;
   private next = 0;
   private fallback: Buffer | null = null;
-  /** The UDP attempt waiting: the pool's ticket and its timer; null between attempts. */
+  /** The UDP attempt waiting: the pool's ticket; null between attempts. */
   private ticket: PoolTicket | null = null;
-  private timer: NodeJS.Timeout | null = null;
   private upstream: Upstream | null = null;
   private ended = false;
-  private readonly onTimeout = (): void => {
-    this.timer = null;
-    if (this.upstream !== null) this.ctx.logger.debug('dns upstream timed out', { upstream: formatUpstream(this.upstream) });
-    this.stopAttempt();
-    this.tried(null);
-  };
 
   constructor(
     private readonly ctx: ForwardingContext,
@@ -262,12 +265,18 @@ class Forwarding implements UpstreamWaiter {
     else this.viaUdp(u);
   }
 
+  /** The UDP attempt timed out. */
+  expired(): void {
+    if (this.upstream !== null) this.ctx.logger.debug('dns upstream timed out', { upstream: formatUpstream(this.upstream) });
+    this.stopAttempt();
+    this.tried(null);
+  }
+
   /** From the pool: the accepted answer (a view into a receive buffer, copied now) or null. */
   answered(reply: Uint8Array | null): void {
     if (this.ticket === null) return;
     this.ticket = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.ctx.deadlines.remove(this);
     const u = this.upstream as Upstream;
     const out = reply === null ? null : clientAnswer(reply, this.q.id, this.q.questionBytes);
     // UDP first, whatever the client used; TCP when the answer did not fit and the
@@ -288,7 +297,7 @@ class Forwarding implements UpstreamWaiter {
     const out = upstreamQuery(this.raw, this.exp);
     const edns = this.q.edns;
     if (edns !== null && edns.udpPayloadBytes > EDNS_MAX_UDP_BYTES) out.writeUInt16BE(EDNS_MAX_UDP_BYTES, edns.sizeOffset);
-    this.timer = setTimeout(this.onTimeout, this.ctx.timeoutMs);
+    this.ctx.deadlines.add(this);
     this.ticket = this.ctx.pool.send(u, this, out);
   }
 
@@ -305,8 +314,7 @@ class Forwarding implements UpstreamWaiter {
   }
 
   private stopAttempt(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.ctx.deadlines.remove(this);
     if (this.ticket !== null) this.ctx.pool.cancel(this.ticket, this);
     this.ticket = null;
   }
