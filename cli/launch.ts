@@ -25,6 +25,8 @@ import { processAlive } from '../common/process-alive';
 export const LOG_FILE = 'weave.log';
 /** Written by the daemon (cli/daemon.ts) while it runs. */
 export const PID_FILE = 'weave.pid';
+/** The router's bundle beside weave.js (scripts/bundle-router.ts). */
+export const ROUTER_BUNDLE_FILE = 'weave-router.js';
 export const DEFAULT_READY_TIMEOUT_MS = 15_000;
 export const DEFAULT_STOP_TIMEOUT_MS = 15_000;
 /** After SIGTERM, how long a router that does not answer gets before SIGKILL. */
@@ -82,6 +84,22 @@ export function logTail(file: string, fromOffset = 0): string {
  * if it does not answer within the timeout (then the child is killed, so a
  * half-started router never lingers).
  */
+/**
+ * The script the supervisor runs as the router: the bundle of scripts/bundle-router.ts
+ * (weave-router.js, the same CLI in one file: issue 14, idle RSS) when it was built
+ * after weave.js, else weave.js itself. A `tsc` that rewrote the files since the
+ * last bundle makes the bundle old: then the files run, never yesterday's code.
+ */
+export function routerScript(dir: string): string {
+  const files = path.join(dir, 'weave.js');
+  const bundle = path.join(dir, ROUTER_BUNDLE_FILE);
+  try {
+    return fs.statSync(bundle).mtimeMs >= fs.statSync(files).mtimeMs ? bundle : files;
+  } catch {
+    return files;
+  }
+}
+
 export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Promise<LaunchResult> {
   // The daemon checks again; here a missing group fails before anything starts.
   if (config.apiGroup !== null) lookupApiGroup(config.apiGroup);
@@ -115,7 +133,7 @@ export async function launch(config: DaemonConfig, opts: LaunchOptions = {}): Pr
   // A stale WEAVE_PASSWORD must not turn an unencrypted config into an encrypted router.
   if (config.password === null) delete env['WEAVE_PASSWORD'];
   if (config.oldPassword === undefined) delete env['WEAVE_OLD_PASSWORD'];
-  const script = opts.weaveScript ?? path.join(__dirname, 'weave.js');
+  const script = opts.weaveScript ?? routerScript(__dirname);
   const supervisorScript = opts.supervisorScript ?? path.join(__dirname, 'supervisor.js');
 
   let child: ChildProcess;
@@ -307,7 +325,7 @@ function isRouter(pid: number, datadir: string | undefined): boolean {
   if (!processAlive(pid)) return false;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const entry = argv.findIndex((a) => path.basename(a) === 'weave.js' || path.basename(a) === 'weave');
+    const entry = argv.findIndex((a) => ['weave.js', 'weave', ROUTER_BUNDLE_FILE].includes(path.basename(a)));
     if (entry < 0 || argv[entry + 1] !== 'router') return false;
     const flag = argv.indexOf('--datadir');
     return flag < 0 || datadir === undefined || path.resolve(argv[flag + 1] ?? '') === path.resolve(datadir);

@@ -36,9 +36,16 @@ export const READY_MESSAGE = 'weave-router-ready';
  * generation grow to 16 MiB per semi-space; the router allocates little per
  * frame, and the grown space was ~4 MiB of an idle router's RSS for nothing.
  * 1 MiB: idle RSS ~2 MiB lower, throughput within the noise of scripts/bench.
+ * --max-bytecode-size-for-early-opt=0: V8 otherwise hands any function of
+ * at most 81 bytes of bytecode to its optimizing compiler at the first budget
+ * interrupt; Node's own small helpers (argument validators behind fs,
+ * child_process and http) got there during startup, and the compiler's first
+ * run maps ~3.5 MB of its code and zones in a router that then idles. Now a
+ * small function is optimized once it is hot, like any other; the frame path
+ * is hot within the first frames, so throughput is unchanged (docs/architecture.md).
  * `weave router` run in the foreground gets Node's defaults.
  */
-export const ROUTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const ROUTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-bytecode-size-for-early-opt=0'];
 /**
  * glibc gives each thread that allocates an arena of its own (V8's workers
  * do); two arenas instead of one per thread was another ~2 MiB of idle RSS.

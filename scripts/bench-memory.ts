@@ -27,6 +27,7 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RouterStatus } from '../router/mesh/status';
+import { ROUTER_BUNDLE_FILE } from '../cli/launch';
 import { summaryLine } from './bench-summary';
 import { attach } from './bench-weave';
 import { type BackgroundProcess, run } from './command';
@@ -107,7 +108,7 @@ function routerPid(h: SimHost): number {
     const argv = cmdline(p);
     // The supervisor's argv names weave.js and 'router' too.
     if (argv.some((a) => a.endsWith('supervisor.js'))) return false;
-    const entry = argv.findIndex((a) => a.endsWith(join('cli', 'weave.js')));
+    const entry = argv.findIndex((a) => a.endsWith(join('cli', 'weave.js')) || a.endsWith(join('cli', ROUTER_BUNDLE_FILE)));
     return entry >= 0 && argv[entry + 1] === 'router';
   });
   if (pid === undefined) throw new Error(`no router process on ${h.name}\n${h.readLog()}`);

@@ -13,6 +13,7 @@
 // (stopped by scripts/bench.ts, killed by destroy() if they do not stop).
 
 import { join, resolve } from 'node:path';
+import { ROUTER_BUNDLE_FILE } from '../cli/launch';
 import type { RouterStatus } from '../router/mesh/status';
 import { type Overlay, ping } from './bench-measure';
 import { run } from './command';
@@ -26,7 +27,7 @@ const ENCRYPTED_IPS = ['10.32.1.1', '10.32.1.2', '10.32.1.3'] as const;
 
 /** The router itself: its supervisor (cli/supervisor.js, whose argv also names weave.js and 'router') is a separate idle process. */
 const isRouter = (cmd: string[]): boolean =>
-  cmd.some((a) => a.endsWith(join('cli', 'weave.js'))) && cmd.includes('router') && !cmd.some((a) => a.endsWith('supervisor.js'));
+  cmd.some((a) => a.endsWith(join('cli', 'weave.js')) || a.endsWith(join('cli', ROUTER_BUNDLE_FILE))) && cmd.includes('router') && !cmd.some((a) => a.endsWith('supervisor.js'));
 
 function linkTo(s: RouterStatus, nickname: string) {
   return s.connections.find((c) => c.state === 'established' && c.nickname === nickname);

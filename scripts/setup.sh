@@ -39,4 +39,6 @@ fi
 
 echo "setup: building" >&2
 npx tsc -p tsconfig.json
+# The router's one-file bundle (scripts/bundle-router.ts), after every tsc.
+node dist/scripts/bundle-router.js
 chmod +x dist/cli/weave.js 2>/dev/null || true
