@@ -25,9 +25,9 @@
 
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { RouterStatus } from '../router/mesh/status';
-import { ROUTER_BUNDLE_FILE } from '../cli/launch';
+import { ROUTER_BUNDLE_FILE, routerScript } from '../cli/launch';
 import { summaryLine } from './bench-summary';
 import { attach } from './bench-weave';
 import { type BackgroundProcess, run } from './command';
@@ -274,7 +274,10 @@ async function main(): Promise<number> {
   let failed = false;
   try {
     const [h1, p1, t1, t2] = net.hosts as [SimHost, SimHost, SimHost, SimHost];
-    say(`bench-memory: ${net.weaveCli}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    // The router runs the bundle only when it is current (cli/launch.ts): say which, since it moves the idle figure by ~2.5 MB.
+    const script = basename(routerScript(dirname(net.weaveCli)));
+    const how = script === ROUTER_BUNDLE_FILE ? `the router runs ${script}` : `the router runs ${script}: no current bundle (npm run build)`;
+    say(`bench-memory: ${net.weaveCli}, ${how}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     say('(a) idle: one router, launched, no peers');
     await launch(h1, []);
     const idle = await settledRss(routerPid(h1));
