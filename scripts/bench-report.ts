@@ -63,7 +63,7 @@ export function resultsTable(overlays: Overlay[], samples: Samples): string {
 
 export const RESULTS_LEGEND = [
   'Mbit/s: iperf3 receiver; x wg-go: median over wireguard-go\'s median; RTT ms: idle = median of 20 pings after the transfer,',
-  'load = median and 90th percentile of ping -i 0.01 during it; lost: loaded pings unanswered; retrans: iperf3 retransmits per transfer;',
+  'load = median and 90th percentile of fping -p 10 (a ping every 10 ms) during it; lost: loaded pings unanswered; retrans: iperf3 retransmits per transfer;',
   'CPU%: the overlay\'s own daemons on each host in the overlay\'s host order (% of one core over the transfer; not iperf3, not the kernel\'s',
   'softirq work); RSS: those daemons after the transfer (weave: the router process only, not its supervisor).',
 ];

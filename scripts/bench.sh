@@ -41,9 +41,9 @@ if ! bash scripts/setup.sh; then
   fi
 fi
 
-# Required: iperf3 and ss for measuring, wireguard-go + wg for the reference.
+# Required: iperf3, ss and fping for measuring, wireguard-go + wg for the reference.
 need=()
-for pair in iperf3:iperf3 ss:iproute2 ping:iputils-ping wireguard-go:wireguard-go wg:wireguard-tools dnsperf:dnsperf dnsmasq:dnsmasq-base; do
+for pair in iperf3:iperf3 ss:iproute2 ping:iputils-ping fping:fping wireguard-go:wireguard-go wg:wireguard-tools dnsperf:dnsperf dnsmasq:dnsmasq-base; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 # Optional: tinc, nebula and fastd; the bench skips whichever is missing.

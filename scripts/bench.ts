@@ -166,7 +166,7 @@ async function bench(opts: BenchOptions): Promise<number> {
     for (const ns of new Set(overlays.map((o) => o.serverNs))) await startIperfServer(net, ns);
 
     say('');
-    say(`What is measured (iperf3 TCP, 1 stream, ${opts.seconds} s after ${OMIT_SECONDS} s not counted, client -> server, with ping -i ${LOADED_PING_INTERVAL_S} ` +
+    say(`What is measured (iperf3 TCP, 1 stream, ${opts.seconds} s after ${OMIT_SECONDS} s not counted, client -> server, with fping -p ${LOADED_PING_INTERVAL_S * 1000} (ms) ` +
       `beside it; then ping -c ${PING_COUNT} idle):`);
     for (const o of overlays) say(`  ${o.label.padEnd(16)} ${o.path}; MTU ${o.mtu}; ${o.version}`);
     say(`${availableParallelism()} cores here; load average before the rounds ${load()}.`);
