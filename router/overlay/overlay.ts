@@ -33,7 +33,7 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import { SegmentReceiver } from './segment-receiver';
 import {
-  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments,
+  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
@@ -43,11 +43,12 @@ import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeHopsLeft, writeInnerHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
+import { relayInPlace } from './relay-in-place';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
@@ -97,7 +98,7 @@ export class Overlay implements DataPlane {
    * A frame went to our bridge in this UDP batch (or over TCP since the last
    * one: one needless read at worst); only then may the TAP hold an answer to drain early.
    */
-  private smallToBridge = false;
+  private wroteToBridge = false;
 
   constructor(
     /**
@@ -152,15 +153,15 @@ export class Overlay implements DataPlane {
     this.deps.udp.start((buf, off, len, host, port, segSize) => this.receiver.slot(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
-      this.smallToBridge = false;
+      this.wroteToBridge = false;
     }, () => {
       // A ping delivered from this batch's small datagrams has its answer waiting in the TAP by now
       // (the kernel answers while we write): read and send it before the batch's bulk is opened.
       // Relayed small ones (a relayed flow's ACKs) leave now too. Nothing written to our bridge,
       // nothing to answer: a relay with no containers of its own skips the empty TAP read.
       this.deps.udp.flush();
-      if (this.smallToBridge) this.deps.bridge.drainNow?.();
-      this.smallToBridge = false;
+      if (this.wroteToBridge) this.deps.bridge.drainNow?.();
+      this.wroteToBridge = false;
     });
     this.deps.fastdp?.start(this.forwarder.macs);
     this.probes.start();
@@ -353,10 +354,13 @@ export class Overlay implements DataPlane {
     if (d.deliver) {
       this.deps.bridge.write(buf, frameOff, frameLen);
       this.traffic.framesToBridge!++;
-      this.smallToBridge = true;
+      this.wroteToBridge = true;
     }
     if (d.via.length === 0) return;
-    if (d.via.length === 1 && !d.deliver && spanLen > 0 && this.relayInPlace(d.via[0]!, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen)) return;
+    if (d.via.length === 1 && !d.deliver && spanLen > 0) {
+      const link = this.links.get(d.via[0]!);
+      if (link !== undefined && relayInPlace(this.deps.udp, link, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen)) return;
+    }
     // The frame sits in a receive buffer and is relayed into the port's send
     // slots (or a fresh TCP message): it can be read in place, no copy needed.
     const hops = inner.hopsLeft - 1;
@@ -368,41 +372,6 @@ export class Overlay implements DataPlane {
       this.sendFrame(link, src, dst, hops, buf, frameOff, frameLen);
       this.traffic.framesRelayed!++;
     }
-  }
-
-  /**
-   * Relays a unicast message where it arrived: the inner frame at `off` in the
-   * receive buffer (its sleeve header 16 bytes before it) is resealed there
-   * under the next link's key and leaves from there (DatagramPort.sendFrom),
-   * as version 3 segments in the span the segments came in, or as one version
-   * 2 datagram. Spares the copy into a send slot and, with equal strides, the
-   * moves of chunk 0. False when it cannot (then the caller copies): the port
-   * cannot send from a receive buffer, the next hop is on TCP, or the result
-   * would not fit the span (another stride, another tag size).
-   */
-  private relayInPlace(via: PeerName, buf: Buffer, off: number, len: number, hops: number, spanOff: number, spanEnd: number): boolean {
-    const udp = this.deps.udp;
-    const link = this.links.get(via);
-    if (udp.sendFrom === undefined || link === undefined || !link.peerHearsUs) return false;
-    const at = off - SLEEVE_HEADER_BYTES;
-    const sealedBody = len + link.session.trailerBytes;
-    const segmented = link.segmented && fitsSegmented(sealedBody, this.stride);
-    // Version 3 leaves from as low as 4 bytes before the header (where compacted segments began); version 2 from the header.
-    const from = segmented ? Math.max(spanOff, at - (SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES)) : at;
-    const wire = segmented ? segmentedBytes(sealedBody, this.stride) : SLEEVE_HEADER_BYTES + sealedBody;
-    if (at < spanOff || from + wire > spanEnd) return false;
-    writeHopsLeft(buf, off, hops);
-    const sealed = link.session.seal(buf, at, SLEEVE_TYPE_FRAME, len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
-    // A spent counter (the mesh rekeys long before) drops the frame, as sendFrame does.
-    if (sealed < 0) return true;
-    const n = segmented ? spreadSegments(buf, at, sealed - SLEEVE_HEADER_BYTES, this.stride, from) : sealed;
-    udp.sendFrom(buf, from, n, link.udp.host, link.udp.port, segmented ? this.stride + SEGMENT_HEADER_BYTES : 0);
-    if (segmented) this.traffic.framesSentSegmented!++;
-    this.traffic.framesSentUdp!++;
-    this.traffic.framesRelayed!++;
-    this.traffic.framesRelayedInPlace!++;
-    this.traffic.bytesSentUdp! += n;
-    return true;
   }
 
   private nameBytes(name: PeerName): Uint8Array {

@@ -1,5 +1,5 @@
 // A relay reseals a unicast message where it arrived and sends it from the
-// receive buffer (Overlay.relayInPlace, DatagramPort.sendFrom): three
+// receive buffer (router/overlay/relay-in-place.ts, DatagramPort.sendFrom): three
 // Overlays in a line, A - B - C, over in-memory ports that hand B coalesced
 // version 3 segments as UDP_GRO does. Checked: frames arrive byte for byte,
 // B sends from the very buffer it was handed, only whole messages in the
