@@ -3,10 +3,10 @@
 // that each piece still crosses the mesh whole and the delivering TAP
 // segments it as the kernel would have segmented the original.
 //
-// Why: a container's TCP builds super-frames up to its veth's gso_max_size
-// (65536, which the kernel fast path needs for full speed), and a frame that
-// GRO merged elsewhere can reach 64 KiB of IP packet; a sleeve datagram
-// carries at most MAX_SLEEVE_FRAME_BYTES. The alternative, capping the TAP's
+// Why: a frame that GRO merged elsewhere can reach 64 KiB of IP packet (a
+// container's own TCP stays under its veth's gso_max_size, 64000, which fits:
+// router/host/container-link.ts), and a datagram or version 3 message
+// carries at most MAX_SLEEVE_FRAME_BYTES or a little less. The alternative, capping the TAP's
 // gso_max_size, makes the kernel segment everything to the MTU.
 //
 // Each piece is what tcp_gso_segment would produce for a run of segments:
