@@ -98,7 +98,10 @@ function putWord(b: Uint8Array, o: number, w: number): void {
 class NativeDatagramPort implements DatagramPort, DatagramBatch {
   readonly port: number;
   count = 0;
-  private readonly out = Buffer.alloc(BATCH * EDNS_MAX_UDP_BYTES);
+  readonly input: Buffer;
+  readonly output: Buffer = Buffer.alloc(BATCH * EDNS_MAX_UDP_BYTES);
+  readonly replyCapacity = EDNS_MAX_UDP_BYTES;
+  private readonly out = this.output;
   private readonly outOffsets = new Int32Array(BATCH);
   private readonly outLengths = new Int32Array(BATCH);
   private readonly dests = new UdpAddressTable(BATCH);
@@ -109,9 +112,17 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
   private readonly flusher = { flush: (): void => this.flush() };
   /** Replies to one client socket of one length leave as one GSO send; null once the kernel refused one. */
   private groups: ReplyGroups | null = new ReplyGroups(BATCH, EDNS_MAX_UDP_BYTES, new UdpAddressTable(BATCH));
+  /**
+   * The socket's send error count as last read. It grows only in a send
+   * that takes fewer datagrams than it was given, so stats() (an object
+   * built by the addon, ~5% of a local answer's cost when read per burst)
+   * is read only after such a send.
+   */
+  private txErrors = 0;
 
   constructor(private readonly sock: UdpBatchSocket) {
     this.port = sock.localPort;
+    this.input = sock.slab;
     for (let i = 0; i < BATCH; i++) this.outOffsets[i] = i * EDNS_MAX_UDP_BYTES;
   }
 
@@ -125,6 +136,14 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
         this.flush();
       }
     });
+  }
+
+  offset(i: number): number {
+    return this.sock.offsets[i] as number;
+  }
+
+  length(i: number): number {
+    return this.sock.lengths[i] as number;
   }
 
   datagram(i: number): Uint8Array {
@@ -145,10 +164,18 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
       this.sendTo(this.sender(i), bytes);
       return;
     }
+    this.out.set(bytes, this.replyAt());
+    this.commit(i, bytes.length);
+  }
+
+  replyAt(): number {
     if (this.pending >= BATCH) this.flush();
+    return this.outOffsets[this.pending] as number;
+  }
+
+  commit(i: number, length: number): void {
     const n = this.pending++;
-    this.out.set(bytes, this.outOffsets[n] as number);
-    this.outLengths[n] = bytes.length;
+    this.outLengths[n] = length;
     this.dests.copyFrom(n, this.sock.sources, i);
   }
 
@@ -158,7 +185,7 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
       if (to instanceof NativeSender) to.writeTo(this.one, 0);
       else this.one.set(0, to.address, to.port);
       this.oneLength[0] = bytes.length;
-      this.sock.sendBatch(bytes, this.oneOffset, this.oneLength, this.one, 1);
+      this.sent(this.sock.sendBatch(bytes, this.oneOffset, this.oneLength, this.one, 1), 1);
       return;
     }
     if (this.pending >= BATCH) this.flush();
@@ -180,14 +207,21 @@ class NativeDatagramPort implements DatagramPort, DatagramBatch {
     const g = this.groups;
     const count = g === null ? n : g.pack(this.out, this.outOffsets, this.outLengths, this.dests, n);
     if (g === null || count === n) {
-      this.sock.sendBatch(this.out, this.outOffsets, this.outLengths, this.dests, n);
+      this.sent(this.sock.sendBatch(this.out, this.outOffsets, this.outLengths, this.dests, n), n);
       return;
     }
-    const errors = this.sock.stats().txErrors;
-    if (this.sock.sendBatch(g.slab, g.offsets, g.lengths, g.dests, count, g.segSizes) < count && this.sock.stats().txErrors !== errors) {
+    if (this.sent(this.sock.sendBatch(g.slab, g.offsets, g.lengths, g.dests, count, g.segSizes), count)) {
       // A kernel without UDP GSO (or one that refuses it here): single datagrams from now on.
       this.groups = null;
     }
+  }
+
+  /** After a send of `count` that took `taken`: whether it had errors (a full send buffer drops without one). */
+  private sent(taken: number, count: number): boolean {
+    if (taken >= count) return false;
+    const before = this.txErrors;
+    this.txErrors = this.sock.stats().txErrors;
+    return this.txErrors !== before;
   }
 }
 

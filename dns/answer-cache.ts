@@ -58,6 +58,11 @@ export interface CachedOutcome {
   truncated: false;
 }
 
+/** What answerInto says of a hit besides its bytes; the caller keeps one and passes it each time. */
+export interface CacheHit {
+  kind: AnswerKind;
+}
+
 export interface AnswerCacheCounters {
   hits: number;
   misses: number;
@@ -72,7 +77,6 @@ export class AnswerCache {
   private generation = -1;
   /** Key under construction: transport byte, then the query after its id. */
   private readonly keyBuf = Buffer.alloc(1 + MAX_CACHED_QUERY_BYTES);
-  private readonly swap = Buffer.alloc(MAX_CACHED_REPLY_BYTES);
   /** Name length and key length of the query whose key was built last (0 when it had none). */
   private keyNameBytes = 0;
   private keyBytes = 0;
@@ -88,32 +92,64 @@ export class AnswerCache {
     return this.entries.size;
   }
 
-  /** The reply to `query` from the cache, or null when it must be computed. */
+  /** The reply to `query` from the cache, or null when it must be computed. A hit is a buffer of its own. */
   lookup(query: Uint8Array, transport: Transport, generation: number): CachedOutcome | null {
-    if (generation !== this.generation) {
-      if (this.entries.size > 0) this.counters.invalidated++;
-      this.entries.clear();
-      this.generation = generation;
-    }
-    const hash = this.key(query, transport);
-    const hit = hash < 0 ? undefined : this.entries.get(hash);
-    if (hit === undefined || !this.sameKey(hit.key)) {
+    const hit = this.find(query, 0, query.length, transport, generation);
+    if (hit === null) {
       this.counters.misses++;
       return null;
     }
     this.counters.hits++;
     const out = Buffer.allocUnsafe(hit.bytes.length);
-    hit.bytes.copy(out);
-    out[0] = query[0] as number;
-    out[1] = query[1] as number;
-    if (hit.answers > 1) this.permute(out, hit);
-    // The client's question name, echoed in the question and in every answer.
-    const nameEnd = HEADER_BYTES + hit.nameBytes;
-    for (let k = HEADER_BYTES; k < nameEnd; k++) out[k] = query[k] as number;
-    for (let i = 0, at = hit.answersAt; i < hit.answers; i++, at += hit.stride) {
-      for (let k = HEADER_BYTES; k < nameEnd; k++) out[at + k - HEADER_BYTES] = query[k] as number;
-    }
+    this.write(hit, query, 0, out, 0);
     return { kind: 'reply', bytes: out, answerKind: hit.answerKind, truncated: false };
+  }
+
+  /**
+   * The batched server's hit path (nothing allocated): the reply to the query
+   * at query[at, at + length) written to out[outAt, ...) when it is cached and
+   * fits in `outCapacity` bytes. Returns its length, with its kind in
+   * `hit.kind`, or -1: a miss, counted here, so the caller computes the
+   * reply without asking the cache again.
+   */
+  answerInto(query: Uint8Array, at: number, length: number, transport: Transport, generation: number,
+    out: Uint8Array, outAt: number, outCapacity: number, hit: CacheHit): number {
+    const entry = this.find(query, at, length, transport, generation);
+    if (entry === null || entry.bytes.length > outCapacity) {
+      this.counters.misses++;
+      return -1;
+    }
+    this.counters.hits++;
+    this.write(entry, query, at, out, outAt);
+    hit.kind = entry.answerKind;
+    return entry.bytes.length;
+  }
+
+  /** The entry for the query at query[at, at + length), or null; empties the cache first when the store moved on. */
+  private find(query: Uint8Array, at: number, length: number, transport: Transport, generation: number): CachedReply | null {
+    if (generation !== this.generation) {
+      if (this.entries.size > 0) this.counters.invalidated++;
+      this.entries.clear();
+      this.generation = generation;
+    }
+    const hash = this.key(query, at, length, transport);
+    const entry = hash < 0 ? undefined : this.entries.get(hash);
+    return entry === undefined || !this.sameKey(entry.key) ? null : entry;
+  }
+
+  /** `entry`'s reply for the query at query[at, ...) (whose key matched) into out[outAt, ...). */
+  private write(entry: CachedReply, query: Uint8Array, at: number, out: Uint8Array, outAt: number): void {
+    out.set(entry.bytes, outAt);
+    out[outAt] = query[at] as number;
+    out[outAt + 1] = query[at + 1] as number;
+    if (entry.answers > 1) this.permute(out, outAt, entry);
+    // The client's question name, echoed in the question and in every answer.
+    const name = at + HEADER_BYTES;
+    const nameBytes = entry.nameBytes;
+    for (let k = 0, o = outAt + HEADER_BYTES; k < nameBytes; k++) out[o + k] = query[name + k] as number;
+    for (let i = 0, o = outAt + entry.answersAt; i < entry.answers; i++, o += entry.stride) {
+      for (let k = 0; k < nameBytes; k++) out[o + k] = query[name + k] as number;
+    }
   }
 
   /**
@@ -122,7 +158,7 @@ export class AnswerCache {
    */
   remember(query: Uint8Array, transport: Transport, generation: number, reply: Buffer, answerKind: AnswerKind): void {
     if (generation !== this.generation || reply.length > MAX_CACHED_REPLY_BYTES || reply.length < HEADER_BYTES) return;
-    const hash = this.key(query, transport);
+    const hash = this.key(query, 0, query.length, transport);
     if (hash < 0) return;
     const key = Buffer.from(this.keyBuf.subarray(0, this.keyBytes));
     const nameBytes = this.keyNameBytes;
@@ -153,34 +189,34 @@ export class AnswerCache {
   }
 
   /**
-   * Builds the key in keyBuf and returns its hash, or -1 for a query that is
-   * not worth caching or whose question name is not plain labels (the parser
-   * judges those; they are never cached). Sets keyNameBytes and keyBytes.
+   * Builds the key of the query at query[at, at + n) in keyBuf and returns its
+   * hash, or -1 for a query that is not worth caching or whose question name
+   * is not plain labels (the parser judges those; they are never cached).
+   * Reads nothing outside that span. Sets keyNameBytes and keyBytes.
    */
-  private key(query: Uint8Array, transport: Transport): number {
+  private key(query: Uint8Array, at: number, n: number, transport: Transport): number {
     this.keyNameBytes = 0;
     this.keyBytes = 0;
-    const n = query.length;
-    if (n > MAX_CACHED_QUERY_BYTES || n < HEADER_BYTES + 5) return -1;
+    if (n > MAX_CACHED_QUERY_BYTES || n < HEADER_BYTES + 5 || at < 0 || at + n > query.length) return -1;
     const k = this.keyBuf;
     k[0] = transport === 'udp' ? 0x75 : 0x74;
     let h = Math.imul(this.seed ^ k[0], 0x9e3779b1);
-    // query[i] is k[i - 1]: the name starts at k[HEADER_BYTES - 1].
+    // query[at + i] is k[i - 1]: the name starts at k[HEADER_BYTES - 1].
     for (let i = 2; i < HEADER_BYTES; i++) {
-      const b = query[i] as number;
+      const b = query[at + i] as number;
       k[i - 1] = b;
       h = Math.imul(h ^ b, 0x01000193);
     }
     let pos = HEADER_BYTES;
     for (;;) {
       if (pos >= n) return -1;
-      const len = query[pos] as number;
+      const len = query[at + pos] as number;
       k[pos - 1] = len;
       h = Math.imul(h ^ len, 0x01000193);
       if (len === 0) break;
       if ((len & 0xc0) !== 0 || pos + 1 + len > n) return -1;
       for (let i = pos + 1; i <= pos + len; i++) {
-        let b = query[i] as number;
+        let b = query[at + i] as number;
         if (b >= 0x41 && b <= 0x5a) b |= 0x20;
         k[i - 1] = b;
         h = Math.imul(h ^ b, 0x01000193);
@@ -190,7 +226,7 @@ export class AnswerCache {
     }
     if (pos + 5 > n) return -1;
     for (let i = pos + 1; i < n; i++) {
-      const b = query[i] as number;
+      const b = query[at + i] as number;
       k[i - 1] = b;
       h = Math.imul(h ^ b, 0x01000193);
     }
@@ -209,16 +245,20 @@ export class AnswerCache {
     return true;
   }
 
-  /** Fisher-Yates over the answer records, which are blocks of one length. */
-  private permute(out: Buffer, hit: CachedReply): void {
-    for (let i = hit.answers - 1; i > 0; i--) {
+  /** Fisher-Yates over the answer records of the reply at out[outAt, ...), which are blocks of one length. */
+  private permute(out: Uint8Array, outAt: number, entry: CachedReply): void {
+    const stride = entry.stride;
+    for (let i = entry.answers - 1; i > 0; i--) {
       const j = randomInt(this.rng, i + 1);
       if (j === i) continue;
-      const a = hit.answersAt + i * hit.stride;
-      const b = hit.answersAt + j * hit.stride;
-      out.copy(this.swap, 0, a, a + hit.stride);
-      out.copyWithin(a, b, b + hit.stride);
-      this.swap.copy(out, b, 0, hit.stride);
+      const a = outAt + entry.answersAt + i * stride;
+      const b = outAt + entry.answersAt + j * stride;
+      // Records are tens of bytes: swapped in place, byte by byte.
+      for (let k = 0; k < stride; k++) {
+        const x = out[a + k] as number;
+        out[a + k] = out[b + k] as number;
+        out[b + k] = x;
+      }
     }
   }
 }

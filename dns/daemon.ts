@@ -128,7 +128,8 @@ export class DnsDaemon implements DnsContainerListener {
       ...(deps.openUpstreamSocket === undefined ? {} : { openUpstreamSocket: deps.openUpstreamSocket }),
     });
     this.server = new DnsServer({
-      resolve: (bytes, transport) => this.service.resolve(bytes, transport),
+      resolve: (bytes, transport, cacheTried) => this.service.resolve(bytes, transport, cacheTried),
+      answerUdpFromCache: (query, at, length, out, outAt, outCapacity, hit) => this.service.answerUdpFromCache(query, at, length, out, outAt, outCapacity, hit),
       forwarder: this.forwarder,
       logger: deps.logger,
       counters: this.counters,

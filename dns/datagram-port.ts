@@ -12,16 +12,30 @@ export interface DatagramSender {
   readonly port: number;
 }
 
-/** One received batch; valid only until the handler returns. */
+/**
+ * One received batch; valid only until the handler returns. A reply is
+ * either handed over (reply) or written straight into the send buffer:
+ * `output` from replyAt() on, at most replyCapacity bytes, then commit().
+ */
 export interface DatagramBatch {
   readonly count: number;
-  /** Datagram i, a view into the receive buffer. */
+  /** The receive buffer: datagram i is input[offset(i), offset(i) + length(i)). */
+  readonly input: Uint8Array;
+  offset(i: number): number;
+  length(i: number): number;
+  /** Datagram i, a view into the receive buffer (allocates the view). */
   datagram(i: number): Uint8Array;
   /** Source address of datagram i, IPv4 mapped addresses as dotted quads. */
   sourceAddress(i: number): string;
   sender(i: number): DatagramSender;
   /** Queues `bytes` for the sender of datagram i; the queue leaves in one call when the handler returns. */
   reply(i: number, bytes: Uint8Array): void;
+  /** The send buffer; the next reply goes at replyAt(), at most replyCapacity bytes. */
+  readonly output: Uint8Array;
+  readonly replyCapacity: number;
+  replyAt(): number;
+  /** Queues the `length` bytes written at replyAt() for the sender of datagram i, like reply(). */
+  commit(i: number, length: number): void;
 }
 
 export interface DatagramPort {

@@ -21,8 +21,9 @@ import { SystemClock } from '../common/clock';
 import { assertNever } from '../common/errors';
 import type { Logger } from '../common/logger';
 import { familyOfCanonical } from '../common/ip';
-import type { QueryOutcome, Transport } from './answer';
+import type { AnswerKind, QueryOutcome, Transport } from './answer';
 import { servfail } from './answer';
+import type { CacheHit } from './answer-cache';
 import type { DnsCounters } from './api-types';
 import { MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_CLIENT, MAX_TCP_UNREAD_BYTES, TCP_IDLE_TIMEOUT_MS, TCP_QUERY_RECEIVE_TIMEOUT_MS } from './constants';
 import type { DatagramBatch, DatagramPort, OpenDatagramPort } from './datagram-port';
@@ -38,7 +39,15 @@ export interface ListenAddress {
 }
 
 export interface DnsServerDeps {
-  resolve(bytes: Uint8Array, transport: Transport): QueryOutcome;
+  /** `cacheTried`: answerUdpFromCache missed with these bytes just before. */
+  resolve(bytes: Uint8Array, transport: Transport, cacheTried?: boolean): QueryOutcome;
+  /**
+   * Batched UDP's hit path, nothing allocated: writes the cached reply to the
+   * query at query[at, at + length) into out[outAt, ...) (at most outCapacity
+   * bytes) and returns its length, its kind in `hit`; -1 when it must be
+   * resolved. Absent: every query goes to resolve.
+   */
+  answerUdpFromCache?(query: Uint8Array, at: number, length: number, out: Uint8Array, outAt: number, outCapacity: number, hit: CacheHit): number;
   forwarder: Forwarder;
   logger: Logger;
   counters: DnsCounters;
@@ -81,6 +90,8 @@ export class DnsServer {
   private readonly idleMs: number;
   private readonly queryMs: number;
   private closed = false;
+  /** answerUdpFromCache's out-parameter, one for all queries. */
+  private readonly hit: CacheHit = { kind: 'answer' };
 
   constructor(private readonly deps: DnsServerDeps, private readonly opts: DnsServerOptions) {
     this.maxTcp = opts.maxTcpConnections ?? MAX_TCP_CONNECTIONS;
@@ -200,10 +211,23 @@ export class DnsServer {
 
   /** `route` takes datagram i's sender while the batch is valid, for a reply after the upstream has answered. */
   private onBatch(addr: ListenAddress, batch: DatagramBatch, route: ReplyRoute): void {
+    const deps = this.deps;
+    const fromCache = deps.answerUdpFromCache !== undefined;
     for (let i = 0; i < batch.count; i++) {
       if (this.closed) return;
       if (addr.restricted && !this.allowed(addr, batch.sourceAddress(i))) continue;
-      const reply = this.dispatch(batch.datagram(i), 'udp', route, i);
+      if (fromCache) {
+        // A repeated question: its reply goes straight from the cache into the send buffer.
+        const n = (deps.answerUdpFromCache as NonNullable<DnsServerDeps['answerUdpFromCache']>)(
+          batch.input, batch.offset(i), batch.length(i), batch.output, batch.replyAt(), batch.replyCapacity, this.hit);
+        if (n >= 0) {
+          deps.counters.queries++;
+          this.countReply(this.hit.kind, false);
+          batch.commit(i, n);
+          continue;
+        }
+      }
+      const reply = this.dispatch(batch.datagram(i), 'udp', route, i, fromCache);
       if (reply !== null) batch.reply(i, reply);
     }
   }
@@ -268,12 +292,12 @@ export class DnsServer {
    * the upstream has answered (SERVFAIL when forwarding fails). `msg` may be a
    * view into a receive buffer that is reused once this returns.
    */
-  private dispatch(msg: Uint8Array, transport: Transport, route: ReplyRoute, ref: number): Buffer | null {
+  private dispatch(msg: Uint8Array, transport: Transport, route: ReplyRoute, ref: number, cacheTried = false): Buffer | null {
     const c = this.deps.counters;
     c.queries++;
     let outcome: QueryOutcome;
     try {
-      outcome = this.deps.resolve(msg, transport);
+      outcome = this.deps.resolve(msg, transport, cacheTried);
     } catch (err) {
       // The core should never throw; if it does, one query is lost, not the daemon.
       c.dropped++;
@@ -285,16 +309,7 @@ export class DnsServer {
         c.dropped++;
         return null;
       case 'reply':
-        switch (outcome.answerKind) {
-          case 'answer': c.answered++; break;
-          case 'nodata': c.nodata++; break;
-          case 'nxdomain': c.nxdomain++; break;
-          case 'formerr': c.formerr++; break;
-          case 'notimp': case 'badvers': c.notimp++; break;
-          case 'refused': c.refused++; break;
-          default: assertNever(outcome.answerKind);
-        }
-        if (outcome.truncated) c.truncated++;
+        this.countReply(outcome.answerKind, outcome.truncated);
         return outcome.bytes;
       case 'forward': {
         const q = outcome.query;
@@ -320,6 +335,20 @@ export class DnsServer {
       default:
         assertNever(outcome);
     }
+  }
+
+  private countReply(kind: AnswerKind, truncated: boolean): void {
+    const c = this.deps.counters;
+    switch (kind) {
+      case 'answer': c.answered++; break;
+      case 'nodata': c.nodata++; break;
+      case 'nxdomain': c.nxdomain++; break;
+      case 'formerr': c.formerr++; break;
+      case 'notimp': case 'badvers': c.notimp++; break;
+      case 'refused': c.refused++; break;
+      default: assertNever(kind);
+    }
+    if (truncated) c.truncated++;
   }
 }
 

@@ -12,7 +12,7 @@ import type { PeerName } from '../router/mesh/peer-name';
 import type { Rng } from '../common/rng';
 import type { QueryOutcome, RecordSource, ResolverConfig, Transport } from './answer';
 import { handleQuery } from './answer';
-import { AnswerCache } from './answer-cache';
+import { AnswerCache, type CacheHit } from './answer-cache';
 import { DNS_CHANNEL, MAX_ADDRESSES_PER_NAME, STORE_TICK_MS } from './constants';
 import { DnsError } from './errors';
 import { DnsGossiper, DnsUpdate } from './gossiper';
@@ -163,13 +163,23 @@ export class DnsService implements RecordSource {
     return this.store.hasNamesBelow(name);
   }
 
-  /** Answers one DNS query (the server's entry point). */
-  resolve(bytes: Uint8Array, transport: Transport): QueryOutcome {
+  /**
+   * Answers one DNS query (the server's entry point). `cacheTried`: the
+   * caller already missed in the cache with this query (answerUdpFromCache).
+   */
+  resolve(bytes: Uint8Array, transport: Transport, cacheTried = false): QueryOutcome {
     const generation = this.store.generation;
-    const cached = this.cache.lookup(bytes, transport, generation);
-    if (cached !== null) return cached;
+    if (!cacheTried) {
+      const cached = this.cache.lookup(bytes, transport, generation);
+      if (cached !== null) return cached;
+    }
     const outcome = handleQuery(bytes, transport, this.config, this, this.rng);
     if (outcome.kind === 'reply') this.cache.remember(bytes, transport, generation, outcome.bytes, outcome.answerKind);
     return outcome;
+  }
+
+  /** The batched UDP server's hit path: AnswerCache.answerInto at the store's generation (-1: resolve it). */
+  answerUdpFromCache(query: Uint8Array, at: number, length: number, out: Uint8Array, outAt: number, outCapacity: number, hit: CacheHit): number {
+    return this.cache.answerInto(query, at, length, 'udp', this.store.generation, out, outAt, outCapacity, hit);
   }
 }

@@ -10,7 +10,7 @@ import * as packet from 'dns-packet';
 import t from 'tap';
 import { ManualClock } from '../../common/clock';
 import { SeededRng } from '../../common/rng';
-import type { QueryOutcome } from '../../dns/answer';
+import type { AnswerKind, QueryOutcome } from '../../dns/answer';
 import { handleQuery } from '../../dns/answer';
 import { AnswerCache } from '../../dns/answer-cache';
 import { DnsService } from '../../dns/service';
@@ -229,4 +229,67 @@ t.test('keys that share a hash slot: a lookup is the right reply or a miss, neve
   const q = query('n7.weave.local', 'A', { id: 7 });
   cache.remember(q, 'udp', 1, core('n7.weave.local', 7), 'answer');
   t.same(cache.lookup(query('N7.weave.local', 'A', { id: 8 }), 'udp', 1)?.bytes, core('N7.weave.local', 8));
+});
+
+t.test('answerInto: the reply lookup gives, written in place at any offset, nothing around it touched', async (t) => {
+  const { svc } = setup();
+  svc.register('netns:c1', 'web.weave.local', ['10.32.0.1']);
+  svc.register('netns:c2', 'rr.weave.local', ['10.32.0.1', '10.32.0.2', '10.32.0.3']);
+  const hit = { kind: 'refused' as AnswerKind };
+  for (const [name, type] of [['web.weave.local', 'A'], ['rr.weave.local', 'A'], ['nope.weave.local', 'A'], ['web.weave.local', 'AAAA']] as const) {
+    svc.resolve(query(name, type), 'udp');
+    const mixed = name.toUpperCase();
+    const q = query(mixed, type, { id: 0x1234 });
+    const input = Buffer.concat([Buffer.alloc(37, 0xaa), q, Buffer.alloc(9, 0xbb)]);
+    const out = Buffer.alloc(2000, 0xee);
+    const n = svc.answerUdpFromCache(input, 37, q.length, out, 100, 1232, hit);
+    t.ok(n > 0, `${mixed} ${type}: a hit`);
+    const reply = out.subarray(100, 100 + n);
+    const core = bytesOf(handleQuery(q, 'udp', svc.config, svc, new SeededRng(1)));
+    const expected = decode({ kind: 'reply', bytes: core, answerKind: 'answer', truncated: false });
+    const got = packet.decode(reply) as packet.DecodedPacket & { rcode?: string };
+    t.equal(got.id, 0x1234);
+    t.equal(got.rcode, expected.rcode);
+    t.equal(hit.kind, got.rcode === 'NXDOMAIN' ? 'nxdomain' : (got.answers ?? []).length > 0 ? 'answer' : 'nodata', 'its kind');
+    t.equal(got.questions?.[0]?.name, mixed, 'the client\'s casing');
+    t.same((got.answers ?? []).map((a) => a.name), (expected.answers ?? []).map((a) => a.name));
+    t.same((got.answers ?? []).map((a) => String((a as { data: unknown }).data)).sort(), (expected.answers ?? []).map((a) => String((a as { data: unknown }).data)).sort());
+    if ((expected.answers ?? []).length <= 1) t.same(reply, core, 'byte for byte what the core builds');
+    t.ok(out.subarray(0, 100).every((b) => b === 0xee) && out.subarray(100 + n).every((b) => b === 0xee), 'nothing written outside the reply');
+  }
+  t.equal(svc.answerUdpFromCache(query('example.com'), 0, query('example.com').length, Buffer.alloc(1232), 0, 1232, hit), -1, 'a forward: a miss');
+});
+
+t.test('answerInto on hostile spans: a miss or a right reply, never a read past the span', async (t) => {
+  const { svc } = setup();
+  svc.register('netns:c1', 'web.weave.local', ['10.32.0.1']);
+  const q = query('web.weave.local', 'A', { id: 3 });
+  svc.resolve(q, 'udp');
+  const out = Buffer.alloc(1232);
+  const hit = { kind: 'refused' as AnswerKind };
+  t.ok(svc.answerUdpFromCache(q, 0, q.length, out, 0, 1232, hit) > 0, 'the whole query hits');
+  // The same bytes follow the span: a span one byte short must still miss.
+  t.equal(svc.answerUdpFromCache(q, 0, q.length - 1, out, 0, 1232, hit), -1, 'a span one byte short misses');
+  t.equal(svc.answerUdpFromCache(q, 0, q.length, out, 0, 20, hit), -1, 'no room for the reply: a miss');
+  t.equal(svc.answerUdpFromCache(q, 5, q.length, out, 0, 1232, hit), -1, 'a span past the buffer\'s end misses');
+  const misses = svc.cache.counters.misses;
+  const seed = 0x5eed;
+  const rng = new SeededRng(seed);
+  const buf = Buffer.alloc(600);
+  for (let i = 0; i < 3000; i++) {
+    for (let k = 0; k < buf.length; k++) buf[k] = Math.floor(rng.next() * 256);
+    // Often a near-copy of the cached query, so the name walk gets far.
+    const at = Math.floor(rng.next() * 64);
+    if (i % 2 === 0) q.copy(buf, at, 0, Math.floor(rng.next() * (q.length + 1)));
+    const len = Math.floor(rng.next() * (buf.length - at + 1));
+    let n = -2;
+    try {
+      n = svc.answerUdpFromCache(buf, at, len, out, 0, 1232, hit);
+    } catch (err) {
+      t.fail(`seed ${seed}, case ${i}: threw ${String(err)}`);
+      return;
+    }
+    if (n >= 0) t.same(packet.decode(out.subarray(0, n)).questions?.[0]?.name?.toLowerCase(), 'web.weave.local', `seed ${seed}, case ${i}: only web's reply`);
+  }
+  t.ok(svc.cache.counters.misses > misses, 'random spans miss');
 });

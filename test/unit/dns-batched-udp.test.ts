@@ -13,6 +13,7 @@ import { SeededRng } from '../../common/rng';
 import { silentLogger } from '../../common/logger';
 import { openDnsDatagramPort } from '../../cli/dns-datagrams';
 import { handleQuery } from '../../dns/answer';
+import { AnswerCache } from '../../dns/answer-cache';
 import type { OpenDatagramPort } from '../../dns/datagram-port';
 import { Forwarder } from '../../dns/forwarder';
 import { DnsServer, newCounters } from '../../dns/server';
@@ -103,4 +104,38 @@ t.test('a port that cannot be opened: node:dgram instead', async (t) => {
   const { port } = await serve(t, { open: () => { throw new Error('no addon here'); } });
   const got = await burst(port, [query('web.weave.local', 9)], 1);
   t.same((got.get(9)!.answers ?? []).map((a) => (a as { data: string }).data), ['10.32.0.1']);
+});
+
+t.test('cached answers are written straight into the send buffer: a burst gets every reply under its own id and casing', async (t) => {
+  const cache = new AnswerCache(new SeededRng(2));
+  const counters = newCounters();
+  const forwarder = new Forwarder({ logger: silentLogger, upstreams: new FixedUpstreams([]) });
+  const server = new DnsServer({
+    resolve: (b, tr, cacheTried) => {
+      const cached = cacheTried === true ? null : cache.lookup(b, tr, 1);
+      if (cached !== null) return cached;
+      const o = handleQuery(b, tr, CFG, RECORDS, new SeededRng(1));
+      if (o.kind === 'reply') cache.remember(b, tr, 1, o.bytes, o.answerKind);
+      return o;
+    },
+    answerUdpFromCache: (q, at, len, out, outAt, cap, hit) => cache.answerInto(q, at, len, 'udp', 1, out, outAt, cap, hit),
+    forwarder, logger: silentLogger, counters, isAllowedClient: () => true, openDatagrams: openDnsDatagramPort,
+  }, { listen: [{ host: '127.0.0.1', port: 0, restricted: false }] });
+  t.same(await server.start(), []);
+  t.teardown(async () => { forwarder.close(); await server.close(); });
+  const port = Number(server.addresses()[0]!.split(':')[1]);
+  const names = ['web.weave.local', 'WEB.weave.local', 'nope.weave.local', 'wEb.WeAvE.lOcAl'];
+  const queries = Array.from({ length: 200 }, (_, i) => query(names[i % 4]!, i + 1));
+  const got = await burst(port, queries, 200);
+  t.equal(got.size, 200, 'all 200 answered');
+  for (let i = 0; i < 200; i++) {
+    const p = got.get(i + 1)!;
+    t.equal(p.questions?.[0]?.name, names[i % 4], `id ${i + 1}: its own question`);
+    if (i % 4 === 2) t.equal((p as { rcode?: string }).rcode, 'NXDOMAIN');
+    else t.same((p.answers ?? []).map((a) => `${a.name} ${(a as { data: string }).data}`), [`${names[i % 4]} 10.32.0.1`]);
+  }
+  t.ok(cache.counters.hits >= 190, `answered from the cache (${cache.counters.hits} hits)`);
+  t.equal(cache.counters.misses, 200 - cache.counters.hits, 'a miss counted once');
+  t.equal(counters.queries, 200);
+  t.equal(counters.answered + counters.nxdomain, 200);
 });
