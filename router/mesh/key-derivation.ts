@@ -30,6 +30,11 @@
 //                          || X25519(e_i, E_r) || E_i || E_r)
 //                 E_i, E_r: the rekey's fresh ephemeral keys (initiator,
 //                 responder), exchanged inside the sealed control session.
+//   far[k]      = BLAKE2b(key = X25519(e_i, E_r), "weave-ts far key v1"
+//                          || initiator || responder || u32 k || E_i || E_r)
+//                 the end-to-end key of one far exchange (far-keys.ts) with
+//                 key id k, for AES-256-GCM from the initiator to the
+//                 responder only; names are the 6-byte peer names.
 //
 // "low" is the side whose Hello sorts lower bytewise (the Hellos carry random
 // shares, so they differ; identical ones are refused as a reflection).
@@ -52,6 +57,7 @@ const AUTH_LABEL = enc.encode('weave-ts auth v2');
 const CHAIN_LABEL = enc.encode('weave-ts chain v2');
 const EPOCH_LABEL = enc.encode('weave-ts epoch keys v2');
 const REKEY_LABEL = enc.encode('weave-ts rekey v2');
+const FAR_LABEL = enc.encode('weave-ts far key v1');
 
 export const KEY_CONTROL_LOW_TO_HIGH = 0;
 export const KEY_CONTROL_HIGH_TO_LOW = 1;
@@ -124,4 +130,12 @@ export function zeroEpochKeys(keys: EpochKeys): void {
   na.memzero(keys.controlReceive);
   na.memzero(keys.sleeveSend);
   na.memzero(keys.sleeveReceive);
+}
+
+/** far[k] above: the initiator->responder key of one end-to-end exchange. */
+export function farKey(dh: Uint8Array, initiator: Uint8Array, responder: Uint8Array, keyId: number, initiatorPublic: Uint8Array,
+  responderPublic: Uint8Array): Uint8Array {
+  const id = new Uint8Array(4);
+  new DataView(id.buffer).setUint32(0, keyId);
+  return keyed(dh, [FAR_LABEL, initiator, responder, id, initiatorPublic, responderPublic]);
 }
