@@ -20,6 +20,7 @@ import { ensureDatadir, loadPeerIdentity, loadTargets, nextIncarnation, saveTarg
 import { TextLogger } from '../common/logger';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import { stretchPassword } from '../router/mesh/password-key';
+import { DEFAULT_FAR_TIMINGS, FarKeys } from '../router/mesh/far-keys';
 import { DEFAULT_REKEY_OPTIONS } from '../router/mesh/key-schedule';
 import { systemRng } from '../common/rng';
 import { Router } from '../router/mesh/router';
@@ -186,6 +187,13 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   });
 
+  // With a password (and AES-256-GCM here), unicast frames to peers two hops away are sealed end to end,
+  // so a relay opens only their headers: the keys are exchanged as unicast gossip (router/mesh/far-keys.ts).
+  const farKeys = passwordKey !== null && dataPlane.overlay.aesGcm
+    ? new FarKeys({ clock, logger: logger.child({ component: 'far-keys' }), hub: router.gossip, sink: dataPlane.overlay },
+      config.rekeyIntervalMs !== undefined ? { ...DEFAULT_FAR_TIMINGS, rekeyMs: config.rekeyIntervalMs } : DEFAULT_FAR_TIMINGS) : null;
+  if (farKeys !== null) dataPlane.overlay.useFarKeys(farKeys);
+
   // IPAM: the address ring, gossiped on the mesh; consensus on the initial split happens on first need.
   const ipam = new Ipam(
     { hub: router.gossip, clock, rng: systemRng, logger: logger.child({ component: 'ipam' }), store: new FileIpamStore(config.datadir) },
@@ -282,6 +290,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     clearInterval(exposeRecheck);
     ipam.shutdown();
     router.shutdown();
+    farKeys?.close();
     await containers.close();
     await dockerPlugin?.close();
     await dns.close();

@@ -40,9 +40,9 @@ export interface DataPlane {
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
   /**
    * echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits;
-   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts).
+   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts); far: it takes far messages (router/overlay/far-session.ts).
    */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean): void;
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean, far?: boolean): void;
   linkStatus(name: PeerName): LinkStatus | null;
   statusSummary(): NonNullable<RouterStatus['dataPlane']>;
   readonly counters: Record<string, number>;

@@ -36,6 +36,9 @@
 //              Only a framing choice; older peers neither set nor read it
 //              and keep getting version 2. It travels inside the session's
 //              protection, so with a password nobody in between can clear it.
+//              flags bit4: we take and relay far sleeve messages (type 3,
+//              sealed end to end, router/overlay/far-session.ts). Set only
+//              with a password; older peers neither set nor read it.
 //   REKEY      +------+------+----------+--------------------------+
 //              | 0x06 | kind | epoch u32| X25519 key (INIT, ACK)   |
 //              +------+------+----------+--------------------------+
@@ -66,7 +69,7 @@ export type ControlMessage =
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean };
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean; far: boolean };
 
 /** The fast-path bits of UDP_STATUS (flags bits 1 and 2). */
 export interface FastdpFlags {
@@ -112,8 +115,8 @@ export function allocFrameMessage(innerLen: number): Uint8Array {
 export const UDP_STATUS_ECHO_BYTES = 8;
 
 export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null, fastdp: FastdpFlags = NO_FASTDP,
-  segments = false): Uint8Array {
-  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0) | (segments ? 8 : 0);
+  segments = false, far = false): Uint8Array {
+  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0) | (segments ? 8 : 0) | (far ? 16 : 0);
   const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(flags).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
   if (echo !== null) {
     if (echo.length !== UDP_STATUS_ECHO_BYTES) throw new RangeError(`a UDP_STATUS echo is ${UDP_STATUS_ECHO_BYTES} bytes, got ${echo.length}`);
@@ -151,7 +154,7 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const sinceProbeMs = r.u32('ms since probe');
       const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
       return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo, fastdp: { offered: (flags & 2) !== 0, hearing: (flags & 4) !== 0 },
-        segments: (flags & 8) !== 0 };
+        segments: (flags & 8) !== 0, far: (flags & 16) !== 0 };
     }
     case MSG_REKEY:
       return { type: 'rekey', rekey: readRekey(r) };

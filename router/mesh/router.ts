@@ -316,7 +316,7 @@ export class Router implements MeshLinks {
         this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
         return;
       case 'udp-status':
-        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp, msg.segments);
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp, msg.segments, msg.far);
         return;
     }
   }

@@ -108,6 +108,12 @@ export class Routes {
     return hop < 0 ? null : this.names[hop]!;
   }
 
+  /** Hops on a shortest path from us to `dst`: 0 for us, -1 when unknown or unreachable. */
+  hops(dst: PeerName): number {
+    const i = this.indexOf.get(dst);
+    return i === undefined ? -1 : this.selfDist[i]!;
+  }
+
   /**
    * Our children in the broadcast tree rooted at `origin`: the neighbours one
    * layer further from `origin` whose parent is us. [] when `origin` is

@@ -11,11 +11,13 @@ import { BROADCAST_PEER } from './sleeve-codec';
 
 export interface RouteView {
   nextHop(dst: PeerName): PeerName | null;
+  /** Hops from us to `dst`, -1 when unreachable (far-path.ts; absent: unknown). */
+  hops?(dst: PeerName): number;
   broadcastChildren(origin: PeerName): PeerName[];
 }
 
 export type DropReason = 'short' | 'version' | 'type' | 'unknown-sender' | 'auth' | 'replay' | 'no-route' | 'hops' | 'local' | 'too-big' | 'loop' | 'backlog'
-  | 'source' | 'vnet' | 'congestion' | 'segment' | 'duplicate';
+  | 'source' | 'vnet' | 'congestion' | 'segment' | 'duplicate' | 'far-key';
 
 /** From the bridge: send to one peer via a next hop, flood down our tree, or drop. */
 export type CaptureDecision =

@@ -21,6 +21,9 @@
 // With the kernel fast path (fastdp.ts) a neighbour's unicast frames may skip
 // us altogether (VXLAN); we still carry its broadcasts, and all its frames
 // whenever the fast path is not in use.
+// With a password, a unicast frame to a peer two hops away may go sealed end
+// to end instead (far-path.ts, far-session.ts), so the relay between opens
+// only its header; the mesh exchanges the keys (router/mesh/far-keys.ts).
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
 // seals and opens them, and counts drops by reason. It never throws per frame.
 
@@ -36,6 +39,9 @@ import {
   fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
+import type { FarKeySink } from '../mesh/far-keys';
+import { FarPath, type FarKeySource } from './far-path';
+import { FAR_OVERHEAD_BYTES, FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
 import { allocFrameMessage, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
@@ -43,7 +49,7 @@ import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
@@ -60,14 +66,15 @@ const MAX_MAC_ENTRIES = 65_536;
 
 export type OverlayCounters = Record<string, number>;
 
-export class Overlay implements DataPlane {
+export class Overlay implements DataPlane, FarKeySink {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
+    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
-    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0,
+    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0, 'far-key': 0,
   };
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
@@ -99,6 +106,8 @@ export class Overlay implements DataPlane {
    * one: one needless read at worst); only then may the TAP hold an answer to drain early.
    */
   private wroteToBridge = false;
+  /** The far path; null without AES-256-GCM (far messages are sealed with it only). */
+  private readonly far: FarPath | null;
 
   constructor(
     /**
@@ -114,22 +123,49 @@ export class Overlay implements DataPlane {
     this.selfBytes = peerNameBytes(opts.localPeer);
     const segmentBytes = deps.udp.segmentation === true ? opts.segmentBytes ?? 0 : 0;
     this.stride = segmentBytes > SEGMENT_HEADER_BYTES + 256 ? Math.min(0xffff, segmentBytes - SEGMENT_HEADER_BYTES) : 0;
-    // The tag is there only with a password; reserving it always keeps one limit for both.
-    this.segmentedFrameMax = this.stride === 0 ? 0 : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
+    // The tags are there only with a password (the far header and tag only on the far path);
+    // reserving them always keeps one limit for all.
+    this.segmentedFrameMax = this.stride === 0 ? 0
+      : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES - FAR_OVERHEAD_BYTES);
     this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
     const monoMs = deps.monoMs ?? (() => performance.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
     this.fromUnderlayAqm = new BatchAqm(monoMs);
     this.probes = new LinkProbes(this.links, {
       clock: deps.clock, logger: deps.logger, udp: deps.udp, ...(deps.fastdp ? { fastdp: deps.fastdp } : {}), timings: opts.timings, stride: this.stride,
-      tick: (now) => this.forwarder.macs.tick(now),
+      tick: (now) => this.forwarder.macs.tick(now), far: () => this.far?.source != null,
     });
+    this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
+      udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
+      deliver: (buf, off, len) => {
+        if (this.admit(this.fromUnderlayAqm, buf, off + INNER_HEADER_BYTES, len - INNER_HEADER_BYTES)) this.handleInner(buf, off, len, 0, 0);
+      },
+    });
+  }
+
+  /** The mesh runs far key exchanges (a password; needs AES-256-GCM here): frames may take the far path from now on. */
+  useFarKeys(source: FarKeySource): boolean {
+    if (this.far === null) return false;
+    this.far.source = source;
+    return true;
+  }
+
+  farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
+    this.far?.sessions.setSend(dst, keyId, key);
+  }
+
+  farReceiveKey(origin: PeerName, keyId: number, key: Uint8Array): boolean {
+    return this.far?.sessions.addReceive(origin, keyId, key, this.deps.clock.now()) ?? false;
+  }
+
+  farForget(peer: PeerName): void {
+    this.far?.sessions.forget(peer);
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
     const r = this.receiver.reassembler.counters;
-    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters, framesReceivedCoalesced: this.receiver.coalesced,
+    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters, ...this.far?.source?.counters, framesReceivedCoalesced: this.receiver.coalesced,
       messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired };
     for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
     return out;
@@ -172,6 +208,7 @@ export class Overlay implements DataPlane {
     this.deps.fastdp?.close();
     this.deps.bridge.close();
     this.deps.udp.close();
+    this.far?.sessions.close();
   }
 
   setRoutes(routes: RouteView): void {
@@ -188,7 +225,7 @@ export class Overlay implements DataPlane {
       this.checksumsOmitted = true;
       this.deps.udp.omitChecksums?.();
     }
-    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false };
+    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false, far: false };
     this.links.set(n.name, link);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
     this.probes.sendProbe(link, null, n.host, n.udpPort);
@@ -229,9 +266,9 @@ export class Overlay implements DataPlane {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false): void {
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
     const l = this.links.get(from);
-    if (l) this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments);
+    if (l) this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far);
   }
 
   // ---- bridge -> overlay ----
@@ -267,7 +304,9 @@ export class Overlay implements DataPlane {
       case 'unicast': {
         const link = this.links.get(d.via);
         if (!link) { this.drops['no-route']++; return; }
-        this.sendFrame(link, this.selfBytes, this.nameBytes(d.dst), MAX_HOPS, buf, off, len);
+        const dstBytes = this.nameBytes(d.dst);
+        if (d.dst !== d.via && this.far !== null && this.far.send(link, d.dst, this.selfBytes, dstBytes, buf, off, len)) return;
+        this.sendFrame(link, this.selfBytes, dstBytes, MAX_HOPS, buf, off, len);
         return;
       }
       case 'broadcast':
@@ -315,7 +354,12 @@ export class Overlay implements DataPlane {
     if (typeof h === 'string') { this.drops[h]++; return; }
     const link = this.links.get(h.sender);
     if (!link) { this.drops['unknown-sender']++; return; }
-    const bodyLen = link.session.open(buf, off, len, h.counter);
+    // A far message: only its hop part is this link's to open (far-path.ts), and only where we take them.
+    const far = h.type === SLEEVE_TYPE_FAR;
+    if (far && (this.far?.source == null || !link.session.encrypted)) { this.drops.type++; return; }
+    const hopLen = far ? FarPath.hopBytes(len) : len;
+    if (hopLen < 0) { this.drops.short++; return; }
+    const bodyLen = link.session.open(buf, off, hopLen, h.counter);
     if (typeof bodyLen === 'string') { this.drops[bodyLen]++; return; }
     const challenged = h.type === SLEEVE_TYPE_PROBE && bodyLen === CHALLENGE_BYTES && !link.udp.authenticated;
     const source = link.udp.onDatagram(host, port);
@@ -330,6 +374,7 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedUdp! += len;
     if (h.type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
+    if (far) { this.far!.receive(buf, off, len, spanOff, spanLen); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen);
   }

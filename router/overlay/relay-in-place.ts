@@ -4,7 +4,9 @@
 // there (DatagramPort.sendFrom), as version 3 segments in the span the
 // segments came in, or as one version 2 datagram. That spares the copy into a
 // send slot and, with equal strides, the moves of chunk 0. Per frame: no
-// allocation, one reseal, one queued send.
+// allocation, one reseal, one queued send. A far message (far-session.ts) is
+// relayed the same way: only its first `len` bytes (inner and far header) are
+// resealed; the `tail` after the hop tag (the far body) goes on untouched.
 
 import type { DatagramPort } from './ports';
 import { SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, writeHopsLeft } from './sleeve-codec';
@@ -18,25 +20,25 @@ import type { Link } from './udp-probes';
  * send from a receive buffer, the link's UDP is not heard, or the result
  * would not fit the span (another stride, another tag size). True also when
  * a spent counter dropped the frame, as a copying send would. Counts into
- * `traffic` (the Overlay's counters).
+ * `traffic` (the Overlay's counters). `type` and `tail` as above.
  */
 export function relayInPlace(
   udp: DatagramPort, link: Link, stride: number, traffic: Record<string, number>,
-  buf: Buffer, off: number, len: number, hops: number, spanOff: number, spanEnd: number,
+  buf: Buffer, off: number, len: number, hops: number, spanOff: number, spanEnd: number, type = SLEEVE_TYPE_FRAME, tail = 0,
 ): boolean {
   if (udp.sendFrom === undefined || !link.peerHearsUs) return false;
   const at = off - SLEEVE_HEADER_BYTES;
-  const sealedBody = len + link.session.trailerBytes;
+  const sealedBody = len + link.session.trailerBytes + tail;
   const segmented = link.segmented && fitsSegmented(sealedBody, stride);
   // Version 3 leaves from as low as 4 bytes before the header (where compacted segments began); version 2 from the header.
   const from = segmented ? Math.max(spanOff, at - (SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES)) : at;
   const wire = segmented ? segmentedBytes(sealedBody, stride) : SLEEVE_HEADER_BYTES + sealedBody;
   if (at < spanOff || from + wire > spanEnd) return false;
   writeHopsLeft(buf, off, hops);
-  const sealed = link.session.seal(buf, at, SLEEVE_TYPE_FRAME, len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
+  const sealed = link.session.seal(buf, at, type, len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
   // A spent counter (the mesh rekeys long before) drops the frame, as sendFrame does.
   if (sealed < 0) return true;
-  const n = segmented ? spreadSegments(buf, at, sealed - SLEEVE_HEADER_BYTES, stride, from) : sealed;
+  const n = segmented ? spreadSegments(buf, at, sealed - SLEEVE_HEADER_BYTES + tail, stride, from) : sealed + tail;
   udp.sendFrom(buf, from, n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
   if (segmented) traffic.framesSentSegmented!++;
   traffic.framesSentUdp!++;

@@ -18,6 +18,11 @@
 //                 Without a password, a probe may carry an 8-byte challenge
 //                 instead, which the receiver echoes in UDP_STATUS over TCP
 //                 (udp-endpoint.ts). Older receivers ignore a probe's body.
+//   type 3 FAR:   body = inner header, far header, hop tag, a frame sealed end
+//                 to end by its origin (far-session.ts); the hop's AEAD covers
+//                 only the first 29 body bytes. Only with a password, to
+//                 neighbours that set UDP_STATUS bit 4; older peers refuse it
+//                 as an unknown type.
 //
 // Inner frame, shared with the TCP fallback (control message FRAME):
 //
@@ -47,6 +52,7 @@ const SEGMENTED_VERSION = 3;
 export const SLEEVE_KEY_PHASE_BIT = 0x80;
 export const SLEEVE_TYPE_FRAME = 1;
 export const SLEEVE_TYPE_PROBE = 2;
+export const SLEEVE_TYPE_FAR = 3;
 export const SLEEVE_HEADER_BYTES = 16;
 /** The body of a challenge probe (plaintext meshes only). */
 export const CHALLENGE_BYTES = 8;
@@ -96,7 +102,7 @@ export function readSleeveHeader(buf: Uint8Array, off: number, len: number): Sle
   if (len < SLEEVE_HEADER_BYTES) return 'short';
   if (buf[off] !== SLEEVE_VERSION && buf[off] !== SEGMENTED_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
-  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE) return 'type';
+  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE && type !== SLEEVE_TYPE_FAR) return 'type';
   const sender = peerNameFromBytes(buf, off + 2);
   const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;
   const lo = ((buf[off + 12]! << 24) >>> 0) + (buf[off + 13]! << 16) + (buf[off + 14]! << 8) + buf[off + 15]!;

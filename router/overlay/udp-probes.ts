@@ -39,6 +39,8 @@ export interface Link {
   peerStatusMs: number;
   /** The neighbour accepts sleeve version 3. */
   segmented: boolean;
+  /** The neighbour takes and relays far messages (UDP_STATUS bit 4, far-path.ts). */
+  far: boolean;
 }
 
 export interface ProbeDeps {
@@ -51,6 +53,8 @@ export interface ProbeDeps {
   stride: number;
   /** Called on every probe tick after the probes left (the MAC table's ageing). */
   tick(nowMs: number): void;
+  /** We take far messages (UDP_STATUS bit 4). */
+  far(): boolean;
 }
 
 export class LinkProbes {
@@ -90,7 +94,8 @@ export class LinkProbes {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(l: Link, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false): void {
+  handleUdpStatus(l: Link, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
+    l.far = far;
     const segmented = segments && this.deps.stride > 0;
     if (l.segmented !== segmented) {
       l.segmented = segmented;
@@ -135,7 +140,7 @@ export class LinkProbes {
         const echo = link.udp.tick();
         const fastdp = this.deps.fastdp?.flags(link.n.name) ?? NO_FASTDP;
         // Bit 3: every overlay of this version reassembles version 3, whatever its port can send.
-        link.n.sendControl(encodeUdpStatus(sinceMs <= t.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true));
+        link.n.sendControl(encodeUdpStatus(sinceMs <= t.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true, this.deps.far()));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
         if (now - link.peerStatusMs > 2 * t.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link, false, null);
       }

@@ -1,0 +1,152 @@
+// The far sleeve path of the Overlay (overlay.ts): unicast frames to a peer
+// two hops away leave sealed end to end (far-session.ts has the format), the
+// relay between reseals only their 29 header bytes, and the destination opens
+// them once. Everything else, and any frame this path declines, goes hop by
+// hop as before: the caller falls back whenever send() returns false.
+//
+// When a frame takes it (all must hold, else hop by hop):
+//  - we have a far send key for the destination (far-keys.ts; without one we
+//    ask for it and this frame goes hop by hop);
+//  - the destination is exactly two hops away and our next hop announced
+//    UDP_STATUS bit 4 (it relays far messages) and hears our UDP: the one
+//    relay is then a neighbour of both ends, and it checks in turn that the
+//    destination announced bit 4 and hears its UDP. Longer paths would need
+//    every relay's support known to the origin, which the topology does not
+//    carry; they stay hop by hop;
+//  - the message fits one datagram (version 3 segments or version 2).
+// A relay that cannot pass a far message on (its link to the destination is
+// on TCP, or routes changed under it) drops it as no-route, as for any
+// frame it cannot route; the origin keeps it only while its own view holds.
+
+import type { PeerName } from '../mesh/peer-name';
+import { peerNameFromBytes } from '../mesh/peer-name';
+import { AEAD_TAG_BYTES } from './frame-aead';
+import { FAR_HEADER_BYTES, FarSessions } from './far-session';
+import type { DropReason, RouteView } from './forwarder';
+import type { DatagramPort } from './ports';
+import { relayInPlace } from './relay-in-place';
+import {
+  INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_VERSION, VNET_HDR_BYTES, writeHopsLeft,
+  writeInnerHeader,
+} from './sleeve-codec';
+import { fitsSegmented, MAX_GSO_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments } from './sleeve-segments';
+import type { Link } from './udp-probes';
+
+/** The part each hop seals: inner header and far header. */
+export const FAR_HOP_BYTES = INNER_HEADER_BYTES + FAR_HEADER_BYTES;
+/** Sleeve header, hop-sealed part, hop tag: where the far body starts. */
+const FAR_BODY_AT = SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + AEAD_TAG_BYTES;
+/** The least a far message can be: a minimal frame sealed end to end. */
+const MIN_FAR_MESSAGE = FAR_BODY_AT + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES + AEAD_TAG_BYTES;
+
+/** The far key exchange, as the data plane drives it (router/mesh/far-keys.ts implements it). */
+export interface FarKeySource {
+  want(dst: PeerName): void;
+  unknownKey(origin: PeerName, keyId: number): void;
+  /** Shown with the overlay's counters. */
+  readonly counters?: Record<string, number>;
+}
+
+export interface FarPathDeps {
+  udp: DatagramPort;
+  links: ReadonlyMap<PeerName, Link>;
+  routes: () => RouteView;
+  self: PeerName;
+  /** Body bytes per version 3 segment, 0 for none. */
+  stride: number;
+  traffic: Record<string, number>;
+  drops: Record<DropReason, number>;
+  /** An opened frame for us: inner header first, then the frame; not in the receive span any more. */
+  deliver(buf: Buffer, off: number, len: number): void;
+}
+
+export class FarPath {
+  /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
+  source: FarKeySource | null = null;
+
+  constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {}
+
+  /** Sends one captured frame end to end if it may (see above); false: the caller sends it hop by hop. */
+  send(link: Link, dst: PeerName, selfBytes: Uint8Array, dstBytes: Uint8Array, frame: Buffer, off: number, len: number): boolean {
+    if (this.source === null || !link.far || !link.peerHearsUs || this.deps.routes().hops?.(dst) !== 2) return false;
+    if (!this.sessions.hasSend(dst)) { this.source.want(dst); return false; }
+    const { udp, stride } = this.deps;
+    const body = FAR_HOP_BYTES + AEAD_TAG_BYTES + len + AEAD_TAG_BYTES;
+    const segmented = link.segmented && fitsSegmented(body, stride);
+    if (!segmented && SLEEVE_HEADER_BYTES + body > MAX_GSO_PAYLOAD_BYTES) return false;
+    const slab = udp.stageSlab();
+    const at = udp.stageOffset();
+    writeInnerHeader(slab, at + SLEEVE_HEADER_BYTES, selfBytes, dstBytes, MAX_HOPS);
+    frame.copy(slab, at + FAR_BODY_AT, off, off + len);
+    if (this.sessions.seal(dst, slab, at + SLEEVE_HEADER_BYTES, slab, at + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, len) < 0) return false;
+    // A spent hop counter drops the frame, as a hop-by-hop send would.
+    if (link.session.seal(slab, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION) < 0) return true;
+    const n = segmented ? spreadSegments(slab, at, body, stride) : SLEEVE_HEADER_BYTES + body;
+    udp.commit(n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
+    const t = this.deps.traffic;
+    if (segmented) t.framesSentSegmented!++;
+    t.framesSentUdp!++;
+    t.framesSentFar!++;
+    t.bytesSentUdp! += n;
+    return true;
+  }
+
+  /** Bytes of a far message the hop opens (header, hop-sealed part, hop tag); a shorter message is dropped before. */
+  static hopBytes(len: number): number {
+    return len < MIN_FAR_MESSAGE ? -1 : FAR_BODY_AT;
+  }
+
+  /**
+   * A far message whose hop part `link`'s session just opened (len: the
+   * whole message at off; span as in relayInPlace, spanLen 0 when
+   * reassembled): opened and delivered when it is for us, else passed on.
+   */
+  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number): void {
+    const io = off + SLEEVE_HEADER_BYTES;
+    const src = peerNameFromBytes(buf, io);
+    const dst = peerNameFromBytes(buf, io + 6);
+    const { drops, traffic } = this.deps;
+    if (src === this.deps.self) { drops.loop++; return; }
+    const sealedLen = len - FAR_BODY_AT;
+    if (dst === this.deps.self) {
+      const hdr = io + INNER_HEADER_BYTES;
+      const r = this.sessions.open(src, buf, io, buf, hdr, sealedLen);
+      if (r === 'far-key') {
+        drops['far-key']++;
+        this.source?.unknownKey(src, FarSessions.keyId(buf, hdr));
+        return;
+      }
+      if (typeof r === 'string') { drops[r]++; return; }
+      traffic.framesReceivedFar!++;
+      // The inner header moves next to the frame (over the spent hop tag), as hop-by-hop frames arrive.
+      const innerAt = off + FAR_BODY_AT - INNER_HEADER_BYTES;
+      buf.copyWithin(innerAt, io, io + INNER_HEADER_BYTES);
+      this.deps.deliver(buf, innerAt, INNER_HEADER_BYTES + r);
+      return;
+    }
+    const hops = buf[io + 12]!;
+    if (hops <= 1) { drops.hops++; return; }
+    const via = this.deps.routes().nextHop(dst);
+    const link = via === null ? undefined : this.deps.links.get(via);
+    if (link === undefined || !link.far || !link.peerHearsUs || !link.session.encrypted) { drops['no-route']++; return; }
+    const tail = sealedLen;
+    traffic.framesRelayedFar!++;
+    const { udp, stride } = this.deps;
+    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, tail)) return;
+    // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.
+    const body = len - SLEEVE_HEADER_BYTES;
+    const segmented = link.segmented && fitsSegmented(body, stride);
+    if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return; }
+    const slab = udp.stageSlab();
+    const at = udp.stageOffset();
+    buf.copy(slab, at, off, off + len);
+    writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
+    if (link.session.seal(slab, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION) < 0) return;
+    const n = segmented ? spreadSegments(slab, at, body, stride) : len;
+    udp.commit(n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
+    if (segmented) traffic.framesSentSegmented!++;
+    traffic.framesSentUdp!++;
+    traffic.framesRelayed!++;
+    traffic.bytesSentUdp! += n;
+  }
+}
