@@ -189,10 +189,11 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   // With a password (and AES-256-GCM here), unicast frames to peers two hops away are sealed end to end,
   // so a relay opens only their headers: the keys are exchanged as unicast gossip (router/mesh/far-keys.ts).
-  const farKeys = passwordKey !== null && dataPlane.overlay.aesGcm
-    ? new FarKeys({ clock, logger: logger.child({ component: 'far-keys' }), hub: router.gossip, sink: dataPlane.overlay },
-      config.rekeyIntervalMs !== undefined ? { ...DEFAULT_FAR_TIMINGS, rekeyMs: config.rekeyIntervalMs } : DEFAULT_FAR_TIMINGS) : null;
-  if (farKeys !== null) dataPlane.overlay.useFarKeys(farKeys);
+  const farPath = passwordKey !== null ? dataPlane.overlay.far : null;
+  const farKeys = farPath === null ? null
+    : new FarKeys({ clock, logger: logger.child({ component: 'far-keys' }), hub: router.gossip, sink: farPath },
+      config.rekeyIntervalMs !== undefined ? { ...DEFAULT_FAR_TIMINGS, rekeyMs: config.rekeyIntervalMs } : DEFAULT_FAR_TIMINGS);
+  if (farPath !== null) farPath.source = farKeys;
 
   // IPAM: the address ring, gossiped on the mesh; consensus on the initial split happens on first need.
   const ipam = new Ipam(

@@ -18,6 +18,7 @@
 // on TCP, or routes changed under it) drops it as no-route, as for any
 // frame it cannot route; the origin keeps it only while its own view holds.
 
+import type { FarKeySink } from '../mesh/far-keys';
 import type { PeerName } from '../mesh/peer-name';
 import { peerNameFromBytes } from '../mesh/peer-name';
 import { AEAD_TAG_BYTES } from './frame-aead';
@@ -56,15 +57,28 @@ export interface FarPathDeps {
   stride: number;
   traffic: Record<string, number>;
   drops: Record<DropReason, number>;
+  nowMs(): number;
   /** An opened frame for us: inner header first, then the frame; not in the receive span any more. */
   deliver(buf: Buffer, off: number, len: number): void;
 }
 
-export class FarPath {
+export class FarPath implements FarKeySink {
   /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
   source: FarKeySource | null = null;
 
   constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {}
+
+  farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
+    this.sessions.setSend(dst, keyId, key);
+  }
+
+  farReceiveKey(origin: PeerName, keyId: number, key: Uint8Array): boolean {
+    return this.sessions.addReceive(origin, keyId, key, this.deps.nowMs());
+  }
+
+  farForget(peer: PeerName): void {
+    this.sessions.forget(peer);
+  }
 
   /** Sends one captured frame end to end if it may (see above); false: the caller sends it hop by hop. */
   send(link: Link, dst: PeerName, selfBytes: Uint8Array, dstBytes: Uint8Array, frame: Buffer, off: number, len: number): boolean {

@@ -39,8 +39,7 @@ import {
   fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
-import type { FarKeySink } from '../mesh/far-keys';
-import { FarPath, type FarKeySource } from './far-path';
+import { FarPath } from './far-path';
 import { FAR_OVERHEAD_BYTES, FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
@@ -66,7 +65,7 @@ const MAX_MAC_ENTRIES = 65_536;
 
 export type OverlayCounters = Record<string, number>;
 
-export class Overlay implements DataPlane, FarKeySink {
+export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
@@ -106,8 +105,11 @@ export class Overlay implements DataPlane, FarKeySink {
    * one: one needless read at worst); only then may the TAP hold an answer to drain early.
    */
   private wroteToBridge = false;
-  /** The far path; null without AES-256-GCM (far messages are sealed with it only). */
-  private readonly far: FarPath | null;
+  /**
+   * The far path (far-path.ts); null without AES-256-GCM, the one cipher of far messages. The mesh's far
+   * key exchange keys it (it is the FarKeySink) and, once set as its source, frames may take it.
+   */
+  readonly far: FarPath | null;
 
   constructor(
     /**
@@ -137,30 +139,13 @@ export class Overlay implements DataPlane, FarKeySink {
     });
     this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
       udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
+      nowMs: () => deps.clock.now(),
       deliver: (buf, off, len) => {
         if (this.admit(this.fromUnderlayAqm, buf, off + INNER_HEADER_BYTES, len - INNER_HEADER_BYTES)) this.handleInner(buf, off, len, 0, 0);
       },
     });
   }
 
-  /** The mesh runs far key exchanges (a password; needs AES-256-GCM here): frames may take the far path from now on. */
-  useFarKeys(source: FarKeySource): boolean {
-    if (this.far === null) return false;
-    this.far.source = source;
-    return true;
-  }
-
-  farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
-    this.far?.sessions.setSend(dst, keyId, key);
-  }
-
-  farReceiveKey(origin: PeerName, keyId: number, key: Uint8Array): boolean {
-    return this.far?.sessions.addReceive(origin, keyId, key, this.deps.clock.now()) ?? false;
-  }
-
-  farForget(peer: PeerName): void {
-    this.far?.sessions.forget(peer);
-  }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {

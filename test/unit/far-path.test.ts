@@ -72,7 +72,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
   const unknown: number[] = [];
   overlays.forEach((o, i) => {
     if (i === 2 && opts.farAtC === false) return;
-    o.useFarKeys({ want: (dst) => { wants.push(dst); }, unknownKey: (_origin, keyId) => { unknown.push(keyId); } });
+    o.far!.source = { want: (dst) => { wants.push(dst); }, unknownKey: (_origin, keyId) => { unknown.push(keyId); } };
   });
   const next = (self: number, dst: PeerName): PeerName | null => {
     const d = NAMES.indexOf(dst);
@@ -124,8 +124,8 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
   run();
   delivered.length = 0;
   const keys = (id = 1): void => {
-    overlays[0]!.farSendKey(C, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
-    overlays[2]!.farReceiveKey(A, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
+    overlays[0]!.far!.farSendKey(C, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
+    overlays[2]!.far!.farReceiveKey(A, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
   };
   const close = (): void => overlays.forEach((o) => o.close());
   return { overlays, delivered, send, take, deliver, run, count, keys, connect, wants, unknown, close };
