@@ -40,7 +40,7 @@ import {
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import { FarPath } from './far-path';
-import { FAR_OVERHEAD_BYTES, FarSessions } from './far-session';
+import { FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
 import { allocFrameMessage, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
@@ -125,10 +125,10 @@ export class Overlay implements DataPlane {
     this.selfBytes = peerNameBytes(opts.localPeer);
     const segmentBytes = deps.udp.segmentation === true ? opts.segmentBytes ?? 0 : 0;
     this.stride = segmentBytes > SEGMENT_HEADER_BYTES + 256 ? Math.min(0xffff, segmentBytes - SEGMENT_HEADER_BYTES) : 0;
-    // The tags are there only with a password (the far header and tag only on the far path);
-    // reserving them always keeps one limit for all.
-    this.segmentedFrameMax = this.stride === 0 ? 0
-      : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES - FAR_OVERHEAD_BYTES);
+    // The tag is there only with a password; reserving it always keeps one limit for both. The far path's
+    // 32 bytes more are not reserved: a frame too big for them goes hop by hop (far-path.ts), which only a
+    // container's largest super-frame at the smallest overlay MTU (952) is (test/unit/container-gso).
+    this.segmentedFrameMax = this.stride === 0 ? 0 : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
     this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
     const monoMs = deps.monoMs ?? (() => performance.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
