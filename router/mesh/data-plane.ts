@@ -38,6 +38,8 @@ export interface DataPlane {
   removeNeighbour(name: PeerName): void;
   setRoutes(routes: Routes): void;
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
+  /** A FAR_FRAME control message (protocol.ts): a far sleeve message a relay passed on over TCP. */
+  handleTcpFar?(from: PeerName, message: Uint8Array): void;
   /**
    * echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits;
    * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts); far: it takes far messages (router/overlay/far-session.ts).

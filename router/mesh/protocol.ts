@@ -44,6 +44,15 @@
 //              +------+------+----------+--------------------------+
 //              moves the connection's keys to the next epoch; the
 //              codec is rekey-messages.ts, the exchange key-schedule.ts.
+//   FAR_FRAME  +------+----------------+-----------------------------------------+
+//              | 0x07 | 16 bytes, zero | a far sleeve message's body: inner and  |
+//              |      | (sleeve header | far header, 16 unused bytes (the hop    |
+//              |      | room)          | tag's place), the frame sealed end to   |
+//              |      |                | end (router/overlay/far-session.ts)     |
+//              +------+----------------+-----------------------------------------+
+//              the TCP fallback of a far message a relay passes on, laid out as
+//              on UDP so one parser reads both; sent only to a neighbour that
+//              set UDP_STATUS bit 4 (older peers refuse the type by name).
 //
 // Unknown message types are refused by name; trailing bytes are tolerated.
 
@@ -58,6 +67,7 @@ export const MSG_GOSSIP = 2;
 export const MSG_REFUSE = 3;
 export const MSG_FRAME = 4;
 export const MSG_UDP_STATUS = 5;
+export const MSG_FAR_FRAME = 7;
 
 export type GossipKind = 'neighbour' | 'broadcast' | 'unicast';
 const GOSSIP_KIND_CODES: Record<GossipKind, number> = { neighbour: 0, broadcast: 1, unicast: 2 };
@@ -68,6 +78,7 @@ export type ControlMessage =
   | { type: 'gossip'; kind: GossipKind; channel: string; src: PeerName; dst: PeerName | null; payload: Uint8Array }
   | { type: 'refuse'; code: string; message: string }
   | { type: 'frame'; inner: Uint8Array }
+  | { type: 'far-frame'; message: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
   | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean; far: boolean };
 
@@ -103,6 +114,13 @@ export function encodeGossip(kind: GossipKind, channel: string, src: PeerName, d
 
 export function encodeRefuse(code: string, message: string): Uint8Array {
   return new MeshWriter(64 + message.length).u8(MSG_REFUSE).string(code.slice(0, 64)).string(message.slice(0, MAX_REFUSE_TEXT_BYTES / 4)).finish();
+}
+
+/** A FAR_FRAME message for a far message of `len` bytes (sleeve header room included), zeroed: callers write from offset 17. */
+export function allocFarFrameMessage(len: number): Uint8Array {
+  const msg = new Uint8Array(1 + len);
+  msg[0] = MSG_FAR_FRAME;
+  return msg;
 }
 
 /** The frame message with room reserved: callers write the inner frame at offset 1. */
@@ -149,6 +167,8 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
     }
     case MSG_FRAME:
       return { type: 'frame', inner: bytes.subarray(1) };
+    case MSG_FAR_FRAME:
+      return { type: 'far-frame', message: bytes.subarray(1) };
     case MSG_UDP_STATUS: {
       const flags = r.u8('flags');
       const sinceProbeMs = r.u32('ms since probe');

@@ -315,6 +315,9 @@ export class Router implements MeshLinks {
       case 'frame':
         this.deps.dataPlane?.handleTcpFrame(remote.name, msg.inner);
         return;
+      case 'far-frame':
+        this.deps.dataPlane?.handleTcpFar?.(remote.name, msg.message);
+        return;
       case 'udp-status':
         this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp, msg.segments, msg.far);
         return;

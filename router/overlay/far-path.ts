@@ -14,13 +14,15 @@
 //    every relay's support known to the origin, which the topology does not
 //    carry; they stay hop by hop;
 //  - the message fits one datagram (version 3 segments or version 2).
-// A relay that cannot pass a far message on (its link to the destination is
-// on TCP, or routes changed under it) drops it as no-route, as for any
-// frame it cannot route; the origin keeps it only while its own view holds.
+// A relay passes a far message on over TCP (FAR_FRAME, router/mesh/protocol.ts)
+// when its link to the destination is on TCP; one that cannot pass it on at
+// all (routes changed under it, a next hop without bit 4) drops it as
+// no-route, as for any frame it cannot route, while the origin's view lags.
 
 import type { FarKeySink } from '../mesh/far-keys';
 import type { PeerName } from '../mesh/peer-name';
 import { peerNameFromBytes } from '../mesh/peer-name';
+import { allocFarFrameMessage } from '../mesh/protocol';
 import { AEAD_TAG_BYTES } from './frame-aead';
 import { FAR_HEADER_BYTES, FarSessions } from './far-session';
 import type { DropReason, RouteView } from './forwarder';
@@ -142,9 +144,19 @@ export class FarPath implements FarKeySink {
     if (hops <= 1) { drops.hops++; return; }
     const via = this.deps.routes().nextHop(dst);
     const link = via === null ? undefined : this.deps.links.get(via);
-    if (link === undefined || !link.far || !link.peerHearsUs || !link.session.encrypted) { drops['no-route']++; return; }
-    const tail = sealedLen;
+    if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return; }
     traffic.framesRelayedFar!++;
+    if (!link.peerHearsUs) {
+      // Over TCP, laid out as on UDP (the control session protects it there).
+      const msg = allocFarFrameMessage(len);
+      msg.set(buf.subarray(off + SLEEVE_HEADER_BYTES, off + len), 1 + SLEEVE_HEADER_BYTES);
+      writeHopsLeft(msg, 1 + SLEEVE_HEADER_BYTES, hops - 1);
+      link.n.sendControl(msg);
+      traffic.framesSentTcp!++;
+      traffic.framesRelayed!++;
+      return;
+    }
+    const tail = sealedLen;
     const { udp, stride } = this.deps;
     if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, tail)) return;
     // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.

@@ -250,6 +250,17 @@ export class Overlay implements DataPlane {
     this.deps.udp.flush();
   }
 
+  /** A FAR_FRAME control message: a far message relayed to us over TCP, laid out as on UDP. */
+  handleTcpFar(from: PeerName, message: Uint8Array): void {
+    const link = this.links.get(from);
+    if (!link) { this.drops['unknown-sender']++; return; }
+    if (this.far?.source == null || !link.session.encrypted) { this.drops.type++; return; }
+    if (FarPath.hopBytes(message.byteLength) < 0) { this.drops.short++; return; }
+    this.traffic.framesReceivedTcp!++;
+    this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0);
+    this.deps.udp.flush();
+  }
+
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
   handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
     const l = this.links.get(from);

@@ -4,7 +4,8 @@
 // on h1 and h3. Checked: their frames take the far format (h1 seals, h2
 // relays without opening, h3 opens: counters), iperf3 runs over it, and it
 // keeps working, still far, across end-to-end rekeys (every 4 s here), a
-// relaunch of the relay h2, and a crash of the destination h3's router (the
+// relaunch of the relay h2, UDP blocked between h2 and h3 (h2 passes them on
+// over TCP), and a crash of the destination h3's router (the
 // supervisor restarts it with no keys: h1 hears UNKNOWN and exchanges again).
 // Needs root.
 
@@ -64,17 +65,17 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
       return r.code === 0;
     }, { what: `c1 pings c3 ${what}`, timeoutMs: 40_000, detail: () => last });
   };
-  /** Pings until h3 has opened more far frames than `since` (and h1 more than its own mark): the far path carries them. */
-  const farAgain = async (what: string): Promise<void> => {
+  /** Pings until h3 has opened more far frames than before (and h1 too, unless oneWay): the far path carries them. */
+  const farAgain = async (what: string, oneWay = false): Promise<void> => {
     const before3 = (await counters(h3))['framesReceivedFar'] ?? 0;
     const before1 = (await counters(h1))['framesReceivedFar'] ?? 0;
     await waitFor(async () => {
       await pings(what);
       const c3 = await counters(h3);
       const c1 = await counters(h1);
-      return (c3['framesReceivedFar'] ?? 0) > before3 && (c1['framesReceivedFar'] ?? 0) > before1;
-    }, { what: `far frames both ways ${what}`, timeoutMs: 40_000, intervalMs: 500, detail: () => `${h1.readLog()}\n${h3.readLog()}` });
-    t.pass(`far frames both ways ${what}`);
+      return (c3['framesReceivedFar'] ?? 0) > before3 && (oneWay || (c1['framesReceivedFar'] ?? 0) > before1);
+    }, { what: `far frames ${oneWay ? 'to h3' : 'both ways'} ${what}`, timeoutMs: 40_000, intervalMs: 500, detail: () => `${h1.readLog()}\n${h3.readLog()}` });
+    t.pass(`far frames ${oneWay ? 'to h3' : 'both ways'} ${what}`);
   };
 
   await farAgain('at first');
@@ -111,6 +112,18 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
   await launch(h2, [h1, h3]);
   await allReach();
   await farAgain('after the relay relaunched');
+
+  // UDP blocked between the relay and h3: h2 passes h1's far messages on over TCP (h3's own go hop by hop:
+  // its next hop is on TCP).
+  await net.blockBetween('h2', 'h3', 'udp');
+  const linkPath = async (): Promise<string | undefined> =>
+    (await h2.weaveStatus()).connections.find((c) => c.state === 'established' && c.nickname === 'h3')?.dataPath;
+  await waitFor(async () => (await linkPath()) === 'tcp', { what: 'h2 sends to h3 over TCP', timeoutMs: 20_000 });
+  const tcpBefore = (await counters(h2))['framesSentTcp'] ?? 0;
+  await farAgain('with UDP blocked between the relay and h3', true);
+  t.ok(((await counters(h2))['framesSentTcp'] ?? 0) > tcpBefore, 'h2 passed far messages on over TCP');
+  await net.unblock('h2', 'h3', 'udp');
+  await waitFor(async () => (await linkPath()) === 'udp', { what: 'h2 back on UDP to h3', timeoutMs: 20_000 });
 
   // The destination's router crashes; its supervisor restarts it with no far keys.
   const pid = Number(fs.readFileSync(path.join(h3.datadir, 'weave.pid'), 'utf8').trim());

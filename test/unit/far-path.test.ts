@@ -14,6 +14,7 @@ import { ManualClock } from '../../common/clock';
 import { silentLogger } from '../../common/logger';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
+import { decodeControlMessage } from '../../router/mesh/protocol';
 import { loadSodium } from '../../router/mesh/sodium';
 import { probeAesGcm, type AesGcm } from '../../router/overlay/aes-gcm';
 import { FarSessions } from '../../router/overlay/far-session';
@@ -82,12 +83,13 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
     o.start();
     o.setRoutes({ nextHop: (dst) => next(i, dst), broadcastChildren: () => [], hops: (dst) => Math.abs(NAMES.indexOf(dst) - i) });
   });
+  const controls: { from: number; to: number; msg: Uint8Array }[] = [];
   /** (Re)connects the links of B, as after a restart: fresh link keys. */
   const connect = (gen: number): void => {
     for (const [x, y] of [[0, 1], [1, 0], [1, 2], [2, 1]] as const) {
       overlays[x]!.addNeighbour({
         name: NAMES[y]!, host: HOSTS[NAMES[y]!]!, udpPort: 6783, keys: new SleeveKeyRing(linkKey(x, y, gen), linkKey(y, x, gen), 'aes-256-gcm'),
-        sendControl: () => {},
+        sendControl: (msg) => { controls.push({ from: x, to: y, msg }); },
       });
       overlays[x]!.handleUdpStatus(NAMES[y]!, true, null, undefined, true, x === 1 && y === 2 ? opts.farAtC !== false : true);
     }
@@ -107,6 +109,13 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
     for (let moved = true; moved;) {
       moved = false;
       for (let i = 0; i < 3; i++) for (const w of take(i)) { moved = true; deliver(w); }
+      // Control messages over the TCP connections: the frames among them.
+      for (const c of controls.splice(0)) {
+        const m = decodeControlMessage(c.msg);
+        moved = true;
+        if (m.type === 'far-frame') overlays[c.to]!.handleTcpFar(NAMES[c.from]!, m.message);
+        if (m.type === 'frame') overlays[c.to]!.handleTcpFrame(NAMES[c.from]!, m.inner);
+      }
     }
   };
   const base = overlays.map((o) => ({ ...o.counters }));
@@ -128,7 +137,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
     overlays[2]!.far!.farReceiveKey(A, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
   };
   const close = (): void => overlays.forEach((o) => o.close());
-  return { overlays, delivered, send, take, deliver, run, count, keys, connect, wants, unknown, close };
+  return { controls, overlays, delivered, send, take, deliver, run, count, keys, connect, wants, unknown, close };
 }
 
 /** What C receives from B as one whole message (segments put together), the hop part opened with B's key to C. */
@@ -269,6 +278,36 @@ t.test('a rekey and a relay restart keep far frames flowing; a peer without far 
   t.equal(old.count(2, 'frames_dropped{reason="type"}'), 1, 'and such a peer refuses one outright');
   t.equal(old.delivered.length, 1);
   old.close();
+});
+
+t.test('a relay whose link to the destination is on TCP passes far messages on there', async (t) => {
+  await loadSodium();
+  const aes = probeAesGcm().aes;
+  if (aes === null) { t.pass('no AES-256-GCM here'); return; }
+  const l = line(aes);
+  l.keys();
+  // C hears none of B's UDP: B sends to C over TCP from now on.
+  l.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true);
+  const frames = [tcpSuperFrame(40_000, 1), tcpSuperFrame(300, 2, true)];
+  for (const f of frames) { l.send(f); l.run(); }
+  t.equal(l.delivered.length, 2, 'both arrive');
+  t.ok(l.delivered.every((d, i) => d.equals(frames[i]!)), 'byte for byte');
+  t.equal(l.count(0, 'framesSentFar'), 2, 'A sealed them end to end');
+  t.equal(l.count(1, 'framesSentTcp'), 2, 'B passed them on over TCP');
+  t.equal(l.count(2, 'framesReceivedFar'), 2, 'C opened them end to end');
+  // Hostile bytes on that path fail as on UDP.
+  l.send(tcpSuperFrame(1000, 3));
+  for (const w of l.take(0)) l.deliver(w);
+  const c = l.controls.splice(0)[0]!;
+  const forged = Buffer.from(c.msg);
+  flip(forged, forged.length - 5);
+  t.equal(decodeControlMessage(forged).type, 'far-frame');
+  l.overlays[2]!.handleTcpFar(B, forged.subarray(1));
+  t.equal(l.count(2, 'frames_dropped{reason="auth"}'), 1, 'a changed byte is dropped');
+  l.overlays[2]!.handleTcpFar(B, Buffer.alloc(40));
+  t.equal(l.count(2, 'frames_dropped{reason="short"}'), 1, 'a short one too');
+  t.equal(l.delivered.length, 2);
+  l.close();
 });
 
 t.test('far key slots: unused ones are evicted first', async (t) => {
