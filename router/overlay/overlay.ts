@@ -54,6 +54,7 @@ import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
 import { relayInPlace } from './relay-in-place';
+import { PeerNameReader } from './peer-name-reader';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
@@ -96,6 +97,8 @@ export class Overlay implements DataPlane {
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
   private readonly selfBytes: Uint8Array;
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
+  /** Sender, source and destination names from headers, one string per peer rather than per datagram. */
+  private readonly names = new PeerNameReader();
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
   private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
   /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
@@ -346,7 +349,7 @@ export class Overlay implements DataPlane {
 
   /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together; span as in SegmentSink. */
   private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number): void {
-    const h = readSleeveHeader(buf, off, len);
+    const h = readSleeveHeader(buf, off, len, this.names.read);
     if (typeof h === 'string') { this.drops[h]++; return; }
     const link = this.links.get(h.sender);
     if (!link) { this.drops['unknown-sender']++; return; }
@@ -385,7 +388,7 @@ export class Overlay implements DataPlane {
 
   /** An inner frame (inner header first) from a neighbour; spanLen > 0: it lies in the UDP receive buffer, at most spanOff+spanLen. */
   private handleInner(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number): void {
-    const inner = readInnerHeader(buf, off, len);
+    const inner = readInnerHeader(buf, off, len, this.names.read);
     if (!inner) { this.drops.short++; return; }
     const frameOff = off + INNER_HEADER_BYTES;
     const frameLen = len - INNER_HEADER_BYTES;

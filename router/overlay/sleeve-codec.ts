@@ -93,17 +93,20 @@ export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, se
 
 export type SleeveParse = SleeveHeader | 'short' | 'version' | 'type';
 
+/** Reads the 6-byte peer name at off: peerNameFromBytes, or a PeerNameReader's cached read (peer-name-reader.ts). */
+export type PeerNameRead = (buf: Uint8Array, off: number) => PeerName;
+
 /**
  * Cheap checks before any crypto: length, version (2, or 3 for a segment's or
  * a reassembled message's first 16 bytes), type. Counter above 2^53 reads as
  * 'short' never; it is capped by the replay window.
  */
-export function readSleeveHeader(buf: Uint8Array, off: number, len: number): SleeveParse {
+export function readSleeveHeader(buf: Uint8Array, off: number, len: number, readName: PeerNameRead = peerNameFromBytes): SleeveParse {
   if (len < SLEEVE_HEADER_BYTES) return 'short';
   if (buf[off] !== SLEEVE_VERSION && buf[off] !== SEGMENTED_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
   if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE && type !== SLEEVE_TYPE_FAR) return 'type';
-  const sender = peerNameFromBytes(buf, off + 2);
+  const sender = readName(buf, off + 2);
   const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;
   const lo = ((buf[off + 12]! << 24) >>> 0) + (buf[off + 13]! << 16) + (buf[off + 14]! << 8) + buf[off + 15]!;
   return { type, sender, counter: hi * 0x100000000 + lo };
@@ -126,9 +129,9 @@ export interface InnerHeader {
   hopsLeft: number;
 }
 
-export function readInnerHeader(buf: Uint8Array, off: number, len: number): InnerHeader | null {
+export function readInnerHeader(buf: Uint8Array, off: number, len: number, readName: PeerNameRead = peerNameFromBytes): InnerHeader | null {
   if (len < INNER_HEADER_BYTES + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES) return null;
-  return { src: peerNameFromBytes(buf, off), dst: peerNameFromBytes(buf, off + 6), hopsLeft: buf[off + 12]! };
+  return { src: readName(buf, off), dst: readName(buf, off + 6), hopsLeft: buf[off + 12]! };
 }
 
 /** Peer names as bytes, cached: the hot path writes them into every datagram. */

@@ -1,0 +1,38 @@
+// Peer names read from datagram headers (the sleeve sender, an inner frame's
+// source and destination) without building a string per datagram: the six
+// bytes are looked up as one 48-bit number, and each name is made once. On
+// the receive path that spared three strings of 17 characters, their hashing
+// (as map keys) and character-wise comparisons per datagram; with idle
+// traffic, where every datagram runs through a cold router, that work was
+// part of each ping's time (docs/architecture.md, the data path).
+//
+// Bounded: the bytes come from the wire before anything is authenticated, so
+// a stranger can name as many peers as it likes; the table is emptied when
+// full and refilled by the names in use.
+
+import { readMac } from './mac-table';
+import { peerNameFromBytes, type PeerName } from '../mesh/peer-name';
+
+export const MAX_CACHED_PEER_NAMES = 4096;
+
+export class PeerNameReader {
+  private readonly names = new Map<number, PeerName>();
+
+  constructor(private readonly maxEntries = MAX_CACHED_PEER_NAMES) {}
+
+  /** The peer name in buf[off, off + 6): the same string each time for the same bytes. */
+  readonly read = (buf: Uint8Array, off: number): PeerName => {
+    const key = readMac(buf, off);
+    let name = this.names.get(key);
+    if (name === undefined) {
+      name = peerNameFromBytes(buf, off);
+      if (this.names.size >= this.maxEntries) this.names.clear();
+      this.names.set(key, name);
+    }
+    return name;
+  };
+
+  get size(): number {
+    return this.names.size;
+  }
+}
