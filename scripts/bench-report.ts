@@ -80,6 +80,8 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
   const vxlan = mbps(samples.get('vxlan'));
   const rttIdle = [med(weave, (s) => s.rttMs), med(wgS, (s) => s.rttMs)];
   const rttLoad = [med(weave, (s) => s.loadedRttMs), med(wgS, (s) => s.loadedRttMs)];
+  const hosts = samples.get('weave-hosts');
+  const rttIdleHosts = med(hosts, (s) => s.rttMs);
   const p90Load = [med(weave, (s) => s.loadedP90Ms), med(wgS, (s) => s.loadedP90Ms)];
   const retrans = [med(weave, (s) => s.retransmits), med(wgS, (s) => s.retransmits)];
   const rssDuring = Math.max(...[...(weave ?? [])].flatMap((s) => [...s.rssMiB.values()]).filter(Number.isFinite));
@@ -92,6 +94,8 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
     summaryLine('throughput.relayed_vs_direct', relayed / ours, '>=0.8', `weave relayed through one host / direct (${fmt(relayed)} / ${fmt(ours)} Mbit/s)`),
     summaryLine('throughput.fastdp_vs_vxlan', fastdp / vxlan, '>=0.9', `weave fast path / kernel VXLAN (${fmt(fastdp)} / ${fmt(vxlan)} Mbit/s)`),
     summaryLine('rtt.idle_vs_wireguard_go', rttIdle[0]! / rttIdle[1]!, '<=1', `RTT idle, weave / wireguard-go (${fmt(rttIdle[0]!, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
+    summaryLine('rtt.idle_hosts_vs_wireguard_go', rttIdleHosts / rttIdle[1]!, '<=1',
+      `RTT idle, like for like: weave host to host (weave expose) / wireguard-go (also host to host) (${fmt(rttIdleHosts, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
     summaryLine('rtt.loaded_vs_wireguard_go', rttLoad[0]! / rttLoad[1]!, '<=1',
       `RTT during the transfer, median, weave / wireguard-go (${fmt(rttLoad[0]!, 3)} / ${fmt(rttLoad[1]!, 3)} ms)`),
     summaryLine('rtt.loaded_p90_vs_wireguard_go', p90Load[0]! / p90Load[1]!, '-',

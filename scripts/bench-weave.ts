@@ -24,6 +24,7 @@ import { waitFor } from './wait';
 const REPO_ROOT = resolve(__dirname, '..', '..');
 const SLEEVE_WAIT_MS = 30_000;
 const ENCRYPTED_IPS = ['10.32.1.1', '10.32.1.2', '10.32.1.3'] as const;
+const HOST_IPS = ['10.32.1.201', '10.32.1.202'] as const;
 
 /** The router itself: its supervisor (cli/supervisor.js, whose argv also names weave.js and 'router') is a separate idle process. */
 const isRouter = (cmd: string[]): boolean =>
@@ -105,6 +106,27 @@ export async function setupWeaveEncrypted(net: SimNetwork, h1: SimHost, h2: SimH
     path: `container c1 (on ${h1.name}) -> container c2 (on ${h2.name}), ${ENCRYPTED_IPS[0]} -> ${ENCRYPTED_IPS[1]}: veth, bridge, TAP, router, ` +
       `${describe(s, h2.name)}, router, TAP, bridge, veth`,
   });
+  return o;
+}
+
+/**
+ * The encrypted mesh of `direct`, host to host: h1 and h2 given addresses on
+ * it with `weave expose`, so the path has the same ends as the references'
+ * rows (each host's own stack; no container veth), which the container rows
+ * add on both ends, twice per round trip.
+ */
+export async function setupWeaveHosts(direct: Overlay): Promise<Overlay> {
+  const [h1, h2] = direct.hosts as [SimHost, SimHost];
+  for (const [h, ip] of [[h1, HOST_IPS[0]], [h2, HOST_IPS[1]]] as const) {
+    const r = await h.weave(['expose', `${ip}/24`], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`weave expose ${ip}/24 on ${h.name} exited ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+  }
+  const o: Overlay = {
+    name: 'weave-hosts', label: 'weave host-host', clientNs: h1.ns, serverNs: h2.ns, serverAddress: HOST_IPS[1], mtu: direct.mtu,
+    version: direct.version, hosts: [h1, h2], isDaemon: isRouter,
+    path: `host ${h1.name} -> host ${h2.name} (weave expose), ${HOST_IPS[0]} -> ${HOST_IPS[1]}: bridge, TAP, router, the same encrypted sleeve, router, TAP, bridge`,
+  };
+  await waitFor(async () => (await ping(o, 1)).ok, { what: `${h1.name} pings ${HOST_IPS[1]} over weave`, timeoutMs: 30_000, detail: () => h1.readLog() });
   return o;
 }
 

@@ -23,7 +23,7 @@
 # Needs root. Installs what is missing and builds (scripts/setup.sh), installs
 # the references from Debian, then runs the sections. Arguments:
 #   scripts/bench.sh [--quick] [--sections throughput,dns,attach] [--seconds N] [--rounds N]
-#                    [--overlays weave-relayed,weave-fastdp,wireguard-go,tinc,nebula,fastd,vxlan,veth|none] [--verbose]
+#                    [--overlays weave-hosts,weave-relayed,weave-fastdp,wireguard-go,tinc,nebula,fastd,vxlan,veth|none] [--verbose]
 # --quick is one round of each; the other options go to every section (each
 # ignores what is not its own; --overlays and --verbose are the throughput's).
 # Ctrl-C stops the running section (which removes what it made) and the bench.

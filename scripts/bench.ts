@@ -1,16 +1,17 @@
 // scripts/bench: TCP throughput and RTT, idle and under load, of our overlay
 // against the references and the kernel's ceilings between hosts of one
 // SimNetwork (scripts/sim-network.ts), measured alternately in one run
-// (weave, weave relayed, weave fast path, wireguard-go, tinc, nebula, fastd,
+// (weave, weave host to host, weave relayed, weave fast path, wireguard-go, tinc, nebula, fastd,
 // kernel VXLAN, veth, then again) so machine noise spreads evenly. Prints each
 // round, then a table of medians and ranges with the ratio to wireguard-go
 // and the daemons' CPU and RSS (scripts/bench-report.ts), and the SUMMARY
 // lines scripts/bench.sh gathers into its final table.
 //
-// The network: h1 - h2 for weave (encrypted, container to container), the
-// references (host to host over their tunnels) and the ceilings; h3, which h1
-// cannot reach, for weave relayed through h2; f1 - f2 for weave's plaintext
-// mesh on the kernel fast path. Setups: bench-weave.ts, bench-peers.ts,
+// The network: h1 - h2 for weave (encrypted, container to container; and
+// host to host through `weave expose`, the references' own ends, for a like
+// for like RTT), the references (host to host over their tunnels) and the
+// ceilings; h3, which h1 cannot reach, for weave relayed through h2; f1 - f2
+// for weave's plaintext mesh on the kernel fast path. Setups: bench-weave.ts, bench-peers.ts,
 // bench-ceilings.ts; one sample: bench-measure.ts. Speed figures are printed,
 // never asserted; the exit code says only whether everything was measured.
 //
@@ -30,7 +31,7 @@ import { sleep, waitFor } from './wait';
 import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
-import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
+import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
 import { fmt, RESULTS_LEGEND, resultsTable, summaryLines } from './bench-report';
 
 interface BenchOptions {
@@ -48,7 +49,7 @@ const DEFAULT_ROUNDS = 3;
 const PASSWORD = 'weave bench';
 const WEAVE_CLI = join(resolve(__dirname, '..', '..'), 'dist', 'cli', 'weave.js');
 /** Every row the bench can measure, in measuring order. */
-const ALL_OVERLAYS = ['weave', 'weave-relayed', 'weave-fastdp', ...PEER_OVERLAYS.map((p) => p.name), 'vxlan', 'veth'];
+const ALL_OVERLAYS = ['weave', 'weave-hosts', 'weave-relayed', 'weave-fastdp', ...PEER_OVERLAYS.map((p) => p.name), 'vxlan', 'veth'];
 
 const USAGE = `usage: node dist/scripts/bench.js [--seconds N] [--rounds N] [--overlays LIST] [--verbose]
   --seconds N     length of each iperf3 transfer, 2..600 (default ${DEFAULT_SECONDS}; one more second is run and not counted)
@@ -124,7 +125,8 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
     say(`==> setting up ${name}`);
     try {
       let o: Overlay;
-      if (name === 'weave-relayed') o = await setupWeaveRelayed(net, weave, net.host('h3'), say);
+      if (name === 'weave-hosts') o = await setupWeaveHosts(weave);
+      else if (name === 'weave-relayed') o = await setupWeaveRelayed(net, weave, net.host('h3'), say);
       else if (name === 'weave-fastdp') o = await setupWeaveFastdp(net, [net.host('f1'), net.host('f2')], say);
       else if (name === 'vxlan') o = await setupKernelVxlan(net, h1, h2);
       else if (name === 'veth') o = await setupVeth(h1, h2);
@@ -203,7 +205,7 @@ async function bench(opts: BenchOptions): Promise<number> {
     say(`Results, median of ${opts.rounds} round${opts.rounds === 1 ? '' : 's'} (load average now ${load()}):`);
     say(resultsTable(overlays, samples));
     for (const l of RESULTS_LEGEND) say(l);
-    say('The weave rows and kernel VXLAN are container to container; the references and veth host to host; all over the same underlay.');
+    say('The weave rows (but weave host-host) and kernel VXLAN are container to container; weave host-host, the references and veth host to host; all over the same underlay.');
     say('');
     for (const l of summaryLines(samples, routerRssSetupMB)) say(l);
     say(`throughput section took ${fmt((Date.now() - started) / 1000)} s`);
