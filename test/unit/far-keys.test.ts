@@ -19,7 +19,7 @@ t.before(async () => { await loadSodium(); });
 const A = '02:00:00:00:00:0a' as PeerName;
 const C = '02:00:00:00:00:0c' as PeerName;
 const R = '02:00:00:00:00:0b' as PeerName;
-const TIMINGS: FarTimings = { tickMs: 100, rekeyMs: 10_000, retryMs: 1000, answerGapMs: 50 };
+const TIMINGS: FarTimings = { tickMs: 100, rekeyMs: 10_000, retryMs: 1000, maxRetryMs: 4000, answerGapMs: 50 };
 
 interface Msg { src: PeerName; dst: PeerName; bytes: Uint8Array }
 
@@ -166,6 +166,27 @@ t.test('rekey on time, retry when REPLY is lost, UNKNOWN stops sealing, unreacha
   t.ok(m.sa.send.get(C) && m.sa.send.get(C)!.keyId !== second.keyId, 'and has a new key after one more exchange');
   m.reach.get(A)!(new Set([A]));
   t.same(m.sa.forgotten, [C], 'an unreachable peer is forgotten');
+  m.a.close(); m.c.close();
+});
+
+t.test('a peer that never answers gets INITs ever further apart, up to maxRetryMs; an answer resets the wait', async (t) => {
+  const m = mesh();
+  m.a.want(C);
+  const sentAt: number[] = [];
+  for (let now = 0; now <= 20_000; now += TIMINGS.tickMs) {
+    for (; m.wire.length > 0; m.wire.shift()) sentAt.push(now);
+    m.clock.advance(TIMINGS.tickMs);
+  }
+  const gaps = sentAt.slice(1).map((at, i) => at - sentAt[i]!);
+  t.same(gaps.slice(0, 5), [1000, 2000, 4000, 4000, 4000], 'retryMs, doubled each time, never more than maxRetryMs');
+  t.equal(m.a.counters.farExchangesStarted, sentAt.length, 'every INIT is counted');
+  m.clock.advance(4000);
+  m.pump();
+  t.ok(m.sa.send.get(C), 'the exchange that is answered installs the key');
+  m.clock.advance(TIMINGS.rekeyMs + TIMINGS.tickMs);
+  m.wire.length = 0; // the rekey's INIT is lost
+  m.clock.advance(TIMINGS.retryMs + TIMINGS.tickMs);
+  t.equal(m.wire.length, 1, 'after an answer, the next unanswered exchange is retried after retryMs again');
   m.a.close(); m.c.close();
 });
 
