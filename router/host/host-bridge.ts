@@ -15,6 +15,7 @@ import { RouterError } from '../mesh/errors';
 import { ensureBridgeForwarding, removeBridgeForwarding } from './bridge-firewall';
 import type { FirewallResult } from './bridge-firewall';
 import type { CommandRunner } from './command-runner';
+import { CONTAINER_GSO_MAX_BYTES } from './container-link';
 import { showLink, validateIfName, validateMtu } from './host-link';
 
 export const DEFAULT_BRIDGE = 'weave';
@@ -72,6 +73,10 @@ export async function ensureBridge(opts: BridgeOptions, runner: CommandRunner, l
     await runner.run('ip', ['link', 'set', 'dev', tap, 'mtu', String(mtu)]);
     if (tapLink.master !== bridge) await runner.run('ip', ['link', 'set', 'dev', tap, 'master', bridge]);
     await runner.run('ip', ['link', 'set', 'dev', bridge, 'mtu', String(mtu)]);
+    // The host's own TCP through the bridge (weave expose) builds super-frames up to this, as a container's does up to
+    // its veth's: one that fits a sleeve message whole is never split by the router (router/overlay/gso-split.ts).
+    const gso = await runner.run('ip', ['link', 'set', 'dev', bridge, 'gso_max_size', String(CONTAINER_GSO_MAX_BYTES)], { allowFail: true });
+    if (gso.code !== 0) logger.debug('bridge gso_max_size left as it was', { bridge, error: gso.stderr.trim() });
     await runner.run('ip', ['link', 'set', 'dev', bridge, 'up']);
     await runner.run('ip', ['link', 'set', 'dev', tap, 'up']);
   } catch (err) {

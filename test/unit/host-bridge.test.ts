@@ -34,11 +34,12 @@ t.test('host bridge logic with a fake runner', async (t) => {
     t.same(r.firewall.inserted, [{ family: 'ip', table: 'filter', chain: 'FORWARD' }]);
     t.same(r.firewall.present, [{ family: 'inet', table: 'x y', chain: 'fwd' }]);
     const lines = runner.lines();
-    t.same(lines.slice(2, 8), [
+    t.same(lines.slice(2, 9), [
       'ip link add name weave type bridge',
       'ip link set dev tap0 mtu 1376',
       'ip link set dev tap0 master weave',
       'ip link set dev weave mtu 1376',
+      'ip link set dev weave gso_max_size 64000',
       'ip link set dev weave up',
       'ip link set dev tap0 up',
     ]);
