@@ -28,7 +28,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { SimNetwork } from './sim-network';
 import { sleep, waitFor } from './wait';
-import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
+import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, quantile, type Sample, startIperfServer } from './bench-measure';
+import { summaryLine } from './bench-summary';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
 import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
@@ -174,6 +175,13 @@ async function bench(opts: BenchOptions): Promise<number> {
     say(`${availableParallelism()} cores here; load average before the rounds ${load()}.`);
     say('');
 
+    // Before any transfer, a router has carried only the setup's few frames, and V8 has not yet compiled its
+    // frame path the way a transfer makes it (docs/architecture.md, idle round trip): what a lightly used
+    // mesh sees. The table's idle RTT is measured after each transfer.
+    const fresh = new Map<string, number>();
+    for (const o of overlays) fresh.set(o.name, quantile((await ping(o, PING_COUNT)).times, 0.5));
+    say(`idle RTT before any transfer (median of ${PING_COUNT} pings, ms): ${overlays.map((o) => `${o.name} ${fmt(fresh.get(o.name)!, 3)}`).join(' | ')}`);
+
     const fastdp = overlays.find((o) => o.name === 'weave-fastdp');
     const vxlanBefore = fastdp ? await vxlanTxPackets(fastdp.hosts[0]!) : NaN;
     const samples = new Map<string, Sample[]>(overlays.map((o) => [o.name, []]));
@@ -208,6 +216,9 @@ async function bench(opts: BenchOptions): Promise<number> {
     say('The weave rows (but weave host-host) and kernel VXLAN are container to container; weave host-host, the references and veth host to host; all over the same underlay.');
     say('');
     for (const l of summaryLines(samples, routerRssSetupMB)) say(l);
+    const [freshWeave, freshWg] = [fresh.get('weave') ?? NaN, fresh.get('wireguard-go') ?? NaN];
+    say(summaryLine('rtt.fresh_idle_vs_wireguard_go', freshWeave / freshWg, '-',
+      `RTT idle before any transfer, weave / wireguard-go (${fmt(freshWeave, 3)} / ${fmt(freshWg, 3)} ms)`));
     say(`throughput section took ${fmt((Date.now() - started) / 1000)} s`);
     return failed ? 1 : 0;
   } finally {
