@@ -13,11 +13,21 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { join } from 'node:path';
 
 const PERIOD_US = 10_000;
+
+/** Caps not yet destroyed: removed at exit too, so Ctrl-C (SimNetwork's handler exits the process) leaves no cgroup. */
+const live = new Set<CpuCap>();
+let exitHandler = false;
 const V2_ROOT = '/sys/fs/cgroup';
 const V1_CPU_ROOT = '/sys/fs/cgroup/cpu';
 
 export class CpuCap {
-  private constructor(private readonly dir: string, private readonly parent: string, private readonly v2: boolean) {}
+  private constructor(private readonly dir: string, private readonly parent: string, private readonly v2: boolean) {
+    live.add(this);
+    if (!exitHandler) {
+      exitHandler = true;
+      process.on('exit', () => { for (const c of live) c.destroy(); });
+    }
+  }
 
   /** A new cgroup `name`, unlimited until `limit`; throws when no cpu controller is available. */
   static create(name: string): CpuCap {
@@ -30,8 +40,14 @@ export class CpuCap {
     if (existsSync(join(V1_CPU_ROOT, 'cpu.cfs_quota_us'))) {
       const dir = join(V1_CPU_ROOT, name);
       mkdirSync(dir);
-      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
-      return new CpuCap(dir, V1_CPU_ROOT, false);
+      const cap = new CpuCap(dir, V1_CPU_ROOT, false);
+      try {
+        writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
+      } catch (err) {
+        cap.destroy();
+        throw err;
+      }
+      return cap;
     }
     throw new Error('no cgroup cpu controller (neither cgroup v2 with cpu nor a v1 cpu hierarchy)');
   }
@@ -57,6 +73,7 @@ export class CpuCap {
 
   /** Moves whatever still runs in it back to the parent and removes the cgroup. */
   destroy(): void {
+    live.delete(this);
     try {
       const pids = readFileSync(join(this.dir, 'cgroup.procs'), 'utf8').split('\n').filter((p) => p !== '');
       for (const pid of pids) {
