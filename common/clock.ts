@@ -21,7 +21,16 @@ export class SystemClock implements Clock {
     const handle = setTimeout(fire, Math.max(0, delayMs));
     // Timers must never keep the process alive on their own: shutdown is explicit.
     handle.unref();
-    return { cancel: () => clearTimeout(handle) };
+    return new SystemTimer(handle);
+  }
+}
+
+/** An instance with a method, not a literal with a closure: idle timers re-arm every second or so. */
+class SystemTimer implements Timer {
+  constructor(private readonly handle: NodeJS.Timeout) {}
+
+  cancel(): void {
+    clearTimeout(this.handle);
   }
 }
 

@@ -54,8 +54,13 @@ export class BatchAqm {
   /** Once the batch has left (sends flushed, frames written): each of its frames waited at least this long. */
   endBatch(): void {
     if (this.batchFrames === 0) return;
-    const now = this.nowMs();
-    this.codel.onBatch(now - this.batchStartMs, this.batchFrames, now);
+    if (this.batchFrames === 1) {
+      // A lone frame's batch only tells CoDel the queue emptied (codel.ts ignores its times): no second clock read.
+      this.codel.onBatch(0, 1, this.batchStartMs);
+    } else {
+      const now = this.nowMs();
+      this.codel.onBatch(now - this.batchStartMs, this.batchFrames, now);
+    }
     this.batchFrames = 0;
   }
 }

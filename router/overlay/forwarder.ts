@@ -19,47 +19,76 @@ export interface RouteView {
 export type DropReason = 'short' | 'version' | 'type' | 'unknown-sender' | 'auth' | 'replay' | 'no-route' | 'hops' | 'local' | 'too-big' | 'loop' | 'backlog'
   | 'source' | 'vnet' | 'congestion' | 'segment' | 'duplicate' | 'far-key';
 
-/** From the bridge: send to one peer via a next hop, flood down our tree, or drop. */
+/**
+ * From the bridge: send to one peer via a next hop, flood down our tree, or drop.
+ * Read-only: the Forwarder hands out objects it owns (see Forwarder).
+ */
 export type CaptureDecision =
-  | { kind: 'unicast'; dst: PeerName; via: PeerName }
-  | { kind: 'broadcast'; via: PeerName[] }
-  | { kind: 'drop'; reason: DropReason };
+  | { readonly kind: 'unicast'; readonly dst: PeerName; readonly via: PeerName }
+  | { readonly kind: 'broadcast'; readonly via: readonly PeerName[] }
+  | { readonly kind: 'drop'; readonly reason: DropReason };
 
-/** From the overlay: deliver to our bridge and/or forward to neighbours. */
+/** From the overlay: deliver to our bridge and/or forward to neighbours. Read-only, as CaptureDecision. */
 export interface RelayDecision {
-  deliver: boolean;
-  via: PeerName[];
-  drop: DropReason | null;
+  readonly deliver: boolean;
+  readonly via: readonly PeerName[];
+  readonly drop: DropReason | null;
 }
 
-const NO_PEERS: PeerName[] = [];
+const NO_PEERS: readonly PeerName[] = [];
+const DROP_LOCAL: CaptureDecision = { kind: 'drop', reason: 'local' };
+const DROP_LOOP: RelayDecision = { deliver: false, via: NO_PEERS, drop: 'loop' };
+const DROP_HOPS: RelayDecision = { deliver: false, via: NO_PEERS, drop: 'hops' };
+const DROP_NO_ROUTE: RelayDecision = { deliver: false, via: NO_PEERS, drop: 'no-route' };
+const DELIVER_ONLY: RelayDecision = { deliver: true, via: NO_PEERS, drop: null };
 
+/**
+ * A decision is valid until the next call: the Forwarder fills one object it
+ * owns per kind instead of a fresh literal per frame, since a lightly used
+ * router runs this in unoptimized code, where every literal is allocated.
+ */
 export class Forwarder {
-  constructor(private readonly self: PeerName, readonly macs: MacTable) {}
+  private readonly unicast: { kind: 'unicast'; dst: PeerName; via: PeerName };
+  private readonly flood: { kind: 'broadcast'; via: readonly PeerName[] } = { kind: 'broadcast', via: NO_PEERS };
+  private readonly relayOne: { deliver: false; via: [PeerName]; drop: null };
+  private readonly relayTree: { deliver: true; via: readonly PeerName[]; drop: null } = { deliver: true, via: NO_PEERS, drop: null };
+
+  constructor(private readonly self: PeerName, readonly macs: MacTable) {
+    this.unicast = { kind: 'unicast', dst: self, via: self };
+    this.relayOne = { deliver: false, via: [self], drop: null };
+  }
 
   fromBridge(frame: Uint8Array, off: number, routes: RouteView, nowMs: number): CaptureDecision {
     this.macs.learn(readMac(frame, off + 6), this.self, nowMs);
-    if (isGroupMac(frame, off)) return { kind: 'broadcast', via: routes.broadcastChildren(this.self) };
+    if (isGroupMac(frame, off)) return this.floodTree(routes);
     const owner = this.macs.lookup(readMac(frame, off), nowMs);
-    if (owner === null) return { kind: 'broadcast', via: routes.broadcastChildren(this.self) };
-    if (owner === this.self) return { kind: 'drop', reason: 'local' };
+    if (owner === null) return this.floodTree(routes);
+    if (owner === this.self) return DROP_LOCAL;
     const via = routes.nextHop(owner);
-    if (via === null) return { kind: 'broadcast', via: routes.broadcastChildren(this.self) };
-    return { kind: 'unicast', dst: owner, via };
+    if (via === null) return this.floodTree(routes);
+    this.unicast.dst = owner;
+    this.unicast.via = via;
+    return this.unicast;
   }
 
   fromOverlay(src: PeerName, dst: PeerName, hopsLeft: number, frame: Uint8Array, off: number, routes: RouteView, nowMs: number): RelayDecision {
-    if (src === this.self) return { deliver: false, via: NO_PEERS, drop: 'loop' };
+    if (src === this.self) return DROP_LOOP;
     // The source MAC lives behind the capturing peer, whoever relayed the frame to us.
     this.macs.learn(readMac(frame, off + 6), src, nowMs);
     if (dst === BROADCAST_PEER) {
-      const via = hopsLeft > 0 ? routes.broadcastChildren(src) : NO_PEERS;
-      return { deliver: true, via, drop: null };
+      this.relayTree.via = hopsLeft > 0 ? routes.broadcastChildren(src) : NO_PEERS;
+      return this.relayTree;
     }
-    if (dst === this.self) return { deliver: true, via: NO_PEERS, drop: null };
-    if (hopsLeft <= 0) return { deliver: false, via: NO_PEERS, drop: 'hops' };
+    if (dst === this.self) return DELIVER_ONLY;
+    if (hopsLeft <= 0) return DROP_HOPS;
     const via = routes.nextHop(dst);
-    if (via === null) return { deliver: false, via: NO_PEERS, drop: 'no-route' };
-    return { deliver: false, via: [via], drop: null };
+    if (via === null) return DROP_NO_ROUTE;
+    this.relayOne.via[0] = via;
+    return this.relayOne;
+  }
+
+  private floodTree(routes: RouteView): CaptureDecision {
+    this.flood.via = routes.broadcastChildren(this.self);
+    return this.flood;
   }
 }

@@ -41,16 +41,21 @@ export class MacTable {
 
   /** Forgets every MAC of a peer (it left the mesh). */
   forgetPeer(peer: PeerName): void {
-    for (const [mac, e] of this.entries) if (e.peer === peer) this.entries.delete(mac);
+    this.entries.forEach((e, mac) => { if (e.peer === peer) this.entries.delete(mac); });
   }
 
   /** Keeps a peer's MACs from ageing (the fast path carries their frames past us; fastdp.ts). */
   touchPeer(peer: PeerName, nowMs: number): void {
-    for (const e of this.entries.values()) if (e.peer === peer) e.lastSeenMs = nowMs;
+    this.entries.forEach((e) => { if (e.peer === peer) e.lastSeenMs = nowMs; });
   }
 
+  /**
+   * Runs every probe tick, mostly in unoptimized code: forEach, unlike
+   * `for (const [mac, e] of ...)`, allocates no iterator results or entry
+   * arrays per MAC (deleting the current entry inside forEach is allowed).
+   */
   tick(nowMs: number): void {
-    for (const [mac, e] of this.entries) if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac);
+    this.entries.forEach((e, mac) => { if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac); });
   }
 
   get size(): number {
@@ -69,9 +74,13 @@ export class MacTable {
   }
 }
 
-/** Reads 6 bytes as a 48-bit number (exact in a double). */
+/**
+ * Reads 6 bytes as a 48-bit number (exact in a double). Two 24-bit halves
+ * stay small integers, so unoptimized code (a lightly used router runs the
+ * frame path so) allocates two heap numbers per call instead of about eight.
+ */
 export function readMac(buf: Uint8Array, off: number): number {
-  return (buf[off]! * 2 ** 40) + (buf[off + 1]! * 2 ** 32) + ((buf[off + 2]! << 24) >>> 0) + (buf[off + 3]! << 16) + (buf[off + 4]! << 8) + buf[off + 5]!;
+  return ((buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!) * 0x1000000 + ((buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!);
 }
 
 /** Group bit set: broadcast or multicast. */

@@ -10,7 +10,7 @@
 //
 //   block:   0        1        2              63
 //          +--------+--------+--------+ ... +--------+
-//          |32 bits |32 bits |32 bits |     |32 bits |   one Uint32Array, allocated once
+//          |32 bits |32 bits |32 bits |     |32 bits |   one Int32Array, allocated once
 //          +--------+--------+--------+ ... +--------+
 //                      ^ block of `highest`; the blocks before it (wrapping)
 //                        hold the older counters still inside the window
@@ -24,7 +24,8 @@
 //
 // Nothing here allocates after construction.
 
-const BLOCK_BITS = 32;
+const BLOCK_SHIFT = 5;
+const BLOCK_BITS = 1 << BLOCK_SHIFT;
 /** Ring size in blocks; a power of two so the block index is a mask. */
 export const RING_BLOCKS = 64;
 const RING_MASK = RING_BLOCKS - 1;
@@ -42,7 +43,8 @@ export const WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS;
 export const REJECT_AFTER_COUNTER = 2 ** 53 - 2 ** 13;
 
 export class ReplayWindow {
-  private readonly ring = new Uint32Array(RING_BLOCKS);
+  /** Int32, not Uint32: a word with bit 31 set reads as a small integer, not a heap number in unoptimized code. */
+  private readonly ring = new Int32Array(RING_BLOCKS);
   /** Highest counter accepted so far; 0 before any (counter 0 is still accepted once). */
   private highest = 0;
 
@@ -54,13 +56,12 @@ export class ReplayWindow {
    */
   accept(counter: number): boolean {
     if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
-    // Division, not >>>, so that counters above 2^32 stay exact.
-    const block = Math.floor(counter / BLOCK_BITS);
+    const block = blockOf(counter);
     if (counter > this.highest) {
       // Moving forward: clear the blocks between the old highest's block and
       // the new one; they held counters a full ring older. Past a whole ring,
       // everything is stale, so clearing RING_BLOCKS blocks is enough.
-      const current = Math.floor(this.highest / BLOCK_BITS);
+      const current = blockOf(this.highest);
       let advance = block - current;
       if (advance > RING_BLOCKS) advance = RING_BLOCKS;
       for (let i = 1; i <= advance; i++) this.ring[(current + i) & RING_MASK] = 0;
@@ -83,7 +84,7 @@ export class ReplayWindow {
     if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
     if (counter > this.highest) return true;
     if (this.highest - counter > WINDOW_SIZE) return false;
-    const word = this.ring[Math.floor(counter / BLOCK_BITS) & RING_MASK]!;
+    const word = this.ring[blockOf(counter) & RING_MASK]!;
     return (word & (1 << (counter & (BLOCK_BITS - 1)))) === 0;
   }
 
@@ -92,4 +93,13 @@ export class ReplayWindow {
     this.ring.fill(0);
     this.highest = 0;
   }
+}
+
+/**
+ * counter / BLOCK_BITS rounded down: a shift below 2^31 (no heap number for
+ * the quotient in unoptimized code), a division above, not >>>, so that
+ * counters above 2^32 stay exact.
+ */
+function blockOf(counter: number): number {
+  return counter <= 0x7fffffff ? counter >> BLOCK_SHIFT : Math.floor(counter / BLOCK_BITS);
 }

@@ -85,7 +85,7 @@ export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, se
   buf[off] = version;
   buf[off + 1] = type;
   buf.set(sender, off + 2);
-  const hi = Math.floor(counter / 0x100000000);
+  const hi = counter > 0xffffffff ? Math.floor(counter / 0x100000000) : 0; // no heap number for the usual small counter
   const lo = counter >>> 0;
   buf[off + 8] = hi >>> 24; buf[off + 9] = (hi >>> 16) & 0xff; buf[off + 10] = (hi >>> 8) & 0xff; buf[off + 11] = hi & 0xff;
   buf[off + 12] = lo >>> 24; buf[off + 13] = (lo >>> 16) & 0xff; buf[off + 14] = (lo >>> 8) & 0xff; buf[off + 15] = lo & 0xff;
@@ -109,7 +109,7 @@ export function readSleeveHeader(buf: Uint8Array, off: number, len: number, read
   const sender = readName(buf, off + 2);
   const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;
   const lo = ((buf[off + 12]! << 24) >>> 0) + (buf[off + 13]! << 16) + (buf[off + 14]! << 8) + buf[off + 15]!;
-  return { type, sender, counter: hi * 0x100000000 + lo };
+  return { type, sender, counter: hi === 0 ? lo : hi * 0x100000000 + lo };
 }
 
 export function writeInnerHeader(buf: Uint8Array, off: number, src: Uint8Array, dst: Uint8Array, hopsLeft: number): void {
