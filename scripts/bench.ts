@@ -28,12 +28,12 @@ import { availableParallelism, loadavg } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { SimNetwork } from './sim-network';
 import { sleep, waitFor } from './wait';
-import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, quantile, type Sample, startIperfServer } from './bench-measure';
+import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
 import { summaryLine } from './bench-summary';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
 import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
-import { fmt, RESULTS_LEGEND, resultsTable, summaryLines } from './bench-report';
+import { fmt, median, RESULTS_LEGEND, resultsTable, summaryLines } from './bench-report';
 
 interface BenchOptions {
   seconds: number;
@@ -179,7 +179,7 @@ async function bench(opts: BenchOptions): Promise<number> {
     // frame path the way a transfer makes it (docs/architecture.md, idle round trip): what a lightly used
     // mesh sees. The table's idle RTT is measured after each transfer.
     const fresh = new Map<string, number>();
-    for (const o of overlays) fresh.set(o.name, quantile((await ping(o, PING_COUNT)).times, 0.5));
+    for (const o of overlays) fresh.set(o.name, median((await ping(o, PING_COUNT)).times));
     say(`idle RTT before any transfer (median of ${PING_COUNT} pings, ms): ${overlays.map((o) => `${o.name} ${fmt(fresh.get(o.name)!, 3)}`).join(' | ')}`);
 
     const fastdp = overlays.find((o) => o.name === 'weave-fastdp');

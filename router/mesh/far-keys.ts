@@ -58,8 +58,8 @@ export interface FarTimings {
 
 export const DEFAULT_FAR_TIMINGS: FarTimings = { tickMs: 1000, rekeyMs: 120_000, retryMs: 2000, maxRetryMs: 64_000, answerGapMs: 200 };
 
-/** An exchange waiting for REPLY; `unanswered`: how many exchanges in a row to this peer went without one (sets the wait). */
-interface Pending { keyId: number; secret: Uint8Array; share: Uint8Array; sentMs: number; unanswered: number }
+/** An exchange waiting for REPLY; `waitMs`: how long before it is started again (doubles while none is answered). */
+interface Pending { keyId: number; secret: Uint8Array; share: Uint8Array; sentMs: number; waitMs: number }
 
 export class FarKeys implements Gossiper {
   private readonly channel: Gossip;
@@ -125,7 +125,7 @@ export class FarKeys implements Gossiper {
   gossip(): GossipData | null { return null; }
   onGossip(): GossipData | null { return null; }
 
-  private start(dst: PeerName, unanswered = 0): void {
+  private start(dst: PeerName, waitMs = this.timings.retryMs): void {
     const random = this.deps.random ?? ((n: number): Uint8Array => sodium().randombytes_buf(n));
     const idBytes = random(4);
     const keyId = ((idBytes[0]! << 24) >>> 0) + (idBytes[1]! << 16) + (idBytes[2]! << 8) + idBytes[3]!;
@@ -135,7 +135,7 @@ export class FarKeys implements Gossiper {
     const init = encodeInit(keyId, share, signing.publicKey, signing.sign(initSigned(this.deps.hub.localPeer, dst, keyId, share)));
     this.counters.farExchangesStarted++;
     if (!this.channel.gossipUnicast(dst, init)) { sodium().memzero(secret); return; }
-    this.pending.set(dst, { keyId, secret, share, sentMs: this.deps.clock.now(), unanswered });
+    this.pending.set(dst, { keyId, secret, share, sentMs: this.deps.clock.now(), waitMs });
   }
 
   /** INIT from `src`: install its key for receiving, then REPLY. */
@@ -206,10 +206,10 @@ export class FarKeys implements Gossiper {
   private tick(now: number): void {
     for (const [dst, p] of [...this.pending]) {
       // A peer that never answers (no AES-GCM, or a build without far keys) must not cost an INIT every retryMs forever.
-      if (now - p.sentMs < Math.min(this.timings.maxRetryMs, this.timings.retryMs * 2 ** Math.min(p.unanswered, 16))) continue;
+      if (now - p.sentMs < p.waitMs) continue;
       sodium().memzero(p.secret);
       this.pending.delete(dst);
-      this.start(dst, p.unanswered + 1);
+      this.start(dst, Math.min(this.timings.maxRetryMs, p.waitMs * 2));
     }
     for (const [dst, s] of this.sending) if (now - s.sinceMs >= this.timings.rekeyMs && !this.pending.has(dst)) this.start(dst);
   }

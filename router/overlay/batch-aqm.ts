@@ -54,13 +54,9 @@ export class BatchAqm {
   /** Once the batch has left (sends flushed, frames written): each of its frames waited at least this long. */
   endBatch(): void {
     if (this.batchFrames === 0) return;
-    if (this.batchFrames === 1) {
-      // A lone frame's batch only tells CoDel the queue emptied (codel.ts ignores its times): no second clock read.
-      this.codel.onBatch(0, 1, this.batchStartMs);
-    } else {
-      const now = this.nowMs();
-      this.codel.onBatch(now - this.batchStartMs, this.batchFrames, now);
-    }
+    // CoDel judges no one-frame batch by its times (codel.ts): a lone frame costs no second clock read.
+    const now = this.batchFrames === 1 ? this.batchStartMs : this.nowMs();
+    this.codel.onBatch(now - this.batchStartMs, this.batchFrames, now);
     this.batchFrames = 0;
   }
 }

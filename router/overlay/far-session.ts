@@ -24,6 +24,7 @@
 // keeps up to FAR_SLOTS keys per origin (a rekey's old and new ones, and room
 // for a replayed exchange: slots never used are evicted first).
 
+import { writeCounter } from '../mesh/control-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { AesGcm, AesGcmKey } from './aes-gcm';
 import { AEAD_TAG_BYTES } from './frame-aead';
@@ -136,11 +137,4 @@ export class FarSessions {
     buf.copy(this.ad, 12, hdr, hdr + FAR_HEADER_BYTES);
     writeCounter(this.nonce, 4, counter);
   }
-}
-
-function writeCounter(buf: Uint8Array, off: number, counter: number): void {
-  const hi = Math.floor(counter / 0x100000000);
-  const lo = counter >>> 0;
-  buf[off] = hi >>> 24; buf[off + 1] = (hi >>> 16) & 0xff; buf[off + 2] = (hi >>> 8) & 0xff; buf[off + 3] = hi & 0xff;
-  buf[off + 4] = lo >>> 24; buf[off + 5] = (lo >>> 16) & 0xff; buf[off + 6] = (lo >>> 8) & 0xff; buf[off + 7] = lo & 0xff;
 }

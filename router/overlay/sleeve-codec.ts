@@ -43,6 +43,7 @@
 // in each of a message's MTU-sized segments; a reassembled version 3 message
 // is opened and read as a version 2 one.
 
+import { writeCounter } from '../mesh/control-session';
 import { PEER_NAME_BYTES, PeerName, peerNameFromBytes, peerNameToBytes } from '../mesh/peer-name';
 
 export const SLEEVE_VERSION = 2;
@@ -85,10 +86,7 @@ export function writeSleeveHeader(buf: Uint8Array, off: number, type: number, se
   buf[off] = version;
   buf[off + 1] = type;
   buf.set(sender, off + 2);
-  const hi = counter > 0xffffffff ? Math.floor(counter / 0x100000000) : 0; // no heap number for the usual small counter
-  const lo = counter >>> 0;
-  buf[off + 8] = hi >>> 24; buf[off + 9] = (hi >>> 16) & 0xff; buf[off + 10] = (hi >>> 8) & 0xff; buf[off + 11] = hi & 0xff;
-  buf[off + 12] = lo >>> 24; buf[off + 13] = (lo >>> 16) & 0xff; buf[off + 14] = (lo >>> 8) & 0xff; buf[off + 15] = lo & 0xff;
+  writeCounter(buf, off + 8, counter);
 }
 
 export type SleeveParse = SleeveHeader | 'short' | 'version' | 'type';
