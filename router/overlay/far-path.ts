@@ -32,13 +32,13 @@ import {
   INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_VERSION, VNET_HDR_BYTES, writeHopsLeft,
   writeInnerHeader,
 } from './sleeve-codec';
-import { fitsSegmented, MAX_GSO_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments } from './sleeve-segments';
+import { compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments } from './sleeve-segments';
 import type { Link } from './udp-probes';
 
 /** The part each hop seals: inner header and far header. */
 export const FAR_HOP_BYTES = INNER_HEADER_BYTES + FAR_HEADER_BYTES;
 /** Sleeve header, hop-sealed part, hop tag: where the far body starts. */
-const FAR_BODY_AT = SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + AEAD_TAG_BYTES;
+export const FAR_BODY_AT = SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + AEAD_TAG_BYTES;
 /** The least a far message can be: a minimal frame sealed end to end. */
 const MIN_FAR_MESSAGE = FAR_BODY_AT + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES + AEAD_TAG_BYTES;
 
@@ -115,9 +115,10 @@ export class FarPath implements FarKeySink {
   /**
    * A far message whose hop part `link`'s session just opened (len: the
    * whole message at off; span as in relayInPlace, spanLen 0 when
-   * reassembled): opened and delivered when it is for us, else passed on.
+   * reassembled; spreadSegSize as in SegmentSink: chunks 1.. not yet behind
+   * chunk 0): opened and delivered when it is for us, else passed on.
    */
-  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number): void {
+  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number): void {
     const io = off + SLEEVE_HEADER_BYTES;
     const src = peerNameFromBytes(buf, io);
     const dst = peerNameFromBytes(buf, io + 6);
@@ -125,6 +126,7 @@ export class FarPath implements FarKeySink {
     if (src === this.deps.self) { drops.loop++; return; }
     const sealedLen = len - FAR_BODY_AT;
     if (dst === this.deps.self) {
+      if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
       const hdr = io + INNER_HEADER_BYTES;
       const r = this.sessions.open(src, buf, io, buf, hdr, sealedLen);
       if (r === 'far-key') {
@@ -146,6 +148,10 @@ export class FarPath implements FarKeySink {
     const link = via === null ? undefined : this.deps.links.get(via);
     if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return; }
     traffic.framesRelayedFar!++;
+    const { udp, stride } = this.deps;
+    // Chunks left where they came go out again as they are when the next hop takes the same stride; else they move now.
+    const chunksInPlace = spreadSegSize > 0 && link.peerHearsUs && link.segmented && spreadSegSize === stride + SEGMENT_HEADER_BYTES;
+    if (spreadSegSize > 0 && !chunksInPlace) compactChunks(buf, spanOff, spanLen, spreadSegSize);
     if (!link.peerHearsUs) {
       // Over TCP, laid out as on UDP (the control session protects it there).
       const msg = allocFarFrameMessage(len);
@@ -157,8 +163,8 @@ export class FarPath implements FarKeySink {
       return;
     }
     const tail = sealedLen;
-    const { udp, stride } = this.deps;
-    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, tail)) return;
+    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, tail, chunksInPlace)) return;
+    if (chunksInPlace) compactChunks(buf, spanOff, spanLen, spreadSegSize);
     // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.
     const body = len - SLEEVE_HEADER_BYTES;
     const segmented = link.segmented && fitsSegmented(body, stride);

@@ -70,7 +70,7 @@ export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
-    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0,
+    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -84,7 +84,7 @@ export class Overlay implements DataPlane {
   private readonly fromUnderlayAqm: BatchAqm;
   private readonly receiver = new SegmentReceiver({
     neighbour: (name) => this.links.get(name) ?? null,
-    message: (buf, off, len, host, port, spanOff, spanLen) => this.handleMessage(buf, off, len, host, port, spanOff, spanLen),
+    message: (buf, off, len, host, port, spanOff, spanLen, spread) => this.handleMessage(buf, off, len, host, port, spanOff, spanLen, spread),
     drop: (reason) => { this.drops[reason]++; },
     nowMs: () => this.deps.clock.now(),
   });
@@ -260,7 +260,7 @@ export class Overlay implements DataPlane {
     if (this.far?.source == null || !link.session.encrypted) { this.drops.type++; return; }
     if (FarPath.hopBytes(message.byteLength) < 0) { this.drops.short++; return; }
     this.traffic.framesReceivedTcp!++;
-    this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0);
+    this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0, 0);
     this.deps.udp.flush();
   }
 
@@ -347,8 +347,8 @@ export class Overlay implements DataPlane {
 
   // ---- underlay -> overlay ----
 
-  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together; span as in SegmentSink. */
-  private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number): void {
+  /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together; span and spread as in SegmentSink. */
+  private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number, spread: number): void {
     const h = readSleeveHeader(buf, off, len, this.names.read);
     if (typeof h === 'string') { this.drops[h]++; return; }
     const link = this.links.get(h.sender);
@@ -373,7 +373,7 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedUdp! += len;
     if (h.type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
-    if (far) { this.far!.receive(buf, off, len, spanOff, spanLen); return; }
+    if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen);
   }

@@ -6,11 +6,14 @@
 // send slot and, with equal strides, the moves of chunk 0. Per frame: no
 // allocation, one reseal, one queued send. A far message (far-session.ts) is
 // relayed the same way: only its first `len` bytes (inner and far header) are
-// resealed; the `tail` after the hop tag (the far body) goes on untouched.
+// resealed; the `tail` after the hop tag (the far body) goes on untouched,
+// and when its chunks were never moved together (segment-receiver.ts) and
+// the next hop takes the same stride, they stay where they are: only the
+// segments' headers are written.
 
 import type { DatagramPort } from './ports';
 import { SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, writeHopsLeft } from './sleeve-codec';
-import { fitsSegmented, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments } from './sleeve-segments';
+import { fitsSegmented, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments, stampSegments } from './sleeve-segments';
 import type { Link } from './udp-probes';
 
 /**
@@ -20,11 +23,13 @@ import type { Link } from './udp-probes';
  * send from a receive buffer, the link's UDP is not heard, or the result
  * would not fit the span (another stride, another tag size). True also when
  * a spent counter dropped the frame, as a copying send would. Counts into
- * `traffic` (the Overlay's counters). `type` and `tail` as above.
+ * `traffic` (the Overlay's counters). `type` and `tail` as above;
+ * `chunksInPlace`: chunks 1.. lie as the span's segments at this stride.
  */
 export function relayInPlace(
   udp: DatagramPort, link: Link, stride: number, traffic: Record<string, number>,
   buf: Buffer, off: number, len: number, hops: number, spanOff: number, spanEnd: number, type = SLEEVE_TYPE_FRAME, tail = 0,
+  chunksInPlace = false,
 ): boolean {
   if (udp.sendFrom === undefined || !link.peerHearsUs) return false;
   const at = off - SLEEVE_HEADER_BYTES;
@@ -34,16 +39,20 @@ export function relayInPlace(
   const from = segmented ? Math.max(spanOff, at - (SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES)) : at;
   const wire = segmented ? segmentedBytes(sealedBody, stride) : SLEEVE_HEADER_BYTES + sealedBody;
   if (at < spanOff || from + wire > spanEnd) return false;
+  // Chunks still in their segments can only leave as those very segments.
+  if (chunksInPlace && (!segmented || from !== spanOff || from + wire !== spanEnd)) return false;
   writeHopsLeft(buf, off, hops);
   const sealed = link.session.seal(buf, at, type, len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
   // A spent counter (the mesh rekeys long before) drops the frame, as sendFrame does.
   if (sealed < 0) return true;
-  const n = segmented ? spreadSegments(buf, at, sealed - SLEEVE_HEADER_BYTES + tail, stride, from) : sealed + tail;
+  const bodyLen = sealed - SLEEVE_HEADER_BYTES + tail;
+  const n = !segmented ? sealed + tail : chunksInPlace ? stampSegments(buf, at, bodyLen, stride, from) : spreadSegments(buf, at, bodyLen, stride, from);
   udp.sendFrom(buf, from, n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
   if (segmented) traffic.framesSentSegmented!++;
   traffic.framesSentUdp!++;
   traffic.framesRelayed!++;
   traffic.framesRelayedInPlace!++;
+  if (chunksInPlace) traffic.framesRelayedUnmoved!++;
   traffic.bytesSentUdp! += n;
   return true;
 }

@@ -8,12 +8,16 @@
 // authenticates it; nothing here trusts a length before checking it, and the
 // work per slot is bounded by MAX_SEGMENTS. A message that lies in the port's
 // receive buffer comes with the span it arrived in (a relay may reseal it
-// there and send it from there); one from the reassembler with none.
+// there and send it from there); one from the reassembler with none. A far
+// message that came whole is only half put together (its header next to
+// chunk 0, where the hop part lies): a relay passes it on without moving its
+// chunks at all, the destination moves them when it opens it (far-path.ts).
 
+import { FAR_BODY_AT } from './far-path';
 import type { DropReason } from './forwarder';
 import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
-import { readSleeveHeader, SLEEVE_HEADER_BYTES } from './sleeve-codec';
-import { compactSegments, MAX_SEGMENTS, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION } from './sleeve-segments';
+import { readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FAR } from './sleeve-codec';
+import { compactChunks, joinHeader, MAX_SEGMENTS, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, wholeSegments } from './sleeve-segments';
 import type { PeerName } from '../mesh/peer-name';
 
 export interface SegmentSink {
@@ -24,9 +28,12 @@ export interface SegmentSink {
    * back together. spanLen > 0: buf[spanOff, spanOff+spanLen) is the received
    * datagram (or coalesced segments) the message was made from, in the port's
    * receive buffer, free to be rewritten until the batch ends; 0: the message
-   * lies elsewhere (the reassembler's pool).
+   * lies elsewhere (the reassembler's pool). spreadSegSize > 0: only the
+   * header and chunk 0 are in place; chunks 1.. still lie in the span as
+   * whole segments of that size (compactChunks(buf, spanOff, spanLen,
+   * spreadSegSize) puts them behind chunk 0).
    */
-  message(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number): void;
+  message(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number, spreadSegSize: number): void;
   drop(reason: DropReason): void;
   nowMs(): number;
 }
@@ -50,10 +57,15 @@ export class SegmentReceiver {
     if (len > MAX_SEGMENTS * segSize) { this.sink.drop('segment'); return; }
     if (buf[off] === SEGMENTED_SLEEVE_VERSION) {
       // Usually one whole message, in order: its body moves together in place behind its header.
-      const body = compactSegments(buf, off, len, segSize);
-      if (body >= 0) {
+      const n = wholeSegments(buf, off, len, segSize);
+      if (n >= 0) {
         this.coalesced++;
-        this.sink.message(buf, off + SEGMENT_HEADER_BYTES - SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + body, host, port, off, len);
+        const at = joinHeader(buf, off);
+        const body = len - n * SEGMENT_HEADER_BYTES;
+        // A far message's hop part (and all a relay reads) is in chunk 0 when the stride holds it.
+        const far = (buf[at + 1]! & ~SLEEVE_KEY_PHASE_BIT) === SLEEVE_TYPE_FAR && segSize - SEGMENT_HEADER_BYTES >= FAR_BODY_AT - SLEEVE_HEADER_BYTES;
+        if (!far) compactChunks(buf, off, len, segSize);
+        this.sink.message(buf, at, SLEEVE_HEADER_BYTES + body, host, port, off, len, far ? segSize : 0);
         return;
       }
     }
@@ -61,7 +73,7 @@ export class SegmentReceiver {
   }
 
   private datagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
-    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port, off, len); return; }
+    if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port, off, len, 0); return; }
     // A segment alone: reassemble before any crypto, within the reassembler's bounds.
     const h = readSleeveHeader(buf, off, len);
     if (typeof h === 'string') { this.sink.drop(h); return; }
@@ -72,6 +84,6 @@ export class SegmentReceiver {
     if (typeof slot === 'string') { this.sink.drop(slot); return; }
     if (slot < 0) return;
     const r = this.reassembler;
-    this.sink.message(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port, 0, 0);
+    this.sink.message(r.buffer, r.messageOffset(slot), SLEEVE_HEADER_BYTES + r.messageBodyLength(slot), host, port, 0, 0, 0);
   }
 }

@@ -2,7 +2,8 @@
 // router/overlay/far-path.ts) with real routers: three hosts in a line with a
 // password, h1 and h3 unable to reach each other on the underlay, containers
 // on h1 and h3. Checked: their frames take the far format (h1 seals, h2
-// relays without opening, h3 opens: counters), iperf3 runs over it, and it
+// relays without opening, most of the bulk without moving a byte of its
+// body, h3 opens: counters), iperf3 runs over it, and it
 // keeps working, still far, across end-to-end rekeys (every 4 s here), a
 // relaunch of the relay h2, UDP blocked between h2 and h3 (h2 passes them on
 // over TCP), and a crash of the destination h3's router (the
@@ -101,6 +102,8 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
   t.ok((c1['framesSentFar'] ?? 0) - sentBefore > 1000, `h1 sent the transfer far (${(c1['framesSentFar'] ?? 0) - sentBefore} frames)`);
   const c3 = await counters(h3);
   t.equal(c3['frames_dropped{reason="auth"}'] ?? 0, 0, 'h3 refused nothing as forged');
+  const unmoved = ((await counters(h2))['framesRelayedUnmoved'] ?? 0) - (c2['framesRelayedUnmoved'] ?? 0);
+  t.ok(unmoved > 100, `h2 passed ${unmoved} of them on as the segments they came in, no chunk moved`);
 
   // End-to-end rekeys (WEAVE_REKEY_INTERVAL_MS): new keys, frames still far.
   const keysBefore = c1['farSendKeys'] ?? 0;

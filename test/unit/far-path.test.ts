@@ -55,7 +55,7 @@ class LinePort implements DatagramPort {
 /** Keys of link x -> y. */
 const linkKey = (x: number, y: number, gen = 0): Buffer => Buffer.alloc(32, 16 * x + y + 1 + 64 * gen);
 
-function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
+function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number } = {}) {
   const clock = new ManualClock();
   const ports = NAMES.map(() => new LinePort());
   const delivered: Buffer[] = [];
@@ -67,7 +67,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean } = {}) {
   }));
   const overlays = NAMES.map((name, i) => new Overlay(
     { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]! },
-    { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: 1472 },
+    { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: i === 0 ? opts.segmentBytesA ?? 1472 : 1472 },
   ));
   const wants: PeerName[] = [];
   const unknown: number[] = [];
@@ -187,7 +187,24 @@ t.test('far path: A seals once, B relays in place without a far key, C opens byt
   t.equal(l.count(0, 'framesSentFar'), 3, 'A sent them far');
   t.equal(l.count(1, 'framesRelayedFar'), 3, 'B relayed them far');
   t.equal(l.count(1, 'framesRelayedInPlace'), 4, 'in place (and the first, hop by hop)');
+  t.equal(l.count(1, 'framesRelayedUnmoved'), 2, 'the two that came as segments without moving their chunks');
   t.equal(l.count(2, 'framesReceivedFar'), 3, 'C opened them far');
+  l.close();
+});
+
+t.test('far segments at a stride the next hop does not take are put together, then spread at its own', async (t) => {
+  await loadSodium();
+  const aes = probeAesGcm().aes;
+  if (aes === null) { t.pass('no AES-256-GCM here'); return; }
+  const l = line(aes, { segmentBytesA: 1000 });
+  l.keys();
+  const frames = [tcpSuperFrame(60_000, 1), tcpSuperFrame(20_000, 2), tcpSuperFrame(3_000, 3)];
+  for (const f of frames) { l.send(f); l.run(); }
+  t.equal(l.delivered.length, 3);
+  t.ok(l.delivered.every((d, i) => d.equals(frames[i]!)), 'byte for byte');
+  t.equal(l.count(1, 'framesRelayedFar'), 3, 'B relayed them far');
+  t.equal(l.count(1, 'framesRelayedUnmoved'), 0, 'none left where it came');
+  t.equal(l.count(2, 'framesReceivedFar'), 3, 'C opened them');
   l.close();
 });
 

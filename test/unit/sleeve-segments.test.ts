@@ -1,4 +1,5 @@
-// Sleeve version 3: the segment codec (spread on send, compact on receive),
+// Sleeve version 3: the segment codec (spread on send, compact on receive,
+// half joined and restamped where the chunks lie for a relayed far message),
 // the bounded reassembler against hostile input (every bound, reorder,
 // duplicates, loss, deadline, memory cap, random mutation), and two Overlays
 // carrying super-frames as segments delivered coalesced, singly and shuffled.
@@ -17,8 +18,8 @@ import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../.
 import { SegmentReassembler } from '../../router/overlay/segment-reassembly';
 import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, VNET_HDR_BYTES, writeSleeveHeader } from '../../router/overlay/sleeve-codec';
 import {
-  compactSegments, fitsSegmented, MAX_GSO_PAYLOAD_BYTES, MAX_SEGMENTED_BODY_BYTES, MAX_SEGMENTS, maxSegmentedBody, SEGMENT_HEADER_BYTES,
-  SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments,
+  compactChunks, compactSegments, fitsSegmented, joinHeader, MAX_GSO_PAYLOAD_BYTES, MAX_SEGMENTED_BODY_BYTES, MAX_SEGMENTS, maxSegmentedBody,
+  SEGMENT_HEADER_BYTES, segmentCount, SEGMENTED_SLEEVE_VERSION, segmentedBytes, spreadSegments, stampSegments, wholeSegments,
 } from '../../router/overlay/sleeve-segments';
 import { tcpSuperFrame } from './tcp-super-frame';
 
@@ -46,6 +47,27 @@ t.test('spread then compact gives back header and body, for many sizes', async (
     t.equal(got, bodyLen, `${bodyLen}/${stride}: body length`);
     t.ok(copy.subarray(4 + SLEEVE_HEADER_BYTES, 4 + SLEEVE_HEADER_BYTES + bodyLen).equals(body), 'body intact');
     t.equal(copy[4], SEGMENTED_SLEEVE_VERSION, 'header moved in front of it');
+  }
+});
+
+t.test('half joined (header next to chunk 0): restamped where they lie, or compacted as in one go', async (t) => {
+  for (const [bodyLen, stride] of [[1453, 1452], [65_000, 1452], [3000, 1000], [2001, 1000], [4000, 2000]] as const) {
+    const seg = stride + SEGMENT_HEADER_BYTES;
+    const { wire, body } = message(bodyLen, stride, 7);
+    const half = Buffer.from(wire);
+    t.equal(wholeSegments(half, 0, half.length, seg), segmentCount(bodyLen, stride), `${bodyLen}/${stride}: whole`);
+    const at = joinHeader(half, 0);
+    t.equal(at, 4, 'the header moves 4 bytes up');
+    t.ok(half.subarray(at + SLEEVE_HEADER_BYTES, at + SLEEVE_HEADER_BYTES + Math.min(stride, bodyLen)).equals(body.subarray(0, stride)), 'chunk 0 right behind it');
+    // A relay's new header (another counter), then every segment restamped without moving a chunk.
+    const relayed = Buffer.from(half);
+    writeSleeveHeader(relayed, at, 1, SENDER, 8, SEGMENTED_SLEEVE_VERSION);
+    t.equal(stampSegments(relayed, at, bodyLen, stride, 0), wire.length, 'the same length');
+    t.ok(relayed.equals(message(bodyLen, stride, 8).wire), 'the very segments a sender would build with that header');
+    t.equal(compactChunks(half, 0, half.length, seg), bodyLen, 'compacting the rest: the body length');
+    const whole = Buffer.from(wire);
+    compactSegments(whole, 0, whole.length, seg);
+    t.ok(half.subarray(4, 4 + SLEEVE_HEADER_BYTES + bodyLen).equals(whole.subarray(4, 4 + SLEEVE_HEADER_BYTES + bodyLen)), 'as compactSegments in one go');
   }
 });
 
