@@ -21,7 +21,6 @@
 
 import type { FarKeySink } from '../mesh/far-keys';
 import type { PeerName } from '../mesh/peer-name';
-import { peerNameFromBytes } from '../mesh/peer-name';
 import { allocFarFrameMessage } from '../mesh/protocol';
 import { AEAD_TAG_BYTES } from './frame-aead';
 import { FAR_HEADER_BYTES, FarSessions } from './far-session';
@@ -60,6 +59,8 @@ export interface FarPathDeps {
   traffic: Record<string, number>;
   drops: Record<DropReason, number>;
   nowMs(): number;
+  /** The peer name at buf[off, off+6): one string per peer, not per message (peer-name-reader.ts). */
+  readName(buf: Uint8Array, off: number): PeerName;
   /** An opened frame for us: inner header first, then the frame; not in the receive span any more. */
   deliver(buf: Buffer, off: number, len: number): void;
 }
@@ -120,8 +121,8 @@ export class FarPath implements FarKeySink {
    */
   receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number): void {
     const io = off + SLEEVE_HEADER_BYTES;
-    const src = peerNameFromBytes(buf, io);
-    const dst = peerNameFromBytes(buf, io + 6);
+    const src = this.deps.readName(buf, io);
+    const dst = this.deps.readName(buf, io + 6);
     const { drops, traffic } = this.deps;
     if (src === this.deps.self) { drops.loop++; return; }
     const sealedLen = len - FAR_BODY_AT;

@@ -142,7 +142,7 @@ export class Overlay implements DataPlane {
     });
     this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
       udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
-      nowMs: () => deps.clock.now(),
+      nowMs: () => deps.clock.now(), readName: this.names.read,
       deliver: (buf, off, len) => {
         if (this.admit(this.fromUnderlayAqm, buf, off + INNER_HEADER_BYTES, len - INNER_HEADER_BYTES)) this.handleInner(buf, off, len, 0, 0);
       },
