@@ -36,7 +36,7 @@ import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import { SegmentReceiver } from './segment-receiver';
 import {
-  fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+  compactChunks, fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
 } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import { FarPath } from './far-path';
@@ -356,6 +356,8 @@ export class Overlay implements DataPlane {
     // A far message: only its hop part is this link's to open (far-path.ts), and only where we take them.
     const far = h.type === SLEEVE_TYPE_FAR;
     if (far && (this.far?.source == null || !link.session.encrypted)) { this.drops.type++; return; }
+    // A sealed frame opens whole: its chunks come together first (segment-receiver.ts).
+    if (spread > 0 && !far && link.session.encrypted) { compactChunks(buf, spanOff, spanLen, spread); spread = 0; }
     const hopLen = far ? FarPath.hopBytes(len) : len;
     if (hopLen < 0) { this.drops.short++; return; }
     const bodyLen = link.session.open(buf, off, hopLen, h.counter);
@@ -375,7 +377,7 @@ export class Overlay implements DataPlane {
     this.traffic.framesReceivedUdp!++;
     if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
-    this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen);
+    this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen, spread);
   }
 
   /** The queue's CoDel verdict on a frame (vnet header first): false when it is dropped. */
@@ -386,8 +388,8 @@ export class Overlay implements DataPlane {
     return true;
   }
 
-  /** An inner frame (inner header first) from a neighbour; spanLen > 0: it lies in the UDP receive buffer, at most spanOff+spanLen. */
-  private handleInner(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number): void {
+  /** An inner frame (inner header first) from a neighbour; spanLen > 0: it lies in the UDP receive buffer, at most spanOff+spanLen; spread as in SegmentSink. */
+  private handleInner(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spread = 0): void {
     const inner = readInnerHeader(buf, off, len, this.names.read);
     if (!inner) { this.drops.short++; return; }
     const frameOff = off + INNER_HEADER_BYTES;
@@ -395,15 +397,19 @@ export class Overlay implements DataPlane {
     if (checkVnetHeader(buf, frameOff, frameLen) !== 'ok') { this.drops.vnet++; return; }
     const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
+    const inPlace = d.via.length === 1 && !d.deliver && spanLen > 0 ? this.links.get(d.via[0]!) : undefined;
+    // Spread chunks (plaintext) stay put only for a relay in place at the same stride; anything else reads the whole frame.
+    const unmoved = spread > 0 && inPlace !== undefined && inPlace.segmented && spread === this.stride + SEGMENT_HEADER_BYTES;
+    if (spread > 0 && !unmoved) compactChunks(buf, spanOff, spanLen, spread);
     if (d.deliver) {
       this.deps.bridge.write(buf, frameOff, frameLen);
       this.traffic.framesToBridge!++;
       this.wroteToBridge = true;
     }
     if (d.via.length === 0) return;
-    if (d.via.length === 1 && !d.deliver && spanLen > 0) {
-      const link = this.links.get(d.via[0]!);
-      if (link !== undefined && relayInPlace(this.deps.udp, link, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen)) return;
+    if (inPlace !== undefined) {
+      if (relayInPlace(this.deps.udp, inPlace, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FRAME, 0, unmoved)) return;
+      if (unmoved) compactChunks(buf, spanOff, spanLen, spread);
     }
     // The frame sits in a receive buffer and is relayed into the port's send
     // slots (or a fresh TCP message): it can be read in place, no copy needed.

@@ -8,17 +8,26 @@
 // authenticates it; nothing here trusts a length before checking it, and the
 // work per slot is bounded by MAX_SEGMENTS. A message that lies in the port's
 // receive buffer comes with the span it arrived in (a relay may reseal it
-// there and send it from there); one from the reassembler with none. A far
+// there and send it from there); one from the reassembler with none. A
 // message that came whole is only half put together (its header next to
-// chunk 0, where the hop part lies): a relay passes it on without moving its
-// chunks at all, the destination moves them when it opens it (far-path.ts).
+// chunk 0, which holds all a relay reads: a far message's hop part, a
+// plaintext frame's headers): a relay passes it on without moving its chunks
+// at all; whoever needs the whole body (a sealed frame's open, a delivery,
+// a copy) moves them first (overlay.ts, far-path.ts).
 
-import { FAR_BODY_AT } from './far-path';
 import type { DropReason } from './forwarder';
 import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
-import { readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FAR } from './sleeve-codec';
+import { readSleeveHeader, SLEEVE_HEADER_BYTES } from './sleeve-codec';
 import { compactChunks, joinHeader, MAX_SEGMENTS, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, wholeSegments } from './sleeve-segments';
 import type { PeerName } from '../mesh/peer-name';
+
+/**
+ * The least stride at which chunks may stay spread: chunk 0 then holds a far
+ * message's hop part (45 bytes) and a plaintext frame's inner, vnet,
+ * Ethernet and IP headers (CoDel reads and marks those), all a hop reads
+ * before it knows whether the body must come together.
+ */
+export const MIN_SPREAD_STRIDE = 256;
 
 export interface SegmentSink {
   /** The neighbour's replay check (SleeveSession.stale), or null for a stranger. */
@@ -62,10 +71,9 @@ export class SegmentReceiver {
         this.coalesced++;
         const at = joinHeader(buf, off);
         const body = len - n * SEGMENT_HEADER_BYTES;
-        // A far message's hop part (and all a relay reads) is in chunk 0 when the stride holds it.
-        const far = (buf[at + 1]! & ~SLEEVE_KEY_PHASE_BIT) === SLEEVE_TYPE_FAR && segSize - SEGMENT_HEADER_BYTES >= FAR_BODY_AT - SLEEVE_HEADER_BYTES;
-        if (!far) compactChunks(buf, off, len, segSize);
-        this.sink.message(buf, at, SLEEVE_HEADER_BYTES + body, host, port, off, len, far ? segSize : 0);
+        const spread = segSize - SEGMENT_HEADER_BYTES >= MIN_SPREAD_STRIDE;
+        if (!spread) compactChunks(buf, off, len, segSize);
+        this.sink.message(buf, at, SLEEVE_HEADER_BYTES + body, host, port, off, len, spread ? segSize : 0);
         return;
       }
     }

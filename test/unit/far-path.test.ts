@@ -17,10 +17,12 @@ import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
 import { decodeControlMessage } from '../../router/mesh/protocol';
 import { loadSodium } from '../../router/mesh/sodium';
 import { probeAesGcm, type AesGcm } from '../../router/overlay/aes-gcm';
+import { FAR_BODY_AT } from '../../router/overlay/far-path';
 import { FarSessions } from '../../router/overlay/far-session';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import { MIN_SPREAD_STRIDE } from '../../router/overlay/segment-receiver';
 import { readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { compactSegments, SEGMENT_HEADER_BYTES } from '../../router/overlay/sleeve-segments';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
@@ -190,6 +192,10 @@ t.test('far path: A seals once, B relays in place without a far key, C opens byt
   t.equal(l.count(1, 'framesRelayedUnmoved'), 2, 'the two that came as segments without moving their chunks');
   t.equal(l.count(2, 'framesReceivedFar'), 3, 'C opened them far');
   l.close();
+});
+
+t.test('chunk 0 holds a far message\'s hop part at every stride that leaves chunks spread', async (t) => {
+  t.ok(MIN_SPREAD_STRIDE >= FAR_BODY_AT - SLEEVE_HEADER_BYTES, `${MIN_SPREAD_STRIDE} >= ${FAR_BODY_AT - SLEEVE_HEADER_BYTES}`);
 });
 
 t.test('far segments at a stride the next hop does not take are put together, then spread at its own', async (t) => {

@@ -187,6 +187,7 @@ for (const password of [true, false]) {
     t.equal(l.ports[1]!.sentFromForeign, 0, 'from the buffer B was handed, nothing else');
     t.equal(l.ports[1]!.commits, 0, 'no copy into a send slot');
     t.equal(l.count(1, 'framesSentSegmented'), 2, 'the super-frames as version 3 again');
+    t.equal(l.count(1, 'framesRelayedUnmoved'), password ? 0 : 2, password ? 'sealed: put together to be opened' : 'plaintext: their chunks never moved');
     t.equal(l.count(2, 'framesReceivedCoalesced'), 2, 'and C took them whole');
     l.close();
   });
@@ -200,6 +201,8 @@ t.test('what cannot go in place is copied, and still arrives', async (t) => {
     { what: 'a longer stride towards C (fewer segments, moved apart in place)', opts: { password: true, strides: [1472, 4000, 1472] }, inPlace: 1 },
     { what: 'segments reassembled one by one', opts: { password: true, splitSegments: true }, inPlace: 0 },
     { what: 'neighbours without version 3 (version 2 in, version 2 out)', opts: { password: true, v3: false }, inPlace: 1 },
+    { what: 'plaintext, a shorter stride towards C (put together, then copied)', opts: { password: false, strides: [1472, 1000, 1472] }, inPlace: 0 },
+    { what: 'plaintext, a longer stride towards C (put together, then spread in place)', opts: { password: false, strides: [1472, 4000, 1472] }, inPlace: 1 },
   ];
   for (const c of cases) {
     const l = line(c.opts);
@@ -209,6 +212,7 @@ t.test('what cannot go in place is copied, and still arrives', async (t) => {
     t.ok(l.delivered[0]?.equals(f), `${c.what}: byte for byte`);
     t.equal(l.count(1, 'framesRelayedInPlace'), c.inPlace, `${c.what}: ${c.inPlace === 0 ? 'copied' : 'in place'}`);
     t.equal(l.count(1, 'framesRelayed'), 1);
+    t.equal(l.count(1, 'framesRelayedUnmoved'), 0, `${c.what}: no chunk left where it came`);
     l.close();
   }
 });
