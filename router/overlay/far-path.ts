@@ -28,10 +28,11 @@ import type { DropReason, RouteView } from './forwarder';
 import type { DatagramPort } from './ports';
 import { relayInPlace } from './relay-in-place';
 import {
-  INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_VERSION, VNET_HDR_BYTES, writeHopsLeft,
+  INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES, writeHopsLeft,
   writeInnerHeader,
 } from './sleeve-codec';
-import { compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments } from './sleeve-segments';
+import { compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES } from './sleeve-segments';
+import { sealStaged } from './sleeve-send';
 import type { Link } from './udp-probes';
 
 /** The part each hop seals: inner header and far header. */
@@ -97,14 +98,7 @@ export class FarPath implements FarKeySink {
     frame.copy(slab, at + FAR_BODY_AT, off, off + len);
     if (this.sessions.seal(dst, slab, at + SLEEVE_HEADER_BYTES, slab, at + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, len) < 0) return false;
     // A spent hop counter drops the frame, as a hop-by-hop send would.
-    if (link.session.seal(slab, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION) < 0) return true;
-    const n = segmented ? spreadSegments(slab, at, body, stride) : SLEEVE_HEADER_BYTES + body;
-    udp.commit(n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
-    const t = this.deps.traffic;
-    if (segmented) t.framesSentSegmented!++;
-    t.framesSentUdp!++;
-    t.framesSentFar!++;
-    t.bytesSentUdp! += n;
+    if (sealStaged(udp, link, stride, this.deps.traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, len + AEAD_TAG_BYTES, segmented)) this.deps.traffic.framesSentFar!++;
     return true;
   }
 
@@ -149,11 +143,8 @@ export class FarPath implements FarKeySink {
     const link = via === null ? undefined : this.deps.links.get(via);
     if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return; }
     traffic.framesRelayedFar!++;
-    const { udp, stride } = this.deps;
-    // Chunks left where they came go out again as they are when the next hop takes the same stride; else they move now.
-    const chunksInPlace = spreadSegSize > 0 && link.peerHearsUs && link.segmented && spreadSegSize === stride + SEGMENT_HEADER_BYTES;
-    if (spreadSegSize > 0 && !chunksInPlace) compactChunks(buf, spanOff, spanLen, spreadSegSize);
     if (!link.peerHearsUs) {
+      if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
       // Over TCP, laid out as on UDP (the control session protects it there).
       const msg = allocFarFrameMessage(len);
       msg.set(buf.subarray(off + SLEEVE_HEADER_BYTES, off + len), 1 + SLEEVE_HEADER_BYTES);
@@ -163,9 +154,9 @@ export class FarPath implements FarKeySink {
       traffic.framesRelayed!++;
       return;
     }
-    const tail = sealedLen;
-    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, tail, chunksInPlace)) return;
-    if (chunksInPlace) compactChunks(buf, spanOff, spanLen, spreadSegSize);
+    const { udp, stride } = this.deps;
+    // False: the message is whole again (its chunks together), to be copied.
+    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, sealedLen, spreadSegSize)) return;
     // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.
     const body = len - SLEEVE_HEADER_BYTES;
     const segmented = link.segmented && fitsSegmented(body, stride);
@@ -174,12 +165,6 @@ export class FarPath implements FarKeySink {
     const at = udp.stageOffset();
     buf.copy(slab, at, off, off + len);
     writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
-    if (link.session.seal(slab, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION) < 0) return;
-    const n = segmented ? spreadSegments(slab, at, body, stride) : len;
-    udp.commit(n, link.udp.host, link.udp.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
-    if (segmented) traffic.framesSentSegmented!++;
-    traffic.framesSentUdp!++;
-    traffic.framesRelayed!++;
-    traffic.bytesSentUdp! += n;
+    if (sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, sealedLen, segmented)) traffic.framesRelayed!++;
   }
 }

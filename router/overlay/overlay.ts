@@ -24,8 +24,9 @@
 // With a password, a unicast frame to a peer two hops away may go sealed end
 // to end instead (far-path.ts, far-session.ts), so the relay between opens
 // only its header; the mesh exchanges the keys (router/mesh/far-keys.ts).
-// Decisions (where a frame goes) are the Forwarder's; this file moves bytes,
-// seals and opens them, and counts drops by reason. It never throws per frame.
+// Decisions (where a frame goes) are the Forwarder's; this file moves bytes
+// (out through sleeve-send.ts), opens them, and counts drops by reason. It
+// never throws per frame.
 
 import type { Clock } from '../../common/clock';
 import type { AesGcm } from './aes-gcm';
@@ -35,26 +36,25 @@ import type { Logger } from '../../common/logger';
 import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort } from './ports';
 import { SegmentReceiver } from './segment-receiver';
-import {
-  compactChunks, fitsSegmented, maxSegmentedBody, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
-} from './sleeve-segments';
+import { compactChunks, maxSegmentedBody, SEGMENT_HEADER_BYTES } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import { FarPath } from './far-path';
 import { FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
-import { allocFrameMessage, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
+import { FastdpFlags, NO_FASTDP } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE, SLEEVE_VERSION, writeInnerHeader,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
 import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
 import { relayInPlace } from './relay-in-place';
-import { PeerNameReader } from './peer-name-reader';
+import { PeerNameBytes, PeerNameReader } from './peer-name-reader';
+import { sendInner } from './sleeve-send';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
@@ -100,7 +100,7 @@ export class Overlay implements DataPlane {
   /** Sender, source and destination names from headers, one string per peer rather than per datagram. */
   private readonly names = new PeerNameReader();
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
-  private readonly nameBytesCache = new Map<PeerName, Uint8Array>();
+  private readonly nameBytes = new PeerNameBytes();
   /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
   private readonly probes: LinkProbes;
   /**
@@ -303,7 +303,7 @@ export class Overlay implements DataPlane {
       case 'unicast': {
         const link = this.links.get(d.via);
         if (!link) { this.drops['no-route']++; return; }
-        const dstBytes = this.nameBytes(d.dst);
+        const dstBytes = this.nameBytes.of(d.dst);
         if (d.dst !== d.via && this.far !== null && this.far.send(link, d.dst, this.selfBytes, dstBytes, buf, off, len)) return;
         this.sendFrame(link, this.selfBytes, dstBytes, MAX_HOPS, buf, off, len);
         return;
@@ -317,32 +317,8 @@ export class Overlay implements DataPlane {
     }
   }
 
-  /** Sends one inner frame to a neighbour over its current path. */
   private sendFrame(link: Link, src: Uint8Array, dst: Uint8Array, hopsLeft: number, frame: Buffer, off: number, len: number): void {
-    if (link.peerHearsUs) {
-      // Built and sealed in place in the port's send slot: one copy of the frame, no more.
-      const udp = this.deps.udp;
-      const slab = udp.stageSlab();
-      const at = udp.stageOffset();
-      const bodyOff = at + SLEEVE_HEADER_BYTES;
-      writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
-      frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
-      const segmented = link.segmented && fitsSegmented(INNER_HEADER_BYTES + len + link.session.trailerBytes, this.stride);
-      const sealed = link.session.seal(slab, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len, segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION);
-      if (sealed < 0) return;
-      // Version 3: the sealed message is cut in place into segments that leave as one UDP GSO send.
-      const n = segmented ? spreadSegments(slab, at, sealed - SLEEVE_HEADER_BYTES, this.stride) : sealed;
-      udp.commit(n, link.udp.host, link.udp.port, segmented ? this.stride + SEGMENT_HEADER_BYTES : 0);
-      if (segmented) this.traffic.framesSentSegmented!++;
-      this.traffic.framesSentUdp!++;
-      this.traffic.bytesSentUdp! += n;
-      return;
-    }
-    const msg = allocFrameMessage(INNER_HEADER_BYTES + len);
-    writeInnerHeader(msg, 1, src, dst, hopsLeft);
-    msg.set(frame.subarray(off, off + len), 1 + INNER_HEADER_BYTES);
-    link.n.sendControl(msg);
-    this.traffic.framesSentTcp!++;
+    sendInner(this.deps.udp, link, this.stride, this.traffic, src, dst, hopsLeft, frame, off, len);
   }
 
   // ---- underlay -> overlay ----
@@ -398,19 +374,16 @@ export class Overlay implements DataPlane {
     const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
     const inPlace = d.via.length === 1 && !d.deliver && spanLen > 0 ? this.links.get(d.via[0]!) : undefined;
-    // Spread chunks (plaintext) stay put only for a relay in place at the same stride; anything else reads the whole frame.
-    const unmoved = spread > 0 && inPlace !== undefined && inPlace.segmented && spread === this.stride + SEGMENT_HEADER_BYTES;
-    if (spread > 0 && !unmoved) compactChunks(buf, spanOff, spanLen, spread);
+    // Spread chunks (plaintext) may stay put only when relayed in place (relayInPlace decides); anything else reads the whole frame.
+    if (spread > 0 && inPlace === undefined) compactChunks(buf, spanOff, spanLen, spread);
     if (d.deliver) {
       this.deps.bridge.write(buf, frameOff, frameLen);
       this.traffic.framesToBridge!++;
       this.wroteToBridge = true;
     }
     if (d.via.length === 0) return;
-    if (inPlace !== undefined) {
-      if (relayInPlace(this.deps.udp, inPlace, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FRAME, 0, unmoved)) return;
-      if (unmoved) compactChunks(buf, spanOff, spanLen, spread);
-    }
+    // False: the frame is whole again, to be copied.
+    if (inPlace !== undefined && relayInPlace(this.deps.udp, inPlace, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FRAME, 0, spread)) return;
     // The frame sits in a receive buffer and is relayed into the port's send
     // slots (or a fresh TCP message): it can be read in place, no copy needed.
     const hops = inner.hopsLeft - 1;
@@ -422,15 +395,5 @@ export class Overlay implements DataPlane {
       this.sendFrame(link, src, dst, hops, buf, frameOff, frameLen);
       this.traffic.framesRelayed!++;
     }
-  }
-
-  private nameBytes(name: PeerName): Uint8Array {
-    let bytes = this.nameBytesCache.get(name);
-    if (bytes === undefined) {
-      bytes = peerNameBytes(name);
-      if (this.nameBytesCache.size > 10_000) this.nameBytesCache.clear();
-      this.nameBytesCache.set(name, bytes);
-    }
-    return bytes;
   }
 }

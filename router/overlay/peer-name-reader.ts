@@ -1,5 +1,6 @@
 // Peer names read from datagram headers (the sleeve sender, an inner frame's
-// source and destination) without building a string per datagram: the six
+// source and destination) without building a string per datagram, and
+// written into them without making their bytes per frame: the six
 // bytes are looked up as one 48-bit number, and each name is made once. On
 // the receive path that spared three strings of 17 characters, their hashing
 // (as map keys) and character-wise comparisons per datagram; with idle
@@ -11,7 +12,7 @@
 // full and refilled by the names in use.
 
 import { readMac } from './mac-table';
-import { peerNameFromBytes, type PeerName } from '../mesh/peer-name';
+import { peerNameFromBytes, peerNameToBytes, type PeerName } from '../mesh/peer-name';
 
 export const MAX_CACHED_PEER_NAMES = 4096;
 
@@ -34,5 +35,22 @@ export class PeerNameReader {
 
   get size(): number {
     return this.names.size;
+  }
+}
+
+/** The other way: a peer name's six wire bytes, made once per name (bounded the same way). */
+export class PeerNameBytes {
+  private readonly bytes = new Map<PeerName, Uint8Array>();
+
+  constructor(private readonly maxEntries = MAX_CACHED_PEER_NAMES) {}
+
+  of(name: PeerName): Uint8Array {
+    let b = this.bytes.get(name);
+    if (b === undefined) {
+      b = peerNameToBytes(name);
+      if (this.bytes.size >= this.maxEntries) this.bytes.clear();
+      this.bytes.set(name, b);
+    }
+    return b;
   }
 }
