@@ -20,6 +20,7 @@ import { TAP_OFFLOAD_GSO, TapDevice } from '../router/overlay/tap-device';
 import { TapPort } from '../router/overlay/tap-port';
 import { UdpBatchSocket } from '../router/overlay/udp-batch';
 import { UdpBatchPort } from '../router/overlay/udp-batch-port';
+import { loadNative } from '../router/overlay/native';
 
 export const TAP_NAME = 'vethwe-tap';
 const UDP_BUFFER_BYTES = 4 << 20;
@@ -70,7 +71,8 @@ export async function startDataPlane(
     { localPeer: opts.localPeer, local: devices.local, timings: { timeoutMs: timings.udpTimeoutMs } },
   );
   const overlay = new Overlay(
-    { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp },
+    { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp,
+      memory: loadNative() },
     { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings, segmentBytes },
   );
   overlay.start();

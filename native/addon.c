@@ -529,6 +529,8 @@ NAPI_MODULE_INIT() {
       {"netlinkNsFd", NULL, wn_netlink_ns_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkTransact", NULL, wn_netlink_transact, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkClose", NULL, wn_netlink_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releasePages", NULL, wn_release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"trimHeap", NULL, wn_trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aesGcmHardware", NULL, wn_aes_gcm_hardware, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aeadNew", NULL, wn_aead_new, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aeadSeal", NULL, wn_aead_seal, NULL, NULL, NULL, napi_enumerable, NULL},

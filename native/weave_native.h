@@ -11,7 +11,7 @@
  * fs.c is the daemon's one other door that needs C: files inside a
  * container's root, opened so that they cannot lead outside it. aead.c
  * seals the sleeve with AES-256-GCM through Node's own OpenSSL, a context
- * kept per key.
+ * kept per key. memory.c gives idle slab pages back to the kernel.
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
@@ -25,7 +25,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 4
+#define WEAVE_NATIVE_ABI 5
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
@@ -140,6 +140,10 @@ napi_value wn_aead_new(napi_env env, napi_callback_info info);
 napi_value wn_aead_seal(napi_env env, napi_callback_info info);
 napi_value wn_aead_open(napi_env env, napi_callback_info info);
 napi_value wn_aead_free(napi_env env, napi_callback_info info);
+
+/* Idle memory back to the kernel (memory.c). */
+napi_value wn_release_pages(napi_env env, napi_callback_info info);
+napi_value wn_trim_heap(napi_env env, napi_callback_info info);
 
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
  * closed. Throws and returns NULL otherwise. */

@@ -12,7 +12,24 @@ export abstract class NativeReader<H extends NativeHandle> {
   protected isClosed = false;
   private errorHandler: ReaderErrorHandler | null = null;
 
+  /** The read slab and its slot offsets, as given to readStart. */
+  abstract readonly slab: Buffer;
+  abstract readonly offsets: Int32Array;
+
   protected constructor(protected readonly native: WeaveNative, protected readonly handle: H) {}
+
+  /**
+   * Gives the read slab's pages back to the kernel (native/memory.c), all but
+   * the first slot's first keepBytes, where a lone packet lands; returns the
+   * bytes freed. A burst makes the whole slab resident, an idle reader needs
+   * only that much of it. Never from inside the batch handler: the pages
+   * read back as zeros.
+   */
+  releaseIdle(keepBytes: number): number {
+    if (this.isClosed) return 0;
+    const keep = Math.min(this.slab.length, this.offsets[0]! + keepBytes);
+    return this.native.releasePages(this.slab, keep, this.slab.length - keep);
+  }
 
   get closed(): boolean {
     return this.isClosed;

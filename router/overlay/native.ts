@@ -13,7 +13,7 @@ import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 4;
+export const NATIVE_ABI_VERSION = 5;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -100,11 +100,18 @@ export interface WeaveNative {
   stats(h: NativeHandle): NativeStats;
   /** A positive errno as text, e.g. 77 -> 'EBADFD: File descriptor in bad state'. */
   describeErrno(errno: number): string;
+  /**
+   * (ABI 5) Frees the whole pages inside buf[offset, +length) (MADV_DONTNEED; they read back as zeros) and
+   * returns how many bytes that was. Throws RangeError when the range leaves the buffer.
+   */
+  releasePages(buf: Uint8Array, offset: number, length: number): number;
+  /** (ABI 5) malloc_trim(0): free heap pages back to the kernel; whether any were. */
+  trimHeap(): boolean;
 }
 
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
-  'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno',
+  'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap',
 ];
 
 let loaded: WeaveNative | null = null;

@@ -58,11 +58,14 @@ import { sendInner } from './sleeve-send';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
+import { IdleMemory } from './idle-memory';
 
 export { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, type OverlayTimings } from './udp-probes';
 
 
 const MAX_MAC_ENTRIES = 65_536;
+/** What an idle port keeps of its buffers: where a lone frame (a jumbo one included) lands. */
+const LONE_FRAME_BYTES = 10 * 1024;
 
 export type OverlayCounters = Record<string, number>;
 
@@ -70,7 +73,7 @@ export class Overlay implements DataPlane {
   private readonly traffic: OverlayCounters = {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
-    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0,
+    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0, memoryReleasedBytes: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -108,6 +111,7 @@ export class Overlay implements DataPlane {
    * one: one needless read at worst); only then may the TAP hold an answer to drain early.
    */
   private wroteToBridge = false;
+  private readonly idleMemory: IdleMemory;
   /**
    * The far path (far-path.ts); null without AES-256-GCM, the one cipher of far messages. The mesh's far
    * key exchange keys it (it is the FarKeySink) and, once set as its source, frames may take it.
@@ -118,9 +122,11 @@ export class Overlay implements DataPlane {
     /**
      * aes: AES-256-GCM for the sleeve when this machine has it (aes-gcm.ts probeAesGcm()); the router then offers it.
      * monoMs: monotonic milliseconds, sub-millisecond (default performance.now), for the queue management (batch-aqm.ts).
+     * memory: frees pages and trims malloc's heap (the addon's releasePages, trimHeap), with the ports' buffers after a burst (idle-memory.ts).
      */
     private readonly deps: {
       clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
+      memory?: { releasePages(buf: Buffer, off: number, len: number): number; trimHeap(): void };
     },
     /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
@@ -138,8 +144,9 @@ export class Overlay implements DataPlane {
     this.fromUnderlayAqm = new BatchAqm(monoMs);
     this.probes = new LinkProbes(this.links, {
       clock: deps.clock, logger: deps.logger, udp: deps.udp, ...(deps.fastdp ? { fastdp: deps.fastdp } : {}), timings: opts.timings, stride: this.stride,
-      tick: (now) => this.forwarder.macs.tick(now), far: () => this.far?.source != null,
+      tick: (now) => this.tick(now), far: () => this.far?.source != null,
     });
+    this.idleMemory = new IdleMemory(opts.timings.idleReleaseMs, () => this.releaseIdle());
     this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
       udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
       nowMs: () => deps.clock.now(), readName: this.names.read,
@@ -149,6 +156,23 @@ export class Overlay implements DataPlane {
     });
   }
 
+
+  private tick(nowMs: number): void {
+    this.forwarder.macs.tick(nowMs);
+    this.idleMemory.tick(nowMs, this.traffic.bytesSentUdp! + this.traffic.bytesReceivedUdp!);
+  }
+
+  /** After a burst, the quiet sleeve's buffers go back to the kernel but where a lone frame lands (idle-memory.ts). */
+  private releaseIdle(): void {
+    const memory = this.deps.memory;
+    let freed = (this.deps.bridge.releaseIdle?.(LONE_FRAME_BYTES) ?? 0) + (this.deps.udp.releaseIdle?.(LONE_FRAME_BYTES) ?? 0);
+    if (memory !== undefined) {
+      freed += this.receiver.reassembler.releaseIdle(this.deps.clock.now(), (buf, off, len) => memory.releasePages(buf, off, len));
+      memory.trimHeap();
+    }
+    this.traffic.memoryReleasedBytes! += freed;
+    this.deps.logger.debug('data plane idle: burst buffers released', { bytes: freed });
+  }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {

@@ -10,6 +10,8 @@ export interface FramePort {
   drainNow?(): void;
   /** Writes one frame to the bridge; the bytes may be reused once it returns. */
   write(buf: Buffer, off: number, len: number): void;
+  /** Frees its burst-sized buffers but the first keepBytes of where one frame lands; bytes freed (idle-memory.ts). */
+  releaseIdle?(keepBytes: number): number;
   close(): void;
 }
 
@@ -58,6 +60,8 @@ export interface DatagramPort {
    * sealed: the AEAD's tag then catches corruption as well as forgery.
    */
   omitChecksums?(): void;
+  /** As FramePort.releaseIdle, for its receive and send buffers; 0 while anything is staged or queued. */
+  releaseIdle?(keepBytes: number): number;
   close(): void;
 }
 

@@ -16,7 +16,8 @@
 // it has already accepted before handing segments here (a read-only check).
 //
 // The pool is allocated once (allocUnsafeSlow: pages become resident only
-// when a slot is used); nothing is allocated per segment.
+// when a slot is used, and go back after a burst: releaseIdle); nothing is
+// allocated per segment.
 
 import { SLEEVE_HEADER_BYTES } from './sleeve-codec';
 import { MAX_SEGMENTED_BODY_BYTES, MAX_SEGMENTS, readSegment, sameMessage, SEGMENT_HEADER_BYTES, SegmentFields } from './sleeve-segments';
@@ -108,6 +109,21 @@ export class SegmentReassembler {
     this.owners[slot] = null;
     this.counters.complete++;
     return slot;
+  }
+
+  /**
+   * Frees, through `release` (native/memory.c), the pages of every slot that
+   * holds no live partial message: a burst leaves the whole pool resident,
+   * an idle router needs none of it. Such a slot's bytes are never read
+   * before claim() and add() write them again. Returns the bytes freed.
+   */
+  releaseIdle(nowMs: number, release: (buf: Buffer, off: number, len: number) => number): number {
+    let freed = 0;
+    for (let i = 0; i < this.limits.slots; i++) {
+      if (this.owners[i] !== null && nowMs - this.started[i]! <= this.limits.maxAgeMs) continue;
+      freed += release(this.buffer, i * SLOT_BYTES, SLOT_BYTES);
+    }
+    return freed;
   }
 
   /** The live slot holding this sender's message with the same 16 header bytes, or -1; frees dead slots on the way. */

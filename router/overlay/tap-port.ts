@@ -24,6 +24,10 @@ export class TapPort implements FramePort {
     this.tap.writeFrame(buf, off, len);
   }
 
+  releaseIdle(keepBytes: number): number {
+    return this.tap.releaseIdle(keepBytes);
+  }
+
   close(): void {
     this.tap.close();
   }

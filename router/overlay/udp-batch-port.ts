@@ -137,6 +137,11 @@ export class UdpBatchPort implements DatagramPort {
     this.socket.omitChecksums();
   }
 
+  releaseIdle(keepBytes: number): number {
+    if (this.staged > 0 || this.borrowed > 0 || this.socket.closed) return 0;
+    return this.socket.releaseIdle(keepBytes) + this.socket.releaseSendSlab(this.stage, keepBytes);
+  }
+
   close(): void {
     this.socket.close();
   }

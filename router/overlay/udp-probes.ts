@@ -23,10 +23,12 @@ export interface OverlayTimings {
   /** UDP counts as working while a probe got through within this time. */
   udpTimeoutMs: number;
   macMaxAgeMs: number;
+  /** How long the sleeve stays quiet after a burst before its buffers go back to the kernel (idle-memory.ts). */
+  idleReleaseMs: number;
 }
 
-export const DEFAULT_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 1_000, udpTimeoutMs: 3_500, macMaxAgeMs: 10 * 60_000 };
-export const FAST_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 250, udpTimeoutMs: 1_000, macMaxAgeMs: 10 * 60_000 };
+export const DEFAULT_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 1_000, udpTimeoutMs: 3_500, macMaxAgeMs: 10 * 60_000, idleReleaseMs: 20_000 };
+export const FAST_OVERLAY_TIMINGS: OverlayTimings = { probeIntervalMs: 250, udpTimeoutMs: 1_000, macMaxAgeMs: 10 * 60_000, idleReleaseMs: 2_000 };
 
 export interface Link {
   n: OverlayNeighbour;

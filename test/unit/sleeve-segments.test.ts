@@ -316,3 +316,36 @@ t.test('overlay: version 3 only to a neighbour that announced it; every overlay 
   t.equal(st?.type === 'udp-status' && st.segments, true, 'UDP_STATUS says it accepts version 3');
   o.close(); p.a.close(); p.b.close();
 });
+
+t.test('reassembly: an idle release frees every slot but those holding a live partial message', async (t) => {
+  const r = new SegmentReassembler({ slots: 4, perSenderSlots: 4, maxAgeMs: 100 });
+  const who = {};
+  const { segs, body } = message(5000, 1200, 11);
+  t.equal(r.add(who, segs[0]!, 0, segs[0]!.length, 0), -1, 'first segment held');
+  const spans: number[] = [];
+  const release = (buf: Buffer, off: number, len: number): number => {
+    t.equal(buf, r.buffer, 'the pool itself');
+    spans.push(off);
+    buf.fill(0, off, off + len);
+    return len;
+  };
+  t.equal(r.releaseIdle(50, release), 3 * r.messageOffset(1), 'three free slots released');
+  t.same(spans, [1, 2, 3].map((i) => r.messageOffset(i)), 'not the live one');
+  let slot: number | string = -1;
+  for (let i = 1; i < segs.length; i++) slot = r.add(who, segs[i]!, 0, segs[i]!.length, 60);
+  t.equal(slot, 0, 'the held message completes after the release');
+  const at = r.messageOffset(0) + SLEEVE_HEADER_BYTES;
+  t.ok(r.buffer.subarray(at, at + body.length).equals(body), 'byte for byte');
+  const next = message(3000, 1200, 12);
+  for (const s of next.segs) slot = r.add(who, s, 0, s.length, 70);
+  t.equal(r.messageBodyLength(slot as number), 3000, 'a released slot takes a new message');
+  const at2 = r.messageOffset(slot as number) + SLEEVE_HEADER_BYTES;
+  t.ok(r.buffer.subarray(at2, at2 + 3000).equals(next.body), 'byte for byte too');
+  t.equal(r.add(who, segs[0]!, 0, segs[0]!.length, 100), -1, 'a new partial message');
+  spans.length = 0;
+  r.releaseIdle(150, release);
+  t.equal(spans.length, 3, 'held within maxAgeMs: kept');
+  spans.length = 0;
+  r.releaseIdle(300, release);
+  t.equal(spans.length, 4, 'older than maxAgeMs: its slot goes too');
+});
