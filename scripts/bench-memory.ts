@@ -13,7 +13,8 @@
 // (c) transfer: a fresh pair t1 - t2 with a container on each, one iperf3 TCP
 //     stream c1 -> c2 over the encrypted sleeve for --transfer-seconds, both
 //     routers' RSS sampled every few seconds: first, last, min, max and the
-//     least-squares slope, so "flat" is a figure.
+//     least-squares slope, so "flat" is a figure; then both routers idle
+//     again, once they have given their burst buffers back (idle-memory.ts).
 //
 // Prints one table and SUMMARY lines for scripts/bench.sh. Figures are printed,
 // never asserted; the exit code says only whether everything was measured.
@@ -50,6 +51,8 @@ const IPERF_PORT = 5201;
 /** An idle router's RSS still moves for ~20 s after start (V8's memory reducer, lazy compilation). */
 const SETTLE_MS = 25_000;
 const SETTLE_SAMPLES = 5;
+/** After a transfer: the overlay frees its burst buffers 20 s after the sleeve went quiet (OverlayTimings.idleReleaseMs). */
+const IDLE_AFTER_TRANSFER_MS = 30_000;
 /** Peers are 10.250.0.101 and up on p1's eth0 (the SimNetwork's default /24; hosts take .1 to .4). */
 const PEER_FIRST_OCTET = 101;
 const MAX_PEERS = 150;
@@ -128,8 +131,8 @@ function median(xs: number[]): number {
 }
 
 /** Median of a few samples a second apart, once the RSS has settled. */
-async function settledRss(pid: number): Promise<number> {
-  await sleep(SETTLE_MS);
+async function settledRss(pid: number, settleMs = SETTLE_MS): Promise<number> {
+  await sleep(settleMs);
   const xs: number[] = [];
   for (let i = 0; i < SETTLE_SAMPLES; i++) {
     if (i > 0) await sleep(1_000);
@@ -200,7 +203,7 @@ async function withPeers(h1: SimHost, p1: SimHost, peers: number, say: (l: strin
   return result;
 }
 
-interface TransferResult { mbps: number; hosts: { name: string; samples: { t: number; mb: number }[] }[] }
+interface TransferResult { mbps: number; hosts: { name: string; samples: { t: number; mb: number }[]; idleAfterMB: number }[] }
 
 /** (c): c1 on t1 -> c2 on t2, one iperf3 stream for `seconds`, both routers' RSS every `every` seconds. */
 async function transfer(net: SimNetwork, t1: SimHost, t2: SimHost, seconds: number, every: number, say: (l: string) => void): Promise<TransferResult> {
@@ -245,7 +248,9 @@ async function transfer(net: SimNetwork, t1: SimHost, t2: SimHost, seconds: numb
   await server.stop('SIGTERM');
   if (r.code !== 0) throw new Error(`iperf3 -c exited ${r.code}: ${r.stderr.trim() || r.stdout.slice(0, 500)}`);
   const bps = (JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received?.bits_per_second ?? NaN;
-  return { mbps: bps / 1e6, hosts: pids.map((p) => ({ name: p.name, samples: p.samples })) };
+  say(`  transfer done; idle again for ${IDLE_AFTER_TRANSFER_MS / 1000} s`);
+  const idle = await Promise.all(pids.map((p) => settledRss(p.pid, IDLE_AFTER_TRANSFER_MS)));
+  return { mbps: bps / 1e6, hosts: pids.map((p, i) => ({ name: p.name, samples: p.samples, idleAfterMB: idle[i]! })) };
 }
 
 // ---------------------------------------------------------------------------
@@ -318,6 +323,8 @@ async function main(): Promise<number> {
           summary.push(summaryLine(`memory.transfer_slope_mb_per_min.${h.name}`, slope, '~0', `router RSS slope over a ${opts.transferSeconds} s transfer, least squares, MB/min`));
           summary.push(summaryLine(`memory.transfer_late_slope_mb_per_min.${h.name}`, lateSlope, '~0', 'the same over its second half, MB/min'));
           summary.push(summaryLine(`memory.transfer_rss_last_mb.${h.name}`, xs.at(-1)!, '-', `router RSS at the end of the transfer (first ${f1(xs[0]!)}, max ${f1(Math.max(...xs))}), MB`, 1));
+          rows.push(['idle after it', h.name, f1(h.idleAfterMB), '', '', '', '', '', `median of 5 samples from ${IDLE_AFTER_TRANSFER_MS / 1000} s after the transfer`]);
+          summary.push(summaryLine(`memory.idle_after_transfer_rss_mb.${h.name}`, h.idleAfterMB, '<60', 'router RSS idle again after the transfer, MB', 1));
         }
         await stopRouter(t1);
         await stopRouter(t2);
