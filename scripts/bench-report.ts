@@ -103,7 +103,7 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
     summaryLine('throughput.retransmits', retrans[0]!, Number.isFinite(retrans[1]!) ? `<=${fmt(retrans[1]!)}` : '-',
       'weave iperf3 retransmits per transfer, median (target: no more than wireguard-go\'s)', 0),
     summaryLine('throughput.router_cpu_pct', cpu, '-', 'weave routers\' CPU during the transfer, both hosts together, % of one core', 0),
-    summaryLine('throughput.router_rss_setup_mb', routerRssSetupMB, '<60', 'router RSS on h1 after every setup, before any transfer (one container attached), MB'),
+    summaryLine('throughput.router_rss_setup_mb', routerRssSetupMB, '<60', 'router RSS on h1 after every setup, settled 20 s, before any transfer (one container attached), MB'),
     summaryLine('throughput.router_rss_transfer_mib', rssDuring, '-', 'router RSS after a transfer, largest of the two hosts, MiB', 0),
   ];
 }

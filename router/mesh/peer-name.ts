@@ -37,8 +37,25 @@ function hexDigit(code: number): number {
   return code >= 65 && code <= 70 ? code - 55 : 0;
 }
 
+/**
+ * Names already turned into bytes, bounded. Topology and IPAM ring updates
+ * write every peer's name each time: with a digit loop per call, this small
+ * function became the one hot enough for TurboFan in a three-peer mesh that
+ * carried nothing but pings, and the first optimizing compile maps ~3.7 MiB
+ * of node's own code into the router (docs/architecture.md, router RSS).
+ */
+const nameBytes = new Map<string, Uint8Array>();
+const MAX_CACHED_NAMES = 4096;
+
 export function peerNameToBytes(name: PeerName, out: Uint8Array = new Uint8Array(PEER_NAME_BYTES), offset = 0): Uint8Array {
-  for (let i = 0; i < PEER_NAME_BYTES; i++) out[offset + i] = (hexDigit(name.charCodeAt(3 * i)) << 4) | hexDigit(name.charCodeAt(3 * i + 1));
+  let b = nameBytes.get(name);
+  if (b === undefined) {
+    b = new Uint8Array(PEER_NAME_BYTES);
+    for (let i = 0; i < PEER_NAME_BYTES; i++) b[i] = (hexDigit(name.charCodeAt(3 * i)) << 4) | hexDigit(name.charCodeAt(3 * i + 1));
+    if (nameBytes.size >= MAX_CACHED_NAMES) nameBytes.clear();
+    nameBytes.set(name, b);
+  }
+  out.set(b, offset);
   return out;
 }
 
