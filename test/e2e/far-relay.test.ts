@@ -18,6 +18,7 @@ import type { SimHost } from '../../scripts/sim-host';
 import { SimNetwork } from '../../scripts/sim-network';
 import { waitFor } from '../../scripts/wait';
 import { tcpPortListening } from '../../scripts/netns';
+import { attachNetns, pingsFrom } from './netns-containers';
 
 t.setTimeout(400_000);
 
@@ -53,19 +54,10 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
   const ns1 = `${net.prefix}c1`;
   const ns3 = `${net.prefix}c3`;
   for (const [h, ns, ip] of [[h1, ns1, '10.32.9.1'], [h3, ns3, '10.32.9.3']] as const) {
-    await run(['ip', 'netns', 'add', ns], { check: true });
-    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], { check: true });
-    const r = await h.weave(['attach', `${ip}/24`, `netns:${ns}`]);
+    const r = await attachNetns(h, ns, `${ip}/24`);
     t.equal(r.code, 0, `attach on ${h.name}: ${r.stderr.trim()}`);
   }
-  let last = '';
-  const pings = async (what: string): Promise<void> => {
-    await waitFor(async () => {
-      const r = await run(['ip', 'netns', 'exec', ns1, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '10.32.9.3'], { timeoutMs: 30_000 });
-      last = r.stdout + r.stderr;
-      return r.code === 0;
-    }, { what: `c1 pings c3 ${what}`, timeoutMs: 40_000, detail: () => last });
-  };
+  const pings = (what: string): Promise<void> => pingsFrom(ns1, '10.32.9.3', what);
   /** Pings until h3 has opened more far frames than before (and h1 too, unless oneWay): the far path carries them. */
   const farAgain = async (what: string, oneWay = false): Promise<void> => {
     const before3 = (await counters(h3))['framesReceivedFar'] ?? 0;

@@ -14,6 +14,7 @@ import type { SimHost } from '../../scripts/sim-host';
 import { SimNetwork } from '../../scripts/sim-network';
 import { waitFor } from '../../scripts/wait';
 import { tcpPortListening } from '../../scripts/netns';
+import { attachNetns, pingsFrom } from './netns-containers';
 
 t.setTimeout(300_000);
 
@@ -45,18 +46,11 @@ t.test('after a transfer the quiet routers free their buffers, and frames flow a
   const ns1 = `${net.prefix}c1`;
   const ns2 = `${net.prefix}c2`;
   for (const [h, ns, ip] of [[h1, ns1, '10.32.9.1'], [h2, ns2, '10.32.9.2']] as const) {
-    await run(['ip', 'netns', 'add', ns], { check: true });
-    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], { check: true });
-    const r = await h.weave(['attach', `${ip}/24`, `netns:${ns}`]);
+    const r = await attachNetns(h, ns, `${ip}/24`);
     t.equal(r.code, 0, `attach on ${h.name}: ${r.stderr.trim()}`);
   }
-  let last = '';
   const pings = async (what: string): Promise<void> => {
-    await waitFor(async () => {
-      const r = await run(['ip', 'netns', 'exec', ns1, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '10.32.9.2'], { timeoutMs: 30_000 });
-      last = r.stdout + r.stderr;
-      return r.code === 0;
-    }, { what: `c1 pings c2 ${what}`, timeoutMs: 40_000, detail: () => last });
+    await pingsFrom(ns1, '10.32.9.2', what);
     t.pass(`c1 pings c2 ${what}`);
   };
   const transfer = async (seconds: number): Promise<void> => {
