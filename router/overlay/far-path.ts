@@ -151,6 +151,7 @@ export class FarPath implements FarKeySink {
       writeHopsLeft(msg, 1 + SLEEVE_HEADER_BYTES, hops - 1);
       link.n.sendControl(msg);
       traffic.framesSentTcp!++;
+      traffic.bytesSentTcp! += msg.byteLength;
       traffic.framesRelayed!++;
       return;
     }

@@ -8,8 +8,8 @@
 // later only faults its pages back in (a minor fault per 4 KiB, ~1,000 per
 // slab), so a wrong guess costs microseconds, never a frame.
 //
-// Pure: driven by the overlay's probe tick with the bytes the sleeve has
-// moved so far; the releasing is the caller's.
+// Pure: driven by the overlay's probe tick with the bytes it has moved so
+// far (over UDP and the TCP fallback); the releasing is the caller's.
 
 /** Bytes per tick above which the sleeve counts as busy: a ping a second is ~200, a bulk flow megabytes. */
 export const BUSY_BYTES_PER_TICK = 256 * 1024;
@@ -23,7 +23,7 @@ export class IdleMemory {
   /** quietMs: how long the sleeve stays below BUSY_BYTES_PER_TICK per tick after a burst before release() runs. */
   constructor(private readonly quietMs: number, private readonly release: () => void) {}
 
-  /** Called every probe tick with the sleeve's bytes sent plus received so far; true when it released. */
+  /** Called every probe tick with the overlay's bytes sent plus received so far; true when it released. */
   tick(nowMs: number, bytesMoved: number): boolean {
     const moved = bytesMoved - this.lastBytes;
     this.lastBytes = bytesMoved;

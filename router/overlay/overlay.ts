@@ -74,6 +74,7 @@ export class Overlay implements DataPlane {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
     framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0, memoryReleasedBytes: 0,
+    bytesSentTcp: 0, bytesReceivedTcp: 0,
   };
   readonly drops: Record<DropReason, number> = {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
@@ -159,7 +160,8 @@ export class Overlay implements DataPlane {
 
   private tick(nowMs: number): void {
     this.forwarder.macs.tick(nowMs);
-    this.idleMemory.tick(nowMs, this.traffic.bytesSentUdp! + this.traffic.bytesReceivedUdp!);
+    const t = this.traffic;
+    this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp!);
   }
 
   /** After a burst, the quiet sleeve's buffers go back to the kernel but where a lone frame lands (idle-memory.ts). */
@@ -273,6 +275,7 @@ export class Overlay implements DataPlane {
     if (!this.links.has(from)) { this.drops['unknown-sender']++; return; }
     const buf = Buffer.from(inner.buffer, inner.byteOffset, inner.byteLength);
     this.traffic.framesReceivedTcp!++;
+    this.traffic.bytesReceivedTcp! += inner.byteLength;
     this.handleInner(buf, 0, inner.byteLength, 0, 0);
     this.deps.udp.flush();
   }
@@ -284,6 +287,7 @@ export class Overlay implements DataPlane {
     if (this.far?.source == null || !link.session.encrypted) { this.drops.type++; return; }
     if (FarPath.hopBytes(message.byteLength) < 0) { this.drops.short++; return; }
     this.traffic.framesReceivedTcp!++;
+    this.traffic.bytesReceivedTcp! += message.byteLength;
     this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0, 0);
     this.deps.udp.flush();
   }

@@ -55,4 +55,5 @@ export function sendInner(
   msg.set(frame.subarray(off, off + len), 1 + INNER_HEADER_BYTES);
   link.n.sendControl(msg);
   traffic.framesSentTcp!++;
+  traffic.bytesSentTcp! += msg.byteLength;
 }

@@ -1,10 +1,21 @@
 // When the data plane gives its burst-sized buffers back (router/overlay/idle-memory.ts),
-// and how the addon frees pages (native/memory.c). Which reassembly slots may
-// go is test/unit/sleeve-segments.test.ts's.
+// how the addon frees pages (native/memory.c), and the Overlay's part: two
+// overlays on in-memory ports and a manual clock release their ports' buffers,
+// the reassembly pool and malloc's heap once after a burst over UDP, and
+// again after one over the TCP fallback. Which reassembly slots may go is
+// test/unit/sleeve-segments.test.ts's.
 
 import t from 'tap';
 import { BUSY_BYTES_PER_TICK, IdleMemory } from '../../router/overlay/idle-memory';
 import { loadNative } from '../../router/overlay/native';
+import { ManualClock } from '../../common/clock';
+import { silentLogger } from '../../common/logger';
+import type { PeerName } from '../../router/mesh/peer-name';
+import { MSG_FRAME } from '../../router/mesh/protocol';
+import { frameAead } from '../../router/overlay/frame-aead';
+import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
+import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import { VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 
 const QUIET_MS = 20_000;
 const TICK_MS = 1_000;
@@ -63,3 +74,99 @@ t.test('releasePages frees the whole pages inside the range and nothing around i
   t.throws(() => (native.releasePages as (...a: unknown[]) => number)(buf, 0), TypeError, 'all three arguments');
   t.type(native.trimHeap(), 'boolean', 'trimHeap answers whether it released anything');
 });
+
+const A = '02:00:00:00:00:0a' as PeerName;
+const B = '02:00:00:00:00:0b' as PeerName;
+const HOST: Record<string, string> = { [A]: '10.9.0.1', [B]: '10.9.0.2' };
+
+/** A DatagramPort whose flush hands what was committed to the other side's handler, one batch per datagram. */
+class PairPort implements DatagramPort {
+  readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
+  other: PairPort | null = null;
+  private handler: DatagramHandler | null = null;
+  private batchEnd: (() => void) | null = null;
+  private readonly queued: Buffer[] = [];
+  readonly released: number[] = [];
+  constructor(readonly host: string) {}
+  start(h: DatagramHandler, end: () => void): void { this.handler = h; this.batchEnd = end; }
+  stageSlab(): Buffer { return this.stage; }
+  stageOffset(): number { return 0; }
+  commit(len: number): void { this.queued.push(Buffer.from(this.stage.subarray(0, len))); }
+  flush(): void {
+    for (const d of this.queued.splice(0)) { this.other!.handler!(d, 0, d.length, this.host, 6783, 0); this.other!.batchEnd!(); }
+  }
+  releaseIdle(keepBytes: number): number { this.released.push(keepBytes); return 1000; }
+  close(): void {}
+}
+
+t.test('the overlay releases after a burst over UDP, and after one over TCP', async (t) => {
+  const clock = new ManualClock();
+  const names = [A, B];
+  const ports = names.map((n) => new PairPort(HOST[n]!));
+  ports[0]!.other = ports[1]!;
+  ports[1]!.other = ports[0]!;
+  const onFrame: ((buf: Buffer, off: number, len: number) => void)[] = [];
+  const batchEnd: (() => void)[] = [];
+  const bridgeReleased: number[][] = [[], []];
+  const bridges: FramePort[] = names.map((_, i) => ({
+    start: (f, end) => { onFrame[i] = f; batchEnd[i] = end; },
+    write: () => {},
+    releaseIdle: (keep) => { bridgeReleased[i]!.push(keep); return 2000; },
+    close: () => {},
+  }));
+  const pages = [0, 0];
+  const trims = [0, 0];
+  const overlays: Overlay[] = names.map((name, i) => new Overlay(
+    { clock, logger: silentLogger, aead: frameAead(), bridge: bridges[i]!, udp: ports[i]!,
+      memory: { releasePages: (_buf, _off, len) => { pages[i]! += len; return len; }, trimHeap: () => { trims[i]!++; } } },
+    { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS },
+  ));
+  overlays.forEach((o) => o.start());
+  overlays.forEach((o, i) => {
+    const other = names[1 - i]!;
+    o.setRoutes({ nextHop: (dst) => (dst === other ? other : null), broadcastChildren: (origin) => (origin === names[i] ? [other] : []) });
+    o.addNeighbour({
+      name: other, host: HOST[other]!, udpPort: 6783, keys: null,
+      sendControl: (m) => { if (m[0] === MSG_FRAME) overlays[1 - i]!.handleTcpFrame(names[i]!, m.subarray(1)); },
+    });
+  });
+  const hearing = (yes: boolean): void => overlays.forEach((o, i) => o.handleUdpStatus(names[1 - i]!, yes, null));
+  // 300 broadcast frames of 1,300 bytes from A's bridge: ~390 KB, more than one tick's 256 KiB.
+  const burst = (): void => {
+    const f = Buffer.alloc(VNET_HDR_BYTES + 1290);
+    f.fill(0xff, VNET_HDR_BYTES, VNET_HDR_BYTES + 6);
+    f.fill(0x02, VNET_HDR_BYTES + 6, VNET_HDR_BYTES + 12);
+    f.writeUInt16BE(0x0800, VNET_HDR_BYTES + 12);
+    for (let k = 0; k < 300; k++) onFrame[0]!(f, 0, f.length);
+    batchEnd[0]!();
+  };
+  const released = (i: number): number => overlays[i]!.counters['memoryReleasedBytes'] ?? 0;
+
+  hearing(true);
+  clock.advance(5_000);
+  t.same(bridgeReleased, [[], []], 'probes alone release nothing');
+  hearing(true);
+  burst();
+  t.ok((overlays[0]!.counters['bytesSentUdp'] ?? 0) > 300 * 1290, 'the burst went over UDP');
+  clock.advance(FAST_OVERLAY_TIMINGS.idleReleaseMs - 500);
+  t.same(bridgeReleased, [[], []], 'not while the quiet period runs');
+  clock.advance(1_000);
+  for (const i of [0, 1]) {
+    t.same(bridgeReleased[i], [10 * 1024], `${names[i]}: the bridge port keeps 10 KiB of its first slot`);
+    t.same(ports[i]!.released, [10 * 1024], `${names[i]}: so does the UDP port`);
+    t.ok(pages[i]! > 0, `${names[i]}: the reassembly pool freed`);
+    t.equal(trims[i], 1, `${names[i]}: malloc trimmed`);
+    t.equal(released(i), 3000 + pages[i]!, `${names[i]}: counted`);
+  }
+  clock.advance(10_000);
+  t.equal(trims[0], 1, 'once per burst');
+
+  hearing(false);
+  burst();
+  t.ok((overlays[0]!.counters['bytesSentTcp'] ?? 0) > 300 * 1290, 'the second burst went over TCP');
+  t.ok((overlays[1]!.counters['bytesReceivedTcp'] ?? 0) > 300 * 1290, 'and B counted it');
+  clock.advance(FAST_OVERLAY_TIMINGS.idleReleaseMs + 500);
+  t.same(trims, [2, 2], 'both release again after the TCP burst');
+  overlays.forEach((o) => o.close());
+});
+
