@@ -130,15 +130,22 @@ function median(xs: number[]): number {
   return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-/** Median of a few samples a second apart, once the RSS has settled. */
-async function settledRss(pid: number, settleMs = SETTLE_MS): Promise<number> {
+/**
+ * The median of SETTLE_SAMPLES samples a second apart, taken settleMs from now:
+ * a router's RSS once V8 has collected what a setup or a burst left (scripts/bench uses it too).
+ */
+export async function settledMedian(sample: () => number, settleMs = SETTLE_MS): Promise<number> {
   await sleep(settleMs);
   const xs: number[] = [];
   for (let i = 0; i < SETTLE_SAMPLES; i++) {
     if (i > 0) await sleep(1_000);
-    xs.push(rssMB(pid));
+    xs.push(sample());
   }
   return median(xs);
+}
+
+async function settledRss(pid: number, settleMs = SETTLE_MS): Promise<number> {
+  return settledMedian(() => rssMB(pid), settleMs);
 }
 
 /** Least-squares slope of y over t, per minute. */

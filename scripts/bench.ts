@@ -30,6 +30,7 @@ import { SimNetwork } from './sim-network';
 import { sleep, waitFor } from './wait';
 import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
 import { summaryLine } from './bench-summary';
+import { settledMedian } from './bench-memory';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
 import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
@@ -146,17 +147,6 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
 /** Settling, as scripts/bench-memory measures idle: V8 collects the setup's garbage within ~10 s of it. */
 const SETUP_SETTLE_MS = 20_000;
 
-/** The median of 5 samples (1 s apart) of `host`'s daemon RSS in MB (10^6 bytes), SETUP_SETTLE_MS from now. */
-async function settledRssMB(o: Overlay, host: string): Promise<number> {
-  await sleep(SETUP_SETTLE_MS);
-  const xs: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    if (i > 0) await sleep(1_000);
-    xs.push((daemonRssMiB(o).get(host) ?? NaN) * 1.048576);
-  }
-  return median(xs);
-}
-
 async function bench(opts: BenchOptions): Promise<number> {
   const started = Date.now();
   if (!existsSync(WEAVE_CLI)) throw new Error(`${WEAVE_CLI} is missing: build first (scripts/bench.sh does)`);
@@ -179,7 +169,7 @@ async function bench(opts: BenchOptions): Promise<number> {
     const { overlays, failed: setupFailed } = await setUp(net, wanted, tag);
     let failed = setupFailed;
     const weave = overlays[0]!;
-    const routerRssSetupMB = await settledRssMB(weave, 'h1');
+    const routerRssSetupMB = await settledMedian(() => (daemonRssMiB(weave).get('h1') ?? NaN) * 1.048576, SETUP_SETTLE_MS);
     for (const ns of new Set(overlays.map((o) => o.serverNs))) await startIperfServer(net, ns);
 
     say('');

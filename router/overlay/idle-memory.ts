@@ -8,8 +8,11 @@
 // later only faults its pages back in (a minor fault per 4 KiB, ~1,000 per
 // slab), so a wrong guess costs microseconds, never a frame.
 //
-// Pure: driven by the overlay's probe tick with the bytes it has moved so
-// far (over UDP and the TCP fallback); the releasing is the caller's.
+// IdleMemory is pure: driven by the overlay's probe tick with the bytes it
+// has moved so far (over UDP and the TCP fallback). releaseBurstBuffers is
+// what the overlay then does, through its ports and the addon's calls.
+
+import type { SegmentReassembler } from './segment-reassembly';
 
 /** Bytes per tick above which the sleeve counts as busy: a ping a second is ~200, a bulk flow megabytes. */
 export const BUSY_BYTES_PER_TICK = 256 * 1024;
@@ -37,4 +40,30 @@ export class IdleMemory {
     this.release();
     return true;
   }
+}
+
+/** What an idle port keeps of its buffers: where a lone frame (a jumbo one included) lands. */
+export const LONE_FRAME_BYTES = 10 * 1024;
+
+/** The addon's releasePages and trimHeap (native/memory.c). */
+export interface PageRelease {
+  releasePages(buf: Buffer, off: number, len: number): number;
+  trimHeap(): void;
+}
+
+/**
+ * Frees the burst buffers of a quiet overlay: its ports' (all but where a
+ * lone frame lands), the reassembly slots without a live partial message,
+ * then malloc's free pages. Returns the bytes freed.
+ */
+export function releaseBurstBuffers(
+  ports: readonly { releaseIdle?(keepBytes: number): number }[], reassembler: SegmentReassembler, memory: PageRelease | null, nowMs: number,
+): number {
+  let freed = 0;
+  for (const p of ports) freed += p.releaseIdle?.(LONE_FRAME_BYTES) ?? 0;
+  if (memory !== null) {
+    freed += reassembler.releaseIdle(nowMs, (buf, off, len) => memory.releasePages(buf, off, len));
+    memory.trimHeap();
+  }
+  return freed;
 }

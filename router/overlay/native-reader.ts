@@ -26,9 +26,14 @@ export abstract class NativeReader<H extends NativeHandle> {
    * read back as zeros.
    */
   releaseIdle(keepBytes: number): number {
+    return this.releaseFrom(this.slab, this.offsets[0]! + keepBytes);
+  }
+
+  /** Frees the whole pages of buf from byte `from` on (a buffer of the owner's, e.g. a send slab); bytes freed. */
+  releaseFrom(buf: Buffer, from: number): number {
     if (this.isClosed) return 0;
-    const keep = Math.min(this.slab.length, this.offsets[0]! + keepBytes);
-    return this.native.releasePages(this.slab, keep, this.slab.length - keep);
+    const keep = Math.min(buf.length, from);
+    return this.native.releasePages(buf, keep, buf.length - keep);
   }
 
   get closed(): boolean {

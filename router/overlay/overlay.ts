@@ -58,14 +58,12 @@ import { sendInner } from './sleeve-send';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
-import { IdleMemory } from './idle-memory';
+import { IdleMemory, type PageRelease, releaseBurstBuffers } from './idle-memory';
 
 export { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, type OverlayTimings } from './udp-probes';
 
 
 const MAX_MAC_ENTRIES = 65_536;
-/** What an idle port keeps of its buffers: where a lone frame (a jumbo one included) lands. */
-const LONE_FRAME_BYTES = 10 * 1024;
 
 export type OverlayCounters = Record<string, number>;
 
@@ -127,7 +125,7 @@ export class Overlay implements DataPlane {
      */
     private readonly deps: {
       clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
-      memory?: { releasePages(buf: Buffer, off: number, len: number): number; trimHeap(): void };
+      memory?: PageRelease;
     },
     /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
@@ -147,7 +145,11 @@ export class Overlay implements DataPlane {
       clock: deps.clock, logger: deps.logger, udp: deps.udp, ...(deps.fastdp ? { fastdp: deps.fastdp } : {}), timings: opts.timings, stride: this.stride,
       tick: (now) => this.tick(now), far: () => this.far?.source != null,
     });
-    this.idleMemory = new IdleMemory(opts.timings.idleReleaseMs, () => this.releaseIdle());
+    this.idleMemory = new IdleMemory(opts.timings.idleReleaseMs, () => {
+      const freed = releaseBurstBuffers([deps.bridge, deps.udp], this.receiver.reassembler, deps.memory ?? null, deps.clock.now());
+      this.traffic.memoryReleasedBytes! += freed;
+      deps.logger.debug('data plane idle: burst buffers released', { bytes: freed });
+    });
     this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
       udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
       nowMs: () => deps.clock.now(), readName: this.names.read,
@@ -157,23 +159,10 @@ export class Overlay implements DataPlane {
     });
   }
 
-
   private tick(nowMs: number): void {
     this.forwarder.macs.tick(nowMs);
     const t = this.traffic;
     this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp!);
-  }
-
-  /** After a burst, the quiet sleeve's buffers go back to the kernel but where a lone frame lands (idle-memory.ts). */
-  private releaseIdle(): void {
-    const memory = this.deps.memory;
-    let freed = (this.deps.bridge.releaseIdle?.(LONE_FRAME_BYTES) ?? 0) + (this.deps.udp.releaseIdle?.(LONE_FRAME_BYTES) ?? 0);
-    if (memory !== undefined) {
-      freed += this.receiver.reassembler.releaseIdle(this.deps.clock.now(), (buf, off, len) => memory.releasePages(buf, off, len));
-      memory.trimHeap();
-    }
-    this.traffic.memoryReleasedBytes! += freed;
-    this.deps.logger.debug('data plane idle: burst buffers released', { bytes: freed });
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */

@@ -139,7 +139,7 @@ export class UdpBatchPort implements DatagramPort {
 
   releaseIdle(keepBytes: number): number {
     if (this.staged > 0 || this.borrowed > 0 || this.socket.closed) return 0;
-    return this.socket.releaseIdle(keepBytes) + this.socket.releaseSendSlab(this.stage, keepBytes);
+    return this.socket.releaseIdle(keepBytes) + this.socket.releaseFrom(this.stage, keepBytes);
   }
 
   close(): void {

@@ -255,13 +255,6 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     }
   }
 
-  /** As releaseIdle, for a send slab of the caller's: frees its pages after the first keepBytes (slot 0's head). */
-  releaseSendSlab(slab: Buffer, keepBytes: number): number {
-    if (this.isClosed) return 0;
-    const keep = Math.min(slab.length, keepBytes);
-    return this.native.releasePages(slab, keep, slab.length - keep);
-  }
-
   /**
    * Errors the kernel reports on the socket while it keeps receiving, as a
    * positive errno: for a connected socket, ECONNREFUSED means its peer sent
