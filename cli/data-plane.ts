@@ -20,6 +20,8 @@ import { TAP_OFFLOAD_GSO, TapDevice } from '../router/overlay/tap-device';
 import { TapPort } from '../router/overlay/tap-port';
 import { UdpBatchSocket } from '../router/overlay/udp-batch';
 import { UdpBatchPort } from '../router/overlay/udp-batch-port';
+import { NativeLane } from '../router/overlay/native-lane';
+import { REJECT_AFTER_COUNTER } from '../router/overlay/replay-window';
 import { loadNative } from '../router/overlay/native';
 
 export const TAP_NAME = 'vethwe-tap';
@@ -70,9 +72,10 @@ export async function startDataPlane(
     { clock: deps.clock, logger: deps.logger, heartbeats: devices.heartbeats, fdb: devices.fdb },
     { localPeer: opts.localPeer, local: devices.local, timings: { timeoutMs: timings.udpTimeoutMs } },
   );
+  const socket = udp;
   const overlay = new Overlay(
     { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp,
-      memory: loadNative() },
+      memory: loadNative(), lane: (maxFrameBytes) => NativeLane.open(loadNative(), tap, socket, maxFrameBytes, REJECT_AFTER_COUNTER) },
     { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings, segmentBytes },
   );
   overlay.start();

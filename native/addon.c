@@ -35,9 +35,9 @@ void wn_release(wn_chan *c) {
 }
 
 static void on_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
   (void)hint;
   wn_chan *c = data;
+  if (!c->teardown) wn_lane_detach(env, c);
   /* With the poll open the async cleanup hook closes the fd (this only
    * happens at env teardown); otherwise nobody else will. */
   if (!c->poll_open && c->fd >= 0) {
@@ -116,6 +116,7 @@ static void on_poll_closed(uv_handle_t *h) {
     delete_ref(env, &c->addrs_ref);
     delete_ref(env, &c->ports_ref);
     delete_ref(env, &c->segs_ref);
+    wn_lane_detach(env, c);
     if (c->actx != NULL) {
       napi_async_destroy(env, c->actx);
       c->actx = NULL;
@@ -224,7 +225,12 @@ static uint32_t read_batch(wn_chan *c, int *fatal) {
       return 0;
     }
   }
-  if (c->kind == WN_TAP) return wn_tap_read_batch(c, slab, offs, lens, n, fatal);
+  if (c->kind == WN_TAP) {
+    uint32_t got = wn_tap_read_batch(c, slab, offs, lens, n, fatal);
+    /* One frame alone: the lane may send it without JS (lane.c). */
+    if (got == 1 && c->lane != NULL && wn_lane_offer(c, slab + offs[0], lens[0])) return 0;
+    return got;
+  }
   return wn_udp_read_batch(c, slab, offs, lens, addrs, ports, segs, n, fatal);
 }
 
@@ -536,6 +542,12 @@ NAPI_MODULE_INIT() {
       {"aeadSeal", NULL, wn_aead_seal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aeadOpen", NULL, wn_aead_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aeadFree", NULL, wn_aead_free, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneNew", NULL, wn_lane_new, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneSet", NULL, wn_lane_set, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneClear", NULL, wn_lane_clear, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneTakeSeen", NULL, wn_lane_take_seen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneStats", NULL, wn_lane_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tapSetLane", NULL, wn_tap_set_lane, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -35,10 +35,10 @@
 
 static const napi_type_tag AEAD_TAG = {0x7765617665616561ULL, 0x6164323536676d31ULL};
 
-typedef struct wn_aead {
+struct wn_aead {
   EVP_CIPHER_CTX *ctx; /* NULL once freed */
   int encrypt;
-} wn_aead;
+};
 
 static void aead_release(wn_aead *a) {
   if (a->ctx != NULL) {
@@ -174,18 +174,33 @@ static napi_value int_result(napi_env env, int v) {
  * and writes the tag after it. Returns len + 16, or -1 if OpenSSL fails. */
 napi_value wn_aead_seal(napi_env env, napi_callback_info info) {
   uint8_t *p, *ad, *nonce;
-  int len, ad_len, outl;
+  int len, ad_len;
   wn_aead *a = frame_args(env, info, 1, &p, &len, &ad, &ad_len, &nonce);
   if (a == NULL) return NULL;
+  return int_result(env, wn_aead_seal_in_place(a, p, len, ad, ad_len, nonce));
+}
+
+int wn_aead_seal_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, int ad_len, const uint8_t *nonce) {
   EVP_CIPHER_CTX *ctx = a->ctx;
+  int outl;
+  if (ctx == NULL || !a->encrypt) return -1;
   /* NULL cipher and key: keep the expanded key, set only the IV. */
   if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1 ||
       (ad_len > 0 && EVP_EncryptUpdate(ctx, NULL, &outl, ad, ad_len) != 1) ||
       (len > 0 && EVP_EncryptUpdate(ctx, p, &outl, p, len) != 1) ||
       EVP_EncryptFinal_ex(ctx, p + len, &outl) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_BYTES, p + len) != 1)
-    return int_result(env, -1);
-  return int_result(env, len + AEAD_TAG_BYTES);
+    return -1;
+  return len + AEAD_TAG_BYTES;
+}
+
+wn_aead *wn_aead_sealer(napi_env env, napi_value v) {
+  wn_aead *a = unwrap_aead(env, v, 0);
+  if (a != NULL && !a->encrypt) {
+    wn_throw_type(env, "this AEAD handle was made to open");
+    return NULL;
+  }
+  return a;
 }
 
 /* aeadOpen(h, buf, off, len, ad, nonce): checks and decrypts buf[off, off+len)

@@ -228,7 +228,7 @@ uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32
 
 /* Fills a sockaddr for the socket's family from a 16-byte address. Returns
  * its length, or 0 if an IPv6 address is given to an IPv4 socket. */
-static socklen_t make_dest(int family, const uint8_t *a16, uint16_t port, struct sockaddr_storage *ss) {
+socklen_t wn_udp_make_dest(int family, const uint8_t *a16, uint16_t port, struct sockaddr_storage *ss) {
   if (family == AF_INET) {
     if (memcmp(a16, V4_MAPPED_PREFIX, 12) != 0) return 0;
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
@@ -317,7 +317,7 @@ napi_value wn_udp_send(napi_env env, napi_callback_info info) {
       memset(&m[j], 0, sizeof m[j]);
       /* Port 0: the connected peer (no address, so the kernel uses the socket's). */
       m[j].msg_hdr.msg_name = ports[i] == 0 ? NULL : &names[j];
-      m[j].msg_hdr.msg_namelen = ports[i] == 0 ? 0 : make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
+      m[j].msg_hdr.msg_namelen = ports[i] == 0 ? 0 : wn_udp_make_dest(c->family, addrs + 16 * i, ports[i], &names[j]);
       m[j].msg_hdr.msg_iov = &iov[j];
       m[j].msg_hdr.msg_iovlen = 1;
       if (segs != NULL && segs[i] != 0 && lens[i] > segs[i] && i != whole) {

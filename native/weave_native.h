@@ -11,7 +11,9 @@
  * fs.c is the daemon's one other door that needs C: files inside a
  * container's root, opened so that they cannot lead outside it. aead.c
  * seals the sleeve with AES-256-GCM through Node's own OpenSSL, a context
- * kept per key. memory.c gives idle slab pages back to the kernel.
+ * kept per key. memory.c gives idle slab pages back to the kernel. lane.c
+ * sends a TAP wakeup's one small frame without JS, replaying a decision JS
+ * made and installed there.
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
@@ -25,7 +27,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 5
+#define WEAVE_NATIVE_ABI 6
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
@@ -87,6 +89,11 @@ typedef struct wn_chan {
 
   wn_stats st;
   char ifname[IFNAMSIZ];
+
+  /* TAP only: the lone-frame lane (lane.c) that may send a batch of one
+   * frame itself; NULL when none is attached. lane_ref keeps it alive. */
+  struct wn_lane *lane;
+  napi_ref lane_ref;
 } wn_chan;
 
 /* Argument helpers (args.c). Each returns 0 on success, or throws a JS
@@ -125,6 +132,9 @@ napi_value wn_local_address(napi_env env, napi_callback_info info);
 napi_value wn_udp_no_checksum(napi_env env, napi_callback_info info);
 uint32_t wn_udp_read_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens,
                            uint8_t *addrs, uint16_t *ports, uint16_t *segs, uint32_t n, int *fatal);
+/* Fills a sockaddr for a socket of `family` from a 16-byte address (IPv4
+ * mapped for an IPv4 socket); its length, or 0 when the family cannot reach it. */
+socklen_t wn_udp_make_dest(int family, const uint8_t *a16, uint16_t port, struct sockaddr_storage *ss);
 /* Asks the kernel to hand over coalesced UDP segments (UDP_GRO); 0 when it took. */
 int wn_udp_enable_gro(wn_chan *c);
 
@@ -140,6 +150,26 @@ napi_value wn_aead_new(napi_env env, napi_callback_info info);
 napi_value wn_aead_seal(napi_env env, napi_callback_info info);
 napi_value wn_aead_open(napi_env env, napi_callback_info info);
 napi_value wn_aead_free(napi_env env, napi_callback_info info);
+typedef struct wn_aead wn_aead;
+/* For lane.c: the context behind a sealing handle (throws and returns NULL
+ * otherwise), and a seal of p[0, len) in place with the tag after it:
+ * len + 16, or -1 once the context is freed or OpenSSL fails. */
+wn_aead *wn_aead_sealer(napi_env env, napi_value v);
+int wn_aead_seal_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, int ad_len, const uint8_t *nonce);
+
+/* The lone-frame lane (lane.c). */
+napi_value wn_lane_new(napi_env env, napi_callback_info info);
+napi_value wn_lane_set(napi_env env, napi_callback_info info);
+napi_value wn_lane_clear(napi_env env, napi_callback_info info);
+napi_value wn_lane_take_seen(napi_env env, napi_callback_info info);
+napi_value wn_lane_stats(napi_env env, napi_callback_info info);
+napi_value wn_tap_set_lane(napi_env env, napi_callback_info info);
+/* Sends the frame slab[0, len) read from the TAP c if its lane has an entry
+ * for it: 1 when the lane took it (sent or dropped as JS would), 0 to leave
+ * it to JS. */
+int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len);
+/* Detaches a TAP's lane (its close or finalizer). */
+void wn_lane_detach(napi_env env, wn_chan *c);
 
 /* Idle memory back to the kernel (memory.c). */
 napi_value wn_release_pages(napi_env env, napi_callback_info info);

@@ -3,8 +3,8 @@
 // keys, one per key phase (epoch & 1), so datagrams under the previous epoch
 // still open while the two sides switch. key-schedule.ts changes it; the
 // overlay's SleeveSession (router/overlay/sleeve-session.ts) reads it on every
-// datagram and bumps sendCounter. Plain fields on purpose: the hot path reads
-// them with no call and no allocation.
+// datagram and bumps the send counter. Plain fields on purpose: the hot path
+// reads them with no call and no allocation.
 //
 // Keys are Buffers (sodium-native takes them as they are) allocated here, not
 // from Node's shared pool, and zeroed when dropped. The cipher they are for
@@ -20,8 +20,13 @@ export type SleeveCipher = 'chacha20-poly1305' | 'aes-256-gcm';
 export class SleeveKeyRing {
   sendKey: Buffer;
   sendEpoch = 0;
-  /** The next counter under sendKey; the sleeve increments it, a rotation resets it. */
-  sendCounter = 0;
+  /**
+   * The next counter under sendKey, in a cell of its own (off the JS heap, so
+   * it never moves): the overlay's seal and the native lone-frame lane
+   * (native/lane.c) both take counters from it, so there is one counter
+   * whichever path seals. A rotation resets it.
+   */
+  readonly sendCounterCell = new Float64Array(new ArrayBuffer(8));
   /** By key phase (epoch & 1); null when that phase has no key. */
   readonly receiveKeys: [Buffer | null, Buffer | null] = [null, null];
   /** The epoch of each receive key, -1 for none: the sleeve resets its replay window when one changes. */
@@ -31,6 +36,14 @@ export class SleeveKeyRing {
   disposed = false;
   /** Called after every change of a key (one listener: the overlay's session for this connection). */
   onChange: (() => void) | null = null;
+
+  get sendCounter(): number {
+    return this.sendCounterCell[0]!;
+  }
+
+  set sendCounter(counter: number) {
+    this.sendCounterCell[0] = counter;
+  }
 
   /** Copies the epoch 0 keys and zeroes the given arrays. */
   constructor(send: Uint8Array, receive: Uint8Array, readonly cipher: SleeveCipher = 'chacha20-poly1305') {

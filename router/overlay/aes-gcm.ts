@@ -16,7 +16,7 @@ import { loadNative } from './native';
 
 declare const aeadHandle: unique symbol;
 /** One OpenSSL context (a key, one direction), owned by the addon. */
-interface AeadHandle { readonly [aeadHandle]: 'aead' }
+export interface AeadHandle { readonly [aeadHandle]: 'aead' }
 
 /** The addon's AEAD functions (present from the build that has native/aead.c). */
 interface AeadNative {
@@ -50,6 +50,11 @@ export class AesGcmKey {
   /** seal() for a sealing key, open() for an opening one: the one call the sleeve session makes per datagram. */
   run(buf: Uint8Array, off: number, len: number, ad: Uint8Array, nonce: Uint8Array): number {
     return this.encrypt ? this.seal(buf, off, len, ad, nonce) : this.open(buf, off, len, ad, nonce);
+  }
+
+  /** The sealing context itself, for the lone-frame lane (native/lane.c); null for an opening key or once disposed. */
+  get sealHandle(): AeadHandle | null {
+    return this.encrypt ? this.handle : null;
   }
 
   dispose(): void {

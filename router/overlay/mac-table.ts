@@ -13,6 +13,8 @@ export interface MacEntry {
 
 export class MacTable {
   private readonly entries = new Map<number, MacEntry>();
+  /** Called when a MAC moved to another peer or an entry went (aged, evicted, forgotten): decisions cached from the table are stale. */
+  onChange: (() => void) | null = null;
 
   constructor(private readonly maxAgeMs: number, private readonly maxEntries: number) {}
 
@@ -26,6 +28,7 @@ export class MacTable {
       const moved = e.peer !== peer ? e.peer : null;
       e.peer = peer;
       e.lastSeenMs = nowMs;
+      if (moved !== null) this.onChange?.();
       return moved;
     }
     if (this.entries.size >= this.maxEntries) this.evictOldest();
@@ -41,7 +44,9 @@ export class MacTable {
 
   /** Forgets every MAC of a peer (it left the mesh). */
   forgetPeer(peer: PeerName): void {
+    const before = this.entries.size;
     this.entries.forEach((e, mac) => { if (e.peer === peer) this.entries.delete(mac); });
+    if (this.entries.size !== before) this.onChange?.();
   }
 
   /** Keeps a peer's MACs from ageing (the fast path carries their frames past us; fastdp.ts). */
@@ -55,7 +60,9 @@ export class MacTable {
    * arrays per MAC (deleting the current entry inside forEach is allowed).
    */
   tick(nowMs: number): void {
+    const before = this.entries.size;
     this.entries.forEach((e, mac) => { if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac); });
+    if (this.entries.size !== before) this.onChange?.();
   }
 
   get size(): number {
@@ -70,7 +77,7 @@ export class MacTable {
     let oldestMac = -1;
     let oldestMs = Infinity;
     for (const [mac, e] of this.entries) if (e.lastSeenMs < oldestMs) { oldestMs = e.lastSeenMs; oldestMac = mac; }
-    if (oldestMac >= 0) this.entries.delete(oldestMac);
+    if (oldestMac >= 0 && this.entries.delete(oldestMac)) this.onChange?.();
   }
 }
 

@@ -11,9 +11,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
+import type { AeadHandle } from './aes-gcm';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 5;
+export const NATIVE_ABI_VERSION = 6;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -24,6 +25,19 @@ declare const handleKind: unique symbol;
 export interface TapHandle { readonly [handleKind]: 'tap'; readonly name: string }
 export interface UdpHandle { readonly [handleKind]: 'udp' }
 export type NativeHandle = TapHandle | UdpHandle;
+declare const laneKind: unique symbol;
+/** The lone-frame lane (native/lane.c): sends a TAP wakeup's one small frame over a UDP socket without JS. */
+export interface LaneHandle { readonly [laneKind]: 'lane' }
+
+/** The lane's own counters since it was made. */
+export interface LaneStats {
+  frames: number;
+  bytes: number;
+  txDroppedAgain: number;
+  txErrors: number;
+  /** Entries installed now. */
+  entries: number;
+}
 
 /** Counters kept in C, summed per batch. Numbers are exact up to 2^53. */
 export interface NativeStats {
@@ -107,11 +121,29 @@ export interface WeaveNative {
   releasePages(buf: Uint8Array, offset: number, length: number): number;
   /** (ABI 5) malloc_trim(0): free heap pages back to the kernel; whether any were. */
   trimHeap(): boolean;
+  /**
+   * (ABI 6) A lone-frame lane sending over `udp`: frames (vnet header included) up to maxFrameBytes, counters
+   * below rejectAfterCounter. Entries come from laneSet; tapSetLane lets a TAP's one-frame wakeups use it.
+   */
+  laneNew(udp: UdpHandle, maxFrameBytes: number, rejectAfterCounter: number): LaneHandle;
+  /**
+   * (ABI 6) For frames whose first 12 bytes (after the vnet header) are `macs`: the 29 header bytes (sleeve
+   * header, its counter bytes rewritten per frame, and inner header), the sealing context, the send counter's
+   * cell, and the endpoint (16 bytes, IPv4 mapped). Replaces the pair's entry; false when the table is full.
+   */
+  laneSet(lane: LaneHandle, macs: Uint8Array, head: Uint8Array, sealer: AeadHandle, counter: Float64Array, addr16: Uint8Array, port: number): boolean;
+  laneClear(lane: LaneHandle): void;
+  /** (ABI 6) Writes the 12-byte pairs that sent frames since the last call into out (32 x 12 bytes); returns how many. */
+  laneTakeSeen(lane: LaneHandle, out: Uint8Array): number;
+  laneStats(lane: LaneHandle): LaneStats;
+  /** (ABI 6) The lane this TAP's one-frame wakeups may use, or null for none. */
+  tapSetLane(tap: TapHandle, lane: LaneHandle | null): void;
 }
 
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
   'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap',
+  'laneNew', 'laneSet', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
 ];
 
 let loaded: WeaveNative | null = null;

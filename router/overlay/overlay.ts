@@ -34,7 +34,8 @@ import { AEAD_TAG_BYTES, type FrameAead } from './frame-aead';
 import { DropReason, Forwarder, RouteView } from './forwarder';
 import type { Logger } from '../../common/logger';
 import { MacTable } from './mac-table';
-import type { DatagramPort, FramePort } from './ports';
+import type { DatagramPort, FramePort, LoneFrameLane } from './ports';
+import { LaneEntries } from './lane-entries';
 import { SegmentReceiver } from './segment-receiver';
 import { compactChunks, maxSegmentedBody, SEGMENT_HEADER_BYTES } from './sleeve-segments';
 import type { DataPlane, LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
@@ -111,6 +112,8 @@ export class Overlay implements DataPlane {
    */
   private wroteToBridge = false;
   private readonly idleMemory: IdleMemory;
+  /** Lone frames the native lane sends without us (lane-entries.ts); null without one. */
+  private readonly lane: LaneEntries | null;
   /**
    * The far path (far-path.ts); null without AES-256-GCM, the one cipher of far messages. The mesh's far
    * key exchange keys it (it is the FarKeySink) and, once set as its source, frames may take it.
@@ -122,10 +125,11 @@ export class Overlay implements DataPlane {
      * aes: AES-256-GCM for the sleeve when this machine has it (aes-gcm.ts probeAesGcm()); the router then offers it.
      * monoMs: monotonic milliseconds, sub-millisecond (default performance.now), for the queue management (batch-aqm.ts).
      * memory: frees pages and trims malloc's heap (the addon's releasePages, trimHeap), with the ports' buffers after a burst (idle-memory.ts).
+     * lane: opens the lone-frame lane between bridge and udp for frames up to maxFrameBytes (native-lane.ts).
      */
     private readonly deps: {
       clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
-      memory?: PageRelease;
+      memory?: PageRelease; lane?: (maxFrameBytes: number) => LoneFrameLane;
     },
     /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
@@ -138,6 +142,11 @@ export class Overlay implements DataPlane {
     // container's largest super-frame at the smallest overlay MTU (952) is (test/unit/container-gso).
     this.segmentedFrameMax = this.stride === 0 ? 0 : Math.min(MAX_SLEEVE_FRAME_BYTES, maxSegmentedBody(this.stride) - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
     this.forwarder = new Forwarder(opts.localPeer, new MacTable(opts.timings.macMaxAgeMs, MAX_MAC_ENTRIES));
+    // The lane sends what JS would send as one version 2 datagram: no bigger than the MTU allows, nor than a segment.
+    const laneMax = Math.min(VNET_HDR_BYTES + opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES, MAX_SLEEVE_FRAME_BYTES,
+      this.stride === 0 ? Infinity : this.stride - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
+    this.lane = deps.lane ? new LaneEntries(deps.lane(laneMax), opts.localPeer, this.selfBytes, laneMax) : null;
+    this.forwarder.macs.onChange = () => this.lane?.clear();
     const monoMs = deps.monoMs ?? (() => performance.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
     this.fromUnderlayAqm = new BatchAqm(monoMs);
@@ -160,7 +169,9 @@ export class Overlay implements DataPlane {
   }
 
   private tick(nowMs: number): void {
+    this.lane?.refresh(this.forwarder.macs, nowMs);
     this.forwarder.macs.tick(nowMs);
+    this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs);
     const t = this.traffic;
     this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp!);
   }
@@ -168,7 +179,7 @@ export class Overlay implements DataPlane {
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
     const r = this.receiver.reassembler.counters;
-    const out: OverlayCounters = { ...this.traffic, ...this.deps.fastdp?.counters, ...this.far?.source?.counters, framesReceivedCoalesced: this.receiver.coalesced,
+    const out: OverlayCounters = { ...this.traffic, ...this.lane?.counters(this.traffic), ...this.deps.fastdp?.counters, ...this.far?.source?.counters, framesReceivedCoalesced: this.receiver.coalesced,
       messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired };
     for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
     return out;
@@ -216,11 +227,13 @@ export class Overlay implements DataPlane {
 
   setRoutes(routes: RouteView): void {
     this.routes = routes;
+    this.lane?.clear();
   }
 
   addNeighbour(n: OverlayNeighbour): void {
     this.dropLink(n.name);
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes, this.deps.aes ?? null);
+    session.onKeysChanged = () => this.lane?.clear();
     const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
     // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
     // UDP GSO refuses a socket without checksums (EINVAL), and with GSO the checksum is offloaded anyway.
@@ -284,7 +297,10 @@ export class Overlay implements DataPlane {
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
   handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
     const l = this.links.get(from);
-    if (l) this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far);
+    if (!l) return;
+    const { peerHearsUs, udp: { host, port } } = l;
+    this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far);
+    if (l.peerHearsUs !== peerHearsUs || l.udp.host !== host || l.udp.port !== port) this.lane?.clear();
   }
 
   // ---- bridge -> overlay ----
@@ -323,6 +339,7 @@ export class Overlay implements DataPlane {
         const dstBytes = this.nameBytes.of(d.dst);
         if (d.dst !== d.via && this.far !== null && this.far.send(link, d.dst, this.selfBytes, dstBytes, buf, off, len)) return;
         this.sendFrame(link, this.selfBytes, dstBytes, MAX_HOPS, buf, off, len);
+        if (d.dst === d.via) this.lane?.offer(buf, off, len, link, d.dst, dstBytes);
         return;
       }
       case 'broadcast':
@@ -357,6 +374,7 @@ export class Overlay implements DataPlane {
     if (typeof bodyLen === 'string') { this.drops[bodyLen]++; return; }
     const challenged = h.type === SLEEVE_TYPE_PROBE && bodyLen === CHALLENGE_BYTES && !link.udp.authenticated;
     const source = link.udp.onDatagram(host, port);
+    if (source === 'moved') this.lane?.clear();
     if (challenged) link.udp.heardChallenge(buf.subarray(off + SLEEVE_HEADER_BYTES, off + SLEEVE_HEADER_BYTES + CHALLENGE_BYTES), source === 'pinned');
     if (source === 'unexpected') {
       // Plaintext: anyone can name this neighbour, so the source proves nothing (udp-endpoint.ts).

@@ -2,6 +2,9 @@
 // same over the native addon (TAP, batched UDP), over node:dgram, and over
 // in-memory ports in simulations.
 
+import type { AeadHandle } from './aes-gcm';
+import type { LaneStats } from './native';
+
 /** The local bridge side: whole Ethernet frames, each preceded by a 10-byte virtio_net_hdr. */
 export interface FramePort {
   /** Starts delivery: onFrame per frame, then onBatchEnd once per batch (to flush staged sends). */
@@ -64,6 +67,30 @@ export interface DatagramPort {
   releaseIdle?(keepBytes: number): number;
   close(): void;
 }
+
+/**
+ * The lone-frame lane (native/lane.c behind native-lane.ts): a TAP wakeup
+ * that brings one small frame whose (destination, source) MAC pair has an
+ * entry is sealed and sent without JS. The overlay installs entries after
+ * its own sends and clears them all whenever what they rest on changes
+ * (lane-entries.ts).
+ */
+export interface LoneFrameLane {
+  /**
+   * For frames whose first 12 bytes are `macs`: the 29 header bytes JS wrote
+   * (sleeve header, its counter rewritten per frame, and inner header), the
+   * link's sealing context, its send counter's cell, and its endpoint. False
+   * when the table is full.
+   */
+  set(macs: Uint8Array, head: Uint8Array, sealer: AeadHandle, counter: Float64Array, host: string, port: number): boolean;
+  clear(): void;
+  /** The 12-byte pairs that sent frames since the last call, into out (LANE_ENTRIES x 12 bytes); how many. */
+  takeSeen(out: Uint8Array): number;
+  stats(): LaneStats;
+}
+
+/** Entries a lane holds at most (LANE_ENTRIES in native/lane.c). */
+export const LANE_ENTRIES = 32;
 
 /** Room for the largest datagram a port must stage (a UDP payload is at most 65,507 bytes). */
 export const STAGE_SLOT_BYTES = 65_536;

@@ -17,7 +17,7 @@
 import { RouterError } from '../mesh/errors';
 import { CHANNEL_UDP_SLEEVE, MAX_SEND_COUNTER, writeNonce } from '../mesh/control-session';
 import type { SleeveKeyRing } from '../mesh/sleeve-keys';
-import type { AesGcm } from './aes-gcm';
+import type { AeadHandle, AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, FrameAead } from './frame-aead';
 import { REJECT_AFTER_COUNTER, ReplayWindow } from './replay-window';
 import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_VERSION, writeSleeveHeader } from './sleeve-codec';
@@ -28,7 +28,17 @@ export type OpenResult = number | 'auth' | 'replay';
 interface KeyedAead {
   /** Seals or opens buf[off, off+len) in place (see FrameAead); -1 when it fails. */
   run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number;
+  /** The addon's sealing context, when the key lives there (AES-256-GCM). */
+  readonly sealHandle?: AeadHandle | null;
   dispose(): void;
+}
+
+/** What the lone-frame lane needs to seal as this session would (lane-entries.ts). */
+export interface LaneKey {
+  sealer: AeadHandle;
+  counter: Float64Array;
+  /** The type byte's key phase bit for the current send key. */
+  phaseBit: number;
 }
 
 /** ChaCha20-Poly1305 keys by reference: the ring owns, and zeroes, the bytes. */
@@ -54,6 +64,8 @@ export class SleeveSession {
   private readonly openers: [KeyedAead | null, KeyedAead | null] = [null, null];
   private readonly openerKeys: [Buffer | null, Buffer | null] = [null, null];
   private readonly listener = (): void => this.syncKeys();
+  /** Called after any key changed or the session closed: what a lane holds of it is stale (lane-entries.ts). */
+  onKeysChanged: (() => void) | null = null;
 
   /** `aes` is needed when the ring's cipher is AES-256-GCM (the router offers it only when the data plane has it). */
   constructor(private readonly aead: FrameAead, private readonly keys: SleeveKeyRing | null, private readonly senderBytes: Uint8Array,
@@ -77,6 +89,15 @@ export class SleeveSession {
       this.openers[phase] = null;
       this.openerKeys[phase] = null;
     }
+    this.onKeysChanged?.();
+  }
+
+  /** The current send key as the lone-frame lane can use it, or null: plaintext, ChaCha20-Poly1305 (keyed per call in JS), no key. */
+  laneKey(): LaneKey | null {
+    const ring = this.keys;
+    const sealer = this.sealer?.sealHandle ?? null;
+    if (ring === null || sealer === null || ring.disposed) return null;
+    return { sealer, counter: ring.sendCounterCell, phaseBit: (ring.sendEpoch & 1) === 1 ? SLEEVE_KEY_PHASE_BIT : 0 };
   }
 
   /** The cipher of this session's datagrams; null when plaintext. */
@@ -112,10 +133,12 @@ export class SleeveSession {
       return SLEEVE_HEADER_BYTES + bodyLen;
     }
     // The receiver refuses counters from REJECT_AFTER_COUNTER on: never send one.
-    if (ring.sendCounter >= REJECT_AFTER_COUNTER) return -1;
+    const cell = ring.sendCounterCell;
+    const counter = cell[0]!;
+    if (counter >= REJECT_AFTER_COUNTER) return -1;
     const sealer = this.sealer;
     if (sealer === null) return -1;
-    const counter = ring.sendCounter++;
+    cell[0] = counter + 1;
     // The header is the AD: written there first, then set whole into the datagram (Buffer.copy from a
     // range makes a view per call; a byte loop gets optimized early, paging in TurboFan: +3.5 MB RSS).
     writeSleeveHeader(this.ad, 0, (ring.sendEpoch & 1) === 1 ? type | SLEEVE_KEY_PHASE_BIT : type, this.senderBytes, counter, version);
@@ -179,6 +202,7 @@ export class SleeveSession {
       this.openers[phase] = key === null ? null : this.keyed(key, false);
       this.openerKeys[phase] = key;
     }
+    this.onKeysChanged?.();
   }
 
   private keyed(key: Buffer, seal: boolean): KeyedAead {

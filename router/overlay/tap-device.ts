@@ -11,7 +11,7 @@
 
 import { RouterError } from '../mesh/errors';
 import { NativeReader } from './native-reader';
-import { loadNative, nativeError, NATIVE_MAX_BATCH, type TapHandle, type WeaveNative } from './native';
+import { type LaneHandle, loadNative, nativeError, NATIVE_MAX_BATCH, type TapHandle, type WeaveNative } from './native';
 
 /** TUNSETOFFLOAD flags (linux/if_tun.h). They need a vnet header. */
 export const TUN_F_CSUM = 0x01;
@@ -161,6 +161,16 @@ export class TapDevice extends NativeReader<TapHandle> {
       return this.native.tapWriteOne(this.handle, buf, offset, length);
     } catch (err) {
       throw nativeError(`TAP ${this.name} writeFrame`, err);
+    }
+  }
+
+  /** The lane (native/lane.c) that may send a wakeup's one frame without JS; null: every frame comes here. */
+  setLane(lane: LaneHandle | null): void {
+    if (this.isClosed) return;
+    try {
+      this.native.tapSetLane(this.handle, lane);
+    } catch (err) {
+      throw nativeError(`TAP ${this.name} setLane`, err);
     }
   }
 

@@ -12,7 +12,7 @@ import { formatIp, formatIpv4, ipFromBytes, IpAddress, mapIpv4, parseIp, writeIp
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import { NativeReader } from './native-reader';
-import { loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
+import { type LaneHandle, loadNative, nativeError, NATIVE_MAX_BATCH, type UdpHandle, type WeaveNative } from './native';
 
 export const DEFAULT_UDP_BATCH_COUNT = 64;
 /** Largest UDP payload over IPv4 is 65507 bytes; a slot that size never truncates. */
@@ -212,6 +212,15 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
     } catch (err) {
       native.close(handle);
       throw nativeError(`cannot bind UDP ${opts.address}:${port}`, err);
+    }
+  }
+
+  /** A lone-frame lane sending on this socket (native-lane.ts wraps it). */
+  openLane(maxFrameBytes: number, rejectAfterCounter: number): LaneHandle {
+    try {
+      return this.native.laneNew(this.handle, maxFrameBytes, rejectAfterCounter);
+    } catch (err) {
+      throw nativeError(`cannot open a lane on UDP port ${this.localPort}`, err);
     }
   }
 

@@ -3,7 +3,9 @@
 // attached with `weave attach ADDR netns:NAME`).
 //  - Two hosts rekeying every 2 s (WEAVE_REKEY_INTERVAL_MS, a test-only
 //    setting) under a continuous 10/s ping and an iperf3 transfer: no ping
-//    lost, no datagram failing authentication, key epochs moving on.
+//    lost, no datagram failing authentication or refused as a replay, key
+//    epochs moving on, and the pings carried by the lone-frame lane between
+//    rekeys (its entries go with each key).
 //  - Three hosts rolling their password, one relaunch at a time, with
 //    --password NEW --old-password OLD and then NEW alone: a continuous ping
 //    between the two hosts not being relaunched never drops a packet, the
@@ -162,6 +164,9 @@ t.test('two hosts rekeying every 2 s under a 10/s ping and iperf3: nothing lost,
     t.equal(link?.dataPath, 'udp', `${h.name}: frames stayed on the UDP sleeve`);
     t.equal(link?.cipher, 'aes-256-gcm', `${h.name}: sealed with AES-256-GCM across every rekey`);
     t.equal(s.counters['frames_dropped{reason="auth"}'] ?? 0, 0, `${h.name}: no datagram failed authentication`);
+    t.equal(s.counters['frames_dropped{reason="replay"}'] ?? 0, 0, `${h.name}: none refused as a replay`);
+    // Pings between rekeys leave through the lone-frame lane (native/lane.c), on the counters JS seals with.
+    t.ok((s.counters['framesSentLane'] ?? 0) >= 20, `${h.name}: ${s.counters['framesSentLane']} frames sent by the lone-frame lane`);
   }
   const text = await h1.weave(['status', 'connections']);
   t.match(text.stdout, /encrypted \(aes-256-gcm\), key epoch \d+ \(\d+s old\)/, '`weave status connections` shows the cipher, the key epoch and age');

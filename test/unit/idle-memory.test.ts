@@ -14,7 +14,8 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { MSG_FRAME } from '../../router/mesh/protocol';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import type { FramePort } from '../../router/overlay/ports';
+import { pairPorts } from './pair-port';
 import { VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 
 const QUIET_MS = 20_000;
@@ -79,32 +80,10 @@ const A = '02:00:00:00:00:0a' as PeerName;
 const B = '02:00:00:00:00:0b' as PeerName;
 const HOST: Record<string, string> = { [A]: '10.9.0.1', [B]: '10.9.0.2' };
 
-/** A DatagramPort whose flush hands what was committed to the other side's handler, one batch per datagram. */
-class PairPort implements DatagramPort {
-  readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
-  other: PairPort | null = null;
-  private handler: DatagramHandler | null = null;
-  private batchEnd: (() => void) | null = null;
-  private readonly queued: Buffer[] = [];
-  readonly released: number[] = [];
-  constructor(readonly host: string) {}
-  start(h: DatagramHandler, end: () => void): void { this.handler = h; this.batchEnd = end; }
-  stageSlab(): Buffer { return this.stage; }
-  stageOffset(): number { return 0; }
-  commit(len: number): void { this.queued.push(Buffer.from(this.stage.subarray(0, len))); }
-  flush(): void {
-    for (const d of this.queued.splice(0)) { this.other!.handler!(d, 0, d.length, this.host, 6783, 0); this.other!.batchEnd!(); }
-  }
-  releaseIdle(keepBytes: number): number { this.released.push(keepBytes); return 1000; }
-  close(): void {}
-}
-
 t.test('the overlay releases after a burst over UDP, and after one over TCP', async (t) => {
   const clock = new ManualClock();
   const names = [A, B];
-  const ports = names.map((n) => new PairPort(HOST[n]!));
-  ports[0]!.other = ports[1]!;
-  ports[1]!.other = ports[0]!;
+  const ports = pairPorts(HOST[A]!, HOST[B]!);
   const onFrame: ((buf: Buffer, off: number, len: number) => void)[] = [];
   const batchEnd: (() => void)[] = [];
   const bridgeReleased: number[][] = [[], []];

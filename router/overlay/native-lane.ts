@@ -1,0 +1,48 @@
+// The lone-frame lane over the addon (native/lane.c): what ports.ts's
+// LoneFrameLane asks, as calls on one lane handle. It sends on a
+// UdpBatchSocket and serves a TapDevice's one-frame wakeups; the composition
+// (cli/data-plane.ts) joins the three with NativeLane.open.
+
+import { RouterError } from '../mesh/errors';
+import type { AeadHandle } from './aes-gcm';
+import type { LaneHandle, LaneStats, WeaveNative } from './native';
+import type { LoneFrameLane } from './ports';
+import type { TapDevice } from './tap-device';
+import { parseIPToBytes, type UdpBatchSocket } from './udp-batch';
+
+export class NativeLane implements LoneFrameLane {
+  private readonly addr = Buffer.alloc(16);
+
+  private constructor(private readonly native: WeaveNative, private readonly handle: LaneHandle) {}
+
+  /** A lane sending on `udp`, for `tap`'s frames up to maxFrameBytes (vnet header included). */
+  static open(native: WeaveNative, tap: TapDevice, udp: UdpBatchSocket, maxFrameBytes: number, rejectAfterCounter: number): NativeLane {
+    const lane = new NativeLane(native, udp.openLane(maxFrameBytes, rejectAfterCounter));
+    tap.setLane(lane.handle);
+    return lane;
+  }
+
+  set(macs: Uint8Array, head: Uint8Array, sealer: AeadHandle, counter: Float64Array, host: string, port: number): boolean {
+    parseIPToBytes(host, this.addr, 0);
+    try {
+      return this.native.laneSet(this.handle, macs, head, sealer, counter, this.addr, port);
+    } catch (err) {
+      // The link's key was freed between the overlay's check and here, or the socket cannot reach
+      // that family: no entry, JS keeps sending these frames.
+      if (err instanceof RangeError || (err as { code?: unknown }).code === 'ERR_CLOSED') return false;
+      throw RouterError.config(`lone-frame lane: ${String(err)}`);
+    }
+  }
+
+  clear(): void {
+    this.native.laneClear(this.handle);
+  }
+
+  takeSeen(out: Uint8Array): number {
+    return this.native.laneTakeSeen(this.handle, out);
+  }
+
+  stats(): LaneStats {
+    return this.native.laneStats(this.handle);
+  }
+}

@@ -1,0 +1,232 @@
+// The lone-frame lane (native/lane.c) against a real kernel and the JS seal:
+// a TAP in a namespace of its own (tap-namespace.ts) whose lone frames the
+// lane seals and sends to a UDP socket on loopback, where the test opens
+// them with the receiving side's SleeveSession. Checks that the lane's
+// datagram is the one JS would have sent, on the same counter, that it takes
+// only what it has an entry for (everything else reaches the JS handler
+// untouched), that a freed key, a spent counter or a closed socket sends
+// nothing, and that bad arguments are errors, not crashes. Traffic stays in
+// the test's namespace and on loopback. Needs root and AES-NI.
+
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
+import { loadSodium } from '../../router/mesh/sodium';
+import { probeAesGcm } from '../../router/overlay/aes-gcm';
+import { frameAead } from '../../router/overlay/frame-aead';
+import { loadNative, type LaneHandle, type TapHandle, type UdpHandle } from '../../router/overlay/native';
+import { NativeLane } from '../../router/overlay/native-lane';
+import { LANE_ENTRIES } from '../../router/overlay/ports';
+import { REJECT_AFTER_COUNTER } from '../../router/overlay/replay-window';
+import {
+  INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FRAME, VNET_HDR_BYTES, readSleeveHeader,
+  writeInnerHeader, writeSleeveHeader,
+} from '../../router/overlay/sleeve-codec';
+import { SleeveSession } from '../../router/overlay/sleeve-session';
+import { TAP_OFFLOAD_GSO, type TapDevice } from '../../router/overlay/tap-device';
+import { UdpBatchSocket } from '../../router/overlay/udp-batch';
+import { waitFor } from '../../scripts/wait';
+import { SINK_IP, SINK_MAC, sweepStale, tapInNamespace } from './tap-namespace';
+
+sweepStale();
+
+const SELF = Buffer.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x01]);
+const PEER = Buffer.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x02]);
+const SINK = Buffer.from(SINK_MAC.split(':').map((h) => parseInt(h, 16)));
+/** Frames up to this (vnet header included) may take the lane here; the test's big datagram is over it. */
+const LANE_MAX = VNET_HDR_BYTES + 600;
+
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
+
+const aes = probeAesGcm().aes;
+
+interface Rig {
+  tap: TapDevice;
+  ns: string;
+  tapMac: Buffer;
+  udp: UdpBatchSocket;
+  lane: NativeLane;
+  /** Sender side (ours) and receiver side (the neighbour's) of one link. */
+  ringOut: SleeveKeyRing;
+  sealer: SleeveSession;
+  opener: SleeveSession;
+  receiver: dgram.Socket;
+  received: Buffer[];
+  /** Frames the JS handler got (the lane left them). */
+  toJs: Buffer[];
+}
+
+async function rig(t: Tap): Promise<Rig> {
+  await loadSodium();
+  const { tap, ns, tapMac } = tapInNamespace(t, { vnetHdr: true, vnetHdrBytes: VNET_HDR_BYTES, offloadFlags: TAP_OFFLOAD_GSO });
+  const udp = UdpBatchSocket.open({ address: '127.0.0.1', port: 0 });
+  const receiver = dgram.createSocket('udp4');
+  t.teardown(() => { udp.close(); receiver.close(); });
+  const received: Buffer[] = [];
+  receiver.on('message', (m) => received.push(m));
+  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve));
+  const key = randomBytes(32);
+  const ringOut = new SleeveKeyRing(Buffer.from(key), randomBytes(32), 'aes-256-gcm');
+  const ringIn = new SleeveKeyRing(randomBytes(32), Buffer.from(key), 'aes-256-gcm');
+  const sealer = new SleeveSession(frameAead(), ringOut, SELF, aes);
+  const opener = new SleeveSession(frameAead(), ringIn, PEER, aes);
+  const toJs: Buffer[] = [];
+  tap.onFrames((slab, offsets, lengths, count) => {
+    for (let i = 0; i < count; i++) toJs.push(Buffer.from(slab.subarray(offsets[i]!, offsets[i]! + lengths[i]!)));
+  });
+  const lane = NativeLane.open(loadNative(), tap, udp, LANE_MAX, REJECT_AFTER_COUNTER);
+  return { tap, ns, tapMac, udp, lane, ringOut, sealer, opener, receiver, received, toJs };
+}
+
+/** Installs the pair (SINK_MAC, the TAP's MAC) as the overlay would after its own send; whether the lane took it. */
+function install(r: Rig, macs = Buffer.concat([SINK, r.tapMac])): boolean {
+  const key = r.sealer.laneKey();
+  if (key === null) throw new Error('no lane key');
+  const head = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
+  writeSleeveHeader(head, 0, SLEEVE_TYPE_FRAME | key.phaseBit, SELF, 0);
+  writeInnerHeader(head, SLEEVE_HEADER_BYTES, SELF, PEER, MAX_HOPS);
+  return r.lane.set(macs, head, key.sealer, key.counter, '127.0.0.1', r.receiver.address().port);
+}
+
+/** UDP datagrams of these sizes from the namespace to SINK_IP:9999, sent while our event loop is blocked: one TAP wakeup reads them all. */
+function sendFromNamespace(ns: string, sizes: number[]): void {
+  execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', `
+    const s = require('dgram').createSocket('udp4');
+    const sizes = ${JSON.stringify(sizes)};
+    let i = 0;
+    const next = () => { if (i === sizes.length) return s.close(); const b = Buffer.alloc(sizes[i]).fill(0x40 + i); i++; s.send(b, 9999, '${SINK_IP}', next); };
+    next();`]);
+}
+
+/** Waits until the lane sent `datagrams` and JS got `frames` in all, then a little longer for strays. */
+async function settle(r: Rig, datagrams: number, frames: number): Promise<void> {
+  await waitFor(async () => r.received.length >= datagrams && r.toJs.length >= frames, {
+    what: `${datagrams} datagrams from the lane and ${frames} frames to JS`, timeoutMs: 5_000, intervalMs: 10,
+    detail: () => `lane sent ${r.received.length}, JS got ${r.toJs.length}`,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+/** A frame the namespace sent to SINK_IP:9999 with a payload of `size` bytes of `fill`. */
+function isDatagramFrame(f: Buffer, tapMac: Buffer, size: number, fill: number): boolean {
+  const e = f.subarray(VNET_HDR_BYTES);
+  const payload = e.subarray(14 + 20 + 8);
+  return f[1] === 0 && e.subarray(0, 6).equals(SINK) && e.subarray(6, 12).equals(tapMac) && e.readUInt16BE(14 + 20 + 2) === 9999 &&
+    payload.length === size && payload.every((b) => b === fill);
+}
+
+t.test('a lone frame leaves as the datagram JS would seal, on the shared counter', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
+  const r = await rig(t);
+  t.ok(install(r), 'the lane took the entry');
+  // JS seals three datagrams first: the lane must go on from counter 3.
+  const scratch = Buffer.alloc(256);
+  for (let i = 0; i < 3; i++) t.ok(r.sealer.seal(scratch, 0, SLEEVE_TYPE_FRAME, 10) > 0, `JS sealed counter ${i}`);
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 1, 0);
+  t.equal(r.received.length, 1, 'one datagram left through the lane');
+  t.equal(r.toJs.length, 0, 'and the JS handler never saw the frame');
+  const d = r.received[0]!;
+  const h = readSleeveHeader(d, 0, d.length);
+  if (typeof h === 'string') throw new Error(`bad header: ${h}`);
+  t.equal(d[0], 2, 'sleeve version 2');
+  t.same({ type: h.type, phase: d[1]! & SLEEVE_KEY_PHASE_BIT, counter: h.counter }, { type: SLEEVE_TYPE_FRAME, phase: 0, counter: 3 }, 'a FRAME under counter 3');
+  t.ok(d.subarray(2, 8).equals(SELF), 'from us');
+  const again = Buffer.from(d);
+  const body = r.opener.open(d, 0, d.length, h.counter);
+  t.type(body, 'number', 'the neighbour\'s session opens it');
+  const inner = d.subarray(SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + (body as number));
+  t.ok(inner.subarray(0, 6).equals(SELF) && inner.subarray(6, 12).equals(PEER) && inner[12] === MAX_HOPS, 'inner header: us to the peer, 32 hops left');
+  t.ok(isDatagramFrame(inner.subarray(INNER_HEADER_BYTES), r.tapMac, 60, 0x40), 'the frame as the TAP gave it, vnet header first');
+  t.equal(r.ringOut.sendCounter, 4, 'the ring\'s counter moved on: JS seals counter 4 next');
+  t.equal(r.opener.open(again, 0, again.length, h.counter), 'replay', 'the same datagram again is a replay');
+  const stats = r.lane.stats();
+  t.same({ frames: stats.frames, bytes: stats.bytes, entries: stats.entries }, { frames: 1, bytes: again.length, entries: 1 }, 'counted');
+  const seen = Buffer.alloc(LANE_ENTRIES * 12);
+  t.equal(r.lane.takeSeen(seen), 1, 'one pair sent since the last look');
+  t.ok(seen.subarray(0, 12).equals(Buffer.concat([SINK, r.tapMac])), 'that pair');
+  t.equal(r.lane.takeSeen(seen), 0, 'and none since');
+});
+
+t.test('what the lane leaves to JS', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
+  const r = await rig(t);
+  install(r);
+  sendFromNamespace(r.ns, [60, 61]);
+  await settle(r, 0, 2);
+  t.equal(r.received.length, 0, 'two frames in one wakeup: none through the lane');
+  t.ok(isDatagramFrame(r.toJs[0]!, r.tapMac, 60, 0x40) && isDatagramFrame(r.toJs[1]!, r.tapMac, 61, 0x41), 'both reached JS intact');
+  sendFromNamespace(r.ns, [700]);
+  await settle(r, 0, 3);
+  t.ok(r.received.length === 0 && isDatagramFrame(r.toJs[2]!, r.tapMac, 700, 0x40), 'a frame over the lane\'s size: JS');
+  r.lane.clear();
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 0, 4);
+  t.equal(r.received.length, 0, 'after clear(): JS');
+  t.ok(install(r, Buffer.concat([Buffer.from([0x02, 0, 0, 0, 0, 0x99]), r.tapMac])), 'an entry for another destination');
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 0, 5);
+  t.equal(r.received.length, 0, 'a pair without an entry: JS');
+
+  install(r);
+  r.ringOut.sendCounter = REJECT_AFTER_COUNTER;
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 0, 6);
+  t.equal(r.received.length, 0, 'a spent counter: JS (which drops the frame)');
+  t.equal(r.ringOut.sendCounter, REJECT_AFTER_COUNTER, 'and the counter stays');
+  r.ringOut.sendCounter = 7;
+
+  r.sealer.close();
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 0, 7);
+  t.equal(r.received.length, 0, 'the key freed under the entry: nothing sealed, JS has the frame');
+  t.equal(r.ringOut.sendCounter, 7, 'no counter spent on it');
+  t.equal(r.lane.stats().frames, 0, 'the lane sent nothing at all');
+});
+
+t.test('a closed socket sends nothing; a closed TAP lets its lane go', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
+  const r = await rig(t);
+  install(r);
+  r.udp.close();
+  sendFromNamespace(r.ns, [60]);
+  await settle(r, 0, 1);
+  t.equal(r.received.length, 0, 'the lane\'s socket closed: the frame went to JS');
+  r.tap.close();
+  t.doesNotThrow(() => r.lane.clear(), 'the lane outlives its TAP');
+});
+
+t.test('bad arguments are errors, not crashes; the table has 32 entries', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
+  const r = await rig(t);
+  const native = loadNative();
+  const key = r.sealer.laneKey()!;
+  const udpHandle = (r.udp as unknown as { handle: UdpHandle }).handle;
+  const tapHandle = (r.tap as unknown as { handle: TapHandle }).handle;
+  const laneHandle = native.laneNew(udpHandle, LANE_MAX, REJECT_AFTER_COUNTER);
+  const head = Buffer.alloc(29);
+  const addr = Buffer.alloc(16);
+  addr.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]);
+  const set = (over: Partial<{ macs: unknown; head: unknown; sealer: unknown; counter: unknown; addr: unknown; port: unknown }>): boolean =>
+    (native.laneSet as (...a: unknown[]) => boolean)(laneHandle, over.macs ?? Buffer.alloc(12), over.head ?? head, over.sealer ?? key.sealer,
+      over.counter ?? key.counter, over.addr ?? addr, over.port ?? 9);
+  t.throws(() => set({ macs: Buffer.alloc(11) }), RangeError, 'macs must be 12 bytes');
+  t.throws(() => set({ head: Buffer.alloc(30) }), RangeError, 'head must be 29 bytes');
+  t.throws(() => set({ addr: Buffer.alloc(4) }), RangeError, 'addr16 must be 16 bytes');
+  t.throws(() => set({ port: 0 }), RangeError, 'port 0');
+  t.throws(() => set({ counter: new Uint32Array(2) }), TypeError, 'the counter must be a Float64Array');
+  t.throws(() => set({ sealer: {} }), TypeError, 'a sealer must be an AEAD handle');
+  const openerOnly = aes!.key(randomBytes(32), false) as unknown as { handle: unknown };
+  t.throws(() => set({ sealer: openerOnly.handle }), TypeError, 'an opening context cannot seal');
+  t.throws(() => (native.laneSet as (...a: unknown[]) => boolean)(udpHandle, Buffer.alloc(12), head, key.sealer, key.counter, addr, 9), TypeError,
+    'a UDP handle is not a lane');
+  t.throws(() => native.laneNew(udpHandle, 5, REJECT_AFTER_COUNTER), RangeError, 'a frame size below a header');
+  t.throws(() => native.laneNew(udpHandle, LANE_MAX, Number.NaN), RangeError, 'a NaN counter bound');
+  t.throws(() => native.tapSetLane(udpHandle as unknown as TapHandle, laneHandle), TypeError, 'only a TAP takes a lane');
+  t.throws(() => native.tapSetLane(tapHandle, {} as LaneHandle), TypeError, 'only a lane handle');
+  t.notOk(r.lane.set(Buffer.alloc(12), head, key.sealer, key.counter, '::1', 9), 'an IPv6 endpoint on an IPv4 socket: no entry');
+  for (let i = 0; i < LANE_ENTRIES; i++) t.ok(set({ macs: Buffer.alloc(12, i + 1) }), `entry ${i + 1}`);
+  t.notOk(set({ macs: Buffer.alloc(12, 0xee) }), 'a 33rd pair: the table is full');
+  t.ok(set({ macs: Buffer.alloc(12, 5) }), 'an installed pair can be replaced when full');
+  t.equal(native.laneStats(laneHandle).entries, LANE_ENTRIES, 'still 32');
+  native.laneClear(laneHandle);
+  t.equal(native.laneStats(laneHandle).entries, 0, 'cleared');
+});
