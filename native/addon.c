@@ -231,7 +231,10 @@ static uint32_t read_batch(wn_chan *c, int *fatal) {
     if (got == 1 && c->lane != NULL && wn_lane_offer(c, slab + offs[0], lens[0])) return 0;
     return got;
   }
-  return wn_udp_read_batch(c, slab, offs, lens, addrs, ports, segs, n, fatal);
+  uint32_t got = wn_udp_read_batch(c, slab, offs, lens, addrs, ports, segs, n, fatal);
+  /* One datagram alone, not coalesced: the lane may deliver it without JS (lane.c). */
+  if (got == 1 && c->lane != NULL && (segs == NULL || segs[0] == 0) && wn_lane_receive(c, slab + offs[0], lens[0], addrs, ports[0])) return 0;
+  return got;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -544,6 +547,7 @@ NAPI_MODULE_INIT() {
       {"aeadFree", NULL, wn_aead_free, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneNew", NULL, wn_lane_new, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneSet", NULL, wn_lane_set, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneSetReceive", NULL, wn_lane_set_receive, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneClear", NULL, wn_lane_clear, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneTakeSeen", NULL, wn_lane_take_seen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneStats", NULL, wn_lane_stats, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -208,13 +208,18 @@ wn_aead *wn_aead_sealer(napi_env env, napi_value v) {
  * authenticate (the region's plaintext part is then zeroed). */
 napi_value wn_aead_open(napi_env env, napi_callback_info info) {
   uint8_t *p, *ad, *nonce;
-  int len, ad_len, outl;
-  uint8_t scratch[AEAD_TAG_BYTES];
+  int len, ad_len;
   wn_aead *a = frame_args(env, info, 0, &p, &len, &ad, &ad_len, &nonce);
   if (a == NULL) return NULL;
-  if (len < AEAD_TAG_BYTES) return int_result(env, -1);
-  int ct_len = len - AEAD_TAG_BYTES;
+  return int_result(env, wn_aead_open_in_place(a, p, len, ad, ad_len, nonce));
+}
+
+int wn_aead_open_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, int ad_len, const uint8_t *nonce) {
   EVP_CIPHER_CTX *ctx = a->ctx;
+  int outl;
+  uint8_t scratch[AEAD_TAG_BYTES];
+  if (ctx == NULL || a->encrypt || len < AEAD_TAG_BYTES) return -1;
+  int ct_len = len - AEAD_TAG_BYTES;
   /* The tag is copied into the context before the in-place decryption, which
    * writes only before it anyway. */
   if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) != 1 ||
@@ -223,9 +228,18 @@ napi_value wn_aead_open(napi_env env, napi_callback_info info) {
       (ct_len > 0 && EVP_DecryptUpdate(ctx, p, &outl, p, ct_len) != 1) ||
       EVP_DecryptFinal_ex(ctx, scratch, &outl) <= 0) {
     OPENSSL_cleanse(p, (size_t)ct_len);
-    return int_result(env, -1);
+    return -1;
   }
-  return int_result(env, ct_len);
+  return ct_len;
+}
+
+wn_aead *wn_aead_opener(napi_env env, napi_value v) {
+  wn_aead *a = unwrap_aead(env, v, 0);
+  if (a != NULL && a->encrypt) {
+    wn_throw_type(env, "this AEAD handle was made to seal");
+    return NULL;
+  }
+  return a;
 }
 
 /* aeadFree(h): frees the context (cleansing the key) at once; idempotent. */

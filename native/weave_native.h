@@ -90,8 +90,11 @@ typedef struct wn_chan {
   wn_stats st;
   char ifname[IFNAMSIZ];
 
-  /* TAP only: the lone-frame lane (lane.c) that may send a batch of one
-   * frame itself; NULL when none is attached. lane_ref keeps it alive. */
+  /* The lone-frame lane (lane.c) that may take a batch of one frame (TAP: it
+   * sends it) or one datagram (UDP: it delivers it); NULL when none. A TAP
+   * keeps its lane alive through lane_ref; a UDP socket's lane (the one
+   * sending on it) keeps the socket alive instead and clears this pointer
+   * when it goes. */
   struct wn_lane *lane;
   napi_ref lane_ref;
 } wn_chan;
@@ -156,10 +159,15 @@ typedef struct wn_aead wn_aead;
  * len + 16, or -1 once the context is freed or OpenSSL fails. */
 wn_aead *wn_aead_sealer(napi_env env, napi_value v);
 int wn_aead_seal_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, int ad_len, const uint8_t *nonce);
+/* The same for an opening handle: p[0, len) is ciphertext and tag, opened in
+ * place; the plaintext length, or -1 (the plaintext part is then wiped). */
+wn_aead *wn_aead_opener(napi_env env, napi_value v);
+int wn_aead_open_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, int ad_len, const uint8_t *nonce);
 
 /* The lone-frame lane (lane.c). */
 napi_value wn_lane_new(napi_env env, napi_callback_info info);
 napi_value wn_lane_set(napi_env env, napi_callback_info info);
+napi_value wn_lane_set_receive(napi_env env, napi_callback_info info);
 napi_value wn_lane_clear(napi_env env, napi_callback_info info);
 napi_value wn_lane_take_seen(napi_env env, napi_callback_info info);
 napi_value wn_lane_stats(napi_env env, napi_callback_info info);
@@ -168,7 +176,11 @@ napi_value wn_tap_set_lane(napi_env env, napi_callback_info info);
  * for it: 1 when the lane took it (sent or dropped as JS would), 0 to leave
  * it to JS. */
 int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len);
-/* Detaches a TAP's lane (its close or finalizer). */
+/* Delivers the datagram d[0, len) from addr16:port read from the UDP socket
+ * c to the lane's TAP if a receive entry expects it and it opens, is new and
+ * carries what the entry says: 1 when delivered, 0 to leave it, intact, to JS. */
+int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port);
+/* Detaches a channel's lane (its close or finalizer). */
 void wn_lane_detach(napi_env env, wn_chan *c);
 
 /* Idle memory back to the kernel (memory.c). */

@@ -52,9 +52,9 @@ export class AesGcmKey {
     return this.encrypt ? this.seal(buf, off, len, ad, nonce) : this.open(buf, off, len, ad, nonce);
   }
 
-  /** The sealing context itself, for the lone-frame lane (native/lane.c); null for an opening key or once disposed. */
-  get sealHandle(): AeadHandle | null {
-    return this.encrypt ? this.handle : null;
+  /** The context itself, for the lone-frame lane (native/lane.c), which seals or opens with it as JS would; null once disposed. */
+  get nativeHandle(): AeadHandle | null {
+    return this.handle;
   }
 
   dispose(): void {

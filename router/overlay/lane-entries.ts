@@ -15,35 +15,59 @@
 // peer hears our UDP. The overlay calls clear() at those events; verify(),
 // on every probe tick, checks each entry against the live state too, so an
 // event it missed costs one probe interval at most. refresh() keeps the
-// source MACs of the lane's frames learnt, as JS's own sends would.
+// source MACs of the lane's frames learnt, as JS's own frames would.
+//
+// Receiving mirrors it: after the overlay delivered to our bridge a plain
+// frame that a neighbour sent straight to us in one version 2 datagram, it
+// offers that here (offerReceive); the neighbour, its endpoint, the
+// datagram's key phase and the frame's MAC pair get a receive entry with the
+// phase's opening context and replay window, and the lane delivers the next
+// such datagram that arrives alone without JS.
 
-import type { PeerName } from '../mesh/peer-name';
+import { peerNameFromBytes, type PeerName } from '../mesh/peer-name';
 import type { AeadHandle } from './aes-gcm';
 import type { RouteView } from './forwarder';
 import { MacTable, readMac } from './mac-table';
-import { LANE_ENTRIES, type LoneFrameLane } from './ports';
-import { INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
+import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, SEEN_RECORD_BYTES } from './ports';
+import { INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
 import type { Link } from './udp-probes';
 
 const PAIR_BYTES = 12;
+
+interface Made {
+  link: Link;
+  peer: PeerName;
+  host: string;
+  port: number;
+  /** The context the entry holds: the sealer of a sending entry, the opener of a receiving one. */
+  key: AeadHandle;
+  /** Sending: the key phase bit it seals under. Receiving: the type byte it takes. */
+  type: number;
+  receive: boolean;
+}
 
 export class LaneEntries {
   private count = 0;
   private readonly dstMacs = new Float64Array(LANE_ENTRIES);
   private readonly srcMacs = new Float64Array(LANE_ENTRIES);
   /** What each entry was made from, to check it against the live state. */
-  private readonly made: Array<{ link: Link; peer: PeerName; host: string; port: number; sealer: AeadHandle; phaseBit: number } | null> =
-    new Array<null>(LANE_ENTRIES).fill(null);
+  private readonly made: Array<Made | null> = new Array<null>(LANE_ENTRIES).fill(null);
+  private rxCount = 0;
+  private readonly rxDstMacs = new Float64Array(LANE_ENTRIES);
+  private readonly rxSrcMacs = new Float64Array(LANE_ENTRIES);
+  private readonly rxMade: Array<Made | null> = new Array<null>(LANE_ENTRIES).fill(null);
   private readonly pair = Buffer.alloc(PAIR_BYTES);
   private readonly head = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
-  private readonly seen = Buffer.alloc(LANE_ENTRIES * PAIR_BYTES);
+  private readonly names = Buffer.alloc(12);
+  private readonly seen = Buffer.alloc(LANE_SEEN_BYTES);
 
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
   constructor(private readonly lane: LoneFrameLane, private readonly self: PeerName, private readonly selfBytes: Uint8Array,
     readonly maxFrameBytes: number) {}
 
+  /** Entries installed, sending and receiving. */
   get size(): number {
-    return this.count;
+    return this.count + this.rxCount;
   }
 
   /**
@@ -68,30 +92,78 @@ export class LaneEntries {
     const i = this.count++;
     this.dstMacs[i] = dst;
     this.srcMacs[i] = src;
-    this.made[i] = { link, peer, host, port, sealer: key.sealer, phaseBit: key.phaseBit };
+    this.made[i] = { link, peer, host, port, key: key.sealer, type: key.phaseBit, receive: false };
+  }
+
+  /**
+   * The overlay just opened the datagram at buf[at] (its body, bodyLen bytes,
+   * now plaintext after the 16-byte header) from `link`'s neighbour (named
+   * peerBytes on the wire) at host:port and delivered its frame to our
+   * bridge. Installs a receive entry unless it is there, or the datagram is
+   * not version 2, not from that neighbour to us, or its frame is not plain
+   * (any virtio_net_hdr field set), too big, to a group address, or the key
+   * is not one the lane can use.
+   */
+  offerReceive(buf: Buffer, at: number, bodyLen: number, link: Link, peerBytes: Uint8Array, host: string, port: number): void {
+    const inner = at + SLEEVE_HEADER_BYTES;
+    const off = inner + INNER_HEADER_BYTES;
+    const len = bodyLen - INNER_HEADER_BYTES;
+    if (buf[at] !== SLEEVE_VERSION || len > this.maxFrameBytes || len < VNET_HDR_BYTES + 14 || this.rxCount >= LANE_ENTRIES) return;
+    for (let k = 0; k < 6; k++) if (buf[inner + k] !== peerBytes[k] || buf[inner + 6 + k] !== this.selfBytes[k]) return;
+    for (let k = 0; k < VNET_HDR_BYTES; k++) if (buf[off + k] !== 0) return;
+    const m = off + VNET_HDR_BYTES;
+    if ((buf[m]! & 1) !== 0) return;
+    const type = buf[at + 1]!;
+    const dst = readMac(buf, m);
+    const src = readMac(buf, m + 6);
+    const peer = link.n.name;
+    for (let i = 0; i < this.rxCount; i++) {
+      const made = this.rxMade[i]!;
+      if (this.rxDstMacs[i] === dst && this.rxSrcMacs[i] === src && made.peer === peer && made.type === type) return;
+    }
+    const key = link.session.laneOpener(type);
+    if (key === null) return;
+    buf.copy(this.pair, 0, m, m + PAIR_BYTES);
+    this.names.set(peerBytes, 0);
+    this.names.set(this.selfBytes, 6);
+    if (!this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) return;
+    const i = this.rxCount++;
+    this.rxDstMacs[i] = dst;
+    this.rxSrcMacs[i] = src;
+    this.rxMade[i] = { link, peer, host, port, key: key.opener, type, receive: true };
   }
 
   /** Forgets every entry, here and in the lane. */
   clear(): void {
-    if (this.count === 0) return;
+    if (this.count === 0 && this.rxCount === 0) return;
     this.count = 0;
+    this.rxCount = 0;
     this.made.fill(null);
+    this.rxMade.fill(null);
     this.lane.clear();
   }
 
-  /** The source MACs of pairs the lane carried since the last call are ours, seen now: learnt as JS's sends learn them. */
+  /** The source MACs of the lane's frames since the last call, seen now: ours, or the sending neighbour's, as JS learns them. */
   refresh(macs: MacTable, nowMs: number): void {
     const n = this.lane.takeSeen(this.seen);
-    for (let i = 0; i < n; i++) macs.learn(readMac(this.seen, i * PAIR_BYTES + 6), this.self, nowMs);
+    for (let i = 0; i < n; i++) {
+      const at = i * SEEN_RECORD_BYTES;
+      const from = this.seen.subarray(at + PAIR_BYTES, at + SEEN_RECORD_BYTES);
+      const peer = from.every((b) => b === 0) ? this.self : peerNameFromBytes(from);
+      macs.learn(readMac(this.seen, at + 6), peer, nowMs);
+    }
   }
 
   /** The lane's frames in the overlay's totals they belong to (`traffic`), and on their own. */
   counters(traffic: Readonly<Record<string, number>>): Record<string, number> {
     const s = this.lane.stats();
+    const t = (name: string): number => traffic[name] ?? 0;
     return {
-      framesFromBridge: (traffic['framesFromBridge'] ?? 0) + s.frames, framesSentUdp: (traffic['framesSentUdp'] ?? 0) + s.frames,
-      bytesSentUdp: (traffic['bytesSentUdp'] ?? 0) + s.bytes, framesSentLane: s.frames, bytesSentLane: s.bytes,
-      laneDroppedAgain: s.txDroppedAgain, laneSendErrors: s.txErrors, laneEntries: s.entries,
+      framesFromBridge: t('framesFromBridge') + s.frames, framesSentUdp: t('framesSentUdp') + s.frames, bytesSentUdp: t('bytesSentUdp') + s.bytes,
+      framesReceivedUdp: t('framesReceivedUdp') + s.rxFrames, bytesReceivedUdp: t('bytesReceivedUdp') + s.rxBytes,
+      framesToBridge: t('framesToBridge') + s.rxFrames, framesSentLane: s.frames, bytesSentLane: s.bytes, framesReceivedLane: s.rxFrames,
+      bytesReceivedLane: s.rxBytes, laneDroppedAgain: s.txDroppedAgain, laneSendErrors: s.txErrors, laneWriteErrors: s.rxWriteErrors,
+      laneEntries: s.entries,
     };
   }
 
@@ -102,8 +174,18 @@ export class LaneEntries {
       const { link, peer } = made;
       const key = link.session.laneKey();
       const live = links.get(peer) === link && link.peerHearsUs && link.udp.host === made.host && link.udp.port === made.port &&
-        key !== null && key.sealer === made.sealer && key.phaseBit === made.phaseBit && routes.nextHop(peer) === peer &&
+        key !== null && key.sealer === made.key && key.phaseBit === made.type && routes.nextHop(peer) === peer &&
         macs.lookup(this.dstMacs[i]!, nowMs) === peer && macs.lookup(this.srcMacs[i]!, nowMs) === this.self;
+      if (!live) {
+        this.clear();
+        return;
+      }
+    }
+    for (let i = 0; i < this.rxCount; i++) {
+      const made = this.rxMade[i]!;
+      const { link, peer } = made;
+      const live = links.get(peer) === link && link.udp.host === made.host && link.udp.port === made.port &&
+        link.session.laneOpener(made.type)?.opener === made.key && macs.lookup(this.rxSrcMacs[i]!, nowMs) === peer;
       if (!live) {
         this.clear();
         return;

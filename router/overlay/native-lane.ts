@@ -34,6 +34,17 @@ export class NativeLane implements LoneFrameLane {
     }
   }
 
+  setReceive(type: number, names: Uint8Array, macs: Uint8Array, opener: AeadHandle, ring: Int32Array, highest: Float64Array,
+    host: string, port: number): boolean {
+    parseIPToBytes(host, this.addr, 0);
+    try {
+      return this.native.laneSetReceive(this.handle, type, names, macs, opener, ring, highest, this.addr, port);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_CLOSED') return false;
+      throw RouterError.config(`lone-frame lane: ${String(err)}`);
+    }
+  }
+
   clear(): void {
     this.native.laneClear(this.handle);
   }

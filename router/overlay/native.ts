@@ -35,8 +35,12 @@ export interface LaneStats {
   bytes: number;
   txDroppedAgain: number;
   txErrors: number;
-  /** Entries installed now. */
+  /** Entries installed now, sending and receiving. */
   entries: number;
+  /** Datagrams it delivered to the TAP, their bytes on the wire, and TAP writes that failed. */
+  rxFrames: number;
+  rxBytes: number;
+  rxWriteErrors: number;
 }
 
 /** Counters kept in C, summed per batch. Numbers are exact up to 2^53. */
@@ -132,8 +136,18 @@ export interface WeaveNative {
    * cell, and the endpoint (16 bytes, IPv4 mapped). Replaces the pair's entry; false when the table is full.
    */
   laneSet(lane: LaneHandle, macs: Uint8Array, head: Uint8Array, sealer: AeadHandle, counter: Float64Array, addr16: Uint8Array, port: number): boolean;
+  /**
+   * (ABI 6) For `type` FRAME datagrams from the neighbour names[0, 6) at addr16:port whose frame has the MAC pair
+   * `macs`: the opening context and that key phase's replay window (replay-window.ts's ring and highest counter).
+   * names[6, 12) is us. Replaces the entry for the same neighbour, type and pair; false when the table is full.
+   */
+  laneSetReceive(lane: LaneHandle, type: number, names: Uint8Array, macs: Uint8Array, opener: AeadHandle, ring: Int32Array,
+    highest: Float64Array, addr16: Uint8Array, port: number): boolean;
   laneClear(lane: LaneHandle): void;
-  /** (ABI 6) Writes the 12-byte pairs that sent frames since the last call into out (32 x 12 bytes); returns how many. */
+  /**
+   * (ABI 6) Writes 18-byte records (a MAC pair, then the neighbour it came from, zeros for a pair we sent) of the
+   * entries that carried frames since the last call into out (2 x 32 x 18 bytes); returns how many.
+   */
   laneTakeSeen(lane: LaneHandle, out: Uint8Array): number;
   laneStats(lane: LaneHandle): LaneStats;
   /** (ABI 6) The lane this TAP's one-frame wakeups may use, or null for none. */
@@ -143,7 +157,7 @@ export interface WeaveNative {
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
   'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap',
-  'laneNew', 'laneSet', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
+  'laneNew', 'laneSet', 'laneSetReceive', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
 ];
 
 let loaded: WeaveNative | null = null;

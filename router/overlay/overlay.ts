@@ -388,7 +388,9 @@ export class Overlay implements DataPlane {
     this.traffic.framesReceivedUdp!++;
     if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
+    const delivered = this.traffic.framesToBridge;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen, spread);
+    if (this.traffic.framesToBridge !== delivered && spread === 0) this.lane?.offerReceive(buf, off, bodyLen, link, this.nameBytes.of(h.sender), host, port);
   }
 
   /** The queue's CoDel verdict on a frame (vnet header first): false when it is dropped. */

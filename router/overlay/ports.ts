@@ -83,11 +83,22 @@ export interface LoneFrameLane {
    * when the table is full.
    */
   set(macs: Uint8Array, head: Uint8Array, sealer: AeadHandle, counter: Float64Array, host: string, port: number): boolean;
+  /**
+   * For datagrams of type byte `type` from the neighbour names[0, 6) at
+   * host:port whose frame has the MAC pair `macs`: the key phase's opening
+   * context and replay window; names[6, 12) is us. False when full.
+   */
+  setReceive(type: number, names: Uint8Array, macs: Uint8Array, opener: AeadHandle, ring: Int32Array, highest: Float64Array,
+    host: string, port: number): boolean;
   clear(): void;
-  /** The 12-byte pairs that sent frames since the last call, into out (LANE_ENTRIES x 12 bytes); how many. */
+  /** SEEN_RECORD_BYTES records (MAC pair, neighbour or zeros) of entries used since the last call, into out (LANE_SEEN_BYTES); how many. */
   takeSeen(out: Uint8Array): number;
   stats(): LaneStats;
 }
+
+export const SEEN_RECORD_BYTES = 18;
+/** Room for every entry's record, sending and receiving. */
+export const LANE_SEEN_BYTES = 2 * 32 * SEEN_RECORD_BYTES;
 
 /** Entries a lane holds at most (LANE_ENTRIES in native/lane.c). */
 export const LANE_ENTRIES = 32;

@@ -43,10 +43,15 @@ export const WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS;
 export const REJECT_AFTER_COUNTER = 2 ** 53 - 2 ** 13;
 
 export class ReplayWindow {
-  /** Int32, not Uint32: a word with bit 31 set reads as a small integer, not a heap number in unoptimized code. */
-  private readonly ring = new Int32Array(RING_BLOCKS);
+  /**
+   * Int32, not Uint32: a word with bit 31 set reads as a small integer, not a
+   * heap number in unoptimized code. Off the JS heap, as is the highest
+   * counter's cell: the native lone-frame lane (native/lane.c) accepts
+   * counters into this same state, by the same rules.
+   */
+  readonly ring = new Int32Array(new ArrayBuffer(RING_BLOCKS * 4));
   /** Highest counter accepted so far; 0 before any (counter 0 is still accepted once). */
-  private highest = 0;
+  readonly highestCell = new Float64Array(new ArrayBuffer(8));
 
   /**
    * True if `counter` is new and recent enough, and records it; false for a
@@ -57,18 +62,18 @@ export class ReplayWindow {
   accept(counter: number): boolean {
     if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
     const block = blockOf(counter);
-    if (counter > this.highest) {
+    if (counter > this.highestCell[0]!) {
       // Moving forward: clear the blocks between the old highest's block and
       // the new one; they held counters a full ring older. Past a whole ring,
       // everything is stale, so clearing RING_BLOCKS blocks is enough.
-      const current = blockOf(this.highest);
+      const current = blockOf(this.highestCell[0]!);
       let advance = block - current;
       if (advance > RING_BLOCKS) advance = RING_BLOCKS;
       for (let i = 1; i <= advance; i++) this.ring[(current + i) & RING_MASK] = 0;
       // Check-and-set below cannot fail for a counter above highest, so it is
       // safe to move highest now.
-      this.highest = counter;
-    } else if (this.highest - counter > WINDOW_SIZE) {
+      this.highestCell[0] = counter;
+    } else if (this.highestCell[0]! - counter > WINDOW_SIZE) {
       return false;
     }
     const index = block & RING_MASK;
@@ -82,8 +87,8 @@ export class ReplayWindow {
   /** What accept() would answer, without recording anything. */
   wouldAccept(counter: number): boolean {
     if (!Number.isInteger(counter) || counter < 0 || counter >= REJECT_AFTER_COUNTER) return false;
-    if (counter > this.highest) return true;
-    if (this.highest - counter > WINDOW_SIZE) return false;
+    if (counter > this.highestCell[0]!) return true;
+    if (this.highestCell[0]! - counter > WINDOW_SIZE) return false;
     const word = this.ring[blockOf(counter) & RING_MASK]!;
     return (word & (1 << (counter & (BLOCK_BITS - 1)))) === 0;
   }
@@ -91,7 +96,7 @@ export class ReplayWindow {
   /** Forgets everything, as for a new session key. */
   reset(): void {
     this.ring.fill(0);
-    this.highest = 0;
+    this.highestCell[0] = 0;
   }
 }
 

@@ -28,8 +28,8 @@ export type OpenResult = number | 'auth' | 'replay';
 interface KeyedAead {
   /** Seals or opens buf[off, off+len) in place (see FrameAead); -1 when it fails. */
   run(buf: Buffer, off: number, len: number, ad: Buffer, nonce: Buffer): number;
-  /** The addon's sealing context, when the key lives there (AES-256-GCM). */
-  readonly sealHandle?: AeadHandle | null;
+  /** The addon's context, when the key lives there (AES-256-GCM). */
+  readonly nativeHandle?: AeadHandle | null;
   dispose(): void;
 }
 
@@ -39,6 +39,13 @@ export interface LaneKey {
   counter: Float64Array;
   /** The type byte's key phase bit for the current send key. */
   phaseBit: number;
+}
+
+/** What it needs to open a key phase's datagrams as this session would: the key and that phase's replay window. */
+export interface LaneOpener {
+  opener: AeadHandle;
+  ring: Int32Array;
+  highest: Float64Array;
 }
 
 /** ChaCha20-Poly1305 keys by reference: the ring owns, and zeroes, the bytes. */
@@ -95,7 +102,7 @@ export class SleeveSession {
   /** The current send key as the lone-frame lane can use it, or null: plaintext, ChaCha20-Poly1305 (keyed per call in JS), no key. */
   laneKey(): LaneKey | null {
     const ring = this.keys;
-    const sealer = this.sealer?.sealHandle ?? null;
+    const sealer = this.sealer?.nativeHandle ?? null;
     if (ring === null || sealer === null || ring.disposed) return null;
     return { sealer, counter: ring.sendCounterCell, phaseBit: (ring.sendEpoch & 1) === 1 ? SLEEVE_KEY_PHASE_BIT : 0 };
   }
@@ -146,6 +153,21 @@ export class SleeveSession {
     writeNonce(this.nonce, CHANNEL_UDP_SLEEVE, counter);
     const sealedLen = sealer.run(buf, off + SLEEVE_HEADER_BYTES, bodyLen, this.ad, this.nonce);
     return sealedLen < 0 ? -1 : SLEEVE_HEADER_BYTES + sealedLen;
+  }
+
+  /**
+   * The opening key and replay window of this type byte's key phase as the
+   * lone-frame lane can use them, or null: no native key, or the window is not
+   * yet the current key's (the next datagram JS opens resets it).
+   */
+  laneOpener(typeByte: number): LaneOpener | null {
+    const ring = this.keys;
+    if (ring === null || ring.disposed) return null;
+    const phase = (typeByte & SLEEVE_KEY_PHASE_BIT) === 0 ? 0 : 1;
+    const opener = this.openers[phase]?.nativeHandle ?? null;
+    if (opener === null || this.windowEpochs[phase] !== ring.receiveEpochs[phase]) return null;
+    const window = this.windows[phase];
+    return { opener, ring: window.ring, highest: window.highestCell };
   }
 
   /**

@@ -5,8 +5,12 @@
 // datagram is the one JS would have sent, on the same counter, that it takes
 // only what it has an entry for (everything else reaches the JS handler
 // untouched), that a freed key, a spent counter or a closed socket sends
-// nothing, and that bad arguments are errors, not crashes. Traffic stays in
-// the test's namespace and on loopback. Needs root and AES-NI.
+// nothing, and that bad arguments are errors, not crashes. Receiving: JS
+// seals datagrams to the lane's socket; an expected one is opened and its
+// frame (an echo request) written to the TAP, on the replay window JS
+// shares; a replay, a forgery, another source, a frame that is not plain,
+// a pair of datagrams go to JS intact, no counter spent. Traffic stays in the
+// test's namespace and on loopback. Needs root and AES-NI.
 
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
@@ -18,7 +22,7 @@ import { probeAesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { loadNative, type LaneHandle, type TapHandle, type UdpHandle } from '../../router/overlay/native';
 import { NativeLane } from '../../router/overlay/native-lane';
-import { LANE_ENTRIES } from '../../router/overlay/ports';
+import { LANE_ENTRIES, LANE_SEEN_BYTES } from '../../router/overlay/ports';
 import { REJECT_AFTER_COUNTER } from '../../router/overlay/replay-window';
 import {
   INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FRAME, VNET_HDR_BYTES, readSleeveHeader,
@@ -28,7 +32,7 @@ import { SleeveSession } from '../../router/overlay/sleeve-session';
 import { TAP_OFFLOAD_GSO, type TapDevice } from '../../router/overlay/tap-device';
 import { UdpBatchSocket } from '../../router/overlay/udp-batch';
 import { waitFor } from '../../scripts/wait';
-import { SINK_IP, SINK_MAC, sweepStale, tapInNamespace } from './tap-namespace';
+import { NS_IP, SINK_IP, SINK_MAC, ipBytes, sweepStale, tapInNamespace } from './tap-namespace';
 
 sweepStale();
 
@@ -143,9 +147,9 @@ t.test('a lone frame leaves as the datagram JS would seal, on the shared counter
   t.equal(r.opener.open(again, 0, again.length, h.counter), 'replay', 'the same datagram again is a replay');
   const stats = r.lane.stats();
   t.same({ frames: stats.frames, bytes: stats.bytes, entries: stats.entries }, { frames: 1, bytes: again.length, entries: 1 }, 'counted');
-  const seen = Buffer.alloc(LANE_ENTRIES * 12);
+  const seen = Buffer.alloc(LANE_SEEN_BYTES);
   t.equal(r.lane.takeSeen(seen), 1, 'one pair sent since the last look');
-  t.ok(seen.subarray(0, 12).equals(Buffer.concat([SINK, r.tapMac])), 'that pair');
+  t.ok(seen.subarray(0, 18).equals(Buffer.concat([SINK, r.tapMac, Buffer.alloc(6)])), 'that pair, sent by us');
   t.equal(r.lane.takeSeen(seen), 0, 'and none since');
 });
 
@@ -229,4 +233,115 @@ t.test('bad arguments are errors, not crashes; the table has 32 entries', { skip
   t.equal(native.laneStats(laneHandle).entries, LANE_ENTRIES, 'still 32');
   native.laneClear(laneHandle);
   t.equal(native.laneStats(laneHandle).entries, 0, 'cleared');
+});
+
+/** An ICMP echo request from SINK_IP (SINK_MAC) to the namespace's address, vnet header first. */
+function echoRequest(tapMac: Buffer, seq: number): Buffer {
+  const ip = Buffer.alloc(20 + 8 + 32);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(ip.length, 2);
+  ip[8] = 64;
+  ip[9] = 1;
+  ipBytes(SINK_IP).copy(ip, 12);
+  ipBytes(NS_IP).copy(ip, 16);
+  ip.writeUInt16BE(checksum(ip.subarray(0, 20)), 10);
+  ip[20] = 8;
+  ip.writeUInt16BE(0x7777, 24);
+  ip.writeUInt16BE(seq, 26);
+  ip.fill(0x61, 28);
+  ip.writeUInt16BE(checksum(ip.subarray(20)), 22);
+  return Buffer.concat([Buffer.alloc(VNET_HDR_BYTES), tapMac, SINK, Buffer.from([0x08, 0x00]), ip]);
+}
+
+function checksum(b: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
+  if (b.length % 2 === 1) sum += b[b.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** Whether a frame the TAP gave JS is the namespace's echo reply to `seq`. */
+function isEchoReply(f: Buffer, seq: number): boolean {
+  const e = f.subarray(VNET_HDR_BYTES);
+  return e.subarray(0, 6).equals(SINK) && e.readUInt16BE(12) === 0x0800 && e[14 + 9] === 1 && e[14 + 20] === 0 && e.readUInt16BE(14 + 24) === 0x7777 &&
+    e.readUInt16BE(14 + 26) === seq;
+}
+
+t.test('a lone datagram the lane expects reaches the TAP; anything else reaches JS intact', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
+  const r = await rig(t);
+  const toJs: Buffer[] = [];
+  r.udp.onDatagrams((slab, offsets, lengths, _sources, count) => {
+    for (let i = 0; i < count; i++) toJs.push(Buffer.from(slab.subarray(offsets[i]!, offsets[i]! + lengths[i]!)));
+  });
+  const peer = dgram.createSocket('udp4');
+  t.teardown(() => peer.close());
+  await new Promise<void>((resolve) => peer.bind(0, '127.0.0.1', resolve));
+  const to = r.udp.localPort;
+  // The neighbour (SELF, sealing with ringOut) sends to us (PEER, opening with ringIn).
+  const datagram = (frame: Buffer, counter?: number): Buffer => {
+    if (counter !== undefined) r.ringOut.sendCounter = counter;
+    const b = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES + frame.length + 16);
+    writeInnerHeader(b, SLEEVE_HEADER_BYTES, SELF, PEER, MAX_HOPS);
+    frame.copy(b, SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
+    const n = r.sealer.seal(b, 0, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + frame.length);
+    return b.subarray(0, n);
+  };
+  const send = async (...ds: Buffer[]): Promise<void> => {
+    for (const d of ds) await new Promise<void>((resolve) => peer.send(d, to, '127.0.0.1', () => resolve()));
+  };
+  const waitJs = async (n: number, what: string): Promise<void> => {
+    await waitFor(async () => toJs.length >= n, { what, timeoutMs: 5_000, intervalMs: 10, detail: () => `JS got ${toJs.length}` });
+  };
+
+  // JS opens the first datagram, as the overlay would; the window is then the key's.
+  const first = datagram(echoRequest(r.tapMac, 1), 0);
+  await send(first);
+  await waitJs(1, 'the first datagram reaches JS');
+  t.equal(r.opener.open(toJs[0]!, 0, toJs[0]!.length, 0), INNER_HEADER_BYTES + echoRequest(r.tapMac, 1).length, 'JS opened counter 0');
+  const key = r.opener.laneOpener(SLEEVE_TYPE_FRAME);
+  if (key === null) throw new Error('no lane opener');
+  t.ok(r.lane.setReceive(SLEEVE_TYPE_FRAME, Buffer.concat([SELF, PEER]), Buffer.concat([r.tapMac, SINK]), key.opener, key.ring, key.highest,
+    '127.0.0.1', peer.address().port), 'the lane took the receive entry');
+
+  await send(datagram(echoRequest(r.tapMac, 2), 1));
+  await waitFor(async () => r.toJs.some((f) => isEchoReply(f, 2)), { what: 'the echo reply to the lane\'s frame', timeoutMs: 5_000, intervalMs: 10 });
+  t.equal(toJs.length, 1, 'the lane delivered counter 1: JS never saw the datagram');
+  t.equal(r.lane.stats().rxFrames, 1, 'counted');
+  t.equal(key.highest[0], 1, 'the shared window moved to counter 1');
+
+  const replay = datagram(echoRequest(r.tapMac, 3), 1);
+  await send(replay);
+  await waitJs(2, 'a replayed counter reaches JS');
+  t.ok(toJs[1]!.equals(replay), 'intact');
+  t.equal(r.opener.open(toJs[1]!, 0, toJs[1]!.length, 1), 'replay', 'and JS refuses it: the lane recorded counter 1 in JS\'s window');
+
+  const forged = Buffer.from(datagram(echoRequest(r.tapMac, 4), 5));
+  forged[40] = forged[40]! ^ 1;
+  await send(forged);
+  await waitJs(3, 'a forgery reaches JS');
+  t.ok(toJs[2]!.equals(forged), 'intact, for JS to count');
+
+  const otherSource = dgram.createSocket('udp4');
+  t.teardown(() => otherSource.close());
+  const fromElsewhere = datagram(echoRequest(r.tapMac, 5), 6);
+  await new Promise<void>((resolve) => otherSource.send(fromElsewhere, to, '127.0.0.1', () => resolve()));
+  await waitJs(4, 'a datagram from another port reaches JS');
+
+  const notPlain = echoRequest(r.tapMac, 6);
+  notPlain[0] = 2; // VIRTIO_NET_HDR_F_DATA_VALID
+  const notPlainDatagram = datagram(notPlain, 7);
+  await send(notPlainDatagram);
+  await waitJs(5, 'a frame with a virtio_net_hdr field set reaches JS');
+  t.ok(toJs[4]!.equals(notPlainDatagram), 'intact');
+  t.type(r.opener.open(toJs[4]!, 0, toJs[4]!.length, 7), 'number', 'and JS opens it: the lane spent no counter on it');
+
+  r.tap.pause();
+  r.udp.pause();
+  await send(datagram(echoRequest(r.tapMac, 7), 8), datagram(echoRequest(r.tapMac, 8), 9));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  r.udp.resume();
+  r.tap.resume();
+  await waitJs(7, 'two datagrams of one wakeup reach JS');
+  t.equal(r.lane.stats().rxFrames, 1, 'the lane delivered only the one it expected');
 });

@@ -17,7 +17,7 @@ import { probeAesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
 import type { LaneStats } from '../../router/overlay/native';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import { LANE_ENTRIES, type FramePort, type LoneFrameLane } from '../../router/overlay/ports';
+import { LANE_ENTRIES, SEEN_RECORD_BYTES, type FramePort, type LoneFrameLane } from '../../router/overlay/ports';
 import { INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { pairPorts } from './pair-port';
 
@@ -31,6 +31,7 @@ const nameBytes = (n: PeerName): Buffer => Buffer.from(n.split(':').map((h) => p
 
 class FakeLane implements LoneFrameLane {
   readonly sets: { macs: Buffer; head: Buffer; counter: Float64Array; host: string; port: number }[] = [];
+  readonly receives: { type: number; names: Buffer; macs: Buffer; ring: Int32Array; highest: Float64Array; host: string; port: number }[] = [];
   clears = 0;
   seen: Buffer[] = [];
   frames = 0;
@@ -38,12 +39,18 @@ class FakeLane implements LoneFrameLane {
     this.sets.push({ macs: Buffer.from(macs), head: Buffer.from(head), counter, host, port });
     return true;
   }
+  setReceive(type: number, names: Uint8Array, macs: Uint8Array, _opener: unknown, ring: Int32Array, highest: Float64Array, host: string, port: number): boolean {
+    this.receives.push({ type, names: Buffer.from(names), macs: Buffer.from(macs), ring, highest, host, port });
+    return true;
+  }
   clear(): void { this.clears++; }
   takeSeen(out: Uint8Array): number {
-    this.seen.forEach((p, i) => out.set(p, i * 12));
+    this.seen.forEach((p, i) => out.set(p, i * SEEN_RECORD_BYTES));
     return this.seen.splice(0).length;
   }
-  stats(): LaneStats { return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0 }; }
+  stats(): LaneStats {
+    return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 3, rxBytes: 300, rxWriteErrors: 0 };
+  }
 }
 
 function frame(dst: Buffer, src: Buffer, bytes = 100, gsoType = 0): Buffer {
@@ -146,16 +153,44 @@ t.test('lone frames install lane entries; every change clears them', { skip: aes
   onFrame[0]!(frame(MAC_B, MAC_A), 0, VNET_HDR_BYTES + 100);
   t.equal(laneA.sets.at(-1)!.host, '10.9.0.22', 'the next entry goes to the new endpoint');
 
-  laneA.seen.push(Buffer.concat([MAC_B, MAC_A]));
+  laneA.seen.push(Buffer.concat([MAC_B, MAC_A, Buffer.alloc(6)]));
   const lastJsFrame = clock.now();
   clock.advance(300);
   const local = overlays[0]!.macTable().find((m) => m.mac === '0a:00:00:00:00:01');
   t.ok(local !== undefined && local.lastSeenMs > lastJsFrame, 'a pair the lane carried keeps its source MAC learnt, on the probe tick');
 
+  // B's container answers: A delivers a plain frame B sent straight to it, and installs a receive entry.
+  direct(0);
+  const receivesBefore = laneA.receives.length;
+  onFrame[1]!(frame(MAC_A, MAC_B), 0, VNET_HDR_BYTES + 100);
+  t.equal(laneA.receives.length, receivesBefore + 1, 'a frame delivered from B installs a receive entry');
+  const rx = laneA.receives.at(-1)!;
+  t.equal(rx.type & 0x7f, 1, 'for FRAME datagrams');
+  t.ok(rx.names.equals(Buffer.concat([nameBytes(B), nameBytes(A)])), 'from B to us');
+  t.ok(rx.macs.equals(Buffer.concat([MAC_A, MAC_B])), 'with that MAC pair');
+  t.same([rx.host, rx.port], ['10.9.0.22', 6783], 'from B\'s endpoint');
+  t.equal(rx.ring.length, 64, 'naming the phase\'s replay window');
+  t.ok(rx.highest[0]! > 0, 'whose highest counter is what JS accepted so far');
+  onFrame[1]!(frame(MAC_A, MAC_B), 0, VNET_HDR_BYTES + 100);
+  t.equal(laneA.receives.length, receivesBefore + 1, 'an installed receive entry is not installed again');
+  const nonPlain = frame(MAC_A, MAC_A2);
+  nonPlain[0] = 1;
+  nonPlain[6] = 34;
+  nonPlain[8] = 16;
+  onFrame[1]!(nonPlain, 0, VNET_HDR_BYTES + 100);
+  t.equal(laneA.receives.length, receivesBefore + 1, 'a frame with a checksum left to finish installs nothing');
+  laneA.seen.push(Buffer.concat([MAC_A, MAC_B, nameBytes(B)]));
+  const beforeRx = clock.now();
+  clock.advance(300);
+  const remote = overlays[0]!.macTable().find((m) => m.mac === '0c:00:00:00:00:01');
+  t.ok(remote !== undefined && remote.peer === B && remote.lastSeenMs > beforeRx, 'a pair the lane delivered keeps its source MAC learnt at B');
+
   laneA.frames = 5;
   const c = overlays[0]!.counters;
   t.equal(c['framesSentLane'], 5, 'the lane\'s frames are counted on their own');
   t.ok((c['framesSentUdp'] ?? 0) >= 5 && (c['framesFromBridge'] ?? 0) >= 5, 'and in the totals');
+  t.equal(c['framesReceivedLane'], 3, 'so are the frames it delivered');
+  t.ok((c['framesReceivedUdp'] ?? 0) >= 3 && (c['framesToBridge'] ?? 0) >= 3, 'in their totals too');
 
   // The UDP path goes quiet: the probes mark B as not hearing us without a status; the tick's check clears the lane.
   onFrame[0]!(frame(MAC_B, MAC_A), 0, VNET_HDR_BYTES + 100);
