@@ -301,6 +301,10 @@ t.test('a lone datagram the lane expects reaches the TAP; anything else reaches 
   t.equal(r.opener.open(toJs[0]!, 0, toJs[0]!.length, 0), INNER_HEADER_BYTES + echoRequest(r.tapMac, 1).length, 'JS opened counter 0');
   const key = r.opener.laneOpener(SLEEVE_TYPE_FRAME);
   if (key === null) throw new Error('no lane opener');
+  // Another pair from the same neighbour first: the datagram's own pair is found once it is open, wherever its entry is.
+  const decoy = Buffer.concat([r.tapMac, Buffer.from([0x02, 0, 0, 0, 0, 0x99])]);
+  t.ok(r.lane.setReceive(SLEEVE_TYPE_FRAME, Buffer.concat([SELF, PEER]), decoy, key.opener, key.ring, key.highest, '127.0.0.1', peer.address().port),
+    'the lane took an entry for another pair');
   t.ok(r.lane.setReceive(SLEEVE_TYPE_FRAME, Buffer.concat([SELF, PEER]), Buffer.concat([r.tapMac, SINK]), key.opener, key.ring, key.highest,
     '127.0.0.1', peer.address().port), 'the lane took the receive entry');
 
