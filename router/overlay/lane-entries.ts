@@ -1,5 +1,5 @@
 // Which lone frames the native lane (ports.ts LoneFrameLane, native/lane.c)
-// may send without JS, and keeping that true.
+// may send or deliver without JS, and keeping that true.
 //
 // After the overlay itself sent a plain frame from our bridge straight to the
 // neighbour that owns its destination MAC, over UDP, it offers the frame
@@ -43,7 +43,6 @@ interface Made {
   key: AeadHandle;
   /** Sending: the key phase bit it seals under. Receiving: the type byte it takes. */
   type: number;
-  receive: boolean;
 }
 
 export class LaneEntries {
@@ -64,11 +63,6 @@ export class LaneEntries {
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
   constructor(private readonly lane: LoneFrameLane, private readonly self: PeerName, private readonly selfBytes: Uint8Array,
     readonly maxFrameBytes: number) {}
-
-  /** Entries installed, sending and receiving. */
-  get size(): number {
-    return this.count + this.rxCount;
-  }
 
   /**
    * The overlay just sent frame[off, off+len) (vnet header first) to `peer`,
@@ -92,7 +86,7 @@ export class LaneEntries {
     const i = this.count++;
     this.dstMacs[i] = dst;
     this.srcMacs[i] = src;
-    this.made[i] = { link, peer, host, port, key: key.sealer, type: key.phaseBit, receive: false };
+    this.made[i] = { link, peer, host, port, key: key.sealer, type: key.phaseBit };
   }
 
   /**
@@ -130,7 +124,7 @@ export class LaneEntries {
     const i = this.rxCount++;
     this.rxDstMacs[i] = dst;
     this.rxSrcMacs[i] = src;
-    this.rxMade[i] = { link, peer, host, port, key: key.opener, type, receive: true };
+    this.rxMade[i] = { link, peer, host, port, key: key.opener, type };
   }
 
   /** Forgets every entry, here and in the lane. */

@@ -96,12 +96,12 @@ export interface LoneFrameLane {
   stats(): LaneStats;
 }
 
+/** Entries a lane holds at most, each way (LANE_ENTRIES in native/lane.c). */
+export const LANE_ENTRIES = 32;
+/** A takeSeen record: a MAC pair, then the neighbour it came from (zeros: a pair we sent). */
 export const SEEN_RECORD_BYTES = 18;
 /** Room for every entry's record, sending and receiving. */
-export const LANE_SEEN_BYTES = 2 * 32 * SEEN_RECORD_BYTES;
-
-/** Entries a lane holds at most (LANE_ENTRIES in native/lane.c). */
-export const LANE_ENTRIES = 32;
+export const LANE_SEEN_BYTES = 2 * LANE_ENTRIES * SEEN_RECORD_BYTES;
 
 /** Room for the largest datagram a port must stage (a UDP payload is at most 65,507 bytes). */
 export const STAGE_SLOT_BYTES = 65_536;
