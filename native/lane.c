@@ -161,28 +161,18 @@ napi_value wn_lane_new(napi_env env, napi_callback_info info) {
   wn_lane *l = calloc(1, sizeof *l);
   uint8_t *scratch = malloc(LANE_HEAD_BYTES + (size_t)max_frame + TAG_BYTES);
   uint8_t *rx_scratch = malloc(LANE_HEAD_BYTES + (size_t)max_frame + TAG_BYTES);
-  if (l == NULL || scratch == NULL || rx_scratch == NULL) {
-    free(l);
-    free(scratch);
-    free(rx_scratch);
-    napi_throw_error(env, NULL, "weave_native: out of memory");
-    return NULL;
-  }
+  const char *why = "weave_native: out of memory";
+  if (l == NULL || scratch == NULL || rx_scratch == NULL) goto fail;
   l->env = env;
   l->udp = u;
   l->max_frame = (int32_t)max_frame;
   l->reject_after = reject_after;
   l->scratch = scratch;
   l->rx_scratch = rx_scratch;
+  why = "weave_native: cannot create lane handle";
   if (napi_create_reference(env, argv[0], 1, &l->udp_ref) != napi_ok || napi_create_object(env, &obj) != napi_ok ||
-      napi_wrap(env, obj, l, lane_finalize, NULL, NULL) != napi_ok) {
-    if (l->udp_ref != NULL) napi_delete_reference(env, l->udp_ref);
-    free(scratch);
-    free(rx_scratch);
-    free(l);
-    napi_throw_error(env, NULL, "weave_native: cannot create lane handle");
-    return NULL;
-  }
+      napi_wrap(env, obj, l, lane_finalize, NULL, NULL) != napi_ok)
+    goto fail;
   /* From here on the finalizer owns l. The socket's datagrams may now take it. */
   u->lane = l;
   if (napi_type_tag_object(env, obj, &LANE_TAG) != napi_ok) {
@@ -190,6 +180,14 @@ napi_value wn_lane_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return obj;
+
+fail:
+  if (l != NULL && l->udp_ref != NULL) napi_delete_reference(env, l->udp_ref);
+  free(scratch);
+  free(rx_scratch);
+  free(l);
+  napi_throw_error(env, NULL, why);
+  return NULL;
 }
 
 static lane_entry *find(wn_lane *l, const uint8_t *macs) {
