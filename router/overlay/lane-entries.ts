@@ -24,12 +24,12 @@
 // phase's opening context and replay window, and the lane delivers the next
 // such datagram that arrives alone without JS.
 
-import { peerNameFromBytes, type PeerName } from '../mesh/peer-name';
+import { PEER_NAME_BYTES, peerNameFromBytes, type PeerName } from '../mesh/peer-name';
 import type { AeadHandle } from './aes-gcm';
 import type { RouteView } from './forwarder';
 import { MacTable, readMac } from './mac-table';
 import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, SEEN_RECORD_BYTES } from './ports';
-import { INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
+import { ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
 import type { Link } from './udp-probes';
 
 const PAIR_BYTES = 12;
@@ -57,7 +57,8 @@ export class LaneEntries {
   private readonly rxMade: Array<Made | null> = new Array<null>(LANE_ENTRIES).fill(null);
   private readonly pair = Buffer.alloc(PAIR_BYTES);
   private readonly head = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
-  private readonly names = Buffer.alloc(12);
+  /** The neighbour's name, then ours: a receive entry's inner header. */
+  private readonly names = Buffer.alloc(2 * PEER_NAME_BYTES);
   private readonly seen = Buffer.alloc(LANE_SEEN_BYTES);
 
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
@@ -102,8 +103,8 @@ export class LaneEntries {
     const inner = at + SLEEVE_HEADER_BYTES;
     const off = inner + INNER_HEADER_BYTES;
     const len = bodyLen - INNER_HEADER_BYTES;
-    if (buf[at] !== SLEEVE_VERSION || len > this.maxFrameBytes || len < VNET_HDR_BYTES + 14 || this.rxCount >= LANE_ENTRIES) return;
-    for (let k = 0; k < 6; k++) if (buf[inner + k] !== peerBytes[k] || buf[inner + 6 + k] !== this.selfBytes[k]) return;
+    if (buf[at] !== SLEEVE_VERSION || len > this.maxFrameBytes || len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES || this.rxCount >= LANE_ENTRIES) return;
+    for (let k = 0; k < PEER_NAME_BYTES; k++) if (buf[inner + k] !== peerBytes[k] || buf[inner + PEER_NAME_BYTES + k] !== this.selfBytes[k]) return;
     for (let k = 0; k < VNET_HDR_BYTES; k++) if (buf[off + k] !== 0) return;
     const m = off + VNET_HDR_BYTES;
     if ((buf[m]! & 1) !== 0) return;
@@ -119,7 +120,7 @@ export class LaneEntries {
     if (key === null) return;
     buf.copy(this.pair, 0, m, m + PAIR_BYTES);
     this.names.set(peerBytes, 0);
-    this.names.set(this.selfBytes, 6);
+    this.names.set(this.selfBytes, PEER_NAME_BYTES);
     if (!this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) return;
     const i = this.rxCount++;
     this.rxDstMacs[i] = dst;
