@@ -303,6 +303,18 @@ napi_value wn_lane_take_seen(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* The receiving entry for datagrams of this type byte from neighbour
+ * `sender` at from:port, carrying the MAC pair `macs` (NULL: any pair). */
+static lane_rx *find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const uint8_t *from, uint16_t port, const uint8_t *macs) {
+  for (int i = 0; i < LANE_ENTRIES; i++) {
+    lane_rx *x = &l->rx[i];
+    if (x->used && x->type == type && x->port == port && memcmp(x->names, sender, PEER_NAME_BYTES) == 0 && memcmp(x->from, from, 16) == 0 &&
+        (macs == NULL || memcmp(x->macs, macs, LANE_MACS) == 0))
+      return x;
+  }
+  return NULL;
+}
+
 /* laneSetReceive(lane, type, names (12: the neighbour, us), macs (12), aeadOpener,
  * ring (Int32Array of 64), highest (Float64Array), addr16, port) -> whether it took
  * the entry. Replaces the entry for the same neighbour, type and pair. */
@@ -333,11 +345,7 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
                    macs_len, addr_len);
     return NULL;
   }
-  lane_rx *r = NULL;
-  for (int i = 0; r == NULL && i < LANE_ENTRIES; i++) {
-    lane_rx *x = &l->rx[i];
-    if (x->used && x->type == type && memcmp(x->names, names, PEER_NAME_BYTES) == 0 && memcmp(x->macs, macs, LANE_MACS) == 0) r = x;
-  }
+  lane_rx *r = find_rx(l, (uint8_t)type, names, addr, (uint16_t)port, macs);
   for (int i = 0; r == NULL && i < LANE_ENTRIES; i++)
     if (!l->rx[i].used) r = &l->rx[i];
   if (r == NULL) {
@@ -500,12 +508,7 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
   /* Any entry of this neighbour, endpoint and key phase names the key and
    * window (they all hold the same ones); which MAC pair it carries is known
    * only once opened. */
-  lane_rx *r = NULL;
-  for (int i = 0; r == NULL && i < LANE_ENTRIES; i++) {
-    lane_rx *x = &l->rx[i];
-    if (x->used && x->type == d[1] && x->port == port && memcmp(x->names, d + 2, PEER_NAME_BYTES) == 0 && memcmp(x->from, addr16, 16) == 0)
-      r = x;
-  }
+  lane_rx *r = find_rx(l, d[1], d + 2, addr16, port, NULL);
   if (r == NULL) return 0;
   uint64_t counter = get_be64(d + 8);
   if ((double)counter >= l->reject_after || !window_would_accept(r, counter)) return 0;
@@ -522,15 +525,8 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
   if (memcmp(inner, r->names, 2 * PEER_NAME_BYTES) != 0 || memcmp(frame, zero_vnet, VNET_HDR_BYTES) != 0 ||
       (frame[VNET_HDR_BYTES] & 1) != 0)
     return 0;
-  lane_rx *m = NULL;
-  for (int i = 0; m == NULL && i < LANE_ENTRIES; i++) {
-    lane_rx *x = &l->rx[i];
-    if (x->used && x->type == r->type && x->port == r->port && x->aead == r->aead && x->ring == r->ring &&
-        memcmp(x->names, r->names, sizeof r->names) == 0 && memcmp(x->from, r->from, 16) == 0 &&
-        memcmp(x->macs, frame + VNET_HDR_BYTES, LANE_MACS) == 0)
-      m = x;
-  }
-  if (m == NULL) return 0;
+  lane_rx *m = find_rx(l, r->type, r->names, r->from, r->port, frame + VNET_HDR_BYTES);
+  if (m == NULL || m->aead != r->aead || m->ring != r->ring) return 0;
   r = m;
   window_accept(r, counter);
   size_t frame_len = (size_t)plain - INNER_HEADER_BYTES;

@@ -34,7 +34,11 @@ import type { Link } from './udp-probes';
 
 const PAIR_BYTES = 12;
 
+/** An installed entry as it was made, to match frames and to check it against the live state. */
 interface Made {
+  /** The frame's destination and source MAC, as readMac numbers. */
+  dst: number;
+  src: number;
   link: Link;
   peer: PeerName;
   host: string;
@@ -46,15 +50,9 @@ interface Made {
 }
 
 export class LaneEntries {
-  private count = 0;
-  private readonly dstMacs = new Float64Array(LANE_ENTRIES);
-  private readonly srcMacs = new Float64Array(LANE_ENTRIES);
-  /** What each entry was made from, to check it against the live state. */
-  private readonly made: Array<Made | null> = new Array<null>(LANE_ENTRIES).fill(null);
-  private rxCount = 0;
-  private readonly rxDstMacs = new Float64Array(LANE_ENTRIES);
-  private readonly rxSrcMacs = new Float64Array(LANE_ENTRIES);
-  private readonly rxMade: Array<Made | null> = new Array<null>(LANE_ENTRIES).fill(null);
+  /** Sending entries, then receiving ones, mirroring the lane's tables. */
+  private readonly sending: Made[] = [];
+  private readonly receiving: Made[] = [];
   private readonly pair = Buffer.alloc(PAIR_BYTES);
   private readonly head = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
   /** The neighbour's name, then ours: a receive entry's inner header. */
@@ -72,22 +70,21 @@ export class LaneEntries {
    * is on TCP, or its key is not one the lane can use.
    */
   offer(frame: Buffer, off: number, len: number, link: Link, peer: PeerName, peerBytes: Uint8Array): void {
-    if (frame[off + 1] !== VNET_GSO_NONE || len > this.maxFrameBytes || !link.peerHearsUs || this.count >= LANE_ENTRIES) return;
+    const sending = this.sending;
+    if (frame[off + 1] !== VNET_GSO_NONE || len > this.maxFrameBytes || !link.peerHearsUs || sending.length >= LANE_ENTRIES) return;
     const m = off + VNET_HDR_BYTES;
     const dst = readMac(frame, m);
     const src = readMac(frame, m + 6);
-    for (let i = 0; i < this.count; i++) if (this.dstMacs[i] === dst && this.srcMacs[i] === src) return;
+    for (let i = 0; i < sending.length; i++) if (sending[i]!.dst === dst && sending[i]!.src === src) return;
     const key = link.session.laneKey();
     if (key === null) return;
     frame.copy(this.pair, 0, m, m + PAIR_BYTES);
     writeSleeveHeader(this.head, 0, SLEEVE_TYPE_FRAME | key.phaseBit, this.selfBytes, 0);
     writeInnerHeader(this.head, SLEEVE_HEADER_BYTES, this.selfBytes, peerBytes, MAX_HOPS);
     const { host, port } = link.udp;
-    if (!this.lane.set(this.pair, this.head, key.sealer, key.counter, host, port)) return;
-    const i = this.count++;
-    this.dstMacs[i] = dst;
-    this.srcMacs[i] = src;
-    this.made[i] = { link, peer, host, port, key: key.sealer, type: key.phaseBit };
+    if (this.lane.set(this.pair, this.head, key.sealer, key.counter, host, port)) {
+      sending.push({ dst, src, link, peer, host, port, key: key.sealer, type: key.phaseBit });
+    }
   }
 
   /**
@@ -103,38 +100,36 @@ export class LaneEntries {
     const inner = at + SLEEVE_HEADER_BYTES;
     const off = inner + INNER_HEADER_BYTES;
     const len = bodyLen - INNER_HEADER_BYTES;
-    if (buf[at] !== SLEEVE_VERSION || len > this.maxFrameBytes || len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES || this.rxCount >= LANE_ENTRIES) return;
-    for (let k = 0; k < PEER_NAME_BYTES; k++) if (buf[inner + k] !== peerBytes[k] || buf[inner + PEER_NAME_BYTES + k] !== this.selfBytes[k]) return;
+    const receiving = this.receiving;
+    if (buf[at] !== SLEEVE_VERSION || len > this.maxFrameBytes || len < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES || receiving.length >= LANE_ENTRIES) return;
+    // The vnet header first: it turns away every super-frame of a bulk transfer.
     for (let k = 0; k < VNET_HDR_BYTES; k++) if (buf[off + k] !== 0) return;
+    for (let k = 0; k < PEER_NAME_BYTES; k++) if (buf[inner + k] !== peerBytes[k] || buf[inner + PEER_NAME_BYTES + k] !== this.selfBytes[k]) return;
     const m = off + VNET_HDR_BYTES;
     if ((buf[m]! & 1) !== 0) return;
     const type = buf[at + 1]!;
     const dst = readMac(buf, m);
     const src = readMac(buf, m + 6);
     const peer = link.n.name;
-    for (let i = 0; i < this.rxCount; i++) {
-      const made = this.rxMade[i]!;
-      if (this.rxDstMacs[i] === dst && this.rxSrcMacs[i] === src && made.peer === peer && made.type === type) return;
+    for (let i = 0; i < receiving.length; i++) {
+      const made = receiving[i]!;
+      if (made.dst === dst && made.src === src && made.peer === peer && made.type === type) return;
     }
     const key = link.session.laneOpener(type);
     if (key === null) return;
     buf.copy(this.pair, 0, m, m + PAIR_BYTES);
     this.names.set(peerBytes, 0);
     this.names.set(this.selfBytes, PEER_NAME_BYTES);
-    if (!this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) return;
-    const i = this.rxCount++;
-    this.rxDstMacs[i] = dst;
-    this.rxSrcMacs[i] = src;
-    this.rxMade[i] = { link, peer, host, port, key: key.opener, type };
+    if (this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) {
+      receiving.push({ dst, src, link, peer, host, port, key: key.opener, type });
+    }
   }
 
   /** Forgets every entry, here and in the lane. */
   clear(): void {
-    if (this.count === 0 && this.rxCount === 0) return;
-    this.count = 0;
-    this.rxCount = 0;
-    this.made.fill(null);
-    this.rxMade.fill(null);
+    if (this.sending.length === 0 && this.receiving.length === 0) return;
+    this.sending.length = 0;
+    this.receiving.length = 0;
     this.lane.clear();
   }
 
@@ -164,27 +159,15 @@ export class LaneEntries {
 
   /** Clears everything unless each entry still matches the links, routes and MAC table as they are. */
   verify(links: ReadonlyMap<PeerName, Link>, routes: RouteView, macs: MacTable, nowMs: number): void {
-    for (let i = 0; i < this.count; i++) {
-      const made = this.made[i]!;
-      const { link, peer } = made;
-      const key = link.session.laneKey();
-      const live = links.get(peer) === link && link.peerHearsUs && link.udp.host === made.host && link.udp.port === made.port &&
-        key !== null && key.sealer === made.key && key.phaseBit === made.type && routes.nextHop(peer) === peer &&
-        macs.lookup(this.dstMacs[i]!, nowMs) === peer && macs.lookup(this.srcMacs[i]!, nowMs) === this.self;
-      if (!live) {
-        this.clear();
-        return;
-      }
-    }
-    for (let i = 0; i < this.rxCount; i++) {
-      const made = this.rxMade[i]!;
-      const { link, peer } = made;
-      const live = links.get(peer) === link && link.udp.host === made.host && link.udp.port === made.port &&
-        link.session.laneOpener(made.type)?.opener === made.key && macs.lookup(this.rxSrcMacs[i]!, nowMs) === peer;
-      if (!live) {
-        this.clear();
-        return;
-      }
-    }
+    const same = (made: Made): boolean =>
+      links.get(made.peer) === made.link && made.link.udp.host === made.host && made.link.udp.port === made.port;
+    const sendingLive = this.sending.every((made) => {
+      const key = made.link.session.laneKey();
+      return same(made) && made.link.peerHearsUs && key?.sealer === made.key && key.phaseBit === made.type &&
+        routes.nextHop(made.peer) === made.peer && macs.lookup(made.dst, nowMs) === made.peer && macs.lookup(made.src, nowMs) === this.self;
+    });
+    const receivingLive = this.receiving.every((made) =>
+      same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookup(made.src, nowMs) === made.peer);
+    if (!sendingLive || !receivingLive) this.clear();
   }
 }
