@@ -13,7 +13,7 @@
  * seals the sleeve with AES-256-GCM through Node's own OpenSSL, a context
  * kept per key. memory.c gives idle slab pages back to the kernel. lane.c
  * sends a TAP wakeup's one small frame without JS, replaying a decision JS
- * made and installed there.
+ * made and installed there (lane-receive.c: the same for one datagram).
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
