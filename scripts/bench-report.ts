@@ -76,6 +76,7 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
   const peers = ['tinc', 'nebula', 'fastd'].filter((n) => samples.has(n)).map((n) => ({ n, v: mbps(samples.get(n)) })).filter((p) => Number.isFinite(p.v));
   const best = peers.reduce<{ n: string; v: number } | null>((b, p) => (b === null || p.v > b.v ? p : b), null);
   const relayed = mbps(samples.get('weave-relayed'));
+  const forwarded = mbps(samples.get('weave-forwarded'));
   const fastdp = mbps(samples.get('weave-fastdp'));
   const vxlan = mbps(samples.get('vxlan'));
   const rttIdle = [med(weave, (s) => s.rttMs), med(wgS, (s) => s.rttMs)];
@@ -92,6 +93,10 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
     summaryLine('throughput.vs_best_peer', best === null ? NaN : ours / best.v, '>=6',
       `weave encrypted / best of tinc, nebula, fastd (${best === null ? 'none measured' : `${best.n} ${fmt(best.v)} Mbit/s`})`),
     summaryLine('throughput.relayed_vs_direct', relayed / ours, '>=0.8', `weave relayed through one host / direct (${fmt(relayed)} / ${fmt(ours)} Mbit/s)`),
+    summaryLine('throughput.forwarded_vs_direct', forwarded / ours, '-',
+      `weave with its underlay forwarded by one host's kernel / direct, the relayed row's ceiling (${fmt(forwarded)} / ${fmt(ours)} Mbit/s)`),
+    summaryLine('throughput.relayed_vs_forwarded', relayed / forwarded, '-',
+      `weave relayed by one host's router / the same hop forwarded by its kernel (${fmt(relayed)} / ${fmt(forwarded)} Mbit/s)`),
     summaryLine('throughput.fastdp_vs_vxlan', fastdp / vxlan, '>=0.9', `weave fast path / kernel VXLAN (${fmt(fastdp)} / ${fmt(vxlan)} Mbit/s)`),
     summaryLine('rtt.idle_vs_wireguard_go', rttIdle[0]! / rttIdle[1]!, '<=1', `RTT idle, weave / wireguard-go (${fmt(rttIdle[0]!, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
     summaryLine('rtt.idle_hosts_vs_wireguard_go', rttIdleHosts / rttIdle[1]!, '<=1',

@@ -5,6 +5,10 @@
 //   drops everything between h1 and h3), so c1 -> c3 is relayed by h2 on the
 //   encrypted sleeve; checked from the routers' own status before it is
 //   measured;
+// - an encrypted mesh g1 - g3 whose underlay packets h2's kernel forwards
+//   (IP forwarding in h2's namespace, a route through h2 on each end):
+//   what one more host on the way costs when the kernel carries it, the
+//   ceiling of the relayed row; checked from h2's forwarding counter;
 // - a plaintext mesh f1 - f2 with containers fc1 and fc2, on the kernel fast
 //   path (VXLAN, router/overlay/fastdp.ts), checked in status as 'fastdp'.
 //
@@ -25,6 +29,7 @@ const REPO_ROOT = resolve(__dirname, '..', '..');
 const SLEEVE_WAIT_MS = 30_000;
 const ENCRYPTED_IPS = ['10.32.1.1', '10.32.1.2', '10.32.1.3'] as const;
 const HOST_IPS = ['10.32.1.201', '10.32.1.202'] as const;
+const FORWARDED_IPS = ['10.32.3.1', '10.32.3.2'] as const;
 
 /** The router itself: its supervisor (cli/supervisor.js, whose argv also names weave.js and 'router') is a separate idle process. */
 const isRouter = (cmd: string[]): boolean =>
@@ -167,6 +172,52 @@ export async function setupWeaveRelayed(net: SimNetwork, direct: Overlay, h3: Si
     `10 pings made ${h2.name} relay ${relayedBy2} frames`);
   o.path = `container c1 (on ${h1.name}) -> container c3 (on ${h3.name}), ${ENCRYPTED_IPS[0]} -> ${ENCRYPTED_IPS[2]}: ${h1.name} and ${h3.name} ` +
     `cannot reach each other; router on ${h1.name}, ${describe(s1, h2.name)}, router on ${h2.name} (relays), ${describe(s2, h3.name)}, router on ${h3.name}`;
+  return o;
+}
+
+/** IPv4 datagrams h's kernel has forwarded (Ip: ForwDatagrams of its namespace). */
+async function forwardedDatagrams(h: SimHost): Promise<number> {
+  const lines = (await h.exec(['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Ip:'));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  const at = names?.indexOf('ForwDatagrams') ?? -1;
+  return at < 0 ? NaN : Number(values?.[at]);
+}
+
+/**
+ * The encrypted mesh on g1 and g3 (containers gc1 -> gc3), direct as far as
+ * the routers know, while every underlay packet between them goes through
+ * `via`'s kernel: IP forwarding on in its namespace (redirects off, so the
+ * ends keep the route) and a /32 route through it on each end. The relayed
+ * row's hop, done by the kernel instead of a router.
+ */
+export async function setupWeaveForwarded(net: SimNetwork, hosts: [SimHost, SimHost], via: SimHost, say: (line: string) => void): Promise<Overlay> {
+  const [g1, g3] = hosts;
+  const sysctl = await via.exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.eth0.send_redirects=0']);
+  if (sysctl.code !== 0) throw new Error(`forwarding on ${via.name}: ${sysctl.stderr.trim()}`);
+  for (const [from, to] of [[g1, g3], [g3, g1]] as const) {
+    const r = await from.exec(['ip', 'route', 'add', `${to.address}/32`, 'via', via.address]);
+    if (r.code !== 0) throw new Error(`route ${from.name} -> ${to.name} via ${via.name}: ${r.stderr.trim()}`);
+  }
+  await launchLine(hosts, undefined);
+  const client = await attach(net, g1, 'gc1', FORWARDED_IPS[0]);
+  const server = await attach(net, g3, 'gc3', FORWARDED_IPS[1]);
+  const o: Overlay = {
+    name: 'weave-forwarded', label: `weave fwd by ${via.name}`, clientNs: client, serverNs: server, serverAddress: FORWARDED_IPS[1], path: '', mtu: 0,
+    version: '', hosts: [g1, g3], isDaemon: isRouter,
+  };
+  await waitFor(async () => (await ping(o, 1)).ok, { what: `gc1 pings ${FORWARDED_IPS[1]} over weave`, timeoutMs: 30_000, detail: () => g1.readLog() });
+  const s = await waitForPath(g1, g3, 'udp', say);
+  const before = await forwardedDatagrams(via);
+  await ping(o, 10);
+  const forwarded = (await forwardedDatagrams(via)) - before;
+  if (!(forwarded >= 20)) throw new Error(`10 pings gc1 -> gc3 moved ${via.name}'s forwarded datagrams by ${forwarded}: the row would not be forwarded`);
+  say(`    weave forwarded: 10 pings gc1 -> gc3 made ${via.name}'s kernel forward ${forwarded} datagrams`);
+  Object.assign(o, {
+    mtu: s.dataPlane?.mtu ?? 0,
+    version: `weave (this repo${await revision()}, router ${s.version})`,
+    path: `container gc1 (on ${g1.name}) -> container gc3 (on ${g3.name}), ${FORWARDED_IPS[0]} -> ${FORWARDED_IPS[1]}: router on ${g1.name}, ` +
+      `${describe(s, g3.name)}, every underlay packet forwarded by ${via.name}'s kernel (no router in the way), router on ${g3.name}`,
+  });
   return o;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bench, in sections, each measured side by side with its reference in
 # alternating rounds:
-#   throughput  weave (encrypted direct, relayed through a third host, and the
+#   throughput  weave (encrypted direct, relayed through a third host, the
+#               same hop forwarded by that host's kernel instead, and the
 #               plaintext kernel fast path) against wireguard-go, tinc (switch
 #               mode), nebula and fastd (TAP mode), with kernel VXLAN and the
 #               bare veth underlay as ceilings: iperf3 throughput and
@@ -23,7 +24,7 @@
 # Needs root. Installs what is missing and builds (scripts/setup.sh), installs
 # the references from Debian, then runs the sections. Arguments:
 #   scripts/bench.sh [--quick] [--sections throughput,dns,attach] [--seconds N] [--rounds N]
-#                    [--overlays weave-hosts,weave-relayed,weave-fastdp,wireguard-go,tinc,nebula,fastd,vxlan,veth|none] [--verbose]
+#                    [--overlays weave-hosts,weave-relayed,weave-forwarded,weave-fastdp,wireguard-go,tinc,nebula,fastd,vxlan,veth|none] [--verbose]
 # --quick is one round of each; the other options go to every section (each
 # ignores what is not its own; --overlays and --verbose are the throughput's).
 # Ctrl-C stops the running section (which removes what it made) and the bench.

@@ -1,7 +1,7 @@
 // scripts/bench: TCP throughput and RTT, idle and under load, of our overlay
 // against the references and the kernel's ceilings between hosts of one
 // SimNetwork (scripts/sim-network.ts), measured alternately in one run
-// (weave, weave host to host, weave relayed, weave fast path, wireguard-go, tinc, nebula, fastd,
+// (weave, weave host to host, weave relayed, weave forwarded, weave fast path, wireguard-go, tinc, nebula, fastd,
 // kernel VXLAN, veth, then again) so machine noise spreads evenly. Prints each
 // round, then a table of medians and ranges with the ratio to wireguard-go
 // and the daemons' CPU and RSS (scripts/bench-report.ts), and the SUMMARY
@@ -10,7 +10,8 @@
 // The network: h1 - h2 for weave (encrypted, container to container; and
 // host to host through `weave expose`, the references' own ends, for a like
 // for like RTT), the references (host to host over their tunnels) and the
-// ceilings; h3, which h1 cannot reach, for weave relayed through h2; f1 - f2
+// ceilings; h3, which h1 cannot reach, for weave relayed through h2; g1 - g3,
+// whose underlay h2's kernel forwards, for the relayed row's ceiling; f1 - f2
 // for weave's plaintext mesh on the kernel fast path. Setups: bench-weave.ts, bench-peers.ts,
 // bench-ceilings.ts; one sample: bench-measure.ts. Speed figures are printed,
 // never asserted; the exit code says only whether everything was measured.
@@ -33,7 +34,7 @@ import { summaryLine } from './bench-summary';
 import { settledMedian } from './bench-memory';
 import { PEER_OVERLAYS, removeWireguardSockets } from './bench-peers';
 import { setupKernelVxlan, setupVeth } from './bench-ceilings';
-import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
+import { setupWeaveEncrypted, setupWeaveFastdp, setupWeaveForwarded, setupWeaveHosts, setupWeaveRelayed, vxlanTxPackets } from './bench-weave';
 import { fmt, median, RESULTS_LEGEND, resultsTable, summaryLines } from './bench-report';
 
 interface BenchOptions {
@@ -51,7 +52,7 @@ const DEFAULT_ROUNDS = 3;
 const PASSWORD = 'weave bench';
 const WEAVE_CLI = join(resolve(__dirname, '..', '..'), 'dist', 'cli', 'weave.js');
 /** Every row the bench can measure, in measuring order. */
-const ALL_OVERLAYS = ['weave', 'weave-hosts', 'weave-relayed', 'weave-fastdp', ...PEER_OVERLAYS.map((p) => p.name), 'vxlan', 'veth'];
+const ALL_OVERLAYS = ['weave', 'weave-hosts', 'weave-relayed', 'weave-forwarded', 'weave-fastdp', ...PEER_OVERLAYS.map((p) => p.name), 'vxlan', 'veth'];
 
 const USAGE = `usage: node dist/scripts/bench.js [--seconds N] [--rounds N] [--overlays LIST] [--verbose]
   --seconds N     length of each iperf3 transfer, 2..600 (default ${DEFAULT_SECONDS}; one more second is run and not counted)
@@ -129,6 +130,7 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
       let o: Overlay;
       if (name === 'weave-hosts') o = await setupWeaveHosts(weave);
       else if (name === 'weave-relayed') o = await setupWeaveRelayed(net, weave, net.host('h3'), say);
+      else if (name === 'weave-forwarded') o = await setupWeaveForwarded(net, [net.host('g1'), net.host('g3')], h2, say);
       else if (name === 'weave-fastdp') o = await setupWeaveFastdp(net, [net.host('f1'), net.host('f2')], say);
       else if (name === 'vxlan') o = await setupKernelVxlan(net, h1, h2);
       else if (name === 'veth') o = await setupVeth(h1, h2);
@@ -152,7 +154,8 @@ async function bench(opts: BenchOptions): Promise<number> {
   if (!existsSync(WEAVE_CLI)) throw new Error(`${WEAVE_CLI} is missing: build first (scripts/bench.sh does)`);
   for (const bin of ['iperf3', 'ping', 'ss', 'nft']) if (!which(bin)) throw new Error(`${bin} is not installed (scripts/bench.sh installs it)`);
   const wanted = chooseOverlays(opts);
-  const hostNames = ['h1', 'h2', ...(wanted.includes('weave-relayed') ? ['h3'] : []), ...(wanted.includes('weave-fastdp') ? ['f1', 'f2'] : [])];
+  const hostNames = ['h1', 'h2', ...(wanted.includes('weave-relayed') ? ['h3'] : []), ...(wanted.includes('weave-forwarded') ? ['g1', 'g3'] : []),
+    ...(wanted.includes('weave-fastdp') ? ['f1', 'f2'] : [])];
 
   const tag = randomBytes(2).toString('hex');
   process.on('exit', removeWireguardSockets);
