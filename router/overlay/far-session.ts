@@ -133,8 +133,9 @@ export class FarSessions {
   }
 
   private prepare(names: Uint8Array, namesOff: number, buf: Buffer, hdr: number, counter: number): void {
+    // By hand, as sleeve-session.ts: Buffer.copy makes a view of the source per call.
     for (let i = 0; i < 12; i++) this.ad[i] = names[namesOff + i]!;
-    buf.copy(this.ad, 12, hdr, hdr + FAR_HEADER_BYTES);
+    for (let i = 0; i < FAR_HEADER_BYTES; i++) this.ad[12 + i] = buf[hdr + i]!;
     writeCounter(this.nonce, 4, counter);
   }
 }

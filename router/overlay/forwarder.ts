@@ -5,7 +5,7 @@
 // overlay are delivered locally, relayed one hop closer to their destination
 // peer, or (broadcasts) delivered and passed down the origin's tree.
 
-import { isGroupMac, MacTable, readMac } from './mac-table';
+import { isGroupMac, MacTable } from './mac-table';
 import type { PeerName } from '../mesh/peer-name';
 import { BROADCAST_PEER } from './sleeve-codec';
 
@@ -59,9 +59,9 @@ export class Forwarder {
   }
 
   fromBridge(frame: Uint8Array, off: number, routes: RouteView, nowMs: number): CaptureDecision {
-    this.macs.learn(readMac(frame, off + 6), this.self, nowMs);
+    this.macs.learnAt(frame, off + 6, this.self, nowMs);
     if (isGroupMac(frame, off)) return this.floodTree(routes);
-    const owner = this.macs.lookup(readMac(frame, off), nowMs);
+    const owner = this.macs.lookupAt(frame, off, nowMs);
     if (owner === null) return this.floodTree(routes);
     if (owner === this.self) return DROP_LOCAL;
     const via = routes.nextHop(owner);
@@ -74,7 +74,7 @@ export class Forwarder {
   fromOverlay(src: PeerName, dst: PeerName, hopsLeft: number, frame: Uint8Array, off: number, routes: RouteView, nowMs: number): RelayDecision {
     if (src === this.self) return DROP_LOOP;
     // The source MAC lives behind the capturing peer, whoever relayed the frame to us.
-    this.macs.learn(readMac(frame, off + 6), src, nowMs);
+    this.macs.learnAt(frame, off + 6, src, nowMs);
     if (dst === BROADCAST_PEER) {
       this.relayTree.via = hopsLeft > 0 ? routes.broadcastChildren(src) : NO_PEERS;
       return this.relayTree;

@@ -27,18 +27,23 @@
 import { PEER_NAME_BYTES, peerNameFromBytes, type PeerName } from '../mesh/peer-name';
 import type { AeadHandle } from './aes-gcm';
 import type { RouteView } from './forwarder';
-import { MacTable, readMac } from './mac-table';
+import type { MacTable } from './mac-table';
 import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, SEEN_RECORD_BYTES } from './ports';
 import { ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
 import type { Link } from './udp-probes';
 
 const PAIR_BYTES = 12;
 
+/** Whether a frame's MAC pair at buf[m] is `macs`. */
+function samePair(macs: Uint8Array, buf: Uint8Array, m: number): boolean {
+  for (let k = 0; k < PAIR_BYTES; k++) if (macs[k] !== buf[m + k]) return false;
+  return true;
+}
+
 /** An installed entry as it was made, to match frames and to check it against the live state. */
 interface Made {
-  /** The frame's destination and source MAC, as readMac numbers. */
-  dst: number;
-  src: number;
+  /** The frame's destination then source MAC (12 bytes, its own copy): compared byte for byte, so a frame's check makes no number. */
+  macs: Uint8Array;
   link: Link;
   peer: PeerName;
   host: string;
@@ -73,9 +78,7 @@ export class LaneEntries {
     const sending = this.sending;
     if (frame[off + 1] !== VNET_GSO_NONE || len > this.maxFrameBytes || !link.peerHearsUs || sending.length >= LANE_ENTRIES) return;
     const m = off + VNET_HDR_BYTES;
-    const dst = readMac(frame, m);
-    const src = readMac(frame, m + 6);
-    for (let i = 0; i < sending.length; i++) if (sending[i]!.dst === dst && sending[i]!.src === src) return;
+    for (let i = 0; i < sending.length; i++) if (samePair(sending[i]!.macs, frame, m)) return;
     const key = link.session.laneKey();
     if (key === null) return;
     frame.copy(this.pair, 0, m, m + PAIR_BYTES);
@@ -83,7 +86,7 @@ export class LaneEntries {
     writeInnerHeader(this.head, SLEEVE_HEADER_BYTES, this.selfBytes, peerBytes, MAX_HOPS);
     const { host, port } = link.udp;
     if (this.lane.set(this.pair, this.head, key.sealer, key.counter, host, port)) {
-      sending.push({ dst, src, link, peer, host, port, key: key.sealer, type: key.phaseBit });
+      sending.push({ macs: Buffer.from(this.pair), link, peer, host, port, key: key.sealer, type: key.phaseBit });
     }
   }
 
@@ -108,12 +111,10 @@ export class LaneEntries {
     const m = off + VNET_HDR_BYTES;
     if ((buf[m]! & 1) !== 0) return;
     const type = buf[at + 1]!;
-    const dst = readMac(buf, m);
-    const src = readMac(buf, m + 6);
     const peer = link.n.name;
     for (let i = 0; i < receiving.length; i++) {
       const made = receiving[i]!;
-      if (made.dst === dst && made.src === src && made.peer === peer && made.type === type) return;
+      if (made.peer === peer && made.type === type && samePair(made.macs, buf, m)) return;
     }
     const key = link.session.laneOpener(type);
     if (key === null) return;
@@ -121,7 +122,7 @@ export class LaneEntries {
     this.names.set(peerBytes, 0);
     this.names.set(this.selfBytes, PEER_NAME_BYTES);
     if (this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) {
-      receiving.push({ dst, src, link, peer, host, port, key: key.opener, type });
+      receiving.push({ macs: Buffer.from(this.pair), link, peer, host, port, key: key.opener, type });
     }
   }
 
@@ -140,7 +141,7 @@ export class LaneEntries {
       const at = i * SEEN_RECORD_BYTES;
       const from = this.seen.subarray(at + PAIR_BYTES, at + SEEN_RECORD_BYTES);
       const peer = from.every((b) => b === 0) ? this.self : peerNameFromBytes(from);
-      macs.learn(readMac(this.seen, at + 6), peer, nowMs);
+      macs.learnAt(this.seen, at + 6, peer, nowMs);
     }
   }
 
@@ -164,10 +165,11 @@ export class LaneEntries {
     const sendingLive = this.sending.every((made) => {
       const key = made.link.session.laneKey();
       return same(made) && made.link.peerHearsUs && key?.sealer === made.key && key.phaseBit === made.type &&
-        routes.nextHop(made.peer) === made.peer && macs.lookup(made.dst, nowMs) === made.peer && macs.lookup(made.src, nowMs) === this.self;
+        routes.nextHop(made.peer) === made.peer && macs.lookupAt(made.macs, 0, nowMs) === made.peer &&
+        macs.lookupAt(made.macs, 6, nowMs) === this.self;
     });
     const receivingLive = this.receiving.every((made) =>
-      same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookup(made.src, nowMs) === made.peer);
+      same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookupAt(made.macs, 6, nowMs) === made.peer);
     if (!sendingLive || !receivingLive) this.clear();
   }
 }

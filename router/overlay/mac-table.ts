@@ -5,6 +5,7 @@
 // aging runs on the owner's tick, this owns no timer.
 
 import type { PeerName } from '../mesh/peer-name';
+import { MacMap } from './mac-map';
 
 export interface MacEntry {
   peer: PeerName;
@@ -12,7 +13,7 @@ export interface MacEntry {
 }
 
 export class MacTable {
-  private readonly entries = new Map<number, MacEntry>();
+  private readonly entries = new MacMap<MacEntry>();
   /** Called when a MAC moved to another peer or an entry went (aged, evicted, forgotten): decisions cached from the table are stale. */
   onChange: (() => void) | null = null;
 
@@ -23,7 +24,31 @@ export class MacTable {
    * previous owner when the MAC moved to another peer, else null.
    */
   learn(mac: number, peer: PeerName, nowMs: number): PeerName | null {
-    const e = this.entries.get(mac);
+    return this.learnEntry(this.entries.getKey(mac), peer, nowMs, () => this.entries.setKey(mac, { peer, lastSeenMs: nowMs }));
+  }
+
+  /** learn() of the MAC at buf[off], for the frame path (no number made of it). */
+  learnAt(buf: Uint8Array, off: number, peer: PeerName, nowMs: number): PeerName | null {
+    const e = this.entries.get(buf, off);
+    // Known MACs, every frame but a flow's first, make no closure.
+    return e !== undefined ? this.learnEntry(e, peer, nowMs, null) : this.learnEntry(undefined, peer, nowMs, () => this.entries.set(buf, off, { peer, lastSeenMs: nowMs }));
+  }
+
+  lookup(mac: number, nowMs: number): PeerName | null {
+    return this.live(this.entries.getKey(mac), nowMs);
+  }
+
+  /** lookup() of the MAC at buf[off], for the frame path. */
+  lookupAt(buf: Uint8Array, off: number, nowMs: number): PeerName | null {
+    return this.live(this.entries.get(buf, off), nowMs);
+  }
+
+  private live(e: MacEntry | undefined, nowMs: number): PeerName | null {
+    if (!e || nowMs - e.lastSeenMs > this.maxAgeMs) return null;
+    return e.peer;
+  }
+
+  private learnEntry(e: MacEntry | undefined, peer: PeerName, nowMs: number, add: (() => void) | null): PeerName | null {
     if (e) {
       const moved = e.peer !== peer ? e.peer : null;
       e.peer = peer;
@@ -32,20 +57,14 @@ export class MacTable {
       return moved;
     }
     if (this.entries.size >= this.maxEntries) this.evictOldest();
-    this.entries.set(mac, { peer, lastSeenMs: nowMs });
+    add!();
     return null;
-  }
-
-  lookup(mac: number, nowMs: number): PeerName | null {
-    const e = this.entries.get(mac);
-    if (!e || nowMs - e.lastSeenMs > this.maxAgeMs) return null;
-    return e.peer;
   }
 
   /** Forgets every MAC of a peer (it left the mesh). */
   forgetPeer(peer: PeerName): void {
     const before = this.entries.size;
-    this.entries.forEach((e, mac) => { if (e.peer === peer) this.entries.delete(mac); });
+    this.entries.forEach((e, mac) => { if (e.peer === peer) this.entries.deleteKey(mac); });
     if (this.entries.size !== before) this.onChange?.();
   }
 
@@ -61,7 +80,7 @@ export class MacTable {
    */
   tick(nowMs: number): void {
     const before = this.entries.size;
-    this.entries.forEach((e, mac) => { if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.delete(mac); });
+    this.entries.forEach((e, mac) => { if (nowMs - e.lastSeenMs > this.maxAgeMs) this.entries.deleteKey(mac); });
     if (this.entries.size !== before) this.onChange?.();
   }
 
@@ -70,14 +89,16 @@ export class MacTable {
   }
 
   snapshot(): { mac: string; peer: PeerName; lastSeenMs: number }[] {
-    return [...this.entries].map(([mac, e]) => ({ mac: formatMac(mac), peer: e.peer, lastSeenMs: e.lastSeenMs }));
+    const out: { mac: string; peer: PeerName; lastSeenMs: number }[] = [];
+    this.entries.forEach((e, mac) => out.push({ mac: formatMac(mac), peer: e.peer, lastSeenMs: e.lastSeenMs }));
+    return out;
   }
 
   private evictOldest(): void {
     let oldestMac = -1;
     let oldestMs = Infinity;
-    for (const [mac, e] of this.entries) if (e.lastSeenMs < oldestMs) { oldestMs = e.lastSeenMs; oldestMac = mac; }
-    if (oldestMac >= 0 && this.entries.delete(oldestMac)) this.onChange?.();
+    this.entries.forEach((e, mac) => { if (e.lastSeenMs < oldestMs) { oldestMs = e.lastSeenMs; oldestMac = mac; } });
+    if (oldestMac >= 0 && this.entries.deleteKey(oldestMac)) this.onChange?.();
   }
 }
 

@@ -47,7 +47,7 @@ import { FastdpFlags, NO_FASTDP } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
-  VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeader, readSleeveHeader,
+  VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeaderInto, readSleeveHeaderInto, type InnerHeader, type SleeveHeader,
   SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
@@ -102,6 +102,9 @@ export class Overlay implements DataPlane {
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
   /** Sender, source and destination names from headers, one string per peer rather than per datagram. */
   private readonly names = new PeerNameReader();
+  /** Scratch for the datagram and frame being read: the frame path makes no object per frame. */
+  private readonly header: SleeveHeader = { type: 0, sender: BROADCAST_PEER, counter: 0 };
+  private readonly inner: InnerHeader = { src: BROADCAST_PEER, dst: BROADCAST_PEER, hopsLeft: 0 };
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
   private readonly nameBytes = new PeerNameBytes();
   /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
@@ -147,7 +150,9 @@ export class Overlay implements DataPlane {
       this.stride === 0 ? Infinity : this.stride - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
     this.lane = deps.lane ? new LaneEntries(deps.lane(laneMax), opts.localPeer, this.selfBytes, laneMax) : null;
     this.forwarder.macs.onChange = () => this.lane?.clear();
-    const monoMs = deps.monoMs ?? (() => performance.now());
+    // The global `performance` is a lazy getter: taken once, not at every batch.
+    const perf = performance;
+    const monoMs = deps.monoMs ?? (() => perf.now());
     this.fromBridgeAqm = new BatchAqm(monoMs);
     this.fromUnderlayAqm = new BatchAqm(monoMs);
     this.probes = new LinkProbes(this.links, {
@@ -359,20 +364,23 @@ export class Overlay implements DataPlane {
 
   /** One whole sleeve message: a version 2 datagram, or a version 3 message put back together; span and spread as in SegmentSink. */
   private handleMessage(buf: Buffer, off: number, len: number, host: string, port: number, spanOff: number, spanLen: number, spread: number): void {
-    const h = readSleeveHeader(buf, off, len, this.names.read);
-    if (typeof h === 'string') { this.drops[h]++; return; }
-    const link = this.links.get(h.sender);
+    const h = this.header;
+    const bad = readSleeveHeaderInto(buf, off, len, h, this.names.read);
+    if (bad !== null) { this.drops[bad]++; return; }
+    // Taken out at once: the scratch header is the next datagram's.
+    const { type, sender, counter } = h;
+    const link = this.links.get(sender);
     if (!link) { this.drops['unknown-sender']++; return; }
     // A far message: only its hop part is this link's to open (far-path.ts), and only where we take them.
-    const far = h.type === SLEEVE_TYPE_FAR;
+    const far = type === SLEEVE_TYPE_FAR;
     if (far && (this.far?.source == null || !link.session.encrypted)) { this.drops.type++; return; }
     // A sealed frame opens whole: its chunks come together first (segment-receiver.ts).
     if (spread > 0 && !far && link.session.encrypted) { compactChunks(buf, spanOff, spanLen, spread); spread = 0; }
     const hopLen = far ? FarPath.hopBytes(len) : len;
     if (hopLen < 0) { this.drops.short++; return; }
-    const bodyLen = link.session.open(buf, off, hopLen, h.counter);
+    const bodyLen = link.session.open(buf, off, hopLen, counter);
     if (typeof bodyLen === 'string') { this.drops[bodyLen]++; return; }
-    const challenged = h.type === SLEEVE_TYPE_PROBE && bodyLen === CHALLENGE_BYTES && !link.udp.authenticated;
+    const challenged = type === SLEEVE_TYPE_PROBE && bodyLen === CHALLENGE_BYTES && !link.udp.authenticated;
     const source = link.udp.onDatagram(host, port);
     if (source === 'moved') this.lane?.clear();
     if (challenged) link.udp.heardChallenge(buf.subarray(off + SLEEVE_HEADER_BYTES, off + SLEEVE_HEADER_BYTES + CHALLENGE_BYTES), source === 'pinned');
@@ -384,13 +392,13 @@ export class Overlay implements DataPlane {
     }
     link.lastUdpRxMs = this.deps.clock.now();
     this.traffic.bytesReceivedUdp! += len;
-    if (h.type === SLEEVE_TYPE_PROBE) return;
+    if (type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
     if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     const delivered = this.traffic.framesToBridge;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen, spread);
-    if (this.traffic.framesToBridge !== delivered && spread === 0) this.lane?.offerReceive(buf, off, bodyLen, link, this.nameBytes.of(h.sender), host, port);
+    if (this.traffic.framesToBridge !== delivered && spread === 0) this.lane?.offerReceive(buf, off, bodyLen, link, this.nameBytes.of(sender), host, port);
   }
 
   /** The queue's CoDel verdict on a frame (vnet header first): false when it is dropped. */
@@ -403,12 +411,12 @@ export class Overlay implements DataPlane {
 
   /** An inner frame (inner header first) from a neighbour; spanLen > 0: it lies in the UDP receive buffer, at most spanOff+spanLen; spread as in SegmentSink. */
   private handleInner(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spread = 0): void {
-    const inner = readInnerHeader(buf, off, len, this.names.read);
-    if (!inner) { this.drops.short++; return; }
+    if (!readInnerHeaderInto(buf, off, len, this.inner, this.names.read)) { this.drops.short++; return; }
+    const { src, dst, hopsLeft } = this.inner;
     const frameOff = off + INNER_HEADER_BYTES;
     const frameLen = len - INNER_HEADER_BYTES;
     if (checkVnetHeader(buf, frameOff, frameLen) !== 'ok') { this.drops.vnet++; return; }
-    const d = this.forwarder.fromOverlay(inner.src, inner.dst, inner.hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
+    const d = this.forwarder.fromOverlay(src, dst, hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
     const inPlace = d.via.length === 1 && !d.deliver && spanLen > 0 ? this.links.get(d.via[0]!) : undefined;
     // Spread chunks (plaintext) may stay put only when relayed in place (relayInPlace decides); anything else reads the whole frame.
@@ -420,16 +428,16 @@ export class Overlay implements DataPlane {
     }
     if (d.via.length === 0) return;
     // False: the frame is whole again, to be copied.
-    if (inPlace !== undefined && relayInPlace(this.deps.udp, inPlace, this.stride, this.traffic, buf, off, len, inner.hopsLeft - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FRAME, 0, spread)) return;
+    if (inPlace !== undefined && relayInPlace(this.deps.udp, inPlace, this.stride, this.traffic, buf, off, len, hopsLeft - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FRAME, 0, spread)) return;
     // The frame sits in a receive buffer and is relayed into the port's send
     // slots (or a fresh TCP message): it can be read in place, no copy needed.
-    const hops = inner.hopsLeft - 1;
-    const src = buf.subarray(off, off + 6);
-    const dst = buf.subarray(off + 6, off + 12);
+    const hops = hopsLeft - 1;
+    const srcBytes = buf.subarray(off, off + 6);
+    const dstBytes = buf.subarray(off + 6, off + 12);
     for (const via of d.via) {
       const link = this.links.get(via);
       if (!link) { this.drops['no-route']++; continue; }
-      this.sendFrame(link, src, dst, hops, buf, frameOff, frameLen);
+      this.sendFrame(link, srcBytes, dstBytes, hops, buf, frameOff, frameLen);
       this.traffic.framesRelayed!++;
     }
   }

@@ -17,7 +17,7 @@
 
 import type { DropReason } from './forwarder';
 import { DEFAULT_REASSEMBLY_LIMITS, SegmentReassembler } from './segment-reassembly';
-import { readSleeveHeader, SLEEVE_HEADER_BYTES } from './sleeve-codec';
+import { BROADCAST_PEER, readSleeveHeaderInto, SLEEVE_HEADER_BYTES, type SleeveHeader } from './sleeve-codec';
 import { compactChunks, joinHeader, MAX_SEGMENTS, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, wholeSegments } from './sleeve-segments';
 import type { PeerName } from '../mesh/peer-name';
 
@@ -51,6 +51,8 @@ export class SegmentReceiver {
   readonly reassembler = new SegmentReassembler(DEFAULT_REASSEMBLY_LIMITS);
   /** Version 3 messages that arrived whole in one slot and were opened in place. */
   coalesced = 0;
+  /** The segment being read (no object per segment). */
+  private readonly header: SleeveHeader = { type: 0, sender: BROADCAST_PEER, counter: 0 };
 
   constructor(private readonly sink: SegmentSink) {}
 
@@ -83,11 +85,11 @@ export class SegmentReceiver {
   private datagram(buf: Buffer, off: number, len: number, host: string, port: number): void {
     if (buf[off] !== SEGMENTED_SLEEVE_VERSION) { this.sink.message(buf, off, len, host, port, off, len, 0); return; }
     // A segment alone: reassemble before any crypto, within the reassembler's bounds.
-    const h = readSleeveHeader(buf, off, len);
-    if (typeof h === 'string') { this.sink.drop(h); return; }
-    const link = this.sink.neighbour(h.sender);
+    const bad = readSleeveHeaderInto(buf, off, len, this.header);
+    if (bad !== null) { this.sink.drop(bad); return; }
+    const link = this.sink.neighbour(this.header.sender);
     if (link === null) { this.sink.drop('unknown-sender'); return; }
-    if (link.session.stale(buf[off + 1]!, h.counter)) { this.sink.drop('replay'); return; }
+    if (link.session.stale(buf[off + 1]!, this.header.counter)) { this.sink.drop('replay'); return; }
     const slot = this.reassembler.add(link, buf, off, len, this.sink.nowMs());
     if (typeof slot === 'string') { this.sink.drop(slot); return; }
     if (slot < 0) return;

@@ -100,14 +100,27 @@ export type PeerNameRead = (buf: Uint8Array, off: number) => PeerName;
  * 'short' never; it is capped by the replay window.
  */
 export function readSleeveHeader(buf: Uint8Array, off: number, len: number, readName: PeerNameRead = peerNameFromBytes): SleeveParse {
+  const h: SleeveHeader = { type: 0, sender: BROADCAST_PEER, counter: 0 };
+  return readSleeveHeaderInto(buf, off, len, h, readName) ?? h;
+}
+
+/** readSleeveHeader for the frame path: fills `out` (the caller's, reused) instead of a fresh object; null when it parsed. */
+export function readSleeveHeaderInto(buf: Uint8Array, off: number, len: number, out: SleeveHeader, readName: PeerNameRead = peerNameFromBytes): 'short' | 'version' | 'type' | null {
   if (len < SLEEVE_HEADER_BYTES) return 'short';
   if (buf[off] !== SLEEVE_VERSION && buf[off] !== SEGMENTED_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
   if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE && type !== SLEEVE_TYPE_FAR) return 'type';
-  const sender = readName(buf, off + 2);
-  const hi = ((buf[off + 8]! << 24) >>> 0) + (buf[off + 9]! << 16) + (buf[off + 10]! << 8) + buf[off + 11]!;
-  const lo = ((buf[off + 12]! << 24) >>> 0) + (buf[off + 13]! << 16) + (buf[off + 14]! << 8) + buf[off + 15]!;
-  return { type, sender, counter: hi === 0 ? lo : hi * 0x100000000 + lo };
+  out.type = type;
+  out.sender = readName(buf, off + 2);
+  out.counter = readCounter(buf, off + 8);
+  return null;
+}
+
+/** The 8-byte big-endian counter at off (below 2^53 wherever it is used). */
+export function readCounter(buf: Uint8Array, off: number): number {
+  const hi = ((buf[off]! << 24) >>> 0) + (buf[off + 1]! << 16) + (buf[off + 2]! << 8) + buf[off + 3]!;
+  const lo = ((buf[off + 4]! << 24) >>> 0) + (buf[off + 5]! << 16) + (buf[off + 6]! << 8) + buf[off + 7]!;
+  return hi === 0 ? lo : hi * 0x100000000 + lo;
 }
 
 export function writeInnerHeader(buf: Uint8Array, off: number, src: Uint8Array, dst: Uint8Array, hopsLeft: number): void {
@@ -128,8 +141,17 @@ export interface InnerHeader {
 }
 
 export function readInnerHeader(buf: Uint8Array, off: number, len: number, readName: PeerNameRead = peerNameFromBytes): InnerHeader | null {
-  if (len < INNER_HEADER_BYTES + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES) return null;
-  return { src: readName(buf, off), dst: readName(buf, off + 6), hopsLeft: buf[off + 12]! };
+  const h: InnerHeader = { src: BROADCAST_PEER, dst: BROADCAST_PEER, hopsLeft: 0 };
+  return readInnerHeaderInto(buf, off, len, h, readName) ? h : null;
+}
+
+/** readInnerHeader for the frame path: fills `out` (the caller's, reused); false when too short. */
+export function readInnerHeaderInto(buf: Uint8Array, off: number, len: number, out: InnerHeader, readName: PeerNameRead = peerNameFromBytes): boolean {
+  if (len < INNER_HEADER_BYTES + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES) return false;
+  out.src = readName(buf, off);
+  out.dst = readName(buf, off + 6);
+  out.hopsLeft = buf[off + 12]!;
+  return true;
 }
 
 /** Peer names as bytes, cached: the hot path writes them into every datagram. */

@@ -195,7 +195,8 @@ export class SleeveSession {
     const opener = this.openers[phase];
     if (opener === null) return 'auth';
     writeNonce(this.nonce, CHANNEL_UDP_SLEEVE, counter);
-    buf.copy(this.ad, 0, off, off + SLEEVE_HEADER_BYTES);
+    // By hand: Buffer.copy makes a view of the source per call.
+    for (let i = 0; i < SLEEVE_HEADER_BYTES; i++) this.ad[i] = buf[off + i]!;
     const plainLen = opener.run(buf, off + SLEEVE_HEADER_BYTES, bodyLen, this.ad, this.nonce);
     if (plainLen < 0) return 'auth';
     const epoch = ring.receiveEpochs[phase];

@@ -6,6 +6,7 @@ import t from 'tap';
 import { frameAead, nativeAead, wasmAead } from '../../router/overlay/frame-aead';
 import { Forwarder, RouteView } from '../../router/overlay/forwarder';
 import { formatMac, MacTable, readMac } from '../../router/overlay/mac-table';
+import { MacMap } from '../../router/overlay/mac-map';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng } from '../../common/rng';
 import { readInnerHeader, readSleeveHeader, SLEEVE_TYPE_FRAME, writeSleeveHeader, BROADCAST_PEER } from '../../router/overlay/sleeve-codec';
@@ -107,6 +108,39 @@ t.test('MAC table: learning, moves, aging, eviction', async (t) => {
   t.equal(m.size, 2, 'bounded: the oldest went');
   m.forgetPeer(A);
   t.equal(m.lookup(12345, 1900), null);
+});
+
+t.test('MacMap: six bytes as two halves, by bytes and by 48-bit key alike', async (t) => {
+  const m = new MacMap<string>();
+  const bytes = Buffer.from([0, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0]);
+  m.set(bytes, 1, 'high');
+  t.equal(m.getKey(readMac(bytes, 1)), 'high', 'set by bytes, found by key');
+  m.setKey(readMac(Buffer.from([0x0a, 0, 0, 0, 0, 1]), 0), 'low');
+  t.equal(m.get(Buffer.from([0x0a, 0, 0, 0, 0, 1]), 0), 'low', 'set by key, found by bytes');
+  m.setKey(readMac(Buffer.from([0x0a, 0, 0, 0, 0, 2]), 0), 'same first half');
+  m.set(bytes, 1, 'replaced');
+  t.equal(m.size, 3, 'three keys, one replaced');
+  t.equal(m.get(Buffer.from([0x0a, 0, 0, 0, 0, 3]), 0), undefined, 'a key never set');
+  t.equal(m.get(Buffer.from([0x0b, 0, 0, 0, 0, 1]), 0), undefined, 'another first half');
+  const seen: string[] = [];
+  m.forEach((v, key) => seen.push(`${formatMac(key)}=${v}`));
+  t.same(seen.sort(), ['0a:00:00:00:00:01=low', '0a:00:00:00:00:02=same first half', 'fe:dc:ba:98:76:54=replaced'], 'forEach gives the 48-bit keys');
+  m.forEach((v, key) => { if (v !== 'low') m.deleteKey(key); });
+  t.equal(m.size, 1, 'deleting inside forEach');
+  t.notOk(m.deleteKey(readMac(bytes, 1)), 'a key deleted twice');
+  m.clear();
+  t.equal(m.size, 0);
+  t.equal(m.get(Buffer.from([0x0a, 0, 0, 0, 0, 1]), 0), undefined, 'cleared');
+});
+
+t.test('MAC table by bytes and by number agree', async (t) => {
+  const m = new MacTable(1000, 4);
+  const frame = Buffer.from([9, 9, 0x02, 0x42, 0xac, 0x11, 0, 2]);
+  t.equal(m.learnAt(frame, 2, A, 0), null);
+  t.equal(m.lookup(readMac(frame, 2), 10), A, 'learnt from bytes, looked up by number');
+  t.equal(m.learn(readMac(frame, 2), B, 20), A, 'a move by number reports the owner learnt by bytes');
+  t.equal(m.lookupAt(frame, 2, 30), B);
+  t.equal(m.lookupAt(frame, 2, 1021), null, 'aged by bytes too');
 });
 
 t.test('forwarder decisions', async (t) => {
