@@ -234,6 +234,8 @@ static uint32_t read_batch(wn_chan *c, int *fatal) {
   uint32_t got = wn_udp_read_batch(c, slab, offs, lens, addrs, ports, segs, n, fatal);
   /* One datagram alone, not coalesced: the lane may deliver it without JS (lane.c). */
   if (got == 1 && c->lane != NULL && (segs == NULL || segs[0] == 0) && wn_lane_receive(c, slab + offs[0], lens[0], addrs, ports[0])) return 0;
+  /* Far messages for other peers: the lane may relay them without JS (lane-relay.c); JS then skips their slots. */
+  if (got > 0 && c->lane != NULL && wn_lane_relay_batch(c, slab, offs, lens, addrs, ports, segs, got) == got) return 0;
   return got;
 }
 
@@ -548,6 +550,7 @@ NAPI_MODULE_INIT() {
       {"laneNew", NULL, wn_lane_new, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneSet", NULL, wn_lane_set, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneSetReceive", NULL, wn_lane_set_receive, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneSetRelay", NULL, wn_lane_set_relay, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneClear", NULL, wn_lane_clear, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneTakeSeen", NULL, wn_lane_take_seen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneStats", NULL, wn_lane_stats, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -94,33 +94,6 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
   return res;
 }
 
-static uint64_t get_be64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-  return v;
-}
-
-/* replay-window.ts's wouldAccept and accept, on its shared ring and highest
- * counter: a counter is taken once, and only within WINDOW_SIZE of the highest. */
-static int window_would_accept(const lane_rx *r, uint64_t counter) {
-  uint64_t highest = (uint64_t)*r->highest;
-  if (counter > highest) return 1;
-  if (highest - counter > WINDOW_SIZE) return 0;
-  uint32_t word = (uint32_t)r->ring[(counter / 32) & (RING_BLOCKS - 1)];
-  return (word & (1u << (counter & 31))) == 0;
-}
-
-static void window_accept(lane_rx *r, uint64_t counter) {
-  uint64_t highest = (uint64_t)*r->highest, block = counter / 32;
-  if (counter > highest) {
-    uint64_t current = highest / 32, advance = block - current;
-    if (advance > RING_BLOCKS) advance = RING_BLOCKS;
-    for (uint64_t i = 1; i <= advance; i++) r->ring[(current + i) & (RING_BLOCKS - 1)] = 0;
-    *r->highest = (double)counter;
-  }
-  r->ring[block & (RING_BLOCKS - 1)] = (int32_t)((uint32_t)r->ring[block & (RING_BLOCKS - 1)] | (1u << (counter & 31)));
-}
-
 int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port) {
   wn_lane *l = c->lane;
   if (l == NULL || l->tap == NULL || l->tap->fd < 0 || l->tap->closing) return 0;
@@ -134,8 +107,8 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
    * only once opened. */
   lane_rx *r = find_rx(l, d[1], d + 2, addr16, port, NULL);
   if (r == NULL) return 0;
-  uint64_t counter = get_be64(d + 8);
-  if ((double)counter >= l->reject_after || !window_would_accept(r, counter)) return 0;
+  uint64_t counter = wn_get_be64(d + 8);
+  if ((double)counter >= l->reject_after || !wn_window_would_accept(r->ring, r->highest, counter)) return 0;
   /* Opened in a copy: whatever fails below leaves the datagram as it came, for JS. */
   uint8_t *p = l->rx_scratch, nonce[12] = {0, 0, 0, CHANNEL_UDP_SLEEVE};
   memcpy(p, d, (size_t)len);
@@ -152,7 +125,7 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
   lane_rx *m = find_rx(l, r->type, r->names, r->from, r->port, frame + VNET_HDR_BYTES);
   if (m == NULL || m->aead != r->aead || m->ring != r->ring) return 0;
   r = m;
-  window_accept(r, counter);
+  wn_window_accept(r->ring, r->highest, counter);
   size_t frame_len = (size_t)plain - INNER_HEADER_BYTES;
   r->seen++;
   l->rx_frames++;

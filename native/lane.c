@@ -22,7 +22,9 @@
  * AES-256-GCM tag; nonce 00 00 00 02 || counter, the header as associated
  * data. Only AES-256-GCM links get entries (their key already lives here).
  *
- * Receiving mirrors it (lane-receive.c); both halves share lane.h's tables.
+ * Receiving mirrors it (lane-receive.c), and a far message passing through
+ * us to another peer can be relayed the same way (lane-relay.c); they share
+ * lane.h's tables.
  *
  * Single-threaded like the rest of the addon: the poll callbacks and JS
  * never run at once, so the shared counter and windows need no lock.
@@ -48,6 +50,7 @@ static void lane_finalize(napi_env env, void *data, void *hint) {
     entry_release(env, &l->e[i]);
     wn_lane_rx_release(env, &l->rx[i]);
   }
+  for (int i = 0; i < RELAY_ENTRIES; i++) wn_lane_relay_release(env, &l->relay[i]);
   if (l->udp->lane == l) l->udp->lane = NULL;
   if (l->udp_ref != NULL) napi_delete_reference(env, l->udp_ref);
   free(l->scratch);
@@ -186,6 +189,7 @@ napi_value wn_lane_clear(napi_env env, napi_callback_info info) {
     entry_release(env, &l->e[i]);
     wn_lane_rx_release(env, &l->rx[i]);
   }
+  for (int i = 0; i < RELAY_ENTRIES; i++) wn_lane_relay_release(env, &l->relay[i]);
   return NULL;
 }
 
@@ -229,7 +233,8 @@ static void set_num(napi_env env, napi_value obj, const char *key, double v) {
   if (napi_create_double(env, v, &n) == napi_ok) napi_set_named_property(env, obj, key, n);
 }
 
-/* laneStats(lane) -> {frames, bytes, txDroppedAgain, txErrors, entries, rxFrames, rxBytes, rxWriteErrors} since laneNew. */
+/* laneStats(lane) -> {frames, bytes, txDroppedAgain, txErrors, entries, rxFrames, rxBytes, rxWriteErrors, relayFrames,
+ * relayBytes, relayErrors} since laneNew. */
 napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj;
   if (wn_get_args(env, info, 1, argv) < 0) return NULL;
@@ -237,6 +242,7 @@ napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   if (l == NULL || napi_create_object(env, &obj) != napi_ok) return NULL;
   int used = 0;
   for (int i = 0; i < LANE_ENTRIES; i++) used += l->e[i].used + l->rx[i].used;
+  for (int i = 0; i < RELAY_ENTRIES; i++) used += l->relay[i].used;
   set_num(env, obj, "frames", (double)l->frames);
   set_num(env, obj, "bytes", (double)l->bytes);
   set_num(env, obj, "txDroppedAgain", (double)l->dropped_again);
@@ -245,6 +251,9 @@ napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   set_num(env, obj, "rxFrames", (double)l->rx_frames);
   set_num(env, obj, "rxBytes", (double)l->rx_bytes);
   set_num(env, obj, "rxWriteErrors", (double)l->rx_write_errors);
+  set_num(env, obj, "relayFrames", (double)l->relay_frames);
+  set_num(env, obj, "relayBytes", (double)l->relay_bytes);
+  set_num(env, obj, "relayErrors", (double)l->relay_errors);
   return obj;
 }
 
@@ -275,10 +284,6 @@ napi_value wn_tap_set_lane(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void put_be64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
 int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
   wn_lane *l = c->lane;
   /* virtio_net_hdr byte 1 is gso_type: 0 for a plain frame. Byte 0 of the
@@ -294,8 +299,8 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
   if (!(counter >= 0 && counter < l->reject_after)) return 0;
   uint8_t *p = l->scratch, nonce[12] = {0, 0, 0, CHANNEL_UDP_SLEEVE};
   memcpy(p, e->head, LANE_HEAD_BYTES);
-  put_be64(p + 8, (uint64_t)counter);
-  put_be64(nonce + 4, (uint64_t)counter);
+  wn_put_be64(p + 8, (uint64_t)counter);
+  wn_put_be64(nonce + 4, (uint64_t)counter);
   memcpy(p + LANE_HEAD_BYTES, frame, (size_t)len);
   /* The header is both the datagram's start and the associated data; the AEAD writes only after it. */
   int sealed = wn_aead_seal_in_place(e->aead, p + SLEEVE_HEADER_BYTES, INNER_HEADER_BYTES + len, p, SLEEVE_HEADER_BYTES, nonce);

@@ -1,6 +1,7 @@
 /*
  * The lone-frame lane's tables, shared by its sending half and handle
- * (lane.c) and its receiving half (lane-receive.c). Private to the addon.
+ * (lane.c), its receiving half (lane-receive.c) and its relaying half
+ * (lane-relay.c). Private to the addon.
  */
 #ifndef WEAVE_LANE_H
 #define WEAVE_LANE_H
@@ -23,6 +24,7 @@
 #define CHANNEL_UDP_SLEEVE 2
 /* Counters stay exact doubles (replay-window.ts caps them far below). */
 #define MAX_EXACT_COUNTER 9007199254740991.0
+#define RELAY_ENTRIES 32
 
 
 typedef struct lane_entry {
@@ -54,6 +56,31 @@ typedef struct lane_rx {
   uint64_t seen;
 } lane_rx;
 
+/* A far message (far-session.ts) that a neighbour sends us for another peer,
+ * relayed as JS relays it in place (relay-in-place.ts). */
+typedef struct lane_relay {
+  int used;
+  uint8_t in_head[1 + PEER_NAME_BYTES]; /* the datagrams' type byte (FAR, key phase) and sender: header bytes 1..7 */
+  uint8_t from[16];                     /* the sender's address as the reader reports it (IPv6 form) */
+  uint16_t port;
+  uint8_t names[2 * PEER_NAME_BYTES];   /* the inner header's source and destination */
+  wn_aead *opener;
+  napi_ref opener_ref;
+  int32_t *ring; /* the incoming key phase's replay window, RING_BLOCKS words */
+  napi_ref ring_ref;
+  double *highest;
+  napi_ref highest_ref;
+  uint8_t out_head[1 + PEER_NAME_BYTES]; /* what we write there: FAR with our key phase, and our name */
+  wn_aead *sealer;
+  napi_ref sealer_ref;
+  double *counter;
+  napi_ref counter_ref;
+  struct sockaddr_storage to;
+  socklen_t to_len;
+  int32_t out_stride; /* body bytes per segment towards the next hop; 0: it takes no version 3 */
+  uint64_t seen;
+} lane_relay;
+
 typedef struct wn_lane {
   napi_env env;
   wn_chan *udp;
@@ -67,11 +94,46 @@ typedef struct wn_lane {
   uint8_t *rx_scratch; /* LANE_HEAD_BYTES + max_frame + TAG_BYTES */
   uint64_t frames, bytes, dropped_again, errors;
   uint64_t rx_frames, rx_bytes, rx_write_errors;
+  lane_relay relay[RELAY_ENTRIES];
+  uint64_t relay_frames, relay_bytes, relay_errors;
 } wn_lane;
+
+static inline uint64_t wn_get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+static inline void wn_put_be64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* replay-window.ts's wouldAccept and accept, on its shared ring and highest
+ * counter: a counter is taken once, and only within WINDOW_SIZE of the highest. */
+static inline int wn_window_would_accept(const int32_t *ring, const double *highest_cell, uint64_t counter) {
+  uint64_t highest = (uint64_t)*highest_cell;
+  if (counter > highest) return 1;
+  if (highest - counter > WINDOW_SIZE) return 0;
+  uint32_t word = (uint32_t)ring[(counter / 32) & (RING_BLOCKS - 1)];
+  return (word & (1u << (counter & 31))) == 0;
+}
+
+static inline void wn_window_accept(int32_t *ring, double *highest_cell, uint64_t counter) {
+  uint64_t highest = (uint64_t)*highest_cell, block = counter / 32;
+  if (counter > highest) {
+    uint64_t current = highest / 32, advance = block - current;
+    if (advance > RING_BLOCKS) advance = RING_BLOCKS;
+    for (uint64_t i = 1; i <= advance; i++) ring[(current + i) & (RING_BLOCKS - 1)] = 0;
+    *highest_cell = (double)counter;
+  }
+  ring[block & (RING_BLOCKS - 1)] = (int32_t)((uint32_t)ring[block & (RING_BLOCKS - 1)] | (1u << (counter & 31)));
+}
 
 /* The lane behind a handle; throws and returns NULL for anything else (lane.c). */
 wn_lane *wn_lane_unwrap(napi_env env, napi_value v);
 /* Lets a receiving entry's key and window go and empties it (lane-receive.c). */
 void wn_lane_rx_release(napi_env env, lane_rx *r);
+/* Lets a relaying entry's keys, window and counter go and empties it (lane-relay.c). */
+void wn_lane_relay_release(napi_env env, lane_relay *r);
 
 #endif

@@ -27,7 +27,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 6
+#define WEAVE_NATIVE_ABI 7
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
@@ -168,6 +168,7 @@ int wn_aead_open_in_place(wn_aead *a, uint8_t *p, int len, const uint8_t *ad, in
 napi_value wn_lane_new(napi_env env, napi_callback_info info);
 napi_value wn_lane_set(napi_env env, napi_callback_info info);
 napi_value wn_lane_set_receive(napi_env env, napi_callback_info info);
+napi_value wn_lane_set_relay(napi_env env, napi_callback_info info);
 napi_value wn_lane_clear(napi_env env, napi_callback_info info);
 napi_value wn_lane_take_seen(napi_env env, napi_callback_info info);
 napi_value wn_lane_stats(napi_env env, napi_callback_info info);
@@ -180,6 +181,11 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len);
  * c to the lane's TAP if a receive entry expects it and it opens, is new and
  * carries what the entry says: 1 when delivered, 0 to leave it, intact, to JS. */
 int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port);
+/* Relays the far messages among the `got` slots just read from the UDP
+ * socket c that its lane has relaying entries for (lane-relay.c); each slot
+ * taken gets length -1. Returns how many it took. */
+uint32_t wn_lane_relay_batch(wn_chan *c, uint8_t *slab, const int32_t *offs, int32_t *lens, const uint8_t *addrs, const uint16_t *ports,
+                             const uint16_t *segs, uint32_t got);
 /* Detaches a channel's lane (its close or finalizer). */
 void wn_lane_detach(napi_env env, wn_chan *c);
 

@@ -70,6 +70,10 @@ export class FarPath implements FarKeySink {
   /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
   source: FarKeySource | null = null;
 
+  /** The source and destination of the message receive() last relayed in place. */
+  relayedSrc: PeerName = '' as PeerName;
+  relayedDst: PeerName = '' as PeerName;
+
   constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {}
 
   farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
@@ -112,13 +116,15 @@ export class FarPath implements FarKeySink {
    * whole message at off; span as in relayInPlace, spanLen 0 when
    * reassembled; spreadSegSize as in SegmentSink: chunks 1.. not yet behind
    * chunk 0): opened and delivered when it is for us, else passed on.
+   * Returns the next hop's link when it was relayed in place over UDP (its
+   * source and destination then in relayedSrc and relayedDst), else null.
    */
-  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number): void {
+  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number): Link | null {
     const io = off + SLEEVE_HEADER_BYTES;
     const src = this.deps.readName(buf, io);
     const dst = this.deps.readName(buf, io + 6);
     const { drops, traffic } = this.deps;
-    if (src === this.deps.self) { drops.loop++; return; }
+    if (src === this.deps.self) { drops.loop++; return null; }
     const sealedLen = len - FAR_BODY_AT;
     if (dst === this.deps.self) {
       if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
@@ -127,21 +133,21 @@ export class FarPath implements FarKeySink {
       if (r === 'far-key') {
         drops['far-key']++;
         this.source?.unknownKey(src, FarSessions.keyId(buf, hdr));
-        return;
+        return null;
       }
-      if (typeof r === 'string') { drops[r]++; return; }
+      if (typeof r === 'string') { drops[r]++; return null; }
       traffic.framesReceivedFar!++;
       // The inner header moves next to the frame (over the spent hop tag), as hop-by-hop frames arrive.
       const innerAt = off + FAR_BODY_AT - INNER_HEADER_BYTES;
       buf.copyWithin(innerAt, io, io + INNER_HEADER_BYTES);
       this.deps.deliver(buf, innerAt, INNER_HEADER_BYTES + r);
-      return;
+      return null;
     }
     const hops = buf[io + 12]!;
-    if (hops <= 1) { drops.hops++; return; }
+    if (hops <= 1) { drops.hops++; return null; }
     const via = this.deps.routes().nextHop(dst);
     const link = via === null ? undefined : this.deps.links.get(via);
-    if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return; }
+    if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return null; }
     traffic.framesRelayedFar!++;
     if (!link.peerHearsUs) {
       if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
@@ -153,19 +159,24 @@ export class FarPath implements FarKeySink {
       traffic.framesSentTcp!++;
       traffic.bytesSentTcp! += msg.byteLength;
       traffic.framesRelayed!++;
-      return;
+      return null;
     }
     const { udp, stride } = this.deps;
     // False: the message is whole again (its chunks together), to be copied.
-    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, sealedLen, spreadSegSize)) return;
+    if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, sealedLen, spreadSegSize)) {
+      this.relayedSrc = src;
+      this.relayedDst = dst;
+      return link;
+    }
     // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.
     const body = len - SLEEVE_HEADER_BYTES;
     const segmented = link.segmented && fitsSegmented(body, stride);
-    if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return; }
+    if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return null; }
     const slab = udp.stageSlab();
     const at = udp.stageOffset();
     buf.copy(slab, at, off, off + len);
     writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
     if (sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, sealedLen, segmented)) traffic.framesRelayed!++;
+    return null;
   }
 }

@@ -23,13 +23,25 @@
 // datagram's key phase and the frame's MAC pair get a receive entry with the
 // phase's opening context and replay window, and the lane delivers the next
 // such datagram that arrives alone without JS.
+//
+// Relaying too: after far-path.ts relayed a far message in place from one
+// neighbour to the next over UDP, the overlay offers it here (offerRelay);
+// the sender, its endpoint, the datagram's key phase and the inner source
+// and destination get a relaying entry with the incoming phase's opening
+// context and window and the next link's sealing context, counter cell,
+// endpoint and stride, and the lane relays the next such messages itself
+// (native/lane-relay.c).
 
 import { PEER_NAME_BYTES, peerNameFromBytes, type PeerName } from '../mesh/peer-name';
 import type { AeadHandle } from './aes-gcm';
 import type { RouteView } from './forwarder';
 import type { MacTable } from './mac-table';
-import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, SEEN_RECORD_BYTES } from './ports';
-import { ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE, VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader } from './sleeve-codec';
+import type { PeerNameBytes } from './peer-name-reader';
+import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, RELAY_ENTRIES, SEEN_RECORD_BYTES } from './ports';
+import {
+  ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_VERSION, VNET_GSO_NONE,
+  VNET_HDR_BYTES, writeInnerHeader, writeSleeveHeader,
+} from './sleeve-codec';
 import type { Link } from './udp-probes';
 
 const PAIR_BYTES = 12;
@@ -54,10 +66,30 @@ interface Made {
   type: number;
 }
 
+/** A relaying entry as it was made: the message's way in and out, to match offers and to check it against the live state. */
+interface Relaying {
+  from: Link;
+  fromPeer: PeerName;
+  fromHost: string;
+  fromPort: number;
+  type: number;
+  opener: AeadHandle;
+  src: PeerName;
+  dst: PeerName;
+  to: Link;
+  toPeer: PeerName;
+  toHost: string;
+  toPort: number;
+  sealer: AeadHandle;
+  outType: number;
+  outStride: number;
+}
+
 export class LaneEntries {
   /** Sending entries, then receiving ones, mirroring the lane's tables. */
   private readonly sending: Made[] = [];
   private readonly receiving: Made[] = [];
+  private readonly relaying: Relaying[] = [];
   private readonly pair = Buffer.alloc(PAIR_BYTES);
   private readonly head = Buffer.alloc(SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
   /** The neighbour's name, then ours: a receive entry's inner header. */
@@ -65,8 +97,9 @@ export class LaneEntries {
   private readonly seen = Buffer.alloc(LANE_SEEN_BYTES);
 
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
+  /** stride: body bytes per version 3 segment on our links (0: none); nameBytes: the overlay's cache of names as bytes. */
   constructor(private readonly lane: LoneFrameLane, private readonly self: PeerName, private readonly selfBytes: Uint8Array,
-    readonly maxFrameBytes: number) {}
+    readonly maxFrameBytes: number, private readonly stride = 0, private readonly nameBytes: PeerNameBytes | null = null) {}
 
   /**
    * The overlay just sent frame[off, off+len) (vnet header first) to `peer`,
@@ -126,11 +159,51 @@ export class LaneEntries {
     }
   }
 
+  /**
+   * far-path.ts just relayed, in place over UDP, a far message from `from`'s
+   * neighbour (named senderBytes on the wire) at host:port with type byte
+   * `type`, from `src` to `dst`, on over `to`. Installs a relaying entry
+   * unless there is one, or either link's key is not one the lane can use.
+   */
+  offerRelay(from: Link, type: number, senderBytes: Uint8Array, host: string, port: number, to: Link, src: PeerName, dst: PeerName): void {
+    const relaying = this.relaying;
+    const fromPeer = from.n.name;
+    for (let i = 0; i < relaying.length; i++) {
+      const r = relaying[i]!;
+      if (r.src === src && r.dst === dst && r.fromPeer === fromPeer && r.type === type) return;
+    }
+    if (relaying.length >= RELAY_ENTRIES || this.nameBytes === null || !to.peerHearsUs || !to.far) return;
+    const opener = from.session.laneOpener(type);
+    const key = to.session.laneKey();
+    if (opener === null || key === null) return;
+    const inHead = Buffer.alloc(1 + PEER_NAME_BYTES);
+    inHead[0] = type;
+    inHead.set(senderBytes, 1);
+    const outHead = Buffer.alloc(1 + PEER_NAME_BYTES);
+    outHead[0] = SLEEVE_TYPE_FAR | key.phaseBit;
+    outHead.set(this.selfBytes, 1);
+    const names = Buffer.alloc(2 * PEER_NAME_BYTES);
+    names.set(this.nameBytes.of(src), 0);
+    names.set(this.nameBytes.of(dst), PEER_NAME_BYTES);
+    const { host: toHost, port: toPort } = to.udp;
+    const outStride = to.segmented ? this.stride : 0;
+    if (this.lane.setRelay({
+      inHead, names, opener: opener.opener, ring: opener.ring, highest: opener.highest, fromHost: host, fromPort: port, outHead,
+      sealer: key.sealer, counter: key.counter, toHost, toPort, outStride,
+    })) {
+      relaying.push({
+        from, fromPeer, fromHost: host, fromPort: port, type, opener: opener.opener, src, dst, to, toPeer: to.n.name, toHost, toPort,
+        sealer: key.sealer, outType: outHead[0]!, outStride,
+      });
+    }
+  }
+
   /** Forgets every entry, here and in the lane. */
   clear(): void {
-    if (this.sending.length === 0 && this.receiving.length === 0) return;
+    if (this.sending.length === 0 && this.receiving.length === 0 && this.relaying.length === 0) return;
     this.sending.length = 0;
     this.receiving.length = 0;
+    this.relaying.length = 0;
     this.lane.clear();
   }
 
@@ -150,11 +223,13 @@ export class LaneEntries {
     const s = this.lane.stats();
     const t = (name: string): number => traffic[name] ?? 0;
     return {
-      framesFromBridge: t('framesFromBridge') + s.frames, framesSentUdp: t('framesSentUdp') + s.frames, bytesSentUdp: t('bytesSentUdp') + s.bytes,
-      framesReceivedUdp: t('framesReceivedUdp') + s.rxFrames, bytesReceivedUdp: t('bytesReceivedUdp') + s.rxBytes,
+      framesFromBridge: t('framesFromBridge') + s.frames, framesSentUdp: t('framesSentUdp') + s.frames + s.relayFrames,
+      bytesSentUdp: t('bytesSentUdp') + s.bytes + s.relayBytes, framesReceivedUdp: t('framesReceivedUdp') + s.rxFrames + s.relayFrames + s.relayErrors,
+      bytesReceivedUdp: t('bytesReceivedUdp') + s.rxBytes + s.relayBytes, framesRelayed: t('framesRelayed') + s.relayFrames,
+      framesRelayedFar: t('framesRelayedFar') + s.relayFrames + s.relayErrors,
       framesToBridge: t('framesToBridge') + s.rxFrames, framesSentLane: s.frames, bytesSentLane: s.bytes, framesReceivedLane: s.rxFrames,
       bytesReceivedLane: s.rxBytes, laneDroppedAgain: s.txDroppedAgain, laneSendErrors: s.txErrors, laneWriteErrors: s.rxWriteErrors,
-      laneEntries: s.entries,
+      laneEntries: s.entries, framesRelayedLane: s.relayFrames, bytesRelayedLane: s.relayBytes, laneRelayErrors: s.relayErrors,
     };
   }
 
@@ -170,6 +245,13 @@ export class LaneEntries {
     });
     const receivingLive = this.receiving.every((made) =>
       same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookupAt(made.macs, 6, nowMs) === made.peer);
-    if (!sendingLive || !receivingLive) this.clear();
+    const relayingLive = this.relaying.every((r) => {
+      const key = r.to.session.laneKey();
+      return links.get(r.fromPeer) === r.from && r.from.udp.host === r.fromHost && r.from.udp.port === r.fromPort &&
+        r.from.session.laneOpener(r.type)?.opener === r.opener && links.get(r.toPeer) === r.to && r.to.udp.host === r.toHost &&
+        r.to.udp.port === r.toPort && r.to.peerHearsUs && r.to.far && (r.to.segmented ? this.stride : 0) === r.outStride &&
+        key?.sealer === r.sealer && (SLEEVE_TYPE_FAR | key.phaseBit) === r.outType && routes.nextHop(r.dst) === r.toPeer;
+    });
+    if (!sendingLive || !receivingLive || !relayingLive) this.clear();
   }
 }

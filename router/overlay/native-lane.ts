@@ -6,12 +6,13 @@
 import { RouterError } from '../mesh/errors';
 import type { AeadHandle } from './aes-gcm';
 import type { LaneHandle, LaneStats, WeaveNative } from './native';
-import type { LoneFrameLane } from './ports';
+import type { LoneFrameLane, RelayEntry } from './ports';
 import type { TapDevice } from './tap-device';
 import { parseIPToBytes, type UdpBatchSocket } from './udp-batch';
 
 export class NativeLane implements LoneFrameLane {
   private readonly addr = Buffer.alloc(16);
+  private readonly toAddr = Buffer.alloc(16);
 
   private constructor(private readonly native: WeaveNative, private readonly handle: LaneHandle) {}
 
@@ -41,6 +42,19 @@ export class NativeLane implements LoneFrameLane {
       return this.native.laneSetReceive(this.handle, type, names, macs, opener, ring, highest, this.addr, port);
     } catch (err) {
       if ((err as { code?: unknown }).code === 'ERR_CLOSED') return false;
+      throw RouterError.config(`lone-frame lane: ${String(err)}`);
+    }
+  }
+
+  setRelay(r: RelayEntry): boolean {
+    parseIPToBytes(r.fromHost, this.addr, 0);
+    parseIPToBytes(r.toHost, this.toAddr, 0);
+    try {
+      return this.native.laneSetRelay(this.handle, r.inHead, r.names, r.opener, r.ring, r.highest, this.addr, r.fromPort, r.outHead, r.sealer,
+        r.counter, this.toAddr, r.toPort, r.outStride);
+    } catch (err) {
+      // As set(): a key freed meanwhile, or another family: no entry, JS keeps relaying them.
+      if (err instanceof RangeError || (err as { code?: unknown }).code === 'ERR_CLOSED') return false;
       throw RouterError.config(`lone-frame lane: ${String(err)}`);
     }
   }

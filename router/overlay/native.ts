@@ -14,7 +14,7 @@ import { errorMessage } from '../../common/errors';
 import type { AeadHandle } from './aes-gcm';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 6;
+export const NATIVE_ABI_VERSION = 7;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -41,6 +41,10 @@ export interface LaneStats {
   rxFrames: number;
   rxBytes: number;
   rxWriteErrors: number;
+  /** (ABI 7) Far messages it relayed, their bytes (the same in and out), and sends that failed. */
+  relayFrames: number;
+  relayBytes: number;
+  relayErrors: number;
 }
 
 /** Counters kept in C, summed per batch. Numbers are exact up to 2^53. */
@@ -143,6 +147,16 @@ export interface WeaveNative {
    */
   laneSetReceive(lane: LaneHandle, type: number, names: Uint8Array, macs: Uint8Array, opener: AeadHandle, ring: Int32Array,
     highest: Float64Array, addr16: Uint8Array, port: number): boolean;
+  /**
+   * (ABI 7) For far messages with header bytes 1..7 `inHead` (type byte: FAR and the key phase; sender) from
+   * fromAddr16:fromPort whose inner header names `names` (source, destination): the incoming phase's opening context
+   * and replay window, and how to pass them on: header bytes 1..7 `outHead` (FAR with our key phase; our name), the
+   * next link's sealing context and counter cell, its endpoint, and the body bytes per segment it takes (0: none).
+   * Replaces the entry for the same sender, endpoint, type and names; false when the table is full.
+   */
+  laneSetRelay(lane: LaneHandle, inHead: Uint8Array, names: Uint8Array, opener: AeadHandle, ring: Int32Array, highest: Float64Array,
+    fromAddr16: Uint8Array, fromPort: number, outHead: Uint8Array, sealer: AeadHandle, counter: Float64Array, toAddr16: Uint8Array,
+    toPort: number, outStride: number): boolean;
   laneClear(lane: LaneHandle): void;
   /**
    * (ABI 6) Writes 18-byte records (a MAC pair, then the neighbour it came from, zeros for a pair we sent) of the
@@ -157,7 +171,7 @@ export interface WeaveNative {
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
   'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap',
-  'laneNew', 'laneSet', 'laneSetReceive', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
+  'laneNew', 'laneSet', 'laneSetReceive', 'laneSetRelay', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
 ];
 
 let loaded: WeaveNative | null = null;

@@ -148,7 +148,7 @@ export class Overlay implements DataPlane {
     // The lane sends what JS would send as one version 2 datagram: no bigger than the MTU allows, nor than a segment.
     const laneMax = Math.min(VNET_HDR_BYTES + opts.mtu + MAX_ETHERNET_OVERHEAD_BYTES, MAX_SLEEVE_FRAME_BYTES,
       this.stride === 0 ? Infinity : this.stride - INNER_HEADER_BYTES - AEAD_TAG_BYTES);
-    this.lane = deps.lane ? new LaneEntries(deps.lane(laneMax), opts.localPeer, this.selfBytes, laneMax) : null;
+    this.lane = deps.lane ? new LaneEntries(deps.lane(laneMax), opts.localPeer, this.selfBytes, laneMax, this.stride, this.nameBytes) : null;
     this.forwarder.macs.onChange = () => this.lane?.clear();
     // The global `performance` is a lazy getter: taken once, not at every batch.
     const perf = performance;
@@ -394,7 +394,12 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedUdp! += len;
     if (type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
-    if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread); return; }
+    if (far) {
+      const typeByte = buf[off + 1]!;
+      const out = this.far!.receive(buf, off, len, spanOff, spanLen, spread);
+      if (out !== null) this.lane?.offerRelay(link, typeByte, this.nameBytes.of(sender), host, port, out, this.far!.relayedSrc, this.far!.relayedDst);
+      return;
+    }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     const delivered = this.traffic.framesToBridge;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen, spread);

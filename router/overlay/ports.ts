@@ -90,14 +90,42 @@ export interface LoneFrameLane {
    */
   setReceive(type: number, names: Uint8Array, macs: Uint8Array, opener: AeadHandle, ring: Int32Array, highest: Float64Array,
     host: string, port: number): boolean;
+  /**
+   * For far messages to relay (native/lane-relay.c), as JS just relayed one
+   * in place: from the neighbour `inHead`[1, 7) at fromHost:fromPort with
+   * type byte inHead[0], inner source and destination `names`, opened with
+   * `opener` and that phase's window; on with header bytes `outHead` (type
+   * byte, our name) sealed by `sealer` with the next link's counter cell,
+   * to toHost:toPort, whose segments carry outStride body bytes (0: none).
+   * False when full.
+   */
+  setRelay(relay: RelayEntry): boolean;
   clear(): void;
   /** SEEN_RECORD_BYTES records (MAC pair, neighbour or zeros) of entries used since the last call, into out (LANE_SEEN_BYTES); how many. */
   takeSeen(out: Uint8Array): number;
   stats(): LaneStats;
 }
 
-/** Entries a lane holds at most, each way (LANE_ENTRIES in native/lane.c). */
+/** What a relaying entry names (LoneFrameLane.setRelay). */
+export interface RelayEntry {
+  inHead: Uint8Array;
+  names: Uint8Array;
+  opener: AeadHandle;
+  ring: Int32Array;
+  highest: Float64Array;
+  fromHost: string;
+  fromPort: number;
+  outHead: Uint8Array;
+  sealer: AeadHandle;
+  counter: Float64Array;
+  toHost: string;
+  toPort: number;
+  outStride: number;
+}
+
+/** Entries a lane holds at most, each way (LANE_ENTRIES in native/lane.h), and relaying entries (RELAY_ENTRIES). */
 export const LANE_ENTRIES = 32;
+export const RELAY_ENTRIES = 32;
 /** A takeSeen record: a MAC pair, then the neighbour it came from (zeros: a pair we sent). */
 export const SEEN_RECORD_BYTES = 18;
 /** Room for every entry's record, sending and receiving. */

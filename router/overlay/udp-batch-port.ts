@@ -47,13 +47,17 @@ export class UdpBatchPort implements DatagramPort {
   start(onDatagram: DatagramHandler, onBatchEnd: () => void, onSmallDone?: () => void): void {
     this.socket.onDatagrams((slab, offsets, lengths, sources, count, segSizes) => {
       let small = 0;
+      let big = 0;
       for (let i = 0; i < count; i++) {
-        if (lengths[i]! > SMALL_DATAGRAM_BYTES) continue;
+        const len = lengths[i]!;
+        if (len > SMALL_DATAGRAM_BYTES) { big++; continue; }
+        // -1: the lane relayed it (native/lane-relay.c).
+        if (len < 0) continue;
         small++;
-        onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
+        onDatagram(slab, offsets[i]!, len, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
       }
-      if (small > 0 && small < count) onSmallDone?.();
-      for (let i = 0; i < count; i++) {
+      if (small > 0 && big > 0) onSmallDone?.();
+      for (let i = 0; big > 0 && i < count; i++) {
         if (lengths[i]! <= SMALL_DATAGRAM_BYTES) continue;
         onDatagram(slab, offsets[i]!, lengths[i]!, this.sourceHost(sources, i), sources.port(i), segSizes?.[i] ?? 0);
       }

@@ -138,6 +138,8 @@ export interface UdpBindOptions {
  * `sources` entry i is the sender of datagram i. With UDP_GRO (UdpBindOptions.gro)
  * segSizes[i] > 0 says slot i holds datagrams of that many bytes back to
  * back (the last may be shorter); otherwise segSizes is null or 0 there.
+ * lengths[i] is -1 for a datagram the socket's lane relayed itself
+ * (native/lane-relay.c): there is nothing left to read in slot i.
  * Everything is valid only until the handler returns.
  */
 export type DatagramsHandler = (slab: Buffer, offsets: Int32Array, lengths: Int32Array,

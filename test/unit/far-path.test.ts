@@ -21,7 +21,8 @@ import { FAR_BODY_AT } from '../../router/overlay/far-path';
 import { FarSessions } from '../../router/overlay/far-session';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import type { LaneStats } from '../../router/overlay/native';
+import { DatagramHandler, DatagramPort, FramePort, type LoneFrameLane, type RelayEntry, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
 import { MIN_SPREAD_STRIDE } from '../../router/overlay/segment-receiver';
 import { readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { compactSegments, SEGMENT_HEADER_BYTES } from '../../router/overlay/sleeve-segments';
@@ -57,7 +58,7 @@ class LinePort implements DatagramPort {
 /** Keys of link x -> y. */
 const linkKey = (x: number, y: number, gen = 0): Buffer => Buffer.alloc(32, 16 * x + y + 1 + 64 * gen);
 
-function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number } = {}) {
+function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number; laneAtB?: LoneFrameLane } = {}) {
   const clock = new ManualClock();
   const ports = NAMES.map(() => new LinePort());
   const delivered: Buffer[] = [];
@@ -68,7 +69,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number } = 
     close: () => {},
   }));
   const overlays = NAMES.map((name, i) => new Overlay(
-    { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]! },
+    { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]!, ...(i === 1 && opts.laneAtB ? { lane: () => opts.laneAtB! } : {}) },
     { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: i === 0 ? opts.segmentBytesA ?? 1472 : 1472 },
   ));
   const wants: PeerName[] = [];
@@ -139,7 +140,8 @@ function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number } = 
     overlays[2]!.far!.farReceiveKey(A, id, Buffer.from(FAR_KEY.map((b) => b ^ id)));
   };
   const close = (): void => overlays.forEach((o) => o.close());
-  return { controls, overlays, delivered, send, take, deliver, run, count, keys, connect, wants, unknown, close };
+  const tick = (ms: number): void => clock.advance(ms);
+  return { tick, controls, overlays, delivered, send, take, deliver, run, count, keys, connect, wants, unknown, close };
 }
 
 /** What C receives from B as one whole message (segments put together), the hop part opened with B's key to C. */
@@ -356,4 +358,52 @@ t.test('far key slots: unused ones are evicted first', async (t) => {
   t.equal(s.open(A, names, 0, again, 0, n), 'replay');
   s.close();
   send.close();
+});
+
+/** Records B's relaying entries, as the native lane would take them. */
+class RelayRecorder implements LoneFrameLane {
+  readonly relays: RelayEntry[] = [];
+  clears = 0;
+  set(): boolean { return false; }
+  setReceive(): boolean { return false; }
+  setRelay(r: RelayEntry): boolean { this.relays.push(r); return true; }
+  clear(): void { this.clears++; }
+  takeSeen(): number { return 0; }
+  stats(): LaneStats {
+    return { frames: 0, bytes: 0, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 0, rxBytes: 0, rxWriteErrors: 0, relayFrames: 7, relayBytes: 700,
+      relayErrors: 1 };
+  }
+}
+
+t.test('a far message relayed in place installs a relaying entry, once, and changes clear it', async (t) => {
+  await loadSodium();
+  const aes = probeAesGcm().aes;
+  if (aes === null) { t.pass('no AES-256-GCM here'); return; }
+  const lane = new RelayRecorder();
+  const l = line(aes, { laneAtB: lane });
+  l.keys();
+  l.send(tcpSuperFrame(20_000, 1));
+  l.run();
+  t.equal(l.count(1, 'framesRelayedFar'), 1, 'B relayed it far');
+  t.equal(lane.relays.length, 1, 'and installed an entry');
+  const e = lane.relays[0]!;
+  const bytes = (n: PeerName): Buffer => Buffer.from(n.split(':').map((h) => parseInt(h, 16)));
+  t.same([e.inHead[0], Buffer.from(e.inHead.subarray(1))], [SLEEVE_TYPE_FAR, bytes(A)], 'in: FAR, key phase 0, from A');
+  t.ok(Buffer.from(e.names).equals(Buffer.concat([bytes(A), bytes(C)])), 'from A to C');
+  t.same([e.fromHost, e.fromPort, e.toHost, e.toPort], [HOSTS[A], 6783, HOSTS[C], 6783], 'A\'s endpoint in, C\'s out');
+  t.same([e.outHead[0], Buffer.from(e.outHead.subarray(1))], [SLEEVE_TYPE_FAR, bytes(B)], 'out: FAR under B\'s key phase, named B');
+  t.equal(e.outStride, 1472 - SEGMENT_HEADER_BYTES, 'C takes segments of B\'s stride');
+  t.equal(e.ring.length, 64, 'the incoming phase\'s window');
+  l.send(tcpSuperFrame(20_000, 2));
+  l.run();
+  t.equal(lane.relays.length, 1, 'not again for the same pair');
+  const clears = lane.clears;
+  l.tick(1_100);
+  t.equal(lane.clears, clears, 'the probe tick finds it as it was');
+  l.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true);
+  t.ok(lane.clears > clears, 'C no longer hearing B clears it');
+  const c = l.overlays[1]!.counters;
+  t.equal(c['framesRelayedLane'], 7, 'the lane\'s relayed messages counted');
+  t.equal(c['framesRelayedFar'], 2 + 8, 'and folded into the totals: JS\'s 2, the lane\'s 7 and 1 whose send failed');
+  l.close();
 });

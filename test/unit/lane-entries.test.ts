@@ -17,7 +17,7 @@ import { probeAesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
 import type { LaneStats } from '../../router/overlay/native';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import { LANE_ENTRIES, SEEN_RECORD_BYTES, type FramePort, type LoneFrameLane } from '../../router/overlay/ports';
+import { LANE_ENTRIES, SEEN_RECORD_BYTES, type FramePort, type LoneFrameLane, type RelayEntry } from '../../router/overlay/ports';
 import { INNER_HEADER_BYTES, MAX_HOPS, SLEEVE_HEADER_BYTES, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { pairPorts } from './pair-port';
 
@@ -43,13 +43,18 @@ class FakeLane implements LoneFrameLane {
     this.receives.push({ type, names: Buffer.from(names), macs: Buffer.from(macs), ring, highest, host, port });
     return true;
   }
+  readonly relays: RelayEntry[] = [];
+  setRelay(r: RelayEntry): boolean {
+    this.relays.push(r);
+    return true;
+  }
   clear(): void { this.clears++; }
   takeSeen(out: Uint8Array): number {
     this.seen.forEach((p, i) => out.set(p, i * SEEN_RECORD_BYTES));
     return this.seen.splice(0).length;
   }
   stats(): LaneStats {
-    return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 3, rxBytes: 300, rxWriteErrors: 0 };
+    return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 3, rxBytes: 300, rxWriteErrors: 0, relayFrames: 0, relayBytes: 0, relayErrors: 0 };
   }
 }
 
