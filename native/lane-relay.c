@@ -183,6 +183,9 @@ static int whole_segments(const uint8_t *d, int32_t len, int32_t seg) {
 
 /* Relays one slot if an entry says how: 1 when taken (sent, or dropped by a failing send), 0 to leave it, intact, to JS. */
 static int relay_one(wn_lane *l, uint8_t *d, int32_t len, int32_t seg, const uint8_t *addr16, uint16_t port) {
+  /* The entry first: most slots of a router that relays are its own traffic, to be left at once. */
+  lane_relay *r = find_relay(l, d + 1, addr16, port, NULL);
+  if (r == NULL) return 0;
   int segments = 0;
   int32_t body;
   if (seg > 0) {
@@ -193,8 +196,6 @@ static int relay_one(wn_lane *l, uint8_t *d, int32_t len, int32_t seg, const uin
     body = len - SLEEVE_HEADER_BYTES;
   }
   if (body < MIN_FAR_MESSAGE - SLEEVE_HEADER_BYTES) return 0;
-  lane_relay *r = find_relay(l, d + 1, addr16, port, NULL);
-  if (r == NULL) return 0;
   uint64_t counter = wn_get_be64(d + 8);
   if ((double)counter >= l->reject_after || !wn_window_would_accept(r->ring, r->highest, counter)) return 0;
   /* The hop part: right after the header (version 2) or after chunk 0's segment header (version 3). */
