@@ -488,28 +488,23 @@ static napi_value close_handle(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  if (napi_create_double(env, v, &n) == napi_ok) napi_set_named_property(env, obj, key, n);
-}
-
 static napi_value stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj;
   if (wn_get_args(env, info, 1, argv) < 0) return NULL;
   wn_chan *c = wn_unwrap_any(env, argv[0], 0, 1);
   if (c == NULL || napi_create_object(env, &obj) != napi_ok) return NULL;
   const wn_stats *s = &c->st;
-  set_num(env, obj, "rxBatches", (double)s->rx_batches);
-  set_num(env, obj, "rxPackets", (double)s->rx_packets);
-  set_num(env, obj, "rxBytes", (double)s->rx_bytes);
-  set_num(env, obj, "rxErrors", (double)s->rx_errors);
-  set_num(env, obj, "pollErrors", (double)s->poll_errors);
-  set_num(env, obj, "txPackets", (double)s->tx_packets);
-  set_num(env, obj, "txBytes", (double)s->tx_bytes);
-  set_num(env, obj, "txDroppedAgain", (double)s->tx_dropped_again);
-  set_num(env, obj, "txErrors", (double)s->tx_errors);
-  set_num(env, obj, "lastRxErrno", (double)s->last_rx_errno);
-  set_num(env, obj, "lastTxErrno", (double)s->last_tx_errno);
+  wn_set_num(env, obj, "rxBatches", (double)s->rx_batches);
+  wn_set_num(env, obj, "rxPackets", (double)s->rx_packets);
+  wn_set_num(env, obj, "rxBytes", (double)s->rx_bytes);
+  wn_set_num(env, obj, "rxErrors", (double)s->rx_errors);
+  wn_set_num(env, obj, "pollErrors", (double)s->poll_errors);
+  wn_set_num(env, obj, "txPackets", (double)s->tx_packets);
+  wn_set_num(env, obj, "txBytes", (double)s->tx_bytes);
+  wn_set_num(env, obj, "txDroppedAgain", (double)s->tx_dropped_again);
+  wn_set_num(env, obj, "txErrors", (double)s->tx_errors);
+  wn_set_num(env, obj, "lastRxErrno", (double)s->last_rx_errno);
+  wn_set_num(env, obj, "lastTxErrno", (double)s->last_tx_errno);
   return obj;
 }
 

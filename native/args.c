@@ -174,3 +174,8 @@ int wn_is_nullish(napi_env env, napi_value v) {
 int wn_span_ok(int64_t off, int64_t len, size_t buflen) {
   return off >= 0 && len >= 0 && (uint64_t)off + (uint64_t)len <= (uint64_t)buflen;
 }
+
+void wn_set_num(napi_env env, napi_value obj, const char *key, double v) {
+  napi_value n;
+  if (napi_create_double(env, v, &n) == napi_ok) napi_set_named_property(env, obj, key, n);
+}

@@ -43,10 +43,9 @@ static lane_rx *find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const u
 napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
   napi_value argv[9], res;
   uint8_t *names, *macs, *addr;
-  size_t names_len, macs_len, addr_len, ring_len, highest_len;
+  size_t names_len, macs_len, addr_len;
   int64_t type, port;
   void *ring = NULL, *highest = NULL;
-  napi_typedarray_type ring_type, highest_type;
   if (wn_get_args(env, info, 9, argv) < 0) return NULL;
   wn_lane *l = wn_lane_unwrap(env, argv[0]);
   if (l == NULL || wn_get_int(env, argv[1], "type", 0, 255, &type) < 0 || wn_get_u8(env, argv[2], "names", &names, &names_len) < 0 ||
@@ -54,10 +53,7 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
     return NULL;
   wn_aead *a = wn_aead_opener(env, argv[4]);
   if (a == NULL) return NULL;
-  if (napi_get_typedarray_info(env, argv[5], &ring_type, &ring_len, &ring, NULL, NULL) != napi_ok || ring_type != napi_int32_array ||
-      ring_len != RING_BLOCKS || ring == NULL ||
-      napi_get_typedarray_info(env, argv[6], &highest_type, &highest_len, &highest, NULL, NULL) != napi_ok ||
-      highest_type != napi_float64_array || highest_len < 1 || highest == NULL) {
+  if (wn_lane_cells(env, argv[5], napi_int32_array, RING_BLOCKS, &ring) < 0 || wn_lane_cells(env, argv[6], napi_float64_array, 1, &highest) < 0) {
     wn_throw_type(env, "ring must be an Int32Array of %d, highest a non-empty Float64Array", RING_BLOCKS);
     return NULL;
   }

@@ -70,12 +70,6 @@ static lane_relay *find_relay(wn_lane *l, const uint8_t *in_head, const uint8_t 
   return NULL;
 }
 
-static int get_cells(napi_env env, napi_value v, napi_typedarray_type want, size_t min, void **data) {
-  napi_typedarray_type type;
-  size_t n;
-  return napi_get_typedarray_info(env, v, &type, &n, data, NULL, NULL) == napi_ok && type == want && n >= min && *data != NULL ? 0 : -1;
-}
-
 /* laneSetRelay(lane, inHead (7: type byte, sender), names (12: inner source, destination), aeadOpener,
  * ring (Int32Array of 64), highest (Float64Array), fromAddr16, fromPort, outHead (7: type byte, our name),
  * aeadSealer, counterCell (Float64Array), toAddr16, toPort, outStride) -> whether it took the entry.
@@ -92,7 +86,7 @@ napi_value wn_lane_set_relay(napi_env env, napi_callback_info info) {
     return NULL;
   wn_aead *opener = wn_aead_opener(env, argv[3]);
   if (opener == NULL) return NULL;
-  if (get_cells(env, argv[4], napi_int32_array, RING_BLOCKS, &ring) < 0 || get_cells(env, argv[5], napi_float64_array, 1, &highest) < 0) {
+  if (wn_lane_cells(env, argv[4], napi_int32_array, RING_BLOCKS, &ring) < 0 || wn_lane_cells(env, argv[5], napi_float64_array, 1, &highest) < 0) {
     wn_throw_type(env, "ring must be an Int32Array of %d, highest a non-empty Float64Array", RING_BLOCKS);
     return NULL;
   }
@@ -101,7 +95,7 @@ napi_value wn_lane_set_relay(napi_env env, napi_callback_info info) {
     return NULL;
   wn_aead *sealer = wn_aead_sealer(env, argv[9]);
   if (sealer == NULL) return NULL;
-  if (get_cells(env, argv[10], napi_float64_array, 1, &counter) < 0) {
+  if (wn_lane_cells(env, argv[10], napi_float64_array, 1, &counter) < 0) {
     wn_throw_type(env, "counterCell must be a non-empty Float64Array");
     return NULL;
   }

@@ -58,6 +58,12 @@ static void lane_finalize(napi_env env, void *data, void *hint) {
   free(l);
 }
 
+int wn_lane_cells(napi_env env, napi_value v, napi_typedarray_type type, size_t min, void **data) {
+  napi_typedarray_type got;
+  size_t n;
+  return napi_get_typedarray_info(env, v, &got, &n, data, NULL, NULL) == napi_ok && got == type && n >= min && *data != NULL ? 0 : -1;
+}
+
 wn_lane *wn_lane_unwrap(napi_env env, napi_value v) {
   bool tagged = false;
   void *p = NULL;
@@ -127,18 +133,16 @@ static lane_entry *find(wn_lane *l, const uint8_t *macs) {
 napi_value wn_lane_set(napi_env env, napi_callback_info info) {
   napi_value argv[7], res;
   uint8_t *macs, *head, *addr;
-  size_t macs_len, head_len, addr_len, cells;
+  size_t macs_len, head_len, addr_len;
   int64_t port;
   void *cell_data = NULL;
-  napi_typedarray_type type;
   if (wn_get_args(env, info, 7, argv) < 0) return NULL;
   wn_lane *l = wn_lane_unwrap(env, argv[0]);
   if (l == NULL || wn_get_u8(env, argv[1], "macs", &macs, &macs_len) < 0 || wn_get_u8(env, argv[2], "head", &head, &head_len) < 0)
     return NULL;
   wn_aead *a = wn_aead_sealer(env, argv[3]);
   if (a == NULL) return NULL;
-  if (napi_get_typedarray_info(env, argv[4], &type, &cells, &cell_data, NULL, NULL) != napi_ok || type != napi_float64_array ||
-      cells < 1 || cell_data == NULL) {
+  if (wn_lane_cells(env, argv[4], napi_float64_array, 1, &cell_data) < 0) {
     wn_throw_type(env, "counterCell must be a non-empty Float64Array");
     return NULL;
   }
@@ -228,11 +232,6 @@ napi_value wn_lane_take_seen(napi_env env, napi_callback_info info) {
   return res;
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  if (napi_create_double(env, v, &n) == napi_ok) napi_set_named_property(env, obj, key, n);
-}
-
 /* laneStats(lane) -> {frames, bytes, txDroppedAgain, txErrors, entries, rxFrames, rxBytes, rxWriteErrors, relayFrames,
  * relayBytes, relayErrors} since laneNew. */
 napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
@@ -243,17 +242,17 @@ napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   int used = 0;
   for (int i = 0; i < LANE_ENTRIES; i++) used += l->e[i].used + l->rx[i].used;
   for (int i = 0; i < RELAY_ENTRIES; i++) used += l->relay[i].used;
-  set_num(env, obj, "frames", (double)l->frames);
-  set_num(env, obj, "bytes", (double)l->bytes);
-  set_num(env, obj, "txDroppedAgain", (double)l->dropped_again);
-  set_num(env, obj, "txErrors", (double)l->errors);
-  set_num(env, obj, "entries", used);
-  set_num(env, obj, "rxFrames", (double)l->rx_frames);
-  set_num(env, obj, "rxBytes", (double)l->rx_bytes);
-  set_num(env, obj, "rxWriteErrors", (double)l->rx_write_errors);
-  set_num(env, obj, "relayFrames", (double)l->relay_frames);
-  set_num(env, obj, "relayBytes", (double)l->relay_bytes);
-  set_num(env, obj, "relayErrors", (double)l->relay_errors);
+  wn_set_num(env, obj, "frames", (double)l->frames);
+  wn_set_num(env, obj, "bytes", (double)l->bytes);
+  wn_set_num(env, obj, "txDroppedAgain", (double)l->dropped_again);
+  wn_set_num(env, obj, "txErrors", (double)l->errors);
+  wn_set_num(env, obj, "entries", used);
+  wn_set_num(env, obj, "rxFrames", (double)l->rx_frames);
+  wn_set_num(env, obj, "rxBytes", (double)l->rx_bytes);
+  wn_set_num(env, obj, "rxWriteErrors", (double)l->rx_write_errors);
+  wn_set_num(env, obj, "relayFrames", (double)l->relay_frames);
+  wn_set_num(env, obj, "relayBytes", (double)l->relay_bytes);
+  wn_set_num(env, obj, "relayErrors", (double)l->relay_errors);
   return obj;
 }
 

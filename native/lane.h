@@ -129,6 +129,8 @@ static inline void wn_window_accept(int32_t *ring, double *highest_cell, uint64_
   ring[block & (RING_BLOCKS - 1)] = (int32_t)((uint32_t)ring[block & (RING_BLOCKS - 1)] | (1u << (counter & 31)));
 }
 
+/* A typed array's data: 0 when v is one of `type` with at least `min` elements, else -1 (nothing thrown; lane.c). */
+int wn_lane_cells(napi_env env, napi_value v, napi_typedarray_type type, size_t min, void **data);
 /* The lane behind a handle; throws and returns NULL for anything else (lane.c). */
 wn_lane *wn_lane_unwrap(napi_env env, napi_value v);
 /* Lets a receiving entry's key and window go and empties it (lane-receive.c). */

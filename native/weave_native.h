@@ -114,6 +114,8 @@ napi_value wn_describe_errno(napi_env env, napi_callback_info info);
 void wn_throw_errno(napi_env env, const char *syscall, const char *detail, int err);
 void wn_throw_range(napi_env env, const char *fmt, ...);
 void wn_throw_type(napi_env env, const char *fmt, ...);
+/* Sets obj[key] to the number v (stats objects; a failure leaves the key out). */
+void wn_set_num(napi_env env, napi_value obj, const char *key, double v);
 /* Checks that [off, off+len) lies within a buffer of buflen bytes. */
 int wn_span_ok(int64_t off, int64_t len, size_t buflen);
 

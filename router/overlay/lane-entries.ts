@@ -161,11 +161,11 @@ export class LaneEntries {
 
   /**
    * far-path.ts just relayed, in place over UDP, a far message from `from`'s
-   * neighbour (named senderBytes on the wire) at host:port with type byte
-   * `type`, from `src` to `dst`, on over `to`. Installs a relaying entry
-   * unless there is one, or either link's key is not one the lane can use.
+   * neighbour at host:port with type byte `type`, from `src` to `dst`, on
+   * over `to`. Installs a relaying entry unless there is one, or either
+   * link's key is not one the lane can use.
    */
-  offerRelay(from: Link, type: number, senderBytes: Uint8Array, host: string, port: number, to: Link, src: PeerName, dst: PeerName): void {
+  offerRelay(from: Link, type: number, host: string, port: number, to: Link, src: PeerName, dst: PeerName): void {
     const relaying = this.relaying;
     const fromPeer = from.n.name;
     for (let i = 0; i < relaying.length; i++) {
@@ -178,7 +178,7 @@ export class LaneEntries {
     if (opener === null || key === null) return;
     const inHead = Buffer.alloc(1 + PEER_NAME_BYTES);
     inHead[0] = type;
-    inHead.set(senderBytes, 1);
+    inHead.set(this.nameBytes.of(fromPeer), 1);
     const outHead = Buffer.alloc(1 + PEER_NAME_BYTES);
     outHead[0] = SLEEVE_TYPE_FAR | key.phaseBit;
     outHead.set(this.selfBytes, 1);

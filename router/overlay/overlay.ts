@@ -31,7 +31,7 @@
 import type { Clock } from '../../common/clock';
 import type { AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, type FrameAead } from './frame-aead';
-import { DropReason, Forwarder, RouteView } from './forwarder';
+import { Forwarder, RouteView } from './forwarder';
 import type { Logger } from '../../common/logger';
 import { MacTable } from './mac-table';
 import type { DatagramPort, FramePort, LoneFrameLane } from './ports';
@@ -60,25 +60,16 @@ import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
 import { IdleMemory, type PageRelease, releaseBurstBuffers } from './idle-memory';
+import { counterTable, newDropCounters, newTrafficCounters, type OverlayCounters } from './overlay-counters';
 
 export { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, type OverlayTimings } from './udp-probes';
 
 
 const MAX_MAC_ENTRIES = 65_536;
 
-export type OverlayCounters = Record<string, number>;
-
 export class Overlay implements DataPlane {
-  private readonly traffic: OverlayCounters = {
-    framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
-    framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
-    framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0, memoryReleasedBytes: 0,
-    bytesSentTcp: 0, bytesReceivedTcp: 0,
-  };
-  readonly drops: Record<DropReason, number> = {
-    short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
-    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0, 'far-key': 0,
-  };
+  private readonly traffic = newTrafficCounters();
+  readonly drops = newDropCounters();
   private readonly links = new Map<PeerName, Link>();
   private readonly forwarder: Forwarder;
   private readonly splitter = new GsoSplitter();
@@ -184,10 +175,9 @@ export class Overlay implements DataPlane {
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
     const r = this.receiver.reassembler.counters;
-    const out: OverlayCounters = { ...this.traffic, ...this.lane?.counters(this.traffic), ...this.deps.fastdp?.counters, ...this.far?.source?.counters, framesReceivedCoalesced: this.receiver.coalesced,
-      messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired };
-    for (const [reason, n] of Object.entries(this.drops)) out[`frames_dropped{reason="${reason}"}`] = n;
-    return out;
+    return counterTable(this.traffic, this.drops, this.lane?.counters(this.traffic), this.deps.fastdp?.counters, this.far?.source?.counters, {
+      framesReceivedCoalesced: this.receiver.coalesced, messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired,
+    });
   }
 
   get aesGcm(): boolean {
@@ -397,7 +387,7 @@ export class Overlay implements DataPlane {
     if (far) {
       const typeByte = buf[off + 1]!;
       const out = this.far!.receive(buf, off, len, spanOff, spanLen, spread);
-      if (out !== null) this.lane?.offerRelay(link, typeByte, this.nameBytes.of(sender), host, port, out, this.far!.relayedSrc, this.far!.relayedDst);
+      if (out !== null) this.lane?.offerRelay(link, typeByte, host, port, out, this.far!.relayedSrc, this.far!.relayedDst);
       return;
     }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
