@@ -99,7 +99,7 @@ export class LaneEntries {
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
   /** stride: body bytes per version 3 segment on our links (0: none); nameBytes: the overlay's cache of names as bytes. */
   constructor(private readonly lane: LoneFrameLane, private readonly self: PeerName, private readonly selfBytes: Uint8Array,
-    readonly maxFrameBytes: number, private readonly stride = 0, private readonly nameBytes: PeerNameBytes | null = null) {}
+    readonly maxFrameBytes: number, private readonly stride: number, private readonly nameBytes: PeerNameBytes) {}
 
   /**
    * The overlay just sent frame[off, off+len) (vnet header first) to `peer`,
@@ -172,7 +172,7 @@ export class LaneEntries {
       const r = relaying[i]!;
       if (r.src === src && r.dst === dst && r.fromPeer === fromPeer && r.type === type) return;
     }
-    if (relaying.length >= RELAY_ENTRIES || this.nameBytes === null || !to.peerHearsUs || !to.far) return;
+    if (relaying.length >= RELAY_ENTRIES || !to.peerHearsUs || !to.far) return;
     const opener = from.session.laneOpener(type);
     const key = to.session.laneKey();
     if (opener === null || key === null) return;
