@@ -27,7 +27,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 7
+#define WEAVE_NATIVE_ABI 8
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
@@ -193,6 +193,7 @@ void wn_lane_detach(napi_env env, wn_chan *c);
 
 /* Idle memory back to the kernel (memory.c). */
 napi_value wn_release_pages(napi_env env, napi_callback_info info);
+napi_value wn_copy_bytes(napi_env env, napi_callback_info info);
 napi_value wn_trim_heap(napi_env env, napi_callback_info info);
 
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not

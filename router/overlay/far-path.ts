@@ -32,7 +32,7 @@ import {
   writeInnerHeader,
 } from './sleeve-codec';
 import { compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES } from './sleeve-segments';
-import { sealStaged } from './sleeve-send';
+import { copyToStage, sealStaged } from './sleeve-send';
 import type { Link } from './udp-probes';
 
 /** The part each hop seals: inner header and far header. */
@@ -99,7 +99,7 @@ export class FarPath implements FarKeySink {
     const slab = udp.stageSlab();
     const at = udp.stageOffset();
     writeInnerHeader(slab, at + SLEEVE_HEADER_BYTES, selfBytes, dstBytes, MAX_HOPS);
-    frame.copy(slab, at + FAR_BODY_AT, off, off + len);
+    copyToStage(udp, slab, at + FAR_BODY_AT, frame, off, len);
     if (this.sessions.seal(dst, slab, at + SLEEVE_HEADER_BYTES, slab, at + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, len) < 0) return false;
     // A spent hop counter drops the frame, as a hop-by-hop send would.
     if (sealStaged(udp, link, stride, this.deps.traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, len + AEAD_TAG_BYTES, segmented)) this.deps.traffic.framesSentFar!++;
@@ -174,7 +174,7 @@ export class FarPath implements FarKeySink {
     if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return null; }
     const slab = udp.stageSlab();
     const at = udp.stageOffset();
-    buf.copy(slab, at, off, off + len);
+    copyToStage(udp, slab, at, buf, off, len);
     writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
     if (sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, sealedLen, segmented)) traffic.framesRelayed!++;
     return null;

@@ -24,14 +24,24 @@ export class MacTable {
    * previous owner when the MAC moved to another peer, else null.
    */
   learn(mac: number, peer: PeerName, nowMs: number): PeerName | null {
-    return this.learnEntry(this.entries.getKey(mac), peer, nowMs, () => this.entries.setKey(mac, { peer, lastSeenMs: nowMs }));
+    const e = this.entries.getKey(mac);
+    if (e !== undefined) return this.refresh(e, peer, nowMs);
+    this.makeRoom();
+    this.entries.setKey(mac, { peer, lastSeenMs: nowMs });
+    return null;
   }
 
-  /** learn() of the MAC at buf[off], for the frame path (no number made of it). */
+  /**
+   * learn() of the MAC at buf[off], for the frame path (no number made of it).
+   * No closure here: a function that makes one allocates the context of the
+   * variables it captures on every call, whichever branch runs.
+   */
   learnAt(buf: Uint8Array, off: number, peer: PeerName, nowMs: number): PeerName | null {
     const e = this.entries.get(buf, off);
-    // Known MACs, every frame but a flow's first, make no closure.
-    return e !== undefined ? this.learnEntry(e, peer, nowMs, null) : this.learnEntry(undefined, peer, nowMs, () => this.entries.set(buf, off, { peer, lastSeenMs: nowMs }));
+    if (e !== undefined) return this.refresh(e, peer, nowMs);
+    this.makeRoom();
+    this.entries.set(buf, off, { peer, lastSeenMs: nowMs });
+    return null;
   }
 
   lookup(mac: number, nowMs: number): PeerName | null {
@@ -48,17 +58,17 @@ export class MacTable {
     return e.peer;
   }
 
-  private learnEntry(e: MacEntry | undefined, peer: PeerName, nowMs: number, add: (() => void) | null): PeerName | null {
-    if (e) {
-      const moved = e.peer !== peer ? e.peer : null;
-      e.peer = peer;
-      e.lastSeenMs = nowMs;
-      if (moved !== null) this.onChange?.();
-      return moved;
-    }
+  /** A known MAC seen again at `peer`: the previous owner when it moved, else null. */
+  private refresh(e: MacEntry, peer: PeerName, nowMs: number): PeerName | null {
+    const moved = e.peer !== peer ? e.peer : null;
+    e.peer = peer;
+    e.lastSeenMs = nowMs;
+    if (moved !== null) this.onChange?.();
+    return moved;
+  }
+
+  private makeRoom(): void {
     if (this.entries.size >= this.maxEntries) this.evictOldest();
-    add!();
-    return null;
   }
 
   /** Forgets every MAC of a peer (it left the mesh). */

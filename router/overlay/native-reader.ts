@@ -36,6 +36,11 @@ export abstract class NativeReader<H extends NativeHandle> {
     return this.native.releasePages(buf, keep, buf.length - keep);
   }
 
+  /** memmove of src[srcOff, +len) to dst[dstOff] by the addon: no Uint8Array view per call, as Buffer.copy makes in Node 20. */
+  copyBytes(dst: Buffer, dstOff: number, src: Buffer, srcOff: number, len: number): void {
+    this.native.copyBytes(dst, dstOff, src, srcOff, len);
+  }
+
   get closed(): boolean {
     return this.isClosed;
   }

@@ -14,7 +14,7 @@ import { errorMessage } from '../../common/errors';
 import type { AeadHandle } from './aes-gcm';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 7;
+export const NATIVE_ABI_VERSION = 8;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -130,6 +130,11 @@ export interface WeaveNative {
   /** (ABI 5) malloc_trim(0): free heap pages back to the kernel; whether any were. */
   trimHeap(): boolean;
   /**
+   * (ABI 8) memmove of src[srcOffset, +length) to dst[dstOffset]: Buffer.copy of a part of a buffer makes a
+   * Uint8Array view per call in Node 20, this makes no JS object. Throws RangeError when a range leaves its buffer.
+   */
+  copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
+  /**
    * (ABI 6) A lone-frame lane sending over `udp`: frames (vnet header included) up to maxFrameBytes, counters
    * below rejectAfterCounter. Entries come from laneSet; tapSetLane lets a TAP's one-frame wakeups use it.
    */
@@ -170,7 +175,7 @@ export interface WeaveNative {
 
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
-  'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap',
+  'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap', 'copyBytes',
   'laneNew', 'laneSet', 'laneSetReceive', 'laneSetRelay', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
 ];
 

@@ -58,6 +58,7 @@ import { PeerNameBytes, PeerNameReader } from './peer-name-reader';
 import { sendInner } from './sleeve-send';
 import { GsoSplitter } from './gso-split';
 import { BatchAqm } from './batch-aqm';
+import { BatchClock } from './batch-clock';
 import { Link, LinkProbes, OverlayTimings } from './udp-probes';
 import { IdleMemory, type PageRelease, releaseBurstBuffers } from './idle-memory';
 import { counterTable, newDropCounters, newTrafficCounters, type OverlayCounters } from './overlay-counters';
@@ -80,7 +81,7 @@ export class Overlay implements DataPlane {
     neighbour: (name) => this.links.get(name) ?? null,
     message: (buf, off, len, host, port, spanOff, spanLen, spread) => this.handleMessage(buf, off, len, host, port, spanOff, spanLen, spread),
     drop: (reason) => { this.drops[reason]++; },
-    nowMs: () => this.deps.clock.now(),
+    nowMs: () => this.frameClock.now(),
   });
   /** Body bytes per version 3 segment; 0 when the port cannot send segments. */
   private readonly stride: number;
@@ -98,6 +99,8 @@ export class Overlay implements DataPlane {
   private readonly inner: InnerHeader = { src: BROADCAST_PEER, dst: BROADCAST_PEER, hopsLeft: 0 };
   /** Peer names as wire bytes, so the per-frame path allocates nothing for them. */
   private readonly nameBytes = new PeerNameBytes();
+  /** The wall clock for the frame path, read once per batch (batch-clock.ts). */
+  private readonly frameClock: BatchClock;
   /** Probes, UDP_STATUS reports, the version 3 count (udp-probes.ts). */
   private readonly probes: LinkProbes;
   /**
@@ -128,6 +131,7 @@ export class Overlay implements DataPlane {
     /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
   ) {
+    this.frameClock = new BatchClock(deps.clock);
     this.selfBytes = peerNameBytes(opts.localPeer);
     const segmentBytes = deps.udp.segmentation === true ? opts.segmentBytes ?? 0 : 0;
     this.stride = segmentBytes > SEGMENT_HEADER_BYTES + 256 ? Math.min(0xffff, segmentBytes - SEGMENT_HEADER_BYTES) : 0;
@@ -165,6 +169,7 @@ export class Overlay implements DataPlane {
   }
 
   private tick(nowMs: number): void {
+    this.frameClock.endBatch();
     this.lane?.refresh(this.forwarder.macs, nowMs);
     this.forwarder.macs.tick(nowMs);
     this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs);
@@ -194,11 +199,13 @@ export class Overlay implements DataPlane {
     this.deps.bridge.start((buf, off, len) => this.handleBridgeFrame(buf, off, len), () => {
       this.deps.udp.flush();
       this.fromBridgeAqm.endBatch();
+      this.frameClock.endBatch();
     });
     this.deps.udp.start((buf, off, len, host, port, segSize) => this.receiver.slot(buf, off, len, host, port, segSize), () => {
       this.deps.udp.flush();
       this.fromUnderlayAqm.endBatch();
       this.wroteToBridge = false;
+      this.frameClock.endBatch();
     }, () => {
       // A ping delivered from this batch's small datagrams has its answer waiting in the TAP by now
       // (the kernel answers while we write): read and send it before the batch's bulk is opened.
@@ -275,6 +282,7 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedTcp! += inner.byteLength;
     this.handleInner(buf, 0, inner.byteLength, 0, 0);
     this.deps.udp.flush();
+    this.frameClock.endBatch();
   }
 
   /** A FAR_FRAME control message: a far message relayed to us over TCP, laid out as on UDP. */
@@ -287,6 +295,7 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedTcp! += message.byteLength;
     this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0, 0);
     this.deps.udp.flush();
+    this.frameClock.endBatch();
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
@@ -325,7 +334,7 @@ export class Overlay implements DataPlane {
   }
 
   private captureFrame(buf: Buffer, off: number, len: number): void {
-    const d = this.forwarder.fromBridge(buf, off + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
+    const d = this.forwarder.fromBridge(buf, off + VNET_HDR_BYTES, this.routes, this.frameClock.now());
     switch (d.kind) {
       case 'drop': this.drops[d.reason]++; return;
       case 'unicast': {
@@ -380,7 +389,7 @@ export class Overlay implements DataPlane {
       this.drops.source++;
       return;
     }
-    link.lastUdpRxMs = this.deps.clock.now();
+    link.lastUdpRxMs = this.frameClock.now();
     this.traffic.bytesReceivedUdp! += len;
     if (type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
@@ -411,7 +420,7 @@ export class Overlay implements DataPlane {
     const frameOff = off + INNER_HEADER_BYTES;
     const frameLen = len - INNER_HEADER_BYTES;
     if (checkVnetHeader(buf, frameOff, frameLen) !== 'ok') { this.drops.vnet++; return; }
-    const d = this.forwarder.fromOverlay(src, dst, hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.deps.clock.now());
+    const d = this.forwarder.fromOverlay(src, dst, hopsLeft, buf, frameOff + VNET_HDR_BYTES, this.routes, this.frameClock.now());
     if (d.drop) { this.drops[d.drop]++; return; }
     const inPlace = d.via.length === 1 && !d.deliver && spanLen > 0 ? this.links.get(d.via[0]!) : undefined;
     // Spread chunks (plaintext) may stay put only when relayed in place (relayInPlace decides); anything else reads the whole frame.

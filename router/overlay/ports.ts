@@ -47,6 +47,12 @@ export interface DatagramPort {
    */
   commit(len: number, host: string, port: number, segSize?: number): void;
   /**
+   * Copies src[srcOff, +len) into stageSlab() at `at`. Ports without it get
+   * Buffer.copy, which in Node 20 makes a Uint8Array view of the source per
+   * call: a captured frame's copy into the stage is the one copy per frame.
+   */
+  stageCopy?(src: Buffer, srcOff: number, len: number, at: number): void;
+  /**
    * Queues a datagram that already sits in `buf`, the buffer this port handed
    * to the receive handler of the batch being delivered (a relayed message,
    * resealed where it arrived), to leave at the next flush, which the overlay

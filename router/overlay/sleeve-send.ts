@@ -4,8 +4,8 @@
 // when it goes segmented, then cut into segments in place,
 // sleeve-segments.ts), committed and counted. An inner frame to a neighbour
 // whose UDP does not hear us goes as a FRAME control message over its TCP
-// connection instead. Per frame: one copy of the frame into the slot, one
-// seal, no allocation on the UDP path.
+// connection instead. Per frame: one copy of the frame into the slot
+// (copyToStage), one seal, no allocation on the UDP path.
 
 import { allocFrameMessage } from '../mesh/protocol';
 import type { DatagramPort } from './ports';
@@ -35,6 +35,12 @@ export function sealStaged(
   return true;
 }
 
+/** Copies src[off, +len) into the port's stage slab at `at`, without a view per call where the port can (ports.ts). */
+export function copyToStage(udp: DatagramPort, slab: Buffer, at: number, src: Buffer, off: number, len: number): void {
+  if (udp.stageCopy !== undefined) udp.stageCopy(src, off, len, at);
+  else src.copy(slab, at, off, off + len);
+}
+
 /** Sends one inner frame (inner header from src, dst, hopsLeft; then frame[off, off+len)) to a neighbour over its current path. */
 export function sendInner(
   udp: DatagramPort, link: Link, stride: number, traffic: Record<string, number>,
@@ -45,7 +51,7 @@ export function sendInner(
     const at = udp.stageOffset();
     const bodyOff = at + SLEEVE_HEADER_BYTES;
     writeInnerHeader(slab, bodyOff, src, dst, hopsLeft);
-    frame.copy(slab, bodyOff + INNER_HEADER_BYTES, off, off + len);
+    copyToStage(udp, slab, bodyOff + INNER_HEADER_BYTES, frame, off, len);
     const segmented = link.segmented && fitsSegmented(INNER_HEADER_BYTES + len + link.session.trailerBytes, stride);
     sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FRAME, INNER_HEADER_BYTES + len, 0, segmented);
     return;

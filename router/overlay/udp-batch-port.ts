@@ -141,6 +141,10 @@ export class UdpBatchPort implements DatagramPort {
     this.socket.omitChecksums();
   }
 
+  stageCopy(src: Buffer, srcOff: number, len: number, at: number): void {
+    this.socket.copyBytes(this.stage, at, src, srcOff, len);
+  }
+
   releaseIdle(keepBytes: number): number {
     if (this.staged > 0 || this.borrowed > 0 || this.socket.closed) return 0;
     return this.socket.releaseIdle(keepBytes) + this.socket.releaseFrom(this.stage, keepBytes);
