@@ -187,6 +187,7 @@ export class TapDevice extends NativeReader<TapHandle> {
   private handleBatch(count: number, errno: number): void {
     if (count > 0 && this.framesHandler !== null) this.framesHandler(this.slab, this.offsets, this.lengths, count);
     // The device was deleted under us: reading has stopped; the owner decides whether to close.
-    this.reportStopped(errno, `TAP ${this.name}: reading stopped`);
+    // (The message is built only then: a string per batch otherwise.)
+    if (errno !== 0) this.reportStopped(errno, `TAP ${this.name}: reading stopped`);
   }
 }

@@ -283,6 +283,7 @@ export class UdpBatchSocket extends NativeReader<UdpHandle> {
       if (!this.isClosed) this.socketErrorHandler?.(-errno);
       return;
     }
-    this.reportStopped(errno, `UDP port ${this.localPort}: receiving stopped`);
+    // The message is built only when it is needed: a string per batch otherwise.
+    if (errno > 0) this.reportStopped(errno, `UDP port ${this.localPort}: receiving stopped`);
   }
 }
