@@ -547,6 +547,8 @@ NAPI_MODULE_INIT() {
       {"laneSet", NULL, wn_lane_set, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneSetReceive", NULL, wn_lane_set_receive, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneSetRelay", NULL, wn_lane_set_relay, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneSetFar", NULL, wn_lane_set_far, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"laneSetFarReceive", NULL, wn_lane_set_far_receive, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneClear", NULL, wn_lane_clear, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneTakeSeen", NULL, wn_lane_take_seen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"laneStats", NULL, wn_lane_stats, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -22,12 +22,13 @@ void wn_lane_rx_release(napi_env env, lane_rx *r) {
   if (r->aead_ref != NULL) napi_delete_reference(env, r->aead_ref);
   if (r->ring_ref != NULL) napi_delete_reference(env, r->ring_ref);
   if (r->highest_ref != NULL) napi_delete_reference(env, r->highest_ref);
+  if (r->far_aead_ref != NULL) napi_delete_reference(env, r->far_aead_ref);
+  if (r->far_ring_ref != NULL) napi_delete_reference(env, r->far_ring_ref);
+  if (r->far_highest_ref != NULL) napi_delete_reference(env, r->far_highest_ref);
   memset(r, 0, sizeof *r);
 }
 
-/* The receiving entry for datagrams of this type byte from neighbour
- * `sender` at from:port, carrying the MAC pair `macs` (NULL: any pair). */
-static lane_rx *find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const uint8_t *from, uint16_t port, const uint8_t *macs) {
+lane_rx *wn_lane_find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const uint8_t *from, uint16_t port, const uint8_t *macs) {
   for (int i = 0; i < LANE_ENTRIES; i++) {
     lane_rx *x = &l->rx[i];
     if (x->used && x->type == type && x->port == port && memcmp(x->names, sender, PEER_NAME_BYTES) == 0 && memcmp(x->from, from, 16) == 0 &&
@@ -63,7 +64,7 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
                    macs_len, addr_len);
     return NULL;
   }
-  lane_rx *r = find_rx(l, (uint8_t)type, names, addr, (uint16_t)port, macs);
+  lane_rx *r = wn_lane_find_rx(l, (uint8_t)type, names, addr, (uint16_t)port, macs);
   for (int i = 0; r == NULL && i < LANE_ENTRIES; i++)
     if (!l->rx[i].used) r = &l->rx[i];
   if (r == NULL) {
@@ -93,16 +94,16 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
 int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port) {
   wn_lane *l = c->lane;
   if (l == NULL || l->tap == NULL || l->tap->fd < 0 || l->tap->closing) return 0;
-  /* A version 2 FRAME with room for an inner header, a vnet header, an
-   * Ethernet header and the tag; no bigger than what the lane sends. */
-  if (len < LANE_HEAD_BYTES + VNET_HDR_BYTES + ETHERNET_HEADER_BYTES + TAG_BYTES || len > LANE_HEAD_BYTES + l->max_frame + TAG_BYTES ||
-      d[0] != 2)
-    return 0;
+  /* A version 2 datagram with room for an inner header, a vnet header, an Ethernet header and the tag. */
+  if (len < LANE_HEAD_BYTES + VNET_HDR_BYTES + ETHERNET_HEADER_BYTES + TAG_BYTES || d[0] != 2) return 0;
   /* Any entry of this neighbour, endpoint and key phase names the key and
    * window (they all hold the same ones); which MAC pair it carries is known
    * only once opened. */
-  lane_rx *r = find_rx(l, d[1], d + 2, addr16, port, NULL);
+  lane_rx *r = wn_lane_find_rx(l, d[1], d + 2, addr16, port, NULL);
   if (r == NULL) return 0;
+  if (r->far) return wn_lane_far_receive(l, r, d, len, addr16, port);
+  /* A FRAME no bigger than what the lane sends. */
+  if (len > LANE_HEAD_BYTES + l->max_frame + TAG_BYTES) return 0;
   uint64_t counter = wn_get_be64(d + 8);
   if ((double)counter >= l->reject_after || !wn_window_would_accept(r->ring, r->highest, counter)) return 0;
   /* Opened in a copy: whatever fails below leaves the datagram as it came, for JS. */
@@ -118,14 +119,17 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
   if (memcmp(inner, r->names, 2 * PEER_NAME_BYTES) != 0 || memcmp(frame, zero_vnet, VNET_HDR_BYTES) != 0 ||
       (frame[VNET_HDR_BYTES] & 1) != 0)
     return 0;
-  lane_rx *m = find_rx(l, r->type, r->names, r->from, r->port, frame + VNET_HDR_BYTES);
+  lane_rx *m = wn_lane_find_rx(l, r->type, r->names, r->from, r->port, frame + VNET_HDR_BYTES);
   if (m == NULL || m->aead != r->aead || m->ring != r->ring) return 0;
-  r = m;
-  wn_window_accept(r->ring, r->highest, counter);
-  size_t frame_len = (size_t)plain - INNER_HEADER_BYTES;
+  wn_window_accept(m->ring, m->highest, counter);
+  wn_lane_deliver(l, m, frame, (size_t)plain - INNER_HEADER_BYTES, len);
+  return 1;
+}
+
+void wn_lane_deliver(wn_lane *l, lane_rx *r, const uint8_t *frame, size_t frame_len, int32_t datagram_len) {
   r->seen++;
   l->rx_frames++;
-  l->rx_bytes += (uint64_t)len;
+  l->rx_bytes += (uint64_t)datagram_len;
   /* Written as tapWriteOne writes: a full or failing device drops the frame and counts it. */
   if (write(l->tap->fd, frame, frame_len) < 0) {
     l->rx_write_errors++;
@@ -135,5 +139,4 @@ int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *ad
     l->tap->st.tx_packets++;
     l->tap->st.tx_bytes += frame_len;
   }
-  return 1;
 }

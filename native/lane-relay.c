@@ -34,13 +34,6 @@
 #include <netinet/udp.h>
 #include <string.h>
 
-#define SLEEVE_TYPE_FAR 3
-#define KEY_PHASE_BIT 0x80
-#define FAR_HEADER_BYTES 16
-#define FAR_HOP_BYTES (INNER_HEADER_BYTES + FAR_HEADER_BYTES)
-#define FAR_BODY_AT (SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + TAG_BYTES)
-/* far-path.ts: a minimal frame sealed end to end behind the hop part. */
-#define MIN_FAR_MESSAGE (FAR_BODY_AT + VNET_HDR_BYTES + ETHERNET_HEADER_BYTES + TAG_BYTES)
 /* sleeve-segments.ts */
 #define SEGMENT_HEADER_BYTES 20
 #define MAX_SEGMENTS 64

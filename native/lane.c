@@ -22,9 +22,10 @@
  * AES-256-GCM tag; nonce 00 00 00 02 || counter, the header as associated
  * data. Only AES-256-GCM links get entries (their key already lives here).
  *
- * Receiving mirrors it (lane-receive.c), and a far message passing through
- * us to another peer can be relayed the same way (lane-relay.c); they share
- * lane.h's tables.
+ * Receiving mirrors it (lane-receive.c), a far message passing through us
+ * to another peer can be relayed the same way (lane-relay.c), and lone
+ * frames to and from a peer two hops away, sealed end to end, take far
+ * entries in the same tables (lane-far.c); they share lane.h's tables.
  *
  * Single-threaded like the rest of the addon: the poll callbacks and JS
  * never run at once, so the shared counter and windows need no lock.
@@ -37,9 +38,11 @@
 
 static const napi_type_tag LANE_TAG = {0x7765617665616c61ULL, 0x6e656c6f6e653031ULL};
 
-static void entry_release(napi_env env, lane_entry *e) {
+void wn_lane_entry_release(napi_env env, lane_entry *e) {
   if (e->aead_ref != NULL) napi_delete_reference(env, e->aead_ref);
   if (e->counter_ref != NULL) napi_delete_reference(env, e->counter_ref);
+  if (e->far_aead_ref != NULL) napi_delete_reference(env, e->far_aead_ref);
+  if (e->far_counter_ref != NULL) napi_delete_reference(env, e->far_counter_ref);
   memset(e, 0, sizeof *e);
 }
 
@@ -47,7 +50,7 @@ static void lane_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   wn_lane *l = data;
   for (int i = 0; i < LANE_ENTRIES; i++) {
-    entry_release(env, &l->e[i]);
+    wn_lane_entry_release(env, &l->e[i]);
     wn_lane_rx_release(env, &l->rx[i]);
   }
   for (int i = 0; i < RELAY_ENTRIES; i++) wn_lane_relay_release(env, &l->relay[i]);
@@ -89,8 +92,8 @@ napi_value wn_lane_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   wn_lane *l = calloc(1, sizeof *l);
-  uint8_t *scratch = malloc(LANE_HEAD_BYTES + (size_t)max_frame + TAG_BYTES);
-  uint8_t *rx_scratch = malloc(LANE_HEAD_BYTES + (size_t)max_frame + TAG_BYTES);
+  uint8_t *scratch = malloc(FAR_BODY_AT + (size_t)max_frame + TAG_BYTES);
+  uint8_t *rx_scratch = malloc(FAR_BODY_AT + (size_t)max_frame + TAG_BYTES);
   const char *why = "weave_native: out of memory";
   if (l == NULL || scratch == NULL || rx_scratch == NULL) goto fail;
   l->env = env;
@@ -128,6 +131,13 @@ static lane_entry *find(wn_lane *l, const uint8_t *macs) {
   return NULL;
 }
 
+lane_entry *wn_lane_entry_for(wn_lane *l, const uint8_t *macs) {
+  lane_entry *e = find(l, macs);
+  for (int i = 0; e == NULL && i < LANE_ENTRIES; i++)
+    if (!l->e[i].used) e = &l->e[i];
+  return e;
+}
+
 /* laneSet(lane, macs (12), head (29), aeadSealer, counterCell (Float64Array), addr16, port)
  * -> whether it took the entry (false: the table is full). Replaces the pair's entry. */
 napi_value wn_lane_set(napi_env env, napi_callback_info info) {
@@ -158,17 +168,15 @@ napi_value wn_lane_set(napi_env env, napi_callback_info info) {
     wn_throw_range(env, "laneSet: an IPv6 address for an IPv4 socket");
     return NULL;
   }
-  lane_entry *e = find(l, macs);
-  for (int i = 0; e == NULL && i < LANE_ENTRIES; i++)
-    if (!l->e[i].used) e = &l->e[i];
+  lane_entry *e = wn_lane_entry_for(l, macs);
   if (e == NULL) {
     napi_get_boolean(env, false, &res);
     return res;
   }
-  entry_release(env, e);
+  wn_lane_entry_release(env, e);
   if (napi_create_reference(env, argv[3], 1, &e->aead_ref) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &e->counter_ref) != napi_ok) {
-    entry_release(env, e);
+    wn_lane_entry_release(env, e);
     napi_throw_error(env, NULL, "weave_native: cannot reference the lane's key or counter");
     return NULL;
   }
@@ -190,7 +198,7 @@ napi_value wn_lane_clear(napi_env env, napi_callback_info info) {
   wn_lane *l = wn_lane_unwrap(env, argv[0]);
   if (l == NULL) return NULL;
   for (int i = 0; i < LANE_ENTRIES; i++) {
-    entry_release(env, &l->e[i]);
+    wn_lane_entry_release(env, &l->e[i]);
     wn_lane_rx_release(env, &l->rx[i]);
   }
   for (int i = 0; i < RELAY_ENTRIES; i++) wn_lane_relay_release(env, &l->relay[i]);
@@ -225,7 +233,7 @@ napi_value wn_lane_take_seen(napi_env env, napi_callback_info info) {
     if (!r->used || r->seen == 0) continue;
     uint8_t *rec = out + SEEN_RECORD_BYTES * n++;
     memcpy(rec, r->macs, LANE_MACS);
-    memcpy(rec + LANE_MACS, r->names, PEER_NAME_BYTES);
+    memcpy(rec + LANE_MACS, r->far ? r->origin : r->names, PEER_NAME_BYTES);
     r->seen = 0;
   }
   napi_create_uint32(env, n, &res);
@@ -233,7 +241,7 @@ napi_value wn_lane_take_seen(napi_env env, napi_callback_info info) {
 }
 
 /* laneStats(lane) -> {frames, bytes, txDroppedAgain, txErrors, entries, rxFrames, rxBytes, rxWriteErrors, relayFrames,
- * relayBytes, relayErrors} since laneNew. */
+ * relayBytes, relayErrors, farFrames, farRxFrames} since laneNew. */
 napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], obj;
   if (wn_get_args(env, info, 1, argv) < 0) return NULL;
@@ -253,6 +261,8 @@ napi_value wn_lane_stats(napi_env env, napi_callback_info info) {
   wn_set_num(env, obj, "relayFrames", (double)l->relay_frames);
   wn_set_num(env, obj, "relayBytes", (double)l->relay_bytes);
   wn_set_num(env, obj, "relayErrors", (double)l->relay_errors);
+  wn_set_num(env, obj, "farFrames", (double)l->far_frames);
+  wn_set_num(env, obj, "farRxFrames", (double)l->far_rx_frames);
   return obj;
 }
 
@@ -293,6 +303,7 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
   lane_entry *e = find(l, frame + VNET_HDR_BYTES);
   wn_chan *u = l->udp;
   if (e == NULL || u->fd < 0 || u->closing) return 0;
+  if (e->far) return wn_lane_far_offer(l, e, frame, len);
   double counter = *e->counter;
   /* JS refuses to seal at or past reject_after; a NaN or negative cell is not ours to judge. */
   if (!(counter >= 0 && counter < l->reject_after)) return 0;
@@ -305,7 +316,12 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
   int sealed = wn_aead_seal_in_place(e->aead, p + SLEEVE_HEADER_BYTES, INNER_HEADER_BYTES + len, p, SLEEVE_HEADER_BYTES, nonce);
   if (sealed < 0) return 0;
   *e->counter = counter + 1;
-  size_t n = SLEEVE_HEADER_BYTES + (size_t)sealed;
+  wn_lane_send(l, e, p, SLEEVE_HEADER_BYTES + (size_t)sealed);
+  return 1;
+}
+
+void wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n) {
+  wn_chan *u = l->udp;
   e->seen++;
   if (sendto(u->fd, p, n, 0, (struct sockaddr *)&e->to, e->to_len) < 0) {
     /* Counted and dropped, as a failed sendmmsg drops a datagram. */
@@ -317,11 +333,10 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
       u->st.tx_errors++;
       u->st.last_tx_errno = errno;
     }
-    return 1;
+    return;
   }
   l->frames++;
   l->bytes += n;
   u->st.tx_packets++;
   u->st.tx_bytes += n;
-  return 1;
 }

@@ -25,6 +25,19 @@
 /* Counters stay exact doubles (replay-window.ts caps them far below). */
 #define MAX_EXACT_COUNTER 9007199254740991.0
 #define RELAY_ENTRIES 32
+/* far-session.ts: a far message's type, hop part and end-to-end overhead. */
+#define SLEEVE_TYPE_FAR 3
+#define KEY_PHASE_BIT 0x80
+#define FAR_HEADER_BYTES 16
+#define FAR_HOP_BYTES (INNER_HEADER_BYTES + FAR_HEADER_BYTES)
+#define FAR_BODY_AT (SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + TAG_BYTES)
+#define FAR_OVERHEAD_BYTES (FAR_HEADER_BYTES + TAG_BYTES)
+/* far-path.ts: a minimal frame sealed end to end behind the hop part. */
+#define MIN_FAR_MESSAGE (FAR_BODY_AT + VNET_HDR_BYTES + ETHERNET_HEADER_BYTES + TAG_BYTES)
+#define FAR_NONCE_CHANNEL 3
+#define FAR_VERSION 1
+/* The far header's first bytes, the same for every message under one key: version, zeros, key id. */
+#define FAR_HEAD_BYTES 8
 
 
 typedef struct lane_entry {
@@ -38,6 +51,14 @@ typedef struct lane_entry {
   double *counter;
   napi_ref counter_ref;
   uint64_t seen; /* frames sent since the last laneTakeSeen */
+  /* A far entry (lane-far.c): head names a peer two hops away, and the frame
+   * is sealed end to end first, under far_aead on far_counter. */
+  int far;
+  uint8_t far_head[FAR_HEAD_BYTES];
+  wn_aead *far_aead;
+  napi_ref far_aead_ref;
+  double *far_counter;
+  napi_ref far_counter_ref;
 } lane_entry;
 
 typedef struct lane_rx {
@@ -54,6 +75,18 @@ typedef struct lane_rx {
   double *highest;
   napi_ref highest_ref;
   uint64_t seen;
+  /* A far entry (lane-far.c): the frames come from `origin` through the
+   * neighbour names[0], sealed end to end under key far_key_id, whose
+   * opening context and replay window these are. */
+  int far;
+  uint8_t origin[PEER_NAME_BYTES];
+  uint32_t far_key_id;
+  wn_aead *far_aead;
+  napi_ref far_aead_ref;
+  int32_t *far_ring;
+  napi_ref far_ring_ref;
+  double *far_highest;
+  napi_ref far_highest_ref;
 } lane_rx;
 
 /* A far message (far-session.ts) that a neighbour sends us for another peer,
@@ -96,6 +129,7 @@ typedef struct wn_lane {
   uint64_t rx_frames, rx_bytes, rx_write_errors;
   lane_relay relay[RELAY_ENTRIES];
   uint64_t relay_frames, relay_bytes, relay_errors;
+  uint64_t far_frames, far_rx_frames; /* of frames and rx_frames: those sealed end to end */
 } wn_lane;
 
 static inline uint64_t wn_get_be64(const uint8_t *p) {
@@ -133,8 +167,24 @@ static inline void wn_window_accept(int32_t *ring, double *highest_cell, uint64_
 int wn_lane_cells(napi_env env, napi_value v, napi_typedarray_type type, size_t min, void **data);
 /* The lane behind a handle; throws and returns NULL for anything else (lane.c). */
 wn_lane *wn_lane_unwrap(napi_env env, napi_value v);
-/* Lets a receiving entry's key and window go and empties it (lane-receive.c). */
+/* Lets a sending entry's keys and counters go and empties it (lane.c). */
+void wn_lane_entry_release(napi_env env, lane_entry *e);
+/* The sending entry of a MAC pair, else a free one, else NULL (lane.c). */
+lane_entry *wn_lane_entry_for(wn_lane *l, const uint8_t *macs);
+/* Sends p[0, n) to e's endpoint and counts it as a lane frame (lane.c). */
+void wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n);
+/* Lets a receiving entry's keys and windows go and empties it (lane-receive.c). */
 void wn_lane_rx_release(napi_env env, lane_rx *r);
+/* The receiving entry for datagrams of this type byte from neighbour
+ * `sender` at from:port carrying the MAC pair `macs` (NULL: any pair) (lane-receive.c). */
+lane_rx *wn_lane_find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const uint8_t *from, uint16_t port, const uint8_t *macs);
+/* Writes an opened frame (vnet header first) to the lane's TAP for entry r, counting it (lane-receive.c). */
+void wn_lane_deliver(wn_lane *l, lane_rx *r, const uint8_t *frame, size_t frame_len, int32_t datagram_len);
+/* The far halves (lane-far.c): a far entry's frame sealed and sent (1) or
+ * left to JS (0); a datagram for a far receiving entry opened and delivered
+ * (1) or left, intact, to JS (0). */
+int wn_lane_far_offer(wn_lane *l, lane_entry *e, const uint8_t *frame, int32_t len);
+int wn_lane_far_receive(wn_lane *l, lane_rx *r, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port);
 /* Lets a relaying entry's keys, window and counter go and empties it (lane-relay.c). */
 void wn_lane_relay_release(napi_env env, lane_relay *r);
 

@@ -13,7 +13,8 @@
  * seals the sleeve with AES-256-GCM through Node's own OpenSSL, a context
  * kept per key. memory.c gives idle slab pages back to the kernel. lane.c
  * sends a TAP wakeup's one small frame without JS, replaying a decision JS
- * made and installed there (lane-receive.c: the same for one datagram).
+ * made and installed there (lane-receive.c: the same for one datagram;
+ * lane-relay.c: far messages relayed; lane-far.c: far messages at the ends).
  */
 #ifndef WEAVE_NATIVE_H
 #define WEAVE_NATIVE_H
@@ -27,7 +28,7 @@
 
 /* Bumped whenever the JS-visible interface changes, so router/overlay/native.ts can
  * tell a stale build/ from a current one. */
-#define WEAVE_NATIVE_ABI 8
+#define WEAVE_NATIVE_ABI 9
 
 /* Upper bound on packets per wakeup / per sendmmsg chunk. The JS side asks
  * for 64 by default (the measured sweet spot); the cap bounds scratch memory. */
@@ -171,6 +172,8 @@ napi_value wn_lane_new(napi_env env, napi_callback_info info);
 napi_value wn_lane_set(napi_env env, napi_callback_info info);
 napi_value wn_lane_set_receive(napi_env env, napi_callback_info info);
 napi_value wn_lane_set_relay(napi_env env, napi_callback_info info);
+napi_value wn_lane_set_far(napi_env env, napi_callback_info info);
+napi_value wn_lane_set_far_receive(napi_env env, napi_callback_info info);
 napi_value wn_lane_clear(napi_env env, napi_callback_info info);
 napi_value wn_lane_take_seen(napi_env env, napi_callback_info info);
 napi_value wn_lane_stats(napi_env env, napi_callback_info info);

@@ -25,6 +25,7 @@ import { allocFarFrameMessage } from '../mesh/protocol';
 import { AEAD_TAG_BYTES } from './frame-aead';
 import { FAR_HEADER_BYTES, FarSessions } from './far-session';
 import type { DropReason, RouteView } from './forwarder';
+import type { LaneEntries } from './lane-entries';
 import type { DatagramPort } from './ports';
 import { relayInPlace } from './relay-in-place';
 import {
@@ -64,17 +65,19 @@ export interface FarPathDeps {
   readName(buf: Uint8Array, off: number): PeerName;
   /** An opened frame for us: inner header first, then the frame; not in the receive span any more. */
   deliver(buf: Buffer, off: number, len: number): void;
+  /** The lone-frame lane's entries (lane-entries.ts), offered what this path sent, delivered and relayed; null without a lane. */
+  lane: LaneEntries | null;
 }
+
 
 export class FarPath implements FarKeySink {
   /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
   source: FarKeySource | null = null;
 
-  /** The source and destination of the message receive() last relayed in place. */
-  relayedSrc: PeerName = '' as PeerName;
-  relayedDst: PeerName = '' as PeerName;
-
-  constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {}
+  constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {
+    // The lane may hold a key that just went: its entries go with it.
+    sessions.onKeysChanged = () => deps.lane?.clear();
+  }
 
   farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
     this.sessions.setSend(dst, keyId, key);
@@ -102,7 +105,10 @@ export class FarPath implements FarKeySink {
     copyToStage(udp, slab, at + FAR_BODY_AT, frame, off, len);
     if (this.sessions.seal(dst, slab, at + SLEEVE_HEADER_BYTES, slab, at + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, len) < 0) return false;
     // A spent hop counter drops the frame, as a hop-by-hop send would.
-    if (sealStaged(udp, link, stride, this.deps.traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, len + AEAD_TAG_BYTES, segmented)) this.deps.traffic.framesSentFar!++;
+    if (sealStaged(udp, link, stride, this.deps.traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, len + AEAD_TAG_BYTES, segmented)) {
+      this.deps.traffic.framesSentFar!++;
+      if (!segmented) this.deps.lane?.offerFar(frame, off, len, link, dst, dstBytes, this.sessions);
+    }
     return true;
   }
 
@@ -112,19 +118,21 @@ export class FarPath implements FarKeySink {
   }
 
   /**
-   * A far message whose hop part `link`'s session just opened (len: the
+   * A far message whose hop part a link's session just opened (len: the
    * whole message at off; span as in relayInPlace, spanLen 0 when
    * reassembled; spreadSegSize as in SegmentSink: chunks 1.. not yet behind
    * chunk 0): opened and delivered when it is for us, else passed on.
-   * Returns the next hop's link when it was relayed in place over UDP (its
-   * source and destination then in relayedSrc and relayedDst), else null.
+   * `from`: the link whose session opened it over UDP, from host:port (null:
+   * over TCP; not an object, which would be one per message); the lane is
+   * then offered what was delivered or relayed in place.
    */
-  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number): Link | null {
+  receive(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number, from: Link | null, host: string,
+    port: number): void {
     const io = off + SLEEVE_HEADER_BYTES;
     const src = this.deps.readName(buf, io);
     const dst = this.deps.readName(buf, io + 6);
     const { drops, traffic } = this.deps;
-    if (src === this.deps.self) { drops.loop++; return null; }
+    if (src === this.deps.self) { drops.loop++; return; }
     const sealedLen = len - FAR_BODY_AT;
     if (dst === this.deps.self) {
       if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
@@ -133,21 +141,25 @@ export class FarPath implements FarKeySink {
       if (r === 'far-key') {
         drops['far-key']++;
         this.source?.unknownKey(src, FarSessions.keyId(buf, hdr));
-        return null;
+        return;
       }
-      if (typeof r === 'string') { drops[r]++; return null; }
+      if (typeof r === 'string') { drops[r]++; return; }
       traffic.framesReceivedFar!++;
       // The inner header moves next to the frame (over the spent hop tag), as hop-by-hop frames arrive.
       const innerAt = off + FAR_BODY_AT - INNER_HEADER_BYTES;
       buf.copyWithin(innerAt, io, io + INNER_HEADER_BYTES);
+      const delivered = traffic.framesToBridge;
       this.deps.deliver(buf, innerAt, INNER_HEADER_BYTES + r);
-      return null;
+      if (from !== null && spreadSegSize === 0 && traffic.framesToBridge !== delivered) {
+        this.deps.lane?.offerFarReceive(buf, off, len, from, src, host, port, this.sessions);
+      }
+      return;
     }
     const hops = buf[io + 12]!;
-    if (hops <= 1) { drops.hops++; return null; }
+    if (hops <= 1) { drops.hops++; return; }
     const via = this.deps.routes().nextHop(dst);
     const link = via === null ? undefined : this.deps.links.get(via);
-    if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return null; }
+    if (link === undefined || !link.far || !link.session.encrypted) { drops['no-route']++; return; }
     traffic.framesRelayedFar!++;
     if (!link.peerHearsUs) {
       if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
@@ -159,24 +171,24 @@ export class FarPath implements FarKeySink {
       traffic.framesSentTcp!++;
       traffic.bytesSentTcp! += msg.byteLength;
       traffic.framesRelayed!++;
-      return null;
+      return;
     }
     const { udp, stride } = this.deps;
     // False: the message is whole again (its chunks together), to be copied.
+    const typeByte = buf[off + 1]!;
     if (spanLen > 0 && relayInPlace(udp, link, stride, traffic, buf, io, FAR_HOP_BYTES, hops - 1, spanOff, spanOff + spanLen, SLEEVE_TYPE_FAR, sealedLen, spreadSegSize)) {
-      this.relayedSrc = src;
-      this.relayedDst = dst;
-      return link;
+      if (from !== null) this.deps.lane?.offerRelay(from, typeByte, host, port, link, src, dst);
+      return;
     }
     // Reassembled (or it would not fit where it came): copied into a send slot, resealed there.
     const body = len - SLEEVE_HEADER_BYTES;
     const segmented = link.segmented && fitsSegmented(body, stride);
-    if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return null; }
+    if (!segmented && len > MAX_GSO_PAYLOAD_BYTES) { drops['too-big']++; return; }
     const slab = udp.stageSlab();
     const at = udp.stageOffset();
     copyToStage(udp, slab, at, buf, off, len);
     writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
     if (sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, sealedLen, segmented)) traffic.framesRelayed!++;
-    return null;
+    return;
   }
 }

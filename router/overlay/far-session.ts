@@ -28,6 +28,7 @@ import { writeCounter } from '../mesh/control-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { AesGcm, AesGcmKey } from './aes-gcm';
 import { AEAD_TAG_BYTES } from './frame-aead';
+import type { LaneKeyCells, LaneOpenerCells } from './ports';
 import { REJECT_AFTER_COUNTER, ReplayWindow } from './replay-window';
 
 export const FAR_HEADER_BYTES = 16;
@@ -39,7 +40,8 @@ const FAR_NONCE_CHANNEL = 3;
 
 export type FarOpen = number | 'auth' | 'replay' | 'far-key';
 
-interface SendKey { keyId: number; key: AesGcmKey; counter: number }
+/** The counter lives in a cell off the JS heap: the lane (native/lane-far.c) seals on it too. */
+interface SendKey { keyId: number; key: AesGcmKey; counter: Float64Array }
 interface Slot { keyId: number; key: AesGcmKey; window: ReplayWindow; used: boolean; installedMs: number }
 
 export class FarSessions {
@@ -47,6 +49,8 @@ export class FarSessions {
   private readonly receives = new Map<PeerName, Slot[]>();
   private readonly nonce = Buffer.alloc(12);
   private readonly ad = Buffer.alloc(12 + FAR_HEADER_BYTES);
+  /** Called when a key the lane may hold goes (lane-entries.ts then forgets its far entries). */
+  onKeysChanged: (() => void) | null = null;
 
   constructor(private readonly aes: AesGcm) {
     this.nonce[3] = FAR_NONCE_CHANNEL;
@@ -54,9 +58,13 @@ export class FarSessions {
 
   /** Seal to `dst` under this key from now on (the old one is freed); null: seal nothing end to end to it. */
   setSend(dst: PeerName, keyId: number, key: Uint8Array | null): void {
-    this.sends.get(dst)?.key.dispose();
-    this.sends.delete(dst);
-    if (key !== null) this.sends.set(dst, { keyId, key: this.aes.key(key, true), counter: 0 });
+    const old = this.sends.get(dst);
+    if (old !== undefined) {
+      old.key.dispose();
+      this.sends.delete(dst);
+      this.onKeysChanged?.();
+    }
+    if (key !== null) this.sends.set(dst, { keyId, key: this.aes.key(key, true), counter: new Float64Array(new ArrayBuffer(8)) });
   }
 
   hasSend(dst: PeerName): boolean {
@@ -77,6 +85,7 @@ export class FarSessions {
       }
       slots[victim]!.key.dispose();
       slots.splice(victim, 1);
+      this.onKeysChanged?.();
     }
     slots.push({ keyId, key: this.aes.key(key, false), window: new ReplayWindow(), used: false, installedMs: nowMs });
     return true;
@@ -85,8 +94,25 @@ export class FarSessions {
   /** Frees every key shared with `peer`. */
   forget(peer: PeerName): void {
     this.setSend(peer, 0, null);
-    for (const s of this.receives.get(peer) ?? []) s.key.dispose();
+    const slots = this.receives.get(peer);
+    if (slots === undefined) return;
+    for (const s of slots) s.key.dispose();
     this.receives.delete(peer);
+    this.onKeysChanged?.();
+  }
+
+  /** The send key to `dst` as the lane can use it (its context, counter cell and id); null without one. */
+  laneSend(dst: PeerName): (LaneKeyCells & { keyId: number }) | null {
+    const s = this.sends.get(dst);
+    const sealer = s?.key.nativeHandle ?? null;
+    return s === undefined || sealer === null ? null : { sealer, counter: s.counter, keyId: s.keyId };
+  }
+
+  /** The opening context and replay window of `origin`'s key `keyId` as the lane can use them; null when not held. */
+  laneOpener(origin: PeerName, keyId: number): LaneOpenerCells | null {
+    const slot = this.receives.get(origin)?.find((s) => s.keyId === keyId);
+    const opener = slot?.key.nativeHandle ?? null;
+    return slot === undefined || opener === null ? null : { opener, ring: slot.window.ring, highest: slot.window.highestCell };
   }
 
   close(): void {
@@ -100,8 +126,9 @@ export class FarSessions {
    */
   seal(dst: PeerName, names: Uint8Array, namesOff: number, buf: Buffer, hdr: number, len: number): number {
     const s = this.sends.get(dst);
-    if (s === undefined || s.counter >= REJECT_AFTER_COUNTER) return -1;
-    const counter = s.counter++;
+    const counter = s?.counter[0] ?? REJECT_AFTER_COUNTER;
+    if (s === undefined || counter >= REJECT_AFTER_COUNTER) return -1;
+    s.counter[0] = counter + 1;
     buf[hdr] = FAR_VERSION; buf[hdr + 1] = 0; buf[hdr + 2] = 0; buf[hdr + 3] = 0;
     buf.writeUInt32BE(s.keyId, hdr + 4);
     writeCounter(buf, hdr + 8, counter);

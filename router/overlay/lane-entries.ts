@@ -31,10 +31,20 @@
 // context and window and the next link's sealing context, counter cell,
 // endpoint and stride, and the lane relays the next such messages itself
 // (native/lane-relay.c).
+//
+// And at the two ends of such a relayed path (native/lane-far.c): after
+// far-path.ts sent a lone plain frame end to end as one version 2 message
+// (offerFar), or delivered one from such a message for us (offerFarReceive),
+// the pair gets a far entry: the hop's context, counter or window as above,
+// plus the far key's (far-session.ts). A far key going clears the lane too
+// (FarSessions.onKeysChanged), and verify() checks those keys as well.
 
 import { PEER_NAME_BYTES, peerNameFromBytes, type PeerName } from '../mesh/peer-name';
 import type { AeadHandle } from './aes-gcm';
+import { FAR_BODY_AT } from './far-path';
+import { FAR_OVERHEAD_BYTES, FAR_VERSION, FarSessions } from './far-session';
 import type { RouteView } from './forwarder';
+import { AEAD_TAG_BYTES } from './frame-aead';
 import type { MacTable } from './mac-table';
 import type { PeerNameBytes } from './peer-name-reader';
 import { LANE_ENTRIES, LANE_SEEN_BYTES, type LoneFrameLane, RELAY_ENTRIES, SEEN_RECORD_BYTES } from './ports';
@@ -57,6 +67,9 @@ interface Made {
   /** The frame's destination then source MAC (12 bytes, its own copy): compared byte for byte, so a frame's check makes no number. */
   macs: Uint8Array;
   link: Link;
+  /** The link's neighbour. */
+  via: PeerName;
+  /** Whose MAC the pair's far end is (destination or source): `via` itself, or for a far entry the peer two hops away. */
   peer: PeerName;
   host: string;
   port: number;
@@ -64,6 +77,8 @@ interface Made {
   key: AeadHandle;
   /** Sending: the key phase bit it seals under. Receiving: the type byte it takes. */
   type: number;
+  /** A far entry's end-to-end context (sealer or opener) and key id; null for a direct one. */
+  far: { key: AeadHandle; keyId: number } | null;
 }
 
 /** A relaying entry as it was made: the message's way in and out, to match offers and to check it against the live state. */
@@ -95,6 +110,8 @@ export class LaneEntries {
   /** The neighbour's name, then ours: a receive entry's inner header. */
   private readonly names = Buffer.alloc(2 * PEER_NAME_BYTES);
   private readonly seen = Buffer.alloc(LANE_SEEN_BYTES);
+  /** A far entry's far header bytes 0..7: version, zeros, key id. */
+  private readonly farHead = Buffer.alloc(8);
 
   /** maxFrameBytes: the largest frame (vnet header included) JS sends as one unsegmented datagram; the lane takes no more. */
   /** stride: body bytes per version 3 segment on our links (0: none); nameBytes: the overlay's cache of names as bytes. */
@@ -119,7 +136,37 @@ export class LaneEntries {
     writeInnerHeader(this.head, SLEEVE_HEADER_BYTES, this.selfBytes, peerBytes, MAX_HOPS);
     const { host, port } = link.udp;
     if (this.lane.set(this.pair, this.head, key.sealer, key.counter, host, port)) {
-      sending.push({ macs: Buffer.from(this.pair), link, peer, host, port, key: key.sealer, type: key.phaseBit });
+      sending.push({ macs: Buffer.from(this.pair), link, via: peer, peer, host, port, key: key.sealer, type: key.phaseBit, far: null });
+    }
+  }
+
+  /**
+   * far-path.ts just sent frame[off, off+len) to `dst`, two hops away, end
+   * to end over `link` as one version 2 message. Installs a far entry for
+   * the pair unless there is an entry for it already, the frame is a
+   * super-frame or too big for version 2 with the far overhead, or either
+   * key is not one the lane can use.
+   */
+  offerFar(frame: Buffer, off: number, len: number, link: Link, dst: PeerName, dstBytes: Uint8Array, keys: FarSessions): void {
+    const sending = this.sending;
+    if (frame[off + 1] !== VNET_GSO_NONE || len + FAR_OVERHEAD_BYTES > this.maxFrameBytes || sending.length >= LANE_ENTRIES) return;
+    const m = off + VNET_HDR_BYTES;
+    for (let i = 0; i < sending.length; i++) if (samePair(sending[i]!.macs, frame, m)) return;
+    const key = link.session.laneKey();
+    const far = keys.laneSend(dst);
+    if (key === null || far === null) return;
+    frame.copy(this.pair, 0, m, m + PAIR_BYTES);
+    writeSleeveHeader(this.head, 0, SLEEVE_TYPE_FAR | key.phaseBit, this.selfBytes, 0);
+    writeInnerHeader(this.head, SLEEVE_HEADER_BYTES, this.selfBytes, dstBytes, MAX_HOPS);
+    this.farHead.fill(0);
+    this.farHead[0] = FAR_VERSION;
+    this.farHead.writeUInt32BE(far.keyId, 4);
+    const { host, port } = link.udp;
+    if (this.lane.setFar(this.pair, this.head, key, this.farHead, far, host, port)) {
+      sending.push({
+        macs: Buffer.from(this.pair), link, via: link.n.name, peer: dst, host, port, key: key.sealer, type: key.phaseBit,
+        far: { key: far.sealer, keyId: far.keyId },
+      });
     }
   }
 
@@ -147,7 +194,7 @@ export class LaneEntries {
     const peer = link.n.name;
     for (let i = 0; i < receiving.length; i++) {
       const made = receiving[i]!;
-      if (made.peer === peer && made.type === type && samePair(made.macs, buf, m)) return;
+      if (made.far === null && made.peer === peer && made.type === type && samePair(made.macs, buf, m)) return;
     }
     const key = link.session.laneOpener(type);
     if (key === null) return;
@@ -155,7 +202,47 @@ export class LaneEntries {
     this.names.set(peerBytes, 0);
     this.names.set(this.selfBytes, PEER_NAME_BYTES);
     if (this.lane.setReceive(type, this.names, this.pair, key.opener, key.ring, key.highest, host, port)) {
-      receiving.push({ macs: Buffer.from(this.pair), link, peer, host, port, key: key.opener, type });
+      receiving.push({ macs: Buffer.from(this.pair), link, via: peer, peer, host, port, key: key.opener, type, far: null });
+    }
+  }
+
+  /**
+   * far-path.ts just opened the far message at buf[at, at+len) from
+   * `origin`, which `link`'s neighbour at host:port passed on to us, and delivered its frame to our bridge.
+   * Installs a far receive entry unless there is one under that far key, or
+   * the message is not version 2, its frame is not plain, too big or to a group address, or
+   * either key is not one the lane can use.
+   */
+  offerFarReceive(buf: Buffer, at: number, len: number, link: Link, origin: PeerName, host: string, port: number, keys: FarSessions): void {
+    const off = at + FAR_BODY_AT;
+    const frameLen = len - FAR_BODY_AT - AEAD_TAG_BYTES;
+    const receiving = this.receiving;
+    if (buf[at] !== SLEEVE_VERSION || frameLen > this.maxFrameBytes || frameLen < VNET_HDR_BYTES + ETHERNET_HEADER_BYTES ||
+      receiving.length >= LANE_ENTRIES) return;
+    for (let k = 0; k < VNET_HDR_BYTES; k++) if (buf[off + k] !== 0) return;
+    const m = off + VNET_HDR_BYTES;
+    if ((buf[m]! & 1) !== 0) return;
+    const type = buf[at + 1]!;
+    const via = link.n.name;
+    const keyId = FarSessions.keyId(buf, at + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES);
+    // The pair's entry under an older far key is replaced (the lane replaces it too): the origin rekeyed.
+    let replaces = -1;
+    for (let i = 0; i < receiving.length && replaces < 0; i++) {
+      const made = receiving[i]!;
+      if (made.far !== null && made.via === via && made.peer === origin && made.type === type && samePair(made.macs, buf, m)) {
+        if (made.far.keyId === keyId) return;
+        replaces = i;
+      }
+    }
+    const hop = link.session.laneOpener(type);
+    const far = keys.laneOpener(origin, keyId);
+    if (hop === null || far === null) return;
+    buf.copy(this.pair, 0, m, m + PAIR_BYTES);
+    this.names.set(this.nameBytes.of(via), 0);
+    this.names.set(this.selfBytes, PEER_NAME_BYTES);
+    if (this.lane.setFarReceive(type, this.names, this.nameBytes.of(origin), this.pair, hop, keyId, far, host, port)) {
+      const made = { macs: Buffer.from(this.pair), link, via, peer: origin, host, port, key: hop.opener, type, far: { key: far.opener, keyId } };
+      if (replaces < 0) receiving.push(made); else receiving[replaces] = made;
     }
   }
 
@@ -226,25 +313,31 @@ export class LaneEntries {
       framesFromBridge: t('framesFromBridge') + s.frames, framesSentUdp: t('framesSentUdp') + s.frames + s.relayFrames,
       bytesSentUdp: t('bytesSentUdp') + s.bytes + s.relayBytes, framesReceivedUdp: t('framesReceivedUdp') + s.rxFrames + s.relayFrames + s.relayErrors,
       bytesReceivedUdp: t('bytesReceivedUdp') + s.rxBytes + s.relayBytes, framesRelayed: t('framesRelayed') + s.relayFrames,
-      framesRelayedFar: t('framesRelayedFar') + s.relayFrames + s.relayErrors,
+      framesRelayedFar: t('framesRelayedFar') + s.relayFrames + s.relayErrors, framesSentFar: t('framesSentFar') + s.farFrames,
+      framesReceivedFar: t('framesReceivedFar') + s.farRxFrames,
       framesToBridge: t('framesToBridge') + s.rxFrames, framesSentLane: s.frames, bytesSentLane: s.bytes, framesReceivedLane: s.rxFrames,
       bytesReceivedLane: s.rxBytes, laneDroppedAgain: s.txDroppedAgain, laneSendErrors: s.txErrors, laneWriteErrors: s.rxWriteErrors,
       laneEntries: s.entries, framesRelayedLane: s.relayFrames, bytesRelayedLane: s.relayBytes, laneRelayErrors: s.relayErrors,
+      framesSentFarLane: s.farFrames, framesReceivedFarLane: s.farRxFrames,
     };
   }
 
-  /** Clears everything unless each entry still matches the links, routes and MAC table as they are. */
-  verify(links: ReadonlyMap<PeerName, Link>, routes: RouteView, macs: MacTable, nowMs: number): void {
+  /** Clears everything unless each entry still matches the links, routes, keys and MAC table as they are. */
+  verify(links: ReadonlyMap<PeerName, Link>, routes: RouteView, macs: MacTable, nowMs: number, keys: FarSessions | null): void {
     const same = (made: Made): boolean =>
-      links.get(made.peer) === made.link && made.link.udp.host === made.host && made.link.udp.port === made.port;
+      links.get(made.via) === made.link && made.link.udp.host === made.host && made.link.udp.port === made.port;
     const sendingLive = this.sending.every((made) => {
       const key = made.link.session.laneKey();
-      return same(made) && made.link.peerHearsUs && key?.sealer === made.key && key.phaseBit === made.type &&
-        routes.nextHop(made.peer) === made.peer && macs.lookupAt(made.macs, 0, nowMs) === made.peer &&
+      const far = made.far === null ? null : keys?.laneSend(made.peer);
+      const way = made.far === null ? made.via === made.peer :
+        far?.sealer === made.far.key && far.keyId === made.far.keyId && made.link.far && routes.hops?.(made.peer) === 2;
+      return way && same(made) && made.link.peerHearsUs && key?.sealer === made.key && key.phaseBit === made.type &&
+        routes.nextHop(made.peer) === made.via && macs.lookupAt(made.macs, 0, nowMs) === made.peer &&
         macs.lookupAt(made.macs, 6, nowMs) === this.self;
     });
     const receivingLive = this.receiving.every((made) =>
-      same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookupAt(made.macs, 6, nowMs) === made.peer);
+      same(made) && made.link.session.laneOpener(made.type)?.opener === made.key && macs.lookupAt(made.macs, 6, nowMs) === made.peer &&
+      (made.far === null || keys?.laneOpener(made.peer, made.far.keyId)?.opener === made.far.key));
     const relayingLive = this.relaying.every((r) => {
       const key = r.to.session.laneKey();
       return links.get(r.fromPeer) === r.from && r.from.udp.host === r.fromHost && r.from.udp.port === r.fromPort &&

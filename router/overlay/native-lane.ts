@@ -6,7 +6,7 @@
 import { RouterError } from '../mesh/errors';
 import type { AeadHandle } from './aes-gcm';
 import type { LaneHandle, LaneStats, WeaveNative } from './native';
-import type { LoneFrameLane, RelayEntry } from './ports';
+import type { LaneKeyCells, LaneOpenerCells, LoneFrameLane, RelayEntry } from './ports';
 import type { TapDevice } from './tap-device';
 import { parseIPToBytes, type UdpBatchSocket } from './udp-batch';
 
@@ -55,6 +55,29 @@ export class NativeLane implements LoneFrameLane {
     } catch (err) {
       // As set(): a key freed meanwhile, or another family: no entry, JS keeps relaying them.
       if (err instanceof RangeError || (err as { code?: unknown }).code === 'ERR_CLOSED') return false;
+      throw RouterError.config(`lone-frame lane: ${String(err)}`);
+    }
+  }
+
+  setFar(macs: Uint8Array, head: Uint8Array, hop: LaneKeyCells, farHead: Uint8Array, far: LaneKeyCells, host: string, port: number): boolean {
+    parseIPToBytes(host, this.addr, 0);
+    try {
+      return this.native.laneSetFar(this.handle, macs, head, hop.sealer, hop.counter, farHead, far.sealer, far.counter, this.addr, port);
+    } catch (err) {
+      // As set().
+      if (err instanceof RangeError || (err as { code?: unknown }).code === 'ERR_CLOSED') return false;
+      throw RouterError.config(`lone-frame lane: ${String(err)}`);
+    }
+  }
+
+  setFarReceive(type: number, names: Uint8Array, origin: Uint8Array, macs: Uint8Array, hop: LaneOpenerCells, farKeyId: number,
+    far: LaneOpenerCells, host: string, port: number): boolean {
+    parseIPToBytes(host, this.addr, 0);
+    try {
+      return this.native.laneSetFarReceive(this.handle, type, names, origin, macs, hop.opener, hop.ring, hop.highest, farKeyId, far.opener,
+        far.ring, far.highest, this.addr, port);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_CLOSED') return false;
       throw RouterError.config(`lone-frame lane: ${String(err)}`);
     }
   }

@@ -14,7 +14,7 @@ import { errorMessage } from '../../common/errors';
 import type { AeadHandle } from './aes-gcm';
 
 /** Must equal WEAVE_NATIVE_ABI in native/weave_native.h; a mismatch means build/ is stale. */
-export const NATIVE_ABI_VERSION = 8;
+export const NATIVE_ABI_VERSION = 9;
 /** WN_MAX_BATCH in native/weave_native.h: most packets per wakeup or per send call chunk. */
 export const NATIVE_MAX_BATCH = 256;
 
@@ -45,6 +45,9 @@ export interface LaneStats {
   relayFrames: number;
   relayBytes: number;
   relayErrors: number;
+  /** (ABI 9) Of frames and rxFrames: those sealed or opened end to end (far entries). */
+  farFrames: number;
+  farRxFrames: number;
 }
 
 /** Counters kept in C, summed per batch. Numbers are exact up to 2^53. */
@@ -162,9 +165,24 @@ export interface WeaveNative {
   laneSetRelay(lane: LaneHandle, inHead: Uint8Array, names: Uint8Array, opener: AeadHandle, ring: Int32Array, highest: Float64Array,
     fromAddr16: Uint8Array, fromPort: number, outHead: Uint8Array, sealer: AeadHandle, counter: Float64Array, toAddr16: Uint8Array,
     toPort: number, outStride: number): boolean;
+  /**
+   * (ABI 9) laneSet for frames to a peer two hops away (native/lane-far.c): `head` is a version 2 FAR sleeve
+   * header and the inner header to that peer, sealed by the next hop's `hopSealer` on `hopCounter`; the frame is
+   * sealed end to end first, behind far header bytes 0..7 `farHead` (version, key id), by `farSealer` on `farCounter`.
+   */
+  laneSetFar(lane: LaneHandle, macs: Uint8Array, head: Uint8Array, hopSealer: AeadHandle, hopCounter: Float64Array, farHead: Uint8Array,
+    farSealer: AeadHandle, farCounter: Float64Array, addr16: Uint8Array, port: number): boolean;
+  /**
+   * (ABI 9) laneSetReceive for far messages the neighbour names[0, 6) passes on to us from `origin`, sealed end to
+   * end under far key `farKeyId`: `type` is FAR with the hop's key phase, whose opening context and window come
+   * first, then the far key's. Replaces the entry for the same neighbour, type and pair.
+   */
+  laneSetFarReceive(lane: LaneHandle, type: number, names: Uint8Array, origin: Uint8Array, macs: Uint8Array, hopOpener: AeadHandle,
+    ring: Int32Array, highest: Float64Array, farKeyId: number, farOpener: AeadHandle, farRing: Int32Array, farHighest: Float64Array,
+    addr16: Uint8Array, port: number): boolean;
   laneClear(lane: LaneHandle): void;
   /**
-   * (ABI 6) Writes 18-byte records (a MAC pair, then the neighbour it came from, zeros for a pair we sent) of the
+   * (ABI 6) Writes 18-byte records (a MAC pair, then the peer it came from (the origin of a far one), zeros for a pair we sent) of the
    * entries that carried frames since the last call into out (2 x 32 x 18 bytes); returns how many.
    */
   laneTakeSeen(lane: LaneHandle, out: Uint8Array): number;
@@ -176,7 +194,7 @@ export interface WeaveNative {
 const REQUIRED_FUNCTIONS: ReadonlyArray<keyof WeaveNative> = [
   'tapOpen', 'tapWrite', 'tapWriteOne', 'udpOpen', 'udpSend', 'localAddress', 'udpNoChecksum',
   'readStart', 'readNow', 'readPause', 'readResume', 'setRef', 'close', 'stats', 'describeErrno', 'releasePages', 'trimHeap', 'copyBytes',
-  'laneNew', 'laneSet', 'laneSetReceive', 'laneSetRelay', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
+  'laneNew', 'laneSet', 'laneSetReceive', 'laneSetRelay', 'laneSetFar', 'laneSetFarReceive', 'laneClear', 'laneTakeSeen', 'laneStats', 'tapSetLane',
 ];
 
 let loaded: WeaveNative | null = null;

@@ -161,7 +161,7 @@ export class Overlay implements DataPlane {
     });
     this.far = deps.aes == null ? null : new FarPath(new FarSessions(deps.aes), {
       udp: deps.udp, links: this.links, routes: () => this.routes, self: opts.localPeer, stride: this.stride, traffic: this.traffic, drops: this.drops,
-      nowMs: () => deps.clock.now(), readName: this.names.read,
+      nowMs: () => deps.clock.now(), readName: this.names.read, lane: this.lane,
       deliver: (buf, off, len) => {
         if (this.admit(this.fromUnderlayAqm, buf, off + INNER_HEADER_BYTES, len - INNER_HEADER_BYTES)) this.handleInner(buf, off, len, 0, 0);
       },
@@ -172,7 +172,7 @@ export class Overlay implements DataPlane {
     this.frameClock.endBatch();
     this.lane?.refresh(this.forwarder.macs, nowMs);
     this.forwarder.macs.tick(nowMs);
-    this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs);
+    this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs, this.far?.sessions ?? null);
     const t = this.traffic;
     this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp!);
   }
@@ -293,7 +293,7 @@ export class Overlay implements DataPlane {
     if (FarPath.hopBytes(message.byteLength) < 0) { this.drops.short++; return; }
     this.traffic.framesReceivedTcp!++;
     this.traffic.bytesReceivedTcp! += message.byteLength;
-    this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0, 0);
+    this.far.receive(Buffer.from(message.buffer, message.byteOffset, message.byteLength), 0, message.byteLength, 0, 0, 0, null, '', 0);
     this.deps.udp.flush();
     this.frameClock.endBatch();
   }
@@ -393,12 +393,7 @@ export class Overlay implements DataPlane {
     this.traffic.bytesReceivedUdp! += len;
     if (type === SLEEVE_TYPE_PROBE) return;
     this.traffic.framesReceivedUdp!++;
-    if (far) {
-      const typeByte = buf[off + 1]!;
-      const out = this.far!.receive(buf, off, len, spanOff, spanLen, spread);
-      if (out !== null) this.lane?.offerRelay(link, typeByte, host, port, out, this.far!.relayedSrc, this.far!.relayedDst);
-      return;
-    }
+    if (far) { this.far!.receive(buf, off, len, spanOff, spanLen, spread, link, host, port); return; }
     if (!this.admit(this.fromUnderlayAqm, buf, off + SLEEVE_HEADER_BYTES + INNER_HEADER_BYTES, bodyLen - INNER_HEADER_BYTES)) return;
     const delivered = this.traffic.framesToBridge;
     this.handleInner(buf, off + SLEEVE_HEADER_BYTES, bodyLen, spanOff, spanLen, spread);

@@ -106,11 +106,31 @@ export interface LoneFrameLane {
    * False when full.
    */
   setRelay(relay: RelayEntry): boolean;
+  /**
+   * For frames whose first 12 bytes are `macs`, to a peer two hops away
+   * (native/lane-far.c): set()'s arguments for the hop, with a version 2
+   * FAR header in `head`, and the end-to-end key: far header bytes 0..7,
+   * sealing context and counter cell. False when full.
+   */
+  setFar(macs: Uint8Array, head: Uint8Array, hop: LaneKeyCells, farHead: Uint8Array, far: LaneKeyCells, host: string, port: number): boolean;
+  /**
+   * For far messages of type byte `type` that the neighbour names[0, 6) at
+   * host:port passes on to us (names[6, 12)) from `origin`, whose frame has
+   * the MAC pair `macs`: the hop's opening context and window, and far key
+   * `farKeyId`'s. False when full.
+   */
+  setFarReceive(type: number, names: Uint8Array, origin: Uint8Array, macs: Uint8Array, hop: LaneOpenerCells, farKeyId: number,
+    far: LaneOpenerCells, host: string, port: number): boolean;
   clear(): void;
   /** SEEN_RECORD_BYTES records (MAC pair, neighbour or zeros) of entries used since the last call, into out (LANE_SEEN_BYTES); how many. */
   takeSeen(out: Uint8Array): number;
   stats(): LaneStats;
 }
+
+/** A sealing context and the counter cell it seals on, shared by JS and the lane. */
+export interface LaneKeyCells { sealer: AeadHandle; counter: Float64Array }
+/** An opening context and its replay window (replay-window.ts), shared by JS and the lane. */
+export interface LaneOpenerCells { opener: AeadHandle; ring: Int32Array; highest: Float64Array }
 
 /** What a relaying entry names (LoneFrameLane.setRelay). */
 export interface RelayEntry {
@@ -132,7 +152,7 @@ export interface RelayEntry {
 /** Entries a lane holds at most, each way (LANE_ENTRIES in native/lane.h), and relaying entries (RELAY_ENTRIES). */
 export const LANE_ENTRIES = 32;
 export const RELAY_ENTRIES = 32;
-/** A takeSeen record: a MAC pair, then the neighbour it came from (zeros: a pair we sent). */
+/** A takeSeen record: a MAC pair, then the peer it came from (a far one's origin; zeros: a pair we sent). */
 export const SEEN_RECORD_BYTES = 18;
 /** Room for every entry's record, sending and receiving. */
 export const LANE_SEEN_BYTES = 2 * LANE_ENTRIES * SEEN_RECORD_BYTES;

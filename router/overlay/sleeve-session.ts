@@ -19,6 +19,7 @@ import { CHANNEL_UDP_SLEEVE, MAX_SEND_COUNTER, writeNonce } from '../mesh/contro
 import type { SleeveKeyRing } from '../mesh/sleeve-keys';
 import type { AeadHandle, AesGcm } from './aes-gcm';
 import { AEAD_TAG_BYTES, FrameAead } from './frame-aead';
+import type { LaneKeyCells, LaneOpenerCells } from './ports';
 import { REJECT_AFTER_COUNTER, ReplayWindow } from './replay-window';
 import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_VERSION, writeSleeveHeader } from './sleeve-codec';
 
@@ -34,19 +35,13 @@ interface KeyedAead {
 }
 
 /** What the lone-frame lane needs to seal as this session would (lane-entries.ts). */
-export interface LaneKey {
-  sealer: AeadHandle;
-  counter: Float64Array;
+export interface LaneKey extends LaneKeyCells {
   /** The type byte's key phase bit for the current send key. */
   phaseBit: number;
 }
 
 /** What it needs to open a key phase's datagrams as this session would: the key and that phase's replay window. */
-export interface LaneOpener {
-  opener: AeadHandle;
-  ring: Int32Array;
-  highest: Float64Array;
-}
+export type LaneOpener = LaneOpenerCells;
 
 /** ChaCha20-Poly1305 keys by reference: the ring owns, and zeroes, the bytes. */
 class ChachaKey implements KeyedAead {

@@ -3,7 +3,8 @@
 // password, h1 and h3 unable to reach each other on the underlay, containers
 // on h1 and h3. Checked: their frames take the far format (h1 seals, h2
 // relays without opening, most of the bulk without moving a byte of its
-// body, h3 opens: counters), iperf3 runs over it, and it
+// body, h3 opens: counters), the ends' lanes seal and open pings both ways
+// without JS, iperf3 runs over it, and it
 // keeps working, still far, across end-to-end rekeys (every 4 s here), a
 // relaunch of the relay h2, UDP blocked between h2 and h3 (h2 passes them on
 // over TCP), and a crash of the destination h3's router (the
@@ -72,6 +73,18 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
   };
 
   await farAgain('at first');
+  // Then the ends' lanes (native/lane-far.c) seal and open the pings themselves, both ways.
+  const endLanes = async (what: string): Promise<void> => {
+    const key = ['framesSentFarLane', 'framesReceivedFarLane'] as const;
+    const before = await Promise.all([h1, h3].map(async (h) => { const c = await counters(h); return key.map((k) => c[k] ?? 0); }));
+    await waitFor(async () => {
+      await pings(what);
+      const now = await Promise.all([h1, h3].map(async (h) => { const c = await counters(h); return key.map((k) => c[k] ?? 0); }));
+      return now.every((n, i) => n.every((v, k) => v > before[i]![k]!));
+    }, { what: `the ends' lanes carry pings ${what}`, timeoutMs: 30_000, intervalMs: 500, detail: () => `${h1.readLog()}\n${h3.readLog()}` });
+    t.pass(`the ends' lanes carry pings both ways ${what}`);
+  };
+  await endLanes('at first');
   const c2 = await counters(h2);
   t.ok((c2['framesRelayedFar'] ?? 0) > 0, `h2 relayed far frames (${c2['framesRelayedFar']}) without any far key of its own`);
   t.equal(c2['farSendKeys'] ?? 0, 0, 'h2 holds no far send key (it is neighbour of both)');
@@ -104,12 +117,14 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
   const keysBefore = c1['farSendKeys'] ?? 0;
   await waitFor(async () => ((await counters(h1))['farSendKeys'] ?? 0) >= keysBefore + 2, { what: 'h1 rekeys its far key twice', timeoutMs: 30_000 });
   await farAgain('after rekeys');
+  await endLanes('after rekeys');
 
   // The relay relaunches: new links, same end-to-end keys.
   t.equal((await h2.weave(['stop'], { timeoutMs: 15_000 })).code, 0, 'h2 stops');
   await launch(h2, [h1, h3]);
   await allReach();
   await farAgain('after the relay relaunched');
+  await endLanes('after the relay relaunched');
 
   // UDP blocked between the relay and h3: h2 passes h1's far messages on over TCP (h3's own go hop by hop:
   // its next hop is on TCP).
@@ -130,5 +145,6 @@ t.test('relayed frames between h1 and h3 are sealed end to end, across rekeys an
     try { return (await h3.weaveStatus()).peers.filter((p) => p.reachable).length === 3; } catch { return false; }
   }, { what: 'h3 restarted by its supervisor and back in the mesh', timeoutMs: 90_000, intervalMs: 1000, detail: () => h3.readLog() });
   await farAgain('after the destination restarted');
+  await endLanes('after the destination restarted');
   t.equal((await counters(h3))['frames_dropped{reason="auth"}'] ?? 0, 0, 'and h3 refused nothing as forged');
 });

@@ -22,9 +22,11 @@ import { FarSessions } from '../../router/overlay/far-session';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import type { LaneStats } from '../../router/overlay/native';
-import { DatagramHandler, DatagramPort, FramePort, type LoneFrameLane, type RelayEntry, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import {
+  DatagramHandler, DatagramPort, FramePort, type LaneKeyCells, type LaneOpenerCells, type LoneFrameLane, type RelayEntry, STAGE_SLOT_BYTES,
+} from '../../router/overlay/ports';
 import { MIN_SPREAD_STRIDE } from '../../router/overlay/segment-receiver';
-import { readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
+import { MAX_HOPS, readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { compactSegments, SEGMENT_HEADER_BYTES } from '../../router/overlay/sleeve-segments';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
 import { tcpSuperFrame } from './tcp-super-frame';
@@ -58,7 +60,8 @@ class LinePort implements DatagramPort {
 /** Keys of link x -> y. */
 const linkKey = (x: number, y: number, gen = 0): Buffer => Buffer.alloc(32, 16 * x + y + 1 + 64 * gen);
 
-function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number; laneAtB?: LoneFrameLane } = {}) {
+function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number; laneAtB?: LoneFrameLane; laneAtEnds?: [LoneFrameLane, LoneFrameLane] } = {}) {
+  const lanes = [opts.laneAtEnds?.[0], opts.laneAtB, opts.laneAtEnds?.[1]];
   const clock = new ManualClock();
   const ports = NAMES.map(() => new LinePort());
   const delivered: Buffer[] = [];
@@ -69,7 +72,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number; lan
     close: () => {},
   }));
   const overlays = NAMES.map((name, i) => new Overlay(
-    { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]!, ...(i === 1 && opts.laneAtB ? { lane: () => opts.laneAtB! } : {}) },
+    { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]!, ...(lanes[i] ? { lane: () => lanes[i]! } : {}) },
     { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: i === 0 ? opts.segmentBytesA ?? 1472 : 1472 },
   ));
   const wants: PeerName[] = [];
@@ -367,11 +370,13 @@ class RelayRecorder implements LoneFrameLane {
   set(): boolean { return false; }
   setReceive(): boolean { return false; }
   setRelay(r: RelayEntry): boolean { this.relays.push(r); return true; }
+  setFar(): boolean { return false; }
+  setFarReceive(): boolean { return false; }
   clear(): void { this.clears++; }
   takeSeen(): number { return 0; }
   stats(): LaneStats {
     return { frames: 0, bytes: 0, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 0, rxBytes: 0, rxWriteErrors: 0, relayFrames: 7, relayBytes: 700,
-      relayErrors: 1 };
+      relayErrors: 1, farFrames: 0, farRxFrames: 0 };
   }
 }
 
@@ -405,5 +410,105 @@ t.test('a far message relayed in place installs a relaying entry, once, and chan
   const c = l.overlays[1]!.counters;
   t.equal(c['framesRelayedLane'], 7, 'the lane\'s relayed messages counted');
   t.equal(c['framesRelayedFar'], 2 + 8, 'and folded into the totals: JS\'s 2, the lane\'s 7 and 1 whose send failed');
+  l.close();
+});
+
+/** Records an end's far entries (and any direct ones), as the native lane would take them. */
+class FarRecorder implements LoneFrameLane {
+  readonly fars: { macs: Buffer; head: Buffer; hopCounter: Float64Array; farHead: Buffer; farCounter: Float64Array; host: string }[] = [];
+  readonly farReceives: { type: number; names: Buffer; origin: Buffer; macs: Buffer; keyId: number; farRing: Int32Array; host: string }[] = [];
+  directs = 0;
+  clears = 0;
+  farFrames = 0;
+  set(): boolean { this.directs++; return true; }
+  setReceive(): boolean { this.directs++; return true; }
+  setRelay(): boolean { return false; }
+  setFar(macs: Uint8Array, head: Uint8Array, hop: LaneKeyCells, farHead: Uint8Array, far: LaneKeyCells, host: string): boolean {
+    this.fars.push({ macs: Buffer.from(macs), head: Buffer.from(head), hopCounter: hop.counter, farHead: Buffer.from(farHead), farCounter: far.counter, host });
+    return true;
+  }
+  setFarReceive(type: number, names: Uint8Array, origin: Uint8Array, macs: Uint8Array, _hop: LaneOpenerCells, keyId: number,
+    far: LaneOpenerCells, host: string): boolean {
+    this.farReceives.push({ type, names: Buffer.from(names), origin: Buffer.from(origin), macs: Buffer.from(macs), keyId, farRing: far.ring, host });
+    return true;
+  }
+  clear(): void { this.clears++; }
+  takeSeen(): number { return 0; }
+  stats(): LaneStats {
+    return { frames: this.farFrames, bytes: 0, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 0, rxBytes: 0, rxWriteErrors: 0, relayFrames: 0,
+      relayBytes: 0, relayErrors: 0, farFrames: this.farFrames, farRxFrames: 0 };
+  }
+}
+
+t.test('a lone frame sent far installs far entries at both ends, once; key and route changes clear them', async (t) => {
+  await loadSodium();
+  const aes = probeAesGcm().aes;
+  if (aes === null) { t.pass('no AES-256-GCM here'); return; }
+  const [atA, atC] = [new FarRecorder(), new FarRecorder()];
+  const l = line(aes, { laneAtEnds: [atA, atC] });
+  l.keys(7);
+  const bytes = (n: PeerName): Buffer => Buffer.from(n.split(':').map((h) => parseInt(h, 16)));
+  /** One probe interval, its probes answered: the links stay up, and each lane's check runs once. */
+  const probe = (): void => { l.tick(300); l.run(); };
+  l.send(tcpSuperFrame(30_000, 1));
+  l.run();
+  t.equal(atA.fars.length + atC.farReceives.length, 0, 'a super-frame installs nothing');
+  l.send(tcpSuperFrame(200, 2, true));
+  l.run();
+  t.equal(l.count(0, 'framesSentFar'), 2, 'A sent both far');
+  t.equal(atA.fars.length, 1, 'the lone one installed a far entry at A');
+  const e = atA.fars[0]!;
+  t.same([e.head[0], e.head[1], Buffer.from(e.head.subarray(2, 8))], [2, SLEEVE_TYPE_FAR, bytes(A)], 'a version 2 FAR header naming A');
+  t.ok(e.head.subarray(SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + 12).equals(Buffer.concat([bytes(A), bytes(C)])), 'inner header A to C');
+  t.equal(e.head[SLEEVE_HEADER_BYTES + 12], MAX_HOPS, 'with every hop left');
+  t.ok(e.farHead.equals(Buffer.from([1, 0, 0, 0, 0, 0, 0, 7])), 'far header version 1, key id 7');
+  t.equal(e.farCounter[0], 2, 'the far send key\'s own counter cell');
+  t.ok(e.hopCounter[0]! > 0, 'and the link to B\'s');
+  t.equal(e.host, HOSTS[B], 'sent to B');
+  t.equal(atC.farReceives.length, 1, 'C delivered it and installed a far receive entry');
+  const r = atC.farReceives[0]!;
+  t.same([r.type, r.keyId, r.host], [SLEEVE_TYPE_FAR, 7, HOSTS[B]], 'FAR from B\'s endpoint, key 7');
+  t.ok(r.names.equals(Buffer.concat([bytes(B), bytes(C)])) && r.origin.equals(bytes(A)), 'through B to C, from A');
+  t.ok(r.macs.equals(e.macs), 'the same MAC pair');
+  t.equal(atA.directs + atC.directs, 0, 'no direct entries for a peer two hops away');
+  l.send(tcpSuperFrame(300, 3, true));
+  l.run();
+  t.same([atA.fars.length, atC.farReceives.length], [1, 1], 'not again for the same pair');
+  const big = tcpSuperFrame(1375 - 40, 4, true);
+  l.send(big);
+  l.run();
+  t.ok(l.delivered.at(-1)?.equals(big), 'a frame too big for version 2 with the far overhead still arrives');
+  t.same([atA.fars.length, atC.farReceives.length], [1, 1], 'and installs nothing');
+
+  const clears = [atA.clears, atC.clears];
+  probe();
+  t.same([atA.clears, atC.clears], clears, 'the probe tick finds both as they were');
+  l.keys(8);
+  t.ok(atA.clears > clears[0]!, 'a new far send key clears A\'s lane');
+  probe();
+  t.equal(atC.clears, clears[1], 'C still holds key 7: its entry stands');
+  l.send(tcpSuperFrame(200, 5, true));
+  l.run();
+  t.equal(atA.fars.length, 2, 'A installs again under key 8');
+  t.same(atC.farReceives.map((r) => r.keyId), [7, 8], 'C\'s entry for the pair follows A\'s new key');
+  l.send(tcpSuperFrame(200, 6, true));
+  l.run();
+  t.equal(atC.farReceives.length, 2, 'once');
+  // An event missed (none is told here): the probe tick's check finds the key gone.
+  l.overlays[0]!.far!.sessions.onKeysChanged = null;
+  l.overlays[0]!.far!.farSendKey(C, 8, Buffer.from(FAR_KEY.map((b) => b ^ 9)));
+  const before = atA.clears;
+  probe();
+  t.ok(atA.clears > before, 'a far key replaced unannounced, even under the same id: the tick clears it');
+  l.overlays[2]!.far!.sessions.onKeysChanged = null;
+  l.overlays[2]!.far!.farForget(A);
+  t.equal(atC.clears, clears[1], 'C forgets A\'s keys unannounced');
+  probe();
+  t.ok(atC.clears > clears[1]!, 'the tick finds key 7 gone and clears C\'s lane');
+
+  atA.farFrames = 5;
+  const c = l.overlays[0]!.counters;
+  t.equal(c['framesSentFarLane'], 5, 'the lane\'s far frames counted on their own');
+  t.equal(c['framesSentFar'], 6 + 5, 'and folded into framesSentFar: JS\'s six (every frame above) and the lane\'s');
   l.close();
 });

@@ -104,9 +104,11 @@ class AcceptingLane implements LoneFrameLane {
   set(): boolean { this.entries++; return true; }
   setReceive(): boolean { this.entries++; return true; }
   setRelay(): boolean { this.entries++; return true; }
+  setFar(): boolean { this.entries++; return true; }
+  setFarReceive(): boolean { this.entries++; return true; }
   clear(): void {}
   takeSeen(): number { return 0; }
-  stats(): LaneStats { return { frames: 0, bytes: 0, txDroppedAgain: 0, txErrors: 0, entries: this.entries, rxFrames: 0, rxBytes: 0, rxWriteErrors: 0, relayFrames: 0, relayBytes: 0, relayErrors: 0 }; }
+  stats(): LaneStats { return { frames: 0, bytes: 0, txDroppedAgain: 0, txErrors: 0, entries: this.entries, rxFrames: 0, rxBytes: 0, rxWriteErrors: 0, relayFrames: 0, relayBytes: 0, relayErrors: 0, farFrames: 0, farRxFrames: 0 }; }
 }
 
 function line(aes: AesGcm) {

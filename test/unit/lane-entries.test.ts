@@ -48,13 +48,15 @@ class FakeLane implements LoneFrameLane {
     this.relays.push(r);
     return true;
   }
+  setFar(): boolean { return false; }
+  setFarReceive(): boolean { return false; }
   clear(): void { this.clears++; }
   takeSeen(out: Uint8Array): number {
     this.seen.forEach((p, i) => out.set(p, i * SEEN_RECORD_BYTES));
     return this.seen.splice(0).length;
   }
   stats(): LaneStats {
-    return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 3, rxBytes: 300, rxWriteErrors: 0, relayFrames: 0, relayBytes: 0, relayErrors: 0 };
+    return { frames: this.frames, bytes: this.frames * 100, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 3, rxBytes: 300, rxWriteErrors: 0, relayFrames: 0, relayBytes: 0, relayErrors: 0, farFrames: 0, farRxFrames: 0 };
   }
 }
 
