@@ -71,18 +71,12 @@ napi_value wn_lane_set_far(napi_env env, napi_callback_info info) {
     wn_throw_range(env, "laneSetFar: head must be a version 2 FAR header (%d) and farHead version %d", SLEEVE_TYPE_FAR, FAR_VERSION);
     return NULL;
   }
-  struct sockaddr_storage to;
-  socklen_t to_len = wn_udp_make_dest(l->udp->family, addr, (uint16_t)port, &to);
-  if (to_len == 0) {
-    wn_throw_range(env, "laneSetFar: an IPv6 address for an IPv4 socket");
-    return NULL;
+  lane_entry *e = NULL;
+  int claimed = wn_lane_claim(env, l, macs, addr, port, "laneSetFar", &e);
+  if (claimed <= 0) {
+    if (claimed == 0) napi_get_boolean(env, false, &res);
+    return claimed == 0 ? res : NULL;
   }
-  lane_entry *e = wn_lane_entry_for(l, macs);
-  if (e == NULL) {
-    napi_get_boolean(env, false, &res);
-    return res;
-  }
-  wn_lane_entry_release(env, e);
   if (napi_create_reference(env, argv[3], 1, &e->aead_ref) != napi_ok || napi_create_reference(env, argv[4], 1, &e->counter_ref) != napi_ok ||
       napi_create_reference(env, argv[6], 1, &e->far_aead_ref) != napi_ok ||
       napi_create_reference(env, argv[7], 1, &e->far_counter_ref) != napi_ok) {
@@ -90,13 +84,9 @@ napi_value wn_lane_set_far(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "weave_native: cannot reference the lane's keys or counters");
     return NULL;
   }
-  e->used = 1;
   e->far = 1;
-  memcpy(e->macs, macs, LANE_MACS);
   memcpy(e->head, head, LANE_HEAD_BYTES);
   memcpy(e->far_head, far_head, FAR_HEAD_BYTES);
-  e->to = to;
-  e->to_len = to_len;
   e->aead = hop;
   e->counter = counter;
   e->far_aead = far;
@@ -129,8 +119,7 @@ int wn_lane_far_offer(wn_lane *l, lane_entry *e, const uint8_t *frame, int32_t l
   if (wn_aead_seal_in_place(e->aead, p + SLEEVE_HEADER_BYTES, FAR_HOP_BYTES, p, SLEEVE_HEADER_BYTES, nonce) < 0) return 0;
   *e->counter = counter + 1;
   *e->far_counter = far_counter + 1;
-  l->far_frames++;
-  wn_lane_send(l, e, p, FAR_BODY_AT + (size_t)body);
+  if (wn_lane_send(l, e, p, FAR_BODY_AT + (size_t)body)) l->far_frames++;
   return 1;
 }
 
@@ -172,14 +161,11 @@ napi_value wn_lane_set_far_receive(napi_env env, napi_callback_info info) {
     wn_throw_range(env, "laneSetFarReceive: the type byte must be FAR (%d) with or without the key phase bit", SLEEVE_TYPE_FAR);
     return NULL;
   }
-  lane_rx *r = wn_lane_find_rx(l, (uint8_t)type, names, addr, (uint16_t)port, macs);
-  for (int i = 0; r == NULL && i < LANE_ENTRIES; i++)
-    if (!l->rx[i].used) r = &l->rx[i];
+  lane_rx *r = wn_lane_claim_rx(env, l, (uint8_t)type, names, macs, addr, (uint16_t)port);
   if (r == NULL) {
     napi_get_boolean(env, false, &res);
     return res;
   }
-  wn_lane_rx_release(env, r);
   if (napi_create_reference(env, argv[5], 1, &r->aead_ref) != napi_ok || napi_create_reference(env, argv[6], 1, &r->ring_ref) != napi_ok ||
       napi_create_reference(env, argv[7], 1, &r->highest_ref) != napi_ok || napi_create_reference(env, argv[9], 1, &r->far_aead_ref) != napi_ok ||
       napi_create_reference(env, argv[10], 1, &r->far_ring_ref) != napi_ok ||
@@ -188,14 +174,8 @@ napi_value wn_lane_set_far_receive(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "weave_native: cannot reference the lane's keys or windows");
     return NULL;
   }
-  r->used = 1;
   r->far = 1;
-  r->type = (uint8_t)type;
-  memcpy(r->names, names, sizeof r->names);
   memcpy(r->origin, origin, PEER_NAME_BYTES);
-  memcpy(r->macs, macs, LANE_MACS);
-  memcpy(r->from, addr, 16);
-  r->port = (uint16_t)port;
   r->aead = hop;
   r->ring = ring;
   r->highest = highest;

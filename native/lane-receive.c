@@ -64,31 +64,38 @@ napi_value wn_lane_set_receive(napi_env env, napi_callback_info info) {
                    macs_len, addr_len);
     return NULL;
   }
-  lane_rx *r = wn_lane_find_rx(l, (uint8_t)type, names, addr, (uint16_t)port, macs);
-  for (int i = 0; r == NULL && i < LANE_ENTRIES; i++)
-    if (!l->rx[i].used) r = &l->rx[i];
+  lane_rx *r = wn_lane_claim_rx(env, l, (uint8_t)type, names, macs, addr, (uint16_t)port);
   if (r == NULL) {
     napi_get_boolean(env, false, &res);
     return res;
   }
-  wn_lane_rx_release(env, r);
   if (napi_create_reference(env, argv[4], 1, &r->aead_ref) != napi_ok || napi_create_reference(env, argv[5], 1, &r->ring_ref) != napi_ok ||
       napi_create_reference(env, argv[6], 1, &r->highest_ref) != napi_ok) {
     wn_lane_rx_release(env, r);
     napi_throw_error(env, NULL, "weave_native: cannot reference the lane's key or window");
     return NULL;
   }
-  r->used = 1;
-  r->type = (uint8_t)type;
-  memcpy(r->names, names, sizeof r->names);
-  memcpy(r->macs, macs, LANE_MACS);
-  memcpy(r->from, addr, 16);
-  r->port = (uint16_t)port;
   r->aead = a;
   r->ring = ring;
   r->highest = highest;
   napi_get_boolean(env, true, &res);
   return res;
+}
+
+lane_rx *wn_lane_claim_rx(napi_env env, wn_lane *l, uint8_t type, const uint8_t *names, const uint8_t *macs, const uint8_t *from,
+                          uint16_t port) {
+  lane_rx *r = wn_lane_find_rx(l, type, names, from, port, macs);
+  for (int i = 0; r == NULL && i < LANE_ENTRIES; i++)
+    if (!l->rx[i].used) r = &l->rx[i];
+  if (r == NULL) return NULL;
+  wn_lane_rx_release(env, r);
+  r->used = 1;
+  r->type = type;
+  memcpy(r->names, names, sizeof r->names);
+  memcpy(r->macs, macs, LANE_MACS);
+  memcpy(r->from, from, 16);
+  r->port = port;
+  return r;
 }
 
 int wn_lane_receive(wn_chan *c, const uint8_t *d, int32_t len, const uint8_t *addr16, uint16_t port) {

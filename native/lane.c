@@ -131,11 +131,24 @@ static lane_entry *find(wn_lane *l, const uint8_t *macs) {
   return NULL;
 }
 
-lane_entry *wn_lane_entry_for(wn_lane *l, const uint8_t *macs) {
+int wn_lane_claim(napi_env env, wn_lane *l, const uint8_t *macs, const uint8_t *addr, int64_t port, const char *fn, lane_entry **out) {
+  struct sockaddr_storage to;
+  socklen_t to_len = wn_udp_make_dest(l->udp->family, addr, (uint16_t)port, &to);
+  if (to_len == 0) {
+    wn_throw_range(env, "%s: an IPv6 address for an IPv4 socket", fn);
+    return -1;
+  }
   lane_entry *e = find(l, macs);
   for (int i = 0; e == NULL && i < LANE_ENTRIES; i++)
     if (!l->e[i].used) e = &l->e[i];
-  return e;
+  if (e == NULL) return 0;
+  wn_lane_entry_release(env, e);
+  e->used = 1;
+  memcpy(e->macs, macs, LANE_MACS);
+  e->to = to;
+  e->to_len = to_len;
+  *out = e;
+  return 1;
 }
 
 /* laneSet(lane, macs (12), head (29), aeadSealer, counterCell (Float64Array), addr16, port)
@@ -162,29 +175,19 @@ napi_value wn_lane_set(napi_env env, napi_callback_info info) {
                    head_len, addr_len);
     return NULL;
   }
-  struct sockaddr_storage to;
-  socklen_t to_len = wn_udp_make_dest(l->udp->family, addr, (uint16_t)port, &to);
-  if (to_len == 0) {
-    wn_throw_range(env, "laneSet: an IPv6 address for an IPv4 socket");
-    return NULL;
+  lane_entry *e = NULL;
+  int claimed = wn_lane_claim(env, l, macs, addr, port, "laneSet", &e);
+  if (claimed <= 0) {
+    if (claimed == 0) napi_get_boolean(env, false, &res);
+    return claimed == 0 ? res : NULL;
   }
-  lane_entry *e = wn_lane_entry_for(l, macs);
-  if (e == NULL) {
-    napi_get_boolean(env, false, &res);
-    return res;
-  }
-  wn_lane_entry_release(env, e);
   if (napi_create_reference(env, argv[3], 1, &e->aead_ref) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &e->counter_ref) != napi_ok) {
     wn_lane_entry_release(env, e);
     napi_throw_error(env, NULL, "weave_native: cannot reference the lane's key or counter");
     return NULL;
   }
-  e->used = 1;
-  memcpy(e->macs, macs, LANE_MACS);
   memcpy(e->head, head, LANE_HEAD_BYTES);
-  e->to = to;
-  e->to_len = to_len;
   e->aead = a;
   e->counter = cell_data;
   napi_get_boolean(env, true, &res);
@@ -320,7 +323,7 @@ int wn_lane_offer(wn_chan *c, uint8_t *frame, int32_t len) {
   return 1;
 }
 
-void wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n) {
+int wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n) {
   wn_chan *u = l->udp;
   e->seen++;
   if (sendto(u->fd, p, n, 0, (struct sockaddr *)&e->to, e->to_len) < 0) {
@@ -333,10 +336,11 @@ void wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n) {
       u->st.tx_errors++;
       u->st.last_tx_errno = errno;
     }
-    return;
+    return 0;
   }
   l->frames++;
   l->bytes += n;
   u->st.tx_packets++;
   u->st.tx_bytes += n;
+  return 1;
 }

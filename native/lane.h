@@ -169,15 +169,23 @@ int wn_lane_cells(napi_env env, napi_value v, napi_typedarray_type type, size_t 
 wn_lane *wn_lane_unwrap(napi_env env, napi_value v);
 /* Lets a sending entry's keys and counters go and empties it (lane.c). */
 void wn_lane_entry_release(napi_env env, lane_entry *e);
-/* The sending entry of a MAC pair, else a free one, else NULL (lane.c). */
-lane_entry *wn_lane_entry_for(wn_lane *l, const uint8_t *macs);
-/* Sends p[0, n) to e's endpoint and counts it as a lane frame (lane.c). */
-void wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n);
+/* For laneSet and laneSetFar (`fn`): the pair's sending entry, else a free
+ * one, emptied, then used for `macs` to addr16:port, in *out: 1; 0 when the
+ * table is full; -1 when thrown (an endpoint the socket cannot reach) (lane.c). */
+int wn_lane_claim(napi_env env, wn_lane *l, const uint8_t *macs, const uint8_t *addr, int64_t port, const char *fn, lane_entry **out);
+/* Sends p[0, n) to e's endpoint and counts it as a lane frame, or a failed
+ * send as a drop, as a failed sendmmsg drops a datagram: 1 when sent (lane.c). */
+int wn_lane_send(wn_lane *l, lane_entry *e, const uint8_t *p, size_t n);
 /* Lets a receiving entry's keys and windows go and empties it (lane-receive.c). */
 void wn_lane_rx_release(napi_env env, lane_rx *r);
 /* The receiving entry for datagrams of this type byte from neighbour
  * `sender` at from:port carrying the MAC pair `macs` (NULL: any pair) (lane-receive.c). */
 lane_rx *wn_lane_find_rx(wn_lane *l, uint8_t type, const uint8_t *sender, const uint8_t *from, uint16_t port, const uint8_t *macs);
+/* For laneSetReceive and laneSetFarReceive: the receiving entry of this
+ * type, neighbour, endpoint and pair, else a free one, emptied, then used
+ * for them; NULL when the table is full (lane-receive.c). */
+lane_rx *wn_lane_claim_rx(napi_env env, wn_lane *l, uint8_t type, const uint8_t *names, const uint8_t *macs, const uint8_t *from,
+                          uint16_t port);
 /* Writes an opened frame (vnet header first) to the lane's TAP for entry r, counting it (lane-receive.c). */
 void wn_lane_deliver(wn_lane *l, lane_rx *r, const uint8_t *frame, size_t frame_len, int32_t datagram_len);
 /* The far halves (lane-far.c): a far entry's frame sealed and sent (1) or

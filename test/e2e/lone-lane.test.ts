@@ -13,7 +13,6 @@
 // test's namespace and on loopback. Needs root and AES-NI.
 
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
@@ -32,13 +31,13 @@ import { SleeveSession } from '../../router/overlay/sleeve-session';
 import { TAP_OFFLOAD_GSO, type TapDevice } from '../../router/overlay/tap-device';
 import { UdpBatchSocket } from '../../router/overlay/udp-batch';
 import { waitFor } from '../../scripts/wait';
-import { NS_IP, SINK_IP, SINK_MAC, ipBytes, sweepStale, tapInNamespace } from './tap-namespace';
+import { SINK, echoRequest, isDatagramFrame, isEchoReply, sendFromNamespace } from './tap-frames';
+import { sweepStale, tapInNamespace } from './tap-namespace';
 
 sweepStale();
 
 const SELF = Buffer.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x01]);
 const PEER = Buffer.from([0x02, 0x11, 0x22, 0x33, 0x44, 0x02]);
-const SINK = Buffer.from(SINK_MAC.split(':').map((h) => parseInt(h, 16)));
 /** Frames up to this (vnet header included) may take the lane here; the test's big datagram is over it. */
 const LANE_MAX = VNET_HDR_BYTES + 600;
 
@@ -94,15 +93,6 @@ function install(r: Rig, macs = Buffer.concat([SINK, r.tapMac])): boolean {
   return r.lane.set(macs, head, key.sealer, key.counter, '127.0.0.1', r.receiver.address().port);
 }
 
-/** UDP datagrams of these sizes from the namespace to SINK_IP:9999, sent while our event loop is blocked: one TAP wakeup reads them all. */
-function sendFromNamespace(ns: string, sizes: number[]): void {
-  execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', `
-    const s = require('dgram').createSocket('udp4');
-    const sizes = ${JSON.stringify(sizes)};
-    let i = 0;
-    const next = () => { if (i === sizes.length) return s.close(); const b = Buffer.alloc(sizes[i]).fill(0x40 + i); i++; s.send(b, 9999, '${SINK_IP}', next); };
-    next();`]);
-}
 
 /** Waits until the lane sent `datagrams` and JS got `frames` in all, then a little longer for strays. */
 async function settle(r: Rig, datagrams: number, frames: number): Promise<void> {
@@ -113,13 +103,6 @@ async function settle(r: Rig, datagrams: number, frames: number): Promise<void> 
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
-/** A frame the namespace sent to SINK_IP:9999 with a payload of `size` bytes of `fill`. */
-function isDatagramFrame(f: Buffer, tapMac: Buffer, size: number, fill: number): boolean {
-  const e = f.subarray(VNET_HDR_BYTES);
-  const payload = e.subarray(14 + 20 + 8);
-  return f[1] === 0 && e.subarray(0, 6).equals(SINK) && e.subarray(6, 12).equals(tapMac) && e.readUInt16BE(14 + 20 + 2) === 9999 &&
-    payload.length === size && payload.every((b) => b === fill);
-}
 
 t.test('a lone frame leaves as the datagram JS would seal, on the shared counter', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
   const r = await rig(t);
@@ -235,38 +218,8 @@ t.test('bad arguments are errors, not crashes; the table has 32 entries', { skip
   t.equal(native.laneStats(laneHandle).entries, 0, 'cleared');
 });
 
-/** An ICMP echo request from SINK_IP (SINK_MAC) to the namespace's address, vnet header first. */
-function echoRequest(tapMac: Buffer, seq: number): Buffer {
-  const ip = Buffer.alloc(20 + 8 + 32);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(ip.length, 2);
-  ip[8] = 64;
-  ip[9] = 1;
-  ipBytes(SINK_IP).copy(ip, 12);
-  ipBytes(NS_IP).copy(ip, 16);
-  ip.writeUInt16BE(checksum(ip.subarray(0, 20)), 10);
-  ip[20] = 8;
-  ip.writeUInt16BE(0x7777, 24);
-  ip.writeUInt16BE(seq, 26);
-  ip.fill(0x61, 28);
-  ip.writeUInt16BE(checksum(ip.subarray(20)), 22);
-  return Buffer.concat([Buffer.alloc(VNET_HDR_BYTES), tapMac, SINK, Buffer.from([0x08, 0x00]), ip]);
-}
 
-function checksum(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
-  if (b.length % 2 === 1) sum += b[b.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
 
-/** Whether a frame the TAP gave JS is the namespace's echo reply to `seq`. */
-function isEchoReply(f: Buffer, seq: number): boolean {
-  const e = f.subarray(VNET_HDR_BYTES);
-  return e.subarray(0, 6).equals(SINK) && e.readUInt16BE(12) === 0x0800 && e[14 + 9] === 1 && e[14 + 20] === 0 && e.readUInt16BE(14 + 24) === 0x7777 &&
-    e.readUInt16BE(14 + 26) === seq;
-}
 
 t.test('a lone datagram the lane expects reaches the TAP; anything else reaches JS intact', { skip: aes === null ? 'no AES-256-GCM here' : false }, async (t) => {
   const r = await rig(t);
@@ -295,10 +248,10 @@ t.test('a lone datagram the lane expects reaches the TAP; anything else reaches 
   };
 
   // JS opens the first datagram, as the overlay would; the window is then the key's.
-  const first = datagram(echoRequest(r.tapMac, 1), 0);
+  const first = datagram(echoRequest(r.tapMac, SINK, 1), 0);
   await send(first);
   await waitJs(1, 'the first datagram reaches JS');
-  t.equal(r.opener.open(toJs[0]!, 0, toJs[0]!.length, 0), INNER_HEADER_BYTES + echoRequest(r.tapMac, 1).length, 'JS opened counter 0');
+  t.equal(r.opener.open(toJs[0]!, 0, toJs[0]!.length, 0), INNER_HEADER_BYTES + echoRequest(r.tapMac, SINK, 1).length, 'JS opened counter 0');
   const key = r.opener.laneOpener(SLEEVE_TYPE_FRAME);
   if (key === null) throw new Error('no lane opener');
   // Another pair from the same neighbour first: the datagram's own pair is found once it is open, wherever its entry is.
@@ -308,19 +261,19 @@ t.test('a lone datagram the lane expects reaches the TAP; anything else reaches 
   t.ok(r.lane.setReceive(SLEEVE_TYPE_FRAME, Buffer.concat([SELF, PEER]), Buffer.concat([r.tapMac, SINK]), key.opener, key.ring, key.highest,
     '127.0.0.1', peer.address().port), 'the lane took the receive entry');
 
-  await send(datagram(echoRequest(r.tapMac, 2), 1));
+  await send(datagram(echoRequest(r.tapMac, SINK, 2), 1));
   await waitFor(async () => r.toJs.some((f) => isEchoReply(f, 2)), { what: 'the echo reply to the lane\'s frame', timeoutMs: 5_000, intervalMs: 10 });
   t.equal(toJs.length, 1, 'the lane delivered counter 1: JS never saw the datagram');
   t.equal(r.lane.stats().rxFrames, 1, 'counted');
   t.equal(key.highest[0], 1, 'the shared window moved to counter 1');
 
-  const replay = datagram(echoRequest(r.tapMac, 3), 1);
+  const replay = datagram(echoRequest(r.tapMac, SINK, 3), 1);
   await send(replay);
   await waitJs(2, 'a replayed counter reaches JS');
   t.ok(toJs[1]!.equals(replay), 'intact');
   t.equal(r.opener.open(toJs[1]!, 0, toJs[1]!.length, 1), 'replay', 'and JS refuses it: the lane recorded counter 1 in JS\'s window');
 
-  const forged = Buffer.from(datagram(echoRequest(r.tapMac, 4), 5));
+  const forged = Buffer.from(datagram(echoRequest(r.tapMac, SINK, 4), 5));
   forged[40] = forged[40]! ^ 1;
   await send(forged);
   await waitJs(3, 'a forgery reaches JS');
@@ -328,11 +281,11 @@ t.test('a lone datagram the lane expects reaches the TAP; anything else reaches 
 
   const otherSource = dgram.createSocket('udp4');
   t.teardown(() => otherSource.close());
-  const fromElsewhere = datagram(echoRequest(r.tapMac, 5), 6);
+  const fromElsewhere = datagram(echoRequest(r.tapMac, SINK, 5), 6);
   await new Promise<void>((resolve) => otherSource.send(fromElsewhere, to, '127.0.0.1', () => resolve()));
   await waitJs(4, 'a datagram from another port reaches JS');
 
-  const notPlain = echoRequest(r.tapMac, 6);
+  const notPlain = echoRequest(r.tapMac, SINK, 6);
   notPlain[0] = 2; // VIRTIO_NET_HDR_F_DATA_VALID
   const notPlainDatagram = datagram(notPlain, 7);
   await send(notPlainDatagram);
@@ -342,7 +295,7 @@ t.test('a lone datagram the lane expects reaches the TAP; anything else reaches 
 
   r.tap.pause();
   r.udp.pause();
-  await send(datagram(echoRequest(r.tapMac, 7), 8), datagram(echoRequest(r.tapMac, 8), 9));
+  await send(datagram(echoRequest(r.tapMac, SINK, 7), 8), datagram(echoRequest(r.tapMac, SINK, 8), 9));
   await new Promise((resolve) => setTimeout(resolve, 50));
   r.udp.resume();
   r.tap.resume();
