@@ -48,10 +48,11 @@ export const READY_MESSAGE = 'weave-router-ready';
 export const ROUTER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-bytecode-size-for-early-opt=0'];
 /**
  * glibc gives each thread that allocates an arena of its own (V8's workers
- * do); two arenas instead of one per thread was another ~2 MiB of idle RSS.
- * A value the user set is kept.
+ * do); two arenas instead of one per thread was another ~2 MiB of idle RSS,
+ * and one instead of two 2-3 MB more once a transfer has run, at the same
+ * throughput (docs/architecture.md). A value the user set is kept.
  */
-const ROUTER_MALLOC_ARENA_MAX = '2';
+const ROUTER_MALLOC_ARENA_MAX = '1';
 
 export const FIRST_RESTART_DELAY_MS = 1_000;
 export const MAX_RESTART_DELAY_MS = 60_000;

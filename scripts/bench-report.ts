@@ -80,6 +80,7 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
   const fastdp = mbps(samples.get('weave-fastdp'));
   const vxlan = mbps(samples.get('vxlan'));
   const rttIdle = [med(weave, (s) => s.rttMs), med(wgS, (s) => s.rttMs)];
+  const rttRelayed = med(samples.get('weave-relayed'), (s) => s.rttMs);
   const rttLoad = [med(weave, (s) => s.loadedRttMs), med(wgS, (s) => s.loadedRttMs)];
   const hosts = samples.get('weave-hosts');
   const rttIdleHosts = med(hosts, (s) => s.rttMs);
@@ -99,6 +100,8 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
       `weave relayed by one host's router / the same hop forwarded by its kernel (${fmt(relayed)} / ${fmt(forwarded)} Mbit/s)`),
     summaryLine('throughput.fastdp_vs_vxlan', fastdp / vxlan, '>=0.9', `weave fast path / kernel VXLAN (${fmt(fastdp)} / ${fmt(vxlan)} Mbit/s)`),
     summaryLine('rtt.idle_vs_wireguard_go', rttIdle[0]! / rttIdle[1]!, '<=1', `RTT idle, weave / wireguard-go (${fmt(rttIdle[0]!, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
+    summaryLine('rtt.relayed_idle_vs_wireguard_go', rttRelayed / rttIdle[1]!, '-',
+      `RTT idle, weave relayed through one host / wireguard-go direct (${fmt(rttRelayed, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
     summaryLine('rtt.idle_hosts_vs_wireguard_go', rttIdleHosts / rttIdle[1]!, '<=1',
       `RTT idle, like for like: weave host to host (weave expose) / wireguard-go (also host to host) (${fmt(rttIdleHosts, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
     summaryLine('rtt.loaded_vs_wireguard_go', rttLoad[0]! / rttLoad[1]!, '<=1',
