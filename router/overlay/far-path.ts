@@ -69,7 +69,6 @@ export interface FarPathDeps {
   lane: LaneEntries | null;
 }
 
-
 export class FarPath implements FarKeySink {
   /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
   source: FarKeySource | null = null;

@@ -208,10 +208,11 @@ export class LaneEntries {
 
   /**
    * far-path.ts just opened the far message at buf[at, at+len) from
-   * `origin`, which `link`'s neighbour at host:port passed on to us, and delivered its frame to our bridge.
-   * Installs a far receive entry unless there is one under that far key, or
-   * the message is not version 2, its frame is not plain, too big or to a group address, or
-   * either key is not one the lane can use.
+   * `origin`, which `link`'s neighbour at host:port passed on to us, and
+   * delivered its frame to our bridge. Installs a far receive entry unless
+   * there is one under that far key, or the message is not version 2, its
+   * frame is not plain, too big or to a group address, or either key is not
+   * one the lane can use.
    */
   offerFarReceive(buf: Buffer, at: number, len: number, link: Link, origin: PeerName, host: string, port: number, keys: FarSessions): void {
     const off = at + FAR_BODY_AT;
