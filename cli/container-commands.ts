@@ -87,10 +87,17 @@ function ipOf(cidr: string): string {
  * (manual, label, env, plugin), MAC, CIDRs. Names come from whoever started
  * the container: sanitised before they reach a terminal.
  */
+/** Docker ids as `docker ps` shows them (12 hex digits); a CNI one as cni:ID/IFNAME with its id shortened the same way. */
+function shortId(c: AttachedContainer): string {
+  if (c.kind === 'docker') return c.id.slice(0, 12);
+  const cni = c.kind === 'cni' ? /^cni:([^/]*)\/(.*)$/.exec(c.id) : null;
+  return cni === null ? c.id : `cni:${cni[1]!.slice(0, 12)}/${cni[2]!}`;
+}
+
 export function renderPs(containers: readonly AttachedContainer[]): string {
   const { sanitiseText } = require('./render-status') as typeof import('./render-status');
   return containers
-    .map((c) => [c.kind === 'docker' ? c.id.slice(0, 12) : c.id, sanitiseText(c.name), c.joined ?? 'manual', c.mac, ...c.addresses].join(' '))
+    .map((c) => [shortId(c), sanitiseText(c.name), c.joined ?? 'manual', c.mac, ...c.addresses].join(' '))
     .join('\n');
 }
 
@@ -141,7 +148,7 @@ export function registerContainerCommands(program: Command): void {
 
   program
     .command('ps')
-    .description('list attached containers: id, name, how it joined (manual, label, env, plugin), MAC, addresses')
+    .description('list attached containers: id, name, how it joined (manual, label, env, plugin, cni), MAC, addresses')
     .option('--json', 'print the list as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const reply = await clientFor(cmd).get<PsReply>('/ps');

@@ -277,6 +277,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const hostReset = new HostReset(runner, logger.child({ component: 'reset' }), dataPlane.bridge);
   api.mount(hostResetApi(hostReset));
   hostReset.addHook('fast path', () => dataPlane.resetFastdp());
+  containers.addEndpointSource({ list: () => cni.attached() });
   if (dockerPlugin !== null) {
     containers.addEndpointSource({ list: () => dockerPlugin.attached() });
     hostReset.addHook('docker-plugin', () => dockerPlugin.reset());

@@ -12,17 +12,18 @@ import type { Logger } from '../../common/logger';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { AttachSteps } from './attach-steps';
-import type { CONTAINER_IFNAME } from './container-link';
 import type { ContainerKind } from './container-ref';
 import type { JoinedVia } from './docker-attach-spec';
 
 export interface AttachedContainer {
-  /** Docker: full container id. netns: `netns:NAME`. pid: `pid:PID`. */
+  /** Docker: full container id. netns: `netns:NAME`. pid: `pid:PID`. cni: `cni:ID/IFNAME`, the runtime's container id. */
   id: string;
-  /** Docker: the container's name. netns: the namespace name. pid: the process name. */
+  /** Docker: the container's name. netns: the namespace name. pid: the process name. cni: its DNS name, else the CNI network's. */
   name: string;
-  kind: ContainerKind;
-  ifname: typeof CONTAINER_IFNAME;
+  /** 'cni': attached by the CNI plugin for a runtime (podman, containerd), which owns it: listed, never detached by weave. */
+  kind: ContainerKind | 'cni';
+  /** container-link.ts's CONTAINER_IFNAME (ethwe), but for CNI, whose runtime names it (eth0 mostly). */
+  ifname: string;
   mac: string;
   /** CIDRs on ethwe, in the order they were attached. */
   addresses: string[];
@@ -30,7 +31,7 @@ export interface AttachedContainer {
   hostIfname: string;
   /** The process whose namespace we entered; null for netns:NAME. */
   pid: number | null;
-  /** How it joined: weave attach, the weave.attach label, WEAVE_CIDR, or the Docker network plugin (absent: weave attach). */
+  /** How it joined: weave attach, the weave.attach label, WEAVE_CIDR, the Docker network plugin or CNI (absent: weave attach). */
   joined?: JoinedVia;
   /** `weave attach --name`: the name DNS registers instead of `name` (dns/ reads it through the listener). */
   dnsName?: string;

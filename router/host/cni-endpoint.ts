@@ -20,6 +20,7 @@ import type { CniAddRequest, CniAttachment, CniCheckRequest, CniDelReply, CniDel
 import { CodedError, errorMessage } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import { parseAttachAddresses, parseRouteCidr } from './attach-address';
+import type { AttachedContainer } from './attached-container';
 import type { CniCheckProbe } from './cni-check';
 import { checkAttachment } from './cni-check';
 import type { CniRecord, CniStateStore } from './cni-state';
@@ -102,6 +103,14 @@ export class CniEndpoint {
 
   list(): CniAttachment[] {
     return this.records.filter((r) => r.state === 'attached').map((r) => this.view(r));
+  }
+
+  /** The same, as `weave ps` lists them beside weave attach's (ContainerManager.addEndpointSource). */
+  attached(): AttachedContainer[] {
+    return this.records.filter((r) => r.state === 'attached').map((r) => ({
+      id: `cni:${r.containerId}/${r.ifName}`, name: r.dnsName ?? r.network, kind: 'cni' as const, ifname: r.ifName, mac: r.mac,
+      addresses: r.addresses.map((a) => a.address), hostIfname: r.hostIfname, pid: null, joined: 'cni' as const,
+    }));
   }
 
   add(req: CniAddRequest & { ipamWaitMs?: number }): Promise<CniAttachment> {

@@ -19,7 +19,7 @@ export const WEAVE_CIDR_ENV = 'WEAVE_CIDR';
 const MAX_VALUE_CHARS = 4096;
 
 /** How a container joined: `weave attach`, a label, WEAVE_CIDR, or the Docker network plugin. */
-export type JoinedVia = 'manual' | 'label' | 'env' | 'plugin';
+export type JoinedVia = 'manual' | 'label' | 'env' | 'plugin' | 'cni';
 export const JOINED_VIA: readonly JoinedVia[] = ['manual', 'label', 'env', 'plugin'];
 
 export type AutoAttachRequest =

@@ -103,6 +103,9 @@ t.test('the weave-net plugin, driven as libcni drives it', async (t) => {
     const check = await cni({ command: 'CHECK', containerId: 'ctr-a', netns: nsA, ifName: 'eth0', config: conf({ prevResult: addA.json }) });
     t.equal(check.code, 0, `CHECK passes: ${check.stdout}`);
     t.equal(check.stdout, '', 'CHECK prints nothing on success');
+    const ps = await h1.weave(['ps']);
+    const mac = res.interfaces[0]?.mac ?? 'x';
+    t.match(ps.stdout, new RegExp(`^cni:ctr-a/eth0 pod-a cni ${mac} ${addr.replace(/\./g, '\\.')}$`, 'm'), `weave ps lists it: ${ps.stdout}`);
   });
 
   await t.test('two containers on one host reach each other over the bridge', async (t) => {
@@ -148,6 +151,7 @@ t.test('the weave-net plugin, driven as libcni drives it', async (t) => {
     const check = await cni({ command: 'CHECK', containerId: 'ctr-a', netns: nsA, ifName: 'eth0', config: conf({ prevResult: addA.json }) });
     t.equal(check.code, 0, `CHECK after the restart: ${check.stdout}`);
     const addr = String((addA.json?.['ips'] as { address: string }[])[0]?.address);
+    t.match((await h1.weave(['ps'])).stdout, /^cni:ctr-a\/eth0 pod-a cni /m, 'weave ps lists it after the restart');
     t.same(await ipamOf('ctr-a'), [addr], 'IPAM still holds the address');
     const lookup = await h1.weave(['dns-lookup', 'pod-a']);
     t.match(lookup.stdout, addr.split('/')[0] ?? 'x', 'the name is back in DNS');
@@ -158,6 +162,7 @@ t.test('the weave-net plugin, driven as libcni drives it', async (t) => {
     t.notMatch((await inNs(nsA, ['ip', 'link'])).stdout, /eth0/, 'interface gone');
     t.notMatch(await hostLinks(), /vethwec/, 'host end gone');
     t.notMatch((await h1.weave(['dns-lookup', 'pod-a'])).stdout, /\d+\.\d+\.\d+\.\d+/, 'name gone');
+    t.notMatch((await h1.weave(['ps'])).stdout, /cni:ctr-a/, 'gone from weave ps');
     const again = await cni({ command: 'DEL', containerId: 'ctr-a', netns: nsA, ifName: 'eth0' });
     t.equal(again.code, 0, 'DEL twice succeeds');
     const never = await cni({ command: 'DEL', containerId: 'ctr-never', ifName: 'eth0', env: { CNI_NETNS: undefined } });

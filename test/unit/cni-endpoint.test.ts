@@ -72,6 +72,9 @@ t.test('ADD, DEL, DEL twice', async (t) => {
   t.ok(host.links.has(a.hostIfname));
   t.ok(host.runner.commands.some((c) => /peer name eth0 mtu 1376 .*netns \/run\/netns\/c1$/.test(c.args.join(' '))), 'the peer is born as eth0 in the given namespace');
   t.match(text(), /"state": "attached"/);
+  t.same(e.attached(), [{
+    id: 'cni:ctr1/eth0', name: 'web', kind: 'cni', ifname: 'eth0', mac: a.mac, addresses: ['10.32.0.1/12'], hostIfname: a.hostIfname, pid: null, joined: 'cni',
+  }], 'listed for weave ps by its runtime id and DNS name');
   t.same(await e.add(req('ctr1')), a, 'ADD again answers with what is there');
   await t.rejects(e.add(req('ctr1', '/run/netns/c1', 'eth1')), { code: 'config', message: /already has weave-net interface eth0/ });
   t.same(await e.del({ version: 1, containerId: 'ctr1', ifName: 'eth0' }), { removed: true, released: ['10.32.0.1/12'] });
@@ -79,6 +82,7 @@ t.test('ADD, DEL, DEL twice', async (t) => {
   t.same(await e.del({ version: 1, containerId: 'ctr1', ifName: 'eth0' }), { removed: false, released: [] }, 'DEL twice');
   t.same(events, ['+ctr1', '-ctr1 del']);
   t.same(ipam.held.size, 0);
+  t.same(e.attached(), [], 'and no longer listed');
 });
 
 t.test('a failed ADD leaves nothing, and says why', async (t) => {
@@ -89,6 +93,7 @@ t.test('a failed ADD leaves nothing, and says why', async (t) => {
   t.notOk(host.links.has(cniHostIfname('ctr1', 'eth0')), 'veth deleted');
   t.same(ipam.held.size, 0, 'address given back');
   t.same(e.list(), []);
+  t.same(e.attached(), [], 'a failed ADD is not listed');
   t.match(text(), /"attachments": \[\]/);
   host.failOn = null;
   ipam.fail = new CodedError('timeout', 'could not get an address within 1 s: waiting for consensus with 1 more peer');

@@ -399,3 +399,11 @@ t.test('detach takes addresses as attach printed them: bare, ip:CIDR or CIDR, ma
   t.same(manager.list().map((c) => c.addresses), [['10.32.4.3/12']], 'refusals changed nothing');
   await manager.close();
 });
+
+t.test('weave ps shows a CNI attachment by its runtime id, shortened as Docker ids are', async (t) => {
+  const id = `cni:${'c'.repeat(64)}/eth0`;
+  const line = renderPs([{ id, name: 'pod-a', kind: 'cni', ifname: 'eth0', mac: '02:aa:00:00:00:09', addresses: ['10.32.0.9/12'], hostIfname: 'vethwec0', pid: null, joined: 'cni' }]);
+  t.equal(line, `cni:${'c'.repeat(12)}/eth0 pod-a cni 02:aa:00:00:00:09 10.32.0.9/12`);
+  t.equal(renderPs([{ id: 'cni:odd', name: 'x', kind: 'cni', ifname: 'eth0', mac: 'm', addresses: [], hostIfname: 'h', pid: null, joined: 'cni' }]), 'cni:odd x cni m',
+    'an id not of that shape is shown whole');
+});
