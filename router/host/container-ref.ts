@@ -72,6 +72,9 @@ export function parseContainerRef(text: string): ContainerRef {
     }
     return { kind: 'pid', pid: Number(p) };
   }
+  if (s.startsWith('cni:')) {
+    throw RouterError.config(`${JSON.stringify(s)} is an attachment a CNI runtime (podman, containerd) made and owns: add or remove it with the runtime`);
+  }
   if (s.includes(':')) {
     throw RouterError.config(`unknown container reference ${JSON.stringify(s)}: use a Docker name or id, netns:NAME, or pid:PID`);
   }

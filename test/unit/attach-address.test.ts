@@ -23,6 +23,7 @@ t.test('parseContainerRef', async (t) => {
     ['pid:12x', /pid:PID needs/],
     ['pid:99999999', /pid:PID needs/],
     ['docker:foo', /unknown container reference/],
+    ['cni:ctr-a/eth0', /a CNI runtime .* made and owns: add or remove it with the runtime/],
     ['-rf', /not a Docker container name/],
     ['a b', /not a Docker container name/],
     ['x'.repeat(300), /not a Docker container name/],
