@@ -69,6 +69,8 @@ async function main(): Promise<void> {
     const resolv = (await exec(['cat', '/etc/resolv.conf'])).stdout;
     t.match(resolv, /nameserver 169\.254\.\d+\.\d+/, 'podman wrote weave DNS into resolv.conf from the result');
     t.match(resolv, /search .*weave\.local/);
+    const ps = (await h1.weave(['ps'])).stdout;
+    t.match(ps, new RegExp(`^cni:${id.slice(0, 12)}/eth0 web1 cni [0-9a-f:]{17} ${webAddr.replace(/\./g, '\\.')}/`, 'm'), `weave ps on h1 lists web1: ${ps}`);
 
     const pingsAcross = async (when: string): Promise<void> => {
       const ok = (r: { code: number }): boolean => r.code === 0;
