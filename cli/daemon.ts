@@ -16,12 +16,14 @@ import { errorMessage } from '../common/errors';
 import { HttpApi } from '../router/api/http-api';
 import { claimSocketPath } from '../router/api/unix-socket';
 import { lookupApiGroup } from './api-socket';
-import { ensureDatadir, loadPeerIdentity, loadTargets, nextIncarnation, saveTargets } from '../router/mesh/identity';
+import { ensureDatadir, loadPeerIdentity, loadPins, loadTargets, nextIncarnation, savePins, saveTargets } from '../router/mesh/identity';
 import { TextLogger } from '../common/logger';
 import { normalisePeerAddress } from '../router/mesh/peer-address';
 import { stretchPassword } from '../router/mesh/password-key';
 import { DEFAULT_FAR_TIMINGS, FarKeys } from '../router/mesh/far-keys';
 import { DEFAULT_REKEY_OPTIONS } from '../router/mesh/key-schedule';
+import { PinSaver } from '../router/mesh/peer-pins';
+import { DEFAULT_AUTHORITY_OPTIONS } from '../router/mesh/signed-gossip';
 import { systemRng } from '../common/rng';
 import { Router } from '../router/mesh/router';
 import { loadSodium } from '../router/mesh/sodium';
@@ -187,6 +189,15 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     },
   });
 
+  // Trust on first use survives a restart: the keys pinned for other peers' names come back before any
+  // connection, and every new pin is written soon after (router/mesh/peer-pins.ts).
+  const pinned = router.gossip.signing.restore(loadPins(config.datadir, DEFAULT_AUTHORITY_OPTIONS.maxKnownKeys));
+  if (pinned > 0) logger.info('peer keys restored', { count: pinned });
+  const pinSaver = new PinSaver(clock, () => savePins(config.datadir, router.gossip.signing.pins()));
+  router.gossip.signing.onPinned = () => pinSaver.changed();
+  // Once per start, so entries the file held but nobody trusts (reported by loadPins) leave it.
+  pinSaver.changed();
+
   // With a password (and AES-256-GCM here), unicast frames to peers two hops away are sealed end to end,
   // so a relay opens only their headers: the keys are exchanged as unicast gossip (router/mesh/far-keys.ts).
   const farPath = passwordKey !== null ? dataPlane.overlay.far : null;
@@ -292,6 +303,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     clearInterval(exposeRecheck);
     ipam.shutdown();
     router.shutdown();
+    pinSaver.flush();
     farKeys?.close();
     await containers.close();
     await dockerPlugin?.close();

@@ -21,7 +21,7 @@ import { STATE_FILE as CONTAINERS_FILE } from '../router/host/container-state';
 import { CNI_STATE_FILE } from '../router/host/cni-state';
 import { EXPOSE_STATE_FILE } from '../router/host/expose-state';
 import { PLUGIN_STATE_FILE } from '../router/host/docker-plugin-state';
-import { INCARNATION_FILE, KEY_FILE, NAME_FILE } from '../router/mesh/identity';
+import { INCARNATION_FILE, KEY_FILE, NAME_FILE, PINS_FILE } from '../router/mesh/identity';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_FILE, PID_FILE } from './launch';
@@ -68,7 +68,7 @@ export async function removeBridgeWithoutRouter(note: (text: string) => void): P
 }
 
 /** Files weave keeps in its data directory besides the state files above. */
-const OWN_FILES: readonly string[] = [KEY_FILE, NAME_FILE, INCARNATION_FILE, LOG_FILE, PID_FILE, SUPERVISOR_PID_FILE, PLUGIN_STATE_FILE];
+const OWN_FILES: readonly string[] = [KEY_FILE, NAME_FILE, INCARNATION_FILE, PINS_FILE, LOG_FILE, PID_FILE, SUPERVISOR_PID_FILE, PLUGIN_STATE_FILE];
 /** Set-aside corrupt copies (common/files.ts) and temporaries of an interrupted atomic write. */
 const OWN_PATTERN = /\.(corrupt-\d{8}T\d{6}|tmp-\d+-\d+)/;
 

@@ -2,8 +2,9 @@
 // the data directory as `peer-key`), the peer name that key derives
 // (router/mesh/peer-key.ts; written to `peer-name` for people and scripts to
 // read, never read back as the truth), and its incarnation (strictly larger
-// on every start, so others can tell a restart from a stale entry). File I/O
-// lives here and nowhere else in the control plane.
+// on every start, so others can tell a restart from a stale entry), and the
+// keys it pinned for other peers (peer-pins.ts). File I/O lives here and
+// nowhere else in the control plane.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,13 +14,17 @@ import { stateFiles } from '../../common/state-files';
 import type { StateFileKeeper } from '../../common/state-files';
 import { RouterError } from './errors';
 import { isPeerName, PeerName } from './peer-name';
-import { KEY_SEED_BYTES, PeerKey } from './peer-key';
+import { KEY_SEED_BYTES, PeerKey, peerNameOfKey } from './peer-key';
+import { decodePeerPins, encodePeerPins } from './peer-pins';
+import type { PeerPin } from './peer-pins';
 
 export const NAME_FILE = 'peer-name';
 /** The Ed25519 seed, hex, one line; owner-only. */
 export const KEY_FILE = 'peer-key';
 export const INCARNATION_FILE = 'incarnation';
 export const TARGETS_FILE = 'peers.json';
+/** The keys pinned for other peers' names (peer-pins.ts); owner-only. */
+export const PINS_FILE = 'peer-pins.json';
 
 function readOptional(file: string): string | null {
   try {
@@ -115,4 +120,28 @@ export function loadTargets(datadir: string, keeper: StateFileKeeper = stateFile
  */
 export function saveTargets(datadir: string, targets: readonly string[], keeper: StateFileKeeper = stateFiles): Error | null {
   return keeper.save(path.join(datadir, TARGETS_FILE), JSON.stringify([...targets].sort(), null, 1) + '\n');
+}
+
+/** ~80 bytes a pin: room for the most an authority keeps (40,000), not for more. */
+const MAX_PINS_FILE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The pins an earlier run saved. A file that is not ours as a whole is set
+ * aside and reported (common/state-files.ts); entries it drops one by one
+ * (peer-pins.ts) are reported too, with the file left in place: the next save
+ * rewrites it without them.
+ */
+export function loadPins(datadir: string, maxPins: number, keeper: StateFileKeeper = stateFiles): PeerPin[] {
+  const file = path.join(datadir, PINS_FILE);
+  const decoded = keeper.load(file, MAX_PINS_FILE_BYTES, (text) => decodePeerPins(text, { maxPins, nameOfKey: peerNameOfKey }));
+  if (decoded === null) return [];
+  if (decoded.dropped > 0) {
+    keeper.ignored(file, `${decoded.dropped} of ${decoded.dropped + decoded.pins.length} pins (${decoded.reasons.join('; ')})`, null);
+  }
+  return decoded.pins;
+}
+
+/** Atomic, owner-only and fsynced (a pin lost to a power cut is a name trusted afresh); never throws (as saveTargets). */
+export function savePins(datadir: string, pins: readonly PeerPin[], keeper: StateFileKeeper = stateFiles): Error | null {
+  return keeper.save(path.join(datadir, PINS_FILE), encodePeerPins(pins), { mode: 0o600, durable: true });
 }

@@ -7,6 +7,8 @@
 // first use, mesh-wide: every peer remembers), and must verify. Verified
 // signatures are cached by digest, so periodic gossip of unchanged state costs
 // a hash, not an Ed25519 verification (~90 us native, ~270 us WebAssembly).
+// The pins outlive a restart: the daemon restores them and saves them when
+// told of a new one (peer-pins.ts, identity.ts).
 // Pure state plus crypto: no I/O, no clock; bounded memory.
 
 import { createHash } from 'node:crypto';
@@ -14,6 +16,7 @@ import type { GossipSigning } from './gossip';
 import type { PeerKey } from './peer-key';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, peerNameOfKey, verifySignature } from './peer-key';
 import type { PeerName } from './peer-name';
+import type { PeerPin } from './peer-pins';
 
 export interface SigningCounters {
   gossipSignaturesVerified: number;
@@ -75,6 +78,8 @@ export class GossipAuthority implements GossipSigning {
   private readonly known = new Map<PeerName, Uint8Array>();
   private readonly verified: VerifiedSignatures;
   private readonly opts: AuthorityOptions;
+  /** Told after every new pin, so the daemon can keep them across restarts (peer-pins.ts). */
+  onPinned: (() => void) | null = null;
 
   constructor(private readonly key: PeerKey, opts: Partial<AuthorityOptions> = {}) {
     this.opts = { ...DEFAULT_AUTHORITY_OPTIONS, ...opts };
@@ -127,7 +132,32 @@ export class GossipAuthority implements GossipSigning {
     this.remember(peer, publicKey);
   }
 
+  /**
+   * Pins kept from an earlier run (peer-pins.ts), oldest first, before any
+   * connection or gossip: each must derive its name, and a name already
+   * pinned (or ours) keeps its key. Returns how many were taken.
+   */
+  restore(pins: readonly PeerPin[]): number {
+    let taken = 0;
+    for (const { peer, publicKey } of pins) {
+      if (publicKey.length !== PUBLIC_KEY_BYTES || peer === this.localPeer || this.known.has(peer) || this.opts.nameOfKey(publicKey) !== peer) continue;
+      this.store(peer, publicKey);
+      taken++;
+    }
+    return taken;
+  }
+
+  /** Every pin, oldest first: what peer-pins.ts writes. */
+  pins(): PeerPin[] {
+    return [...this.known].map(([peer, publicKey]) => ({ peer, publicKey: Uint8Array.from(publicKey) }));
+  }
+
   private remember(peer: PeerName, publicKey: Uint8Array): void {
+    this.store(peer, publicKey);
+    this.onPinned?.();
+  }
+
+  private store(peer: PeerName, publicKey: Uint8Array): void {
     this.known.set(peer, Uint8Array.from(publicKey));
     for (const oldest of this.known.keys()) {
       if (this.known.size <= this.opts.maxKnownKeys) break;

@@ -379,7 +379,7 @@ async function fakeApi(t: Tap, replies: Record<string, unknown>): Promise<{ clie
 function stateDir(t: Tap): string {
   const dir = mkdtempSync(join(tmpdir(), 'weave-reset-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  for (const f of ['ipam.json', 'peers.json', 'peer-name', 'peer-key', 'weave.log', 'ipam.json.corrupt-20261202T030405Z', 'containers.json']) writeFileSync(join(dir, f), '{}');
+  for (const f of ['ipam.json', 'peers.json', 'peer-name', 'peer-key', 'peer-pins.json', 'weave.log', 'ipam.json.corrupt-20261202T030405Z', 'containers.json']) writeFileSync(join(dir, f), '{}');
   return dir;
 }
 
