@@ -109,8 +109,17 @@ export async function setLink(net: SimNetwork, h: SimHost, up: boolean): Promise
 
 /** The pid in the host's weave.pid, or null. */
 export function routerPid(h: SimHost): number | null {
+  return pidFrom(h, 'weave.pid');
+}
+
+/** The pid of the router's supervisor (`weave launch`), or null. */
+export function supervisorPid(h: SimHost): number | null {
+  return pidFrom(h, 'weave-supervisor.pid');
+}
+
+function pidFrom(h: SimHost, file: string): number | null {
   try {
-    const pid = Number(readFileSync(join(h.datadir, 'weave.pid'), 'utf8').trim());
+    const pid = Number(readFileSync(join(h.datadir, file), 'utf8').trim());
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;

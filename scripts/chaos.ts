@@ -21,8 +21,9 @@ import type { RouterStatus } from '../router/mesh/status';
 import { run } from './command';
 import type { ProbeRecord, ProbeTargets } from './chaos-probe';
 import {
-  FAULT_KINDS, GAP_S, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition,
+  FAULT_KINDS, GAP_S, FaultKind, killRouter, planFaults, PlannedFault, routerPid, setLink, setLoss, setPartition, supervisorPid,
 } from './chaos-faults';
+import { MAX_RESTART_DELAY_MS } from '../cli/supervisor';
 import { ChaosFacts, computeFigures, FaultRecord, HostSample, renderTable, type ChaosFigures } from './chaos-report';
 import type { BackgroundProcess } from './command';
 import type { SimHost } from './sim-host';
@@ -207,8 +208,12 @@ export class Chaos {
         this.down.add(h.name);
         const pid = await killRouter(h);
         await hold();
-        // Under the supervisor of `weave launch` the router is back by itself; else launch it again.
-        const back = await this.api(h).ping(2_000);
+        // Under the supervisor of `weave launch` the router is back by itself, after the supervisor's
+        // backoff (it doubles while kills come less than a minute apart); else launch it again.
+        const supervised = alive(supervisorPid(h) ?? 0);
+        const back = supervised
+          ? await waitFor(() => this.api(h).ping(1_000), { what: `${h.name}'s supervisor to restart its router`, timeoutMs: MAX_RESTART_DELAY_MS + 15_000, intervalMs: 250 }).then(() => true, () => false)
+          : await this.api(h).ping(2_000);
         if (!back) await this.launch(h);
         rec.note = `pid ${pid ?? 'none'} killed; ${back ? 'restarted by its supervisor' : 'relaunched with weave launch'}, new pid ${routerPid(h) ?? 'none'}`;
         this.down.delete(h.name);
@@ -246,8 +251,17 @@ export class Chaos {
         }
         const survivor = this.live()[0]!;
         const peerName = this.peerNames.get(h.name)!;
-        const r = await survivor.weave(['rmpeer', peerName], { timeoutMs: 30_000 });
-        rec.note = `rmpeer ${peerName} on ${survivor.name}: ${r.code === 0 ? r.stdout.trim() : `exit ${r.code}: ${r.stderr.trim()}`}`;
+        // rmpeer refuses a peer the survivor still reaches: wait until its connection to h timed out.
+        const gone = await waitFor(async () => {
+          const s = await survivor.weaveStatus();
+          return s.peers.every((p) => p.name !== peerName || !p.reachable);
+        }, { what: `${survivor.name} to see ${h.name} unreachable`, timeoutMs: 120_000, intervalMs: 500 }).then(() => null, (e: unknown) => e as Error);
+        if (gone !== null) {
+          rec.note = `rmpeer not run: ${gone.message.slice(0, 200)}`;
+        } else {
+          const r = await survivor.weave(['rmpeer', peerName], { timeoutMs: 30_000 });
+          rec.note = `rmpeer ${peerName} on ${survivor.name}: ${r.code === 0 ? r.stdout.trim() : `exit ${r.code}: ${r.stderr.trim()}`}`;
+        }
         for (const c of this.probed()) if (!this.removed.has(c.host)) this.writeTargets(c);
         return;
       }
