@@ -191,10 +191,11 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
 
   // Trust on first use survives a restart: the keys pinned for other peers' names come back before any
   // connection, and every new pin is written soon after (router/mesh/peer-pins.ts).
-  const pinned = router.gossip.signing.restore(loadPins(config.datadir, DEFAULT_AUTHORITY_OPTIONS.maxKnownKeys));
+  const authority = router.gossip.signing;
+  const pinned = authority.restore(loadPins(config.datadir, DEFAULT_AUTHORITY_OPTIONS.maxKnownKeys));
   if (pinned > 0) logger.info('peer keys restored', { count: pinned });
-  const pinSaver = new PinSaver(clock, () => savePins(config.datadir, router.gossip.signing.pins()));
-  router.gossip.signing.onPinned = () => pinSaver.changed();
+  const pinSaver = new PinSaver(clock, () => savePins(config.datadir, authority.pins()));
+  authority.onPinned = () => pinSaver.changed();
   // Once per start, so entries the file held but nobody trusts (reported by loadPins) leave it.
   pinSaver.changed();
 

@@ -19,6 +19,8 @@ import type { SimHost } from './sim-host';
 import type { SimNetwork } from './sim-network';
 import { run } from './command';
 import { processAlive as alive } from '../common/process-alive';
+import { PID_FILE } from '../cli/launch';
+import { SUPERVISOR_PID_FILE } from '../cli/supervisor';
 
 export type FaultKind = 'flap' | 'loss' | 'kill' | 'partition' | 'remove';
 export const FAULT_KINDS: readonly FaultKind[] = ['flap', 'loss', 'kill', 'partition', 'remove'];
@@ -109,12 +111,12 @@ export async function setLink(net: SimNetwork, h: SimHost, up: boolean): Promise
 
 /** The pid in the host's weave.pid, or null. */
 export function routerPid(h: SimHost): number | null {
-  return pidFrom(h, 'weave.pid');
+  return pidFrom(h, PID_FILE);
 }
 
 /** The pid of the router's supervisor (`weave launch`), or null. */
 export function supervisorPid(h: SimHost): number | null {
-  return pidFrom(h, 'weave-supervisor.pid');
+  return pidFrom(h, SUPERVISOR_PID_FILE);
 }
 
 function pidFrom(h: SimHost, file: string): number | null {

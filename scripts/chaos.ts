@@ -211,9 +211,8 @@ export class Chaos {
         // Under the supervisor of `weave launch` the router is back by itself, after the supervisor's
         // backoff (it doubles while kills come less than a minute apart); else launch it again.
         const supervised = alive(supervisorPid(h) ?? 0);
-        const back = supervised
-          ? await waitFor(() => this.api(h).ping(1_000), { what: `${h.name}'s supervisor to restart its router`, timeoutMs: MAX_RESTART_DELAY_MS + 15_000, intervalMs: 250 }).then(() => true, () => false)
-          : await this.api(h).ping(2_000);
+        const back = await waitFor(() => this.api(h).ping(1_000),
+          { what: `${h.name}'s router to answer`, timeoutMs: supervised ? MAX_RESTART_DELAY_MS + 15_000 : 2_000, intervalMs: 250 }).then(() => true, () => false);
         if (!back) await this.launch(h);
         rec.note = `pid ${pid ?? 'none'} killed; ${back ? 'restarted by its supervisor' : 'relaunched with weave launch'}, new pid ${routerPid(h) ?? 'none'}`;
         this.down.delete(h.name);

@@ -128,8 +128,7 @@ export class GossipAuthority implements GossipSigning {
    * the name has none yet, as a verified signature would.
    */
   pin(peer: PeerName, publicKey: Uint8Array): void {
-    if (publicKey.length !== PUBLIC_KEY_BYTES || this.keyOf(peer) !== null || this.opts.nameOfKey(publicKey) !== peer) return;
-    this.remember(peer, publicKey);
+    if (this.isNewPin(peer, publicKey)) this.remember(peer, publicKey);
   }
 
   /**
@@ -140,11 +139,16 @@ export class GossipAuthority implements GossipSigning {
   restore(pins: readonly PeerPin[]): number {
     let taken = 0;
     for (const { peer, publicKey } of pins) {
-      if (publicKey.length !== PUBLIC_KEY_BYTES || peer === this.localPeer || this.known.has(peer) || this.opts.nameOfKey(publicKey) !== peer) continue;
+      if (!this.isNewPin(peer, publicKey)) continue;
       this.store(peer, publicKey);
       taken++;
     }
     return taken;
+  }
+
+  /** A key that may be pinned: the right length, deriving its name, for a name with no key yet (ours always has one). */
+  private isNewPin(peer: PeerName, publicKey: Uint8Array): boolean {
+    return publicKey.length === PUBLIC_KEY_BYTES && this.keyOf(peer) === null && this.opts.nameOfKey(publicKey) === peer;
   }
 
   /** Every pin, oldest first: what peer-pins.ts writes. */
