@@ -26,6 +26,8 @@ export interface DaemonConfig {
   autoAttach?: boolean;
   /** false with --no-docker-plugin: no Docker network plugin socket and no `weave` Docker network. Absent: on. */
   dockerPlugin?: boolean;
+  /** false with --no-port-security: containers may send as any MAC or address (router/host/port-security.ts). Absent: on. */
+  portSecurity?: boolean;
   connLimit: number;
   /** Initial targets, normalised host:port. */
   peers: string[];

@@ -1,5 +1,6 @@
 // What the daemon adds to the router's status about itself: state files it
-// ignored or cannot write yet (common/state-files.ts) and, under the
+// ignored or cannot write yet (common/state-files.ts), port security it could
+// not apply (router/host/port-security.ts) and, under the
 // supervisor (cli/supervisor.ts), how often the router was restarted after a
 // crash and how the last one ended. Both become health warnings, so
 // `weave status`, the status port and the metrics show them like the router's
@@ -8,6 +9,7 @@
 import type { StateFileProblem } from '../common/state-files';
 import type { RouterControl } from '../router/api/control';
 import type { HealthWarning, RouterStatus } from '../router/mesh/status';
+import type { PortGuardStatus } from '../router/host/port-security';
 import { ENV_LAST_EXIT, ENV_RESTARTS, ENV_SUPERVISOR_PID } from './supervisor';
 
 export interface SupervisorInfo {
@@ -33,12 +35,13 @@ export function supervisorInfoFromEnv(env: NodeJS.ProcessEnv): SupervisorInfo | 
   };
 }
 
-export function daemonHealth(problems: readonly StateFileProblem[], supervisor: SupervisorInfo | null): HealthWarning[] {
+export function daemonHealth(problems: readonly StateFileProblem[], supervisor: SupervisorInfo | null, portSecurity: PortGuardStatus | null = null): HealthWarning[] {
   const out: HealthWarning[] = problems.map((p) => ({
     code: 'state-file',
     severity: p.kind === 'write' ? 'error' : 'warning',
     text: p.text,
   }));
+  if (portSecurity !== null && portSecurity.problem !== null) out.push({ code: 'port-security', severity: 'error', text: portSecurity.problem });
   if (supervisor !== null && supervisor.restarts > 0) {
     out.push({
       code: 'router-restarted',
@@ -51,12 +54,12 @@ export function daemonHealth(problems: readonly StateFileProblem[], supervisor: 
 }
 
 /** The router's control with the daemon's own health added to every status. */
-export function withDaemonHealth(control: RouterControl, extra: () => { problems: readonly StateFileProblem[]; supervisor: SupervisorInfo | null }): RouterControl & { status(): DaemonStatus } {
+export function withDaemonHealth(control: RouterControl, extra: () => { problems: readonly StateFileProblem[]; supervisor: SupervisorInfo | null; portSecurity?: PortGuardStatus | null }): RouterControl & { status(): DaemonStatus } {
   return {
     status: (): DaemonStatus => {
       const s = control.status();
-      const { problems, supervisor } = extra();
-      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor)], supervisor };
+      const { problems, supervisor, portSecurity } = extra();
+      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor, portSecurity ?? null)], supervisor };
     },
     connect: (addresses, replace) => control.connect(addresses, replace),
     forget: (addresses) => control.forget(addresses),

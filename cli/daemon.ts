@@ -38,6 +38,7 @@ import { DockerClient, dockerSocketFromEnv } from '../router/host/docker-client'
 import { HostReset } from '../router/host/host-reset';
 import { hostResetApi } from '../router/api/host-reset-api';
 import { keepBridgeForwarding } from '../router/host/bridge-firewall';
+import { PortGuard, removePortSecurity } from '../router/host/port-security';
 import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
@@ -265,20 +266,29 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   }, EXPOSE_RECHECK_MS);
   exposeRecheck.unref();
   // end weave expose / hide
+  // Port security: each container port may speak only for its own MAC and addresses (--no-port-security: off).
+  // Rebuilt after every attach and detach of any kind, before the attach is reported done.
+  const portGuard = config.portSecurity === false ? null : new PortGuard({
+    runner, clock, logger: logger.child({ component: 'port-security' }),
+    ports: () => [...containers.list(), ...cni.attached(), ...(dockerPlugin?.ports() ?? [])],
+  });
+  const guardPorts = (): Promise<void> => portGuard?.sync() ?? Promise.resolve();
+  containers.addListener({ onAttached: guardPorts, onDetached: guardPorts });
   // CNI: the same bridge and routes as weave attach; addresses keyed on the runtime's container id.
   const cni = buildCniEndpoint({
     runner, logger, ipam, dns, datadir: config.datadir, bridge: dataPlane.bridge, mtu: dataPlane.mtu, domain: config.dns.domain,
     overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE],
   });
+  cni.addListener({ onAttached: guardPorts, onDetached: guardPorts });
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
   // Status carries the daemon's own health too: ignored state files, restarts by the supervisor (cli/daemon-health.ts).
   const supervisor = supervisorInfoFromEnv(process.env);
   const dockerPlugin = config.dockerPlugin === false ? null : new DockerPluginRuntime({
     runner, logger, ipam, ipamConfig, dns, docker: new DockerClient(logger, { socketPath: dockerSocket }), dockerSocket,
     datadir: config.datadir, bridge: dataPlane.bridge, mtu: dataPlane.mtu, graceMs: releaseGraceMs,
-    overlayRoutes: [ipamConfig.range.toString(), LINK_LOCAL_ROUTE],
+    overlayRoutes: [ipamConfig.range.toString(), LINK_LOCAL_ROUTE], onEndpointsChanged: guardPorts,
   });
-  const control = withPluginHealth(withDaemonHealth(router, () => ({ problems: stateFiles.list(), supervisor })), dockerPlugin);
+  const control = withPluginHealth(withDaemonHealth(router, () => ({ problems: stateFiles.list(), supervisor, portSecurity: portGuard?.status() ?? null })), dockerPlugin);
   const api = new HttpApi({ control, logger }, { socketPath: config.apiSocket, gid: apiGid });
   api.mount(containerApi(containers));
   api.mount(dnsApi(dns));
@@ -289,6 +299,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   const hostReset = new HostReset(runner, logger.child({ component: 'reset' }), dataPlane.bridge);
   api.mount(hostResetApi(hostReset));
   hostReset.addHook('fast path', () => dataPlane.resetFastdp());
+  hostReset.addHook('port security', () => removePortSecurity(runner));
   containers.addEndpointSource({ list: () => cni.attached() });
   if (dockerPlugin !== null) {
     containers.addEndpointSource({ list: () => dockerPlugin.attached() });
@@ -303,6 +314,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     logger.info('router stopping', { reason: why });
     clearInterval(exposeRecheck);
     ipam.shutdown();
+    portGuard?.close();
     router.shutdown();
     pinSaver.flush();
     farKeys?.close();
@@ -327,6 +339,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
     // The plugin's socket answers from here on; its record's running containers are listed for DNS with the rest.
     const pluginRestored = dockerPlugin === null ? [] : await dockerPlugin.start();
     dns.sync([...containers.list(), ...cniRestored.map(cniDnsView), ...pluginRestored.map(pluginDnsView)]);
+    // The previous run's table guarded the ports until now; this one is built from what was restored.
+    await (portGuard?.start() ?? removePortSecurity(runner));
     // weave expose: re-apply what expose.json records; a failure leaves the router running without it.
     await exposer.restore().catch((err: unknown) => logger.error('cannot restore the exposed addresses', { error: errorMessage(err) }));
     // Docker events: restarts re-attached, deaths and removals released; labelled containers attached (--no-auto-attach: off).

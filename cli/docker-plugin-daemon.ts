@@ -26,6 +26,7 @@ import { procHostFs } from '../router/host/container-ref';
 import type { PluginContainer } from '../router/host/docker-plugin';
 import type { DockerPlugin } from '../router/host/docker-plugin';
 import type { PluginNetworkKeeper } from '../router/host/docker-plugin-engine';
+import type { GuardedPort } from '../router/host/port-security';
 import type { HealthWarning, RouterStatus } from '../router/mesh/status';
 import type { RouterControl } from '../router/api/control';
 
@@ -45,6 +46,8 @@ export interface DockerPluginWiring {
   overlayRoutes: string[];
   graceMs: number;
   socketPath?: string;
+  /** Called after an endpoint (and its veth) was made or deleted, and awaited before Docker hears back: port security's rebuild. */
+  onEndpointsChanged?: () => Promise<void>;
 }
 
 /** How DNS sees a container on a plugin network: a Docker container like any other. */
@@ -86,7 +89,13 @@ export class DockerPluginRuntime {
       onAttached: (c) => w.dns.onAttached(pluginDnsView(c), c.addresses),
       onDetached: (c, reason) => w.dns.onDetached(pluginDnsView(c), c.addresses, reason),
     });
-    this.server = new DockerPluginServer((call, body) => this.plugin.handle(call, body), this.logger, w.socketPath ?? DEFAULT_PLUGIN_SOCKET);
+    const changesEndpoints = new Set(['NetworkDriver.CreateEndpoint', 'NetworkDriver.DeleteEndpoint']);
+    this.server = new DockerPluginServer(async (call, body) => {
+      const reply = await this.plugin.handle(call, body);
+      // The veth exists from CreateEndpoint on: guarded before Docker moves it into the container.
+      if (changesEndpoints.has(call)) await w.onEndpointsChanged?.();
+      return reply;
+    }, this.logger, w.socketPath ?? DEFAULT_PLUGIN_SOCKET);
     this.keeper = new PluginNetworkKeeper(w.dockerSocket, this.logger);
   }
 
@@ -117,6 +126,11 @@ export class DockerPluginRuntime {
     const n = this.keeper.status();
     if (this.socketProblem === null && n.problem !== null && n.state !== 'stopped') out.push({ code: 'docker-plugin-network', severity: 'warning', text: n.problem });
     return out;
+  }
+
+  /** Every endpoint's veth, MAC and address, joined to a container yet or not (port security). */
+  ports(): GuardedPort[] {
+    return this.plugin.list().map((e) => ({ hostIfname: e.veth, mac: e.mac, addresses: [e.address] }));
   }
 
   /** Containers on plugin networks as `weave ps` lists them (ContainerManager.addEndpointSource). */

@@ -67,6 +67,7 @@ export type RouterOptionValues = {
   fastdp?: unknown;
   autoAttach?: unknown;
   dockerPlugin?: unknown;
+  portSecurity?: unknown;
   connLimit?: unknown;
   datadir?: unknown;
   logLevel?: unknown;
@@ -97,6 +98,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--no-discovery', 'do not connect to peers learnt from other peers')
     .option('--no-auto-attach', 'do not attach Docker containers started with the label weave.attach or the variable WEAVE_CIDR')
     .option('--no-docker-plugin', 'no Docker network plugin (/run/docker/plugins/weave.sock) and no Docker network named weave')
+    .option('--no-port-security', 'let containers send with any source MAC or IP address and answer ARP and neighbour discovery for any address (for containers that route for others); by default each speaks only for its own')
     .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784, fixed whatever --port says; only peers may send to it) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
@@ -204,6 +206,8 @@ export function toDaemonConfig(
   if (typeof autoAttach !== 'boolean') throw RouterError.config(`--no-auto-attach takes no value, got ${JSON.stringify(autoAttach)}`);
   const dockerPlugin = opts.dockerPlugin === undefined ? true : opts.dockerPlugin;
   if (typeof dockerPlugin !== 'boolean') throw RouterError.config(`--no-docker-plugin takes no value, got ${JSON.stringify(dockerPlugin)}`);
+  const portSecurity = opts.portSecurity === undefined ? true : opts.portSecurity;
+  if (typeof portSecurity !== 'boolean') throw RouterError.config(`--no-port-security takes no value, got ${JSON.stringify(portSecurity)}`);
 
   const limitText = optString(opts, 'connLimit', '--conn-limit');
   let connLimit = DEFAULT_CONN_LIMIT;
@@ -291,6 +295,7 @@ export function toDaemonConfig(
     ...(fastdp ? {} : { fastdp: false }),
     ...(autoAttach ? {} : { autoAttach: false }),
     ...(dockerPlugin ? {} : { dockerPlugin: false }),
+    ...(portSecurity ? {} : { portSecurity: false }),
   };
 }
 
@@ -328,6 +333,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   if (config.fastdp === false) args.push('--no-fastdp');
   if (config.autoAttach === false) args.push('--no-auto-attach');
   if (config.dockerPlugin === false) args.push('--no-docker-plugin');
+  if (config.portSecurity === false) args.push('--no-port-security');
   args.push('--conn-limit', String(config.connLimit));
   args.push('--datadir', config.datadir);
   args.push('--log-level', config.logLevel);

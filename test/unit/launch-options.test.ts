@@ -163,6 +163,7 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
     parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),
     parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-socket', '/tmp/h2/api.sock', '--api-group', 'wheel']),
     parse(['--dns-domain', 'example.net', '--dns-ttl', '0', '--dns-upstream', '10.0.0.53:5300,[fd00::53]', '--dns-resolv-conf', 'rel/resolv.conf']),
+    parse(['--no-port-security', '--no-fastdp', '--no-auto-attach', '--no-docker-plugin']),
   ];
   for (const config of configs) {
     const inv = daemonConfigToArgs(config);
@@ -171,6 +172,14 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
     // The child sees no other environment: every default must be explicit in argv.
     t.same(parse(inv.args, inv.env), config);
   }
+});
+
+t.test('--no-port-security turns port security off; absent, it is on', async (t) => {
+  t.equal(parse(['--no-port-security']).portSecurity, false);
+  t.equal(parse([]).portSecurity, undefined, 'on by default, and not spelled out');
+  t.ok(daemonConfigToArgs(parse(['--no-port-security'])).args.includes('--no-port-security'), 'handed to the router');
+  t.notOk(daemonConfigToArgs(parse([])).args.includes('--no-port-security'));
+  t.throws(() => toDaemonConfig({ portSecurity: 'yes' }, [], {}, host), /--no-port-security takes no value/);
 });
 
 t.test('--old-password: flag or WEAVE_OLD_PASSWORD like --password, handed to the router in the environment only', async (t) => {
