@@ -19,12 +19,12 @@ import { writeFileAtomic } from '../../common/files';
 import { canonicalIp } from '../../common/ip';
 import { errorMessage } from '../../common/errors';
 import { parseAttachAddress, parseRouteCidr } from './attach-address';
-import { MAX_IFNAME_CHARS, VETH_PREFIX } from './host-link';
+import { CONTAINER_VETH_PREFIXES, MAX_IFNAME_CHARS } from './host-link';
 
 export const CNI_STATE_FILE = 'cni.json';
 const CNI_STATE_VERSION = 1;
 /** Host ends of CNI veths: `vethwec` + hash, inside the bridge firewall's `vethwe*` accept rule. */
-export const CNI_VETH_PREFIX = `${VETH_PREFIX}c`;
+export const CNI_VETH_PREFIX = CONTAINER_VETH_PREFIXES.cni;
 
 /**
  * One attachment. 'adding' is written before anything is made, so an ADD

@@ -26,7 +26,7 @@ import type { RtRequest } from './netlink-codec';
 import { describeRequest } from './netlink-codec';
 import type { Netlink, NetlinkSocket } from './netlink-socket';
 import { replyText } from './netlink-socket';
-import { MAX_IFNAME_CHARS, VETH_PREFIX, validateIfName, validateMtu } from './host-link';
+import { CONTAINER_VETH_PREFIXES, MAX_IFNAME_CHARS, validateIfName, validateMtu } from './host-link';
 
 /** The interface name inside every attached container, as in Weave Net. */
 export const CONTAINER_IFNAME = 'ethwe';
@@ -78,8 +78,8 @@ export function randomMac(): string {
 export function hostIfnameFor(kind: ContainerKind, pidOrName: number | string): string {
   const name =
     kind === 'netns'
-      ? `${VETH_PREFIX}ns${createHash('sha256').update(String(pidOrName)).digest('hex').slice(0, MAX_IFNAME_CHARS - VETH_PREFIX.length - 2)}`
-      : `${VETH_PREFIX}pl${String(pidOrName)}`;
+      ? `${CONTAINER_VETH_PREFIXES.netns}${createHash('sha256').update(String(pidOrName)).digest('hex').slice(0, MAX_IFNAME_CHARS - CONTAINER_VETH_PREFIXES.netns.length)}`
+      : `${CONTAINER_VETH_PREFIXES.pid}${String(pidOrName)}`;
   return validateIfName(name, 'veth name');
 }
 

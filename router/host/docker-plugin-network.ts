@@ -17,13 +17,13 @@
 import { createHash } from 'node:crypto';
 import { familyOfCanonical, parseIpv4 } from '../../common/ip';
 import { Cidr, parseIpWithPrefix } from '../../common/ip-cidr';
-import { MAX_IFNAME_CHARS, VETH_PREFIX } from './host-link';
+import { CONTAINER_VETH_PREFIXES, MAX_IFNAME_CHARS } from './host-link';
 import type { PluginEndpoint, PluginState } from './docker-plugin-state';
 import type { CreateEndpointRequest, CreateNetworkRequest, EndpointRef, JoinReply, JoinRequest, StaticRoute } from './docker-plugin-wire';
 import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, PluginError, ROUTE_CONNECTED } from './docker-plugin-wire';
 
 /** Our ends: inside the bridge firewall's `vethwe*` accept rule, apart from attach's `vethwepl`/`vethwens` and CNI's `vethwec`. */
-export const PLUGIN_VETH_PREFIX = `${VETH_PREFIX}d`;
+export const PLUGIN_VETH_PREFIX = CONTAINER_VETH_PREFIXES.dockerPlugin;
 /** The container's end until Docker moves it: not `vethwe*`, so nothing of ours takes it for a bridge port. */
 export const PLUGIN_PEER_PREFIX = 'vethwgd';
 /** Docker names the interface in the container this plus a number: ethwe0. */

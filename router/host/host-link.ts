@@ -12,6 +12,17 @@ import type { CommandRunner } from './command-runner';
 
 /** Host ends of container veths start with this; the bridge-family firewall rule matches on it. */
 export const VETH_PREFIX = 'vethwe';
+/**
+ * The host end's prefix for each way a container joins. Other ports of ours
+ * share VETH_PREFIX (the router's TAP vethwe-tap, the fast path's vethwe-hb),
+ * so port security (port-security.ts) knows a container's port by these.
+ */
+export const CONTAINER_VETH_PREFIXES = {
+  pid: `${VETH_PREFIX}pl`,
+  netns: `${VETH_PREFIX}ns`,
+  cni: `${VETH_PREFIX}c`,
+  dockerPlugin: `${VETH_PREFIX}d`,
+} as const;
 /** Linux IFNAMSIZ minus the terminating NUL. */
 export const MAX_IFNAME_CHARS = 15;
 /** IPv4's minimum (RFC 791); anything smaller cannot carry an IP header and some data. */

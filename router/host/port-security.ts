@@ -35,15 +35,15 @@ import { errorMessage } from '../../common/errors';
 import { parseIpWithPrefix } from '../../common/ip-cidr';
 import { formatIp } from '../../common/ip';
 import type { CommandRunner } from './command-runner';
-import { VETH_PREFIX, validateIfName } from './host-link';
+import { CONTAINER_VETH_PREFIXES, validateIfName } from './host-link';
 
 export const PORT_SECURITY_FAMILY = 'bridge';
 export const PORT_SECURITY_TABLE = 'weave-ports';
 export const PORT_SECURITY_COUNTER = 'spoofed';
 /** Ahead of every other bridge prerouting chain (NF_BR_PRI_FIRST is INT_MIN; -300 is the usual "early"). */
 const PRIORITY = -300;
-/** Ports of ours that are not containers: the fast path's heartbeat TAP (router/host/fastdp-firewall.ts's FASTDP_HEARTBEAT_TAP). */
-const EXEMPT_PORTS: readonly string[] = ['vethwe-hb'];
+/** The ports we make for containers; our other ports (the router's TAP, the fast path's) are not judged here. */
+const CONTAINER_PREFIXES: readonly string[] = Object.values(CONTAINER_VETH_PREFIXES);
 /** How often the table's existence is checked: `nft flush ruleset` (a firewall reload) would silently remove it. */
 export const PORT_SECURITY_RECHECK_MS = 30_000;
 
@@ -75,7 +75,7 @@ interface CheckedPort {
 
 function checkPort(p: GuardedPort): CheckedPort {
   const hostIfname = validateIfName(p.hostIfname, 'port');
-  if (!hostIfname.startsWith(VETH_PREFIX) || EXEMPT_PORTS.includes(hostIfname)) throw new Error(`not a container port of ours`);
+  if (!CONTAINER_PREFIXES.some((prefix) => hostIfname.startsWith(prefix))) throw new Error(`not a container port of ours`);
   const mac = typeof p.mac === 'string' ? p.mac.toLowerCase() : '';
   // A multicast source MAC is never a container's own (and would let it pose as a group).
   if (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1) throw new Error(`not a unicast MAC: ${JSON.stringify(p.mac)}`);
@@ -163,8 +163,7 @@ export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityS
     { add: { chain: { ...T, name: base, type: 'filter', hook: 'prerouting', prio: PRIORITY, policy: 'accept' } } },
   ];
   for (const p of checked.values()) ops.push(...portRules(p));
-  ops.push(rule(base, match('!=', { meta: { key: 'iifname' } }, `${VETH_PREFIX}*`), { accept: null }));
-  ops.push(rule(base, match('==', { meta: { key: 'iifname' } }, { set: [...EXEMPT_PORTS] }), { accept: null }));
+  ops.push(rule(base, match('!=', { meta: { key: 'iifname' } }, { set: CONTAINER_PREFIXES.map((prefix) => `${prefix}*`) }), { accept: null }));
   if (checked.size > 0) {
     ops.push(rule(base, {
       vmap: {

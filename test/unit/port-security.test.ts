@@ -52,10 +52,10 @@ t.test('each port may speak only for its own MAC and addresses', async (t) => {
   t.notOk(b.some((r) => r.includes('fd00')), 'no IPv6 address: only link-local and :: sources');
   t.ok(b.some((r) => r.includes('nd-neighbor-advert') && !r.includes('"len":128') && r.includes('1018')), 'and adverts only for link-local targets');
   const base = rulesOf(built.script, 'prerouting');
-  t.match(base[0], /"!=".*"vethwe\*".*accept/, 'ports that are not ours pass untouched');
-  t.match(base[1], /vethwe-hb.*accept/, "the fast path's heartbeat TAP is not a container");
-  t.match(base[2], /"vmap".*vethwepl100.*port-vethwepl100.*vethwens0123abc.*port-vethwens0123abc/, 'each port jumps to its own chain');
-  t.equal(base[3], `[{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`, 'a port of ours without a chain is dropped');
+  t.match(base[0], /"!=".*\{"set":\["vethwepl\*","vethwens\*","vethwec\*","vethwed\*"\]\}.*accept/,
+    "ports that are not containers' pass untouched: the router's TAP (vethwe-tap) and the fast path's (vethwe-hb) too");
+  t.match(base[1], /"vmap".*vethwepl100.*port-vethwepl100.*vethwens0123abc.*port-vethwens0123abc/, 'each port jumps to its own chain');
+  t.equal(base[2], `[{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`, 'a port of ours without a chain is dropped');
   t.ok(ops(built.script).some((o) => o['add']?.['chain']?.['hook'] === 'prerouting' && o['add']['chain']['prio'] === -300), 'hooked early at bridge prerouting');
 });
 
@@ -72,6 +72,7 @@ t.test('malformed or ambiguous records get no chain, and say why; the others kee
     [{ ...B, hostIfname: 'vethwepl9', addresses: ['10.32.0.300/12'] }, /10\.32\.0\.300/],
     [{ ...B, hostIfname: 'eth0' }, /not a container port of ours/],
     [{ ...B, hostIfname: 'vethwe-hb' }, /not a container port of ours/],
+    [{ ...B, hostIfname: 'vethwe-tap' }, /not a container port of ours/],
     [{ ...B, hostIfname: 'vethwe;drop' }, /port must be/],
   ];
   for (const [bad, why] of cases) {
