@@ -17,9 +17,10 @@
 //   - IPv6 source: its addresses, link-local (fe80::/10) or :: (DAD);
 //     neighbour adverts only for its own addresses or link-local targets;
 //     router adverts and redirects never (a container is not the router).
-// A frame from a port of ours that has no chain (a veth that appeared without
-// an attachment we know) is dropped too: fail closed. Every drop counts in the
-// named counter `spoofed`.
+// A frame from a container port that has no chain (a veth that appeared
+// without an attachment we know) is dropped too: fail closed. Other ports (the
+// router's TAP, the fast path's, anything not ours) pass untouched. Every drop
+// counts in the named counter `spoofed`.
 //
 // The table is rebuilt whole from the attachments in one nft transaction on
 // every change: no moment without it, no drift between the record and the
@@ -163,7 +164,6 @@ export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityS
     { add: { chain: { ...T, name: base, type: 'filter', hook: 'prerouting', prio: PRIORITY, policy: 'accept' } } },
   ];
   for (const p of checked.values()) ops.push(...portRules(p));
-  ops.push(rule(base, match('!=', { meta: { key: 'iifname' } }, { set: CONTAINER_PREFIXES.map((prefix) => `${prefix}*`) }), { accept: null }));
   if (checked.size > 0) {
     ops.push(rule(base, {
       vmap: {
@@ -172,8 +172,10 @@ export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityS
       },
     }));
   }
-  // A port of ours without a chain (a jump's chain ends in accept, so only these get here).
-  ops.push(rule(base, ...DROP));
+  // A container port without a chain (a jump's chain ends in accept, so only these get here). One rule
+  // per prefix, not a set: nft 1.0.6 merges adjacent wildcards in a set into a range that its own
+  // `nft -j list ruleset` then aborts on, and the other firewall code here reads the ruleset that way.
+  for (const prefix of CONTAINER_PREFIXES) ops.push(rule(base, match('==', { meta: { key: 'iifname' } }, `${prefix}*`), ...DROP));
   return { script: JSON.stringify({ nftables: ops }), ports: checked.size, refused };
 }
 

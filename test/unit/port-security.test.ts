@@ -52,10 +52,11 @@ t.test('each port may speak only for its own MAC and addresses', async (t) => {
   t.notOk(b.some((r) => r.includes('fd00')), 'no IPv6 address: only link-local and :: sources');
   t.ok(b.some((r) => r.includes('nd-neighbor-advert') && !r.includes('"len":128') && r.includes('1018')), 'and adverts only for link-local targets');
   const base = rulesOf(built.script, 'prerouting');
-  t.match(base[0], /"!=".*\{"set":\["vethwepl\*","vethwens\*","vethwec\*","vethwed\*"\]\}.*accept/,
-    "ports that are not containers' pass untouched: the router's TAP (vethwe-tap) and the fast path's (vethwe-hb) too");
-  t.match(base[1], /"vmap".*vethwepl100.*port-vethwepl100.*vethwens0123abc.*port-vethwens0123abc/, 'each port jumps to its own chain');
-  t.equal(base[2], `[{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`, 'a port of ours without a chain is dropped');
+  t.match(base[0], /"vmap".*vethwepl100.*port-vethwepl100.*vethwens0123abc.*port-vethwens0123abc/, 'each port jumps to its own chain');
+  t.same(base.slice(1).map((r) => /"right":"(vethwe[a-z]+)\*"/.exec(r)?.[1]), ['vethwepl', 'vethwens', 'vethwec', 'vethwed'],
+    "a container port without a chain is dropped; others (the router's TAP vethwe-tap, the fast path's vethwe-hb) pass untouched");
+  for (const r of base.slice(1)) t.ok(r.endsWith(`{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`));
+  t.notOk(built.script.includes('"vethwepl*",'), 'no set of wildcards: nft 1.0.6 merges adjacent ones into a range its JSON listing aborts on');
   t.ok(ops(built.script).some((o) => o['add']?.['chain']?.['hook'] === 'prerouting' && o['add']['chain']['prio'] === -300), 'hooked early at bridge prerouting');
 });
 
