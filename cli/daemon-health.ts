@@ -4,7 +4,8 @@
 // supervisor (cli/supervisor.ts), how often the router was restarted after a
 // crash and how the last one ended. Both become health warnings, so
 // `weave status`, the status port and the metrics show them like the router's
-// own; the restart count is also a field (`supervisor`) of the JSON status.
+// own; the restart count is also a field (`supervisor`) of the JSON status, as
+// port security's state is (`portSecurity`).
 
 import type { StateFileProblem } from '../common/state-files';
 import type { RouterControl } from '../router/api/control';
@@ -20,7 +21,8 @@ export interface SupervisorInfo {
   lastExit: string | null;
 }
 
-export type DaemonStatus = RouterStatus & { supervisor: SupervisorInfo | null };
+/** `portSecurity`: ports guarded and any problem (router/host/port-security.ts); null with --no-port-security. */
+export type DaemonStatus = RouterStatus & { supervisor: SupervisorInfo | null; portSecurity: PortGuardStatus | null };
 
 /** From the environment the supervisor gave us; null when we run without one (`weave router` by hand). */
 export function supervisorInfoFromEnv(env: NodeJS.ProcessEnv): SupervisorInfo | null {
@@ -59,7 +61,7 @@ export function withDaemonHealth(control: RouterControl, extra: () => { problems
     status: (): DaemonStatus => {
       const s = control.status();
       const { problems, supervisor, portSecurity } = extra();
-      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor, portSecurity ?? null)], supervisor };
+      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor, portSecurity ?? null)], supervisor, portSecurity: portSecurity ?? null };
     },
     connect: (addresses, replace) => control.connect(addresses, replace),
     forget: (addresses) => control.forget(addresses),

@@ -102,6 +102,7 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     const table = await sh(['ip', 'netns', 'exec', h1.ns, 'nft', 'list', 'table', 'bridge', PORT_SECURITY_TABLE]);
     t.equal((table.match(/chain port-vethwe/g) ?? []).length, 2, "a chain for each of h1's two containers");
     t.equal(await spoofedCount(h1), 0, 'nothing dropped while everyone behaves');
+    t.same((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, { ports: 2, problem: null }, 'status says so');
     t.equal((await run(['ip', 'netns', 'exec', h1.ns, 'nft', '-j', 'list', 'ruleset'])).code, 0, 'nft can still list the ruleset as JSON (the firewall code reads it so)');
   });
 
@@ -157,6 +158,7 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     await launch(h1, ['--no-port-security']);
     await meshed(h1);
     t.notOk(await tableExists(h1), 'no table');
+    t.equal((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, null, 'status: off');
     await waitFor(async () => {
       send(arpAnnouncement(spoofer.mac, spoofer.mac, victim.v4), 1);
       await settle();
