@@ -110,7 +110,9 @@ export function registerContainerCommands(program: Command): void {
       'none: IPAM allocates), then the container: a Docker name or id, netns:NAME or pid:PID')
     .option('--name <name>', "the name to register in weave DNS (default: the container's name; pid: containers get none)")
     .option('--without-dns', "register no name in weave DNS and leave the container's resolver alone")
-    .action(async (words: string[], opts: { name?: string; withoutDns?: boolean }, cmd: Command) => {
+    .option('--no-port-security', 'let it send as any MAC or address (a container that routes for others); by default it may use only its own. ' +
+      'Set when it is attached: detach it to change that')
+    .action(async (words: string[], opts: { name?: string; withoutDns?: boolean; portSecurity?: boolean }, cmd: Command) => {
       const { container, given: addresses } = splitWords(words, 'attach');
       if (opts.name !== undefined && opts.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
       const client = clientFor(cmd);
@@ -123,6 +125,7 @@ export function registerContainerCommands(program: Command): void {
           container, addresses,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
           ...(opts.withoutDns === true ? { withoutDns: true } : {}),
+          ...(opts.portSecurity === false ? { portSecurity: false } : {}),
         }, ATTACH_TIMEOUT_MS);
       } catch (err) {
         // The router did not look at the words: a typo among them is the error to show.

@@ -26,6 +26,8 @@ export interface AttachRequest {
   name?: string;
   /** DNS: register no name and leave the container's resolver alone (weave attach --without-dns). */
   withoutDns?: boolean;
+  /** false: it may send as any MAC or address (weave attach --no-port-security). */
+  portSecurity?: false;
 }
 
 export interface DetachRequest {
@@ -90,16 +92,21 @@ export function parseAttachBody(body: unknown): AttachRequest {
   const dns = validateAttachOptions({
     ...(rec['name'] !== undefined ? { dnsName: rec['name'] as string } : {}),
     ...(rec['withoutDns'] !== undefined ? { withoutDns: rec['withoutDns'] as boolean } : {}),
+    ...(rec['portSecurity'] !== undefined ? { portSecurity: rec['portSecurity'] as false } : {}),
   });
   return {
     container, addresses,
     ...(dns.dnsName !== undefined ? { name: dns.dnsName } : {}),
     ...(dns.withoutDns === true ? { withoutDns: true } : {}),
+    ...(dns.portSecurity === false ? { portSecurity: false } : {}),
   };
 }
 
 function attachOptionsFrom(body: AttachRequest): AttachOptions {
-  return { ...(body.name !== undefined ? { dnsName: body.name } : {}), ...(body.withoutDns === true ? { withoutDns: true } : {}) };
+  return {
+    ...(body.name !== undefined ? { dnsName: body.name } : {}), ...(body.withoutDns === true ? { withoutDns: true } : {}),
+    ...(body.portSecurity === false ? { portSecurity: false } : {}),
+  };
 }
 
 export function parseDetachBody(body: unknown): DetachRequest {

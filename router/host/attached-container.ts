@@ -37,12 +37,15 @@ export interface AttachedContainer {
   dnsName?: string;
   /** `weave attach --without-dns`: no DNS name, resolver left alone. */
   withoutDns?: boolean;
+  /** `weave attach --no-port-security`: it may send as any MAC or address (router/host/port-security.ts). Absent: guarded. */
+  portSecurity?: false;
 }
 
-/** Per-attachment DNS wishes, kept in the record so restarts and re-attaches honour them. */
+/** Per-attachment wishes (DNS, port security), kept in the record so restarts and re-attaches honour them. */
 export interface AttachOptions {
   dnsName?: string;
   withoutDns?: boolean;
+  portSecurity?: false;
 }
 
 /** Checks AttachOptions from a request; the name itself is checked by DNS, this only bounds it. */
@@ -59,12 +62,19 @@ export function validateAttachOptions(opts: AttachOptions): AttachOptions {
     if (opts.withoutDns) out.withoutDns = true;
   }
   if (out.dnsName !== undefined && out.withoutDns === true) throw RouterError.config('--name and --without-dns contradict each other');
+  if (opts.portSecurity !== undefined) {
+    if (typeof opts.portSecurity !== 'boolean') throw RouterError.config(`portSecurity must be true or false, got ${JSON.stringify(opts.portSecurity)}`);
+    if (!opts.portSecurity) out.portSecurity = false;
+  }
   return out;
 }
 
 /** Only the wishes actually set, so records and views carry no `undefined` fields. */
 export function attachOptionsOf(a: AttachOptions): AttachOptions {
-  return { ...(a.dnsName !== undefined ? { dnsName: a.dnsName } : {}), ...(a.withoutDns === true ? { withoutDns: true } : {}) };
+  return {
+    ...(a.dnsName !== undefined ? { dnsName: a.dnsName } : {}), ...(a.withoutDns === true ? { withoutDns: true } : {}),
+    ...(a.portSecurity === false ? { portSecurity: false } : {}),
+  };
 }
 
 export type DetachReason = 'detach' | 'died' | 'destroyed' | 'gone';

@@ -58,8 +58,11 @@ export class ContainerAttacher {
         mac,
         addresses: wanted.map((w) => w.cidr),
         state: 'attached',
-        // A stopped Docker container attached again keeps its DNS wishes unless new ones are given.
-        ...attachOptionsOf(dns.dnsName !== undefined || dns.withoutDns === true || stale === undefined ? dns : stale),
+        // A stopped Docker container attached again keeps its DNS wishes unless new ones are given, and stays unguarded if it was.
+        ...attachOptionsOf({
+          ...(dns.dnsName !== undefined || dns.withoutDns === true || stale === undefined ? dns : stale),
+          ...(dns.portSecurity === false || stale?.portSecurity === false ? { portSecurity: false } : {}),
+        }),
       };
       if (stale !== undefined) {
         // A stopped Docker container attached again: fold its remaining reserved addresses in.

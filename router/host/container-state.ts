@@ -56,6 +56,8 @@ export interface Attachment {
   via?: JoinedVia;
   dnsName?: string;
   withoutDns?: boolean;
+  /** false: `weave attach --no-port-security`. */
+  portSecurity?: false;
 }
 
 /** Where the attachment record lives; a fake keeps it in memory for tests. */
@@ -146,6 +148,7 @@ function parseEntry(raw: unknown): Attachment {
     ...attachOptionsOf({
       ...(typeof e['dnsName'] === 'string' ? { dnsName: e['dnsName'] } : {}),
       ...(e['withoutDns'] === true ? { withoutDns: true } : {}),
+      ...(e['portSecurity'] === false ? { portSecurity: false } : {}),
     }),
   };
 }

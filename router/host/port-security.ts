@@ -27,7 +27,9 @@
 // kernel, and a few milliseconds for a hundred ports. The script is nft JSON
 // built by pure functions (addresses never meet nft's parser); the I/O takes
 // a CommandRunner and time an injected Clock. Off with `--no-port-security`
-// (containers that route for others: VPNs, nested bridges).
+// (containers that route for others: VPNs, nested bridges), or for one
+// container with `weave attach --no-port-security`: its port is accepted
+// whatever it sends.
 
 import type { Clock, Timer } from '../../common/clock';
 import type { Logger } from '../../common/logger';
@@ -53,6 +55,8 @@ export interface GuardedPort {
   hostIfname: string;
   mac: string;
   addresses: readonly string[];
+  /** false: `weave attach --no-port-security`, the port is accepted whatever it sends. */
+  portSecurity?: boolean;
 }
 
 export interface PortSecurityScript {
@@ -60,6 +64,8 @@ export interface PortSecurityScript {
   script: string;
   /** Ports that got a chain. */
   ports: number;
+  /** Ports let through unchecked (`portSecurity: false`). */
+  unguarded: number;
   /** Ports left without a chain, and why (their frames are dropped). */
   refused: { hostIfname: string; reason: string }[];
 }
@@ -72,6 +78,7 @@ interface CheckedPort {
   mac: string;
   v4: string[];
   v6: bigint[];
+  guarded: boolean;
 }
 
 function checkPort(p: GuardedPort): CheckedPort {
@@ -87,7 +94,7 @@ function checkPort(p: GuardedPort): CheckedPort {
     if (address.family === 4) v4.push(formatIp(address));
     else v6.push(address.value);
   }
-  return { hostIfname, mac, v4, v6 };
+  return { hostIfname, mac, v4, v6, guarded: p.portSecurity !== false };
 }
 
 function match(op: '==' | '!=', left: unknown, right: unknown): unknown {
@@ -163,12 +170,13 @@ export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityS
     { add: { counter: { ...T, name: PORT_SECURITY_COUNTER } } },
     { add: { chain: { ...T, name: base, type: 'filter', hook: 'prerouting', prio: PRIORITY, policy: 'accept' } } },
   ];
-  for (const p of checked.values()) ops.push(...portRules(p));
+  const known = [...checked.values()];
+  for (const p of known) if (p.guarded) ops.push(...portRules(p));
   if (checked.size > 0) {
     ops.push(rule(base, {
       vmap: {
         key: { meta: { key: 'iifname' } },
-        data: { set: [...checked.keys()].map((name) => [name, { jump: { target: portChainName(name) } }]) },
+        data: { set: known.map((p) => [p.hostIfname, p.guarded ? { jump: { target: portChainName(p.hostIfname) } } : { accept: null }]) },
       },
     }));
   }
@@ -176,12 +184,15 @@ export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityS
   // per prefix, not a set: nft 1.0.6 merges adjacent wildcards in a set into a range that its own
   // `nft -j list ruleset` then aborts on, and the other firewall code here reads the ruleset that way.
   for (const prefix of CONTAINER_PREFIXES) ops.push(rule(base, match('==', { meta: { key: 'iifname' } }, `${prefix}*`), ...DROP));
-  return { script: JSON.stringify({ nftables: ops }), ports: checked.size, refused };
+  const guarded = known.filter((p) => p.guarded).length;
+  return { script: JSON.stringify({ nftables: ops }), ports: guarded, unguarded: known.length - guarded, refused };
 }
 
 export interface PortGuardStatus {
   /** Ports with a chain after the last rebuild. */
   ports: number;
+  /** Ports attached with --no-port-security. */
+  unguarded: number;
   /** Why the last rebuild failed, or which ports it had to refuse; null when all is well. */
   problem: string | null;
 }
@@ -206,7 +217,7 @@ export class PortGuard {
   private again: Promise<void> | null = null;
   private timer: Timer | null = null;
   private closed = false;
-  private last: PortGuardStatus = { ports: 0, problem: null };
+  private last: PortGuardStatus = { ports: 0, unguarded: 0, problem: null };
   private readonly logger: Logger;
 
   constructor(private readonly deps: PortGuardDeps, private readonly recheckMs: number = PORT_SECURITY_RECHECK_MS) {
@@ -249,7 +260,7 @@ export class PortGuard {
     try {
       built = portSecurityScript(this.deps.ports());
     } catch (err) {
-      this.last = { ports: this.last.ports, problem: `cannot list the container ports: ${errorMessage(err)}` };
+      this.last = { ...this.last, problem: `cannot list the container ports: ${errorMessage(err)}` };
       this.logger.error('port security: cannot list the container ports', { error: errorMessage(err) });
       return;
     }
@@ -258,12 +269,12 @@ export class PortGuard {
     const r = await this.deps.runner.run('nft', ['-j', built.script], { allowFail: true }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: errorMessage(err) }));
     if (r.code !== 0) {
       const error = r.stderr.trim().split('\n')[0] ?? `exit ${r.code}`;
-      this.last = { ports: this.last.ports, problem: `port security not applied (containers may spoof each other's addresses): ${error}` };
+      this.last = { ...this.last, problem: `port security not applied (containers may spoof each other's addresses): ${error}` };
       this.logger.error('port security: cannot apply the table', { error });
       return;
     }
     const refusedText = built.refused.map((x) => `${x.hostIfname} (${x.reason})`).join(', ');
-    this.last = { ports: built.ports, problem: built.refused.length > 0 ? `ports without a chain, their frames dropped: ${refusedText}` : null };
+    this.last = { ports: built.ports, unguarded: built.unguarded, problem: built.refused.length > 0 ? `ports without a chain, their frames dropped: ${refusedText}` : null };
     if (this.logger.enabled('debug')) this.logger.debug('port security: table rebuilt', { ports: built.ports });
   }
 

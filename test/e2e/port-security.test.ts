@@ -74,13 +74,13 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
   for (const h of net.hosts) await launch(h);
   for (const h of net.hosts) await meshed(h);
 
-  const attach = async (host: SimHost, key: string, n: number): Promise<Container> => {
+  const attach = async (host: SimHost, key: string, n: number, extra: string[] = []): Promise<Container> => {
     const ns = `${net.prefix}${key}`;
     await sh(['ip', 'netns', 'add', ns]);
     await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     const v4 = `10.2.1.${n}`;
     const v6 = `fd00:9::${n}`;
-    const r = await host.weave(['attach', `${v4}/24`, `${v6}/64`, `netns:${ns}`]);
+    const r = await host.weave(['attach', ...extra, `${v4}/24`, `${v6}/64`, `netns:${ns}`]);
     t.equal(r.code, 0, `attach ${key} on ${host.name}: ${r.stderr.trim()}`);
     const link = JSON.parse(await sh(['ip', '-n', ns, '-j', 'link', 'show', 'ethwe'])) as { address: string }[];
     return { ns, host, v4, v6, mac: link[0]!.address };
@@ -89,6 +89,7 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
   const neighbour2 = await attach(h2, 'o2', 2);
   const spoofer = await attach(h1, 's', 3);
   const neighbour1 = await attach(h1, 'o1', 4);
+  const router = await attach(h1, 'r', 5, ['--no-port-security']);
 
   await t.test('every container speaks for itself: all reach the victim, over both families', async (t) => {
     await pingsFrom(neighbour1.ns, victim.v4, 'across hosts');
@@ -102,8 +103,15 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     const table = await sh(['ip', 'netns', 'exec', h1.ns, 'nft', 'list', 'table', 'bridge', PORT_SECURITY_TABLE]);
     t.equal((table.match(/chain port-vethwe/g) ?? []).length, 2, "a chain for each of h1's two containers");
     t.equal(await spoofedCount(h1), 0, 'nothing dropped while everyone behaves');
-    t.same((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, { ports: 2, problem: null }, 'status says so');
+    t.same((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, { ports: 2, unguarded: 1, problem: null }, 'status says so');
     t.equal((await run(['ip', 'netns', 'exec', h1.ns, 'nft', '-j', 'list', 'ruleset'])).code, 0, 'nft can still list the ruleset as JSON (the firewall code reads it so)');
+  });
+
+  await t.test('weave attach --no-port-security: that container may send from an address it was not given', async (t) => {
+    await sh(['ip', '-n', router.ns, 'addr', 'add', '10.2.1.50/24', 'dev', 'ethwe']);
+    const r = await run(['ip', 'netns', 'exec', router.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', '10.2.1.50', victim.v4]);
+    t.equal(r.code, 0, `from 10.2.1.50 across hosts: ${r.stdout.trim().split('\n').pop()}`);
+    t.equal(await spoofedCount(h1), 0, 'nothing dropped');
   });
 
   // The spoofer bridges a TAP of ours into its namespace; what we write into the TAP leaves by its ethwe.
@@ -173,6 +181,8 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     await meshed(h1);
     const table = await sh(['ip', 'netns', 'exec', h1.ns, 'nft', 'list', 'table', 'bridge', PORT_SECURITY_TABLE]);
     t.equal((table.match(/chain port-vethwe/g) ?? []).length, 2, 'both containers guarded again');
+    t.same((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, { ports: 2, unguarded: 1, problem: null },
+      'and the one attached with --no-port-security still is not');
     await sh(['ip', '-n', neighbour1.ns, 'neigh', 'flush', 'dev', 'ethwe']);
     await pingsFrom(neighbour1.ns, victim.v4, 'after the relaunch');
   });

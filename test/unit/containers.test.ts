@@ -407,3 +407,17 @@ t.test('weave ps shows a CNI attachment by its runtime id, shortened as Docker i
   t.equal(renderPs([{ id: 'cni:odd', name: 'x', kind: 'cni', ifname: 'eth0', mac: 'm', addresses: [], hostIfname: 'h', pid: null, joined: 'cni' }]), 'cni:odd x cni m',
     'an id not of that shape is shown whole');
 });
+
+t.test('weave attach --no-port-security: kept in the record, through a restart, and only when false', async (t) => {
+  const { host, store, manager, newManager } = setup();
+  for (const n of ['vpn', 'web']) host.namespaces.set(`/var/run/netns/${n}`, `ns:${n}`);
+  const vpn = await manager.attach('netns:vpn', ['10.32.4.1/12'], { portSecurity: false });
+  const web = await manager.attach('netns:web', ['10.32.4.2/12'], {});
+  t.equal(vpn.portSecurity, false, 'the view says it is unguarded');
+  t.notOk('portSecurity' in web, 'guarded: not spelled out');
+  t.match(store.text ?? '', /"portSecurity": false/, 'persisted');
+  t.same((await newManager().restore()).map((c) => [c.id, c.portSecurity]), [['netns:vpn', false], ['netns:web', undefined]], 'restored as it was');
+  await t.rejects(manager.attach('netns:web', ['10.32.4.3/12'], { portSecurity: 'no' as unknown as false }), /portSecurity must be true or false/);
+  const again = await manager.attach('netns:web', ['10.32.4.3/12'], { portSecurity: true as unknown as false });
+  t.notOk('portSecurity' in again, 'true is the default, not a wish');
+});

@@ -378,4 +378,7 @@ t.test('/attach body: --name and --without-dns', async (t) => {
   t.throws(() => parseAttachBody({ container: 'a', addresses: ['10.32.0.1/12'], name: 'x', withoutDns: true }), /contradict/);
   t.throws(() => parseAttachBody({ container: 'a', addresses: ['10.32.0.1/12'], name: 'has space' }), { code: 'config' });
   t.throws(() => parseAttachBody({ container: 'a', addresses: ['10.32.0.1/12'], withoutDns: 'yes' }), { code: 'config' });
+  t.same(parseAttachBody({ container: 'netns:a', addresses: [], portSecurity: false }), { container: 'netns:a', addresses: [], portSecurity: false }, '--no-port-security');
+  t.same(parseAttachBody({ container: 'netns:a', addresses: [], portSecurity: true }), { container: 'netns:a', addresses: [] }, 'true is the default');
+  t.throws(() => parseAttachBody({ container: 'netns:a', addresses: [], portSecurity: 0 }), /portSecurity must be true or false/);
 });

@@ -66,6 +66,14 @@ t.test('no attachment without addresses of a family may send that family', async
     'no IPv4 address: no IPv4 at all');
 });
 
+t.test('weave attach --no-port-security: the port is accepted whatever it sends, and counted apart', async (t) => {
+  const built = portSecurityScript([A, { ...B, portSecurity: false }]);
+  t.same([built.ports, built.unguarded], [1, 1]);
+  t.notOk(built.script.includes(portChainName(B.hostIfname)), 'no chain');
+  t.match(rulesOf(built.script, 'prerouting')[0], new RegExp(`\\["${B.hostIfname}",\\{"accept":null\\}\\]`), 'its map entry accepts');
+  t.same(portSecurityScript([{ ...B, portSecurity: false, mac: 'bad' }]).refused.length, 1, 'its record must still be sound');
+});
+
 t.test('malformed or ambiguous records get no chain, and say why; the others keep theirs', async (t) => {
   const cases: [GuardedPort, RegExp][] = [
     [{ ...B, hostIfname: 'vethwepl9', mac: '02:bb:00:00:00' }, /not a unicast MAC/],
@@ -103,12 +111,12 @@ t.test('PortGuard: one nft transaction per rebuild; rebuilds asked for meanwhile
   const r = guardRig();
   await r.guard.sync();
   t.equal(r.nftJson().length, 1);
-  t.same(r.guard.status(), { ports: 1, problem: null });
+  t.same(r.guard.status(), { ports: 1, unguarded: 0, problem: null });
   r.setPorts([A, B]);
   await Promise.all([r.guard.sync(), r.guard.sync(), r.guard.sync()]);
   t.equal(r.nftJson().length, 3, 'one running, one more for the two asked for meanwhile');
   t.ok(r.nftJson()[2]!.includes('port-vethwens0123abc'), 'the last rebuild has the latest ports');
-  t.same(r.guard.status(), { ports: 2, problem: null });
+  t.same(r.guard.status(), { ports: 2, unguarded: 0, problem: null });
 });
 
 t.test('PortGuard: a failed rebuild is reported in status, never thrown; the next good one clears it', async (t) => {
@@ -118,7 +126,7 @@ t.test('PortGuard: a failed rebuild is reported in status, never thrown; the nex
   t.match(r.guard.status().problem, /port security not applied.*No such file or directory/);
   fail = false;
   await r.guard.sync();
-  t.same(r.guard.status(), { ports: 1, problem: null });
+  t.same(r.guard.status(), { ports: 1, unguarded: 0, problem: null });
   r.setPorts([A, { ...B, mac: 'nonsense' }]);
   await r.guard.sync();
   t.match(r.guard.status().problem, /vethwens0123abc \(not a unicast MAC/, 'a refused port is a problem too');

@@ -43,7 +43,7 @@ t.test('the daemon reads what the supervisor tells it and shows it', async (t) =
     { code: 'router-restarted', severity: 'warning', text: /restarted 2 times by its supervisor after a crash \(last: killed by SIGKILL at T\)/ },
   ]);
   t.same(daemonHealth([], { pid: 1, restarts: 0, lastExit: null }), [], 'no restart, nothing to say');
-  t.same(daemonHealth([], null, { ports: 3, problem: 'port security not applied: nft failed' }),
+  t.same(daemonHealth([], null, { ports: 3, unguarded: 0, problem: 'port security not applied: nft failed' }),
     [{ code: 'port-security', severity: 'error', text: 'port security not applied: nft failed' }], 'port security that failed is an error');
-  t.same(daemonHealth([], null, { ports: 3, problem: null }), [], 'port security that works says nothing');
+  t.same(daemonHealth([], null, { ports: 3, unguarded: 1, problem: null }), [], 'port security that works says nothing');
 });
