@@ -37,6 +37,8 @@ export interface NetConf {
   /** The delegated IPAM plugin's type, when the config has an `ipam` section. */
   ipamType: string | null;
   ipamWaitMs: number | null;
+  /** false (`"portSecurity": false`): this network's containers may send as any MAC or address. */
+  portSecurity: boolean;
   prevResult: Record<string, unknown> | null;
   /** GC (1.1.0): attachments the runtime still knows. */
   validAttachments: { containerId: string; ifName: string }[] | null;
@@ -120,11 +122,14 @@ export function parseNetConf(raw: Record<string, unknown>): NetConf {
   if (w !== undefined && (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > MAX_IPAM_WAIT_MS)) {
     throw configError(`"ipamWaitMs" must be a whole number of milliseconds from 0 to ${MAX_IPAM_WAIT_MS}`);
   }
+  const portSecurity = raw['portSecurity'] ?? true;
+  if (typeof portSecurity !== 'boolean') throw configError(`"portSecurity" must be true or false, got ${JSON.stringify(portSecurity).slice(0, 80)}`);
   const prev = raw['prevResult'];
   if (prev !== undefined && (typeof prev !== 'object' || prev === null || Array.isArray(prev))) throw configError('"prevResult" must be an object');
   return {
     cniVersion: v, name, socket, ipamType,
     ipamWaitMs: typeof w === 'number' ? w : null,
+    portSecurity,
     prevResult: (prev as Record<string, unknown> | undefined) ?? null,
     validAttachments: parseValidAttachments(raw['cni.dev/valid-attachments']),
   };

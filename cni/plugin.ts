@@ -86,6 +86,7 @@ async function add(io: PluginIo, env: CniEnv, conf: NetConf, stdin: Buffer, call
       network: conf.name, dnsName: dnsNameFor(env),
       ...(delegated !== undefined ? { delegated } : {}),
       ...(conf.ipamWaitMs !== null ? { ipamWaitMs: conf.ipamWaitMs } : {}),
+      ...(conf.portSecurity ? {} : { portSecurity: false }),
     });
     return buildResult(conf.cniVersion, attachmentOf(reply));
   } catch (err) {

@@ -125,6 +125,8 @@ export interface CniAddRequest {
    * keyed on the container id.
    */
   delegated?: { addresses: CniAddress[]; routes: CniRoute[] };
+  /** false: the network config's `"portSecurity": false`, the container may send as any MAC or address. Absent: guarded. */
+  portSecurity?: false;
 }
 
 export interface CniCheckRequest {
@@ -166,6 +168,8 @@ export interface CniAttachment {
   dnsName: string | null;
   /** Where the addresses came from: weave IPAM (the daemon frees them) or the plugin's delegate. */
   ipam: 'weave' | 'delegated';
+  /** false: not guarded by port security (CniAddRequest.portSecurity). */
+  portSecurity?: false;
 }
 
 export interface CniDelReply {

@@ -61,6 +61,9 @@ export function parseCniAddBody(body: unknown): CniAddRequest & { ipamWaitMs?: n
     if (addresses.length === 0) throw new HttpError(400, `${e}: the delegated IPAM plugin returned no address`);
     out.delegated = { addresses, routes: field(e, () => parseCniRoutes(dr['routes'] ?? [])) };
   }
+  const ps = rec['portSecurity'];
+  if (ps !== undefined && typeof ps !== 'boolean') throw new HttpError(400, `${e}: "portSecurity" must be true or false`);
+  if (ps === false) out.portSecurity = false;
   const w = rec['ipamWaitMs'];
   if (w !== undefined) {
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > MAX_IPAM_WAIT_MS) throw new HttpError(400, `${e}: "ipamWaitMs" must be a whole number from 0 to ${MAX_IPAM_WAIT_MS}`);

@@ -110,6 +110,7 @@ export class CniEndpoint {
     return this.records.filter((r) => r.state === 'attached').map((r) => ({
       id: `cni:${r.containerId}/${r.ifName}`, name: r.dnsName ?? r.network, kind: 'cni' as const, ifname: r.ifName, mac: r.mac,
       addresses: r.addresses.map((a) => a.address), hostIfname: r.hostIfname, pid: null, joined: 'cni' as const,
+      ...(r.portSecurity === false ? { portSecurity: false as const } : {}),
     }));
   }
 
@@ -204,6 +205,7 @@ export class CniEndpoint {
       hostIfname: cniHostIfname(req.containerId, req.ifName), mac: '', addresses: [],
       routes: req.delegated?.routes ?? [], dnsName: req.dnsName,
       ipam: req.delegated === undefined ? 'weave' : 'delegated', state: 'adding',
+      ...(req.portSecurity === false ? { portSecurity: false } : {}),
     };
     // Written before anything exists, so a crash from here on is undone at the next start.
     this.records.push(record);

@@ -45,6 +45,8 @@ export interface CniRecord {
   dnsName: string | null;
   ipam: 'weave' | 'delegated';
   state: 'adding' | 'attached';
+  /** false: the network config turned port security off for it. */
+  portSecurity?: false;
 }
 
 /** The host end for (container id, interface name): stable, 15 characters, ours by its prefix. */
@@ -67,6 +69,7 @@ export function cniView(r: CniRecord, overlayRoutes: readonly string[], dns: Cni
     dns: dns === null || r.dnsName === null ? dns : { ...dns },
     dnsName: r.dnsName,
     ipam: r.ipam,
+    ...(r.portSecurity === false ? { portSecurity: false } : {}),
   };
 }
 
@@ -130,6 +133,7 @@ function parseRecord(raw: unknown): CniRecord {
     mac: str(e, 'mac'),
     addresses: parseCniAddresses(e['addresses']),
     routes: parseCniRoutes(e['routes']),
+    ...(e['portSecurity'] === false ? { portSecurity: false } : {}),
   };
 }
 

@@ -118,6 +118,20 @@ t.test('delegated addresses are not weave IPAM\'s to free', async (t) => {
   t.same(ipam.held.get('ctr1'), ['10.32.0.9/12'], 'weave IPAM untouched');
 });
 
+t.test('"portSecurity": false in the network config: kept in the record, through a restart, and listed for port security', async (t) => {
+  const { make } = setup();
+  const e1 = make();
+  const a = await e1.add({ ...req('vpn'), portSecurity: false });
+  t.equal(a.portSecurity, false, 'the reply says so');
+  const b = await e1.add(req('web', '/run/netns/c2'));
+  t.notOk('portSecurity' in b, 'guarded: not spelled out');
+  const restored = await make().restore();
+  t.same(restored.map((x) => [x.containerId, x.portSecurity]), [['vpn', false], ['web', undefined]], 'restored as it was');
+  t.same(e1.attached().map((x) => [x.hostIfname, x.portSecurity]), [[a.hostIfname, false], [b.hostIfname, undefined]]);
+  t.same(parseCniAddBody({ ...req('x'), portSecurity: false }).portSecurity, false, 'the API takes false');
+  t.notOk('portSecurity' in parseCniAddBody({ ...req('x'), portSecurity: true }), 'true is the default');
+});
+
 t.test('restore: kept, gone, and an ADD cut short; GC', async (t) => {
   const { host, ipam, make, events, text, setText } = setup();
   const e1 = make();
@@ -193,6 +207,7 @@ t.test('the API refuses hostile bodies with 400', async (t) => {
     ['delegated bad route', { ...ok, delegated: { addresses: [{ address: '10.1.0.2/16' }], routes: [{ dst: 'default' }] } }],
     ['ipamWaitMs negative', { ...ok, ipamWaitMs: -5 }],
     ['ipamWaitMs a string', { ...ok, ipamWaitMs: '100' }],
+    ['portSecurity a string', { ...ok, portSecurity: 'off' }],
   ];
   for (const [what, body] of table) t.equal(status(() => parseCniAddBody(body)), 400, what);
   t.same(parseCniDelBody({ version: 1, containerId: 'abc', ifName: 'eth0' }), { version: 1, containerId: 'abc', ifName: 'eth0' });

@@ -36,6 +36,8 @@ t.test('network config: accepted, and each refusal with its code', async (t) => 
   t.same([c.cniVersion, c.name, c.socket, c.ipamType, c.ipamWaitMs, c.prevResult], ['1.0.0', 'weave', '/run/weave/weave.sock', null, null, null], 'unknown fields ignored');
   t.equal(parseNetConf({ cniVersion: '0.3.1', name: 'weave', type: 'weave-net' }).socket, '/run/weave/weave.sock', 'default socket');
   t.equal(parseNetConf({ ...base, ipam: { type: 'host-local', subnet: '10.1.0.0/16' } }).ipamType, 'host-local');
+  t.equal(parseNetConf(base).portSecurity, true, 'port security on unless the config says otherwise');
+  t.equal(parseNetConf({ ...base, portSecurity: false }).portSecurity, false);
   const table: [string, Record<string, unknown>, number][] = [
     ['no cniVersion', { name: 'weave', type: 'weave-net' }, 1],
     ['cniVersion 0.2.0', { ...base, cniVersion: '0.2.0' }, 1],
@@ -53,6 +55,7 @@ t.test('network config: accepted, and each refusal with its code', async (t) => 
     ['ipam type ..', { ...base, ipam: { type: '..' } }, 7],
     ['ipamWaitMs fractional', { ...base, ipamWaitMs: 1.5 }, 7],
     ['ipamWaitMs huge', { ...base, ipamWaitMs: 1e9 }, 7],
+    ['portSecurity a string', { ...base, portSecurity: 'false' }, 7],
     ['prevResult an array', { ...base, prevResult: [] }, 7],
     ['valid-attachments not a list', { ...base, 'cni.dev/valid-attachments': {} }, 7],
     ['valid-attachment with a bad id', { ...base, 'cni.dev/valid-attachments': [{ containerID: '../x', ifname: 'eth0' }] }, 7],
@@ -163,6 +166,10 @@ t.test('runPlugin: ADD, DEL, errors on stdout', async (t) => {
   t.equal((JSON.parse(add.stdout) as { cniVersion: string }).cniVersion, '1.0.0');
   t.match(io.calls[0], /^POST \/cni\/add .*"dnsName":"web"/);
   t.notMatch(io.calls[0], /delegated/, 'no ipam section: weave IPAM');
+  t.notMatch(io.calls[0], /portSecurity/, 'guarded unless the config says otherwise');
+  const open = fakeIo({ stdin: () => Promise.resolve(Buffer.from(JSON.stringify({ ...base, portSecurity: false }))) });
+  t.equal((await runPlugin(open)).exitCode, 0);
+  t.match(open.calls[0], /^POST \/cni\/add .*"portSecurity":false/, '"portSecurity": false reaches the router');
 
   const withIpam = { ...base, ipam: { type: 'host-local' } };
   const refused = fakeIo({
