@@ -20,13 +20,14 @@
         "native/lane-relay.c",
         "native/memory.c",
         "native/netlink.c",
+        "native/nft.c",
         "native/tap.c",
         "native/udp.c"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "conditions": [
-        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/aead.c", "native/args.c", "native/bytes.c", "native/fs.c", "native/lane.c", "native/lane-far.c", "native/lane-receive.c", "native/lane-relay.c", "native/memory.c", "native/netlink.c", "native/tap.c", "native/udp.c"]}]
+        ["OS!='linux'", {"type": "none", "sources!": ["native/addon.c", "native/aead.c", "native/args.c", "native/bytes.c", "native/fs.c", "native/lane.c", "native/lane-far.c", "native/lane-receive.c", "native/lane-relay.c", "native/memory.c", "native/netlink.c", "native/nft.c", "native/tap.c", "native/udp.c"]}]
       ]
     }
   ]

@@ -38,7 +38,7 @@ import { DockerClient, dockerSocketFromEnv } from '../router/host/docker-client'
 import { HostReset } from '../router/host/host-reset';
 import { hostResetApi } from '../router/api/host-reset-api';
 import { keepBridgeForwarding } from '../router/host/bridge-firewall';
-import { PortGuard, removePortSecurity } from '../router/host/port-security';
+import { PortGuard, nftApplier, removePortSecurity } from '../router/host/port-security';
 import { DEFAULT_BRIDGE } from '../router/host/host-bridge';
 import { DataPlaneSetup, startDataPlane, TAP_NAME } from './data-plane';
 import { LINK_LOCAL_ROUTE } from '../dns/constants';
@@ -269,7 +269,7 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   // Port security: each container port may speak only for its own MAC and addresses (--no-port-security: off).
   // Rebuilt after every attach and detach of any kind, before the attach is reported done.
   const portGuard = config.portSecurity === false ? null : new PortGuard({
-    runner, clock, logger: logger.child({ component: 'port-security' }),
+    runner, clock, logger: logger.child({ component: 'port-security' }), nft: nftApplier(runner, logger.child({ component: 'port-security' })),
     ports: () => [...containers.list(), ...cni.attached(), ...(dockerPlugin?.ports() ?? [])],
   });
   const guardPorts = (): Promise<void> => portGuard?.sync() ?? Promise.resolve();

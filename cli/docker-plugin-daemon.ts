@@ -26,7 +26,7 @@ import { procHostFs } from '../router/host/container-ref';
 import type { PluginContainer } from '../router/host/docker-plugin';
 import type { DockerPlugin } from '../router/host/docker-plugin';
 import type { PluginNetworkKeeper } from '../router/host/docker-plugin-engine';
-import type { GuardedPort } from '../router/host/port-security';
+import type { GuardedPort } from '../router/host/port-security-rules';
 import type { HealthWarning, RouterStatus } from '../router/mesh/status';
 import type { RouterControl } from '../router/api/control';
 

@@ -199,6 +199,9 @@ napi_value wn_release_pages(napi_env env, napi_callback_info info);
 napi_value wn_copy_bytes(napi_env env, napi_callback_info info);
 napi_value wn_trim_heap(napi_env env, napi_callback_info info);
 
+/* nftables in-process (nft.c) */
+napi_value wn_nft_run(napi_env env, napi_callback_info info);
+
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
  * closed. Throws and returns NULL otherwise. */
 wn_chan *wn_unwrap(napi_env env, napi_value v, int kind);

@@ -8,12 +8,12 @@
 // It must never turn a kernel error into success: every request's errno
 // reaches the caller, with the kernel's own words when it gave any.
 
-import fs from 'node:fs';
-import path from 'node:path';
 import { RouterError } from '../mesh/errors';
 import { errorMessage } from '../../common/errors';
 import type { RtReply, RtRequest } from './netlink-codec';
 import { decodeReplies, encodeRequests } from './netlink-codec';
+import type { HostAddon } from './host-addon';
+import { loadHostAddon } from './host-addon';
 
 export interface NetlinkSocket {
   /** The namespace's fd for IFLA_NET_NS_FD; -1 for a socket in our own namespace. */
@@ -36,42 +36,12 @@ export function replyText(netlink: Netlink, reply: RtReply): string {
   return `${text ?? name} (${name})${reply.said !== null && reply.said !== '' ? `: ${reply.said}` : ''}`;
 }
 
-interface NetlinkAddon {
-  netlinkOpen(nsPath: string | null): object;
-  netlinkNsFd(handle: object): number;
-  netlinkTransact(handle: object, request: Uint8Array, count: number, firstSeq: number): Promise<Uint8Array>;
-  netlinkClose(handle: object): void;
-  describeErrno(errno: number): string;
-}
-
-const ADDON_FILE = 'weave_native.node';
-let addon: NetlinkAddon | null = null;
-
-function loadAddon(): NetlinkAddon {
-  if (addon !== null) return addon;
-  // Next to the sources (router/host/) or the compiled output (dist/router/host/).
-  const candidates = [path.resolve(__dirname, '..', '..', 'build', 'Release', ADDON_FILE), path.resolve(__dirname, '..', '..', '..', 'build', 'Release', ADDON_FILE)];
-  const file = candidates.find((p) => fs.existsSync(p));
-  if (file === undefined) throw new RouterError('io', `the native addon is not built (build/Release/${ADDON_FILE}; run npx node-gyp rebuild)`);
-  let mod: Record<string, unknown>;
-  try {
-    mod = require(file) as Record<string, unknown>;
-  } catch (err) {
-    throw new RouterError('io', `loading ${file} failed: ${errorMessage(err)}`, { cause: err });
-  }
-  if (typeof mod['netlinkOpen'] !== 'function' || typeof mod['netlinkTransact'] !== 'function') {
-    throw new RouterError('io', `${file} has no netlinkOpen/netlinkTransact (stale build? run npx node-gyp rebuild)`);
-  }
-  addon = mod as unknown as NetlinkAddon;
-  return addon;
-}
-
 class NativeNetlinkSocket implements NetlinkSocket {
   readonly nsFd: number;
   private seq = 1;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly lib: NetlinkAddon, private readonly handle: object, private readonly where: string) {
+  constructor(private readonly lib: HostAddon, private readonly handle: object, private readonly where: string) {
     this.nsFd = lib.netlinkNsFd(handle);
   }
 
@@ -101,7 +71,7 @@ class NativeNetlinkSocket implements NetlinkSocket {
 /** rtnetlink through the native addon. */
 export const nativeNetlink: Netlink = {
   open(nsPath) {
-    const lib = loadAddon();
+    const lib = loadHostAddon();
     try {
       return new NativeNetlinkSocket(lib, lib.netlinkOpen(nsPath), nsPath ?? 'our namespace');
     } catch (err) {
@@ -109,6 +79,6 @@ export const nativeNetlink: Netlink = {
     }
   },
   describeErrno(errno) {
-    return loadAddon().describeErrno(errno);
+    return loadHostAddon().describeErrno(errno);
   },
 };

@@ -6,27 +6,22 @@
 // to the spoofer until the victim spoke again. Weave Net, Docker's bridge and
 // flannel allow that; OpenStack's port security and Calico do not, nor do we.
 //
-// One nftables table of ours, `bridge weave-ports`, hooked at bridge
-// prerouting ahead of everything else. Each container's host end of the veth
-// (the one port where its frames enter the bridge) jumps to a chain of its
-// own, built from what the attachment holds:
-//   - Ethernet source: its MAC only; ethertypes IPv4, ARP and IPv6 only (no
-//     VLAN tags to smuggle another header past these checks);
-//   - IPv4 source: its addresses; ARP sender: its MAC, and its addresses or
-//     0.0.0.0 (RFC 5227 probes);
-//   - IPv6 source: its addresses, link-local (fe80::/10) or :: (DAD);
-//     neighbour adverts only for its own addresses or link-local targets;
-//     router adverts and redirects never (a container is not the router).
-// A frame from a container port that has no chain (a veth that appeared
-// without an attachment we know) is dropped too: fail closed. Other ports (the
-// router's TAP, the fast path's, anything not ours) pass untouched. Every drop
-// counts in the named counter `spoofed`.
+// One nftables table of ours, `bridge weave-ports` (port-security-rules.ts
+// builds it), hooked at bridge prerouting ahead of everything else: each
+// container's host end of the veth (the one port where its frames enter the
+// bridge) jumps to a chain of its own that lets through only the container's
+// own MAC and addresses, in Ethernet, IP, ARP and neighbour discovery. A
+// frame from a container port without one (a veth that appeared without an
+// attachment we know) is dropped too: fail closed. Other ports (the router's
+// TAP, the fast path's, anything not ours) pass untouched.
 //
-// The table is rebuilt whole from the attachments in one nft transaction on
-// every change: no moment without it, no drift between the record and the
-// kernel, and a few milliseconds for a hundred ports. The script is nft JSON
-// built by pure functions (addresses never meet nft's parser); the I/O takes
-// a CommandRunner and time an injected Clock. Off with `--no-port-security`
+// The guard builds the whole table at start, then applies only what changed
+// at each attach or detach, each in one transaction: no moment without it,
+// and an attach costs the same with 1 or 1000 neighbours. Transactions run
+// in-process through libnftables (native/nft.c, a fraction of a millisecond,
+// where spawning nft cost 15-20 ms of every attach), else through the nft
+// command. Any failure rebuilds the whole table from the attachments, so the
+// kernel never drifts from the record for long. Off with `--no-port-security`
 // (containers that route for others: VPNs, nested bridges), or for one
 // container with `weave attach --no-port-security`: its port is accepted
 // whatever it sends.
@@ -35,170 +30,63 @@ import type { Clock, Timer } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 import { errorMessage } from '../../common/errors';
-import { parseIpWithPrefix } from '../../common/ip-cidr';
-import { formatIp } from '../../common/ip';
 import type { CommandRunner } from './command-runner';
-import { CONTAINER_VETH_PREFIXES, validateIfName } from './host-link';
+import type { HostAddon } from './host-addon';
+import { loadHostAddon } from './host-addon';
+import type { GuardedPort, PortPlan } from './port-security-rules';
+import { PORT_SECURITY_FAMILY, PORT_SECURITY_TABLE, changeScript, planPorts, tableScript } from './port-security-rules';
 
-export const PORT_SECURITY_FAMILY = 'bridge';
-export const PORT_SECURITY_TABLE = 'weave-ports';
-export const PORT_SECURITY_COUNTER = 'spoofed';
-/** Ahead of every other bridge prerouting chain (NF_BR_PRI_FIRST is INT_MIN; -300 is the usual "early"). */
-const PRIORITY = -300;
-/** The ports we make for containers; our other ports (the router's TAP, the fast path's) are not judged here. */
-const CONTAINER_PREFIXES: readonly string[] = Object.values(CONTAINER_VETH_PREFIXES);
 /** How often the table's existence is checked: `nft flush ruleset` (a firewall reload) would silently remove it. */
 export const PORT_SECURITY_RECHECK_MS = 30_000;
 
-/** What a port may say: the host end of a container's veth, the container's MAC and its addresses (CIDRs or plain). */
-export interface GuardedPort {
-  hostIfname: string;
-  mac: string;
-  addresses: readonly string[];
-  /** false: `weave attach --no-port-security`, the port is accepted whatever it sends. */
-  portSecurity?: boolean;
-}
-
-export interface PortSecurityScript {
-  /** One nft JSON transaction that replaces the table. */
-  script: string;
-  /** Ports that got a chain. */
-  ports: number;
-  /** Ports let through unchecked (`portSecurity: false`). */
-  unguarded: number;
-  /** Ports left without a chain, and why (their frames are dropped). */
-  refused: { hostIfname: string; reason: string }[];
-}
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const T = { family: PORT_SECURITY_FAMILY, table: PORT_SECURITY_TABLE };
-
-interface CheckedPort {
-  hostIfname: string;
-  mac: string;
-  v4: string[];
-  v6: bigint[];
-  guarded: boolean;
-}
-
-function checkPort(p: GuardedPort): CheckedPort {
-  const hostIfname = validateIfName(p.hostIfname, 'port');
-  if (!CONTAINER_PREFIXES.some((prefix) => hostIfname.startsWith(prefix))) throw new Error(`not a container port of ours`);
-  const mac = typeof p.mac === 'string' ? p.mac.toLowerCase() : '';
-  // A multicast source MAC is never a container's own (and would let it pose as a group).
-  if (!MAC_RE.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) === 1) throw new Error(`not a unicast MAC: ${JSON.stringify(p.mac)}`);
-  const v4: string[] = [];
-  const v6: bigint[] = [];
-  for (const a of p.addresses) {
-    const { address } = a.includes('/') ? parseIpWithPrefix(a) : parseIpWithPrefix(`${a}/${a.includes(':') ? 128 : 32}`);
-    if (address.family === 4) v4.push(formatIp(address));
-    else v6.push(address.value);
-  }
-  return { hostIfname, mac, v4, v6, guarded: p.portSecurity !== false };
-}
-
-function match(op: '==' | '!=', left: unknown, right: unknown): unknown {
-  return { match: { op, left, right } };
-}
-
-const payload = (protocol: string, field: string): unknown => ({ payload: { protocol, field } });
-/** Bits [offset, offset+len) of the transport header: the neighbour advert's target (RFC 4861 4.4) starts at bit 64. */
-const transportBits = (offset: number, len: number): unknown => ({ payload: { base: 'th', offset, len } });
-const DROP: unknown[] = [{ counter: PORT_SECURITY_COUNTER }, { drop: null }];
-/** fe80::/10's first ten bits. */
-const LINK_LOCAL_TOP10 = 0x3fa;
-
-function rule(chain: string, ...expr: unknown[]): unknown {
-  return { add: { rule: { ...T, chain, expr } } };
-}
-
-export function portChainName(hostIfname: string): string {
-  return `port-${hostIfname}`;
-}
-
-function portRules(p: CheckedPort): unknown[] {
-  const chain = portChainName(p.hostIfname);
-  const hex128 = (v: bigint): string => `0x${v.toString(16).padStart(32, '0')}`;
-  const ndTargets = p.v6.map(hex128);
-  return [
-    { add: { chain: { ...T, name: chain } } },
-    rule(chain, match('!=', payload('ether', 'saddr'), p.mac), ...DROP),
-    rule(chain, match('!=', payload('ether', 'type'), { set: ['ip', 'arp', 'ip6'] }), ...DROP),
-    p.v4.length > 0
-      ? rule(chain, match('!=', payload('ip', 'saddr'), { set: p.v4 }), ...DROP)
-      : rule(chain, match('==', payload('ether', 'type'), 'ip'), ...DROP),
-    rule(chain, match('!=', payload('arp', 'saddr ether'), p.mac), ...DROP),
-    rule(chain, match('!=', payload('arp', 'saddr ip'), { set: ['0.0.0.0', ...p.v4] }), ...DROP),
-    rule(chain, match('!=', payload('ip6', 'saddr'), { set: ['::', { prefix: { addr: 'fe80::', len: 10 } }, ...p.v6.map((v) => formatIp({ family: 6, value: v }))] }), ...DROP),
-    rule(chain, match('==', payload('icmpv6', 'type'), { set: ['nd-router-advert', 'nd-redirect'] }), ...DROP),
-    rule(
-      chain,
-      match('==', payload('icmpv6', 'type'), 'nd-neighbor-advert'),
-      match('!=', transportBits(64, 10), LINK_LOCAL_TOP10),
-      ...(ndTargets.length > 0 ? [match('!=', transportBits(64, 128), { set: ndTargets })] : []),
-      ...DROP,
-    ),
-    rule(chain, { accept: null }),
-  ];
-}
+/** Applies an nft JSON transaction: null when applied, else nft's error. */
+export type NftApply = (script: string) => Promise<string | null>;
 
 /**
- * The table for `ports`, replacing any table of that name in the same
- * transaction (`add` first so that `delete` cannot fail on a fresh host). A
- * port whose record is malformed, or that two records name (neither can be
- * believed), gets no chain and is reported: its frames are dropped, the
- * others' still flow.
+ * libnftables in-process when the addon and the library load, else the nft
+ * command through `runner` (whose failure to start, e.g. no nft at all, is an
+ * error like any other).
  */
-export function portSecurityScript(ports: readonly GuardedPort[]): PortSecurityScript {
-  const refused: PortSecurityScript['refused'] = [];
-  const checked = new Map<string, CheckedPort>();
-  for (const p of ports) {
-    try {
-      const c = checkPort(p);
-      if (checked.has(c.hostIfname)) throw new Error('two attachments name this port');
-      checked.set(c.hostIfname, c);
-    } catch (err) {
-      refused.push({ hostIfname: String(p.hostIfname), reason: errorMessage(err) });
+export function nftApplier(runner: CommandRunner, logger: Logger = silentLogger, load: () => Pick<HostAddon, 'nftRun'> = loadHostAddon): NftApply {
+  let addon: Pick<HostAddon, 'nftRun'> | null | undefined;
+  const fallBack = (err: unknown): void => {
+    addon = null;
+    logger.info('port security: libnftables not usable in-process; running nft instead', { error: errorMessage(err) });
+  };
+  return async (script) => {
+    if (addon === undefined) {
+      try {
+        addon = load();
+      } catch (err) {
+        fallBack(err);
+      }
     }
-  }
-  for (const r of refused) checked.delete(r.hostIfname);
-  const base = 'prerouting';
-  const ops: unknown[] = [
-    { add: { table: { ...T, name: T.table } } },
-    { delete: { table: { ...T, name: T.table } } },
-    { add: { table: { ...T, name: T.table } } },
-    { add: { counter: { ...T, name: PORT_SECURITY_COUNTER } } },
-    { add: { chain: { ...T, name: base, type: 'filter', hook: 'prerouting', prio: PRIORITY, policy: 'accept' } } },
-  ];
-  const known = [...checked.values()];
-  for (const p of known) if (p.guarded) ops.push(...portRules(p));
-  if (checked.size > 0) {
-    ops.push(rule(base, {
-      vmap: {
-        key: { meta: { key: 'iifname' } },
-        data: { set: known.map((p) => [p.hostIfname, p.guarded ? { jump: { target: portChainName(p.hostIfname) } } : { accept: null }]) },
-      },
-    }));
-  }
-  // A container port without a chain (a jump's chain ends in accept, so only these get here). One rule
-  // per prefix, not a set: nft 1.0.6 merges adjacent wildcards in a set into a range that its own
-  // `nft -j list ruleset` then aborts on, and the other firewall code here reads the ruleset that way.
-  for (const prefix of CONTAINER_PREFIXES) ops.push(rule(base, match('==', { meta: { key: 'iifname' } }, `${prefix}*`), ...DROP));
-  const guarded = known.filter((p) => p.guarded).length;
-  return { script: JSON.stringify({ nftables: ops }), ports: guarded, unguarded: known.length - guarded, refused };
+    if (addon !== null && addon !== undefined) {
+      try {
+        return addon.nftRun(script);
+      } catch (err) {
+        fallBack(err);
+      }
+    }
+    // One argv element, not `-f -` (bridge-firewall.ts says why).
+    const r = await runner.run('nft', ['-j', script], { allowFail: true }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: errorMessage(err) }));
+    return r.code === 0 ? null : (r.stderr.trim() || `nft exited ${r.code}`);
+  };
 }
 
 export interface PortGuardStatus {
-  /** Ports with a chain after the last rebuild. */
+  /** Ports with a chain. */
   ports: number;
-  /** Ports attached with --no-port-security. */
+  /** Ports attached with port security off. */
   unguarded: number;
-  /** Why the last rebuild failed, or which ports it had to refuse; null when all is well. */
+  /** Why the last change failed, or which ports had to be refused; null when all is well. */
   problem: string | null;
 }
 
 export interface PortGuardDeps {
+  /** For the periodic check that the table is still there. */
   runner: CommandRunner;
+  nft: NftApply;
   /** Every container port on this host now (weave attach, CNI, the Docker plugin). */
   ports: () => GuardedPort[];
   clock: Clock;
@@ -208,15 +96,17 @@ export interface PortGuardDeps {
 /**
  * Keeps the table equal to `ports()`: sync() after every attach and detach
  * (awaited before the attach is reported done, so a container never runs
- * unguarded for long), and a check every PORT_SECURITY_RECHECK_MS that puts
- * the table back if a firewall reload removed it. Rebuilds never overlap: one
- * asked for during another runs once after it, with the state of then.
+ * unguarded), and a check every PORT_SECURITY_RECHECK_MS that puts the table
+ * back if a firewall reload removed it. Syncs never overlap: one asked for
+ * during another runs once after it, with the state of then.
  */
 export class PortGuard {
   private running: Promise<void> | null = null;
   private again: Promise<void> | null = null;
   private timer: Timer | null = null;
   private closed = false;
+  /** What the kernel's table holds, as far as we know; null: unknown, rebuild it whole. */
+  private applied: Map<string, PortPlan> | null = null;
   private last: PortGuardStatus = { ports: 0, unguarded: 0, problem: null };
   private readonly logger: Logger;
 
@@ -224,16 +114,17 @@ export class PortGuard {
     this.logger = deps.logger ?? silentLogger;
   }
 
-  /** Builds the table now and starts the periodic check. */
+  /** Builds the table whole now and starts the periodic check. */
   async start(): Promise<void> {
+    this.applied = null;
     await this.sync();
     this.schedule();
   }
 
-  /** Rebuilds the table from ports(); never throws (a failure is logged and shown in status()). */
+  /** Brings the table to ports(); never throws (a failure is logged and shown in status()). */
   sync(): Promise<void> {
     if (this.running === null) {
-      this.running = this.rebuild().finally(() => { this.running = null; });
+      this.running = this.update().finally(() => { this.running = null; });
       return this.running;
     }
     if (this.again === null) {
@@ -255,27 +146,34 @@ export class PortGuard {
     this.timer = null;
   }
 
-  private async rebuild(): Promise<void> {
-    let built: PortSecurityScript;
+  private async update(): Promise<void> {
+    let wanted: ReturnType<typeof planPorts>;
     try {
-      built = portSecurityScript(this.deps.ports());
+      wanted = planPorts(this.deps.ports());
     } catch (err) {
       this.last = { ...this.last, problem: `cannot list the container ports: ${errorMessage(err)}` };
       this.logger.error('port security: cannot list the container ports', { error: errorMessage(err) });
       return;
     }
-    for (const r of built.refused) this.logger.warn('port security: port left without a chain; its frames are dropped', r);
-    // One argv element, not `-f -` (bridge-firewall.ts says why).
-    const r = await this.deps.runner.run('nft', ['-j', built.script], { allowFail: true }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: errorMessage(err) }));
-    if (r.code !== 0) {
-      const error = r.stderr.trim().split('\n')[0] ?? `exit ${r.code}`;
-      this.last = { ...this.last, problem: `port security not applied (containers may spoof each other's addresses): ${error}` };
-      this.logger.error('port security: cannot apply the table', { error });
+    for (const r of wanted.refused) this.logger.warn('port security: port left without a chain; its frames are dropped', r);
+    let error: string | null = null;
+    if (this.applied !== null) {
+      const change = changeScript(this.applied, wanted.plans);
+      error = change === null ? null : await this.deps.nft(change);
+      if (error !== null) this.logger.warn('port security: a change failed; rebuilding the table', { error: firstLine(error) });
+    }
+    if (this.applied === null || error !== null) error = await this.deps.nft(tableScript(wanted.plans));
+    if (error !== null) {
+      this.applied = null;
+      this.last = { ...this.last, problem: `port security not applied (containers may spoof each other's addresses): ${firstLine(error)}` };
+      this.logger.error('port security: cannot apply the table', { error: firstLine(error) });
       return;
     }
-    const refusedText = built.refused.map((x) => `${x.hostIfname} (${x.reason})`).join(', ');
-    this.last = { ports: built.ports, unguarded: built.unguarded, problem: built.refused.length > 0 ? `ports without a chain, their frames dropped: ${refusedText}` : null };
-    if (this.logger.enabled('debug')) this.logger.debug('port security: table rebuilt', { ports: built.ports });
+    this.applied = wanted.plans;
+    const plans = [...wanted.plans.values()];
+    const guarded = plans.filter((p) => p.guarded).length;
+    const refusedText = wanted.refused.map((x) => `${x.hostIfname} (${x.reason})`).join(', ');
+    this.last = { ports: guarded, unguarded: plans.length - guarded, problem: wanted.refused.length > 0 ? `ports without a chain, their frames dropped: ${refusedText}` : null };
   }
 
   private schedule(): void {
@@ -290,8 +188,13 @@ export class PortGuard {
     const r = await this.deps.runner.run('nft', ['list', 'table', PORT_SECURITY_FAMILY, PORT_SECURITY_TABLE], { allowFail: true });
     if (r.code === 0) return;
     this.logger.warn('port security: the table was gone (a firewall reload?); putting it back');
+    this.applied = null;
     await this.sync();
   }
+}
+
+function firstLine(text: string): string {
+  return text.trim().split('\n')[0] ?? text;
 }
 
 /** Removes the table if there is one (`weave reset`, `--no-port-security`); never throws. */

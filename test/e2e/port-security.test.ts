@@ -17,7 +17,7 @@ import type { SimHost } from '../../scripts/sim-host';
 import { SimNetwork } from '../../scripts/sim-network';
 import { waitFor } from '../../scripts/wait';
 import { TapDevice } from '../../router/overlay/tap-device';
-import { PORT_SECURITY_COUNTER, PORT_SECURITY_TABLE } from '../../router/host/port-security';
+import { PORT_SECURITY_COUNTER, PORT_SECURITY_TABLE } from '../../router/host/port-security-rules';
 import { pingsFrom } from './netns-containers';
 import { arpAnnouncement, echoRequestV4, neighborAdvert } from './spoof-frames';
 
@@ -92,6 +92,12 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
   const router = await attach(h1, 'r', 5, ['--no-port-security']);
 
   await t.test('every container speaks for itself: all reach the victim, over both families', async (t) => {
+    // A container's first frames (arp_notify, IGMP and MLD reports) can leave before its attach is
+    // done and its port in the table, and are dropped: count from once all are attached and have spoken.
+    await pingsFrom(neighbour1.ns, victim.v4, 'across hosts');
+    await pingsFrom(router.ns, victim.v4, 'across hosts');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const before = await spoofedCount(h1);
     await pingsFrom(neighbour1.ns, victim.v4, 'across hosts');
     await pingsFrom(neighbour2.ns, victim.v4, 'on its host');
     await pingsFrom(spoofer.ns, victim.v4, 'before it misbehaves');
@@ -102,16 +108,17 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     t.equal(await fdbPort(h1, victim.mac), 'vethwe-tap', 'h1 learnt the victim behind the router');
     const table = await sh(['ip', 'netns', 'exec', h1.ns, 'nft', 'list', 'table', 'bridge', PORT_SECURITY_TABLE]);
     t.equal((table.match(/chain port-vethwe/g) ?? []).length, 2, "a chain for each of h1's two containers");
-    t.equal(await spoofedCount(h1), 0, 'nothing dropped while everyone behaves');
+    t.equal(await spoofedCount(h1), before, 'nothing dropped while everyone behaves');
     t.same((await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity, { ports: 2, unguarded: 1, problem: null }, 'status says so');
     t.equal((await run(['ip', 'netns', 'exec', h1.ns, 'nft', '-j', 'list', 'ruleset'])).code, 0, 'nft can still list the ruleset as JSON (the firewall code reads it so)');
   });
 
   await t.test('weave attach --no-port-security: that container may send from an address it was not given', async (t) => {
+    const before = await spoofedCount(h1);
     await sh(['ip', '-n', router.ns, 'addr', 'add', '10.2.1.50/24', 'dev', 'ethwe']);
     const r = await run(['ip', 'netns', 'exec', router.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', '10.2.1.50', victim.v4]);
     t.equal(r.code, 0, `from 10.2.1.50 across hosts: ${r.stdout.trim().split('\n').pop()}`);
-    t.equal(await spoofedCount(h1), 0, 'nothing dropped');
+    t.equal(await spoofedCount(h1), before, 'nothing dropped');
   });
 
   // The spoofer bridges a TAP of ours into its namespace; what we write into the TAP leaves by its ethwe.

@@ -1,20 +1,23 @@
 // Unit tests of port security without root: the nft table built from the
 // attachments (each port's own MAC, addresses and neighbour-advert targets;
 // malformed or ambiguous records left without a chain, so their frames are
-// dropped; ports that are not containers left alone), and the PortGuard
-// that rebuilds it: one nft call per rebuild, rebuilds asked for meanwhile
-// folded into one, failures reported in status and never thrown, and the
-// periodic check that puts back a table a firewall reload removed.
-// test/e2e/port-security.test.ts sends the spoofed frames for real.
+// dropped; ports that are not containers left alone), the change scripts
+// that touch only the ports that differ, and the PortGuard that applies
+// them: the whole table at start, changes after, a failed change healed by a
+// rebuild, failures reported in status and never thrown, syncs asked for
+// meanwhile folded into one, the periodic check that puts back a table a
+// firewall reload removed, and libnftables in-process with the nft command
+// as the fallback. test/e2e/port-security.test.ts sends spoofed frames for real.
 
 import t from 'tap';
 import { ManualClock } from '../../common/clock';
 import { FakeCommandRunner } from '../../router/host/command-runner';
 import type { RunResult } from '../../router/host/command-runner';
-import type { GuardedPort } from '../../router/host/port-security';
+import type { GuardedPort } from '../../router/host/port-security-rules';
 import {
-  PORT_SECURITY_COUNTER, PORT_SECURITY_RECHECK_MS, PORT_SECURITY_TABLE, PortGuard, portChainName, portSecurityScript, removePortSecurity,
-} from '../../router/host/port-security';
+  PORT_SECURITY_COUNTER, PORT_SECURITY_MAP, PORT_SECURITY_TABLE, changeScript, planPorts, portChainName, tableScript,
+} from '../../router/host/port-security-rules';
+import { PORT_SECURITY_RECHECK_MS, PortGuard, nftApplier, removePortSecurity } from '../../router/host/port-security';
 
 type Op = Record<string, Record<string, Record<string, unknown>>>;
 
@@ -30,13 +33,17 @@ function rulesOf(script: string, chain: string): string[] {
   return ops(script).filter((o) => o['add']?.['rule']?.['chain'] === chain).map((o) => JSON.stringify(o['add']!['rule']!['expr']));
 }
 
+/** The map elements a script adds, as JSON text each. */
+function elementsAdded(script: string): string[] {
+  return ops(script).filter((o) => o['add']?.['element'] !== undefined).map((o) => JSON.stringify(o['add']!['element']!['elem']));
+}
+
+const plans = (...ports: GuardedPort[]) => planPorts(ports).plans;
+
 t.test('each port may speak only for its own MAC and addresses', async (t) => {
-  const built = portSecurityScript([A, B]);
-  t.equal(built.ports, 2);
-  t.same(built.refused, []);
-  const first = ops(built.script).slice(0, 3).map((o) => Object.keys(o)[0]);
-  t.same(first, ['add', 'delete', 'add'], 'replaces any table of that name in the same transaction');
-  const a = rulesOf(built.script, portChainName('vethwepl100'));
+  const script = tableScript(plans(A, B));
+  t.same(ops(script).slice(0, 3).map((o) => Object.keys(o)[0]), ['add', 'delete', 'add'], 'replaces any table of that name in the same transaction');
+  const a = rulesOf(script, portChainName('vethwepl100'));
   t.ok(a.some((r) => r.includes('"field":"saddr"') && r.includes('"ether"') && r.includes('02:aa:00:00:00:01')), 'its MAC, lower case');
   t.ok(a.some((r) => r.includes('"ip","field":"saddr"') && r.includes('{"set":["10.32.0.1"]}')), 'IPv4 source: its address without the prefix');
   t.ok(a.some((r) => r.includes('saddr ip') && r.includes('"0.0.0.0","10.32.0.1"')), 'ARP sender: its address, or 0.0.0.0 for probes');
@@ -48,30 +55,33 @@ t.test('each port may speak only for its own MAC and addresses', async (t) => {
   t.ok(a.some((r) => r.includes('"ether","field":"type"') && r.includes('["ip","arp","ip6"]')), 'no other ethertype (no VLAN tags)');
   t.equal(a[a.length - 1], '[{"accept":null}]', 'what passes every check is accepted');
   for (const r of a.slice(0, -1)) t.ok(r.endsWith(`{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`), `every check counts its drops: ${r.slice(0, 60)}`);
-  const b = rulesOf(built.script, portChainName('vethwens0123abc'));
+  const b = rulesOf(script, portChainName('vethwens0123abc'));
   t.notOk(b.some((r) => r.includes('fd00')), 'no IPv6 address: only link-local and :: sources');
   t.ok(b.some((r) => r.includes('nd-neighbor-advert') && !r.includes('"len":128') && r.includes('1018')), 'and adverts only for link-local targets');
-  const base = rulesOf(built.script, 'prerouting');
-  t.match(base[0], /"vmap".*vethwepl100.*port-vethwepl100.*vethwens0123abc.*port-vethwens0123abc/, 'each port jumps to its own chain');
+  const base = rulesOf(script, 'prerouting');
+  t.equal(base[0], `[{"vmap":{"key":{"meta":{"key":"iifname"}},"data":"@${PORT_SECURITY_MAP}"}}]`, 'each port looks up its verdict in the map');
   t.same(base.slice(1).map((r) => /"right":"(vethwe[a-z]+)\*"/.exec(r)?.[1]), ['vethwepl', 'vethwens', 'vethwec', 'vethwed'],
-    "a container port without a chain is dropped; others (the router's TAP vethwe-tap, the fast path's vethwe-hb) pass untouched");
+    "a container port without an element is dropped; others (the router's TAP vethwe-tap, the fast path's vethwe-hb) pass untouched");
   for (const r of base.slice(1)) t.ok(r.endsWith(`{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`));
-  t.notOk(built.script.includes('"vethwepl*",'), 'no set of wildcards: nft 1.0.6 merges adjacent ones into a range its JSON listing aborts on');
-  t.ok(ops(built.script).some((o) => o['add']?.['chain']?.['hook'] === 'prerouting' && o['add']['chain']['prio'] === -300), 'hooked early at bridge prerouting');
+  t.notOk(script.includes('"vethwepl*",'), 'no set of wildcards: nft 1.0.6 merges adjacent ones into a range its JSON listing aborts on');
+  t.same(elementsAdded(script), [
+    '[["vethwepl100",{"jump":{"target":"port-vethwepl100"}}]]', '[["vethwens0123abc",{"jump":{"target":"port-vethwens0123abc"}}]]',
+  ], 'each port jumps to its own chain');
+  t.ok(ops(script).some((o) => o['add']?.['chain']?.['hook'] === 'prerouting' && o['add']['chain']['prio'] === -300), 'hooked early at bridge prerouting');
+  t.notOk(tableScript(new Map()).includes('"element"'), 'no ports: an empty map, and every container port is dropped');
 });
 
 t.test('no attachment without addresses of a family may send that family', async (t) => {
-  const v6only = portSecurityScript([{ hostIfname: 'vethwepl7', mac: '02:00:00:00:00:07', addresses: ['fd00::7'] }]);
-  t.ok(rulesOf(v6only.script, 'port-vethwepl7').some((r) => r === `[{"match":{"op":"==","left":{"payload":{"protocol":"ether","field":"type"}},"right":"ip"}},{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`),
+  const script = tableScript(plans({ hostIfname: 'vethwepl7', mac: '02:00:00:00:00:07', addresses: ['fd00::7'] }));
+  t.ok(rulesOf(script, 'port-vethwepl7').some((r) => r === `[{"match":{"op":"==","left":{"payload":{"protocol":"ether","field":"type"}},"right":"ip"}},{"counter":"${PORT_SECURITY_COUNTER}"},{"drop":null}]`),
     'no IPv4 address: no IPv4 at all');
 });
 
-t.test('weave attach --no-port-security: the port is accepted whatever it sends, and counted apart', async (t) => {
-  const built = portSecurityScript([A, { ...B, portSecurity: false }]);
-  t.same([built.ports, built.unguarded], [1, 1]);
-  t.notOk(built.script.includes(portChainName(B.hostIfname)), 'no chain');
-  t.match(rulesOf(built.script, 'prerouting')[0], new RegExp(`\\["${B.hostIfname}",\\{"accept":null\\}\\]`), 'its map entry accepts');
-  t.same(portSecurityScript([{ ...B, portSecurity: false, mac: 'bad' }]).refused.length, 1, 'its record must still be sound');
+t.test('port security off for one port: accepted whatever it sends, no chain', async (t) => {
+  const script = tableScript(plans(A, { ...B, portSecurity: false }));
+  t.notOk(script.includes(portChainName(B.hostIfname)), 'no chain');
+  t.ok(elementsAdded(script).includes(`[["${B.hostIfname}",{"accept":null}]]`), 'its map element accepts');
+  t.same(planPorts([{ ...B, portSecurity: false, mac: 'bad' }]).refused.length, 1, 'its record must still be sound');
 });
 
 t.test('malformed or ambiguous records get no chain, and say why; the others keep theirs', async (t) => {
@@ -85,76 +95,129 @@ t.test('malformed or ambiguous records get no chain, and say why; the others kee
     [{ ...B, hostIfname: 'vethwe;drop' }, /port must be/],
   ];
   for (const [bad, why] of cases) {
-    const built = portSecurityScript([A, bad]);
-    t.equal(built.ports, 1, `${JSON.stringify(bad)}: only the good port`);
-    t.match(built.refused[0]?.reason, why);
-    t.notOk(built.script.includes(`port-${bad.hostIfname}`), 'no chain for it');
+    const planned = planPorts([A, bad]);
+    t.same([...planned.plans.keys()], ['vethwepl100'], `${JSON.stringify(bad)}: only the good port`);
+    t.match(planned.refused[0]?.reason, why);
   }
-  const twice = portSecurityScript([A, B, { ...A, mac: '02:cc:00:00:00:03' }]);
+  const twice = planPorts([A, B, { ...A, mac: '02:cc:00:00:00:03' }]);
   t.same(twice.refused.map((r) => r.hostIfname), ['vethwepl100'], 'a port two records name is refused');
-  t.equal(twice.ports, 1, 'for both records: neither is believed');
-  const none = portSecurityScript([]);
-  t.equal(none.ports, 0);
-  t.notOk(none.script.includes('vmap'), 'no ports: no map, and every port of ours is dropped');
+  t.same([...twice.plans.keys()], ['vethwens0123abc'], 'for both records: neither is believed');
 });
 
-function guardRig(respond: (cmd: string, args: string[]) => Partial<RunResult> | undefined = () => undefined) {
-  const runner = new FakeCommandRunner(respond);
+t.test('a change touches only the ports that differ', async (t) => {
+  const before = plans(A);
+  t.equal(changeScript(before, plans(A)), null, 'nothing differs: nothing to do');
+  const added = changeScript(before, plans(A, B))!;
+  t.notOk(added.includes('port-vethwepl100'), 'the neighbour is untouched');
+  t.same(ops(added).map((o) => `${Object.keys(o)[0]} ${Object.keys(Object.values(o)[0]!)[0]}`).slice(0, 1), ['add chain']);
+  t.same(elementsAdded(added), ['[["vethwens0123abc",{"jump":{"target":"port-vethwens0123abc"}}]]']);
+  const removed = changeScript(plans(A, B), before)!;
+  t.same(ops(removed).map((o) => `${Object.keys(o)[0]} ${Object.keys(Object.values(o)[0]!)[0]}`), ['delete element', 'flush chain', 'delete chain'],
+    'its element first (it references the chain), then the chain');
+  const readdressed = changeScript(before, plans({ ...A, addresses: [...A.addresses, '10.32.0.9/12'] }))!;
+  t.equal(Object.keys(ops(readdressed)[0]!)[0], 'flush', 'new addresses: the same chain flushed and filled again');
+  t.same(elementsAdded(readdressed), [], 'its element untouched');
+  t.match(rulesOf(readdressed, 'port-vethwepl100').join(), /"10\.32\.0\.1","10\.32\.0\.9"/);
+  const opened = changeScript(before, plans({ ...A, portSecurity: false }))!;
+  t.same(elementsAdded(opened), ['[["vethwepl100",{"accept":null}]]'], 'turned off: out and in again, now accepted');
+  t.ok(opened.includes('"delete":{"chain"'), 'its chain goes');
+});
+
+function guardRig(nftResult: (script: string) => string | null = () => null, present = () => true) {
+  const runner = new FakeCommandRunner((cmd, args): Partial<RunResult> | undefined =>
+    (cmd === 'nft' && args[0] === 'list' && !present() ? { code: 1, stderr: 'Error: No such file or directory' } : undefined));
   const clock = new ManualClock();
+  const scripts: string[] = [];
   let ports: GuardedPort[] = [A];
-  const guard = new PortGuard({ runner, clock, ports: () => ports });
-  const nftJson = (): string[] => runner.commands.filter((c) => c.cmd === 'nft' && c.args[0] === '-j').map((c) => c.args[1]!);
-  return { runner, clock, guard, nftJson, setPorts: (p: GuardedPort[]) => { ports = p; } };
+  const guard = new PortGuard({ runner, clock, ports: () => ports, nft: async (s) => { scripts.push(s); return nftResult(s); } });
+  return { runner, clock, guard, scripts, setPorts: (p: GuardedPort[]) => { ports = p; } };
 }
 
-t.test('PortGuard: one nft transaction per rebuild; rebuilds asked for meanwhile are folded into one with the latest ports', async (t) => {
+const isWhole = (script: string): boolean => script.includes('"delete":{"table"');
+
+t.test('PortGuard: the whole table at start, then only changes; none when nothing changed', async (t) => {
   const r = guardRig();
-  await r.guard.sync();
-  t.equal(r.nftJson().length, 1);
+  await r.guard.start();
+  t.same(r.scripts.map(isWhole), [true]);
   t.same(r.guard.status(), { ports: 1, unguarded: 0, problem: null });
-  r.setPorts([A, B]);
-  await Promise.all([r.guard.sync(), r.guard.sync(), r.guard.sync()]);
-  t.equal(r.nftJson().length, 3, 'one running, one more for the two asked for meanwhile');
-  t.ok(r.nftJson()[2]!.includes('port-vethwens0123abc'), 'the last rebuild has the latest ports');
-  t.same(r.guard.status(), { ports: 2, unguarded: 0, problem: null });
+  r.setPorts([A, { ...B, portSecurity: false }]);
+  await r.guard.sync();
+  t.same(r.scripts.map(isWhole), [true, false], 'an attach is a change');
+  t.same(r.guard.status(), { ports: 1, unguarded: 1, problem: null });
+  await r.guard.sync();
+  t.equal(r.scripts.length, 2, 'nothing changed: nft not called');
+  r.guard.close();
 });
 
-t.test('PortGuard: a failed rebuild is reported in status, never thrown; the next good one clears it', async (t) => {
-  let fail = true;
-  const r = guardRig((cmd, args) => (cmd === 'nft' && args[0] === '-j' && fail ? { code: 1, stderr: 'Error: Could not process rule: No such file or directory\n' } : undefined));
+t.test('PortGuard: syncs asked for meanwhile are folded into one, with the latest ports', async (t) => {
+  const r = guardRig();
+  await r.guard.sync();
+  r.setPorts([A, B]);
+  await Promise.all([r.guard.sync(), r.guard.sync(), r.guard.sync()]);
+  t.equal(r.scripts.length, 2, 'one running, then one more for the two asked for meanwhile (which had nothing left to do)');
+  t.ok(r.scripts[1]!.includes('port-vethwens0123abc'));
+});
+
+t.test('PortGuard: a failed change is healed by a rebuild; a failed rebuild is reported, never thrown, and retried whole', async (t) => {
+  let failChanges = true;
+  let failAll = false;
+  const r = guardRig((s) => (failAll || (failChanges && !isWhole(s)) ? 'Error: Could not process rule: No such file or directory' : null));
+  await r.guard.sync();
+  r.setPorts([A, B]);
+  await r.guard.sync();
+  t.same(r.scripts.map(isWhole), [true, false, true], 'the change failed: the table rebuilt from the attachments');
+  t.same(r.guard.status(), { ports: 2, unguarded: 0, problem: null });
+  failAll = true;
+  r.setPorts([A]);
   await r.guard.sync();
   t.match(r.guard.status().problem, /port security not applied.*No such file or directory/);
-  fail = false;
+  failAll = false;
+  failChanges = false;
   await r.guard.sync();
+  t.ok(isWhole(r.scripts.at(-1)!), 'after a failure the kernel state is unknown: the next sync rebuilds whole');
   t.same(r.guard.status(), { ports: 1, unguarded: 0, problem: null });
   r.setPorts([A, { ...B, mac: 'nonsense' }]);
   await r.guard.sync();
   t.match(r.guard.status().problem, /vethwens0123abc \(not a unicast MAC/, 'a refused port is a problem too');
-  const missing = new PortGuard({ runner: { run: () => Promise.reject(new Error('spawn nft ENOENT')) }, clock: new ManualClock(), ports: () => [A] });
-  await missing.sync();
-  t.match(missing.status().problem, /ENOENT/, 'no nft at all');
-  const throwing = new PortGuard({ runner: new FakeCommandRunner(), clock: new ManualClock(), ports: () => { throw new Error('record unreadable'); } });
+  const throwing = new PortGuard({ runner: new FakeCommandRunner(), clock: new ManualClock(), nft: async () => null, ports: () => { throw new Error('record unreadable'); } });
   await throwing.sync();
   t.match(throwing.status().problem, /cannot list the container ports: record unreadable/);
 });
 
-t.test('PortGuard: a table a firewall reload removed is put back at the next check; one still there is left alone', async (t) => {
+t.test('PortGuard: a table a firewall reload removed is put back whole at the next check; one still there is left alone', async (t) => {
   let present = true;
-  const r = guardRig((cmd, args) => (cmd === 'nft' && args[0] === 'list' ? (present ? undefined : { code: 1, stderr: 'Error: No such file or directory' }) : undefined));
+  const r = guardRig(() => null, () => present);
   await r.guard.start();
-  t.equal(r.nftJson().length, 1, 'built at start');
   r.clock.advance(PORT_SECURITY_RECHECK_MS);
   await new Promise((resolve) => setImmediate(resolve));
-  t.equal(r.nftJson().length, 1, 'still there: not rebuilt (its counter keeps counting)');
+  t.equal(r.scripts.length, 1, 'still there: not rebuilt (its counter keeps counting)');
   t.ok(r.runner.commands.some((c) => c.args.join(' ') === `list table bridge ${PORT_SECURITY_TABLE}`));
   present = false;
   r.clock.advance(PORT_SECURITY_RECHECK_MS);
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-  t.equal(r.nftJson().length, 2, 'gone: rebuilt');
+  t.same(r.scripts.map(isWhole), [true, true], 'gone: rebuilt whole');
   r.guard.close();
   const before = r.runner.commands.length;
   r.clock.advance(PORT_SECURITY_RECHECK_MS * 3);
   t.equal(r.runner.commands.length, before, 'closed: no more checks');
+});
+
+t.test('nftApplier: libnftables in-process, else the nft command', async (t) => {
+  const runner = new FakeCommandRunner((_cmd, args) => (args[1] === 'bad' ? { code: 1, stderr: 'Error: syntax error\n' } : undefined));
+  const seen: string[] = [];
+  const inProcess = nftApplier(runner, undefined, () => ({ nftRun: (s) => { seen.push(s); return s === 'bad' ? 'Error: refused' : null; } }));
+  t.equal(await inProcess('good'), null);
+  t.equal(await inProcess('bad'), 'Error: refused');
+  t.same([seen, runner.commands.length], [['good', 'bad'], 0], 'no process');
+  const noAddon = nftApplier(runner, undefined, () => { throw new Error('the native addon is not built'); });
+  t.equal(await noAddon('good'), null);
+  t.equal(await noAddon('bad'), 'Error: syntax error');
+  t.same(runner.commands.map((c) => c.args), [['-j', 'good'], ['-j', 'bad']], 'the nft command, the script as one argument');
+  const noLibrary = nftApplier(runner, undefined, () => ({ nftRun: () => { throw new Error('libnftables.so.1: cannot open shared object file'); } }));
+  t.equal(await noLibrary('good'), null, 'the library missing: the nft command too');
+  t.equal(runner.commands.length, 3);
+  const noNft = nftApplier({ run: () => Promise.reject(new Error('spawn nft ENOENT')) }, undefined, () => { throw new Error('no addon'); });
+  t.match(await noNft('good'), /ENOENT/, 'neither: an error, not a throw');
 });
 
 t.test('removePortSecurity deletes only our table and never throws', async (t) => {
