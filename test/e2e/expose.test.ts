@@ -107,7 +107,8 @@ t.test('expose, NAT to the outside, hide, and reset handing the space over', asy
   const c1 = await attach(t, net, h1, 'c1');
   const c2 = await attach(t, net, h2, 'c2');
 
-  const rulesetBefore = await sh(h1, ['nft', 'list', 'ruleset']);
+  // Rules, not counters (-s): port security's counter may still count a new container's first frames.
+  const rulesetBefore = await sh(h1, ['nft', '-s', 'list', 'ruleset']);
   const addressesBefore = await bridgeAddresses(h1);
   const forwardBefore = await ipForward(h1);
   t.equal(forwardBefore, '0', 'a fresh namespace does not forward');
@@ -122,7 +123,7 @@ t.test('expose, NAT to the outside, hide, and reset handing the space over', asy
   t.equal(await ipForward(h1), '1', 'ip_forward is on');
   const again = await h1.weave(['expose']);
   t.equal(again.stdout.trim(), hostIp, 'exposing again gives the same address');
-  const rulesetExposed = await sh(h1, ['nft', 'list', 'ruleset']);
+  const rulesetExposed = await sh(h1, ['nft', '-s', 'list', 'ruleset']);
   t.match(rulesetExposed, /table ip weave-expose/, 'our NAT table is there');
   t.match(rulesetExposed, /oifname != "weave" ip saddr 10\.32\.0\.0\/12 ip daddr != 10\.32\.0\.0\/12 masquerade/, 'masquerade out of the overlay');
   t.equal(rulesetExposed.match(/comment "weave-expose:weave"/g)?.length, 3, 'one NAT rule and two forward accepts, not duplicated by the second expose');
@@ -148,7 +149,7 @@ t.test('expose, NAT to the outside, hide, and reset handing the space over', asy
   const relaunch = await h1.weave(['launch', '--nickname', 'h1', h2.address]);
   t.equal(relaunch.code, 0, `relaunch h1: ${relaunch.stderr.trim()}`);
   t.ok((await bridgeAddresses(h1)).includes(`${hostIp}/12`), 'the address is back on the bridge');
-  t.equal(await sh(h1, ['nft', 'list', 'ruleset']), rulesetExposed, 'the firewall is as before the restart');
+  t.equal(await sh(h1, ['nft', '-s', 'list', 'ruleset']), rulesetExposed, 'the firewall is as before the restart');
   await waitFor(() => pingOnce(['ip', 'netns', 'exec', c1.ns], OUTSIDE_IP), { what: `c1 pings ${OUTSIDE_IP} after the restart`, timeoutMs: 20_000 });
   t.pass('NAT works after the restart');
 
@@ -160,7 +161,7 @@ t.test('expose, NAT to the outside, hide, and reset handing the space over', asy
   t.equal(hidden.code, 0, `weave hide: ${hidden.stderr.trim()}`);
   t.equal(hidden.stdout.trim(), hostIp, 'hide prints what it removed');
   t.same(await bridgeAddresses(h1), addressesBefore, 'the bridge has exactly its addresses from before expose');
-  t.equal(await sh(h1, ['nft', 'list', 'ruleset']), rulesetBefore, 'the firewall is exactly as before expose');
+  t.equal(await sh(h1, ['nft', '-s', 'list', 'ruleset']), rulesetBefore, 'the firewall is exactly as before expose');
   t.equal(await ipForward(h1), forwardBefore, 'ip_forward is back off');
   t.same((await ipamStatus(h1)).allocations.filter((a) => a.container === 'weave:expose'), [], 'IPAM released the address');
   t.notOk(await pingOnce(['ip', 'netns', 'exec', c1.ns], OUTSIDE_IP), 'without NAT the outside is unreachable again');
