@@ -538,6 +538,7 @@ NAPI_MODULE_INIT() {
       {"releasePages", NULL, wn_release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"trimHeap", NULL, wn_trim_heap, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nftRun", NULL, wn_nft_run, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nftUnload", NULL, wn_nft_unload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"copyBytes", NULL, wn_copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aesGcmHardware", NULL, wn_aes_gcm_hardware, NULL, NULL, NULL, napi_enumerable, NULL},
       {"aeadNew", NULL, wn_aead_new, NULL, NULL, NULL, napi_enumerable, NULL},

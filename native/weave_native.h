@@ -201,6 +201,7 @@ napi_value wn_trim_heap(napi_env env, napi_callback_info info);
 
 /* nftables in-process (nft.c) */
 napi_value wn_nft_run(napi_env env, napi_callback_info info);
+napi_value wn_nft_unload(napi_env env, napi_callback_info info);
 
 /* Shared by tap.c and udp.c: unwraps a handle of the given kind that is not
  * closed. Throws and returns NULL otherwise. */

@@ -18,6 +18,8 @@ export interface HostAddon {
   describeErrno(errno: number): string;
   /** Applies an nft JSON script in-process: null when applied, else nft's error. Throws when libnftables cannot be loaded. */
   nftRun(script: string): string | null;
+  /** Unloads libnftables again (3-4 MB of RSS); the next nftRun loads it. */
+  nftUnload(): boolean;
 }
 
 const ADDON_FILE = 'weave_native.node';
@@ -36,7 +38,7 @@ export function loadHostAddon(): HostAddon {
   } catch (err) {
     throw new RouterError('io', `loading ${file} failed: ${errorMessage(err)}`, { cause: err });
   }
-  const missing = ['netlinkOpen', 'netlinkTransact', 'nftRun'].filter((f) => typeof mod[f] !== 'function');
+  const missing = ['netlinkOpen', 'netlinkTransact', 'nftRun', 'nftUnload'].filter((f) => typeof mod[f] !== 'function');
   if (missing.length > 0) throw new RouterError('io', `${file} has no ${missing.join('/')} (stale build? run npx node-gyp rebuild)`);
   addon = mod as unknown as HostAddon;
   return addon;

@@ -19,9 +19,10 @@
 // at each attach or detach, each in one transaction: no moment without it,
 // and an attach costs the same with 1 or 1000 neighbours. Transactions run
 // in-process through libnftables (native/nft.c, a fraction of a millisecond,
-// where spawning nft cost 15-20 ms of every attach), else through the nft
-// command. Any failure rebuilds the whole table from the attachments, so the
-// kernel never drifts from the record for long. Off with `--no-port-security`
+// where spawning nft cost 15-20 ms of every attach; unloaded again 10 s after
+// the last, as it costs 3-4 MB resident), else through the nft command. Any
+// failure rebuilds the whole table from the attachments, so the kernel never
+// drifts from the record for long. Off with `--no-port-security`
 // (containers that route for others: VPNs, nested bridges), or for one
 // container with `weave attach --no-port-security`: its port is accepted
 // whatever it sends.
@@ -42,13 +43,21 @@ export const PORT_SECURITY_RECHECK_MS = 30_000;
 /** Applies an nft JSON transaction: null when applied, else nft's error. */
 export type NftApply = (script: string) => Promise<string | null>;
 
+/** libnftables is unloaded this long after the last transaction: attaches come in bursts, and it costs 3-4 MB resident. */
+export const NFT_UNLOAD_AFTER_MS = 10_000;
+
 /**
  * libnftables in-process when the addon and the library load, else the nft
  * command through `runner` (whose failure to start, e.g. no nft at all, is an
- * error like any other).
+ * error like any other). The library is unloaded NFT_UNLOAD_AFTER_MS after
+ * the last transaction, on `clock`.
  */
-export function nftApplier(runner: CommandRunner, logger: Logger = silentLogger, load: () => Pick<HostAddon, 'nftRun'> = loadHostAddon): NftApply {
-  let addon: Pick<HostAddon, 'nftRun'> | null | undefined;
+export function nftApplier(
+  runner: CommandRunner, clock: Clock, logger: Logger = silentLogger,
+  load: () => Pick<HostAddon, 'nftRun' | 'nftUnload'> = loadHostAddon,
+): NftApply {
+  let addon: Pick<HostAddon, 'nftRun' | 'nftUnload'> | null | undefined;
+  let unloadTimer: Timer | null = null;
   const fallBack = (err: unknown): void => {
     addon = null;
     logger.info('port security: libnftables not usable in-process; running nft instead', { error: errorMessage(err) });
@@ -63,7 +72,11 @@ export function nftApplier(runner: CommandRunner, logger: Logger = silentLogger,
     }
     if (addon !== null && addon !== undefined) {
       try {
-        return addon.nftRun(script);
+        const result = addon.nftRun(script);
+        const loaded = addon;
+        unloadTimer?.cancel();
+        unloadTimer = clock.setTimer(NFT_UNLOAD_AFTER_MS, () => { unloadTimer = null; loaded.nftUnload(); });
+        return result;
       } catch (err) {
         fallBack(err);
       }

@@ -17,7 +17,7 @@ import type { GuardedPort } from '../../router/host/port-security-rules';
 import {
   PORT_SECURITY_COUNTER, PORT_SECURITY_MAP, PORT_SECURITY_TABLE, changeScript, planPorts, portChainName, tableScript,
 } from '../../router/host/port-security-rules';
-import { PORT_SECURITY_RECHECK_MS, PortGuard, nftApplier, removePortSecurity } from '../../router/host/port-security';
+import { NFT_UNLOAD_AFTER_MS, PORT_SECURITY_RECHECK_MS, PortGuard, nftApplier, removePortSecurity } from '../../router/host/port-security';
 
 type Op = Record<string, Record<string, Record<string, unknown>>>;
 
@@ -202,21 +202,30 @@ t.test('PortGuard: a table a firewall reload removed is put back whole at the ne
   t.equal(r.runner.commands.length, before, 'closed: no more checks');
 });
 
-t.test('nftApplier: libnftables in-process, else the nft command', async (t) => {
+t.test('nftApplier: libnftables in-process and unloaded once idle, else the nft command', async (t) => {
   const runner = new FakeCommandRunner((_cmd, args) => (args[1] === 'bad' ? { code: 1, stderr: 'Error: syntax error\n' } : undefined));
+  const clock = new ManualClock();
   const seen: string[] = [];
-  const inProcess = nftApplier(runner, undefined, () => ({ nftRun: (s) => { seen.push(s); return s === 'bad' ? 'Error: refused' : null; } }));
+  let unloads = 0;
+  const fake = { nftRun: (s: string) => { seen.push(s); return s === 'bad' ? 'Error: refused' : null; }, nftUnload: () => { unloads++; return true; } };
+  const inProcess = nftApplier(runner, clock, undefined, () => fake);
   t.equal(await inProcess('good'), null);
+  clock.advance(NFT_UNLOAD_AFTER_MS - 1);
   t.equal(await inProcess('bad'), 'Error: refused');
   t.same([seen, runner.commands.length], [['good', 'bad'], 0], 'no process');
-  const noAddon = nftApplier(runner, undefined, () => { throw new Error('the native addon is not built'); });
+  clock.advance(NFT_UNLOAD_AFTER_MS - 1);
+  t.equal(unloads, 0, 'kept loaded while transactions keep coming');
+  clock.advance(1);
+  t.equal(unloads, 1, 'unloaded once they stop');
+  t.equal(await inProcess('good'), null, 'and used again after');
+  const noAddon = nftApplier(runner, clock, undefined, () => { throw new Error('the native addon is not built'); });
   t.equal(await noAddon('good'), null);
   t.equal(await noAddon('bad'), 'Error: syntax error');
   t.same(runner.commands.map((c) => c.args), [['-j', 'good'], ['-j', 'bad']], 'the nft command, the script as one argument');
-  const noLibrary = nftApplier(runner, undefined, () => ({ nftRun: () => { throw new Error('libnftables.so.1: cannot open shared object file'); } }));
+  const noLibrary = nftApplier(runner, clock, undefined, () => ({ ...fake, nftRun: () => { throw new Error('libnftables.so.1: cannot open shared object file'); } }));
   t.equal(await noLibrary('good'), null, 'the library missing: the nft command too');
   t.equal(runner.commands.length, 3);
-  const noNft = nftApplier({ run: () => Promise.reject(new Error('spawn nft ENOENT')) }, undefined, () => { throw new Error('no addon'); });
+  const noNft = nftApplier({ run: () => Promise.reject(new Error('spawn nft ENOENT')) }, clock, undefined, () => { throw new Error('no addon'); });
   t.match(await noNft('good'), /ENOENT/, 'neither: an error, not a throw');
 });
 
