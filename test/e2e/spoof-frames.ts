@@ -29,7 +29,8 @@ function v6Bytes(text: string): Buffer {
   return Buffer.from(v.toString(16).padStart(32, '0'), 'hex');
 }
 
-function checksum(...parts: Buffer[]): number {
+/** The Internet checksum (RFC 1071) over the parts in turn. */
+export function checksum(...parts: Buffer[]): number {
   const b = Buffer.concat(parts);
   let sum = 0;
   for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
@@ -61,9 +62,9 @@ export function arpAnnouncement(etherSrc: string, senderMac: string, senderIp: s
   return ethernet(BROADCAST, etherSrc, 0x0806, arp);
 }
 
-/** An ICMP echo request from `srcIp` (whoever holds it) to `dstIp` at `dstMac`. */
-export function echoRequestV4(etherSrc: string, dstMac: string, srcIp: string, dstIp: string): Buffer {
-  const ip = Buffer.alloc(20 + 8 + 16);
+/** An IPv4 packet holding an ICMP echo request, `payloadBytes` of `fill`. */
+export function ipv4Echo(srcIp: string, dstIp: string, id: number, seq: number, payloadBytes: number, fill: number): Buffer {
+  const ip = Buffer.alloc(20 + 8 + payloadBytes);
   ip[0] = 0x45;
   ip.writeUInt16BE(ip.length, 2);
   ip[8] = 64;
@@ -72,10 +73,16 @@ export function echoRequestV4(etherSrc: string, dstMac: string, srcIp: string, d
   v4Bytes(dstIp).copy(ip, 16);
   ip.writeUInt16BE(checksum(ip.subarray(0, 20)), 10);
   ip[20] = 8;
-  ip.writeUInt16BE(0x5053, 24);
-  ip.fill(0x70, 28);
+  ip.writeUInt16BE(id, 24);
+  ip.writeUInt16BE(seq, 26);
+  ip.fill(fill, 28);
   ip.writeUInt16BE(checksum(ip.subarray(20)), 22);
-  return ethernet(dstMac, etherSrc, 0x0800, ip);
+  return ip;
+}
+
+/** An ICMP echo request from `srcIp` (whoever holds it) to `dstIp` at `dstMac`. */
+export function echoRequestV4(etherSrc: string, dstMac: string, srcIp: string, dstIp: string): Buffer {
+  return ethernet(dstMac, etherSrc, 0x0800, ipv4Echo(srcIp, dstIp, 0x5053, 0, 16, 0x70));
 }
 
 /**

@@ -1,11 +1,13 @@
 // Frames for the lane tests that drive a TAP in its own namespace
 // (tap-namespace.ts): UDP datagrams sent from inside it and how they look
 // when the TAP hands them over, and ICMP echo requests to write into it
-// with the replies they bring. Shared by lone-lane and far-lane.
+// with the replies they bring (the packet built by spoof-frames.ts). Shared
+// by lone-lane and far-lane.
 
 import { execFileSync } from 'node:child_process';
 import { VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
-import { NS_IP, SINK_IP, SINK_MAC, ipBytes } from './tap-namespace';
+import { NS_IP, SINK_IP, SINK_MAC } from './tap-namespace';
+import { ipv4Echo } from './spoof-frames';
 
 /** The static neighbour's MAC as bytes: the destination of the namespace's frames to SINK_IP. */
 export const SINK = Buffer.from(SINK_MAC.split(':').map((h) => parseInt(h, 16)));
@@ -34,28 +36,7 @@ export function isDatagramFrame(f: Buffer, tapMac: Buffer, size: number, fill: n
 
 /** An ICMP echo request from SINK_IP to the namespace's address, Ethernet dst -> src, vnet header (zeros) first. */
 export function echoRequest(dst: Buffer, src: Buffer, seq: number): Buffer {
-  const ip = Buffer.alloc(20 + 8 + 32);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(ip.length, 2);
-  ip[8] = 64;
-  ip[9] = 1;
-  ipBytes(SINK_IP).copy(ip, 12);
-  ipBytes(NS_IP).copy(ip, 16);
-  ip.writeUInt16BE(checksum(ip.subarray(0, 20)), 10);
-  ip[20] = 8;
-  ip.writeUInt16BE(ECHO_ID, 24);
-  ip.writeUInt16BE(seq, 26);
-  ip.fill(0x61, 28);
-  ip.writeUInt16BE(checksum(ip.subarray(20)), 22);
-  return Buffer.concat([Buffer.alloc(VNET_HDR_BYTES), dst, src, Buffer.from([0x08, 0x00]), ip]);
-}
-
-function checksum(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
-  if (b.length % 2 === 1) sum += b[b.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return Buffer.concat([Buffer.alloc(VNET_HDR_BYTES), dst, src, Buffer.from([0x08, 0x00]), ipv4Echo(SINK_IP, NS_IP, ECHO_ID, seq, 32, 0x61)]);
 }
 
 /** Whether a frame the TAP gave JS is the namespace's echo reply to `seq`. */
