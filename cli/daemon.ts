@@ -267,9 +267,10 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   exposeRecheck.unref();
   // end weave expose / hide
   // Port security: each container port may speak only for its own MAC and addresses (--no-port-security: off).
-  // Rebuilt after every attach and detach of any kind, before the attach is reported done.
+  // Changed after every attach and detach of any kind, before the attach is reported done.
+  const guardLogger = logger.child({ component: 'port-security' });
   const portGuard = config.portSecurity === false ? null : new PortGuard({
-    runner, clock, logger: logger.child({ component: 'port-security' }), nft: nftApplier(runner, clock, logger.child({ component: 'port-security' })),
+    runner, clock, logger: guardLogger, nft: nftApplier(runner, clock, guardLogger),
     ports: () => [...containers.list(), ...cni.attached(), ...(dockerPlugin?.ports() ?? [])],
   });
   const guardPorts = (): Promise<void> => portGuard?.sync() ?? Promise.resolve();
