@@ -40,6 +40,12 @@ function columns(rows: string[][], indent = ''): string {
 
 const LABEL_WIDTH = 15;
 
+/** What the daemon's status JSON says of port security (router/host/port-security.ts's PortGuardStatus, without the problem: health shows it). */
+export interface PortSecuritySummary {
+  ports: number;
+  unguarded: number;
+}
+
 function field(label: string, value: string): string {
   return `${label.padStart(LABEL_WIDTH)}: ${value}\n`;
 }
@@ -63,7 +69,7 @@ export interface StatusLine {
  * subsystems beside the router (IPAM, DNS), shown before the health list;
  * the status port renders the router alone.
  */
-export function renderStatus(status: RouterStatus, services: readonly StatusLine[] = []): string {
+export function renderStatus(status: RouterStatus & { portSecurity?: PortSecuritySummary | null }, services: readonly StatusLine[] = []): string {
   let out = '\n';
   out += field('Version', sanitiseText(status.version));
   out += '\n';
@@ -86,6 +92,12 @@ export function renderStatus(status: RouterStatus, services: readonly StatusLine
     out += continuation('*** Launch every peer with --password (or WEAVE_PASSWORD) to encrypt it.');
   }
   out += field('PeerDiscovery', status.discovery ? 'enabled' : 'disabled');
+  // The daemon's status adds port security (cli/daemon-health.ts); a bare router's has none.
+  const ps = status.portSecurity;
+  if (ps !== undefined) {
+    out += field('PortSecurity', ps === null ? 'disabled (--no-port-security): containers may send as any MAC or address'
+      : `enabled, ${plural(ps.ports, 'container port')} guarded${ps.unguarded > 0 ? `, ${ps.unguarded} let through (attached with port security off)` : ''}`);
+  }
   out += field('Targets', String(status.targets.length));
 
   const established = status.connections.filter((c) => c.state === 'established').length;

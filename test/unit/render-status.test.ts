@@ -16,6 +16,14 @@ t.test('overview: identity, counts, health; encrypted mesh carries no warning', 
   t.notMatch(out, /UNENCRYPTED/);
 });
 
+t.test('overview: port security, when the daemon reports it', async (t) => {
+  t.notMatch(renderStatus(sampleStatus()), /PortSecurity/, 'a bare router says nothing');
+  const on = { ...sampleStatus(), portSecurity: { ports: 3, unguarded: 1 } };
+  t.match(renderStatus(on), /^ +PortSecurity: enabled, 3 container ports guarded, 1 let through \(attached with port security off\)$/m);
+  t.match(renderStatus({ ...sampleStatus(), portSecurity: { ports: 1, unguarded: 0 } }), /^ +PortSecurity: enabled, 1 container port guarded$/m);
+  t.match(renderStatus({ ...sampleStatus(), portSecurity: null }), /^ +PortSecurity: disabled \(--no-port-security\)/m);
+});
+
 t.test('overview: an unencrypted mesh is flagged loudly', async (t) => {
   const out = renderStatus(sampleStatus({ encryption: false, health: [] }));
   t.match(out, /^ +Encryption: DISABLED$/m);
