@@ -2,7 +2,7 @@
 // ignored or cannot write yet (common/state-files.ts), port security it could
 // not apply (router/host/port-security.ts) and, under the
 // supervisor (cli/supervisor.ts), how often the router was restarted after a
-// crash and how the last one ended. Both become health warnings, so
+// crash and how the last one ended. All become health warnings, so
 // `weave status`, the status port and the metrics show them like the router's
 // own; the restart count is also a field (`supervisor`) of the JSON status, as
 // port security's state is (`portSecurity`).
@@ -56,12 +56,12 @@ export function daemonHealth(problems: readonly StateFileProblem[], supervisor: 
 }
 
 /** The router's control with the daemon's own health added to every status. */
-export function withDaemonHealth(control: RouterControl, extra: () => { problems: readonly StateFileProblem[]; supervisor: SupervisorInfo | null; portSecurity?: PortGuardStatus | null }): RouterControl & { status(): DaemonStatus } {
+export function withDaemonHealth(control: RouterControl, extra: () => { problems: readonly StateFileProblem[]; supervisor: SupervisorInfo | null; portSecurity: PortGuardStatus | null }): RouterControl & { status(): DaemonStatus } {
   return {
     status: (): DaemonStatus => {
       const s = control.status();
       const { problems, supervisor, portSecurity } = extra();
-      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor, portSecurity ?? null)], supervisor, portSecurity: portSecurity ?? null };
+      return { ...s, health: [...s.health, ...daemonHealth(problems, supervisor, portSecurity)], supervisor, portSecurity };
     },
     connect: (addresses, replace) => control.connect(addresses, replace),
     forget: (addresses) => control.forget(addresses),

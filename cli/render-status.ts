@@ -7,6 +7,7 @@
 
 import type { RouterErrorCode } from '../router/mesh/errors';
 import type { ConnectionStatus, HandshakePressure, PeerStatus, RouterStatus, TargetStatus } from '../router/mesh/status';
+import type { PortGuardStatus } from '../router/host/port-security';
 
 /** Replaces control and bidi-override characters with visible escapes. */
 export function sanitiseText(s: string): string {
@@ -40,12 +41,6 @@ function columns(rows: string[][], indent = ''): string {
 
 const LABEL_WIDTH = 15;
 
-/** What the daemon's status JSON says of port security (router/host/port-security.ts's PortGuardStatus, without the problem: health shows it). */
-export interface PortSecuritySummary {
-  ports: number;
-  unguarded: number;
-}
-
 function field(label: string, value: string): string {
   return `${label.padStart(LABEL_WIDTH)}: ${value}\n`;
 }
@@ -69,7 +64,7 @@ export interface StatusLine {
  * subsystems beside the router (IPAM, DNS), shown before the health list;
  * the status port renders the router alone.
  */
-export function renderStatus(status: RouterStatus & { portSecurity?: PortSecuritySummary | null }, services: readonly StatusLine[] = []): string {
+export function renderStatus(status: RouterStatus & { portSecurity?: Pick<PortGuardStatus, 'ports' | 'unguarded'> | null }, services: readonly StatusLine[] = []): string {
   let out = '\n';
   out += field('Version', sanitiseText(status.version));
   out += '\n';

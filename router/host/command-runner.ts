@@ -33,6 +33,17 @@ export interface CommandRunner {
   run(cmd: string, args: string[], opts?: RunOptions): Promise<RunResult>;
 }
 
+/**
+ * Runs a removal whose failure means there was nothing to remove; never
+ * throws. allowFail still rejects when the program is missing (a host
+ * without nft): nothing of ours can be there then.
+ */
+export async function runQuietly(runner: CommandRunner, cmd: string, args: string[]): Promise<void> {
+  try {
+    await runner.run(cmd, args, { allowFail: true });
+  } catch { /* nothing to remove */ }
+}
+
 /** `ip link add ...` as a person would type it, for error messages and logs. */
 export function describeCommand(cmd: string, args: readonly string[]): string {
   return [cmd, ...args].map((a) => (/^[\w@%+=:,./*-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');

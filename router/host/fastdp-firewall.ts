@@ -19,6 +19,7 @@
 // names, and removing everything the fast path leaves on a host.
 
 import type { CommandRunner } from './command-runner';
+import { runQuietly } from './command-runner';
 
 export const FASTDP_DEVICE = 'vxlan-6784';
 export const FASTDP_HEARTBEAT_TAP = 'vethwe-hb';
@@ -74,13 +75,6 @@ export function fastdpPeersScript(addresses: readonly string[]): string {
 /** Removes the table if there is one (a crash leaves it behind); never throws. */
 export async function removeFastdpFirewall(runner: CommandRunner): Promise<void> {
   await runQuietly(runner, 'nft', ['delete', 'table', FASTDP_NFT_FAMILY, FASTDP_NFT_TABLE]);
-}
-
-/** allowFail still rejects when the program is missing (a host without nft): nothing of ours can be there then. */
-async function runQuietly(runner: CommandRunner, cmd: string, args: string[]): Promise<void> {
-  try {
-    await runner.run(cmd, args, { allowFail: true });
-  } catch { /* nothing to remove */ }
 }
 
 /** Removes the vxlan device, the heartbeat TAP and the firewall table, whichever exist; never throws. */

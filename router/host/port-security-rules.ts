@@ -22,7 +22,7 @@
 
 import { errorMessage } from '../../common/errors';
 import { parseIpWithPrefix } from '../../common/ip-cidr';
-import { formatIp } from '../../common/ip';
+import { formatIp, parseIp } from '../../common/ip';
 import { CONTAINER_VETH_PREFIXES, validateIfName } from './host-link';
 
 export const PORT_SECURITY_FAMILY = 'bridge';
@@ -73,7 +73,7 @@ function planOf(p: GuardedPort): PortPlan {
   const v4: string[] = [];
   const v6: string[] = [];
   for (const a of p.addresses) {
-    const { address } = a.includes('/') ? parseIpWithPrefix(a) : parseIpWithPrefix(`${a}/${a.includes(':') ? 128 : 32}`);
+    const address = a.includes('/') ? parseIpWithPrefix(a).address : parseIp(a);
     if (address.family === 4) v4.push(formatIp(address));
     else v6.push(address.value.toString(16).padStart(32, '0'));
   }

@@ -32,6 +32,7 @@ import type { Logger } from '../../common/logger';
 import { silentLogger } from '../../common/logger';
 import { errorMessage } from '../../common/errors';
 import type { CommandRunner } from './command-runner';
+import { runQuietly } from './command-runner';
 import type { HostAddon } from './host-addon';
 import { loadHostAddon } from './host-addon';
 import type { GuardedPort, PortPlan } from './port-security-rules';
@@ -70,10 +71,10 @@ export function nftApplier(
         fallBack(err);
       }
     }
-    if (addon !== null && addon !== undefined) {
+    const loaded = addon;
+    if (loaded) {
       try {
-        const result = addon.nftRun(script);
-        const loaded = addon;
+        const result = loaded.nftRun(script);
         unloadTimer?.cancel();
         unloadTimer = clock.setTimer(NFT_UNLOAD_AFTER_MS, () => { unloadTimer = null; loaded.nftUnload(); });
         return result;
@@ -212,7 +213,5 @@ function firstLine(text: string): string {
 
 /** Removes the table if there is one (`weave reset`, `--no-port-security`); never throws. */
 export async function removePortSecurity(runner: CommandRunner): Promise<void> {
-  try {
-    await runner.run('nft', ['delete', 'table', PORT_SECURITY_FAMILY, PORT_SECURITY_TABLE], { allowFail: true });
-  } catch { /* no nft: nothing of ours can be there */ }
+  await runQuietly(runner, 'nft', ['delete', 'table', PORT_SECURITY_FAMILY, PORT_SECURITY_TABLE]);
 }
