@@ -75,7 +75,9 @@ fi
 # yet, so its outcome proves nothing), and so is a whole file skipped at the
 # top level (e.g. t.plan(0, why)).
 # A file that failed without reporting any failing case (crash, timeout) still
-# counts as one failure. Prints "passed failed skipped", then one line per skip.
+# counts as one failure. Prints "passed failed skipped", then one line per
+# skip, then one per failure (CI may show only the tail of the output, so the
+# failures are named where it looks).
 summary=$(awk '
   function directive(line) { return match(line, / # ([Ss][Kk][Ii][Pp]|[Tt][Oo][Dd][Oo])([ :]|$)/) }
   function skipped_case(where, line,   name, why) {
@@ -86,17 +88,26 @@ summary=$(awk '
   }
   /^# Subtest: / { file = substr($0, 12) }
   /^    ok [0-9]+/ { if (directive($0)) skipped_case(file, $0); else passed++ }
-  /^    not ok [0-9]+/ { if (directive($0)) skipped_case(file, $0); else { failed++; sub_fail = 1 } }
+  /^    not ok [0-9]+/ {
+    if (directive($0)) skipped_case(file, $0)
+    else { name = $0; sub(/^ *not ok [0-9]+( - )?/, "", name); sub(/ # time=.*$/, "", name); failures[++failed] = "  " file ": " name; sub_fail = 1 }
+  }
   /^ok [0-9]+/ { if (directive($0)) skipped_case(file, $0) }
-  /^(not )?ok [0-9]+ - / { if ($1 == "not" && !sub_fail) failed++; sub_fail = 0 }
+  /^(not )?ok [0-9]+ - / {
+    if ($1 == "not" && !sub_fail) { name = $0; sub(/^not ok [0-9]+ - /, "", name); sub(/ # time=.*$/, "", name); failures[++failed] = "  " name ": failed without a failing case (crash or timeout)" }
+    sub_fail = 0
+  }
   END {
     print passed + 0, failed + 0, skipped + 0
     for (i = 1; i <= skipped; i++) print reasons[i]
+    for (i = 1; i <= failed; i++) print failures[i]
   }' "$log")
 read -r passed failed skipped <<<"$(head -n 1 <<<"$summary")"
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+failures=$(tail -n +$((2 + skipped)) <<<"$summary")
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; failures="  a tap run exited non-zero without a failing case"; fi
 echo "$skipped skipped"
-tail -n +2 <<<"$summary"
+tail -n +2 <<<"$summary" | head -n "$skipped"
+if [ "$failed" -gt 0 ]; then echo "failed:"; echo "$failures"; fi
 # CI reads this last line.
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

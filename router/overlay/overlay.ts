@@ -174,7 +174,8 @@ export class Overlay implements DataPlane {
     this.forwarder.macs.tick(nowMs);
     this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs, this.far?.sessions ?? null);
     const t = this.traffic;
-    this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp!);
+    // The lane's frames pass through the same buffers as JS's: a transfer it carries alone is a burst too.
+    this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp! + (this.lane?.bytesMoved() ?? 0));
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */

@@ -2,7 +2,8 @@
 // how the addon frees pages (native/memory.c), and the Overlay's part: two
 // overlays on in-memory ports and a manual clock release their ports' buffers,
 // the reassembly pool and malloc's heap once after a burst over UDP, and
-// again after one over the TCP fallback. Which reassembly slots may go is
+// again after one over the TCP fallback, and after one the native lane carried
+// alone (JS saw none of its frames). Which reassembly slots may go is
 // test/unit/sleeve-segments.test.ts's.
 
 import t from 'tap';
@@ -14,7 +15,8 @@ import type { PeerName } from '../../router/mesh/peer-name';
 import { MSG_FRAME } from '../../router/mesh/protocol';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import type { FramePort } from '../../router/overlay/ports';
+import type { FramePort, LoneFrameLane } from '../../router/overlay/ports';
+import type { LaneStats } from '../../router/overlay/native';
 import { pairPorts } from './pair-port';
 import { VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 
@@ -149,3 +151,46 @@ t.test('the overlay releases after a burst over UDP, and after one over TCP', as
   overlays.forEach((o) => o.close());
 });
 
+
+/** A lane that takes no entries but reports whatever traffic the test says it carried. */
+class CarryingLane implements LoneFrameLane {
+  carried = { bytes: 0, rxBytes: 0, relayBytes: 0 };
+  set(): boolean { return false; }
+  setReceive(): boolean { return false; }
+  setRelay(): boolean { return false; }
+  setFar(): boolean { return false; }
+  setFarReceive(): boolean { return false; }
+  clear(): void {}
+  takeSeen(): number { return 0; }
+  stats(): LaneStats {
+    return { frames: 0, txDroppedAgain: 0, txErrors: 0, entries: 0, rxFrames: 0, rxWriteErrors: 0, relayFrames: 0, relayErrors: 0, farFrames: 0, farRxFrames: 0, ...this.carried };
+  }
+}
+
+t.test('a burst the lane carried alone is released too', async (t) => {
+  const clock = new ManualClock();
+  const ports = pairPorts(HOST[A]!, HOST[B]!);
+  const lane = new CarryingLane();
+  let trims = 0;
+  const overlay = new Overlay(
+    { clock, logger: silentLogger, aead: frameAead(), udp: ports[0]!, lane: () => lane,
+      bridge: { start: () => {}, write: () => {}, releaseIdle: () => 0, close: () => {} },
+      memory: { releasePages: (_buf, _off, len) => len, trimHeap: () => { trims++; } } },
+    { localPeer: A, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS },
+  );
+  overlay.start();
+  clock.advance(5_000);
+  t.equal(trims, 0, 'nothing carried, nothing released');
+  for (const [what, field] of [['sent', 'bytes'], ['received', 'rxBytes'], ['relayed', 'relayBytes']] as const) {
+    const before = trims;
+    // A second of a transfer the lane carries: each tick sees more than BUSY_BYTES_PER_TICK, none of it in JS's counters.
+    for (let i = 0; i < 4; i++) {
+      lane.carried[field] += 2 * BUSY_BYTES_PER_TICK;
+      clock.advance(FAST_OVERLAY_TIMINGS.probeIntervalMs);
+    }
+    t.equal(overlay.counters['bytesSentUdp'] ?? 0, lane.carried.bytes + lane.carried.relayBytes, 'JS itself sent nothing');
+    clock.advance(FAST_OVERLAY_TIMINGS.idleReleaseMs + 500);
+    t.equal(trims, before + 1, `released once after the lane ${what} a burst`);
+  }
+  overlay.close();
+});
