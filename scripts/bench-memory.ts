@@ -15,6 +15,12 @@
 //     routers' RSS sampled every few seconds: first, last, min, max and the
 //     least-squares slope, so "flat" is a figure; then both routers idle
 //     again, once they have given their burst buffers back (idle-memory.ts).
+//     Idle before and after, RSS is also split into anonymous memory (the
+//     router's own: heaps, slabs) and file pages (the node binary's code and
+//     libraries, clean, shared with every node process and dropped by the
+//     kernel under pressure): a transfer runs code an idle router never ran,
+//     so file pages stay higher; whether the router kept memory is the
+//     anonymous part's growth.
 //
 // Prints one table and SUMMARY lines for scripts/bench.sh. Figures are printed,
 // never asserted; the exit code says only whether everything was measured.
@@ -148,6 +154,26 @@ async function settledRss(pid: number, settleMs = SETTLE_MS): Promise<number> {
   return settledMedian(() => rssMB(pid), settleMs);
 }
 
+/** RSS split as /proc/PID/status has it (RssAnon; RssFile plus RssShmem), MB. */
+interface RssSplit { rss: number; anon: number; file: number }
+
+function rssSplit(pid: number): RssSplit {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (m === null) throw new Error(`no ${field} for pid ${pid}`);
+    return (Number(m[1]) * 1024) / 1e6;
+  };
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
+}
+
+/** settledMedian of each part of the split (the parts' medians, so they need not add up exactly). */
+async function settledSplit(pid: number, settleMs: number): Promise<RssSplit> {
+  const xs: RssSplit[] = [];
+  await settledMedian(() => { const x = rssSplit(pid); xs.push(x); return x.rss; }, settleMs);
+  return { rss: median(xs.map((x) => x.rss)), anon: median(xs.map((x) => x.anon)), file: median(xs.map((x) => x.file)) };
+}
+
 /** Least-squares slope of y over t, per minute. */
 export function slopePerMinute(samples: readonly { t: number; mb: number }[]): number {
   const n = samples.length;
@@ -210,7 +236,7 @@ async function withPeers(h1: SimHost, p1: SimHost, peers: number, say: (l: strin
   return result;
 }
 
-interface TransferResult { mbps: number; hosts: { name: string; samples: { t: number; mb: number }[]; idleAfterMB: number }[] }
+interface TransferResult { mbps: number; hosts: { name: string; samples: { t: number; mb: number }[]; idleBefore: RssSplit; idleAfter: RssSplit }[] }
 
 /** (c): c1 on t1 -> c2 on t2, one iperf3 stream for `seconds`, both routers' RSS every `every` seconds. */
 async function transfer(net: SimNetwork, t1: SimHost, t2: SimHost, seconds: number, every: number, say: (l: string) => void): Promise<TransferResult> {
@@ -233,6 +259,8 @@ async function transfer(net: SimNetwork, t1: SimHost, t2: SimHost, seconds: numb
     return tcpPortListening(c2, IPERF_PORT);
   }, { what: 'iperf3 server listening', timeoutMs: 10_000, intervalMs: 100 });
   const pids = [t1, t2].map((h) => ({ name: h.name, pid: routerPid(h), samples: [] as { t: number; mb: number }[] }));
+  say('  settling before the transfer');
+  const idleBefore = await Promise.all(pids.map((p) => settledSplit(p.pid, SETTLE_MS)));
   const t0 = Date.now();
   const sample = (): void => { for (const p of pids) p.samples.push({ t: (Date.now() - t0) / 1000, mb: rssMB(p.pid) }); };
   sample();
@@ -256,8 +284,8 @@ async function transfer(net: SimNetwork, t1: SimHost, t2: SimHost, seconds: numb
   if (r.code !== 0) throw new Error(`iperf3 -c exited ${r.code}: ${r.stderr.trim() || r.stdout.slice(0, 500)}`);
   const bps = (JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received?.bits_per_second ?? NaN;
   say(`  transfer done; idle again for ${IDLE_AFTER_TRANSFER_MS / 1000} s`);
-  const idle = await Promise.all(pids.map((p) => settledRss(p.pid, IDLE_AFTER_TRANSFER_MS)));
-  return { mbps: bps / 1e6, hosts: pids.map((p, i) => ({ name: p.name, samples: p.samples, idleAfterMB: idle[i]! })) };
+  const idleAfter = await Promise.all(pids.map((p) => settledSplit(p.pid, IDLE_AFTER_TRANSFER_MS)));
+  return { mbps: bps / 1e6, hosts: pids.map((p, i) => ({ name: p.name, samples: p.samples, idleBefore: idleBefore[i]!, idleAfter: idleAfter[i]! })) };
 }
 
 // ---------------------------------------------------------------------------
@@ -330,8 +358,16 @@ async function main(): Promise<number> {
           summary.push(summaryLine(`memory.transfer_slope_mb_per_min.${h.name}`, slope, '~0', `router RSS slope over a ${opts.transferSeconds} s transfer, least squares, MB/min`));
           summary.push(summaryLine(`memory.transfer_late_slope_mb_per_min.${h.name}`, lateSlope, '~0', 'the same over its second half, MB/min'));
           summary.push(summaryLine(`memory.transfer_rss_last_mb.${h.name}`, xs.at(-1)!, '-', `router RSS at the end of the transfer (first ${f1(xs[0]!)}, max ${f1(Math.max(...xs))}), MB`, 1));
-          rows.push(['idle after it', h.name, f1(h.idleAfterMB), '', '', '', '', '', `median of 5 samples from ${IDLE_AFTER_TRANSFER_MS / 1000} s after the transfer`]);
-          summary.push(summaryLine(`memory.idle_after_transfer_rss_mb.${h.name}`, h.idleAfterMB, '<60', 'router RSS idle again after the transfer, MB', 1));
+          const split = (x: RssSplit): string => `anonymous ${f1(x.anon)}, file pages ${f1(x.file)}`;
+          rows.push(['idle before it', h.name, f1(h.idleBefore.rss), '', '', '', '', '', `${split(h.idleBefore)}; settled, as idle above`]);
+          rows.push(['idle after it', h.name, f1(h.idleAfter.rss), '', '', '', '', '',
+            `${split(h.idleAfter)}; median of 5 samples from ${IDLE_AFTER_TRANSFER_MS / 1000} s after the transfer`]);
+          summary.push(summaryLine(`memory.idle_after_transfer_rss_mb.${h.name}`, h.idleAfter.rss, '-',
+            `router RSS idle again after the transfer, MB (before it ${f1(h.idleBefore.rss)}; file pages ${f1(h.idleBefore.file)} -> ${f1(h.idleAfter.file)}: code the transfer ran)`, 1));
+          // The burst buffers are ~13 MB (idle-memory.ts); what may stay is the data path's optimized code and a few heap
+          // pages V8 keeps (0.6-1.1 MB seen; a forced full GC at release took off ~0.2).
+          summary.push(summaryLine(`memory.idle_after_transfer_anon_growth_mb.${h.name}`, h.idleAfter.anon - h.idleBefore.anon, '<2',
+            `router anonymous memory idle after the transfer minus idle before it, MB (${f1(h.idleBefore.anon)} -> ${f1(h.idleAfter.anon)})`, 1));
         }
         await stopRouter(t1);
         await stopRouter(t2);
