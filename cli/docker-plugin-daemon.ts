@@ -130,7 +130,7 @@ export class DockerPluginRuntime {
 
   /** Every endpoint's veth, MAC and address, joined to a container yet or not (port security). */
   ports(): GuardedPort[] {
-    return this.plugin.list().map((e) => ({ hostIfname: e.veth, mac: e.mac, addresses: [e.address] }));
+    return this.plugin.list().map((e) => ({ hostIfname: e.veth, mac: e.mac, addresses: [e.address], portSecurity: e.portSecurity }));
   }
 
   /** Containers on plugin networks as `weave ps` lists them (ContainerManager.addEndpointSource). */

@@ -13,6 +13,11 @@
 // address, docker-plugin-ipam.ts) keeps its MAC too and peers' ARP caches
 // stay right. It must never delete a link it did not make: only the names
 // derived from an endpoint id it created.
+//
+// A network's one option, `-o port-security=false`, is recorded at
+// CreateNetwork and copied to each endpoint made in it: its container's port
+// is then let through whatever it sends (port-security.ts), as `weave attach
+// --no-port-security` does for one container.
 
 import { createHash } from 'node:crypto';
 import { familyOfCanonical, parseIpv4 } from '../../common/ip';
@@ -82,6 +87,20 @@ export class PluginNetwork {
         throw new PluginError('refused', `the weave network driver needs addresses from weave IPAM: add --ipam-driver weave (pool ${d.pool} is from address space ${JSON.stringify(d.addressSpace)})`);
       }
     }
+    const known = this.state.networks.find((n) => n.id === req.networkId);
+    if (known === undefined) this.state.networks.push({ id: req.networkId, portSecurity: req.portSecurity });
+    else known.portSecurity = req.portSecurity;
+    this.save();
+    return {};
+  }
+
+  /** Forgets the network's options; its endpoints are gone already (Docker deletes a network only without them). */
+  deleteNetwork(networkId: string): Record<string, never> {
+    const at = this.state.networks.findIndex((n) => n.id === networkId);
+    if (at >= 0) {
+      this.state.networks.splice(at, 1);
+      this.save();
+    }
     return {};
   }
 
@@ -101,7 +120,9 @@ export class PluginNetwork {
     } catch (err) {
       throw new PluginError('refused', `cannot create the veth for endpoint ${req.endpointId.slice(0, 12)}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    this.state.endpoints.push({ id: req.endpointId, networkId: req.networkId, cidr: req.address, mac, hostIfname, peerIfname, sandboxKey: null, nsId: null, container: null });
+    // A network we have no record of (made before networks had options) is guarded: fail closed.
+    const portSecurity = this.state.networks.find((n) => n.id === req.networkId)?.portSecurity ?? true;
+    this.state.endpoints.push({ id: req.endpointId, networkId: req.networkId, cidr: req.address, mac, hostIfname, peerIfname, sandboxKey: null, nsId: null, container: null, portSecurity });
     this.save();
     // Docker wants only what it did not give: a MAC of ours, never the address.
     return { Interface: req.mac === null ? { MacAddress: mac } : {} };

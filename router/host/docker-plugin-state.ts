@@ -2,7 +2,8 @@
 // the addresses its IPAM driver handed out (who holds each in weave IPAM, and
 // whether it is parked for a restart of the container that had it) and the
 // endpoints its network driver made (veth, address, MAC, the namespace Docker
-// joined it to, the container found in it). Saved whole after each change,
+// joined it to, the container found in it), and the networks made with our
+// driver and their options. Saved whole after each change,
 // read back when the daemon restarts, so endpoints Docker still has are known
 // again and addresses are never leaked or handed out twice.
 //
@@ -56,11 +57,21 @@ export interface PluginEndpoint {
   /** dev:inode of that namespace once a container was found in it; null before. */
   nsId: string | null;
   container: PluginContainerRef | null;
+  /** false: its network was made with `-o port-security=false`; absent in older files, so true there. */
+  portSecurity: boolean;
+}
+
+/** A network made with our driver (CreateNetwork), with the options its endpoints take. */
+export interface PluginNetworkRecord {
+  id: string;
+  portSecurity: boolean;
 }
 
 export interface PluginState {
   addresses: PluginAddress[];
   endpoints: PluginEndpoint[];
+  /** Absent in files written before networks had options: read as none (every endpoint guarded). */
+  networks: PluginNetworkRecord[];
 }
 
 export function formatPluginState(s: PluginState): string {
@@ -109,6 +120,18 @@ function parseAddress(raw: unknown): PluginAddress {
   return { cidr: cidrField(e, 'cidr'), poolId: field(e, 'poolId'), owner: field(e, 'owner'), container: containerField(e), parkedAtMs: parked };
 }
 
+function portSecurityField(e: Record<string, unknown>): boolean {
+  const v = e['portSecurity'];
+  if (v === undefined) return true;
+  if (typeof v !== 'boolean') throw new Error('field portSecurity is not true or false');
+  return v;
+}
+
+function parseNetwork(raw: unknown): PluginNetworkRecord {
+  const e = objectOf(raw);
+  return { id: hexField(e, 'id'), portSecurity: portSecurityField(e) };
+}
+
 function parseEndpoint(raw: unknown): PluginEndpoint {
   const e = objectOf(raw);
   const nsId = e['nsId'];
@@ -127,6 +150,7 @@ function parseEndpoint(raw: unknown): PluginEndpoint {
     sandboxKey: key,
     nsId,
     container: containerField(e),
+    portSecurity: portSecurityField(e),
   };
 }
 
@@ -144,10 +168,11 @@ export function parsePluginState(text: string): { state: PluginState; problems: 
     throw new Error(`not JSON: ${errorMessage(err)}`);
   }
   const top = o as Record<string, unknown> | null;
-  if (typeof top !== 'object' || top === null || top['version'] !== PLUGIN_STATE_VERSION || !Array.isArray(top['addresses']) || !Array.isArray(top['endpoints'])) {
-    throw new Error(`expected {"version": ${PLUGIN_STATE_VERSION}, "addresses": [...], "endpoints": [...]}`);
+  if (typeof top !== 'object' || top === null || top['version'] !== PLUGIN_STATE_VERSION || !Array.isArray(top['addresses']) || !Array.isArray(top['endpoints'])
+    || !(top['networks'] === undefined || Array.isArray(top['networks']))) {
+    throw new Error(`expected {"version": ${PLUGIN_STATE_VERSION}, "addresses": [...], "endpoints": [...], "networks": [...]}`);
   }
-  const state: PluginState = { addresses: [], endpoints: [] };
+  const state: PluginState = { addresses: [], endpoints: [], networks: [] };
   const problems: string[] = [];
   for (const raw of top['addresses'] as unknown[]) {
     try {
@@ -165,6 +190,15 @@ export function parsePluginState(text: string): { state: PluginState; problems: 
       state.endpoints.push(ep);
     } catch (err) {
       problems.push(`endpoint: ${errorMessage(err)}`);
+    }
+  }
+  for (const raw of (top['networks'] as unknown[] | undefined) ?? []) {
+    try {
+      const n = parseNetwork(raw);
+      if (state.networks.some((x) => x.id === n.id)) throw new Error(`network ${n.id} is listed twice`);
+      state.networks.push(n);
+    } catch (err) {
+      problems.push(`network: ${errorMessage(err)}`);
     }
   }
   return { state, problems };

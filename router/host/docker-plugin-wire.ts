@@ -5,6 +5,7 @@
 // Docker shows to the user, so each message says what was expected.
 //
 //   POST /Plugin.Activate                  -> {"Implements": ["NetworkDriver", "IpamDriver"]}
+//   POST /NetworkDriver.CreateNetwork      {"NetworkID","Options":{"com.docker.network.generic":{<-o options>}},"IPv4Data":[...]}
 //   POST /NetworkDriver.CreateEndpoint     {"NetworkID","EndpointID","Interface":{"Address","MacAddress"},...}
 //   POST /NetworkDriver.Join               {"NetworkID","EndpointID","SandboxKey"} -> {"InterfaceName":{"SrcName","DstPrefix"},"StaticRoutes":[...]}
 //   POST /IpamDriver.RequestAddress        {"PoolID","Address","Options"} -> {"Address":"10.32.0.5/12"}
@@ -31,6 +32,11 @@ export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 /** libnetwork's static route types. */
 export const ROUTE_NEXTHOP = 0;
 export const ROUTE_CONNECTED = 1;
+
+/** Where `docker network create -o key=value` options arrive in CreateNetwork's Options. */
+export const GENERIC_OPTIONS_KEY = 'com.docker.network.generic';
+/** The one network option we take: `-o port-security=false` leaves the network's containers unguarded (port-security.ts). */
+export const PORT_SECURITY_OPTION = 'port-security';
 
 const MAX_ID_CHARS = 128;
 const MAX_OPTION_CHARS = 1024;
@@ -67,6 +73,8 @@ export interface CreateNetworkRequest {
   /** IPv4 pools Docker's IPAM gave the network: address space and pool CIDR. */
   ipv4: { addressSpace: string; pool: string }[];
   ipv6Count: number;
+  /** false: `-o port-security=false`; true otherwise. */
+  portSecurity: boolean;
 }
 
 export interface EndpointRef {
@@ -170,7 +178,32 @@ export function parseCreateNetwork(body: unknown): CreateNetworkRequest {
     addressSpace: str(d, 'AddressSpace', call),
     pool: cidrText(str(d, 'Pool', call), call, 'IPv4Data.Pool', true),
   }));
-  return { networkId, ipv4, ipv6Count: list('IPv6Data').length };
+  return { networkId, ipv4, ipv6Count: list('IPv6Data').length, portSecurity: networkPortSecurity(o, call) };
+}
+
+/**
+ * The network's `-o` options: only port-security, true or false. Anything
+ * else is refused, so a misspelt option cannot leave a network guarded (or
+ * not) other than the user meant.
+ */
+function networkPortSecurity(o: Record<string, unknown>, call: string): boolean {
+  const options = o['Options'];
+  if (options === undefined || options === null) return true;
+  if (typeof options !== 'object' || Array.isArray(options)) throw bad(`${call}: Options must be an object`);
+  const generic = (options as Record<string, unknown>)[GENERIC_OPTIONS_KEY];
+  if (generic === undefined || generic === null) return true;
+  if (typeof generic !== 'object' || Array.isArray(generic)) throw bad(`${call}: Options.${GENERIC_OPTIONS_KEY} must be an object`);
+  let portSecurity = true;
+  for (const [key, value] of Object.entries(generic as Record<string, unknown>)) {
+    if (key !== PORT_SECURITY_OPTION) {
+      throw bad(`${call}: unknown option ${JSON.stringify(key.slice(0, 64))}: the weave network driver takes only -o ${PORT_SECURITY_OPTION}=true|false`);
+    }
+    if (value !== 'true' && value !== 'false') {
+      throw bad(`${call}: -o ${PORT_SECURITY_OPTION} takes true or false, got ${JSON.stringify(String(value).slice(0, 64))}`);
+    }
+    portSecurity = value === 'true';
+  }
+  return portSecurity;
 }
 
 export function parseNetworkRef(body: unknown, call: string): { networkId: string } {

@@ -51,6 +51,8 @@ export interface PluginEndpointView {
   address: string;
   mac: string;
   veth: string;
+  /** false: made in a network created with `-o port-security=false`. */
+  portSecurity: boolean;
 }
 
 export interface DockerPluginDeps {
@@ -72,7 +74,7 @@ export interface DockerPluginOptions {
 }
 
 export class DockerPlugin {
-  private readonly state: PluginState = { addresses: [], endpoints: [] };
+  private readonly state: PluginState = { addresses: [], endpoints: [], networks: [] };
   private readonly ipam: PluginIpam;
   private readonly network: PluginNetwork;
   private readonly listeners: PluginListener[] = [];
@@ -116,6 +118,7 @@ export class DockerPlugin {
     await this.serialize(async () => {
       this.state.addresses.push(...loaded.state.addresses);
       this.state.endpoints.push(...loaded.state.endpoints);
+      this.state.networks.push(...loaded.state.networks);
     });
     const ids = new Set(loaded.state.endpoints.flatMap((e) => (e.container === null ? [] : [e.container.id])));
     for (const id of ids) {
@@ -155,7 +158,7 @@ export class DockerPlugin {
   list(): PluginEndpointView[] {
     return this.network.endpoints().map((e) => ({
       endpoint: e.id, network: e.networkId, container: e.container?.id ?? null, name: e.container?.name ?? null,
-      address: e.cidr, mac: e.mac, veth: e.hostIfname,
+      address: e.cidr, mac: e.mac, veth: e.hostIfname, portSecurity: e.portSecurity,
     }));
   }
 
@@ -175,8 +178,7 @@ export class DockerPlugin {
       case 'NetworkDriver.CreateNetwork':
         return this.network.createNetwork(wire.parseCreateNetwork(body));
       case 'NetworkDriver.DeleteNetwork':
-        wire.parseNetworkRef(body, 'DeleteNetwork');
-        return {};
+        return this.network.deleteNetwork(wire.parseNetworkRef(body, 'DeleteNetwork').networkId);
       case 'NetworkDriver.CreateEndpoint':
         return this.network.createEndpoint(wire.parseCreateEndpoint(body));
       case 'NetworkDriver.DeleteEndpoint': {

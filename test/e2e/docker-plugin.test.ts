@@ -3,7 +3,9 @@
 // weave.attach label (auto-attach); nobody runs `weave attach`. They resolve
 // each other by name and ping across hosts; `docker restart` keeps the
 // plugin container's address and connectivity; a second network made with
-// `docker network create -d weave --ipam-driver weave --subnet` works; a
+// `docker network create -d weave --ipam-driver weave --subnet` works, and
+// one made with `-o port-security=false` leaves its containers unguarded (a
+// misspelt option is refused by name); a
 // relaunch of both routers keeps everything reachable; `docker rm -f`
 // removes the name on the other host within seconds; `weave reset` removes
 // the Docker network and the plugin socket.
@@ -119,6 +121,27 @@ async function main(t: Tap): Promise<void> {
     await waitFor(() => pings(e1, C, ipB), { what: `${C} pings ${B} across hosts`, timeoutMs: 20_000 });
     await e1.docker(['rm', '-f', C]);
     t.equal((await e1.docker(['network', 'rm', N2], true)).code, 0, 'and the network goes again');
+  });
+
+  await t.test('a network made with -o port-security=false: its containers are let through, the others still guarded', async (t) => {
+    const portSecurity = async (): Promise<{ ports: number; unguarded: number; problem: string | null }> =>
+      (await h1.weaveStatus() as unknown as { portSecurity: { ports: number; unguarded: number; problem: string | null } }).portSecurity;
+    const before = await portSecurity();
+    t.equal(before.unguarded, 0, `every port guarded so far (${before.ports})`);
+    const typo = await e1.docker(['network', 'create', '-d', 'weave', '--ipam-driver', 'weave', '-o', 'port-secruity=false', `${net.prefix}typo`], true);
+    t.not(typo.code, 0, 'a misspelt option is refused');
+    t.match(typo.stderr, /unknown option "port-secruity"/, 'by name');
+    const N3 = `${net.prefix}n3`;
+    await e1.docker(['network', 'create', '-d', 'weave', '--ipam-driver', 'weave', '-o', 'port-security=false', N3]);
+    const D = `${net.prefix}d`;
+    await e1.docker(['run', '-d', '--network', N3, '--name', D, image, 'sleep', '3600']);
+    const during = await portSecurity();
+    t.same({ ports: during.ports, unguarded: during.unguarded, problem: during.problem }, { ports: before.ports, unguarded: 1, problem: null },
+      'its container\'s port is let through (no chain of its own), the others keep theirs');
+    await waitFor(() => pings(e1, D, ipB), { what: `${D} pings ${B} across hosts`, timeoutMs: 20_000 });
+    await e1.docker(['rm', '-f', D]);
+    t.equal((await e1.docker(['network', 'rm', N3], true)).code, 0, 'the network goes again');
+    t.same(await portSecurity(), before, 'and its port with it');
   });
 
   await t.test('stopping and relaunching both routers keeps everything reachable', async (t) => {

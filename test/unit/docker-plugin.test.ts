@@ -3,7 +3,8 @@
 // (create, start, stop, restart with the same address and MAC, removal),
 // refusals with their Err text, hostile bodies (wrong types, huge strings,
 // path tricks, unknown pools) that must give a PluginError and change
-// nothing, the record restored after a daemon restart, and the socket server
+// nothing, the record restored after a daemon restart, a network's
+// `-o port-security=false` reaching its endpoints, and the socket server
 // (HTTP status and {"Err"} for bad requests, oversized bodies).
 
 import t from 'tap';
@@ -246,6 +247,10 @@ t.test('hostile bodies are refused by name and change nothing', async (t) => {
     ['NetworkDriver.CreateNetwork', { NetworkID: NET, IPv4Data: 'all' }, /must be a list/],
     ['NetworkDriver.CreateNetwork', { NetworkID: NET, IPv4Data: new Array(100).fill({}) }, /over 16/],
     ['NetworkDriver.CreateNetwork', { NetworkID: NET, IPv4Data: [{ AddressSpace: 'weavelocal', Pool: 'not-a-cidr' }] }, /IPv4Data\.Pool/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: NET, Options: { 'com.docker.network.generic': { 'port-secruity': 'false' } } }, /unknown option "port-secruity".*port-security=true\|false/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: NET, Options: { 'com.docker.network.generic': { 'port-security': 'no' } } }, /port-security takes true or false, got "no"/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: NET, Options: { 'com.docker.network.generic': 'port-security=false' } }, /generic must be an object/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: NET, Options: [] }, /Options must be an object/],
     ['NetworkDriver.DeleteNetwork', { NetworkID: 7 }, /NetworkID must be a string/],
     ['NetworkDriver.EndpointOperInfo', {}, /NetworkID must be a string/],
     ['IpamDriver.RequestPool', { Pool: 12 }, /Pool must be a string/],
@@ -262,6 +267,41 @@ t.test('hostile bodies are refused by name and change nothing', async (t) => {
   t.equal(r.ipam.held.size, 0, 'no address taken');
   t.equal(r.links.made.size, 0, 'no veth made');
   t.equal(PLUGIN_CALLS.length, 19, 'every call of the protocol has a handler (the switch is exhaustive)');
+});
+
+t.test('-o port-security=false reaches the network\'s endpoints, outlives a restart and goes with the network', async (t) => {
+  const r = rig(t);
+  const OPEN = 'b'.repeat(64);
+  const pool = [{ AddressSpace: 'weavelocal', Pool: '10.32.0.0/12' }];
+  await call(r, 'NetworkDriver.CreateNetwork', { NetworkID: NET, IPv4Data: pool, Options: { 'com.docker.network.generic': {} } });
+  await call(r, 'NetworkDriver.CreateNetwork', { NetworkID: OPEN, IPv4Data: pool, Options: { 'com.docker.network.generic': { 'port-security': 'false' } } });
+  const endpoint = (net: string, ep: string, address: string): Promise<unknown> =>
+    call(r, 'NetworkDriver.CreateEndpoint', { NetworkID: net, EndpointID: ep, Interface: { Address: address } });
+  await endpoint(NET, EP1, '10.32.0.1/12');
+  await endpoint(OPEN, EP2, '10.32.0.2/12');
+  const guard = (p: DockerPlugin): Record<string, boolean> => Object.fromEntries(p.list().map((e) => [e.address, e.portSecurity]));
+  t.same(guard(r.plugin), { '10.32.0.1/12': true, '10.32.0.2/12': false }, 'only the endpoint of the network made with the option is let through');
+
+  const again = rig(t, r.datadir);
+  await again.plugin.restore();
+  t.same(guard(again.plugin), { '10.32.0.1/12': true, '10.32.0.2/12': false }, 'both kept across a daemon restart');
+  const EP3 = '3'.repeat(64);
+  await call(again, 'NetworkDriver.CreateEndpoint', { NetworkID: OPEN, EndpointID: EP3, Interface: { Address: '10.32.0.3/12' } });
+  t.equal(again.plugin.list().find((e) => e.endpoint === EP3)?.portSecurity, false, 'the network\'s option is known after the restart too');
+
+  for (const ep of [EP2, EP3]) await call(again, 'NetworkDriver.DeleteEndpoint', { NetworkID: OPEN, EndpointID: ep });
+  await call(again, 'NetworkDriver.DeleteNetwork', { NetworkID: OPEN });
+  const file = JSON.parse(fs.readFileSync(path.join(r.datadir, 'docker-plugin.json'), 'utf8')) as { networks: { id: string }[] };
+  t.same(file.networks.map((n) => n.id), [NET], 'the deleted network is forgotten');
+
+  const older = JSON.parse(fs.readFileSync(path.join(r.datadir, 'docker-plugin.json'), 'utf8')) as Record<string, unknown>;
+  delete older['networks'];
+  for (const e of older['endpoints'] as Record<string, unknown>[]) delete e['portSecurity'];
+  const parsed = parsePluginState(JSON.stringify(older));
+  t.same(parsed.problems, [], 'a record from before network options is read whole');
+  t.same(parsed.state.endpoints.map((e) => e.portSecurity), [true], 'and its endpoints are guarded');
+  const bad = parsePluginState(JSON.stringify({ ...older, networks: [{ id: OPEN, portSecurity: 'no' }, { id: 'x' }] }));
+  t.equal(bad.problems.length, 2, 'bad network entries are dropped with reasons');
 });
 
 t.test('a daemon restart finds running containers again; the record is read as hostile', async (t) => {
