@@ -267,20 +267,21 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   exposeRecheck.unref();
   // end weave expose / hide
   // Port security: each container port may speak only for its own MAC and addresses (--no-port-security: off).
-  // Changed after every attach and detach of any kind, before the attach is reported done.
+  // Changed after every attach and detach of any kind, before the attach is reported done, and before a new
+  // port announces its MAC (onPortsChanging: the port of an attach under way is in ports()).
   const guardLogger = logger.child({ component: 'port-security' });
   const portGuard = config.portSecurity === false ? null : new PortGuard({
     runner, clock, logger: guardLogger, nft: nftApplier(runner, clock, guardLogger),
-    ports: () => [...containers.list(), ...cni.attached(), ...(dockerPlugin?.ports() ?? [])],
+    ports: () => [...containers.ports(), ...cni.ports(), ...(dockerPlugin?.ports() ?? [])],
   });
   const guardPorts = (): Promise<void> => portGuard?.sync() ?? Promise.resolve();
-  containers.addListener({ onAttached: guardPorts, onDetached: guardPorts });
+  containers.addListener({ onAttached: guardPorts, onDetached: guardPorts, onPortsChanging: guardPorts });
   // CNI: the same bridge and routes as weave attach; addresses keyed on the runtime's container id.
   const cni = buildCniEndpoint({
     runner, logger, ipam, dns, datadir: config.datadir, bridge: dataPlane.bridge, mtu: dataPlane.mtu, domain: config.dns.domain,
     overlayRoutes: [ipamConfig.range.toString(), ...(ipamConfig.rangeV6 !== null ? [ipamConfig.rangeV6.toString()] : []), LINK_LOCAL_ROUTE],
   });
-  cni.addListener({ onAttached: guardPorts, onDetached: guardPorts });
+  cni.addListener({ onAttached: guardPorts, onDetached: guardPorts, onPortsChanging: guardPorts });
   // The local API: the router's own endpoints, then each part's, in the order GET /report lists them.
   // Status carries the daemon's own health too: ignored state files, restarts by the supervisor (cli/daemon-health.ts).
   const supervisor = supervisorInfoFromEnv(process.env);

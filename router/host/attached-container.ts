@@ -94,6 +94,13 @@ export interface ContainerListener {
   onAttached?(container: AttachedContainer, added: string[]): void | Promise<void>;
   /** `removed` are the CIDRs gone in this call; `reason` says why. */
   onDetached?(container: AttachedContainer, removed: string[], reason: DetachReason): void | Promise<void>;
+  /**
+   * The ports an attach is making changed before its end: a port about to
+   * come up (its MAC and addresses chosen, listed by the manager's ports()),
+   * or one that failed and is gone again. Port security learns it here, so
+   * the container's first announcement is not dropped.
+   */
+  onPortsChanging?(): void | Promise<void>;
 }
 
 /** Calls every listener in turn, after the fact; one that throws is logged and the rest still run. */
@@ -123,6 +130,17 @@ export class ContainerListeners {
         this.logger.error('container attach listener failed', { container: view.name, error: errorMessage(err) });
       }
       steps?.mark(`listener${i}`);
+    }
+  }
+
+  async portsChanging(name: string): Promise<void> {
+    for (const l of [...this.listeners]) {
+      if (l.onPortsChanging === undefined) continue;
+      try {
+        await l.onPortsChanging();
+      } catch (err) {
+        this.logger.error('container port listener failed', { container: name, error: errorMessage(err) });
+      }
     }
   }
 

@@ -29,6 +29,7 @@ import type { CommandRunner } from './command-runner';
 import { ContainerLinks, MULTICAST_ROUTE, randomMac } from './container-link';
 import type { Netlink } from './netlink-socket';
 import { nativeNetlink } from './netlink-socket';
+import type { GuardedPort } from './port-security-rules';
 import type { HostFs } from './container-ref';
 import { procHostFs } from './container-ref';
 
@@ -52,6 +53,8 @@ export type CniGoneReason = 'del' | 'gc' | 'gone';
 export interface CniListener {
   onAttached?(a: CniAttachment): void | Promise<void>;
   onDetached?(a: CniAttachment, reason: CniGoneReason): void | Promise<void>;
+  /** An ADD's port is about to come up (MAC and addresses chosen, in ports()) or failed: as ContainerListener's. */
+  onPortsChanging?(): void | Promise<void>;
 }
 
 export interface CniEndpointDeps {
@@ -111,6 +114,13 @@ export class CniEndpoint {
       id: `cni:${r.containerId}/${r.ifName}`, name: r.dnsName ?? r.network, kind: 'cni' as const, ifname: r.ifName, mac: r.mac,
       addresses: r.addresses.map((a) => a.address), hostIfname: r.hostIfname, pid: null, joined: 'cni' as const,
       ...(r.portSecurity === false ? { portSecurity: false as const } : {}),
+    }));
+  }
+
+  /** Ports for port security: attached ones, and an ADD's whose MAC is chosen but not yet announced. */
+  ports(): GuardedPort[] {
+    return this.records.filter((r) => r.state === 'attached' || (r.state === 'adding' && r.mac !== '')).map((r) => ({
+      hostIfname: r.hostIfname, mac: r.mac, addresses: r.addresses.map((a) => a.address), ...(r.portSecurity === false ? { portSecurity: false } : {}),
     }));
   }
 
@@ -217,8 +227,11 @@ export class CniEndpoint {
       // The name is ours by construction: one left over is from an ADD cut short.
       if ((await links.exists(record.hostIfname)) !== false) await links.remove(record.hostIfname);
       const cidrs = parseAttachAddresses(record.addresses.map((a) => a.address), true);
+      // Port security learns the port before ethwe announces its MAC, which it would otherwise drop.
+      record.mac = links.chooseMac();
+      for (const l of this.listeners) await this.call(() => l.onPortsChanging?.());
       try {
-        record.mac = await links.create({ name: `${req.containerId.slice(0, 12)}/${req.ifName}`, netnsPath: req.netns }, record.hostIfname, cidrs);
+        record.mac = await links.create({ name: `${req.containerId.slice(0, 12)}/${req.ifName}`, netnsPath: req.netns }, record.hostIfname, cidrs, undefined, record.mac);
       } catch (err) {
         if (err instanceof CodedError && err.code === 'config') throw new CniError('config', err.message);
         throw new CniError('io', errorMessage(err));
@@ -271,6 +284,9 @@ export class CniEndpoint {
     if (reason !== null && r.state === 'attached') {
       const view = this.view(r);
       for (const l of this.listeners) await this.call(() => l.onDetached?.(view, reason));
+    } else if (r.state === 'adding' && r.mac !== '') {
+      // An ADD that failed after its port was announced to port security: the port goes again.
+      for (const l of this.listeners) await this.call(() => l.onPortsChanging?.());
     }
     return released;
   }

@@ -25,7 +25,18 @@ import { describeAttachment as describe, publicView } from './container-state';
 
 type UndoStep = () => Promise<unknown>;
 
+/** The port of an attach under way, for port security (port-security-rules.ts's GuardedPort). */
+export interface PendingPort {
+  hostIfname: string;
+  mac: string;
+  addresses: readonly string[];
+  portSecurity?: boolean;
+}
+
 export class ContainerAttacher {
+  /** The attach under way, from when its MAC is chosen until it is recorded or undone (the manager serializes attaches). */
+  private pendingPort: PendingPort | null = null;
+
   constructor(
     private readonly links: ContainerLinks,
     private readonly attachments: AttachmentRecord,
@@ -41,9 +52,21 @@ export class ContainerAttacher {
   async create(target: ResolvedContainer, wanted: AttachCidr[], dns: AttachOptions = {}, steps = new AttachSteps()): Promise<AttachedContainer> {
     const stale = this.attachments.all().find((a) => a.kind === 'docker' && a.id === target.id);
     const hostIf = hostIfnameFor(target.kind, target.kind === 'netns' ? target.name : (target.pid as number));
-    // create() refuses a host interface left over from an earlier attach (a config error naming it) and
-    // cleans up after itself; from here on, deleting the veth undoes it all.
-    const mac = await this.links.create(target, hostIf, wanted, steps);
+    const unguarded = dns.portSecurity === false || stale?.portSecurity === false;
+    // Port security learns the port before ethwe announces its MAC, which it would otherwise drop.
+    this.pendingPort = { hostIfname: hostIf, mac: this.links.chooseMac(), addresses: wanted.map((w) => w.cidr), ...(unguarded ? { portSecurity: false } : {}) };
+    await this.listeners.portsChanging(target.name);
+    steps.mark('ports');
+    let mac: string;
+    try {
+      // create() refuses a host interface left over from an earlier attach (a config error naming it) and
+      // cleans up after itself; from here on, deleting the veth undoes it all.
+      mac = await this.links.create(target, hostIf, wanted, steps, this.pendingPort.mac);
+    } catch (err) {
+      this.pendingPort = null;
+      await this.listeners.portsChanging(target.name);
+      throw err;
+    }
     const undo: UndoStep[] = [() => this.links.discard(hostIf)];
     try {
       const record: Attachment = {
@@ -61,7 +84,7 @@ export class ContainerAttacher {
         // A stopped Docker container attached again keeps its DNS wishes unless new ones are given, and stays unguarded if it was.
         ...attachOptionsOf({
           ...(dns.dnsName !== undefined || dns.withoutDns === true || stale === undefined ? dns : stale),
-          ...(dns.portSecurity === false || stale?.portSecurity === false ? { portSecurity: false } : {}),
+          ...(unguarded ? { portSecurity: false } : {}),
         }),
       };
       if (stale !== undefined) {
@@ -76,6 +99,7 @@ export class ContainerAttacher {
         await this.links.ensureRoutes(target.netnsPath, hasV6(record.addresses));
       }
       this.attachments.add(record);
+      this.pendingPort = null;
       this.attachments.save();
       steps.mark('record');
       this.logger.info('attached container', { container: record.name, veth: hostIf, mac, addresses: record.addresses.join(',') });
@@ -84,8 +108,17 @@ export class ContainerAttacher {
     } catch (err) {
       await this.rollback(undo, err);
       if (stale !== undefined && !this.attachments.all().includes(stale)) this.attachments.add(stale);
+      if (this.pendingPort !== null) {
+        this.pendingPort = null;
+        await this.listeners.portsChanging(target.name);
+      }
       throw err;
     }
+  }
+
+  /** The port of the attach under way, if any, with its MAC already chosen. */
+  pending(): PendingPort | null {
+    return this.pendingPort;
   }
 
   /** Adds the addresses of `wanted` that `record` lacks; on a failure, those added in this call go again. */

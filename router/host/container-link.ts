@@ -151,7 +151,7 @@ export class ContainerLinks {
    * in one request on our socket, the container side in one batch on a socket
    * opened in its namespace, then the announcement.
    */
-  async create(target: Pick<ResolvedContainer, 'name' | 'netnsPath'>, hostIf: string, cidrs: readonly AttachCidr[], steps?: AttachSteps): Promise<string> {
+  async create(target: Pick<ResolvedContainer, 'name' | 'netnsPath'>, hostIf: string, cidrs: readonly AttachCidr[], steps?: AttachSteps, mac = this.newMac()): Promise<string> {
     const inner = this.netlink.open(target.netnsPath);
     try {
       await this.createPair(inner, target.name, hostIf);
@@ -183,7 +183,7 @@ export class ContainerLinks {
           }
         }
         steps?.mark('inside');
-        return await this.announce(inner, index, hostIf, target.name, steps);
+        return await this.announce(inner, index, hostIf, target.name, mac, steps);
       } catch (err) {
         await this.discard(hostIf).catch((undo: unknown) => {
           this.logger.error('rollback step failed; something may be left behind', { error: errorMessage(undo), cause: errorMessage(err) });
@@ -193,6 +193,14 @@ export class ContainerLinks {
     } finally {
       inner.close();
     }
+  }
+
+  /**
+   * The MAC create() will give ethwe, chosen before it runs: port security
+   * must know it before the announcement leaves, or drops it (port-security.ts).
+   */
+  chooseMac(): string {
+    return this.newMac();
   }
 
   /** Our own namespace's socket, opened on first use and kept. */
@@ -276,7 +284,7 @@ export class ContainerLinks {
    * is lost. Hence: wait for `forwarding`, then give ethwe its own fresh MAC.
    * Best effort: failure only slows recovery down.
    */
-  private async announce(inner: NetlinkSocket, index: number, hostIf: string, name: string, steps?: AttachSteps): Promise<string> {
+  private async announce(inner: NetlinkSocket, index: number, hostIf: string, name: string, mac: string, steps?: AttachSteps): Promise<string> {
     let forwarding = false;
     for (let i = 0; i < PORT_FORWARDING_POLLS && !forwarding; i++) {
       forwarding = await this.portForwarding(hostIf);
@@ -284,7 +292,6 @@ export class ContainerLinks {
     }
     if (!forwarding) this.logger.warn('bridge port did not reach forwarding state in time', { container: name, veth: hostIf });
     steps?.mark('forwarding');
-    const mac = this.newMac();
     const [r] = await inner.request([{ op: 'setLink', index, mac }]);
     steps?.mark('mac');
     if (r?.errno === 0) return mac;

@@ -40,6 +40,7 @@ import { DockerWatcher } from './docker-auto-attach';
 import type { EventDecision, LifecycleRecord } from './docker-lifecycle';
 import type { LifecycleParts } from './container-lifecycle';
 import { applyDockerEvent, restoreRecord, sweepRecords } from './container-lifecycle';
+import type { GuardedPort } from './port-security-rules';
 
 /** IPAM's default release grace: a stopped container keeps its addresses this long. */
 const DEFAULT_GRACE_MS = 60_000;
@@ -113,6 +114,12 @@ export class ContainerManager {
   /** Attached containers, for `weave ps` (stopped Docker containers are not listed). */
   list(): AttachedContainer[] {
     return this.attachments.all().filter((a) => a.state === 'attached').map((a) => publicView(a));
+  }
+
+  /** Ports for port security: every attached container's, and the port of an attach under way (its MAC chosen, not yet announced). */
+  ports(): GuardedPort[] {
+    const pending = this.attacher.pending();
+    return [...this.list(), ...(pending === null ? [] : [pending])];
   }
 
   /** list() and the endpoint sources' containers: everything attached on this host. */

@@ -5,7 +5,9 @@
 // the neighbour's MAC, IPv4 from the neighbour's address, and IPv6 neighbour
 // adverts for the neighbour's address. Each is dropped at h1's bridge and
 // counted; neighbour caches on both hosts and the bridge's idea of where the
-// victim lives stay true. Then h1 is relaunched with --no-port-security: the
+// victim lives stay true. A container attached again with a new MAC is
+// believed at once (its announcement passes: the guard knew the port before
+// it spoke). Then h1 is relaunched with --no-port-security: the
 // table is gone and the same ARP announcement poisons its neighbour's cache
 // (so this test can fail, and shows what the guard prevents); relaunched
 // without the flag, the table is rebuilt for the restored containers.
@@ -119,6 +121,24 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     const r = await run(['ip', 'netns', 'exec', router.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', '10.2.1.50', victim.v4]);
     t.equal(r.code, 0, `from 10.2.1.50 across hosts: ${r.stdout.trim().split('\n').pop()}`);
     t.equal(await spoofedCount(h1), before, 'nothing dropped');
+  });
+
+  await t.test('a container attached again gets a new MAC, and its announcement reaches the neighbours at once', async (t) => {
+    const mover = await attach(h1, 'm', 6);
+    await pingsFrom(neighbour1.ns, mover.v4, 'on its host');
+    await pingsFrom(neighbour2.ns, mover.v4, 'across hosts');
+    t.equal(await neighbourMac(neighbour1.ns, mover.v4), mover.mac, 'the neighbour knows its MAC');
+    t.equal((await h1.weave(['detach', `netns:${mover.ns}`])).code, 0, 'detached');
+    const r = await h1.weave(['attach', `${mover.v4}/24`, `${mover.v6}/64`, `netns:${mover.ns}`]);
+    t.equal(r.code, 0, `attached again: ${r.stderr.trim()}`);
+    const mac = (JSON.parse(await sh(['ip', '-n', mover.ns, '-j', 'link', 'show', 'ethwe'])) as { address: string }[])[0]!.address;
+    t.not(mac, mover.mac, 'a new MAC');
+    // Unheard, the neighbours would keep the old MAC until their entries go stale and are probed (5-10 s here).
+    for (const n of [neighbour1, neighbour2]) {
+      await waitFor(async () => (await neighbourMac(n.ns, mover.v4)) === mac, { what: `${n.ns} learns the new MAC from the announcement`, timeoutMs: 2_000, intervalMs: 100 });
+    }
+    t.pass('both neighbours took the new MAC from its announcement');
+    t.equal((await h1.weave(['detach', `netns:${mover.ns}`])).code, 0, 'and it goes again');
   });
 
   // The spoofer bridges a TAP of ours into its namespace; what we write into the TAP leaves by its ethwe.

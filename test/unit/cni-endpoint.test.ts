@@ -132,6 +132,23 @@ t.test('"portSecurity": false in the network config: kept in the record, through
   t.notOk('portSecurity' in parseCniAddBody({ ...req('x'), portSecurity: true }), 'true is the default');
 });
 
+t.test('port security learns an ADD\'s port before its MAC is announced, and forgets it when the ADD fails', async (t) => {
+  const { host, make } = setup();
+  const e = make();
+  const seen: { ports: string[]; linesSoFar: number }[] = [];
+  e.addListener({ onPortsChanging: () => { seen.push({ ports: e.ports().map((p) => `${p.hostIfname} ${p.mac} ${p.addresses.join(',')}`), linesSoFar: host.runner.lines().length }); } });
+  const a = await e.add(req('ctr1'));
+  t.same(seen.map((x) => x.ports), [[`${a.hostIfname} ${a.mac} 10.32.0.1/12`]], 'told once, with the MAC the ADD then gave the interface');
+  t.notOk(host.runner.lines().slice(0, seen[0]!.linesSoFar).some((l) => l.includes(a.mac)), 'before the MAC was set (the announcement)');
+  t.same(e.ports().map((p) => p.hostIfname), [a.hostIfname], 'once attached, listed as such');
+  seen.length = 0;
+  host.failOn = /ip route add 224\.0\.0\.0\/4/;
+  await t.rejects(e.add(req('ctr2', '/run/netns/c2')), /scripted failure/);
+  t.equal(seen.length, 2, 'told when the port is about to come up and when the ADD failed');
+  t.equal(seen[0]?.ports.length, 2, 'the failing ADD\'s port was listed at first');
+  t.same(seen[1]?.ports, [`${a.hostIfname} ${a.mac} 10.32.0.1/12`], 'and is gone again');
+});
+
 t.test('restore: kept, gone, and an ADD cut short; GC', async (t) => {
   const { host, ipam, make, events, text, setText } = setup();
   const e1 = make();

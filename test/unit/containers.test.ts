@@ -421,3 +421,26 @@ t.test('weave attach --no-port-security: kept in the record, through a restart, 
   const again = await manager.attach('netns:web', ['10.32.4.3/12'], { portSecurity: true as unknown as false });
   t.notOk('portSecurity' in again, 'true is the default, not a wish');
 });
+
+t.test('port security learns an attach\'s port before ethwe announces its MAC, and forgets it when the attach fails', async (t) => {
+  const { host, manager } = setup();
+  for (const n of ['blue', 'red']) host.namespaces.set(`/var/run/netns/${n}`, `ns:${n}`);
+  const seen: { ports: string[]; linesSoFar: number }[] = [];
+  manager.addListener({
+    onPortsChanging: () => { seen.push({ ports: manager.ports().map((p) => `${p.hostIfname} ${p.mac} ${p.addresses.join(',')}`), linesSoFar: host.runner.lines().length }); },
+  });
+  const a = await manager.attach('netns:blue', ['10.32.1.1/12'], {});
+  const v = hostIfnameFor('netns', 'blue');
+  t.same(seen.map((s) => s.ports), [[`${v} ${a.mac} 10.32.1.1/12`]], 'told once, with the MAC the attach then gave ethwe');
+  t.notOk(host.runner.lines().slice(0, seen[0]!.linesSoFar).some((l) => l.includes(a.mac)), 'before the MAC was set (the announcement)');
+  t.same(manager.ports().map((p) => p.hostIfname), [v], 'once attached, the port is listed as a container');
+
+  seen.length = 0;
+  host.failOn = /ip addr add 10\.32\.1\.2/;
+  await t.rejects(manager.attach('netns:red', ['10.32.1.2/12'], {}), /scripted failure/);
+  t.equal(seen.length, 2, 'told when the port is about to come up and when the attach failed');
+  t.same(seen[0]?.ports.length, 2, 'the failing attach\'s port was listed at first');
+  t.same(seen[1]?.ports, [`${v} ${a.mac} 10.32.1.1/12`], 'and is gone again');
+  t.same(manager.ports().map((p) => p.hostIfname), [v], 'nothing pending is left');
+  await manager.close();
+});
