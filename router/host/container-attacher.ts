@@ -22,20 +22,13 @@ import { CONTAINER_IFNAME, hostIfnameFor } from './container-link';
 import type { ResolvedContainer } from './container-ref';
 import type { Attachment, AttachmentRecord } from './container-state';
 import { describeAttachment as describe, publicView } from './container-state';
+import type { GuardedPort } from './port-security-rules';
 
 type UndoStep = () => Promise<unknown>;
 
-/** The port of an attach under way, for port security (port-security-rules.ts's GuardedPort). */
-export interface PendingPort {
-  hostIfname: string;
-  mac: string;
-  addresses: readonly string[];
-  portSecurity?: boolean;
-}
-
 export class ContainerAttacher {
   /** The attach under way, from when its MAC is chosen until it is recorded or undone (the manager serializes attaches). */
-  private pendingPort: PendingPort | null = null;
+  private pendingPort: GuardedPort | null = null;
 
   constructor(
     private readonly links: ContainerLinks,
@@ -117,7 +110,7 @@ export class ContainerAttacher {
   }
 
   /** The port of the attach under way, if any, with its MAC already chosen. */
-  pending(): PendingPort | null {
+  pending(): GuardedPort | null {
     return this.pendingPort;
   }
 

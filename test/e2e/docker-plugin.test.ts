@@ -132,7 +132,8 @@ async function main(t: Tap): Promise<void> {
     t.not(typo.code, 0, 'a misspelt option is refused');
     t.match(typo.stderr, /unknown option "port-secruity"/, 'by name');
     const N3 = `${net.prefix}n3`;
-    await e1.docker(['network', 'create', '-d', 'weave', '--ipam-driver', 'weave', '-o', 'port-security=false', N3]);
+    // Labels, --internal and --attachable do not reach the driver's -o options: they must not be refused as unknown ones.
+    await e1.docker(['network', 'create', '-d', 'weave', '--ipam-driver', 'weave', '-o', 'port-security=false', '--label', 'team=edge', '--internal', '--attachable', N3]);
     const D = `${net.prefix}d`;
     await e1.docker(['run', '-d', '--network', N3, '--name', D, image, 'sleep', '3600']);
     const during = await portSecurity();
