@@ -133,9 +133,9 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
     t.equal(r.code, 0, `attached again: ${r.stderr.trim()}`);
     const mac = (JSON.parse(await sh(['ip', '-n', mover.ns, '-j', 'link', 'show', 'ethwe'])) as { address: string }[])[0]!.address;
     t.not(mac, mover.mac, 'a new MAC');
-    // Unheard, the neighbours would keep the old MAC until their entries go stale and are probed (5-10 s here).
+    // Unheard, the neighbours would keep the old MAC until their entries go stale and traffic makes them probe (5-10 s here).
     for (const n of [neighbour1, neighbour2]) {
-      await waitFor(async () => (await neighbourMac(n.ns, mover.v4)) === mac, { what: `${n.ns} learns the new MAC from the announcement`, timeoutMs: 2_000, intervalMs: 100 });
+      await waitFor(async () => (await neighbourMac(n.ns, mover.v4)) === mac, { what: `${n.ns} learns the new MAC from the announcement`, timeoutMs: 5_000, intervalMs: 100 });
     }
     t.pass('both neighbours took the new MAC from its announcement');
     t.equal((await h1.weave(['detach', `netns:${mover.ns}`])).code, 0, 'and it goes again');
