@@ -322,8 +322,21 @@ export class ContainerManager {
         throw RouterError.config(`${describe(existing as Attachment)} already has ${mine}; detach it before attaching ${w.cidr}`);
       }
     }
-    if (existing !== null) return this.attacher.addAddresses(existing, wanted);
+    if (existing !== null) {
+      const view = await this.attacher.addAddresses(existing, wanted);
+      if (dns.portSecurity !== false || existing.portSecurity === false) return view;
+      await this.unguard(existing);
+      return publicView(existing);
+    }
     return this.attacher.create(target, wanted, dns, steps);
+  }
+
+  /** `weave attach --no-port-security` of a container attached with it on: it is let through from now on. */
+  private async unguard(record: Attachment): Promise<void> {
+    record.portSecurity = false;
+    this.attachments.save();
+    this.logger.info('port security off for an attached container', { container: record.name, veth: record.hostIfname });
+    await this.listeners.portsChanging(record.name);
   }
 
   private async handleDetach(ref: ContainerRef, wanted: AttachCidr[] | null): Promise<DetachResult> {

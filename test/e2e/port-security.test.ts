@@ -7,7 +7,8 @@
 // counted; neighbour caches on both hosts and the bridge's idea of where the
 // victim lives stay true. A container attached again with a new MAC is
 // believed at once (its announcement passes: the guard knew the port before
-// it spoke). Then h1 is relaunched with --no-port-security: the
+// it spoke), and `weave attach --no-port-security` of an attached container
+// lets it through from then on. Then h1 is relaunched with --no-port-security: the
 // table is gone and the same ARP announcement poisons its neighbour's cache
 // (so this test can fail, and shows what the guard prevents); relaunched
 // without the flag, the table is rebuilt for the restored containers.
@@ -138,7 +139,13 @@ t.test('a container cannot speak for its neighbour; --no-port-security lets it',
       await waitFor(async () => (await neighbourMac(n.ns, mover.v4)) === mac, { what: `${n.ns} learns the new MAC from the announcement`, timeoutMs: 5_000, intervalMs: 100 });
     }
     t.pass('both neighbours took the new MAC from its announcement');
+    const status = async (): Promise<unknown> => (await h1.weaveStatus() as unknown as { portSecurity: unknown }).portSecurity;
+    t.same(await status(), { ports: 3, unguarded: 1, problem: null }, 'guarded, as attached');
+    const off = await h1.weave(['attach', '--no-port-security', `${mover.v4}/24`, `netns:${mover.ns}`]);
+    t.equal(off.code, 0, `weave attach --no-port-security of the attached container: ${off.stderr.trim()}`);
+    t.same(await status(), { ports: 2, unguarded: 2, problem: null }, 'now let through');
     t.equal((await h1.weave(['detach', `netns:${mover.ns}`])).code, 0, 'and it goes again');
+    t.same(await status(), { ports: 2, unguarded: 1, problem: null }, 'its port with it');
   });
 
   // The spoofer bridges a TAP of ours into its namespace; what we write into the TAP leaves by its ethwe.

@@ -420,6 +420,21 @@ t.test('weave attach --no-port-security: kept in the record, through a restart, 
   await t.rejects(manager.attach('netns:web', ['10.32.4.3/12'], { portSecurity: 'no' as unknown as false }), /portSecurity must be true or false/);
   const again = await manager.attach('netns:web', ['10.32.4.3/12'], { portSecurity: true as unknown as false });
   t.notOk('portSecurity' in again, 'true is the default, not a wish');
+
+  // Attached already and guarded: the flag on a later attach turns it off, after the addresses are added.
+  let told = 0;
+  manager.addListener({ onPortsChanging: () => { told++; } });
+  host.failOn = /ip addr add 10\.32\.4\.9/;
+  await t.rejects(manager.attach('netns:web', ['10.32.4.9/12'], { portSecurity: false }), /scripted failure/);
+  t.notOk('portSecurity' in manager.list().find((c) => c.id === 'netns:web')!, 'an attach that failed changed nothing');
+  host.failOn = null;
+  const off = await manager.attach('netns:web', ['10.32.4.4/12'], { portSecurity: false });
+  t.equal(off.portSecurity, false, 'the flag on an attached container turns port security off');
+  t.equal(told, 1, 'port security is told');
+  t.same(manager.ports().find((p) => p.hostIfname === off.hostIfname)?.portSecurity, false, 'its port is listed unguarded');
+  t.same((await newManager().restore()).find((c) => c.id === 'netns:web')?.portSecurity, false, 'and it is kept');
+  await manager.attach('netns:web', ['10.32.4.5/12'], {});
+  t.equal(told, 1, 'a later attach without the flag changes nothing');
 });
 
 t.test('port security learns an attach\'s port before ethwe announces its MAC, and forgets it when the attach fails', async (t) => {
