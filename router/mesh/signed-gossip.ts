@@ -25,6 +25,12 @@ export interface SigningCounters {
   gossipSignaturesRefused: number;
   /** A valid signature by a key other than the one first seen for that name. */
   gossipKeyConflicts: number;
+  /**
+   * Names whose key was forgotten to stay within maxKnownKeys (oldest first):
+   * their next key is believed as if first seen. Many of them mean a mesh
+   * bigger than the cap or someone flooding it with names.
+   */
+  gossipKeysForgotten: number;
 }
 
 /**
@@ -72,7 +78,7 @@ export class GossipAuthority implements GossipSigning {
   readonly publicKey: Uint8Array;
   readonly localPeer: PeerName;
   readonly counters: SigningCounters = {
-    gossipSignaturesVerified: 0, gossipSignatureCacheHits: 0, gossipSignaturesRefused: 0, gossipKeyConflicts: 0,
+    gossipSignaturesVerified: 0, gossipSignatureCacheHits: 0, gossipSignaturesRefused: 0, gossipKeyConflicts: 0, gossipKeysForgotten: 0,
   };
   /** Insertion order is age: the first entries are evicted first. */
   private readonly known = new Map<PeerName, Uint8Array>();
@@ -166,6 +172,7 @@ export class GossipAuthority implements GossipSigning {
     for (const oldest of this.known.keys()) {
       if (this.known.size <= this.opts.maxKnownKeys) break;
       this.known.delete(oldest);
+      this.counters.gossipKeysForgotten++;
     }
   }
 }

@@ -74,6 +74,7 @@ t.test('trust on first use: a second key for a known name is refused, even with 
   t.equal(small.keyOf(key(5).name), null, 'beyond the cap the oldest name is forgotten');
   t.ok(small.keyOf(key(7).name));
   t.ok(small.keyOf(key(1).name), 'never our own');
+  t.equal(small.counters.gossipKeysForgotten, 1, 'the forgotten name is counted');
 
   const cache = new VerifiedSignatures(10);
   const x = new GossipAuthority(key(1), { verified: cache });
