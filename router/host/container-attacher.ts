@@ -143,6 +143,25 @@ export class ContainerAttacher {
     return publicView(record);
   }
 
+  /** `weave attach --no-port-security` of a container attached with it on: it is let through from now on. */
+  async unguard(record: Attachment): Promise<AttachedContainer> {
+    record.portSecurity = false;
+    this.attachments.save();
+    this.logger.info('port security off for an attached container', { container: record.name, veth: record.hostIfname });
+    await this.listeners.portsChanging(record.name);
+    return publicView(record);
+  }
+
+  /** Removes the container's veth (if attached) and its record; returns its view without addresses. */
+  async detach(record: Attachment): Promise<AttachedContainer> {
+    if (record.state === 'attached') await this.links.remove(record.hostIfname);
+    this.attachments.forget(record);
+    this.attachments.save();
+    this.logger.info('detached container', { container: record.name, veth: record.hostIfname });
+    await this.listeners.detached(publicView(record), record.addresses, 'detach');
+    return { ...publicView(record), addresses: [] };
+  }
+
   /**
    * Takes `removing` off ethwe, leaving `remaining` (not empty), and puts the
    * overlay routes back that a subnet's last address took along.

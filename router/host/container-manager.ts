@@ -31,7 +31,7 @@ import type { ContainerRef, HostFs, ResolvedContainer } from './container-ref';
 import { nativeNetlink } from './netlink-socket';
 import { formatContainerRef, parseContainerRef, procHostFs, resolveContainer } from './container-ref';
 import type { Attachment } from './container-state';
-import { AttachmentRecord, FileStateStore, STATE_FILE, describeAttachment as describe, publicView } from './container-state';
+import { AttachmentRecord, FileStateStore, STATE_FILE, addressesToDetach, describeAttachment as describe, publicView } from './container-state';
 import type { DockerApi } from './docker-client';
 import type { AddressSource, ContainerDeps, ContainerOptions, DetachResult, WatchOptions } from './container-options';
 import type { JoinedVia } from './docker-attach-spec';
@@ -324,50 +324,18 @@ export class ContainerManager {
     }
     if (existing !== null) {
       const view = await this.attacher.addAddresses(existing, wanted);
-      if (dns.portSecurity !== false || existing.portSecurity === false) return view;
-      await this.unguard(existing);
-      return publicView(existing);
+      return dns.portSecurity === false && existing.portSecurity !== false ? this.attacher.unguard(existing) : view;
     }
     return this.attacher.create(target, wanted, dns, steps);
-  }
-
-  /** `weave attach --no-port-security` of a container attached with it on: it is let through from now on. */
-  private async unguard(record: Attachment): Promise<void> {
-    record.portSecurity = false;
-    this.attachments.save();
-    this.logger.info('port security off for an attached container', { container: record.name, veth: record.hostIfname });
-    await this.listeners.portsChanging(record.name);
   }
 
   private async handleDetach(ref: ContainerRef, wanted: AttachCidr[] | null): Promise<DetachResult> {
     const record = await this.find(ref);
     if (record === null) throw RouterError.config(`${formatContainerRef(ref)} is not attached`);
-    let removing: string[];
-    if (wanted === null) {
-      removing = [...record.addresses];
-    } else {
-      removing = [];
-      for (const w of wanted) {
-        const have = record.addresses.find((c) => ipOf(c) === w.address);
-        if (have === undefined) throw RouterError.config(`address ${w.address} is not attached to ${describe(record)}`);
-        if (!removing.includes(have)) removing.push(have);
-      }
-      for (const c of [...removing]) {
-        for (const twin of this.twinsOf(c)) {
-          const have = record.addresses.find((a) => ipOf(a) === ipOf(twin));
-          if (have !== undefined && !removing.includes(have)) removing.push(have);
-        }
-      }
-    }
+    const removing = wanted === null ? [...record.addresses] : addressesToDetach(record, wanted, (c) => this.twinsOf(c));
     const remaining = record.addresses.filter((c) => !removing.includes(c));
     if (remaining.length === 0 || record.state === 'stopped') {
-      if (record.state === 'attached') await this.links.remove(record.hostIfname);
-      this.attachments.forget(record);
-      this.attachments.save();
-      this.logger.info('detached container', { container: record.name, veth: record.hostIfname });
-      const view = { ...publicView(record), addresses: [] };
-      await this.listeners.detached(publicView(record), record.addresses, 'detach');
-      return { container: view, removed: [...record.addresses], detached: true };
+      return { container: await this.attacher.detach(record), removed: [...record.addresses], detached: true };
     }
     return { container: await this.attacher.removeAddresses(record, removing, remaining), removed: removing, detached: false };
   }

@@ -19,7 +19,9 @@ import { stateFiles } from '../../common/state-files';
 import type { StateFileKeeper } from '../../common/state-files';
 import type { Logger } from '../../common/logger';
 import { assertNever, errorMessage } from '../../common/errors';
-import { parseAttachAddress } from './attach-address';
+import type { AttachCidr } from './attach-address';
+import { ipOf, parseAttachAddress } from './attach-address';
+import { RouterError } from '../mesh/errors';
 import type { AttachedContainer } from './attached-container';
 import { attachOptionsOf } from './attached-container';
 import { CONTAINER_IFNAME } from './container-link';
@@ -167,6 +169,27 @@ export function publicView(a: Attachment): AttachedContainer {
     joined: a.via ?? 'manual',
     ...attachOptionsOf(a),
   };
+}
+
+/**
+ * The record's addresses a detach of `wanted` takes away: each named one (an
+ * address not attached is a config error), then each one's twins (IPAM's
+ * IPv6 twin of an IPv4 address, and back) that the record holds.
+ */
+export function addressesToDetach(record: Attachment, wanted: readonly AttachCidr[], twinsOf: (cidr: string) => string[]): string[] {
+  const removing: string[] = [];
+  for (const w of wanted) {
+    const have = record.addresses.find((c) => ipOf(c) === w.address);
+    if (have === undefined) throw RouterError.config(`address ${w.address} is not attached to ${describeAttachment(record)}`);
+    if (!removing.includes(have)) removing.push(have);
+  }
+  for (const c of [...removing]) {
+    for (const twin of twinsOf(c)) {
+      const have = record.addresses.find((a) => ipOf(a) === ipOf(twin));
+      if (have !== undefined && !removing.includes(have)) removing.push(have);
+    }
+  }
+  return removing;
 }
 
 /** A record as messages name it: `container web (0123456789ab)`, `netns:NAME`, `pid:PID (comm)`. */

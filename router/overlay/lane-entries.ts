@@ -306,12 +306,6 @@ export class LaneEntries {
     }
   }
 
-  /** Bytes the lane has carried so far, both ways and relayed (in and out), which JS never counts in its own traffic. */
-  bytesMoved(): number {
-    const s = this.lane.stats();
-    return s.bytes + s.rxBytes + 2 * s.relayBytes;
-  }
-
   /** The lane's frames in the overlay's totals they belong to (`traffic`), and on their own. */
   counters(traffic: Readonly<Record<string, number>>): Record<string, number> {
     const s = this.lane.stats();

@@ -173,9 +173,9 @@ export class Overlay implements DataPlane {
     this.lane?.refresh(this.forwarder.macs, nowMs);
     this.forwarder.macs.tick(nowMs);
     this.lane?.verify(this.links, this.routes, this.forwarder.macs, nowMs, this.far?.sessions ?? null);
-    const t = this.traffic;
-    // The lane's frames pass through the same buffers as JS's: a transfer it carries alone is a burst too.
-    this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + t.bytesSentTcp! + t.bytesReceivedTcp! + (this.lane?.bytesMoved() ?? 0));
+    // With the lane's bytes (its frames pass through the same buffers): a transfer it carries alone is a burst too.
+    const t = this.lane?.counters(this.traffic) ?? this.traffic;
+    this.idleMemory.tick(nowMs, t.bytesSentUdp! + t.bytesReceivedUdp! + this.traffic.bytesSentTcp! + this.traffic.bytesReceivedTcp!);
   }
 
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
