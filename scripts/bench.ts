@@ -27,6 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { run } from './command';
 import { SimNetwork } from './sim-network';
 import { sleep, waitFor } from './wait';
 import { daemonRssMiB, LOADED_PING_INTERVAL_S, measure, OMIT_SECONDS, type Overlay, ping, PING_COUNT, type Sample, startIperfServer } from './bench-measure';
@@ -149,6 +150,12 @@ async function setUp(net: SimNetwork, wanted: string[], tag: string): Promise<{ 
 /** Settling, as scripts/bench-memory measures idle: V8 collects the setup's garbage within ~10 s of it. */
 const SETUP_SETTLE_MS = 20_000;
 
+/** The congestion control new TCP connections in namespace `ns` use (per namespace, inherited from the machine's). */
+async function congestionControl(ns: string): Promise<string> {
+  const r = await run(['ip', 'netns', 'exec', ns, 'cat', '/proc/sys/net/ipv4/tcp_congestion_control']);
+  return r.code === 0 ? r.stdout.trim() : 'unknown';
+}
+
 async function bench(opts: BenchOptions): Promise<number> {
   const started = Date.now();
   if (!existsSync(WEAVE_CLI)) throw new Error(`${WEAVE_CLI} is missing: build first (scripts/bench.sh does)`);
@@ -179,7 +186,9 @@ async function bench(opts: BenchOptions): Promise<number> {
     say(`What is measured (iperf3 TCP, 1 stream, ${opts.seconds} s after ${OMIT_SECONDS} s not counted, client -> server, with fping -p ${LOADED_PING_INTERVAL_S * 1000} (ms) ` +
       `beside it; then ping -c ${PING_COUNT} idle):`);
     for (const o of overlays) say(`  ${o.label.padEnd(16)} ${o.path}; MTU ${o.mtu}; ${o.version}`);
-    say(`${availableParallelism()} cores here; load average before the rounds ${load()}.`);
+    say(`${availableParallelism()} cores here; load average before the rounds ${load()}; ` +
+      `TCP congestion control of the weave client ${await congestionControl(weave.clientNs)} ` +
+      '(the machine\'s default: it decides what a drop costs a flow, docs/architecture.md, queueing).');
     say('');
 
     // Before any transfer, a router has carried only the setup's few frames, and V8 has not yet compiled its
