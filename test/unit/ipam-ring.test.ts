@@ -129,6 +129,29 @@ t.test('foreign and malformed rings are refused and change nothing', async (t) =
   t.equal(digest(mine), before, 'state unchanged after every refusal');
 });
 
+t.test('an entry whose grant or state signature does not hold is refused, whichever of the two it is', async (t) => {
+  // peer(2) holds [10, 20) by peer(1)'s grant; its next state is signed by peer(2) alone.
+  const mine = new Ring(RANGE, peer(1), testGuard(peer(1)));
+  mine.seedWith([peer(1), peer(2)]);
+  mine.transfer({ start: 10, end: 20 }, peer(2));
+  const before = digest(mine);
+  const good = mine.state();
+  const at = good.entries.findIndex((e) => e.token === 10);
+  const held = good.entries[at]!;
+  const ctx = ringContext(good.range, good.seed);
+  const next = { ...held, version: held.version + 1, free: 3 };
+  const signed = { ...next, signature: testKeyOf(peer(2)).sign(stateBytes(ctx, next, 20)) };
+  const flipped = (sig: Uint8Array): Uint8Array => { const c = Uint8Array.from(sig); c[0] = c[0]! ^ 1; return c; };
+  const withEntry = (e: RingEntry): RingState => withKey({ ...good, entries: good.entries.map((x, i) => (i === at ? e : x)) }, peer(2));
+
+  const theirs = new Ring(RANGE, peer(3), testGuard(peer(3)));
+  theirs.merge(withEntry(signed));
+  t.equal(theirs.entries().find((e) => e.token === 10)?.free, 3, 'the honest update is taken (the cases below differ only in one signature)');
+  throwsIpam(t, () => mine.merge(withEntry({ ...signed, grant: { ...signed.grant!, signature: flipped(signed.grant!.signature) } })), 'auth', /the grant is not signed by/);
+  throwsIpam(t, () => mine.merge(withEntry({ ...signed, signature: flipped(signed.signature!) })), 'auth', /the state is not signed by/);
+  t.equal(digest(mine), before, 'state unchanged after both refusals');
+});
+
 t.test('random bytes and mutations never crash the decoder and never change a ring', async (t) => {
   const seed = testSeed(20240601);
   t.comment(`seed ${seed}`);
