@@ -152,6 +152,26 @@ t.test('an entry whose grant or state signature does not hold is refused, whiche
   t.equal(digest(mine), before, 'state unchanged after both refusals');
 });
 
+t.test('an entry whose earlier grant does not hold is refused', async (t) => {
+  // [10, 20) went from peer(1) to peer(2), then from peer(2) to peer(3): the grants before the last are kept as earlier.
+  const first = new Ring(RANGE, peer(1), testGuard(peer(1)));
+  first.seedWith([peer(1), peer(2)]);
+  first.transfer({ start: 10, end: 20 }, peer(2));
+  const second = ringOf(first.state(), peer(2), testGuard(peer(2)));
+  second.transfer({ start: 10, end: 20 }, peer(3));
+  const chained = second.state();
+  const at = chained.entries.findIndex((e) => e.token === 10);
+  const entry = chained.entries[at]!;
+  t.ok(entry.earlier.length >= 1, 'earlier grants kept');
+  t.equal(digest(ringOf(chained, peer(4), testGuard(peer(4)))), digest(second), 'the honest chain is taken');
+  const sig = Uint8Array.from(entry.earlier[0]!.signature);
+  sig[0] = sig[0]! ^ 1;
+  const forged = { ...entry, earlier: [{ ...entry.earlier[0]!, signature: sig }] };
+  const fresh = new Ring(RANGE, peer(4), testGuard(peer(4)));
+  throwsIpam(t, () => fresh.merge({ ...chained, entries: chained.entries.map((e, i) => (i === at ? forged : e)) }), 'auth', /earlier grant 0 is not signed by/);
+  t.equal(fresh.entries().length, 0, 'nothing taken');
+});
+
 t.test('random bytes and mutations never crash the decoder and never change a ring', async (t) => {
   const seed = testSeed(20240601);
   t.comment(`seed ${seed}`);
