@@ -56,6 +56,20 @@ t.test('UdpEndpoint without a password: pinned, challenged, moved only by an ech
   t.same([e.host, e.port], [PEER_HOST, 40_000]);
 });
 
+t.test('UdpEndpoint keeps a bounded number of challenges: spoofed sources over many intervals push out the oldest', async (t) => {
+  const e = new UdpEndpoint(PEER_HOST, PORT, false, 60_000);
+  const first = e.challenge(ATTACKER, PORT, 0, fill)!;
+  // Every interval a new budget of spoofed sources; what stays is the most recent few, not all of them.
+  const all: Buffer[] = [first];
+  for (let tick = 0; tick < 100; tick++) {
+    e.tick();
+    for (let i = 0; i < MAX_CHALLENGES_PER_TICK; i++) all.push(e.challenge(`10.9.${tick}.${i}`, PORT, tick, fill)!);
+  }
+  t.notOk(e.confirm(first, 200), 'the oldest challenge was let go');
+  t.notOk(e.confirm(all[all.length - 20]!, 200), 'so was one from five intervals ago');
+  t.ok(e.confirm(all[all.length - 1]!, 200), 'the newest still counts');
+});
+
 t.test('UdpEndpoint echoes: the pinned source\'s challenge wins over spoofed ones', async (t) => {
   const e = new UdpEndpoint(PEER_HOST, PORT, false, 1_000);
   const real = Buffer.alloc(CHALLENGE_BYTES, 1);
