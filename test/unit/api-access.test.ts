@@ -125,9 +125,18 @@ t.test('the daemon replaces a stale socket, refuses a live one, leaves anything 
 
 t.test('the socket goes to the API group; its directory must be ours alone', rootOnly, async (t) => {
   const sock = tempSocketPath(t);
+  // The mode the socket had when the daemon first touched it after the bind: a
+  // wider one would let anyone connect before it is handed to the group.
+  let boundMode = -1;
+  const chown = fs.chownSync;
+  t.capture(fs, 'chownSync', (p: fs.PathLike, uid: number, gid: number) => {
+    if (p === sock && boundMode < 0) boundMode = fs.statSync(sock).mode & 0o777;
+    chown(p, uid, gid);
+  });
   const api = new HttpApi({ control }, { socketPath: sock, gid: 4321 });
   await api.listen();
   t.teardown(() => api.close());
+  t.equal(boundMode, 0o600, 'bound as 0600, whatever the umask');
   const st = fs.statSync(sock);
   t.equal(st.gid, 4321);
   t.equal(st.mode & 0o777, 0o660);
@@ -136,7 +145,10 @@ t.test('the socket goes to the API group; its directory must be ours alone', roo
 
   const dir = path.dirname(sock);
   fs.chmodSync(dir, 0o777);
-  await t.rejects(new HttpApi({ control }, { socketPath: sock, gid: null }).listen(), { code: 'config', message: /must be owned by uid 0 and writable by nobody else .*others could replace the socket/ });
+  // Closed whatever happens: were it to listen after all, the failure shows at once instead of as a hang.
+  const refused = new HttpApi({ control }, { socketPath: sock, gid: null });
+  t.teardown(() => refused.close());
+  await t.rejects(refused.listen(), { code: 'config', message: /must be owned by uid 0 and writable by nobody else .*others could replace the socket/ });
   fs.chmodSync(dir, 0o700);
 });
 
