@@ -130,6 +130,15 @@ t.test('reassembly: in order, reversed, shuffled; duplicates and loss', async (t
   t.equal(r.counters.expired, 1, 'the dead partial counted');
 });
 
+/** Segment `b`'s 16 header bytes with index, count and stride set, and a chunk of `chunk` bytes. */
+function headed(b: Buffer, index: number, count: number, stride: number, chunk: number): Buffer {
+  const out = Buffer.concat([b.subarray(0, SEGMENT_HEADER_BYTES), Buffer.alloc(chunk, 0x5a)]);
+  out[16] = index;
+  out[17] = count;
+  out.writeUInt16BE(stride, 18);
+  return out;
+}
+
 t.test('reassembly: every header bound is refused and counted', async (t) => {
   const r = new SegmentReassembler(LIMITS);
   const { segs } = message(5000, 1000);
@@ -146,6 +155,9 @@ t.test('reassembly: every header bound is refused and counted', async (t) => {
     ['a short middle chunk', seg0().subarray(0, 900), 'segment'],
     ['a last chunk over stride', Buffer.concat([last(), Buffer.alloc(2000)]), 'segment'],
     ['a huge total', (() => { const b = seg0(); b[17] = 64; b[18] = 0xff; b[19] = 0xff; return b; })(), 'segment'],
+    // Each well formed on its own, but the message would not fit one slot: refused before any byte is placed.
+    ['a full middle chunk of a message too big in all', headed(seg0(), 3, 64, 1100, 1100), 'segment'],
+    ['a last chunk that ends past the largest body', headed(seg0(), 1, 2, 40_000, 30_000), 'segment'],
   ];
   for (const [name, b, want] of bad) t.equal(r.add({}, b, 0, b.length, 0), want, name);
   t.equal(r.held, 0, 'nothing held');
