@@ -193,6 +193,25 @@ t.test('malformed queries: silence when there is no header or it is a response, 
   t.equal(parseQuery(query('web.weave.local', 65280)).kind, 'query');
 });
 
+t.test('hostile names and records: FORMERR, whichever bound they break', async (t) => {
+  const header = (ar: number): Buffer => Buffer.from([0, 8, 1, 0, 0, 1, 0, 0, 0, 0, 0, ar]);
+  const label = (n: number): Buffer => Buffer.concat([Buffer.from([n]), Buffer.alloc(n, 0x61)]);
+  const tail = Buffer.from([0, 0, 1, 0, 1]);
+  // Five labels of 60 bytes: 306 bytes of name, where 255 is the most there is.
+  const long = Buffer.concat([header(0), ...Array.from({ length: 5 }, () => label(60)), tail]);
+  t.equal(reply(ask(long)).rcode, 'FORMERR', 'a question name over 255 bytes');
+  t.equal(parseQuery(long).kind, 'error');
+  const name = Buffer.concat([label(2), tail]);
+  // An OPT record whose data would run past the end of the message.
+  const opt = (rdlength: number): Buffer => Buffer.from([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, rdlength >> 8, rdlength & 0xff]);
+  t.equal(parseQuery(Buffer.concat([header(1), name, opt(0)])).kind, 'query', 'the same OPT record, honest, is taken');
+  t.equal(reply(ask(Buffer.concat([header(1), name, opt(40), Buffer.alloc(4)]))).rcode, 'FORMERR', 'record data past the end');
+  // An additional record whose name is a pointer to itself.
+  const selfAt = 12 + name.length;
+  const looped = Buffer.concat([header(1), name, Buffer.from([0xc0 | (selfAt >> 8), selfAt & 0xff, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0])]);
+  t.equal(reply(ask(looped)).rcode, 'FORMERR', 'a record name pointing at itself');
+});
+
 t.test('SERVFAIL for a forwarded query that failed', async (t) => {
   const o = ask(query('example.com', 'A', { id: 55, edns: 1232 }));
   if (o.kind !== 'forward') return t.fail('expected forward');
