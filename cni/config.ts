@@ -114,8 +114,8 @@ export function parseNetConf(raw: Record<string, unknown>): NetConf {
   if (ipam !== undefined) {
     if (typeof ipam !== 'object' || ipam === null || Array.isArray(ipam)) throw configError('"ipam" must be an object with a "type"');
     const t = (ipam as Record<string, unknown>)['type'];
-    // Also a file name looked up in CNI_PATH: no '/', no '..'.
-    if (typeof t !== 'string' || !IPAM_TYPE_RE.test(t) || t === '..') throw configError(`"ipam.type" must name an IPAM plugin (letters, digits, '_', '.', '-'), got ${JSON.stringify(t ?? null).slice(0, 80)}`);
+    // Also a file name looked up in CNI_PATH: no '/', and no leading '.' (so never '..').
+    if (typeof t !== 'string' || !IPAM_TYPE_RE.test(t)) throw configError(`"ipam.type" must name an IPAM plugin (letters, digits, '_', '.', '-'), got ${JSON.stringify(t ?? null).slice(0, 80)}`);
     ipamType = t;
   }
   const w = raw['ipamWaitMs'];

@@ -49,6 +49,7 @@ t.test('network config: accepted, and each refusal with its code', async (t) => 
     ['socket relative', { ...base, socket: 'x.sock' }, 7],
     ['socket a number', { ...base, socket: 7 }, 7],
     ['socket too long for sun_path', { ...base, socket: `/${'s'.repeat(120)}` }, 7],
+    ['socket with a NUL byte', { ...base, socket: '/run/weave/weave.sock\u0000x' }, 7],
     ['ipam a string', { ...base, ipam: 'host-local' }, 7],
     ['ipam without type', { ...base, ipam: {} }, 7],
     ['ipam type with slash', { ...base, ipam: { type: '/bin/sh' } }, 7],
@@ -68,7 +69,10 @@ t.test('stdin: JSON object within the cap', async (t) => {
   t.equal(codeOf(() => parseJsonObject(Buffer.from('{'))), 6);
   t.equal(codeOf(() => parseJsonObject(Buffer.from('null'))), 6);
   t.equal(codeOf(() => parseJsonObject(Buffer.from('[1]'))), 6);
-  t.equal(codeOf(() => parseJsonObject(Buffer.alloc(1024 * 1024 + 1, 0x20))), 6);
+  // Well-formed JSON, only too big: refused for its size, before it is parsed.
+  const big = Buffer.from(JSON.stringify({ a: 'x'.repeat(1024 * 1024) }));
+  t.equal(codeOf(() => parseJsonObject(big)), 6);
+  t.throws(() => parseJsonObject(big), /over the limit/);
 });
 
 t.test('environment: what each command needs, refused with code 4', async (t) => {
