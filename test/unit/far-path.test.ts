@@ -19,6 +19,7 @@ import { loadSodium } from '../../router/mesh/sodium';
 import { probeAesGcm, type AesGcm } from '../../router/overlay/aes-gcm';
 import { FAR_BODY_AT } from '../../router/overlay/far-path';
 import { FarSessions } from '../../router/overlay/far-session';
+import { REJECT_AFTER_COUNTER } from '../../router/overlay/replay-window';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import type { LaneStats } from '../../router/overlay/native';
@@ -359,7 +360,33 @@ t.test('far key slots: unused ones are evicted first', async (t) => {
   for (let id = 2; id <= 6; id++) s.addReceive(A, id, FAR_KEY, id);
   t.equal(s.open(A, names, 0, second, 0, n), 100, 'the used key survives five newer unused ones');
   t.equal(s.open(A, names, 0, again, 0, n), 'replay');
+  // Four slots in all: of ids 2..6 (never used), the two oldest went.
+  const sealedUnder = (id: number): [Buffer, number, number] => {
+    const other = new FarSessions(aes);
+    other.setSend(C, id, FAR_KEY);
+    const b = Buffer.alloc(200);
+    const len = other.seal(C, names, 0, b, 0, 100);
+    other.close();
+    return [b, 0, len];
+  };
+  t.equal(s.open(A, names, 0, ...sealedUnder(2)), 'far-key', 'the oldest unused key was evicted');
+  t.equal(s.open(A, names, 0, ...sealedUnder(3)), 'far-key', 'and the next');
+  t.equal(s.open(A, names, 0, ...sealedUnder(6)), 100, 'the newest is held');
   s.close();
+  send.close();
+});
+
+t.test('far sealing stops at the counter limit rather than reuse a nonce', async (t) => {
+  await loadSodium();
+  const aes = probeAesGcm().aes;
+  if (aes === null) { t.pass('no AES-256-GCM here'); return; }
+  const send = new FarSessions(aes);
+  send.setSend(C, 1, FAR_KEY);
+  const cells = send.laneSend(C);
+  if (cells === null) { t.fail('the AES-256-GCM here has no native handle, so the counter cell cannot be reached'); return; }
+  cells.counter[0] = REJECT_AFTER_COUNTER - 1;
+  t.equal(send.seal(C, Buffer.alloc(12, 1), 0, Buffer.alloc(200), 0, 100), 116, 'the last counter is used');
+  t.equal(send.seal(C, Buffer.alloc(12, 1), 0, Buffer.alloc(200), 0, 100), -1, 'then nothing more is sealed');
   send.close();
 });
 
