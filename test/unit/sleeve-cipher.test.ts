@@ -19,6 +19,7 @@ import { AesGcm, AesGcmKey, probeAesGcm } from '../../router/overlay/aes-gcm';
 import { FrameAead, nativeAead, wasmAead } from '../../router/overlay/frame-aead';
 import { readSleeveHeader, SLEEVE_TYPE_FRAME } from '../../router/overlay/sleeve-codec';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
+import { REJECT_AFTER_COUNTER } from '../../router/overlay/replay-window';
 
 const keyA = PeerKey.fromSeed(new Uint8Array(32).fill(0xa1));
 const keyB = PeerKey.fromSeed(new Uint8Array(32).fill(0xb2));
@@ -174,6 +175,19 @@ t.test('sessions with every backend: round trips, tampering, and the other ciphe
   t.equal(openDatagram(chachaReceiver, datagram(aesSender, Buffer.from('sealed with AES'))), 'auth', 'ChaCha20-Poly1305 session refuses AES');
   t.equal(openDatagram(aesReceiver, datagram(chachaSender, Buffer.from('sealed with ChaCha'))), 'auth', 'AES session refuses ChaCha20-Poly1305');
   t.throws(() => new SleeveSession(chacha[0]![1], ring('aes-256-gcm', KEY_AB, KEY_BA), me, null), /AES-256-GCM/, 'AES needs a data plane that has it');
+});
+
+t.test('a session stops sealing at the counter limit rather than reuse a nonce, with either cipher', async (t) => {
+  const me = Uint8Array.of(2, 0, 0, 0, 0, 1);
+  for (const cipher of ['chacha20-poly1305', 'aes-256-gcm'] as SleeveCipher[]) {
+    const keys = ring(cipher, KEY_AB, KEY_BA);
+    const s = new SleeveSession(nativeAead()!, keys, me, aes());
+    keys.sendCounterCell[0] = REJECT_AFTER_COUNTER - 1;
+    t.equal(datagram(s, Buffer.alloc(10)).length, 16 + 10 + 16, `${cipher}: the last counter is used`);
+    const buf = Buffer.alloc(16 + 10 + 16);
+    t.equal(s.seal(buf, 0, SLEEVE_TYPE_FRAME, 10), -1, `${cipher}: then nothing more is sealed`);
+    s.close();
+  }
 });
 
 t.test('an AES context lives exactly as long as its key in the ring', async (t) => {
