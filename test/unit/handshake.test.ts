@@ -241,9 +241,20 @@ t.test('codecs: Hello round trip with trailing bytes, identity limits, option ch
   extended.set(bytes);
   t.same(decodeHello(extended), hello, 'trailing bytes ignored');
   t.same(decodeHello(encodeHello({ minVersion: 3, maxVersion: 3, nonce: NONCE, shares: [], ciphers: 0 })), { minVersion: 3, maxVersion: 3, nonce: NONCE, shares: [], ciphers: 0 });
-  const three = bytes.slice();
+  // Three shares, all of them there: refused for the count, not for running short.
+  const three = new Uint8Array(bytes.length + 32);
+  three.set(bytes);
   three[11 + 32] = 3;
   t.equal(codeOf(() => decodeHello(three)), 'decode', 'more shares than passwords');
+  const none = bytes.slice();
+  none[11 + 32] = 0;
+  t.equal(codeOf(() => decodeHello(none)), 'decode', 'the password flag with no share');
+  for (const [min, max] of [[0, 4], [4, 3]]) {
+    const range = bytes.slice();
+    range[8] = min!;
+    range[9] = max!;
+    t.equal(codeOf(() => decodeHello(range)), 'decode', `version range ${min}..${max}`);
+  }
 
   const proof = { publicKey: keyB.publicKey, signature: new Uint8Array(64).fill(3) };
   t.same(decodeIdentity(encodeProvenIdentity(encodeIdentity(infoB), proof)), { info: infoB, signed: encodeIdentity(infoB), proof });
