@@ -8,7 +8,7 @@ import { DnsError } from '../../dns/errors';
 import { DnsStore } from '../../dns/store';
 import type { DnsEntry } from '../../dns/store-entry';
 import { MAX_VERSION, supersedes } from '../../dns/store-entry';
-import { decodeEntries, encodeEntries, STORE_WIRE_VERSION } from '../../dns/store-codec';
+import { decodeEntries, encodeEntries, MAX_MESSAGE_BYTES, STORE_WIRE_VERSION } from '../../dns/store-codec';
 import { parseDomain, qualifyName } from '../../dns/names';
 import type { PeerName } from '../../router/mesh/peer-name';
 import { SeededRng, randomInt } from '../../common/rng';
@@ -284,6 +284,18 @@ t.test('codec: round trip, ages, limits', async (t) => {
   const idx = Buffer.from(badName).indexOf('web');
   badName[idx] = 'W'.charCodeAt(0);
   t.throws(() => decodeEntries(badName, T0), { code: 'decode', message: /not a valid host name/ });
+
+  // Each of these breaks one check alone (the rest of the message is whole), so it fails for that check's reason.
+  const oversized = new Uint8Array(MAX_MESSAGE_BYTES + 1);
+  oversized.set(msgs[0]!);
+  t.throws(() => decodeEntries(oversized, T0), { code: 'limit', message: /message size/ }, 'over the size cap, though a valid message with trailing bytes');
+  t.throws(() => decodeEntries(new Uint8Array([STORE_WIRE_VERSION, 0, 10]), T0), { code: 'decode', message: /claims 10 keys but only 0 bytes follow/ });
+  const twoKeys = msgs[0]!.slice();
+  twoKeys.copyWithin(3 + 38, 3, 3 + 6);
+  t.throws(() => decodeEntries(twoKeys, T0), { code: 'decode', message: /has two keys/ }, 'the second key under the first key\'s origin');
+  const family = msgs[0]!.slice();
+  family[firstEntry + 6 + 1 + 2 + entries[0]!.containerId.length + 2 + entries[0]!.name.length] = 5;
+  t.throws(() => decodeEntries(family, T0), { code: 'decode', message: /entry 0 has address family 5/ });
 });
 
 t.test('codec fuzz: random and mutated bytes give a DnsError, never anything else', async (t) => {
