@@ -259,6 +259,7 @@ t.test('hostile bodies are refused by name and change nothing', async (t) => {
     ['IpamDriver.RequestAddress', { PoolID: 'weave:10.32.0.0/12:a:b' }, /unknown PoolID/],
     ['IpamDriver.RequestAddress', { PoolID: 'weave:' + '1'.repeat(200) }, /unknown PoolID/],
     ['IpamDriver.RequestAddress', { Address: '' }, /PoolID must be a string/],
+    ['IpamDriver.RequestAddress', { PoolID: 'weave:10.32.0.0/12', Options: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, /65 options, over 64/],
     ['IpamDriver.ReleaseAddress', { PoolID: 'weave:10.32.0.0/12', Address: 'localhost' }, /IPv4 address/],
     ['IpamDriver.ReleasePool', { PoolID: { $ne: 1 } }, /PoolID must be a string/],
   ];
