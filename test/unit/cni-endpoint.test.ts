@@ -185,11 +185,13 @@ t.test('the record file is read as hostile', async (t) => {
     { ...good, containerId: 'd', hostIfname: cniHostIfname('d', 'eth0'), netns: '/run/../etc/passwd' },
     { ...good, containerId: 'e', hostIfname: cniHostIfname('e', 'eth0'), addresses: [{ address: '127.0.0.1/8' }] },
     { ...good, containerId: 'f', hostIfname: cniHostIfname('f', 'eth0'), ipam: 'mine' },
+    { ...good, containerId: 'g', hostIfname: cniHostIfname('g', 'eth0'), state: 'gone' },
+    { ...good, containerId: 'h', hostIfname: cniHostIfname('h', 'eth0'), routes: Array.from({ length: 65 }, () => ({ dst: '10.0.0.0/8' })) },
     good,
   ] }));
   t.same(records.map((r) => r.containerId), ['a']);
-  t.equal(problems.length, 6);
-  t.match(problems.join('\n'), /not the one of b\/eth0[\s\S]*not the one of c\/eth0[\s\S]*must be plain[\s\S]*loopback[\s\S]*ipam must be[\s\S]*listed twice/);
+  t.equal(problems.length, 8);
+  t.match(problems.join('\n'), /not the one of b\/eth0[\s\S]*not the one of c\/eth0[\s\S]*must be plain[\s\S]*loopback[\s\S]*ipam must be[\s\S]*state[\s\S]*routes[\s\S]*listed twice/);
   t.throws(() => parseCniState('{"version": 2, "attachments": []}'), /expected/);
 });
 
