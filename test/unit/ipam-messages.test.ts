@@ -84,7 +84,7 @@ t.test('every decoder check refuses the message that breaks it, by name', async 
     ['more entries announced than bytes left', ringMessage({ entries: [], entryCount: 100 }), /100 entries announced, only 0 bytes left/],
     ['an entry flag nobody defined', ringMessage({ entries: withFlags(8) }), /entry 0 has unknown flags 0x8/],
     ['earlier grants flagged, none there', ringMessage({ entries: withFlags(4, Uint8Array.of(0)) }), /entry 0 carries 0 earlier grants/],
-    ['more earlier grants than kept', ringMessage({ entries: withFlags(4, Uint8Array.of(MAX_GRANT_HISTORY + 1)) }), /carries 8 earlier grants/],
+    ['more earlier grants than kept', ringMessage({ entries: withFlags(4, Uint8Array.of(MAX_GRANT_HISTORY + 1)) }), new RegExp(`carries ${MAX_GRANT_HISTORY + 1} earlier grants`)],
     ['a consensus for no peers', consensusMessage(0, 0), /initPeerCount is 0/],
     ['a record flag nobody defined', consensusMessage(2, 4), /unknown record flags 0x4/],
   ];
