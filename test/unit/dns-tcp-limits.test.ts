@@ -3,8 +3,10 @@
 // (from the start, or after a real query) get the connection closed at the
 // query-receive cap; a client sending whole queries stays open past the idle
 // time and is closed once it goes quiet; one address cannot take more than its
-// share of connections.
+// share of connections, nor all clients more than the server's; a restricted
+// address answers no client that is not allowed; a zero-length message ends it.
 
+import dgram from 'node:dgram';
 import net from 'node:net';
 import * as packet from 'dns-packet';
 import t from 'tap';
@@ -30,17 +32,27 @@ function framedQuery(id: number): Buffer {
   return Buffer.concat([len, q]);
 }
 
-async function startServer(t: Tap): Promise<number> {
+interface ServerChoices { maxTcp?: number; perClient?: number; restricted?: boolean }
+
+async function startServer(t: Tap, choices: ServerChoices = {}): Promise<number> {
+  return (await startServerWith(t, choices)).port;
+}
+
+async function startServerWith(t: Tap, choices: ServerChoices): Promise<{ port: number; counters: ReturnType<typeof newCounters> }> {
+  const counters = newCounters();
   const forwarder = new Forwarder({ logger: silentLogger, upstreams: new FixedUpstreams([]) });
   const server = new DnsServer({
     resolve: (b, tr) => handleQuery(b, tr, { domain: 'weave.local', ttlS: 1 }, {
       lookup: (n) => (n === 'web.weave.local' ? ['10.32.0.1'] : []), reverse: () => [], hasNamesBelow: () => false,
     }, new SeededRng(1)),
-    forwarder, logger: silentLogger, counters: newCounters(), isAllowedClient: () => true,
-  }, { listen: [{ host: '127.0.0.1', port: 0, restricted: false }], tcpIdleTimeoutMs: IDLE_MS, tcpQueryTimeoutMs: QUERY_MS, maxTcpConnectionsPerClient: PER_CLIENT });
+    forwarder, logger: silentLogger, counters, isAllowedClient: () => false,
+  }, {
+    listen: [{ host: '127.0.0.1', port: 0, restricted: choices.restricted ?? false }], tcpIdleTimeoutMs: IDLE_MS, tcpQueryTimeoutMs: QUERY_MS,
+    maxTcpConnectionsPerClient: choices.perClient ?? PER_CLIENT, ...(choices.maxTcp !== undefined ? { maxTcpConnections: choices.maxTcp } : {}),
+  });
   t.same(await server.start(), []);
   t.teardown(async () => { forwarder.close(); await server.close(); });
-  return Number(server.addresses()[0]!.split(':')[1]);
+  return { port: Number(server.addresses()[0]!.split(':')[1]), counters };
 }
 
 interface Client {
@@ -140,4 +152,36 @@ t.test(`one client address gets at most ${PER_CLIENT} connections`, async (t) =>
   again.sock.write(framedQuery(3));
   await sleep(200);
   t.same(again.answers, [3], 'a slot freed is usable again');
+});
+
+t.test('the server as a whole takes at most its cap of connections, whoever asks', async (t) => {
+  const port = await startServer(t, { maxTcp: 2, perClient: 100 });
+  const held = await Promise.all([connect(t, port), connect(t, port)]);
+  const extra = await connect(t, port);
+  t.ok(await Promise.race([extra.closed.then(() => true), sleep(400).then(() => false)]), 'the third is closed at once');
+  t.notOk(held.some((c) => c.isClosed()), 'the two stay');
+});
+
+t.test('on a restricted address, a client that is not allowed gets nothing over TCP or UDP', async (t) => {
+  const { port, counters } = await startServerWith(t, { restricted: true });
+  const c = await connect(t, port);
+  c.sock.write(framedQuery(5));
+  t.ok(await Promise.race([c.closed.then(() => true), sleep(400).then(() => false)]), 'TCP: closed at once');
+  t.same(c.answers, [], 'and unanswered');
+  const udp = dgram.createSocket('udp4');
+  t.teardown(() => udp.close());
+  let answered = false;
+  udp.on('message', () => { answered = true; });
+  udp.send(framedQuery(6).subarray(2), port, '127.0.0.1');
+  await sleep(300);
+  t.notOk(answered, 'UDP: no answer');
+  t.ok(counters.clientsRefused >= 2, `both refusals counted (${counters.clientsRefused})`);
+});
+
+t.test('a zero-length TCP message closes the connection', async (t) => {
+  const port = await startServer(t);
+  const c = await connect(t, port);
+  c.sock.write(Buffer.concat([Buffer.from([0, 0]), framedQuery(9)]));
+  t.ok(await Promise.race([c.closed.then(() => true), sleep(400).then(() => false)]), 'closed');
+  t.same(c.answers, [], 'the query behind it is not answered');
 });
