@@ -221,6 +221,17 @@ t.test('oversize bodies are refused with 413, declared or streamed', async (t) =
     req.end();
   });
   t.equal(streamed, 413);
+  // Declared too big and never sent: refused from the header alone, without waiting for a byte of it.
+  const unsent = await new Promise<number>((resolve, reject) => {
+    const req = http.request({ socketPath: sock, method: 'POST', path: '/connect', agent: false, headers: { 'Content-Length': String(1 << 30) } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+    t.teardown(() => req.destroy());
+  });
+  t.equal(unsent, 413);
   t.same(control.calls, []);
   const ok = await request(sock, 'GET', '/status');
   t.equal(ok.status, 200);
