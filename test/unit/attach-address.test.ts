@@ -3,7 +3,7 @@
 // (attach-address.ts), and the host veth names and MACs (container-link.ts).
 
 import t from 'tap';
-import { parseAttachAddress, parseAttachCidr, parseRouteCidr } from '../../router/host/attach-address';
+import { MAX_ADDRESSES_PER_REQUEST, parseAttachAddress, parseAttachAddresses, parseAttachCidr, parseDetachCidr, parseRouteCidr } from '../../router/host/attach-address';
 import { hostIfnameFor, randomMac } from '../../router/host/container-link';
 import { formatContainerRef, parseContainerRef } from '../../router/host/container-ref';
 
@@ -97,6 +97,19 @@ t.test('parseAttachAddress: IPv4 and IPv6 (dual stack)', async (t) => {
   t.equal(parseRouteCidr('FD00:77:1:ffff::/64'), 'fd00:77:1:ffff::/64');
   t.throws(() => parseRouteCidr('fd00::'), /prefix length/);
   t.throws(() => parseRouteCidr('fd00::/048'), /leading zeros are refused/);
+});
+
+t.test('parseAttachAddresses: a list of at most the cap, strings only, one prefix per address (callers other than the API rely on it)', async (t) => {
+  t.same(parseAttachAddresses(['10.32.0.1/12', '10.32.0.1/12'], true).map((c) => c.cidr), ['10.32.0.1/12'], 'the same address twice is one');
+  t.throws(() => parseAttachAddresses('10.32.0.1/12', true), /must be a list/);
+  t.throws(() => parseAttachAddresses([], true), /an address is required/);
+  t.same(parseAttachAddresses([], false), [], 'none, where none is needed');
+  const many = Array.from({ length: MAX_ADDRESSES_PER_REQUEST + 1 }, (_, i) => `10.32.${i >> 8}.${(i & 0xff) + 1}/12`);
+  t.throws(() => parseAttachAddresses(many, true), new RegExp(`${MAX_ADDRESSES_PER_REQUEST + 1} addresses in one request, over the limit`));
+  t.equal(parseAttachAddresses(many.slice(1), true).length, MAX_ADDRESSES_PER_REQUEST, 'at the cap: taken');
+  t.throws(() => parseAttachAddresses(['10.32.0.1/12', 7], true), /every address must be a string CIDR, got 7/);
+  t.throws(() => parseAttachAddresses(['10.32.0.1/12', '10.32.0.1/24'], true), /given twice with different prefixes/);
+  t.same(parseAttachAddresses(['10.32.8.1/24'], false, parseDetachCidr).map((c) => c.cidr), ['10.32.8.1/24'], 'with another parser (detach)');
 });
 
 t.test('veth names are stable and fit IFNAMSIZ', async (t) => {
