@@ -229,7 +229,7 @@ export class CniEndpoint {
       const cidrs = parseAttachAddresses(record.addresses.map((a) => a.address), true);
       // Port security learns the port before ethwe announces its MAC, which it would otherwise drop.
       record.mac = links.chooseMac();
-      for (const l of this.listeners) await this.call(() => l.onPortsChanging?.());
+      await this.portsChanging();
       try {
         record.mac = await links.create({ name: `${req.containerId.slice(0, 12)}/${req.ifName}`, netnsPath: req.netns }, record.hostIfname, cidrs, undefined, record.mac);
       } catch (err) {
@@ -286,7 +286,7 @@ export class CniEndpoint {
       for (const l of this.listeners) await this.call(() => l.onDetached?.(view, reason));
     } else if (r.state === 'adding' && r.mac !== '') {
       // An ADD that failed after its port was announced to port security: the port goes again.
-      for (const l of this.listeners) await this.call(() => l.onPortsChanging?.());
+      await this.portsChanging();
     }
     return released;
   }
@@ -352,6 +352,10 @@ export class CniEndpoint {
     } catch (err) {
       this.deps.logger.error('cannot save the CNI record', { file: CNI_STATE_FILE, error: errorMessage(err) });
     }
+  }
+
+  private async portsChanging(): Promise<void> {
+    for (const l of this.listeners) await this.call(() => l.onPortsChanging?.());
   }
 
   private async call(fn: () => void | Promise<void> | undefined): Promise<void> {

@@ -56,8 +56,7 @@ export class ContainerAttacher {
       // cleans up after itself; from here on, deleting the veth undoes it all.
       mac = await this.links.create(target, hostIf, wanted, steps, this.pendingPort.mac);
     } catch (err) {
-      this.pendingPort = null;
-      await this.listeners.portsChanging(target.name);
+      await this.forgetPending(target.name);
       throw err;
     }
     const undo: UndoStep[] = [() => this.links.discard(hostIf)];
@@ -101,12 +100,16 @@ export class ContainerAttacher {
     } catch (err) {
       await this.rollback(undo, err);
       if (stale !== undefined && !this.attachments.all().includes(stale)) this.attachments.add(stale);
-      if (this.pendingPort !== null) {
-        this.pendingPort = null;
-        await this.listeners.portsChanging(target.name);
-      }
+      await this.forgetPending(target.name);
       throw err;
     }
+  }
+
+  /** An attach that failed after its port was listed: the port goes again, and port security is told. */
+  private async forgetPending(name: string): Promise<void> {
+    if (this.pendingPort === null) return;
+    this.pendingPort = null;
+    await this.listeners.portsChanging(name);
   }
 
   /** The port of the attach under way, if any, with its MAC already chosen. */
