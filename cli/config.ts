@@ -22,6 +22,8 @@ export interface DaemonConfig {
   discovery: boolean;
   /** false with --no-fastdp: never the kernel fast path (VXLAN), even in a plaintext mesh. Absent: on. */
   fastdp?: boolean;
+  /** false with --no-kernel-relay: neither grant kernel relays nor use them (router/overlay/kernel-relay.ts). Absent: on. */
+  kernelRelay?: boolean;
   /** false with --no-auto-attach: Docker containers labelled weave.attach or with WEAVE_CIDR are not attached. Absent: on. */
   autoAttach?: boolean;
   /** false with --no-docker-plugin: no Docker network plugin socket and no `weave` Docker network. Absent: on. */

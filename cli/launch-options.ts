@@ -65,6 +65,7 @@ export type RouterOptionValues = {
   port?: unknown;
   discovery?: unknown;
   fastdp?: unknown;
+  kernelRelay?: unknown;
   autoAttach?: unknown;
   dockerPlugin?: unknown;
   portSecurity?: unknown;
@@ -99,6 +100,7 @@ export function addRouterOptions(cmd: Command): Command {
     .option('--no-auto-attach', 'do not attach Docker containers started with the label weave.attach or the variable WEAVE_CIDR')
     .option('--no-docker-plugin', 'no Docker network plugin (/run/docker/plugins/weave.sock) and no Docker network named weave')
     .option('--no-port-security', 'let containers send with any source MAC or IP address and answer ARP and neighbour discovery for any address (for containers that route for others); by default each speaks only for its own')
+    .option('--no-kernel-relay', 'never forward far messages between two neighbours in this host\'s kernel (nftables ingress rules), nor ask a relay to; relayed frames then always pass through the relay\'s router')
     .option('--no-fastdp', 'never use the kernel fast path (VXLAN on UDP 6784, fixed whatever --port says; only peers may send to it) for an unencrypted mesh; frames always take the sleeve')
     .option('--conn-limit <count>', `maximum number of established peer connections; handshakes in progress are limited apart (default: ${DEFAULT_CONN_LIMIT})`)
     .option('--datadir <dir>', `where the router keeps its state (env WEAVE_DATADIR, default: ${DEFAULT_DATADIR})`)
@@ -202,6 +204,8 @@ export function toDaemonConfig(
   if (typeof discovery !== 'boolean') throw RouterError.config(`--no-discovery takes no value, got ${JSON.stringify(discovery)}`);
   const fastdp = opts.fastdp === undefined ? true : opts.fastdp;
   if (typeof fastdp !== 'boolean') throw RouterError.config(`--no-fastdp takes no value, got ${JSON.stringify(fastdp)}`);
+  const kernelRelay = opts.kernelRelay === undefined ? true : opts.kernelRelay;
+  if (typeof kernelRelay !== 'boolean') throw RouterError.config(`--no-kernel-relay takes no value, got ${JSON.stringify(kernelRelay)}`);
   const autoAttach = opts.autoAttach === undefined ? true : opts.autoAttach;
   if (typeof autoAttach !== 'boolean') throw RouterError.config(`--no-auto-attach takes no value, got ${JSON.stringify(autoAttach)}`);
   const dockerPlugin = opts.dockerPlugin === undefined ? true : opts.dockerPlugin;
@@ -293,6 +297,7 @@ export function toDaemonConfig(
     datadir, name, nickname, port, password, discovery, connLimit, peers, logLevel, apiSocket, apiGroup, statusAddress, mtu, dns, ipalloc,
     ...(oldPassword !== null ? { oldPassword } : {}), ...(rekeyIntervalMs !== undefined ? { rekeyIntervalMs } : {}),
     ...(fastdp ? {} : { fastdp: false }),
+    ...(kernelRelay ? {} : { kernelRelay: false }),
     ...(autoAttach ? {} : { autoAttach: false }),
     ...(dockerPlugin ? {} : { dockerPlugin: false }),
     ...(portSecurity ? {} : { portSecurity: false }),
@@ -331,6 +336,7 @@ export function daemonConfigToArgs(config: DaemonConfig): RouterInvocation {
   args.push('--port', String(config.port));
   if (!config.discovery) args.push('--no-discovery');
   if (config.fastdp === false) args.push('--no-fastdp');
+  if (config.kernelRelay === false) args.push('--no-kernel-relay');
   if (config.autoAttach === false) args.push('--no-auto-attach');
   if (config.dockerPlugin === false) args.push('--no-docker-plugin');
   if (config.portSecurity === false) args.push('--no-port-security');

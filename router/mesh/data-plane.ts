@@ -6,7 +6,8 @@
 import type { PeerName } from './peer-name';
 import type { SleeveKeyRing } from './sleeve-keys';
 import type { Routes } from './routes';
-import type { FastdpFlags } from './protocol';
+import type { FastdpFlags, KernelRelayFlags } from './protocol';
+import type { KernelRelayMessage } from './kernel-relay-messages';
 import type { RouterStatus } from './status';
 
 export interface OverlayNeighbour {
@@ -42,9 +43,13 @@ export interface DataPlane {
   handleTcpFar?(from: PeerName, message: Uint8Array): void;
   /**
    * echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits;
-   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts); far: it takes far messages (router/overlay/far-session.ts).
+   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts); far: it takes far messages (router/overlay/far-session.ts);
+   * kernel: its kernel relay bits (router/overlay/kernel-relay.ts).
    */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean, far?: boolean): void;
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean, far?: boolean,
+    kernel?: KernelRelayFlags): void;
+  /** A KERNEL_RELAY control message (kernel-relay-messages.ts) from a neighbour. */
+  handleKernelRelay?(from: PeerName, msg: KernelRelayMessage): void;
   linkStatus(name: PeerName): LinkStatus | null;
   statusSummary(): NonNullable<RouterStatus['dataPlane']>;
   readonly counters: Record<string, number>;

@@ -39,6 +39,10 @@
 //              flags bit4: we take and relay far sleeve messages (type 3,
 //              sealed end to end, router/overlay/far-session.ts). Set only
 //              with a password; older peers neither set nor read it.
+//              flags bit5: we take far messages forwarded by a relay's kernel
+//              (sleeve type 4, router/overlay/kernel-relay.ts); bit6: we grant
+//              kernel relays (KERNEL_RELAY, kernel-relay-messages.ts). Both
+//              only with bit 4; older peers neither set nor read them.
 //   REKEY      +------+------+----------+--------------------------+
 //              | 0x06 | kind | epoch u32| X25519 key (INIT, ACK)   |
 //              +------+------+----------+--------------------------+
@@ -53,6 +57,8 @@
 //              the TCP fallback of a far message a relay passes on, laid out as
 //              on UDP so one parser reads both; sent only to a neighbour that
 //              set UDP_STATUS bit 4 (older peers refuse the type by name).
+//   KERNEL_RELAY 0x08: asks for, grants and releases a kernel relay;
+//              the codec and layout are kernel-relay-messages.ts.
 //
 // Unknown message types are refused by name; trailing bytes are tolerated.
 
@@ -60,6 +66,7 @@ import { MeshReader, MeshWriter } from './peer-name';
 import { MAX_CHANNEL_NAME_BYTES, MAX_CONTROL_MESSAGE_BYTES } from './constants';
 import { RouterError } from './errors';
 import { MSG_REKEY, readRekey, RekeyMessage } from './rekey-messages';
+import { MSG_KERNEL_RELAY, readKernelRelay, type KernelRelayMessage } from './kernel-relay-messages';
 import type { PeerName } from './peer-name';
 
 export const MSG_HEARTBEAT = 1;
@@ -80,7 +87,19 @@ export type ControlMessage =
   | { type: 'frame'; inner: Uint8Array }
   | { type: 'far-frame'; message: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean; far: boolean };
+  | { type: 'kernel-relay'; relay: KernelRelayMessage }
+  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean; far: boolean;
+    kernel: KernelRelayFlags };
+
+/** The kernel relay bits of UDP_STATUS (flags bits 5 and 6). */
+export interface KernelRelayFlags {
+  /** Takes far messages a relay's kernel forwards (sleeve type 4). */
+  takes: boolean;
+  /** Grants kernel relays between its neighbours. */
+  grants: boolean;
+}
+
+export const NO_KERNEL_RELAY: KernelRelayFlags = Object.freeze({ takes: false, grants: false });
 
 /** The fast-path bits of UDP_STATUS (flags bits 1 and 2). */
 export interface FastdpFlags {
@@ -133,8 +152,9 @@ export function allocFrameMessage(innerLen: number): Uint8Array {
 export const UDP_STATUS_ECHO_BYTES = 8;
 
 export function encodeUdpStatus(hearing: boolean, sinceProbeMs: number, echo: Uint8Array | null = null, fastdp: FastdpFlags = NO_FASTDP,
-  segments = false, far = false): Uint8Array {
-  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0) | (segments ? 8 : 0) | (far ? 16 : 0);
+  segments = false, far = false, kernel: KernelRelayFlags = NO_KERNEL_RELAY): Uint8Array {
+  const flags = (hearing ? 1 : 0) | (fastdp.offered ? 2 : 0) | (fastdp.hearing ? 4 : 0) | (segments ? 8 : 0) | (far ? 16 : 0)
+    | (kernel.takes ? 32 : 0) | (kernel.grants ? 64 : 0);
   const w = new MeshWriter(16).u8(MSG_UDP_STATUS).u8(flags).u32(Math.min(0xffffffff, Math.max(0, Math.round(sinceProbeMs))));
   if (echo !== null) {
     if (echo.length !== UDP_STATUS_ECHO_BYTES) throw new RangeError(`a UDP_STATUS echo is ${UDP_STATUS_ECHO_BYTES} bytes, got ${echo.length}`);
@@ -174,10 +194,12 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage {
       const sinceProbeMs = r.u32('ms since probe');
       const echo = r.remaining >= UDP_STATUS_ECHO_BYTES ? r.bytes(UDP_STATUS_ECHO_BYTES, 'echo') : null;
       return { type: 'udp-status', hearing: (flags & 1) === 1, sinceProbeMs, echo, fastdp: { offered: (flags & 2) !== 0, hearing: (flags & 4) !== 0 },
-        segments: (flags & 8) !== 0, far: (flags & 16) !== 0 };
+        segments: (flags & 8) !== 0, far: (flags & 16) !== 0, kernel: { takes: (flags & 32) !== 0, grants: (flags & 64) !== 0 } };
     }
     case MSG_REKEY:
       return { type: 'rekey', rekey: readRekey(r) };
+    case MSG_KERNEL_RELAY:
+      return { type: 'kernel-relay', relay: readKernelRelay(r) };
     default:
       throw RouterError.decode('control message', `unknown type ${type}`);
   }

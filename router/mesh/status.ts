@@ -105,5 +105,7 @@ export interface RouterStatus {
     mtu: number; bridge: string; aead: string; macs: number;
     /** The kernel fast path (router/overlay/fastdp.ts): on, or why not; neighbours on it; vxlan FDB entries. */
     fastdp?: { on: boolean; reason: string; peers: number; fdbEntries: number };
+    /** Kernel relays (router/overlay/kernel-relay.ts): whether we grant them, pairs we forward, and our paths through others. */
+    kernelRelay?: { grants: boolean; pairs: number; paths: { peer: PeerName; via: PeerName; inUse: boolean }[] };
   };
 }

@@ -18,21 +18,28 @@
 // when its link to the destination is on TCP; one that cannot pass it on at
 // all (routes changed under it, a next hop without bit 4) drops it as
 // no-route, as for any frame it cannot route, while the origin's view lags.
+//
+// Through a kernel relay (kernel-relay.ts) the same far message goes as sleeve
+// type 4 straight to the port the relay granted, with nothing sealed per hop;
+// it arrives from the relay's partner port and is opened here the same way.
 
 import type { FarKeySink } from '../mesh/far-keys';
 import type { PeerName } from '../mesh/peer-name';
 import { allocFarFrameMessage } from '../mesh/protocol';
 import { AEAD_TAG_BYTES } from './frame-aead';
-import { FAR_HEADER_BYTES, FarSessions } from './far-session';
+import { FAR_HEADER_BYTES, FAR_KIND_FRAME, FAR_KIND_PATH_PROBE, FarSessions } from './far-session';
+import { type KernelPath, type KernelRelayDeps, KernelRelays } from './kernel-relay';
 import type { DropReason, RouteView } from './forwarder';
 import type { LaneEntries } from './lane-entries';
 import type { DatagramPort } from './ports';
 import { relayInPlace } from './relay-in-place';
 import {
-  INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES, writeHopsLeft,
-  writeInnerHeader,
+  INNER_HEADER_BYTES, MAX_HOPS, MIN_ETHERNET_FRAME_BYTES, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FAR_KERNEL, SLEEVE_VERSION,
+  VNET_HDR_BYTES, writeHopsLeft, writeInnerHeader,
 } from './sleeve-codec';
-import { compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES } from './sleeve-segments';
+import {
+  compactChunks, fitsSegmented, MAX_GSO_PAYLOAD_BYTES, SEGMENT_HEADER_BYTES, SEGMENTED_SLEEVE_VERSION, spreadSegments,
+} from './sleeve-segments';
 import { copyToStage, sealStaged } from './sleeve-send';
 import type { Link } from './udp-probes';
 
@@ -42,6 +49,8 @@ export const FAR_HOP_BYTES = INNER_HEADER_BYTES + FAR_HEADER_BYTES;
 export const FAR_BODY_AT = SLEEVE_HEADER_BYTES + FAR_HOP_BYTES + AEAD_TAG_BYTES;
 /** The least a far message can be: a minimal frame sealed end to end. */
 const MIN_FAR_MESSAGE = FAR_BODY_AT + VNET_HDR_BYTES + MIN_ETHERNET_FRAME_BYTES + AEAD_TAG_BYTES;
+/** The least a type 4 message can be: a probe's one byte of flags, sealed. */
+const MIN_KERNEL_MESSAGE = FAR_BODY_AT + 1 + AEAD_TAG_BYTES;
 
 /** The far key exchange, as the data plane drives it (router/mesh/far-keys.ts implements it). */
 export interface FarKeySource {
@@ -72,10 +81,20 @@ export interface FarPathDeps {
 export class FarPath implements FarKeySink {
   /** Set once the mesh runs far key exchanges (a password and AES-256-GCM): we then announce UDP_STATUS bit 4. */
   source: FarKeySource | null = null;
+  /** Kernel relay paths (kernel-relay.ts), set by the overlay; null without. */
+  kernel: KernelRelays | null = null;
 
   constructor(readonly sessions: FarSessions, private readonly deps: FarPathDeps) {
     // The lane may hold a key that just went: its entries go with it.
     sessions.onKeysChanged = () => deps.lane?.clear();
+  }
+
+  /** Takes kernel relays from now on (and grants them when `rules` is set). */
+  enableKernelRelay(deps: Pick<KernelRelayDeps, 'clock' | 'logger' | 'rules' | 'changed'> & { udpTimeoutMs: number }): void {
+    this.kernel = new KernelRelays({
+      ...deps, links: this.deps.links, routes: this.deps.routes, self: this.deps.self, takes: () => this.source !== null,
+      farDestinations: () => this.sessions.sendPeers(), want: (p) => this.source?.want(p), timings: { udpTimeoutMs: deps.udpTimeoutMs },
+    });
   }
 
   farSendKey(dst: PeerName, keyId: number, key: Uint8Array | null): void {
@@ -92,7 +111,14 @@ export class FarPath implements FarKeySink {
 
   /** Sends one captured frame end to end if it may (see above); false: the caller sends it hop by hop. */
   send(link: Link, dst: PeerName, selfBytes: Uint8Array, dstBytes: Uint8Array, frame: Buffer, off: number, len: number): boolean {
-    if (this.source === null || !link.far || !link.peerHearsUs || this.deps.routes().hops?.(dst) !== 2) return false;
+    if (this.source === null) return false;
+    // In use only while the routes say two hops through its relay (checked on every probe tick).
+    const kernel = this.kernel?.sendPath(dst);
+    if (kernel !== undefined && this.sendKernel(kernel, selfBytes, dstBytes, frame, off, len, FAR_KIND_FRAME)) {
+      this.deps.traffic.framesSentKernelRelay!++;
+      return true;
+    }
+    if (!link.far || !link.peerHearsUs || this.deps.routes().hops?.(dst) !== 2) return false;
     if (!this.sessions.hasSend(dst)) { this.source.want(dst); return false; }
     const { udp, stride } = this.deps;
     const body = FAR_HOP_BYTES + AEAD_TAG_BYTES + len + AEAD_TAG_BYTES;
@@ -135,20 +161,13 @@ export class FarPath implements FarKeySink {
     const sealedLen = len - FAR_BODY_AT;
     if (dst === this.deps.self) {
       if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
-      const hdr = io + INNER_HEADER_BYTES;
-      const r = this.sessions.open(src, buf, io, buf, hdr, sealedLen);
-      if (r === 'far-key') {
-        drops['far-key']++;
-        this.source?.unknownKey(src, FarSessions.keyId(buf, hdr));
-        return;
-      }
-      if (typeof r === 'string') { drops[r]++; return; }
+      const r = this.open(src, buf, io, sealedLen);
+      if (r < 0) return;
+      // Probes go only by a kernel path (type 4).
+      if (FarSessions.kind(buf, io + INNER_HEADER_BYTES) !== FAR_KIND_FRAME) { drops.type++; return; }
       traffic.framesReceivedFar!++;
-      // The inner header moves next to the frame (over the spent hop tag), as hop-by-hop frames arrive.
-      const innerAt = off + FAR_BODY_AT - INNER_HEADER_BYTES;
-      buf.copyWithin(innerAt, io, io + INNER_HEADER_BYTES);
       const delivered = traffic.framesToBridge;
-      this.deps.deliver(buf, innerAt, INNER_HEADER_BYTES + r);
+      this.deliverOpened(buf, off, io, r);
       if (from !== null && spreadSegSize === 0 && traffic.framesToBridge !== delivered) {
         this.deps.lane?.offerFarReceive(buf, off, len, from, src, host, port, this.sessions);
       }
@@ -189,5 +208,102 @@ export class FarPath implements FarKeySink {
     writeHopsLeft(slab, at + SLEEVE_HEADER_BYTES, hops - 1);
     if (sealStaged(udp, link, stride, traffic, at, SLEEVE_TYPE_FAR, FAR_HOP_BYTES, sealedLen, segmented)) traffic.framesRelayed!++;
     return;
+  }
+
+  /** Opens the far body of a message whose inner header is at `io`; the body's length, or -1 (counted). */
+  private open(src: PeerName, buf: Buffer, io: number, sealedLen: number): number {
+    const hdr = io + INNER_HEADER_BYTES;
+    const r = this.sessions.open(src, buf, io, buf, hdr, sealedLen);
+    if (r === 'far-key') {
+      this.deps.drops['far-key']++;
+      this.source?.unknownKey(src, FarSessions.keyId(buf, hdr));
+      return -1;
+    }
+    if (typeof r === 'string') { this.deps.drops[r]++; return -1; }
+    return r;
+  }
+
+  /** Delivers an opened far frame of `len` bytes: the inner header moves next to it (over the spent hop tag), as hop-by-hop frames arrive. */
+  private deliverOpened(buf: Buffer, off: number, io: number, len: number): void {
+    const innerAt = off + FAR_BODY_AT - INNER_HEADER_BYTES;
+    buf.copyWithin(innerAt, io, io + INNER_HEADER_BYTES);
+    this.deps.deliver(buf, innerAt, INNER_HEADER_BYTES + len);
+  }
+
+  /**
+   * Builds a type 4 message in the send slot (a frame, or a probe's body)
+   * and sends it to the kernel path's port: as one datagram or, when it is
+   * bigger than a segment, as version 3 segments (the far end set bit 5,
+   * which only peers that reassemble version 3 do). False: no key or too big.
+   */
+  private sendKernel(p: KernelPath, selfBytes: Uint8Array, dstBytes: Uint8Array, frame: Buffer | null, off: number, len: number, kind: number): boolean {
+    const { udp, stride, traffic } = this.deps;
+    const body = FAR_HOP_BYTES + AEAD_TAG_BYTES + len + AEAD_TAG_BYTES;
+    const segmented = stride > 0 && fitsSegmented(body, stride);
+    if (!segmented && SLEEVE_HEADER_BYTES + body > MAX_GSO_PAYLOAD_BYTES) return false;
+    const slab = udp.stageSlab();
+    const at = udp.stageOffset();
+    const io = at + SLEEVE_HEADER_BYTES;
+    writeInnerHeader(slab, io, selfBytes, dstBytes, MAX_HOPS);
+    if (frame !== null) copyToStage(udp, slab, at + FAR_BODY_AT, frame, off, len);
+    const hdr = io + INNER_HEADER_BYTES;
+    if (this.sessions.seal(p.far, slab, io, slab, hdr, len, kind) < 0) return false;
+    // Nothing is sealed per hop: the hop tag's place stays zero, so the layout stays type 3's.
+    slab.fill(0, hdr + FAR_HEADER_BYTES, hdr + FAR_HEADER_BYTES + AEAD_TAG_BYTES);
+    slab[at] = segmented ? SEGMENTED_SLEEVE_VERSION : SLEEVE_VERSION;
+    slab[at + 1] = SLEEVE_TYPE_FAR_KERNEL;
+    slab.set(selfBytes, at + 2);
+    // The far counter names the message for the far end's reassembly.
+    for (let i = 0; i < 8; i++) slab[at + 8 + i] = slab[hdr + 8 + i]!;
+    const n = segmented ? spreadSegments(slab, at, body, stride) : SLEEVE_HEADER_BYTES + body;
+    udp.commit(n, p.host, p.port, segmented ? stride + SEGMENT_HEADER_BYTES : 0);
+    if (segmented) traffic.framesSentSegmented!++;
+    traffic.framesSentUdp!++;
+    traffic.bytesSentUdp! += n;
+    return true;
+  }
+
+  /**
+   * A probe through a kernel path: one byte of flags (bit 0: we hear the far
+   * end) padded to a segment's body, so a path that passes small datagrams
+   * but not full ones never carries frames. Without a send key yet, none.
+   */
+  probeKernel(p: KernelPath, hearing: boolean, selfBytes: Uint8Array, farBytes: Uint8Array): void {
+    if (!this.sessions.hasSend(p.far)) { this.source?.want(p.far); return; }
+    const { udp, stride } = this.deps;
+    const len = stride > 0 ? stride - FAR_HOP_BYTES - 2 * AEAD_TAG_BYTES : 1;
+    const slab = udp.stageSlab();
+    const bodyAt = udp.stageOffset() + FAR_BODY_AT;
+    slab.fill(0, bodyAt, bodyAt + len);
+    slab[bodyAt] = hearing ? 1 : 0;
+    if (this.sendKernel(p, selfBytes, farBytes, null, 0, len, FAR_KIND_PATH_PROBE)) this.deps.traffic.kernelProbesSent!++;
+  }
+
+  /** A type 4 message (whole; span and spread as in receive()) from host:port: opened only when a kernel path expects it there. */
+  receiveKernel(buf: Buffer, off: number, len: number, spanOff: number, spanLen: number, spreadSegSize: number, host: string, port: number): void {
+    const { drops, traffic } = this.deps;
+    if (this.kernel === null || this.source === null) { drops.type++; return; }
+    if (len < MIN_KERNEL_MESSAGE) { drops.short++; return; }
+    const io = off + SLEEVE_HEADER_BYTES;
+    const src = this.deps.readName(buf, io);
+    const p = this.kernel.receivePath(src, host, port);
+    // The sleeve header's sender must be the origin too: segments were put together by it.
+    if (p === undefined || this.deps.readName(buf, off + 2) !== src || this.deps.readName(buf, io + 6) !== this.deps.self) {
+      drops['kernel-source']++;
+      return;
+    }
+    if (spreadSegSize > 0) compactChunks(buf, spanOff, spanLen, spreadSegSize);
+    const r = this.open(src, buf, io, len - FAR_BODY_AT);
+    if (r < 0) return;
+    traffic.bytesReceivedUdp! += len;
+    if (FarSessions.kind(buf, io + INNER_HEADER_BYTES) === FAR_KIND_PATH_PROBE) {
+      this.kernel.heard(p, r > 0 ? buf[off + FAR_BODY_AT]! : 0);
+      traffic.kernelProbesReceived!++;
+      return;
+    }
+    this.kernel.heard(p, -1);
+    traffic.framesReceivedUdp!++;
+    traffic.framesReceivedKernelRelay!++;
+    this.deliverOpened(buf, off, io, r);
   }
 }

@@ -13,7 +13,10 @@
 //   | 16 (per hop)   | src, dst, hops   |                | (per hop)  | vnet hdr + frame | 16       |
 //   +----------------+------------------+----------------+------------+------------------+----------+
 //                    '--- sealed by each hop's SleeveSession ---'
-//   far header: | ver=1 | 0 | 0 0 | key id u32 | far counter u64 (< 2^53) |
+//   far header: | ver=1 | kind | 0 0 | key id u32 | far counter u64 (< 2^53) |
+//   kind 0: a frame; 1: a kernel path probe (kernel-relay.ts; only in sleeve
+//   type 4, whose body is then one byte of flags). Both are in the AD, so
+//   nobody in between can turn one into the other.
 //   far AEAD: AES-256-GCM under the key of `key id` (origin -> destination),
 //   nonce = 00 00 00 03 || far counter, associated data = src (6) || dst (6)
 //   || far header (16): the hops byte, which relays rewrite, is left out.
@@ -35,6 +38,8 @@ export const FAR_HEADER_BYTES = 16;
 export const FAR_VERSION = 1;
 /** What a far message adds to a hop-by-hop one: the far header and the far tag. */
 export const FAR_OVERHEAD_BYTES = FAR_HEADER_BYTES + AEAD_TAG_BYTES;
+export const FAR_KIND_FRAME = 0;
+export const FAR_KIND_PATH_PROBE = 1;
 const FAR_SLOTS = 4;
 const FAR_NONCE_CHANNEL = 3;
 
@@ -69,6 +74,11 @@ export class FarSessions {
 
   hasSend(dst: PeerName): boolean {
     return this.sends.has(dst);
+  }
+
+  /** The peers we hold a send key to. */
+  sendPeers(): IterableIterator<PeerName> {
+    return this.sends.keys();
   }
 
   /** Opens far messages from `origin` under `keyId` too; false when that id is held already. */
@@ -124,12 +134,12 @@ export class FarSessions {
    * 16 bytes lie between) for `dst`; `names` = src || dst (12 bytes). Returns
    * the sealed body length (len + 16), or -1 without a usable key.
    */
-  seal(dst: PeerName, names: Uint8Array, namesOff: number, buf: Buffer, hdr: number, len: number): number {
+  seal(dst: PeerName, names: Uint8Array, namesOff: number, buf: Buffer, hdr: number, len: number, kind = FAR_KIND_FRAME): number {
     const s = this.sends.get(dst);
     const counter = s?.counter[0] ?? REJECT_AFTER_COUNTER;
     if (s === undefined || counter >= REJECT_AFTER_COUNTER) return -1;
     s.counter[0] = counter + 1;
-    buf[hdr] = FAR_VERSION; buf[hdr + 1] = 0; buf[hdr + 2] = 0; buf[hdr + 3] = 0;
+    buf[hdr] = FAR_VERSION; buf[hdr + 1] = kind; buf[hdr + 2] = 0; buf[hdr + 3] = 0;
     buf.writeUInt32BE(s.keyId, hdr + 4);
     writeCounter(buf, hdr + 8, counter);
     this.prepare(names, namesOff, buf, hdr, counter);
@@ -152,6 +162,11 @@ export class FarSessions {
     if (!slot.window.accept(counter)) return 'replay';
     slot.used = true;
     return n;
+  }
+
+  /** The kind of an opened far message (FAR_KIND_*). */
+  static kind(buf: Buffer, hdr: number): number {
+    return buf[hdr + 1]!;
   }
 
   /** The key id of a far header (for telling its origin we lack it). */

@@ -17,7 +17,7 @@ export interface RouteView {
 }
 
 export type DropReason = 'short' | 'version' | 'type' | 'unknown-sender' | 'auth' | 'replay' | 'no-route' | 'hops' | 'local' | 'too-big' | 'loop' | 'backlog'
-  | 'source' | 'vnet' | 'congestion' | 'segment' | 'duplicate' | 'far-key';
+  | 'source' | 'vnet' | 'congestion' | 'segment' | 'duplicate' | 'far-key' | 'kernel-source';
 
 /**
  * From the bridge: send to one peer via a next hop, flood down our tree, or drop.

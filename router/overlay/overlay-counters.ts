@@ -14,6 +14,7 @@ export function newTrafficCounters(): OverlayCounters {
     framesFromBridge: 0, framesToBridge: 0, framesSentUdp: 0, framesSentTcp: 0, framesReceivedUdp: 0, framesReceivedTcp: 0,
     framesRelayed: 0, framesRelayedInPlace: 0, framesSplit: 0, framesMarkedCe: 0, bytesSentUdp: 0, bytesReceivedUdp: 0, framesSentSegmented: 0,
     framesSentFar: 0, framesReceivedFar: 0, framesRelayedFar: 0, framesRelayedUnmoved: 0, memoryReleasedBytes: 0,
+    framesSentKernelRelay: 0, framesReceivedKernelRelay: 0, kernelProbesSent: 0, kernelProbesReceived: 0,
     bytesSentTcp: 0, bytesReceivedTcp: 0,
   };
 }
@@ -21,7 +22,7 @@ export function newTrafficCounters(): OverlayCounters {
 export function newDropCounters(): Record<DropReason, number> {
   return {
     short: 0, version: 0, type: 0, 'unknown-sender': 0, auth: 0, replay: 0, 'no-route': 0, hops: 0, local: 0, 'too-big': 0, loop: 0, backlog: 0,
-    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0, 'far-key': 0,
+    source: 0, vnet: 0, congestion: 0, segment: 0, duplicate: 0, 'far-key': 0, 'kernel-source': 0,
   };
 }
 

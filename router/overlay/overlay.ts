@@ -23,7 +23,8 @@
 // whenever the fast path is not in use.
 // With a password, a unicast frame to a peer two hops away may go sealed end
 // to end instead (far-path.ts, far-session.ts), so the relay between opens
-// only its header; the mesh exchanges the keys (router/mesh/far-keys.ts).
+// only its header; the mesh exchanges the keys (router/mesh/far-keys.ts), and
+// a relay may forward them in its kernel instead (kernel-relay.ts).
 // Decisions (where a frame goes) are the Forwarder's; this file moves bytes
 // (out through sleeve-send.ts), opens them, and counts drops by reason. It
 // never throws per frame.
@@ -43,15 +44,16 @@ import { FarPath } from './far-path';
 import { FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
-import { FastdpFlags, NO_FASTDP } from '../mesh/protocol';
+import { FastdpFlags, KernelRelayFlags, NO_FASTDP, NO_KERNEL_RELAY } from '../mesh/protocol';
+import type { KernelRelayMessage } from '../mesh/kernel-relay-messages';
+import type { KernelRelayRulesPort } from './kernel-relay';
 import type { Fastdp } from './fastdp';
 import {
   BROADCAST_PEER, CHALLENGE_BYTES, ETHERNET_HEADER_BYTES, INNER_HEADER_BYTES, MAX_ETHERNET_OVERHEAD_BYTES, MAX_HOPS, MAX_SLEEVE_FRAME_BYTES,
   VNET_GSO_NONE, VNET_HDR_BYTES, peerNameBytes, readInnerHeaderInto, readSleeveHeaderInto, type InnerHeader, type SleeveHeader,
-  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE,
+  SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FAR_KERNEL, SLEEVE_TYPE_FRAME, SLEEVE_TYPE_PROBE,
 } from './sleeve-codec';
 import { SleeveSession } from './sleeve-session';
-import { UdpEndpoint } from './udp-endpoint';
 import { checkVnetHeader } from './vnet-header';
 import { relayInPlace } from './relay-in-place';
 import { PeerNameBytes, PeerNameReader } from './peer-name-reader';
@@ -78,7 +80,7 @@ export class Overlay implements DataPlane {
   private readonly fromBridgeAqm: BatchAqm;
   private readonly fromUnderlayAqm: BatchAqm;
   private readonly receiver = new SegmentReceiver({
-    neighbour: (name) => this.links.get(name) ?? null,
+    neighbour: (name) => this.links.get(name) ?? this.far?.kernel?.segmentSender(name) ?? null,
     message: (buf, off, len, host, port, spanOff, spanLen, spread) => this.handleMessage(buf, off, len, host, port, spanOff, spanLen, spread),
     drop: (reason) => { this.drops[reason]++; },
     nowMs: () => this.frameClock.now(),
@@ -87,8 +89,6 @@ export class Overlay implements DataPlane {
   private readonly stride: number;
   /** Largest frame (vnet header included) one version 3 message carries; bigger super-frames are split to it. */
   private readonly segmentedFrameMax: number;
-  /** The socket option is the socket's for good: set once, at the first sealed link. */
-  private checksumsOmitted = false;
   private routes: RouteView = { nextHop: () => null, broadcastChildren: () => [] };
   private readonly selfBytes: Uint8Array;
   private readonly broadcastBytes = peerNameBytes(BROADCAST_PEER);
@@ -127,6 +127,8 @@ export class Overlay implements DataPlane {
     private readonly deps: {
       clock: Clock; logger: Logger; aead: FrameAead; aes?: AesGcm | null; bridge: FramePort; udp: DatagramPort; fastdp?: Fastdp; monoMs?: () => number;
       memory?: PageRelease; lane?: (maxFrameBytes: number) => LoneFrameLane;
+      /** Kernel relays (kernel-relay.ts): absent, off; rules null, we use them but grant none. */
+      kernelRelay?: { rules: KernelRelayRulesPort | null };
     },
     /** segmentBytes: the UDP payload one underlay datagram may carry unfragmented; 0 sends no version 3. */
     private readonly opts: { localPeer: PeerName; mtu: number; bridgeName: string; timings: OverlayTimings; segmentBytes?: number },
@@ -152,7 +154,7 @@ export class Overlay implements DataPlane {
     this.fromUnderlayAqm = new BatchAqm(monoMs);
     this.probes = new LinkProbes(this.links, {
       clock: deps.clock, logger: deps.logger, udp: deps.udp, ...(deps.fastdp ? { fastdp: deps.fastdp } : {}), timings: opts.timings, stride: this.stride,
-      tick: (now) => this.tick(now), far: () => this.far?.source != null,
+      tick: (now) => this.tick(now), far: () => this.far?.source != null, kernel: () => this.far?.kernel?.flags() ?? NO_KERNEL_RELAY,
     });
     this.idleMemory = new IdleMemory(opts.timings.idleReleaseMs, () => {
       const freed = releaseBurstBuffers([deps.bridge, deps.udp], this.receiver.reassembler, deps.memory ?? null, deps.clock.now());
@@ -166,9 +168,13 @@ export class Overlay implements DataPlane {
         if (this.admit(this.fromUnderlayAqm, buf, off + INNER_HEADER_BYTES, len - INNER_HEADER_BYTES)) this.handleInner(buf, off, len, 0, 0);
       },
     });
+    const { clock, logger, kernelRelay } = deps;
+    if (kernelRelay) this.far?.enableKernelRelay({ clock, logger, rules: kernelRelay.rules, changed: () => this.lane?.clear(), udpTimeoutMs: opts.timings.udpTimeoutMs });
   }
 
   private tick(nowMs: number): void {
+    this.far?.kernel?.probeTick(nowMs, (p, hearing) => this.far!.probeKernel(p, hearing, this.selfBytes, this.nameBytes.of(p.far)));
+    this.deps.udp.flush();
     this.frameClock.endBatch();
     this.lane?.refresh(this.forwarder.macs, nowMs);
     this.forwarder.macs.tick(nowMs);
@@ -181,7 +187,7 @@ export class Overlay implements DataPlane {
   /** Traffic counters plus drops labelled by reason, in the form the metrics renderer labels. */
   get counters(): OverlayCounters {
     const r = this.receiver.reassembler.counters;
-    return counterTable(this.traffic, this.drops, this.lane?.counters(this.traffic), this.deps.fastdp?.counters, this.far?.source?.counters, {
+    return counterTable(this.traffic, this.drops, this.lane?.counters(this.traffic), this.deps.fastdp?.counters, this.far?.source?.counters, this.far?.kernel?.counters, {
       framesReceivedCoalesced: this.receiver.coalesced, messagesReassembled: r.complete, reassemblyEvicted: r.evicted, reassemblyExpired: r.expired,
     });
   }
@@ -193,7 +199,8 @@ export class Overlay implements DataPlane {
   statusSummary(): NonNullable<RouterStatus['dataPlane']> {
     const aead = this.aesGcm ? `${this.deps.aead.backend}, AES-256-GCM (OpenSSL)` : this.deps.aead.backend;
     const summary = { mtu: this.opts.mtu, bridge: this.opts.bridgeName, aead, macs: this.forwarder.macs.size };
-    return this.deps.fastdp ? { ...summary, fastdp: this.deps.fastdp.summary() } : summary;
+    const kernelRelay = this.far?.kernel?.summary();
+    return { ...summary, ...(this.deps.fastdp ? { fastdp: this.deps.fastdp.summary() } : {}), ...(kernelRelay ? { kernelRelay } : {}) };
   }
 
   start(): void {
@@ -226,6 +233,7 @@ export class Overlay implements DataPlane {
     this.deps.bridge.close();
     this.deps.udp.close();
     this.far?.sessions.close();
+    this.far?.kernel?.close();
   }
 
   setRoutes(routes: RouteView): void {
@@ -234,36 +242,17 @@ export class Overlay implements DataPlane {
   }
 
   addNeighbour(n: OverlayNeighbour): void {
-    this.dropLink(n.name);
     const session = new SleeveSession(this.deps.aead, n.keys, this.selfBytes, this.deps.aes ?? null);
     session.onKeysChanged = () => this.lane?.clear();
-    const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.opts.timings.udpTimeoutMs);
-    // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
-    // UDP GSO refuses a socket without checksums (EINVAL), and with GSO the checksum is offloaded anyway.
-    if (n.keys !== null && !this.checksumsOmitted && this.stride === 0) {
-      this.checksumsOmitted = true;
-      this.deps.udp.omitChecksums?.();
-    }
-    const link: Link = { n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false, far: false };
-    this.links.set(n.name, link);
+    this.probes.add(n, session);
     this.deps.fastdp?.addPeer(n.name, n.host, n.keys !== null);
-    this.probes.sendProbe(link, null, n.host, n.udpPort);
-    this.deps.udp.flush();
-  }
-
-  /** Frees a link's cipher state and takes it out of the version 3 count; a replaced link goes the same way. */
-  private dropLink(name: PeerName): void {
-    const link = this.links.get(name);
-    if (link === undefined) return;
-    link.session.close();
-    this.probes.dropped(link);
-    this.links.delete(name);
   }
 
   removeNeighbour(name: PeerName): void {
-    this.dropLink(name);
+    this.probes.remove(name);
     this.deps.fastdp?.removePeer(name);
     this.forwarder.macs.forgetPeer(name);
+    this.far?.kernel?.removeNeighbour(name);
   }
 
   linkStatus(name: PeerName): LinkStatus | null {
@@ -299,12 +288,17 @@ export class Overlay implements DataPlane {
     this.frameClock.endBatch();
   }
 
+  handleKernelRelay(from: PeerName, msg: KernelRelayMessage): void {
+    this.far?.kernel?.handle(from, msg);
+  }
+
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
+  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false,
+    kernel: KernelRelayFlags = NO_KERNEL_RELAY): void {
     const l = this.links.get(from);
     if (!l) return;
     const { peerHearsUs, udp: { host, port } } = l;
-    this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far);
+    this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far, kernel);
     if (l.peerHearsUs !== peerHearsUs || l.udp.host !== host || l.udp.port !== port) this.lane?.clear();
   }
 
@@ -369,6 +363,12 @@ export class Overlay implements DataPlane {
     if (bad !== null) { this.drops[bad]++; return; }
     // Taken out at once: the scratch header is the next datagram's.
     const { type, sender, counter } = h;
+    // Forwarded by a relay's kernel: from no neighbour, authenticated end to end only (far-path.ts).
+    if (type === SLEEVE_TYPE_FAR_KERNEL) {
+      if (this.far === null) this.drops.type++;
+      else this.far.receiveKernel(buf, off, len, spanOff, spanLen, spread, host, port);
+      return;
+    }
     const link = this.links.get(sender);
     if (!link) { this.drops['unknown-sender']++; return; }
     // A far message: only its hop part is this link's to open (far-path.ts), and only where we take them.

@@ -23,6 +23,14 @@
 //                 only the first 29 body bytes. Only with a password, to
 //                 neighbours that set UDP_STATUS bit 4; older peers refuse it
 //                 as an unknown type.
+//   type 4 FAR_KERNEL: a far message that a relay's kernel forwards
+//                 (kernel-relay.ts): type 3's layout, but nothing in it is
+//                 sealed per hop (the hop tag's 16 bytes are zero); the far
+//                 AEAD covers its source, destination and far header. The
+//                 counter field is the far counter (only segments use it, to
+//                 find each other). Taken only from the relay address and port
+//                 a grant named for that origin, and only by peers that set
+//                 UDP_STATUS bit 5.
 //
 // Inner frame, shared with the TCP fallback (control message FRAME):
 //
@@ -54,6 +62,7 @@ export const SLEEVE_KEY_PHASE_BIT = 0x80;
 export const SLEEVE_TYPE_FRAME = 1;
 export const SLEEVE_TYPE_PROBE = 2;
 export const SLEEVE_TYPE_FAR = 3;
+export const SLEEVE_TYPE_FAR_KERNEL = 4;
 export const SLEEVE_HEADER_BYTES = 16;
 /** The body of a challenge probe (plaintext meshes only). */
 export const CHALLENGE_BYTES = 8;
@@ -109,7 +118,7 @@ export function readSleeveHeaderInto(buf: Uint8Array, off: number, len: number, 
   if (len < SLEEVE_HEADER_BYTES) return 'short';
   if (buf[off] !== SLEEVE_VERSION && buf[off] !== SEGMENTED_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
-  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE && type !== SLEEVE_TYPE_FAR) return 'type';
+  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_PROBE && type !== SLEEVE_TYPE_FAR && type !== SLEEVE_TYPE_FAR_KERNEL) return 'type';
   out.type = type;
   out.sender = readName(buf, off + 2);
   out.counter = readCounter(buf, off + 8);

@@ -18,7 +18,7 @@
 //   first 16 header bytes as associated data. Those 16 bytes are the same in
 //   every segment of a message; index, count and stride are not authenticated
 //   but only place chunks: any change to them changes the reassembled body,
-//   which then fails to open. type: FRAME or FAR (probes stay version 2), bit 7
+//   which then fails to open. type: FRAME, FAR or FAR_KERNEL (probes stay version 2), bit 7
 //   the key phase as in version 2. count is 2..MAX_SEGMENTS. A FAR message's
 //   hop seal covers only its first 29 body bytes: a changed chunk elsewhere
 //   passes the relays and fails the destination's end-to-end open instead.
@@ -32,7 +32,7 @@
 // the authenticated control connection (UDP_STATUS flag bit 3,
 // router/mesh/protocol.ts); others get version 2.
 
-import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FRAME } from './sleeve-codec';
+import { SLEEVE_HEADER_BYTES, SLEEVE_KEY_PHASE_BIT, SLEEVE_TYPE_FAR, SLEEVE_TYPE_FAR_KERNEL, SLEEVE_TYPE_FRAME } from './sleeve-codec';
 
 export const SEGMENTED_SLEEVE_VERSION = 3 as const;
 export const SEGMENT_HEADER_BYTES = 20;
@@ -139,7 +139,7 @@ export function readSegment(buf: Uint8Array, off: number, len: number, out: Segm
   if (len <= SEGMENT_HEADER_BYTES) return 'short';
   if (buf[off] !== SEGMENTED_SLEEVE_VERSION) return 'version';
   const type = buf[off + 1]! & ~SLEEVE_KEY_PHASE_BIT;
-  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_FAR) return 'type';
+  if (type !== SLEEVE_TYPE_FRAME && type !== SLEEVE_TYPE_FAR && type !== SLEEVE_TYPE_FAR_KERNEL) return 'type';
   const index = buf[off + 16]!;
   const count = buf[off + 17]!;
   const stride = (buf[off + 18]! << 8) | buf[off + 19]!;

@@ -11,12 +11,12 @@ import type { Clock, Timer } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import type { LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
-import { encodeUdpStatus, FastdpFlags, NO_FASTDP } from '../mesh/protocol';
+import { encodeUdpStatus, FastdpFlags, KernelRelayFlags, NO_FASTDP, NO_KERNEL_RELAY } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import type { DatagramPort } from './ports';
 import { SLEEVE_HEADER_BYTES, SLEEVE_TYPE_PROBE } from './sleeve-codec';
 import type { SleeveSession } from './sleeve-session';
-import type { UdpEndpoint } from './udp-endpoint';
+import { UdpEndpoint } from './udp-endpoint';
 
 export interface OverlayTimings {
   probeIntervalMs: number;
@@ -43,6 +43,8 @@ export interface Link {
   segmented: boolean;
   /** The neighbour takes and relays far messages (UDP_STATUS bit 4, far-path.ts). */
   far: boolean;
+  /** The neighbour's kernel relay bits (UDP_STATUS bits 5 and 6, kernel-relay.ts). */
+  kernel: KernelRelayFlags;
 }
 
 export interface ProbeDeps {
@@ -57,6 +59,8 @@ export interface ProbeDeps {
   tick(nowMs: number): void;
   /** We take far messages (UDP_STATUS bit 4). */
   far(): boolean;
+  /** Our kernel relay bits (UDP_STATUS bits 5 and 6). */
+  kernel(): KernelRelayFlags;
 }
 
 export class LinkProbes {
@@ -64,8 +68,37 @@ export class LinkProbes {
   segmentedLinks = 0;
   private timer: Timer | null = null;
   private closed = false;
+  /** The socket option is the socket's for good: set once, at the first sealed link. */
+  private checksumsOmitted = false;
 
-  constructor(private readonly links: ReadonlyMap<PeerName, Link>, private readonly deps: ProbeDeps) {}
+  constructor(private readonly links: Map<PeerName, Link>, private readonly deps: ProbeDeps) {}
+
+  /** A new neighbour's link (replacing any old one), probed at once. */
+  add(n: OverlayNeighbour, session: SleeveSession): void {
+    this.remove(n.name);
+    const udp = new UdpEndpoint(n.host, n.udpPort, n.keys !== null, this.deps.timings.udpTimeoutMs);
+    // With a password every link is sealed (a mesh has one password or none), so the UDP checksum adds nothing.
+    // UDP GSO refuses a socket without checksums (EINVAL), and with GSO the checksum is offloaded anyway.
+    if (n.keys !== null && !this.checksumsOmitted && this.deps.stride === 0) {
+      this.checksumsOmitted = true;
+      this.deps.udp.omitChecksums?.();
+    }
+    const link: Link = {
+      n, session, udp, lastUdpRxMs: -Infinity, peerHearsUs: false, peerStatusMs: -Infinity, segmented: false, far: false, kernel: NO_KERNEL_RELAY,
+    };
+    this.links.set(n.name, link);
+    this.sendProbe(link, null, n.host, n.udpPort);
+    this.deps.udp.flush();
+  }
+
+  /** Frees a link's cipher state and takes it out of the version 3 count. */
+  remove(name: PeerName): void {
+    const link = this.links.get(name);
+    if (link === undefined) return;
+    link.session.close();
+    if (link.segmented) this.segmentedLinks--;
+    this.links.delete(name);
+  }
 
   start(): void {
     this.schedule();
@@ -74,11 +107,6 @@ export class LinkProbes {
   close(): void {
     this.closed = true;
     this.timer?.cancel();
-  }
-
-  /** A link leaves (removed or replaced): out of the version 3 count. */
-  dropped(link: Link): void {
-    if (link.segmented) this.segmentedLinks--;
   }
 
   status(l: Link): LinkStatus {
@@ -96,8 +124,10 @@ export class LinkProbes {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(l: Link, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false): void {
+  handleUdpStatus(l: Link, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false,
+    kernel: KernelRelayFlags = NO_KERNEL_RELAY): void {
     l.far = far;
+    l.kernel = kernel;
     const segmented = segments && this.deps.stride > 0;
     if (l.segmented !== segmented) {
       l.segmented = segmented;
@@ -142,7 +172,8 @@ export class LinkProbes {
         const echo = link.udp.tick();
         const fastdp = this.deps.fastdp?.flags(link.n.name) ?? NO_FASTDP;
         // Bit 3: every overlay of this version reassembles version 3, whatever its port can send.
-        link.n.sendControl(encodeUdpStatus(sinceMs <= t.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true, this.deps.far()));
+        link.n.sendControl(encodeUdpStatus(sinceMs <= t.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true, this.deps.far(),
+          this.deps.kernel()));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
         if (now - link.peerStatusMs > 2 * t.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link, false, null);
       }
