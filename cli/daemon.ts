@@ -161,7 +161,8 @@ export async function runDaemon(config: DaemonConfig): Promise<void> {
   try {
     const fastdpOff = config.password !== null ? 'a password is set: encrypted frames never take the fast path'
       : config.fastdp === false ? 'fast path turned off (--no-fastdp)' : null;
-    dataPlane = await startDataPlane({ clock, logger, runner }, { localPeer: name, port: config.port, mtu: config.mtu, fast, fastdpOff });
+    dataPlane = await startDataPlane({ clock, logger, runner },
+      { localPeer: name, port: config.port, mtu: config.mtu, fast, fastdpOff, kernelRelay: config.kernelRelay !== false });
   } catch (err) {
     try { fs.unlinkSync(pidFile); } catch { /* already gone */ }
     throw new RouterError('io', `cannot start the data plane: ${errorMessage(err)}`, { cause: err });

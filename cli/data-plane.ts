@@ -13,6 +13,7 @@ import { detectUnderlayMtu } from '../router/host/host-link';
 import type { Logger } from '../common/logger';
 import { DEFAULT_OVERLAY_TIMINGS, FAST_OVERLAY_TIMINGS, Overlay } from '../router/overlay/overlay';
 import { Fastdp } from '../router/overlay/fastdp';
+import { KernelRelayRules, removeKernelRelayTable } from '../router/host/kernel-relay-rules';
 import { startFastdpDevices } from './fastdp-device';
 import type { PeerName } from '../router/mesh/peer-name';
 import { SLEEVE_OVERHEAD_BYTES, VNET_HDR_BYTES } from '../router/overlay/sleeve-codec';
@@ -39,8 +40,11 @@ export interface DataPlaneSetup {
 
 export async function startDataPlane(
   deps: { clock: Clock; logger: Logger; runner: CommandRunner },
-  /** fastdpOff: why the kernel fast path is not wanted (a password, --no-fastdp), or null to try it. */
-  opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean; fastdpOff: string | null },
+  /**
+   * fastdpOff: why the kernel fast path is not wanted (a password, --no-fastdp), or null to try it;
+   * kernelRelay: grant and use kernel relays (router/overlay/kernel-relay.ts; false with --no-kernel-relay).
+   */
+  opts: { localPeer: PeerName; port: number; mtu: number | null; fast: boolean; fastdpOff: string | null; kernelRelay: boolean },
 ): Promise<DataPlaneSetup> {
   const underlayMtu = await detectUnderlayMtu(deps.runner);
   const mtu = opts.mtu ?? underlayMtu - SLEEVE_OVERHEAD_BYTES;
@@ -73,9 +77,13 @@ export async function startDataPlane(
     { localPeer: opts.localPeer, local: devices.local, timings: { timeoutMs: timings.udpTimeoutMs } },
   );
   const socket = udp;
+  // What a router that died left forwarding would point at addresses nobody vouches for any more.
+  await removeKernelRelayTable(deps.runner);
+  const kernelRules = opts.kernelRelay ? new KernelRelayRules(deps.runner, deps.logger) : null;
   const overlay = new Overlay(
     { clock: deps.clock, logger: deps.logger, aead, aes: aesGcm.aes, bridge: new TapPort(tap), udp: new UdpBatchPort(udp), fastdp,
-      memory: loadNative(), lane: (maxFrameBytes) => NativeLane.open(loadNative(), tap, socket, maxFrameBytes, REJECT_AFTER_COUNTER) },
+      memory: loadNative(), lane: (maxFrameBytes) => NativeLane.open(loadNative(), tap, socket, maxFrameBytes, REJECT_AFTER_COUNTER),
+      ...(kernelRules ? { kernelRelay: { rules: kernelRules } } : {}) },
     { localPeer: opts.localPeer, mtu, bridgeName: DEFAULT_BRIDGE, timings, segmentBytes },
   );
   overlay.start();
@@ -90,6 +98,7 @@ export async function startDataPlane(
     },
     close: async () => {
       overlay.close();
+      await kernelRules?.closeAll();
       await devices.close();
     },
   };

@@ -122,6 +122,11 @@ export function renderStatus(status: RouterStatus & { portSecurity?: Pick<PortGu
     out += field('DataPlane', `bridge ${sanitiseText(dp.bridge)}, MTU ${dp.mtu}, ${sanitiseText(dp.aead)}, ${plural(dp.macs, 'MAC')} learnt`);
     const f = dp.fastdp;
     if (f) out += field('FastPath', f.on ? `on (${sanitiseText(f.reason)}): ${plural(f.peers, 'peer')}, ${plural(f.fdbEntries, 'forwarding entry', 'forwarding entries')}` : `off: ${sanitiseText(f.reason)}`);
+    const k = dp.kernelRelay;
+    if (k) {
+      const paths = k.paths.map((p) => `${sanitiseText(p.peer)} via ${sanitiseText(p.via)} (${p.inUse ? 'in use' : 'probing'})`);
+      out += field('KernelRelay', `${k.grants ? `grants, ${plural(k.pairs, 'pair')} forwarded here` : 'grants none'}; ${paths.length > 0 ? paths.join(', ') : 'no paths through others'}`);
+    }
   }
   for (const line of services) out += field(sanitiseText(line.label), sanitiseText(line.value));
 

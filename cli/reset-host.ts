@@ -16,6 +16,7 @@ import type { ApiClient } from './api-client';
 import { ExecCommandRunner } from '../router/host/command-runner';
 import { DEFAULT_BRIDGE, removeBridge } from '../router/host/host-bridge';
 import { removeFastdpLeftovers } from '../router/host/fastdp-firewall';
+import { removeKernelRelayTable } from '../router/host/kernel-relay-rules';
 import { removePortSecurity } from '../router/host/port-security';
 import type { HostResetReply } from '../router/host/host-reset';
 import { STATE_FILE as CONTAINERS_FILE } from '../router/host/container-state';
@@ -57,10 +58,11 @@ export async function requestHostReset(client: ApiClient, note: (text: string) =
   for (const f of r.failed) note(`could not remove what ${sanitiseText(f.name)} made: ${sanitiseText(f.error)}`);
 }
 
-/** With no router to ask: the bridge and its forward rules, port security's table, and what a crashed fast path left, by the CLI itself. */
+/** With no router to ask: the bridge and its forward rules, port security's table, and what a crashed fast path or kernel relay left, by the CLI itself. */
 export async function removeBridgeWithoutRouter(note: (text: string) => void): Promise<void> {
   const runner = new ExecCommandRunner();
   await removeFastdpLeftovers(runner);
+  await removeKernelRelayTable(runner);
   await removePortSecurity(runner);
   try {
     await removeBridge({ bridge: DEFAULT_BRIDGE }, runner);

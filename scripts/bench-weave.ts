@@ -2,9 +2,11 @@
 //
 // - an encrypted mesh h1 - h2: containers c1 on h1 and c2 on h2 (direct);
 //   then h3 joins through h2 with c3, which h1 cannot reach (the network
-//   drops everything between h1 and h3), so c1 -> c3 is relayed by h2 on the
-//   encrypted sleeve; checked from the routers' own status before it is
-//   measured;
+//   drops everything between h1 and h3), so c1 -> c3 is relayed by h2: by
+//   its kernel (a kernel relay, router/overlay/kernel-relay.ts: h1 and h3
+//   send their far messages, sealed end to end, to ports h2's nftables
+//   ingress rules forward); checked from the routers' own status and
+//   counters before it is measured;
 // - an encrypted mesh g1 - g3 whose underlay packets h2's kernel forwards
 //   (IP forwarding in h2's namespace, a route through h2 on each end):
 //   what one more host on the way costs when the kernel carries it, the
@@ -137,8 +139,9 @@ export async function setupWeaveHosts(direct: Overlay): Promise<Overlay> {
 
 /**
  * h3 joins the encrypted mesh through h2, with container c3: c1 -> c3 is
- * relayed by h2. The network must already drop traffic between h1 and h3;
- * the route through h2 is checked in h1's status and h2's relay counter.
+ * relayed by h2's kernel. The network must already drop traffic between h1
+ * and h3; the route through h2 is checked in h1's status, the kernel path in
+ * both ends' status and h1's counter.
  */
 export async function setupWeaveRelayed(net: SimNetwork, direct: Overlay, h3: SimHost, say: (line: string) => void): Promise<Overlay> {
   const [h1, h2] = direct.hosts as [SimHost, SimHost];
@@ -164,14 +167,25 @@ export async function setupWeaveRelayed(net: SimNetwork, direct: Overlay, h3: Si
   if (!p3?.reachable || !p2?.connections.some((c) => c.name === p3.name && c.established)) {
     throw new Error(`${h1.name}'s status does not show ${h3.name} reachable through ${h2.name}: ${JSON.stringify(s1.peers)}`);
   }
-  const relayedBefore = (await h2.weaveStatus()).counters['framesRelayed'] ?? 0;
+  // The kernel path comes into use once far keys are exchanged and probes passed both ways.
+  await waitFor(async () => {
+    await ping(o, 3);
+    const inUse = async (h: SimHost, far: SimHost): Promise<boolean> => {
+      const s = await h.weaveStatus();
+      const name = s.peers.find((p) => p.nickname === far.name)?.name;
+      return (s.dataPlane?.kernelRelay?.paths ?? []).some((p) => p.peer === name && p.inUse);
+    };
+    return (await inUse(h1, h3)) && (await inUse(h3, h1));
+  }, { what: `a kernel relay path through ${h2.name}, in use both ways`, timeoutMs: 60_000, intervalMs: 500, detail: () => `${h1.readLog()}\n${h2.readLog()}` });
+  const kernelBefore = (await h1.weaveStatus()).counters['framesSentKernelRelay'] ?? 0;
   await ping(o, 10);
-  const relayedBy2 = ((await h2.weaveStatus()).counters['framesRelayed'] ?? 0) - relayedBefore;
-  if (relayedBy2 < 10) throw new Error(`10 pings c1 -> c3 moved ${h2.name}'s framesRelayed by only ${relayedBy2}`);
+  const sentByKernel = ((await h1.weaveStatus()).counters['framesSentKernelRelay'] ?? 0) - kernelBefore;
+  if (sentByKernel < 10) throw new Error(`10 pings c1 -> c3 moved ${h1.name}'s framesSentKernelRelay by only ${sentByKernel}`);
   say(`    weave relayed: ${h1.name} has no connection to ${h3.name}, reaches it through ${h2.name} (status: ${h2.name} connected to ${h3.name}); ` +
-    `10 pings made ${h2.name} relay ${relayedBy2} frames`);
+    `10 pings went through ${h2.name}'s kernel (${sentByKernel} frames on ${h1.name}'s kernel relay path)`);
   o.path = `container c1 (on ${h1.name}) -> container c3 (on ${h3.name}), ${ENCRYPTED_IPS[0]} -> ${ENCRYPTED_IPS[2]}: ${h1.name} and ${h3.name} ` +
-    `cannot reach each other; router on ${h1.name}, ${describe(s1, h2.name)}, router on ${h2.name} (relays), ${describe(s2, h3.name)}, router on ${h3.name}`;
+    `cannot reach each other; router on ${h1.name} (seals end to end), ${describe(s1, h2.name)}, ${h2.name}'s kernel (nftables ingress rules of ` +
+    `a kernel relay), ${describe(s2, h3.name)}, router on ${h3.name}`;
   return o;
 }
 

@@ -291,8 +291,11 @@ export class KernelRelayRules {
           { from: b, inDev: toB.dev, inPort: pair.portB, to: a, out: toA, outPort: pair.portA },
         ];
         const devices = [...new Set([toA.dev, toB.dev])];
-        const newDevices = devices.filter((d) => !this.inUse(d));
-        const script = relayOpenScript(legs, key, newDevices, !this.tableOurs);
+        // What the kernel holds, not what we remember: the table may have gone under us (an admin, `weave reset`).
+        const held = await step('reading the table', () => this.list());
+        const fresh = !this.tableOurs || !held.present;
+        const newDevices = fresh ? devices : devices.filter((d) => !held.chains.includes(relayChainName(d)));
+        const script = relayOpenScript(legs, key, newDevices, fresh);
         try {
           await step('adding the rules', () => this.nft(script));
         } catch (err) {
@@ -378,10 +381,10 @@ export class KernelRelayRules {
     await this.run('nft', 'nft', ['-j', script]);
   }
 
-  /** The table as it is; empty when there is none. */
-  private async list(): Promise<{ chains: string[]; rules: ListedRule[] }> {
+  /** The table as it is; empty and not present when there is none. */
+  private async list(): Promise<{ present: boolean; chains: string[]; rules: ListedRule[] }> {
     const r = await this.run(`nft list table ${T.family} ${T.table}`, 'nft', ['-j', 'list', 'table', T.family, T.table], true);
-    return r.code === 0 ? parseRelayListing(r.stdout) : { chains: [], rules: [] };
+    return r.code === 0 ? { present: true, ...parseRelayListing(r.stdout) } : { present: false, chains: [], rules: [] };
   }
 
   /** Removes the legs of `pair` and the base chains of `devices`, whichever the table has, in one transaction. */

@@ -16,7 +16,7 @@
 // the control connections the three already have:
 //   - an origin sending far to a peer two hops away, whose next hop grants
 //     kernel relays (UDP_STATUS bit 6), asks it (REQUEST), at most once per
-//     REQUEST_RETRY_MS;
+//     REQUEST_RETRY_TIMEOUTS UDP timeouts;
 //   - the relay, when both ends take type 4 (bit 5), hear its UDP and are
 //     within its caps, opens the pair and GRANTs each end its port;
 //   - each end probes through its port every probe interval (a far-sealed
@@ -25,8 +25,10 @@
 //     gap and frames go back through the relay's router, which never stopped
 //     working (the same far messages, type 3);
 //   - whoever stops needing the pair (routes moved, a connection went, the
-//     relay's view of an end's address moved) RELEASEs it, and the relay
-//     closes its rules and tells the other end.
+//     relay's view of an end's address moved, a path that has not worked for
+//     GIVE_BACK_TIMEOUTS UDP timeouts) RELEASEs it, and the relay closes its
+//     rules and tells the other end; an origin that still sends far asks
+//     again later, for fresh rules.
 // This file is the state of both roles and their decisions; it seals and
 // sends nothing itself (the far path does) and runs nothing per frame but
 // `sendPath` and `receivePath` (one map lookup each).
@@ -58,6 +60,7 @@ export interface KernelPath {
   farReportMs: number;
   /** Frames take this path (decided on the probe tick). */
   inUse: boolean;
+  readonly grantedMs: number;
   /** What the reassembler and its replay check key a lone segment on; the far window checks after the open. */
   readonly segmentSender: { session: { stale(typeByte: number, counter: number): boolean } };
 }
@@ -71,8 +74,10 @@ interface RelayPair {
   ports: { portA: number; portB: number } | null;
 }
 
-/** An origin asks again this long after an unanswered request. */
-export const REQUEST_RETRY_MS = 30_000;
+/** An origin asks again no sooner than this many UDP timeouts after its last request. */
+export const REQUEST_RETRY_TIMEOUTS = 10;
+/** A path not in use this many UDP timeouts after its grant or its last probe is given back (the relay may have lost its rules). */
+export const GIVE_BACK_TIMEOUTS = 4;
 /** Pairs one relay opens for one end at most. */
 export const MAX_PAIRS_PER_PEER = 8;
 /** Kernel paths one end keeps at most (one per far peer). */
@@ -159,6 +164,7 @@ export class KernelRelays {
         }
       }
       if (use) inUse++;
+      else if (nowMs - Math.max(p.grantedMs, p.lastHeardMs) > GIVE_BACK_TIMEOUTS * t) this.dropPath(p, true);
     }
     this.counters.kernelPathsInUse = inUse;
     if (changed) this.deps.changed();
@@ -210,7 +216,7 @@ export class KernelRelays {
       const link = via === null ? undefined : this.deps.links.get(via);
       if (link === undefined || !link.far || !link.kernel.grants || !link.peerHearsUs) continue;
       const last = this.lastRequestMs.get(far);
-      if (last !== undefined && nowMs - last < REQUEST_RETRY_MS) continue;
+      if (last !== undefined && nowMs - last < REQUEST_RETRY_TIMEOUTS * this.deps.timings.udpTimeoutMs) continue;
       this.lastRequestMs.set(far, nowMs);
       link.n.sendControl(encodeKernelRelay({ kind: 'request', peer: far, port: 0 }));
     }
@@ -237,9 +243,8 @@ export class KernelRelays {
     }
     this.paths.set(far, {
       far, relay, host: link.udp.host, port, lastHeardMs: -Infinity, farHearsUs: false, farReportMs: -Infinity, inUse: false,
-      segmentSender: NEVER_STALE,
+      grantedMs: this.deps.clock.now(), segmentSender: NEVER_STALE,
     });
-    this.lastRequestMs.delete(far);
     this.deps.want(far);
     this.deps.logger.debug('kernel relay granted', { peer: far, relay, port });
   }

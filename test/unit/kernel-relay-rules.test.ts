@@ -220,6 +220,8 @@ interface Host {
   /** The table as the fake nft keeps it. */
   chains: Set<string>;
   rules: FakeRule[];
+  /** The table exists. */
+  present: boolean;
   /** Answers a command instead of the host (a failure nothing was done for). */
   fail: (cmd: string, args: string[]) => Answer;
   /** Answers a command after the host did it (a failure reported after the fact). */
@@ -242,13 +244,14 @@ function host(reserve?: () => Promise<ReservedPort>): Host {
       const dev = dst.startsWith('10.1.') ? 'eth0' : 'eth1';
       return { stdout: JSON.stringify([{ dst, dev, prefsrc: dev === 'eth0' ? '10.1.0.2' : '10.2.0.2', flags: [] }]) };
     }
-    if (args[1] === 'list') return { stdout: listing(h.rules, [...h.chains]) };
-    if (args[0] === 'delete') { h.chains.clear(); h.rules = []; return undefined; }
+    if (args[1] === 'list') return h.present ? { stdout: listing(h.rules, [...h.chains]) } : { code: 1, stderr: 'Error: No such file or directory\n' };
+    if (args[0] === 'delete') { h.chains.clear(); h.rules = []; h.present = false; return undefined; }
     for (const op of ops(args[1]!)) {
       const [verb, body] = Object.entries(op)[0]!;
       const [kind, o] = Object.entries(body)[0]!;
       const name = String(o['name']);
-      if (kind === 'table' && verb === 'delete') { h.chains.clear(); h.rules = []; }
+      if (kind === 'table' && verb === 'delete') { h.chains.clear(); h.rules = []; h.present = false; }
+      if (kind === 'table' && verb === 'add') h.present = true;
       if (kind === 'chain' && verb === 'add') h.chains.add(name);
       if (kind === 'chain' && verb === 'flush') h.rules = h.rules.filter((r) => r.chain !== name);
       if (kind === 'chain' && verb === 'delete') h.chains.delete(name);
@@ -268,6 +271,7 @@ function host(reserve?: () => Promise<ReservedPort>): Host {
     logs: [],
     chains: new Set(),
     rules: [],
+    present: false,
     fail: () => undefined,
     failAfter: () => undefined,
     scripts: () => h.runner.commands.filter((c) => c.cmd === 'nft' && c.args[1]!.startsWith('{')).map((c) => summary(c.args[1]!)),
@@ -303,13 +307,27 @@ t.test('open: two ports, two routes, one transaction; a second pair adds no base
   t.match(h.logs.at(-1), /INFO kernel relay opened pair=40003\/40004 a=10\.1\.0\.5:6783 b=192\.168\.7\.3:6784 devA=eth0 devB=eth1/);
 });
 
+t.test('a table that went under us (an admin, weave reset) is made afresh by the next open', async (t) => {
+  const h = host();
+  const first = await h.relay.open(A, B);
+  h.present = false;
+  h.chains.clear();
+  h.rules = [];
+  await h.relay.close(first);
+  t.same(h.steps().slice(-1), ['list'], 'closing the pair whose rules went finds nothing to remove');
+  await h.relay.open(A, B);
+  t.same(h.scripts().at(-1)!.slice(0, 5), ['add table weave-krelay', 'delete table weave-krelay', 'add table weave-krelay', 'add map legs',
+    'add chain in-eth0 dev eth0'], 'a new table, map and base chains');
+  t.same(ruleChains(h), ['in-eth0', 'in-eth1', 'leg-40003', 'leg-40003', 'leg-40004', 'leg-40004']);
+});
+
 t.test('a failed open leaves nothing behind, whichever step failed, and says which', async (t) => {
   // nft reports a failure after committing (killed on a timeout, say): what got in is found and removed.
   const h = host();
   const first = await h.relay.open(A, B);
   h.failAfter = (cmd, args) => (isNftAdd(cmd, args) ? { code: 1, stderr: 'Error: Could not process rule: Interrupted system call\n' } : undefined);
   await t.rejects(h.relay.open(C, B), /^kernel relay 10\.1\.0\.5:6783 <-> 192\.168\.7\.3:6784: adding the rules: nft failed \(exit 1\): Error: Could not process rule/);
-  t.same(h.steps(), ['route', 'route', 'add', 'route', 'route', 'add', 'list', 'remove']);
+  t.same(h.steps(), ['route', 'route', 'list', 'add', 'route', 'route', 'list', 'add', 'list', 'remove']);
   t.same(h.scripts().at(-1), ['delete element 40003,40004', 'flush chain leg-40003', 'delete chain leg-40003',
     'flush chain leg-40004', 'delete chain leg-40004'], 'exactly the legs that got in; the base chains carry the first pair');
   t.same(ruleChains(h), ['in-eth0', 'in-eth1', 'leg-40001', 'leg-40001', 'leg-40002', 'leg-40002']);
@@ -329,7 +347,7 @@ t.test('a failed open leaves nothing behind, whichever step failed, and says whi
   refused.fail = (cmd, args) => (isNftAdd(cmd, args) ? { code: 1, stderr: 'Error: Could not process rule: No such device\n' } : undefined);
   await t.rejects(refused.relay.open(A, B), { name: 'RouterError', code: 'io', message: /No such device/ });
   t.equal(refused.held.size, 0);
-  t.same(refused.steps(), ['route', 'route', 'add', 'list'], 'nothing in the table, nothing to remove');
+  t.same(refused.steps(), ['route', 'route', 'list', 'add', 'list'], 'nothing in the table, nothing to remove');
 
   const noRoute = host();
   noRoute.fail = (cmd, args) => (cmd === 'ip' && args.at(-1) === B.host ? { code: 2, stderr: 'RTNETLINK answers: Network is unreachable\n' } : undefined);
@@ -353,7 +371,7 @@ t.test('a failed open leaves nothing behind, whichever step failed, and says whi
   t.same(twice.steps(), []);
   await twice.relay.open(A, B);
   await t.rejects(twice.relay.open(C, B), /reserving UDP ports: 40301 and 40300 are not two free ports/);
-  t.same(twice.steps(), ['route', 'route', 'add'], 'the open pair\'s legs were never touched');
+  t.same(twice.steps(), ['route', 'route', 'list', 'add'], 'the open pair\'s legs were never touched');
   const syncThrow = host(() => { throw new Error('no sockets left'); });
   await t.rejects(syncThrow.relay.open(A, B), /reserving a UDP port: no sockets left/);
 
@@ -416,10 +434,10 @@ t.test(`at most ${MAX_KERNEL_RELAY_PAIRS} pairs`, async (t) => {
 t.test('concurrent opens and closes change the table one at a time', async (t) => {
   const h = host();
   const [p1, p2] = await Promise.all([h.relay.open(A, B), h.relay.open(C, B)]);
-  t.same(h.steps(), ['route', 'route', 'add', 'route', 'route', 'add']);
+  t.same(h.steps(), ['route', 'route', 'list', 'add', 'route', 'route', 'list', 'add']);
   t.same(h.scripts()[1]!.filter((l) => l.includes(' in-') || l.includes('table')), [], 'the second saw the first\'s base chains and table');
   await Promise.all([h.relay.close(p1), h.relay.open(A, { host: '10.1.0.9', port: 7 }), h.relay.close(p2)]);
-  t.same(h.steps().slice(6), ['list', 'remove', 'route', 'route', 'add', 'list', 'remove']);
+  t.same(h.steps().slice(8), ['list', 'remove', 'route', 'route', 'list', 'add', 'list', 'remove']);
   t.same(h.scripts().at(-1)!.filter((l) => l.startsWith('delete chain')), ['delete chain leg-40003', 'delete chain leg-40004', 'delete chain in-eth1'],
     'eth0 still carries the pair opened in between');
   // A failure in one does not stall the next.

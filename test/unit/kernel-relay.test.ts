@@ -6,7 +6,8 @@
 // grants and the probes put A -> C frames on the kernel path byte for byte,
 // both ways; B's router relays nothing once they do; C refuses type 4 from
 // anywhere but the granted port, replays and forgeries; a path that stops
-// carrying probes falls back to B's router; routes that move release the
+// carrying probes falls back to B's router, and is given back and asked for
+// again when that lasts; routes that move release the
 // pair everywhere; a grant from a neighbour that is not the way to that peer
 // is refused; the relay refuses ends that do not take type 4, and caps pairs
 // per peer; lone segments are put back together.
@@ -21,11 +22,13 @@ import { SleeveKeyRing } from '../../router/mesh/sleeve-keys';
 import { loadSodium } from '../../router/mesh/sodium';
 import { probeAesGcm, type AesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
-import { MAX_PAIRS_PER_PEER } from '../../router/overlay/kernel-relay';
+import { GIVE_BACK_TIMEOUTS, MAX_PAIRS_PER_PEER, REQUEST_RETRY_TIMEOUTS } from '../../router/overlay/kernel-relay';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
 import { SLEEVE_TYPE_FAR, SLEEVE_TYPE_FAR_KERNEL, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { SEGMENTED_SLEEVE_VERSION } from '../../router/overlay/sleeve-segments';
+import { renderStatus } from '../../cli/render-status';
+import { sampleStatus } from './sample-status';
 import { tcpSuperFrame } from './tcp-super-frame';
 
 const A = '02:00:00:00:00:0a' as PeerName;
@@ -322,6 +325,17 @@ t.test('a path that stops carrying probes falls back to B\'s router, and comes b
   l.setKernel(true);
   await l.ticks(3);
   t.same(l.paths(0).map((p) => p.inUse), [true], 'in use again once probes pass');
+  // Longer: as if B lost its rules. The ends give the pair back, and A asks again later, for fresh rules.
+  l.setKernel(false);
+  const timeouts = (n: number): number => Math.ceil((n * FAST_OVERLAY_TIMINGS.udpTimeoutMs) / FAST_OVERLAY_TIMINGS.probeIntervalMs);
+  await l.ticks(timeouts(GIVE_BACK_TIMEOUTS + 1) + 1);
+  t.same(l.paths(0), [], `given back after ${GIVE_BACK_TIMEOUTS} timeouts unused`);
+  t.same(l.closed, [{ portA: PORT_A, portB: PORT_C }], 'B closed the rules');
+  l.setKernel(true);
+  l.send(0, frameAC(1_000, 9));
+  await l.ticks(timeouts(REQUEST_RETRY_TIMEOUTS));
+  t.equal(l.opened.length, 2, 'asked again: a new pair');
+  t.same(l.paths(0).map((p) => p.inUse), [true], 'in use');
 });
 
 t.test('routes that move release the pair at the relay and the other end', async (t) => {
@@ -380,4 +394,15 @@ t.test('grants only from the way to that peer; requests only between ends that t
   relay.handleKernelRelay(A, { kind: 'request', peer: others[0]!, port: 0 });
   await new Promise((r) => setImmediate(r));
   t.equal(l2.opened.length, MAX_PAIRS_PER_PEER, `at most ${MAX_PAIRS_PER_PEER} pairs for A, and a second request for one opens nothing new`);
+});
+
+t.test('weave status shows kernel relays: what we forward here and our paths through others', async (t) => {
+  const dp = { mtu: 1410, bridge: 'weave', aead: 'sodium-native', macs: 3 };
+  const relay = renderStatus(sampleStatus({ dataPlane: { ...dp, kernelRelay: { grants: true, pairs: 2, paths: [] } } }));
+  t.match(relay, /KernelRelay: grants, 2 pairs forwarded here; no paths through others/);
+  const end = renderStatus(sampleStatus({ dataPlane: { ...dp, kernelRelay: { grants: false, pairs: 0, paths: [
+    { peer: C, via: B, inUse: true }, { peer: A, via: B, inUse: false },
+  ] } } }));
+  t.match(end, new RegExp(`KernelRelay: grants none; ${C} via ${B} \\(in use\\), ${A} via ${B} \\(probing\\)`));
+  t.notMatch(renderStatus(sampleStatus({ dataPlane: dp })), /KernelRelay/, 'nothing from a data plane without them');
 });

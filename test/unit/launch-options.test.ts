@@ -168,7 +168,7 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
     parse(['--password', 'hunter2', '--name', 'aa:bb:cc:dd:ee:ff', '--no-discovery', '--datadir', '/tmp/x', '10.0.0.2', '[::1]:7000']),
     parse(['--nickname', 'h2', '--port', '7001', '--log-level', 'warn', '--api-socket', '/tmp/h2/api.sock', '--api-group', 'wheel']),
     parse(['--dns-domain', 'example.net', '--dns-ttl', '0', '--dns-upstream', '10.0.0.53:5300,[fd00::53]', '--dns-resolv-conf', 'rel/resolv.conf']),
-    parse(['--no-port-security', '--no-fastdp', '--no-auto-attach', '--no-docker-plugin']),
+    parse(['--no-port-security', '--no-fastdp', '--no-auto-attach', '--no-docker-plugin', '--no-kernel-relay']),
   ];
   for (const config of configs) {
     const inv = daemonConfigToArgs(config);
@@ -177,6 +177,12 @@ t.test('config to argv and back is lossless; the password stays out of argv', as
     // The child sees no other environment: every default must be explicit in argv.
     t.same(parse(inv.args, inv.env), config);
   }
+});
+
+t.test('--no-kernel-relay turns kernel relays off; absent, they are on', async (t) => {
+  t.equal(parse(['--no-kernel-relay']).kernelRelay, false);
+  t.equal(parse([]).kernelRelay, undefined, 'on by default, and not spelled out');
+  t.ok(daemonConfigToArgs(parse(['--no-kernel-relay'])).args.includes('--no-kernel-relay'), 'handed to the router');
 });
 
 t.test('--no-port-security turns port security off; absent, it is on', async (t) => {
