@@ -210,13 +210,14 @@ export class KernelRelays {
       if (routes.hops?.(p.far) !== 2 || routes.nextHop(p.far) !== p.relay) this.dropPath(p, true);
     }
     if (!this.deps.takes()) return;
+    const retryMs = REQUEST_RETRY_TIMEOUTS * this.deps.timings.udpTimeoutMs;
+    for (const [far, ms] of this.lastRequestMs) if (nowMs - ms >= retryMs) this.lastRequestMs.delete(far);
     for (const far of this.deps.farDestinations()) {
       if (this.paths.has(far) || routes.hops?.(far) !== 2) continue;
       const via = routes.nextHop(far);
       const link = via === null ? undefined : this.deps.links.get(via);
       if (link === undefined || !link.far || !link.kernel.grants || !link.peerHearsUs) continue;
-      const last = this.lastRequestMs.get(far);
-      if (last !== undefined && nowMs - last < REQUEST_RETRY_TIMEOUTS * this.deps.timings.udpTimeoutMs) continue;
+      if (this.lastRequestMs.has(far)) continue;
       this.lastRequestMs.set(far, nowMs);
       link.n.sendControl(encodeKernelRelay({ kind: 'request', peer: far, port: 0 }));
     }
@@ -289,8 +290,9 @@ export class KernelRelays {
     });
   }
 
+  /** The rules are IPv4 only (router/host/kernel-relay-rules.ts): an IPv6 end is not asked about at all. */
   private usableEnd(l: Link): boolean {
-    return l.far && l.kernel.takes && l.peerHearsUs && l.session.encrypted;
+    return l.far && l.kernel.takes && l.peerHearsUs && l.session.encrypted && !l.udp.host.includes(':');
   }
 
   private sendGrants(pair: RelayPair): void {
