@@ -97,7 +97,7 @@ export function summaryLines(samples: Samples, routerRssSetupMB: number): string
     summaryLine('throughput.forwarded_vs_direct', forwarded / ours, '-',
       `weave with its underlay forwarded by one host's kernel / direct, the relayed row's ceiling (${fmt(forwarded)} / ${fmt(ours)} Mbit/s)`),
     summaryLine('throughput.relayed_vs_forwarded', relayed / forwarded, '-',
-      `weave relayed by one host's router / the same hop forwarded by its kernel (${fmt(relayed)} / ${fmt(forwarded)} Mbit/s)`),
+      `weave relayed by one host (a kernel relay: nftables rules) / the same hop IP-forwarded by its kernel (${fmt(relayed)} / ${fmt(forwarded)} Mbit/s)`),
     summaryLine('throughput.fastdp_vs_vxlan', fastdp / vxlan, '>=0.9', `weave fast path / kernel VXLAN (${fmt(fastdp)} / ${fmt(vxlan)} Mbit/s)`),
     summaryLine('rtt.idle_vs_wireguard_go', rttIdle[0]! / rttIdle[1]!, '<=1', `RTT idle, weave / wireguard-go (${fmt(rttIdle[0]!, 3)} / ${fmt(rttIdle[1]!, 3)} ms)`),
     summaryLine('rtt.relayed_idle_vs_wireguard_go', rttRelayed / rttIdle[1]!, '-',

@@ -61,9 +61,10 @@ export interface KernelPath {
   /** Frames take this path (decided on the probe tick). */
   inUse: boolean;
   readonly grantedMs: number;
-  /** What the reassembler and its replay check key a lone segment on; the far window checks after the open. */
-  readonly segmentSender: { session: { stale(typeByte: number, counter: number): boolean } };
 }
+
+/** What the reassembler keys a lone type 4 segment on, with its replay check (segment-receiver.ts). */
+export interface KernelSegmentSender { session: { stale(typeByte: number, counter: number): boolean } }
 
 interface RelayPair {
   a: PeerName;
@@ -83,7 +84,8 @@ export const MAX_PAIRS_PER_PEER = 8;
 /** Kernel paths one end keeps at most (one per far peer). */
 export const MAX_PATHS = 256;
 
-const NEVER_STALE = { session: { stale: (): boolean => false } };
+/** Type 4 has no hop counter to check before reassembly: the far window checks after the open. */
+const NEVER_STALE: KernelSegmentSender = { session: { stale: (): boolean => false } };
 
 export interface KernelRelayDeps {
   clock: Clock;
@@ -131,7 +133,7 @@ export class KernelRelays {
   }
 
   /** For lone type 4 segments (segment-receiver.ts): a far peer we hold a path to, else null. */
-  segmentSender(origin: PeerName): KernelPath['segmentSender'] | null {
+  segmentSender(origin: PeerName): KernelSegmentSender | null {
     return this.paths.has(origin) ? NEVER_STALE : null;
   }
 
@@ -227,8 +229,8 @@ export class KernelRelays {
     const link = this.deps.links.get(relay);
     const routes = this.deps.routes();
     // Only from our way to that peer: a neighbour cannot make us send elsewhere, nor fill the table with names.
-    if (link === undefined || !link.kernel.grants || !this.deps.takes() || far === this.deps.self || far === relay
-      || routes.hops?.(far) !== 2 || routes.nextHop(far) !== relay) {
+    // Two hops away through this relay: never ourselves, nor the relay (0 and 1 hops).
+    if (link === undefined || !link.kernel.grants || !this.deps.takes() || routes.hops?.(far) !== 2 || routes.nextHop(far) !== relay) {
       this.counters.kernelRelayRefused++;
       if (link !== undefined) link.n.sendControl(encodeKernelRelay({ kind: 'release', peer: far, port }));
       return;
@@ -244,7 +246,7 @@ export class KernelRelays {
     }
     this.paths.set(far, {
       far, relay, host: link.udp.host, port, lastHeardMs: -Infinity, farHearsUs: false, farReportMs: -Infinity, inUse: false,
-      grantedMs: this.deps.clock.now(), segmentSender: NEVER_STALE,
+      grantedMs: this.deps.clock.now(),
     });
     this.deps.want(far);
     this.deps.logger.debug('kernel relay granted', { peer: far, relay, port });
@@ -262,7 +264,8 @@ export class KernelRelays {
     const rules = this.deps.rules;
     const a = this.deps.links.get(from);
     const b = this.deps.links.get(to);
-    if (rules === null || a === undefined || b === undefined || to === from || !this.usableEnd(a) || !this.usableEnd(b)) {
+    // Only what we announced (bit 6: a password mesh with far keys, so every link is sealed).
+    if (rules === null || !this.flags().grants || a === undefined || b === undefined || to === from || !this.usableEnd(a) || !this.usableEnd(b)) {
       this.counters.kernelRelayRefused++;
       return;
     }
@@ -292,7 +295,7 @@ export class KernelRelays {
 
   /** The rules are IPv4 only (router/host/kernel-relay-rules.ts): an IPv6 end is not asked about at all. */
   private usableEnd(l: Link): boolean {
-    return l.far && l.kernel.takes && l.peerHearsUs && l.session.encrypted && !l.udp.host.includes(':');
+    return l.far && l.kernel.takes && l.peerHearsUs && !l.udp.host.includes(':');
   }
 
   private sendGrants(pair: RelayPair): void {

@@ -305,6 +305,38 @@ t.test('C takes type 4 only from the granted port, once, and unforged', async (t
   at(HOSTS[1]!, PORT_C, asType3);
   t.equal(l.delivered[2]!.length, before, 'relabelled as type 3 it is no neighbour\'s message');
   t.equal(l.count(2, 'frames_dropped{reason="unknown-sender"}'), 1);
+  const otherSender = Buffer.from(msg.bytes);
+  for (let at = 0; at < otherSender.length; at += msg.seg) otherSender[at + 7]! ^= 1;
+  at(HOSTS[1]!, PORT_C, otherSender);
+  const otherDst = Buffer.from(msg.bytes);
+  otherDst[20 + 11]! ^= 1;
+  at(HOSTS[1]!, PORT_C, otherDst);
+  t.equal(l.count(2, 'frames_dropped{reason="kernel-source"}'), 5, 'a sleeve sender other than the origin, or a destination other than us: refused');
+  t.equal(l.count(2, 'frames_dropped{reason="auth"}'), 1, 'before any AEAD');
+});
+
+t.test('a type 4 message whose segments arrive one by one is put back together', async (t) => {
+  const aes = await aesOrSkip(t);
+  if (aes === null) return;
+  const l = line(aes);
+  t.teardown(l.close);
+  await l.ticks(4);
+  const captured: { bytes: Buffer; seg: number }[] = [];
+  const port0 = l.ports[0]!;
+  const commit = port0.commit.bind(port0);
+  port0.commit = (len, _host, _port, seg = 0) => { captured.push({ bytes: Buffer.from(port0.stage.subarray(0, len)), seg }); };
+  const f = frameAC(9_000, 11);
+  l.send(0, f);
+  port0.commit = commit;
+  const msg = captured[0]!;
+  t.ok(msg.seg > 0 && msg.bytes.length > 3 * msg.seg, 'sent as several segments');
+  const before = l.delivered[2]!.length;
+  const segments: Buffer[] = [];
+  for (let at = 0; at < msg.bytes.length; at += msg.seg) segments.push(msg.bytes.subarray(at, Math.min(at + msg.seg, msg.bytes.length)));
+  // Last first: out of order too.
+  for (const seg of segments.reverse()) l.deliverTo(2, { host: HOSTS[2]!, port: 6783, bytes: seg, seg: 0 }, HOSTS[1]!, PORT_C);
+  t.equal(l.delivered[2]!.length, before + 1, 'delivered once whole');
+  t.ok(l.delivered[2]!.at(-1)?.equals(f), 'byte for byte');
 });
 
 t.test('a path that stops carrying probes falls back to B\'s router, and comes back', async (t) => {
@@ -377,10 +409,52 @@ t.test('grants only from the way to that peer; requests only between ends that t
   // A grant from C (a neighbour of B only): A has no link to C, so it never arrives; B grants for a peer B itself is.
   l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: B, port: 40_100 });
   l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: '02:00:00:00:00:0e' as PeerName, port: 40_101 });
-  t.same(l.paths(0), [], 'A refuses grants for the relay itself or a peer it does not reach through it');
+  l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: A, port: 40_102 });
+  t.same(l.paths(0), [], 'A refuses grants for the relay itself, itself, or a peer it does not reach through it');
   const releases = l.controls.map((c) => decodeControlMessage(c.msg)).filter((m) => m.type === 'kernel-relay' && m.relay.kind === 'release');
-  t.equal(releases.length, 2, 'and tells the relay so');
+  t.equal(releases.length, 3, 'and tells the relay so');
   l.controls.length = 0;
+  // A neighbour that never said it grants is not taken at its word.
+  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, { takes: true, grants: false });
+  l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_103 });
+  t.same(l.paths(0), [], 'no grant from a neighbour without bit 6');
+  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, TAKES);
+  l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_104 });
+  t.same(l.paths(0), [{ peer: C, via: B, inUse: false }], 'the same grant from one that did: taken');
+  l.controls.length = 0;
+  // Nor from one that is not A's way to that peer.
+  l.overlays[0]!.removeNeighbour(B);
+  l.overlays[0]!.addNeighbour({ name: B, host: HOSTS[1]!, udpPort: 6783, keys: new SleeveKeyRing(linkKey(0, 1), linkKey(1, 0), 'aes-256-gcm'),
+    sendControl: (msg) => { l.controls.push({ from: 0, to: 1, msg }); } });
+  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, TAKES);
+  const D = '02:00:00:00:00:0d' as PeerName;
+  l.overlays[0]!.setRoutes({ nextHop: (dst) => (dst === C ? D : dst === B ? B : null), broadcastChildren: () => [], hops: (dst) => (dst === C ? 2 : 1) });
+  l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_105 });
+  t.same(l.paths(0), [], 'no grant for a peer two hops away through another neighbour');
+  // An end asks only a neighbour that said it grants (B here is a relay with --no-kernel-relay).
+  const l4 = line(aes, { kernelAt: [true, false, true] });
+  t.teardown(l4.close);
+  const asked: KernelRelayMessage[] = [];
+  l4.overlays[1]!.handleKernelRelay = (_from, msg) => { asked.push(msg); };
+  l4.send(0, frameAC(1_000, 12));
+  await l4.ticks(2);
+  t.ok(l4.count(0, 'framesSentFar') > 0, 'A sends far to C');
+  t.same(asked, [], 'but asks B nothing');
+  // Nor does the relay pair a peer with itself, nor ends that do not hear it, nor anything when it does not grant.
+  l.overlays[1]!.handleKernelRelay(A, { kind: 'request', peer: A, port: 0 });
+  await new Promise((r) => setImmediate(r));
+  t.same(l.opened, [], 'B opens no pair of A with A');
+  const l3 = line(aes);
+  t.teardown(l3.close);
+  l3.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true, TAKES);
+  l3.overlays[1]!.handleKernelRelay(A, { kind: 'request', peer: C, port: 0 });
+  await new Promise((r) => setImmediate(r));
+  t.same(l3.opened, [], 'B opens no pair with an end that does not hear its UDP');
+  l3.overlays[1]!.handleUdpStatus(C, true, null, undefined, true, true, TAKES);
+  l3.overlays[1]!.far!.source = null;
+  l3.overlays[1]!.handleKernelRelay(A, { kind: 'request', peer: C, port: 0 });
+  await new Promise((r) => setImmediate(r));
+  t.same(l3.opened, [], 'nor any when it does not grant (no far keys: a plaintext mesh)');
   // The cap: an end asking for pairs to more peers than MAX_PAIRS_PER_PEER.
   const l2 = line(aes);
   t.teardown(l2.close);
