@@ -89,10 +89,14 @@ export class FarPath implements FarKeySink {
     sessions.onKeysChanged = () => deps.lane?.clear();
   }
 
-  /** Takes kernel relays from now on (and grants them when `rules` is set). */
+  /**
+   * Takes kernel relays from now on (and grants them when `rules` is set).
+   * Only a port that sends segments may: a relay's rules pass no IP fragment,
+   * so every type 4 datagram must fit the underlay whole.
+   */
   enableKernelRelay(deps: Pick<KernelRelayDeps, 'clock' | 'logger' | 'rules' | 'changed'> & { udpTimeoutMs: number }): void {
     this.kernel = new KernelRelays({
-      ...deps, links: this.deps.links, routes: this.deps.routes, self: this.deps.self, takes: () => this.source !== null,
+      ...deps, links: this.deps.links, routes: this.deps.routes, self: this.deps.self, takes: () => this.source !== null && this.deps.stride > 0,
       farDestinations: () => this.sessions.sendPeers(), want: (p) => this.source?.want(p), timings: { udpTimeoutMs: deps.udpTimeoutMs },
     });
   }

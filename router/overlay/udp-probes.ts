@@ -1,10 +1,10 @@
 // The overlay's per-neighbour links and how each one's path is chosen: UDP
 // probes every probe interval, the neighbour's UDP_STATUS reports over TCP
-// (whether it hears our probes, the challenge it last heard, its fast-path
-// bits, whether it takes sleeve version 3), and the status line `weave status`
-// shows. The overlay (overlay.ts) moves frames; this file only decides which
-// path a link uses and keeps the count of links that take version 3.
-// Nothing here runs per frame.
+// (whether it hears our probes, the challenge it last heard, its fast-path,
+// far and kernel relay bits, whether it takes sleeve version 3), and the
+// status line `weave status` shows. The overlay (overlay.ts) moves frames;
+// this file makes and frees the links, decides which path each uses and
+// keeps the count of links that take version 3. Nothing here runs per frame.
 
 import { randomFillSync } from 'node:crypto';
 import type { Clock, Timer } from '../../common/clock';

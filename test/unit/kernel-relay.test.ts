@@ -62,7 +62,7 @@ class LinePort implements DatagramPort {
 const linkKey = (x: number, y: number): Buffer => Buffer.alloc(32, 16 * x + y + 1);
 const farKey = (from: number, to: number): Buffer => Buffer.alloc(32, 0x50 + 4 * from + to);
 
-function line(aes: AesGcm, opts: { kernelAt?: [boolean, boolean, boolean] } = {}) {
+function line(aes: AesGcm, opts: { kernelAt?: [boolean, boolean, boolean]; segmentBytesA?: number } = {}) {
   const clock = new ManualClock();
   const ports = NAMES.map(() => new LinePort());
   const delivered: Buffer[][] = [[], [], []];
@@ -85,7 +85,7 @@ function line(aes: AesGcm, opts: { kernelAt?: [boolean, boolean, boolean] } = {}
   const overlays = NAMES.map((name, i) => new Overlay(
     { clock, logger: silentLogger, aead: frameAead(), aes, bridge: bridges[i]!, udp: ports[i]!,
       ...(opts.kernelAt?.[i] === false ? {} : { kernelRelay: { rules: i === 1 ? rules : null } }) },
-    { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: 1472 },
+    { localPeer: name, mtu: 1375, bridgeName: 'weave', timings: FAST_OVERLAY_TIMINGS, segmentBytes: i === 0 ? opts.segmentBytesA ?? 1472 : 1472 },
   ));
   const wants: { by: number; peer: PeerName }[] = [];
   overlays.forEach((o, i) => {
@@ -468,6 +468,18 @@ t.test('grants only from the way to that peer; requests only between ends that t
   relay.handleKernelRelay(A, { kind: 'request', peer: others[0]!, port: 0 });
   await new Promise((r) => setImmediate(r));
   t.equal(l2.opened.length, MAX_PAIRS_PER_PEER, `at most ${MAX_PAIRS_PER_PEER} pairs for A, and a second request for one opens nothing new`);
+});
+
+t.test('an end whose port cannot send segments takes no kernel path (a relay passes no IP fragment)', async (t) => {
+  const aes = await aesOrSkip(t);
+  if (aes === null) return;
+  const l = line(aes, { segmentBytesA: 0 });
+  t.teardown(l.close);
+  l.send(0, frameAC(20_000, 13));
+  await l.ticks(4);
+  t.same(l.overlays[0]!.far!.kernel?.flags(), { takes: false, grants: false }, 'A announces neither bit');
+  t.same(l.opened, [], 'and B opens no pair for it');
+  t.ok(l.delivered[2]!.at(-1)?.equals(frameAC(20_000, 13)), 'its frames go through B\'s router');
 });
 
 t.test('weave status shows kernel relays: what we forward here and our paths through others', async (t) => {
