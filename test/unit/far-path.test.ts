@@ -24,12 +24,13 @@ import { frameAead } from '../../router/overlay/frame-aead';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
 import type { LaneStats } from '../../router/overlay/native';
 import {
-  DatagramHandler, DatagramPort, FramePort, type LaneKeyCells, type LaneOpenerCells, type LoneFrameLane, type RelayEntry, STAGE_SLOT_BYTES,
+  FramePort, type LaneKeyCells, type LaneOpenerCells, type LoneFrameLane, type RelayEntry, STAGE_SLOT_BYTES,
 } from '../../router/overlay/ports';
 import { MIN_SPREAD_STRIDE } from '../../router/overlay/segment-receiver';
 import { MAX_HOPS, readSleeveHeader, SLEEVE_HEADER_BYTES, SLEEVE_TYPE_FAR, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { compactSegments, SEGMENT_HEADER_BYTES } from '../../router/overlay/sleeve-segments';
 import { SleeveSession } from '../../router/overlay/sleeve-session';
+import { LinePort } from './line-port';
 import { tcpSuperFrame } from './tcp-super-frame';
 
 const A = '02:00:00:00:00:0a' as PeerName;
@@ -40,23 +41,6 @@ const HOSTS: Record<string, string> = { [A]: '10.9.0.1', [B]: '10.9.0.2', [C]: '
 const FAR_KEY = Buffer.alloc(32, 0x5a);
 
 interface Wire { from: number; to: number; bytes: Buffer; seg: number }
-
-class LinePort implements DatagramPort {
-  readonly segmentation = true;
-  readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
-  handler: DatagramHandler | null = null;
-  batchEnd: (() => void) | null = null;
-  readonly out: { host: string; bytes: Buffer; seg: number }[] = [];
-  start(h: DatagramHandler, end: () => void): void { this.handler = h; this.batchEnd = end; }
-  stageSlab(): Buffer { return this.stage; }
-  stageOffset(): number { return 0; }
-  commit(len: number, host: string, _port: number, seg = 0): void { this.out.push({ host, bytes: Buffer.from(this.stage.subarray(0, len)), seg }); }
-  sendFrom(buf: Buffer, off: number, len: number, host: string, _port: number, seg = 0): void {
-    this.out.push({ host, bytes: Buffer.from(buf.subarray(off, off + len)), seg });
-  }
-  flush(): void {}
-  close(): void {}
-}
 
 /** Keys of link x -> y. */
 const linkKey = (x: number, y: number, gen = 0): Buffer => Buffer.alloc(32, 16 * x + y + 1 + 64 * gen);

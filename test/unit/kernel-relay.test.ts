@@ -24,11 +24,12 @@ import { probeAesGcm, type AesGcm } from '../../router/overlay/aes-gcm';
 import { frameAead } from '../../router/overlay/frame-aead';
 import { GIVE_BACK_TIMEOUTS, MAX_PAIRS_PER_PEER, REQUEST_RETRY_TIMEOUTS } from '../../router/overlay/kernel-relay';
 import { FAST_OVERLAY_TIMINGS, Overlay } from '../../router/overlay/overlay';
-import { DatagramHandler, DatagramPort, FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
+import { type FramePort, STAGE_SLOT_BYTES } from '../../router/overlay/ports';
 import { SLEEVE_TYPE_FAR, SLEEVE_TYPE_FAR_KERNEL, VNET_HDR_BYTES } from '../../router/overlay/sleeve-codec';
 import { SEGMENTED_SLEEVE_VERSION } from '../../router/overlay/sleeve-segments';
 import { renderStatus } from '../../cli/render-status';
 import { sampleStatus } from './sample-status';
+import { LinePort, type Sent } from './line-port';
 import { tcpSuperFrame } from './tcp-super-frame';
 
 const A = '02:00:00:00:00:0a' as PeerName;
@@ -39,25 +40,6 @@ const HOSTS = ['10.9.0.1', '10.9.0.2', '10.9.0.3'];
 const PORT_A = 40_001;
 const PORT_C = 40_003;
 const TAKES: KernelRelayFlags = { takes: true, grants: true };
-
-interface Sent { host: string; port: number; bytes: Buffer; seg: number }
-
-class LinePort implements DatagramPort {
-  readonly segmentation = true;
-  readonly stage = Buffer.alloc(STAGE_SLOT_BYTES);
-  handler: DatagramHandler | null = null;
-  batchEnd: (() => void) | null = null;
-  readonly out: Sent[] = [];
-  start(h: DatagramHandler, end: () => void): void { this.handler = h; this.batchEnd = end; }
-  stageSlab(): Buffer { return this.stage; }
-  stageOffset(): number { return 0; }
-  commit(len: number, host: string, port: number, seg = 0): void { this.out.push({ host, port, bytes: Buffer.from(this.stage.subarray(0, len)), seg }); }
-  sendFrom(buf: Buffer, off: number, len: number, host: string, port: number, seg = 0): void {
-    this.out.push({ host, port, bytes: Buffer.from(buf.subarray(off, off + len)), seg });
-  }
-  flush(): void {}
-  close(): void {}
-}
 
 const linkKey = (x: number, y: number): Buffer => Buffer.alloc(32, 16 * x + y + 1);
 const farKey = (from: number, to: number): Buffer => Buffer.alloc(32, 0x50 + 4 * from + to);
@@ -208,6 +190,32 @@ async function aesOrSkip(t: Test): Promise<AesGcm | null> {
   return aes;
 }
 
+type Line = ReturnType<typeof line>;
+
+/** A line (null without AES-256-GCM, the far path's cipher), closed at teardown, after `ticks` probe ticks. */
+async function started(t: Test, opts: Parameters<typeof line>[1] = {}, ticks = 4): Promise<Line | null> {
+  const aes = await aesOrSkip(t);
+  if (aes === null) return null;
+  const l = line(aes, opts);
+  t.teardown(l.close);
+  await l.ticks(ticks);
+  return l;
+}
+
+/** What node `from` sends while `act` runs, as it left; `deliver` false: taken off the wire, the line never delivers it. */
+function capture(l: Line, from: number, act: () => void, deliver = true): { bytes: Buffer; seg: number }[] {
+  const captured: { bytes: Buffer; seg: number }[] = [];
+  const port = l.ports[from]!;
+  const commit = port.commit.bind(port);
+  port.commit = (len, host, p, seg = 0) => {
+    if (deliver) commit(len, host, p, seg);
+    captured.push({ bytes: Buffer.from(port.stage.subarray(0, len)), seg });
+  };
+  act();
+  port.commit = commit;
+  return captured;
+}
+
 function decodeKernelRelay(bytes: Uint8Array): KernelRelayMessage {
   const m = decodeControlMessage(bytes);
   if (m.type !== 'kernel-relay') throw new Error(`decoded as ${m.type}`);
@@ -234,10 +242,8 @@ t.test('the kernel relay message codec: round trip and hostile bytes', async (t)
 });
 
 t.test('request, grants and probes put A <-> C frames on B\'s kernel, byte for byte, and B\'s router relays none', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
+  const l = await started(t, {}, 0);
+  if (l === null) return;
   l.send(0, frameAC(20_000, 1));
   t.equal(l.count(0, 'framesSentFar'), 1, 'before any grant, far through B\'s router');
   t.equal(l.count(1, 'framesRelayedFar'), 1);
@@ -268,19 +274,11 @@ t.test('request, grants and probes put A <-> C frames on B\'s kernel, byte for b
 });
 
 t.test('C takes type 4 only from the granted port, once, and unforged', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
-  await l.ticks(4);
+  const l = await started(t);
+  if (l === null) return;
   const f = frameAC(5_000, 7);
   // One type 4 message as A sent it (B's kernel forwards it as well).
-  const captured: { bytes: Buffer; seg: number }[] = [];
-  const port0 = l.ports[0]!;
-  const commit = port0.commit.bind(port0);
-  port0.commit = (len, host, port, seg = 0) => { commit(len, host, port, seg); captured.push({ bytes: Buffer.from(port0.stage.subarray(0, len)), seg }); };
-  l.send(0, f);
-  port0.commit = commit;
+  const captured = capture(l, 0, () => l.send(0, f));
   t.equal(captured.length, 1);
   const msg = captured[0]!;
   t.equal(msg.bytes[1], SLEEVE_TYPE_FAR_KERNEL, 'sleeve type 4');
@@ -316,19 +314,10 @@ t.test('C takes type 4 only from the granted port, once, and unforged', async (t
 });
 
 t.test('a type 4 message whose segments arrive one by one is put back together', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
-  await l.ticks(4);
-  const captured: { bytes: Buffer; seg: number }[] = [];
-  const port0 = l.ports[0]!;
-  const commit = port0.commit.bind(port0);
-  port0.commit = (len, _host, _port, seg = 0) => { captured.push({ bytes: Buffer.from(port0.stage.subarray(0, len)), seg }); };
+  const l = await started(t);
+  if (l === null) return;
   const f = frameAC(9_000, 11);
-  l.send(0, f);
-  port0.commit = commit;
-  const msg = captured[0]!;
+  const msg = capture(l, 0, () => l.send(0, f), false)[0]!;
   t.ok(msg.seg > 0 && msg.bytes.length > 3 * msg.seg, 'sent as several segments');
   const before = l.delivered[2]!.length;
   const segments: Buffer[] = [];
@@ -340,11 +329,8 @@ t.test('a type 4 message whose segments arrive one by one is put back together',
 });
 
 t.test('a path that stops carrying probes falls back to B\'s router, and comes back', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
-  await l.ticks(4);
+  const l = await started(t);
+  if (l === null) return;
   t.same(l.paths(0).map((p) => p.inUse), [true]);
   l.setKernel(false);
   await l.ticks(Math.ceil(FAST_OVERLAY_TIMINGS.udpTimeoutMs / FAST_OVERLAY_TIMINGS.probeIntervalMs) + 1);
@@ -371,11 +357,8 @@ t.test('a path that stops carrying probes falls back to B\'s router, and comes b
 });
 
 t.test('routes that move release the pair at the relay and the other end', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
-  await l.ticks(4);
+  const l = await started(t);
+  if (l === null) return;
   l.setHopsAC(1);
   await l.ticks(1);
   t.same(l.paths(0), [], 'A let go');
@@ -385,11 +368,8 @@ t.test('routes that move release the pair at the relay and the other end', async
 });
 
 t.test('an end whose relay goes drops the path at once; the relay closes pairs of a peer that went', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes);
-  t.teardown(l.close);
-  await l.ticks(4);
+  const l = await started(t);
+  if (l === null) return;
   l.overlays[0]!.removeNeighbour(B);
   t.same(l.paths(0), [], 'A without B: no path through it');
   l.overlays[1]!.removeNeighbour(A);
@@ -471,10 +451,8 @@ t.test('grants only from the way to that peer; requests only between ends that t
 });
 
 t.test('an end whose port cannot send segments takes no kernel path (a relay passes no IP fragment)', async (t) => {
-  const aes = await aesOrSkip(t);
-  if (aes === null) return;
-  const l = line(aes, { segmentBytesA: 0 });
-  t.teardown(l.close);
+  const l = await started(t, { segmentBytesA: 0 }, 0);
+  if (l === null) return;
   l.send(0, frameAC(20_000, 13));
   await l.ticks(4);
   t.same(l.overlays[0]!.far!.kernel?.flags(), { takes: false, grants: false }, 'A announces neither bit');
