@@ -7,7 +7,8 @@
 // forged; when h2's rules vanish (its table deleted by hand, as a crash or
 // an admin could) pings keep working through h2's router at once, and the
 // ends give the pair back and get a fresh one that carries frames again;
-// `weave stop` on h2 leaves no table behind. Needs root.
+// far rekeys (every 4 s here) keep frames on it; `weave stop` on h2 leaves
+// no table behind, and a relaunched h2 is asked again. Needs root.
 
 import t from 'tap';
 import { run } from '../../scripts/command';
@@ -37,7 +38,8 @@ async function relayTable(h: SimHost): Promise<string | null> {
 }
 
 t.test('h2\'s kernel carries h1 <-> h3 far frames; without its rules they go through h2\'s router until a fresh pair', async (t) => {
-  const net = await SimNetwork.create({ hosts: 3, password: 'kernel relay e2e', weaveEnv: { WEAVE_TEST_FAST: '1' } });
+  // End-to-end keys renewed every 4 s: frames keep the kernel path across rekeys.
+  const net = await SimNetwork.create({ hosts: 3, password: 'kernel relay e2e', weaveEnv: { WEAVE_TEST_FAST: '1', WEAVE_REKEY_INTERVAL_MS: '4000' } });
   t.teardown(async () => {
     for (const h of net.hosts) await h.weave(['stop'], { timeoutMs: 15_000 });
     await net.destroy();
@@ -115,7 +117,19 @@ t.test('h2\'s kernel carries h1 <-> h3 far frames; without its rules they go thr
   t.ok(((await h2.weaveStatus()).dataPlane?.kernelRelay?.pairs ?? 0) === 1, 'with a fresh pair');
   t.ok(/fwd ip to/.test((await relayTable(h2)) ?? ''), 'and fresh rules');
 
+  // Across far rekeys: new keys, the same path, frames still through it.
+  const keysBefore = (await counters(h1))['farSendKeys'] ?? 0;
+  await waitFor(async () => ((await counters(h1))['farSendKeys'] ?? 0) >= keysBefore + 2, { what: 'h1 renews its far key twice', timeoutMs: 30_000 });
+  const kernelBefore = (await counters(h1))['framesSentKernelRelay'] ?? 0;
+  await pingsFrom(ns1, '10.32.7.3', 'after rekeys');
+  t.ok(((await counters(h1))['framesSentKernelRelay'] ?? 0) > kernelBefore, 'after two far rekeys, pings still take the kernel path');
+  t.equal((await counters(h3))['frames_dropped{reason="auth"}'] ?? 0, 0, 'and h3 refused nothing as forged');
+
   const stop = await h2.weave(['stop'], { timeoutMs: 15_000 });
   t.equal(stop.code, 0, 'weave stop on h2');
   t.equal(await relayTable(h2), null, 'leaves no kernel relay table');
+  // The relay back: the ends ask it again.
+  const again = await h2.weave(['launch', '--nickname', h2.name, '--no-discovery', h1.address]);
+  t.equal(again.code, 0, `weave launch on h2 again: ${again.stderr.trim()}`);
+  await inUseBothWays('after h2 came back');
 });
