@@ -6,7 +6,7 @@
 import type { PeerName } from './peer-name';
 import type { SleeveKeyRing } from './sleeve-keys';
 import type { Routes } from './routes';
-import type { FastdpFlags, KernelRelayFlags } from './protocol';
+import type { UdpStatusReport } from './protocol';
 import type { KernelRelayMessage } from './kernel-relay-messages';
 import type { RouterStatus } from './status';
 
@@ -41,13 +41,8 @@ export interface DataPlane {
   handleTcpFrame(from: PeerName, inner: Uint8Array): void;
   /** A FAR_FRAME control message (protocol.ts): a far sleeve message a relay passed on over TCP. */
   handleTcpFar?(from: PeerName, message: Uint8Array): void;
-  /**
-   * echo: the last probe challenge the neighbour heard from us (plaintext meshes), or null; fastdp: its fast-path bits;
-   * segments: it accepts sleeve version 3 (router/overlay/sleeve-segments.ts); far: it takes far messages (router/overlay/far-session.ts);
-   * kernel: its kernel relay bits (router/overlay/kernel-relay.ts).
-   */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp?: FastdpFlags, segments?: boolean, far?: boolean,
-    kernel?: KernelRelayFlags): void;
+  /** A UDP_STATUS control message from a neighbour (protocol.ts UdpStatusReport says what each field is). */
+  handleUdpStatus(from: PeerName, report: UdpStatusReport): void;
   /** A KERNEL_RELAY control message (kernel-relay-messages.ts) from a neighbour. */
   handleKernelRelay?(from: PeerName, msg: KernelRelayMessage): void;
   linkStatus(name: PeerName): LinkStatus | null;

@@ -88,8 +88,22 @@ export type ControlMessage =
   | { type: 'far-frame'; message: Uint8Array }
   | { type: 'rekey'; rekey: RekeyMessage }
   | { type: 'kernel-relay'; relay: KernelRelayMessage }
-  | { type: 'udp-status'; hearing: boolean; sinceProbeMs: number; echo: Uint8Array | null; fastdp: FastdpFlags; segments: boolean; far: boolean;
-    kernel: KernelRelayFlags };
+  | ({ type: 'udp-status'; sinceProbeMs: number } & Required<UdpStatusReport>);
+
+/**
+ * What a UDP_STATUS says, as the data plane takes it: hearing (bit 0), the
+ * last probe challenge the neighbour heard from us (plaintext meshes), its
+ * fast-path bits (1, 2), whether it accepts sleeve version 3 (bit 3), takes
+ * far messages (bit 4), and its kernel relay bits (5, 6). Absent: not set.
+ */
+export interface UdpStatusReport {
+  hearing: boolean;
+  echo?: Uint8Array | null;
+  fastdp?: FastdpFlags;
+  segments?: boolean;
+  far?: boolean;
+  kernel?: KernelRelayFlags;
+}
 
 /** The kernel relay bits of UDP_STATUS (flags bits 5 and 6). */
 export interface KernelRelayFlags {

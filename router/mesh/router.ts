@@ -319,7 +319,7 @@ export class Router implements MeshLinks {
         this.deps.dataPlane?.handleTcpFar?.(remote.name, msg.message);
         return;
       case 'udp-status':
-        this.deps.dataPlane?.handleUdpStatus(remote.name, msg.hearing, msg.echo, msg.fastdp, msg.segments, msg.far, msg.kernel);
+        this.deps.dataPlane?.handleUdpStatus(remote.name, msg);
         return;
       case 'kernel-relay':
         this.deps.dataPlane?.handleKernelRelay?.(remote.name, msg.relay);

@@ -44,7 +44,7 @@ import { FarPath } from './far-path';
 import { FarSessions } from './far-session';
 import type { PeerName } from '../mesh/peer-name';
 import type { RouterStatus } from '../mesh/status';
-import { FastdpFlags, KernelRelayFlags, NO_FASTDP, NO_KERNEL_RELAY } from '../mesh/protocol';
+import { NO_KERNEL_RELAY, type UdpStatusReport } from '../mesh/protocol';
 import type { KernelRelayMessage } from '../mesh/kernel-relay-messages';
 import type { KernelRelayRulesPort } from './kernel-relay';
 import type { Fastdp } from './fastdp';
@@ -293,12 +293,11 @@ export class Overlay implements DataPlane {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(from: PeerName, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false,
-    kernel: KernelRelayFlags = NO_KERNEL_RELAY): void {
+  handleUdpStatus(from: PeerName, report: UdpStatusReport): void {
     const l = this.links.get(from);
     if (!l) return;
     const { peerHearsUs, udp: { host, port } } = l;
-    this.probes.handleUdpStatus(l, hearing, echo, fastdp, segments, far, kernel);
+    this.probes.handleUdpStatus(l, report);
     if (l.peerHearsUs !== peerHearsUs || l.udp.host !== host || l.udp.port !== port) this.lane?.clear();
   }
 

@@ -11,7 +11,7 @@ import type { Clock, Timer } from '../../common/clock';
 import type { Logger } from '../../common/logger';
 import type { LinkStatus, OverlayNeighbour } from '../mesh/data-plane';
 import type { PeerName } from '../mesh/peer-name';
-import { encodeUdpStatus, FastdpFlags, KernelRelayFlags, NO_FASTDP, NO_KERNEL_RELAY } from '../mesh/protocol';
+import { encodeUdpStatus, KernelRelayFlags, NO_FASTDP, NO_KERNEL_RELAY, type UdpStatusReport } from '../mesh/protocol';
 import type { Fastdp } from './fastdp';
 import type { DatagramPort } from './ports';
 import { SLEEVE_HEADER_BYTES, SLEEVE_TYPE_PROBE } from './sleeve-codec';
@@ -124,17 +124,17 @@ export class LinkProbes {
   }
 
   /** A UDP_STATUS control message: whether the neighbour hears our probes, and the last challenge it heard. */
-  handleUdpStatus(l: Link, hearing: boolean, echo: Uint8Array | null, fastdp: FastdpFlags = NO_FASTDP, segments = false, far = false,
-    kernel: KernelRelayFlags = NO_KERNEL_RELAY): void {
-    l.far = far;
-    l.kernel = kernel;
-    const segmented = segments && this.deps.stride > 0;
+  handleUdpStatus(l: Link, report: UdpStatusReport): void {
+    const { hearing, echo = null } = report;
+    l.far = report.far === true;
+    l.kernel = report.kernel ?? NO_KERNEL_RELAY;
+    const segmented = report.segments === true && this.deps.stride > 0;
     if (l.segmented !== segmented) {
       l.segmented = segmented;
       this.segmentedLinks += segmented ? 1 : -1;
     }
     const from = l.n.name;
-    this.deps.fastdp?.onReport(from, fastdp);
+    this.deps.fastdp?.onReport(from, report.fastdp ?? NO_FASTDP);
     if (echo !== null && l.udp.confirm(echo, this.deps.clock.now()) && this.deps.logger.enabled('info')) {
       this.deps.logger.info('UDP address confirmed over TCP', { peer: from, addr: `${l.udp.host}:${l.udp.port}` });
     }
@@ -175,7 +175,7 @@ export class LinkProbes {
         link.n.sendControl(encodeUdpStatus(sinceMs <= t.udpTimeoutMs, Number.isFinite(sinceMs) ? sinceMs : 0xffffffff, echo, fastdp, true, this.deps.far(),
           this.deps.kernel()));
         // A neighbour that stopped reporting (old version, overload) is not trusted with UDP.
-        if (now - link.peerStatusMs > 2 * t.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link, false, null);
+        if (now - link.peerStatusMs > 2 * t.udpTimeoutMs && link.peerHearsUs) this.handleUdpStatus(link, { hearing: false });
       }
       this.deps.fastdp?.tick();
       this.deps.udp.flush();

@@ -218,7 +218,7 @@ t.test('Overlay: slow batches from the bridge and from the underlay drop bulk fr
   overlay.start();
   overlay.setRoutes({ nextHop: () => PEER, broadcastChildren: (origin) => (origin === US ? [PEER] : []) });
   overlay.addNeighbour({ name: PEER, host: '10.9.0.2', udpPort: 6783, keys: new SleeveKeyRing(key(1), key(2)), sendControl: () => {} });
-  overlay.handleUdpStatus(PEER, true, null);
+  overlay.handleUdpStatus(PEER, { hearing: true });
 
   const ping = frame({ gso: false, payload: 64, dstMac: 0x0b });
   const bulk = frame({ payload: 20_000, dstMac: 0x0b });

@@ -82,7 +82,7 @@ function line(aes: AesGcm, opts: { farAtC?: boolean; segmentBytesA?: number; lan
         name: NAMES[y]!, host: HOSTS[NAMES[y]!]!, udpPort: 6783, keys: new SleeveKeyRing(linkKey(x, y, gen), linkKey(y, x, gen), 'aes-256-gcm'),
         sendControl: (msg) => { controls.push({ from: x, to: y, msg }); },
       });
-      overlays[x]!.handleUdpStatus(NAMES[y]!, true, null, undefined, true, x === 1 && y === 2 ? opts.farAtC !== false : true);
+      overlays[x]!.handleUdpStatus(NAMES[y]!, { hearing: true, segments: true, far: x === 1 && y === 2 ? opts.farAtC !== false : true });
     }
   };
   connect(0);
@@ -300,7 +300,7 @@ t.test('a relay whose link to the destination is on TCP passes far messages on t
   const l = line(aes);
   l.keys();
   // C hears none of B's UDP: B sends to C over TCP from now on.
-  l.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true);
+  l.overlays[1]!.handleUdpStatus(C, { hearing: false, segments: true, far: true });
   const frames = [tcpSuperFrame(40_000, 1), tcpSuperFrame(300, 2, true)];
   for (const f of frames) { l.send(f); l.run(); }
   t.equal(l.delivered.length, 2, 'both arrive');
@@ -416,7 +416,7 @@ t.test('a far message relayed in place installs a relaying entry, once, and chan
   const clears = lane.clears;
   l.tick(1_100);
   t.equal(lane.clears, clears, 'the probe tick finds it as it was');
-  l.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true);
+  l.overlays[1]!.handleUdpStatus(C, { hearing: false, segments: true, far: true });
   t.ok(lane.clears > clears, 'C no longer hearing B clears it');
   const c = l.overlays[1]!.counters;
   t.equal(c['framesRelayedLane'], 7, 'the lane\'s relayed messages counted');

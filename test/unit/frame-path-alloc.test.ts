@@ -152,7 +152,7 @@ function line(aes: AesGcm) {
       name: NAMES[y]!, host: HOSTS[y]!, udpPort: 6783,
       keys: new SleeveKeyRing(Buffer.alloc(32, 16 * x + y + 1), Buffer.alloc(32, 16 * y + x + 1), 'aes-256-gcm'), sendControl: () => {},
     });
-    overlays[x]!.handleUdpStatus(NAMES[y]!, true, null, undefined, true, true);
+    overlays[x]!.handleUdpStatus(NAMES[y]!, { hearing: true, segments: true, far: true });
   }
   const farKey = Buffer.alloc(32, 0x5a);
   overlays[0]!.far!.farSendKey(NAMES[2]!, 1, Buffer.from(farKey));

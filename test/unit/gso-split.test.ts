@@ -255,7 +255,7 @@ t.test('an Overlay sends an oversized super-frame as pieces the far end accepts'
   overlay.start();
   overlay.setRoutes({ nextHop: () => PEER, broadcastChildren: (origin) => (origin === US ? [PEER] : []) });
   overlay.addNeighbour({ name: PEER, host: '10.9.0.2', udpPort: 6783, keys: new SleeveKeyRing(key(1), key(2)), sendControl: () => {} });
-  overlay.handleUdpStatus(PEER, true, null);
+  overlay.handleUdpStatus(PEER, { hearing: true });
   const f = superFrame({ payload: 65_535 - 20 - 32 });
   f[VNET_HDR_BYTES + 5] = 0x0b; // to 02:02:02:02:02:0b, unknown here: it goes down the broadcast tree
   t.ok(f.length > MAX_SLEEVE_FRAME_BYTES, 'the frame does not fit one datagram');

@@ -111,7 +111,7 @@ t.test('the overlay releases after a burst over UDP, and after one over TCP', as
       sendControl: (m) => { if (m[0] === MSG_FRAME) overlays[1 - i]!.handleTcpFrame(names[i]!, m.subarray(1)); },
     });
   });
-  const hearing = (yes: boolean): void => overlays.forEach((o, i) => o.handleUdpStatus(names[1 - i]!, yes, null));
+  const hearing = (yes: boolean): void => overlays.forEach((o, i) => o.handleUdpStatus(names[1 - i]!, { hearing: yes }));
   // 300 broadcast frames of 1,300 bytes from A's bridge: ~390 KB, more than one tick's 256 KiB.
   const burst = (): void => {
     const f = Buffer.alloc(VNET_HDR_BYTES + 1290);

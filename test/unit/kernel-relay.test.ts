@@ -92,7 +92,7 @@ function line(aes: AesGcm, opts: { kernelAt?: [boolean, boolean, boolean]; segme
       name: NAMES[y]!, host: HOSTS[y]!, udpPort: 6783, keys: new SleeveKeyRing(linkKey(x, y), linkKey(y, x), 'aes-256-gcm'),
       sendControl: (msg) => { controls.push({ from: x, to: y, msg }); },
     });
-    overlays[x]!.handleUdpStatus(NAMES[y]!, true, null, undefined, true, true, overlays[y]!.far!.kernel?.flags() ?? NO_KERNEL_RELAY);
+    overlays[x]!.handleUdpStatus(NAMES[y]!, { hearing: true, segments: true, far: true, kernel: overlays[y]!.far!.kernel?.flags() ?? NO_KERNEL_RELAY });
   }
   /** What passed through B's "kernel", per direction. */
   const forwarded = { ac: 0, ca: 0 };
@@ -126,7 +126,7 @@ function line(aes: AesGcm, opts: { kernelAt?: [boolean, boolean, boolean]; segme
         if (m.type === 'far-frame') overlays[c.to]!.handleTcpFar(NAMES[c.from]!, m.message);
         if (m.type === 'frame') overlays[c.to]!.handleTcpFrame(NAMES[c.from]!, m.inner);
         if (m.type === 'kernel-relay') overlays[c.to]!.handleKernelRelay(NAMES[c.from]!, m.relay);
-        if (m.type === 'udp-status') overlays[c.to]!.handleUdpStatus(NAMES[c.from]!, m.hearing, m.echo, m.fastdp, m.segments, m.far, m.kernel);
+        if (m.type === 'udp-status') overlays[c.to]!.handleUdpStatus(NAMES[c.from]!, m);
       }
     }
   };
@@ -395,10 +395,10 @@ t.test('grants only from the way to that peer; requests only between ends that t
   t.equal(releases.length, 3, 'and tells the relay so');
   l.controls.length = 0;
   // A neighbour that never said it grants is not taken at its word.
-  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, { takes: true, grants: false });
+  l.overlays[0]!.handleUdpStatus(B, { hearing: true, segments: true, far: true, kernel: { takes: true, grants: false } });
   l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_103 });
   t.same(l.paths(0), [], 'no grant from a neighbour without bit 6');
-  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, TAKES);
+  l.overlays[0]!.handleUdpStatus(B, { hearing: true, segments: true, far: true, kernel: TAKES });
   l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_104 });
   t.same(l.paths(0), [{ peer: C, via: B, inUse: false }], 'the same grant from one that did: taken');
   l.controls.length = 0;
@@ -406,7 +406,7 @@ t.test('grants only from the way to that peer; requests only between ends that t
   l.overlays[0]!.removeNeighbour(B);
   l.overlays[0]!.addNeighbour({ name: B, host: HOSTS[1]!, udpPort: 6783, keys: new SleeveKeyRing(linkKey(0, 1), linkKey(1, 0), 'aes-256-gcm'),
     sendControl: (msg) => { l.controls.push({ from: 0, to: 1, msg }); } });
-  l.overlays[0]!.handleUdpStatus(B, true, null, undefined, true, true, TAKES);
+  l.overlays[0]!.handleUdpStatus(B, { hearing: true, segments: true, far: true, kernel: TAKES });
   const D = '02:00:00:00:00:0d' as PeerName;
   l.overlays[0]!.setRoutes({ nextHop: (dst) => (dst === C ? D : dst === B ? B : null), broadcastChildren: () => [], hops: (dst) => (dst === C ? 2 : 1) });
   l.overlays[0]!.handleKernelRelay(B, { kind: 'grant', peer: C, port: 40_105 });
@@ -426,11 +426,11 @@ t.test('grants only from the way to that peer; requests only between ends that t
   t.same(l.opened, [], 'B opens no pair of A with A');
   const l3 = line(aes);
   t.teardown(l3.close);
-  l3.overlays[1]!.handleUdpStatus(C, false, null, undefined, true, true, TAKES);
+  l3.overlays[1]!.handleUdpStatus(C, { hearing: false, segments: true, far: true, kernel: TAKES });
   l3.overlays[1]!.handleKernelRelay(A, { kind: 'request', peer: C, port: 0 });
   await new Promise((r) => setImmediate(r));
   t.same(l3.opened, [], 'B opens no pair with an end that does not hear its UDP');
-  l3.overlays[1]!.handleUdpStatus(C, true, null, undefined, true, true, TAKES);
+  l3.overlays[1]!.handleUdpStatus(C, { hearing: true, segments: true, far: true, kernel: TAKES });
   l3.overlays[1]!.far!.source = null;
   l3.overlays[1]!.handleKernelRelay(A, { kind: 'request', peer: C, port: 0 });
   await new Promise((r) => setImmediate(r));
@@ -442,7 +442,7 @@ t.test('grants only from the way to that peer; requests only between ends that t
   const others = Array.from({ length: MAX_PAIRS_PER_PEER + 3 }, (_, i) => `02:00:00:00:01:${(16 + i).toString(16)}` as PeerName);
   others.forEach((name, i) => {
     relay.addNeighbour({ name, host: `10.9.1.${i + 1}`, udpPort: 6783, keys: new SleeveKeyRing(linkKey(1, 9), linkKey(9, 1), 'aes-256-gcm'), sendControl: () => {} });
-    relay.handleUdpStatus(name, true, null, undefined, true, true, TAKES);
+    relay.handleUdpStatus(name, { hearing: true, segments: true, far: true, kernel: TAKES });
   });
   for (const name of others) relay.handleKernelRelay(A, { kind: 'request', peer: name, port: 0 });
   relay.handleKernelRelay(A, { kind: 'request', peer: others[0]!, port: 0 });

@@ -104,7 +104,7 @@ t.test('lone frames install lane entries; every change clears them', { skip: aes
   overlays.forEach((o, i) => {
     direct(i);
     o.addNeighbour({ name: names[1 - i]!, host: hosts[1 - i]!, udpPort: 6783, keys: rings[i]!, sendControl: () => {} });
-    o.handleUdpStatus(names[1 - i]!, true, null);
+    o.handleUdpStatus(names[1 - i]!, { hearing: true });
   });
   const laneA = lanes[0]!;
   // B's container speaks first (a broadcast), so A learns that MAC_B lives at B.
@@ -139,9 +139,9 @@ t.test('lone frames install lane entries; every change clears them', { skip: aes
     act();
     t.equal(laneA.clears - before, expectClear ? 1 : 0, what);
   };
-  clearsAfter('the same status again clears nothing', () => overlays[0]!.handleUdpStatus(B, true, null), false);
-  clearsAfter('a status saying B stopped hearing us clears the lane', () => overlays[0]!.handleUdpStatus(B, false, null));
-  overlays[0]!.handleUdpStatus(B, true, null);
+  clearsAfter('the same status again clears nothing', () => overlays[0]!.handleUdpStatus(B, { hearing: true }), false);
+  clearsAfter('a status saying B stopped hearing us clears the lane', () => overlays[0]!.handleUdpStatus(B, { hearing: false }));
+  overlays[0]!.handleUdpStatus(B, { hearing: true });
   clearsAfter('new routes clear it', () => direct(0));
   clearsAfter('a key rotation clears it', () => rings[0]!.rotateSend(1, randomBytes(32)));
   t.equal(laneA.sets.at(-1)!.head[1]! & 0x80, 0, 'an entry made before the rotation had phase 0');
@@ -207,7 +207,7 @@ t.test('lone frames install lane entries; every change clears them', { skip: aes
   clock.advance(3 * FAST_OVERLAY_TIMINGS.udpTimeoutMs);
   t.ok(laneA.clears > quietBefore, 'a link gone quiet clears the lane at a probe tick');
 
-  overlays[0]!.handleUdpStatus(B, true, null);
+  overlays[0]!.handleUdpStatus(B, { hearing: true });
   clearsAfter('B leaving clears it', () => overlays[0]!.removeNeighbour(B));
   overlays.forEach((o) => o.close());
 });
@@ -229,7 +229,7 @@ t.test('links the lane cannot serve install nothing', { skip: aes === null ? 'no
     o.setRoutes({ nextHop: (dst) => (dst === B ? B : null), broadcastChildren: () => [B] });
     o.addNeighbour({ name: B, host: '10.9.0.2', udpPort: 6783, keys: cipher === null ? null : new SleeveKeyRing(randomBytes(32), randomBytes(32), cipher),
       sendControl: () => {} });
-    o.handleUdpStatus(B, true, null);
+    o.handleUdpStatus(B, { hearing: true });
     o.handleTcpFrame(B, Buffer.concat([nameBytes(B), nameBytes(A), Buffer.from([MAX_HOPS]), frame(BROADCAST, MAC_B)]));
     for (let i = 0; i < LANE_ENTRIES + 2; i++) onFrame(frame(MAC_B, MAC_A), 0, VNET_HDR_BYTES + 100);
     t.equal(lane.sets.length, 0, `${cipher ?? 'plaintext'}: no entry (the lane seals with AES-256-GCM only)`);

@@ -117,7 +117,7 @@ function line(opts: Options) {
     overlays[x]!.addNeighbour({
       name: NAMES[y]!, host: HOSTS[NAMES[y]!]!, udpPort: 6783, keys: opts.password ? new SleeveKeyRing(key(x, y), key(y, x)) : null, sendControl: () => {},
     });
-    overlays[x]!.handleUdpStatus(NAMES[y]!, true, null, undefined, opts.v3 ?? true);
+    overlays[x]!.handleUdpStatus(NAMES[y]!, { hearing: true, segments: opts.v3 ?? true });
   }
   const hostIndex = (host: string): number => NAMES.findIndex((n) => HOSTS[n] === host);
   /** Delivers everything queued, node by node, until the line is quiet. */

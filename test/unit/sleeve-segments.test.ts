@@ -246,7 +246,7 @@ function pair(delivery: Delivery, password: boolean, segmentBytes = 1472) {
   for (const o of [a, b]) { o.start(); o.setRoutes({ nextHop: () => (o === a ? B : A), broadcastChildren: (origin) => (origin === A && o === a ? [B] : []) }); }
   a.addNeighbour({ name: B, host: '10.9.0.2', udpPort: 6783, keys: password ? new SleeveKeyRing(key(1), key(2)) : null, sendControl: () => {} });
   b.addNeighbour({ name: A, host: '10.9.0.1', udpPort: 6783, keys: password ? new SleeveKeyRing(key(2), key(1)) : null, sendControl: (m) => { control.push(m); } });
-  a.handleUdpStatus(B, true, null, undefined, true);
+  a.handleUdpStatus(B, { hearing: true, segments: true });
   return { a, b, send: (f: Buffer) => onFrame!(f, 0, f.length), delivered, sent, control, rng };
 }
 
@@ -310,7 +310,7 @@ t.test('overlay: a lost segment loses one message, nothing else; a full-size sup
 t.test('overlay: version 3 only to a neighbour that announced it; every overlay announces it', async (t) => {
   await loadSodium();
   const p = pair('coalesced', true);
-  p.a.handleUdpStatus(B, true, null, undefined, false);
+  p.a.handleUdpStatus(B, { hearing: true, segments: false });
   p.send(tcpSuperFrame(30_000));
   t.equal(p.a.counters.framesSentSegmented, 0, 'an older neighbour gets version 2');
   t.ok(p.sent.every((s) => s.seg === 0), 'no segmented send');

@@ -164,7 +164,7 @@ const address = (o: Overlay): string => o.linkStatus(PEER)!.udpAddress;
 t.test('plaintext: spoofed datagrams naming the neighbour move nothing and deliver nothing', async (t) => {
   const s = setup(false);
   s.udp.deliver(s.datagram(SLEEVE_TYPE_PROBE, Buffer.alloc(0)), PEER_HOST, PORT);
-  s.overlay.handleUdpStatus(PEER, true, null);
+  s.overlay.handleUdpStatus(PEER, { hearing: true });
   s.udp.deliver(s.frame('real'), PEER_HOST, PORT);
   t.equal(s.bridge.written.length, 1, 'a frame from the pinned address is delivered');
   s.udp.sent.length = 0;
@@ -204,9 +204,9 @@ t.test('plaintext behind NAT: the echo of a challenge over TCP moves the address
   const challenge = s.udp.sent.find((d) => d.port === natPort)!;
   t.ok(challenge, 'challenged the NAT port');
   const nonce = challenge.bytes.subarray(SLEEVE_HEADER_BYTES, SLEEVE_HEADER_BYTES + CHALLENGE_BYTES);
-  s.overlay.handleUdpStatus(PEER, false, Buffer.alloc(CHALLENGE_BYTES, 7));
+  s.overlay.handleUdpStatus(PEER, { hearing: false, echo: Buffer.alloc(CHALLENGE_BYTES, 7) });
   t.equal(address(s.overlay), `${PEER_HOST}:${PORT}`, 'a wrong echo moves nothing');
-  s.overlay.handleUdpStatus(PEER, true, nonce);
+  s.overlay.handleUdpStatus(PEER, { hearing: true, echo: nonce });
   t.equal(address(s.overlay), `${PEER_HOST}:${natPort}`, 'the echo moves it');
   s.udp.deliver(s.frame('via nat'), PEER_HOST, natPort);
   t.equal(s.bridge.written.length, 1, 'frames from the confirmed address are delivered');
